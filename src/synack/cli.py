@@ -1,0 +1,94 @@
+"""The ``synack`` command line (PROTOCOLS.md §5).
+
+Each command group lives next to the code it drives and exposes
+``register(subparsers)``; this module only assembles them and turns user
+mistakes into one clear line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import importlib
+import sys
+from collections.abc import Sequence
+
+from synack import __version__
+from synack.errors import UsageError
+
+# Modules that contribute sub-commands, in the order ``--help`` lists them.
+# Each defines ``register(subparsers: argparse._SubParsersAction) -> None`` and
+# sets ``func`` on its parsers via ``set_defaults(func=...)``; ``func(args)``
+# returns the exit status.
+COMMAND_MODULES: tuple[str, ...] = (
+    "synack.apps.demo_cli",
+    "synack.apps.chat.cli",
+    "synack.apps.time.cli",
+    "synack.apps.udpchat.cli",
+    "synack.apps.services_cli",
+    "synack.net_cli",
+    "synack.stack.cli",
+    "synack.trace.cli",
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage mistake as one line and exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="synack",
+        description="Socket communication made real, visible and dependable.",
+    )
+    parser.add_argument("--version", action="version", version=f"synack {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            # A command group not built yet must not break the others.
+            if exc.name is not None and name.startswith(exc.name):
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def _describe_os_error(exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return f"address already in use ({exc.strerror})" if exc.strerror else "address already in use"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return "cannot assign requested address (is the host address on this machine?)"
+    if exc.errno == errno.ECONNREFUSED:
+        return "connection refused (is the server running?)"
+    if exc.errno == errno.EACCES:
+        return f"permission denied{': ' + exc.filename if exc.filename else ''}"
+    if exc.errno == errno.ENOENT and exc.filename:
+        return f"no such file: {exc.filename}"
+    return str(exc)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        status = func(args)
+    except UsageError as exc:
+        sys.stderr.write(f"synack: error: {exc}\n")
+        return 2
+    except OSError as exc:
+        # Bind/connect failures are user mistakes (port in use, bad address).
+        sys.stderr.write(f"synack: error: {_describe_os_error(exc)}\n")
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return int(status or 0)
