@@ -1,0 +1,91 @@
+"""What a host tells its adapters and observers. Frozen, slotted, validated."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from typing import Any, Literal
+
+
+@dataclass(frozen=True, slots=True)
+class FrameTrace:
+    """Every frame in or out of a host (the trace observers' record)."""
+
+    host: str
+    ts: float
+    direction: Literal["in", "out"]
+    frame: bytes
+
+    def __post_init__(self) -> None:
+        if self.direction not in ("in", "out"):
+            raise ValueError(f"direction must be 'in' or 'out', not {self.direction!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class TcpStateTrace:
+    """Every TCP state change of a host's connections."""
+
+    host: str
+    ts: float
+    local: tuple[IPv4Address, int]
+    remote: tuple[IPv4Address, int]
+    old: str
+    new: str
+
+
+@dataclass(frozen=True, slots=True)
+class ArpRefused:
+    """An ARP packet the spoofing defence refused (reason: unsolicited/conflict)."""
+
+    ts: float
+    ip: IPv4Address
+    mac: bytes
+    reason: str
+
+    def __post_init__(self) -> None:
+        if len(self.mac) != 6:
+            raise ValueError("mac must be 6 bytes")
+
+
+@dataclass(frozen=True, slots=True)
+class NeighbourUnreachable:
+    """ARP gave up on ``ip``; ``dropped`` packets waiting for it were lost."""
+
+    ts: float
+    ip: IPv4Address
+    dropped: int
+
+
+@dataclass(frozen=True, slots=True)
+class EchoReply:
+    """An ICMP echo reply arrived (the answer to :meth:`Host.ping`)."""
+
+    ts: float
+    src: IPv4Address
+    ident: int
+    sequence: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class DatagramReadable:
+    """A UDP endpoint's receive queue went from empty to non-empty."""
+
+    endpoint: Any
+
+
+@dataclass(frozen=True, slots=True)
+class DatagramError:
+    """An ICMP error about a datagram an endpoint sent (e.g. port unreachable)."""
+
+    endpoint: Any
+    errno: int
+    remote: tuple[IPv4Address, int]
+
+
+@dataclass(frozen=True, slots=True)
+class TcpActivity:
+    """A TCP socket has something new for its owner: readable data, send space,
+    an established/closed connection, or (for a listener) a connection to accept."""
+
+    socket: Any

@@ -1,0 +1,58 @@
+"""Small builders for in-memory networks used by the stack tests."""
+
+from __future__ import annotations
+
+import random
+from ipaddress import IPv4Address, IPv4Interface
+
+from synack.links.lan import Lan, Router, RouterInterface
+from synack.stack.host import Host, HostConfig
+
+
+def mac(n: int) -> bytes:
+    return bytes([0x02, 0, 0, 0, 0, n])
+
+
+def make_host(n: int, cidr: str, gateway: str | None = None, **kw: object) -> Host:
+    cfg = HostConfig(
+        mac=mac(n),
+        interface=IPv4Interface(cidr),
+        gateway=IPv4Address(gateway) if gateway else None,
+        name=f"h{n}",
+        **kw,  # type: ignore[arg-type]
+    )
+    return Host(cfg, rng=random.Random(n), isn_secret=bytes([n]) * 16)
+
+
+def two_hosts(**kw: object) -> tuple[Lan, Host, Host]:
+    lan = Lan()
+    sw, _ = lan.switch()
+    a = make_host(1, "10.213.0.1/24", **kw)
+    b = make_host(2, "10.213.0.2/24", **kw)
+    lan.attach_host(a, sw)
+    lan.attach_host(b, sw)
+    a.start(0.0)
+    b.start(0.0)
+    lan.run()
+    return lan, a, b
+
+
+def routed() -> tuple[Lan, Host, Host, Router]:
+    lan = Lan()
+    sw1, _ = lan.switch()
+    sw2, _ = lan.switch()
+    a = make_host(1, "10.213.1.10/24", gateway="10.213.1.1")
+    b = make_host(2, "10.213.2.10/24", gateway="10.213.2.1")
+    router = Router(
+        [
+            RouterInterface(mac(0x81), IPv4Interface("10.213.1.1/24")),
+            RouterInterface(mac(0x82), IPv4Interface("10.213.2.1/24"), mtu=576),
+        ]
+    )
+    lan.attach_host(a, sw1)
+    lan.attach_host(b, sw2)
+    lan.attach_router(router, [sw1, sw2])
+    a.start(0.0)
+    b.start(0.0)
+    lan.run()
+    return lan, a, b, router
