@@ -1,0 +1,281 @@
+"""The chat client API (async), used by the CLI, the tests and the benchmarks.
+
+    async with ChatClient.connect("127.0.0.1", 8898, "ada") as c:
+        await c.say("hello")
+        print(await c.who(timeout=2))
+        async for event in c.events():
+            ...
+
+The connection is opened with a ``create_connection``-shaped callable (default
+``loop.create_connection``), so the same client runs over synack's own TCP
+stack. Heartbeats are answered automatically: a server ``ping`` gets a ``pong``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from typing import Final
+
+from synack.apps.chat.connection import ConnectionClosed, CreateConnection, FramedProtocol
+from synack.apps.chat.messages import (
+    Bye,
+    ClientMessage,
+    Error,
+    Hello,
+    Ping,
+    Pong,
+    Say,
+    ServerMessage,
+    Users,
+    Welcome,
+    Who,
+    decode_server,
+    encode_message,
+)
+from synack.apps.chat.server import DEFAULT_PORT
+from synack.errors import RemoteProtocolError, SynackError
+from synack.framing import DEFAULT_MAX_FRAME
+
+__all__ = ["ChatClient", "ChatError", "RawEvent"]
+
+_CLOSED: Final = object()  # end-of-events marker in the queue
+
+
+class ChatError(SynackError):
+    """The server refused something (``error`` message) or went away."""
+
+    def __init__(self, code: str, detail: str = "") -> None:
+        super().__init__(f"{code}: {detail}" if detail else code)
+        self.code = code
+        self.detail = detail
+
+
+class RawEvent:
+    """A received message together with its payload exactly as on the wire."""
+
+    __slots__ = ("message", "raw")
+
+    def __init__(self, message: ServerMessage, raw: bytes) -> None:
+        self.message = message
+        self.raw = raw
+
+
+class _ClientProtocol(FramedProtocol):
+    def __init__(self, max_frame: int) -> None:
+        super().__init__(max_frame)
+        self.events: collections.deque[RawEvent | object] = collections.deque()
+        self.waiters: list[asyncio.Future[None]] = []
+        self.closed_event = asyncio.Event()
+        self.who_waiters: collections.deque[asyncio.Future[list[str]]] = collections.deque()
+        self.ping_waiters: collections.deque[asyncio.Future[float]] = collections.deque()
+        self.bye_received = False
+        self.ignored = 0  # frames this client does not understand (newer server?)
+        self.error: BaseException | None = None
+
+    def frames_received(self, frames: list[bytes]) -> None:
+        for raw in frames:
+            try:
+                m = decode_server(raw)
+            except ValueError:
+                self.ignored += 1  # §2 may grow new types; an old client skips them
+                continue
+            if isinstance(m, Ping):
+                self.send_frame(encode_message(Pong()))
+            elif isinstance(m, Users) and self.who_waiters:
+                fut = self.who_waiters.popleft()
+                if not fut.done():
+                    fut.set_result(list(m.users))
+                continue
+            elif isinstance(m, Pong) and self.ping_waiters:
+                fut_p = self.ping_waiters.popleft()
+                if not fut_p.done():
+                    fut_p.set_result(time.monotonic())
+                continue
+            elif isinstance(m, Bye):
+                self.bye_received = True
+            self.events.append(RawEvent(m, raw))
+        self._wake()
+
+    def protocol_error(self, exc: RemoteProtocolError) -> None:
+        self.error = exc
+        self.abort()
+
+    def closed_by_peer(self, exc: Exception | None) -> None:
+        if self.error is None:
+            self.error = exc
+        self.closed_event.set()
+        self.events.append(_CLOSED)
+        for waiters in (self.who_waiters, self.ping_waiters):
+            while waiters:
+                fut = waiters.popleft()
+                if not fut.done():
+                    fut.set_exception(ConnectionClosed("connection closed", self.error))
+        self._wake()
+
+    def _wake(self) -> None:
+        waiters, self.waiters = self.waiters, []
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
+
+    async def next(self) -> RawEvent | None:
+        while not self.events:
+            w = self._loop.create_future()
+            self.waiters.append(w)
+            await w
+        item = self.events[0]
+        if item is _CLOSED:
+            return None  # stays in the queue: every later call also sees the end
+        self.events.popleft()
+        assert isinstance(item, RawEvent)
+        return item
+
+
+class ChatClient:
+    """A registered chat connection. Create with ``connect`` (or ``open``)."""
+
+    def __init__(self, protocol: _ClientProtocol, welcome: Welcome) -> None:
+        self._p = protocol
+        self.welcome = welcome
+        self.nick = welcome.nick
+
+    # -- opening -------------------------------------------------------------
+
+    @classmethod
+    async def open(
+        cls,
+        host: str = "127.0.0.1",
+        port: int = DEFAULT_PORT,
+        nick: str = "",
+        *,
+        timeout: float = 10.0,
+        max_frame: int = DEFAULT_MAX_FRAME,
+        create_connection: CreateConnection | None = None,
+    ) -> ChatClient:
+        """Connect and register; ``ChatError`` if the server refuses the nick."""
+        loop = asyncio.get_running_loop()
+        opener: CreateConnection = create_connection or loop.create_connection
+        _, proto = await asyncio.wait_for(
+            opener(lambda: _ClientProtocol(max_frame), host, port), timeout
+        )
+        assert isinstance(proto, _ClientProtocol)
+        try:
+            proto.send_frame(encode_message(Hello(nick=nick)))
+            async with asyncio.timeout(timeout):
+                while True:
+                    ev = await proto.next()
+                    if ev is None:
+                        raise ChatError("closed", "the server closed the connection")
+                    if isinstance(ev.message, Welcome):
+                        return cls(proto, ev.message)
+                    if isinstance(ev.message, Error):
+                        raise ChatError(ev.message.code, ev.message.detail)
+        except BaseException:
+            proto.abort()
+            raise
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def connect(
+        cls,
+        host: str = "127.0.0.1",
+        port: int = DEFAULT_PORT,
+        nick: str = "",
+        *,
+        timeout: float = 10.0,
+        max_frame: int = DEFAULT_MAX_FRAME,
+        create_connection: CreateConnection | None = None,
+    ) -> AsyncIterator[ChatClient]:
+        """``async with ChatClient.connect(host, port, nick) as c``; says bye on exit."""
+        client = await cls.open(
+            host,
+            port,
+            nick,
+            timeout=timeout,
+            max_frame=max_frame,
+            create_connection=create_connection,
+        )
+        try:
+            yield client
+        finally:
+            await client.bye()
+
+    # -- sending -------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self._p.closed
+
+    def send_nowait(self, message: ClientMessage) -> None:
+        """Queue a message; it goes out with everything else sent this loop turn."""
+        self._p.send_frame(encode_message(message))
+
+    async def send(self, message: ClientMessage) -> None:
+        self.send_nowait(message)
+        await self._p.drain()
+
+    async def say(self, text: str, to: str | None = None) -> None:
+        await self.send(Say(text=text, to=to))
+
+    def say_nowait(self, text: str, to: str | None = None) -> None:
+        self.send_nowait(Say(text=text, to=to))
+
+    async def drain(self) -> None:
+        await self._p.drain()
+
+    async def who(self, timeout: float = 5.0) -> list[str]:
+        """Ask for the user list (request/response with a timeout)."""
+        fut: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
+        self._p.who_waiters.append(fut)
+        self.send_nowait(Who())
+        async with asyncio.timeout(timeout):
+            return await fut
+
+    async def ping(self, timeout: float = 5.0) -> float:
+        """Round-trip time to the server, in seconds."""
+        fut: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        self._p.ping_waiters.append(fut)
+        start = time.monotonic()
+        self.send_nowait(Ping())
+        async with asyncio.timeout(timeout):
+            return (await fut) - start
+
+    # -- receiving -----------------------------------------------------------
+
+    async def next_event(self, timeout: float | None = None) -> ServerMessage | None:
+        """The next server message, or None once the connection is closed."""
+        async with asyncio.timeout(timeout):
+            ev = await self._p.next()
+        return None if ev is None else ev.message
+
+    async def next_raw(self, timeout: float | None = None) -> RawEvent | None:
+        async with asyncio.timeout(timeout):
+            return await self._p.next()
+
+    async def events(self) -> AsyncIterator[ServerMessage]:
+        """Every server message until the connection closes."""
+        while (ev := await self._p.next()) is not None:
+            yield ev.message
+
+    # -- closing -------------------------------------------------------------
+
+    async def bye(self, timeout: float = 5.0) -> None:
+        """Graceful goodbye: send ``bye``, wait for the server's ``bye`` and the close."""
+        p = self._p
+        if not p.closed:
+            try:
+                self.send_nowait(Bye())
+                await p.drain()
+                async with asyncio.timeout(timeout):
+                    await p.closed_event.wait()
+            except (ConnectionError, TimeoutError):
+                pass
+        if not p.closed:
+            p.abort()
+
+    def abort(self) -> None:
+        self._p.abort()

@@ -1,0 +1,288 @@
+"""Sans-IO length-prefixed frames (PROTOCOLS.md §1): the cure for "sticky packets".
+
+TCP delivers a byte stream, not messages: one ``recv`` may hold half a message
+or twenty. Every message on a synack TCP connection is therefore one frame, a
+4-byte big-endian payload length followed by the payload.
+
+``FrameDecoder`` is the incremental receive side. It does no I/O and keeps no
+clock: feed it bytes with ``receive_data`` (or let a ``BufferedProtocol`` read
+straight into it with ``get_buffer``/``buffer_updated``), then take frames with
+``next_event``/``frames``. Any split of the byte stream gives the same frames.
+
+Bounded and transactional (house style item 7): a header is checked against
+``max_frame`` the moment its 4 bytes are complete, before a single body byte is
+kept, so an announced 4 GiB frame costs nothing. At most one partial frame is
+ever held; complete frames are sliced out of the read with memoryviews.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Iterator
+
+from synack.errors import LocalProtocolError, RemoteProtocolError
+
+__all__ = [
+    "DEFAULT_MAX_FRAME",
+    "HEADER_SIZE",
+    "MAX_LENGTH",
+    "FrameDecoder",
+    "FrameTooLarge",
+    "TruncatedFrame",
+    "encode",
+    "encode_many",
+]
+
+HEADER_SIZE = 4
+MAX_LENGTH = 0xFFFF_FFFF  # what a uint32 length can say
+DEFAULT_MAX_FRAME = 65_536  # the chat default (PROTOCOLS.md §1)
+
+_HEADER = struct.Struct(">I")
+_pack = _HEADER.pack
+_unpack_from = _HEADER.unpack_from
+
+# Reads land in a preallocated scratch buffer of this size (one recv's worth).
+_SCRATCH_SIZE = 256 * 1024
+# When this much of a pending body is still missing, the kernel may write it
+# straight into the body's own buffer instead of the scratch (no second copy).
+_DIRECT_MIN = 16 * 1024
+
+
+class FrameTooLarge(RemoteProtocolError):
+    """A header announced a frame longer than the receiver's ``max_frame``."""
+
+    def __init__(self, length: int, max_frame: int) -> None:
+        super().__init__(f"frame of {length} bytes announced; the limit is {max_frame}")
+        self.length = length
+        self.max_frame = max_frame
+
+
+class TruncatedFrame(RemoteProtocolError):
+    """The byte stream ended in the middle of a frame."""
+
+    def __init__(self, received: int, expected: int | None) -> None:
+        if expected is None:
+            what = f"{received} of {HEADER_SIZE} header bytes"
+        else:
+            what = f"{received} of {expected} payload bytes"
+        super().__init__(f"connection ended inside a frame ({what})")
+        self.received = received
+        self.expected = expected
+
+
+def encode(payload: bytes | bytearray | memoryview) -> bytes:
+    """One frame: the 4-byte length, then the payload."""
+    n = len(payload) if not isinstance(payload, memoryview) else payload.nbytes
+    if n > MAX_LENGTH:
+        raise LocalProtocolError(f"payload of {n} bytes does not fit a 32-bit length")
+    return _pack(n) + payload
+
+
+def encode_many(payloads: Iterable[bytes]) -> bytes:
+    """Several frames as one buffer, ready for a single write (batched sends)."""
+    parts: list[bytes] = []
+    append = parts.append
+    for p in payloads:
+        n = len(p)
+        if n > MAX_LENGTH:
+            raise LocalProtocolError(f"payload of {n} bytes does not fit a 32-bit length")
+        append(_pack(n))
+        append(p)
+    return b"".join(parts)
+
+
+class FrameDecoder:
+    """Incremental frame decoder.
+
+    Verbs (house style item 1): ``receive_data(data)`` (``b""`` means end of
+    stream), ``next_event() -> bytes | None``, and ``frames()`` for everything
+    ready at once. ``get_buffer``/``buffer_updated`` mirror
+    ``asyncio.BufferedProtocol`` so an adapter can receive into preallocated
+    memory.
+
+    A protocol error (``FrameTooLarge`` at any time, ``TruncatedFrame`` at end of
+    stream) is raised by ``next_event``/``frames`` once the frames that came
+    before it have been handed out; it then stays raised.
+    """
+
+    __slots__ = (
+        "_body",
+        "_body_view",
+        "_direct",
+        "_eof",
+        "_error",
+        "_have",
+        "_hdr",
+        "_next",
+        "_ready",
+        "_scratch",
+        "_scratch_view",
+        "max_frame",
+    )
+
+    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+        if not 0 <= max_frame <= MAX_LENGTH:
+            raise LocalProtocolError(f"max_frame must be 0..{MAX_LENGTH}, not {max_frame}")
+        self.max_frame = max_frame
+        self._ready: list[bytes] = []
+        self._next = 0  # index of the next frame in _ready for next_event()
+        self._hdr = bytearray()  # a header split across reads (< 4 bytes)
+        self._body: bytearray | None = None  # the pending frame's payload
+        self._body_view: memoryview | None = None
+        self._have = 0  # payload bytes of the pending frame received so far
+        self._eof = False
+        self._error: RemoteProtocolError | None = None
+        self._scratch: bytearray | None = None
+        self._scratch_view: memoryview | None = None
+        self._direct = False
+
+    # -- input --------------------------------------------------------------
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Feed bytes from the peer; ``b""`` reports the end of the stream."""
+        if self._eof:
+            raise LocalProtocolError("receive_data() after end of stream")
+        if not data:
+            self._eof = True
+            if self._error is None and (self._hdr or self._body is not None):
+                if self._body is None:
+                    self._error = TruncatedFrame(len(self._hdr), None)
+                else:
+                    self._error = TruncatedFrame(self._have, len(self._body))
+            return
+        if self._error is not None:
+            return  # the stream is already broken; nothing after the error counts
+        self._feed(data if isinstance(data, memoryview) else memoryview(data))
+
+    def get_buffer(self, sizehint: int = -1) -> memoryview:
+        """Memory for the next read (``asyncio.BufferedProtocol.get_buffer``)."""
+        body = self._body
+        if body is not None and len(body) - self._have >= _DIRECT_MIN:
+            # A large body is pending: let the read fill it in place.
+            self._direct = True
+            assert self._body_view is not None
+            return self._body_view[self._have :]
+        self._direct = False
+        if self._scratch_view is None:
+            self._scratch = bytearray(_SCRATCH_SIZE)
+            self._scratch_view = memoryview(self._scratch)
+        return self._scratch_view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        """``nbytes`` were written into the last ``get_buffer`` view."""
+        if self._error is not None or nbytes <= 0:
+            return
+        if self._direct:
+            self._direct = False
+            self._have += nbytes
+            body = self._body
+            assert body is not None
+            if self._have == len(body):
+                self._ready.append(bytes(body))
+                self._body = self._body_view = None
+                self._have = 0
+            return
+        assert self._scratch_view is not None
+        self._feed(self._scratch_view[:nbytes])
+
+    def _feed(self, mv: memoryview) -> None:
+        n = len(mv)
+        pos = 0
+        ready = self._ready
+        if self._body is not None or self._hdr:
+            # Slow path: finish the one pending frame, header first.
+            if self._body is None:
+                hdr = self._hdr
+                take = min(HEADER_SIZE - len(hdr), n)
+                hdr += mv[:take]
+                pos = take
+                if len(hdr) < HEADER_SIZE:
+                    return
+                (length,) = _unpack_from(hdr)
+                hdr.clear()
+                if length > self.max_frame:
+                    self._error = FrameTooLarge(length, self.max_frame)
+                    return
+                self._body = bytearray(length)
+                self._body_view = memoryview(self._body)
+                self._have = 0
+            body = self._body
+            take = min(len(body) - self._have, n - pos)
+            if take:
+                body[self._have : self._have + take] = mv[pos : pos + take]
+                self._have += take
+                pos += take
+            if self._have < len(body):
+                return
+            ready.append(bytes(body))
+            self._body = self._body_view = None
+            self._have = 0
+        # Fast path: whole frames straight out of this read.
+        max_frame = self.max_frame
+        while n - pos >= HEADER_SIZE:
+            (length,) = _unpack_from(mv, pos)
+            if length > max_frame:
+                self._error = FrameTooLarge(length, max_frame)
+                return
+            end = pos + HEADER_SIZE + length
+            if end > n:
+                # The rest is the start of a frame: keep its body, header checked.
+                self._body = bytearray(length)
+                self._body_view = memoryview(self._body)
+                self._have = n - pos - HEADER_SIZE
+                self._body[: self._have] = mv[pos + HEADER_SIZE :]
+                return
+            ready.append(mv[pos + HEADER_SIZE : end].tobytes())
+            pos = end
+        if pos < n:
+            self._hdr += mv[pos:]
+
+    # -- output -------------------------------------------------------------
+
+    def next_event(self) -> bytes | None:
+        """The next complete payload, or None when more bytes are needed."""
+        ready = self._ready
+        if self._next < len(ready):
+            frame = ready[self._next]
+            self._next += 1
+            if self._next == len(ready):
+                ready.clear()
+                self._next = 0
+            return frame
+        if self._error is not None:
+            raise self._error
+        return None
+
+    def frames(self) -> list[bytes]:
+        """Every complete payload available now (empty when more bytes are needed)."""
+        ready = self._ready
+        if ready:
+            if self._next:
+                out = ready[self._next :]
+                self._next = 0
+            else:
+                out = ready
+            self._ready = []
+            return out
+        if self._error is not None:
+            raise self._error
+        return []
+
+    def __iter__(self) -> Iterator[bytes]:
+        while (frame := self.next_event()) is not None:
+            yield frame
+
+    @property
+    def pending(self) -> int:
+        """Bytes of an incomplete frame currently held (header included)."""
+        if self._body is not None:
+            return HEADER_SIZE + self._have
+        return len(self._hdr)
+
+    @property
+    def eof(self) -> bool:
+        return self._eof
+
+    @property
+    def error(self) -> RemoteProtocolError | None:
+        return self._error
