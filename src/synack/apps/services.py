@@ -1,0 +1,438 @@
+"""The classic small services, and the UDP request/reply server they share.
+
+RFC 862 echo, RFC 863 discard, RFC 864 chargen and RFC 867 daytime are the
+standard probes every TCP/IP stack is tested with. They are written once
+against asyncio streams (TCP) and datagram endpoints (UDP), started through an
+injectable ``start_server`` / ``create_datagram_endpoint``, so the same code
+runs on the kernel's sockets and on synack's own stack. Only the standard
+transport methods are used: ``sendto``, ``write``, ``close`` and
+``get_extra_info('sockname' / 'peername')``.
+
+:func:`open_udp_service` is also the adapter of the time service: a UDP
+service here is a pure function ``handler(datagram, address) -> reply | None``
+(the sans-IO part) plus one of two thin adapters: an
+``asyncio.DatagramProtocol`` (works with any ``create_datagram_endpoint``), or,
+on the kernel's sockets, a socket drained with a ``recvfrom`` loop from the
+event loop's ``add_reader``, which skips the transport machinery per datagram.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import signal
+import socket
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol, cast
+
+from synack.apps.time.fmtproto import TokenBuckets
+from synack.errors import UsageError
+
+Address = tuple[Any, ...]
+Handler = Callable[[bytes, Address], "bytes | None"]
+CreateDatagramEndpoint = Callable[..., Awaitable[tuple[asyncio.DatagramTransport, Any]]]
+StreamHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+StartServer = Callable[..., Awaitable[asyncio.AbstractServer]]
+
+SERVICE_NAMES = ("echo", "discard", "chargen", "daytime")
+
+
+def format_address(addr: Address) -> str:
+    host, port = addr[0], addr[1]
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+
+
+def announce(addr: Address, service: str) -> None:
+    """The §5 contract line, printed once the socket accepts traffic."""
+    sys.stderr.write(f"listening on {format_address(addr)} ({service})\n")
+    sys.stderr.flush()
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[asyncio.Event]:
+    """An event set by SIGINT or SIGTERM (servers then close cleanly, exit 0).
+
+    Enter it before printing `listening on`: a signal that arrives right
+    after the line must already find its handler.
+    """
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    sigs = (signal.SIGINT, signal.SIGTERM)
+    for sig in sigs:
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        yield stop
+    finally:
+        for sig in sigs:
+            loop.remove_signal_handler(sig)
+
+
+# --------------------------------------------------------------------------
+# UDP request/reply servers
+
+
+@dataclass(slots=True)
+class UdpStats:
+    received: int = 0
+    replied: int = 0
+    send_dropped: int = 0  # socket buffer full or send error: UDP may drop
+    handler_errors: int = 0
+
+
+class ReplyProtocol(asyncio.DatagramProtocol):
+    """One reply (or none) per datagram, through any DatagramTransport."""
+
+    def __init__(self, handler: Handler, stats: UdpStats) -> None:
+        self._handler = handler
+        self._stats = stats
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # Typed as BaseTransport by asyncio; any datagram endpoint has sendto.
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: Address) -> None:
+        stats = self._stats
+        stats.received += 1
+        try:
+            reply = self._handler(data, addr)
+        except Exception:
+            # Cores never raise on peer input; if one does, that peer loses
+            # its answer and everyone else keeps being served.
+            stats.handler_errors += 1
+            return
+        if reply is not None and self.transport is not None:
+            self.transport.sendto(reply, addr)
+            stats.replied += 1
+
+    def error_received(self, exc: Exception) -> None:
+        # An ICMP error for an earlier reply: that client is gone. Nothing to do.
+        self._stats.send_dropped += 1
+
+
+class UdpService(Protocol):
+    name: str
+    stats: UdpStats
+
+    @property
+    def sockname(self) -> Address: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(slots=True)
+class _TransportService:
+    name: str
+    transport: asyncio.DatagramTransport
+    stats: UdpStats
+
+    @property
+    def sockname(self) -> Address:
+        return tuple(self.transport.get_extra_info("sockname"))
+
+    def close(self) -> None:
+        self.transport.close()
+
+
+@dataclass(slots=True)
+class _DrainedSocketService:
+    """A kernel UDP socket drained by a recvfrom loop from ``loop.add_reader``.
+
+    Each readable event handles up to ``batch`` datagrams (bounded, so one
+    busy socket cannot starve the rest of the loop) with no per-datagram
+    allocation beyond the datagram itself.
+    """
+
+    name: str
+    sock: socket.socket
+    handler: Handler
+    loop: asyncio.AbstractEventLoop
+    recv_size: int
+    batch: int = 256
+    stats: UdpStats = field(default_factory=UdpStats)
+
+    def __post_init__(self) -> None:
+        self.loop.add_reader(self.sock.fileno(), self._readable)
+
+    @property
+    def sockname(self) -> Address:
+        return tuple(self.sock.getsockname())
+
+    def _readable(self) -> None:
+        recvfrom = self.sock.recvfrom
+        sendto = self.sock.sendto
+        handler = self.handler
+        size = self.recv_size
+        stats = self.stats
+        received = replied = 0
+        try:
+            for _ in range(self.batch):
+                try:
+                    data, addr = recvfrom(size)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError:
+                    # e.g. a queued ICMP error surfacing on this socket.
+                    stats.send_dropped += 1
+                    continue
+                received += 1
+                try:
+                    reply = handler(data, addr)
+                except Exception:
+                    stats.handler_errors += 1
+                    continue
+                if reply is not None:
+                    try:
+                        sendto(reply, addr)
+                        replied += 1
+                    except OSError:
+                        stats.send_dropped += 1
+        finally:
+            stats.received += received
+            stats.replied += replied
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.loop.remove_reader(self.sock.fileno())
+        self.sock.close()
+
+
+async def open_udp_service(
+    name: str,
+    handler: Handler,
+    host: str,
+    port: int,
+    *,
+    create_datagram_endpoint: CreateDatagramEndpoint | None = None,
+    recv_size: int = 65535,
+) -> UdpService:
+    """Bind ``host:port`` and answer each datagram with ``handler``.
+
+    With ``create_datagram_endpoint`` (e.g. synack's own stack, or
+    ``loop.create_datagram_endpoint``) the service is a DatagramProtocol;
+    without it, a kernel socket drained from ``add_reader`` (the fast path).
+    ``recv_size`` should exceed the largest request the handler accepts, so
+    an oversized one is seen as oversized rather than silently truncated.
+    """
+    stats = UdpStats()
+    if create_datagram_endpoint is not None:
+        transport, _ = await create_datagram_endpoint(
+            lambda: ReplyProtocol(handler, stats), local_addr=(host, port)
+        )
+        return _TransportService(name, transport, stats)
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    if not infos:
+        raise UsageError(f"cannot resolve {host!r}")
+    family, type_, proto, _, sockaddr = infos[0]
+    sock = socket.socket(family, type_, proto)
+    try:
+        sock.setblocking(False)
+        sock.bind(sockaddr)
+    except BaseException:
+        sock.close()
+        raise
+    return _DrainedSocketService(name, sock, handler, loop, recv_size, stats=stats)
+
+
+# --------------------------------------------------------------------------
+# The classic services: pure parts
+
+
+def chargen_line(index: int) -> bytes:
+    """RFC 864 line ``index``: 72 printable ASCII characters (95 of them,
+    ' '..'~'), each line starting one character further along, then CRLF."""
+    start = index % 95
+    return bytes(32 + (start + i) % 95 for i in range(72)) + b"\r\n"
+
+
+# One full rotation (95 lines) repeats forever: precomputed once.
+CHARGEN_CYCLE = b"".join(chargen_line(i) for i in range(95))
+
+
+def daytime_text(unix_time: float) -> bytes:
+    """RFC 867 leaves the format open; this is its suggested one."""
+    return time.strftime("%A, %B %d, %Y %H:%M:%S-%Z", time.localtime(unix_time)).encode() + b"\r\n"
+
+
+@dataclass(slots=True)
+class UdpClassic:
+    """UDP echo, discard, chargen, daytime: one reply per datagram, or none.
+
+    Every reply is rate limited per source host: UDP echo and chargen are
+    the textbook reflection amplifiers (a spoofed source makes us flood a
+    victim), so a burst beyond the bucket gets silence.
+    """
+
+    service: str
+    rate: float = 200.0
+    burst: float = 400.0
+    rng: random.Random = field(default_factory=random.Random)
+    clock: Callable[[], float] = time.time
+    monotonic: Callable[[], float] = time.monotonic
+    rate_limited: int = 0
+    _buckets: TokenBuckets = field(init=False)
+    _chargen_pos: int = 0
+
+    def __post_init__(self) -> None:
+        if self.service not in SERVICE_NAMES:
+            raise ValueError(f"unknown service {self.service!r}")
+        self._buckets = TokenBuckets(self.rate, self.burst)
+
+    def __call__(self, data: bytes, addr: Address) -> bytes | None:
+        if self.service == "discard":
+            return None  # RFC 863: "any received datagram is thrown away"
+        if addr[1] == 0 or not self._buckets.allow(str(addr[0]), self.monotonic()):
+            self.rate_limited += 1
+            return None
+        if self.service == "echo":
+            return data  # RFC 862: the same size back, never more
+        if self.service == "daytime":
+            return daytime_text(self.clock())
+        # RFC 864 UDP: "a random number of characters between 0 and 512",
+        # continuing the rotating pattern where the previous reply stopped.
+        n = self.rng.randint(0, 512)
+        pos = self._chargen_pos
+        doubled = CHARGEN_CYCLE + CHARGEN_CYCLE
+        self._chargen_pos = (pos + n) % len(CHARGEN_CYCLE)
+        return doubled[pos : pos + n]
+
+
+# --------------------------------------------------------------------------
+# The classic services over streams (TCP)
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    with contextlib.suppress(Exception):
+        await writer.wait_closed()
+
+
+async def echo_stream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """RFC 862: send back whatever arrives, until the client closes."""
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            # Back-pressure: a client that does not read stops our reads too,
+            # so its data waits in its own socket buffer, not in our memory.
+            await writer.drain()
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        await _close(writer)
+
+
+async def discard_stream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """RFC 863: read and throw away until the client closes."""
+    try:
+        while await reader.read(65536):
+            pass
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        await _close(writer)
+
+
+async def chargen_stream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """RFC 864: the rotating 72-character lines, until the client closes.
+
+    Whatever the client sends is read and discarded ("any data received is
+    thrown away"); its end of input, or a reset, ends the service.
+    """
+
+    async def drain_input() -> None:
+        with contextlib.suppress(ConnectionError, OSError):
+            while await reader.read(65536):
+                pass
+
+    reading = asyncio.ensure_future(drain_input())
+    try:
+        while not reading.done():
+            writer.write(CHARGEN_CYCLE)
+            await writer.drain()
+            # drain() does not yield while the transport keeps up; without
+            # this a fast reader would let chargen starve the whole loop.
+            await asyncio.sleep(0)
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        reading.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reading
+        await _close(writer)
+
+
+async def daytime_stream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """RFC 867: send the date and time as one line, then close."""
+    try:
+        writer.write(daytime_text(time.time()))
+        await writer.drain()
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        await _close(writer)
+
+
+STREAM_HANDLERS: dict[str, StreamHandler] = {
+    "echo": echo_stream,
+    "discard": discard_stream,
+    "chargen": chargen_stream,
+    "daytime": daytime_stream,
+}
+
+
+def limit_connections(handler: StreamHandler, max_connections: int) -> StreamHandler:
+    """Close connections beyond ``max_connections`` at once; others unaffected."""
+    active = 0
+
+    async def limited(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal active
+        if active >= max_connections:
+            await _close(writer)
+            return
+        active += 1
+        try:
+            await handler(reader, writer)
+        finally:
+            active -= 1
+
+    return limited
+
+
+async def open_tcp_service(
+    name: str,
+    host: str,
+    port: int,
+    *,
+    start_server: StartServer | None = None,
+    max_connections: int = 256,
+) -> asyncio.AbstractServer:
+    """Start the stream service ``name``; ``start_server`` is shaped like
+    :func:`asyncio.start_server` (synack's stack provides one)."""
+    handler = limit_connections(STREAM_HANDLERS[name], max_connections)
+    starter = start_server if start_server is not None else asyncio.start_server
+    return await starter(handler, host, port)
+
+
+def parse_services(spec: str) -> list[tuple[str, int]]:
+    """``echo:7007,discard:9009`` -> [("echo", 7007), ("discard", 9009)]."""
+    out: list[tuple[str, int]] = []
+    for item in spec.split(","):
+        item = item.strip()
+        name, sep, port_text = item.partition(":")
+        if not sep or name not in SERVICE_NAMES:
+            raise UsageError(
+                f"bad service {item!r}: expected NAME:PORT with NAME one of {', '.join(SERVICE_NAMES)}"
+            )
+        try:
+            port = int(port_text)
+        except ValueError:
+            port = -1
+        if not 0 <= port <= 65535:
+            raise UsageError(f"bad port in {item!r}: expected 0..65535")
+        out.append((name, port))
+    return out

@@ -1,0 +1,164 @@
+"""``synack time serve`` and ``synack time query`` (PROTOCOLS.md §3, §5)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import socket
+import sys
+import time
+from typing import Any
+
+from synack.apps.services import announce, stop_on_signals
+from synack.apps.time import sntp
+from synack.apps.time.server import DEFAULT_PORT, DEFAULT_SNTP_PORT, start_time_server
+from synack.errors import UsageError
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"bad port {text!r}: expected 0..65535")
+    return value
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "time",
+        help="UDP time service: the strftime format protocol and SNTPv4",
+        description="The UDP time service (format protocol and SNTPv4 server).",
+    )
+    sub = p.add_subparsers(dest="time_command", metavar="COMMAND", required=True)
+
+    s = sub.add_parser("serve", help="serve the format protocol and SNTP")
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    s.add_argument(
+        "--port", type=_port, default=DEFAULT_PORT, help="format protocol port (default 9000)"
+    )
+    s.add_argument(
+        "--sntp-port", type=_port, default=DEFAULT_SNTP_PORT, help="SNTP port (default 8123)"
+    )
+    s.add_argument(
+        "--rate",
+        type=_non_negative,
+        default=50.0,
+        help="format requests per second per source host (default 50, 0 = no limit)",
+    )
+    s.add_argument(
+        "--burst", type=_positive, default=100.0, help="requests a source may save up (default 100)"
+    )
+    s.set_defaults(func=run_serve)
+
+    q = sub.add_parser("query", help="ask a time server for the time")
+    q.add_argument(
+        "format", nargs="?", default="", help="strftime format (default %%Y-%%m-%%d %%X)"
+    )
+    q.add_argument("--host", default="127.0.0.1", help="server address (default 127.0.0.1)")
+    q.add_argument("--port", type=_port, help="server port (default 9000, or 8123 with --sntp)")
+    q.add_argument(
+        "--sntp", action="store_true", help="ask over SNTP and print offset and round-trip delay"
+    )
+    q.add_argument(
+        "--timeout", type=_positive, default=1.0, help="seconds to wait per try (default 1)"
+    )
+    q.add_argument("--tries", type=int, default=3, help="tries before giving up (default 3)")
+    q.set_defaults(func=run_query)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    asyncio.run(_serve(args))
+    return 0
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    with stop_on_signals() as stop:
+        server = await start_time_server(
+            args.host, args.port, args.sntp_port, rate=args.rate, burst=args.burst
+        )
+        try:
+            announce(server.fmt_endpoint.sockname, "time")
+            announce(server.sntp_endpoint.sockname, "sntp")
+            await stop.wait()
+        finally:
+            server.close()
+
+
+def _resolve(host: str, port: int) -> tuple[int, tuple[Any, ...]]:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    except socket.gaierror as exc:
+        raise UsageError(f"cannot resolve {host!r}: {exc.strerror}") from None
+    family, _, _, _, addr = infos[0]
+    return family, addr
+
+
+def run_query(args: argparse.Namespace) -> int:
+    if args.sntp and args.format:
+        raise UsageError("--sntp takes no FORMAT")
+    if args.tries < 1:
+        raise UsageError("--tries must be at least 1")
+    port = (
+        args.port if args.port is not None else (DEFAULT_SNTP_PORT if args.sntp else DEFAULT_PORT)
+    )
+    if port == 0:
+        raise UsageError("--port 0 is not a server port")
+    family, addr = _resolve(args.host, port)
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        # connect(): the kernel then delivers only the server's datagrams.
+        sock.connect(addr)
+        for _ in range(args.tries):
+            if args.sntp:
+                t1 = time.time_ns()
+                sock.send(sntp.client_request(t1))
+            else:
+                sock.send(args.format.encode("utf-8", "surrogateescape"))
+            deadline = time.monotonic() + args.timeout
+            while (left := deadline - time.monotonic()) > 0:
+                sock.settimeout(left)
+                try:
+                    reply = sock.recv(2048)
+                except TimeoutError:
+                    break
+                except ConnectionRefusedError:
+                    sys.stderr.write(f"synack: error: no time server at {args.host}:{port}\n")
+                    return 1
+                if not args.sntp:
+                    sys.stdout.write(reply.decode("utf-8", "replace") + "\n")
+                    return 1 if reply.startswith(b"error: ") else 0
+                t4 = time.time_ns()
+                try:
+                    m = sntp.measure(reply, t1, t4)
+                except ValueError:
+                    continue  # a stale reply to an earlier try, or garbage
+                refid = ".".join(str(b) for b in m.reference_id)
+                stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(m.server_time))
+                sys.stdout.write(
+                    f"offset {m.offset:+.6f} s  delay {m.delay:.6f} s  "
+                    f"stratum {m.stratum}  refid {refid}  server time {stamp}\n"
+                )
+                return 0
+    sys.stderr.write(f"synack: error: no answer from {args.host}:{port} after {args.tries} tries\n")
+    return 1

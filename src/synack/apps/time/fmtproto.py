@@ -1,0 +1,146 @@
+"""The strftime format protocol (PROTOCOLS.md §3a), sans-IO.
+
+A request is a UTF-8 ``strftime`` format in one datagram; the reply is the
+server's local time formatted with it. The core never reads a clock: the
+adapter passes a monotonic ``now`` (for the rate limit) and the wall-clock
+Unix second to format.
+
+Two bounds keep the service from being turned against others: a reply is
+never larger than 512 bytes (a 256-byte request can never be amplified more
+than 2x), and each source address has a token bucket; excess requests get no
+reply at all (silence is the only answer that does not amplify).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+DEFAULT_FORMAT = "%Y-%m-%d %X"
+MAX_REQUEST = 256
+MAX_REPLY = 512
+ERROR_PREFIX = b"error: "
+
+
+@dataclass(slots=True)
+class TokenBuckets:
+    """Per-key token buckets (``rate`` tokens/s, at most ``burst`` saved up).
+
+    Only ``max_keys`` buckets are tracked, least recently used evicted first:
+    a flood of distinct sources costs bounded memory. An evicted source comes
+    back with a full bucket, which is what an idle source would have anyway.
+    """
+
+    rate: float
+    burst: float
+    max_keys: int = 4096
+    _buckets: OrderedDict[str, tuple[float, float]] = field(default_factory=OrderedDict)
+
+    def __post_init__(self) -> None:
+        if self.rate <= 0 or self.burst < 1:
+            raise ValueError("rate must be > 0 and burst >= 1")
+        if self.max_keys < 1:
+            raise ValueError("max_keys must be >= 1")
+
+    def allow(self, key: str, now: float) -> bool:
+        buckets = self._buckets
+        entry = buckets.pop(key, None)
+        if entry is None:
+            tokens = self.burst
+            if len(buckets) >= self.max_keys:
+                buckets.popitem(last=False)
+        else:
+            tokens, last = entry
+            elapsed = now - last
+            if elapsed > 0:
+                tokens = min(self.burst, tokens + elapsed * self.rate)
+        if tokens >= 1.0:
+            buckets[key] = (tokens - 1.0, now)
+            return True
+        buckets[key] = (tokens, now)
+        return False
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+
+@dataclass(slots=True)
+class FormatCounters:
+    answered: int = 0
+    errors: int = 0
+    rate_limited: int = 0
+
+
+def _error(reason: str) -> bytes:
+    return ERROR_PREFIX + reason.encode()
+
+
+@dataclass(slots=True)
+class FormatService:
+    """Answers format requests. ``handle`` returns the reply, or None (rate-limited).
+
+    Replies are cached per (request bytes, second): strftime of a struct_time
+    depends on nothing finer than the second, so a cached answer is exactly
+    the answer, and a busy server formats each distinct format once a second.
+    """
+
+    rate: float = 50.0  # requests/s per source host; 0 = no limit
+    burst: float = 100.0
+    max_cache: int = 1024
+    counters: FormatCounters = field(default_factory=FormatCounters)
+    buckets: TokenBuckets | None = field(init=False)
+    _cache: dict[bytes, bytes] = field(default_factory=dict)
+    _cache_second: int = -1
+
+    def __post_init__(self) -> None:
+        if self.rate < 0:
+            raise ValueError("rate must be >= 0 (0 = no limit)")
+        self.buckets = TokenBuckets(self.rate, self.burst) if self.rate > 0 else None
+
+    def handle(
+        self, request: bytes, source_host: str, now: float, wall_second: int
+    ) -> bytes | None:
+        # The rate limit is per source host, not per (host, port): a client
+        # that changes its port for each request must not get a fresh bucket.
+        if self.buckets is not None and not self.buckets.allow(source_host, now):
+            self.counters.rate_limited += 1
+            return None
+        if wall_second != self._cache_second:
+            self._cache.clear()
+            self._cache_second = wall_second
+        reply = self._cache.get(request)
+        if reply is None:
+            reply = self._compute(request, wall_second)
+            if len(self._cache) < self.max_cache:
+                self._cache[request] = reply
+        if reply.startswith(ERROR_PREFIX):
+            self.counters.errors += 1
+        else:
+            self.counters.answered += 1
+        return reply
+
+    @staticmethod
+    def _compute(request: bytes, wall_second: int) -> bytes:
+        if len(request) > MAX_REQUEST:
+            return _error(f"request too long (over {MAX_REQUEST} bytes)")
+        try:
+            fmt = request.decode("utf-8")
+        except UnicodeDecodeError:
+            return _error("request is not UTF-8")
+        if not fmt:
+            fmt = DEFAULT_FORMAT
+        if "\0" in fmt:
+            return _error("format contains a NUL character")
+        try:
+            # time.strftime, not datetime: it knows no sub-second directive, so
+            # the output depends on the second only (what makes caching exact).
+            text = time.strftime(fmt, time.localtime(wall_second))
+        except (ValueError, OverflowError) as exc:
+            return _error(f"bad format ({exc})")
+        reply = text.encode("utf-8", "surrogateescape")
+        # CPython's strftime returns "" when the result would not fit its
+        # buffer (256x the format length): that, too, is a reply over the limit.
+        if len(reply) > MAX_REPLY or not reply:
+            return _error(f"reply would be empty or over {MAX_REPLY} bytes")
+        return reply

@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import time
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from synack.apps.time.fmtproto import FormatService, TokenBuckets
+
+SECOND = 1_763_900_000
+
+
+def answer(req: bytes, service: FormatService | None = None, second: int = SECOND) -> bytes | None:
+    return (service or FormatService()).handle(req, "127.0.0.1", 0.0, second)
+
+
+def test_default_format_is_date_and_time() -> None:
+    assert answer(b"") == time.strftime("%Y-%m-%d %X", time.localtime(SECOND)).encode()
+
+
+def test_format_is_applied_to_the_given_second() -> None:
+    assert answer(b"%s|%Y") == f"{SECOND}|{time.localtime(SECOND).tm_year}".encode()
+    assert (
+        answer("\u00e9t\u00e9 %Y".encode())
+        == f"\u00e9t\u00e9 {time.localtime(SECOND).tm_year}".encode()
+    )
+
+
+@pytest.mark.parametrize(
+    ("req", "reason"),
+    [
+        (b"%Y" * 129, b"too long"),
+        (b"\xff\xfe%Y", b"not UTF-8"),
+        (b"%Y\0%m", b"NUL"),
+        (b"%c" * 128, b"over 512"),  # 256-byte request, ~3 kB of output
+        (b"%9999Y", b"over 512"),
+    ],
+)
+def test_bad_requests_get_an_error_reply(req: bytes, reason: bytes) -> None:
+    service = FormatService()
+    out = service.handle(req, "h", 0.0, SECOND)
+    assert out is not None and out.startswith(b"error: ") and reason in out
+    assert len(out) <= 512
+    assert service.counters.errors == 1 and service.counters.answered == 0
+
+
+def test_reply_limit_boundary() -> None:
+    # %s is the 10-digit Unix second: 51 of them + 2 literal bytes = 512.
+    ok = answer(b"%s" * 51 + b"ab")
+    assert ok is not None and len(ok) == 512 and not ok.startswith(b"error")
+    over = answer(b"%s" * 51 + b"abc")
+    assert over is not None and over.startswith(b"error: ")
+
+
+def test_cached_reply_follows_the_second() -> None:
+    service = FormatService()
+    a = service.handle(b"%s", "h", 0.0, SECOND)
+    b = service.handle(b"%s", "h", 0.1, SECOND)
+    c = service.handle(b"%s", "h", 1.0, SECOND + 1)
+    assert a == b == str(SECOND).encode()
+    assert c == str(SECOND + 1).encode()
+    assert service.counters.answered == 3
+
+
+def test_burst_from_one_source_is_partly_answered_others_still_served() -> None:
+    service = FormatService(rate=10, burst=20)
+    answered = sum(service.handle(b"", "10.0.0.1", 0.0, SECOND) is not None for _ in range(100))
+    assert answered == 20
+    assert service.counters.rate_limited == 80
+    # Another source is unaffected.
+    assert service.handle(b"", "10.0.0.2", 0.0, SECOND) is not None
+    # After 0.5 s the first source has 5 tokens again.
+    again = sum(service.handle(b"", "10.0.0.1", 0.5, SECOND) is not None for _ in range(10))
+    assert again == 5
+
+
+def test_rate_zero_means_no_limit() -> None:
+    service = FormatService(rate=0)
+    assert all(service.handle(b"", "h", 0.0, SECOND) is not None for _ in range(1000))
+
+
+def test_token_buckets_are_bounded() -> None:
+    buckets = TokenBuckets(rate=1, burst=1, max_keys=3)
+    assert buckets.allow("a", 0.0) and not buckets.allow("a", 0.0)
+    for key in "bcd":
+        assert buckets.allow(key, 0.0)
+    assert len(buckets) == 3
+    # "a" was least recently used and has been forgotten: it starts full.
+    assert buckets.allow("a", 0.0)
+    with pytest.raises(ValueError):
+        TokenBuckets(rate=0, burst=1)
+
+
+@given(st.binary(max_size=400))
+def test_fuzz_reply_is_bounded(req: bytes) -> None:
+    out = FormatService(rate=0).handle(req, "h", 0.0, SECOND)
+    assert out is not None and 0 < len(out) <= 512
