@@ -1,16 +1,32 @@
-"""ICMP for IPv4 (RFC 792). CONTRACT: representation below; parse/build by the wire work."""
+"""ICMP for IPv4 (RFC 792): echo, destination unreachable, time exceeded.
+
+Every message is type, code, checksum, a 4-octet "rest of header" and a body;
+the representation keeps that shape, so unknown types parse and build too.
+"""
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
+
+from synack.errors import LocalProtocolError
+from synack.wire.checksum import finish, is_valid, ones_sum
+from synack.wire.errors import MalformedPacket
 
 TYPE_ECHO_REPLY = 0
 TYPE_DEST_UNREACHABLE = 3
 TYPE_ECHO_REQUEST = 8
 TYPE_TIME_EXCEEDED = 11
 
+CODE_NET_UNREACHABLE = 0
+CODE_HOST_UNREACHABLE = 1
+CODE_PROTOCOL_UNREACHABLE = 2
 CODE_PORT_UNREACHABLE = 3
 CODE_FRAG_NEEDED = 4
+
+HEADER_LEN = 8
+
+_HDR = struct.Struct("!BBHI")
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,14 +48,30 @@ class IcmpMessage:
     def sequence(self) -> int:
         return self.rest & 0xFFFF
 
+    @property
+    def is_error(self) -> bool:
+        """Error messages quote the offending datagram (RFC 792); echo does not."""
+        return self.type in (TYPE_DEST_UNREACHABLE, TYPE_TIME_EXCEEDED, 4, 5, 12)
+
 
 def echo(type_: int, ident: int, sequence: int, data: bytes) -> IcmpMessage:
     return IcmpMessage(type_, 0, ((ident & 0xFFFF) << 16) | (sequence & 0xFFFF), data)
 
 
 def parse(data: bytes | memoryview, *, verify_checksum: bool = True) -> IcmpMessage:
-    raise NotImplementedError
+    n = len(data)
+    if n < HEADER_LEN:
+        raise MalformedPacket("icmp", "truncated", f"{n} bytes, header needs {HEADER_LEN}")
+    type_, code, csum, rest = _HDR.unpack_from(data)
+    if verify_checksum and not is_valid(ones_sum(data)):
+        raise MalformedPacket("icmp", "bad-checksum", f"checksum 0x{csum:04x} is wrong")
+    return IcmpMessage(type_, code, rest, bytes(data[HEADER_LEN:]))
 
 
 def build(message: IcmpMessage) -> bytes:
-    raise NotImplementedError
+    try:
+        header = _HDR.pack(message.type, message.code, 0, message.rest)
+    except (struct.error, TypeError) as exc:
+        raise LocalProtocolError(f"icmp: cannot build {message!r}: {exc}") from None
+    csum = finish(ones_sum(header) + ones_sum(message.payload))
+    return b"".join((header[:2], csum.to_bytes(2, "big"), header[4:], message.payload))

@@ -1,13 +1,52 @@
-"""IPv4 header (RFC 791). CONTRACT: representation below; parse/build by the wire work."""
+"""IPv4 header (RFC 791): every field, options carried and skipped, header checksum.
+
+Fragments are parsed like any packet (their fields are in the representation);
+reassembly is the stack's business.
+"""
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from ipaddress import IPv4Address
+
+from synack.errors import LocalProtocolError
+from synack.wire.checksum import finish, ones_sum
+from synack.wire.errors import MalformedPacket
 
 PROTO_ICMP = 1
 PROTO_TCP = 6
 PROTO_UDP = 17
+
+MIN_HEADER_LEN = 20
+MAX_HEADER_LEN = 60
+MAX_TOTAL_LEN = 0xFFFF
+
+# Option kinds that are a single octet (RFC 791 §3.1, "Case 1").
+OPT_EOL = 0
+OPT_NOP = 1
+
+FLAG_RESERVED = 0x8000
+FLAG_DF = 0x4000
+FLAG_MF = 0x2000
+
+_HDR = struct.Struct("!BBHHHBBHII")
+_from_bytes = int.from_bytes
+
+# IPv4Address construction costs more than the rest of a header parse; hosts see
+# few distinct addresses, and the objects are immutable, so share them.
+_ADDR_CACHE: dict[int, IPv4Address] = {}
+_ADDR_CACHE_MAX = 4096
+
+
+def address_from_int(value: int) -> IPv4Address:
+    """``IPv4Address(value)``, shared from a small bounded cache."""
+    addr = _ADDR_CACHE.get(value)
+    if addr is None:
+        if len(_ADDR_CACHE) >= _ADDR_CACHE_MAX:
+            _ADDR_CACHE.clear()
+        addr = _ADDR_CACHE[value] = IPv4Address(value)
+    return addr
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,11 +67,116 @@ class Ipv4Packet:
     frag_offset: int = 0  # in 8-octet units, as on the wire
     options: bytes = b""  # raw options, carried and skipped; length a multiple of 4
 
+    @property
+    def is_fragment(self) -> bool:
+        return self.more_fragments or self.frag_offset != 0
+
+
+def check_options(options: bytes | memoryview) -> None:
+    """Walk the option TLVs (RFC 791 §3.1); an option running past the header is ``bad-option``."""
+    i = 0
+    n = len(options)
+    while i < n:
+        kind = options[i]
+        if kind == OPT_EOL:
+            return
+        if kind == OPT_NOP:
+            i += 1
+            continue
+        if i + 1 >= n:
+            raise MalformedPacket("ipv4", "bad-option", f"option {kind} at {i} has no length octet")
+        length = options[i + 1]
+        if length < 2 or i + length > n:
+            raise MalformedPacket("ipv4", "bad-option", f"option {kind} at {i} has length {length}")
+        i += length
+
 
 def parse(data: bytes | memoryview, *, verify_checksum: bool = True) -> Ipv4Packet:
     """Bytes beyond total_length (Ethernet padding) are ignored."""
-    raise NotImplementedError
+    n = len(data)
+    if n < MIN_HEADER_LEN:
+        raise MalformedPacket("ipv4", "truncated", f"{n} bytes, header needs {MIN_HEADER_LEN}")
+    vihl, tos, total, ident, frag, ttl, proto, _csum, src, dst = _HDR.unpack_from(data)
+    if vihl >> 4 != 4:
+        raise MalformedPacket("ipv4", "bad-version", f"version {vihl >> 4}")
+    hlen = (vihl & 0x0F) * 4
+    if hlen < MIN_HEADER_LEN:
+        raise MalformedPacket("ipv4", "bad-ihl", f"IHL {hlen // 4} is below 5")
+    if total < hlen:
+        raise MalformedPacket("ipv4", "bad-length", f"total length {total} < header length {hlen}")
+    if total > n:
+        raise MalformedPacket("ipv4", "truncated", f"total length {total} but {n} bytes present")
+    if verify_checksum:
+        s = _from_bytes(data[:hlen], "little")
+        # A correct header sums to ones'-complement -0 (RFC 791 §3.1 "Header Checksum").
+        if s % 0xFFFF:
+            raise MalformedPacket("ipv4", "bad-checksum", f"header checksum 0x{_csum:04x} is wrong")
+    if hlen > MIN_HEADER_LEN:
+        options = bytes(data[MIN_HEADER_LEN:hlen])
+        check_options(options)
+    else:
+        options = b""
+    return Ipv4Packet(
+        address_from_int(src),
+        address_from_int(dst),
+        proto,
+        bytes(data[hlen:total]),
+        ttl,
+        ident,
+        tos >> 2,
+        tos & 3,
+        bool(frag & FLAG_DF),
+        bool(frag & FLAG_MF),
+        frag & 0x1FFF,
+        options,
+    )
+
+
+def build_header(packet: Ipv4Packet, payload_len: int) -> bytes:
+    """The header alone (with checksum) for a payload of ``payload_len`` octets."""
+    options = packet.options
+    olen = len(options)
+    if olen % 4 or olen > MAX_HEADER_LEN - MIN_HEADER_LEN:
+        raise LocalProtocolError(
+            f"ipv4: options must be a multiple of 4 octets, at most 40 (got {olen})"
+        )
+    hlen = MIN_HEADER_LEN + olen
+    total = hlen + payload_len
+    if total > MAX_TOTAL_LEN:
+        raise LocalProtocolError(f"ipv4: packet of {total} octets exceeds 65535")
+    frag = packet.frag_offset
+    if not 0 <= frag <= 0x1FFF:
+        raise LocalProtocolError(f"ipv4: fragment offset {frag} out of range")
+    if not 0 <= packet.dscp <= 63 or not 0 <= packet.ecn <= 3:
+        raise LocalProtocolError("ipv4: dscp must be 0..63 and ecn 0..3")
+    if packet.dont_fragment:
+        frag |= FLAG_DF
+    if packet.more_fragments:
+        frag |= FLAG_MF
+    try:
+        header = _HDR.pack(
+            0x40 | (hlen >> 2),
+            (packet.dscp << 2) | packet.ecn,
+            total,
+            packet.ident,
+            frag,
+            packet.ttl,
+            packet.proto,
+            0,
+            int(packet.src),
+            int(packet.dst),
+        )
+    except (struct.error, TypeError) as exc:
+        raise LocalProtocolError(f"ipv4: cannot build {packet!r}: {exc}") from None
+    if olen:
+        try:
+            check_options(options)
+        except MalformedPacket as exc:
+            raise LocalProtocolError(f"ipv4: bad options: {exc.detail}") from None
+        header += options
+    csum = finish(ones_sum(header))
+    return b"".join((header[:10], csum.to_bytes(2, "big"), header[12:]))
 
 
 def build(packet: Ipv4Packet) -> bytes:
-    raise NotImplementedError
+    return build_header(packet, len(packet.payload)) + packet.payload

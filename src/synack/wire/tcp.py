@@ -1,14 +1,37 @@
 """TCP header and options (RFC 9293 §3.1, RFC 7323, RFC 2018).
 
 CONTRACT (shared by wire/, tcp/, stack/ and trace/): the representation
-classes below. ``parse``/``build`` are implemented by the wire work.
+classes below, ``parse`` and ``build``.
 """
 
 from __future__ import annotations
 
 import enum
+import struct
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
+
+from synack.errors import LocalProtocolError
+from synack.wire.checksum import finish, ones_sum
+from synack.wire.errors import MalformedPacket
+
+PROTO_TCP = 6
+MIN_HEADER_LEN = 20
+MAX_OPTIONS_LEN = 40
+
+OPT_EOL = 0
+OPT_NOP = 1
+OPT_MSS = 2
+OPT_WSCALE = 3
+OPT_SACK_PERMITTED = 4
+OPT_SACK = 5
+OPT_TIMESTAMPS = 8
+KNOWN_OPTIONS = frozenset(
+    {OPT_EOL, OPT_NOP, OPT_MSS, OPT_WSCALE, OPT_SACK_PERMITTED, OPT_SACK, OPT_TIMESTAMPS}
+)
+
+# The fixed length of each option synack understands (SACK: 2 + 8n, checked apart).
+_OPTION_LEN = {OPT_MSS: 4, OPT_WSCALE: 3, OPT_SACK_PERMITTED: 2, OPT_TIMESTAMPS: 10}
 
 
 class TcpFlags(enum.IntFlag):
@@ -20,6 +43,11 @@ class TcpFlags(enum.IntFlag):
     URG = 0x20
     ECE = 0x40
     CWR = 0x80
+
+
+# Building an IntFlag through the Enum machinery costs more than the rest of a
+# header parse: look the 256 combinations up instead.
+_FLAGS: tuple[TcpFlags, ...] = tuple(TcpFlags(i) for i in range(256))
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,11 +95,158 @@ class TcpSegment:
         return n
 
 
-def parse(data: bytes | memoryview, src: IPv4Address, dst: IPv4Address, *, verify_checksum: bool = True) -> TcpSegment:
+_HDR = struct.Struct("!HHIIBBHHH")
+_U16 = struct.Struct("!H")
+_U32 = struct.Struct("!I")
+_TS = struct.Struct("!II")
+_SACK_EDGE = struct.Struct("!II")
+_TS_ALIGNED = b"\x01\x01\x08\x0a"  # NOP NOP TS: what Linux puts on every data segment
+_from_bytes = int.from_bytes
+
+
+def parse_options(opts: bytes | memoryview) -> TcpOptions:
+    """Parse the option octets of a header (RFC 9293 §3.2).
+
+    MUST-7: an option whose length is illegal (below 2, running past the
+    header, or wrong for its kind) makes the segment ``bad-option``; unknown
+    kinds are kept and skipped (MUST-6 ... "MUST ignore"), which is why they
+    carry their data.
+    """
+    n = len(opts)
+    if n == 0:
+        return NO_OPTIONS
+    if n == 12 and opts[:4] == _TS_ALIGNED:
+        return TcpOptions(timestamps=_TS.unpack_from(opts, 4))
+    mss: int | None = None
+    wscale: int | None = None
+    sack_permitted = False
+    sack_blocks: tuple[tuple[int, int], ...] = ()
+    timestamps: tuple[int, int] | None = None
+    unknown: list[tuple[int, bytes]] = []
+    i = 0
+    while i < n:
+        kind = opts[i]
+        if kind == OPT_EOL:
+            break
+        if kind == OPT_NOP:
+            i += 1
+            continue
+        if i + 1 >= n:
+            raise MalformedPacket("tcp", "bad-option", f"option {kind} at {i} has no length octet")
+        length = opts[i + 1]
+        if length < 2 or i + length > n:
+            raise MalformedPacket("tcp", "bad-option", f"option {kind} at {i} has length {length}")
+        want = _OPTION_LEN.get(kind)
+        if want is not None and length != want:
+            raise MalformedPacket(
+                "tcp", "bad-option", f"option {kind} has length {length}, not {want}"
+            )
+        if kind == OPT_MSS:
+            mss = _U16.unpack_from(opts, i + 2)[0]
+        elif kind == OPT_TIMESTAMPS:
+            timestamps = _TS.unpack_from(opts, i + 2)
+        elif kind == OPT_WSCALE:
+            wscale = opts[i + 2]
+        elif kind == OPT_SACK_PERMITTED:
+            sack_permitted = True
+        elif kind == OPT_SACK:
+            if (length - 2) % 8 or length == 2:
+                raise MalformedPacket(
+                    "tcp", "bad-option", f"SACK option length {length} is not 2+8n"
+                )
+            sack_blocks = tuple(
+                _SACK_EDGE.unpack_from(opts, j) for j in range(i + 2, i + length, 8)
+            )
+        else:
+            unknown.append((kind, bytes(opts[i + 2 : i + length])))
+        i += length
+    return TcpOptions(mss, wscale, sack_permitted, sack_blocks, timestamps, tuple(unknown))
+
+
+def parse(
+    data: bytes | memoryview, src: IPv4Address, dst: IPv4Address, *, verify_checksum: bool = True
+) -> TcpSegment:
     """Parse one TCP segment (header + payload) carried between ``src`` and ``dst``."""
-    raise NotImplementedError  # filled in by the wire work
+    n = len(data)
+    if n < MIN_HEADER_LEN:
+        raise MalformedPacket("tcp", "truncated", f"{n} bytes, header needs {MIN_HEADER_LEN}")
+    sport, dport, seq, ack, off, flags, window, csum, urgent = _HDR.unpack_from(data)
+    hlen = (off >> 4) << 2
+    if hlen < MIN_HEADER_LEN:
+        raise MalformedPacket("tcp", "bad-data-offset", f"data offset {hlen >> 2} is below 5")
+    if hlen > n:
+        raise MalformedPacket(
+            "tcp", "bad-data-offset", f"header of {hlen} octets in a {n}-octet segment"
+        )
+    if verify_checksum:
+        # Pseudo-header (RFC 9293 §3.1) + segment; see checksum.py for the arithmetic.
+        x = _from_bytes(data, "little")
+        total = (x % 0xFFFF) * 256 + int(src) + int(dst) + PROTO_TCP + n
+        if total % 0xFFFF:
+            raise MalformedPacket("tcp", "bad-checksum", f"checksum 0x{csum:04x} is wrong")
+    options = NO_OPTIONS if hlen == MIN_HEADER_LEN else parse_options(data[MIN_HEADER_LEN:hlen])
+    return TcpSegment(
+        sport, dport, seq, ack, _FLAGS[flags], window, bytes(data[hlen:]), options, urgent
+    )
+
+
+def build_options(options: TcpOptions) -> bytes:
+    """Options in the canonical order, NOP-aligned like Linux, EOL-padded to a multiple of 4."""
+    if options is NO_OPTIONS:
+        return b""
+    parts: list[bytes] = []
+    try:
+        if options.mss is not None:
+            parts.append(b"\x02\x04" + _U16.pack(options.mss))
+        if options.sack_permitted and options.timestamps is not None:
+            parts.append(b"\x04\x02\x08\x0a" + _TS.pack(*options.timestamps))
+        elif options.timestamps is not None:
+            parts.append(_TS_ALIGNED + _TS.pack(*options.timestamps))
+        elif options.sack_permitted:
+            parts.append(b"\x01\x01\x04\x02")
+        if options.wscale is not None:
+            parts.append(b"\x01\x03\x03" + bytes((options.wscale,)))
+        if options.sack_blocks:
+            parts.append(b"\x01\x01\x05" + bytes((2 + 8 * len(options.sack_blocks),)))
+            parts.extend(_SACK_EDGE.pack(left, right) for left, right in options.sack_blocks)
+        for kind, data in options.unknown:
+            if kind in KNOWN_OPTIONS or not 0 <= kind <= 255:
+                raise LocalProtocolError(f"tcp: unknown option kind {kind} is not unknown")
+            parts.append(bytes((kind, 2 + len(data))) + data)
+    except (struct.error, ValueError, TypeError) as exc:
+        raise LocalProtocolError(f"tcp: cannot build options {options!r}: {exc}") from None
+    raw = b"".join(parts)
+    if len(raw) > MAX_OPTIONS_LEN:
+        raise LocalProtocolError(f"tcp: options need {len(raw)} octets, at most 40 fit")
+    if len(raw) % 4:
+        # End of Option List, then zeros to the 32-bit boundary (RFC 9293 §3.1).
+        raw += bytes(4 - len(raw) % 4)
+    return raw
 
 
 def build(segment: TcpSegment, src: IPv4Address, dst: IPv4Address) -> bytes:
     """Serialise ``segment`` with a correct pseudo-header checksum."""
-    raise NotImplementedError  # filled in by the wire work
+    opts = build_options(segment.options)
+    hlen = MIN_HEADER_LEN + len(opts)
+    payload = segment.payload
+    try:
+        header = _HDR.pack(
+            segment.src_port,
+            segment.dst_port,
+            segment.seq,
+            segment.ack,
+            hlen << 2,
+            int(segment.flags),
+            segment.window,
+            0,
+            segment.urgent,
+        )
+    except (struct.error, TypeError) as exc:
+        raise LocalProtocolError(f"tcp: cannot build {segment!r}: {exc}") from None
+    if opts:
+        header += opts
+    length = hlen + len(payload)
+    if length > 0xFFFF:
+        raise LocalProtocolError(f"tcp: segment of {length} octets exceeds 65535")
+    csum = finish(int(src) + int(dst) + PROTO_TCP + length + ones_sum(header) + ones_sum(payload))
+    return b"".join((header[:16], _U16.pack(csum), header[18:], payload))

@@ -1,9 +1,19 @@
-"""UDP (RFC 768). CONTRACT: representation below; parse/build by the wire work."""
+"""UDP (RFC 768): ports, length, pseudo-header checksum (zero means "none")."""
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from ipaddress import IPv4Address
+
+from synack.errors import LocalProtocolError
+from synack.wire.checksum import finish, is_valid, ones_sum
+from synack.wire.errors import MalformedPacket
+
+HEADER_LEN = 8
+PROTO_UDP = 17
+
+_HDR = struct.Struct("!HHHH")
 
 
 @dataclass(frozen=True, slots=True)
@@ -13,11 +23,45 @@ class UdpDatagram:
     payload: bytes
 
 
-def parse(data: bytes | memoryview, src: IPv4Address, dst: IPv4Address, *, verify_checksum: bool = True) -> UdpDatagram:
-    """A zero checksum means "none" (RFC 768) and is accepted."""
-    raise NotImplementedError
+def parse(
+    data: bytes | memoryview, src: IPv4Address, dst: IPv4Address, *, verify_checksum: bool = True
+) -> UdpDatagram:
+    """A zero checksum means "none" (RFC 768) and is accepted.
+
+    The UDP length field is authoritative: octets after it are ignored.
+    """
+    n = len(data)
+    if n < HEADER_LEN:
+        raise MalformedPacket("udp", "truncated", f"{n} bytes, header needs {HEADER_LEN}")
+    sport, dport, length, csum = _HDR.unpack_from(data)
+    if length < HEADER_LEN:
+        raise MalformedPacket("udp", "bad-length", f"length field {length} < 8")
+    if length > n:
+        raise MalformedPacket("udp", "truncated", f"length field {length} but {n} bytes present")
+    if length < n:
+        data = data[:length]
+    if verify_checksum and csum:
+        total = int(src) + int(dst) + PROTO_UDP + length + ones_sum(data)
+        if not is_valid(total):
+            raise MalformedPacket("udp", "bad-checksum", f"checksum 0x{csum:04x} is wrong")
+    return UdpDatagram(sport, dport, bytes(data[HEADER_LEN:]))
 
 
-def build(datagram: UdpDatagram, src: IPv4Address, dst: IPv4Address, *, checksum: bool = True) -> bytes:
+def build(
+    datagram: UdpDatagram, src: IPv4Address, dst: IPv4Address, *, checksum: bool = True
+) -> bytes:
     """A computed checksum of 0 is sent as 0xFFFF (RFC 768)."""
-    raise NotImplementedError
+    payload = datagram.payload
+    length = HEADER_LEN + len(payload)
+    if length > 0xFFFF:
+        raise LocalProtocolError(f"udp: datagram of {length} octets exceeds 65535")
+    try:
+        header = _HDR.pack(datagram.src_port, datagram.dst_port, length, 0)
+    except (struct.error, TypeError) as exc:
+        raise LocalProtocolError(f"udp: cannot build {datagram!r}: {exc}") from None
+    if not checksum:
+        return header + payload
+    csum = finish(int(src) + int(dst) + PROTO_UDP + length + ones_sum(header) + ones_sum(payload))
+    # RFC 768: an all-zero computed checksum is transmitted as all ones; zero means "none".
+    csum = csum or 0xFFFF
+    return b"".join((header[:6], csum.to_bytes(2, "big"), payload))

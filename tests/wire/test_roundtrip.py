@@ -1,0 +1,132 @@
+"""parse(build(x)) == x for every format, and build(parse(b)) == b for canonical bytes."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address
+
+import pytest
+from hypothesis import given, settings
+
+from synack.errors import LocalProtocolError
+from synack.wire import arp, ethernet, icmp, ipv4, tcp, udp
+from synack.wire.checksum import internet_checksum
+from tests.wire import strategies as s
+
+SRC = IPv4Address("10.213.0.1")
+DST = IPv4Address("10.213.0.2")
+
+
+@settings(max_examples=400)
+@given(s.tcp_segments, s.addresses, s.addresses)
+def test_tcp_roundtrip(seg: tcp.TcpSegment, src: IPv4Address, dst: IPv4Address) -> None:
+    raw = tcp.build(seg, src, dst)
+    assert tcp.parse(raw, src, dst) == seg
+    assert tcp.parse(memoryview(raw), src, dst) == seg
+    assert len(raw) % 4 == len(seg.payload) % 4
+
+
+@settings(max_examples=300)
+@given(s.udp_datagrams, s.addresses, s.addresses)
+def test_udp_roundtrip(dgram: udp.UdpDatagram, src: IPv4Address, dst: IPv4Address) -> None:
+    raw = udp.build(dgram, src, dst)
+    assert raw[6:8] != b"\x00\x00"  # zero would mean "no checksum"
+    assert udp.parse(raw, src, dst) == dgram
+    assert udp.parse(udp.build(dgram, src, dst, checksum=False), src, dst) == dgram
+
+
+@settings(max_examples=300)
+@given(s.icmp_messages)
+def test_icmp_roundtrip(msg: icmp.IcmpMessage) -> None:
+    raw = icmp.build(msg)
+    assert icmp.parse(raw) == msg
+    assert icmp.build(icmp.parse(raw)) == raw
+
+
+@settings(max_examples=300)
+@given(s.ipv4_packets)
+def test_ipv4_roundtrip(pkt: ipv4.Ipv4Packet) -> None:
+    raw = ipv4.build(pkt)
+    assert ipv4.parse(raw) == pkt
+    # Ethernet padding after total_length is ignored.
+    assert ipv4.parse(raw + bytes(7)) == pkt
+
+
+@settings(max_examples=200)
+@given(s.ethernet_frames)
+def test_ethernet_roundtrip(frame: ethernet.EthernetFrame) -> None:
+    assert ethernet.parse(ethernet.build(frame)) == frame
+
+
+@settings(max_examples=200)
+@given(s.arp_packets)
+def test_arp_roundtrip(pkt: arp.ArpPacket) -> None:
+    raw = arp.build(pkt)
+    assert len(raw) == 28
+    assert arp.parse(raw + bytes(18)) == pkt
+
+
+def test_mac_text() -> None:
+    mac = ethernet.parse_mac("02:00:5E:10:00:01")
+    assert mac == b"\x02\x00\x5e\x10\x00\x01"
+    assert ethernet.format_mac(mac) == "02:00:5e:10:00:01"
+    assert ethernet.parse_mac("02-00-5e-10-00-01") == mac
+    for bad in [
+        "",
+        "02:00:5e:10:00",
+        "02:00:5e:10:00:01:02",
+        "02:00-5e:10:00:01",
+        "0g:00:5e:10:00:01",
+        "2:0:5e:10:0:1",
+    ]:
+        with pytest.raises(ValueError):
+            ethernet.parse_mac(bad)
+
+
+def test_checksum_known_values() -> None:
+    # RFC 1071 §3 worked example: the words 0001 f203 f4f5 f6f7 sum to ddf2 (checksum 220d).
+    assert internet_checksum(bytes.fromhex("0001f203f4f5f6f7")) == 0x220D
+    assert internet_checksum(b"") == 0xFFFF
+    assert internet_checksum(b"\x00\x00\x00") == 0xFFFF
+    assert internet_checksum(b"\xff\xff") == 0x0000
+    # Odd length: the last octet is padded with zero on the right.
+    assert internet_checksum(b"\x01") == internet_checksum(b"\x01\x00") == 0xFEFF
+
+
+def test_tcp_option_layout_matches_linux_syn() -> None:
+    opts = tcp.TcpOptions(mss=1460, wscale=7, sack_permitted=True, timestamps=(1, 0))
+    # MSS, SACK-permitted, timestamps, NOP, window scale: the 20 octets Linux sends.
+    assert tcp.build_options(opts) == bytes.fromhex("020405b40402080a000000010000000001030307")
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: tcp.build(tcp.TcpSegment(70000, 1, 0, 0, tcp.TcpFlags.SYN, 0), SRC, DST),
+        lambda: tcp.build(
+            tcp.TcpSegment(
+                1, 1, 0, 0, tcp.TcpFlags.SYN, 0, options=tcp.TcpOptions(sack_blocks=((1, 2),) * 5)
+            ),
+            SRC,
+            DST,
+        ),
+        lambda: tcp.build(
+            tcp.TcpSegment(
+                1, 1, 0, 0, tcp.TcpFlags.SYN, 0, options=tcp.TcpOptions(unknown=((2, b"xx"),))
+            ),
+            SRC,
+            DST,
+        ),
+        lambda: ipv4.build(ipv4.Ipv4Packet(SRC, DST, 6, b"", options=b"\x01\x01\x01")),
+        lambda: ipv4.build(ipv4.Ipv4Packet(SRC, DST, 6, b"", options=b"\x07\x09\x00\x00")),
+        lambda: ipv4.build(ipv4.Ipv4Packet(SRC, DST, 6, bytes(65516))),
+        lambda: ipv4.build(ipv4.Ipv4Packet(SRC, DST, 6, b"", ttl=256)),
+        lambda: udp.build(udp.UdpDatagram(1, 2, bytes(65528)), SRC, DST),
+        lambda: icmp.build(icmp.IcmpMessage(256, 0)),
+        lambda: ethernet.build(ethernet.EthernetFrame(b"\x00" * 5, b"\x00" * 6, 0x800, b"")),
+        lambda: ethernet.build(ethernet.EthernetFrame(b"\x00" * 6, b"\x00" * 6, 0x10000, b"")),
+        lambda: arp.build(arp.ArpPacket(1, b"", SRC, b"\x00" * 6, DST)),
+    ],
+)
+def test_builders_refuse_unrepresentable_values(build: object) -> None:
+    with pytest.raises(LocalProtocolError):
+        build()  # type: ignore[operator]
