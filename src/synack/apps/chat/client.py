@@ -138,9 +138,10 @@ class _ClientProtocol(FramedProtocol):
 class ChatClient:
     """A registered chat connection. Create with ``connect`` (or ``open``)."""
 
-    def __init__(self, protocol: _ClientProtocol, welcome: Welcome) -> None:
+    def __init__(self, protocol: _ClientProtocol, welcome: Welcome, raw: bytes = b"") -> None:
         self._p = protocol
         self.welcome = welcome
+        self.welcome_raw = raw  # the welcome payload as it was on the wire
         self.nick = welcome.nick
 
     # -- opening -------------------------------------------------------------
@@ -171,7 +172,7 @@ class ChatClient:
                     if ev is None:
                         raise ChatError("closed", "the server closed the connection")
                     if isinstance(ev.message, Welcome):
-                        return cls(proto, ev.message)
+                        return cls(proto, ev.message, ev.raw)
                     if isinstance(ev.message, Error):
                         raise ChatError(ev.message.code, ev.message.detail)
         except BaseException:
@@ -276,6 +277,11 @@ class ChatClient:
                 pass
         if not p.closed:
             p.abort()
+
+    @property
+    def bye_received(self) -> bool:
+        """The server said ``bye`` (a graceful end, not a lost connection)."""
+        return self._p.bye_received
 
     def abort(self) -> None:
         self._p.abort()

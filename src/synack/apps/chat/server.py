@@ -336,7 +336,8 @@ class ChatServer:
         if s.nick is not None and self.users.get(s.nick) is s:
             del self.users[s.nick]
             s.bend = len(self._turn)
-            self._broadcast(_frame(Left(nick=s.nick, reason=reason)))
+            if not self._stopping:  # when the server stops, everyone hears bye instead
+                self._broadcast(_frame(Left(nick=s.nick, reason=reason)))
 
     def _last_words(self, s: ChatSession, message: object, reason: str) -> None:
         """Send one final message, announce the departure, close after the flush."""
