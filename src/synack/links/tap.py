@@ -1,0 +1,103 @@
+"""Linux TAP devices: whole Ethernet frames between synack and the kernel.
+
+Opened through /dev/net/tun with IFF_TAP|IFF_NO_PI (so each read or write is
+exactly one frame, no packet-information prefix), non-blocking, to be watched
+by an event loop (``loop.add_reader(tap.fileno(), ...)``). The device's MTU is
+set with the SIOCSIFMTU ioctl; a 65535 MTU lets the kernel hand us 64 KiB
+segments without TSO/offloads.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import socket
+import struct
+
+TUNSETIFF = 0x400454CA
+IFF_TAP = 0x0002
+IFF_NO_PI = 0x1000
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+SIOCSIFMTU = 0x8922
+IFF_UP = 0x1
+IFNAMSIZ = 16
+ETH_HEADER = 14
+
+
+class TapDevice:
+    """One open TAP device. ``read()`` returns one frame or None when none is
+    waiting; ``write()`` sends one frame to the kernel."""
+
+    def __init__(self, name: str, *, mtu: int = 1500, up: bool = True) -> None:
+        if not name or len(name.encode()) >= IFNAMSIZ or "/" in name or " " in name:
+            raise ValueError(f"bad interface name {name!r} (1-15 characters)")
+        if not 68 <= mtu <= 65535:
+            raise ValueError("mtu must be between 68 and 65535")
+        fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            ifr = struct.pack("16sH", name.encode(), IFF_TAP | IFF_NO_PI)
+            res = fcntl.ioctl(fd, TUNSETIFF, ifr)
+        except OSError:
+            os.close(fd)
+            raise
+        self.fd = fd
+        self.name = res[:IFNAMSIZ].rstrip(b"\0").decode()
+        self.mtu = mtu
+        self.frames_in = 0
+        self.frames_out = 0
+        self.write_errors = 0
+        self._bufsize = mtu + ETH_HEADER + 4  # room for a VLAN tag
+        self.set_mtu(mtu)
+        if up:
+            self.set_up()
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def _ifreq(self, req: int, data: bytes) -> bytes:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            return fcntl.ioctl(s.fileno(), req, struct.pack("16s", self.name.encode()) + data)
+
+    def set_mtu(self, mtu: int) -> None:
+        self._ifreq(SIOCSIFMTU, struct.pack("i", mtu) + bytes(20))
+        self.mtu = mtu
+        self._bufsize = mtu + ETH_HEADER + 4
+
+    def set_up(self) -> None:
+        res = self._ifreq(SIOCGIFFLAGS, bytes(24))
+        (flags,) = struct.unpack_from("H", res, IFNAMSIZ)
+        self._ifreq(SIOCSIFFLAGS, struct.pack("H", flags | IFF_UP) + bytes(22))
+
+    def read(self) -> bytes | None:
+        try:
+            frame = os.read(self.fd, self._bufsize)
+        except BlockingIOError:
+            return None
+        self.frames_in += 1
+        return frame
+
+    def write(self, frame: bytes) -> bool:
+        """Send one frame; False (counted) when the kernel refused it (device
+        down, or its queue full): Ethernet is allowed to lose frames."""
+        try:
+            os.write(self.fd, frame)
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EIO, errno.ENOBUFS, errno.EINVAL):
+                raise
+            self.write_errors += 1
+            return False
+        self.frames_out += 1
+        return True
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> TapDevice:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
