@@ -1,0 +1,225 @@
+"""The textbook sequence diagram in a terminal (rich).
+
+One column per host (two for one connection, like the lessons' figures), time
+running down: every frame is a label line and an arrow from sender to
+receiver, every TCP state change is written beside its host's column, a lost
+segment's arrow stops half-way at a ✗ (where it died), retransmissions and
+duplicate ACKs are marked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from rich.console import Console
+from rich.text import Text
+
+from synack.tcp.states import State
+from synack.trace.model import Note, StateChange, Trace, TraceEvent, options_text
+from synack.wire.tcp import TcpFlags
+
+TIME_WIDTH = 9
+
+_STATE_STYLE: dict[State, str] = {
+    State.ESTABLISHED: "bold green",
+    State.CLOSED: "bold red",
+    State.TIME_WAIT: "bold magenta",
+    State.LISTEN: "bold cyan",
+}
+
+
+def _flag_style(event: TraceEvent) -> str:
+    if event.lost:
+        return "red"
+    tcp = event.tcp
+    if tcp is None:
+        return {"ARP": "blue", "UDP": "cyan", "ICMP": "yellow"}.get(event.protocol, "white")
+    if tcp.retransmission or tcp.dup_ack:
+        return "yellow"
+    if tcp.flags & TcpFlags.RST:
+        return "bold red"
+    if tcp.flags & (TcpFlags.SYN | TcpFlags.FIN):
+        return "bold"
+    return ""
+
+
+def _short_options(event: TraceEvent) -> str:
+    if event.tcp is None:
+        return ""
+    opts = options_text(event.tcp.options)
+    return f" <{opts}>" if opts else ""
+
+
+def event_label(event: TraceEvent) -> str:
+    """What an arrow says: flags and relative seq/ack for TCP, the summary for the rest."""
+    tcp = event.tcp
+    if tcp is None:
+        return event.summary
+    text = tcp.label()
+    marks = []
+    if tcp.retransmission:
+        marks.append("retransmission")
+    if tcp.dup_ack:
+        marks.append("dup ACK")
+    if event.lost:
+        marks.append("LOST" + (f" on {event.lost_where}" if event.lost_where else ""))
+    if marks:
+        text += " (" + ", ".join(marks) + ")"
+    return text
+
+
+class _Row:
+    """A line of fixed-width cells with a style per cell."""
+
+    def __init__(self, width: int) -> None:
+        self.chars = [" "] * width
+        self.styles = [""] * width
+
+    def put(self, x: int, text: str, style: str = "") -> None:
+        for i, ch in enumerate(text):
+            if 0 <= x + i < len(self.chars):
+                self.chars[x + i] = ch
+                self.styles[x + i] = style
+
+    def text(self) -> Text:
+        out = Text()
+        line = "".join(self.chars).rstrip()
+        for i, ch in enumerate(line):
+            out.append(ch, style=self.styles[i] or None)
+        return out
+
+
+class SequenceDiagram:
+    """Lays a :class:`Trace` out as lines of text, ``width`` cells wide."""
+
+    def __init__(self, trace: Trace, width: int = 100) -> None:
+        self.trace = trace
+        self.width = max(width, 60)
+        keys = [lane.key for lane in trace.lanes]
+        self.keys = keys
+        # A host with several connections shows which port changed state.
+        ports: dict[str, set[int]] = {}
+        for change in trace.state_changes:
+            ports.setdefault(change.lane, set()).add(change.port)
+        self.multi = {lane for lane, p in ports.items() if len(p) > 1}
+        longest = max((len(self._state_text(c)) for c in trace.state_changes), default=12)
+        self.gutter = max(longest, 12) + 2
+        left = TIME_WIDTH + self.gutter
+        right = self.width - self.gutter - 1
+        if len(keys) <= 1:
+            self.x = {k: left for k in keys}
+        else:
+            step = (right - left) / (len(keys) - 1)
+            self.x = {k: round(left + i * step) for i, k in enumerate(keys)}
+
+    def _state_text(self, change: StateChange) -> str:
+        prefix = f":{change.port} " if change.lane in getattr(self, "multi", set()) else ""
+        return prefix + change.new.value
+
+    def _row(self) -> _Row:
+        row = _Row(self.width)
+        for x in self.x.values():
+            row.put(x, "│", "dim")
+        return row
+
+    def lines(self) -> Iterator[Text]:
+        trace = self.trace
+        header = _Row(self.width)
+        for lane in trace.lanes:
+            name = lane.name if lane.name == lane.key else f"{lane.name} {lane.key}"
+            x = self.x[lane.key]
+            header.put(max(0, min(x - len(name) // 2, self.width - len(name))), name, "bold")
+        yield header.text()
+        # The state each connection end starts in, under its host's name.
+        initial = _Row(self.width)
+        shown: set[str] = set()
+        for conn in trace.connections:
+            ends = (
+                (conn.client_lane, conn.client[1], conn.initial[0]),
+                (conn.server_lane, conn.server[1], conn.initial[1]),
+            )
+            for key, port, state in ends:
+                if state is None or key not in self.x or key in shown:
+                    continue
+                shown.add(key)
+                prefix = f":{port} " if key in self.multi else ""
+                self._put_state(initial, key, prefix + state.value, state)
+        for x in self.x.values():
+            initial.put(x, "│", "dim")
+        yield initial.text()
+        for item in trace.items:
+            if isinstance(item, Note):
+                row = _Row(self.width)
+                row.put(0, f"── {item.text} ", "bold yellow")
+                yield row.text()
+            elif isinstance(item, StateChange):
+                row = self._row()
+                state = item.new
+                self._put_state(row, item.lane, self._state_text(item), state)
+                yield row.text()
+            else:
+                yield from self._event_lines(item)
+
+    def _put_state(self, row: _Row, lane: str, text: str, state: State) -> None:
+        x = self.x.get(lane)
+        if x is None:
+            return
+        style = _STATE_STYLE.get(state, "bold")
+        if x == min(self.x.values()) and len(self.x) > 1:
+            row.put(x - len(text) - 1, text, style)
+        else:
+            row.put(x + 2, text, style)
+
+    def _event_lines(self, event: TraceEvent) -> Iterator[Text]:
+        x1 = self.x.get(event.src)
+        x2 = self.x.get(event.dst)
+        style = _flag_style(event)
+        label = event_label(event)
+        t = f"{event.time - self.trace.start:8.3f}"
+        top = self._row()
+        top.put(0, t, "dim")
+        arrow = self._row()
+        if x1 is None or x2 is None or x1 == x2:
+            top.put(TIME_WIDTH, label, style)
+            yield top.text()
+            return
+        lo, hi = min(x1, x2), max(x1, x2)
+        span = hi - lo - 3
+        full = label + _short_options(event)
+        text = full if len(full) <= span else label
+        if len(text) > span:
+            text = text[: max(span - 1, 1)] + "…"
+        top.put(lo + 2 + max(0, (span - len(text)) // 2), text, style)
+        if event.lost:
+            # The arrow dies half-way, where the link dropped it.
+            mid = (x1 + x2) // 2
+            if x2 > x1:
+                arrow.put(x1 + 1, "─" * (mid - x1 - 1), style)
+            else:
+                arrow.put(mid + 1, "─" * (x1 - mid - 1), style)
+            arrow.put(mid, "✗", "bold red")
+        elif x2 > x1:
+            arrow.put(x1 + 1, "─" * (x2 - x1 - 2) + "▶", style or "white")
+        else:
+            arrow.put(x2 + 1, "◀" + "─" * (x1 - x2 - 2), style or "white")
+        yield top.text()
+        yield arrow.text()
+
+
+def render(trace: Trace, console: Console | None = None, width: int | None = None) -> None:
+    """Print ``trace`` as a sequence diagram, followed by one line per connection."""
+    console = console or Console()
+    diagram = SequenceDiagram(trace, width or min(console.width, 140))
+    for line in diagram.lines():
+        console.print(line, overflow="crop", no_wrap=True, soft_wrap=True)
+    for conn in trace.connections:
+        how = "inferred from the segments" if conn.inferred else "recorded by the connections"
+        final = " / ".join(s.value if s else "?" for s in conn.final)
+        console.print(
+            Text(f"connection {conn.index}: {conn.label()}  final states {final} ({how})", "dim")
+        )
+
+
+def to_text(trace: Trace, width: int = 100) -> str:
+    """The diagram as plain text (for tests and for piping)."""
+    return "\n".join(line.plain for line in SequenceDiagram(trace, width).lines())
