@@ -1,0 +1,2 @@
+"""The peer-to-peer UDP messenger (PROTOCOLS.md §4): a sans-IO core with acks,
+retransmission and duplicate suppression, and a thin asyncio adapter."""

@@ -1,0 +1,255 @@
+"""``synack udpchat``: the peer-to-peer messenger's command line (PROTOCOLS.md §4, §5)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TextIO
+
+from synack.apps.services import announce, stop_on_signals
+from synack.apps.udpchat.contacts import ContactBook, load_contacts
+from synack.apps.udpchat.core import (
+    INITIAL_TIMEOUT,
+    MAX_NAME,
+    TRIES,
+    Delivered,
+    Event,
+    MessageReceived,
+    UdpChatPeer,
+    Undelivered,
+)
+from synack.apps.udpchat.endpoint import ChatEndpoint, open_chat_endpoint
+from synack.errors import LocalProtocolError, UsageError
+
+DEFAULT_PORT = 8081
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"bad port {text!r}: expected 0..65535")
+    return value
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "udpchat",
+        help="peer-to-peer UDP messenger with acks and retransmission",
+        description=(
+            "Peer-to-peer UDP messenger. Lines: /to NAME [TEXT], /contacts, /quit; "
+            "anything else goes to the selected contact."
+        ),
+    )
+    p.add_argument("--name", required=True, help="what you call yourself")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=_port, default=DEFAULT_PORT, help="UDP port (default 8081)")
+    p.add_argument("--contacts", metavar="FILE", help="TOML file with a [contacts] table")
+    p.add_argument(
+        "--contact",
+        action="append",
+        default=[],
+        metavar="NAME=HOST:PORT",
+        help="add a contact (repeatable)",
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object per output line")
+    p.add_argument(
+        "--timeout",
+        type=_positive,
+        default=INITIAL_TIMEOUT,
+        help=f"first retransmission timeout in seconds, doubling (default {INITIAL_TIMEOUT})",
+    )
+    p.add_argument(
+        "--tries",
+        type=int,
+        default=TRIES,
+        help=f"transmissions before undelivered (default {TRIES})",
+    )
+    p.set_defaults(func=run)
+
+
+class Ui:
+    """Turns input lines into sends and events into output lines."""
+
+    def __init__(self, book: ContactBook, *, json_mode: bool, out: TextIO, err: TextIO) -> None:
+        self.book = book
+        self.json_mode = json_mode
+        self.out = out
+        self.err = err
+        self.selected: str | None = (
+            next(iter(book.by_name), None) if len(book.by_name) == 1 else None
+        )
+        self.endpoint: ChatEndpoint | None = None
+
+    def _emit(self, obj: dict[str, Any], text: str) -> None:
+        self.out.write((json.dumps(obj, ensure_ascii=False) if self.json_mode else text) + "\n")
+        self.out.flush()
+
+    def error(self, message: str) -> None:
+        self.err.write(f"error: {message}\n")
+        self.err.flush()
+
+    def on_event(self, event: Event) -> None:
+        if isinstance(event, MessageReceived):
+            # §4: a source in the book is shown under that contact's name.
+            shown = self.book.name_of(event.source) or event.sender
+            self._emit(
+                {"type": "msg", "from": shown, "id": event.id, "text": event.text},
+                f"[{shown}] {event.text}",
+            )
+        elif isinstance(event, Delivered):
+            to = self.book.label(event.to)
+            self._emit(
+                {"type": "delivered", "to": to, "id": event.id}, f"(delivered to {to}: #{event.id})"
+            )
+        elif isinstance(event, Undelivered):
+            to = self.book.label(event.to)
+            self._emit(
+                {"type": "undelivered", "to": to, "id": event.id},
+                f"(undelivered to {to}: #{event.id}, no acknowledgement after {event.tries} tries)",
+            )
+
+    def handle_line(self, line: str) -> bool:
+        """False when the user asked to quit."""
+        line = line.rstrip("\r\n")
+        if not line.strip():
+            return True
+        if line.startswith("/"):
+            cmd, _, rest = line.partition(" ")
+            if cmd == "/quit":
+                return False
+            if cmd == "/contacts":
+                contacts = {n: f"{a[0]}:{a[1]}" for n, a in self.book.by_name.items()}
+                if self.json_mode:
+                    self._emit({"type": "contacts", "contacts": contacts}, "")
+                elif not contacts:
+                    self._emit({}, "(no contacts: add them with --contact or --contacts)")
+                else:
+                    for n, hp in contacts.items():
+                        mark = "*" if n == self.selected else " "
+                        self._emit({}, f"{mark} {n} {hp}")
+                return True
+            if cmd == "/to":
+                name, _, text = rest.strip().partition(" ")
+                if not name:
+                    self.error("usage: /to NAME [TEXT]")
+                elif name not in self.book.by_name:
+                    self.error(f"no contact named {name!r} (see /contacts)")
+                elif text.strip():
+                    self._send(name, text)
+                else:
+                    self.selected = name
+                return True
+            self.error(f"unknown command {cmd!r} (try /to, /contacts, /quit)")
+            return True
+        if self.selected is None:
+            self.error("no recipient selected: use /to NAME first")
+            return True
+        self._send(self.selected, line)
+        return True
+
+    def _send(self, name: str, text: str) -> None:
+        assert self.endpoint is not None
+        try:
+            self.endpoint.send(self.book.by_name[name], text)
+        except LocalProtocolError as exc:
+            self.error(str(exc))
+
+
+def run(args: argparse.Namespace) -> int:
+    if not 1 <= len(args.name) <= MAX_NAME:
+        raise UsageError(f"--name must be 1 to {MAX_NAME} characters")
+    if args.tries < 1:
+        raise UsageError("--tries must be at least 1")
+    book = load_contacts(args.contacts, args.contact)
+    asyncio.run(_main(args, book))
+    return 0
+
+
+def _stdin_lines(loop: asyncio.AbstractEventLoop, put: Callable[[str | None], None]) -> None:
+    """Read stdin in a thread (works for pipes, files and terminals alike)."""
+    try:
+        for raw in sys.stdin.buffer:
+            loop.call_soon_threadsafe(put, raw.decode("utf-8", "replace"))
+        loop.call_soon_threadsafe(put, None)
+    except (RuntimeError, OSError, ValueError):
+        pass  # the loop closed first (SIGTERM), or stdin went away: nothing to tell
+
+
+async def _line_mode(ui: Ui) -> None:
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[str | None] = asyncio.Queue()
+    threading.Thread(target=_stdin_lines, args=(loop, queue.put_nowait), daemon=True).start()
+    while (line := await queue.get()) is not None:
+        if not ui.handle_line(line):
+            return
+
+
+async def _tty_mode(ui: Ui) -> None:
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.patch_stdout import patch_stdout
+
+    session: PromptSession[str] = PromptSession()
+    # patch_stdout: messages print above the prompt while the user types.
+    with patch_stdout(raw=True):
+        ui.out = sys.stdout
+        while True:
+            try:
+                line = await session.prompt_async(lambda: f"{ui.selected or '(/to NAME)'}> ")
+            except (EOFError, KeyboardInterrupt):
+                return
+            if not ui.handle_line(line):
+                return
+
+
+async def _main(args: argparse.Namespace, book: ContactBook) -> None:
+    # Ids start from the wall clock in ms so they keep increasing across a
+    # restart, and a peer's duplicate suppression never hides a new message.
+    peer = UdpChatPeer(
+        args.name,
+        first_id=time.time_ns() // 1_000_000,
+        initial_timeout=args.timeout,
+        tries=args.tries,
+    )
+    ui = Ui(book, json_mode=args.json, out=sys.stdout, err=sys.stderr)
+    with stop_on_signals() as stop:
+        endpoint = await open_chat_endpoint(peer, args.host, args.port, ui.on_event)
+        ui.endpoint = endpoint
+        try:
+            announce(endpoint.sockname, "udpchat")
+            interactive = sys.stdin.isatty() and sys.stdout.isatty() and not args.json
+            reader = asyncio.ensure_future(_tty_mode(ui) if interactive else _line_mode(ui))
+            stopper = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({reader, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if reader.done():
+                reader.result()
+                # End of input: finish what was sent (acked or given up on).
+                if peer.pending and interactive:
+                    ui.error(f"waiting for {peer.pending} acknowledgement(s)...")
+                finishing = asyncio.ensure_future(endpoint.wait_idle())
+                await asyncio.wait({finishing, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                finishing.cancel()
+            reader.cancel()
+            stopper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+        finally:
+            endpoint.close()
