@@ -1,0 +1,3 @@
+"""How frames move: the deterministic simulator (sim.py) and real links."""
+
+from __future__ import annotations

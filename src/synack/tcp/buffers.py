@@ -1,0 +1,179 @@
+"""Send and receive buffers (RFC 9293 §3.8.6, §3.10.7.4 "segment text").
+
+Both are bounded. Positions inside the buffers are plain byte offsets, never
+sequence numbers: the connection converts between the two, so modulo-2**32
+arithmetic stays in one place (connection.py and seq.py).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+
+from synack.errors import LocalProtocolError
+
+
+class SendBuffer:
+    """Bytes from SND.UNA on: sent-but-unacknowledged, then not yet sent."""
+
+    __slots__ = ("_buf", "capacity")
+
+    def __init__(self, capacity: int) -> None:
+        if capacity <= 0:
+            raise LocalProtocolError("send buffer capacity must be positive")
+        self.capacity = capacity
+        self._buf = bytearray()
+
+    def __len__(self) -> int:
+        return len(self._buf)
+
+    @property
+    def space(self) -> int:
+        return self.capacity - len(self._buf)
+
+    def append(self, data: bytes | bytearray | memoryview) -> int:
+        """Queue as much of ``data`` as fits; return how many bytes were taken."""
+        n = min(len(data), self.capacity - len(self._buf))
+        if n > 0:
+            self._buf += data[:n] if n < len(data) else data
+        return max(n, 0)
+
+    def peek(self, offset: int, n: int) -> bytes:
+        """``n`` bytes starting ``offset`` bytes after SND.UNA."""
+        return bytes(self._buf[offset : offset + n])
+
+    def drop(self, n: int) -> None:
+        """The first ``n`` bytes were acknowledged."""
+        # bytearray deletion at the front is amortised O(1) in CPython.
+        del self._buf[:n]
+
+    def clear(self) -> None:
+        self._buf.clear()
+
+
+class ReceiveBuffer:
+    """In-order bytes waiting for the reader, plus out-of-order pieces.
+
+    Out-of-order data is kept as non-overlapping pieces keyed by stream
+    position (bytes since the first data byte), and as a sorted list of merged
+    intervals, which are also the SACK blocks of RFC 2018.
+    """
+
+    __slots__ = ("_intervals", "_last", "_pieces", "_pos", "_ready", "capacity", "ooo_bytes")
+
+    def __init__(self, capacity: int) -> None:
+        if capacity <= 0:
+            raise LocalProtocolError("receive buffer capacity must be positive")
+        self.capacity = capacity
+        self._ready = bytearray()
+        self._pos = 0  # stream position of RCV.NXT
+        self._pieces: dict[int, bytes] = {}
+        self._intervals: list[list[int]] = []  # [start, end) stream positions, sorted
+        self._last: int | None = None  # start of the most recently changed interval
+        self.ooo_bytes = 0
+
+    @property
+    def readable(self) -> int:
+        return len(self._ready)
+
+    @property
+    def free(self) -> int:
+        """RCV.BUFF - RCV.USER: the most window that can be offered from RCV.NXT."""
+        return self.capacity - len(self._ready)
+
+    @property
+    def has_gaps(self) -> bool:
+        return bool(self._intervals)
+
+    def read(self, max_bytes: int) -> bytes:
+        ready = self._ready
+        if max_bytes >= len(ready):
+            data = bytes(ready)
+            ready.clear()
+        else:
+            data = bytes(ready[:max_bytes])
+            del ready[:max_bytes]
+        return data
+
+    def insert(self, offset: int, data: bytes) -> int:
+        """Store ``data`` starting ``offset`` bytes after RCV.NXT.
+
+        The caller has trimmed it to the window. Returns by how many bytes
+        RCV.NXT advances (0 for an out-of-order piece).
+        """
+        if offset == 0 and not self._intervals:
+            self._ready += data
+            self._pos += len(data)
+            return len(data)
+        start = self._pos + offset
+        end = start + len(data)
+        for s, e in self._uncovered(start, end):
+            self._pieces[s] = data[s - start : e - start]
+            self.ooo_bytes += e - s
+            self._add_interval(s, e)
+        self._last = start
+        return self._deliver()
+
+    def sack_blocks(self, limit: int) -> list[tuple[int, int]]:
+        """Up to ``limit`` out-of-order blocks as (offset, end offset) from RCV.NXT.
+
+        RFC 2018 §4: the first block holds the most recently received segment;
+        the others follow (we list them in stream order).
+        """
+        base = self._pos
+        blocks = [(s - base, e - base) for s, e in self._intervals]
+        if self._last is not None:
+            for i, (s, e) in enumerate(self._intervals):
+                if s <= self._last < e:
+                    blocks.insert(0, blocks.pop(i))
+                    break
+        return blocks[:limit]
+
+    def first_gap_end(self) -> int | None:
+        """Offset from RCV.NXT of the first out-of-order byte, if any."""
+        return self._intervals[0][0] - self._pos if self._intervals else None
+
+    def _uncovered(self, start: int, end: int) -> list[tuple[int, int]]:
+        parts: list[tuple[int, int]] = []
+        cur = start
+        for s, e in self._intervals:
+            if e <= cur:
+                continue
+            if s >= end:
+                break
+            if s > cur:
+                parts.append((cur, s))
+            cur = max(cur, e)
+            if cur >= end:
+                break
+        if cur < end:
+            parts.append((cur, end))
+        return parts
+
+    def _add_interval(self, s: int, e: int) -> None:
+        iv = self._intervals
+        i = bisect_left(iv, [s, e])
+        iv.insert(i, [s, e])
+        # Merge with touching neighbours (pieces never overlap, so only
+        # adjacency needs joining).
+        if i > 0 and iv[i - 1][1] == s:
+            iv[i - 1][1] = e
+            del iv[i]
+            i -= 1
+        if i + 1 < len(iv) and iv[i][1] == iv[i + 1][0]:
+            iv[i][1] = iv[i + 1][1]
+            del iv[i + 1]
+
+    def _deliver(self) -> int:
+        iv = self._intervals
+        if not iv or iv[0][0] != self._pos:
+            return 0
+        s, e = iv.pop(0)
+        pieces = self._pieces
+        pos = s
+        while pos < e:
+            chunk = pieces.pop(pos)
+            self._ready += chunk
+            pos += len(chunk)
+        self.ooo_bytes -= e - s
+        self._pos = e
+        return e - s

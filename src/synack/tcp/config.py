@@ -1,0 +1,88 @@
+"""Per-connection settings, validated once (caller mistakes raise LocalProtocolError)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from synack.errors import LocalProtocolError
+
+
+@dataclass(frozen=True, slots=True)
+class TcpConfig:
+    #: The MSS we announce (what we can receive) and the most we send per
+    #: segment. 536 is the RFC 9293 §3.7.1 default (MUST-15).
+    mss: int = 1460
+    send_buffer: int = 256 * 1024
+    receive_buffer: int = 256 * 1024
+    #: RFC 7323 options and RFC 2018 SACK, each offered on SYN.
+    window_scale: bool = True
+    timestamps: bool = True
+    sack: bool = True
+    #: Disable Nagle's algorithm (RFC 9293 §3.7.4 MUST-17: a way to turn it off).
+    nodelay: bool = False
+    #: Delayed ACK (SHLD-18): at most this long, and always under 0.5 s (MUST-40).
+    delayed_ack: bool = True
+    delayed_ack_timeout: float = 0.2
+    #: RFC 6298: initial RTO 1 s (§2.1), minimum 1 s (§2.4), maximum >= 60 s.
+    initial_rto: float = 1.0
+    min_rto: float = 1.0
+    max_rto: float = 60.0
+    #: RFC 9293 §3.8.3 (MUST-20): R1 "negative advice" threshold and R2 (give
+    #: up), as counts of retransmissions of one segment; R2 is settable per
+    #: connection (MUST-21). ``user_timeout`` bounds R2 in seconds as well.
+    r1_retries: int = 3
+    r2_retries: int = 15
+    user_timeout: float | None = None
+    #: SYN retransmissions and the connect deadline; R2 for a SYN must allow
+    #: at least 3 minutes of retries (MUST-23).
+    syn_retries: int = 7
+    connect_timeout: float = 180.0
+    #: Maximum segment lifetime; TIME-WAIT lasts 2*MSL (MUST-13).
+    msl: float = 60.0
+    #: After close() (not shutdown_write), give up on a peer that never sends
+    #: its FIN: FIN-WAIT-2 ends after this long (an orphan timeout, as BSD has).
+    fin_wait_2_timeout: float = 60.0
+    #: Keep-alives (RFC 1122 §4.2.3.6, RFC 9293 §3.8.4): off by default
+    #: (MUST-25), idle interval configurable (MUST-27), default >= 2 h (MUST-28).
+    keepalive: bool = False
+    keepalive_idle: float = 7200.0
+    keepalive_interval: float = 75.0
+    keepalive_count: int = 9
+    #: RFC 5961 §7: challenge ACKs per second, per connection.
+    challenge_ack_limit: int = 10
+
+    def __post_init__(self) -> None:
+        if not 64 <= self.mss <= 65495:
+            raise LocalProtocolError(f"mss {self.mss} out of range 64..65495")
+        if self.send_buffer < 1 or self.receive_buffer < 1:
+            raise LocalProtocolError("buffer sizes must be positive")
+        if self.receive_buffer > (65535 << 14):
+            raise LocalProtocolError("receive_buffer exceeds the largest scaled window")
+        if not self.window_scale and self.receive_buffer > 65535:
+            raise LocalProtocolError("receive_buffer > 65535 needs window_scale")
+        if not 0 < self.delayed_ack_timeout < 0.5:
+            raise LocalProtocolError("delayed_ack_timeout must be in (0, 0.5) s (RFC 9293 MUST-40)")
+        if not 0 < self.min_rto <= self.max_rto or self.initial_rto <= 0:
+            raise LocalProtocolError("need 0 < min_rto <= max_rto and initial_rto > 0")
+        if not 0 < self.r1_retries < self.r2_retries:
+            raise LocalProtocolError("need 0 < r1_retries < r2_retries")
+        if self.syn_retries < 0 or self.connect_timeout <= 0:
+            raise LocalProtocolError("syn_retries >= 0 and connect_timeout > 0 required")
+        if self.user_timeout is not None and self.user_timeout <= 0:
+            raise LocalProtocolError("user_timeout must be positive")
+        if self.msl < 0 or self.fin_wait_2_timeout <= 0:
+            raise LocalProtocolError("msl >= 0 and fin_wait_2_timeout > 0 required")
+        if self.keepalive_idle <= 0 or self.keepalive_interval <= 0 or self.keepalive_count < 1:
+            raise LocalProtocolError("keepalive idle/interval must be > 0 and count >= 1")
+        if self.challenge_ack_limit < 1:
+            raise LocalProtocolError("challenge_ack_limit must be >= 1")
+
+    @property
+    def rcv_wscale(self) -> int:
+        """The shift we offer: the smallest that fits the receive buffer in 16 bits."""
+        if not self.window_scale:
+            return 0
+        shift = 0
+        while (self.receive_buffer >> shift) > 65535 and shift < 14:
+            shift += 1
+        return shift

@@ -1,0 +1,119 @@
+"""Congestion control: RFC 5681 slow start, congestion avoidance, fast
+retransmit and fast recovery, with the NewReno modification of RFC 6582.
+
+RFC 9293 §3.8.2 (MUST-19) requires RFC 5681. Limited transmit (RFC 3042)
+and SACK-based recovery (RFC 6675) are not implemented here.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from synack.tcp.seq import seq_ge
+
+
+class AckAction(enum.Enum):
+    NONE = 0
+    #: Retransmit the first unacknowledged segment now (fast retransmit on
+    #: the third duplicate ACK, or a NewReno partial ACK).
+    RETRANSMIT = 1
+
+
+def initial_window(smss: int) -> int:
+    """RFC 5681 §3.1 equation (1): IW by SMSS."""
+    if smss > 2190:
+        return 2 * smss
+    if smss > 1095:
+        return 3 * smss
+    return 4 * smss
+
+
+class NewReno:
+    """cwnd/ssthresh bookkeeping; the connection tells it what ACKs did."""
+
+    __slots__ = ("_ca_acc", "cwnd", "dupacks", "in_recovery", "mss", "recover", "ssthresh")
+
+    def __init__(self, mss: int, iss: int, initial_ssthresh: int = 1 << 30) -> None:
+        self.mss = mss
+        self.cwnd = initial_window(mss)
+        # RFC 5681 §3.1: ssthresh SHOULD be set arbitrarily high initially.
+        self.ssthresh = initial_ssthresh
+        self.dupacks = 0
+        self.in_recovery = False
+        # RFC 6582 §3.2 step 1: "recover" starts at the ISS. We store
+        # SND.MAX at the moment of the loss (one past "the highest sequence
+        # number transmitted"), so "covers recover" reads seq >= recover.
+        self.recover = iss
+        self._ca_acc = 0
+
+    def set_mss(self, mss: int) -> None:
+        """The effective MSS became known (after the handshake): restart IW."""
+        self.mss = mss
+        self.cwnd = initial_window(mss)
+
+    def on_new_ack(self, ack: int, acked: int, flight_after: int) -> AckAction:
+        """SND.UNA advanced to ``ack`` by ``acked`` bytes; ``flight_after`` remains."""
+        mss = self.mss
+        self.dupacks = 0
+        if self.in_recovery:
+            if seq_ge(ack, self.recover):
+                # RFC 6582 §3.2 step 3, full ACK: deflate, option (2).
+                self.cwnd = min(self.ssthresh, max(flight_after, mss) + mss)
+                self.in_recovery = False
+                return AckAction.NONE
+            # Partial ACK: retransmit the next hole, deflate by the amount
+            # acknowledged and add back one SMSS if that was at least SMSS.
+            self.cwnd = max(self.cwnd - acked, 0)
+            if acked >= mss:
+                self.cwnd += mss
+            self.cwnd = max(self.cwnd, mss)
+            return AckAction.RETRANSMIT
+        if self.cwnd < self.ssthresh:
+            # RFC 5681 §3.1 equation (2): slow start, at most SMSS per ACK.
+            self.cwnd += min(acked, mss)
+        else:
+            # Congestion avoidance (RFC 5681 §3.1, equation (3) in its
+            # byte-counting form): one SMSS per cwnd of acknowledged bytes.
+            self._ca_acc += acked
+            if self._ca_acc >= self.cwnd:
+                self._ca_acc -= self.cwnd
+                self.cwnd += mss
+        return AckAction.NONE
+
+    def on_dupack(self, ack: int, flight: int, snd_max: int) -> AckAction:
+        """A duplicate ACK in the sense of RFC 5681 §2 arrived."""
+        mss = self.mss
+        self.dupacks += 1
+        if self.in_recovery:
+            # RFC 5681 §3.2 step 4: inflate by one SMSS per further dupack.
+            self.cwnd += mss
+            return AckAction.NONE
+        if self.dupacks == 3:
+            # RFC 6582 §3.2 step 2: only when the ACK covers "recover", so
+            # that one loss event (or the duplicates a go-back-N resend after
+            # a timeout provokes) is not answered by a second reduction.
+            if not seq_ge(ack, self.recover):
+                return AckAction.NONE
+            # RFC 5681 §3.2 equation (4) and step 3.
+            self.ssthresh = max(flight // 2, 2 * mss)
+            self.recover = snd_max
+            self.cwnd = self.ssthresh + 3 * mss
+            self.in_recovery = True
+            return AckAction.RETRANSMIT
+        return AckAction.NONE
+
+    def on_timeout(self, flight: int, snd_max: int, *, first: bool) -> None:
+        """The retransmission timer expired (RFC 5681 §3.1 equation (4), loss window).
+
+        ``first``: the segment had not been resent by the timer before; only
+        then is ssthresh lowered (RFC 5681 §3.1, "MUST be set to no more than").
+        """
+        if first:
+            self.ssthresh = max(flight // 2, 2 * self.mss)
+        self.cwnd = self.mss
+        self._ca_acc = 0
+        self.dupacks = 0
+        self.in_recovery = False
+        # RFC 6582 §3.2 step 4: after a timeout, record the highest sequence
+        # number transmitted in "recover".
+        self.recover = snd_max

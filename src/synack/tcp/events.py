@@ -1,0 +1,92 @@
+"""Events a :class:`~synack.tcp.connection.TcpConnection` reports to its user.
+
+Frozen, slotted dataclasses that validate in their constructor (house style
+item 5). ``next_event()`` returns them in the order they happened.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from synack.errors import LocalProtocolError
+from synack.tcp.states import Cause, State
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Base class of every TCP event."""
+
+
+@dataclass(frozen=True, slots=True)
+class Connected(Event):
+    """The handshake completed: the connection is ESTABLISHED."""
+
+
+@dataclass(frozen=True, slots=True)
+class DataAvailable(Event):
+    """New in-order bytes became readable; ``readable`` is the total now buffered."""
+
+    readable: int
+
+    def __post_init__(self) -> None:
+        if self.readable <= 0:
+            raise LocalProtocolError("DataAvailable needs readable > 0")
+
+
+@dataclass(frozen=True, slots=True)
+class EndOfStream(Event):
+    """The peer sent FIN: after the buffered bytes, nothing more will arrive."""
+
+
+@dataclass(frozen=True, slots=True)
+class SendSpaceAvailable(Event):
+    """A send() that was cut short may now be retried: ``space`` bytes are free."""
+
+    space: int
+
+    def __post_init__(self) -> None:
+        if self.space <= 0:
+            raise LocalProtocolError("SendSpaceAvailable needs space > 0")
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionReset(Event):
+    """The peer reset a synchronized connection (RFC 9293 §3.10.7.4)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionRefused(Event):
+    """The peer answered our SYN with RST (RFC 9293 §3.10.7.3)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TimedOut(Event):
+    """The connection was given up: ``reason`` is "connect", "retransmit" (R2) or "keepalive"."""
+
+    reason: str
+
+    def __post_init__(self) -> None:
+        if self.reason not in ("connect", "retransmit", "keepalive"):
+            raise LocalProtocolError(f"unknown timeout reason {self.reason!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class StateChanged(Event):
+    """One row of the transition table was taken (recorded in ``transitions`` too)."""
+
+    old: State
+    new: State
+    cause: Cause
+    time: float
+
+    def __post_init__(self) -> None:
+        if self.old is self.new:
+            raise LocalProtocolError("StateChanged needs two different states")
+
+
+@dataclass(frozen=True, slots=True)
+class Closed(Event):
+    """The connection is finished (CLOSED, or a passive child returned to LISTEN).
+
+    The owner may forget the connection once this is reported.
+    """

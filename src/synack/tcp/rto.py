@@ -1,0 +1,76 @@
+"""The retransmission timeout of RFC 6298 (RFC 9293 §3.8.1, MUST-18)."""
+
+from __future__ import annotations
+
+from synack.errors import LocalProtocolError
+
+# RFC 6298 §2: alpha = 1/8, beta = 1/4, K = 4.
+ALPHA = 0.125
+BETA = 0.25
+K = 4
+
+
+class RttEstimator:
+    """SRTT, RTTVAR and RTO with exponential backoff.
+
+    ``granularity`` is G, the clock granularity of RFC 6298 §2.3 (seconds).
+    Karn's algorithm (no samples from retransmitted segments) is the caller's
+    business: it decides which measurements are samples.
+    """
+
+    __slots__ = (
+        "_backoff",
+        "granularity",
+        "initial",
+        "max_rto",
+        "min_rto",
+        "rto",
+        "rttvar",
+        "srtt",
+    )
+
+    def __init__(
+        self,
+        *,
+        initial: float = 1.0,
+        min_rto: float = 1.0,
+        max_rto: float = 60.0,
+        granularity: float = 0.001,
+    ) -> None:
+        if not 0 < min_rto <= max_rto or initial <= 0:
+            raise LocalProtocolError("need 0 < min_rto <= max_rto and initial > 0")
+        self.initial = initial
+        self.min_rto = min_rto
+        self.max_rto = max_rto
+        self.granularity = granularity
+        self.srtt: float | None = None
+        self.rttvar: float | None = None
+        # RFC 6298 §2.1: until a measurement is made, RTO = 1 s (configurable).
+        self.rto = min(max(initial, min_rto), max_rto)
+        self._backoff = 0
+
+    def sample(self, r: float) -> None:
+        """Take one RTT measurement R (seconds)."""
+        r = max(r, 0.0)
+        if self.srtt is None or self.rttvar is None:
+            # RFC 6298 §2.2: the first measurement.
+            self.srtt = r
+            self.rttvar = r / 2
+        else:
+            # RFC 6298 §2.3: RTTVAR is updated before SRTT, with the old SRTT.
+            self.rttvar = (1 - BETA) * self.rttvar + BETA * abs(self.srtt - r)
+            self.srtt = (1 - ALPHA) * self.srtt + ALPHA * r
+        rto = self.srtt + max(self.granularity, K * self.rttvar)
+        # RFC 6298 §2.4 (minimum) and §2.5 (a maximum of at least 60 s).
+        self.rto = min(max(rto, self.min_rto), self.max_rto)
+        # RFC 6298 §5: a new sample collapses the backoff.
+        self._backoff = 0
+
+    def backoff(self) -> None:
+        """RFC 6298 §5.5: on expiry, RTO = RTO * 2, bounded by the maximum."""
+        self._backoff += 1
+        self.rto = min(self.rto * 2, self.max_rto)
+
+    @property
+    def backoffs(self) -> int:
+        return self._backoff
