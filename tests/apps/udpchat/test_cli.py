@@ -73,7 +73,7 @@ class LossyRelay:
         while not self._stop.is_set() and time.monotonic() < deadline:
             ready, _, _ = select.select([self.for_a, self.for_b], [], [], 0.05)
             for s in ready:
-                data, src = s.recvfrom(65535)
+                data, _src = s.recvfrom(65535)
                 if s is self.for_a:
                     out, dst = self.for_b, self.b_addr
                 else:
@@ -98,12 +98,12 @@ def test_two_peers_exchange_and_contact_names(tmp_path: Path) -> None:
     bob, bob_port = start_peer("--name", "bob")
     try:
         book.write_text(f'[contacts]\nbob = "127.0.0.1:{bob_port}"\n')
-        alice, alice_port = start_peer("--name", "alice", "--contacts", str(book))
+        alice, _alice_port = start_peer("--name", "alice", "--contacts", str(book))
         a_events, _ = finish(
             alice, ["/to bob", "hello bob", "/to bob direct \u00e9t\u00e9", "/quit", "ignored"]
         )
     finally:
-        b_events, b_err = finish(bob)
+        b_events, _b_err = finish(bob)
     msgs = [e for e in b_events if e["type"] == "msg"]
     # Alice's address is not in bob's book: shown under the name she gives.
     assert [(m["from"], m["text"]) for m in msgs] == [
@@ -162,7 +162,7 @@ def test_oversized_message_is_a_clear_error_and_peer_goes_on() -> None:
     bob, bob_port = start_peer("--name", "bob")
     try:
         alice, _ = start_peer("--name", "alice", "--contact", f"bob=127.0.0.1:{bob_port}")
-        a_events, a_err = finish(alice, ["x" * 2000, "small"])
+        _a_events, a_err = finish(alice, ["x" * 2000, "small"])
     finally:
         b_events, _ = finish(bob)
     assert "message too long" in a_err and "limit 1200" in a_err
