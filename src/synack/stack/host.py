@@ -15,6 +15,7 @@ ephemeral ports and IP idents an injected ``random.Random``.
 from __future__ import annotations
 
 import errno
+import heapq
 import random
 from collections import Counter, deque
 from collections.abc import Callable
@@ -25,20 +26,30 @@ from synack.errors import LocalProtocolError
 from synack.stack import events as ev
 from synack.stack.arp import ArpCache, ArpDecision, ArpPolicy, ArpTimings
 from synack.stack.reassembly import Reassembler, fragment
+from synack.tcp import events as tev
+from synack.tcp.config import TcpConfig
+from synack.tcp.connection import TcpConnection, reply_when_closed, reply_when_listening
+from synack.tcp.isn import IsnGenerator
+from synack.tcp.seq import seq_gt
+from synack.tcp.states import State
 from synack.wire import arp as warp
 from synack.wire import ethernet as weth
 from synack.wire import icmp as wicmp
 from synack.wire import ipv4 as wip
+from synack.wire import tcp as wtcp
 from synack.wire import udp as wudp
 from synack.wire.errors import MalformedPacket
+from synack.wire.tcp import TcpFlags, TcpSegment
 
 Observer = Callable[[object], None]
 Address = tuple[IPv4Address, int]
+ConnKey = tuple[IPv4Address, int, IPv4Address, int]  # local ip, port, remote ip, port
 
 EPHEMERAL_LOW = 49152  # RFC 6335 §6 dynamic ports
 EPHEMERAL_HIGH = 65535
 LIMITED_BROADCAST = IPv4Address("255.255.255.255")
 ANY = IPv4Address("0.0.0.0")
+LOOPBACK = IPv4Address("127.0.0.1")
 
 
 class NoRouteError(LocalProtocolError):
@@ -70,6 +81,7 @@ class HostConfig:
     icmp_errors_per_second: float = 1000.0  # Linux icmp_msgs_per_sec
     icmp_error_burst: int = 50  # Linux icmp_msgs_burst
     ttl: int = 64
+    tcp: TcpConfig | None = None  # default: TcpConfig with mss = mtu - 40
 
     def __post_init__(self) -> None:
         if len(self.mac) != 6:
@@ -108,6 +120,89 @@ class UdpEndpoint:
         self.host.udp_close(self)
 
 
+class TcpStream:
+    """One TCP connection on a host. The sans-IO connection is ``conn``; the
+    host keeps its events in ``pending`` for the owner (an adapter) and
+    reports :class:`~synack.stack.events.TcpActivity` when there are new ones.
+    Every call takes ``now``, like the connection itself."""
+
+    def __init__(
+        self, host: Host, key: ConnKey, conn: TcpConnection, listener: TcpListener | None
+    ) -> None:
+        self.host = host
+        self.key = key
+        self.conn = conn
+        self.listener = listener  # the listener that made it (passive), until accepted
+        self.pending: deque[tev.Event] = deque()
+        self.deadline: float | None = None
+        self.gone = False  # forgotten by the host (CLOSED)
+        self.owner: object = None
+
+    @property
+    def local(self) -> Address:
+        return (self.key[0], self.key[1])
+
+    @property
+    def remote(self) -> Address:
+        return (self.key[2], self.key[3])
+
+    def send(self, data: bytes | bytearray | memoryview, now: float) -> int:
+        n = self.conn.send(data, now)
+        self.host._tcp_touch(self, now)
+        return n
+
+    def receive(self, max_bytes: int, now: float) -> bytes:
+        data = self.conn.receive(max_bytes)
+        if data:
+            self.host._tcp_touch(self, now)  # may carry a window update
+        return data
+
+    def shutdown_write(self, now: float) -> None:
+        self.conn.shutdown_write(now)
+        self.host._tcp_touch(self, now)
+
+    def close(self, now: float) -> None:
+        self.conn.close(now)
+        self.host._tcp_touch(self, now)
+
+    def abort(self, now: float) -> None:
+        self.conn.abort(now)
+        self.host._tcp_touch(self, now)
+
+    def poll(self, now: float) -> None:
+        """Flush what calls on ``conn`` made directly have queued."""
+        self.host._tcp_touch(self, now)
+
+
+class TcpListener:
+    """A listening port: a half-open queue (bounded, evicting its oldest:
+    the SYN-flood defence) and an accept queue bounded by ``backlog``."""
+
+    def __init__(
+        self, host: Host, local: Address, backlog: int, syn_backlog: int, config: TcpConfig
+    ) -> None:
+        self.host = host
+        self.local = local
+        self.backlog = backlog
+        self.syn_backlog = syn_backlog
+        self.config = config
+        self.half_open: dict[ConnKey, TcpStream] = {}  # insertion order = age
+        self.queue: deque[TcpStream] = deque()  # established, not yet accepted
+        self.closed = False
+        self.owner: object = None
+
+    def accept(self) -> TcpStream | None:
+        while self.queue:
+            stream = self.queue.popleft()
+            stream.listener = None
+            if not stream.gone or stream.pending:
+                return stream
+        return None
+
+    def close(self, now: float) -> None:
+        self.host.tcp_close_listener(self, now)
+
+
 class Host:
     def __init__(
         self,
@@ -138,6 +233,8 @@ class Host:
         self._icmp_tokens_at = 0.0
         self._now = 0.0
         self._timer_heap: list[tuple[float, int, object]] = []
+        self._loop_queue: deque[wip.Ipv4Packet] = deque()
+        self._looping = False
         self._init_tcp()
 
     # ------------------------------------------------------------------ I/O
@@ -288,8 +385,21 @@ class Host:
         *,
         dont_fragment: bool = False,
     ) -> None:
-        hop = self.next_hop(dst)
         self._ip_ident = (self._ip_ident + 1) & 0xFFFF
+        if dst.is_loopback or dst == self.ip:
+            self._loopback(
+                wip.Ipv4Packet(
+                    src=self.source_for(dst),
+                    dst=dst,
+                    proto=proto,
+                    payload=payload,
+                    ttl=self.config.ttl,
+                    ident=self._ip_ident,
+                ),
+                now,
+            )
+            return
+        hop = self.next_hop(dst)
         pkt = wip.Ipv4Packet(
             src=self.ip,
             dst=dst,
@@ -324,6 +434,24 @@ class Host:
                 )
         self._flush_arp_requests(now)
 
+    def source_for(self, dst: IPv4Address) -> IPv4Address:
+        """Our address as seen from ``dst``: 127.0.0.1 over loopback."""
+        return LOOPBACK if dst.is_loopback else self.ip
+
+    def _loopback(self, pkt: wip.Ipv4Packet, now: float) -> None:
+        # Packets to ourselves never touch the link (like Linux's lo). A queue,
+        # not recursion: a reply sent while delivering waits its turn.
+        self.counters["ipv4-loopback"] += 1
+        self._loop_queue.append(pkt)
+        if self._looping:
+            return
+        self._looping = True
+        try:
+            while self._loop_queue:
+                self._deliver_ipv4(self._loop_queue.popleft(), False, now)
+        finally:
+            self._looping = False
+
     def _receive_ipv4(self, frame: weth.EthernetFrame, now: float) -> None:
         try:
             pkt = wip.parse(frame.payload)
@@ -352,6 +480,9 @@ class Host:
             if whole is None:
                 return
             pkt = whole
+        self._deliver_ipv4(pkt, broadcast, now)
+
+    def _deliver_ipv4(self, pkt: wip.Ipv4Packet, broadcast: bool, now: float) -> None:
         self.counters["ipv4-in"] += 1
         if pkt.proto == wip.PROTO_ICMP:
             self._receive_icmp(pkt, broadcast, now)
@@ -410,7 +541,7 @@ class Host:
         dst = IPv4Address(quoted[16:20])
         sport = int.from_bytes(quoted[ihl : ihl + 2], "big")
         dport = int.from_bytes(quoted[ihl + 2 : ihl + 4], "big")
-        if src != self.ip:
+        if src != self.ip and not src.is_loopback:
             return
         endpoint = self._udp.get(sport)
         if endpoint is None or endpoint.remote != (dst, dport):
@@ -423,7 +554,7 @@ class Host:
     def _send_icmp_error(self, about: wip.Ipv4Packet, type_: int, code: int, now: float) -> None:
         # RFC 1122 §3.2.2: never about a broadcast, a non-initial fragment, or
         # another ICMP error; and rate-limited (token bucket, as Linux).
-        if about.frag_offset or about.dst != self.ip:
+        if about.frag_offset or (about.dst != self.ip and not about.dst.is_loopback):
             return
         if about.proto == wip.PROTO_ICMP and about.payload[:1] not in (b"\x00", b"\x08"):
             return
@@ -457,8 +588,25 @@ class Host:
                 return port
         raise AddressInUseError("no free ephemeral port")
 
+    def _ephemeral_for(self, remote: Address, used: Callable[[int], bool]) -> int:
+        """RFC 6056 §3.3.3-style: a random starting point per destination,
+        then consecutive ports, so a destination sees a port again only after
+        the whole range (its TIME-WAIT entries have long expired by then)."""
+        span = EPHEMERAL_HIGH - EPHEMERAL_LOW + 1
+        nxt = self._port_next.get(remote)
+        if nxt is None:
+            if len(self._port_next) >= 4096:
+                self._port_next.clear()
+            nxt = self.rng.randrange(span)
+        for i in range(span):
+            port = EPHEMERAL_LOW + (nxt + i) % span
+            if not used(port):
+                self._port_next[remote] = (nxt + i + 1) % span
+                return port
+        raise AddressInUseError("no free ephemeral port")
+
     def _check_local(self, addr: IPv4Address) -> None:
-        if addr not in (ANY, self.ip):
+        if addr not in (ANY, self.ip) and not addr.is_loopback:
             raise AddressNotAvailableError(f"{addr} is not this host's address")
 
     def udp_open(self, port: int = 0, addr: IPv4Address = ANY) -> UdpEndpoint:
@@ -487,7 +635,8 @@ class Host:
         ip, port = IPv4Address(addr[0]), addr[1]
         if not 0 < port <= 65535:
             raise LocalProtocolError("destination port must be 1-65535")
-        datagram = wudp.build(wudp.UdpDatagram(endpoint.local[1], port, bytes(data)), self.ip, ip)
+        src = self.source_for(ip)
+        datagram = wudp.build(wudp.UdpDatagram(endpoint.local[1], port, bytes(data)), src, ip)
         self.counters["udp-out"] += 1
         self.send_ip(ip, wip.PROTO_UDP, datagram, now)
 
@@ -498,9 +647,12 @@ class Host:
             self._malformed(exc)
             return
         endpoint = self._udp.get(dgram.dst_port)
-        if endpoint is None or (
-            endpoint.remote is not None and endpoint.remote != (pkt.src, dgram.src_port)
+        if endpoint is not None and (
+            (endpoint.local[0] != ANY and endpoint.local[0] != pkt.dst and not broadcast)
+            or (endpoint.remote is not None and endpoint.remote != (pkt.src, dgram.src_port))
         ):
+            endpoint = None
+        if endpoint is None:
             self.counters["udp-closed-port"] += 1
             if not broadcast:
                 # RFC 1122 §4.1.3.1: port unreachable for a closed port.
@@ -520,13 +672,239 @@ class Host:
 
     # -------------------------------------------------------------------- TCP
     def _init_tcp(self) -> None:
-        pass
+        self.isn = IsnGenerator(self.isn_secret)
+        # Our MSS is what the link carries minus the IP and TCP headers.
+        self.tcp_config = self.config.tcp or TcpConfig(mss=min(1460, self.mtu - 40))
+        self._conns: dict[ConnKey, TcpStream] = {}
+        self._listeners: dict[int, TcpListener] = {}
+        self._tcp_heap: list[tuple[float, int, TcpStream]] = []
+        self._tcp_seq = 0
+        self._port_next: dict[Address, int] = {}
+
+    @property
+    def connections(self) -> dict[ConnKey, TcpStream]:
+        return self._conns
 
     def _tcp_timer(self) -> float | None:
-        return None
+        heap = self._tcp_heap
+        # Lazy deletion: an entry is live only if it still is its stream's deadline.
+        while heap and (heap[0][2].deadline != heap[0][0] or heap[0][2].gone):
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
 
     def _tcp_handle_timer(self, now: float) -> None:
-        pass
+        heap = self._tcp_heap
+        while heap and heap[0][0] <= now:
+            t, _, stream = heapq.heappop(heap)
+            if stream.deadline != t or stream.gone:
+                continue
+            stream.deadline = None
+            stream.conn.handle_timer(now)
+            self._tcp_touch(stream, now)
+
+    def _tcp_touch(self, stream: TcpStream, now: float) -> None:
+        """The per-connection adapter loop: events, segments, timer."""
+        conn = stream.conn
+        notify = False
+        while (event := conn.next_event()) is not None:
+            if isinstance(event, tev.StateChanged):
+                if self.observers:
+                    rec = ev.TcpStateTrace(
+                        self.name,
+                        event.time,
+                        conn.local,
+                        conn.remote,
+                        event.old.value,
+                        event.new.value,
+                    )
+                    for obs in self.observers:
+                        obs(rec)
+                continue
+            if isinstance(event, tev.Connected) and stream.listener is not None:
+                listener = stream.listener
+                listener.half_open.pop(stream.key, None)
+                if listener.closed:
+                    conn.abort(now)
+                else:
+                    listener.queue.append(stream)
+                    self._events.append(ev.TcpActivity(listener))
+            elif isinstance(event, tev.Closed):
+                self._tcp_forget(stream)
+            stream.pending.append(event)
+            notify = True
+        for seg in conn.segments_to_send(now):
+            self._tcp_output(conn.local[0], conn.remote[0], seg, now)
+        if notify and stream.owner is not None:
+            self._events.append(ev.TcpActivity(stream))
+        t = conn.get_timer()
+        if t != stream.deadline and not stream.gone:
+            stream.deadline = t
+            if t is not None:
+                self._tcp_seq += 1
+                heapq.heappush(self._tcp_heap, (t, self._tcp_seq, stream))
+
+    def _tcp_forget(self, stream: TcpStream) -> None:
+        if stream.gone:
+            return
+        stream.gone = True
+        if self._conns.get(stream.key) is stream:
+            del self._conns[stream.key]
+        if stream.listener is not None:
+            stream.listener.half_open.pop(stream.key, None)
+
+    def _tcp_output(self, src: IPv4Address, dst: IPv4Address, seg: TcpSegment, now: float) -> None:
+        raw = wtcp.build(seg, src, dst)
+        self.counters["tcp-out"] += 1
+        try:
+            # DF as Linux does for TCP (PMTU discovery), when the segment fits.
+            self.send_ip(dst, wip.PROTO_TCP, raw, now, dont_fragment=20 + len(raw) <= self.mtu)
+        except NoRouteError:
+            self.counters["tcp-no-route"] += 1
 
     def _receive_tcp(self, pkt: wip.Ipv4Packet, now: float) -> None:
+        try:
+            seg = wtcp.parse(pkt.payload, pkt.src, pkt.dst)
+        except MalformedPacket as exc:
+            self._malformed(exc)
+            return
         self.counters["tcp-in"] += 1
+        key = (pkt.dst, seg.dst_port, pkt.src, seg.src_port)
+        stream = self._conns.get(key)
+        if stream is not None:
+            if not (
+                stream.conn.state is State.TIME_WAIT
+                and seg.flags & (TcpFlags.SYN | TcpFlags.ACK | TcpFlags.RST) == TcpFlags.SYN
+                and seq_gt(seg.seq, stream.conn.rcv_nxt)
+                and seg.dst_port in self._listeners
+            ):
+                stream.conn.receive_segment(seg, now)
+                self._tcp_touch(stream, now)
+                return
+            # RFC 9293 §3.6.1 (MAY-2): a new SYN beyond the old incarnation's
+            # sequence space may reopen a TIME-WAIT 4-tuple; our ISNs grow
+            # with the clock (RFC 6528) so the new one is larger too.
+            self.counters["tcp-timewait-reopen"] += 1
+            self._tcp_forget(stream)
+        listener = self._listeners.get(seg.dst_port)
+        if listener is not None and listener.local[0] not in (ANY, pkt.dst):
+            listener = None
+        if listener is None:
+            # RFC 9293 §3.10.7.1: a segment to a closed port gets a reset.
+            self.counters["tcp-closed-port"] += 1
+            reply = reply_when_closed(seg)
+            if reply is not None:
+                self.counters["tcp-rst-out"] += 1
+                self._tcp_output(pkt.dst, pkt.src, reply, now)
+            return
+        if seg.flags & (TcpFlags.SYN | TcpFlags.ACK | TcpFlags.RST) != TcpFlags.SYN:
+            reply = reply_when_listening(seg)
+            if reply is not None:
+                self.counters["tcp-rst-out"] += 1
+                self._tcp_output(pkt.dst, pkt.src, reply, now)
+            return
+        self._tcp_syn(listener, key, seg, now)
+
+    def _tcp_syn(self, listener: TcpListener, key: ConnKey, seg: TcpSegment, now: float) -> None:
+        if len(listener.queue) >= listener.backlog:
+            # The accept queue is full: drop the SYN (as Linux does) so the
+            # client retries later instead of being refused.
+            self.counters["tcp-listen-overflow"] += 1
+            return
+        if len(listener.half_open) >= listener.syn_backlog:
+            # SYN-flood defence: a bounded half-open queue that evicts its
+            # oldest entry. Spoofed SYNs never complete, so they age out in
+            # arrival order, while a real client completes its handshake in
+            # one round trip, long before syn_backlog newer SYNs push it out.
+            oldest_key = next(iter(listener.half_open))
+            victim = listener.half_open.pop(oldest_key)
+            self.counters["tcp-synq-evicted"] += 1
+            self._tcp_forget(victim)
+        local = (key[0], key[1])
+        remote = (key[2], key[3])
+        conn = TcpConnection.accept_syn(
+            seg, local, remote, listener.config, self.isn(local, remote, now), now
+        )
+        stream = TcpStream(self, key, conn, listener)
+        self._conns[key] = stream
+        listener.half_open[key] = stream
+        self.counters["tcp-passive-opens"] += 1
+        self._tcp_touch(stream, now)
+
+    # The TCP API (used by the adapters) -----------------------------------
+    def tcp_listen(
+        self,
+        port: int,
+        addr: IPv4Address = ANY,
+        *,
+        backlog: int = 128,
+        syn_backlog: int = 256,
+        config: TcpConfig | None = None,
+    ) -> TcpListener:
+        self._check_local(addr)
+        if not 0 <= port <= 65535:
+            raise LocalProtocolError("port must be 0-65535")
+        if port == 0:
+            port = self._ephemeral(self._tcp_port_used)
+        elif port in self._listeners:
+            raise AddressInUseError(f"TCP port {port} already has a listener")
+        listener = TcpListener(
+            self, (addr, port), max(1, backlog), max(1, syn_backlog), config or self.tcp_config
+        )
+        self._listeners[port] = listener
+        return listener
+
+    def _tcp_port_used(self, port: int) -> bool:
+        return port in self._listeners or any(k[1] == port for k in self._conns)
+
+    def tcp_connect(
+        self,
+        remote: Address,
+        now: float,
+        *,
+        local: Address | None = None,
+        config: TcpConfig | None = None,
+    ) -> TcpStream:
+        rip, rport = IPv4Address(remote[0]), remote[1]
+        if not 0 < rport <= 65535:
+            raise LocalProtocolError("destination port must be 1-65535")
+        if not (rip.is_loopback or rip == self.ip):
+            self.next_hop(rip)  # NoRouteError now, not later
+        lip = self.source_for(rip)
+        if local is not None and local[0] != ANY:
+            self._check_local(local[0])
+            lip = local[0]
+        if local is not None and local[1]:
+            lport = local[1]
+            if (lip, lport, rip, rport) in self._conns:
+                raise AddressInUseError(f"{lip}:{lport} -> {rip}:{rport} exists")
+        else:
+            lport = self._ephemeral_for(
+                (rip, rport), lambda p: p in self._listeners or (lip, p, rip, rport) in self._conns
+            )
+        key = (lip, lport, rip, rport)
+        conn = TcpConnection(
+            (lip, lport),
+            (rip, rport),
+            config=config or self.tcp_config,
+            iss=self.isn((lip, lport), (rip, rport), now),
+        )
+        stream = TcpStream(self, key, conn, None)
+        self._conns[key] = stream
+        conn.connect(now)
+        self.counters["tcp-active-opens"] += 1
+        self._tcp_touch(stream, now)
+        return stream
+
+    def tcp_close_listener(self, listener: TcpListener, now: float) -> None:
+        """Stop listening; connections not yet accepted are reset (as Linux)."""
+        if listener.closed:
+            return
+        listener.closed = True
+        if self._listeners.get(listener.local[1]) is listener:
+            del self._listeners[listener.local[1]]
+        for stream in [*listener.half_open.values(), *listener.queue]:
+            stream.conn.abort(now)
+            self._tcp_touch(stream, now)
+            self._tcp_forget(stream)
+        listener.half_open.clear()
+        listener.queue.clear()

@@ -1,0 +1,154 @@
+from __future__ import annotations
+
+import random
+from ipaddress import IPv4Address
+
+from synack.stack import events as ev
+from synack.stack.host import Host, TcpStream
+from synack.tcp import events as tev
+from synack.tcp.states import State
+from synack.wire import ethernet as weth
+from synack.wire import ipv4 as wip
+from synack.wire import tcp as wtcp
+from synack.wire.tcp import TcpFlags, TcpSegment
+from tests.stack.netfix import mac, make_host, two_hosts
+
+A = IPv4Address("10.213.0.1")
+B = IPv4Address("10.213.0.2")
+
+
+def drain(host: Host) -> list[object]:
+    out = []
+    while (e := host.next_event()) is not None:
+        out.append(e)
+    return out
+
+
+def kinds(stream: TcpStream) -> list[str]:
+    out = [type(e).__name__ for e in stream.pending]
+    stream.pending.clear()
+    return out
+
+
+def test_connect_echo_close_both_sides() -> None:
+    lan, a, b = two_hosts()
+    states: list[ev.TcpStateTrace] = []
+    b.observers.append(lambda r: states.append(r) if isinstance(r, ev.TcpStateTrace) else None)
+    listener = b.tcp_listen(7)
+    client = a.tcp_connect((B, 7), lan.now)
+    lan.run()
+    assert client.conn.state is State.ESTABLISHED
+    server = listener.accept()
+    assert server is not None and server.conn.state is State.ESTABLISHED
+    assert server.remote == (A, client.local[1])
+    assert [(s.old, s.new) for s in states] == [
+        ("CLOSED", "LISTEN"),
+        ("LISTEN", "SYN-RECEIVED"),
+        ("SYN-RECEIVED", "ESTABLISHED"),
+    ]
+    payload = bytes(random.Random(3).randbytes(100_000))
+    sent = 0
+    got = bytearray()
+    echoed = bytearray()
+    for _ in range(2000):
+        if sent < len(payload):
+            sent += client.send(payload[sent : sent + 16384], lan.now)
+        chunk = server.receive(1 << 20, lan.now)
+        if chunk:
+            got += chunk
+            assert server.send(chunk, lan.now) == len(chunk)
+        echoed += client.receive(1 << 20, lan.now)
+        if len(echoed) == len(payload):
+            break
+        lan.run(until=lan.now + 0.01)
+    assert bytes(got) == payload and bytes(echoed) == payload
+    client.close(lan.now)
+    lan.run()
+    assert "EndOfStream" in kinds(server)
+    server.close(lan.now)
+    lan.run()
+    assert client.conn.state is State.TIME_WAIT
+    assert server.gone and (server.key not in b.connections)
+    lan.run(until=lan.now + 121)  # 2*MSL
+    assert client.gone and not a.connections
+
+
+def test_rst_for_closed_port_refuses_connect() -> None:
+    lan, a, b = two_hosts()
+    client = a.tcp_connect((B, 9), lan.now)
+    lan.run()
+    assert "ConnectionRefused" in kinds(client)
+    assert b.counters["tcp-closed-port"] == 1 and b.counters["tcp-rst-out"] == 1
+    assert client.gone
+
+
+def test_backlog_full_drops_syn_until_accepted() -> None:
+    lan, a, b = two_hosts()
+    listener = b.tcp_listen(80, backlog=2)
+    clients = [a.tcp_connect((B, 80), lan.now) for _ in range(2)]
+    lan.run()
+    clients.append(a.tcp_connect((B, 80), lan.now))
+    lan.run(until=lan.now + 0.5)
+    assert [c.conn.state for c in clients] == [State.ESTABLISHED, State.ESTABLISHED, State.SYN_SENT]
+    assert b.counters["tcp-listen-overflow"] == 1
+    assert listener.accept() is not None
+    lan.run(until=lan.now + 4)  # the third retries its SYN (RTO 1 s, then 2 s)
+    assert all(c.conn.state is State.ESTABLISHED for c in clients)
+    assert listener.accept() is not None and listener.accept() is not None
+    assert listener.accept() is None
+
+
+def test_syn_flood_evicts_half_open_and_real_client_connects() -> None:
+    lan, a, b = two_hosts()
+    listener = b.tcp_listen(80, syn_backlog=16)
+    rng = random.Random(5)
+    for i in range(200):
+        src = IPv4Address(f"10.213.0.{100 + i % 100}")
+        syn = TcpSegment(
+            rng.randrange(1024, 65535), 80, rng.randrange(1 << 32), 0, TcpFlags.SYN, 65535
+        )
+        raw = wip.build(wip.Ipv4Packet(src, B, wip.PROTO_TCP, wtcp.build(syn, src, B)))
+        b.receive_frame(
+            weth.build(weth.EthernetFrame(mac(2), mac(99), weth.ETHERTYPE_IPV4, raw)), lan.now
+        )
+        if i == 100:
+            client = a.tcp_connect((B, 80), lan.now)
+            lan.run(until=lan.now + 0.01)
+    lan.run(until=lan.now + 0.5)
+    assert b.counters["tcp-synq-evicted"] >= 150
+    assert len(listener.half_open) <= 16
+    assert client.conn.state is State.ESTABLISHED
+    assert listener.accept() is not None
+
+
+def test_many_short_connections_leave_nothing_behind() -> None:
+    lan, a, b = two_hosts()
+    listener = b.tcp_listen(13)
+    for _ in range(50):
+        c = a.tcp_connect((B, 13), lan.now)
+        lan.run(until=lan.now + 0.01)
+        s = listener.accept()
+        assert s is not None
+        s.send(b"daytime\r\n", lan.now)
+        s.close(lan.now)
+        lan.run(until=lan.now + 0.01)
+        assert c.receive(100, lan.now) == b"daytime\r\n"
+        c.close(lan.now)
+        lan.run(until=lan.now + 0.01)
+    # The server closed first: it holds TIME-WAIT; the clients are gone.
+    assert not a.connections
+    lan.run(until=lan.now + 121)
+    assert not b.connections
+    assert a.get_timer() is None or a.get_timer() > lan.now
+
+
+def test_loopback_connection_on_one_host() -> None:
+    h = make_host(1, "10.213.0.1/24")
+    listener = h.tcp_listen(5000, IPv4Address("127.0.0.1"))
+    c = h.tcp_connect((IPv4Address("127.0.0.1"), 5000), 0.0)
+    s = listener.accept()
+    assert s is not None and c.conn.state is State.ESTABLISHED
+    c.send(b"ping", 0.0)
+    assert s.receive(10, 0.0) == b"ping"
+    assert h.frames_to_send() == []  # nothing went on the link
+    assert any(isinstance(e, tev.Connected) for e in c.pending)
