@@ -1,0 +1,195 @@
+"""End-to-end: `synack chat serve` and `join`/`say` processes over stdin/stdout."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+SYNACK = [sys.executable, "-m", "synack"]
+T = 20.0
+
+
+class Proc:
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.p = proc
+
+    @classmethod
+    async def start(cls, *args: str) -> Proc:
+        p = await asyncio.create_subprocess_exec(
+            *SYNACK,
+            *args,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        return cls(p)
+
+    def write(self, line: str) -> None:
+        assert self.p.stdin is not None
+        self.p.stdin.write(line.encode() + b"\n")
+
+    def close_stdin(self) -> None:
+        assert self.p.stdin is not None
+        self.p.stdin.close()
+
+    async def line(self, stream: str = "stdout") -> str:
+        s = self.p.stdout if stream == "stdout" else self.p.stderr
+        assert s is not None
+        raw = await asyncio.wait_for(s.readline(), T)
+        assert raw, f"{stream} ended"
+        return raw.decode().rstrip("\n")
+
+    async def json_until(self, pred: Any) -> list[dict[str, Any]]:
+        seen = []
+        while True:
+            m = json.loads(await self.line())
+            seen.append(m)
+            if pred(m):
+                return seen
+
+    async def wait(self) -> int:
+        return await asyncio.wait_for(self.p.wait(), T)
+
+    def kill(self) -> None:
+        if self.p.returncode is None:
+            self.p.kill()
+
+
+async def serve(*extra: str) -> tuple[Proc, int]:
+    server = await Proc.start("chat", "serve", "--port", "0", *extra)
+    line = await server.line("stderr")
+    m = re.fullmatch(r"listening on 127\.0\.0\.1:(\d+) \(chat\)", line)
+    assert m, line
+    return server, int(m.group(1))
+
+
+def test_serve_join_say_end_to_end() -> None:
+    async def body() -> None:
+        server, port = await serve("--heartbeat", "0.3")
+        procs = [server]
+        try:
+            ada = await Proc.start("chat", "join", "--nick", "ada", "--port", str(port), "--json")
+            procs.append(ada)
+            w = json.loads(await ada.line())
+            assert w == {"type": "welcome", "nick": "ada", "users": ["ada"]}
+
+            bob = await Proc.start("chat", "join", "--nick", "bob", "--port", str(port))
+            procs.append(bob)
+            assert await bob.line() == "* welcome bob; online: ada, bob"
+            await ada.json_until(lambda m: m == {"type": "joined", "nick": "bob"})
+
+            bob.write("hello from bob")
+            bob.write("/to ada just for you")
+            bob.write("/who")
+            seen = await ada.json_until(lambda m: m.get("to") == "ada")
+            msgs = [m for m in seen if m["type"] == "msg"]
+            assert [(m["from"], m["text"], m["to"]) for m in msgs] == [
+                ("bob", "hello from bob", None),
+                ("bob", "just for you", "ada"),
+            ]
+            assert msgs[0]["id"] < msgs[1]["id"]
+            lines = [await bob.line() for _ in range(3)]
+            assert re.fullmatch(r"\[\d\d:\d\d:\d\d\] #\d+ bob: hello from bob", lines[0]), lines
+            assert lines[1].endswith("bob -> ada: just for you")
+            assert lines[2] == "* online: ada, bob"
+
+            # A short connection: connect, register, say, bye, exit 0.
+            say = await Proc.start("chat", "say", "--nick", "cleo", "--port", str(port), "one shot")
+            assert await say.wait() == 0
+            seen = await ada.json_until(lambda m: m["type"] == "left" and m["nick"] == "cleo")
+            assert [m["type"] for m in seen if m["type"] != "ping"] == ["joined", "msg", "left"]
+            assert seen[-1]["reason"] == "bye"
+
+            # The heartbeat reaches a waiting `join` and is answered: ada stays online.
+            await ada.json_until(lambda m: m["type"] == "ping")
+
+            # End of input: bob says bye and exits 0; ada hears it.
+            bob.close_stdin()
+            assert await bob.wait() == 0
+            await ada.json_until(lambda m: m == {"type": "left", "nick": "bob", "reason": "bye"})
+
+            # SIGTERM: the server tells ada bye and exits 0; ada exits 0 too.
+            server.p.send_signal(signal.SIGTERM)
+            await ada.json_until(lambda m: m == {"type": "bye"})
+            assert await server.wait() == 0
+            assert await ada.wait() == 0
+        finally:
+            for p in procs:
+                p.kill()
+
+    asyncio.run(body())
+
+
+def test_sigint_stops_the_server_cleanly() -> None:
+    async def body() -> None:
+        server, _ = await serve()
+        try:
+            server.p.send_signal(signal.SIGINT)
+            assert await server.wait() == 0
+        finally:
+            server.kill()
+
+    asyncio.run(body())
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*SYNACK, *args], capture_output=True, text=True, timeout=T, stdin=subprocess.DEVNULL
+    )
+
+
+def test_port_in_use_is_one_line_and_status_2() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        r = _run("chat", "serve", "--port", str(port))
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and "address already in use" in r.stderr, r.stderr
+
+
+def test_user_mistakes_are_status_2() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        free = s.getsockname()[1]  # nobody listens here
+    cases = [
+        ("chat", "join", "--nick", "ada", "--port", str(free)),  # connection refused
+        ("chat", "join", "--nick", "bad nick", "--port", str(free)),
+        ("chat", "serve", "--port", "70000"),
+        ("chat", "serve", "--host", "256.1.1.1", "--port", "0"),
+        ("chat", "serve", "--heartbeat", "-1"),
+    ]
+    for args in cases:
+        r = _run(*args)
+        assert r.returncode == 2, (args, r)
+        assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, (args, r.stderr)
+
+
+def test_help_everywhere() -> None:
+    for args in (["chat"], ["chat", "serve"], ["chat", "join"], ["chat", "say"], ["demo"]):
+        r = _run(*args, "--help")
+        assert r.returncode == 0 and "usage:" in r.stdout, args
+
+
+def test_demo_runs_the_scripted_chat(tmp_path: Path) -> None:
+    r = _run("demo", "--out", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    text = (tmp_path / "chat.txt").read_text()
+    for needle in (
+        "welcome ada",
+        "joined cleo",
+        "→ everyone: hello, everyone",
+        "from bob → cleo: psst",
+        "ping (heartbeat)",
+        "left bob (bye)",
+        "bye",
+    ):
+        assert needle in text, needle
+    assert (tmp_path / "chat.html").exists()
