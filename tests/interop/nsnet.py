@@ -85,10 +85,10 @@ def nsnet(mtu: int = 1500) -> Iterator[NsNet]:
             timeout=10,
         )
         _ip("-n", ns, "link", "set", "lo", "up")
-        _ip("-n", ns, "link", "set", tap.name, "mtu", str(mtu))
+        _ip("-n", ns, "link", "set", tap.name, "mtu", str(tap.mtu))
         _ip("-n", ns, "addr", "add", f"{kernel_ip}/24", "dev", tap.name)
         _ip("-n", ns, "link", "set", tap.name, "up")
-        yield NsNet(ns, tap, kernel_ip, f"10.213.{subnet}.2/24", mtu)
+        yield NsNet(ns, tap, kernel_ip, f"10.213.{subnet}.2/24", tap.mtu)
     finally:
         if tap is not None:
             tap.close()

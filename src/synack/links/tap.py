@@ -24,6 +24,7 @@ SIOCSIFMTU = 0x8922
 IFF_UP = 0x1
 IFNAMSIZ = 16
 ETH_HEADER = 14
+TAP_MAX_MTU = 65535 - ETH_HEADER
 
 
 class TapDevice:
@@ -49,7 +50,9 @@ class TapDevice:
         self.frames_out = 0
         self.write_errors = 0
         self._bufsize = mtu + ETH_HEADER + 4  # room for a VLAN tag
-        self.set_mtu(mtu)
+        # The kernel caps a TAP device's MTU at 65535 minus its Ethernet
+        # header (tun.c: MAX_MTU - hard_header_len): "65535" means that cap.
+        self.set_mtu(min(mtu, TAP_MAX_MTU))
         if up:
             self.set_up()
 

@@ -149,7 +149,7 @@ class HostDriver:
     ) -> None:
         self.host = host
         self.link = link
-        self.loop = loop or asyncio.get_event_loop()
+        self.loop = loop or asyncio.get_running_loop()
         self._timer: asyncio.TimerHandle | None = None
         self._armed: float | None = None
         self._pings: dict[tuple[int, int], asyncio.Future[float]] = {}
@@ -157,7 +157,14 @@ class HostDriver:
         self._ping_seq = 0
         self._flush_scheduled = False
         self.closed = False
-        self.tcp: Any = None  # the TCP side (synack.stack.tcp_aio) attaches itself here
+        from synack.stack.tcp_aio import TcpApi
+
+        self.tcp = TcpApi(self)
+        # asyncio-shaped entry points, for apps that take them as callables.
+        self.create_server = self.tcp.create_server
+        self.create_connection = self.tcp.create_connection
+        self.start_server = self.tcp.start_server
+        self.open_connection = self.tcp.open_connection
 
     def now(self) -> float:
         return self.loop.time()

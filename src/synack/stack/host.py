@@ -674,7 +674,7 @@ class Host:
     def _init_tcp(self) -> None:
         self.isn = IsnGenerator(self.isn_secret)
         # Our MSS is what the link carries minus the IP and TCP headers.
-        self.tcp_config = self.config.tcp or TcpConfig(mss=min(1460, self.mtu - 40))
+        self.tcp_config = self.config.tcp or TcpConfig(mss=self.mtu - 40)
         self._conns: dict[ConnKey, TcpStream] = {}
         self._listeners: dict[int, TcpListener] = {}
         self._tcp_heap: list[tuple[float, int, TcpStream]] = []

@@ -1,0 +1,456 @@
+"""TCP on synack's stack for asyncio: a connection is an ``asyncio.Transport``.
+
+:class:`TcpTransport` supports plain ``asyncio.Protocol`` (``data_received``)
+and ``asyncio.BufferedProtocol`` (``get_buffer``/``buffer_updated``), write
+flow control (``pause_writing``/``resume_writing`` around the high/low water
+marks), ``pause_reading`` (which closes the TCP window: real back-pressure on
+the peer), ``write_eof`` (half-close) and ``abort`` (RST). So
+``asyncio.StreamReader``/``StreamWriter`` work on it unchanged.
+
+The functions on :class:`TcpApi` are shaped like ``loop.create_server``,
+``loop.create_connection``, ``asyncio.start_server`` and
+``asyncio.open_connection``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+from collections.abc import Awaitable, Callable
+from ipaddress import IPv4Address
+from typing import TYPE_CHECKING, Any
+
+from synack.errors import LocalProtocolError
+from synack.stack.host import ANY, TcpListener, TcpStream
+from synack.tcp import events as tev
+
+if TYPE_CHECKING:
+    from synack.stack.aio import HostDriver
+
+ProtocolFactory = Callable[[], asyncio.BaseProtocol]
+READ_CHUNK = 256 * 1024
+
+
+def _err(code: int, what: str = "") -> OSError:
+    msg = os.strerror(code) + (f": {what}" if what else "")
+    if code == errno.ECONNREFUSED:
+        return ConnectionRefusedError(code, msg)
+    if code == errno.ECONNRESET:
+        return ConnectionResetError(code, msg)
+    if code == errno.ETIMEDOUT:
+        return TimeoutError(code, msg)
+    return OSError(code, msg)
+
+
+class TcpTransport(asyncio.Transport):
+    def __init__(
+        self, driver: HostDriver, stream: TcpStream, protocol: asyncio.BaseProtocol
+    ) -> None:
+        super().__init__()
+        self._driver = driver
+        self._stream = stream
+        self._protocol = protocol
+        self._buffered = isinstance(protocol, asyncio.BufferedProtocol)
+        self._wbuf = bytearray()
+        self._high = 64 * 1024
+        self._low = 16 * 1024
+        self._write_paused = False
+        self._reading_paused = False
+        self._closing = False  # close() called: flush then FIN
+        self._eof_pending = False  # write_eof() waiting for the buffer to drain
+        self._eof_sent = False
+        self._eof_seen = False  # peer FIN received
+        self._eof_delivered = False
+        self._lost = False
+        self._started = False
+        self._connect_waiter: asyncio.Future[None] | None = None
+        stream.owner = self
+
+    # -- wiring ---------------------------------------------------------------
+    def _start(self) -> None:
+        """connection_made, then anything that arrived already."""
+        self._started = True
+        self._call(self._protocol.connection_made, self)
+        self._activity()
+
+    def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except Exception as exc:  # a protocol bug must not stop the host
+            self._driver.loop.call_exception_handler(
+                {"message": "synack: protocol callback failed", "exception": exc, "transport": self}
+            )
+            self.abort()
+            return None
+
+    def _activity(self) -> None:
+        stream = self._stream
+        while stream.pending:
+            event = stream.pending.popleft()
+            if isinstance(event, tev.Connected):
+                w = self._connect_waiter
+                if w is not None and not w.done():
+                    w.set_result(None)
+            elif isinstance(event, tev.EndOfStream):
+                self._eof_seen = True
+            elif isinstance(event, tev.ConnectionRefused):
+                self._fail(_err(errno.ECONNREFUSED))
+            elif isinstance(event, tev.ConnectionReset):
+                self._fail(_err(errno.ECONNRESET))
+            elif isinstance(event, tev.TimedOut):
+                self._fail(_err(errno.ETIMEDOUT, f"TCP {event.reason} timeout"))
+            elif isinstance(event, tev.Closed):
+                if self._started:
+                    self._deliver()
+                self._connection_lost(None)
+        if self._started and not self._lost:
+            self._deliver()
+            self._push()
+
+    def _fail(self, exc: OSError) -> None:
+        w = self._connect_waiter
+        if w is not None and not w.done():
+            w.set_exception(exc)
+            self._lost = True
+            return
+        self._connection_lost(exc)
+
+    def _connection_lost(self, exc: Exception | None) -> None:
+        if self._lost:
+            return
+        self._lost = True
+        self._closing = True
+        self._wbuf.clear()
+        if self._started:
+            self._driver.loop.call_soon(self._protocol.connection_lost, exc)
+
+    # -- reading --------------------------------------------------------------
+    def _deliver(self) -> None:
+        stream = self._stream
+        now = self._driver.now()
+        while not self._reading_paused and not self._lost:
+            if stream.gone and not stream.conn.readable_bytes:
+                break
+            if stream.conn.readable_bytes == 0:
+                break
+            if self._buffered:
+                proto = self._protocol
+                assert isinstance(proto, asyncio.BufferedProtocol)
+                buf = self._call(proto.get_buffer, stream.conn.readable_bytes)
+                if buf is None:
+                    return
+                mv = memoryview(buf)
+                data = stream.receive(len(mv), now)
+                n = len(data)
+                mv[:n] = data
+                self._call(proto.buffer_updated, n)
+            else:
+                data = stream.receive(READ_CHUNK, now)
+                self._call(self._protocol.data_received, data)  # type: ignore[attr-defined]
+        if (
+            self._eof_seen
+            and not self._eof_delivered
+            and not self._reading_paused
+            and not self._lost
+            and stream.conn.readable_bytes == 0
+        ):
+            self._eof_delivered = True
+            keep_open = self._call(self._protocol.eof_received)  # type: ignore[attr-defined]
+            if not keep_open:
+                self.close()
+        self._driver.schedule_pump()
+
+    def pause_reading(self) -> None:
+        self._reading_paused = True
+
+    def resume_reading(self) -> None:
+        if self._reading_paused:
+            self._reading_paused = False
+            self._driver.loop.call_soon(self._deliver)
+
+    def is_reading(self) -> bool:
+        return not self._reading_paused and not self._closing
+
+    # -- writing --------------------------------------------------------------
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._closing or self._eof_pending or self._eof_sent:
+            if self._lost:
+                return
+            raise RuntimeError("write after close() or write_eof()")
+        if not data:
+            return
+        if self._wbuf:
+            self._wbuf += data
+        else:
+            try:
+                n = self._stream.send(data, self._driver.now())
+            except LocalProtocolError:
+                return  # the connection is closing; connection_lost follows
+            if n < len(data):
+                self._wbuf += memoryview(data)[n:]
+        self._driver.schedule_pump()
+        self._check_high()
+
+    def writelines(self, list_of_data: Any) -> None:
+        self.write(b"".join(list_of_data))
+
+    def _push(self) -> None:
+        """Move buffered bytes into the connection as send space frees up."""
+        if self._wbuf and not self._lost:
+            try:
+                n = self._stream.send(self._wbuf, self._driver.now())
+            except LocalProtocolError:
+                n = 0
+            if n:
+                del self._wbuf[:n]
+                self._driver.schedule_pump()
+        if self._write_paused and len(self._wbuf) <= self._low:
+            self._write_paused = False
+            self._call(self._protocol.resume_writing)
+        if not self._wbuf and not self._lost:
+            if self._closing:
+                self._eof_sent = True
+                self._stream.close(self._driver.now())
+                self._driver.schedule_pump()
+                self._connection_lost(None)
+            elif self._eof_pending and not self._eof_sent:
+                self._eof_sent = True
+                self._stream.shutdown_write(self._driver.now())
+                self._driver.schedule_pump()
+
+    def _check_high(self) -> None:
+        if not self._write_paused and len(self._wbuf) > self._high:
+            self._write_paused = True
+            self._call(self._protocol.pause_writing)
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        if self._closing or self._eof_pending or self._eof_sent:
+            return
+        self._eof_pending = True
+        self._push()
+
+    def get_write_buffer_size(self) -> int:
+        return len(self._wbuf)
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return (self._low, self._high)
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        if high is None:
+            high = 64 * 1024 if low is None else 4 * low
+        if low is None:
+            low = high // 4
+        if not high >= low >= 0:
+            raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
+        self._high, self._low = high, low
+        self._check_high()
+
+    # -- closing --------------------------------------------------------------
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self._reading_paused = True
+        if self._lost:
+            return
+        self._push()
+
+    def abort(self) -> None:
+        if not self._lost:
+            self._stream.abort(self._driver.now())
+            self._driver.schedule_pump()
+        self._connection_lost(None)
+
+    # -- info -----------------------------------------------------------------
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        s = self._stream
+        if name == "peername":
+            return (str(s.key[2]), s.key[3])
+        if name == "sockname":
+            return (str(s.key[0]), s.key[1])
+        if name == "synack_stream":
+            return s
+        if name == "synack_host":
+            return self._driver.host
+        return default
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._protocol
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._protocol = protocol
+        self._buffered = isinstance(protocol, asyncio.BufferedProtocol)
+
+
+class _ListeningSocket:
+    """What ``Server.sockets`` holds: enough of a socket to ask its name."""
+
+    def __init__(self, listener: TcpListener, host_ip: IPv4Address) -> None:
+        self._listener = listener
+        self._host_ip = host_ip
+
+    def getsockname(self) -> tuple[str, int]:
+        ip, port = self._listener.local
+        return (str(ip), port)
+
+    def fileno(self) -> int:
+        return -1
+
+
+class TcpServer(asyncio.AbstractServer):
+    """Shaped like ``asyncio.Server``: ``close``, ``wait_closed``,
+    ``sockets``, ``serve_forever``, async context manager."""
+
+    def __init__(self, driver: HostDriver, listener: TcpListener, factory: ProtocolFactory) -> None:
+        self._driver = driver
+        self._listener = listener
+        self._factory = factory
+        self._closed = asyncio.Event()
+        self._transports: set[TcpTransport] = set()
+        listener.owner = self
+
+    @property
+    def sockets(self) -> tuple[_ListeningSocket, ...]:
+        if self._listener.closed:
+            return ()
+        return (_ListeningSocket(self._listener, self._driver.host.ip),)
+
+    def _activity(self) -> None:
+        while (stream := self._listener.accept()) is not None:
+            protocol = self._factory()
+            transport = TcpTransport(self._driver, stream, protocol)
+            transport._start()
+
+    def close(self) -> None:
+        if not self._listener.closed:
+            self._listener.close(self._driver.now())
+            self._driver.schedule_pump()
+        self._closed.set()
+
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        return self._driver.loop
+
+    def is_serving(self) -> bool:
+        return not self._listener.closed
+
+    async def start_serving(self) -> None:
+        return None
+
+    async def serve_forever(self) -> None:
+        await self._closed.wait()
+
+    async def wait_closed(self) -> None:
+        await self._closed.wait()
+
+    def close_clients(self) -> None:
+        return None
+
+    def abort_clients(self) -> None:
+        return None
+
+
+class TcpApi:
+    """The asyncio-shaped TCP functions of one :class:`HostDriver`."""
+
+    def __init__(self, driver: HostDriver) -> None:
+        self.driver = driver
+
+    def _ip(self, host: str | None) -> IPv4Address:
+        if host in (None, "", "0.0.0.0"):
+            return ANY
+        if host == "localhost":
+            return IPv4Address("127.0.0.1")
+        try:
+            return IPv4Address(str(host))
+        except ValueError:
+            raise OSError(errno.EINVAL, f"not an IPv4 address: {host!r}") from None
+
+    async def create_server(
+        self,
+        protocol_factory: ProtocolFactory,
+        host: str | None = None,
+        port: int = 0,
+        *,
+        backlog: int = 100,
+        start_serving: bool = True,
+        **_kw: Any,
+    ) -> TcpServer:
+        from synack.stack.aio import oserror
+
+        try:
+            listener = self.driver.host.tcp_listen(port or 0, self._ip(host), backlog=backlog)
+        except LocalProtocolError as exc:
+            raise oserror(exc) from None
+        return TcpServer(self.driver, listener, protocol_factory)
+
+    async def create_connection(
+        self,
+        protocol_factory: ProtocolFactory,
+        host: str | None = None,
+        port: int | None = None,
+        *,
+        local_addr: tuple[str, int] | None = None,
+        **_kw: Any,
+    ) -> tuple[TcpTransport, asyncio.BaseProtocol]:
+        from synack.stack.aio import oserror
+
+        if host is None or port is None:
+            raise ValueError("host and port are required")
+        driver = self.driver
+        local = None
+        if local_addr is not None:
+            local = (self._ip(local_addr[0]), local_addr[1])
+        try:
+            stream = driver.host.tcp_connect((self._ip(host), int(port)), driver.now(), local=local)
+        except LocalProtocolError as exc:
+            raise oserror(exc) from None
+        protocol = protocol_factory()
+        transport = TcpTransport(driver, stream, protocol)
+        waiter: asyncio.Future[None] = driver.loop.create_future()
+        transport._connect_waiter = waiter
+        driver.pump()
+        transport._activity()
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            transport.abort()
+            raise
+        transport._connect_waiter = None
+        transport._start()
+        return transport, protocol
+
+    async def start_server(
+        self,
+        client_connected_cb: Callable[
+            [asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None] | None
+        ],
+        host: str | None = None,
+        port: int = 0,
+        *,
+        limit: int = 2**16,
+        **kw: Any,
+    ) -> TcpServer:
+        loop = self.driver.loop
+
+        def factory() -> asyncio.BaseProtocol:
+            reader = asyncio.StreamReader(limit=limit, loop=loop)
+            return asyncio.StreamReaderProtocol(reader, client_connected_cb, loop=loop)
+
+        return await self.create_server(factory, host, port, **kw)
+
+    async def open_connection(
+        self, host: str | None = None, port: int | None = None, *, limit: int = 2**16, **kw: Any
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        loop = self.driver.loop
+        reader = asyncio.StreamReader(limit=limit, loop=loop)
+        protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+        transport, _ = await self.create_connection(lambda: protocol, host, port, **kw)
+        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+        return reader, writer

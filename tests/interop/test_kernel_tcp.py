@@ -1,0 +1,188 @@
+"""synack's TCP against the Linux kernel's, over TAP in a namespace."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from ipaddress import IPv4Address, IPv4Interface
+
+import pytest
+
+from synack.stack.aio import HostDriver, TapLink
+from synack.stack.host import Host, HostConfig
+from synack.tcp.states import State
+from tests.interop.nsnet import NsNet, nsnet
+from tests.support import requires_root_tun
+
+pytestmark = [requires_root_tun, pytest.mark.root]
+
+MAC = b"\x02\x53\x59\x4e\x00\x02"
+
+
+def run(main: Callable[[NsNet, HostDriver], Awaitable[None]], *, mtu: int = 1500) -> None:
+    async def wrapper() -> None:
+        with nsnet(mtu) as net:
+            host = Host(
+                HostConfig(
+                    mac=MAC, interface=IPv4Interface(net.synack_cidr), mtu=net.mtu, name="synack"
+                ),
+                rng=random.Random(7),
+            )
+            d = HostDriver(host, TapLink(net.tap))
+            d.start()
+            try:
+                await asyncio.wait_for(main(net, d), 90)
+            finally:
+                d.close()
+
+    asyncio.run(wrapper())
+
+
+async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while data := await reader.read(65536):
+        writer.write(data)
+        await writer.drain()
+    writer.close()
+
+
+KERNEL_ECHO_CLIENT = """
+import hashlib, random, socket, sys, threading
+ip, port, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+payload = random.Random(9).randbytes(size)
+s = socket.create_connection((ip, port), timeout=20)
+def send():
+    s.sendall(payload)
+    s.shutdown(socket.SHUT_WR)     # half-close: the echo must still come back
+t = threading.Thread(target=send); t.start()
+got = bytearray()
+while chunk := s.recv(1 << 20):
+    got += chunk
+t.join()
+s.close()
+print(len(got), hashlib.sha256(got).hexdigest() == hashlib.sha256(payload).hexdigest())
+"""
+
+
+def test_kernel_client_1mib_echo_with_half_close() -> None:
+    async def main(net: NsNet, d: HostDriver) -> None:
+        await d.start_server(echo, "0.0.0.0", 7)
+        out = await net.py(KERNEL_ECHO_CLIENT, net.synack_ip, "7", str(1 << 20))
+        assert out.split() == [str(1 << 20), "True"]
+
+    run(main)
+
+
+def test_kernel_client_1mib_echo_mtu_65535() -> None:
+    async def main(net: NsNet, d: HostDriver) -> None:
+        await d.start_server(echo, "0.0.0.0", 7)
+        out = await net.py(KERNEL_ECHO_CLIENT, net.synack_ip, "7", str(1 << 20))
+        assert out.split() == [str(1 << 20), "True"]
+        assert d.host.tcp_config.mss == 65521 - 40
+
+    run(main, mtu=65535)
+
+
+KERNEL_REFUSED = """
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], 9), timeout=5)
+    print("connected?!")
+except ConnectionRefusedError:
+    print("refused")
+"""
+
+
+def test_rst_for_closed_port() -> None:
+    async def main(net: NsNet, d: HostDriver) -> None:
+        assert (await net.py(KERNEL_REFUSED, net.synack_ip)).strip() == "refused"
+        assert d.host.counters["tcp-closed-port"] == 1
+
+    run(main)
+
+
+KERNEL_SHORT = """
+import socket, sys
+ip, n = sys.argv[1], int(sys.argv[2])
+ok = 0
+for i in range(n):
+    with socket.create_connection((ip, 13), timeout=5) as s:
+        data = b""
+        while chunk := s.recv(100):
+            data += chunk
+        ok += data == b"synack daytime\\r\\n"
+print(ok)
+"""
+
+
+def test_300_short_connections() -> None:
+    async def main(net: NsNet, d: HostDriver) -> None:
+        async def daytime(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.write(b"synack daytime\r\n")
+            writer.close()
+
+        await d.start_server(daytime, "0.0.0.0", 13)
+        assert (await net.py(KERNEL_SHORT, net.synack_ip, "300")).strip() == "300"
+        # The server closed first, so it holds the TIME-WAITs; nothing else is left.
+        states = {s.conn.state for s in d.host.connections.values()}
+        assert states <= {State.TIME_WAIT}
+
+    run(main)
+
+
+KERNEL_SERVER = """
+import socket, sys
+mode = sys.argv[1]
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("0.0.0.0", 8000)); srv.listen(); srv.settimeout(20)
+print("ready", flush=True)
+c, _ = srv.accept()
+data = b""
+while not data.endswith(b"\\n"):
+    data += c.recv(100)
+c.sendall(data.upper())
+if mode == "kernel-closes-first":
+    c.close()
+else:
+    rest = c.recv(100)          # synack closes first: we see its FIN (b"")
+    assert rest == b"", rest
+    c.close()
+print("done", flush=True)
+"""
+
+
+@pytest.mark.parametrize("mode", ["kernel-closes-first", "synack-closes-first"])
+def test_synack_client_to_kernel_server_both_close_orders(mode: str) -> None:
+    async def main(net: NsNet, d: HostDriver) -> None:
+        proc = await asyncio.create_subprocess_exec(
+            *net.exec_args(__import__("sys").executable, "-c", KERNEL_SERVER, mode),
+            stdout=asyncio.subprocess.PIPE,
+        )
+        assert proc.stdout is not None
+        assert (await proc.stdout.readline()).strip() == b"ready"
+        reader, writer = await d.open_connection(net.kernel_ip, 8000)
+        stream = writer.get_extra_info("synack_stream")
+        writer.write(b"hello kernel\n")
+        assert await reader.readline() == b"HELLO KERNEL\n"
+        if mode == "kernel-closes-first":
+            assert await reader.read() == b""  # the kernel's FIN
+            assert stream.conn.state is State.CLOSE_WAIT
+            writer.close()
+            for _ in range(200):
+                if stream.gone:
+                    break
+                await asyncio.sleep(0.01)
+            # CLOSE-WAIT -> LAST-ACK -> CLOSED
+            assert [t.new for t in stream.conn.transitions][-2:] == [State.LAST_ACK, State.CLOSED]
+        else:
+            writer.close()
+            for _ in range(200):
+                if stream.conn.state is State.TIME_WAIT:
+                    break
+                await asyncio.sleep(0.01)
+            assert stream.conn.state is State.TIME_WAIT
+        assert (await proc.stdout.readline()).strip() == b"done"
+        assert await proc.wait() == 0
+        assert stream.key[2] == IPv4Address(net.kernel_ip)
+
+    run(main)
