@@ -252,7 +252,10 @@ def test_udp_raw_ip_and_garbage_frames_never_raise() -> None:
     events = b.build().events
     assert [e.protocol for e in events] == ["UDP", "UDP", "malformed", "malformed"]
     assert events[2].error is not None and events[3].error is not None
-    assert isinstance(events[0], TraceEvent) and "5000 → 9000" in events[0].summary
+    assert (
+        isinstance(events[0], TraceEvent)
+        and "172.16.10.1.5000 > 172.16.10.2.9000" in events[0].summary
+    )
 
 
 def test_bad_checksum_is_still_decoded_and_reported() -> None:

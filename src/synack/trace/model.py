@@ -32,6 +32,7 @@ from synack.wire import ipv4 as wip
 from synack.wire import tcp as wtcp
 from synack.wire import udp as wudp
 from synack.wire.errors import MalformedPacket
+from synack.wire.summary import summarize
 from synack.wire.tcp import TcpFlags, TcpOptions
 
 SEQ_MOD = 1 << 32
@@ -44,6 +45,7 @@ class LinkType(enum.IntEnum):
 
     ETHERNET = 1
     RAW = 101
+    IPV4 = 228
 
 
 def _seq_lt(a: int, b: int) -> bool:
@@ -126,7 +128,7 @@ def decode(frame: bytes, linktype: LinkType = LinkType.ETHERNET) -> Decoded:
             if eth.ethertype != weth.ETHERTYPE_IPV4:
                 return Decoded(ethernet=eth)
             ip_bytes = eth.payload
-        else:
+        else:  # RAW or IPV4: the frame is an IPv4 packet
             ip_bytes = frame
     except MalformedPacket as exc:
         return Decoded(ethernet=eth, error=f"{exc.layer}: {exc.reason}")
@@ -581,7 +583,8 @@ class _Assembler:
 
     def _frame(self, entry: _Frame, index: int) -> None:
         d = self.decoded(entry)
-        src, dst, protocol, summary = self._endpoints(d)
+        src, dst, protocol, _ = self._endpoints(d)
+        summary = summarize(entry.frame, int(entry.linktype))
         if self.by_port:
             port_src, port_dst = _ports(d)
             if port_src is not None:

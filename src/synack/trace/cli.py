@@ -1,0 +1,87 @@
+"""``synack trace FILE.pcap [--html OUT.html]`` (PROTOCOLS.md §5)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+
+from rich.console import Console
+
+from synack.errors import UsageError
+from synack.trace.html import write_html
+from synack.trace.model import LinkType, Trace, TraceBuilder
+from synack.trace.terminal import render
+from synack.wire.errors import MalformedPacket
+from synack.wire.pcap import read_pcap
+
+MAX_FRAMES = 100_000  # a bigger capture is cut, and the cut is said
+
+
+def trace_pcap(path: str, *, max_frames: int = MAX_FRAMES) -> Trace:
+    """Read a classic pcap file into a trace; states inferred from the segments.
+
+    UsageError for a missing, unreadable or malformed file, or a link type
+    other than Ethernet and raw IPv4.
+    """
+    if not os.path.isfile(path):
+        raise UsageError(f"no such file: {path}")
+    builder = TraceBuilder()
+    try:
+        for n, record in enumerate(read_pcap(path)):
+            if n >= max_frames:
+                sys.stderr.write(f"synack: only the first {max_frames} frames are traced\n")
+                break
+            try:
+                linktype = LinkType(record.linktype)
+            except ValueError:
+                raise UsageError(
+                    f"{path}: link type {record.linktype} is not Ethernet (1) or raw IPv4 (101, 228)"
+                ) from None
+            builder.add_frame(record.timestamp, record.data, linktype=linktype)
+    except MalformedPacket as exc:
+        raise UsageError(f"{path}: not a readable pcap file ({exc})") from None
+    except PermissionError as exc:
+        raise UsageError(f"{path}: permission denied") from exc
+    return builder.build()
+
+
+def _run(args: argparse.Namespace) -> int:
+    trace = trace_pcap(args.pcap)
+    if args.html:
+        out_dir = os.path.dirname(os.path.abspath(args.html))
+        if not os.path.isdir(out_dir):
+            raise UsageError(f"no such directory: {out_dir}")
+    if not args.quiet:
+        width = args.width or max(shutil.get_terminal_size((100, 24)).columns, 100)
+        console = Console(width=width, highlight=False)
+        if not trace.events:
+            console.print(f"{args.pcap}: no frames")
+        else:
+            render(trace, console, width=width)
+    if args.html:
+        write_html(trace, args.html, title=os.path.basename(args.pcap))
+        sys.stderr.write(f"wrote {args.html}\n")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "trace",
+        help="draw a pcap file as a sequence diagram (terminal, and HTML with --html)",
+        description=(
+            "Read a classic pcap file (tcpdump -w, Wireshark 'pcap', synack --pcap) and draw "
+            "it as a sequence diagram: one column per host, one arrow per frame, TCP flags "
+            "with sequence numbers relative to each side's ISN, and each end's TCP state "
+            "(inferred from the segments). --html writes one self-contained page with the "
+            "diagrams, the TCP state diagram and a layer-by-layer dissection of every frame."
+        ),
+    )
+    parser.add_argument("pcap", metavar="FILE.pcap", help="the capture to read")
+    parser.add_argument("--html", metavar="OUT.html", help="also write a self-contained HTML page")
+    parser.add_argument("--width", type=int, default=None, help="diagram width in columns")
+    parser.add_argument(
+        "--quiet", "-q", action="store_true", help="do not print the terminal diagram"
+    )
+    parser.set_defaults(func=_run)
