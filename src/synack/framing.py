@@ -72,23 +72,25 @@ class TruncatedFrame(RemoteProtocolError):
 
 def encode(payload: bytes | bytearray | memoryview) -> bytes:
     """One frame: the 4-byte length, then the payload."""
-    n = len(payload) if not isinstance(payload, memoryview) else payload.nbytes
-    if n > MAX_LENGTH:
-        raise LocalProtocolError(f"payload of {n} bytes does not fit a 32-bit length")
-    return _pack(n) + payload
+    try:
+        return (
+            _pack(len(payload) if not isinstance(payload, memoryview) else payload.nbytes) + payload
+        )
+    except struct.error:
+        raise LocalProtocolError("payload does not fit a 32-bit length") from None
 
 
 def encode_many(payloads: Iterable[bytes]) -> bytes:
     """Several frames as one buffer, ready for a single write (batched sends)."""
-    parts: list[bytes] = []
-    append = parts.append
-    for p in payloads:
-        n = len(p)
-        if n > MAX_LENGTH:
-            raise LocalProtocolError(f"payload of {n} bytes does not fit a 32-bit length")
-        append(_pack(n))
-        append(p)
-    return b"".join(parts)
+    # bytearray += is the cheapest way CPython has to build this (no list, no join).
+    out = bytearray()
+    try:
+        for p in payloads:
+            out += _pack(len(p))
+            out += p
+    except struct.error:
+        raise LocalProtocolError("payload does not fit a 32-bit length") from None
+    return bytes(out)
 
 
 class FrameDecoder:
@@ -152,7 +154,7 @@ class FrameDecoder:
             return
         if self._error is not None:
             return  # the stream is already broken; nothing after the error counts
-        self._feed(data if isinstance(data, memoryview) else memoryview(data))
+        self._feed(data if isinstance(data, bytes) else bytes(data))
 
     def get_buffer(self, sizehint: int = -1) -> memoryview:
         """Memory for the next read (``asyncio.BufferedProtocol.get_buffer``)."""
@@ -183,10 +185,13 @@ class FrameDecoder:
                 self._have = 0
             return
         assert self._scratch_view is not None
-        self._feed(self._scratch_view[:nbytes])
+        # One snapshot of the read as bytes: slicing bytes makes each frame in a
+        # single step, measurably faster than memoryview slice + tobytes().
+        self._feed(self._scratch_view[:nbytes].tobytes())
 
-    def _feed(self, mv: memoryview) -> None:
-        n = len(mv)
+    def _feed(self, data: bytes) -> None:
+        n = len(data)
+        mv = memoryview(data)
         pos = 0
         ready = self._ready
         if self._body is not None or self._hdr:
@@ -220,7 +225,7 @@ class FrameDecoder:
         # Fast path: whole frames straight out of this read.
         max_frame = self.max_frame
         while n - pos >= HEADER_SIZE:
-            (length,) = _unpack_from(mv, pos)
+            (length,) = _unpack_from(data, pos)
             if length > max_frame:
                 self._error = FrameTooLarge(length, max_frame)
                 return
@@ -232,7 +237,7 @@ class FrameDecoder:
                 self._have = n - pos - HEADER_SIZE
                 self._body[: self._have] = mv[pos + HEADER_SIZE :]
                 return
-            ready.append(mv[pos + HEADER_SIZE : end].tobytes())
+            ready.append(data[pos + HEADER_SIZE : end])
             pos = end
         if pos < n:
             self._hdr += mv[pos:]
