@@ -1,0 +1,268 @@
+"""One-line summaries in the style of tcpdump, per layer and for a whole frame.
+
+``summarize(frame)`` never raises: a frame that does not parse is summarised as
+far as it goes, followed by the error in brackets, e.g.
+``IP 10.0.0.1.40000 > 10.0.0.2.80: [tcp bad-data-offset]``; a bad checksum
+still shows the decoded segment, followed by ``[tcp bad-checksum]``.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address
+
+from synack.wire import arp, ethernet, icmp, ipv4, tcp, udp
+from synack.wire.errors import MalformedPacket
+from synack.wire.pcap import LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_RAW
+
+# tcpdump's letters, in tcpdump's order (F S R P . U E W).
+_FLAG_LETTERS = (
+    (tcp.TcpFlags.FIN, "F"),
+    (tcp.TcpFlags.SYN, "S"),
+    (tcp.TcpFlags.RST, "R"),
+    (tcp.TcpFlags.PSH, "P"),
+    (tcp.TcpFlags.ACK, "."),
+    (tcp.TcpFlags.URG, "U"),
+    (tcp.TcpFlags.ECE, "E"),
+    (tcp.TcpFlags.CWR, "W"),
+)
+_FLAG_TEXT = tuple(
+    "".join(letter for bit, letter in _FLAG_LETTERS if i & bit) or "none" for i in range(256)
+)
+
+ETHERTYPE_NAMES = {
+    ethernet.ETHERTYPE_IPV4: "IPv4",
+    ethernet.ETHERTYPE_ARP: "ARP",
+    0x86DD: "IPv6",
+    0x8100: "802.1Q",
+}
+IP_PROTO_NAMES = {
+    ipv4.PROTO_ICMP: "ICMP",
+    ipv4.PROTO_TCP: "TCP",
+    ipv4.PROTO_UDP: "UDP",
+    2: "IGMP",
+    41: "IPv6",
+    47: "GRE",
+}
+ICMP_TYPE_NAMES = {
+    icmp.TYPE_ECHO_REPLY: "echo reply",
+    icmp.TYPE_DEST_UNREACHABLE: "destination unreachable",
+    4: "source quench",
+    5: "redirect",
+    icmp.TYPE_ECHO_REQUEST: "echo request",
+    icmp.TYPE_TIME_EXCEEDED: "time exceeded",
+    12: "parameter problem",
+    13: "timestamp request",
+    14: "timestamp reply",
+}
+UNREACHABLE_CODES = {
+    0: "net unreachable",
+    1: "host unreachable",
+    2: "protocol unreachable",
+    3: "port unreachable",
+    4: "fragmentation needed",
+    5: "source route failed",
+    9: "net administratively prohibited",
+    10: "host administratively prohibited",
+    13: "communication administratively prohibited",
+}
+
+
+def tcp_flags_text(flags: int) -> str:
+    """``TcpFlags.SYN | TcpFlags.ACK`` -> ``"S."`` (tcpdump's letters)."""
+    return _FLAG_TEXT[int(flags) & 0xFF]
+
+
+def tcp_options_text(options: tcp.TcpOptions) -> str:
+    """``mss 1460,sackOK,TS val 1 ecr 0,wscale 7`` (empty for no options)."""
+    parts: list[str] = []
+    if options.mss is not None:
+        parts.append(f"mss {options.mss}")
+    if options.sack_permitted:
+        parts.append("sackOK")
+    if options.timestamps is not None:
+        parts.append(f"TS val {options.timestamps[0]} ecr {options.timestamps[1]}")
+    if options.wscale is not None:
+        parts.append(f"wscale {options.wscale}")
+    if options.sack_blocks:
+        blocks = "".join(f"{{{left}:{right}}}" for left, right in options.sack_blocks)
+        parts.append(f"sack {len(options.sack_blocks)} {blocks}")
+    for kind, data in options.unknown:
+        parts.append(f"unknown-{kind}" + (f" 0x{data.hex()}" if data else ""))
+    return ",".join(parts)
+
+
+def summarize_tcp(segment: tcp.TcpSegment) -> str:
+    """``Flags [S.], seq 0, ack 1, win 65535, options [mss 1460], length 0``."""
+    s = segment
+    n = len(s.payload)
+    out = [f"Flags [{tcp_flags_text(s.flags)}]"]
+    # Like tcpdump: without data, SYN, FIN or RST the sequence number says nothing.
+    if n:
+        out.append(f"seq {s.seq}:{(s.seq + n) & 0xFFFFFFFF}")
+    elif s.flags & (tcp.TcpFlags.SYN | tcp.TcpFlags.FIN | tcp.TcpFlags.RST):
+        out.append(f"seq {s.seq}")
+    if s.flags & tcp.TcpFlags.ACK:
+        out.append(f"ack {s.ack}")
+    out.append(f"win {s.window}")
+    if s.flags & tcp.TcpFlags.URG:
+        out.append(f"urg {s.urgent}")
+    if s.options != tcp.NO_OPTIONS:
+        out.append(f"options [{tcp_options_text(s.options)}]")
+    out.append(f"length {n}")
+    return ", ".join(out)
+
+
+def summarize_udp(datagram: udp.UdpDatagram) -> str:
+    return f"UDP, length {len(datagram.payload)}"
+
+
+def summarize_icmp(message: icmp.IcmpMessage) -> str:
+    """``ICMP echo request, id 7, seq 1, length 12`` / ``ICMP 10.0.0.2 udp port 9 unreachable, length 36``."""
+    m = message
+    length = 8 + len(m.payload)
+    if m.type in (icmp.TYPE_ECHO_REQUEST, icmp.TYPE_ECHO_REPLY):
+        return f"ICMP {ICMP_TYPE_NAMES[m.type]}, id {m.ident}, seq {m.sequence}, length {length}"
+    if m.type == icmp.TYPE_DEST_UNREACHABLE:
+        return f"ICMP {_unreachable_text(m)}, length {length}"
+    if m.type == icmp.TYPE_TIME_EXCEEDED:
+        what = "in-transit" if m.code == 0 else "reassembly" if m.code == 1 else f"code {m.code}"
+        return f"ICMP time exceeded {what}, length {length}"
+    name = ICMP_TYPE_NAMES.get(m.type, f"type {m.type}")
+    return f"ICMP {name}, code {m.code}, length {length}"
+
+
+def _unreachable_text(m: icmp.IcmpMessage) -> str:
+    try:
+        quoted = ipv4.parse(m.payload, verify_checksum=False)
+    except MalformedPacket:
+        quoted = None
+    # The quote may be cut anywhere after the header: parse its header alone.
+    if quoted is None and len(m.payload) >= 20:
+        try:
+            hlen = (m.payload[0] & 0x0F) * 4
+            head = bytearray(m.payload[:hlen])
+            head[2:4] = hlen.to_bytes(2, "big")
+            quoted = ipv4.parse(bytes(head) + m.payload[hlen:], verify_checksum=False)
+        except MalformedPacket:
+            quoted = None
+    if m.code == 3 and quoted is not None and quoted.proto in (ipv4.PROTO_UDP, ipv4.PROTO_TCP):
+        hlen = 20 + len(quoted.options)
+        ports = m.payload[hlen : hlen + 4]
+        if len(ports) == 4:
+            proto = "udp" if quoted.proto == ipv4.PROTO_UDP else "tcp"
+            return f"{quoted.dst} {proto} port {int.from_bytes(ports[2:4], 'big')} unreachable"
+    if m.code == 4:
+        return f"{quoted.dst if quoted else '?'} unreachable - need to frag (mtu {m.rest & 0xFFFF})"
+    dst = quoted.dst if quoted else "?"
+    if m.code == 2 and quoted is not None:
+        return f"{dst} protocol {quoted.proto} unreachable"
+    if m.code in (0, 1):
+        return f"{'net' if m.code == 0 else 'host'} {dst} unreachable"
+    text = UNREACHABLE_CODES.get(m.code, f"unreachable code {m.code}")
+    return f"{dst} {text}"
+
+
+def summarize_arp(packet: arp.ArpPacket) -> str:
+    """``ARP, Request who-has 10.0.0.2 tell 10.0.0.1, length 28``."""
+    p = packet
+    if p.op == arp.OP_REQUEST:
+        return f"ARP, Request who-has {p.target_ip} tell {p.sender_ip}, length 28"
+    if p.op == arp.OP_REPLY:
+        return f"ARP, Reply {p.sender_ip} is-at {ethernet.format_mac(p.sender_mac)}, length 28"
+    return f"ARP, op {p.op} {p.sender_ip} > {p.target_ip}, length 28"
+
+
+def _fault(exc: MalformedPacket) -> str:
+    return f"[{exc.layer} {exc.reason}]"
+
+
+def summarize_ip(data: bytes | memoryview) -> str:
+    """A tcpdump line for one IPv4 packet (without the link layer)."""
+    try:
+        packet = ipv4.parse(data)
+    except MalformedPacket as exc:
+        if exc.reason != "bad-checksum":
+            return f"IP {_fault(exc)}"
+        try:
+            packet = ipv4.parse(data, verify_checksum=False)
+        except MalformedPacket as again:
+            return f"IP {_fault(again)}"
+        return f"{summarize_ipv4(packet)} {_fault(exc)}"
+    return summarize_ipv4(packet)
+
+
+def summarize_ipv4(packet: ipv4.Ipv4Packet) -> str:
+    p = packet
+    frag = ""
+    if p.is_fragment:
+        frag = f" (frag {p.ident}:{len(p.payload)}@{p.frag_offset * 8}{'+' if p.more_fragments else ''})"
+        if p.frag_offset:
+            # Later fragments carry no transport header to summarise.
+            return f"IP {p.src} > {p.dst}:{frag} ip-proto-{p.proto}"
+    ports = _ports(p.payload)
+    if p.proto not in (ipv4.PROTO_TCP, ipv4.PROTO_UDP, ipv4.PROTO_ICMP):
+        name = IP_PROTO_NAMES.get(p.proto, f"ip-proto-{p.proto}")
+        return f"IP {p.src} > {p.dst}:{frag} {name}, length {len(p.payload)}"
+    # A first fragment's transport checksum covers the whole datagram: not checkable here.
+    try:
+        return _transport_line(p, frag, verify=not p.more_fragments)
+    except MalformedPacket as exc:
+        if exc.reason == "bad-checksum":
+            # Show what the segment says anyway, and that it is damaged.
+            return f"{_transport_line(p, frag, verify=False)} {_fault(exc)}"
+        if p.proto != ipv4.PROTO_ICMP and ports is not None:
+            return f"IP {p.src}.{ports[0]} > {p.dst}.{ports[1]}:{frag} {_fault(exc)}"
+        return f"IP {p.src} > {p.dst}:{frag} {_fault(exc)}"
+
+
+def _transport_line(p: ipv4.Ipv4Packet, frag: str, *, verify: bool) -> str:
+    if p.proto == ipv4.PROTO_TCP:
+        seg = tcp.parse(p.payload, p.src, p.dst, verify_checksum=verify)
+        return f"IP {p.src}.{seg.src_port} > {p.dst}.{seg.dst_port}:{frag} {summarize_tcp(seg)}"
+    if p.proto == ipv4.PROTO_UDP:
+        dg = udp.parse(p.payload, p.src, p.dst, verify_checksum=verify)
+        return f"IP {p.src}.{dg.src_port} > {p.dst}.{dg.dst_port}:{frag} {summarize_udp(dg)}"
+    return f"IP {p.src} > {p.dst}:{frag} {summarize_icmp(icmp.parse(p.payload, verify_checksum=verify))}"
+
+
+def _ports(data: bytes) -> tuple[int, int] | None:
+    if len(data) < 4:
+        return None
+    return int.from_bytes(data[0:2], "big"), int.from_bytes(data[2:4], "big")
+
+
+def summarize(
+    frame: bytes | memoryview, linktype: int = LINKTYPE_ETHERNET, *, link: bool = False
+) -> str:
+    """The tcpdump line for one captured frame; ``link=True`` adds MACs like ``tcpdump -e``."""
+    if linktype in (LINKTYPE_RAW, LINKTYPE_IPV4):
+        if len(frame) and frame[0] >> 4 == 6:
+            return f"IP6, length {len(frame)}"
+        return summarize_ip(frame)
+    if linktype != LINKTYPE_ETHERNET:
+        return f"link type {linktype}, length {len(frame)}"
+    try:
+        eth = ethernet.parse(frame)
+    except MalformedPacket as exc:
+        return _fault(exc)
+    prefix = ""
+    if link:
+        name = ETHERTYPE_NAMES.get(eth.ethertype, "Unknown")
+        prefix = (
+            f"{ethernet.format_mac(eth.src)} > {ethernet.format_mac(eth.dst)}, "
+            f"ethertype {name} (0x{eth.ethertype:04x}), length {len(frame)}: "
+        )
+    if eth.ethertype == ethernet.ETHERTYPE_IPV4:
+        return prefix + summarize_ip(eth.payload)
+    if eth.ethertype == ethernet.ETHERTYPE_ARP:
+        try:
+            return prefix + summarize_arp(arp.parse(eth.payload))
+        except MalformedPacket as exc:
+            return prefix + f"ARP {_fault(exc)}"
+    name = ETHERTYPE_NAMES.get(eth.ethertype, f"ethertype 0x{eth.ethertype:04x}")
+    return prefix + f"{name}, length {len(eth.payload)}"
+
+
+def describe_address(addr: IPv4Address, port: int | None = None) -> str:
+    """``10.0.0.1.80`` the way tcpdump writes an endpoint."""
+    return f"{addr}.{port}" if port is not None else str(addr)
