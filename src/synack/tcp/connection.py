@@ -596,13 +596,11 @@ class TcpConnection:
         st = self._state
         if self._syn_needed:
             self._syn_needed = False
-            if st is State.SYN_SENT:
-                out.append(self._make_syn(now, ack=False))
-            elif st is State.SYN_RECEIVED:
-                out.append(self._make_syn(now, ack=True))
-            if self._t_rexmit is None and st in (State.SYN_SENT, State.SYN_RECEIVED):
-                self._t_rexmit = now + self._rtt.rto
-            self._ack_now = False
+            if st is State.SYN_SENT or st is State.SYN_RECEIVED:
+                out.append(self._make_syn(now, ack=st is State.SYN_RECEIVED))
+                if self._t_rexmit is None:
+                    self._t_rexmit = now + self._rtt.rto
+                self._ack_now = False
         if st in _SEND_STATES:
             n_before = len(out)
             self._output_data(now, out)
