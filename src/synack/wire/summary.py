@@ -209,7 +209,10 @@ def summarize_ipv4(packet: ipv4.Ipv4Packet) -> str:
     except MalformedPacket as exc:
         if exc.reason == "bad-checksum":
             # Show what the segment says anyway, and that it is damaged.
-            return f"{_transport_line(p, frag, verify=False)} {_fault(exc)}"
+            try:
+                return f"{_transport_line(p, frag, verify=False)} {_fault(exc)}"
+            except MalformedPacket as worse:
+                exc = worse
         if p.proto != ipv4.PROTO_ICMP and ports is not None:
             return f"IP {p.src}.{ports[0]} > {p.dst}.{ports[1]}:{frag} {_fault(exc)}"
         return f"IP {p.src} > {p.dst}:{frag} {_fault(exc)}"
