@@ -240,10 +240,14 @@ class HostDriver:
             owner = event.endpoint.owner
             if isinstance(owner, DatagramTransport):
                 owner._readable()
+            elif owner is not None:
+                owner._activity()
         elif isinstance(event, ev.DatagramError):
             owner = event.endpoint.owner
             if isinstance(owner, DatagramTransport):
                 owner._error(event.errno)
+            elif owner is not None:
+                owner._activity()
         elif isinstance(event, ev.EchoReply):
             fut = self._pings.pop((event.ident, event.sequence), None)
             if fut is not None and not fut.done():
