@@ -32,7 +32,7 @@ from synack.wire.tcp import TcpFlags, TcpSegment
 
 T = TypeVar("T")
 
-__all__ = ["Link", "LinkStats", "Simulator", "TcpSimPair", "TimerHandle"]
+__all__ = ["Link", "LinkParams", "LinkStats", "SimApp", "Simulator", "TcpSimPair", "TimerHandle"]
 
 
 class TimerHandle:
@@ -284,6 +284,7 @@ class SimApp:
     close_after_sending: bool = True
     read: bool = True
     full_close: bool = False  # close() rather than shutdown_write()
+    chunk: int = 1 << 20  # largest single send() (1: byte at a time)
     sent: int = 0
     received: bytearray = field(default_factory=bytearray)
     closed_write: bool = False
@@ -439,7 +440,7 @@ class TcpSimPair:
                 State.ESTABLISHED,
                 State.CLOSE_WAIT,
             ):
-                n = conn.send(app.outgoing[app.sent : app.sent + 1_048_576], now)
+                n = conn.send(app.outgoing[app.sent : app.sent + app.chunk], now)
                 if n:
                     app.sent += n
                     progressed = True

@@ -1,0 +1,196 @@
+"""Properties over random networks and random input (hypothesis)."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from synack.links.sim import LinkParams, SimApp, Simulator, TcpSimPair
+from synack.tcp.config import TcpConfig
+from synack.tcp.connection import TcpConnection
+from synack.tcp.seq import SEQ_MOD
+from synack.tcp.states import State
+from synack.wire.tcp import TcpFlags, TcpOptions, TcpSegment
+from tests.tcp.harness import A_ADDR, B_ADDR, PLAIN, Duo
+
+networks = st.fixed_dictionaries(
+    {
+        "seed": st.integers(0, 2**32 - 1),
+        "loss": st.sampled_from([0.0, 0.01, 0.05, 0.15]),
+        "duplicate": st.sampled_from([0.0, 0.02, 0.1]),
+        "reorder": st.sampled_from([0.0, 0.05, 0.2]),
+        "corrupt": st.sampled_from([0.0, 0.02, 0.08]),
+        "jitter": st.sampled_from([0.0, 0.005]),
+    }
+)
+
+
+def _config(options: bool, mss: int) -> TcpConfig:
+    return TcpConfig(
+        mss=mss,
+        send_buffer=20000,
+        receive_buffer=24000 if options else 12000,
+        window_scale=options,
+        timestamps=options,
+        sack=options,
+        min_rto=0.2,
+        msl=2.0,
+    )
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    net=networks,
+    a_len=st.integers(0, 40000),
+    b_len=st.integers(0, 20000),
+    options=st.booleans(),
+    mss=st.sampled_from([536, 1460]),
+    near_wrap=st.booleans(),
+    chunk=st.sampled_from([1, 700, 1 << 20]),
+)
+def test_streams_arrive_byte_exact_and_both_ends_close(
+    net: dict[str, float],
+    a_len: int,
+    b_len: int,
+    options: bool,
+    mss: int,
+    near_wrap: bool,
+    chunk: int,
+) -> None:
+    seed = int(net["seed"])
+    sim = Simulator(seed)
+    link = LinkParams(
+        delay=0.01,
+        jitter=net["jitter"],
+        loss=net["loss"],
+        duplicate=net["duplicate"],
+        reorder=net["reorder"],
+        corrupt=net["corrupt"],
+    )
+    a_data = bytes((i * 7 + seed) % 256 for i in range(a_len))
+    b_data = bytes((i * 13 + seed) % 256 for i in range(b_len))
+    iss_a = SEQ_MOD - 3000 if near_wrap else seed % SEQ_MOD
+    cfg = _config(options, mss)
+    pair = TcpSimPair(
+        sim,
+        client_config=cfg,
+        server_config=cfg,
+        client_iss=iss_a,
+        server_iss=(iss_a * 31 + 12345) % SEQ_MOD,
+        to_server=link,
+        to_client=link,
+        client_app=SimApp(outgoing=a_data, chunk=chunk),
+        server_app=SimApp(outgoing=b_data, chunk=chunk),
+    )
+    pair.start()
+    sim.run(until=5000.0, max_events=400_000)
+    assert pair.server is not None
+    assert bytes(pair.server_app.received) == a_data
+    assert bytes(pair.client_app.received) == b_data
+    assert pair.client.state is State.CLOSED and pair.server.state is State.CLOSED
+    # Clean closes: both sides went through the FIN exchange, nobody reset.
+    for conn in (pair.client, pair.server):
+        assert any(t.new in (State.TIME_WAIT, State.LAST_ACK) for t in conn.transitions)
+    if link.corrupt:
+        assert (
+            pair.decode_errors
+            == pair.link_to_server.stats.corrupted + pair.link_to_client.stats.corrupted
+        )
+
+
+flag_sets = st.integers(0, 0x3F).map(TcpFlags)
+option_sets = st.builds(
+    TcpOptions,
+    mss=st.none() | st.integers(0, 65535),
+    wscale=st.none() | st.integers(0, 255),
+    sack_permitted=st.booleans(),
+    sack_blocks=st.lists(
+        st.tuples(st.integers(0, SEQ_MOD - 1), st.integers(0, SEQ_MOD - 1)), max_size=4
+    ).map(tuple),
+    timestamps=st.none() | st.tuples(st.integers(0, SEQ_MOD - 1), st.integers(0, SEQ_MOD - 1)),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    target=st.sampled_from(["a", "b"]),
+    stage=st.sampled_from(["syn-received", "established", "fin-wait", "time-wait"]),
+    segs=st.lists(
+        st.tuples(
+            st.integers(-70000, 70000),  # seq relative to RCV.NXT
+            st.integers(-70000, 70000),  # ack relative to SND.UNA
+            flag_sets,
+            st.integers(0, 65535),
+            st.binary(max_size=3000),
+            option_sets,
+            st.floats(0, 100),
+        ),
+        min_size=1,
+        max_size=12,
+    ),
+)
+def test_random_segments_never_raise(
+    target: str, stage: str, segs: list[tuple[int, int, TcpFlags, int, bytes, TcpOptions, float]]
+) -> None:
+    cfg = TcpConfig(mss=1000, receive_buffer=65535, window_scale=True, challenge_ack_limit=1000)
+    d = Duo(cfg, cfg)
+    if stage == "syn-received":
+        d.a.connect(0.0)
+        d.to_b(d.out_a())
+        d.out_b()
+        conn = d.b
+    else:
+        d.open()
+        d.a.send(b"payload" * 300, d.now)
+        d.b.send(b"other" * 100, d.now)
+        d.exchange()
+        if stage in ("fin-wait", "time-wait"):
+            d.a.shutdown_write(d.now)
+            d.to_b(d.out_a())
+            if stage == "time-wait":
+                d.b.shutdown_write(d.now)
+                d.exchange()
+        conn = d.a if target == "a" else d.b
+    src, dst = (B_ADDR[1], A_ADDR[1]) if conn is d.a else (A_ADDR[1], B_ADDR[1])
+    now = d.now
+    for rel_seq, rel_ack, flags, window, payload, options, dt in segs:
+        now += dt
+        seg = TcpSegment(
+            src,
+            dst,
+            (conn.rcv_nxt + rel_seq) % SEQ_MOD,
+            (conn.snd_una + rel_ack) % SEQ_MOD,
+            flags,
+            window,
+            payload,
+            options,
+        )
+        conn.receive_segment(seg, now)
+        for out in conn.segments_to_send(now):
+            assert 0 <= out.seq < SEQ_MOD and 0 <= out.ack < SEQ_MOD and 0 <= out.window <= 65535
+        deadline = conn.get_timer()
+        if deadline is not None and deadline <= now:
+            conn.handle_timer(now)
+        while conn.next_event() is not None:
+            pass
+        assert isinstance(conn.state, State)
+        assert conn.readable_bytes <= cfg.receive_buffer
+    # Whatever happened, the connection still answers and times out cleanly.
+    for _ in range(200):
+        deadline = conn.get_timer()
+        if deadline is None:
+            break
+        now = max(now, deadline)
+        conn.handle_timer(now)
+        conn.segments_to_send(now)
+
+
+def test_plain_config_is_what_the_scenarios_use() -> None:
+    # Guard for the scenario tests' exact numbers.
+    assert (PLAIN.mss, PLAIN.receive_buffer, PLAIN.timestamps, PLAIN.sack) == (
+        1000,
+        8000,
+        False,
+        False,
+    )
+    assert isinstance(TcpConnection(A_ADDR, B_ADDR, config=PLAIN, iss=0).state, State)
