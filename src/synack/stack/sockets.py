@@ -227,6 +227,10 @@ class SynackSocket:
             self._gen += 1
             self._cond.notify_all()
 
+    def _drain_then(self, attempt: Callable[[], T | None]) -> T | None:
+        self._drain()
+        return attempt()
+
     def _drain(self) -> None:
         """On the loop thread: take the connection's events into our flags."""
         s = self._stream
@@ -255,7 +259,7 @@ class SynackSocket:
         while True:
             with self._cond:
                 gen = self._gen
-            result = self._rt.call(lambda: (self._drain(), attempt())[1])
+            result = self._rt.call(lambda: self._drain_then(attempt))
             if result is not None:
                 return result
             if self._timeout == 0.0:
