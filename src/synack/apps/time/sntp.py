@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 NTP_UNIX_OFFSET = 2_208_988_800
 _NS = 1_000_000_000
 _MASK64 = (1 << 64) - 1
+_OFFSET_SHIFTED = NTP_UNIX_OFFSET << 32
 
 HEADER_LEN = 48
 # RFC 5905 §7.5: extension fields (>= 16 bytes each) and a MAC (<= 24 bytes)
@@ -145,11 +146,12 @@ def build(packet: NtpPacket) -> bytes:
 def unix_ns_to_ntp(ns: int) -> int:
     """Unix nanoseconds -> 64-bit NTP timestamp (2^-32 s resolution).
 
-    Modulo 2^64: after 2036-02-07 the seconds field wraps into era 1, as
-    RFC 5905 §6 specifies; clients resolve the era from their own clock.
+    One shift and one division: floor((ns * 2^32) / 10^9) splits exactly into
+    seconds << 32 plus the truncated fraction. Modulo 2^64: after 2036-02-07
+    the seconds field wraps into era 1, as RFC 5905 §6 specifies; clients
+    resolve the era from their own clock.
     """
-    seconds, rest = divmod(ns, _NS)
-    return (((seconds + NTP_UNIX_OFFSET) << 32) | ((rest << 32) // _NS)) & _MASK64
+    return (((ns << 32) // _NS) + _OFFSET_SHIFTED) & _MASK64
 
 
 def ntp_to_unix(ts: int) -> float:
@@ -219,6 +221,13 @@ class SntpCounters:
     not_client: int = 0
 
 
+# The reply after the poll byte and before the timestamps is the same for
+# every request: precision, root delay, root dispersion, reference id.
+_REPLY_FAST = struct.Struct("!2sB13sQ8sQQ")
+
+_ACCEPT = "accept"
+
+
 @dataclass(slots=True)
 class SntpServer:
     """Server-mode reply computation. ``reply`` returns the bytes to send, or None.
@@ -238,6 +247,36 @@ class SntpServer:
     root_delay: int = 0
     root_dispersion: int = 0x0000_0042  # ~1 ms
     counters: SntpCounters = field(default_factory=SntpCounters)
+    # Per first request byte: the first two reply bytes, or why it is refused.
+    _by_first_byte: list[tuple[str, bytes]] = field(init=False, repr=False)
+    _fixed: bytes = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # Validates the configured fields the same way a parsed packet is.
+        NtpPacket(
+            leap=0,
+            version=4,
+            mode=Mode.SERVER,
+            stratum=self.stratum,
+            precision=self.precision,
+            root_delay=self.root_delay,
+            root_dispersion=self.root_dispersion,
+            reference_id=self.reference_id,
+        )
+        table: list[tuple[str, bytes]] = []
+        for b0 in range(256):
+            version, mode = (b0 >> 3) & 7, b0 & 7
+            if version == 0 or version > 4:
+                table.append(("bad_version", b""))
+            elif mode != Mode.CLIENT:
+                table.append(("not_client", b""))
+            else:
+                first = (LeapIndicator.NO_WARNING << 6) | (version << 3) | Mode.SERVER
+                table.append((_ACCEPT, bytes((first, self.stratum))))
+        self._by_first_byte = table
+        self._fixed = struct.pack(
+            "!bII4s", self.precision, self.root_delay, self.root_dispersion, self.reference_id
+        )
 
     def reply(self, request: bytes, receive_ns: int, transmit_ns: int) -> bytes | None:
         n = len(request)
@@ -247,35 +286,19 @@ class SntpServer:
         if n > MAX_REQUEST_LEN:
             self.counters.too_long += 1
             return None
-        b0 = request[0]
-        version = (b0 >> 3) & 7
-        if version == 0 or version > 4:
-            self.counters.bad_version += 1
+        verdict, head = self._by_first_byte[request[0]]
+        if verdict is not _ACCEPT:
+            setattr(self.counters, verdict, getattr(self.counters, verdict) + 1)
             return None
-        if b0 & 7 != Mode.CLIENT:
-            self.counters.not_client += 1
-            return None
-        # Poll is copied from the request (RFC 4330 §5); the transmit
-        # timestamp becomes our originate timestamp, byte for byte.
-        poll = request[2] - 256 if request[2] > 127 else request[2]
-        originate = int.from_bytes(request[40:48], "big")
-        rx = unix_ns_to_ntp(receive_ns)
-        tx = unix_ns_to_ntp(transmit_ns)
+        # The version is copied (in ``head``) and so is the poll byte (RFC
+        # 4330 §5); the request's transmit timestamp becomes our originate
+        # timestamp byte for byte.
+        rx = (((receive_ns << 32) // _NS) + _OFFSET_SHIFTED) & _MASK64
+        tx = (((transmit_ns << 32) // _NS) + _OFFSET_SHIFTED) & _MASK64
+        self.counters.answered += 1
         # The reference time (when our clock was last set) must not be after
         # the transmit time or chrony rejects the reply (its "test 7"); the
         # start of the receive second is always earlier.
-        ref = rx & ~0xFFFFFFFF
-        self.counters.answered += 1
-        return _REPLY.pack(
-            (LeapIndicator.NO_WARNING << 6) | (version << 3) | Mode.SERVER,
-            self.stratum,
-            poll,
-            self.precision,
-            self.root_delay,
-            self.root_dispersion,
-            int.from_bytes(self.reference_id, "big"),
-            ref,
-            originate,
-            rx,
-            tx,
+        return _REPLY_FAST.pack(
+            head, request[2], self._fixed, rx & ~0xFFFFFFFF, request[40:48], rx, tx
         )
