@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import struct
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, cast
 
-from synack.errors import RemoteProtocolError
-from synack.framing import DEFAULT_MAX_FRAME, FrameDecoder, encode, encode_many
+from synack.errors import LocalProtocolError, RemoteProtocolError
+from synack.framing import DEFAULT_MAX_FRAME, FrameDecoder
+
+_pack = struct.Struct(">I").pack
 
 __all__ = [
     "ConnectionClosed",
@@ -69,7 +72,7 @@ class FramedProtocol(asyncio.BufferedProtocol):
         self.transport: asyncio.Transport | None = None
         self.write_paused = False
         self.closed = False
-        self._out: list[bytes] = []
+        self._out = bytearray()  # frames queued this loop turn
         self._flush_handle: asyncio.Handle | None = None
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._loop = asyncio.get_running_loop()
@@ -97,7 +100,7 @@ class FramedProtocol(asyncio.BufferedProtocol):
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
-        self._out.clear()
+        self._out = bytearray()
         self._wake_drainers(exc or ConnectionClosed())
         self.closed_by_peer(exc)
 
@@ -140,16 +143,35 @@ class FramedProtocol(asyncio.BufferedProtocol):
 
     def send_frame(self, payload: bytes) -> None:
         """Queue one frame; everything queued in this loop turn goes out in one write."""
-        self.send_raw(encode(payload))
+        if self.closed:
+            raise ConnectionClosed()
+        try:
+            self._out += _pack(len(payload))
+        except struct.error:
+            raise LocalProtocolError("payload does not fit a 32-bit length") from None
+        self._out += payload
+        if self._flush_handle is None:
+            self._flush_handle = self._loop.call_soon(self.flush)
 
     def send_frames(self, payloads: list[bytes]) -> None:
-        self.send_raw(encode_many(payloads))
+        """Queue several frames (each is copied once, into the outgoing buffer)."""
+        if self.closed:
+            raise ConnectionClosed()
+        out = self._out
+        try:
+            for p in payloads:
+                out += _pack(len(p))
+                out += p
+        except struct.error:
+            raise LocalProtocolError("payload does not fit a 32-bit length") from None
+        if self._flush_handle is None:
+            self._flush_handle = self._loop.call_soon(self.flush)
 
     def send_raw(self, data: bytes) -> None:
         """Queue bytes that are already framed."""
         if self.closed:
             raise ConnectionClosed()
-        self._out.append(data)
+        self._out += data
         if self._flush_handle is None:
             self._flush_handle = self._loop.call_soon(self.flush)
 
@@ -158,9 +180,8 @@ class FramedProtocol(asyncio.BufferedProtocol):
         out = self._out
         if not out or self.transport is None or self.closed:
             return
-        data = out[0] if len(out) == 1 else b"".join(out)
-        out.clear()
-        self.transport.write(data)
+        self._out = bytearray()
+        self.transport.write(out)
 
     async def drain(self) -> None:
         """Write what is queued and wait while the transport asks us to pause."""
