@@ -1,0 +1,303 @@
+"""``synack stack serve`` and ``synack stack nc`` (PROTOCOLS.md §5): synack's
+own TCP/IP stack on a Linux TAP device."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import secrets
+import sys
+import time
+from collections.abc import Iterator
+from ipaddress import IPv4Address, IPv4Interface
+from typing import Any
+
+from synack.errors import UsageError
+from synack.links.capture import Capture
+from synack.links.tap import TapDevice
+from synack.stack.aio import HostDriver, TapLink
+from synack.stack.host import Host, HostConfig
+
+DEFAULT_SERVICES = "echo:7,discard:9,chargen:19,daytime:13"
+EXTRA_SERVICES = ("chat", "time", "sntp")
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "stack",
+        help="synack's own TCP/IP stack on a Linux TAP device",
+        description="Run synack's own TCP/IP stack (ARP, IPv4, ICMP, UDP, TCP) on a TAP device.",
+    )
+    sub = p.add_subparsers(dest="stack_command", metavar="COMMAND")
+    sub.required = True
+
+    def common(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--tap", required=True, metavar="DEV", help="TAP device to open or create")
+        q.add_argument(
+            "--ip", required=True, metavar="A.B.C.D/N", help="synack's address and prefix"
+        )
+        q.add_argument("--gateway", metavar="A.B.C.D", help="default gateway (on the --ip subnet)")
+        q.add_argument("--mtu", type=int, default=1500, help="link MTU (default 1500; up to 65535)")
+        q.add_argument("--mac", help="MAC address (default: a random locally administered one)")
+        q.add_argument("--pcap", metavar="FILE", help="capture every frame in and out to FILE")
+
+    s = sub.add_parser(
+        "serve",
+        help="serve the classic services (and chat/time/sntp if named) on synack's stack",
+        description="Serve the classic services over synack's stack; 'chat:PORT', "
+        "'time:PORT' and 'sntp:PORT' add the chat server and the time services.",
+    )
+    common(s)
+    s.add_argument(
+        "--services",
+        default=DEFAULT_SERVICES,
+        metavar="NAME:PORT,...",
+        help=f"services (default {DEFAULT_SERVICES}); also chat:PORT, time:PORT, sntp:PORT",
+    )
+    s.set_defaults(func=run_serve)
+
+    n = sub.add_parser(
+        "nc",
+        help="netcat over synack's stack (stdin to the connection, half-close at EOF)",
+        description="Connect to HOST PORT over synack's stack; stdin goes to the "
+        "connection (half-closed at EOF), the connection goes to stdout.",
+    )
+    common(n)
+    n.add_argument("host", metavar="HOST")
+    n.add_argument("port", metavar="PORT", type=int)
+    n.add_argument("--timeout", type=float, default=10.0, help="connect timeout in seconds")
+    n.set_defaults(func=run_nc)
+
+
+def _host(args: argparse.Namespace) -> Host:
+    try:
+        iface = IPv4Interface(args.ip)
+    except ValueError:
+        raise UsageError(f"bad --ip {args.ip!r}: expected A.B.C.D/N") from None
+    if iface.network.prefixlen == 32 or iface.ip in (
+        iface.network.network_address,
+        iface.network.broadcast_address,
+    ):
+        raise UsageError(f"--ip {args.ip}: not a usable host address on its subnet")
+    gateway = None
+    if args.gateway:
+        try:
+            gateway = IPv4Address(args.gateway)
+        except ValueError:
+            raise UsageError(f"bad --gateway {args.gateway!r}") from None
+        if gateway not in iface.network:
+            raise UsageError(f"--gateway {gateway} is not on {iface.network}")
+    if not 576 <= args.mtu <= 65535:
+        raise UsageError("--mtu must be between 576 and 65535")
+    if args.mac:
+        from synack.wire.ethernet import parse_mac
+
+        try:
+            mac = parse_mac(args.mac)
+        except ValueError:
+            raise UsageError(f"bad --mac {args.mac!r}") from None
+        if mac[0] & 1:
+            raise UsageError("--mac must be a unicast address")
+    else:
+        mac = bytes([0x02]) + secrets.token_bytes(5)  # locally administered, unicast
+    mtu = min(args.mtu, 65535 - 14)  # a TAP device's ceiling
+    import random
+
+    return Host(
+        HostConfig(mac=mac, interface=iface, gateway=gateway, mtu=mtu, name="synack"),
+        rng=random.Random(secrets.randbits(64)),
+        isn_secret=secrets.token_bytes(32),
+    )
+
+
+def _open_tap(name: str, mtu: int) -> TapDevice:
+    if not os.path.exists("/dev/net/tun"):
+        raise UsageError("no /dev/net/tun on this machine (TAP devices need it)")
+    try:
+        return TapDevice(name, mtu=min(mtu, 65535 - 14))
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    except PermissionError:
+        raise UsageError(
+            f"cannot open TAP device {name!r}: permission denied (run as root or own the device)"
+        ) from None
+    except OSError as exc:
+        raise UsageError(f"cannot open TAP device {name!r}: {exc.strerror}") from None
+
+
+@contextlib.contextmanager
+def _driver(args: argparse.Namespace) -> Iterator[HostDriver]:
+    host = _host(args)
+    tap = _open_tap(args.tap, host.mtu)
+    capture = None
+    try:
+        loop = asyncio.get_running_loop()
+        if args.pcap:
+            try:
+                capture = Capture(args.pcap, time_offset=time.time() - loop.time())
+            except OSError as exc:
+                raise UsageError(f"cannot write --pcap {args.pcap}: {exc.strerror}") from None
+            host.observers.append(capture)
+        driver = HostDriver(host, TapLink(tap), loop=loop)
+        driver.start()
+        try:
+            yield driver
+        finally:
+            driver.close()
+    finally:
+        tap.close()
+        if capture is not None:
+            capture.close()
+
+
+def _parse_services(spec: str) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+    from synack.apps.services import parse_services
+
+    extra: list[tuple[str, int]] = []
+    classic_items = []
+    for item in spec.split(","):
+        name, _, port_text = item.strip().partition(":")
+        if name in EXTRA_SERVICES:
+            try:
+                port = int(port_text)
+            except ValueError:
+                port = -1
+            if not 0 <= port <= 65535:
+                raise UsageError(f"bad port in {item!r}: expected 0..65535")
+            extra.append((name, port))
+        else:
+            classic_items.append(item)
+    classic = parse_services(",".join(classic_items)) if classic_items else []
+    return classic, extra
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    classic, extra = _parse_services(args.services)
+    asyncio.run(_serve(args, classic, extra))
+    return 0
+
+
+async def _serve(
+    args: argparse.Namespace, classic: list[tuple[str, int]], extra: list[tuple[str, int]]
+) -> None:
+    from synack.apps.services import (
+        UdpClassic,
+        announce,
+        open_tcp_service,
+        open_udp_service,
+        stop_on_signals,
+    )
+
+    closers: list[Any] = []
+    with stop_on_signals() as stop, _driver(args) as d:
+        ip = str(d.host.ip)
+        try:
+            for name, port in classic:
+                server = await open_tcp_service(name, "0.0.0.0", port, start_server=d.start_server)
+                closers.append(server)
+                announce((ip, server.sockets[0].getsockname()[1]), f"{name}/tcp")  # type: ignore[attr-defined]
+                ep = await open_udp_service(
+                    name,
+                    UdpClassic(name),
+                    "0.0.0.0",
+                    port,
+                    create_datagram_endpoint=d.create_datagram_endpoint,
+                )
+                closers.append(ep)
+                announce((ip, ep.sockname[1]), f"{name}/udp")
+            ports = dict(extra)
+            if "chat" in ports:
+                from synack.apps.chat.server import ChatServer
+
+                chat = ChatServer(create_server=d.create_server)
+                await chat.start("0.0.0.0", ports["chat"])
+                closers.append(chat)
+                announce((ip, chat.addresses[0][1]), "chat")
+            if "time" in ports or "sntp" in ports:
+                from synack.apps.time.server import start_time_server
+
+                # One start_time_server runs both; an unnamed one gets a free port.
+                ts = await start_time_server(
+                    "0.0.0.0",
+                    ports.get("time", 0),
+                    ports.get("sntp", 0),
+                    create_datagram_endpoint=d.create_datagram_endpoint,
+                )
+                closers.append(ts)
+                if "time" in ports:
+                    announce((ip, ts.fmt_endpoint.sockname[1]), "time")
+                if "sntp" in ports:
+                    announce((ip, ts.sntp_endpoint.sockname[1]), "sntp")
+            await stop.wait()
+        finally:
+            for c in reversed(closers):
+                stop_fn = getattr(c, "stop", None)
+                if stop_fn is not None:
+                    await stop_fn()
+                else:
+                    c.close()
+
+
+def run_nc(args: argparse.Namespace) -> int:
+    try:
+        ip = IPv4Address(args.host)
+    except ValueError:
+        raise UsageError(f"bad HOST {args.host!r}: synack's stack takes an IPv4 address") from None
+    if not 0 < args.port <= 65535:
+        raise UsageError("PORT must be 1..65535")
+    return asyncio.run(_nc(args, ip))
+
+
+async def _nc(args: argparse.Namespace, ip: IPv4Address) -> int:
+    loop = asyncio.get_running_loop()
+    with _driver(args) as d:
+        try:
+            reader, writer = await asyncio.wait_for(
+                d.open_connection(str(ip), args.port), args.timeout
+            )
+        except TimeoutError:
+            sys.stderr.write(f"synack: error: connection to {ip}:{args.port} timed out\n")
+            return 1
+        except ConnectionRefusedError:
+            sys.stderr.write(f"synack: error: connection to {ip}:{args.port} refused\n")
+            return 1
+        stdin_fd = sys.stdin.fileno()
+        stdout = sys.stdout.buffer
+
+        async def pump_in() -> None:
+            while True:
+                chunk = await loop.run_in_executor(None, os.read, stdin_fd, 65536)
+                if not chunk:
+                    break
+                writer.write(chunk)
+                await writer.drain()
+            writer.write_eof()  # half-close: the peer may still answer
+
+        async def pump_out() -> None:
+            while chunk := await reader.read(65536):
+                stdout.write(chunk)
+                stdout.flush()
+
+        sender = asyncio.create_task(pump_in())
+        try:
+            await pump_out()
+        except ConnectionResetError:
+            sys.stderr.write("synack: connection reset by peer\n")
+            return 1
+        finally:
+            if not sender.done():
+                sender.cancel()
+            writer.close()
+            # Let our FIN/ACK go out before the link closes.
+            stream = writer.get_extra_info("synack_stream")
+            for _ in range(100):
+                if (
+                    stream is None
+                    or stream.gone
+                    or stream.conn.state.value in ("TIME-WAIT", "CLOSED")
+                ):
+                    break
+                await asyncio.sleep(0.01)
+    return 0
