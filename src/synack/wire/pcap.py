@@ -15,6 +15,7 @@ record is reported (``truncated``), never silently shortened.
 from __future__ import annotations
 
 import io
+import math
 import os
 import struct
 from collections.abc import Iterator
@@ -90,8 +91,11 @@ class PcapWriter:
 
     def write(self, timestamp: float, frame: bytes | bytearray | memoryview) -> None:
         """Append one frame captured at ``timestamp`` (Unix seconds, float)."""
-        # Round once in integer units so 0.1 s does not become 99999 µs.
-        self.write_units(round(timestamp * self._scale), frame)
+        # Split before scaling: seconds * 1e9 as a float would lose ~100 ns at
+        # today's epoch; the fraction alone is exact and rounds once, so 0.1 s
+        # becomes 100000 µs, not 99999.
+        seconds = math.floor(timestamp)
+        self.write_units(seconds * self._scale + round((timestamp - seconds) * self._scale), frame)
 
     def write_ns(self, timestamp_ns: int, frame: bytes | bytearray | memoryview) -> None:
         """Append one frame with an integer nanosecond timestamp (no float rounding)."""
