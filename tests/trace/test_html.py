@@ -3,16 +3,14 @@ from __future__ import annotations
 import itertools
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from synack.tcp.states import TRANSITIONS, State
-from synack.trace.browser import Browser, find_chromium
+from synack.trace.browser import Browser
 from synack.trace.html import render_html, write_html
 from synack.trace.layers import dissect
 from synack.trace.model import Trace, TraceBuilder
+from tests.trace.conftest import needs_chromium
 from tests.trace.frames import CONVERSATION, A, B
 
 LOST = 5  # "hello" dies on the link
@@ -83,17 +81,6 @@ def test_dissection_layers_cover_the_frame_in_order() -> None:
 
 
 # --- in a real browser -------------------------------------------------------------------
-
-needs_chromium = pytest.mark.skipif(
-    find_chromium() is None,
-    reason="needs chromium (Debian package 'chromium', installed by .ci/run)",
-)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with Browser(timeout=60) as b:
-        yield b
 
 
 @needs_chromium

@@ -308,12 +308,60 @@ class Trace:
         return key
 
     def visited(self) -> set[tuple[State, Cause, State]]:
-        """The rows (from, cause, to) of the transition table this trace went through."""
-        return {
-            (c.old, c.cause, c.new)
-            for c in self.state_changes
-            if c.old is not None and c.cause is not None
-        }
+        """The rows (from, cause, to) of the transition table this trace went through.
+
+        A change recorded without its cause counts for every row from its old
+        to its new state.
+        """
+        rows: set[tuple[State, Cause, State]] = set()
+        for c in self.state_changes:
+            if c.old is None:
+                continue
+            if c.cause is not None:
+                rows.add((c.old, c.cause, c.new))
+            else:
+                rows.update(r for r in TRANSITIONS if r[0] is c.old and r[2] is c.new)
+        return rows
+
+    def window(self, start: int, end: int | None = None) -> Trace:
+        """Items ``start:end`` as a trace of their own (one stage of a tour).
+
+        Its lanes are those the items use, and each connection's initial
+        states are the states at ``start``.
+        """
+        items = self.items[start:end]
+        used = {k for it in items for k in _lanes_of(it)}
+        states: dict[tuple[int, str, int], State | None] = {}
+        for conn in self.connections:
+            states[(conn.index, conn.client_lane, conn.client[1])] = conn.initial[0]
+            states[(conn.index, conn.server_lane, conn.server[1])] = conn.initial[1]
+        for it in self.items[:start]:
+            if isinstance(it, StateChange):
+                states[(it.conn, it.lane, it.port)] = it.new
+        conns = []
+        for conn in self.connections:
+            seen = any(
+                (isinstance(it, TraceEvent) and it.tcp is not None and it.tcp.conn == conn.index)
+                or (isinstance(it, StateChange) and it.conn == conn.index)
+                for it in items
+            )
+            if not seen:
+                continue
+            initial = (
+                states[(conn.index, conn.client_lane, conn.client[1])],
+                states[(conn.index, conn.server_lane, conn.server[1])],
+            )
+            conns.append(replace(conn, initial=initial))
+        lanes = tuple(lane for lane in self.lanes if lane.key in used)
+        return Trace(lanes, items, tuple(conns))
+
+
+def _lanes_of(item: Item) -> tuple[str, ...]:
+    if isinstance(item, TraceEvent):
+        return (item.src, item.dst)
+    if isinstance(item, StateChange):
+        return (item.lane,)
+    return ()
 
 
 # --- building ---------------------------------------------------------------------------
@@ -426,6 +474,7 @@ class _Assembler:
         self.names = builder.names
         self.log = builder._log
         self.lanes: dict[str, Lane] = {}
+        self.name_lane: dict[str, str] = {}
         self.conns: dict[tuple[Addr, Addr], _Conn] = {}
         self.items: list[Item] = []
         self._decoded: dict[int, Decoded] = {}
@@ -440,13 +489,21 @@ class _Assembler:
             d.ipv4 is not None and d.ipv4.src == d.ipv4.dst and _ports(d)[0] is not None
             for d in (self.decoded(e) for e in self.log if isinstance(e, _Frame))
         )
+        # Named hosts get their columns in the order they were named.
+        if not self.by_port:
+            for key in self.names:
+                self.lane(key)
 
     def lane_key(self, addr: Addr) -> str:
         return f"{addr[0]}:{addr[1]}" if self.by_port else str(addr[0])
 
     def lane(self, key: str) -> str:
+        """The lane for an address: addresses given one name share the first one's lane."""
+        name = self.names.get(key)
+        if name is not None:
+            key = self.name_lane.setdefault(name, key)
         if key not in self.lanes:
-            self.lanes[key] = Lane(key, self.names.get(key, key))
+            self.lanes[key] = Lane(key, name or key)
         return key
 
     def _refused_connections(self) -> set[tuple[Addr, Addr]]:

@@ -9,13 +9,14 @@ duplicate ACKs are marked.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 from rich.console import Console
 from rich.text import Text
 
 from synack.tcp.states import State
-from synack.trace.model import Note, StateChange, Trace, TraceEvent, options_text
+from synack.trace.model import Note, StateChange, Trace, TraceEvent
 from synack.wire.tcp import TcpFlags
 
 TIME_WIDTH = 9
@@ -44,17 +45,32 @@ def _flag_style(event: TraceEvent) -> str:
 
 
 def _short_options(event: TraceEvent) -> str:
+    """Options as a diagram shows them: timestamps named, not valued (they change every segment)."""
     if event.tcp is None:
         return ""
-    opts = options_text(event.tcp.options)
-    return f" <{opts}>" if opts else ""
+    o = event.tcp.options
+    parts = []
+    if o.mss is not None:
+        parts.append(f"mss {o.mss}")
+    if o.sack_permitted:
+        parts.append("sackOK")
+    if o.wscale is not None:
+        parts.append(f"wscale {o.wscale}")
+    if o.sack_blocks:
+        parts.append("SACK")
+    return f" <{','.join(parts)}>" if parts else ""
+
+
+_IP_PREFIX = re.compile(r"^IP [0-9.]+ > [0-9.]+: |^ARP, ")
 
 
 def event_label(event: TraceEvent) -> str:
     """What an arrow says: flags and relative seq/ack for TCP, the summary for the rest."""
     tcp = event.tcp
     if tcp is None:
-        return event.summary
+        # The arrow already says who talks to whom.
+        text = _IP_PREFIX.sub("", event.summary)
+        return text + (" (LOST)" if event.lost else "")
     text = tcp.label()
     marks = []
     if tcp.retransmission:
@@ -92,8 +108,10 @@ class _Row:
 class SequenceDiagram:
     """Lays a :class:`Trace` out as lines of text, ``width`` cells wide."""
 
-    def __init__(self, trace: Trace, width: int = 100) -> None:
+    def __init__(self, trace: Trace, width: int = 100, origin: float | None = None) -> None:
+        """``origin``: the time shown as 0 (default: the trace's first item)."""
         self.trace = trace
+        self.origin = trace.start if origin is None else origin
         self.width = max(width, 60)
         keys = [lane.key for lane in trace.lanes]
         self.keys = keys
@@ -175,7 +193,7 @@ class SequenceDiagram:
         x2 = self.x.get(event.dst)
         style = _flag_style(event)
         label = event_label(event)
-        t = f"{event.time - self.trace.start:8.3f}"
+        t = f"{event.time - self.origin:8.3f}"
         top = self._row()
         top.put(0, t, "dim")
         arrow = self._row()
