@@ -341,7 +341,7 @@ class Tour:
             data = receiver.receive(1 << 16, self.lan.now)
             if data:
                 decoder.receive_data(data)
-                frames.extend(decoder.frames())
+                frames.extend(bytes(f) for f in decoder.frames())
             return bool(frames)
 
         self.run_until(arrived, "a chat frame")
