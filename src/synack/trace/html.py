@@ -18,7 +18,7 @@ from html import escape
 
 from synack.tcp.states import TRANSITIONS, Cause, State
 from synack.trace.layers import dissect
-from synack.trace.model import Note, StateChange, Trace, TraceEvent
+from synack.trace.model import Note, StateChange, Trace, TraceEvent, state_name
 from synack.trace.terminal import event_label
 
 ROW = 30  # px between rows of the sequence diagram
@@ -494,9 +494,7 @@ def _packet_list(trace: Trace) -> str:
         if ev.tcp is not None and ev.tcp.before != ev.tcp.after:
             b, a = ev.tcp.before, ev.tcp.after
             states = "; ".join(
-                f"{(o.value if o else '?')}→{(n.value if n else '?')}"
-                for o, n in zip(b, a, strict=True)
-                if o != n
+                f"{state_name(o)}→{state_name(n)}" for o, n in zip(b, a, strict=True) if o != n
             )
         rows.append(
             f'<tr class="{" ".join(classes)}" data-index="{ev.index}"><td>{ev.index + 1}</td>'
@@ -545,8 +543,8 @@ def render_html(trace: Trace, title: str = "synack trace") -> str:
     blob = json.dumps(data, ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/")
     conns = "".join(
         f"<li>#{c.index} {escape(c.label())}: "
-        f"{escape(' / '.join(s.value if s else '?' for s in c.initial))} → "
-        f"{escape(' / '.join(s.value if s else '?' for s in c.final))} "
+        f"{escape(' / '.join(state_name(s) for s in c.initial))} → "
+        f"{escape(' / '.join(state_name(s) for s in c.final))} "
         f"({'states inferred from the segments' if c.inferred else 'states recorded by the connections'})</li>"
         for c in trace.connections
     )

@@ -63,7 +63,8 @@ def table_targets(state: State, cause: Cause) -> list[State]:
 
 
 def state_name(state: State | None) -> str:
-    return "?" if state is None else state.value
+    """A state's RFC name; an end with no connection object (a closed port) has none."""
+    return "no connection" if state is None else state.value
 
 
 _FLAG_ORDER = (

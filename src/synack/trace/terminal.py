@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.text import Text
 
 from synack.tcp.states import State
-from synack.trace.model import Note, StateChange, Trace, TraceEvent
+from synack.trace.model import Note, StateChange, Trace, TraceEvent, state_name
 from synack.wire.tcp import TcpFlags
 
 TIME_WIDTH = 9
@@ -232,7 +232,7 @@ def render(trace: Trace, console: Console | None = None, width: int | None = Non
         console.print(line, overflow="crop", no_wrap=True, soft_wrap=True)
     for conn in trace.connections:
         how = "inferred from the segments" if conn.inferred else "recorded by the connections"
-        final = " / ".join(s.value if s else "?" for s in conn.final)
+        final = " / ".join(state_name(s) for s in conn.final)
         console.print(
             Text(f"connection {conn.index}: {conn.label()}  final states {final} ({how})", "dim")
         )
