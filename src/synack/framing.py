@@ -28,6 +28,7 @@ __all__ = [
     "MAX_LENGTH",
     "FrameDecoder",
     "FrameTooLarge",
+    "Payload",
     "TruncatedFrame",
     "encode",
     "encode_many",
@@ -36,6 +37,11 @@ __all__ = [
 HEADER_SIZE = 4
 MAX_LENGTH = 0xFFFF_FFFF  # what a uint32 length can say
 DEFAULT_MAX_FRAME = 65_536  # the chat default (PROTOCOLS.md §1)
+
+# A decoded payload: ``bytes``, or the ``bytearray`` a frame was received into
+# when it was assembled in its own buffer (large frames: no copy). The decoder
+# never touches a payload again once handed out; the caller owns it.
+Payload = bytes | bytearray
 
 _HEADER = struct.Struct(">I")
 _pack = _HEADER.pack
@@ -99,7 +105,7 @@ class FrameDecoder:
     """Incremental frame decoder.
 
     Verbs (house style item 1): ``receive_data(data)`` (``b""`` means end of
-    stream), ``next_event() -> bytes | None``, and ``frames()`` for everything
+    stream), ``next_event() -> Payload | None``, and ``frames()`` for everything
     ready at once. ``get_buffer``/``buffer_updated`` mirror
     ``asyncio.BufferedProtocol`` so an adapter can receive into preallocated
     memory.
@@ -128,7 +134,7 @@ class FrameDecoder:
         if not 0 <= max_frame <= MAX_LENGTH:
             raise LocalProtocolError(f"max_frame must be 0..{MAX_LENGTH}, not {max_frame}")
         self.max_frame = max_frame
-        self._ready: list[bytes] = []
+        self._ready: list[Payload] = []
         self._next = 0  # index of the next frame in _ready for next_event()
         self._hdr = bytearray()  # a header split across reads (< 4 bytes)
         self._body: bytearray | None = None  # the pending frame's payload
@@ -182,7 +188,7 @@ class FrameDecoder:
             body = self._body
             assert body is not None
             if self._have == len(body):
-                self._ready.append(bytes(body))
+                self._ready.append(body)  # the buffer itself: no copy
                 self._body = self._body_view = None
                 self._have = 0
             return
@@ -190,7 +196,10 @@ class FrameDecoder:
         view = self._scratch_view[:nbytes]
         body = self._body
         if (body is not None and len(body) >= _BIG) or (
-            body is None and not self._hdr and nbytes >= HEADER_SIZE and _unpack_from(view)[0] >= _BIG
+            body is None
+            and not self._hdr
+            and nbytes >= HEADER_SIZE
+            and _unpack_from(view)[0] >= _BIG
         ):
             # Large frames: copy each straight out of the read (one copy).
             self._feed(view)
@@ -231,7 +240,7 @@ class FrameDecoder:
                 pos += take
             if self._have < len(body):
                 return
-            ready.append(bytes(body))
+            ready.append(body)
             self._body = self._body_view = None
             self._have = 0
         # Fast path: whole frames straight out of this read.
@@ -259,7 +268,7 @@ class FrameDecoder:
 
     # -- output -------------------------------------------------------------
 
-    def next_event(self) -> bytes | None:
+    def next_event(self) -> Payload | None:
         """The next complete payload, or None when more bytes are needed."""
         ready = self._ready
         if self._next < len(ready):
@@ -273,7 +282,7 @@ class FrameDecoder:
             raise self._error
         return None
 
-    def frames(self) -> list[bytes]:
+    def frames(self) -> list[Payload]:
         """Every complete payload available now (empty when more bytes are needed)."""
         ready = self._ready
         if ready:
@@ -288,7 +297,7 @@ class FrameDecoder:
             raise self._error
         return []
 
-    def __iter__(self) -> Iterator[bytes]:
+    def __iter__(self) -> Iterator[Payload]:
         while (frame := self.next_event()) is not None:
             yield frame
 

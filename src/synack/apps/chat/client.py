@@ -38,7 +38,7 @@ from synack.apps.chat.messages import (
 )
 from synack.apps.chat.server import DEFAULT_PORT
 from synack.errors import RemoteProtocolError, SynackError
-from synack.framing import DEFAULT_MAX_FRAME
+from synack.framing import DEFAULT_MAX_FRAME, Payload
 
 __all__ = ["ChatClient", "ChatError", "RawEvent"]
 
@@ -59,7 +59,7 @@ class RawEvent:
 
     __slots__ = ("message", "raw")
 
-    def __init__(self, message: ServerMessage, raw: bytes) -> None:
+    def __init__(self, message: ServerMessage, raw: Payload) -> None:
         self.message = message
         self.raw = raw
 
@@ -76,7 +76,7 @@ class _ClientProtocol(FramedProtocol):
         self.ignored = 0  # frames this client does not understand (newer server?)
         self.error: BaseException | None = None
 
-    def frames_received(self, frames: list[bytes]) -> None:
+    def frames_received(self, frames: list[Payload]) -> None:
         for raw in frames:
             try:
                 m = decode_server(raw)
@@ -138,7 +138,7 @@ class _ClientProtocol(FramedProtocol):
 class ChatClient:
     """A registered chat connection. Create with ``connect`` (or ``open``)."""
 
-    def __init__(self, protocol: _ClientProtocol, welcome: Welcome, raw: bytes = b"") -> None:
+    def __init__(self, protocol: _ClientProtocol, welcome: Welcome, raw: Payload = b"") -> None:
         self._p = protocol
         self.welcome = welcome
         self.welcome_raw = raw  # the welcome payload as it was on the wire

@@ -24,9 +24,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, cast
 
 from synack.errors import LocalProtocolError, RemoteProtocolError
-from synack.framing import DEFAULT_MAX_FRAME, FrameDecoder
+from synack.framing import DEFAULT_MAX_FRAME, FrameDecoder, Payload
 
 _pack = struct.Struct(">I").pack
+_LARGE = 8192  # from this payload size on, send_frames joins instead of appending
 
 __all__ = [
     "ConnectionClosed",
@@ -79,7 +80,7 @@ class FramedProtocol(asyncio.BufferedProtocol):
 
     # -- subclass hooks ------------------------------------------------------
 
-    def frames_received(self, frames: list[bytes]) -> None:
+    def frames_received(self, frames: list[Payload]) -> None:
         """Complete payloads, in order. Called once per read."""
 
     def protocol_error(self, exc: RemoteProtocolError) -> None:
@@ -157,6 +158,18 @@ class FramedProtocol(asyncio.BufferedProtocol):
         """Queue several frames (each is copied once, into the outgoing buffer)."""
         if self.closed:
             raise ConnectionClosed()
+        if not self._out and payloads and len(payloads[0]) >= _LARGE and self.transport:
+            # Large payloads: one join (a single copy, no regrowth) and one write
+            # now; nothing else is queued, so the order is kept.
+            parts: list[bytes] = []
+            try:
+                for p in payloads:
+                    parts.append(_pack(len(p)))
+                    parts.append(p)
+            except struct.error:
+                raise LocalProtocolError("payload does not fit a 32-bit length") from None
+            self.transport.write(b"".join(parts))
+            return
         out = self._out
         try:
             for p in payloads:
@@ -221,13 +234,13 @@ class _StreamProtocol(FramedProtocol):
 
     def __init__(self, max_frame: int, max_queued: int) -> None:
         super().__init__(max_frame)
-        self.queue: collections.deque[bytes] = collections.deque()
+        self.queue: collections.deque[Payload] = collections.deque()
         self.max_queued = max_queued
         self.read_paused = False
         self.error: BaseException | None = None
         self.waiter: asyncio.Future[None] | None = None
 
-    def frames_received(self, frames: list[bytes]) -> None:
+    def frames_received(self, frames: list[Payload]) -> None:
         self.queue.extend(frames)
         if len(self.queue) > self.max_queued and not self.read_paused and self.transport:
             # Backpressure to the peer: stop reading until the application catches up.
@@ -284,7 +297,7 @@ class FramedConnection:
     async def drain(self) -> None:
         await self._p.drain()
 
-    async def recv(self) -> bytes:
+    async def recv(self) -> Payload:
         """The next frame; ``ConnectionClosed`` at the end of the stream."""
         p = self._p
         while not p.queue:
@@ -293,7 +306,7 @@ class FramedConnection:
         p.consumed()
         return frame
 
-    async def recv_batch(self) -> list[bytes]:
+    async def recv_batch(self) -> list[Payload]:
         """Every frame received so far (at least one)."""
         p = self._p
         while not p.queue:

@@ -122,12 +122,12 @@ _server_decoder: msgspec.json.Decoder[ServerMessage] = msgspec.json.Decoder(Serv
 encode_message = msgspec.json.Encoder().encode
 
 
-def decode_client(payload: bytes) -> ClientMessage:
+def decode_client(payload: bytes | bytearray) -> ClientMessage:
     """Decode a client's frame; ``ValueError`` (msgspec's errors included) if bad."""
     return _client_decoder.decode(payload)
 
 
-def decode_server(payload: bytes) -> ServerMessage:
+def decode_server(payload: bytes | bytearray) -> ServerMessage:
     """Decode a server's frame; ``ValueError`` for anything this client does not know."""
     return _server_decoder.decode(payload)
 

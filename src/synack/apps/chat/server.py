@@ -50,7 +50,7 @@ from synack.apps.chat.messages import (
     encode_message,
 )
 from synack.errors import LocalProtocolError, RemoteProtocolError
-from synack.framing import DEFAULT_MAX_FRAME, FrameTooLarge, encode
+from synack.framing import DEFAULT_MAX_FRAME, FrameTooLarge, Payload, encode
 
 __all__ = ["DEFAULT_PORT", "ChatConfig", "ChatServer", "ChatSession"]
 
@@ -144,7 +144,7 @@ class ChatSession(FramedProtocol):
             self.peer = f"{peer[0]}:{peer[1]}"
         self.server._connected(self)
 
-    def frames_received(self, frames: list[bytes]) -> None:
+    def frames_received(self, frames: list[Payload]) -> None:
         self.last_rx = self._loop.time()
         server = self.server
         for payload in frames:
@@ -370,7 +370,7 @@ class ChatServer:
         self.stats[code] += 1
         self._send_private(s, _frame(Error(code=code, detail=detail)))
 
-    def _handle(self, s: ChatSession, payload: bytes) -> None:
+    def _handle(self, s: ChatSession, payload: Payload) -> None:
         self.stats["frames"] += 1
         try:
             m = decode_client(payload)
