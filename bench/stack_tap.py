@@ -1,0 +1,277 @@
+"""synack's stack over TAP vs the Linux kernel, in network namespaces.
+
+synack (this process, asyncio) serves on a TAP device whose other end is a
+namespace with the kernel's TCP/IP; a kernel client in that namespace measures:
+bulk kernel->synack and synack->kernel (MB/s) at MTU 1500 and 65521 (the TAP
+ceiling), echo round-trip p50/p99, and connections per second. The same client
+against kernel servers over a veth pair between two namespaces, in the same
+run, is the ceiling. Also: start-up of ``synack stack serve`` to its first
+``listening on`` line. Needs root and /dev/net/tun. Prints ratios.
+
+    .venv/bin/python bench/stack_tap.py [--seconds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import secrets
+import subprocess
+import sys
+import time
+from ipaddress import IPv4Interface
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from tests.interop.nsnet import nsnet
+
+from synack.stack.aio import HostDriver, TapLink
+from synack.stack.host import Host, HostConfig
+
+CLIENT = r"""
+import json, socket, statistics, sys, time
+ip, seconds = sys.argv[1], float(sys.argv[2])
+res = {}
+chunk = b"x" * 65536
+# kernel -> server: send for `seconds`, then half-close and wait for the close.
+s = socket.create_connection((ip, 9), timeout=30)
+t0 = time.perf_counter(); n = 0
+while time.perf_counter() - t0 < seconds:
+    s.sendall(chunk); n += len(chunk)
+s.shutdown(socket.SHUT_WR); s.recv(1)
+res["in_MBps"] = n / (time.perf_counter() - t0) / 1e6
+s.close()
+# server -> kernel: read for `seconds`.
+s = socket.create_connection((ip, 19), timeout=30)
+t0 = time.perf_counter(); n = 0
+while time.perf_counter() - t0 < seconds:
+    n += len(s.recv(1 << 20))
+res["out_MBps"] = n / (time.perf_counter() - t0) / 1e6
+s.close()
+# echo round trips.
+s = socket.create_connection((ip, 7), timeout=30)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+rtts = []
+for i in range(2000):
+    t = time.perf_counter(); s.sendall(b"e"); s.recv(1); rtts.append(time.perf_counter() - t)
+rtts.sort()
+res["rtt_p50_ms"] = rtts[len(rtts) // 2] * 1e3
+res["rtt_p99_ms"] = rtts[int(len(rtts) * 0.99)] * 1e3
+s.close()
+# connections per second (connect, read the daytime line, close).
+t0 = time.perf_counter(); n = 0
+while time.perf_counter() - t0 < seconds:
+    with socket.create_connection((ip, 13), timeout=10) as c:
+        while c.recv(100): pass
+    n += 1
+res["conn_per_s"] = n / (time.perf_counter() - t0)
+print(json.dumps(res))
+"""
+
+KERNEL_SERVERS = r"""
+import socket, threading
+def serve(port, handler):
+    srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("0.0.0.0", port)); srv.listen(128)
+    def loop():
+        while True:
+            c, _ = srv.accept()
+            threading.Thread(target=handler, args=(c,), daemon=True).start()
+    threading.Thread(target=loop, daemon=True).start()
+def discard(c):
+    while c.recv(1 << 20): pass
+    c.close()
+def source(c):
+    chunk = b"y" * 65536
+    try:
+        while True: c.sendall(chunk)
+    except OSError: c.close()
+def echo(c):
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    while d := c.recv(65536): c.sendall(d)
+    c.close()
+def daytime(c):
+    c.sendall(b"Monday, November 23, 2026 12:00:00-UTC\r\n"); c.close()
+for p, h in ((9, discard), (19, source), (7, echo), (13, daytime)): serve(p, h)
+print("ready", flush=True)
+threading.Event().wait()
+"""
+
+
+async def synack_servers(d: HostDriver) -> None:
+    async def discard(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        while await r.read(1 << 20):
+            pass
+        w.close()
+
+    async def source(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        chunk = b"y" * 65536
+        try:
+            while not w.is_closing():
+                w.write(chunk)
+                await w.drain()
+        except (ConnectionError, OSError):
+            pass
+        w.close()
+
+    async def echo(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        while data := await r.read(65536):
+            w.write(data)
+        w.close()
+
+    async def daytime(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        w.write(b"Monday, November 23, 2026 12:00:00-UTC\r\n")
+        w.close()
+
+    for port, handler in ((9, discard), (19, source), (7, echo), (13, daytime)):
+        await d.start_server(handler, "0.0.0.0", port)
+
+
+async def bench_synack(mtu: int, seconds: float) -> dict[str, float]:
+    with nsnet(mtu) as net:
+        host = Host(
+            HostConfig(
+                mac=b"\x02SYN\x00\x02", interface=IPv4Interface(net.synack_cidr), mtu=net.mtu
+            ),
+            rng=random.Random(1),
+        )
+        d = HostDriver(host, TapLink(net.tap))
+        d.start()
+        await synack_servers(d)
+        out = await net.py(CLIENT, net.synack_ip, str(seconds), timeout=120)
+        d.close()
+        return json.loads(out)
+
+
+def bench_kernel(mtu: int, seconds: float) -> dict[str, float]:
+    tag = secrets.token_hex(3)
+    a, b = f"synack-{tag}a", f"synack-{tag}b"
+    sub = 1 + secrets.randbelow(254)
+    run = lambda *args: subprocess.run(args, check=True, capture_output=True, timeout=10)  # noqa: E731
+    run("ip", "netns", "add", a)
+    run("ip", "netns", "add", b)
+    server = None
+    try:
+        run(
+            "ip",
+            "link",
+            "add",
+            f"va{tag}",
+            "netns",
+            a,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            f"vb{tag}",
+            "netns",
+            b,
+        )
+        for ns, dev, addr in ((a, f"va{tag}", 1), (b, f"vb{tag}", 2)):
+            run("ip", "-n", ns, "link", "set", dev, "mtu", str(mtu))
+            run("ip", "-n", ns, "addr", "add", f"10.213.{sub}.{addr}/24", "dev", dev)
+            run("ip", "-n", ns, "link", "set", dev, "up")
+        server = subprocess.Popen(
+            ["ip", "netns", "exec", a, sys.executable, "-c", KERNEL_SERVERS],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+        out = subprocess.run(
+            [
+                "ip",
+                "netns",
+                "exec",
+                b,
+                sys.executable,
+                "-c",
+                CLIENT,
+                f"10.213.{sub}.1",
+                str(seconds),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        return json.loads(out.stdout)
+    finally:
+        if server is not None:
+            server.kill()
+            server.wait()
+        subprocess.run(["ip", "netns", "del", a], timeout=10)
+        subprocess.run(["ip", "netns", "del", b], timeout=10)
+
+
+def startup() -> float:
+    """Seconds from exec of ``synack stack serve`` to its first ``listening on`` line."""
+    tag = secrets.token_hex(3)
+    ns = f"synack-{tag}s"
+    subprocess.run(["ip", "netns", "add", ns], check=True, timeout=10)
+    try:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(
+            [
+                "ip",
+                "netns",
+                "exec",
+                ns,
+                sys.executable,
+                "-m",
+                "synack",
+                "stack",
+                "serve",
+                "--tap",
+                f"sy{tag}",
+                "--ip",
+                "10.213.250.2/24",
+                "--services",
+                "echo:7",
+            ],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        elapsed = time.perf_counter() - t0
+        assert line.startswith("listening on"), line
+        proc.terminate()
+        proc.wait(10)
+        return elapsed
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], timeout=10)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=2.0)
+    args = ap.parse_args()
+    if os.geteuid() != 0 or not os.path.exists("/dev/net/tun"):
+        sys.exit("needs root and /dev/net/tun")
+    pyclient = "Python socket client in the namespace"
+    print(
+        f"synack stack over TAP vs kernel<->kernel over veth ({pyclient}; {args.seconds:g} s per figure)"
+    )
+    for mtu in (1500, 65521):
+        syn = asyncio.run(bench_synack(mtu, args.seconds))
+        ker = bench_kernel(mtu, args.seconds)
+        print(f"\nMTU {mtu}")
+        print(f"  {'figure':<14}{'synack':>12}{'kernel':>12}{'synack/kernel':>16}")
+        for key in ("in_MBps", "out_MBps", "rtt_p50_ms", "rtt_p99_ms", "conn_per_s"):
+            print(f"  {key:<14}{syn[key]:>12.3f}{ker[key]:>12.3f}{syn[key] / ker[key]:>16.3f}")
+        print(
+            f"  vs PyTCP anchors: in {syn['in_MBps'] / 0.5:.1f}x (0.5 MB/s), "
+            f"out {syn['out_MBps'] / 1.0:.1f}x (~1.0 MB/s), echo RTT p50 {1.2 / syn['rtt_p50_ms']:.1f}x faster (1.2 ms)"
+        )
+    s = startup()
+    print(
+        f"\nstart-up of 'synack stack serve' to 'listening on': {s:.3f} s (PyTCP anchor 7.9 s: {7.9 / s:.0f}x)"
+    )
+
+
+if __name__ == "__main__":
+    main()
