@@ -147,3 +147,40 @@ def test_syn_flood_while_a_real_client_connects() -> None:
         assert d.host.counters["tcp-passive-opens"] >= 6000
 
     run(main)
+
+
+def test_time_services_on_synack_with_kernel_clients() -> None:
+    async def main(net: NsNet, d: HostDriver) -> None:
+        from synack.apps.time.server import start_time_server
+
+        ts = await start_time_server(
+            "0.0.0.0", 9000, 8123, create_datagram_endpoint=d.create_datagram_endpoint
+        )
+        proc = await asyncio.create_subprocess_exec(
+            *net.exec_args(
+                sys.executable,
+                "-m",
+                "synack",
+                "time",
+                "query",
+                "%Y",
+                "--host",
+                net.synack_ip,
+                "--port",
+                "9000",
+            ),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+        assert proc.returncode == 0, err.decode()
+        assert out.decode().strip().isdigit() and len(out.decode().strip()) == 4
+        sntp = await net.py(
+            "import ntplib, sys; r = ntplib.NTPClient().request(sys.argv[1], port=8123, timeout=5);"
+            " print(r.mode, abs(r.offset) < 5)",
+            net.synack_ip,
+        )
+        assert sntp.split() == ["4", "True"]
+        ts.close()
+
+    run(main)

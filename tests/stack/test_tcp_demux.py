@@ -152,3 +152,56 @@ def test_loopback_connection_on_one_host() -> None:
     assert s.receive(10, 0.0) == b"ping"
     assert h.frames_to_send() == []  # nothing went on the link
     assert any(isinstance(e, tev.Connected) for e in c.pending)
+
+
+def _transfer(
+    lan: object, client: TcpStream, server: TcpStream, payload: bytes, step: float
+) -> bytes:
+    got = bytearray()
+    sent = 0
+    for _ in range(20000):
+        if sent < len(payload):
+            sent += client.send(payload[sent : sent + 65536], lan.now)  # type: ignore[attr-defined]
+        got += server.receive(1 << 20, lan.now)  # type: ignore[attr-defined]
+        if len(got) == len(payload):
+            break
+        lan.run(until=lan.now + step)  # type: ignore[attr-defined]
+    return bytes(got)
+
+
+def test_tcp_through_router_with_smaller_mtu() -> None:
+    from tests.stack.netfix import routed
+
+    lan, a, b, router = routed()
+    listener = b.tcp_listen(9)
+    client = a.tcp_connect((IPv4Address("10.213.2.10"), 9), lan.now)
+    lan.run()
+    server = listener.accept()
+    assert server is not None
+    payload = random.Random(2).randbytes(50_000)
+    assert _transfer(lan, client, server, payload, 0.01) == payload
+    # The first full-sized DF segment met the 576-MTU side: the router said
+    # "fragmentation needed", the host learnt the path MTU and its
+    # retransmissions crossed in fragments (no PMTU black hole).
+    assert router.counters["frag-needed"] >= 1
+    assert a.counters["icmp-frag-needed"] >= 1 and a._pmtu[IPv4Address("10.213.2.10")] == 576
+    assert router.counters["fragmented"] > 0
+
+
+def test_tcp_over_lossy_lan_is_byte_exact() -> None:
+    from synack.links.lan import Lan
+
+    lan = Lan(loss=0.05, seed=11)
+    sw, _ = lan.switch()
+    a = make_host(1, "10.213.0.1/24")
+    b = make_host(2, "10.213.0.2/24")
+    lan.attach_host(a, sw)
+    lan.attach_host(b, sw)
+    listener = b.tcp_listen(9)
+    client = a.tcp_connect((B, 9), lan.now)
+    assert lan.run_until(lambda: bool(listener.queue), timeout=30)
+    server = listener.accept()
+    assert server is not None
+    payload = random.Random(4).randbytes(200_000)
+    assert _transfer(lan, client, server, payload, 0.05) == payload
+    assert client.conn.stats.retransmissions > 0

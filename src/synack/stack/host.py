@@ -234,6 +234,7 @@ class Host:
         self._now = 0.0
         self._timer_heap: list[tuple[float, int, object]] = []
         self._loop_queue: deque[wip.Ipv4Packet] = deque()
+        self._pmtu: dict[IPv4Address, int] = {}  # path MTU learnt from ICMP (RFC 1191)
         self._looping = False
         self._init_tcp()
 
@@ -535,10 +536,23 @@ class Host:
             self.counters["icmp-bad-quote"] += 1
             return
         ihl = (quoted[0] & 0xF) * 4
-        if len(quoted) < ihl + 8 or quoted[9] != wip.PROTO_UDP:
+        if len(quoted) < ihl + 8:
             return
         src = IPv4Address(quoted[12:16])
         dst = IPv4Address(quoted[16:20])
+        if msg.code == wicmp.CODE_FRAG_NEEDED and src == self.ip:
+            # RFC 1191: a router could not forward our DF packet. Remember
+            # the path MTU and stop setting DF above it, so the retransmission
+            # is fragmented on the way instead of being lost again (TCP's MSS
+            # is fixed at the handshake here; fragmenting is the safe fallback).
+            mtu = msg.rest & 0xFFFF or 576
+            self.counters["icmp-frag-needed"] += 1
+            if len(self._pmtu) >= 4096:
+                self._pmtu.clear()
+            self._pmtu[dst] = max(68, min(mtu, self.mtu))
+            return
+        if quoted[9] != wip.PROTO_UDP:
+            return
         sport = int.from_bytes(quoted[ihl : ihl + 2], "big")
         dport = int.from_bytes(quoted[ihl + 2 : ihl + 4], "big")
         if src != self.ip and not src.is_loopback:
@@ -757,7 +771,8 @@ class Host:
         self.counters["tcp-out"] += 1
         try:
             # DF as Linux does for TCP (PMTU discovery), when the segment fits.
-            self.send_ip(dst, wip.PROTO_TCP, raw, now, dont_fragment=20 + len(raw) <= self.mtu)
+            mtu = self._pmtu.get(dst, self.mtu) if self._pmtu else self.mtu
+            self.send_ip(dst, wip.PROTO_TCP, raw, now, dont_fragment=20 + len(raw) <= mtu)
         except NoRouteError:
             self.counters["tcp-no-route"] += 1
 
