@@ -71,13 +71,13 @@ def test_dissection_layers_cover_the_frame_in_order() -> None:
         for f in layer.fields:
             assert layer.start <= f.start and f.start + f.length <= layer.end, f
     tcp = {f.name: f for f in layers[2].fields}
-    assert tcp["sequence number"].value == "1001"
-    assert frame[tcp["sequence number"].start : tcp["sequence number"].start + 4] == (
+    assert tcp["Sequence number"].value == "1001"
+    assert frame[tcp["Sequence number"].start : tcp["Sequence number"].start + 4] == (
         1001
     ).to_bytes(4, "big")
     arp = dissect(CONVERSATION[0][1])
     assert [layer.name for layer in arp] == ["Ethernet", "ARP"]
-    assert {f.name: f.value for f in arp[1].fields}["target IP"] == str(B)
+    assert {f.name: f.value for f in arp[1].fields}["Target IP"] == str(B)
 
 
 # --- in a real browser -------------------------------------------------------------------
@@ -164,3 +164,11 @@ def test_empty_trace_page_has_no_errors(browser: Browser, tmp_path: Path) -> Non
     browser.open(path)
     assert browser.console_errors() == []
     assert browser.evaluate("document.querySelectorAll('.arrow').length") == 0
+
+
+def test_a_long_trace_is_cut_and_says_so() -> None:
+    page = render_html(conversation(), limit=5)
+    assert page.count('<g class="arrow') == 5
+    assert f"the first 5 of {len(CONVERSATION)} frames" in page
+    blob = page.split('<script type="application/json" id="trace-data">')[1].split("</script>")[0]
+    assert len(json.loads(blob)["packets"]) == 5

@@ -10,6 +10,7 @@ import sys
 from rich.console import Console
 
 from synack.errors import UsageError
+from synack.trace.html import MAX_FRAMES as MAX_HTML_FRAMES
 from synack.trace.html import write_html
 from synack.trace.model import LinkType, Trace, TraceBuilder
 from synack.trace.terminal import render
@@ -62,6 +63,8 @@ def _run(args: argparse.Namespace) -> int:
             render(trace, console, width=width)
     if args.html:
         write_html(trace, args.html, title=os.path.basename(args.pcap))
+        if len(trace.events) > MAX_HTML_FRAMES:
+            sys.stderr.write(f"synack: the page shows the first {MAX_HTML_FRAMES} frames\n")
         sys.stderr.write(f"wrote {args.html}\n")
     return 0
 

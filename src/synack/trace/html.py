@@ -22,6 +22,9 @@ from synack.trace.model import Note, StateChange, Trace, TraceEvent, state_name
 from synack.trace.terminal import event_label
 
 ROW = 30  # px between rows of the sequence diagram
+# Every frame carries its bytes and dissection in the page (about 3 kB for a
+# full-size segment): past a few thousand frames a browser tab gets sluggish.
+MAX_FRAMES = 3000
 LANE_GAP = 300
 
 _STATE_COLOURS: dict[State, str] = {
@@ -121,7 +124,8 @@ _LAYER_COLOURS = {
     "UDP": "#b2dfdb",
     "ICMP": "#fff59d",
     "data": "#f8bbd0",
-    "padding": "#eeeeee",
+    "Ethernet padding": "#eeeeee",
+    "IPv4 (quoted)": "#dcedc8",
 }
 
 _JS = """
@@ -129,7 +133,10 @@ _JS = """
   "use strict";
   var data = JSON.parse(document.getElementById("trace-data").textContent);
   var colours = data.colours;
-  function colourOf(name){ return colours[name] || "#e0e0e0"; }
+  function colourOf(name){
+    if (!name) { return "#ffffff"; }
+    return colours[name] || colours[name.split(" \u2717")[0]] || "#e0e0e0";
+  }
   function el(tag, attrs, text){
     var e = document.createElement(tag);
     if (attrs) { for (var k in attrs) { e.setAttribute(k, attrs[k]); } }
@@ -532,8 +539,18 @@ def _packet_data(trace: Trace) -> list[dict[str, object]]:
     return packets
 
 
-def render_html(trace: Trace, title: str = "synack trace") -> str:
-    """The whole page as one string."""
+def render_html(trace: Trace, title: str = "synack trace", limit: int = MAX_FRAMES) -> str:
+    """The whole page as one string; a trace of more than ``limit`` frames is cut there."""
+    total = len(trace.events)
+    cut = ""
+    if total > limit:
+        end = next(
+            i
+            for i, it in enumerate(trace.items)
+            if isinstance(it, TraceEvent) and it.index == limit
+        )
+        trace = trace.window(0, end)
+        cut = f" This page shows the first {limit} of {total} frames."
     sequence, arrows = _svg_sequence(trace)
     data = {
         "packets": _packet_data(trace),
@@ -558,7 +575,7 @@ def render_html(trace: Trace, title: str = "synack trace") -> str:
 <body data-frames="{n}" data-arrows="{arrows}">
 <header><h1>{escape(title)}</h1>
 <p>{n} frames, {len(trace.connections)} TCP connection(s), {len(trace.state_changes)} state changes.
-Click an arrow or a row to dissect its frame.</p></header>
+Click an arrow or a row to dissect its frame.{cut}</p></header>
 <main>
 <section><h2>Sequence diagram</h2><div class="scroll">{sequence}</div>
 <ul class="muted">{conns}</ul></section>

@@ -36,6 +36,7 @@ from synack.wire.summary import summarize
 from synack.wire.tcp import TcpFlags, TcpOptions
 
 SEQ_MOD = 1 << 32
+_FIN, _SYN, _RST, _ACK = 0x01, 0x02, 0x04, 0x10  # TcpFlags as plain ints for the hot path
 
 Addr = tuple[IPv4Address, int]
 
@@ -79,9 +80,14 @@ _FLAG_ORDER = (
 )
 
 
-def flag_names(flags: TcpFlags) -> str:
+_FLAG_NAMES = tuple(
+    ",".join(name for bit, name in _FLAG_ORDER if i & bit) or "none" for i in range(256)
+)
+
+
+def flag_names(flags: TcpFlags | int) -> str:
     """``SYN,ACK``-style flag list in the order the textbooks write them."""
-    return ",".join(name for bit, name in _FLAG_ORDER if flags & bit) or "none"
+    return _FLAG_NAMES[int(flags) & 0xFF]
 
 
 def options_text(options: TcpOptions) -> str:
@@ -521,15 +527,15 @@ class _Assembler:
             key = _conn_key(src, (d.ipv4.dst, d.tcp.dst_port))
             if key in decided:
                 continue
-            flags = d.tcp.flags
+            flags = int(d.tcp.flags)
             if key not in opener:
-                if flags & TcpFlags.SYN and not flags & TcpFlags.ACK:
+                if flags & _SYN and not flags & _ACK:
                     opener[key] = src
                 else:
                     decided.add(key)
             elif opener[key] != src:
                 decided.add(key)
-                if flags & TcpFlags.RST:
+                if flags & _RST:
                     refused.add(key)
         return refused
 
@@ -641,7 +647,7 @@ class _Assembler:
 
     def _frame(self, entry: _Frame, index: int) -> None:
         d = self.decoded(entry)
-        src, dst, protocol, _ = self._endpoints(d)
+        src, dst, protocol = self._endpoints(d)
         summary = summarize(entry.frame, int(entry.linktype))
         if self.by_port:
             port_src, port_dst = _ports(d)
@@ -700,10 +706,11 @@ class _Assembler:
             side.state = new
 
         flags = seg.flags
-        syn = bool(flags & TcpFlags.SYN)
-        ack = bool(flags & TcpFlags.ACK)
-        fin = bool(flags & TcpFlags.FIN)
-        rst = bool(flags & TcpFlags.RST)
+        bits = int(flags)  # plain int arithmetic: IntFlag operators are slow per segment
+        syn = bool(bits & 0x02)
+        ack = bool(bits & 0x10)
+        fin = bool(bits & 0x01)
+        rst = bool(bits & 0x04)
         # Sequence bookkeeping and the marks, before the state machine moves.
         if sender.isn is None:
             sender.isn = seg.seq  # its SYN, or (mid-stream) the first byte seen is relative 0
@@ -796,11 +803,11 @@ class _Assembler:
         into: list[StateChange],
     ) -> None:
         """The causes a segment's arrival implies for its receiver (RFC 9293 §3.10.7)."""
-        flags = seg.flags
+        flags = int(seg.flags)
         state = receiver.state
-        if flags & TcpFlags.RST:
+        if flags & _RST:
             if state is State.SYN_SENT and not (
-                flags & TcpFlags.ACK
+                flags & _ACK
                 and receiver.isn is not None
                 and seg.ack == (receiver.isn + 1) % SEQ_MOD
             ):
@@ -811,8 +818,8 @@ class _Assembler:
                 back = State.LISTEN if receiver.passive else State.CLOSED
                 change(receiver, Cause.RCV_RST, into, back)
             return
-        if flags & TcpFlags.SYN:
-            if flags & TcpFlags.ACK:
+        if flags & _SYN:
+            if flags & _ACK:
                 if state is State.SYN_SENT:
                     change(receiver, Cause.RCV_SYN_ACK, into, None)
                 elif state is State.SYN_RECEIVED and not receiver.passive:
@@ -820,7 +827,7 @@ class _Assembler:
             elif state in (State.LISTEN, State.SYN_SENT):
                 change(receiver, Cause.RCV_SYN, into, None)
             return
-        if not flags & TcpFlags.ACK:
+        if not flags & _ACK:
             return
         # §3.10.7.4 processes the ACK field before the FIN bit: FIN-WAIT-1 that
         # gets FIN+ACK of its FIN passes through FIN-WAIT-2 to TIME-WAIT.
@@ -836,7 +843,7 @@ class _Assembler:
             and receiver.state in (State.FIN_WAIT_1, State.CLOSING, State.LAST_ACK)
         ):
             change(receiver, Cause.RCV_ACK_OF_FIN, into, None)
-        if flags & TcpFlags.FIN and not receiver.fin_received:
+        if flags & _FIN and not receiver.fin_received:
             receiver.fin_received = True
             n = len(into)
             change(receiver, Cause.RCV_FIN, into, None)
@@ -855,58 +862,23 @@ class _Assembler:
                 after = (it.tcp.after[0], fin_change.old)
                 self.items[i] = replace(it, tcp=replace(it.tcp, after=after))
 
-    def _endpoints(self, d: Decoded) -> tuple[str, str, str, str]:
-        """(src lane, dst lane, protocol, one-line summary) of a decoded frame."""
+    def _endpoints(self, d: Decoded) -> tuple[str, str, str]:
+        """(src lane, dst lane, protocol) of a decoded frame."""
         if d.arp is not None:
-            a = d.arp
-            if a.op == warp.OP_REQUEST:
-                text = f"ARP who-has {a.target_ip} tell {a.sender_ip}"
-            else:
-                text = f"ARP {a.sender_ip} is-at {weth.format_mac(a.sender_mac)}"
-            return str(a.sender_ip), str(a.target_ip), "ARP", text
+            return str(d.arp.sender_ip), str(d.arp.target_ip), "ARP"
         if d.ipv4 is not None:
-            ip = d.ipv4
-            src, dst = str(ip.src), str(ip.dst)
+            src, dst = str(d.ipv4.src), str(d.ipv4.dst)
             if d.tcp is not None:
-                seg = d.tcp
-                text = (
-                    f"TCP {seg.src_port} → {seg.dst_port} [{flag_names(seg.flags)}] seq={seg.seq}"
-                )
-                if seg.flags & TcpFlags.ACK:
-                    text += f" ack={seg.ack}"
-                text += f" win={seg.window} len={len(seg.payload)}"
-                opts = options_text(seg.options)
-                if opts:
-                    text += f" <{opts}>"
-                return src, dst, "TCP", text
+                return src, dst, "TCP"
             if d.udp is not None:
-                u = d.udp
-                return (
-                    src,
-                    dst,
-                    "UDP",
-                    f"UDP {u.src_port} → {u.dst_port} len={len(u.payload)}",
-                )
+                return src, dst, "UDP"
             if d.icmp is not None:
-                m = d.icmp
-                kinds = {
-                    wicmp.TYPE_ECHO_REQUEST: "echo request",
-                    wicmp.TYPE_ECHO_REPLY: "echo reply",
-                    wicmp.TYPE_DEST_UNREACHABLE: "destination unreachable",
-                    wicmp.TYPE_TIME_EXCEEDED: "time exceeded",
-                }
-                kind = kinds.get(m.type, f"type {m.type}")
-                return src, dst, "ICMP", f"ICMP {kind} code {m.code}"
-            if d.error is not None:
-                return src, dst, "malformed", f"IPv4 proto {ip.proto}: malformed ({d.error})"
-            return src, dst, "IPv4", f"IPv4 proto {ip.proto} len={len(ip.payload)}"
+                return src, dst, "ICMP"
+            return src, dst, "malformed" if d.error is not None else "IPv4"
         if d.ethernet is not None:
-            e = d.ethernet
-            src, dst = weth.format_mac(e.src), weth.format_mac(e.dst)
-            if d.error is not None:
-                return src, dst, "malformed", f"malformed ({d.error})"
-            return src, dst, "Ethernet", f"Ethernet type 0x{e.ethertype:04x}"
-        return "?", "?", "malformed", f"malformed ({d.error})"
+            src, dst = weth.format_mac(d.ethernet.src), weth.format_mac(d.ethernet.dst)
+            return src, dst, "malformed" if d.error is not None else "Ethernet"
+        return "?", "?", "malformed"
 
     def _attach_recorded_states(self) -> None:
         """Give segments of recorded connections the states of both ends around them.

@@ -98,10 +98,14 @@ class _Row:
                 self.styles[x + i] = style
 
     def text(self) -> Text:
-        out = Text()
         line = "".join(self.chars).rstrip()
-        for i, ch in enumerate(line):
-            out.append(ch, style=self.styles[i] or None)
+        out = Text(line)
+        start = 0
+        for i in range(1, len(line) + 1):
+            if i == len(line) or self.styles[i] != self.styles[start]:
+                if self.styles[start]:
+                    out.stylize(self.styles[start], start, i)
+                start = i
         return out
 
 
