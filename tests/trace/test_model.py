@@ -1,7 +1,11 @@
 from __future__ import annotations
 
-from synack.tcp.states import Cause, State
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from synack.tcp.states import TRANSITIONS, Cause, State
 from synack.trace.model import LinkType, TraceBuilder, TraceEvent, checksums_ok, decode
+from synack.wire.tcp import TcpFlags
 from tests.trace.frames import (
     AK,
     CONVERSATION,
@@ -13,6 +17,7 @@ from tests.trace.frames import (
     SA,
     A,
     B,
+    R,
     S,
     tcp_frame,
     udp_frame,
@@ -265,3 +270,40 @@ def test_bad_checksum_is_still_decoded_and_reported() -> None:
     d = decode(bytes(bad))
     assert d.tcp is not None and d.tcp.flags == S and d.tcp.seq == 5
     assert checksums_ok(good) and not checksums_ok(bytes(bad))
+
+
+# Any sequence of segments between two ends, in any order, lost or not: the
+# builder never raises and every inferred change is a row of the table.
+_flags = st.sampled_from([S, SA, AK, PA, FA, RA, R, S | FA, TcpFlags.FIN, TcpFlags(0)])
+_segment = st.tuples(
+    st.booleans(),  # from A?
+    _flags,
+    st.integers(0, 2**32 - 1),
+    st.integers(0, 2**32 - 1),
+    st.binary(max_size=8),
+    st.booleans(),  # lost?
+)
+
+
+@settings(max_examples=300)
+@given(st.lists(_segment, max_size=25), st.lists(st.binary(max_size=80), max_size=3))
+def test_random_segments_and_garbage_never_break_the_builder(
+    segments: list[tuple[bool, TcpFlags, int, int, bytes, bool]], garbage: list[bytes]
+) -> None:
+    b = TraceBuilder()
+    for i, (from_a, flags, seq, ack, payload, lost) in enumerate(segments):
+        src, dst, sport, dport = (A, B, 40000, 8898) if from_a else (B, A, 8898, 40000)
+        b.add_frame(
+            i * 0.01, tcp_frame(src, dst, sport, dport, flags, seq, ack, payload), lost=lost
+        )
+    for junk in garbage:
+        b.add_frame(1.0, junk)
+    trace = b.build()
+    assert len(trace.events) == len(segments) + len(garbage)
+    rows = set(TRANSITIONS)
+    for change in trace.state_changes:
+        assert change.old is not None and change.cause is not None
+        assert (change.old, change.cause, change.new) in rows
+    for event in trace.events[: len(segments)]:
+        assert event.tcp is not None
+        assert 0 <= event.tcp.rel_seq < 2**32
