@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import pty
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -193,3 +196,53 @@ def test_demo_runs_the_scripted_chat(tmp_path: Path) -> None:
     ):
         assert needle in text, needle
     assert (tmp_path / "chat.html").exists()
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def test_join_in_a_terminal_is_full_duplex() -> None:
+    """`join` on a pseudo-terminal: prompt_toolkit prompt, messages arrive while it waits."""
+    loop = asyncio.new_event_loop()
+    server, port = loop.run_until_complete(serve())
+    env = {**os.environ, "TERM": "xterm", "PROMPT_TOOLKIT_NO_CPR": "1"}
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: `synack chat join` with a terminal as stdin and stdout
+        os.execve(
+            sys.executable, [*SYNACK, "chat", "join", "--nick", "ada", "--port", str(port)], env
+        )
+    seen = ""
+    reaped = False
+
+    def read_until(needle: str) -> None:
+        nonlocal seen
+        for _ in range(200):  # bounded: at most ~20 s
+            if select.select([fd], [], [], 0.1)[0]:
+                try:
+                    seen += os.read(fd, 65536).decode(errors="replace")
+                except OSError:  # the child closed the terminal
+                    break
+            if needle in _ANSI.sub("", seen):
+                return
+        raise AssertionError(f"{needle!r} not in {_ANSI.sub('', seen)!r}")
+
+    try:
+        read_until("ada>")  # the prompt is up
+        r = _run("chat", "say", "--nick", "bob", "--port", str(port), "hello ada")
+        assert r.returncode == 0
+        read_until("bob: hello ada")  # arrived while the prompt was waiting
+        os.write(fd, b"hi bob\r")
+        read_until("ada: hi bob")  # typed, sent, and back from the server
+        os.write(fd, b"/quit\r")
+        read_until("* bye")
+        _, status = os.waitpid(pid, 0)
+        reaped = True
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        if not reaped:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        os.close(fd)
+        server.p.send_signal(signal.SIGTERM)
+        loop.run_until_complete(server.wait())
+        loop.close()
