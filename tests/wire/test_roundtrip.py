@@ -130,3 +130,25 @@ def test_tcp_option_layout_matches_linux_syn() -> None:
 def test_builders_refuse_unrepresentable_values(build: object) -> None:
     with pytest.raises(LocalProtocolError):
         build()  # type: ignore[operator]
+
+
+def test_slot_maker_builds_equal_instances() -> None:
+    from dataclasses import dataclass
+
+    from synack.wire._fast import address_int, slot_maker
+
+    make = slot_maker(tcp.TcpSegment)
+    args = (1, 2, 3, 4, tcp.TcpFlags.SYN, 5, b"x", tcp.NO_OPTIONS, 0)
+    fast, slow = make(*args), tcp.TcpSegment(*args)
+    assert fast == slow and hash(fast) == hash(slow) and repr(fast) == repr(slow)
+
+    @dataclass(frozen=True, slots=True)
+    class Checked:
+        x: int
+
+        def __post_init__(self) -> None:
+            pass
+
+    with pytest.raises(TypeError):
+        slot_maker(Checked)
+    assert address_int(IPv4Address("10.213.0.1")) == int(IPv4Address("10.213.0.1"))

@@ -7,9 +7,11 @@ carry neither, and IPv4 trims padding by its total length.
 from __future__ import annotations
 
 import re
+import struct
 from dataclasses import dataclass
 
 from synack.errors import LocalProtocolError
+from synack.wire._fast import slot_maker
 from synack.wire.errors import MalformedPacket
 
 BROADCAST = b"\xff" * 6
@@ -51,18 +53,24 @@ class EthernetFrame:
     payload: bytes
 
 
+_HDR = struct.Struct("!6s6sH")
+_make = slot_maker(EthernetFrame)
+
+
 def parse(data: bytes | memoryview) -> EthernetFrame:
+    if type(data) is not bytes:
+        data = bytes(data)
     n = len(data)
     if n < HEADER_LEN:
         raise MalformedPacket("ethernet", "truncated", f"{n} bytes, header needs {HEADER_LEN}")
-    ethertype = (data[12] << 8) | data[13]
+    dst, src, ethertype = _HDR.unpack_from(data)
     if ethertype < MIN_ETHERTYPE:
         raise MalformedPacket(
             "ethernet",
             "unsupported",
             f"0x{ethertype:04x} is an IEEE 802.3 length, not an EtherType",
         )
-    return EthernetFrame(bytes(data[0:6]), bytes(data[6:12]), ethertype, bytes(data[14:]))
+    return _make(dst, src, ethertype, data[HEADER_LEN:])
 
 
 def build(frame: EthernetFrame) -> bytes:

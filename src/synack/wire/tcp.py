@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
 from synack.errors import LocalProtocolError
-from synack.wire.checksum import finish, ones_sum
+from synack.wire._fast import address_int, slot_maker
+from synack.wire.checksum import finish, le_residue, ones_sum
 from synack.wire.errors import MalformedPacket
 
 PROTO_TCP = 6
@@ -101,7 +102,6 @@ _U32 = struct.Struct("!I")
 _TS = struct.Struct("!II")
 _SACK_EDGE = struct.Struct("!II")
 _TS_ALIGNED = b"\x01\x01\x08\x0a"  # NOP NOP TS: what Linux puts on every data segment
-_from_bytes = int.from_bytes
 
 
 def parse_options(opts: bytes | memoryview) -> TcpOptions:
@@ -163,10 +163,16 @@ def parse_options(opts: bytes | memoryview) -> TcpOptions:
     return TcpOptions(mss, wscale, sack_permitted, sack_blocks, timestamps, tuple(unknown))
 
 
+_make = slot_maker(TcpSegment)
+_make_options = slot_maker(TcpOptions)
+
+
 def parse(
     data: bytes | memoryview, src: IPv4Address, dst: IPv4Address, *, verify_checksum: bool = True
 ) -> TcpSegment:
     """Parse one TCP segment (header + payload) carried between ``src`` and ``dst``."""
+    if type(data) is not bytes:
+        data = bytes(data)
     n = len(data)
     if n < MIN_HEADER_LEN:
         raise MalformedPacket("tcp", "truncated", f"{n} bytes, header needs {MIN_HEADER_LEN}")
@@ -179,15 +185,20 @@ def parse(
             "tcp", "bad-data-offset", f"header of {hlen} octets in a {n}-octet segment"
         )
     if verify_checksum:
-        # Pseudo-header (RFC 9293 §3.1) + segment; see checksum.py for the arithmetic.
-        x = _from_bytes(data, "little")
-        total = (x % 0xFFFF) * 256 + int(src) + int(dst) + PROTO_TCP + n
+        # Pseudo-header (RFC 9293 §3.1) + segment, as one sum; see checksum.py:
+        # the little-endian residue times 256 is the big-endian one (mod 0xFFFF).
+        total = le_residue(data) * 256 + address_int(src) + address_int(dst) + PROTO_TCP + n
         if total % 0xFFFF:
             raise MalformedPacket("tcp", "bad-checksum", f"checksum 0x{csum:04x} is wrong")
-    options = NO_OPTIONS if hlen == MIN_HEADER_LEN else parse_options(data[MIN_HEADER_LEN:hlen])
-    return TcpSegment(
-        sport, dport, seq, ack, _FLAGS[flags], window, bytes(data[hlen:]), options, urgent
-    )
+    if hlen == MIN_HEADER_LEN:
+        options = NO_OPTIONS
+    elif hlen == 32 and data[20:24] == _TS_ALIGNED:
+        # NOP NOP TS: the options of nearly every segment of a Linux connection.
+        ts = _TS.unpack_from(data, 24)
+        options = _make_options(None, None, False, (), ts, ())
+    else:
+        options = parse_options(data[MIN_HEADER_LEN:hlen])
+    return _make(sport, dport, seq, ack, _FLAGS[flags], window, data[hlen:], options, urgent)
 
 
 def build_options(options: TcpOptions) -> bytes:
@@ -248,5 +259,12 @@ def build(segment: TcpSegment, src: IPv4Address, dst: IPv4Address) -> bytes:
     length = hlen + len(payload)
     if length > 0xFFFF:
         raise LocalProtocolError(f"tcp: segment of {length} octets exceeds 65535")
-    csum = finish(int(src) + int(dst) + PROTO_TCP + length + ones_sum(header) + ones_sum(payload))
+    csum = finish(
+        address_int(src)
+        + address_int(dst)
+        + PROTO_TCP
+        + length
+        + ones_sum(header)
+        + ones_sum(payload)
+    )
     return b"".join((header[:16], _U16.pack(csum), header[18:], payload))

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 
 from synack.errors import LocalProtocolError
+from synack.wire._fast import address_int
 from synack.wire.checksum import finish, is_valid, ones_sum
 from synack.wire.errors import MalformedPacket
 
@@ -41,7 +42,7 @@ def parse(
     if length < n:
         data = data[:length]
     if verify_checksum and csum:
-        total = int(src) + int(dst) + PROTO_UDP + length + ones_sum(data)
+        total = address_int(src) + address_int(dst) + PROTO_UDP + length + ones_sum(data)
         if not is_valid(total):
             raise MalformedPacket("udp", "bad-checksum", f"checksum 0x{csum:04x} is wrong")
     return UdpDatagram(sport, dport, bytes(data[HEADER_LEN:]))
@@ -61,7 +62,14 @@ def build(
         raise LocalProtocolError(f"udp: cannot build {datagram!r}: {exc}") from None
     if not checksum:
         return header + payload
-    csum = finish(int(src) + int(dst) + PROTO_UDP + length + ones_sum(header) + ones_sum(payload))
+    csum = finish(
+        address_int(src)
+        + address_int(dst)
+        + PROTO_UDP
+        + length
+        + ones_sum(header)
+        + ones_sum(payload)
+    )
     # RFC 768: an all-zero computed checksum is transmitted as all ones; zero means "none".
     csum = csum or 0xFFFF
     return b"".join((header[:6], csum.to_bytes(2, "big"), payload))
