@@ -8,12 +8,12 @@ threads, no sockets) so whole networks can be tested in memory.
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface
 from typing import Protocol
 
+from synack.links.sim import Link, LinkParams, LinkStats, Simulator, TimerHandle
 from synack.stack.arp import ArpCache
 from synack.stack.reassembly import fragment
 from synack.wire import arp as warp
@@ -319,39 +319,66 @@ Tap = Callable[[str, float, bytes], None]  # (link name, time, frame)
 
 
 class Lan:
-    """Nodes joined by point-to-point wires on one virtual clock.
+    """Nodes joined by point-to-point wires on the simulator's virtual clock.
 
-    Every wire has a one-way ``delay``; ``loss`` drops frames with a seeded RNG
-    (so a seed reproduces a run). :attr:`taps` see every frame put on a wire
-    (pcap capture hooks in there). Nothing here sleeps: :meth:`run` jumps the
-    clock from event to event.
+    Built on :mod:`synack.links.sim`: one :class:`~synack.links.sim.Simulator`
+    (the clock and the seeded randomness) and, for each direction of each
+    wire, a :class:`~synack.links.sim.Link` shaped by ``params`` (delay, loss,
+    duplication, reordering, corruption, bandwidth), so a seed reproduces a
+    run bit for bit. :attr:`taps` see every frame put on a wire (pcap capture
+    hooks in there). Nothing sleeps: :meth:`run` jumps from event to event.
     """
 
-    def __init__(self, *, delay: float = 50e-6, loss: float = 0.0, seed: int = 0) -> None:
-        import random
-
-        self.now = 0.0
-        self.delay = delay
-        self.loss = loss
-        self.rng = random.Random(seed)
+    def __init__(
+        self,
+        *,
+        delay: float = 50e-6,
+        loss: float = 0.0,
+        seed: int = 0,
+        params: LinkParams | None = None,
+    ) -> None:
+        self.sim = Simulator(seed)
+        self.params = params if params is not None else LinkParams(delay=delay, loss=loss)
         self.taps: list[Tap] = []
-        self._wires: dict[tuple[int, int], tuple[int, int, str]] = {}
+        self._wires: dict[tuple[int, int], tuple[Link[bytes], str]] = {}
         self._nodes: list[Node] = []
-        self._queue: list[
-            tuple[float, int, int, int, bytes | None]
-        ] = []  # time, seq, node, port, frame|None=timer
-        self._seq = 0
-        self._armed: dict[int, float] = {}
+        self._timers: dict[int, tuple[float, TimerHandle]] = {}
         self.frames_carried = 0
+
+    @property
+    def now(self) -> float:
+        return self.sim.now
 
     def add(self, node: Node) -> int:
         self._nodes.append(node)
         return len(self._nodes) - 1
 
-    def connect(self, a: int, a_port: int, b: int, b_port: int, name: str = "") -> None:
+    def connect(
+        self,
+        a: int,
+        a_port: int,
+        b: int,
+        b_port: int,
+        name: str = "",
+        params: LinkParams | None = None,
+    ) -> None:
         label = name or f"{a}.{a_port}-{b}.{b_port}"
-        self._wires[(a, a_port)] = (b, b_port, label)
-        self._wires[(b, b_port)] = (a, a_port, label)
+        p = params or self.params
+
+        def deliver_to(node: int, port: int) -> Callable[[bytes, float], None]:
+            def deliver(frame: bytes, now: float) -> None:
+                self.frames_carried += 1
+                self._send(node, self._nodes[node].receive(port, frame, now))
+                self._arm(node)
+
+            return deliver
+
+        self._wires[(a, a_port)] = (Link(self.sim, deliver_to(b, b_port), p, name=label), label)
+        self._wires[(b, b_port)] = (Link(self.sim, deliver_to(a, a_port), p, name=label), label)
+
+    def wire_stats(self, node: int, port: int) -> LinkStats:
+        """The sending direction's statistics of the wire at (node, port)."""
+        return self._wires[(node, port)][0].stats
 
     def switch(self) -> tuple[int, Switch]:
         sw = Switch()
@@ -373,27 +400,31 @@ class Lan:
             self.connect(node, port, sw_index, sw.switch.add_port())
         return node
 
-    def _push(self, t: float, node: int, port: int, frame: bytes | None) -> None:
-        self._seq += 1
-        heapq.heappush(self._queue, (t, self._seq, node, port, frame))
-
     def _send(self, node: int, out: Forward) -> None:
         for port, frame in out:
             wire = self._wires.get((node, port))
             if wire is None:
                 continue
-            peer, peer_port, label = wire
+            link, label = wire
             for tap in self.taps:
-                tap(label, self.now, frame)
-            if self.loss and self.rng.random() < self.loss:
-                continue
-            self._push(self.now + self.delay, peer, peer_port, frame)
+                tap(label, self.sim.now, frame)
+            link.send(frame)
 
     def _arm(self, node: int) -> None:
         t = self._nodes[node].get_timer()
-        if t is not None and self._armed.get(node) != t:
-            self._armed[node] = t
-            self._push(max(t, self.now), node, -1, None)
+        armed = self._timers.get(node)
+        if armed is not None and armed[0] == t:
+            return
+        if armed is not None:
+            armed[1].cancel()
+            del self._timers[node]
+        if t is not None:
+            self._timers[node] = (t, self.sim.schedule(t, lambda: self._fire(node)))
+
+    def _fire(self, node: int) -> None:
+        self._timers.pop(node, None)
+        self._send(node, self._nodes[node].handle_timer(self.sim.now))
+        self._arm(node)
 
     def kick(self) -> None:
         """Send what nodes have queued outside :meth:`run` (an API call on a
@@ -408,38 +439,13 @@ class Lan:
         second from now, plenty for exchanges on a LAN; timers further out,
         such as ARP ageing, need an explicit ``until``)."""
         if until is None:
-            until = self.now + 1.0
+            until = self.sim.now + 1.0
         self.kick()
-        n = 0
-        while self._queue and n < max_events:
-            t, _, node, port, frame = self._queue[0]
-            if until is not None and t > until:
-                break
-            heapq.heappop(self._queue)
-            self.now = max(self.now, t)
-            n += 1
-            if frame is None:
-                if self._armed.get(node) != t:
-                    continue  # superseded timer
-                del self._armed[node]
-                self._send(node, self._nodes[node].handle_timer(self.now))
-            else:
-                self.frames_carried += 1
-                self._send(node, self._nodes[node].receive(port, frame, self.now))
-            self._arm(node)
-        if until is not None:
-            self.now = max(self.now, until)
-        return n
+        return self.sim.run(until, max_events=max_events)
 
-    def run_until(
-        self, done: Callable[[], bool], *, timeout: float = 60.0, step: float = 0.001
-    ) -> bool:
+    def run_until(self, done: Callable[[], bool], *, timeout: float = 60.0) -> bool:
         """Run until ``done()`` holds or ``timeout`` virtual seconds pass."""
-        end = self.now + timeout
+        end = self.sim.now + timeout
         self.kick()
-        while not done():
-            if self.now >= end:
-                return False
-            nxt = self._queue[0][0] if self._queue else end
-            self.run(until=min(max(nxt, self.now + step), end))
-        return True
+        self.sim.run(end, stop=done)
+        return done()
