@@ -32,18 +32,32 @@ from synack.wire.tcp import TcpFlags, TcpSegment
 
 T = TypeVar("T")
 
+_APP_SEND_STATES = frozenset(
+    {State.SYN_SENT, State.SYN_RECEIVED, State.ESTABLISHED, State.CLOSE_WAIT}
+)
+
 __all__ = ["Link", "LinkParams", "LinkStats", "SimApp", "Simulator", "TcpSimPair", "TimerHandle"]
+
+
+_NO_ARG = object()
 
 
 class TimerHandle:
     """A scheduled callback; ``cancel()`` makes it a no-op."""
 
-    __slots__ = ("callback", "cancelled", "when")
+    __slots__ = ("arg", "callback", "cancelled", "when")
 
-    def __init__(self, when: float, callback: Callable[[], None]) -> None:
+    def __init__(self, when: float, callback: Callable[..., None], arg: object = _NO_ARG) -> None:
         self.when = when
         self.callback = callback
+        self.arg = arg
         self.cancelled = False
+
+    def run(self) -> None:
+        if self.arg is _NO_ARG:
+            self.callback()
+        else:
+            self.callback(self.arg)
 
     def cancel(self) -> None:
         self.cancelled = True
@@ -61,9 +75,15 @@ class Simulator:
 
     def schedule(self, when: float, callback: Callable[[], None]) -> TimerHandle:
         """Run ``callback`` at absolute virtual time ``when`` (not before now)."""
+        return self.schedule_call(when, callback)
+
+    def schedule_call(
+        self, when: float, callback: Callable[..., None], arg: object = _NO_ARG
+    ) -> TimerHandle:
+        """Like :meth:`schedule`, calling ``callback(arg)`` (no closure per item)."""
         if when < self.now:
             when = self.now
-        handle = TimerHandle(when, callback)
+        handle = TimerHandle(when, callback, arg)
         heapq.heappush(self._queue, (when, next(self._order), handle))
         return handle
 
@@ -90,7 +110,7 @@ class Simulator:
                 continue
             self.now = when
             self.events_run += 1
-            handle.callback()
+            handle.run()
             return True
         return False
 
@@ -119,7 +139,7 @@ class Simulator:
             self.now = when
             self.events_run += 1
             n += 1
-            handle.callback()
+            handle.run()
         if (
             until is not None
             and (not queue or queue[0][0] > until)
@@ -263,11 +283,11 @@ class Link(Generic[T]):
             self._schedule(item, arrival + rng.random() * max(p.delay, 1e-4))
 
     def _schedule(self, item: T, at: float) -> None:
-        def fire() -> None:
-            self.stats.delivered += 1
-            self.deliver(item, self.sim.now)
+        self.sim.schedule_call(at, self._arrive, item)
 
-        self.sim.schedule(at, fire)
+    def _arrive(self, item: T) -> None:
+        self.stats.delivered += 1
+        self.deliver(item, self.sim.now)
 
 
 @dataclass(slots=True)
@@ -285,6 +305,10 @@ class SimApp:
     read: bool = True
     full_close: bool = False  # close() rather than shutdown_write()
     chunk: int = 1 << 20  # largest single send() (1: byte at a time)
+    #: Close only once the peer's FIN arrived and everything was sent (a
+    #: server that answers and then hangs up), instead of as soon as sent.
+    close_on_eof: bool = False
+    eof: bool = False
     sent: int = 0
     received: bytearray = field(default_factory=bytearray)
     closed_write: bool = False
@@ -428,27 +452,22 @@ class TcpSimPair:
         """Let the app act, drain events, flush segments, re-arm the timer."""
         while True:
             progressed = False
-            if app.read and conn.readable_bytes and conn.state is not State.CLOSED:
-                try:
-                    app.received += conn.receive()
-                    progressed = True
-                except Exception:  # receive() after close(): nothing to read then
-                    pass
-            if app.sent < len(app.outgoing) and conn.state in (
-                State.SYN_SENT,
-                State.SYN_RECEIVED,
-                State.ESTABLISHED,
-                State.CLOSE_WAIT,
-            ):
-                n = conn.send(app.outgoing[app.sent : app.sent + app.chunk], now)
-                if n:
+            if app.read and conn.readable_bytes and not (app.full_close and app.closed_write):
+                app.received += conn.receive()
+                progressed = True
+            state = conn.state
+            if app.sent < len(app.outgoing) and state in _APP_SEND_STATES:
+                take = min(app.chunk, conn.send_space)
+                if take:
+                    n = conn.send(app.outgoing[app.sent : app.sent + take], now)
                     app.sent += n
-                    progressed = True
+                    progressed = n > 0 or progressed
             if (
                 app.close_after_sending
                 and not app.closed_write
+                and (app.eof or not app.close_on_eof)
                 and app.sent == len(app.outgoing)
-                and conn.state in (State.ESTABLISHED, State.CLOSE_WAIT)
+                and (state is State.ESTABLISHED or state is State.CLOSE_WAIT)
             ):
                 app.closed_write = True
                 if app.full_close:
@@ -457,8 +476,12 @@ class TcpSimPair:
                     conn.shutdown_write(now)
                 progressed = True
             while (event := conn.next_event()) is not None:
-                app.events.append(event)
                 progressed = True
+                if type(event) is tcp_events.DataAvailable:
+                    continue  # the app reads on every pump; not worth keeping
+                app.events.append(event)
+                if type(event) is tcp_events.EndOfStream:
+                    app.eof = True
             if not progressed:
                 break
         self.flush(conn, now)

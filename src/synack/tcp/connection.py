@@ -67,6 +67,12 @@ _SYN = TcpFlags.SYN
 _FIN = TcpFlags.FIN
 _RST = TcpFlags.RST
 _PSH = TcpFlags.PSH
+_ACK_PSH = TcpFlags.ACK | TcpFlags.PSH
+_ACK_FIN = TcpFlags.ACK | TcpFlags.FIN
+_ACK_PSH_FIN = TcpFlags.ACK | TcpFlags.PSH | TcpFlags.FIN
+_RST_ACK = TcpFlags.RST | TcpFlags.ACK
+# The same bits as plain ints: enum.Flag arithmetic is slow on the hot path.
+F_FIN, F_SYN, F_RST, F_PSH, F_ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 _NO_OPTIONS = TcpOptions()
 
 #: RFC 9293 §3.7.1 (MUST-15): the send MSS when the peer announces none.
@@ -84,6 +90,12 @@ _SEND_STATES = frozenset(
 )
 # States that accept segment text (RFC 9293 §3.10.7.4 "sixth, process the segment text").
 _TEXT_STATES = frozenset({State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2})
+# Header prediction (see _fast_path): pure ACKs while our FIN is unsent, in
+# the states that can send; in-order data in the states that accept text.
+_FAST_ACK_STATES = frozenset(
+    {State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1, State.LAST_ACK}
+)
+_FAST_STATES = _FAST_ACK_STATES | _TEXT_STATES
 _RESET_STATES = frozenset({State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2, State.CLOSE_WAIT})
 
 
@@ -226,6 +238,7 @@ class TcpConnection:
         self._ts_recent_time = 0.0
         self._ts_recent_valid = False
         self._last_ack_sent = 0
+        self._ts_opts = TcpOptions(timestamps=(0, 0))
 
         # Output requests.
         self._ack_now = False  # send an ACK at the next flush
@@ -568,7 +581,7 @@ class TcpConnection:
         # peer's window, so it must answer with an ACK.
         self._keepalive_probes += 1
         self.stats_counters.keepalive_probes += 1
-        self._out.append(self._make((self.snd_nxt - 1) & SEQ_MASK, _ACK, b"", now))
+        self._out.append(self._make((self.snd_max - 1) & SEQ_MASK, _ACK, b"", now))
         self._t_keepalive = now + cfg.keepalive_interval
 
     def _give_up(self, reason: str, now: float) -> None:
@@ -609,7 +622,12 @@ class TcpConnection:
         if self._ack_now:
             self._ack_now = False
             if st in SYNCHRONIZED or st is State.SYN_RECEIVED:
-                out.append(self._make(self.snd_nxt, _ACK, b"", now))
+                # <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>, where the RFC's
+                # SND.NXT is our SND.MAX: after a timeout rewinds SND.NXT
+                # (go-back-N) an ACK with the rewound number would look old
+                # to the peer, which would drop it unread and answer with an
+                # ACK of its own, forever.
+                out.append(self._make(self.snd_max, _ACK, b"", now))
         if out:
             self.stats_counters.segments_out += len(out)
         return out
@@ -629,7 +647,7 @@ class TcpConnection:
                 self.stats_counters.bytes_out += n
                 self._rtt_seq = None
             elif self._fin_seq is not None and not self._fin_acked:
-                out.append(self._make(self._fin_seq, _ACK | _FIN, b"", now))
+                out.append(self._make(self._fin_seq, _ACK_FIN, b"", now))
                 self.stats_counters.retransmissions += 1
         buffered = len(sndbuf)
         while True:
@@ -663,7 +681,7 @@ class TcpConnection:
             and (self._fin_seq is None or self.snd_nxt == self._fin_seq)
         ):
             fin_seq = self.snd_nxt
-            out.append(self._make(fin_seq, _ACK | _FIN, b"", now))
+            out.append(self._make(fin_seq, _ACK_FIN, b"", now))
             if self._fin_seq is None:
                 self._fin_seq = fin_seq
             else:
@@ -719,11 +737,10 @@ class TcpConnection:
     def _data_segment(
         self, seq: int, off: int, n: int, now: float, *, fin: bool, psh: bool
     ) -> TcpSegment:
-        flags = _ACK
-        if psh:
-            flags |= _PSH
         if fin:
-            flags |= _FIN
+            flags = _ACK_PSH_FIN if psh else _ACK_FIN
+        else:
+            flags = _ACK_PSH if psh else _ACK
         return self._make(seq, flags, self._sndbuf.peek(off, n), now)
 
     def _arm_persist(self, now: float) -> None:
@@ -743,31 +760,36 @@ class TcpConnection:
         self._t_persist = now + interval
 
     def _make(self, seq: int, flags: TcpFlags, payload: bytes, now: float) -> TcpSegment:
-        """A segment with ACK, window and options filled in from the TCB."""
-        ack = 0
-        if flags & _ACK:
-            ack = self.rcv_nxt
-            self._last_ack_sent = ack
-            self._delack_segments = 0
-            self._t_delack = None
+        """A segment carrying ACK (all ours do but RSTs), with window and options from the TCB."""
+        ack = self.rcv_nxt
+        self._last_ack_sent = ack
+        self._delack_segments = 0
+        self._t_delack = None
         window = self._advertise()
         opts = _NO_OPTIONS
-        if self._ts_ok or (self._sack_ok and self._rcvbuf.has_gaps):
-            ts = (
-                ((int(now * 1000) + self._ts_offset) & SEQ_MASK, self._ts_recent)
-                if self._ts_ok
-                else None
-            )
-            blocks: tuple[tuple[int, int], ...] = ()
-            if self._sack_ok and self._rcvbuf.has_gaps and flags & _ACK:
-                base = self.rcv_nxt
-                limit = 3 if self._ts_ok else 4  # RFC 2018 §3: room in 40 octets
-                blocks = tuple(
-                    ((base + s) & SEQ_MASK, (base + e) & SEQ_MASK)
-                    for s, e in self._rcvbuf.sack_blocks(limit)
+        if self._ts_ok:
+            tsval = (int(now * 1000) + self._ts_offset) & SEQ_MASK
+            if self._sack_ok and self._rcvbuf.has_gaps:
+                opts = TcpOptions(
+                    timestamps=(tsval, self._ts_recent), sack_blocks=self._sack_blocks()
                 )
-            opts = TcpOptions(timestamps=ts, sack_blocks=blocks)
+            else:
+                # Many segments share one millisecond: reuse the options.
+                cached = self._ts_opts
+                if cached.timestamps != (tsval, self._ts_recent):
+                    cached = self._ts_opts = TcpOptions(timestamps=(tsval, self._ts_recent))
+                opts = cached
+        elif self._sack_ok and self._rcvbuf.has_gaps:
+            opts = TcpOptions(sack_blocks=self._sack_blocks())
         return TcpSegment(self._lport, self._rport, seq, ack, flags, window, payload, opts)
+
+    def _sack_blocks(self) -> tuple[tuple[int, int], ...]:
+        base = self.rcv_nxt
+        limit = 3 if self._ts_ok else 4  # RFC 2018 §3: what fits in 40 octets
+        return tuple(
+            ((base + s) & SEQ_MASK, (base + e) & SEQ_MASK)
+            for s, e in self._rcvbuf.sack_blocks(limit)
+        )
 
     def _make_syn(self, now: float, *, ack: bool) -> TcpSegment:
         cfg = self.config
@@ -839,13 +861,24 @@ class TcpConnection:
         return field
 
     def _window_update_worthwhile(self) -> bool:
+        """Whether a read opened the window enough for an ACK of its own.
+
+        The right edge may move by min(RCV.BUFF/2, MSS) (§3.8.6.2.2), and the
+        next ACK carries that anyway; a separate window update is sent when
+        the offered window at least doubles from no more than half the
+        buffer (reopening a closed or nearly closed window), as BSD and
+        Linux do, so that a steady reader does not double the ACK count.
+        """
         current = max(seq_diff(self._rcv_adv, self.rcv_nxt), 0)
-        return self._rcvbuf.free - current >= min(self._rcvbuf.capacity // 2, self._snd_mss)
+        free = self._rcvbuf.free
+        if free - current < min(self._rcvbuf.capacity >> 1, self._snd_mss):
+            return False
+        return current <= self._rcvbuf.capacity >> 1 and free >= 2 * current
 
     def _send_reset(self, now: float) -> None:
-        # <SEQ=SND.NXT><CTL=RST> (RFC 9293 §3.10.5).
+        # <SEQ=SND.NXT><CTL=RST> (RFC 9293 §3.10.5; SND.MAX, see segments_to_send).
         self.stats_counters.rsts_out += 1
-        self._out.append(TcpSegment(self._lport, self._rport, self.snd_nxt, 0, _RST, 0))
+        self._out.append(TcpSegment(self._lport, self._rport, self.snd_max, 0, _RST, 0))
 
     def _challenge_ack(self, now: float) -> None:
         """RFC 5961 §3.2, §4.2, §5.2: ACK (rate-limited, §7) instead of acting."""
@@ -879,10 +912,107 @@ class TcpConnection:
         if st is State.LISTEN:
             self._drop("listen")
             return
+        if st in _FAST_STATES and self._fast_path(seg, now):
+            return
         if st is State.SYN_SENT:
             self._receive_in_syn_sent(seg, now)
         else:
             self._receive_synchronizing(seg, now)
+
+    def _fast_path(self, seg: TcpSegment, now: float) -> bool:
+        """Header prediction (Van Jacobson; RFC 9293 §3.10.7.4 in its commonest case).
+
+        A segment that is exactly the next expected one,
+        carries only ACK (and maybe PSH), passes PAWS, leaves the window
+        unchanged and is either a pure ACK of new data or in-order data
+        acknowledging nothing new, is processed here with the same outcome
+        as the full path; anything else returns False and takes the full path.
+        """
+        if (int(seg.flags) & ~F_PSH) != F_ACK or seg.seq != self.rcv_nxt:
+            return False
+        if (seg.window << self._snd_wscale) != self.snd_wnd or self._cc.in_recovery:
+            return False
+        ts = seg.options.timestamps
+        if self._ts_ok:
+            if ts is None or not self._ts_recent_valid:
+                return False
+            d = (ts[0] - self._ts_recent) & SEQ_MASK
+            if d >= 0x80000000 or now - self._ts_recent_time > PAWS_IDLE:
+                return False  # PAWS has a say: full path
+        elif ts is not None:
+            return False
+        payload = seg.payload
+        ack = seg.ack
+        snd_una = self.snd_una
+        st = self._state
+        if payload:
+            if (
+                st not in _TEXT_STATES
+                or ack != snd_una
+                or self._rcvbuf.has_gaps
+                or self._app_closed
+                or self._rcv_fin_seq is not None
+                or len(payload) > ((self._rcv_adv - self.rcv_nxt) & SEQ_MASK)
+            ):
+                return False
+        else:
+            acked = (ack - snd_una) & SEQ_MASK
+            if (
+                st not in _FAST_ACK_STATES
+                or acked == 0
+                or acked > ((self.snd_max - snd_una) & SEQ_MASK)
+                or self._fin_seq is not None
+                or acked > len(self._sndbuf)
+            ):
+                return False
+        # Accepted: the common bookkeeping of the full path.
+        seq = seg.seq
+        self._last_rcv = now
+        self._keepalive_probes = 0
+        if self._t_keepalive is not None:
+            self._t_keepalive = now + self.config.keepalive_idle
+        if ts is not None and seq_le(seq, self._last_ack_sent):
+            self._ts_recent = ts[0]
+            self._ts_recent_time = now
+        self.snd_wl1 = seq
+        self.snd_wl2 = ack
+        if not payload:
+            # A pure ACK of new data (fifth step).
+            sndbuf = self._sndbuf
+            sndbuf.drop(acked)
+            self.snd_una = ack
+            if seq_lt(self.snd_nxt, ack):
+                self.snd_nxt = ack
+            if ts is not None and ts[1] != 0:
+                self._rtt.sample(((int(now * 1000) + self._ts_offset - ts[1]) & SEQ_MASK) / 1000.0)
+            elif self._rtt_seq is not None and seq_ge(ack, self._rtt_seq):
+                self._rtt.sample(now - self._rtt_time)
+                self._rtt_seq = None
+            self._retries = 0
+            self._first_rexmit_time = None
+            self._persist_backoff = 0
+            self._cc.on_new_ack(ack, acked, (self.snd_max - ack) & SEQ_MASK)
+            self._t_rexmit = None if ack == self.snd_max else now + self._rtt.rto
+            if self._send_blocked and sndbuf.space > 0:
+                self._send_blocked = False
+                self._events.append(ev.SendSpaceAvailable(sndbuf.space))
+            return True
+        # In-order data (seventh step) with the delayed-ACK rule.
+        n = len(payload)
+        rcvbuf = self._rcvbuf
+        rcvbuf.insert(0, payload)
+        self.rcv_nxt = (seq + n) & SEQ_MASK
+        self.stats_counters.bytes_in += n
+        self._events.append(ev.DataAvailable(rcvbuf.readable))
+        if not self.config.delayed_ack:
+            self._ack_now = True
+        else:
+            self._delack_segments += 1
+            if self._delack_segments >= 2:
+                self._ack_now = True
+            elif self._t_delack is None:
+                self._t_delack = now + self.config.delayed_ack_timeout
+        return True
 
     def _drop(self, reason: str) -> None:
         d = self.stats_counters.dropped
@@ -926,18 +1056,18 @@ class TcpConnection:
 
     def _receive_in_syn_sent(self, seg: TcpSegment, now: float) -> None:
         """RFC 9293 §3.10.7.3."""
-        flags = seg.flags
-        has_ack = bool(flags & _ACK)
+        flags = int(seg.flags)
+        has_ack = bool(flags & F_ACK)
         # First, check the ACK bit.
         if has_ack and (seq_le(seg.ack, self.iss) or seq_gt(seg.ack, self.snd_max)):
-            if not flags & _RST:
+            if not flags & F_RST:
                 self.stats_counters.rsts_out += 1
                 self._out.append(TcpSegment(self._lport, self._rport, seg.ack, 0, _RST, 0))
             self._drop("unacceptable-ack")
             return
         # Second, the RST bit: "connection refused" only if the ACK was
         # acceptable; otherwise drop it.
-        if flags & _RST:
+        if flags & F_RST:
             if has_ack:
                 self._events.append(ev.ConnectionRefused())
                 self._enter_closed(Cause.RCV_RST, now)
@@ -945,7 +1075,7 @@ class TcpConnection:
                 self._drop("rst-without-ack")
             return
         # Fourth, the SYN bit.
-        if not flags & _SYN:
+        if not flags & F_SYN:
             self._drop("no-syn")
             return
         self._take_syn(seg, now)
@@ -962,12 +1092,12 @@ class TcpConnection:
             self._ack_now = True
             # Data or FIN in the SYN-ACK: "continue processing at the sixth
             # step" (segment text and FIN), beyond the SYN's octet.
-            if seg.payload or flags & _FIN:
+            if seg.payload or flags & F_FIN:
                 self._process_text_and_fin(
                     (seg.seq + 1) & SEQ_MASK,
                     seg.payload,
-                    bool(flags & _FIN),
-                    bool(flags & _PSH),
+                    bool(flags & F_FIN),
+                    bool(flags & F_PSH),
                     now,
                 )
         else:
@@ -996,7 +1126,7 @@ class TcpConnection:
     def _receive_synchronizing(self, seg: TcpSegment, now: float) -> None:
         """RFC 9293 §3.10.7.4: SYN-RECEIVED and the synchronized states."""
         st = self._state
-        flags = seg.flags
+        flags = int(seg.flags)
         seq = seg.seq
         payload = seg.payload
         rcv_nxt = self.rcv_nxt
@@ -1006,8 +1136,8 @@ class TcpConnection:
         # and restart the 2MSL wait (§3.10.7.4 eighth step, TIME-WAIT).
         if (
             st is State.TIME_WAIT
-            and flags & _FIN
-            and not flags & (_RST | _SYN)
+            and flags & F_FIN
+            and not flags & (F_RST | F_SYN)
             and ((seq + len(payload) + 1) & SEQ_MASK) == rcv_nxt
         ):
             self._ack_now = True
@@ -1018,17 +1148,17 @@ class TcpConnection:
         # was lost: send it again. A SYN,ACK (simultaneous open, Figure 7
         # line 6) has its SYN already counted: process the rest of it.
         syn_dup = False
-        if st is State.SYN_RECEIVED and flags & _SYN and seq == self.irs and not flags & _RST:
-            if not flags & _ACK:
+        if st is State.SYN_RECEIVED and flags & F_SYN and seq == self.irs and not flags & F_RST:
+            if not flags & F_ACK:
                 self._syn_needed = True
                 self._drop("duplicate-syn")
                 return
             syn_dup = True
             seq = rcv_nxt
-            flags &= ~_SYN
+            flags &= ~F_SYN
 
         # PAWS (RFC 7323 §5.3 R1-R3), before the sequence check.
-        if self._ts_ok and ts is not None and not flags & _RST and self._ts_recent_valid:
+        if self._ts_ok and ts is not None and not flags & F_RST and self._ts_recent_valid:
             if now - self._ts_recent_time > PAWS_IDLE:
                 self._ts_recent_valid = False
             elif seq_lt(ts[0], self._ts_recent):
@@ -1037,7 +1167,7 @@ class TcpConnection:
                 return
 
         # First, check the sequence number (Table 6).
-        seg_len = len(payload) + (1 if flags & _SYN else 0) + (1 if flags & _FIN else 0)
+        seg_len = len(payload) + (1 if flags & F_SYN else 0) + (1 if flags & F_FIN else 0)
         rcv_wnd = seq_diff(self._rcv_adv, rcv_nxt)
         if rcv_wnd < 0:
             rcv_wnd = 0
@@ -1052,7 +1182,7 @@ class TcpConnection:
                 0 <= start < rcv_wnd or 0 <= last < rcv_wnd or (start < 0 and last >= rcv_wnd)
             )
         if not acceptable:
-            if flags & _RST:
+            if flags & F_RST:
                 self._drop("rst-out-of-window")
                 return
             # RFC 9293 §3.8.6.1: even a zero window answers probes with an ACK.
@@ -1061,7 +1191,7 @@ class TcpConnection:
             self._ack_now = True
             # "special allowance should be made to accept valid ACKs" with a
             # zero window: process the ACK field of an in-sequence segment.
-            if rcv_wnd == 0 and start == 0 and flags & _ACK and st in SYNCHRONIZED:
+            if rcv_wnd == 0 and start == 0 and flags & F_ACK and st in SYNCHRONIZED:
                 self._process_ack(seg.ack, seq, seg.window, seg_len, ts, now)
             return
 
@@ -1071,7 +1201,7 @@ class TcpConnection:
             self._t_keepalive = now + self.config.keepalive_idle
 
         # Second, the RST bit (RFC 5961 §3.2 checks, as RFC 9293 lists).
-        if flags & _RST:
+        if flags & F_RST:
             if seq != rcv_nxt:
                 self._challenge_ack(now)
                 return
@@ -1080,11 +1210,11 @@ class TcpConnection:
 
         # Trim to the window: old octets at the front (including a SYN),
         # octets beyond the right edge (including a FIN) at the back.
-        fin = bool(flags & _FIN)
+        fin = bool(flags & F_FIN)
         if start < 0:
             cut = -start
-            if flags & _SYN:
-                flags &= ~_SYN
+            if flags & F_SYN:
+                flags &= ~F_SYN
                 cut -= 1
             payload = payload[cut:]
             seq = rcv_nxt
@@ -1095,7 +1225,7 @@ class TcpConnection:
             fin = False
 
         # Fourth, the SYN bit (RFC 5961 §4.2 / RFC 9293 §3.10.7.4).
-        if flags & _SYN:
+        if flags & F_SYN:
             if st is State.SYN_RECEIVED and self._passive:
                 self._return_to_listen(Cause.RCV_SYN, now)
             else:
@@ -1103,7 +1233,7 @@ class TcpConnection:
             return
 
         # Fifth, the ACK field.
-        if not flags & _ACK:
+        if not flags & F_ACK:
             self._drop("no-ack")
             return
         if st is State.SYN_RECEIVED:
@@ -1150,7 +1280,7 @@ class TcpConnection:
         # Sixth (URG is not supported: the pointer is ignored, the octets
         # are delivered in line) and seventh/eighth: text and FIN.
         if payload or fin:
-            self._process_text_and_fin(seq, payload, fin, bool(flags & _PSH), now)
+            self._process_text_and_fin(seq, payload, fin, bool(flags & F_PSH), now)
 
     def _process_ack(
         self,

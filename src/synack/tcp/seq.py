@@ -21,16 +21,18 @@ def seq_diff(a: int, b: int) -> int:
 
 
 def seq_lt(a: int, b: int) -> bool:
-    return ((a - b) & SEQ_MASK) > _HALF or (a != b and ((a - b) & SEQ_MASK) == _HALF)
+    # a - b is "negative" on the circle. Exactly half a circle apart is
+    # undefined (RFC 1982 §3.2); we call it "less" either way.
+    return ((a - b) & SEQ_MASK) >= _HALF
 
 
 def seq_le(a: int, b: int) -> bool:
-    return a == b or seq_lt(a, b)
+    return a == b or ((a - b) & SEQ_MASK) >= _HALF
 
 
 def seq_gt(a: int, b: int) -> bool:
-    return seq_lt(b, a)
+    return ((b - a) & SEQ_MASK) >= _HALF
 
 
 def seq_ge(a: int, b: int) -> bool:
-    return a == b or seq_lt(b, a)
+    return a == b or ((b - a) & SEQ_MASK) >= _HALF

@@ -26,6 +26,11 @@ class State(enum.Enum):
     LAST_ACK = "LAST-ACK"
     TIME_WAIT = "TIME-WAIT"
 
+    # Members are singletons compared by identity: hash them by identity too
+    # (Enum's own __hash__ is Python code, and states are looked up in sets
+    # on every segment).
+    __hash__ = object.__hash__
+
     def __str__(self) -> str:
         return self.value
 

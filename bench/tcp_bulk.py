@@ -1,0 +1,129 @@
+"""CPU cost of synack's TCP core: a bulk transfer between two TcpConnections
+on the simulated network, without loss and with 1% random loss.
+
+Figures: CPU microseconds per data segment (both ends, the simulator and the
+pair's glue included) and MB of payload per CPU second. Anchors measured in
+the same run: the Linux kernel's TCP over loopback (127.0.0.1) moving the
+same bytes, and the issue's target of 100 MB per CPU second. PyTCP's 0.5-1
+MB/s over a TAP (quoted in the issue, not measured here) is printed for
+scale.
+
+    .venv/bin/python bench/tcp_bulk.py [--mb 100] [--loss 0.01]
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import threading
+import time
+
+from synack.links.sim import LinkParams, SimApp, Simulator, TcpSimPair
+from synack.tcp.config import TcpConfig
+from synack.tcp.states import State
+
+TARGET_MB_PER_CPU_S = 100.0
+PYTCP_MB_PER_S = (0.5, 1.0)
+
+
+def synack_run(mb: float, loss: float, seed: int = 1) -> dict[str, float]:
+    size = int(mb * 1_000_000)
+    data = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    cfg = TcpConfig(mss=1460, send_buffer=4 << 20, receive_buffer=4 << 20, min_rto=0.2)
+    sim = Simulator(seed)
+    link = LinkParams(delay=0.005, loss=loss)
+    ack_link = LinkParams(delay=0.005)
+    pair = TcpSimPair(
+        sim,
+        client_config=cfg,
+        server_config=cfg,
+        to_server=link,
+        to_client=ack_link,
+        client_app=SimApp(outgoing=data),
+        server_app=SimApp(close_on_eof=True),
+    )
+    t0 = time.process_time()
+    pair.start()
+    sim.run(until=1e6)
+    cpu = time.process_time() - t0
+    assert pair.server is not None
+    ok = pair.server_app.received == data
+    if not ok or pair.client.state is not State.CLOSED:
+        raise SystemExit(f"transfer failed: ok={ok} client={pair.client.state}")
+    cs = pair.client.stats
+    segs = cs.segments_out + pair.server.stats.segments_out
+    data_segs = (cs.bytes_out + pair.client.effective_mss - 1) // pair.client.effective_mss
+    return {
+        "cpu": cpu,
+        "mb_per_cpu_s": size / 1e6 / cpu,
+        "us_per_data_segment": cpu / data_segs * 1e6,
+        "us_per_segment": cpu / segs * 1e6,
+        "segments": segs,
+        "data_segments": data_segs,
+        "retransmissions": cs.retransmissions,
+        "virtual_s": sim.now,
+    }
+
+
+def kernel_loopback(mb: float) -> float:
+    """MB per CPU second of the kernel moving ``mb`` MB over 127.0.0.1 TCP."""
+    size = int(mb * 1_000_000)
+    chunk = bytes(256 * 1024)
+    srv = socket.create_server(("127.0.0.1", 0))
+    port = srv.getsockname()[1]
+    got = [0]
+
+    def sink() -> None:
+        conn, _ = srv.accept()
+        with conn:
+            buf = bytearray(1 << 20)
+            while True:
+                n = conn.recv_into(buf)
+                if not n:
+                    break
+                got[0] += n
+
+    t = threading.Thread(target=sink)
+    t.start()
+    c0 = time.process_time()
+    with socket.create_connection(("127.0.0.1", port)) as cli:
+        sent = 0
+        while sent < size:
+            cli.sendall(chunk[: min(len(chunk), size - sent)])
+            sent += min(len(chunk), size - sent)
+    t.join(timeout=120)
+    cpu = time.process_time() - c0  # both threads: sender and receiver
+    srv.close()
+    assert got[0] == size
+    return size / 1e6 / cpu
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--mb", type=float, default=100.0, help="megabytes per transfer (default 100)")
+    ap.add_argument("--loss", type=float, default=0.01, help="loss rate of the lossy run")
+    args = ap.parse_args()
+    kernel = kernel_loopback(args.mb)
+    print(f"bulk transfer of {args.mb:g} MB, MSS 1460 (1448 payload octets with timestamps)")
+    print(f"anchor: Linux kernel TCP over loopback: {kernel:9.1f} MB per CPU second")
+    print(f"anchor: target for synack's core:      {TARGET_MB_PER_CPU_S:9.1f} MB per CPU second")
+    print(
+        f"anchor: PyTCP over TAP (quoted):       {PYTCP_MB_PER_S[0]:g}-{PYTCP_MB_PER_S[1]:g} MB/s"
+    )
+    for loss in (0.0, args.loss):
+        r = synack_run(args.mb, loss)
+        print(
+            f"synack, loss {loss:.0%}: {r['mb_per_cpu_s']:7.2f} MB/CPU-s, "
+            f"{r['us_per_data_segment']:6.2f} us per data segment "
+            f"({r['us_per_segment']:.2f} us per segment of either side), "
+            f"{r['retransmissions']} retransmissions, {r['cpu']:.1f} CPU s"
+        )
+        print(
+            f"  ratios: {r['mb_per_cpu_s'] / TARGET_MB_PER_CPU_S:.2f}x target, "
+            f"{r['mb_per_cpu_s'] / kernel:.4f}x kernel, "
+            f"{r['mb_per_cpu_s'] / PYTCP_MB_PER_S[1]:.0f}-{r['mb_per_cpu_s'] / PYTCP_MB_PER_S[0]:.0f}x PyTCP"
+        )
+
+
+if __name__ == "__main__":
+    main()
