@@ -14,7 +14,7 @@ from synack.cli import main
 from synack.tcp.states import State
 from synack.trace.cli import trace_pcap
 from synack.wire.pcap import LINKTYPE_RAW, PcapWriter
-from tests.trace.frames import CONVERSATION
+from tests.trace.frames import CONVERSATION, RA, A, B, S, tcp_frame
 
 
 def write_pcap(path: Path, raw: bool = False) -> None:
@@ -164,3 +164,19 @@ def test_kernel_capture_states_inferred_for_both_ends(tmp_path: Path) -> None:
     data = [e.tcp for e in trace.events if e.tcp is not None and e.tcp.length]
     assert [(d.rel_seq, d.length) for d in data] == [(1, 5), (1, 6)]
     assert not any(e.tcp.retransmission for e in trace.events if e.tcp is not None)
+
+
+def test_one_connection_out_of_several(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pcap = tmp_path / "two.pcap"
+    with PcapWriter(str(pcap)) as w:
+        for t, f in CONVERSATION:
+            w.write(t, f)
+        w.write(1.0, tcp_frame(A, B, 40001, 9, S, 77))
+        w.write(1.1, tcp_frame(B, A, 9, 40001, RA, 0, 78))
+    assert main(["trace", str(pcap), "--connection", "1", "--width", "100"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("▶") + out.count("◀") == 2
+    assert "RST,ACK" in out and "who-has" not in out
+    assert "connection 1: 172.16.10.1:40001 ↔ 172.16.10.2:9" in out
+    assert main(["trace", str(pcap), "-c", "2"]) == 2
+    assert "has 2 TCP connection(s), numbered 0 to 1" in capsys.readouterr().err

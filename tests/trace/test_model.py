@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 
 from synack.tcp.states import TRANSITIONS, Cause, State
 from synack.trace.model import LinkType, TraceBuilder, TraceEvent, checksums_ok, decode
-from synack.wire.tcp import TcpFlags
+from synack.wire.tcp import TcpFlags, TcpOptions
 from tests.trace.frames import (
     AK,
     CONVERSATION,
@@ -307,3 +307,21 @@ def test_random_segments_and_garbage_never_break_the_builder(
     for event in trace.events[: len(segments)]:
         assert event.tcp is not None
         assert 0 <= event.tcp.rel_seq < 2**32
+
+
+def test_window_is_scaled_only_when_both_syns_agreed() -> None:
+    ws = TcpOptions(mss=1460, wscale=7)
+
+    def windows(b_scales: bool) -> list[tuple[int, int]]:
+        frames = [
+            (0.0, tcp_frame(A, B, 1, 2, S, 100, window=65535, options=ws)),
+            (
+                0.0,
+                tcp_frame(B, A, 2, 1, SA, 500, 101, window=65535, options=ws if b_scales else None),
+            ),
+            (0.0, tcp_frame(A, B, 1, 2, AK, 101, 501, window=100)),
+        ]
+        return [(e.tcp.window, e.tcp.window_scaled) for e in build(frames).events if e.tcp]
+
+    assert windows(True) == [(65535, 65535), (65535, 65535), (100, 12800)]
+    assert windows(False) == [(65535, 65535), (65535, 65535), (100, 100)]

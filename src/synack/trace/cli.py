@@ -50,6 +50,14 @@ def trace_pcap(path: str, *, max_frames: int = MAX_FRAMES) -> Trace:
 
 def _run(args: argparse.Namespace) -> int:
     trace = trace_pcap(args.pcap)
+    if args.connection is not None:
+        count = len(trace.connections)
+        if not 0 <= args.connection < count:
+            raise UsageError(
+                f"--connection {args.connection}: {args.pcap} has {count} TCP connection(s)"
+                + (f", numbered 0 to {count - 1}" if count else "")
+            )
+        trace = trace.only_connection(args.connection)
     if args.html:
         out_dir = os.path.dirname(os.path.abspath(args.html))
         if not os.path.isdir(out_dir):
@@ -84,6 +92,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("pcap", metavar="FILE.pcap", help="the capture to read")
     parser.add_argument("--html", metavar="OUT.html", help="also write a self-contained HTML page")
     parser.add_argument("--width", type=int, default=None, help="diagram width in columns")
+    parser.add_argument(
+        "--connection",
+        "-c",
+        type=int,
+        metavar="N",
+        help="only TCP connection N (numbered from 0 in order of appearance)",
+    )
     parser.add_argument(
         "--quiet", "-q", action="store_true", help="do not print the terminal diagram"
     )

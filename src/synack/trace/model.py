@@ -221,7 +221,8 @@ class TcpInfo:
     ack: int
     rel_seq: int  # relative to the sender's ISN
     rel_ack: int | None  # relative to the receiver's ISN (None without ACK or unknown ISN)
-    window: int
+    window: int  # the raw 16-bit header field
+    window_scaled: int  # in octets: shifted by the sender's scale once both SYNs agreed to scale
     length: int  # payload octets
     options: TcpOptions
     retransmission: bool
@@ -239,7 +240,7 @@ class TcpInfo:
         text = f"{self.flag_text} seq={self.rel_seq}"
         if self.rel_ack is not None:
             text += f" ack={self.rel_ack}"
-        text += f" win={self.window}"
+        text += f" win={self.window_scaled}"
         if self.length or not self.flags & (TcpFlags.SYN | TcpFlags.FIN | TcpFlags.RST):
             text += f" len={self.length}"
         return text
@@ -330,6 +331,19 @@ class Trace:
                 rows.update(r for r in TRANSITIONS if r[0] is c.old and r[2] is c.new)
         return rows
 
+    def only_connection(self, index: int) -> Trace:
+        """One TCP connection's segments and state changes, as a trace of their own."""
+        conn = self.connections[index]
+        items = tuple(
+            it
+            for it in self.items
+            if (isinstance(it, TraceEvent) and it.tcp is not None and it.tcp.conn == index)
+            or (isinstance(it, StateChange) and it.conn == index)
+        )
+        used = {k for it in items for k in _lanes_of(it)}
+        lanes = tuple(lane for lane in self.lanes if lane.key in used)
+        return Trace(lanes, items, (conn,))
+
     def window(self, start: int, end: int | None = None) -> Trace:
         """Items ``start:end`` as a trace of their own (one stage of a tour).
 
@@ -405,6 +419,7 @@ class _Side:
     passive: bool = False  # went through LISTEN
     last_ack: int | None = None
     last_window: int | None = None
+    wscale: int | None = None  # the shift its SYN announced (RFC 7323 §2.2)
     fin_change: StateChange | None = None  # the inferred change its peer's FIN caused
 
 
@@ -735,6 +750,12 @@ class _Assembler:
         first_fin = fin and sender.fin_seq is None
         if first_fin:
             sender.fin_seq = (seg.seq + len(seg.payload) + (1 if syn else 0)) % SEQ_MOD
+        if syn:
+            sender.wscale = seg.options.wscale
+        # RFC 7323 §2.2-2.3: scaling is in force only when both SYNs carried the
+        # option, and never applies to the window of a SYN itself.
+        scaling = not syn and sender.wscale is not None and receiver.wscale is not None
+        window_scaled = seg.window << min(sender.wscale or 0, 14) if scaling else seg.window
         if ack and not syn:
             sender.last_ack = seg.ack
             sender.last_window = seg.window
@@ -784,6 +805,7 @@ class _Assembler:
             if ack and receiver.isn is not None
             else None,
             window=seg.window,
+            window_scaled=window_scaled,
             length=len(seg.payload),
             options=seg.options,
             retransmission=retransmission,
