@@ -234,6 +234,7 @@ def _svg_sequence(trace: Trace) -> tuple[str, int]:
     start = trace.start
     for item in trace.items:
         if isinstance(item, Note):
+            y += ROW // 2
             rows.append(
                 f'<line class="note-line" x1="10" y1="{y - 4}" x2="{width - 10}" y2="{y - 4}"/>'
                 f'<text class="note" x="12" y="{y - 8}">{escape(item.text)}</text>'
@@ -336,7 +337,9 @@ def _svg_timelines(trace: Trace) -> str:
         return '<p class="muted">No TCP connection in this trace.</p>'
     n = len(events)
     left, width = 260, 900
-    step = width / max(n, 1)
+    # One slot per frame, and one more for what happens after the last frame
+    # (a recorded TIME-WAIT expiry, for instance).
+    step = width / (n + 1)
     bars: list[str] = []
     y = 30
     for conn in trace.connections:
@@ -383,21 +386,24 @@ def _state_spans(
     between frames starts at the next frame.
     """
     spans: list[tuple[int, int, State]] = []
-    state, since, next_frame = initial, 0, 0
+    state, since, next_slot = initial, 0, 0
+    # Slots are positions among this trace's frames (a cut-out trace keeps
+    # the frames' original numbers).
+    slot = {ev.index: i for i, ev in enumerate(trace.events)}
     for item in trace.items:
         if isinstance(item, TraceEvent):
-            next_frame = item.index + 1
+            next_slot = slot[item.index] + 1
         elif isinstance(item, StateChange) and (item.conn, item.lane, item.port) == (
             conn,
             lane,
             port,
         ):
-            at = item.frame if item.frame is not None else next_frame
+            at = slot.get(item.frame, next_slot) if item.frame is not None else next_slot
             if state is not None and at > since:
                 spans.append((since, at, state))
             state, since = item.new, at
     if state is not None:
-        spans.append((since, max(n, since + 1), state))
+        spans.append((since, n + 1, state))
     return spans
 
 
