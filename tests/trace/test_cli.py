@@ -180,3 +180,14 @@ def test_one_connection_out_of_several(tmp_path: Path, capsys: pytest.CaptureFix
     assert "connection 1: 172.16.10.1:40001 ↔ 172.16.10.2:9" in out
     assert main(["trace", str(pcap), "-c", "2"]) == 2
     assert "has 2 TCP connection(s), numbered 0 to 1" in capsys.readouterr().err
+
+
+def test_a_capture_cut_short_is_traced_up_to_the_cut(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pcap = tmp_path / "cut.pcap"
+    write_pcap(pcap)
+    pcap.write_bytes(pcap.read_bytes()[:-10])  # the last record loses its tail
+    trace = trace_pcap(str(pcap))
+    assert len(trace.events) == len(CONVERSATION) - 1
+    assert f"damaged after record {len(CONVERSATION) - 1}" in capsys.readouterr().err

@@ -29,9 +29,10 @@ def trace_pcap(path: str, *, max_frames: int = MAX_FRAMES) -> Trace:
     if not os.path.isfile(path):
         raise UsageError(f"no such file: {path}")
     builder = TraceBuilder()
+    n = 0
     try:
-        for n, record in enumerate(read_pcap(path)):
-            if n >= max_frames:
+        for n, record in enumerate(read_pcap(path), start=1):
+            if n > max_frames:
                 sys.stderr.write(f"synack: only the first {max_frames} frames are traced\n")
                 break
             try:
@@ -42,7 +43,12 @@ def trace_pcap(path: str, *, max_frames: int = MAX_FRAMES) -> Trace:
                 ) from None
             builder.add_frame(record.timestamp, record.data, linktype=linktype)
     except MalformedPacket as exc:
-        raise UsageError(f"{path}: not a readable pcap file ({exc})") from None
+        if n == 0:
+            raise UsageError(f"{path}: not a readable pcap file ({exc})") from None
+        # A capture cut short (tcpdump killed mid-write): keep what came before.
+        sys.stderr.write(
+            f"synack: {path}: damaged after record {n} ({exc}); tracing the {n} before it\n"
+        )
     except PermissionError as exc:
         raise UsageError(f"{path}: permission denied") from exc
     return builder.build()
