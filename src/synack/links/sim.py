@@ -490,34 +490,48 @@ class TcpSimPair:
         """Send what ``conn`` has to send and schedule its next deadline."""
         now = self.sim.now if now is None else now
         segs = conn.segments_to_send(now)
-        if conn is self.client:
-            link, src, dst = self.link_to_server, self.CLIENT, self.SERVER
-        else:
-            link, src, dst = self.link_to_client, self.SERVER, self.CLIENT
-        for seg in segs:
-            link.send(self._encode(seg, src, dst))
+        if segs:
+            if conn is self.client:
+                link, src, dst = self.link_to_server, self.CLIENT, self.SERVER
+            else:
+                link, src, dst = self.link_to_client, self.SERVER, self.CLIENT
+            if self.serialize:
+                for seg in segs:
+                    link.send(wire_tcp.build(seg, src[0], dst[0]))
+            else:
+                for seg in segs:
+                    link.send(seg)
         self._arm(conn)
 
     def _arm(self, conn: TcpConnection) -> None:
+        """Make sure a wake-up is scheduled no later than ``conn``'s deadline.
+
+        A deadline that moved later (the retransmission timer restarts on
+        every ACK) keeps the earlier wake-up, which then re-arms itself:
+        one heap entry per real expiry instead of one per segment.
+        """
         deadline = conn.get_timer()
+        if deadline is None:
+            return
         key = id(conn)
         old = self._timers.get(key)
         if old is not None:
-            if not old.cancelled and deadline is not None and old.when == deadline:
+            if old.when <= deadline:
                 return
             old.cancel()
-            del self._timers[key]
+        self._timers[key] = self.sim.schedule_call(deadline, self._wake, conn)
+
+    def _wake(self, conn: TcpConnection) -> None:
+        self._timers.pop(id(conn), None)
+        now = self.sim.now
+        deadline = conn.get_timer()
         if deadline is None:
             return
-
-        def fire() -> None:
-            self._timers.pop(key, None)
-            now = self.sim.now
-            conn.handle_timer(now)
-            app = self.client_app if conn is self.client else self.server_app
-            self._pump(conn, app, now)
-
-        self._timers[key] = self.sim.schedule(deadline, fire)
+        if deadline > now:
+            self._arm(conn)
+            return
+        conn.handle_timer(now)
+        self._pump(conn, self.client_app if conn is self.client else self.server_app, now)
 
     # -- driving -------------------------------------------------------
 

@@ -216,6 +216,7 @@ class TcpConnection:
         self._close_deferred = False  # CLOSE issued in SYN-SENT/SYN-RECEIVED with data
         self._app_closed = False  # close() (not shutdown_write): no more reading
         self._send_blocked = False  # a send() was cut short: report SendSpaceAvailable
+        self._nagle_end = iss  # end of the last short segment sent (Nagle/Minshall)
 
         # Receive sequence variables. RCV.ADV is the right edge we last
         # advertised (RCV.NXT + RCV.WND), which never moves left (SHLD-14).
@@ -634,6 +635,13 @@ class TcpConnection:
 
     def _output_data(self, now: float, out: list[TcpSegment]) -> None:
         sndbuf = self._sndbuf
+        if (
+            not self._rexmit_one
+            and not self._fin_queued
+            and len(sndbuf) == ((self.snd_nxt - self.snd_una) & SEQ_MASK)
+            and self._t_persist is None
+        ):
+            return  # nothing unsent: the common case of the receiving side
         mss = self._snd_mss
         if self._rexmit_one:
             # Fast retransmit / NewReno partial ACK: resend SND.UNA's segment
@@ -667,7 +675,14 @@ class TcpConnection:
                 # Nagle (§3.7.4, RFC 896) unless nodelay: a short segment
                 # only if it empties the queue and nothing is in flight (or
                 # nodelay), or if it is at least half the largest window.
-                pushed_all = n == unsent and (off == 0 or self.config.nodelay)
+                pushed_all = n == unsent and (
+                    off == 0
+                    or self.config.nodelay
+                    # Minshall's refinement of Nagle: hold a short segment
+                    # only while an earlier short one is unacknowledged, so
+                    # the tail of a bulk write does not wait for a delayed ACK.
+                    or not seq_gt(self._nagle_end, self.snd_una)
+                )
                 half_window = off == 0 and n >= self._max_snd_wnd // 2
                 if not (pushed_all or half_window):
                     break
@@ -724,6 +739,8 @@ class TcpConnection:
             self._rtt_seq = end
             self._rtt_time = now
         self.stats_counters.bytes_out += n
+        if n < self._snd_mss:
+            self._nagle_end = end
         if fin:
             self._fin_seq = end
             end = (end + 1) & SEQ_MASK
