@@ -142,9 +142,12 @@ def test_syn_flood_while_a_real_client_connects() -> None:
         client = await net.py(REAL_CLIENT, net.synack_ip)
         assert client.strip() == "pong"
         assert (await flood).strip() == "flooded 6000"
-        # The half-open queue stayed bounded and evicted its oldest.
-        assert d.host.counters["tcp-synq-evicted"] > 1000
-        assert d.host.counters["tcp-passive-opens"] >= 6000
+        # The half-open queue stayed bounded; the rest were answered with
+        # SYN cookies (no state), and the kernel's ACK rebuilt its connection.
+        c = d.host.counters
+        assert c["tcp-passive-opens"] + c["tcp-syncookies-sent"] >= 6000
+        assert c["tcp-syncookies-sent"] > 1000
+        assert c["tcp-syncookies-ok"] == 1  # the real client came in by its cookie
 
     run(main)
 

@@ -98,8 +98,53 @@ def test_backlog_full_drops_syn_until_accepted() -> None:
     assert listener.accept() is None
 
 
-def test_syn_flood_evicts_half_open_and_real_client_connects() -> None:
+def _flood(b: Host, lan: object, a: Host, count: int) -> TcpStream:
+    rng = random.Random(5)
+    client = None
+    for i in range(count):
+        src = IPv4Address(f"10.213.0.{100 + i % 100}")
+        syn = TcpSegment(
+            rng.randrange(1024, 65535), 80, rng.randrange(1 << 32), 0, TcpFlags.SYN, 65535
+        )
+        raw = wip.build(wip.Ipv4Packet(src, B, wip.PROTO_TCP, wtcp.build(syn, src, B)))
+        b.receive_frame(
+            weth.build(weth.EthernetFrame(mac(2), mac(99), weth.ETHERTYPE_IPV4, raw)),
+            lan.now,  # type: ignore[attr-defined]
+        )
+        if i == count // 2:
+            client = a.tcp_connect((B, 80), lan.now)  # type: ignore[attr-defined]
+            lan.run(until=lan.now + 0.01)  # type: ignore[attr-defined]
+    lan.run(until=lan.now + 0.5)  # type: ignore[attr-defined]
+    assert client is not None
+    return client
+
+
+def test_syn_flood_answered_with_cookies_and_real_client_connects() -> None:
     lan, a, b = two_hosts()
+    listener = b.tcp_listen(80, syn_backlog=16)
+    client = _flood(b, lan, a, 200)
+    assert b.counters["tcp-syncookies-sent"] >= 180
+    assert len(listener.half_open) <= 16
+    assert client.conn.state is State.ESTABLISHED
+    server = listener.accept()
+    assert server is not None and server.remote == client.local
+    # The cookie connection works like any other (no window scaling offered).
+    client.send(b"through a cookie", lan.now)
+    lan.run()
+    assert server.receive(100, lan.now) == b"through a cookie"
+    assert b.counters["tcp-syncookies-ok"] == 1
+    # A forged ACK with a wrong cookie is refused with a reset.
+    src = IPv4Address("10.213.0.77")
+    bogus = TcpSegment(4000, 80, 1000, 12345, TcpFlags.ACK, 65535)
+    raw = wip.build(wip.Ipv4Packet(src, B, wip.PROTO_TCP, wtcp.build(bogus, src, B)))
+    b.receive_frame(
+        weth.build(weth.EthernetFrame(mac(2), mac(99), weth.ETHERTYPE_IPV4, raw)), lan.now
+    )
+    assert b.counters["tcp-syncookies-bad"] == 1 and listener.accept() is None
+
+
+def test_syn_flood_evicts_half_open_and_real_client_connects() -> None:
+    lan, a, b = two_hosts(syn_cookies=False)
     listener = b.tcp_listen(80, syn_backlog=16)
     rng = random.Random(5)
     for i in range(200):

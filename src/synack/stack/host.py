@@ -15,6 +15,7 @@ ephemeral ports and IP idents an injected ``random.Random``.
 from __future__ import annotations
 
 import errno
+import hashlib
 import heapq
 import random
 from collections import Counter, deque
@@ -39,7 +40,7 @@ from synack.wire import ipv4 as wip
 from synack.wire import tcp as wtcp
 from synack.wire import udp as wudp
 from synack.wire.errors import MalformedPacket
-from synack.wire.tcp import TcpFlags, TcpSegment
+from synack.wire.tcp import TcpFlags, TcpOptions, TcpSegment
 
 Observer = Callable[[object], None]
 Address = tuple[IPv4Address, int]
@@ -82,6 +83,9 @@ class HostConfig:
     icmp_error_burst: int = 50  # Linux icmp_msgs_burst
     ttl: int = 64
     tcp: TcpConfig | None = None  # default: TcpConfig with mss = mtu - 40
+    # SYN-flood defence once a listener's half-open queue is full: SYN
+    # cookies (True), or evicting the oldest half-open connection (False).
+    syn_cookies: bool = True
 
     def __post_init__(self) -> None:
         if len(self.mac) != 6:
@@ -694,6 +698,7 @@ class Host:
         self._tcp_heap: list[tuple[float, int, TcpStream]] = []
         self._tcp_seq = 0
         self._port_next: dict[Address, int] = {}
+        self._cookie_secret = hashlib.blake2s(b"syn-cookie" + self.isn_secret).digest()
 
     @property
     def connections(self) -> dict[ConnKey, TcpStream]:
@@ -812,6 +817,12 @@ class Host:
                 self._tcp_output(pkt.dst, pkt.src, reply, now)
             return
         if seg.flags & (TcpFlags.SYN | TcpFlags.ACK | TcpFlags.RST) != TcpFlags.SYN:
+            if (
+                seg.flags & (TcpFlags.SYN | TcpFlags.ACK | TcpFlags.RST) == TcpFlags.ACK
+                and self.config.syn_cookies
+                and self._tcp_cookie_ack(listener, key, seg, now)
+            ):
+                return
             reply = reply_when_listening(seg)
             if reply is not None:
                 self.counters["tcp-rst-out"] += 1
@@ -824,6 +835,9 @@ class Host:
             # The accept queue is full: drop the SYN (as Linux does) so the
             # client retries later instead of being refused.
             self.counters["tcp-listen-overflow"] += 1
+            return
+        if len(listener.half_open) >= listener.syn_backlog and self.config.syn_cookies:
+            self._tcp_cookie_syn(listener, key, seg, now)
             return
         if len(listener.half_open) >= listener.syn_backlog:
             # SYN-flood defence: a bounded half-open queue that evicts its
@@ -844,6 +858,84 @@ class Host:
         listener.half_open[key] = stream
         self.counters["tcp-passive-opens"] += 1
         self._tcp_touch(stream, now)
+
+    # SYN cookies ----------------------------------------------------------
+    # When the half-open queue is full, answer a SYN without keeping any state
+    # (RFC 4987 §3.6): our ISN is a keyed hash of the 4-tuple, the client's
+    # ISN and a 64-second counter, with the client's MSS (rounded down to one
+    # of eight values) in its low three bits. The handshake's ACK proves the
+    # client saw that ISN, and the connection is rebuilt from it. Window
+    # scaling, SACK and timestamps are not offered then (the cost of keeping
+    # no state, as in Linux without timestamps).
+    _COOKIE_MSS = (536, 1220, 1440, 1460, 4312, 8960, 16344, 65495)
+
+    def _cookie(self, key: ConnKey, client_isn: int, counter: int) -> int:
+        material = b"".join(
+            (
+                key[0].packed,
+                key[1].to_bytes(2, "big"),
+                key[2].packed,
+                key[3].to_bytes(2, "big"),
+                client_isn.to_bytes(4, "big"),
+                (counter % (1 << 64)).to_bytes(8, "big"),
+            )
+        )
+        digest = hashlib.blake2s(material, key=self._cookie_secret, digest_size=4).digest()
+        return int.from_bytes(digest, "big") & ~7 & 0xFFFFFFFF
+
+    def _tcp_cookie_syn(
+        self, listener: TcpListener, key: ConnKey, seg: TcpSegment, now: float
+    ) -> None:
+        mss = seg.options.mss or 536
+        index = max(i for i, m in enumerate(self._COOKIE_MSS) if m <= max(mss, 536))
+        iss = self._cookie(key, seg.seq, int(now // 64)) | index
+        cfg = listener.config
+        reply = TcpSegment(
+            seg.dst_port,
+            seg.src_port,
+            iss,
+            (seg.seq + 1) & 0xFFFFFFFF,
+            TcpFlags.SYN | TcpFlags.ACK,
+            min(65535, cfg.receive_buffer),
+            options=TcpOptions(mss=cfg.mss),
+        )
+        self.counters["tcp-syncookies-sent"] += 1
+        self._tcp_output(key[0], key[2], reply, now)
+
+    def _tcp_cookie_ack(
+        self, listener: TcpListener, key: ConnKey, seg: TcpSegment, now: float
+    ) -> bool:
+        iss = (seg.ack - 1) & 0xFFFFFFFF
+        client_isn = (seg.seq - 1) & 0xFFFFFFFF
+        counter = int(now // 64)
+        if (iss & ~7) not in (
+            self._cookie(key, client_isn, counter),
+            self._cookie(key, client_isn, counter - 1),
+        ):
+            self.counters["tcp-syncookies-bad"] += 1
+            return False
+        if len(listener.queue) >= listener.backlog:
+            self.counters["tcp-listen-overflow"] += 1
+            return True  # dropped; the client retransmits
+        syn = TcpSegment(
+            seg.src_port,
+            seg.dst_port,
+            client_isn,
+            0,
+            TcpFlags.SYN,
+            seg.window,
+            options=TcpOptions(mss=self._COOKIE_MSS[iss & 7]),
+        )
+        local, remote = (key[0], key[1]), (key[2], key[3])
+        conn = TcpConnection.accept_syn(syn, local, remote, listener.config, iss, now)
+        conn.segments_to_send(now)  # the SYN-ACK the cookie already answered with
+        stream = TcpStream(self, key, conn, listener)
+        self._conns[key] = stream
+        listener.half_open[key] = stream
+        conn.receive_segment(seg, now)
+        self.counters["tcp-syncookies-ok"] += 1
+        self._tcp_touch(stream, now)
+        return True
 
     # The TCP API (used by the adapters) -----------------------------------
     def tcp_listen(
