@@ -526,6 +526,10 @@ class TcpConnection:
             # RFC 9293 §3.8.3 (c): R2 reached, close the connection.
             self._give_up("retransmit", now)
             return
+        if self._retries == cfg.r1_retries:
+            # R1 reached: tell the user (SHLD-9); there is no IP layer here
+            # to pass "negative advice" to, the host may act on the event.
+            self._events.append(ev.DeliveryProblem(self._retries))
         flight = seq_diff(self.snd_max, self.snd_una)
         self._cc.on_timeout(flight, self.snd_max, first=self._retries == 1)
         # RFC 6298 §5.5-5.6: back off, retransmit the earliest unacknowledged

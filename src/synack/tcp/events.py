@@ -71,6 +71,20 @@ class TimedOut(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class DeliveryProblem(Event):
+    """One segment has been retransmitted R1 times (RFC 9293 §3.8.3 (b), (e) SHLD-9).
+
+    Advice only: the connection keeps trying until R2.
+    """
+
+    retransmissions: int
+
+    def __post_init__(self) -> None:
+        if self.retransmissions < 1:
+            raise LocalProtocolError("DeliveryProblem needs retransmissions >= 1")
+
+
+@dataclass(frozen=True, slots=True)
 class StateChanged(Event):
     """One row of the transition table was taken (recorded in ``transitions`` too)."""
 

@@ -1,0 +1,143 @@
+"""The parts on their own: ISNs (RFC 6528), RTO (RFC 6298), buffers, NewReno, seq arithmetic."""
+
+from __future__ import annotations
+
+import dataclasses
+from ipaddress import IPv4Address
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from synack.errors import LocalProtocolError
+from synack.tcp import events as ev
+from synack.tcp.buffers import ReceiveBuffer, SendBuffer
+from synack.tcp.congestion import AckAction, NewReno, initial_window
+from synack.tcp.isn import IsnGenerator
+from synack.tcp.rto import RttEstimator
+from synack.tcp.seq import SEQ_MOD, seq_diff, seq_ge, seq_gt, seq_le, seq_lt
+from synack.tcp.states import State
+from tests.tcp.harness import Duo, drain
+
+L = (IPv4Address("10.213.0.1"), 40000)
+R = (IPv4Address("10.213.0.2"), 80)
+
+
+def test_isn_is_clock_plus_keyed_hash() -> None:
+    gen = IsnGenerator(b"k" * 16)
+    a = gen(L, R, 0.0)
+    # M ticks every 4 microseconds (RFC 6528 §3; MUST-8).
+    assert gen(L, R, 1.0) == (a + 250_000) % SEQ_MOD
+    assert gen(L, R, 0.000004) == (a + 1) % SEQ_MOD
+    # F() depends on the 4-tuple and on the secret (MUST-9).
+    assert gen((L[0], 40001), R, 0.0) != a
+    assert IsnGenerator(b"j" * 16)(L, R, 0.0) != a
+    assert IsnGenerator(b"k" * 16)(L, R, 0.0) == a  # reproducible from the secret
+    with pytest.raises(LocalProtocolError):
+        IsnGenerator(b"short")
+
+
+def test_rto_follows_rfc6298() -> None:
+    est = RttEstimator(initial=1.0, min_rto=0.2, max_rto=60.0)
+    assert est.rto == 1.0  # §2.1
+    est.sample(0.1)  # §2.2: SRTT = R, RTTVAR = R/2, RTO = SRTT + 4*RTTVAR
+    assert (est.srtt, est.rttvar) == (0.1, 0.05)
+    assert est.rto == pytest.approx(0.3)
+    est.sample(0.3)  # §2.3: RTTVAR first, with the old SRTT
+    assert est.rttvar == pytest.approx(0.75 * 0.05 + 0.25 * 0.2)
+    assert est.srtt == pytest.approx(0.875 * 0.1 + 0.125 * 0.3)
+    est.backoff()
+    est.backoff()
+    assert est.rto == pytest.approx(4 * (est.srtt + 4 * est.rttvar))
+    for _ in range(20):
+        est.backoff()
+    assert est.rto == 60.0  # §2.5 maximum
+    est.sample(0.001)
+    assert est.backoffs == 0 and est.rto < 60.0  # a new sample ends the backoff
+    for _ in range(40):
+        est.sample(0.001)
+    assert est.rto == 0.2  # §2.4: never below the minimum
+
+
+def test_send_buffer_is_bounded() -> None:
+    buf = SendBuffer(10)
+    assert buf.append(b"0123456789abc") == 10 and buf.space == 0
+    assert buf.peek(2, 3) == b"234"
+    buf.drop(4)
+    assert len(buf) == 6 and buf.peek(0, 2) == b"45" and buf.append(b"xyz") == 3
+
+
+def test_reassembly_overlaps_and_sack_blocks() -> None:
+    rb = ReceiveBuffer(100)
+    assert rb.insert(10, b"KLMNO") == 0  # offsets 10..15
+    assert rb.insert(20, b"UV") == 0
+    assert rb.insert(12, b"MNOPQR") == 0  # overlaps the first, extends it to 18
+    assert rb.sack_blocks(4) == [(10, 18), (20, 22)]  # most recent first
+    assert rb.insert(18, b"ST") == 0  # joins both blocks
+    assert rb.sack_blocks(4) == [(10, 22)] and rb.ooo_bytes == 12
+    assert rb.insert(0, b"ABCDEFGHIJ") == 22
+    assert rb.read(100) == b"ABCDEFGHIJKLMNOPQRSTUV" and not rb.has_gaps
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_reassembly_any_order_any_overlap(data: st.DataObject) -> None:
+    stream = bytes(range(200))
+    rb = ReceiveBuffer(1000)
+    delivered = bytearray()
+    pieces = data.draw(st.lists(st.tuples(st.integers(0, 199), st.integers(1, 40)), max_size=40))
+    pieces.append((0, 200))
+    for start, length in pieces:
+        base = len(delivered)
+        end = min(start + length, 200)
+        if end <= base:
+            continue
+        start = max(start, base)
+        rb.insert(start - base, stream[start:end])
+        delivered += rb.read(1000)
+    assert bytes(delivered) == stream
+
+
+def test_newreno_bookkeeping() -> None:
+    assert [initial_window(m) for m in (536, 1460, 4000)] == [2144, 4380, 8000]
+    cc = NewReno(1000, iss=0)
+    assert cc.cwnd == 4000
+    cc.on_new_ack(1001, 1000, 3000)
+    assert cc.cwnd == 5000  # slow start
+    assert [cc.on_dupack(1001, 10000, 11001) for _ in range(3)][-1] is AckAction.RETRANSMIT
+    assert (cc.ssthresh, cc.cwnd, cc.in_recovery) == (5000, 8000, True)
+    cc.on_dupack(1001, 10000, 11001)
+    assert cc.cwnd == 9000  # inflation
+    assert cc.on_new_ack(3001, 2000, 8000) is AckAction.RETRANSMIT  # partial ACK
+    assert cc.cwnd == 9000 - 2000 + 1000
+    assert cc.on_new_ack(11001, 8000, 0) is AckAction.NONE  # full ACK
+    assert not cc.in_recovery and cc.cwnd == 2000
+    cc.on_timeout(6000, 11001, first=True)
+    assert (cc.cwnd, cc.ssthresh) == (1000, 3000)
+
+
+def test_seq_comparisons_across_the_wrap() -> None:
+    top = SEQ_MOD - 5
+    assert seq_lt(top, 3) and seq_gt(3, top) and seq_le(top, top) and seq_ge(3, 3)
+    assert seq_diff(3, top) == 8 and seq_diff(top, 3) == -8
+    assert not seq_lt(3, top)
+
+
+def test_r1_warning_and_user_timeout() -> None:
+    from tests.tcp.harness import PLAIN
+
+    cfg = dataclasses.replace(PLAIN, r1_retries=2, r2_retries=50, user_timeout=20.0)
+    d = Duo(cfg, cfg)
+    d.open()
+    drain(d.a)
+    d.a.send(b"x", d.now)
+    d.out_a()
+    while d.a.state is State.ESTABLISHED:
+        d.fire_next(d.a)
+        d.out_a()
+    got = drain(d.a)
+    assert ev.DeliveryProblem(2) in got
+    assert ev.TimedOut("retransmit") in got
+    # Retransmissions at 1, 3, 7, 15, then the user timeout (20 s after the
+    # first retransmission at t=1) fires with the expiry at t=31.
+    assert d.now == 31.0
