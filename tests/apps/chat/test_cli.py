@@ -160,19 +160,21 @@ def test_port_in_use_is_one_line_and_status_2() -> None:
 
 def test_user_mistakes_are_status_2() -> None:
     with socket.socket() as s:
+        # Bound but not listening: connecting is refused, and nobody can take the port.
         s.bind(("127.0.0.1", 0))
-        free = s.getsockname()[1]  # nobody listens here
-    cases = [
-        ("chat", "join", "--nick", "ada", "--port", str(free)),  # connection refused
-        ("chat", "join", "--nick", "bad nick", "--port", str(free)),
-        ("chat", "serve", "--port", "70000"),
-        ("chat", "serve", "--host", "256.1.1.1", "--port", "0"),
-        ("chat", "serve", "--heartbeat", "-1"),
-    ]
-    for args in cases:
-        r = _run(*args)
-        assert r.returncode == 2, (args, r)
-        assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, (args, r.stderr)
+        free = s.getsockname()[1]
+        cases = [
+            ("chat", "join", "--nick", "ada", "--port", str(free)),  # connection refused
+            ("chat", "say", "--nick", "ada", "--port", str(free), "hi"),
+            ("chat", "join", "--nick", "bad nick", "--port", str(free)),
+            ("chat", "serve", "--port", "70000"),
+            ("chat", "serve", "--host", "256.1.1.1", "--port", "0"),
+            ("chat", "serve", "--heartbeat", "-1"),
+        ]
+        for args in cases:
+            r = _run(*args)
+            assert r.returncode == 2, (args, r)
+            assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, (args, r.stderr)
 
 
 def test_help_everywhere() -> None:
@@ -182,7 +184,7 @@ def test_help_everywhere() -> None:
 
 
 def test_demo_runs_the_scripted_chat(tmp_path: Path) -> None:
-    r = _run("demo", "--out", str(tmp_path))
+    r = _run("demo", "--chat", "--out", str(tmp_path))
     assert r.returncode == 0, r.stderr
     text = (tmp_path / "chat.txt").read_text()
     for needle in (
