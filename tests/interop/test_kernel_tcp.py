@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sys
 from collections.abc import Awaitable, Callable
 from ipaddress import IPv4Address, IPv4Interface
 
@@ -155,7 +156,7 @@ print("done", flush=True)
 def test_synack_client_to_kernel_server_both_close_orders(mode: str) -> None:
     async def main(net: NsNet, d: HostDriver) -> None:
         proc = await asyncio.create_subprocess_exec(
-            *net.exec_args(__import__("sys").executable, "-c", KERNEL_SERVER, mode),
+            *net.exec_args(sys.executable, "-c", KERNEL_SERVER, mode),
             stdout=asyncio.subprocess.PIPE,
         )
         assert proc.stdout is not None
@@ -186,3 +187,48 @@ def test_synack_client_to_kernel_server_both_close_orders(mode: str) -> None:
         assert stream.key[2] == IPv4Address(net.kernel_ip)
 
     run(main)
+
+
+KERNEL_UPPER = """
+import socket
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("0.0.0.0", 8002)); srv.listen(); srv.settimeout(20)
+print("ready", flush=True)
+c, _ = srv.accept()
+while data := c.recv(65536):
+    c.sendall(data.upper())
+c.close()
+"""
+
+
+def test_blocking_socket_api_client_to_kernel_server() -> None:
+    import subprocess
+
+    from synack.stack.sockets import Runtime
+
+    with nsnet() as net:
+        server = subprocess.Popen(
+            net.exec_args(sys.executable, "-c", KERNEL_UPPER), stdout=subprocess.PIPE, text=True
+        )
+        rt = Runtime()
+        try:
+            assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+            host = Host(
+                HostConfig(
+                    mac=MAC, interface=IPv4Interface(net.synack_cidr), mtu=net.mtu, name="synack"
+                ),
+                rng=random.Random(3),
+            )
+            socket = rt.add_host(host, TapLink(net.tap))
+            with socket.create_connection((net.kernel_ip, 8002), timeout=10) as s:
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                s.sendall(b"abc" * 50_000)
+                s.shutdown(socket.SHUT_WR)
+                got = bytearray()
+                while chunk := s.recv(65536):
+                    got += chunk
+                assert bytes(got) == b"ABC" * 50_000
+        finally:
+            rt.close()
+            server.kill()
+            server.wait()

@@ -223,6 +223,23 @@ def test_socket_errors_match_stdlib(stack: object) -> None:
             assert addr == c.getsockname() and conn.getpeername() == addr
             c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             c.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            c.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 30)
+            c.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 5)
+            c.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 3)
+            cfg = c._stream.conn.config
+            assert (
+                cfg.nodelay,
+                cfg.keepalive,
+                cfg.keepalive_idle,
+                cfg.keepalive_interval,
+                cfg.keepalive_count,
+            ) == (
+                True,
+                True,
+                30.0,
+                5.0,
+                3,
+            )
             c.sendall(b"x" * 100_000)
             c.shutdown(socket.SHUT_WR)
             buf = bytearray(4096)
@@ -233,3 +250,14 @@ def test_socket_errors_match_stdlib(stack: object) -> None:
             conn.close()
     with pytest.raises(OSError):
         socket.socket(socket.AF_INET, socket.SOCK_DGRAM).bind(("10.9.9.9", 0))
+    # Buffer sizes apply to connections made after setting them.
+    with socket.socket() as small:
+        small.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+        assert small.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) == 8192
+    # UDP to a closed port on a connected socket: ConnectionRefusedError, as Linux.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+        u.settimeout(2)
+        u.connect(("127.0.0.1", 5))
+        u.send(b"anyone?")
+        with pytest.raises(ConnectionRefusedError):
+            u.recv(100)
