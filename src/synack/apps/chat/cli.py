@@ -239,10 +239,18 @@ async def _send_line(client: ChatClient, line: str) -> bool:
     return True
 
 
+def _refused(exc: ChatError) -> int:
+    sys.stderr.write(f"synack: the server refused: {exc}\n")
+    return 1
+
+
 def _join(args: argparse.Namespace) -> int:
-    if sys.stdin.isatty() and sys.stdout.isatty() and not args.json:
-        return asyncio.run(_join_tty(args))
-    return asyncio.run(_join_lines(args))
+    try:
+        if sys.stdin.isatty() and sys.stdout.isatty() and not args.json:
+            return asyncio.run(_join_tty(args))
+        return asyncio.run(_join_lines(args))
+    except ChatError as exc:
+        return _refused(exc)
 
 
 async def _join_lines(args: argparse.Namespace) -> int:
@@ -342,7 +350,10 @@ async def _join_tty(args: argparse.Namespace) -> int:
 
 
 def _say(args: argparse.Namespace) -> int:
-    return asyncio.run(_say_async(args))
+    try:
+        return asyncio.run(_say_async(args))
+    except ChatError as exc:
+        return _refused(exc)
 
 
 async def _say_async(args: argparse.Namespace) -> int:
