@@ -37,7 +37,7 @@ from synack.tcp import events as tev
 from synack.tcp.config import TcpConfig
 from synack.tcp.states import State
 from synack.trace.html import write_html
-from synack.trace.model import Trace, TraceBuilder
+from synack.trace.model import Note, Trace, TraceBuilder
 from synack.trace.terminal import SequenceDiagram
 from synack.wire import ethernet as weth
 from synack.wire import ipv4 as wip
@@ -192,12 +192,12 @@ class Tour:
         tcp = TcpConfig(msl=MSL)
         self.hosts: dict[str, Host] = {}
         self.nodes: dict[str, _RecordingHostNode] = {}
-        sw1, _ = self.lan.switch()
-        sw2, _ = self.lan.switch()
-        for name, ip, gw, last, sw in (
-            ("A", A_IP, R1_IP, 1, sw1),
-            ("B", B_IP, R1_IP, 2, sw1),
-            ("C", C_IP, R2_IP, 3, sw2),
+        sw1, switch1 = self.lan.switch()
+        sw2, switch2 = self.lan.switch()
+        for name, ip, gw, last, sw, switch in (
+            ("A", A_IP, R1_IP, 1, sw1, switch1),
+            ("B", B_IP, R1_IP, 2, sw1, switch1),
+            ("C", C_IP, R2_IP, 3, sw2, switch2),
         ):
             host = Host(
                 HostConfig(
@@ -213,9 +213,7 @@ class Tour:
             host.observers.append(self.rec.observe)
             node = _RecordingHostNode(host, self.rec, lambda: self.lan.now)
             index = self.lan.add(node)
-            switch_node = self.lan._nodes[sw]
-            port = switch_node.switch.add_port()  # type: ignore[attr-defined]
-            self.lan.connect(index, 0, sw, port, name)
+            self.lan.connect(index, 0, sw, switch.add_port(), name)
             self.hosts[name] = host
             self.nodes[name] = node
         router = Router(
@@ -225,16 +223,15 @@ class Tour:
             ]
         )
         r_index = self.lan.add(_RecordingRouterNode(router, self.rec, {R1_IP, R2_IP}))
-        for port, sw in enumerate((sw1, sw2)):
-            switch_node = self.lan._nodes[sw]
-            self.lan.connect(r_index, port, sw, switch_node.switch.add_port())  # type: ignore[attr-defined]
+        for port, (sw, switch) in enumerate(((sw1, switch1), (sw2, switch2))):
+            self.lan.connect(r_index, port, sw, switch.add_port(), "router")
         self.result = TourResult(
             trace=TraceBuilder().build(),
             pcap=out_dir / "demo.pcap",
             html=out_dir / "demo.html",
             frames=0,
         )
-        self._stage_start = 0
+        self._stage_title = ""
 
     # -- narration -----------------------------------------------------------------
 
@@ -244,15 +241,20 @@ class Tour:
     def stage(self, number: int, title: str, explain: str) -> None:
         if self.pause is not None and number > 1:
             self.pause(title)
-        self.rec.builder.add_note(self.lan.now, f"{number}. {title}")
-        self._stage_note = sum(1 for _ in self.rec.builder._log)
+        self._stage_title = f"{number}. {title}"
+        self.rec.builder.add_note(self.lan.now, self._stage_title)
         self.console.rule(f"[bold]{number}. {title}")
         self.say(explain)
 
     def show(self) -> None:
         """Print the sequence diagram of the stage that just ran."""
         trace = self.rec.builder.build()
-        start = self._stage_note  # items of this stage follow its note
+        # The stage's items follow its note.
+        start = 1 + next(
+            i
+            for i, it in enumerate(trace.items)
+            if isinstance(it, Note) and it.text == self._stage_title
+        )
         window = trace.window(start)
         for line in SequenceDiagram(window, self.width, origin=0.0).lines():
             self.console.print(line, no_wrap=True, overflow="ignore", crop=False)
