@@ -403,3 +403,25 @@ def test_a_client_that_never_reads_is_dropped_as_too_slow() -> None:
 
     server = asyncio.run(run_with_server(body, ChatConfig(rate=0, max_queue=64 * 1024)))
     assert server.stats["too-slow"] == 1
+
+
+def test_direct_and_broadcast_interleaved_keep_both_orders() -> None:
+    async def body(server: ChatServer, port: int) -> None:
+        ada, bob, cleo = await registered(port, "ada", "bob", "cleo")
+        plan = [(f"m{i}", "bob" if i % 3 == 0 else None) for i in range(60)]
+        blob = b"".join(
+            struct.pack(">I", len(p)) + p
+            for p in (json.dumps({"type": "say", "text": t, "to": to}).encode() for t, to in plan)
+        )
+        ada.send_bytes(blob)  # one write: many frames, handled in one loop turn
+        expect_bob = [t for t, _ in plan]
+        expect_cleo = [t for t, to in plan if to is None]
+        for p, want in ((ada, expect_bob), (bob, expect_bob), (cleo, expect_cleo)):
+            got = await p.until(lambda m, last=want[-1]: m.get("text") == last)
+            msgs = [m for m in got if m["type"] == "msg"]
+            assert [m["text"] for m in msgs] == want  # the sender's order
+            ids = [m["id"] for m in msgs]
+            assert ids == sorted(ids)  # increasing id order
+            assert all(m["to"] == ("bob" if int(m["text"][1:]) % 3 == 0 else None) for m in msgs)
+
+    asyncio.run(run_with_server(body, ChatConfig(rate=0)))
