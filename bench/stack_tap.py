@@ -207,6 +207,39 @@ def bench_kernel(mtu: int, seconds: float) -> dict[str, float]:
         subprocess.run(["ip", "netns", "del", b], timeout=10)
 
 
+CHURN = r"""
+import json, socket, sys, time
+ip, total = sys.argv[1], int(sys.argv[2])
+rates = []
+t0 = time.perf_counter()
+for i in range(1, total + 1):
+    with socket.create_connection((ip, 13), timeout=10) as c:
+        while c.recv(100): pass
+    if i % 1000 == 0:
+        t = time.perf_counter(); rates.append(1000 / (t - t0)); t0 = t
+print(json.dumps(rates))
+"""
+
+
+async def churn(total: int) -> tuple[list[float], int]:
+    """Connections/s per block of 1000 over ``total`` connections, and how many
+    connections the host still holds (TIME-WAIT) at the end."""
+    with nsnet(1500) as net:
+        host = Host(
+            HostConfig(
+                mac=b"\x02SYN\x00\x02", interface=IPv4Interface(net.synack_cidr), mtu=net.mtu
+            ),
+            rng=random.Random(1),
+        )
+        d = HostDriver(host, TapLink(net.tap))
+        d.start()
+        await synack_servers(d)
+        out = await net.py(CHURN, net.synack_ip, str(total), timeout=300)
+        held = len(host.connections)
+        d.close()
+        return json.loads(out), held
+
+
 def startup() -> float:
     """Seconds from exec of ``synack stack serve`` to its first ``listening on`` line."""
     tag = secrets.token_hex(3)
@@ -249,6 +282,9 @@ def startup() -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=2.0)
+    ap.add_argument(
+        "--churn", type=int, default=10_000, help="connections for the CPU-flatness figure"
+    )
     args = ap.parse_args()
     if os.geteuid() != 0 or not os.path.exists("/dev/net/tun"):
         sys.exit("needs root and /dev/net/tun")
@@ -267,6 +303,11 @@ def main() -> None:
             f"  vs PyTCP anchors: in {syn['in_MBps'] / 0.5:.1f}x (0.5 MB/s), "
             f"out {syn['out_MBps'] / 1.0:.1f}x (~1.0 MB/s), echo RTT p50 {1.2 / syn['rtt_p50_ms']:.1f}x faster (1.2 ms)"
         )
+    rates, held = asyncio.run(churn(args.churn))
+    print(
+        f"\n{args.churn} short connections: {rates[0]:.0f}/s in the first 1000, {rates[-1]:.0f}/s in the last"
+        f" (last/first {rates[-1] / rates[0]:.2f}; {held} connections held in TIME-WAIT at the end)"
+    )
     s = startup()
     print(
         f"\nstart-up of 'synack stack serve' to 'listening on': {s:.3f} s (PyTCP anchor 7.9 s: {7.9 / s:.0f}x)"
