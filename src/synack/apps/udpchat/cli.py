@@ -243,7 +243,7 @@ async def _main(args: argparse.Namespace, book: ContactBook) -> None:
                 reader.result()
                 # End of input: finish what was sent (acked or given up on).
                 if peer.pending and interactive:
-                    ui.error(f"waiting for {peer.pending} acknowledgement(s)...")
+                    sys.stderr.write(f"waiting for {peer.pending} acknowledgement(s)...\n")
                 finishing = asyncio.ensure_future(endpoint.wait_idle())
                 await asyncio.wait({finishing, stopper}, return_when=asyncio.FIRST_COMPLETED)
                 finishing.cancel()
