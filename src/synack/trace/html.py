@@ -513,12 +513,12 @@ def _packet_list(trace: Trace) -> str:
             f'<tr class="{" ".join(classes)}" data-index="{ev.index}"><td>{ev.index + 1}</td>'
             f"<td>{ev.time - start:.6f}</td><td>{escape(trace.lane_name(ev.src))}</td>"
             f"<td>{escape(trace.lane_name(ev.dst))}</td><td>{escape(ev.protocol)}</td>"
-            f"<td>{escape(ev.summary)}</td><td>{escape(', '.join(marks))}</td>"
-            f"<td>{escape(states)}</td></tr>"
+            f"<td>{escape(', '.join(marks))}</td><td>{escape(states)}</td>"
+            f"<td>{escape(ev.summary)}</td></tr>"
         )
     return (
         '<table id="packets"><thead><tr><th>No.</th><th>Time</th><th>Source</th>'
-        "<th>Destination</th><th>Protocol</th><th>Info</th><th>Marks</th><th>States</th>"
+        "<th>Destination</th><th>Protocol</th><th>Marks</th><th>States</th><th>Info</th>"
         f"</tr></thead><tbody>{''.join(rows)}</tbody></table>"
     )
 
