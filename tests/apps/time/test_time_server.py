@@ -223,3 +223,32 @@ def test_query_without_server_fails_cleanly() -> None:
         )
     assert proc.returncode == 1
     assert "no answer" in proc.stderr and sys.executable not in proc.stderr
+
+
+def test_fuzzed_sntp_over_the_wire_never_stops_the_server(server: ServerProc) -> None:
+    """Seeded garbage and near-valid packets at the real socket, then a real client."""
+    import random
+
+    rng = random.Random(99)
+    port = server.ports["sntp"]
+    answered = 0
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.setblocking(False)
+        for i in range(600):
+            size = rng.choice(
+                [0, 1, 47, 48, 49, 64, 68, 120, 1024, 1025, 1400, rng.randrange(2000)]
+            )
+            data = bytearray(rng.randbytes(size))
+            if data and i % 2:
+                data[0] = (data[0] & 0xC0) | (rng.randrange(8) << 3) | rng.randrange(8)
+            s.sendto(bytes(data), ("127.0.0.1", port))
+            try:
+                while True:
+                    reply = s.recv(2048)
+                    answered += 1
+                    assert len(reply) == 48 and reply[0] & 7 == 4
+            except BlockingIOError:
+                pass
+    assert server.proc.poll() is None
+    r = ntplib.NTPClient().request("127.0.0.1", port=port, version=4, timeout=2)
+    assert r.mode == 4 and abs(r.offset) < 0.05
