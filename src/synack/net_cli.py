@@ -385,7 +385,7 @@ def interfaces() -> list[Interface]:
     """This machine's interfaces with MAC, MTU, state and IPv4 addresses (standard library only)."""
     result = {index: Interface(name, index) for index, name in socket.if_nameindex()}
     for iface in result.values():
-        iface.mac = _sysfs(iface.name, "address")
+        iface.mac = _sysfs(iface.name, "address") or None  # TUN and other L3 devices have none
         mtu = _sysfs(iface.name, "mtu")
         iface.mtu = int(mtu) if mtu and mtu.isdigit() else None
         iface.state = _sysfs(iface.name, "operstate")
