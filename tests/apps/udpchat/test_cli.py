@@ -98,7 +98,7 @@ def test_two_peers_exchange_and_contact_names(tmp_path: Path) -> None:
     bob, bob_port = start_peer("--name", "bob")
     try:
         book.write_text(f'[contacts]\nbob = "127.0.0.1:{bob_port}"\n')
-        alice, _alice_port = start_peer("--name", "alice", "--contacts", str(book))
+        alice, alice_port = start_peer("--name", "alice", "--contacts", str(book))
         a_events, _ = finish(
             alice, ["/to bob", "hello bob", "/to bob direct \u00e9t\u00e9", "/quit", "ignored"]
         )
@@ -110,6 +110,7 @@ def test_two_peers_exchange_and_contact_names(tmp_path: Path) -> None:
         ("alice", "hello bob"),
         ("alice", "direct \u00e9t\u00e9"),
     ]
+    assert all(m["addr"] == f"127.0.0.1:{alice_port}" for m in msgs)
     delivered = [e for e in a_events if e["type"] == "delivered"]
     assert sorted(e["id"] for e in delivered) == sorted(m["id"] for m in msgs)
     assert all(e["to"] == "bob" for e in delivered)

@@ -110,10 +110,15 @@ class Ui:
     def on_event(self, event: Event) -> None:
         if isinstance(event, MessageReceived):
             # §4: a source in the book is shown under that contact's name.
-            shown = self.book.name_of(event.source) or event.sender
+            contact = self.book.name_of(event.source)
+            shown = contact or event.sender
+            addr = f"{event.source[0]}:{event.source[1]}"
+            # A stranger's self-chosen name is shown with its address, so it
+            # cannot pass for a contact of the same name.
+            label = contact or f"{event.sender} ({addr})"
             self._emit(
-                {"type": "msg", "from": shown, "id": event.id, "text": event.text},
-                f"[{shown}] {event.text}",
+                {"type": "msg", "from": shown, "id": event.id, "text": event.text, "addr": addr},
+                f"[{label}] {event.text}",
             )
         elif isinstance(event, Delivered):
             to = self.book.label(event.to)
