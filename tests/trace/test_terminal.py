@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from rich.console import Console
 
 from synack.trace.model import TraceBuilder
@@ -89,3 +90,21 @@ def test_narrow_terminal_truncates_labels_but_keeps_arrows() -> None:
     lines = [ln.plain for ln in SequenceDiagram(b.build(), width=60).lines()]
     assert all(len(ln) <= 60 for ln in lines)
     assert sum("▶" in ln or "◀" in ln for ln in lines) == 12
+
+
+def test_a_terminal_gets_colour_and_at_most_terminal_frames(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import synack.trace.terminal as terminal
+
+    monkeypatch.setattr(terminal, "TERMINAL_FRAMES", 5)
+    b = TraceBuilder()
+    for t, f in CONVERSATION:
+        b.add_frame(t, f)
+    out = io.StringIO()
+    console = Console(file=out, width=120, force_terminal=True, color_system="standard")
+    render(b.build(), console)
+    text = out.getvalue()
+    assert "\x1b[" in text  # styled
+    assert text.count("▶") + text.count("◀") == 5
+    assert f"… {len(CONVERSATION) - 5} more frames" in text

@@ -20,6 +20,7 @@ from synack.trace.model import Note, StateChange, Trace, TraceEvent, state_name
 from synack.wire.tcp import TcpFlags
 
 TIME_WIDTH = 9
+TERMINAL_FRAMES = 2000
 
 _STATE_STYLE: dict[State, str] = {
     State.ESTABLISHED: "bold green",
@@ -232,8 +233,30 @@ def render(trace: Trace, console: Console | None = None, width: int | None = Non
     """Print ``trace`` as a sequence diagram, followed by one line per connection."""
     console = console or Console()
     diagram = SequenceDiagram(trace, width or min(console.width, 140))
-    for line in diagram.lines():
-        console.print(line, overflow="crop", no_wrap=True, soft_wrap=True)
+    if not console.is_terminal and console.file is not None and not console.record:
+        # Piped: plain lines, without paying for rich's rendering line by line.
+        for line in diagram.lines():
+            console.file.write(line.plain + "\n")
+    else:
+        # rich renders a few thousand styled lines a second: a terminal gets
+        # the first TERMINAL_FRAMES frames (pipe the output for all of them).
+        shown = 0
+        batch: list[Text] = []
+        for line in diagram.lines():
+            batch.append(line)
+            if "▶" in line.plain or "◀" in line.plain or "✗" in line.plain:
+                shown += 1
+                if shown >= TERMINAL_FRAMES:
+                    break
+        console.print(Text("\n").join(batch), overflow="crop", no_wrap=True, soft_wrap=True)
+        if len(trace.events) > shown >= TERMINAL_FRAMES:
+            console.print(
+                Text(
+                    f"… {len(trace.events) - shown} more frames: pipe the output, or use "
+                    "--connection N or --html",
+                    "yellow",
+                )
+            )
     for conn in trace.connections:
         how = "inferred from the segments" if conn.inferred else "recorded by the connections"
         final = " / ".join(state_name(s) for s in conn.final)
