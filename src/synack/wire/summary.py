@@ -125,7 +125,9 @@ def summarize_icmp(message: icmp.IcmpMessage) -> str:
     if m.type == icmp.TYPE_DEST_UNREACHABLE:
         return f"ICMP {_unreachable_text(m)}, length {length}"
     if m.type == icmp.TYPE_TIME_EXCEEDED:
-        what = "in-transit" if m.code == 0 else "reassembly" if m.code == 1 else f"code {m.code}"
+        if m.code == 1:
+            return f"ICMP ip reassembly time exceeded, length {length}"
+        what = "in-transit" if m.code == 0 else f"code {m.code}"
         return f"ICMP time exceeded {what}, length {length}"
     name = ICMP_TYPE_NAMES.get(m.type, f"type {m.type}")
     return f"ICMP {name}, code {m.code}, length {length}"
@@ -192,40 +194,49 @@ def summarize_ip(data: bytes | memoryview) -> str:
 
 
 def summarize_ipv4(packet: ipv4.Ipv4Packet) -> str:
+    """The tcpdump line for a parsed packet; fragments get ``(frag ID:LEN@OFFSET[+])`` at the end."""
+    line = _ipv4_line(packet)
     p = packet
-    frag = ""
     if p.is_fragment:
-        frag = f" (frag {p.ident}:{len(p.payload)}@{p.frag_offset * 8}{'+' if p.more_fragments else ''})"
-        if p.frag_offset:
-            # Later fragments carry no transport header to summarise.
-            return f"IP {p.src} > {p.dst}:{frag} ip-proto-{p.proto}"
+        line += f" (frag {p.ident}:{len(p.payload)}@{p.frag_offset * 8}{'+' if p.more_fragments else ''})"
+    return line
+
+
+def _ipv4_line(p: ipv4.Ipv4Packet) -> str:
+    if p.frag_offset:
+        # Later fragments carry no transport header to summarise.
+        return f"IP {p.src} > {p.dst}: ip-proto-{p.proto}"
     ports = _ports(p.payload)
     if p.proto not in (ipv4.PROTO_TCP, ipv4.PROTO_UDP, ipv4.PROTO_ICMP):
         name = IP_PROTO_NAMES.get(p.proto, f"ip-proto-{p.proto}")
-        return f"IP {p.src} > {p.dst}:{frag} {name}, length {len(p.payload)}"
+        return f"IP {p.src} > {p.dst}: {name}, length {len(p.payload)}"
+    if p.more_fragments and p.proto == ipv4.PROTO_UDP and len(p.payload) >= 8 and ports is not None:
+        # A first fragment holds only part of the datagram: report its UDP header as it stands.
+        length = int.from_bytes(p.payload[4:6], "big")
+        return f"IP {p.src}.{ports[0]} > {p.dst}.{ports[1]}: UDP, length {max(length - 8, 0)}"
     # A first fragment's transport checksum covers the whole datagram: not checkable here.
     try:
-        return _transport_line(p, frag, verify=not p.more_fragments)
+        return _transport_line(p, verify=not p.more_fragments)
     except MalformedPacket as exc:
         if exc.reason == "bad-checksum":
             # Show what the segment says anyway, and that it is damaged.
             try:
-                return f"{_transport_line(p, frag, verify=False)} {_fault(exc)}"
+                return f"{_transport_line(p, verify=False)} {_fault(exc)}"
             except MalformedPacket as worse:
                 exc = worse
         if p.proto != ipv4.PROTO_ICMP and ports is not None:
-            return f"IP {p.src}.{ports[0]} > {p.dst}.{ports[1]}:{frag} {_fault(exc)}"
-        return f"IP {p.src} > {p.dst}:{frag} {_fault(exc)}"
+            return f"IP {p.src}.{ports[0]} > {p.dst}.{ports[1]}: {_fault(exc)}"
+        return f"IP {p.src} > {p.dst}: {_fault(exc)}"
 
 
-def _transport_line(p: ipv4.Ipv4Packet, frag: str, *, verify: bool) -> str:
+def _transport_line(p: ipv4.Ipv4Packet, *, verify: bool) -> str:
     if p.proto == ipv4.PROTO_TCP:
         seg = tcp.parse(p.payload, p.src, p.dst, verify_checksum=verify)
-        return f"IP {p.src}.{seg.src_port} > {p.dst}.{seg.dst_port}:{frag} {summarize_tcp(seg)}"
+        return f"IP {p.src}.{seg.src_port} > {p.dst}.{seg.dst_port}: {summarize_tcp(seg)}"
     if p.proto == ipv4.PROTO_UDP:
         dg = udp.parse(p.payload, p.src, p.dst, verify_checksum=verify)
-        return f"IP {p.src}.{dg.src_port} > {p.dst}.{dg.dst_port}:{frag} {summarize_udp(dg)}"
-    return f"IP {p.src} > {p.dst}:{frag} {summarize_icmp(icmp.parse(p.payload, verify_checksum=verify))}"
+        return f"IP {p.src}.{dg.src_port} > {p.dst}.{dg.dst_port}: {summarize_udp(dg)}"
+    return f"IP {p.src} > {p.dst}: {summarize_icmp(icmp.parse(p.payload, verify_checksum=verify))}"
 
 
 def _ports(data: bytes) -> tuple[int, int] | None:
