@@ -242,3 +242,95 @@ def test_tshark_accepts_synack_pcaps(tmp_path: Path, linktype: int, nanosecond: 
         assert out.count("Address Resolution Protocol (reply)") == 1
     if nanosecond:
         assert "Epoch Time: 1700000000.125000000 seconds" in out
+
+
+# tshark field -> (synack layer, synack field): where Wireshark puts each field
+# must be where synack's dissection says it is (the trace page highlights it).
+FIELD_MAP = {
+    "eth.dst": ("Ethernet", "Destination"),
+    "eth.src": ("Ethernet", "Source"),
+    "eth.type": ("Ethernet", "EtherType"),
+    "arp.hw.type": ("ARP", "Hardware type"),
+    "arp.proto.type": ("ARP", "Protocol type"),
+    "arp.hw.size": ("ARP", "Hardware size"),
+    "arp.proto.size": ("ARP", "Protocol size"),
+    "arp.opcode": ("ARP", "Opcode"),
+    "arp.src.hw_mac": ("ARP", "Sender MAC"),
+    "arp.src.proto_ipv4": ("ARP", "Sender IP"),
+    "arp.dst.hw_mac": ("ARP", "Target MAC"),
+    "arp.dst.proto_ipv4": ("ARP", "Target IP"),
+    "ip.version": ("IPv4", "Version"),
+    "ip.hdr_len": ("IPv4", "IHL"),
+    "ip.dsfield.dscp": ("IPv4", "DSCP"),
+    "ip.dsfield.ecn": ("IPv4", "ECN"),
+    "ip.len": ("IPv4", "Total length"),
+    "ip.id": ("IPv4", "Identification"),
+    "ip.flags": ("IPv4", "Flags"),
+    "ip.frag_offset": ("IPv4", "Fragment offset"),
+    "ip.ttl": ("IPv4", "TTL"),
+    "ip.proto": ("IPv4", "Protocol"),
+    "ip.checksum": ("IPv4", "Header checksum"),
+    "ip.src": ("IPv4", "Source"),
+    "ip.dst": ("IPv4", "Destination"),
+    "tcp.srcport": ("TCP", "Source port"),
+    "tcp.dstport": ("TCP", "Destination port"),
+    "tcp.seq_raw": ("TCP", "Sequence number"),
+    "tcp.ack_raw": ("TCP", "Acknowledgment number"),
+    "tcp.hdr_len": ("TCP", "Data offset"),
+    "tcp.window_size_value": ("TCP", "Window"),
+    "tcp.checksum": ("TCP", "Checksum"),
+    "tcp.urgent_pointer": ("TCP", "Urgent pointer"),
+    "tcp.options.mss": ("TCP", "MSS"),
+    "tcp.options.wscale": ("TCP", "Window scale"),
+    "tcp.options.sack_perm": ("TCP", "SACK permitted"),
+    "tcp.options.timestamp": ("TCP", "Timestamps"),
+    "tcp.options.sack": ("TCP", "SACK"),
+    "udp.srcport": ("UDP", "Source port"),
+    "udp.dstport": ("UDP", "Destination port"),
+    "udp.length": ("UDP", "Length"),
+    "udp.checksum": ("UDP", "Checksum"),
+    "icmp.type": ("ICMP", "Type"),
+    "icmp.code": ("ICMP", "Code"),
+    "icmp.checksum": ("ICMP", "Checksum"),
+    "icmp.ident": ("ICMP", "Identifier"),
+    "icmp.seq": ("ICMP", "Sequence number"),
+    "icmp.mtu": ("ICMP", "Next-hop MTU"),
+}
+
+
+def test_dissection_byte_ranges_match_wireshark(tmp_path: Path) -> None:
+    import xml.etree.ElementTree as ET
+
+    from synack.wire.dissect import dissect
+
+    frames = _ethernet_frames()
+    path = tmp_path / "fields.pcap"
+    write_pcap(path, [(1_700_000_000 + i, f) for i, f in enumerate(frames)])
+    pdml = subprocess.run(
+        ["tshark", "-n", "-r", str(path), "-T", "pdml"], capture_output=True, timeout=120
+    )
+    assert pdml.returncode == 0, pdml.stderr
+    packets = ET.fromstring(pdml.stdout).findall("packet")
+    assert len(packets) == len(frames)
+    compared = 0
+    for frame, packet in zip(frames, packets, strict=True):
+        theirs: dict[str, tuple[int, int]] = {}
+        for f in packet.iter("field"):
+            name = f.get("name", "")
+            # The first occurrence is the outer header (ICMP errors quote a second one).
+            if name in FIELD_MAP and name not in theirs:
+                theirs[name] = (int(f.get("pos", "-1")), int(f.get("size", "-1")))
+        ours: dict[tuple[str, str], tuple[int, int]] = {}
+        for layer in dissect(frame):
+            for f in layer.fields:
+                base = layer.name.removesuffix(" (quoted)")
+                ours.setdefault((base, f.name), (f.byte_offset, f.byte_length))
+        for name, where in theirs.items():
+            assert ours.get(FIELD_MAP[name]) == where, (
+                name,
+                FIELD_MAP[name],
+                where,
+                ours.get(FIELD_MAP[name]),
+            )
+            compared += 1
+    assert compared > 300
