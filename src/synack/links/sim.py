@@ -449,42 +449,48 @@ class TcpSimPair:
         self._pump(self.client, self.client_app, now)
 
     def _pump(self, conn: TcpConnection, app: SimApp, now: float) -> None:
-        """Let the app act, drain events, flush segments, re-arm the timer."""
-        while True:
-            progressed = False
-            if app.read and conn.readable_bytes and not (app.full_close and app.closed_write):
-                app.received += conn.receive()
-                progressed = True
-            state = conn.state
-            if app.sent < len(app.outgoing) and state in _APP_SEND_STATES:
+        """Let the app act, drain events, flush segments, re-arm the timer.
+
+        One pass suffices: events first (an EndOfStream may let the app
+        close), then read, write and maybe close, then the events those
+        calls produced.
+        """
+        self._drain(conn, app)
+        if app.read and conn.readable_bytes and not (app.full_close and app.closed_write):
+            app.received += conn.receive()
+        state = conn.state
+        sent = app.sent
+        if sent < len(app.outgoing) and state in _APP_SEND_STATES:
+            # Write chunk by chunk while there is room (chunk 1: byte at a time).
+            while sent < len(app.outgoing):
                 take = min(app.chunk, conn.send_space)
-                if take:
-                    n = conn.send(app.outgoing[app.sent : app.sent + take], now)
-                    app.sent += n
-                    progressed = n > 0 or progressed
-            if (
-                app.close_after_sending
-                and not app.closed_write
-                and (app.eof or not app.close_on_eof)
-                and app.sent == len(app.outgoing)
-                and (state is State.ESTABLISHED or state is State.CLOSE_WAIT)
-            ):
-                app.closed_write = True
-                if app.full_close:
-                    conn.close(now)
-                else:
-                    conn.shutdown_write(now)
-                progressed = True
-            while (event := conn.next_event()) is not None:
-                progressed = True
-                if type(event) is tcp_events.DataAvailable:
-                    continue  # the app reads on every pump; not worth keeping
-                app.events.append(event)
-                if type(event) is tcp_events.EndOfStream:
-                    app.eof = True
-            if not progressed:
-                break
+                if not take:
+                    break
+                sent += conn.send(app.outgoing[sent : sent + take], now)
+            app.sent = sent
+        if (
+            app.close_after_sending
+            and not app.closed_write
+            and (app.eof or not app.close_on_eof)
+            and sent == len(app.outgoing)
+            and (state is State.ESTABLISHED or state is State.CLOSE_WAIT)
+        ):
+            app.closed_write = True
+            if app.full_close:
+                conn.close(now)
+            else:
+                conn.shutdown_write(now)
+            self._drain(conn, app)
         self.flush(conn, now)
+
+    @staticmethod
+    def _drain(conn: TcpConnection, app: SimApp) -> None:
+        while (event := conn.next_event()) is not None:
+            if type(event) is tcp_events.DataAvailable:
+                continue  # the app reads on every pump; not worth keeping
+            app.events.append(event)
+            if type(event) is tcp_events.EndOfStream:
+                app.eof = True
 
     def flush(self, conn: TcpConnection, now: float | None = None) -> None:
         """Send what ``conn`` has to send and schedule its next deadline."""
