@@ -58,11 +58,13 @@ def synack_decode_buffered(stream: bytes) -> int:
     dec = FrameDecoder()
     count = 0
     mv = memoryview(stream)
-    for i in range(0, len(stream), READ):
-        chunk = mv[i : i + READ]
+    pos = 0
+    while pos < len(stream):
         buf = dec.get_buffer(-1)
-        buf[: len(chunk)] = chunk  # what recv_into does in the kernel
-        dec.buffer_updated(len(chunk))
+        k = min(len(buf), READ, len(stream) - pos)
+        buf[:k] = mv[pos : pos + k]  # what recv_into does in the kernel
+        dec.buffer_updated(k)
+        pos += k
         count += len(dec.frames())
     return count
 

@@ -47,8 +47,11 @@ _HEADER = struct.Struct(">I")
 _pack = _HEADER.pack
 _unpack_from = _HEADER.unpack_from
 
-# Reads land in a preallocated scratch buffer of this size (one recv's worth).
-_SCRATCH_SIZE = 256 * 1024
+# Reads land in a preallocated scratch buffer. It starts small (a server holds
+# thousands of mostly idle connections) and doubles whenever a read fills it,
+# up to the largest size worth one recv.
+_SCRATCH_MIN = 8 * 1024
+_SCRATCH_MAX = 256 * 1024
 # When this much of a pending body is still missing, the kernel may write it
 # straight into the body's own buffer instead of the scratch (no second copy).
 _DIRECT_MIN = 16 * 1024
@@ -174,7 +177,7 @@ class FrameDecoder:
             return self._body_view[self._have :]
         self._direct = False
         if self._scratch_view is None:
-            self._scratch = bytearray(_SCRATCH_SIZE)
+            self._scratch = bytearray(_SCRATCH_MIN)
             self._scratch_view = memoryview(self._scratch)
         return self._scratch_view
 
@@ -192,8 +195,13 @@ class FrameDecoder:
                 self._body = self._body_view = None
                 self._have = 0
             return
-        assert self._scratch_view is not None
-        view = self._scratch_view[:nbytes]
+        scratch = self._scratch_view
+        assert scratch is not None
+        view = scratch[:nbytes]
+        if nbytes == len(scratch) and nbytes < _SCRATCH_MAX:
+            # The read filled the buffer: more is waiting. Read more at a time.
+            self._scratch = bytearray(2 * nbytes)
+            self._scratch_view = memoryview(self._scratch)
         body = self._body
         if (body is not None and len(body) >= _BIG) or (
             body is None
