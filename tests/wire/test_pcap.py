@@ -190,3 +190,30 @@ def test_fuzz_reader_raises_only_malformed(data: bytes) -> None:
         assert exc.layer == "pcap" and exc.reason in MalformedPacket.REASONS
     else:
         assert all(isinstance(r.data, bytes) for r in records)
+
+
+@settings(max_examples=150)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 0xFFFFFFFF * 10**9 - 1), st.binary(max_size=200)), max_size=8
+    ),
+    st.booleans(),
+    st.sampled_from([LINKTYPE_ETHERNET, LINKTYPE_RAW]),
+)
+def test_round_trip_property(
+    records: list[tuple[int, bytes]], nanosecond: bool, linktype: int
+) -> None:
+    buf = io.BytesIO()
+    with PcapWriter(buf, linktype, nanosecond=nanosecond) as writer:
+        for stamp_ns, frame in records:
+            writer.write_ns(stamp_ns, frame)
+    raw = buf.getvalue()
+    got = read_pcap_bytes(raw)
+    assert [(r.linktype, r.data) for r in got] == [(linktype, f) for _, f in records]
+    # The stored integer fields are exact (ns, or µs rounded to nearest).
+    offset = 24
+    for stamp_ns, frame in records:
+        seconds, fraction = struct.unpack_from("<II", raw, offset)
+        units = seconds * (10**9 if nanosecond else 10**6) + fraction
+        assert units == (stamp_ns if nanosecond else (stamp_ns + 500) // 1000)
+        offset += 16 + len(frame)
