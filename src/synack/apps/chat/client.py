@@ -43,6 +43,7 @@ from synack.framing import DEFAULT_MAX_FRAME, Payload
 __all__ = ["ChatClient", "ChatError", "RawEvent"]
 
 _CLOSED: Final = object()  # end-of-events marker in the queue
+MAX_PENDING_EVENTS: Final = 100_000  # received but not yet consumed by the application
 
 
 class ChatError(SynackError):
@@ -74,6 +75,7 @@ class _ClientProtocol(FramedProtocol):
         self.ping_waiters: collections.deque[asyncio.Future[float]] = collections.deque()
         self.bye_received = False
         self.ignored = 0  # frames this client does not understand (newer server?)
+        self.read_paused = False
         self.error: BaseException | None = None
 
     def frames_received(self, frames: list[Payload]) -> None:
@@ -98,6 +100,11 @@ class _ClientProtocol(FramedProtocol):
             elif isinstance(m, Bye):
                 self.bye_received = True
             self.events.append(RawEvent(m, raw))
+        if len(self.events) > MAX_PENDING_EVENTS and not self.read_paused and self.transport:
+            # The application is not consuming events: stop reading, so the
+            # backlog waits in the kernel and the server's bounded queue instead.
+            self.read_paused = True
+            self.transport.pause_reading()
         self._wake()
 
     def protocol_error(self, exc: RemoteProtocolError) -> None:
@@ -131,6 +138,9 @@ class _ClientProtocol(FramedProtocol):
         if item is _CLOSED:
             return None  # stays in the queue: every later call also sees the end
         self.events.popleft()
+        if self.read_paused and len(self.events) <= MAX_PENDING_EVENTS // 2 and self.transport:
+            self.read_paused = False
+            self.transport.resume_reading()
         assert isinstance(item, RawEvent)
         return item
 
