@@ -213,8 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"  parse vs dpkt,  synack also verifying:    {parse['dpkt parse'] / v:5.2f}x")
     print(
-        f"  parse vs scapy, synack also verifying:    {parse['scapy parse'] / v:5.1f}x   (target >= 20x)"
+        f"  parse vs scapy, same work (no checksum):  {parse['scapy parse'] / u:5.1f}x   (target >= 20x)"
     )
+    print(f"  parse vs scapy, synack also verifying:    {parse['scapy parse'] / v:5.1f}x")
     print(
         f"  build vs dpkt: {build['dpkt build'] / build['synack build']:5.2f}x   build vs scapy: {build['scapy build'] / build['synack build']:5.1f}x"
     )
