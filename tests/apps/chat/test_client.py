@@ -136,3 +136,28 @@ def test_framed_connection_round_trip() -> None:
         srv.close()
 
     asyncio.run(body())
+
+
+def test_client_gives_up_on_a_silent_server() -> None:
+    """A server that stops answering (no FIN, no RST) is noticed by the client's heartbeat."""
+    import json
+    import struct
+
+    async def body() -> None:
+        got: list[bytes] = []
+
+        async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            welcome = json.dumps({"type": "welcome", "nick": "ada", "users": ["ada"]}).encode()
+            writer.write(struct.pack(">I", len(welcome)) + welcome)
+            while data := await reader.read(1024):
+                got.append(data)  # reads (so the client's ping arrives) but never answers
+
+        srv = await asyncio.start_server(mute, "127.0.0.1", 0)
+        port = srv.sockets[0].getsockname()[1]
+        ada = await ChatClient.open("127.0.0.1", port, "ada", heartbeat=0.1)
+        assert [ev async for ev in ada.events()] == []  # ends: the connection is given up
+        assert ada.closed
+        assert b'"ping"' in b"".join(got)  # it asked before giving up
+        srv.close()
+
+    asyncio.run(body())

@@ -66,8 +66,16 @@ class RawEvent:
 
 
 class _ClientProtocol(FramedProtocol):
-    def __init__(self, max_frame: int) -> None:
+    def __init__(self, max_frame: int, heartbeat: float | None) -> None:
         super().__init__(max_frame)
+        # Client-side liveness: after `heartbeat` seconds without a byte from the
+        # server, ping it; after twice that, the connection is dead (a server that
+        # vanished without a FIN or RST would otherwise never be noticed).
+        self.heartbeat = heartbeat
+        self.last_rx = self._loop.time()
+        self.pinged_at = 0.0
+        self.heartbeat_pings = 0  # our own pings whose pong is still due
+        self.timer: asyncio.TimerHandle | None = None
         self.events: collections.deque[RawEvent | object] = collections.deque()
         self.waiters: list[asyncio.Future[None]] = []
         self.closed_event = asyncio.Event()
@@ -78,7 +86,31 @@ class _ClientProtocol(FramedProtocol):
         self.read_paused = False
         self.error: BaseException | None = None
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        if self.heartbeat is not None:
+            self.timer = self._loop.call_later(self.heartbeat, self._on_timer)
+
+    def _on_timer(self) -> None:
+        assert self.heartbeat is not None
+        self.timer = None
+        if self.closed:
+            return
+        now = self._loop.time()
+        silent = now - self.last_rx
+        if silent >= 2 * self.heartbeat:
+            self.error = ConnectionClosed(f"nothing from the server for {silent:.1f} s")
+            self.abort()
+            return
+        if silent >= self.heartbeat and self.pinged_at <= self.last_rx:
+            self.pinged_at = now
+            self.heartbeat_pings += 1
+            self.send_frame(encode_message(Ping()))
+        wait = self.heartbeat - silent if silent < self.heartbeat else 2 * self.heartbeat - silent
+        self.timer = self._loop.call_later(max(wait, 0.01), self._on_timer)
+
     def frames_received(self, frames: list[Payload]) -> None:
+        self.last_rx = self._loop.time()
         for raw in frames:
             try:
                 m = decode_server(raw)
@@ -91,6 +123,9 @@ class _ClientProtocol(FramedProtocol):
                 fut = self.who_waiters.popleft()
                 if not fut.done():
                     fut.set_result(list(m.users))
+                continue
+            elif isinstance(m, Pong) and self.heartbeat_pings and not self.ping_waiters:
+                self.heartbeat_pings -= 1  # the answer to our own heartbeat ping
                 continue
             elif isinstance(m, Pong) and self.ping_waiters:
                 fut_p = self.ping_waiters.popleft()
@@ -112,6 +147,9 @@ class _ClientProtocol(FramedProtocol):
         self.abort()
 
     def closed_by_peer(self, exc: Exception | None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         if self.error is None:
             self.error = exc
         self.closed_event.set()
@@ -165,13 +203,18 @@ class ChatClient:
         *,
         timeout: float = 10.0,
         max_frame: int = DEFAULT_MAX_FRAME,
+        heartbeat: float | None = 45.0,
         create_connection: CreateConnection | None = None,
     ) -> ChatClient:
-        """Connect and register; ``ChatError`` if the server refuses the nick."""
+        """Connect and register; ``ChatError`` if the server refuses the nick.
+
+        ``heartbeat``: seconds of silence from the server before the client pings
+        it; twice that and the connection is given up (None: never).
+        """
         loop = asyncio.get_running_loop()
         opener: CreateConnection = create_connection or loop.create_connection
         _, proto = await asyncio.wait_for(
-            opener(lambda: _ClientProtocol(max_frame), host, port), timeout
+            opener(lambda: _ClientProtocol(max_frame, heartbeat), host, port), timeout
         )
         assert isinstance(proto, _ClientProtocol)
         try:
@@ -199,6 +242,7 @@ class ChatClient:
         *,
         timeout: float = 10.0,
         max_frame: int = DEFAULT_MAX_FRAME,
+        heartbeat: float | None = 45.0,
         create_connection: CreateConnection | None = None,
     ) -> AsyncIterator[ChatClient]:
         """``async with ChatClient.connect(host, port, nick) as c``; says bye on exit."""
@@ -208,6 +252,7 @@ class ChatClient:
             nick,
             timeout=timeout,
             max_frame=max_frame,
+            heartbeat=heartbeat,
             create_connection=create_connection,
         )
         try:
