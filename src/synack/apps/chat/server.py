@@ -133,6 +133,7 @@ class ChatSession(FramedProtocol):
     def _set_state(self, new: SessionState) -> None:
         if new not in _TRANSITIONS[self.state]:
             raise LocalProtocolError(f"session {self.state.value} -> {new.value}")
+        log.debug("chat: %s (%s) %s -> %s", self.peer, self.nick, self.state.value, new.value)
         self.state = new
 
     # -- transport events ----------------------------------------------------
