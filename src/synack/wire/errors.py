@@ -4,9 +4,10 @@ Reasons (``MalformedPacket.reason``; the stack's drop counters key on them):
 
 ==================  ==============================================================
 truncated           fewer octets than the header (or a length field) needs
-bad-length          a length field below its minimum (IPv4 total length < IHL*4,
-                    UDP length < 8)
-bad-ihl             IPv4 IHL below 5, or a header longer than the packet
+bad-length          a length field below its minimum (IPv4 total length below its
+                    own header length, UDP length < 8), or a pcap record
+                    over the reader's limit / with a sub-second field >= 1 s
+bad-ihl             IPv4 IHL below 5
 bad-version         IPv4 version field is not 4
 bad-data-offset     TCP data offset below 5 or past the end of the segment
 bad-option          an IPv4 or TCP option with an illegal length (below 2, past
