@@ -179,8 +179,9 @@ def test_oversized_and_garbage_datagrams_are_dropped() -> None:
         s.sendto(b'{"type":"msg","id":2,"from":"m","text":"ok"}', ("127.0.0.1", bob_port))
         s.settimeout(5)
         ack = json.loads(s.recv(2048))  # only the valid message is acknowledged
-    b_events, _ = finish(bob)
+    b_events, b_err = finish(bob)
     assert ack == {"type": "ack", "id": 2}
+    assert "dropped 1 oversized and 1 malformed datagram(s)" in b_err
     assert [(e["from"], e["text"]) for e in b_events if e["type"] == "msg"] == [("m", "ok")]
 
 

@@ -104,6 +104,14 @@ async def _serve(args: argparse.Namespace) -> None:
             await stop.wait()
         finally:
             server.close()
+            f, n = server.fmt.counters, server.sntp.counters
+            ignored = n.too_short + n.too_long + n.bad_version + n.not_client
+            sys.stderr.write(
+                f"time: {f.answered} answered, {f.errors} error replies, "
+                f"{f.rate_limited} rate-limited; sntp: {n.answered} answered, {ignored} ignored "
+                f"(short {n.too_short}, long {n.too_long}, version {n.bad_version}, "
+                f"not client {n.not_client})\n"
+            )
 
 
 def _resolve(host: str, port: int) -> tuple[int, tuple[Any, ...]]:

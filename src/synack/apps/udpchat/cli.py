@@ -258,3 +258,8 @@ async def _main(args: argparse.Namespace, book: ContactBook) -> None:
                 await reader
         finally:
             endpoint.close()
+            c = peer.counters
+            if c.oversized or c.malformed:
+                sys.stderr.write(
+                    f"dropped {c.oversized} oversized and {c.malformed} malformed datagram(s)\n"
+                )
