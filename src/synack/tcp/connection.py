@@ -23,6 +23,19 @@ API (stable; the host stack builds on it)::
     conn.abort(now)                             # RST
     conn.state, conn.send_space, conn.readable_bytes, conn.stats, conn.transitions
 
+Events (synack.tcp.events, in order): StateChanged for every transition,
+Connected, DataAvailable (per segment that made bytes readable), EndOfStream
+(peer FIN, after the bytes before it), SendSpaceAvailable (after a send() was
+cut short), DeliveryProblem (R1 reached), ConnectionReset, ConnectionRefused,
+TimedOut("connect" | "retransmit" | "keepalive"), and Closed last.
+
+Deliberate choices: a CLOSE before the handshake completes is queued until
+ESTABLISHED when data is queued (RFC 9293 §3.10.4 allows it in SYN-RECEIVED);
+a duplicate SYN in SYN-RECEIVED is answered with the SYN,ACK again; segments
+that are only an ACK carry SEQ = SND.MAX (BSD does the same) so that a
+go-back-N rewind of SND.NXT never makes them look old; data in a SYN is not
+queued (the peer resends it).
+
 The adapter loop (house style item 2): feed segments / user calls, drain
 ``next_event()``, flush ``segments_to_send(now)``, re-arm the timer from
 ``get_timer()``. Output is produced only by ``segments_to_send``, so ACKs for
