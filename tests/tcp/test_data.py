@@ -350,3 +350,38 @@ def test_window_scale_large_transfer_in_memory() -> None:
             break
     assert bytes(got) == data
     assert d.a.stats.snd_wnd > 65535  # only possible with window scaling
+
+
+def test_go_back_after_timeout_skips_sacked_data() -> None:
+    # RFC 2018 §5: what the receiver SACKed is not sent again; RFC 2018 §8:
+    # the scoreboard is cleared by the timeout and rebuilt from fresh SACKs.
+    cfg = dataclasses.replace(PLAIN, receive_buffer=16000, sack=True)
+    d = Duo(cfg, cfg)
+    d.open()
+    d.a.send(b"i" * 4000, d.now)
+    for s in d.out_a():
+        d.to_b([s])
+        d.to_a(d.out_b())
+    data = bytes(i % 249 for i in range(8000))
+    d.a.send(data, d.now)
+    segs = d.out_a()
+    assert [s.seq for s in segs] == [4101 + 1000 * i for i in range(8)]
+    for s in [segs[1], segs[2], segs[3], segs[5], segs[6], segs[7]]:  # 4101 and 8101 lost
+        d.to_b([s])
+        d.to_a(d.out_b())
+    assert d.a.stats.fast_retransmits == 1
+    assert [brief(s)[:2] for s in d.out_a()] == [(4101, 301)]  # the fast retransmit: lost too
+    d.fire_next(d.a)  # RTO
+    resent = d.out_a()
+    assert [brief(s)[0] for s in resent] == [4101]
+    d.to_b(resent)
+    (ack,) = d.out_b()
+    assert brief(ack)[1] == 8101 and ack.options.sack_blocks == ((9101, 12101),)
+    d.to_a([ack])
+    # Only the hole goes out; 9101..12101 is SACKed and skipped.
+    hole = d.out_a()
+    assert [brief(s)[:2] for s in hole] == [(8101, 301)]
+    d.to_b(hole)
+    d.exchange()
+    assert d.b.receive()[4000:] == data
+    assert d.a.snd_una == 12101

@@ -230,6 +230,7 @@ class TcpConnection:
         self._app_closed = False  # close() (not shutdown_write): no more reading
         self._send_blocked = False  # a send() was cut short: report SendSpaceAvailable
         self._nagle_end = iss  # end of the last short segment sent (Nagle/Minshall)
+        self._sacked: list[tuple[int, int]] = []  # SACK scoreboard: [left, right) seqs
 
         # Receive sequence variables. RCV.ADV is the right edge we last
         # advertised (RCV.NXT + RCV.WND), which never moves left (SHLD-14).
@@ -550,6 +551,9 @@ class TcpConnection:
         # the window reopens, which slow start paces.
         self._rtt.backoff()
         self._rtt_seq = None  # Karn (MUST-18): no sample from a resent segment
+        # RFC 2018 §8: after a timeout forget what was SACKed (the receiver
+        # may have reneged); fresh SACKs arriving from now on count again.
+        self._sacked = []
         self.snd_nxt = self.snd_una
         self._rexmit_one = False
 
@@ -687,7 +691,17 @@ class TcpConnection:
                 n = usable
             if n <= 0:
                 break
-            if n < mss:
+            resending = self._sacked and seq_lt(self.snd_nxt, self.snd_max)
+            if resending:
+                # Going back after a timeout: skip what the receiver SACKed
+                # and stop each resent segment at the next SACKed block.
+                skip_to, room = self._sack_skip(self.snd_nxt)
+                if skip_to is not None:
+                    self.snd_nxt = skip_to
+                    continue
+                if room is not None and room < n:
+                    n = room
+            elif n < mss:
                 # RFC 9293 §3.8.6.2.1 sender SWS avoidance (MUST-38) with
                 # Nagle (§3.7.4, RFC 896) unless nodelay: a short segment
                 # only if it empties the queue and nothing is in flight (or
@@ -966,7 +980,10 @@ class TcpConnection:
             return False
         if (seg.window << self._snd_wscale) != self.snd_wnd or self._cc.in_recovery:
             return False
-        ts = seg.options.timestamps
+        opts = seg.options
+        if opts.sack_blocks:
+            return False  # the scoreboard is the full path's business
+        ts = opts.timestamps
         if self._ts_ok:
             if ts is None or not self._ts_recent_valid:
                 return False
@@ -1295,7 +1312,9 @@ class TcpConnection:
                 self._drop("unacceptable-ack")
                 return
         else:
-            if not self._process_ack(seg.ack, seq, seg.window, seg_len, ts, now):
+            if not self._process_ack(
+                seg.ack, seq, seg.window, seg_len, ts, now, seg.options.sack_blocks
+            ):
                 return
             if self._state is State.CLOSED:
                 return
@@ -1324,6 +1343,7 @@ class TcpConnection:
         seg_len: int,
         ts: tuple[int, int] | None,
         now: float,
+        sacks: tuple[tuple[int, int], ...] = (),
     ) -> bool:
         """Fifth step for synchronized states; False when the segment is to be dropped."""
         snd_una = self.snd_una
@@ -1355,6 +1375,8 @@ class TcpConnection:
             self.snd_una = ack
             if seq_lt(self.snd_nxt, ack):
                 self.snd_nxt = ack
+            if self._sacked:
+                self._sacked = [b for b in self._sacked if seq_gt(b[1], ack)]
             # RTT sample: timestamps (RFC 7323 §4) or the timed segment (Karn).
             if self._ts_ok and ts is not None and ts[1] != 0:
                 self._rtt.sample(((int(now * 1000) + self._ts_offset - ts[1]) & SEQ_MASK) / 1000.0)
@@ -1394,6 +1416,8 @@ class TcpConnection:
                 self._rexmit_one = True
                 self.stats_counters.fast_retransmits += 1
                 self._rtt_seq = None
+        if sacks and self._sack_ok:
+            self._note_sacks(sacks)
         # Window update (§3.10.7.4): from a newer segment, or the same with a
         # newer ACK.
         wl1 = self.snd_wl1
@@ -1409,6 +1433,38 @@ class TcpConnection:
             self.snd_wl1 = seq
             self.snd_wl2 = ack
         return True
+
+    def _note_sacks(self, blocks: tuple[tuple[int, int], ...]) -> None:
+        """Record SACKed ranges of our data (RFC 2018 §5): [left, right) seqs."""
+        una, top = self.snd_una, self.snd_max
+        sacked = self._sacked
+        for left, right in blocks:
+            # Only blocks inside (SND.UNA, SND.MAX]; others (D-SACK, forged,
+            # stale) are ignored.
+            if seq_lt(left, right) and seq_ge(left, una) and seq_le(right, top):
+                sacked.append(((left - una) & SEQ_MASK, (right - una) & SEQ_MASK))
+        sacked.sort()
+        merged: list[tuple[int, int]] = []
+        for lo, hi in sacked:
+            if merged and lo <= merged[-1][1]:
+                if hi > merged[-1][1]:
+                    merged[-1] = (merged[-1][0], hi)
+            else:
+                merged.append((lo, hi))
+        # Stored as absolute sequence numbers again, at most 32 ranges.
+        self._sacked = [((una + lo) & SEQ_MASK, (una + hi) & SEQ_MASK) for lo, hi in merged[:32]]
+
+    def _sack_skip(self, seq: int) -> tuple[int | None, int | None]:
+        """(end of the SACKed range holding ``seq``, or None; octets to the next one, or None)."""
+        room: int | None = None
+        for left, right in self._sacked:
+            if seq_le(left, seq) and seq_lt(seq, right):
+                return right, None
+            if seq_gt(left, seq):
+                d = (left - seq) & SEQ_MASK
+                if room is None or d < room:
+                    room = d
+        return None, room
 
     def _on_fin_acked(self, now: float) -> None:
         st = self._state
