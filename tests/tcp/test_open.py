@@ -125,6 +125,8 @@ def test_lost_syn_is_retransmitted_with_backoff() -> None:
     d.to_b(d.out_a())
     assert d.a.state is State.ESTABLISHED and d.b.state is State.ESTABLISHED
     assert d.a.stats.timeouts == 2
+    # RFC 6298 §5.7: no RTT sample (Karn) after a SYN timeout: RTO 3 s for data.
+    assert d.a.stats.srtt is None and d.a.stats.rto == 3.0
 
 
 def test_connect_gives_up_after_syn_retries() -> None:

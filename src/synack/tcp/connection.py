@@ -231,6 +231,7 @@ class TcpConnection:
         self._send_blocked = False  # a send() was cut short: report SendSpaceAvailable
         self._nagle_end = iss  # end of the last short segment sent (Nagle/Minshall)
         self._sacked: list[tuple[int, int]] = []  # SACK scoreboard: [left, right) seqs
+        self._syn_resent = False
 
         # Receive sequence variables. RCV.ADV is the right edge we last
         # advertised (RCV.NXT + RCV.WND), which never moves left (SHLD-14).
@@ -532,6 +533,7 @@ class TcpConnection:
                 return
             self._rtt.backoff()
             self._syn_needed = True
+            self._syn_resent = True
             self._rtt_seq = None
             return
         if self._retries > cfg.r2_retries or (
@@ -1168,6 +1170,10 @@ class TcpConnection:
 
     def _on_established(self, now: float) -> None:
         self._events.append(ev.Connected())
+        if self._syn_resent and self._rtt.srtt is None:
+            # RFC 6298 §5.7: the SYN (or SYN,ACK) timed out and no RTT was
+            # measured: data transmission starts with an RTO of 3 s.
+            self._rtt.restart(3.0)
         if self._close_deferred:
             self._close_deferred = False
             self._fin_queued = True

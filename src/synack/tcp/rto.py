@@ -66,6 +66,11 @@ class RttEstimator:
         # RFC 6298 §5: a new sample collapses the backoff.
         self._backoff = 0
 
+    def restart(self, rto: float) -> None:
+        """Set RTO to ``rto`` (clamped) and forget the backoff (RFC 6298 §5.7)."""
+        self.rto = min(max(rto, self.min_rto), self.max_rto)
+        self._backoff = 0
+
     def backoff(self) -> None:
         """RFC 6298 §5.5: on expiry, RTO = RTO * 2, bounded by the maximum."""
         self._backoff += 1
