@@ -385,3 +385,19 @@ def test_go_back_after_timeout_skips_sacked_data() -> None:
     d.exchange()
     assert d.b.receive()[4000:] == data
     assert d.a.snd_una == 12101
+
+
+def test_zero_window_probes_unanswered_give_up() -> None:
+    d = Duo(PLAIN, dataclasses.replace(PLAIN, receive_buffer=2000))
+    d.open()
+    d.a.send(b"d" * 5000, d.now)
+    d.exchange()
+    assert d.a.snd_wnd == 0
+    # The peer vanishes: probes at RTO 1, 2, 4, 8 s (R2 = 4 here), then give up.
+    times = []
+    while d.a.state is State.ESTABLISHED:
+        times.append(d.fire_next(d.a))
+        d.out_a()
+    assert times == [1.0, 3.0, 7.0, 15.0, 31.0]
+    assert d.a.stats.window_probes == 4
+    assert ev.TimedOut("retransmit") in drain(d.a)

@@ -232,6 +232,7 @@ class TcpConnection:
         self._nagle_end = iss  # end of the last short segment sent (Nagle/Minshall)
         self._sacked: list[tuple[int, int]] = []  # SACK scoreboard: [left, right) seqs
         self._syn_resent = False
+        self._probes_unanswered = 0  # zero-window probes since the peer last spoke
 
         # Receive sequence variables. RCV.ADV is the right edge we last
         # advertised (RCV.NXT + RCV.WND), which never moves left (SHLD-14).
@@ -563,6 +564,13 @@ class TcpConnection:
         if self._state not in _SEND_STATES:
             return
         self._persist_backoff += 1
+        if self.snd_wnd == 0:
+            if self._probes_unanswered >= self.config.r2_retries:
+                # MUST-37 keeps the connection open only while probes are
+                # acknowledged; a peer that answers none of R2 probes is gone.
+                self._give_up("retransmit", now)
+                return
+            self._probes_unanswered += 1
         off = seq_diff(self.snd_nxt, self.snd_una)
         unsent = len(self._sndbuf) - off
         if unsent <= 0:
@@ -1022,6 +1030,7 @@ class TcpConnection:
         seq = seg.seq
         self._last_rcv = now
         self._keepalive_probes = 0
+        self._probes_unanswered = 0
         if self._t_keepalive is not None:
             self._t_keepalive = now + self.config.keepalive_idle
         if ts is not None and seq_le(seq, self._last_ack_sent):
@@ -1254,6 +1263,7 @@ class TcpConnection:
 
         self._last_rcv = now
         self._keepalive_probes = 0
+        self._probes_unanswered = 0
         if self._t_keepalive is not None:
             self._t_keepalive = now + self.config.keepalive_idle
 
