@@ -203,22 +203,24 @@ class HostDriver:
     def pump(self) -> None:
         """Drain events, send frames, re-arm the timer if it changed."""
         host = self.host
-        for _ in range(4):  # events may cause sends that cause events (loopback-free: bounded)
-            event = host.next_event()
-            if event is None:
-                break
-            while event is not None:
-                self._dispatch(event)
-                event = host.next_event()
         send = self.link.send
-        for f in host.frames_to_send():
-            send(f)
+        # Dispatching events runs application code, which may send and so
+        # make more news; bounded rounds, then a fresh loop iteration.
+        for _ in range(8):
+            while (event := host.next_event()) is not None:
+                self._dispatch(event)
+            for f in host.frames_to_send():
+                send(f)
+            if not host.has_news():
+                break
         deadline = host.get_timer()
         if deadline != self._armed:
             if self._timer is not None:
                 self._timer.cancel()
             self._armed = deadline
             self._timer = None if deadline is None else self.loop.call_at(deadline, self._on_timer)
+        if host.has_news():
+            self.schedule_pump()
 
     def schedule_pump(self) -> None:
         """Coalesce many API calls (writes) of one loop iteration into one pump."""

@@ -196,6 +196,8 @@ class TcpListener:
         self.owner: object = None
 
     def accept(self) -> TcpStream | None:
+        if self.host._dirty:
+            self.host._flush_dirty()  # a handshake may have just completed
         while self.queue:
             stream = self.queue.popleft()
             stream.listener = None
@@ -238,6 +240,7 @@ class Host:
         self._now = 0.0
         self._timer_heap: list[tuple[float, int, object]] = []
         self._loop_queue: deque[wip.Ipv4Packet] = deque()
+        self._dirty: dict[TcpStream, None] = {}  # streams fed segments, not yet touched
         self._pmtu: dict[IPv4Address, int] = {}  # path MTU learnt from ICMP (RFC 1191)
         self._looping = False
         self._init_tcp()
@@ -246,15 +249,31 @@ class Host:
     def start(self, now: float) -> None:
         """Announce ourselves: a gratuitous ARP (RFC 5227 §3 announcement) so
         neighbours holding a stale entry for our address update it."""
-        self._now = now
+        if now > self._now:
+            self._now = now
         self._send_arp(warp.OP_REQUEST, weth.BROADCAST, bytes(6), self.ip, now)
 
     def frames_to_send(self) -> list[bytes]:
+        if self._dirty:
+            self._flush_dirty()
         out, self._out = self._out, []
         return out
 
     def next_event(self) -> object | None:
+        if self._dirty:
+            self._flush_dirty()
         return self._events.popleft() if self._events else None
+
+    def _flush_dirty(self) -> None:
+        # Touching one stream may feed another (loopback): until none is left.
+        while self._dirty:
+            dirty, self._dirty = self._dirty, {}
+            for stream in dirty:
+                self._tcp_touch(stream, self._now)
+
+    def has_news(self) -> bool:
+        """Events or frames are waiting (an adapter then pumps again)."""
+        return bool(self._events or self._out or self._dirty)
 
     def _emit(self, frame: bytes, now: float) -> None:
         self._out.append(frame)
@@ -265,7 +284,8 @@ class Host:
                 obs(rec)
 
     def receive_frame(self, data: bytes, now: float) -> None:
-        self._now = now
+        if now > self._now:
+            self._now = now
         self.counters["frames-in"] += 1
         if self.observers:
             rec = ev.FrameTrace(self.name, now, "in", bytes(data))
@@ -292,6 +312,8 @@ class Host:
 
     # ----------------------------------------------------------------- timers
     def get_timer(self) -> float | None:
+        if self._dirty:
+            self._flush_dirty()
         deadline = self.arp.get_timer()
         t = self.reassembler.get_timer()
         if t is not None and (deadline is None or t < deadline):
@@ -302,7 +324,10 @@ class Host:
         return deadline
 
     def handle_timer(self, now: float) -> None:
-        self._now = now
+        if self._dirty:
+            self._flush_dirty()
+        if now > self._now:
+            self._now = now
         for ip, dropped in self.arp.handle_timer(now):
             self.counters["arp-failed"] += 1
             self.counters["arp-pending-dropped"] += dropped
@@ -723,6 +748,12 @@ class Host:
 
     def _tcp_touch(self, stream: TcpStream, now: float) -> None:
         """The per-connection adapter loop: events, segments, timer."""
+        # The host's clock only moves forward: a stale `now` would send
+        # timestamps that go back in time (RFC 7323 PAWS would drop them).
+        if now > self._now:
+            self._now = now
+        else:
+            now = self._now
         conn = stream.conn
         notify = False
         while (event := conn.next_event()) is not None:
@@ -798,7 +829,10 @@ class Host:
                 and seg.dst_port in self._listeners
             ):
                 stream.conn.receive_segment(seg, now)
-                self._tcp_touch(stream, now)
+                # Touched (events, output, timer) once per batch of frames, so
+                # a burst of segments is acknowledged by one ACK (RFC 9293
+                # §3.10.7.4 MUST-58/59) and its owner woken once.
+                self._dirty[stream] = None
                 return
             # RFC 9293 §3.6.1 (MAY-2): a new SYN beyond the old incarnation's
             # sequence space may reopen a TIME-WAIT 4-tuple; our ISNs grow
