@@ -48,7 +48,10 @@ from synack.apps.time.fmtproto import MAX_REQUEST, FormatService
 from synack.apps.time.server import format_handler, sntp_handler
 
 SERVERS = ("echo", "time", "time/proto", "sntp", "sntp/proto")
-FORMAT_REQUEST = b""  # the default format, %Y-%m-%d %X
+# A real format (not the empty default): payload size matters on the
+# DatagramProtocol path (asyncio's transport receives into a 256 KiB buffer
+# and shrinks it per datagram), and the echo anchor gets the same bytes.
+FORMAT_REQUEST = b"%Y-%m-%d %H:%M:%S"
 SNTP_REQUEST = sntp.client_request(time.time_ns())
 
 
@@ -141,7 +144,7 @@ def client(port: int, payload: bytes, inflight: int, seconds: float) -> float:
 
 def payload_for(kind: str) -> bytes:
     if kind == "echo":
-        return b"x"
+        return FORMAT_REQUEST
     return SNTP_REQUEST if kind.startswith("sntp") else FORMAT_REQUEST
 
 
