@@ -105,6 +105,49 @@ def test_streams_arrive_byte_exact_and_both_ends_close(
         assert corrupted <= pair.decode_errors <= 2 * corrupted
 
 
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    loss=st.sampled_from([0.0, 0.05]),
+    rcvbuf=st.integers(1000, 6000),
+    read_max=st.integers(300, 3000),
+    mss=st.sampled_from([536, 1000]),
+    a_len=st.integers(1, 15000),
+    nodelay=st.booleans(),
+)
+def test_slow_reader_small_window_still_delivers(
+    seed: int, loss: float, rcvbuf: int, read_max: int, mss: int, a_len: int, nodelay: bool
+) -> None:
+    # Zero windows, probes, SWS avoidance and window updates, under loss.
+    sim = Simulator(seed)
+    link = LinkParams(delay=0.01, loss=loss)
+    cfg = TcpConfig(
+        mss=mss,
+        receive_buffer=rcvbuf,
+        send_buffer=8000,
+        min_rto=0.2,
+        max_rto=5.0,
+        msl=60.0,
+        nodelay=nodelay,
+        r2_retries=30,
+    )
+    a_data = bytes((i * 5 + seed) % 256 for i in range(a_len))
+    pair = TcpSimPair(
+        sim,
+        client_config=cfg,
+        server_config=cfg,
+        to_server=link,
+        to_client=link,
+        client_app=SimApp(outgoing=a_data),
+        server_app=SimApp(close_on_eof=True, read_max=read_max),
+    )
+    pair.start()
+    sim.run(until=20000.0, max_events=400_000)
+    assert pair.server is not None
+    assert bytes(pair.server_app.received) == a_data
+    assert pair.both_closed()
+
+
 flag_sets = st.integers(0, 0x3F).map(TcpFlags)
 option_sets = st.builds(
     TcpOptions,

@@ -305,6 +305,11 @@ class SimApp:
     read: bool = True
     full_close: bool = False  # close() rather than shutdown_write()
     chunk: int = 1 << 20  # largest single send() (1: byte at a time)
+    #: A slow reader: at most ``read_max`` bytes per wake-up, waking again
+    #: ``read_interval`` later while bytes remain.
+    read_max: int = 1 << 30
+    read_interval: float = 0.05
+    _reread: bool = False
     #: Close only once the peer's FIN arrived and everything was sent (a
     #: server that answers and then hangs up), instead of as soon as sent.
     close_on_eof: bool = False
@@ -457,7 +462,10 @@ class TcpSimPair:
         """
         self._drain(conn, app)
         if app.read and conn.readable_bytes and not (app.full_close and app.closed_write):
-            app.received += conn.receive()
+            app.received += conn.receive(app.read_max)
+            if conn.readable_bytes and not app._reread:
+                app._reread = True
+                self.sim.schedule_call(now + app.read_interval, self._reread, conn)
         state = conn.state
         sent = app.sent
         if sent < len(app.outgoing) and state in _APP_SEND_STATES:
@@ -482,6 +490,11 @@ class TcpSimPair:
                 conn.shutdown_write(now)
             self._drain(conn, app)
         self.flush(conn, now)
+
+    def _reread(self, conn: TcpConnection) -> None:
+        app = self.client_app if conn is self.client else self.server_app
+        app._reread = False
+        self._pump(conn, app, self.sim.now)
 
     @staticmethod
     def _drain(conn: TcpConnection, app: SimApp) -> None:
