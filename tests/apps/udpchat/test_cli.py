@@ -100,7 +100,15 @@ def test_two_peers_exchange_and_contact_names(tmp_path: Path) -> None:
         book.write_text(f'[contacts]\nbob = "127.0.0.1:{bob_port}"\n')
         alice, alice_port = start_peer("--name", "alice", "--contacts", str(book))
         a_events, _ = finish(
-            alice, ["/to bob", "hello bob", "/to bob direct \u00e9t\u00e9", "/quit", "ignored"]
+            alice,
+            [
+                "/contacts",
+                "/to bob",
+                "hello bob",
+                "/to bob direct \u00e9t\u00e9",
+                "/quit",
+                "ignored",
+            ],
         )
     finally:
         b_events, _b_err = finish(bob)
@@ -111,6 +119,7 @@ def test_two_peers_exchange_and_contact_names(tmp_path: Path) -> None:
         ("alice", "direct \u00e9t\u00e9"),
     ]
     assert all(m["addr"] == f"127.0.0.1:{alice_port}" for m in msgs)
+    assert a_events[0] == {"type": "contacts", "contacts": {"bob": f"127.0.0.1:{bob_port}"}}
     delivered = [e for e in a_events if e["type"] == "delivered"]
     assert sorted(e["id"] for e in delivered) == sorted(m["id"] for m in msgs)
     assert all(e["to"] == "bob" for e in delivered)
