@@ -250,6 +250,11 @@ def test_socket_errors_match_stdlib(stack: object) -> None:
             conn.close()
     with pytest.raises(OSError):
         socket.socket(socket.AF_INET, socket.SOCK_DGRAM).bind(("10.9.9.9", 0))
+    assert socket.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM) == [
+        (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("127.0.0.1", 80))
+    ]
+    with pytest.raises(socket.gaierror):
+        socket.gethostbyname("example.com")
     # Buffer sizes apply to connections made after setting them.
     with socket.socket() as small:
         small.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)

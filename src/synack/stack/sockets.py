@@ -169,6 +169,33 @@ class SocketModule:
     def gethostname(self) -> str:
         return self.host.name
 
+    def gethostbyname(self, name: str) -> str:
+        """IPv4 literals and ``localhost`` only: synack's stack has no resolver."""
+        return str(_ip(name)) if name not in ("", "0.0.0.0") else "0.0.0.0"
+
+    def getaddrinfo(
+        self,
+        host: str | None,
+        port: int | str | None,
+        family: int = 0,
+        type: int = 0,
+        proto: int = 0,
+        flags: int = 0,
+    ) -> list[tuple[int, int, int, str, _Addr]]:
+        if family not in (0, _std.AF_INET):
+            raise _std.gaierror(_std.EAI_FAMILY, "synack's stack speaks IPv4 only")
+        ip = "0.0.0.0" if host is None else self.gethostbyname(host)
+        try:
+            p = int(port or 0)
+        except ValueError:
+            raise _std.gaierror(_std.EAI_SERVICE, f"numeric ports only: {port!r}") from None
+        types = [type] if type else [_std.SOCK_STREAM, _std.SOCK_DGRAM]
+        out: list[tuple[int, int, int, str, _Addr]] = []
+        for t in types:
+            pr = _std.IPPROTO_TCP if t == _std.SOCK_STREAM else _std.IPPROTO_UDP
+            out.append((_std.AF_INET, t, pr, "", (ip, p)))
+        return out
+
     def inet_aton(self, ip: str) -> bytes:
         return _std.inet_aton(ip)
 
