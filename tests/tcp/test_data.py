@@ -401,3 +401,22 @@ def test_zero_window_probes_unanswered_give_up() -> None:
     assert times == [1.0, 3.0, 7.0, 15.0, 31.0]
     assert d.a.stats.window_probes == 4
     assert ev.TimedOut("retransmit") in drain(d.a)
+
+
+def test_limited_transmit_on_the_first_two_duplicate_acks() -> None:
+    # RFC 3042: each of the first two duplicate ACKs releases one new segment.
+    d = Duo(PLAIN, dataclasses.replace(PLAIN, receive_buffer=16000))
+    d.open()
+    d.a.send(b"L" * 6000, d.now)
+    segs = d.out_a()
+    assert [s.seq for s in segs] == [101, 1101, 2101, 3101]  # IW = 4 * SMSS
+    released = []
+    for s in segs[1:]:  # 101 is lost
+        d.to_b([s])
+        d.to_a(d.out_b())
+        released.append([(*brief(x)[:2], len(x.payload)) for x in d.out_a()])
+    assert released == [
+        [(4101, 301, 1000)],  # first duplicate ACK
+        [(5101, 301, 1000)],  # second
+        [(101, 301, 1000)],  # third: fast retransmit
+    ]

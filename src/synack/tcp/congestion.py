@@ -2,7 +2,8 @@
 retransmit and fast recovery, with the NewReno modification of RFC 6582.
 
 RFC 9293 §3.8.2 (MUST-19) requires RFC 5681. Limited transmit (RFC 3042)
-and SACK-based recovery (RFC 6675) are not implemented here.
+is applied by the connection when it sizes its output from ``dupacks``;
+SACK-based recovery (RFC 6675) is not implemented.
 """
 
 from __future__ import annotations

@@ -689,12 +689,18 @@ class TcpConnection:
                 out.append(self._make(self._fin_seq, _ACK_FIN, b"", now))
                 self.stats_counters.retransmissions += 1
         buffered = len(sndbuf)
+        cc = self._cc
+        cwnd = cc.cwnd
+        if 0 < cc.dupacks < 3 and not cc.in_recovery and self.snd_nxt == self.snd_max:
+            # Limited transmit (RFC 3042): the first two duplicate ACKs may
+            # each release one new segment, up to cwnd + 2*SMSS outstanding.
+            cwnd += cc.dupacks * mss
         while True:
             off = seq_diff(self.snd_nxt, self.snd_una)
             unsent = buffered - off
             if unsent <= 0:
                 break
-            window = self.snd_wnd if self.snd_wnd < self._cc.cwnd else self._cc.cwnd
+            window = self.snd_wnd if self.snd_wnd < cwnd else cwnd
             usable = window - off
             n = unsent if unsent < mss else mss
             if usable < n:
