@@ -162,6 +162,63 @@ class Duo:
         return deadline
 
 
+class Mirror:
+    """The same Duo seen from the other side: ``a`` is the passive opener.
+
+    Lets a scenario written for A run unchanged for B ("both directions").
+    """
+
+    def __init__(self, duo: Duo) -> None:
+        self.duo = duo
+
+    @property
+    def a(self) -> TcpConnection:
+        return self.duo.b
+
+    @property
+    def b(self) -> TcpConnection:
+        return self.duo.a
+
+    @property
+    def now(self) -> float:
+        return self.duo.now
+
+    @now.setter
+    def now(self, value: float) -> None:
+        self.duo.now = value
+
+    def out_a(self) -> list[TcpSegment]:
+        return self.duo.out_b()
+
+    def out_b(self) -> list[TcpSegment]:
+        return self.duo.out_a()
+
+    def to_a(self, segs: list[TcpSegment]) -> None:
+        self.duo.to_b(segs)
+
+    def to_b(self, segs: list[TcpSegment]) -> None:
+        self.duo.to_a(segs)
+
+    def exchange(self, rounds: int = 100) -> int:
+        return self.duo.exchange(rounds)
+
+    def advance(self, t: float) -> None:
+        self.duo.advance(t)
+
+    def fire_next(self, conn: TcpConnection) -> float:
+        return self.duo.fire_next(conn)
+
+    def seg_to_a(self, seq: int, ack: int, fl: str, payload: bytes = b"") -> TcpSegment:
+        return seg_a_to_b(seq, ack, fl, payload=payload)
+
+
+def seg_to(view: Duo | Mirror, seq: int, ack: int, fl: str, payload: bytes = b"") -> TcpSegment:
+    """A segment from ``view.b`` to ``view.a`` (ports right for either view)."""
+    if isinstance(view, Mirror):
+        return seg_a_to_b(seq, ack, fl, payload=payload)
+    return seg_b_to_a(seq, ack, fl, payload=payload)
+
+
 def drain(conn: TcpConnection) -> list[ev.Event]:
     out: list[ev.Event] = []
     while (e := conn.next_event()) is not None:

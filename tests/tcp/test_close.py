@@ -8,13 +8,17 @@ from synack.tcp import events as ev
 from synack.tcp.config import TcpConfig
 from synack.tcp.states import Cause, State
 from synack.wire.tcp import TcpSegment
-from tests.tcp.harness import PLAIN, Duo, brief, drain, kinds, seg_b_to_a
+from tests.tcp.harness import PLAIN, Duo, Mirror, brief, drain, kinds, seg_to
 
 
-def reach(target: State, cfg: TcpConfig = PLAIN) -> tuple[Duo, list[TcpSegment]]:
-    """A Duo whose A is in ``target``; returns segments held back (not delivered)."""
-    d = Duo(cfg, cfg)
-    d.open()
+def reach(
+    target: State, cfg: TcpConfig = PLAIN, side: str = "active"
+) -> tuple[Duo | Mirror, list[TcpSegment]]:
+    """A view whose ``a`` is in ``target``: the active opener, or with
+    side="passive" the passive one; returns segments held back (not delivered)."""
+    duo = Duo(cfg, cfg)
+    duo.open()
+    d: Duo | Mirror = duo if side == "active" else Mirror(duo)
     held: list[TcpSegment] = []
     if target is State.ESTABLISHED:
         pass
@@ -188,19 +192,20 @@ SYNC_STATES = [
 ]
 
 
+@pytest.mark.parametrize("side", ["active", "passive"])
 @pytest.mark.parametrize("state", SYNC_STATES, ids=str)
-def test_rst_in_each_state(state: State) -> None:
-    d, _ = reach(state)
+def test_rst_in_each_state(state: State, side: str) -> None:
+    d, _ = reach(state, side=side)
     rcv_nxt = d.a.rcv_nxt
     # Out of window: silently dropped (RFC 5961 §3.2 (1)).
-    d.to_a([seg_b_to_a(rcv_nxt + 100000, 0, "R")])
+    d.to_a([seg_to(d, rcv_nxt + 100000, 0, "R")])
     assert d.a.state is state and d.out_a() == []
     # In window, not exact: challenge ACK <SEQ=SND.NXT><ACK=RCV.NXT> (§3.2 (3)).
-    d.to_a([seg_b_to_a(rcv_nxt + 5, 0, "R")])
+    d.to_a([seg_to(d, rcv_nxt + 5, 0, "R")])
     assert d.a.state is state
     assert [brief(s) for s in d.out_a()] == [(d.a.snd_nxt, rcv_nxt, "A", 0)]
     # Exactly RCV.NXT: reset (§3.2 (2)).
-    d.to_a([seg_b_to_a(rcv_nxt, 0, "R")])
+    d.to_a([seg_to(d, rcv_nxt, 0, "R")])
     assert d.a.state is State.CLOSED
     assert d.a.transitions[-1].old is state and d.a.transitions[-1].cause is Cause.RCV_RST
     got = kinds(drain(d.a))
@@ -211,9 +216,10 @@ def test_rst_in_each_state(state: State) -> None:
     assert d.out_a() == [] and d.a.get_timer() is None
 
 
+@pytest.mark.parametrize("side", ["active", "passive"])
 @pytest.mark.parametrize("state", SYNC_STATES, ids=str)
-def test_abort_in_each_state(state: State) -> None:
-    d, _ = reach(state)
+def test_abort_in_each_state(state: State, side: str) -> None:
+    d, _ = reach(state, side=side)
     snd_nxt = d.a.snd_nxt
     d.a.abort(d.now)
     assert d.a.state is State.CLOSED and d.a.transitions[-1].cause is Cause.ABORT
@@ -235,7 +241,7 @@ def test_abort_in_each_state(state: State) -> None:
         assert out == []
     # Anything arriving later is answered as by a closed port.
     d.out_a()
-    d.to_a([seg_b_to_a(d.a.rcv_nxt, snd_nxt, "A", payload=b"late")])
+    d.to_a([seg_to(d, d.a.rcv_nxt, snd_nxt, "A", payload=b"late")])
     assert [brief(s) for s in d.out_a()] == [(snd_nxt, 0, "R", 0)]
 
 
@@ -253,13 +259,14 @@ FAST = TcpConfig(
 )
 
 
+@pytest.mark.parametrize("side", ["active", "passive"])
 @pytest.mark.parametrize(
     "state",
     [State.ESTABLISHED, State.FIN_WAIT_1, State.CLOSE_WAIT, State.CLOSING, State.LAST_ACK],
     ids=str,
 )
-def test_r2_gives_up_in_each_state(state: State) -> None:
-    d, _ = reach(state, FAST)
+def test_r2_gives_up_in_each_state(state: State, side: str) -> None:
+    d, _ = reach(state, FAST, side)
     if state in (State.ESTABLISHED, State.CLOSE_WAIT):
         d.a.send(b"lost forever", d.now)
         d.out_a()

@@ -3,6 +3,7 @@ scenario takes a change that is not a row (states.py is the whole truth)."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -19,12 +20,9 @@ def _run_all(module: ModuleType) -> None:
         if not name.startswith("test_") or not callable(fn):
             continue
         marks = [m for m in getattr(fn, "pytestmark", []) if m.name == "parametrize"]
-        if marks:
-            argname, values = marks[0].args[:2]
-            for value in values:
-                fn(**{argname: value})
-        else:
-            fn()
+        names = [m.args[0] for m in marks]
+        for combo in itertools.product(*(m.args[1] for m in marks)):
+            fn(**dict(zip(names, combo, strict=True)))
 
 
 def test_every_transition_row_is_exercised(monkeypatch: pytest.MonkeyPatch) -> None:
