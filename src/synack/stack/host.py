@@ -18,6 +18,7 @@ import errno
 import hashlib
 import heapq
 import random
+import struct
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from ipaddress import IPv4Address, IPv4Interface
 
 from synack.errors import LocalProtocolError
 from synack.stack import events as ev
-from synack.stack.arp import ArpCache, ArpDecision, ArpPolicy, ArpTimings
+from synack.stack.arp import ArpCache, ArpDecision, ArpPolicy, ArpTimings, NeighbourState
 from synack.stack.reassembly import Reassembler, fragment
 from synack.tcp import events as tev
 from synack.tcp.config import TcpConfig
@@ -39,10 +40,12 @@ from synack.wire import icmp as wicmp
 from synack.wire import ipv4 as wip
 from synack.wire import tcp as wtcp
 from synack.wire import udp as wudp
+from synack.wire.checksum import internet_checksum
 from synack.wire.errors import MalformedPacket
 from synack.wire.tcp import TcpFlags, TcpOptions, TcpSegment
 
 Observer = Callable[[object], None]
+_IP_HEADER = struct.Struct("!BBHHHBBHII")
 Address = tuple[IPv4Address, int]
 ConnKey = tuple[IPv4Address, int, IPv4Address, int]  # local ip, port, remote ip, port
 
@@ -240,6 +243,11 @@ class Host:
         self._now = 0.0
         self._timer_heap: list[tuple[float, int, object]] = []
         self._loop_queue: deque[wip.Ipv4Packet] = deque()
+        self._route_cache: dict[
+            IPv4Address, tuple[bytes, float]
+        ] = {}  # dst -> (next-hop MAC, until)
+        self._ip_int = int(self.ip)
+        self._eth_ipv4_tail = self.mac + weth.ETHERTYPE_IPV4.to_bytes(2, "big")
         self._dirty: dict[TcpStream, None] = {}  # streams fed segments, not yet touched
         self._pmtu: dict[IPv4Address, int] = {}  # path MTU learnt from ICMP (RFC 1191)
         self._looping = False
@@ -382,6 +390,7 @@ class Host:
         if pkt.op not in (warp.OP_REQUEST, warp.OP_REPLY):
             self.counters["arp-bad-op"] += 1
             return
+        self._route_cache.clear()
         decision, ready = self.arp.learn(
             pkt.sender_ip, pkt.sender_mac, now, reply=reply, for_us=for_us
         )
@@ -415,7 +424,39 @@ class Host:
         *,
         dont_fragment: bool = False,
     ) -> None:
-        self._ip_ident = (self._ip_ident + 1) & 0xFFFF
+        self._ip_ident = ident = (self._ip_ident + 1) & 0xFFFF
+        total = 20 + len(payload)
+        cached = self._route_cache.get(dst) if total <= self.mtu else None
+        if cached is not None and cached[1] > now:
+            # The fast path for a unicast packet to a resolved neighbour: the
+            # header packed at once, no intermediate objects.
+            header = _IP_HEADER.pack(
+                0x45,
+                0,
+                total,
+                ident,
+                0x4000 if dont_fragment else 0,
+                self.config.ttl,
+                proto,
+                0,
+                self._ip_int,
+                int(dst),
+            )
+            csum = internet_checksum(header)
+            self._emit(
+                b"".join(
+                    (
+                        cached[0],
+                        self._eth_ipv4_tail,
+                        header[:10],
+                        csum.to_bytes(2, "big"),
+                        header[12:],
+                        payload,
+                    )
+                ),
+                now,
+            )
+            return
         if dst.is_loopback or dst == self.ip:
             self._loopback(
                 wip.Ipv4Packet(
@@ -453,6 +494,12 @@ class Host:
             mac: bytes | None = weth.BROADCAST
         else:
             mac = self.arp.resolve(hop, now)
+            if mac is not None and self.arp.state(hop, now) is NeighbourState.REACHABLE:
+                # Cached for at most a second, and dropped whenever ARP learns
+                # anything, so ageing and re-probing still see every use.
+                if len(self._route_cache) >= 1024:
+                    self._route_cache.clear()
+                self._route_cache[dst] = (mac, now + 1.0)
         if mac is None:
             for raw in packets:
                 if not self.arp.enqueue(hop, raw, weth.ETHERTYPE_IPV4, now):
