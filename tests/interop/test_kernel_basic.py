@@ -6,12 +6,14 @@ import asyncio
 import random
 from ipaddress import IPv4Interface
 
+import pytest
+
 from synack.stack.aio import HostDriver, TapLink
 from synack.stack.host import Host, HostConfig
 from tests.interop.nsnet import NsNet, nsnet
 from tests.support import requires_root_tun
 
-pytestmark = [requires_root_tun, __import__("pytest").mark.root]
+pytestmark = [requires_root_tun, pytest.mark.root]
 
 MAC = b"\x02\x53\x59\x4e\x00\x02"
 
@@ -104,9 +106,10 @@ except ConnectionRefusedError:
 """
 
 
-def test_udp_echo_with_fragments_and_port_unreachable() -> None:
+@pytest.mark.parametrize("offload", [False, True], ids=["plain", "offload"])
+def test_udp_echo_with_fragments_and_port_unreachable(offload: bool) -> None:
     async def main() -> None:
-        with nsnet() as net:
+        with nsnet(offload=offload) as net:
             d = driver(net)
             try:
                 await d.create_datagram_endpoint(Echo, local_addr=("0.0.0.0", 7))

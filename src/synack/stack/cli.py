@@ -42,6 +42,11 @@ def register(subparsers: Any) -> None:
         q.add_argument("--mtu", type=int, default=1500, help="link MTU (default 1500; up to 65535)")
         q.add_argument("--mac", help="MAC address (default: a random locally administered one)")
         q.add_argument("--pcap", metavar="FILE", help="capture every frame in and out to FILE")
+        q.add_argument(
+            "--offload",
+            action="store_true",
+            help="IFF_VNET_HDR with checksum/TSO offload: the kernel sends up to 64 KiB segments",
+        )
 
     s = sub.add_parser(
         "serve",
@@ -112,11 +117,11 @@ def _host(args: argparse.Namespace) -> Host:
     )
 
 
-def _open_tap(name: str, mtu: int) -> TapDevice:
+def _open_tap(name: str, mtu: int, offload: bool = False) -> TapDevice:
     if not os.path.exists("/dev/net/tun"):
         raise UsageError("no /dev/net/tun on this machine (TAP devices need it)")
     try:
-        return TapDevice(name, mtu=min(mtu, 65535 - 14))
+        return TapDevice(name, mtu=min(mtu, 65535 - 14), offload=offload)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     except PermissionError:
@@ -130,7 +135,7 @@ def _open_tap(name: str, mtu: int) -> TapDevice:
 @contextlib.contextmanager
 def _driver(args: argparse.Namespace) -> Iterator[HostDriver]:
     host = _host(args)
-    tap = _open_tap(args.tap, host.mtu)
+    tap = _open_tap(args.tap, host.mtu, args.offload)
     capture = None
     try:
         loop = asyncio.get_running_loop()
