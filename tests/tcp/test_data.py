@@ -420,3 +420,20 @@ def test_limited_transmit_on_the_first_two_duplicate_acks() -> None:
         [(5101, 301, 1000)],  # second
         [(101, 301, 1000)],  # third: fast retransmit
     ]
+
+
+def test_replies_to_unacceptable_acks_are_rate_limited() -> None:
+    # Two ends that find each other's ACKs unacceptable must not ACK each
+    # other forever: one reply per 0.5 s.
+    d = Duo()
+    d.open()
+    stale = seg_a_to_b(50, 301, "A")  # an old pure ACK (SEG.SEQ < RCV.NXT)
+    d.to_b([stale])
+    assert [brief(s) for s in d.out_b()] == [(301, 101, "A", 0)]
+    d.to_b([stale])
+    d.to_b([stale])
+    assert d.out_b() == []
+    d.now = 0.5
+    d.to_b([stale])
+    assert len(d.out_b()) == 1
+    assert d.b.stats.dropped == {"old-ack": 4, "oow-ack-limited": 2}

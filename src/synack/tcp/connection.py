@@ -92,6 +92,8 @@ _NO_OPTIONS = TcpOptions()
 DEFAULT_MSS = 536
 #: RFC 7323 §5.5: TS.Recent is invalid after 24 days of idleness.
 PAWS_IDLE = 24 * 24 * 3600.0
+#: Replies to unacceptable segments without data: at most one per this long.
+OOW_ACK_INTERVAL = 0.5
 #: RFC 7323 §3.2: a TSopt costs 12 bytes of every segment (10 + 2 NOPs).
 TS_OPTION_SPACE = 12
 
@@ -233,6 +235,7 @@ class TcpConnection:
         self._sacked: list[tuple[int, int]] = []  # SACK scoreboard: [left, right) seqs
         self._syn_resent = False
         self._probes_unanswered = 0  # zero-window probes since the peer last spoke
+        self._last_oow_ack = -OOW_ACK_INTERVAL
 
         # Receive sequence variables. RCV.ADV is the right edge we last
         # advertised (RCV.NXT + RCV.WND), which never moves left (SHLD-14).
@@ -944,6 +947,20 @@ class TcpConnection:
         self.stats_counters.rsts_out += 1
         self._out.append(TcpSegment(self._lport, self._rport, self.snd_max, 0, _RST, 0))
 
+    def _reply_to_unacceptable(self, now: float) -> None:
+        """The ACK owed to an unacceptable segment without data (§3.10.7.4), rate-limited.
+
+        Two ends that each find the other's ACKs unacceptable (a clock that
+        went backwards for PAWS, a confused peer) would otherwise ACK each
+        other forever; at most one such reply per OOW_ACK_INTERVAL, as Linux
+        does. Keep-alive probes (one per interval) are still answered.
+        """
+        if now - self._last_oow_ack < OOW_ACK_INTERVAL:
+            self._drop("oow-ack-limited")
+            return
+        self._last_oow_ack = now
+        self._ack_now = True
+
     def _challenge_ack(self, now: float) -> None:
         """RFC 5961 §3.2, §4.2, §5.2: ACK (rate-limited, §7) instead of acting."""
         if now - self._challenge_window >= 1.0:
@@ -1235,7 +1252,7 @@ class TcpConnection:
                 self._ts_recent_valid = False
             elif seq_lt(ts[0], self._ts_recent):
                 self._drop("paws")
-                self._ack_now = True
+                self._reply_to_unacceptable(now)
                 return
 
         # First, check the sequence number (Table 6).
@@ -1260,7 +1277,10 @@ class TcpConnection:
             # RFC 9293 §3.8.6.1: even a zero window answers probes with an ACK.
             # A zero-window probe is not acceptable, so it lands here too.
             self._drop("out-of-window" if seg_len else "old-ack")
-            self._ack_now = True
+            if seg_len:
+                self._ack_now = True
+            else:
+                self._reply_to_unacceptable(now)
             # "special allowance should be made to accept valid ACKs" with a
             # zero window: process the ACK field of an in-sequence segment.
             if rcv_wnd == 0 and start == 0 and flags & F_ACK and st in SYNCHRONIZED:
