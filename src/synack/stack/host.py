@@ -320,8 +320,11 @@ class Host:
 
     # ----------------------------------------------------------------- timers
     def get_timer(self) -> float | None:
+        """The earliest deadline of the whole host (a pure query)."""
         if self._dirty:
-            self._flush_dirty()
+            # Segments were fed but not yet processed (frames_to_send or
+            # next_event would do it): due now, handle_timer flushes them.
+            return self._now
         deadline = self.arp.get_timer()
         t = self.reassembler.get_timer()
         if t is not None and (deadline is None or t < deadline):
