@@ -250,3 +250,11 @@ def test_tcp_over_lossy_lan_is_byte_exact() -> None:
     payload = random.Random(4).randbytes(200_000)
     assert _transfer(lan, client, server, payload, 0.05) == payload
     assert client.conn.stats.retransmissions > 0
+
+
+def test_connect_to_absent_neighbour_fails_host_unreachable() -> None:
+    lan, a, _ = two_hosts()
+    c = a.tcp_connect((IPv4Address("10.213.0.77"), 80), lan.now)
+    lan.run(until=lan.now + 5)  # ARP: three requests a second apart, then gives up
+    assert [type(e).__name__ for e in c.pending][:1] == ["HostUnreachable"]
+    assert c.gone and a.counters["tcp-host-unreachable"] == 1

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import Any, Literal
 
+from synack.tcp.events import Event as TcpEvent
+
 
 @dataclass(frozen=True, slots=True)
 class FrameTrace:
@@ -89,3 +91,12 @@ class TcpActivity:
     an established/closed connection, or (for a listener) a connection to accept."""
 
     socket: Any
+
+
+@dataclass(frozen=True, slots=True)
+class HostUnreachable(TcpEvent):
+    """Put in a connecting TCP stream's ``pending`` when ARP gave up on its
+    next hop: the connect fails with EHOSTUNREACH, as on Linux, instead of
+    retrying SYNs for minutes."""
+
+    ip: IPv4Address

@@ -343,6 +343,7 @@ class Host:
             self.counters["arp-failed"] += 1
             self.counters["arp-pending-dropped"] += dropped
             self._events.append(ev.NeighbourUnreachable(now, ip, dropped))
+            self._tcp_unreachable(ip, now)
         self._flush_arp_requests(now)
         for first in self.reassembler.handle_timer(now):
             # RFC 792: time exceeded, code 1 (fragment reassembly time exceeded).
@@ -842,6 +843,22 @@ class Host:
             if t is not None:
                 self._tcp_seq += 1
                 heapq.heappush(self._tcp_heap, (t, self._tcp_seq, stream))
+
+    def _tcp_unreachable(self, hop: IPv4Address, now: float) -> None:
+        """ARP failed for ``hop``: connections still in SYN-SENT through it fail
+        (Linux reports EHOSTUNREACH to connect() then)."""
+        for stream in list(self._conns.values()):
+            if stream.conn.state is not State.SYN_SENT or stream.remote[0].is_loopback:
+                continue
+            try:
+                via = self.next_hop(stream.remote[0])
+            except NoRouteError:
+                continue
+            if via == hop:
+                self.counters["tcp-host-unreachable"] += 1
+                stream.pending.append(ev.HostUnreachable(stream.remote[0]))
+                stream.conn.abort(now)
+                self._tcp_touch(stream, now)  # CLOSED: the owner is told, in order
 
     def _tcp_forget(self, stream: TcpStream) -> None:
         if stream.gone:

@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 from synack.errors import LocalProtocolError
 from synack.stack.aio import HostDriver, Link, oserror
+from synack.stack.events import HostUnreachable
 from synack.stack.host import ANY, Host, TcpListener, TcpStream, UdpEndpoint
 from synack.tcp import events as tev
 
@@ -276,6 +277,8 @@ class SynackSocket:
                     self._error = ConnectionResetError(
                         errno.ECONNRESET, os.strerror(errno.ECONNRESET)
                     )
+                elif isinstance(e, HostUnreachable):
+                    self._error = OSError(errno.EHOSTUNREACH, os.strerror(errno.EHOSTUNREACH))
                 elif isinstance(e, tev.TimedOut):
                     self._error = TimeoutError(errno.ETIMEDOUT, f"TCP {e.reason} timeout")
 

@@ -22,6 +22,7 @@ from ipaddress import IPv4Address
 from typing import TYPE_CHECKING, Any
 
 from synack.errors import LocalProtocolError
+from synack.stack.events import HostUnreachable
 from synack.stack.host import ANY, TcpListener, TcpStream
 from synack.tcp import events as tev
 
@@ -98,6 +99,8 @@ class TcpTransport(asyncio.Transport):
                 self._fail(_err(errno.ECONNREFUSED))
             elif isinstance(event, tev.ConnectionReset):
                 self._fail(_err(errno.ECONNRESET))
+            elif isinstance(event, HostUnreachable):
+                self._fail(_err(errno.EHOSTUNREACH, str(event.ip)))
             elif isinstance(event, tev.TimedOut):
                 self._fail(_err(errno.ETIMEDOUT, f"TCP {event.reason} timeout"))
             elif isinstance(event, tev.Closed):
