@@ -285,3 +285,22 @@ def test_config_validation() -> None:
         HostConfig(
             mac=mac(1), interface=IPv4Interface("10.213.0.1/24"), gateway=IPv4Address("10.9.9.9")
         )
+
+
+def test_icmp_errors_rate_limited_and_broadcast_ping_ignored() -> None:
+    lan, a, b = two_hosts()
+    a.ping(B, 1, 1, b"", lan.now)  # resolve ARP first (its pending queue holds 64)
+    lan.run()
+    assert len([e for e in events(a) if isinstance(e, ev.EchoReply)]) == 1
+    client = a.udp_open()
+    for _ in range(120):
+        client.sendto(b"x", (B, 4444), lan.now)
+    lan.run(until=lan.now + 0.001)
+    # A burst of 50 (Linux icmp_msgs_burst), then the token bucket refills.
+    assert b.counters["icmp-errors-out-3-3"] == 50
+    assert b.counters["icmp-errors-ratelimited"] == 70
+    # Echo requests to the broadcast address are not answered (smurf defence).
+    a.ping(IPv4Address("10.213.0.255"), 1, 1, b"", lan.now)
+    lan.run()
+    assert b.counters["icmp-echo-broadcast-ignored"] == 1
+    assert not [e for e in events(a) if isinstance(e, ev.EchoReply)]
