@@ -82,12 +82,15 @@ def _arp_frame(op: int, sender_mac: bytes, sender_ip: str, target_ip: str, dst: 
 
 def test_unsolicited_reply_refused_and_reported() -> None:
     h = make_host(1, "10.213.0.1/24")
+    seen: list[object] = []
+    h.observers.append(seen.append)
     evil = b"\x02\xee\xee\xee\xee\xee"
     h.receive_frame(_arp_frame(warp.OP_REPLY, evil, "10.213.0.7", "10.213.0.1", mac(1)), 1.0)
     assert h.arp.state(IPv4Address("10.213.0.7"), 1.0) is None
     assert h.counters["arp-refused-unsolicited"] == 1
     (e,) = events(h)
     assert isinstance(e, ev.ArpRefused) and e.reason == "unsolicited" and e.mac == evil
+    assert [type(r).__name__ for r in seen] == ["FrameTrace", "ArpRefused"]
 
 
 def test_reply_replacing_fresh_entry_refused_unless_policy_allows() -> None:

@@ -400,7 +400,10 @@ class Host:
         )
         if decision in (ArpDecision.REFUSED_CONFLICT, ArpDecision.REFUSED_UNSOLICITED):
             self.counters[f"arp-refused-{decision.value}"] += 1
-            self._events.append(ev.ArpRefused(now, pkt.sender_ip, pkt.sender_mac, decision.value))
+            refused = ev.ArpRefused(now, pkt.sender_ip, pkt.sender_mac, decision.value)
+            self._events.append(refused)
+            for obs in self.observers:  # visible in traces too
+                obs(refused)
         for packet, ethertype in ready:
             self._emit(
                 weth.build(weth.EthernetFrame(pkt.sender_mac, self.mac, ethertype, packet)), now
