@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 
@@ -17,8 +18,39 @@ def test_help_lists_commands(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_unknown_command_is_one_line_and_status_2() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "synack", "no-such-command"], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "synack", "no-such-command"],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0, proc.stderr
     assert "no-such-command" in proc.stderr
+
+
+def test_unresolvable_host_name_is_described_not_errno() -> None:
+    # getaddrinfo's EAI_* codes printed raw ("[Errno -2] Name or service not known") tell a
+    # user nothing; no lookup is made here (the error is constructed).
+    from synack.cli import _describe_os_error
+
+    text = _describe_os_error(socket.gaierror(socket.EAI_NONAME, "Name or service not known"))
+    assert text.startswith("cannot resolve host name")
+    assert "Errno" not in text
+
+
+def test_closed_stdout_pipe_is_quiet() -> None:
+    # `synack net classify ... | head -1`: the reader closes the pipe early; no traceback and
+    # no "Broken pipe" error line.
+    addresses = [f"10.0.{i // 256}.{i % 256}" for i in range(3000)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "synack", "net", "classify", *addresses],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=60)
+    assert "Traceback" not in err and "Broken pipe" not in err, err
+    assert proc.returncode in (0, 1)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import errno
 import importlib
+import os
+import socket
 import sys
 from collections.abc import Sequence
 
@@ -60,8 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _describe_os_error(exc: OSError) -> str:
+    if isinstance(exc, socket.gaierror):
+        # getaddrinfo's errno values are EAI_* codes, not errno ones: "[Errno -2]" means nothing
+        # to a user who mistyped a host name.
+        return f"cannot resolve host name ({exc.strerror or exc})"
     if exc.errno == errno.EADDRINUSE:
-        return f"address already in use ({exc.strerror})" if exc.strerror else "address already in use"
+        return (
+            f"address already in use ({exc.strerror})" if exc.strerror else "address already in use"
+        )
     if exc.errno == errno.EADDRNOTAVAIL:
         return "cannot assign requested address (is the host address on this machine?)"
     if exc.errno == errno.ECONNREFUSED:
@@ -85,6 +93,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         sys.stderr.write(f"synack: error: {exc}\n")
         return 2
+    except BrokenPipeError:
+        # The reader went away (`synack trace x.pcap | head`): not the user's mistake and not
+        # worth a message. Point stdout at devnull so the interpreter's final flush stays quiet.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 1
     except OSError as exc:
         # Bind/connect failures are user mistakes (port in use, bad address).
         sys.stderr.write(f"synack: error: {_describe_os_error(exc)}\n")

@@ -191,3 +191,10 @@ def test_a_capture_cut_short_is_traced_up_to_the_cut(
     trace = trace_pcap(str(pcap))
     assert len(trace.events) == len(CONVERSATION) - 1
     assert f"damaged after record {len(CONVERSATION) - 1}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("width", ["-5", "0", "59"])
+def test_width_below_the_diagram_floor_is_a_usage_error(tmp_path: Path, width: str) -> None:
+    pcap = tmp_path / "c.pcap"
+    write_pcap(pcap)
+    assert main(["trace", str(pcap), "--width", width]) == 2

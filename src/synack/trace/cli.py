@@ -18,6 +18,7 @@ from synack.wire.errors import MalformedPacket
 from synack.wire.pcap import read_pcap
 
 MAX_FRAMES = 100_000  # a bigger capture is cut, and the cut is said
+MIN_WIDTH = 60  # the diagram's own floor (terminal.SequenceDiagram): less would be ignored
 
 
 def trace_pcap(path: str, *, max_frames: int = MAX_FRAMES) -> Trace:
@@ -55,6 +56,8 @@ def trace_pcap(path: str, *, max_frames: int = MAX_FRAMES) -> Trace:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.width is not None and args.width < MIN_WIDTH:
+        raise UsageError(f"--width {args.width}: the diagram needs at least {MIN_WIDTH} columns")
     trace = trace_pcap(args.pcap)
     if args.connection is not None:
         count = len(trace.connections)
