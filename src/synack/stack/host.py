@@ -557,6 +557,16 @@ class Host:
             # RFC 1122 §3.2.1.3: a broadcast/multicast source is discarded.
             self.counters["ipv4-bad-source"] += 1
             return
+        if (
+            pkt.src == self.ip
+            or pkt.src.is_loopback
+            or (pkt.src.is_unspecified
+            and pkt.proto != wip.PROTO_UDP)
+        ):
+            # Martians: our own or a loopback address cannot come from the
+            # link (a "land" attack would make us talk to ourselves).
+            self.counters["ipv4-martian"] += 1
+            return
         if pkt.more_fragments or pkt.frag_offset:
             whole = self.reassembler.add(pkt, now)
             self.counters.update(self.reassembler.counters)
@@ -889,6 +899,10 @@ class Host:
             self._malformed(exc)
             return
         self.counters["tcp-in"] += 1
+        if not seg.src_port or not seg.dst_port:
+            # Port 0 is reserved (RFC 9293 §3.1): never a connection's.
+            self.counters["tcp-bad-port"] += 1
+            return
         key = (pkt.dst, seg.dst_port, pkt.src, seg.src_port)
         stream = self._conns.get(key)
         if stream is not None:
