@@ -560,8 +560,7 @@ class Host:
         if (
             pkt.src == self.ip
             or pkt.src.is_loopback
-            or (pkt.src.is_unspecified
-            and pkt.proto != wip.PROTO_UDP)
+            or (pkt.src.is_unspecified and pkt.proto != wip.PROTO_UDP)
         ):
             # Martians: our own or a loopback address cannot come from the
             # link (a "land" attack would make us talk to ourselves).
