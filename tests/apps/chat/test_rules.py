@@ -425,3 +425,42 @@ def test_direct_and_broadcast_interleaved_keep_both_orders() -> None:
             assert all(m["to"] == ("bob" if int(m["text"][1:]) % 3 == 0 else None) for m in msgs)
 
     asyncio.run(run_with_server(body, ChatConfig(rate=0)))
+
+
+def test_user_lists_never_exceed_the_clients_max_frame(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Nicks of 32 four-byte letters: 160 of them are a 21 KB list. A client accepts frames up to
+    # its max_frame (§1, 65,536 by default), so a room bigger than a frame must not lock every
+    # newcomer out: `welcome` and `users` list who fits (the newcomer first) and count the rest.
+    limit = 20_000
+    nicks = [chr(0x1D400 + i % 26) * 31 + chr(0x1D41A + i // 26) for i in range(160)]
+
+    async def body(server: ChatServer, port: int) -> None:
+        peers = []
+        welcomes = []
+        for nick in nicks:
+            p = await Peer.open(port)
+            welcomes.append(await p.hello(nick))
+            peers.append(p)
+        last = welcomes[-1]
+        assert last["users"][0] == nicks[-1]
+        assert len(last["users"]) + last["more"] == len(nicks)
+        assert last["more"] > 0
+        assert "more" not in welcomes[0]  # a list that fits is whole, as before
+        peers[0].send(type="who")
+        users = await peers[0].until(lambda m: m["type"] == "users")
+        listed = users[-1]
+        assert listed["users"][0] == nicks[0] and listed["more"] > 0
+        assert len(set(listed["users"])) + listed["more"] == len(nicks)
+        for p in peers:
+            p.close()
+
+    sizes: list[int] = []
+    original = ChatServer._send_private
+
+    def spy(self: ChatServer, s: object, frame: bytes) -> None:
+        sizes.append(len(frame) - 4)
+        original(self, s, frame)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ChatServer, "_send_private", spy)
+    asyncio.run(run_with_server(body, ChatConfig(max_send_frame=limit)))
+    assert max(sizes) <= limit

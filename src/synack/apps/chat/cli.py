@@ -182,6 +182,10 @@ def _clock(ts: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(ts))
 
 
+def _online(users: list[str], more: int) -> str:
+    return ", ".join(users) + (f" and {more} more" if more else "")
+
+
 def describe(m: ServerMessage) -> str | None:
     """One plain line for a server message (None: not worth a line)."""
     if isinstance(m, Msg):
@@ -192,9 +196,9 @@ def describe(m: ServerMessage) -> str | None:
     if isinstance(m, Left):
         return f"* {m.nick} left ({m.reason})"
     if isinstance(m, Welcome):
-        return f"* welcome {m.nick}; online: {', '.join(m.users)}"
+        return f"* welcome {m.nick}; online: {_online(m.users, m.more)}"
     if isinstance(m, Users):
-        return f"* online: {', '.join(m.users)}"
+        return f"* online: {_online(m.users, m.more)}"
     if isinstance(m, Error):
         return f"! {m.code}: {m.detail}"
     if isinstance(m, Bye):

@@ -85,6 +85,8 @@ class Who(_Message, frozen=True, tag="who"):
 class Welcome(_Message, frozen=True, tag="welcome"):
     nick: str
     users: list[str]
+    # Users left out so the frame stays within a peer's max_frame (omitted when 0).
+    more: int = 0
 
 
 class Joined(_Message, frozen=True, tag="joined"):
@@ -107,6 +109,7 @@ class Msg(msgspec.Struct, frozen=True, tag_field="type", tag="msg"):
 
 class Users(_Message, frozen=True, tag="users"):
     users: list[str]
+    more: int = 0  # as in Welcome
 
 
 class Error(msgspec.Struct, frozen=True, tag_field="type", tag="error"):

@@ -57,6 +57,9 @@ __all__ = ["DEFAULT_PORT", "ChatConfig", "ChatServer", "ChatSession"]
 log = logging.getLogger("synack.chat")
 
 DEFAULT_PORT = 8898
+# Room for any single message but a user list: a 4,096-character text is at most 16 KiB
+# of UTF-8 plus its envelope.
+_MIN_SEND_FRAME = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +73,9 @@ class ChatConfig:
     burst: int = 200  # token bucket size (§5: "a burst of at least 100")
     max_clients: int = 10_000  # connections at once, registered or not
     max_queue: int = 1 << 20  # bytes held for a client whose transport is paused
+    # The largest frame the server sends: what every client accepts by default (§1). Only
+    # `welcome` and `users` grow with the room; past this they list who fits and count the rest.
+    max_send_frame: int = DEFAULT_MAX_FRAME
 
     def __post_init__(self) -> None:
         if self.heartbeat <= 0 or self.idle_timeout <= 0:
@@ -78,6 +84,8 @@ class ChatConfig:
             raise LocalProtocolError("rate >= 0, burst >= 1, max clients >= 1, max queue >= 1")
         if not 0 <= self.max_frame <= 0xFFFF_FFFF:
             raise LocalProtocolError("max frame must fit a 32-bit length")
+        if not _MIN_SEND_FRAME <= self.max_send_frame <= 0xFFFF_FFFF:
+            raise LocalProtocolError(f"max send frame must be {_MIN_SEND_FRAME} or more")
 
 
 class SessionState(enum.Enum):
@@ -102,6 +110,12 @@ def _frame(message: object) -> bytes:
     return encode(encode_message(message))
 
 
+def _listed_size(nick: str) -> int:
+    # Nicks are letters, digits, '_' and '-': nothing JSON escapes, so quotes + UTF-8 + comma.
+    return len(nick.encode()) + 3
+
+
+_BIG_COUNT = 0xFFFF_FFFF  # an envelope's `more` at its widest, for the size budget
 _PONG = _frame(Pong())
 _PING = _frame(Ping())
 _BYE = _frame(Bye())
@@ -250,6 +264,7 @@ class ChatServer:
         self.sessions: set[ChatSession] = set()  # not yet CLOSED
         self._live: set[ChatSession] = set()  # transport not yet lost
         self.users: dict[str, ChatSession] = {}
+        self._users_bytes = 0  # sum over users of the nick's JSON string length plus a comma
         self.stats: Counter[str] = Counter()
         self._next_id = 1
         self._turn: list[bytes] = []
@@ -336,6 +351,7 @@ class ChatServer:
         """Take a registered client out of the room and tell the others why."""
         if s.nick is not None and self.users.get(s.nick) is s:
             del self.users[s.nick]
+            self._users_bytes -= _listed_size(s.nick)
             s.bend = len(self._turn)
             if not self._stopping:  # when the server stops, everyone hears bye instead
                 self._broadcast(_frame(Left(nick=s.nick, reason=reason)))
@@ -407,7 +423,9 @@ class ChatServer:
             elif not s.rate_ok():
                 self._error(s, "rate-limited", "request dropped: too many messages per second")
             else:
-                self._send_private(s, _frame(Users(users=list(self.users))))
+                assert s.nick is not None
+                users, more = self._user_list(s.nick, Users(users=[], more=_BIG_COUNT))
+                self._send_private(s, _frame(Users(users=users, more=more)))
         elif isinstance(m, Ping):
             self._send_private(s, _PONG)
         elif isinstance(m, Bye):
@@ -419,9 +437,29 @@ class ChatServer:
         s.nick = nick
         s._set_state(SessionState.REGISTERED)
         self.users[nick] = s
+        self._users_bytes += _listed_size(nick)
         s.bstart = len(self._turn)
-        self._send_private(s, _frame(Welcome(nick=nick, users=list(self.users))))
+        users, more = self._user_list(nick, Welcome(nick=nick, users=[], more=_BIG_COUNT))
+        self._send_private(s, _frame(Welcome(nick=nick, users=users, more=more)))
         self.stats["registered"] += 1
+
+    def _user_list(self, me: str, envelope: object) -> tuple[list[str], int]:
+        """Everyone online, or, when that would not fit ``max_send_frame``, ``me`` first and
+        then as many as fit in registration order; returns (users, how many were left out)."""
+        budget = self.config.max_send_frame - len(encode_message(envelope))
+        if self._users_bytes <= budget:
+            return list(self.users), 0
+        out = [me]
+        budget -= _listed_size(me)
+        for nick in self.users:
+            if nick == me:
+                continue
+            size = _listed_size(nick)
+            if size > budget:
+                break
+            out.append(nick)
+            budget -= size
+        return out, len(self.users) - len(out)
 
     def _say(self, s: ChatSession, text: str, to: str | None) -> None:
         assert s.nick is not None
