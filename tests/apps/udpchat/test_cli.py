@@ -233,3 +233,22 @@ def test_bad_toml_and_port_in_use(tmp_path: Path) -> None:
             timeout=30,
         )
     assert proc.returncode == 2 and "address already in use" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [(b'[contacts]\nbob = "127.0.0.1:1\xff"\n', "not UTF-8"), (None, "is a directory")],
+)
+def test_unreadable_contacts_file_is_a_usage_error(
+    tmp_path: Path, content: bytes | None, needle: str
+) -> None:
+    from synack.apps.udpchat.contacts import load_contacts
+    from synack.errors import UsageError
+
+    path = tmp_path / "c.toml"
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_bytes(content)
+    with pytest.raises(UsageError, match=needle):
+        load_contacts(str(path), [])

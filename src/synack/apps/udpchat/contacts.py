@@ -67,8 +67,13 @@ def load_contacts(path: str | None, extra: list[str]) -> ContactBook:
                 data = tomllib.load(f)
         except FileNotFoundError:
             raise UsageError(f"no such contacts file: {path}") from None
+        except IsADirectoryError:
+            raise UsageError(f"{path}: is a directory, not a contacts file") from None
         except tomllib.TOMLDecodeError as exc:
             raise UsageError(f"{path}: not valid TOML ({exc})") from None
+        except UnicodeDecodeError as exc:
+            # TOML is UTF-8 (tomllib decodes before it parses, so this is not a TOMLDecodeError).
+            raise UsageError(f"{path}: not valid TOML (not UTF-8 at byte {exc.start})") from None
         table = data.get("contacts", {})
         if not isinstance(table, dict):
             raise UsageError(f'{path}: [contacts] must be a table of name = "host:port"')
