@@ -11,6 +11,7 @@ import threading
 import time
 from typing import Any
 
+from synack import cliargs
 from synack.apps.chat.client import ChatClient, ChatError, RawEvent
 from synack.apps.chat.messages import (
     Bye,
@@ -42,14 +43,14 @@ def register(subparsers: Any) -> None:
     _address(serve)
     serve.add_argument(
         "--heartbeat",
-        type=float,
+        type=cliargs.seconds,
         default=30.0,
         metavar="S",
         help="send ping after S seconds of silence (default 30)",
     )
     serve.add_argument(
         "--idle-timeout",
-        type=float,
+        type=cliargs.seconds,
         default=90.0,
         metavar="S",
         help="disconnect after S seconds of silence (default 90)",
@@ -63,7 +64,7 @@ def register(subparsers: Any) -> None:
     )
     serve.add_argument(
         "--rate",
-        type=float,
+        type=cliargs.non_negative,
         default=50.0,
         metavar="N",
         help="messages per second per client, 0 = no limit (default 50, burst 200)",
@@ -113,12 +114,9 @@ def _missing(parser: argparse.ArgumentParser) -> int:
 
 def _address(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1")
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")
-
-
-def _check_port(port: int) -> None:
-    if not 0 <= port <= 65535:
-        raise UsageError(f"port must be 0..65535, not {port}")
+    p.add_argument(
+        "--port", type=cliargs.port, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}"
+    )
 
 
 def _check_nick(nick: str) -> None:
@@ -130,7 +128,6 @@ def _check_nick(nick: str) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    _check_port(args.port)
     try:
         config = ChatConfig(
             heartbeat=args.heartbeat,
@@ -168,7 +165,6 @@ async def _serve_async(config: ChatConfig, host: str, port: int) -> int:
 
 
 async def _open(args: argparse.Namespace) -> ChatClient:
-    _check_port(args.port)
     _check_nick(args.nick)
     try:
         return await ChatClient.open(args.host, args.port, args.nick)

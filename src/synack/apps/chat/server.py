@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import enum
 import logging
+import math
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -78,9 +79,15 @@ class ChatConfig:
     max_send_frame: int = DEFAULT_MAX_FRAME
 
     def __post_init__(self) -> None:
-        if self.heartbeat <= 0 or self.idle_timeout <= 0:
-            raise LocalProtocolError("heartbeat and idle timeout must be positive")
-        if self.rate < 0 or self.burst < 1 or self.max_clients < 1 or self.max_queue < 1:
+        # Written as `not (a < x < b)` so that NaN, which compares false, is refused too.
+        if not (0 < self.heartbeat < math.inf and 0 < self.idle_timeout < math.inf):
+            raise LocalProtocolError("heartbeat and idle timeout must be positive and finite")
+        if (
+            not 0 <= self.rate < math.inf
+            or self.burst < 1
+            or self.max_clients < 1
+            or self.max_queue < 1
+        ):
             raise LocalProtocolError("rate >= 0, burst >= 1, max clients >= 1, max queue >= 1")
         if not 0 <= self.max_frame <= 0xFFFF_FFFF:
             raise LocalProtocolError("max frame must fit a 32-bit length")

@@ -9,40 +9,11 @@ import sys
 import time
 from typing import Any
 
+from synack import cliargs
 from synack.apps.services import announce, stop_on_signals
 from synack.apps.time import sntp
 from synack.apps.time.server import DEFAULT_PORT, DEFAULT_SNTP_PORT, start_time_server
 from synack.errors import UsageError
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"bad port {text!r}: expected 0..65535")
-    return value
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
-def _non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
 
 
 def register(subparsers: Any) -> None:
@@ -56,19 +27,25 @@ def register(subparsers: Any) -> None:
     s = sub.add_parser("serve", help="serve the format protocol and SNTP")
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     s.add_argument(
-        "--port", type=_port, default=DEFAULT_PORT, help="format protocol port (default 9000)"
+        "--port",
+        type=cliargs.port,
+        default=DEFAULT_PORT,
+        help="format protocol port (default 9000)",
     )
     s.add_argument(
-        "--sntp-port", type=_port, default=DEFAULT_SNTP_PORT, help="SNTP port (default 8123)"
+        "--sntp-port", type=cliargs.port, default=DEFAULT_SNTP_PORT, help="SNTP port (default 8123)"
     )
     s.add_argument(
         "--rate",
-        type=_non_negative,
+        type=cliargs.non_negative,
         default=50.0,
         help="format requests per second per source host (default 50, 0 = no limit)",
     )
     s.add_argument(
-        "--burst", type=_positive, default=100.0, help="requests a source may save up (default 100)"
+        "--burst",
+        type=cliargs.positive,
+        default=100.0,
+        help="requests a source may save up (default 100)",
     )
     s.set_defaults(func=run_serve)
 
@@ -77,12 +54,14 @@ def register(subparsers: Any) -> None:
         "format", nargs="?", default="", help="strftime format (default %%Y-%%m-%%d %%X)"
     )
     q.add_argument("--host", default="127.0.0.1", help="server address (default 127.0.0.1)")
-    q.add_argument("--port", type=_port, help="server port (default 9000, or 8123 with --sntp)")
+    q.add_argument(
+        "--port", type=cliargs.port, help="server port (default 9000, or 8123 with --sntp)"
+    )
     q.add_argument(
         "--sntp", action="store_true", help="ask over SNTP and print offset and round-trip delay"
     )
     q.add_argument(
-        "--timeout", type=_positive, default=1.0, help="seconds to wait per try (default 1)"
+        "--timeout", type=cliargs.seconds, default=1.0, help="seconds to wait per try (default 1)"
     )
     q.add_argument("--tries", type=int, default=3, help="tries before giving up (default 3)")
     q.set_defaults(func=run_query)

@@ -13,6 +13,7 @@ reply at all (silence is the only answer that does not amplify).
 
 from __future__ import annotations
 
+import math
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ class TokenBuckets:
     _buckets: OrderedDict[str, tuple[float, float]] = field(default_factory=OrderedDict)
 
     def __post_init__(self) -> None:
-        if self.rate <= 0 or self.burst < 1:
+        if not (0 < self.rate < math.inf and 1 <= self.burst < math.inf):
             raise ValueError("rate must be > 0 and burst >= 1")
         if self.max_keys < 1:
             raise ValueError("max_keys must be >= 1")
@@ -94,7 +95,7 @@ class FormatService:
     _cache_second: int = -1
 
     def __post_init__(self) -> None:
-        if self.rate < 0:
+        if not 0 <= self.rate < math.inf:
             raise ValueError("rate must be >= 0 (0 = no limit)")
         self.buckets = TokenBuckets(self.rate, self.burst) if self.rate > 0 else None
 

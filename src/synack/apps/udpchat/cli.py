@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from synack import cliargs
 from synack.apps.services import announce, stop_on_signals
 from synack.apps.udpchat.contacts import ContactBook, load_contacts
 from synack.apps.udpchat.core import (
@@ -30,26 +31,6 @@ from synack.errors import LocalProtocolError, UsageError
 DEFAULT_PORT = 8081
 
 
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"bad port {text!r}: expected 0..65535")
-    return value
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "udpchat",
@@ -61,7 +42,9 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--name", required=True, help="what you call yourself")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=_port, default=DEFAULT_PORT, help="UDP port (default 8081)")
+    p.add_argument(
+        "--port", type=cliargs.port, default=DEFAULT_PORT, help="UDP port (default 8081)"
+    )
     p.add_argument("--contacts", metavar="FILE", help="TOML file with a [contacts] table")
     p.add_argument(
         "--contact",
@@ -73,7 +56,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per output line")
     p.add_argument(
         "--timeout",
-        type=_positive,
+        type=cliargs.seconds,
         default=INITIAL_TIMEOUT,
         help=f"first retransmission timeout in seconds, doubling (default {INITIAL_TIMEOUT})",
     )

@@ -137,7 +137,7 @@ class UdpChatPeer:
     ) -> None:
         if not 1 <= len(name) <= MAX_NAME:
             raise LocalProtocolError(f"name must be 1 to {MAX_NAME} characters")
-        if initial_timeout <= 0 or tries < 1:
+        if not 0 < initial_timeout < math.inf or tries < 1:
             raise LocalProtocolError("initial_timeout must be > 0 and tries >= 1")
         if not _is_int(first_id):
             raise LocalProtocolError("first_id must be a non-negative 63-bit integer")
