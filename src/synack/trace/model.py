@@ -90,22 +90,6 @@ def flag_names(flags: TcpFlags | int) -> str:
     return _FLAG_NAMES[int(flags) & 0xFF]
 
 
-def options_text(options: TcpOptions) -> str:
-    parts: list[str] = []
-    if options.mss is not None:
-        parts.append(f"mss {options.mss}")
-    if options.sack_permitted:
-        parts.append("sackOK")
-    if options.timestamps is not None:
-        parts.append(f"TS val {options.timestamps[0]} ecr {options.timestamps[1]}")
-    if options.wscale is not None:
-        parts.append(f"wscale {options.wscale}")
-    if options.sack_blocks:
-        parts.append("sack " + " ".join(f"{a}-{b}" for a, b in options.sack_blocks))
-    parts.extend(f"opt-{kind}" for kind, _ in options.unknown)
-    return ",".join(parts)
-
-
 @dataclass(frozen=True, slots=True)
 class Decoded:
     """What one frame means, layer by layer (None where a layer is absent)."""
