@@ -96,6 +96,9 @@ def test_kernel_client_1mib_echo_with_offloads() -> None:
         assert out.split() == [str(1 << 20), "True"]
         assert d.host.counters["tcp-bad-checksum"] == 0
         assert net.tap.frames_in < (1 << 20) // 1448  # fewer reads than MTU-sized segments
+        # ... and synack's echo went back as TSO super-segments.
+        assert d.host.counters["tcp-tso-out"] > 0
+        assert net.tap.frames_out < (1 << 20) // 1448
 
     run(main, offload=True)
 

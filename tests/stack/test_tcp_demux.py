@@ -258,3 +258,36 @@ def test_connect_to_absent_neighbour_fails_host_unreachable() -> None:
     lan.run(until=lan.now + 5)  # ARP: three requests a second apart, then gives up
     assert [type(e).__name__ for e in c.pending][:1] == ["HostUnreachable"]
     assert c.gone and a.counters["tcp-host-unreachable"] == 1
+
+
+def test_tso_coalesces_only_contiguous_alike_segments() -> None:
+    from synack.stack.host import _coalesce
+    from synack.wire.tcp import TcpOptions
+
+    ts = TcpOptions(timestamps=(5, 6))
+    A_ = TcpFlags.ACK
+
+    def data(seq: int, n: int, flags: TcpFlags = A_, opts: TcpOptions = ts) -> TcpSegment:
+        return TcpSegment(1, 2, seq, 77, flags, 500, bytes([seq % 256]) * n, opts)
+
+    segs = [
+        data(0, 100),
+        data(100, 100),
+        data(200, 100, A_ | TcpFlags.PSH),  # PSH closes the run
+        data(300, 100),
+        data(500, 100),  # a gap: not contiguous
+        TcpSegment(1, 2, 600, 77, A_ | TcpFlags.FIN, 500),  # control: kept apart
+        data(601, 50, opts=TcpOptions(timestamps=(9, 9))),
+    ]
+    out = _coalesce(segs)
+    assert [(s.seq, len(s.payload), int(s.flags)) for s in out] == [
+        (0, 300, int(A_ | TcpFlags.PSH)),
+        (300, 100, int(A_)),
+        (500, 100, int(A_)),
+        (600, 0, int(A_ | TcpFlags.FIN)),
+        (601, 50, int(A_)),
+    ]
+    assert out[0].payload == segs[0].payload + segs[1].payload + segs[2].payload
+    big = [data(i * 1448, 1448) for i in range(100)]
+    assert all(len(s.payload) <= 64000 for s in _coalesce(big))
+    assert sum(len(s.payload) for s in _coalesce(big)) == 144800

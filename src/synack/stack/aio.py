@@ -46,6 +46,7 @@ class TapLink:
     def __init__(self, device: TapDevice, *, batch: int = 64) -> None:
         self.device = device
         self.batch = batch
+        self.tso = device.offload
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sink: FrameSink | None = None
 
@@ -149,6 +150,9 @@ class HostDriver:
     ) -> None:
         self.host = host
         self.link = link
+        # A link that cuts large TCP frames itself (TAP offloads) lets the
+        # host send TSO super-segments.
+        host.tso = bool(getattr(link, "tso", False))
         self.loop = loop or asyncio.get_running_loop()
         self._timer: asyncio.TimerHandle | None = None
         self._armed: float | None = None

@@ -243,6 +243,10 @@ class Host:
         self._now = 0.0
         self._timer_heap: list[tuple[float, int, object]] = []
         self._loop_queue: deque[wip.Ipv4Packet] = deque()
+        # Set by an adapter whose link segments large TCP frames itself (a
+        # TAP device with offloads): consecutive segments of one flush are
+        # then sent as one (TSO), like a NIC driver does.
+        self.tso = False
         self._route_cache: dict[
             IPv4Address, tuple[bytes, float]
         ] = {}  # dst -> (next-hop MAC, until)
@@ -430,10 +434,13 @@ class Host:
         now: float,
         *,
         dont_fragment: bool = False,
+        oversize: bool = False,
     ) -> None:
+        """Send one IPv4 packet (fragmented if over the MTU, unless
+        ``oversize``: a TSO segment the link will cut up itself)."""
         self._ip_ident = ident = (self._ip_ident + 1) & 0xFFFF
         total = 20 + len(payload)
-        cached = self._route_cache.get(dst) if total <= self.mtu else None
+        cached = self._route_cache.get(dst) if total <= self.mtu or oversize else None
         if cached is not None and cached[1] > now:
             # The fast path for a unicast packet to a resolved neighbour: the
             # header packed at once, no intermediate objects.
@@ -487,7 +494,7 @@ class Host:
             ident=self._ip_ident,
             dont_fragment=dont_fragment,
         )
-        if 20 + len(payload) > self.mtu:
+        if 20 + len(payload) > self.mtu and not oversize:
             if dont_fragment:
                 self.counters["ipv4-too-big-df"] += 1
                 raise LocalProtocolError(
@@ -845,7 +852,10 @@ class Host:
                 self._tcp_forget(stream)
             stream.pending.append(event)
             notify = True
-        for seg in conn.segments_to_send(now):
+        segments = conn.segments_to_send(now)
+        if self.tso and len(segments) > 1:
+            segments = _coalesce(segments)
+        for seg in segments:
             self._tcp_output(conn.local[0], conn.remote[0], seg, now)
         if notify and stream.owner is not None:
             self._events.append(ev.TcpActivity(stream))
@@ -887,7 +897,12 @@ class Host:
         try:
             # DF as Linux does for TCP (PMTU discovery), when the segment fits.
             mtu = self._pmtu.get(dst, self.mtu) if self._pmtu else self.mtu
-            self.send_ip(dst, wip.PROTO_TCP, raw, now, dont_fragment=20 + len(raw) <= mtu)
+            if self.tso and 20 + len(raw) > mtu and mtu == self.mtu:
+                # A coalesced segment: the link cuts it into MTU-sized ones.
+                self.counters["tcp-tso-out"] += 1
+                self.send_ip(dst, wip.PROTO_TCP, raw, now, dont_fragment=True, oversize=True)
+            else:
+                self.send_ip(dst, wip.PROTO_TCP, raw, now, dont_fragment=20 + len(raw) <= mtu)
         except NoRouteError:
             self.counters["tcp-no-route"] += 1
 
@@ -1132,3 +1147,62 @@ class Host:
             self._tcp_forget(stream)
         listener.half_open.clear()
         listener.queue.clear()
+
+
+TSO_MAX_PAYLOAD = 64000  # a coalesced segment stays under IPv4's 65535
+
+
+def _coalesce(segments: list[TcpSegment]) -> list[TcpSegment]:
+    """Join runs of contiguous data segments that differ in nothing else
+    (same ACK, window, options; only ACK/PSH flags) into single segments."""
+    out: list[TcpSegment] = []
+    run: list[TcpSegment] = []
+
+    def close_run() -> None:
+        if len(run) == 1:
+            out.append(run[0])
+        elif run:
+            flags = TcpFlags(0)
+            for r in run:
+                flags |= r.flags
+            out.append(
+                TcpSegment(
+                    run[0].src_port,
+                    run[0].dst_port,
+                    run[0].seq,
+                    run[0].ack,
+                    flags,
+                    run[0].window,
+                    b"".join(r.payload for r in run),
+                    run[0].options,
+                )
+            )
+        run.clear()
+
+    size = 0
+    for seg in segments:
+        mergeable = (
+            seg.payload and not seg.flags & ~(TcpFlags.ACK | TcpFlags.PSH) and not seg.urgent
+        )
+        if run and mergeable:
+            prev = run[-1]
+            if (
+                not prev.flags & TcpFlags.PSH
+                and prev.ack == seg.ack
+                and prev.window == seg.window
+                and prev.options == seg.options
+                and (prev.seq + len(prev.payload)) & 0xFFFFFFFF == seg.seq
+                and size + len(seg.payload) <= TSO_MAX_PAYLOAD
+            ):
+                run.append(seg)
+                size += len(seg.payload)
+                continue
+        close_run()
+        size = 0
+        if mergeable:
+            run.append(seg)
+            size = len(seg.payload)
+        else:
+            out.append(seg)
+    close_run()
+    return out
