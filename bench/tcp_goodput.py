@@ -7,7 +7,13 @@ The path: 25 ms each way (RTT 50 ms), no bandwidth limit (so the loss, not a
 queue, sets the rate), random loss p on the data direction only, 4 MB
 buffers (the window never limits). Goodput is payload octets delivered in
 order divided by the virtual time from ESTABLISHED to the last octet.
-Several seeds are averaged; the target is >= 0.8 of the 1.22 bound.
+Several seeds are averaged; the target is >= 0.8 of the 1.22 bound. Each
+setting runs with RFC 6675 SACK recovery (the default) and with SACK off
+(NewReno, RFC 6582) on the same seeds.
+
+A second table is the burst-loss case: a 10 Mbit/s bottleneck with a short
+drop-tail queue and no random loss, where slow start overshoots and loses
+many segments of one window; the anchor is the link rate.
 
     .venv/bin/python bench/tcp_goodput.py [--mb 20] [--loss 0.01] [--seeds 5]
 """
@@ -17,15 +23,19 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from dataclasses import replace
 
 from synack.links.sim import LinkParams, SimApp, Simulator, TcpSimPair
 from synack.tcp.config import TcpConfig
 from synack.tcp.states import State
 
 ONE_WAY = 0.025
+BOTTLENECK = 1.25e6  # bytes per second: 10 Mbit/s
 
 
-def run(mb: float, loss: float, seed: int, cfg: TcpConfig) -> tuple[float, int, dict[str, int]]:
+def run(
+    mb: float, loss: float, seed: int, cfg: TcpConfig, to_server: LinkParams | None = None
+) -> tuple[float, int, dict[str, int]]:
     size = int(mb * 1_000_000)
     data = bytes(range(256)) * (size // 256) + bytes(size % 256)
     sim = Simulator(seed)
@@ -33,7 +43,7 @@ def run(mb: float, loss: float, seed: int, cfg: TcpConfig) -> tuple[float, int, 
         sim,
         client_config=cfg,
         server_config=cfg,
-        to_server=LinkParams(delay=ONE_WAY, loss=loss),
+        to_server=to_server or LinkParams(delay=ONE_WAY, loss=loss),
         to_client=LinkParams(delay=ONE_WAY),
         client_app=SimApp(outgoing=data),
         server_app=SimApp(close_on_eof=True),
@@ -55,15 +65,15 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=5, help="runs to average (default 5)")
     args = ap.parse_args()
     rtt = 2 * ONE_WAY
-    variants = {
-        "defaults (delayed ACK, min RTO 1 s)": TcpConfig(
-            send_buffer=4 << 20, receive_buffer=4 << 20
-        ),
-        "min RTO 0.2 s": TcpConfig(send_buffer=4 << 20, receive_buffer=4 << 20, min_rto=0.2),
-        "no delayed ACK, min RTO 0.2 s": TcpConfig(
-            send_buffer=4 << 20, receive_buffer=4 << 20, min_rto=0.2, delayed_ack=False
-        ),
-    }
+    base = TcpConfig(send_buffer=4 << 20, receive_buffer=4 << 20)
+    variants: dict[str, TcpConfig] = {}
+    for name, cfg in {
+        "defaults (delayed ACK, min RTO 1 s)": base,
+        "min RTO 0.2 s": replace(base, min_rto=0.2),
+        "no delayed ACK, min RTO 0.2 s": replace(base, min_rto=0.2, delayed_ack=False),
+    }.items():
+        variants[f"{name}, SACK"] = cfg
+        variants[f"{name}, NewReno"] = replace(cfg, sack=False)
     print(f"{args.mb:g} MB x {args.seeds} seeds, RTT {rtt * 1000:.0f} ms, loss p = {args.loss:g}")
     for name, cfg in variants.items():
         c0 = time.process_time()
@@ -87,6 +97,24 @@ def main() -> None:
             f"  per run: {totals['fast'] / args.seeds:.0f} fast retransmits, "
             f"{totals['timeouts'] / args.seeds:.1f} timeouts, {totals['rexmit'] / args.seeds:.0f} segments resent"
         )
+    print(
+        f"\nburst losses: {BOTTLENECK * 8 / 1e6:g} Mbit/s bottleneck, drop-tail queue, "
+        f"RTT {rtt * 1000:.0f} ms, no random loss, {args.mb:g} MB, min RTO 0.2 s"
+    )
+    for queue in (10, 50):
+        link = LinkParams(delay=ONE_WAY, bandwidth=BOTTLENECK, queue_limit=queue)
+        for name, cfg in (
+            ("SACK", replace(base, min_rto=0.2)),
+            ("NewReno", replace(base, min_rto=0.2, sack=False)),
+        ):
+            c0 = time.process_time()
+            rate, _, counts = run(args.mb, 0.0, 1, cfg, link)
+            print(
+                f"synack, queue {queue:2d}, {name:7s}: {rate / 1e3:8.1f} kB/s, anchor link rate "
+                f"{BOTTLENECK / 1e3:.0f} kB/s -> ratio {rate / BOTTLENECK:.3f}  ({counts['fast']} fast "
+                f"retransmits, {counts['timeouts']} timeouts, {counts['rexmit']} resent; "
+                f"{time.process_time() - c0:.1f} CPU s)"
+            )
 
 
 if __name__ == "__main__":

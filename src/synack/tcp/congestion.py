@@ -2,8 +2,11 @@
 retransmit and fast recovery, with the NewReno modification of RFC 6582.
 
 RFC 9293 §3.8.2 (MUST-19) requires RFC 5681. Limited transmit (RFC 3042)
-is applied by the connection when it sizes its output from ``dupacks``;
-SACK-based recovery (RFC 6675) is not implemented.
+is applied by the connection when it sizes its output from ``dupacks``.
+When both ends negotiated SACK, the connection runs RFC 6675 loss recovery
+(scoreboard, pipe, NextSeg) and uses :meth:`NewReno.enter_sack_recovery`:
+cwnd is then neither inflated by duplicates nor deflated by partial ACKs,
+the pipe estimate does that job.
 """
 
 from __future__ import annotations
@@ -32,7 +35,16 @@ def initial_window(smss: int) -> int:
 class NewReno:
     """cwnd/ssthresh bookkeeping; the connection tells it what ACKs did."""
 
-    __slots__ = ("_ca_acc", "cwnd", "dupacks", "in_recovery", "mss", "recover", "ssthresh")
+    __slots__ = (
+        "_ca_acc",
+        "cwnd",
+        "dupacks",
+        "in_recovery",
+        "mss",
+        "recover",
+        "sack_recovery",
+        "ssthresh",
+    )
 
     def __init__(self, mss: int, iss: int, initial_ssthresh: int = 1 << 30) -> None:
         self.mss = mss
@@ -41,6 +53,7 @@ class NewReno:
         self.ssthresh = initial_ssthresh
         self.dupacks = 0
         self.in_recovery = False
+        self.sack_recovery = False  # the recovery in progress is RFC 6675's
         # RFC 6582 §3.2 step 1: "recover" starts at the ISS. We store
         # SND.MAX at the moment of the loss (one past "the highest sequence
         # number transmitted"), so "covers recover" reads seq >= recover.
@@ -57,6 +70,13 @@ class NewReno:
         mss = self.mss
         self.dupacks = 0
         if self.in_recovery:
+            if self.sack_recovery:
+                # RFC 6675 §5 (A): an ACK at or beyond RecoveryPoint ends
+                # recovery; cwnd stayed at ssthresh throughout (step 4.2),
+                # and partial ACKs only update the scoreboard and pipe.
+                if seq_ge(ack, self.recover):
+                    self.in_recovery = self.sack_recovery = False
+                return AckAction.NONE
             if seq_ge(ack, self.recover):
                 # RFC 6582 §3.2 step 3, full ACK: deflate, option (2).
                 self.cwnd = min(self.ssthresh, max(flight_after, mss) + mss)
@@ -103,6 +123,23 @@ class NewReno:
             return AckAction.RETRANSMIT
         return AckAction.NONE
 
+    def may_enter_recovery(self, ack: int) -> bool:
+        """Whether a loss now starts a new recovery (RFC 6582 §3.2 step 2; RFC 6675 §5.1).
+
+        Not while one is in progress, and not before the cumulative ACK
+        covers "recover": after a timeout (or a recovery) the duplicates
+        provoked by resent data are not a new loss event.
+        """
+        return not self.in_recovery and seq_ge(ack, self.recover)
+
+    def enter_sack_recovery(self, flight: int, snd_max: int) -> None:
+        """RFC 6675 §5 step 4: RecoveryPoint = HighData, ssthresh = cwnd = FlightSize / 2."""
+        self.ssthresh = max(flight // 2, 2 * self.mss)  # RFC 5681 §3.1 eq. (4)
+        self.cwnd = self.ssthresh
+        self.recover = snd_max
+        self.in_recovery = True
+        self.sack_recovery = True
+
     def on_timeout(self, flight: int, snd_max: int, *, first: bool) -> None:
         """The retransmission timer expired (RFC 5681 §3.1 equation (4), loss window).
 
@@ -115,6 +152,7 @@ class NewReno:
         self._ca_acc = 0
         self.dupacks = 0
         self.in_recovery = False
+        self.sack_recovery = False
         # RFC 6582 §3.2 step 4: after a timeout, record the highest sequence
         # number transmitted in "recover".
         self.recover = snd_max

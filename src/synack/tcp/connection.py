@@ -36,6 +36,13 @@ that are only an ACK carry SEQ = SND.MAX (BSD does the same) so that a
 go-back-N rewind of SND.NXT never makes them look old; data in a SYN is not
 queued (the peer resends it).
 
+Loss recovery: with SACK agreed on the handshake, RFC 6675 (scoreboard,
+IsLost, pipe, NextSeg); otherwise NewReno (RFC 6582). Beyond RFC 6675: the
+rescue retransmission (NextSeg rule 4) is skipped when its octet was resent
+already, and a peer that agreed to SACK but sends duplicate ACKs without
+blocks still triggers fast retransmit (RFC 5681 §2 duplicates), after which
+only the cumulative ACK and the RTO guide recovery.
+
 The adapter loop (house style item 2): feed segments / user calls, drain
 ``next_event()``, flush ``segments_to_send(now)``, re-arm the timer from
 ``get_timer()``. Output is produced only by ``segments_to_send``, so ACKs for
@@ -232,7 +239,14 @@ class TcpConnection:
         self._app_closed = False  # close() (not shutdown_write): no more reading
         self._send_blocked = False  # a send() was cut short: report SendSpaceAvailable
         self._nagle_end = iss  # end of the last short segment sent (Nagle/Minshall)
-        self._sacked: list[tuple[int, int]] = []  # SACK scoreboard: [left, right) seqs
+        # SACK scoreboard (RFC 6675 §3): merged [left, right) sequence ranges
+        # the peer SACKed, ascending, all inside [SND.UNA, SND.MAX].
+        self._sacked: list[tuple[int, int]] = []
+        # RFC 6675 §2 HighRxt (kept one past the highest octet retransmitted
+        # in this recovery) and RescueRxt (None: undefined).
+        self._high_rxt = iss
+        self._rescue_rxt: int | None = None
+        self._sack_first = False  # RFC 6675 §5 step 4.3 still to do
         self._syn_resent = False
         self._probes_unanswered = 0  # zero-window probes since the peer last spoke
         self._last_oow_ack = -OOW_ACK_INTERVAL
@@ -669,7 +683,10 @@ class TcpConnection:
 
     def _output_data(self, now: float, out: list[TcpSegment]) -> None:
         sndbuf = self._sndbuf
-        if (
+        cc = self._cc
+        if cc.sack_recovery and cc.in_recovery:
+            self._sack_recovery_output(now, out)
+        elif (
             not self._rexmit_one
             and not self._fin_queued
             and len(sndbuf) == ((self.snd_nxt - self.snd_una) & SEQ_MASK)
@@ -692,8 +709,9 @@ class TcpConnection:
                 out.append(self._make(self._fin_seq, _ACK_FIN, b"", now))
                 self.stats_counters.retransmissions += 1
         buffered = len(sndbuf)
-        cc = self._cc
         cwnd = cc.cwnd
+        if cc.in_recovery and cc.sack_recovery:
+            cwnd = 0  # RFC 6675 (C) sent what pipe allowed; only a FIN may follow
         if 0 < cc.dupacks < 3 and not cc.in_recovery and self.snd_nxt == self.snd_max:
             # Limited transmit (RFC 3042): the first two duplicate ACKs may
             # each release one new segment, up to cwnd + 2*SMSS outstanding.
@@ -1013,6 +1031,8 @@ class TcpConnection:
             return False
         if (seg.window << self._snd_wscale) != self.snd_wnd or self._cc.in_recovery:
             return False
+        if self._sacked:
+            return False  # an ACK must trim the scoreboard: the full path does
         opts = seg.options
         if opts.sack_blocks:
             return False  # the scoreboard is the full path's business
@@ -1402,6 +1422,10 @@ class TcpConnection:
         window = raw_window << self._snd_wscale
         acked = seq_diff(ack, snd_una)
         cc = self._cc
+        # RFC 6675 §5: "Upon the receipt of any ACK containing SACK
+        # information, the scoreboard MUST be updated via the Update ()
+        # routine" (before the duplicate-ACK rules look at it).
+        new_sacked = self._note_sacks(sacks) if sacks and self._sack_ok else 0
         if acked > 0:
             # New data acknowledged.
             sndbuf = self._sndbuf
@@ -1418,7 +1442,11 @@ class TcpConnection:
             if seq_lt(self.snd_nxt, ack):
                 self.snd_nxt = ack
             if self._sacked:
-                self._sacked = [b for b in self._sacked if seq_gt(b[1], ack)]
+                self._sacked = [
+                    (ack if seq_lt(lo, ack) else lo, hi)
+                    for lo, hi in self._sacked
+                    if seq_gt(hi, ack)
+                ]
             # RTT sample: timestamps (RFC 7323 §4) or the timed segment (Karn).
             if self._ts_ok and ts is not None and ts[1] != 0:
                 self._rtt.sample(((int(now * 1000) + self._ts_offset - ts[1]) & SEQ_MASK) / 1000.0)
@@ -1444,6 +1472,9 @@ class TcpConnection:
                 self._on_fin_acked(now)
                 if self._state is State.CLOSED:
                     return False
+        elif self._sack_ok:
+            if acked == 0 and seg_len == 0 and seq_diff(self.snd_max, snd_una) > 0:
+                self._sack_dupack(ack, new_sacked, bool(sacks), window == self.snd_wnd)
         elif (
             acked == 0
             and seg_len == 0
@@ -1458,8 +1489,6 @@ class TcpConnection:
                 self._rexmit_one = True
                 self.stats_counters.fast_retransmits += 1
                 self._rtt_seq = None
-        if sacks and self._sack_ok:
-            self._note_sacks(sacks)
         # Window update (§3.10.7.4): from a newer segment, or the same with a
         # newer ACK.
         wl1 = self.snd_wl1
@@ -1476,25 +1505,236 @@ class TcpConnection:
             self.snd_wl2 = ack
         return True
 
-    def _note_sacks(self, blocks: tuple[tuple[int, int], ...]) -> None:
-        """Record SACKed ranges of our data (RFC 2018 §5): [left, right) seqs."""
-        una, top = self.snd_una, self.snd_max
-        sacked = self._sacked
+    def _note_sacks(self, blocks: tuple[tuple[int, int], ...]) -> int:
+        """RFC 6675 §4 Update(): merge SACK blocks into the scoreboard.
+
+        Returns how many octets were SACKed for the first time. Only blocks
+        inside [SND.UNA, SND.MAX] count: D-SACKs (RFC 2883, below SND.UNA),
+        blocks of unsent data and forged or stale ones are ignored, so a
+        peer cannot make the scoreboard claim anything we did not send.
+        """
+        una = self.snd_una
+        top = seq_diff(self.snd_max, una)
+        rel = [((lo - una) & SEQ_MASK, (hi - una) & SEQ_MASK) for lo, hi in self._sacked]
+        before = 0
+        for lo, hi in rel:
+            before += hi - lo
+        added = False
         for left, right in blocks:
-            # Only blocks inside (SND.UNA, SND.MAX]; others (D-SACK, forged,
-            # stale) are ignored.
-            if seq_lt(left, right) and seq_ge(left, una) and seq_le(right, top):
-                sacked.append(((left - una) & SEQ_MASK, (right - una) & SEQ_MASK))
-        sacked.sort()
+            lo = (left - una) & SEQ_MASK
+            hi = (right - una) & SEQ_MASK
+            if lo < hi <= top:
+                rel.append((lo, hi))
+                added = True
+        if not added:
+            return 0
+        rel.sort()
         merged: list[tuple[int, int]] = []
-        for lo, hi in sacked:
+        for lo, hi in rel:
             if merged and lo <= merged[-1][1]:
                 if hi > merged[-1][1]:
                     merged[-1] = (merged[-1][0], hi)
             else:
                 merged.append((lo, hi))
-        # Stored as absolute sequence numbers again, at most 32 ranges.
-        self._sacked = [((una + lo) & SEQ_MASK, (una + hi) & SEQ_MASK) for lo, hi in merged[:32]]
+        # A bounded scoreboard: the lowest 32 ranges (those next to the
+        # holes that matter first); a peer sends at most 4 blocks per ACK.
+        del merged[32:]
+        after = 0
+        for lo, hi in merged:
+            after += hi - lo
+        self._sacked = [((una + lo) & SEQ_MASK, (una + hi) & SEQ_MASK) for lo, hi in merged]
+        return after - before if after > before else 0
+
+    # RFC 6675 loss recovery. Offsets below are relative to SND.UNA (HighACK).
+
+    def _sack_rel(self) -> list[tuple[int, int]]:
+        una = self.snd_una
+        return [((lo - una) & SEQ_MASK, (hi - una) & SEQ_MASK) for lo, hi in self._sacked]
+
+    def _lost_edge(self, rel: list[tuple[int, int]]) -> int:
+        """The offset below which every unSACKed octet IsLost() (RFC 6675 §4).
+
+        IsLost(S) holds when DupThresh (3) discontiguous SACKed ranges lie
+        above S, or more than (DupThresh - 1) * SMSS SACKed octets do. Both
+        only grow as S moves down, so one edge describes the whole answer:
+        the left end of the range (counted from the top) at which either
+        condition first holds; 0 when neither does (nothing is lost).
+        """
+        limit = 2 * self._snd_mss
+        octets = 0
+        for count, (lo, hi) in enumerate(reversed(rel), 1):
+            octets += hi - lo
+            if count >= 3 or octets > limit:
+                return lo
+        return 0
+
+    @staticmethod
+    def _unsacked(rel: list[tuple[int, int]], a: int, b: int) -> int:
+        """Octets in [a, b) not covered by the scoreboard."""
+        if b <= a:
+            return 0
+        n = b - a
+        for lo, hi in rel:
+            if hi <= a:
+                continue
+            if lo >= b:
+                break
+            n -= (hi if hi < b else b) - (lo if lo > a else a)
+        return n
+
+    def _pipe(self, rel: list[tuple[int, int]], lost_edge: int) -> int:
+        """RFC 6675 §4 SetPipe(): octets presumed in the network.
+
+        Every unSACKed octet in [HighACK, HighData) counts once if it is not
+        lost (a) and once more if it was retransmitted (b, octets below
+        HighRxt).
+        """
+        flight = seq_diff(self.snd_max, self.snd_una)
+        high_rxt = seq_diff(self._high_rxt, self.snd_una)
+        if high_rxt < 0:
+            high_rxt = 0
+        return self._unsacked(rel, lost_edge, flight) + self._unsacked(rel, 0, high_rxt)
+
+    def _sack_dupack(self, ack: int, new_sacked: int, had_sacks: bool, same_window: bool) -> None:
+        """A duplicate ACK with SACK negotiated (RFC 6675 §2 and §5, steps 1-4)."""
+        # RFC 6675 §2: a duplicate ACK SACKs new data. A peer that agreed to
+        # SACK but sends none is judged as RFC 5681 §2 would (same window).
+        if not (new_sacked > 0 or (not had_sacks and same_window)):
+            return
+        self.stats_counters.dupacks_in += 1
+        cc = self._cc
+        if cc.in_recovery:
+            return  # §5 (B): the scoreboard is updated; output recomputes pipe
+        cc.dupacks += 1
+        # Steps (1) and (2): DupThresh duplicates, or IsLost(HighACK + 1).
+        if cc.dupacks < 3 and self._lost_edge(self._sack_rel()) == 0:
+            return  # step (3): limited transmit, in _output_data
+        if not cc.may_enter_recovery(ack):
+            return
+        # Step (4): fast retransmit, enter loss recovery.
+        cc.enter_sack_recovery(seq_diff(self.snd_max, self.snd_una), self.snd_max)
+        self._high_rxt = self.snd_una  # §5 (4.3) moves it past the resent segment
+        self._rescue_rxt = None
+        self._sack_first = True
+        self.stats_counters.fast_retransmits += 1
+
+    def _sack_next_seg(
+        self, rel: list[tuple[int, int]], lost_edge: int
+    ) -> tuple[int, int, int] | None:
+        """RFC 6675 §4 NextSeg(): (rule, offset, octets) of what to send, or None."""
+        sndbuf_len = len(self._sndbuf)
+        flight = seq_diff(self.snd_max, self.snd_una)
+        mss = self._snd_mss
+        start = seq_diff(self._high_rxt, self.snd_una)
+        if start < 0:
+            start = 0
+        # The first unSACKed octet at or beyond HighRxt, and where the next
+        # SACKed range begins after it (a segment stops there).
+        s2 = start
+        nxt = flight
+        for lo, hi in rel:
+            if hi <= s2:
+                continue
+            if lo <= s2:
+                s2 = hi
+                continue
+            nxt = lo
+            break
+        highest_sacked = rel[-1][1] if rel else 0
+        n = min(mss, nxt - s2)
+        if s2 < sndbuf_len:
+            n = min(n, sndbuf_len - s2)
+        # Rule (1): the first unSACKed octet beyond HighRxt that IsLost().
+        if s2 < lost_edge and n > 0:
+            return 1, s2, n
+        # Rule (2): new data, as far as the peer's window allows.
+        if self.snd_nxt == self.snd_max:
+            unsent = sndbuf_len - flight
+            room = self.snd_wnd - flight
+            m = min(unsent, room, mss)
+            if m > 0 and m in (mss, unsent):  # no short segment mid-stream (SWS)
+                return 2, flight, m
+        # Rule (3): an unSACKed octet beyond HighRxt below the highest SACKed
+        # octet, lost or not.
+        if s2 < highest_sacked and n > 0:
+            return 3, s2, n
+        # Rule (4): one rescue retransmission per recovery, of the highest
+        # unSACKed octet, when HighACK is beyond RescueRxt. We add one
+        # condition: that octet was not retransmitted already (beyond
+        # HighRxt), so the rescue is never a second copy of a resent segment.
+        if self._rescue_rxt is None or seq_gt(self.snd_una, self._rescue_rxt):
+            top = flight
+            for lo, hi in reversed(rel):
+                if hi == top:
+                    top = lo
+                else:
+                    break
+            if top > start:
+                # The hole ending at ``top`` starts after the range below it.
+                hole = 0
+                for _lo, hi in rel:
+                    if hi < top:
+                        hole = hi
+                first = max(top - mss, hole)
+                return 4, first, top - first
+        return None
+
+    def _sack_recovery_output(self, now: float, out: list[TcpSegment]) -> None:
+        """RFC 6675 §5 step (4.3)-(4.5) and (C): send while cwnd - pipe >= 1 SMSS."""
+        mss = self._snd_mss
+        if self._sack_first:
+            # (4.3) The first segment presumed dropped, regardless of pipe.
+            self._sack_first = False
+            rel = self._sack_rel()
+            nxt = rel[0][0] if rel else seq_diff(self.snd_max, self.snd_una)
+            n = min(mss, nxt) if nxt > 0 else mss
+            sent = self._sack_resend(0, n, now, out)
+            self._high_rxt = (self.snd_una + sent) & SEQ_MASK
+        cwnd = self._cc.cwnd
+        rel = self._sack_rel()
+        lost_edge = self._lost_edge(rel)
+        pipe = self._pipe(rel, lost_edge)  # (4.4), (B.2)
+        # (C): bounded by cwnd; each round moves HighRxt, SND.NXT or RescueRxt.
+        while cwnd - pipe >= mss:
+            choice = self._sack_next_seg(rel, lost_edge)
+            if choice is None:
+                break
+            rule, off, n = choice
+            if rule == 2:
+                self._emit_data(off, n, now, force_psh=False, out=out)
+                sent = n
+            else:
+                sent = self._sack_resend(off, n, now, out)
+                if sent == 0:
+                    break
+                if rule == 4:
+                    # (C.4): a rescue retransmission does not move HighRxt.
+                    self._rescue_rxt = self._cc.recover
+                else:
+                    self._high_rxt = (self.snd_una + off + sent) & SEQ_MASK
+            pipe += sent  # (C.3)
+
+    def _sack_resend(self, off: int, n: int, now: float, out: list[TcpSegment]) -> int:
+        """Resend the octets at offset ``off`` (the FIN alone when only it is there)."""
+        seq = (self.snd_una + off) & SEQ_MASK
+        avail = len(self._sndbuf) - off
+        if avail > 0:
+            n = min(n, avail)
+            end = (seq + n) & SEQ_MASK
+            fin = self._fin_seq is not None and self._fin_seq == end
+            out.append(self._data_segment(seq, off, n, now, fin=fin, psh=fin))
+            self.stats_counters.bytes_out += n
+            sent = n + (1 if fin else 0)
+        elif self._fin_seq is not None and self._fin_seq == seq and not self._fin_acked:
+            out.append(self._make(seq, _ACK_FIN, b"", now))
+            sent = 1
+        else:
+            return 0
+        self.stats_counters.retransmissions += 1
+        self._rtt_seq = None  # Karn (MUST-18)
+        if self._t_rexmit is None:
+            self._t_rexmit = now + self._rtt.rto
+        return sent
 
     def _sack_skip(self, seq: int) -> tuple[int | None, int | None]:
         """(end of the SACKed range holding ``seq``, or None; octets to the next one, or None)."""
