@@ -82,6 +82,7 @@ def test_stack_serve_classic_services_with_pcap(tmp_path: Path) -> None:
                 "echo:7,daytime:13",
                 "--pcap",
                 str(pcap),
+                "--offload",  # IFF_VNET_HDR on a persistent TAP made by `ip tuntap`
             ),
             stderr=subprocess.PIPE,
             text=True,
