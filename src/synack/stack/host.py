@@ -243,6 +243,7 @@ class Host:
         self._now = 0.0
         self._timer_heap: list[tuple[float, int, object]] = []
         self._loop_queue: deque[wip.Ipv4Packet] = deque()
+        self._verify_l4 = True  # False while handling a frame whose link vouched for it
         # Set by an adapter whose link segments large TCP frames itself (a
         # TAP device with offloads): consecutive segments of one flush are
         # then sent as one (TSO), like a NIC driver does.
@@ -295,7 +296,20 @@ class Host:
             for obs in self.observers:
                 obs(rec)
 
-    def receive_frame(self, data: bytes, now: float) -> None:
+    def receive_frame(self, data: bytes, now: float, *, l4_verified: bool = False) -> None:
+        """One Ethernet frame from the link. ``l4_verified``: the link vouches
+        for its TCP/UDP/ICMP checksum (a TAP with offloads), so it is not
+        summed again."""
+        if not l4_verified:
+            self._receive_frame(data, now)
+            return
+        self._verify_l4 = False
+        try:
+            self._receive_frame(data, now)
+        finally:
+            self._verify_l4 = True
+
+    def _receive_frame(self, data: bytes, now: float) -> None:
         if now > self._now:
             self._now = now
         self.counters["frames-in"] += 1
@@ -605,7 +619,7 @@ class Host:
 
     def _receive_icmp(self, pkt: wip.Ipv4Packet, broadcast: bool, now: float) -> None:
         try:
-            msg = wicmp.parse(pkt.payload)
+            msg = wicmp.parse(pkt.payload, verify_checksum=self._verify_l4)
         except MalformedPacket as exc:
             self._malformed(exc)
             return
@@ -755,7 +769,7 @@ class Host:
 
     def _receive_udp(self, pkt: wip.Ipv4Packet, broadcast: bool, now: float) -> None:
         try:
-            dgram = wudp.parse(pkt.payload, pkt.src, pkt.dst)
+            dgram = wudp.parse(pkt.payload, pkt.src, pkt.dst, verify_checksum=self._verify_l4)
         except MalformedPacket as exc:
             self._malformed(exc)
             return
@@ -908,7 +922,7 @@ class Host:
 
     def _receive_tcp(self, pkt: wip.Ipv4Packet, now: float) -> None:
         try:
-            seg = wtcp.parse(pkt.payload, pkt.src, pkt.dst)
+            seg = wtcp.parse(pkt.payload, pkt.src, pkt.dst, verify_checksum=self._verify_l4)
         except MalformedPacket as exc:
             self._malformed(exc)
             return
