@@ -153,3 +153,30 @@ def test_tcp_pair_is_deterministic_and_serialises_with_corruption() -> None:
         and p1.server.state is State.CLOSED
     )
     assert bytes(p1.server_app.received) == b"c" * 30000
+
+
+def test_posted_items_interleave_with_scheduled_callbacks_in_order() -> None:
+    # post() is schedule_call() without a handle: same clock, same FIFO on ties.
+    sim = Simulator()
+    log: list[tuple[float, str]] = []
+    sim.post(1.0, lambda tag: log.append((sim.now, tag)), "p1")
+    h = sim.schedule_call(1.0, lambda tag: log.append((sim.now, tag)), "s1")
+    sim.post(0.5, lambda tag: log.append((sim.now, tag)), "p0")
+    sim.schedule_call(1.0, lambda tag: log.append((sim.now, tag)), "cancelled").cancel()
+    sim.post(1.0, lambda tag: log.append((sim.now, tag)), "p2")
+    assert sim.pending == 4 and sim.next_time() == 0.5
+    assert sim.run(max_events=1) == 1 and log == [(0.5, "p0")]
+    assert sim.run() == 3
+    assert log == [(0.5, "p0"), (1.0, "p1"), (1.0, "s1"), (1.0, "p2")]
+    assert not h.cancelled and sim.events_run == 4 and sim.pending == 0
+
+
+def test_a_plain_link_delivers_after_the_delay_in_order() -> None:
+    # No loss, jitter, reordering, duplication, corruption or bandwidth: the
+    # short path, which must not touch the link's random stream.
+    sim = Simulator(5)
+    items = [bytes([i]) * 10 for i in range(5)]
+    got, link = _collect(sim, LinkParams(delay=0.02), items)
+    assert got == [(0.02, item) for item in items]
+    assert (link.stats.sent, link.stats.delivered) == (5, 5)
+    assert link.rng.random() == Link(Simulator(5), lambda i, t: None).rng.random()

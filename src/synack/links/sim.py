@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 import random
 from collections import deque
 from collections.abc import Callable
@@ -63,13 +64,20 @@ class TimerHandle:
         self.cancelled = True
 
 
+# A queue entry: (when, order, callback, arg, handle or None). ``order`` is
+# unique, so comparisons never look past it; ties in time run in the order
+# they were scheduled. Items in flight on a link have no handle (they cannot
+# be cancelled), which spares an object per item.
+_Entry = tuple[float, int, Callable[..., None], object, "TimerHandle | None"]
+
+
 class Simulator:
     """Discrete-event simulation: callbacks run in time order on a virtual clock."""
 
     def __init__(self, seed: int = 0) -> None:
         self.now = 0.0
         self.random = random.Random(seed)
-        self._queue: list[tuple[float, int, TimerHandle]] = []
+        self._queue: list[_Entry] = []
         self._order = itertools.count()
         self.events_run = 0
 
@@ -84,8 +92,14 @@ class Simulator:
         if when < self.now:
             when = self.now
         handle = TimerHandle(when, callback, arg)
-        heapq.heappush(self._queue, (when, next(self._order), handle))
+        heapq.heappush(self._queue, (when, next(self._order), callback, arg, handle))
         return handle
+
+    def post(self, when: float, callback: Callable[[T], None], arg: T) -> None:
+        """Like :meth:`schedule_call` without a handle: cannot be cancelled, costs less."""
+        if when < self.now:
+            when = self.now
+        heapq.heappush(self._queue, (when, next(self._order), callback, arg, None))
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> TimerHandle:
         if delay < 0:
@@ -94,23 +108,30 @@ class Simulator:
 
     @property
     def pending(self) -> int:
-        return sum(1 for _, _, h in self._queue if not h.cancelled)
+        return sum(1 for e in self._queue if e[4] is None or not e[4].cancelled)
 
     def next_time(self) -> float | None:
-        while self._queue and self._queue[0][2].cancelled:
-            heapq.heappop(self._queue)
-        return self._queue[0][0] if self._queue else None
+        queue = self._queue
+        while queue:
+            h = queue[0][4]
+            if h is None or not h.cancelled:
+                return queue[0][0]
+            heapq.heappop(queue)
+        return None
 
     def step(self) -> bool:
         """Run the earliest callback; False when nothing is scheduled."""
         queue = self._queue
         while queue:
-            when, _, handle = heapq.heappop(queue)
-            if handle.cancelled:
+            when, _, callback, arg, handle = heapq.heappop(queue)
+            if handle is not None and handle.cancelled:
                 continue
             self.now = when
             self.events_run += 1
-            handle.run()
+            if arg is _NO_ARG:
+                callback()
+            else:
+                callback(arg)
             return True
         return False
 
@@ -125,21 +146,27 @@ class Simulator:
         ``max_events`` ran, or ``stop()`` is true. Returns how many ran."""
         n = 0
         queue = self._queue
+        heappop = heapq.heappop
+        no_arg = _NO_ARG
+        limit = until if until is not None else math.inf
+        most = max_events if max_events is not None else math.inf
         while queue:
-            if max_events is not None and n >= max_events:
+            if n >= most:
                 break
             if stop is not None and stop():
                 break
-            when, _, handle = queue[0]
-            if until is not None and when > until:
+            if queue[0][0] > limit:
                 break
-            heapq.heappop(queue)
-            if handle.cancelled:
+            when, _, callback, arg, handle = heappop(queue)
+            if handle is not None and handle.cancelled:
                 continue
             self.now = when
             self.events_run += 1
             n += 1
-            handle.run()
+            if arg is no_arg:
+                callback()
+            else:
+                callback(arg)
         if (
             until is not None
             and (not queue or queue[0][0] > until)
@@ -244,10 +271,19 @@ class Link(Generic[T]):
     def send(self, item: T) -> None:
         p = self.params
         sim = self.sim
-        rng = self.rng
         st = self.stats
-        now = sim.now
         st.sent += 1
+        if (
+            self.drop_if is None
+            and p.bandwidth is None
+            and not (p.loss or p.jitter or p.reorder or p.corrupt or p.duplicate)
+        ):
+            # A plain wire (the common case of benchmarks): only the delay;
+            # no draw would have been made below either.
+            sim.post(sim.now + p.delay, self._arrive, item)
+            return
+        rng = self.rng
+        now = sim.now
         if self.drop_if is not None and self.drop_if(item):
             st.hook_drops += 1
             return
@@ -283,7 +319,7 @@ class Link(Generic[T]):
             self._schedule(item, arrival + rng.random() * max(p.delay, 1e-4))
 
     def _schedule(self, item: T, at: float) -> None:
-        self.sim.schedule_call(at, self._arrive, item)
+        self.sim.post(at, self._arrive, item)
 
     def _arrive(self, item: T) -> None:
         self.stats.delivered += 1
@@ -423,7 +459,7 @@ class TcpSimPair:
         return None
 
     def _at_server(self, item: object, now: float) -> None:
-        seg = self._decode(item, self.CLIENT, self.SERVER)
+        seg = item if type(item) is TcpSegment else self._decode(item, self.CLIENT, self.SERVER)
         if seg is None:
             return
         if self.record_trace:
@@ -445,7 +481,7 @@ class TcpSimPair:
         self._pump(server, self.server_app, now)
 
     def _at_client(self, item: object, now: float) -> None:
-        seg = self._decode(item, self.SERVER, self.CLIENT)
+        seg = item if type(item) is TcpSegment else self._decode(item, self.SERVER, self.CLIENT)
         if seg is None:
             return
         if self.record_trace:
@@ -468,13 +504,16 @@ class TcpSimPair:
                 self.sim.schedule_call(now + app.read_interval, self._reread, conn)
         state = conn.state
         sent = app.sent
-        if sent < len(app.outgoing) and state in _APP_SEND_STATES:
-            # Write chunk by chunk while there is room (chunk 1: byte at a time).
-            while sent < len(app.outgoing):
+        outgoing = app.outgoing
+        if sent < len(outgoing) and state in _APP_SEND_STATES:
+            # Write chunk by chunk while there is room (chunk 1: byte at a
+            # time), from a view: the send buffer makes the only copy.
+            view = memoryview(outgoing)
+            while sent < len(outgoing):
                 take = min(app.chunk, conn.send_space)
                 if not take:
                     break
-                sent += conn.send(app.outgoing[sent : sent + take], now)
+                sent += conn.send(view[sent : sent + take], now)
             app.sent = sent
         if (
             app.close_after_sending
@@ -498,8 +537,10 @@ class TcpSimPair:
 
     @staticmethod
     def _drain(conn: TcpConnection, app: SimApp) -> None:
-        while (event := conn.next_event()) is not None:
-            if type(event) is tcp_events.DataAvailable:
+        next_event = conn.next_event
+        data_available = tcp_events.DataAvailable
+        while (event := next_event()) is not None:
+            if type(event) is data_available:
                 continue  # the app reads on every pump; not worth keeping
             app.events.append(event)
             if type(event) is tcp_events.EndOfStream:

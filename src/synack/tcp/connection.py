@@ -495,17 +495,23 @@ class TcpConnection:
 
     def get_timer(self) -> float | None:
         """The earliest pending deadline (absolute), or None. Pure."""
-        best: float | None = None
-        for t in (
-            self._t_rexmit,
-            self._t_persist,
-            self._t_delack,
-            self._t_keepalive,
-            self._t_close,
-            self._t_connect,
-        ):
-            if t is not None and (best is None or t < best):
-                best = t
+        # Unrolled: the adapters ask after every flush.
+        best = self._t_rexmit
+        t = self._t_persist
+        if t is not None and (best is None or t < best):
+            best = t
+        t = self._t_delack
+        if t is not None and (best is None or t < best):
+            best = t
+        t = self._t_keepalive
+        if t is not None and (best is None or t < best):
+            best = t
+        t = self._t_close
+        if t is not None and (best is None or t < best):
+            best = t
+        t = self._t_connect
+        if t is not None and (best is None or t < best):
+            best = t
         return best
 
     def handle_timer(self, now: float) -> None:
