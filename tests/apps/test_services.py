@@ -222,3 +222,68 @@ def test_port_in_use_exit_2() -> None:
             timeout=30,
         )
     assert proc.returncode == 2 and "address already in use" in proc.stderr
+
+
+def test_one_host_cannot_take_every_slot_and_idle_connections_are_closed() -> None:
+    # One client opening connections and sitting on them must not lock the service: past
+    # max_per_host its extra connections are closed at once, and an idle one is closed after
+    # idle_timeout (so even the slots it holds come back).
+    async def main() -> None:
+        server = await open_tcp_service(
+            "echo", "127.0.0.1", 0, max_connections=10, max_per_host=3, idle_timeout=0.3
+        )
+        try:
+            port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+            conns = [await asyncio.open_connection("127.0.0.1", port) for _ in range(4)]
+            # The fourth from this host is closed without a byte.
+            assert await asyncio.wait_for(conns[3][0].read(), 5) == b""
+            # The first three are served while they talk...
+            for reader, writer in conns[:3]:
+                writer.write(b"x")
+                assert await asyncio.wait_for(reader.readexactly(1), 5) == b"x"
+            # ...and closed once they fall silent.
+            for reader, _ in conns[:3]:
+                assert await asyncio.wait_for(reader.read(), 5) == b""
+            # Their slots are free again.
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"again")
+            assert await asyncio.wait_for(reader.readexactly(5), 5) == b"again"
+            for _, w in [*conns, (reader, writer)]:
+                w.close()
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    asyncio.run(main())
+
+
+def test_chargen_to_a_client_that_never_reads_is_closed_when_idle() -> None:
+    async def main() -> None:
+        server = await open_tcp_service("chargen", "127.0.0.1", 0, idle_timeout=0.3)
+        try:
+            port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+            sock = socket.socket()
+            # A small receive window (set before connecting, so it is what the SYN offers).
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(("127.0.0.1", port))
+            sock.setblocking(False)
+            loop = asyncio.get_running_loop()
+            # Never read until the server has given up; then the stream ends (or is reset).
+            await asyncio.sleep(1.0)
+            closed = False
+            for _ in range(10_000):  # bounded: drain what the buffers hold, then EOF
+                try:
+                    data = await asyncio.wait_for(loop.sock_recv(sock, 1 << 16), 5)
+                except ConnectionResetError:
+                    closed = True
+                    break
+                if not data:
+                    closed = True
+                    break
+            sock.close()
+            assert closed
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    asyncio.run(main())

@@ -312,32 +312,45 @@ async def _close(writer: asyncio.StreamWriter) -> None:
         await writer.wait_closed()
 
 
-async def echo_stream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+# A connection that neither sends nor reads for this long is closed: otherwise a client
+# could hold every one of a service's connection slots forever by opening and idling.
+IDLE_TIMEOUT = 300.0
+# Connections at once from one source host, so that one host cannot take all the slots.
+MAX_PER_HOST = 32
+
+
+async def echo_stream(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, idle: float = IDLE_TIMEOUT
+) -> None:
     """RFC 862: send back whatever arrives, until the client closes."""
     try:
-        while data := await reader.read(65536):
+        while data := await asyncio.wait_for(reader.read(65536), idle):
             writer.write(data)
             # Back-pressure: a client that does not read stops our reads too,
             # so its data waits in its own socket buffer, not in our memory.
-            await writer.drain()
-    except (ConnectionError, OSError):
+            await asyncio.wait_for(writer.drain(), idle)
+    except (ConnectionError, OSError, TimeoutError):
         pass
     finally:
         await _close(writer)
 
 
-async def discard_stream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def discard_stream(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, idle: float = IDLE_TIMEOUT
+) -> None:
     """RFC 863: read and throw away until the client closes."""
     try:
-        while await reader.read(65536):
+        while await asyncio.wait_for(reader.read(65536), idle):
             pass
-    except (ConnectionError, OSError):
+    except (ConnectionError, OSError, TimeoutError):
         pass
     finally:
         await _close(writer)
 
 
-async def chargen_stream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def chargen_stream(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, idle: float = IDLE_TIMEOUT
+) -> None:
     """RFC 864: the rotating 72-character lines, until the client closes.
 
     Whatever the client sends is read and discarded ("any data received is
@@ -353,11 +366,12 @@ async def chargen_stream(reader: asyncio.StreamReader, writer: asyncio.StreamWri
     try:
         while not reading.done():
             writer.write(CHARGEN_CYCLE)
-            await writer.drain()
+            # A client that stops reading (without closing) is idle too.
+            await asyncio.wait_for(writer.drain(), idle)
             # drain() does not yield while the transport keeps up; without
             # this a fast reader would let chargen starve the whole loop.
             await asyncio.sleep(0)
-    except (ConnectionError, OSError):
+    except (ConnectionError, OSError, TimeoutError):
         pass
     finally:
         reading.cancel()
@@ -366,18 +380,26 @@ async def chargen_stream(reader: asyncio.StreamReader, writer: asyncio.StreamWri
         await _close(writer)
 
 
-async def daytime_stream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def daytime_stream(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, idle: float = IDLE_TIMEOUT
+) -> None:
     """RFC 867: send the date and time as one line, then close."""
     try:
         writer.write(daytime_text(time.time()))
-        await writer.drain()
-    except (ConnectionError, OSError):
+        await asyncio.wait_for(writer.drain(), idle)
+    except (ConnectionError, OSError, TimeoutError):
         pass
     finally:
         await _close(writer)
 
 
-STREAM_HANDLERS: dict[str, StreamHandler] = {
+class _IdleHandler(Protocol):
+    def __call__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, idle: float
+    ) -> Awaitable[None]: ...
+
+
+STREAM_HANDLERS: dict[str, _IdleHandler] = {
     "echo": echo_stream,
     "discard": discard_stream,
     "chargen": chargen_stream,
@@ -385,20 +407,33 @@ STREAM_HANDLERS: dict[str, StreamHandler] = {
 }
 
 
-def limit_connections(handler: StreamHandler, max_connections: int) -> StreamHandler:
-    """Close connections beyond ``max_connections`` at once; others unaffected."""
+def limit_connections(
+    handler: StreamHandler, max_connections: int, max_per_host: int | None = None
+) -> StreamHandler:
+    """Close connections beyond ``max_connections`` at once, or beyond ``max_per_host`` from
+    one source host; the others are unaffected."""
     active = 0
+    per_host: dict[str, int] = {}
 
     async def limited(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         nonlocal active
-        if active >= max_connections:
+        peer = writer.get_extra_info("peername")
+        host = str(peer[0]) if isinstance(peer, tuple) and peer else "?"
+        mine = per_host.get(host, 0)
+        if active >= max_connections or (max_per_host is not None and mine >= max_per_host):
             await _close(writer)
             return
         active += 1
+        per_host[host] = mine + 1
         try:
             await handler(reader, writer)
         finally:
             active -= 1
+            left = per_host[host] - 1
+            if left:
+                per_host[host] = left
+            else:
+                del per_host[host]
 
     return limited
 
@@ -410,10 +445,17 @@ async def open_tcp_service(
     *,
     start_server: StartServer | None = None,
     max_connections: int = 256,
+    max_per_host: int | None = MAX_PER_HOST,
+    idle_timeout: float = IDLE_TIMEOUT,
 ) -> asyncio.AbstractServer:
     """Start the stream service ``name``; ``start_server`` is shaped like
     :func:`asyncio.start_server` (synack's stack provides one)."""
-    handler = limit_connections(STREAM_HANDLERS[name], max_connections)
+    serve = STREAM_HANDLERS[name]
+
+    async def handler_with_idle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await serve(reader, writer, idle=idle_timeout)
+
+    handler = limit_connections(handler_with_idle, max_connections, max_per_host)
     starter = start_server if start_server is not None else asyncio.start_server
     return await starter(handler, host, port)
 
