@@ -1603,8 +1603,10 @@ class TcpConnection:
 
     def _sack_dupack(self, ack: int, new_sacked: int, had_sacks: bool, same_window: bool) -> None:
         """A duplicate ACK with SACK negotiated (RFC 6675 §2 and §5, steps 1-4)."""
-        # RFC 6675 §2: a duplicate ACK SACKs new data. A peer that agreed to
-        # SACK but sends none is judged as RFC 5681 §2 would (same window).
+        # RFC 6675 §2, and RFC 5681 §2's alternative for SACK senders: a
+        # duplicate ACK carries previously unknown SACK information (the
+        # window may have changed). A peer that agreed to SACK but sends no
+        # blocks is judged by RFC 5681 §2's own rule (same window).
         if not (new_sacked > 0 or (not had_sacks and same_window)):
             return
         self.stats_counters.dupacks_in += 1
