@@ -51,6 +51,7 @@ def test_closed_stdout_pipe_is_quiet() -> None:
     proc.stdout.readline()
     proc.stdout.close()
     err = proc.stderr.read().decode()
+    proc.stderr.close()
     proc.wait(timeout=60)
     assert "Traceback" not in err and "Broken pipe" not in err, err
     assert proc.returncode in (0, 1)

@@ -4,6 +4,7 @@ streams), so the server is tested against something that shares none of its code
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import struct
 from collections.abc import Awaitable, Callable
@@ -12,6 +13,9 @@ from typing import Any
 from synack.apps.chat import ChatConfig, ChatServer
 
 TIMEOUT = 10.0
+
+# Every peer a test opens, so that run_with_server closes them all (no socket left to the GC).
+_opened: list[Peer] = []
 
 
 class Peer:
@@ -23,7 +27,9 @@ class Peer:
     @classmethod
     async def open(cls, port: int) -> Peer:
         reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 22)
-        return cls(reader, writer)
+        peer = cls(reader, writer)
+        _opened.append(peer)
+        return peer
 
     def send_bytes(self, data: bytes) -> None:
         self.writer.write(data)
@@ -103,6 +109,12 @@ async def run_with_server(
         await asyncio.wait_for(body(server, server.addresses[0][1]), 30)
     finally:
         await server.stop()
+        peers, _opened[:] = list(_opened), []
+        for p in peers:
+            p.writer.close()
+        for p in peers:
+            with contextlib.suppress(Exception):
+                await p.writer.wait_closed()
     return server
 
 
