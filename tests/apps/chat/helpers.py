@@ -103,6 +103,7 @@ class Peer:
 async def run_with_server(
     body: Callable[[ChatServer, int], Awaitable[None]], config: ChatConfig | None = None
 ) -> ChatServer:
+    _opened.clear()  # peers of a test that ran without this helper belong to a closed loop
     server = ChatServer(config or ChatConfig())
     await server.start("127.0.0.1", 0)
     try:
