@@ -16,6 +16,7 @@ PROTOCOLS.md §2, on asyncio and on uvloop.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import itertools
 import json
@@ -262,6 +263,7 @@ def measure(server: Any, use_uvloop: bool, messages: int) -> dict[str, float]:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None).parse_args()
     loops = [False] + ([True] if uvloop is not None else [])
     rows: list[tuple[str, dict[str, float]]] = []
     for u in loops:

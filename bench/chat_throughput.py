@@ -17,6 +17,7 @@ synack and the asyncio streams also run on uvloop when it is installed.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import multiprocessing as mp
 import socket
@@ -222,7 +223,11 @@ def measure(recv: Side, send: Side, n: int, size: int, use_uvloop: bool = False)
 
 
 def main() -> None:
-    only = {int(a) for a in sys.argv[1:]}  # e.g. `chat_throughput.py 65536`
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument(
+        "sizes", nargs="*", type=int, choices=(100, 65_536), help="only these message sizes"
+    )
+    only = set(parser.parse_args().sizes)  # e.g. `chat_throughput.py 65536`
     loops = [False] + ([True] if uvloop is not None else [])
     results: dict[int, dict[str, float]] = {}
     for size, n, n_each in ((100, 500_000, 100_000), (65_536, 15_000, 15_000)):

@@ -9,6 +9,7 @@ plain struct-based loop most programs write (bytearray buffer, ``del buf[:n]``).
 
 from __future__ import annotations
 
+import argparse
 import struct
 import time
 from collections.abc import Callable
@@ -83,6 +84,7 @@ def best_of(fn: Callable[[], object], repeat: int = 5) -> float:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None).parse_args()
     payloads = [bytes([i % 251]) * SIZE for i in range(N)]
     stream = encode_many(payloads)
     assert stream == plain_encode(payloads) == synack_encode_each(payloads)
