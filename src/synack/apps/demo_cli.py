@@ -75,9 +75,17 @@ def _tour(out: Path, args: argparse.Namespace) -> None:
 
     from synack.trace.demo import run_tour
 
+    stepping = True
+
     def pause(title: str) -> None:
-        if sys.stdin.isatty():
-            input(f"[Enter] for the next stage: {title} ")
+        nonlocal stepping
+        if stepping and sys.stdin.isatty():
+            try:
+                input(f"[Enter] for the next stage: {title} ")
+            except EOFError:
+                # Ctrl-D at the prompt: the learner has seen enough pausing; run the rest.
+                stepping = False
+                sys.stdout.write("\n")
 
     run_tour(
         out, seed=args.seed, console=Console(highlight=False), pause=pause if args.step else None
