@@ -15,6 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 SYNACK = [sys.executable, "-m", "synack"]
 T = 20.0
 
@@ -248,3 +250,32 @@ def test_join_in_a_terminal_is_full_duplex() -> None:
         server.p.send_signal(signal.SIGTERM)
         loop.run_until_complete(server.wait())
         loop.close()
+
+
+def test_input_lines_map_to_messages(capsys: pytest.CaptureFixture[str]) -> None:
+    from synack.apps.chat.cli import _send_line
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.sent: list[tuple[str, str | None]] = []
+
+        async def say(self, text: str, to: str | None = None) -> None:
+            self.sent.append((text, to))
+
+        async def send(self, message: object) -> None:
+            self.sent.append((type(message).__name__, None))
+
+    async def feed(*lines: str) -> tuple[list[tuple[str, str | None]], bool]:
+        rec = Recorder()
+        go_on = True
+        for line in lines:
+            go_on = await _send_line(rec, line)  # type: ignore[arg-type]
+        return rec.sent, go_on
+
+    sent, go_on = asyncio.run(feed("hi all", "/to bob psst  there", "/who", "", "   "))
+    assert sent == [("hi all", None), ("psst  there", "bob"), ("Who", None)] and go_on
+    # A /to without a recipient or without text is a local usage hint, not a message.
+    sent, _ = asyncio.run(feed("/to", "/to bob", "/to bob   "))
+    assert sent == []
+    assert capsys.readouterr().err.count("usage: /to NICK TEXT") == 3
+    assert asyncio.run(feed("/quit"))[1] is False

@@ -230,11 +230,15 @@ async def _send_line(client: ChatClient, line: str) -> bool:
         return False
     if line == "/who":
         await client.send(Who())
-    elif line.startswith("/to "):
-        _, _, rest = line.partition(" ")
-        to, _, text = rest.strip().partition(" ")
-        await client.say(text, to=to)
-    elif line:
+    elif line == "/to" or line.startswith("/to "):
+        to, _, text = line[3:].strip().partition(" ")
+        if not to or not text.strip():
+            # Sent on, this would only come back as bad-text (or as a broadcast of "/to").
+            sys.stderr.write("synack: usage: /to NICK TEXT\n")
+            sys.stderr.flush()
+        else:
+            await client.say(text, to=to)
+    elif line.strip():  # a blank line is nothing to say
         await client.say(line)
     return True
 
