@@ -141,6 +141,40 @@ class TapDevice:
         self.frames_out += 1
         return True
 
+    def write_split(self, head: bytes, payload: bytes, csum_start: int, csum_offset: int) -> bool:
+        """Send the frame ``head + payload`` (one gather write, nothing joined)
+        whose TCP/UDP checksum field (at ``csum_start + csum_offset``) holds
+        only the pseudo-header sum: the kernel adds the sum from ``csum_start``
+        to the end (VIRTIO_NET_HDR_F_NEEDS_CSUM), as a NIC with checksum
+        offload would. An over-MTU IPv4/TCP frame also goes as a TSO
+        super-segment. Needs ``offload=True``; False (counted) if refused."""
+        if not self.offload:
+            raise ValueError("write_split needs a device opened with offload=True")
+        size = len(head) + len(payload)
+        if size > self.mtu + ETH_HEADER and csum_offset == 16:
+            # csum_start - 14 is the IPv4 header's length; head[csum_start + 12]
+            # the TCP data offset.
+            thl = (head[csum_start + 12] >> 4) * 4
+            vnet = _VNET.pack(
+                VIRTIO_NET_HDR_F_NEEDS_CSUM,
+                VIRTIO_NET_HDR_GSO_TCPV4,
+                csum_start + thl,
+                self.mtu - (csum_start - ETH_HEADER) - thl,
+                csum_start,
+                csum_offset,
+            )
+        else:
+            vnet = _VNET.pack(VIRTIO_NET_HDR_F_NEEDS_CSUM, 0, 0, 0, csum_start, csum_offset)
+        try:
+            os.writev(self.fd, (vnet, head, payload))
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EIO, errno.ENOBUFS, errno.EINVAL):
+                raise
+            self.write_errors += 1
+            return False
+        self.frames_out += 1
+        return True
+
     def close(self) -> None:
         if self.fd >= 0:
             os.close(self.fd)

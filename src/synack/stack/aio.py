@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from synack.errors import LocalProtocolError
 from synack.links.tap import KernelChecked, TapDevice
 from synack.stack import events as ev
-from synack.stack.host import ANY, Host, UdpEndpoint
+from synack.stack.host import ANY, Host, SplitFrame, UdpEndpoint
 
 FrameSink = Callable[[list[bytes]], None]
 
@@ -68,6 +68,9 @@ class TapLink:
 
     def send(self, frame: bytes) -> None:
         self.device.write(frame)
+
+    def send_split(self, frame: SplitFrame) -> None:
+        self.device.write_split(frame.head, frame.payload, frame.csum_start, frame.csum_offset)
 
     def close(self) -> None:
         if self._loop is not None and self.device.fd >= 0:
@@ -152,7 +155,8 @@ class HostDriver:
         self.link = link
         # A link that cuts large TCP frames itself (TAP offloads) lets the
         # host send TSO super-segments.
-        host.tso = bool(getattr(link, "tso", False))
+        self._send_split: Callable[[SplitFrame], None] | None = getattr(link, "send_split", None)
+        host.tso = bool(getattr(link, "tso", False)) and self._send_split is not None
         self.loop = loop or asyncio.get_running_loop()
         self._timer: asyncio.TimerHandle | None = None
         self._armed: float | None = None
@@ -215,8 +219,13 @@ class HostDriver:
         for _ in range(8):
             while (event := host.next_event()) is not None:
                 self._dispatch(event)
-            for f in host.frames_to_send():
-                send(f)
+            for f in host.drain_frames():
+                if not isinstance(f, SplitFrame):
+                    send(f)
+                elif self._send_split is not None:
+                    self._send_split(f)
+                else:
+                    send(bytes(f))
             if not host.has_news():
                 break
         deadline = host.get_timer()

@@ -234,7 +234,7 @@ class Host:
         )
         self.counters: Counter[str] = Counter()
         self.observers: list[Observer] = []
-        self._out: list[bytes] = []
+        self._out: list[bytes | SplitFrame] = []
         self._events: deque[object] = deque()
         self._ip_ident = self.rng.randrange(1 << 16)
         self._udp: dict[int, UdpEndpoint] = {}
@@ -267,6 +267,12 @@ class Host:
         self._send_arp(warp.OP_REQUEST, weth.BROADCAST, bytes(6), self.ip, now)
 
     def frames_to_send(self) -> list[bytes]:
+        """Whole frames to send (split ones joined: see :meth:`drain_frames`)."""
+        return [f if type(f) is bytes else bytes(f) for f in self.drain_frames()]
+
+    def drain_frames(self) -> list[bytes | SplitFrame]:
+        """Frames to send; with ``tso`` some are :class:`SplitFrame` (headers
+        and payload apart, transport checksum left to the link)."""
         if self._dirty:
             self._flush_dirty()
         out, self._out = self._out, []
@@ -288,11 +294,14 @@ class Host:
         """Events or frames are waiting (an adapter then pumps again)."""
         return bool(self._events or self._out or self._dirty)
 
-    def _emit(self, frame: bytes, now: float) -> None:
+    def _emit(self, frame: bytes | SplitFrame, now: float) -> None:
         self._out.append(frame)
         self.counters["frames-out"] += 1
         if self.observers:
-            rec = ev.FrameTrace(self.name, now, "out", frame)
+            # A split frame is recorded as it leaves us: its checksum field
+            # holds the pseudo-header sum the link's offload completes (what
+            # tcpdump shows on an offloading NIC).
+            rec = ev.FrameTrace(self.name, now, "out", bytes(frame))
             for obs in self.observers:
                 obs(rec)
 
@@ -357,7 +366,12 @@ class Host:
             self._flush_dirty()
         if now > self._now:
             self._now = now
-        for ip, dropped in self.arp.handle_timer(now):
+        entries = len(self.arp.entries)
+        failed = self.arp.handle_timer(now)
+        if failed or self.arp.requests or len(self.arp.entries) != entries:
+            # A probe went out or an entry went: the next send asks ARP again.
+            self._route_cache.clear()
+        for ip, dropped in failed:
             self.counters["arp-failed"] += 1
             self.counters["arp-pending-dropped"] += dropped
             self._events.append(ev.NeighbourUnreachable(now, ip, dropped))
@@ -522,9 +536,10 @@ class Host:
             mac: bytes | None = weth.BROADCAST
         else:
             mac = self.arp.resolve(hop, now)
-            if mac is not None and self.arp.state(hop, now) is NeighbourState.REACHABLE:
+            if mac is not None and self._cacheable(hop, now):
                 # Cached for at most a second, and dropped whenever ARP learns
-                # anything, so ageing and re-probing still see every use.
+                # or probes anything, so ageing and re-probing still see every
+                # use that matters.
                 if len(self._route_cache) >= 1024:
                     self._route_cache.clear()
                 self._route_cache[dst] = (mac, now + 1.0)
@@ -538,6 +553,18 @@ class Host:
                     weth.build(weth.EthernetFrame(mac, self.mac, weth.ETHERTYPE_IPV4, raw)), now
                 )
         self._flush_arp_requests(now)
+
+    def _cacheable(self, hop: IPv4Address, now: float) -> bool:
+        """A neighbour whose MAC may be used without asking ARP for a while:
+        REACHABLE, or STALE with its re-probe already scheduled (then a use
+        changes nothing in ARP; Linux's DELAY). A STALE entry the kernel never
+        needs to confirm (it learnt us from its own request) stays STALE for
+        minutes, and every segment would otherwise take the slow path."""
+        state = self.arp.state(hop, now)
+        if state is NeighbourState.REACHABLE:
+            return True
+        n = self.arp.entries.get(hop)
+        return state is NeighbourState.STALE and n is not None and n.retry_at is not None
 
     def source_for(self, dst: IPv4Address) -> IPv4Address:
         """Our address as seen from ``dst``: 127.0.0.1 over loopback."""
@@ -906,6 +933,8 @@ class Host:
             stream.listener.half_open.pop(stream.key, None)
 
     def _tcp_output(self, src: IPv4Address, dst: IPv4Address, seg: TcpSegment, now: float) -> None:
+        if self.tso and self._route_cache and self._send_offloaded(src, dst, seg, now):
+            return
         raw = wtcp.build(seg, src, dst)
         self.counters["tcp-out"] += 1
         try:
@@ -919,6 +948,41 @@ class Host:
                 self.send_ip(dst, wip.PROTO_TCP, raw, now, dont_fragment=20 + len(raw) <= mtu)
         except NoRouteError:
             self.counters["tcp-no-route"] += 1
+
+    def _send_offloaded(
+        self, src: IPv4Address, dst: IPv4Address, seg: TcpSegment, now: float
+    ) -> bool:
+        """The fast path with a checksum-offloading link (``tso``) to a resolved
+        neighbour: Ethernet, IPv4 and TCP headers built as one string, the
+        payload left as it is (never copied nor summed here), the TCP checksum
+        field holding the pseudo-header sum for the link to complete, as a NIC
+        with TX checksum offload does. False when the slow path must do it
+        (unresolved next hop, a learnt path MTU, loopback)."""
+        cached = self._route_cache.get(dst)
+        if cached is None or cached[1] <= now or self._pmtu:
+            return False
+        tcp_header = wtcp.build_header_offload(seg, src, dst)
+        total = 20 + len(tcp_header) + len(seg.payload)
+        self._ip_ident = ident = (self._ip_ident + 1) & 0xFFFF
+        header = _IP_HEADER.pack(
+            0x45, 0, total, ident, 0x4000, self.config.ttl, wip.PROTO_TCP, 0, int(src), int(dst)
+        )
+        csum = internet_checksum(header)
+        self.counters["tcp-out"] += 1
+        if total > self.mtu:
+            self.counters["tcp-tso-out"] += 1
+        head = b"".join(
+            (
+                cached[0],
+                self._eth_ipv4_tail,
+                header[:10],
+                csum.to_bytes(2, "big"),
+                header[12:],
+                tcp_header,
+            )
+        )
+        self._emit(SplitFrame(head, seg.payload, 34, 16), now)
+        return True
 
     def _receive_tcp(self, pkt: wip.Ipv4Packet, now: float) -> None:
         try:
@@ -1161,6 +1225,29 @@ class Host:
             self._tcp_forget(stream)
         listener.half_open.clear()
         listener.queue.clear()
+
+
+class SplitFrame:
+    """An outgoing Ethernet frame as ``head`` (all headers) and ``payload``,
+    so a link sends it with one gather write instead of joining them. Its
+    transport checksum is partial: the field at ``csum_start + csum_offset``
+    holds the pseudo-header sum, and the link must have the sum from
+    ``csum_start`` to the end added in (virtio's NEEDS_CSUM). Only made for
+    a link that does that (``Host.tso``)."""
+
+    __slots__ = ("csum_offset", "csum_start", "head", "payload")
+
+    def __init__(self, head: bytes, payload: bytes, csum_start: int, csum_offset: int) -> None:
+        self.head = head
+        self.payload = payload
+        self.csum_start = csum_start
+        self.csum_offset = csum_offset
+
+    def __bytes__(self) -> bytes:
+        return self.head + self.payload
+
+    def __len__(self) -> int:
+        return len(self.head) + len(self.payload)
 
 
 TSO_MAX_PAYLOAD = 64000  # a coalesced segment stays under IPv4's 65535

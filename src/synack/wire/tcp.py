@@ -268,3 +268,34 @@ def build(segment: TcpSegment, src: IPv4Address, dst: IPv4Address) -> bytes:
         + ones_sum(payload)
     )
     return b"".join((header[:16], _U16.pack(csum), header[18:], payload))
+
+
+def build_header_offload(segment: TcpSegment, src: IPv4Address, dst: IPv4Address) -> bytes:
+    """The header of ``segment`` (options included, payload not) for checksum
+    offload: the checksum field holds the folded pseudo-header sum only, not
+    complemented, as a NIC (or virtio's VIRTIO_NET_HDR_F_NEEDS_CSUM) expects,
+    which then sums from the TCP header to the end and stores the result.
+    The payload is neither copied nor summed. Not valid on the wire as is."""
+    opts = build_options(segment.options)
+    hlen = MIN_HEADER_LEN + len(opts)
+    length = hlen + len(segment.payload)
+    if length > 0xFFFF:
+        raise LocalProtocolError(f"tcp: segment of {length} octets exceeds 65535")
+    partial = address_int(src) + address_int(dst) + PROTO_TCP + length
+    while partial >> 16:
+        partial = (partial & 0xFFFF) + (partial >> 16)
+    try:
+        header = _HDR.pack(
+            segment.src_port,
+            segment.dst_port,
+            segment.seq,
+            segment.ack,
+            hlen << 2,
+            int(segment.flags),
+            segment.window,
+            partial,
+            segment.urgent,
+        )
+    except (struct.error, TypeError) as exc:
+        raise LocalProtocolError(f"tcp: cannot build {segment!r}: {exc}") from None
+    return header + opts if opts else header
