@@ -279,3 +279,31 @@ def test_input_lines_map_to_messages(capsys: pytest.CaptureFixture[str]) -> None
     assert sent == []
     assert capsys.readouterr().err.count("usage: /to NICK TEXT") == 3
     assert asyncio.run(feed("/quit"))[1] is False
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback (::1) on this host")
+def test_listening_line_brackets_an_ipv6_host() -> None:
+    # HOST:PORT must be parseable: ::1:8898 is not; [::1]:8898 is (as the time server prints).
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "synack", "chat", "serve", "--host", "::1", "--port", "0"],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert re.fullmatch(r"listening on \[::1\]:\d+ \(chat\)\n", line), line
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+        if proc.stderr is not None:
+            proc.stderr.close()

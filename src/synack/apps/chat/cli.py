@@ -28,6 +28,7 @@ from synack.apps.chat.messages import (
     check_nick,
 )
 from synack.apps.chat.server import DEFAULT_PORT, ChatConfig, ChatServer
+from synack.apps.services import announce
 from synack.errors import LocalProtocolError, UsageError
 from synack.framing import DEFAULT_MAX_FRAME
 
@@ -149,9 +150,8 @@ async def _serve_async(config: ChatConfig, host: str, port: int) -> int:
         loop.add_signal_handler(sig, stop.set)
     server = ChatServer(config)
     await server.start(host, port)
-    for h, p in server.addresses:
-        sys.stderr.write(f"listening on {h}:{p} (chat)\n")
-    sys.stderr.flush()
+    for address in server.addresses:
+        announce(address, "chat")  # the §5 line; [::1]:PORT for IPv6, like the other servers
     try:
         await stop.wait()
     finally:
