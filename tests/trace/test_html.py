@@ -5,6 +5,8 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 from synack.tcp.states import TRANSITIONS, State
 from synack.trace.browser import Browser
 from synack.trace.html import render_html, write_html
@@ -172,3 +174,22 @@ def test_a_long_trace_is_cut_and_says_so() -> None:
     assert f"the first 5 of {len(CONVERSATION)} frames" in page
     blob = page.split('<script type="application/json" id="trace-data">')[1].split("</script>")[0]
     assert len(json.loads(blob)["packets"]) == 5
+
+
+def test_frame_text_cannot_end_or_unbalance_the_data_script(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Captured bytes are the network's, not ours: whatever they say, the JSON blob must stay
+    # inside its <script> element and decode to the same values.
+    from synack.trace import html as trace_html
+    from synack.trace.model import TraceBuilder
+
+    evil = [{"summary": "<!--<script>x</script>-->", "layers": ["</SCRIPT ", "<"]}]
+    monkeypatch.setattr(trace_html, "_packet_data", lambda trace: evil)
+    page = trace_html.render_html(TraceBuilder().build())
+    start = page.index('<script type="application/json" id="trace-data">') + len(
+        '<script type="application/json" id="trace-data">'
+    )
+    blob = page[start : page.index("</script>", start)]
+    assert "<" not in blob
+    assert json.loads(blob)["packets"] == evil

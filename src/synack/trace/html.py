@@ -562,8 +562,10 @@ def render_html(trace: Trace, title: str = "synack trace", limit: int = MAX_FRAM
         "packets": _packet_data(trace),
         "colours": _LAYER_COLOURS,
     }
-    # "</" cannot appear inside a <script> element's text.
-    blob = json.dumps(data, ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/")
+    # No "<" at all inside the <script> element: "</script>" would end it, and "<!--" followed by
+    # "<script" would make the HTML parser run past its real end. In JSON, "<" only occurs inside
+    # strings, where \u003c means the same character.
+    blob = json.dumps(data, ensure_ascii=False, separators=(",", ":")).replace("<", "\\u003c")
     conns = "".join(
         f"<li>#{c.index} {escape(c.label())}: "
         f"{escape(' / '.join(state_name(s) for s in c.initial))} → "
