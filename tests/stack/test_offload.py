@@ -41,7 +41,7 @@ def test_offloaded_syn_is_valid_once_completed_and_answered() -> None:
     lan, a, b = resolved_pair()
     now = lan.now
     b.tcp_listen(7)
-    a.tso = True
+    a.tso = a.split = True
     a.tcp_connect((B, 7), now)
     (frame,) = a.drain_frames()
     assert isinstance(frame, SplitFrame)
@@ -68,7 +68,7 @@ def test_offloaded_data_payload_kept_apart_and_checksummed_by_completion() -> No
     lan, a, b = resolved_pair()
     now = lan.now
     listener = b.tcp_listen(9)
-    a.tso = True
+    a.tso = a.split = True
     client = a.tcp_connect((B, 9), now)
     for _ in range(4):  # handshake, by hand: a's frames completed like the kernel would
         for f in a.drain_frames():
@@ -88,16 +88,22 @@ def test_offloaded_data_payload_kept_apart_and_checksummed_by_completion() -> No
     assert got == sent
 
 
-def test_without_tso_and_over_loopback_frames_are_whole() -> None:
+def test_loopback_whole_and_without_tso_checksums_complete() -> None:
     lan, a, _b = resolved_pair()
     now = lan.now
     a.tcp_listen(5000, IPv4Address("127.0.0.1"))
-    a.tso = True
+    a.tso = a.split = True
     a.tcp_connect((IPv4Address("127.0.0.1"), 5000), now)
     assert all(type(f) is bytes for f in a.drain_frames())
-    a.tso = False
+    a.tso = False  # split frames, but complete: the checksum summed here
     a.tcp_connect((B, 7), now)
     (frame,) = a.drain_frames()
-    assert type(frame) is bytes
-    ip = wip.parse(weth.parse(frame).payload)
+    assert isinstance(frame, SplitFrame) and frame.csum_start == 0
+    ip = wip.parse(weth.parse(bytes(frame)).payload)
     wtcp.parse(ip.payload, ip.src, ip.dst)  # a full checksum
+    a.split = False
+    a.tcp_connect((B, 8), now)
+    (whole,) = a.drain_frames()
+    assert type(whole) is bytes
+    ip = wip.parse(weth.parse(whole).payload)
+    assert wtcp.parse(ip.payload, ip.src, ip.dst).dst_port == 8

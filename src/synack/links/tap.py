@@ -142,16 +142,21 @@ class TapDevice:
         return True
 
     def write_split(self, head: bytes, payload: bytes, csum_start: int, csum_offset: int) -> bool:
-        """Send the frame ``head + payload`` (one gather write, nothing joined)
-        whose TCP/UDP checksum field (at ``csum_start + csum_offset``) holds
-        only the pseudo-header sum: the kernel adds the sum from ``csum_start``
-        to the end (VIRTIO_NET_HDR_F_NEEDS_CSUM), as a NIC with checksum
-        offload would. An over-MTU IPv4/TCP frame also goes as a TSO
-        super-segment. Needs ``offload=True``; False (counted) if refused."""
-        if not self.offload:
-            raise ValueError("write_split needs a device opened with offload=True")
+        """Send the frame ``head + payload`` (one gather write, nothing joined).
+        ``csum_start`` 0: the frame is complete. Otherwise its TCP/UDP
+        checksum field (at ``csum_start + csum_offset``) holds only the
+        pseudo-header sum and the kernel adds the sum from ``csum_start`` to
+        the end (VIRTIO_NET_HDR_F_NEEDS_CSUM), as a NIC with checksum offload
+        would; that and an over-MTU IPv4/TCP frame (sent as a TSO
+        super-segment) need ``offload=True``. False (counted) if refused."""
         size = len(head) + len(payload)
-        if size > self.mtu + ETH_HEADER and csum_offset == 16:
+        if not csum_start:
+            parts: tuple[bytes, ...] = (
+                (_NO_VNET, head, payload) if self.offload else (head, payload)
+            )
+        elif not self.offload:
+            raise ValueError("a partial checksum needs a device opened with offload=True")
+        elif size > self.mtu + ETH_HEADER and csum_offset == 16:
             # csum_start - 14 is the IPv4 header's length; head[csum_start + 12]
             # the TCP data offset.
             thl = (head[csum_start + 12] >> 4) * 4
@@ -163,10 +168,12 @@ class TapDevice:
                 csum_start,
                 csum_offset,
             )
+            parts = (vnet, head, payload)
         else:
             vnet = _VNET.pack(VIRTIO_NET_HDR_F_NEEDS_CSUM, 0, 0, 0, csum_start, csum_offset)
+            parts = (vnet, head, payload)
         try:
-            os.writev(self.fd, (vnet, head, payload))
+            os.writev(self.fd, parts)
         except OSError as exc:
             if exc.errno not in (errno.EAGAIN, errno.EIO, errno.ENOBUFS, errno.EINVAL):
                 raise

@@ -156,7 +156,8 @@ class HostDriver:
         # A link that cuts large TCP frames itself (TAP offloads) lets the
         # host send TSO super-segments.
         self._send_split: Callable[[SplitFrame], None] | None = getattr(link, "send_split", None)
-        host.tso = bool(getattr(link, "tso", False)) and self._send_split is not None
+        host.split = self._send_split is not None
+        host.tso = bool(getattr(link, "tso", False)) and host.split
         self.loop = loop or asyncio.get_running_loop()
         self._timer: asyncio.TimerHandle | None = None
         self._armed: float | None = None

@@ -40,7 +40,7 @@ from synack.wire import icmp as wicmp
 from synack.wire import ipv4 as wip
 from synack.wire import tcp as wtcp
 from synack.wire import udp as wudp
-from synack.wire.checksum import internet_checksum
+from synack.wire.checksum import finish, internet_checksum, ones_sum
 from synack.wire.errors import MalformedPacket
 from synack.wire.tcp import TcpFlags, TcpOptions, TcpSegment
 
@@ -248,6 +248,9 @@ class Host:
         # TAP device with offloads): consecutive segments of one flush are
         # then sent as one (TSO), like a NIC driver does.
         self.tso = False
+        # Set by an adapter whose link takes SplitFrame (headers and payload
+        # apart, one gather write).
+        self.split = False
         self._route_cache: dict[
             IPv4Address, tuple[bytes, float]
         ] = {}  # dst -> (next-hop MAC, until)
@@ -933,7 +936,7 @@ class Host:
             stream.listener.half_open.pop(stream.key, None)
 
     def _tcp_output(self, src: IPv4Address, dst: IPv4Address, seg: TcpSegment, now: float) -> None:
-        if self.tso and self._route_cache and self._send_offloaded(src, dst, seg, now):
+        if self.split and self._route_cache and self._send_split(src, dst, seg, now):
             return
         raw = wtcp.build(seg, src, dst)
         self.counters["tcp-out"] += 1
@@ -949,20 +952,28 @@ class Host:
         except NoRouteError:
             self.counters["tcp-no-route"] += 1
 
-    def _send_offloaded(
-        self, src: IPv4Address, dst: IPv4Address, seg: TcpSegment, now: float
-    ) -> bool:
-        """The fast path with a checksum-offloading link (``tso``) to a resolved
-        neighbour: Ethernet, IPv4 and TCP headers built as one string, the
-        payload left as it is (never copied nor summed here), the TCP checksum
-        field holding the pseudo-header sum for the link to complete, as a NIC
-        with TX checksum offload does. False when the slow path must do it
-        (unresolved next hop, a learnt path MTU, loopback)."""
+    def _send_split(self, src: IPv4Address, dst: IPv4Address, seg: TcpSegment, now: float) -> bool:
+        """The fast path to a resolved neighbour over a link that takes split
+        frames (``split``): Ethernet, IPv4 and TCP headers built as one
+        string, the payload left as it is (never copied). With a
+        checksum-offloading link (``tso``) the payload is not summed either:
+        the TCP checksum field holds the pseudo-header sum for the link to
+        complete, as a NIC with TX checksum offload does. False when the slow
+        path must do it (unresolved next hop, a learnt path MTU, loopback, a
+        segment to fragment)."""
         cached = self._route_cache.get(dst)
         if cached is None or cached[1] <= now or self._pmtu:
             return False
         tcp_header = wtcp.build_header_offload(seg, src, dst)
-        total = 20 + len(tcp_header) + len(seg.payload)
+        payload = seg.payload
+        total = 20 + len(tcp_header) + len(payload)
+        if not self.tso:
+            if total > self.mtu:
+                return False
+            # The field holds the pseudo-header sum: summing the header with
+            # it is summing pseudo-header and header at once.
+            csum = finish(ones_sum(tcp_header) + ones_sum(payload))
+            tcp_header = b"".join((tcp_header[:16], csum.to_bytes(2, "big"), tcp_header[18:]))
         self._ip_ident = ident = (self._ip_ident + 1) & 0xFFFF
         header = _IP_HEADER.pack(
             0x45, 0, total, ident, 0x4000, self.config.ttl, wip.PROTO_TCP, 0, int(src), int(dst)
@@ -981,7 +992,7 @@ class Host:
                 tcp_header,
             )
         )
-        self._emit(SplitFrame(head, seg.payload, 34, 16), now)
+        self._emit(SplitFrame(head, payload, 34 if self.tso else 0, 16), now)
         return True
 
     def _receive_tcp(self, pkt: wip.Ipv4Packet, now: float) -> None:
@@ -1229,11 +1240,12 @@ class Host:
 
 class SplitFrame:
     """An outgoing Ethernet frame as ``head`` (all headers) and ``payload``,
-    so a link sends it with one gather write instead of joining them. Its
-    transport checksum is partial: the field at ``csum_start + csum_offset``
-    holds the pseudo-header sum, and the link must have the sum from
-    ``csum_start`` to the end added in (virtio's NEEDS_CSUM). Only made for
-    a link that does that (``Host.tso``)."""
+    so a link sends it with one gather write instead of joining them (only
+    made for such a link: ``Host.split``). With ``csum_start`` 0 it is
+    complete. Otherwise its transport checksum is partial: the field at
+    ``csum_start + csum_offset`` holds the pseudo-header sum, and the link
+    must have the sum from ``csum_start`` to the end added in (virtio's
+    NEEDS_CSUM; only with ``Host.tso``)."""
 
     __slots__ = ("csum_offset", "csum_start", "head", "payload")
 
