@@ -26,6 +26,20 @@ def test_tcp_roundtrip(seg: tcp.TcpSegment, src: IPv4Address, dst: IPv4Address) 
 
 
 @settings(max_examples=300)
+@given(s.tcp_segments, s.addresses, s.addresses)
+def test_tcp_offload_header_completed_as_a_nic_would_equals_build(
+    seg: tcp.TcpSegment, src: IPv4Address, dst: IPv4Address
+) -> None:
+    # The partial checksum (pseudo-header only) plus what the NIC sums from the TCP header to
+    # the end must give exactly the segment build() makes.
+    header = tcp.build_header_offload(seg, src, dst)
+    csum = internet_checksum(header + seg.payload)
+    assert header[:16] + csum.to_bytes(2, "big") + header[18:] + seg.payload == tcp.build(
+        seg, src, dst
+    )
+
+
+@settings(max_examples=300)
 @given(s.udp_datagrams, s.addresses, s.addresses)
 def test_udp_roundtrip(dgram: udp.UdpDatagram, src: IPv4Address, dst: IPv4Address) -> None:
     raw = udp.build(dgram, src, dst)

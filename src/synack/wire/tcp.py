@@ -235,13 +235,10 @@ def build_options(options: TcpOptions) -> bytes:
     return raw
 
 
-def build(segment: TcpSegment, src: IPv4Address, dst: IPv4Address) -> bytes:
-    """Serialise ``segment`` with a correct pseudo-header checksum."""
-    opts = build_options(segment.options)
-    hlen = MIN_HEADER_LEN + len(opts)
-    payload = segment.payload
+def _pack_header(segment: TcpSegment, hlen: int, checksum: int) -> bytes:
+    """The fixed 20-octet header; LocalProtocolError for a field out of range."""
     try:
-        header = _HDR.pack(
+        return _HDR.pack(
             segment.src_port,
             segment.dst_port,
             segment.seq,
@@ -249,11 +246,19 @@ def build(segment: TcpSegment, src: IPv4Address, dst: IPv4Address) -> bytes:
             hlen << 2,
             int(segment.flags),
             segment.window,
-            0,
+            checksum,
             segment.urgent,
         )
     except (struct.error, TypeError) as exc:
         raise LocalProtocolError(f"tcp: cannot build {segment!r}: {exc}") from None
+
+
+def build(segment: TcpSegment, src: IPv4Address, dst: IPv4Address) -> bytes:
+    """Serialise ``segment`` with a correct pseudo-header checksum."""
+    opts = build_options(segment.options)
+    hlen = MIN_HEADER_LEN + len(opts)
+    payload = segment.payload
+    header = _pack_header(segment, hlen, 0)
     if opts:
         header += opts
     length = hlen + len(payload)
@@ -284,18 +289,5 @@ def build_header_offload(segment: TcpSegment, src: IPv4Address, dst: IPv4Address
     partial = address_int(src) + address_int(dst) + PROTO_TCP + length
     while partial >> 16:
         partial = (partial & 0xFFFF) + (partial >> 16)
-    try:
-        header = _HDR.pack(
-            segment.src_port,
-            segment.dst_port,
-            segment.seq,
-            segment.ack,
-            hlen << 2,
-            int(segment.flags),
-            segment.window,
-            partial,
-            segment.urgent,
-        )
-    except (struct.error, TypeError) as exc:
-        raise LocalProtocolError(f"tcp: cannot build {segment!r}: {exc}") from None
+    header = _pack_header(segment, hlen, partial)
     return header + opts if opts else header
