@@ -107,3 +107,17 @@ def test_loopback_whole_and_without_tso_checksums_complete() -> None:
     assert type(whole) is bytes
     ip = wip.parse(weth.parse(whole).payload)
     assert wtcp.parse(ip.payload, ip.src, ip.dst).dst_port == 8
+
+
+def test_offloaded_udp_completed_is_delivered() -> None:
+    lan, a, b = resolved_pair()
+    now = lan.now
+    a.tso = a.split = True
+    sender = a.udp_open(5000)
+    receiver = b.udp_open(5001)
+    a.udp_sendto(sender, b"hello offload", (B, 5001), now)
+    (frame,) = a.drain_frames()
+    assert isinstance(frame, SplitFrame) and frame.csum_offset == 6
+    b.receive_frame(complete(frame), now)
+    assert receiver.recvfrom() == (b"hello offload", (IPv4Address("10.213.0.1"), 5000))
+    assert b.counters["udp-in"] == 1

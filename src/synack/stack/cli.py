@@ -142,7 +142,6 @@ def _open_tap(name: str, mtu: int, offload: bool = False) -> TapDevice:
 
 @contextlib.contextmanager
 def _driver(args: argparse.Namespace) -> Iterator[HostDriver]:
-    from synack.links.capture import Capture
     from synack.stack.aio import HostDriver, TapLink
 
     host = _host(args)
@@ -151,6 +150,8 @@ def _driver(args: argparse.Namespace) -> Iterator[HostDriver]:
     try:
         loop = asyncio.get_running_loop()
         if args.pcap:
+            from synack.links.capture import Capture  # only when asked: start-up time
+
             try:
                 capture = Capture(args.pcap, time_offset=time.time() - loop.time())
             except OSError as exc:
