@@ -1,0 +1,234 @@
+"""RFC 9293 Appendix B requirements that had no test of their own.
+
+Each test names its label(s); docs/rfc9293-conformance.md maps every label
+to the code and to the test that exercises it. Manual clock, exact outcomes.
+"""
+
+from __future__ import annotations
+
+from synack.tcp import events as ev
+from synack.tcp.config import TcpConfig
+from synack.tcp.connection import TcpConnection
+from synack.tcp.states import Cause, State
+from tests.tcp.harness import (
+    A_ADDR,
+    B_ADDR,
+    PLAIN,
+    Duo,
+    brief,
+    drain,
+    kinds,
+    seg_a_to_b,
+    seg_b_to_a,
+)
+
+#: PLAIN with a larger MSS than the peer will (not) announce.
+PLAIN_1460 = TcpConfig(
+    mss=1460,
+    send_buffer=16000,
+    receive_buffer=8000,
+    window_scale=False,
+    timestamps=False,
+    sack=False,
+    delayed_ack=False,
+    nodelay=True,
+)
+
+
+def test_must_61_psh_on_the_last_segment_of_a_write() -> None:
+    """MUST-61: SEND has no PUSH flag, so the last segment of a write carries PSH."""
+    d = Duo()
+    d.open()
+    assert d.a.send(b"x" * 2500, d.now) == 2500
+    assert [brief(s) for s in d.out_a()] == [
+        (101, 301, "A", 1000),
+        (1101, 301, "A", 1000),
+        (2101, 301, "AP", 500),
+    ]
+
+
+def test_must_34_shld_15_shrunk_window_sends_no_new_data() -> None:
+    """MUST-34 / SHLD-15: the peer shrinks its window below what is in flight.
+
+    The sender copes (no error, no negative window) and sends no new data
+    past SND.UNA + SND.WND until the window opens again.
+    """
+    d = Duo()
+    d.open()
+    d.a.send(b"a" * 3000, d.now)
+    assert [brief(s) for s in d.out_a()] == [
+        (101, 301, "A", 1000),
+        (1101, 301, "A", 1000),
+        (2101, 301, "AP", 1000),
+    ]
+    # B (forged) acknowledges the first segment and offers only 1000 octets:
+    # the right edge moves from 8101 back to 2101, below SND.NXT (3101).
+    d.to_a([seg_b_to_a(301, 1101, "A", window=1000)])
+    assert d.a.snd_una == 1101 and d.a.snd_wnd == 1000
+    assert d.a.send(b"b" * 1000, d.now) == 1000
+    assert d.out_a() == []
+    assert d.a.state is State.ESTABLISHED
+    # Everything acknowledged and the window open again: the new data goes.
+    d.to_a([seg_b_to_a(301, 3101, "A", window=8000)])
+    assert [brief(s) for s in d.out_a()] == [(3101, 301, "AP", 1000)]
+
+
+def test_must_66_rst_is_processed_with_a_zero_window() -> None:
+    """MUST-66: a RST is processed even while our receive window is zero."""
+    small = TcpConfig(
+        mss=1000,
+        send_buffer=16000,
+        receive_buffer=2000,
+        window_scale=False,
+        timestamps=False,
+        sack=False,
+        delayed_ack=False,
+        nodelay=True,
+    )
+    d = Duo(PLAIN, small)
+    d.open()
+    d.a.send(b"z" * 2000, d.now)
+    d.to_b(d.out_a())
+    (ack,) = d.out_b()
+    assert brief(ack) == (301, 2101, "A", 0) and ack.window == 0
+    drain(d.b)
+    # Table 6 with RCV.WND = 0: only SEG.SEQ = RCV.NXT is acceptable; a RST
+    # one past it is dropped without a reply.
+    d.to_b([seg_a_to_b(2102, 0, "R")])
+    assert d.b.state is State.ESTABLISHED and d.out_b() == []
+    assert d.b.stats.dropped["rst-out-of-window"] == 1
+    # The RST at RCV.NXT resets the connection although the window is closed.
+    d.to_b([seg_a_to_b(2101, 0, "R")])
+    assert d.b.state is State.CLOSED
+    assert d.b.transitions[-1].cause is Cause.RCV_RST
+    assert kinds(drain(d.b)) == ["ConnectionReset", "Closed"]
+
+
+def test_must_15_send_mss_defaults_to_536_without_the_option() -> None:
+    """MUST-15: a peer that sends no MSS option gets segments of at most 536 octets."""
+    a = TcpConnection(A_ADDR, B_ADDR, config=PLAIN_1460, iss=100)
+    a.connect(0.0)
+    (syn,) = a.segments_to_send(0.0)
+    assert syn.options.mss == 1460
+    a.receive_segment(seg_b_to_a(300, 101, "SA", window=8000), 0.0)
+    assert a.state is State.ESTABLISHED
+    assert a.effective_mss == 536
+    a.send(b"m" * 1200, 0.0)
+    # The handshake's ACK rides on the first data segment.
+    assert [brief(s) for s in a.segments_to_send(0.0)] == [
+        (101, 301, "A", 536),
+        (637, 301, "A", 536),
+        (1173, 301, "AP", 128),
+    ]
+    # The passive side too: a SYN without the option means 536.
+    b = TcpConnection.accept_syn(seg_a_to_b(100, 0, "S"), B_ADDR, A_ADDR, PLAIN_1460, 300, 0.0)
+    assert b.effective_mss == 536
+
+
+def test_must_65_mss_option_only_on_syn_segments() -> None:
+    """MUST-65: the MSS option appears on SYN and SYN,ACK only."""
+    cfg = TcpConfig(mss=1460, delayed_ack=False, nodelay=True)
+    d = Duo(cfg, cfg)
+    syn, synack, ack = d.open()
+    assert syn[0].options.mss == 1460 and synack[0].options.mss == 1460
+    d.a.send(b"q" * 3000, d.now)
+    d.b.send(b"r" * 10, d.now)
+    later = list(ack)
+    for _ in range(3):
+        sa, sb = d.out_a(), d.out_b()
+        later += sa + sb
+        d.to_b(sa)
+        d.to_a(sb)
+    d.a.shutdown_write(d.now)
+    d.b.shutdown_write(d.now)
+    later += d.out_a() + d.out_b()
+    assert sum(len(s.payload) for s in later) == 3010
+    assert any(s.flags & s.flags.FIN for s in later)
+    assert [s.options.mss for s in later] == [None] * len(later)
+
+
+def test_shld_2_rst_carrying_data_is_accepted() -> None:
+    """SHLD-2: a RST that carries data is acceptable (and its data is not delivered)."""
+    d = Duo()
+    d.open()
+    drain(d.a)
+    d.to_a([seg_b_to_a(301, 101, "R", payload=b"diagnostic text")])
+    assert d.a.state is State.CLOSED
+    assert d.a.transitions[-1].cause is Cause.RCV_RST
+    assert kinds(drain(d.a)) == ["ConnectionReset", "Closed"]
+    assert d.a.readable_bytes == 0 and d.out_a() == []
+
+
+def test_must_58_59_one_ack_for_a_burst_of_segments() -> None:
+    """MUST-58 / MUST-59: segments received together are acknowledged once, after all of them."""
+    d = Duo()
+    d.open()
+    d.a.send(b"k" * 3000, d.now)
+    burst = d.out_a()
+    assert len(burst) == 3
+    d.to_b(burst)
+    assert [brief(s) for s in d.out_b()] == [(301, 3101, "A", 0)]
+    assert d.b.readable_bytes == 3000
+
+
+def test_shld_10_11_default_r1_and_r2() -> None:
+    """SHLD-10 (R1 >= 3 retransmissions) and SHLD-11 (R2 >= 100 s) with the defaults."""
+    cfg = TcpConfig()
+    assert cfg.r1_retries >= 3
+    d = Duo(cfg, cfg)
+    d.open()
+    drain(d.a)
+    d.a.send(b"lost", d.now)
+    assert len(d.out_a()) == 1
+    timeouts: list[float] = []
+    warned_at: list[float] = []
+    while d.a.state is not State.CLOSED:
+        timeouts.append(d.fire_next(d.a))
+        d.out_a()  # every retransmission is lost
+        for e in drain(d.a):
+            if isinstance(e, ev.DeliveryProblem):
+                warned_at.append(d.now)
+    # RTO 1 s doubling to the 60 s cap: 1, 3, 7, 15, 31, 63, then every 60 s.
+    assert timeouts[:7] == [1.0, 3.0, 7.0, 15.0, 31.0, 63.0, 123.0]
+    assert warned_at == [7.0]  # R1: the third retransmission
+    assert len(timeouts) == cfg.r2_retries + 1
+    assert timeouts[-1] == 63.0 + 60.0 * (cfg.r2_retries - 5) >= 100.0
+
+
+def test_must_23_default_syn_retries_last_three_minutes() -> None:
+    """MUST-23: with the defaults a SYN is retransmitted for at least 3 minutes."""
+    a = TcpConnection(A_ADDR, B_ADDR, config=TcpConfig(), iss=100)
+    a.connect(0.0)
+    sent: list[float] = []
+    now = 0.0
+    reason = None
+    while a.state is not State.CLOSED:
+        if a.segments_to_send(now):
+            sent.append(now)
+        deadline = a.get_timer()
+        assert deadline is not None
+        now = deadline
+        a.handle_timer(now)
+        for e in drain(a):
+            if isinstance(e, ev.TimedOut):
+                reason = e.reason
+    # RTO 1 s doubling, capped at max_rto 60 s; the connect deadline ends it.
+    assert sent == [0.0, 1.0, 3.0, 7.0, 15.0, 31.0, 63.0, 123.0]
+    assert reason == "connect" and now == 180.0
+
+
+def test_must_25_28_keepalive_defaults() -> None:
+    """MUST-25: keep-alives are off by default; MUST-28: the idle default is >= 2 hours."""
+    cfg = TcpConfig()
+    assert cfg.keepalive is False and cfg.keepalive_idle >= 7200.0
+    d = Duo(cfg, cfg)
+    d.open()
+    d.exchange()
+    assert d.a.get_timer() is None and d.b.get_timer() is None
+    on = TcpConfig(keepalive=True)
+    d = Duo(on, cfg)
+    d.open()
+    d.exchange()
+    assert d.a.get_timer() == 7200.0
+    d.advance(7200.0)
+    assert [brief(s) for s in d.out_a()] == [(d.a.snd_nxt - 1, d.a.rcv_nxt, "A", 0)]
