@@ -232,3 +232,39 @@ def test_must_25_28_keepalive_defaults() -> None:
     assert d.a.get_timer() == 7200.0
     d.advance(7200.0)
     assert [brief(s) for s in d.out_a()] == [(d.a.snd_nxt - 1, d.a.rcv_nxt, "A", 0)]
+
+
+def test_must_16_sack_option_never_pushes_a_segment_past_the_mss() -> None:
+    """MUST-16: Eff.snd.MSS counts the TCP options of the segment.
+
+    While A holds out-of-order data it owes SACK blocks; a full-sized data
+    segment has no room for them (payload + options <= MSS), so they go on
+    a pure ACK of their own instead of being piggybacked.
+    """
+    cfg = TcpConfig(
+        mss=1000,
+        send_buffer=16000,
+        receive_buffer=8000,
+        window_scale=False,
+        timestamps=False,
+        sack=True,
+        delayed_ack=False,
+        nodelay=True,
+    )
+    d = Duo(cfg, cfg)
+    d.open()
+    d.b.send(b"b" * 3000, d.now)
+    first, *rest = d.out_b()
+    assert brief(first) == (301, 101, "A", 1000)
+    d.a.send(b"a" * 2000, d.now)
+    d.to_a(rest)  # the first segment is lost: A has a gap
+    out = d.out_a()
+    assert [brief(s) for s in out] == [
+        (101, 301, "A", 1000),
+        (1101, 301, "AP", 1000),
+        (2101, 301, "A", 0),
+    ]
+    for s in out:
+        opt_len = len(s.options.sack_blocks) * 8 + 4 if s.options.sack_blocks else 0
+        assert len(s.payload) + opt_len <= d.a.effective_mss
+    assert [s.options.sack_blocks for s in out] == [(), (), ((1301, 3301),)]

@@ -279,6 +279,7 @@ class TcpConnection:
         self._syn_needed = False  # (re)send our SYN or SYN-ACK
         self._rexmit_one = False  # fast retransmit / partial ACK: resend SND.UNA's segment
         self._delack_segments = 0  # full-sized segments received and not yet acknowledged
+        self._sack_trimmed = False  # a data segment had no room for all SACK blocks (MUST-16)
         self._last_seg_time = 0.0
 
         # Loss recovery.
@@ -672,8 +673,12 @@ class TcpConnection:
         if st in _SEND_STATES:
             n_before = len(out)
             self._output_data(now, out)
-            if len(out) > n_before:
+            if len(out) > n_before and not self._sack_trimmed:
+                # The ACK owed rides on the data, unless the data had no
+                # room for its SACK blocks (MUST-16, see _make): then a
+                # pure ACK carries them.
                 self._ack_now = False
+        self._sack_trimmed = False
         if self._ack_now:
             self._ack_now = False
             if st in SYNCHRONIZED or st is State.SYN_RECEIVED:
@@ -858,20 +863,33 @@ class TcpConnection:
         self._t_delack = None
         window = self._advertise()
         opts = _NO_OPTIONS
+        blocks: tuple[tuple[int, int], ...] = ()
+        if self._sack_ok and self._rcvbuf.has_gaps:
+            blocks = self._sack_blocks()
+            if payload:
+                # RFC 9293 §3.7.1 MUST-16: Eff.snd.MSS is less "TCPhdrsize",
+                # the options included. _snd_mss already leaves room for a
+                # timestamp option; the SACK option (4 + 8 per block) must fit
+                # in what the payload leaves, else the segment would exceed
+                # the peer's MSS. Blocks that do not fit go on a pure ACK
+                # (see segments_to_send).
+                room = self._snd_mss - len(payload)
+                fit = (room - 4) >> 3 if room >= 12 else 0
+                if fit < len(blocks):
+                    blocks = blocks[:fit]
+                    self._sack_trimmed = True
         if self._ts_ok:
             tsval = (int(now * 1000) + self._ts_offset) & SEQ_MASK
-            if self._sack_ok and self._rcvbuf.has_gaps:
-                opts = TcpOptions(
-                    timestamps=(tsval, self._ts_recent), sack_blocks=self._sack_blocks()
-                )
+            if blocks:
+                opts = TcpOptions(timestamps=(tsval, self._ts_recent), sack_blocks=blocks)
             else:
                 # Many segments share one millisecond: reuse the options.
                 cached = self._ts_opts
                 if cached.timestamps != (tsval, self._ts_recent):
                     cached = self._ts_opts = TcpOptions(timestamps=(tsval, self._ts_recent))
                 opts = cached
-        elif self._sack_ok and self._rcvbuf.has_gaps:
-            opts = TcpOptions(sack_blocks=self._sack_blocks())
+        elif blocks:
+            opts = TcpOptions(sack_blocks=blocks)
         return TcpSegment(self._lport, self._rport, seq, ack, flags, window, payload, opts)
 
     def _sack_blocks(self) -> tuple[tuple[int, int], ...]:
