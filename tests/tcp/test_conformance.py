@@ -268,3 +268,31 @@ def test_must_16_sack_option_never_pushes_a_segment_past_the_mss() -> None:
         opt_len = len(s.options.sack_blocks) * 8 + 4 if s.options.sack_blocks else 0
         assert len(s.payload) + opt_len <= d.a.effective_mss
     assert [s.options.sack_blocks for s in out] == [(), (), ((1301, 3301),)]
+
+
+def test_must_26_no_keepalive_probe_while_data_is_outstanding() -> None:
+    """MUST-26: a keep-alive goes only when no sent data is unacknowledged."""
+    on = TcpConfig(
+        mss=1000,
+        receive_buffer=8000,
+        window_scale=False,
+        timestamps=False,
+        sack=False,
+        delayed_ack=False,
+        nodelay=True,
+        keepalive=True,
+    )
+    d = Duo(on, PLAIN)
+    d.open()
+    assert d.a.get_timer() == 7200.0
+    d.now = 7199.5
+    d.a.send(b"late", d.now)
+    data = d.out_a()
+    assert [brief(s) for s in data] == [(101, 301, "AP", 4)]
+    d.advance(7200.0)  # the idle timer is due, but 4 octets are in flight
+    assert d.out_a() == [] and d.a.stats.keepalive_probes == 0
+    assert d.a.get_timer() == 7200.5  # only the retransmission timer is next
+    d.to_b(data)
+    d.to_a(d.out_b())
+    assert d.a.snd_una == 105
+    assert d.a.get_timer() == 7200.0 + 7200.0  # idle again: a probe after keepalive_idle
