@@ -47,6 +47,7 @@ from synack.wire.tcp import TcpFlags, TcpOptions, TcpSegment
 Observer = Callable[[object], None]
 _IP_HEADER = struct.Struct("!BBHHHBBHII")
 _UDP_HEADER = struct.Struct("!HHHH")
+_ETH_IP_HEADER = struct.Struct("!6s8sBBHHHHHII")  # dst MAC, src MAC + type, IPv4 header
 Address = tuple[IPv4Address, int]
 ConnKey = tuple[IPv4Address, int, IPv4Address, int]  # local ip, port, remote ip, port
 
@@ -1015,22 +1016,33 @@ class Host:
             csum = finish(ones_sum(tcp_header) + ones_sum(payload))
             tcp_header = b"".join((tcp_header[:16], csum.to_bytes(2, "big"), tcp_header[18:]))
         self._ip_ident = ident = (self._ip_ident + 1) & 0xFFFF
-        header = _IP_HEADER.pack(
-            0x45, 0, total, ident, 0x4000, self.config.ttl, wip.PROTO_TCP, 0, int(src), int(dst)
+        s, d = int(src), int(dst)
+        ttl_proto = (self.config.ttl << 8) | wip.PROTO_TCP
+        # The IPv4 header checksum from its words (RFC 1071), no buffer summed:
+        # version/IHL 0x4500, flags DF 0x4000, TTL/protocol, the addresses.
+        hsum = (
+            0x8500 + total + ident + ttl_proto + (s >> 16) + (s & 0xFFFF) + (d >> 16) + (d & 0xFFFF)
         )
-        csum = internet_checksum(header)
+        hsum = (hsum & 0xFFFF) + (hsum >> 16)
+        hsum = (hsum & 0xFFFF) + (hsum >> 16)
         self.counters["tcp-out"] += 1
         if total > self.mtu:
             self.counters["tcp-tso-out"] += 1
-        head = b"".join(
-            (
+        head = (
+            _ETH_IP_HEADER.pack(
                 cached[0],
                 self._eth_ipv4_tail,
-                header[:10],
-                csum.to_bytes(2, "big"),
-                header[12:],
-                tcp_header,
+                0x45,
+                0,
+                total,
+                ident,
+                0x4000,
+                ttl_proto,
+                ~hsum & 0xFFFF,
+                s,
+                d,
             )
+            + tcp_header
         )
         self._emit(SplitFrame(head, payload, 34 if self.tso else 0, 16), now)
         return True
