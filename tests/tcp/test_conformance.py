@@ -10,6 +10,8 @@ from synack.tcp import events as ev
 from synack.tcp.config import TcpConfig
 from synack.tcp.connection import TcpConnection
 from synack.tcp.states import Cause, State
+from synack.wire.tcp import TcpFlags as F
+from synack.wire.tcp import TcpSegment
 from tests.tcp.harness import (
     A_ADDR,
     B_ADDR,
@@ -296,3 +298,66 @@ def test_must_26_no_keepalive_probe_while_data_is_outstanding() -> None:
     d.to_a(d.out_b())
     assert d.a.snd_una == 105
     assert d.a.get_timer() == 7200.0 + 7200.0  # idle again: a probe after keepalive_idle
+
+
+def _urg(seq: int, ack: int, up: int, payload: bytes) -> TcpSegment:
+    return TcpSegment(
+        B_ADDR[1], A_ADDR[1], seq, ack, F.ACK | F.PSH | F.URG, 8000, payload, urgent=up
+    )
+
+
+def test_must_32_33_62_urgent_data_is_signalled_once_and_counted() -> None:
+    """MUST-62: SEG.UP is the first non-urgent octet; MUST-32: the user is told
+    asynchronously, once per run; MUST-33: it can ask how much is unread;
+    MUST-31: the run may be longer than one segment."""
+    d = Duo()
+    d.open()
+    drain(d.a)
+    d.to_a([_urg(301, 101, 3, b"abcdef")])  # urgent: 301..303 ("abc")
+    assert d.a.urgent_pending == 3
+    assert drain(d.a) == [ev.UrgentData(3), ev.DataAvailable(6)]
+    # The run goes on in the next segment (pointer 309): no second signal.
+    d.to_a([_urg(307, 101, 2, b"gh")])
+    assert d.a.urgent_pending == 8
+    assert drain(d.a) == [ev.DataAvailable(8)]
+    # The pointer may run ahead of the data (MUST-31): 4 octets still to come.
+    d.to_a([_urg(309, 101, 4, b"")])
+    assert d.a.urgent_pending == 12 and drain(d.a) == []
+    assert d.a.receive(5) == b"abcde" and d.a.urgent_pending == 7
+    d.to_a([seg_b_to_a(309, 101, "AP", payload=b"ijkl")])
+    assert d.a.receive() == b"fghijkl" and d.a.urgent_pending == 0
+    # Urgent mode over: a new run is signalled again.
+    d.to_a([_urg(313, 101, 1, b"m")])
+    assert drain(d.a) == [ev.DataAvailable(7), ev.UrgentData(1), ev.DataAvailable(1)]
+    # The octets were delivered in line throughout; a plain segment with a
+    # stray urgent field but no URG bit changes nothing.
+    d.to_a([TcpSegment(B_ADDR[1], A_ADDR[1], 314, 101, F.ACK, 8000, b"n", urgent=9)])
+    assert d.a.receive() == b"mn" and d.a.urgent_pending == 0
+
+
+def test_must_66_urgent_pointer_is_processed_with_a_zero_window() -> None:
+    """MUST-66 (URG): an in-sequence segment still reports urgent data at RCV.WND = 0."""
+    small = TcpConfig(
+        mss=1000,
+        send_buffer=16000,
+        receive_buffer=2000,
+        window_scale=False,
+        timestamps=False,
+        sack=False,
+        delayed_ack=False,
+        nodelay=True,
+    )
+    d = Duo(small, PLAIN)
+    d.open()
+    d.b.send(b"z" * 2000, d.now)
+    d.to_a(d.out_b())
+    (ack,) = d.out_a()
+    assert brief(ack) == (101, 2301, "A", 0) and ack.window == 0
+    drain(d.a)
+    d.to_a([_urg(2301, 101, 1, b"!")])  # a zero-window probe carrying URG
+    # To reach the end of the urgent data the reader has 2001 octets to
+    # take: the 2000 buffered, then the urgent one (not yet accepted).
+    assert d.a.urgent_pending == 2001
+    assert drain(d.a) == [ev.UrgentData(2001)]
+    assert d.a.readable_bytes == 2000  # the probe's octet itself is not taken
+    assert [brief(s) for s in d.out_a()] == [(101, 2301, "A", 0)]

@@ -26,8 +26,9 @@ API (stable; the host stack builds on it)::
 Events (synack.tcp.events, in order): StateChanged for every transition,
 Connected, DataAvailable (per segment that made bytes readable), EndOfStream
 (peer FIN, after the bytes before it), SendSpaceAvailable (after a send() was
-cut short), DeliveryProblem (R1 reached), ConnectionReset, ConnectionRefused,
-TimedOut("connect" | "retransmit" | "keepalive"), and Closed last.
+cut short), UrgentData (the peer's urgent pointer moved ahead of what was
+read; see ``urgent_pending``), DeliveryProblem (R1 reached), ConnectionReset,
+ConnectionRefused, TimedOut("connect" | "retransmit" | "keepalive"), and Closed last.
 
 Deliberate choices: a CLOSE before the handshake completes is queued until
 ESTABLISHED when data is queued (RFC 9293 §3.10.4 allows it in SYN-RECEIVED);
@@ -92,7 +93,7 @@ _ACK_FIN = TcpFlags.ACK | TcpFlags.FIN
 _ACK_PSH_FIN = TcpFlags.ACK | TcpFlags.PSH | TcpFlags.FIN
 _RST_ACK = TcpFlags.RST | TcpFlags.ACK
 # The same bits as plain ints: enum.Flag arithmetic is slow on the hot path.
-F_FIN, F_SYN, F_RST, F_PSH, F_ACK = 0x01, 0x02, 0x04, 0x08, 0x10
+F_FIN, F_SYN, F_RST, F_PSH, F_ACK, F_URG = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
 _NO_OPTIONS = TcpOptions()
 
 #: RFC 9293 §3.7.1 (MUST-15): the send MSS when the peer announces none.
@@ -262,6 +263,7 @@ class TcpConnection:
         self._syn_window = 0  # the (unscaled) window our SYN carried
         self._rcvbuf = ReceiveBuffer(config.receive_buffer)
         self._rcv_fin_seq: int | None = None  # a FIN seen beyond a gap
+        self._rcv_up: int | None = None  # RCV.UP: first non-urgent octet (MUST-62)
         self._fin_received = False
 
         # Options agreed on the handshake.
@@ -371,6 +373,20 @@ class TcpConnection:
     @property
     def readable_bytes(self) -> int:
         return self._rcvbuf.readable
+
+    @property
+    def urgent_pending(self) -> int:
+        """Octets to read before the end of the urgent data (RCV.UP), 0 if none (MUST-33).
+
+        Counted from the read point, buffered ordinary octets included, as
+        RFC 1122 §4.2.2.4 asks ("how much urgent data remains to be read").
+        """
+        up = self._rcv_up
+        if up is None:
+            return 0
+        nxt = (self.rcv_nxt - 1) & SEQ_MASK if self._fin_received else self.rcv_nxt
+        d = seq_diff(up, (nxt - self._rcvbuf.readable) & SEQ_MASK)
+        return d if d > 0 else 0
 
     @property
     def passive(self) -> bool:
@@ -1325,10 +1341,13 @@ class TcpConnection:
                 self._ack_now = True
             else:
                 self._reply_to_unacceptable(now)
-            # "special allowance should be made to accept valid ACKs" with a
-            # zero window: process the ACK field of an in-sequence segment.
+            # "special allowance should be made to accept valid ACKs" (and
+            # URGs, MUST-66) with a zero window: process the ACK field and
+            # the urgent pointer of an in-sequence segment.
             if rcv_wnd == 0 and start == 0 and flags & F_ACK and st in SYNCHRONIZED:
                 self._process_ack(seg.ack, seq, seg.window, seg_len, ts, now)
+                if flags & F_URG and seg.urgent and self._state in _TEXT_STATES:
+                    self._note_urgent((seg.seq + seg.urgent) & SEQ_MASK)
             return
 
         self._last_rcv = now
@@ -1416,10 +1435,36 @@ class TcpConnection:
             self._ts_recent_time = now
             self._ts_recent_valid = True
 
-        # Sixth (URG is not supported: the pointer is ignored, the octets
-        # are delivered in line) and seventh/eighth: text and FIN.
+        # Sixth, the URG bit (receive side only: we never send urgent data).
+        # The urgent octets stay in line; the user is told (UrgentData) and
+        # can ask how many are unread (urgent_pending).
+        if flags & F_URG and seg.urgent and self._state in _TEXT_STATES:
+            self._note_urgent((seg.seq + seg.urgent) & SEQ_MASK)
+
+        # Seventh and eighth: text and FIN.
         if payload or fin:
             self._process_text_and_fin(seq, payload, fin, bool(flags & F_PSH), now)
+
+    def _note_urgent(self, up: int) -> None:
+        """RCV.UP <- max(RCV.UP, SEG.SEQ + SEG.UP) and tell the user once (§3.10.7.4 sixth step).
+
+        MUST-62: SEG.UP points at the first non-urgent octet. MUST-31: any
+        length (the pointer may lie beyond the data received so far).
+        MUST-32: UrgentData is reported when urgent data starts to be
+        pending, not again for the same run while it is unread.
+        """
+        if self._fin_received:
+            return
+        was_pending = self.urgent_pending > 0
+        old = self._rcv_up
+        # A stale RCV.UP (already read) is replaced whatever its value, so
+        # the comparison never spans the sequence space.
+        if old is None or not was_pending or seq_gt(up, old):
+            self._rcv_up = up
+        if not was_pending:
+            pending = self.urgent_pending
+            if pending > 0:
+                self._events.append(ev.UrgentData(pending))
 
     def _process_ack(
         self,

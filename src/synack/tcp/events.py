@@ -50,6 +50,22 @@ class SendSpaceAvailable(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class UrgentData(Event):
+    """The peer sent urgent data (RFC 9293 §3.8.5; MUST-32): ``pending`` octets
+    from the read point up to the urgent pointer, some maybe not yet arrived.
+
+    Reported once per run of urgent data (not again while it is unread);
+    the octets themselves are delivered in line by ``receive()``.
+    """
+
+    pending: int
+
+    def __post_init__(self) -> None:
+        if self.pending <= 0:
+            raise LocalProtocolError("UrgentData needs pending > 0")
+
+
+@dataclass(frozen=True, slots=True)
 class ConnectionReset(Event):
     """The peer reset a synchronized connection (RFC 9293 §3.10.7.4)."""
 
