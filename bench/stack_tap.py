@@ -305,7 +305,9 @@ def main() -> None:
         )
     for mtu in (1500, 65521):
         syn = asyncio.run(bench_synack(mtu, args.seconds, offload=True))
-        print(f"\nMTU {mtu} with --offload (IFF_VNET_HDR: TSO both ways, kernel-checked checksums)")
+        print(
+            f"\nMTU {mtu} with --offload (IFF_VNET_HDR: TSO both ways, checksums left to the kernel both ways)"
+        )
         for key in ("in_MBps", "out_MBps", "rtt_p50_ms", "conn_per_s"):
             print(f"  {key:<14}{syn[key]:>12.3f}")
     try:
