@@ -6,6 +6,9 @@ to the code and to the test that exercises it. Manual clock, exact outcomes.
 
 from __future__ import annotations
 
+import pytest
+
+from synack.errors import LocalProtocolError
 from synack.tcp import events as ev
 from synack.tcp.config import TcpConfig
 from synack.tcp.connection import TcpConnection
@@ -361,3 +364,40 @@ def test_must_66_urgent_pointer_is_processed_with_a_zero_window() -> None:
     assert drain(d.a) == [ev.UrgentData(2001)]
     assert d.a.readable_bytes == 2000  # the probe's octet itself is not taken
     assert [brief(s) for s in d.out_a()] == [(101, 2301, "A", 0)]
+
+
+def test_must_30_31_62_urgent_send_marks_segments_until_acknowledged() -> None:
+    """MUST-30 (sending), MUST-62 (pointer = first non-urgent octet), MUST-31 (any length)."""
+    d = Duo()
+    a = d.a
+    a.connect(d.now)
+    with pytest.raises(LocalProtocolError):
+        a.send(b"too early", d.now, urgent=True)
+    d.to_b(d.out_a())
+    d.to_a(d.out_b())
+    d.to_b(d.out_a())
+    drain(d.b)
+    assert a.send(b"normal", d.now) == 6
+    assert a.send(b"URG!", d.now, urgent=True) == 4
+    (seg,) = d.out_a()
+    assert brief(seg) == (101, 301, "AP", 10)
+    assert seg.flags & F.URG and seg.urgent == 10  # 101 + 10: the octet after "URG!"
+    d.to_b([seg])
+    assert drain(d.b) == [ev.UrgentData(10), ev.DataAvailable(10)]
+    assert d.b.urgent_pending == 10
+    # Urgent data longer than a segment: every segment points at its end.
+    assert a.send(b"u" * 2500, d.now, urgent=True) == 2500
+    segs = d.out_a()
+    assert [(brief(s), bool(s.flags & F.URG), s.urgent) for s in segs] == [
+        ((111, 301, "A", 1000), True, 2500),
+        ((1111, 301, "A", 1000), True, 1500),
+        ((2111, 301, "AP", 500), True, 500),
+    ]
+    d.to_b(segs)
+    d.to_a(d.out_b())
+    assert a.snd_una == 2611
+    # All acknowledged: ordinary data goes without URG again.
+    a.send(b"plain", d.now)
+    (last,) = d.out_a()
+    assert brief(last) == (2611, 301, "AP", 5)
+    assert not last.flags & F.URG and last.urgent == 0

@@ -233,6 +233,7 @@ class TcpConnection:
         self._snd_wscale = 0  # shift applied to the peer's window field
         self._snd_mss = DEFAULT_MSS  # effective send MSS (payload octets)
         self._sndbuf = SendBuffer(config.send_buffer)
+        self._snd_up: int | None = None  # SND.UP while urgent data is unacknowledged
         self._fin_queued = False  # user CLOSE/shutdown: FIN follows the queued data
         self._fin_seq: int | None = None  # sequence number our FIN occupies, once sent
         self._fin_acked = False
@@ -410,8 +411,16 @@ class TcpConnection:
     # ------------------------------------------------------------------
     # Application side
 
-    def send(self, data: bytes | bytearray | memoryview, now: float) -> int:
-        """Queue data (RFC 9293 §3.10.2 SEND); returns how many bytes fit the send buffer."""
+    def send(
+        self, data: bytes | bytearray | memoryview, now: float, *, urgent: bool = False
+    ) -> int:
+        """Queue data (RFC 9293 §3.10.2 SEND); returns how many bytes fit the send buffer.
+
+        ``urgent=True`` marks everything queued so far as urgent (SND.UP moves
+        to the end of the queue): the segments sent until it is acknowledged
+        carry URG and a pointer to the first non-urgent octet (MUST-30,
+        MUST-62). It needs a synchronized connection.
+        """
         st = self._state
         if st is State.CLOSED or st is State.LISTEN:
             raise LocalProtocolError(f"send() on a connection in {st}")
@@ -419,9 +428,15 @@ class TcpConnection:
             raise LocalProtocolError("send() after shutdown_write()/close(): connection closing")
         if st not in (State.SYN_SENT, State.SYN_RECEIVED, State.ESTABLISHED, State.CLOSE_WAIT):
             raise LocalProtocolError(f"send() on a connection in {st}")
+        if urgent and st not in (State.ESTABLISHED, State.CLOSE_WAIT):
+            raise LocalProtocolError(f"urgent send() needs an established connection, not {st}")
         n = self._sndbuf.append(data)
         if n < len(data):
             self._send_blocked = True
+        if urgent and n:
+            # §3.10.2: SND.UP <- the octet after the urgent data (MUST-62); a
+            # later urgent send extends the run (MUST-31).
+            self._snd_up = (self.snd_una + len(self._sndbuf)) & SEQ_MASK
         return n
 
     def receive(self, max_bytes: int = 1 << 30) -> bytes:
@@ -906,6 +921,27 @@ class TcpConnection:
                 opts = cached
         elif blocks:
             opts = TcpOptions(sack_blocks=blocks)
+        up = self._snd_up
+        if up is not None:
+            if seq_gt(up, self.snd_una):
+                # §3.10.2: every segment sent while SND.UP is ahead carries URG
+                # and SEG.UP = SND.UP - SEG.SEQ, the first non-urgent octet
+                # (MUST-62), when that fits the 16-bit field.
+                ptr = seq_diff(up, seq)
+                if 0 < ptr <= 65535:
+                    return TcpSegment(
+                        self._lport,
+                        self._rport,
+                        seq,
+                        ack,
+                        flags | TcpFlags.URG,
+                        window,
+                        payload,
+                        opts,
+                        ptr,
+                    )
+            else:
+                self._snd_up = None  # the urgent data is acknowledged
         return TcpSegment(self._lport, self._rport, seq, ack, flags, window, payload, opts)
 
     def _sack_blocks(self) -> tuple[tuple[int, int], ...]:
