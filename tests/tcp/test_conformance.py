@@ -7,6 +7,8 @@ to the code and to the test that exercises it. Manual clock, exact outcomes.
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from synack.errors import LocalProtocolError
 from synack.tcp import events as ev
@@ -401,3 +403,59 @@ def test_must_30_31_62_urgent_send_marks_segments_until_acknowledged() -> None:
     (last,) = d.out_a()
     assert brief(last) == (2611, 301, "AP", 5)
     assert not last.flags & F.URG and last.urgent == 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(-3000, 9000),  # SEG.SEQ relative to RCV.NXT
+            st.integers(0, 65535),  # SEG.UP
+            st.binary(max_size=1200),
+            st.booleans(),  # URG set
+            st.integers(0, 3000),  # octets read afterwards
+        ),
+        max_size=25,
+    ),
+    st.lists(st.tuples(st.binary(min_size=1, max_size=3000), st.booleans()), max_size=6),
+)
+def test_urgent_data_fuzz_never_raises_and_stream_stays_exact(
+    segs: list[tuple[int, int, bytes, bool, int]], writes: list[tuple[bytes, bool]]
+) -> None:
+    """MUST-30..33/62 code under random pointers: nothing a peer sends raises,
+    ``urgent_pending`` stays within reach, and urgent writes arrive in line."""
+    d = Duo()
+    d.open()
+    a = d.a
+    for rel, up, payload, urg, take in segs:
+        fl = F.ACK | F.URG if urg else F.ACK
+        seq = (a.rcv_nxt + rel) % (1 << 32)
+        a.receive_segment(
+            TcpSegment(B_ADDR[1], A_ADDR[1], seq, 101, fl, 8000, payload, urgent=up), d.now
+        )
+        for s in a.segments_to_send(d.now):
+            assert not s.flags & F.URG
+        drain(a)
+        assert 0 <= a.urgent_pending <= a.readable_bytes + 65535 + 8000
+        a.receive(take)
+    # The other direction: urgent and plain writes reach the peer byte-exact.
+    d2 = Duo()
+    d2.open()
+    sent = b""
+    got = b""
+    for data, urgent in writes:
+        n = d2.a.send(data, d2.now, urgent=urgent)
+        sent += data[:n]
+        for _ in range(50):
+            sa, sb = d2.out_a(), d2.out_b()
+            if not sa and not sb:
+                break
+            for s in sa:
+                assert 0 <= s.urgent <= 65535
+            d2.to_b(sa)
+            d2.to_a(sb)
+            got += d2.b.receive()
+    d2.exchange()
+    got += d2.b.receive()
+    assert got == sent
+    assert d2.b.urgent_pending == 0
