@@ -459,3 +459,22 @@ def test_urgent_data_fuzz_never_raises_and_stream_stays_exact(
     got += d2.b.receive()
     assert got == sent
     assert d2.b.urgent_pending == 0
+
+
+def test_must_22_syn_retransmissions_warn_the_application_at_r1() -> None:
+    """MUST-22: SYN retransmission follows the data rules, the R1 notification included."""
+    a = TcpConnection(A_ADDR, B_ADDR, config=TcpConfig(), iss=100)
+    a.connect(0.0)
+    a.segments_to_send(0.0)
+    warned: list[tuple[float, int]] = []
+    now = 0.0
+    while a.state is State.SYN_SENT:
+        deadline = a.get_timer()
+        assert deadline is not None
+        now = deadline
+        a.handle_timer(now)
+        a.segments_to_send(now)
+        warned += [(now, e.retransmissions) for e in drain(a) if isinstance(e, ev.DeliveryProblem)]
+    # R1 = 3: the third SYN timeout (1 + 2 + 4 s) warns, once; R2 ends it at 180 s.
+    assert warned == [(7.0, 3)]
+    assert now == 180.0

@@ -587,6 +587,11 @@ class TcpConnection:
             if self._retries > cfg.syn_retries:
                 self._give_up("connect", now)
                 return
+            if self._retries == cfg.r1_retries:
+                # MUST-22: SYNs are retransmitted "in the general way ...
+                # for data retransmissions, including notification of the
+                # application layer": the R1 warning (SHLD-9) for SYNs too.
+                self._events.append(ev.DeliveryProblem(self._retries))
             self._rtt.backoff()
             self._syn_needed = True
             self._syn_resent = True
