@@ -478,3 +478,26 @@ def test_must_22_syn_retransmissions_warn_the_application_at_r1() -> None:
     # R1 = 3: the third SYN timeout (1 + 2 + 4 s) warns, once; R2 ends it at 180 s.
     assert warned == [(7.0, 3)]
     assert now == 180.0
+
+
+def test_shld_17_no_timeout_for_data_past_a_window_that_shrank_to_zero() -> None:
+    """SHLD-17 (and MUST-37): data beyond a window that shrank to zero is not a
+    reason to give up while the peer keeps answering."""
+    d = Duo()
+    d.open()
+    d.a.send(b"s" * 3000, d.now)
+    d.out_a()  # all three segments lost
+    # The peer shrinks its window to zero: 3000 octets are now past the edge.
+    d.to_a([seg_b_to_a(301, 101, "A", window=0)])
+    assert d.a.snd_wnd == 0
+    kinds_seen: list[tuple[float, tuple[int, int, str, int]]] = []
+    for _ in range(3 * PLAIN.r2_retries):
+        t = d.fire_next(d.a)
+        for s in d.out_a():
+            kinds_seen.append((t, brief(s)))
+        # The peer answers every segment (or nothing was sent): window still 0.
+        d.to_a([seg_b_to_a(301, 101, "A", window=0)])
+        assert d.a.state is State.ESTABLISHED
+    # Nothing but one-octet probes of the first unacknowledged octet.
+    assert {b for _, b in kinds_seen} == {(101, 301, "A", 1)}
+    assert d.a.stats.window_probes == len(kinds_seen) >= PLAIN.r2_retries
