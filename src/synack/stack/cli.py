@@ -14,6 +14,7 @@ from collections.abc import Coroutine, Iterator
 from ipaddress import IPv4Address, IPv4Interface
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from synack.cliargs import seconds
 from synack.errors import UsageError
 
 if TYPE_CHECKING:
@@ -43,7 +44,12 @@ def register(subparsers: Any) -> None:
             "--ip", required=True, metavar="A.B.C.D/N", help="synack's address and prefix"
         )
         q.add_argument("--gateway", metavar="A.B.C.D", help="default gateway (on the --ip subnet)")
-        q.add_argument("--mtu", type=int, default=1500, help="link MTU (default 1500; up to 65535)")
+        q.add_argument(
+            "--mtu",
+            type=int,
+            default=1500,
+            help="link MTU (default 1500; 65535 is clamped to a TAP device's ceiling, 65521)",
+        )
         q.add_argument("--mac", help="MAC address (default: a random locally administered one)")
         q.add_argument("--pcap", metavar="FILE", help="capture every frame in and out to FILE")
         q.add_argument(
@@ -76,7 +82,7 @@ def register(subparsers: Any) -> None:
     common(n)
     n.add_argument("host", metavar="HOST")
     n.add_argument("port", metavar="PORT", type=int)
-    n.add_argument("--timeout", type=float, default=10.0, help="connect timeout in seconds")
+    n.add_argument("--timeout", type=seconds, default=10.0, help="connect timeout in seconds")
     n.set_defaults(func=run_nc)
 
 

@@ -6,16 +6,16 @@ import argparse
 import os
 import shutil
 import sys
-
-from rich.console import Console
+from typing import TYPE_CHECKING
 
 from synack.errors import UsageError
-from synack.trace.html import MAX_FRAMES as MAX_HTML_FRAMES
-from synack.trace.html import write_html
-from synack.trace.model import LinkType, Trace, TraceBuilder
-from synack.trace.terminal import render
-from synack.wire.errors import MalformedPacket
-from synack.wire.pcap import read_pcap
+
+if TYPE_CHECKING:
+    from synack.trace.model import Trace
+
+# The trace machinery (rich, the HTML writer, the model) is imported when a
+# trace runs, not when the parser is built: every ``synack`` command builds
+# every group's parser, and those imports cost ~0.1 s of start-up.
 
 MAX_FRAMES = 100_000  # a bigger capture is cut, and the cut is said
 MIN_WIDTH = 60  # the diagram's own floor (terminal.SequenceDiagram): less would be ignored
@@ -27,6 +27,10 @@ def trace_pcap(path: str, *, max_frames: int = MAX_FRAMES) -> Trace:
     UsageError for a missing, unreadable or malformed file, or a link type
     other than Ethernet and raw IPv4.
     """
+    from synack.trace.model import LinkType, TraceBuilder
+    from synack.wire.errors import MalformedPacket
+    from synack.wire.pcap import read_pcap
+
     if not os.path.isfile(path):
         raise UsageError(f"no such file: {path}")
     builder = TraceBuilder()
@@ -56,6 +60,12 @@ def trace_pcap(path: str, *, max_frames: int = MAX_FRAMES) -> Trace:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from synack.trace.html import MAX_FRAMES as MAX_HTML_FRAMES
+    from synack.trace.html import write_html
+    from synack.trace.terminal import render
+
     if args.width is not None and args.width < MIN_WIDTH:
         raise UsageError(f"--width {args.width}: the diagram needs at least {MIN_WIDTH} columns")
     trace = trace_pcap(args.pcap)
