@@ -6,6 +6,8 @@ to the code and to the test that exercises it. Manual clock, exact outcomes.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -30,16 +32,7 @@ from tests.tcp.harness import (
 )
 
 #: PLAIN with a larger MSS than the peer will (not) announce.
-PLAIN_1460 = TcpConfig(
-    mss=1460,
-    send_buffer=16000,
-    receive_buffer=8000,
-    window_scale=False,
-    timestamps=False,
-    sack=False,
-    delayed_ack=False,
-    nodelay=True,
-)
+PLAIN_1460 = dataclasses.replace(PLAIN, mss=1460)
 
 
 def test_must_61_psh_on_the_last_segment_of_a_write() -> None:
