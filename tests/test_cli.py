@@ -55,3 +55,13 @@ def test_closed_stdout_pipe_is_quiet() -> None:
     proc.wait(timeout=60)
     assert "Traceback" not in err and "Broken pipe" not in err, err
     assert proc.returncode in (0, 1)
+
+
+@pytest.mark.parametrize("group", ["chat", "time", "net", "stack"])
+def test_bare_group_is_one_line_and_status_2(group: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "synack", group], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    assert "required" in proc.stderr

@@ -95,7 +95,9 @@ def test_help_and_bare_group(capsys: pytest.CaptureFixture[str]) -> None:
         main(["net", "subnet", "--help"])
     assert info.value.code == 0
     assert "--mask" in capsys.readouterr().out
-    assert main(["net"]) == 2
+    with pytest.raises(SystemExit) as bare:
+        main(["net"])
+    assert bare.value.code == 2
 
 
 def test_parse_mask() -> None:

@@ -18,7 +18,6 @@ import json
 import os
 import socket
 import struct
-import sys
 from dataclasses import asdict, dataclass, field
 from ipaddress import AddressValueError, IPv4Address, IPv4Interface, IPv4Network, NetmaskValueError
 
@@ -434,8 +433,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="network basics: subnets, address kinds, this machine's interfaces",
         description="Network basics on real addresses (built on the ipaddress module).",
     )
-    net.set_defaults(func=lambda _args: _usage(net))
-    sub = net.add_subparsers(dest="net_command", metavar="SUBCOMMAND")
+    sub = net.add_subparsers(dest="net_command", metavar="SUBCOMMAND", required=True)
 
     p = sub.add_parser(
         "subnet",
@@ -466,8 +464,3 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("--json", action="store_true", help="one JSON object per interface")
     p.set_defaults(func=_info)
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help(sys.stderr)
-    return 2

@@ -37,8 +37,9 @@ def register(subparsers: Any) -> None:
     chat = subparsers.add_parser(
         "chat", help="framed TCP chat: server, full-duplex client, one-shot sender"
     )
-    chat.set_defaults(func=lambda _args: _missing(chat))
-    sub = chat.add_subparsers(dest="chat_command", metavar="COMMAND", parser_class=type(chat))
+    sub = chat.add_subparsers(
+        dest="chat_command", metavar="COMMAND", parser_class=type(chat), required=True
+    )
 
     serve = sub.add_parser("serve", help="run a chat server")
     _address(serve)
@@ -106,11 +107,6 @@ def register(subparsers: Any) -> None:
     _address(say)
     say.add_argument("text")
     say.set_defaults(func=_say)
-
-
-def _missing(parser: argparse.ArgumentParser) -> int:
-    parser.print_help(sys.stderr)
-    return 2
 
 
 def _address(p: argparse.ArgumentParser) -> None:
