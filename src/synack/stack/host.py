@@ -40,12 +40,11 @@ from synack.wire import icmp as wicmp
 from synack.wire import ipv4 as wip
 from synack.wire import tcp as wtcp
 from synack.wire import udp as wudp
-from synack.wire.checksum import finish, internet_checksum, ones_sum
+from synack.wire.checksum import finish, ones_sum
 from synack.wire.errors import MalformedPacket
 from synack.wire.tcp import TcpFlags, TcpOptions, TcpSegment
 
 Observer = Callable[[object], None]
-_IP_HEADER = struct.Struct("!BBHHHBBHII")
 _UDP_HEADER = struct.Struct("!HHHH")
 _ETH_IP_HEADER = struct.Struct("!6s8sBBHHHHHII")  # dst MAC, src MAC + type, IPv4 header
 Address = tuple[IPv4Address, int]
@@ -257,6 +256,7 @@ class Host:
             IPv4Address, tuple[bytes, float]
         ] = {}  # dst -> (next-hop MAC, until)
         self._ip_int = int(self.ip)
+        self._ttl_word = config.ttl << 8  # the IPv4 header's TTL/protocol word, less protocol
         self._eth_ipv4_tail = self.mac + weth.ETHERTYPE_IPV4.to_bytes(2, "big")
         self._dirty: dict[TcpStream, None] = {}  # streams fed segments, not yet touched
         self._pmtu: dict[IPv4Address, int] = {}  # path MTU learnt from ICMP (RFC 1191)
@@ -471,39 +471,20 @@ class Host:
     ) -> None:
         """Send one IPv4 packet (fragmented if over the MTU, unless
         ``oversize``: a TSO segment the link will cut up itself)."""
-        self._ip_ident = ident = (self._ip_ident + 1) & 0xFFFF
         total = 20 + len(payload)
         cached = self._route_cache.get(dst) if total <= self.mtu or oversize else None
         if cached is not None and cached[1] > now:
             # The fast path for a unicast packet to a resolved neighbour: the
-            # header packed at once, no intermediate objects.
-            header = _IP_HEADER.pack(
-                0x45,
-                0,
-                total,
-                ident,
-                0x4000 if dont_fragment else 0,
-                self.config.ttl,
-                proto,
-                0,
-                self._ip_int,
-                int(dst),
-            )
-            csum = internet_checksum(header)
+            # headers packed at once, no intermediate objects.
             self._emit(
-                b"".join(
-                    (
-                        cached[0],
-                        self._eth_ipv4_tail,
-                        header[:10],
-                        csum.to_bytes(2, "big"),
-                        header[12:],
-                        payload,
-                    )
-                ),
+                self._eth_ip_head(
+                    cached[0], total, 0x4000 if dont_fragment else 0, proto, self._ip_int, int(dst)
+                )
+                + payload,
                 now,
             )
             return
+        self._ip_ident = (self._ip_ident + 1) & 0xFFFF
         if dst.is_loopback or dst == self.ip:
             self._loopback(
                 wip.Ipv4Packet(
@@ -558,6 +539,20 @@ class Host:
                     weth.build(weth.EthernetFrame(mac, self.mac, weth.ETHERTYPE_IPV4, raw)), now
                 )
         self._flush_arp_requests(now)
+
+    def _eth_ip_head(
+        self, mac: bytes, total: int, flags: int, proto: int, src: int, dst: int
+    ) -> bytes:
+        """The Ethernet and IPv4 headers (next ident) of a packet to a resolved
+        neighbour, packed at once. The header checksum is summed from its
+        words (RFC 1071: an address counts as itself modulo 0xFFFF), no buffer
+        built to be summed."""
+        self._ip_ident = ident = (self._ip_ident + 1) & 0xFFFF
+        ttl_proto = self._ttl_word | proto
+        csum = finish(0x4500 + total + ident + flags + ttl_proto + src + dst)
+        return _ETH_IP_HEADER.pack(
+            mac, self._eth_ipv4_tail, 0x45, 0, total, ident, flags, ttl_proto, csum, src, dst
+        )
 
     def _cacheable(self, hop: IPv4Address, now: float) -> bool:
         """A neighbour whose MAC may be used without asking ARP for a while:
@@ -820,21 +815,9 @@ class Host:
         partial = self._ip_int + int(ip) + wip.PROTO_UDP + length
         while partial >> 16:
             partial = (partial & 0xFFFF) + (partial >> 16)
-        self._ip_ident = ident = (self._ip_ident + 1) & 0xFFFF
-        header = _IP_HEADER.pack(
-            0x45, 0, 20 + length, ident, 0, self.config.ttl, wip.PROTO_UDP, 0, self._ip_int, int(ip)
-        )
-        csum = internet_checksum(header)
-        head = b"".join(
-            (
-                cached[0],
-                self._eth_ipv4_tail,
-                header[:10],
-                csum.to_bytes(2, "big"),
-                header[12:],
-                _UDP_HEADER.pack(endpoint.local[1], port, length, partial),
-            )
-        )
+        head = self._eth_ip_head(
+            cached[0], 20 + length, 0, wip.PROTO_UDP, self._ip_int, int(ip)
+        ) + _UDP_HEADER.pack(endpoint.local[1], port, length, partial)
         self._emit(SplitFrame(head, bytes(data), 34, 6), now)
         return True
 
@@ -1015,33 +998,11 @@ class Host:
             # it is summing pseudo-header and header at once.
             csum = finish(ones_sum(tcp_header) + ones_sum(payload))
             tcp_header = b"".join((tcp_header[:16], csum.to_bytes(2, "big"), tcp_header[18:]))
-        self._ip_ident = ident = (self._ip_ident + 1) & 0xFFFF
-        s, d = int(src), int(dst)
-        ttl_proto = (self.config.ttl << 8) | wip.PROTO_TCP
-        # The IPv4 header checksum from its words (RFC 1071), no buffer summed:
-        # version/IHL 0x4500, flags DF 0x4000, TTL/protocol, the addresses.
-        hsum = (
-            0x8500 + total + ident + ttl_proto + (s >> 16) + (s & 0xFFFF) + (d >> 16) + (d & 0xFFFF)
-        )
-        hsum = (hsum & 0xFFFF) + (hsum >> 16)
-        hsum = (hsum & 0xFFFF) + (hsum >> 16)
         self.counters["tcp-out"] += 1
         if total > self.mtu:
             self.counters["tcp-tso-out"] += 1
         head = (
-            _ETH_IP_HEADER.pack(
-                cached[0],
-                self._eth_ipv4_tail,
-                0x45,
-                0,
-                total,
-                ident,
-                0x4000,
-                ttl_proto,
-                ~hsum & 0xFFFF,
-                s,
-                d,
-            )
+            self._eth_ip_head(cached[0], total, 0x4000, wip.PROTO_TCP, int(src), int(dst))
             + tcp_header
         )
         self._emit(SplitFrame(head, payload, 34 if self.tso else 0, 16), now)
