@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from synack.tcp import events as ev
@@ -245,18 +247,7 @@ def test_abort_in_each_state(state: State, side: str) -> None:
     assert [brief(s) for s in d.out_a()] == [(snd_nxt, 0, "R", 0)]
 
 
-FAST = TcpConfig(
-    mss=1000,
-    receive_buffer=8000,
-    window_scale=False,
-    timestamps=False,
-    sack=False,
-    delayed_ack=False,
-    nodelay=True,
-    r1_retries=1,
-    r2_retries=2,
-    msl=30.0,
-)
+FAST = dataclasses.replace(PLAIN, r1_retries=1, r2_retries=2)
 
 
 @pytest.mark.parametrize("side", ["active", "passive"])

@@ -33,6 +33,8 @@ from tests.tcp.harness import (
 
 #: PLAIN with a larger MSS than the peer will (not) announce.
 PLAIN_1460 = dataclasses.replace(PLAIN, mss=1460)
+#: PLAIN with a receive buffer of two segments, for a zero window.
+PLAIN_2000 = dataclasses.replace(PLAIN, receive_buffer=2000)
 
 
 def test_must_61_psh_on_the_last_segment_of_a_write() -> None:
@@ -75,17 +77,7 @@ def test_must_34_shld_15_shrunk_window_sends_no_new_data() -> None:
 
 def test_must_66_rst_is_processed_with_a_zero_window() -> None:
     """MUST-66: a RST is processed even while our receive window is zero."""
-    small = TcpConfig(
-        mss=1000,
-        send_buffer=16000,
-        receive_buffer=2000,
-        window_scale=False,
-        timestamps=False,
-        sack=False,
-        delayed_ack=False,
-        nodelay=True,
-    )
-    d = Duo(PLAIN, small)
+    d = Duo(PLAIN, PLAIN_2000)
     d.open()
     d.a.send(b"z" * 2000, d.now)
     d.to_b(d.out_a())
@@ -241,16 +233,7 @@ def test_must_16_sack_option_never_pushes_a_segment_past_the_mss() -> None:
     segment has no room for them (payload + options <= MSS), so they go on
     a pure ACK of their own instead of being piggybacked.
     """
-    cfg = TcpConfig(
-        mss=1000,
-        send_buffer=16000,
-        receive_buffer=8000,
-        window_scale=False,
-        timestamps=False,
-        sack=True,
-        delayed_ack=False,
-        nodelay=True,
-    )
+    cfg = dataclasses.replace(PLAIN, sack=True)
     d = Duo(cfg, cfg)
     d.open()
     d.b.send(b"b" * 3000, d.now)
@@ -272,16 +255,7 @@ def test_must_16_sack_option_never_pushes_a_segment_past_the_mss() -> None:
 
 def test_must_26_no_keepalive_probe_while_data_is_outstanding() -> None:
     """MUST-26: a keep-alive goes only when no sent data is unacknowledged."""
-    on = TcpConfig(
-        mss=1000,
-        receive_buffer=8000,
-        window_scale=False,
-        timestamps=False,
-        sack=False,
-        delayed_ack=False,
-        nodelay=True,
-        keepalive=True,
-    )
+    on = dataclasses.replace(PLAIN, keepalive=True)
     d = Duo(on, PLAIN)
     d.open()
     assert d.a.get_timer() == 7200.0
@@ -335,17 +309,7 @@ def test_must_32_33_62_urgent_data_is_signalled_once_and_counted() -> None:
 
 def test_must_66_urgent_pointer_is_processed_with_a_zero_window() -> None:
     """MUST-66 (URG): an in-sequence segment still reports urgent data at RCV.WND = 0."""
-    small = TcpConfig(
-        mss=1000,
-        send_buffer=16000,
-        receive_buffer=2000,
-        window_scale=False,
-        timestamps=False,
-        sack=False,
-        delayed_ack=False,
-        nodelay=True,
-    )
-    d = Duo(small, PLAIN)
+    d = Duo(PLAIN_2000, PLAIN)
     d.open()
     d.b.send(b"z" * 2000, d.now)
     d.to_a(d.out_b())
