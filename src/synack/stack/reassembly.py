@@ -9,7 +9,7 @@ duplicate); any other overlap discards the whole datagram.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address
 
 from synack.wire.ipv4 import Ipv4Packet
@@ -102,18 +102,7 @@ class Reassembler:
             self._bytes -= len(p.data)
             del self._partials[key]
             self._count("reasm-ok")
-            return Ipv4Packet(
-                src=first.src,
-                dst=first.dst,
-                proto=first.proto,
-                payload=data,
-                ttl=first.ttl,
-                ident=first.ident,
-                dscp=first.dscp,
-                ecn=first.ecn,
-                dont_fragment=first.dont_fragment,
-                options=first.options,
-            )
+            return replace(first, payload=data, more_fragments=False)
         return None
 
     def get_timer(self) -> float | None:
@@ -135,13 +124,11 @@ class Reassembler:
 
 def _merge(have: list[tuple[int, int]], new: tuple[int, int]) -> list[tuple[int, int]]:
     out: list[tuple[int, int]] = []
-    s, e = new
     for a, b in sorted([*have, new]):
         if out and a <= out[-1][1]:
             out[-1] = (out[-1][0], max(out[-1][1], b))
         else:
             out.append((a, b))
-    del s, e
     return out
 
 
@@ -160,15 +147,9 @@ def fragment(pkt: Ipv4Packet, mtu: int) -> list[Ipv4Packet]:
         chunk = payload[off : off + step]
         last = off + step >= len(payload)
         out.append(
-            Ipv4Packet(
-                src=pkt.src,
-                dst=pkt.dst,
-                proto=pkt.proto,
+            replace(
+                pkt,
                 payload=chunk,
-                ttl=pkt.ttl,
-                ident=pkt.ident,
-                dscp=pkt.dscp,
-                ecn=pkt.ecn,
                 dont_fragment=False,
                 more_fragments=pkt.more_fragments or not last,
                 frag_offset=(base + off) // 8,
