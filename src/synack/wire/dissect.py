@@ -127,6 +127,19 @@ def _checksum_text(stored: int, expected: int | None) -> tuple[str, str]:
     return f"0x{stored:04x} (bad, should be 0x{expected:04x})", "bad-checksum"
 
 
+def _checksum_field(
+    b: _Builder, proto: str, name: str, rel: int, expected: int | None, report: bool = True
+) -> None:
+    """Add the 16-bit checksum field at ``rel``; a mismatch becomes the layer's error if ``report``."""
+    stored = b.u(rel, 2)
+    text, problem = _checksum_text(stored, expected)
+    b.add(name, rel, 2, text, problem=problem)
+    if problem and report:
+        b.error = MalformedPacket(
+            proto, "bad-checksum", f"{name.lower()} 0x{stored:04x} should be 0x{expected:04x}"
+        )
+
+
 # --- link layer -------------------------------------------------------------------
 
 
@@ -249,18 +262,13 @@ def _ipv4(b: _Builder, *, quoted: bool = False) -> _IpInfo | None:
         or (hlen >= 20 and b.have(0, hlen))
     )
     if b.have(10, 2):
-        stored = b.u(10, 2)
         expected = None
         if hlen >= 20 and b.have(0, hlen) and header_ok:
             hdr = bytearray(b.raw(0, hlen))
             hdr[10:12] = b"\x00\x00"
             expected = finish(ones_sum(hdr))
-        text, problem = _checksum_text(stored, expected)
-        b.add("Header checksum", 10, 2, text, problem=problem)
-        if problem and structural is None and not quoted:
-            b.error = MalformedPacket(
-                "ipv4", "bad-checksum", f"header checksum 0x{stored:04x} should be 0x{expected:04x}"
-            )
+        report = structural is None and not quoted
+        _checksum_field(b, "ipv4", "Header checksum", 10, expected, report)
     if b.have(12, 4):
         b.add("Source", 12, 4, str(IPv4Address(b.raw(12, 4))))
     if b.have(16, 4):
@@ -330,16 +338,10 @@ def _tcp(b: _Builder, ip: _IpInfo, verify: bool) -> int | None:
     except MalformedPacket as exc:
         structural = exc
     if b.have(16, 2):
-        stored = b.u(16, 2)
         expected = (
             _pseudo_checksum(ip.src, ip.dst, ipv4.PROTO_TCP, seg_bytes, 16) if verify else None
         )
-        text, problem = _checksum_text(stored, expected)
-        b.add("Checksum", 16, 2, text, problem=problem)
-        if problem and structural is None:
-            b.error = MalformedPacket(
-                "tcp", "bad-checksum", f"checksum 0x{stored:04x} should be 0x{expected:04x}"
-            )
+        _checksum_field(b, "tcp", "Checksum", 16, expected, structural is None)
     if b.have(18, 2):
         b.add("Urgent pointer", 18, 2, str(b.u(18, 2)))
     if b.have(12, 1):
@@ -429,12 +431,7 @@ def _udp(b: _Builder, ip: _IpInfo, verify: bool) -> int | None:
                     _pseudo_checksum(ip.src, ip.dst, ipv4.PROTO_UDP, seg_bytes[: b.u(4, 2)], 6)
                     or 0xFFFF
                 )
-            text, problem = _checksum_text(stored, expected)
-            b.add("Checksum", 6, 2, text, problem=problem)
-            if problem:
-                b.error = MalformedPacket(
-                    "udp", "bad-checksum", f"checksum 0x{stored:04x} should be 0x{expected:04x}"
-                )
+            _checksum_field(b, "udp", "Checksum", 6, expected)
     if structural is not None:
         b.error = structural
         return None
@@ -459,18 +456,12 @@ def _icmp(b: _Builder) -> tuple[int, int] | None:
     except MalformedPacket as exc:
         structural = exc
     if b.have(2, 2):
-        stored = b.u(2, 2)
         expected = None
         if structural is None:
             buf = bytearray(data)
             buf[2:4] = b"\x00\x00"
             expected = finish(ones_sum(buf))
-        text, problem = _checksum_text(stored, expected)
-        b.add("Checksum", 2, 2, text, problem=problem)
-        if problem:
-            b.error = MalformedPacket(
-                "icmp", "bad-checksum", f"checksum 0x{stored:04x} should be 0x{expected:04x}"
-            )
+        _checksum_field(b, "icmp", "Checksum", 2, expected)
     if structural is not None:
         b.error = structural
         return None
