@@ -224,10 +224,12 @@ def measure(recv: Side, send: Side, n: int, size: int, use_uvloop: bool = False)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument(
-        "sizes", nargs="*", type=int, choices=(100, 65_536), help="only these message sizes"
-    )
+    # No `choices=` here: on Python 3.11 argparse checks an empty `nargs="*"`
+    # positional's default ([]) against the choices and refuses a bare run.
+    parser.add_argument("sizes", nargs="*", type=int, help="only these message sizes: 100, 65536")
     only = set(parser.parse_args().sizes)  # e.g. `chat_throughput.py 65536`
+    if only - {100, 65_536}:
+        parser.error(f"sizes must be 100 or 65536, not {sorted(only - {100, 65_536})}")
     loops = [False] + ([True] if uvloop is not None else [])
     results: dict[int, dict[str, float]] = {}
     for size, n, n_each in ((100, 500_000, 100_000), (65_536, 15_000, 15_000)):
