@@ -964,7 +964,6 @@ class TcpConnection:
         self._syn_window = window
         if ack:
             self._rcv_adv = (self.rcv_nxt + window) & SEQ_MASK
-        if ack:
             # Offer options only if the peer offered them (RFC 7323 §2.2,
             # §3.2; RFC 2018 §2).
             ts = (
