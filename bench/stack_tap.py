@@ -27,7 +27,7 @@ from ipaddress import IPv4Interface
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from tests.interop.nsnet import nsnet
+from tests.interop.nsnet import NsNet, nsnet
 
 from synack.stack.aio import HostDriver, TapLink
 from synack.stack.host import Host, HostConfig
@@ -102,7 +102,16 @@ threading.Event().wait()
 """
 
 
-async def synack_servers(d: HostDriver) -> None:
+async def synack_servers(net: NsNet) -> tuple[Host, HostDriver]:
+    """synack's host on the namespace's TAP, serving discard, chargen-like
+    source, echo and daytime."""
+    host = Host(
+        HostConfig(mac=b"\x02SYN\x00\x02", interface=IPv4Interface(net.synack_cidr), mtu=net.mtu),
+        rng=random.Random(1),
+    )
+    d = HostDriver(host, TapLink(net.tap))
+    d.start()
+
     async def discard(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         while await r.read(1 << 20):
             pass
@@ -129,19 +138,12 @@ async def synack_servers(d: HostDriver) -> None:
 
     for port, handler in ((9, discard), (19, source), (7, echo), (13, daytime)):
         await d.start_server(handler, "0.0.0.0", port)
+    return host, d
 
 
 async def bench_synack(mtu: int, seconds: float, offload: bool = False) -> dict[str, float]:
     with nsnet(mtu, offload=offload) as net:
-        host = Host(
-            HostConfig(
-                mac=b"\x02SYN\x00\x02", interface=IPv4Interface(net.synack_cidr), mtu=net.mtu
-            ),
-            rng=random.Random(1),
-        )
-        d = HostDriver(host, TapLink(net.tap))
-        d.start()
-        await synack_servers(d)
+        _, d = await synack_servers(net)
         out = await net.py(CLIENT, net.synack_ip, str(seconds), timeout=120)
         d.close()
         return json.loads(out)
@@ -225,15 +227,7 @@ async def churn(total: int) -> tuple[list[float], int]:
     """Connections/s per block of 1000 over ``total`` connections, and how many
     connections the host still holds (TIME-WAIT) at the end."""
     with nsnet(1500) as net:
-        host = Host(
-            HostConfig(
-                mac=b"\x02SYN\x00\x02", interface=IPv4Interface(net.synack_cidr), mtu=net.mtu
-            ),
-            rng=random.Random(1),
-        )
-        d = HostDriver(host, TapLink(net.tap))
-        d.start()
-        await synack_servers(d)
+        host, d = await synack_servers(net)
         out = await net.py(CHURN, net.synack_ip, str(total), timeout=300)
         held = len(host.connections)
         d.close()
