@@ -15,8 +15,8 @@ import hashlib
 from ipaddress import IPv4Address
 
 from synack.errors import LocalProtocolError
+from synack.tcp.seq import SEQ_MOD
 
-SEQ_MOD = 1 << 32
 #: RFC 6528 §3: "M is the 4 microsecond timer".
 TICKS_PER_SECOND = 250_000
 
