@@ -9,7 +9,7 @@ threads, no sockets) so whole networks can be tested in memory.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Interface
 from typing import Protocol
 
@@ -194,20 +194,7 @@ class Router:
             msg = wicmp.IcmpMessage(wicmp.TYPE_DEST_UNREACHABLE, 0, 0, quote)
             self._originate(self.interfaces[port].interface.ip, pkt.src, wicmp.build(msg), now)
             return
-        fwd = wip.Ipv4Packet(
-            src=pkt.src,
-            dst=pkt.dst,
-            proto=pkt.proto,
-            payload=pkt.payload,
-            ttl=pkt.ttl - 1,
-            ident=pkt.ident,
-            dscp=pkt.dscp,
-            ecn=pkt.ecn,
-            dont_fragment=pkt.dont_fragment,
-            more_fragments=pkt.more_fragments,
-            frag_offset=pkt.frag_offset,
-            options=pkt.options,
-        )
+        fwd = replace(pkt, ttl=pkt.ttl - 1)
         mtu = self.interfaces[out].mtu
         if 20 + len(fwd.options) + len(fwd.payload) > mtu:
             if fwd.dont_fragment:
