@@ -208,9 +208,6 @@ class Mirror:
     def fire_next(self, conn: TcpConnection) -> float:
         return self.duo.fire_next(conn)
 
-    def seg_to_a(self, seq: int, ack: int, fl: str, payload: bytes = b"") -> TcpSegment:
-        return seg_a_to_b(seq, ack, fl, payload=payload)
-
 
 def seg_to(view: Duo | Mirror, seq: int, ack: int, fl: str, payload: bytes = b"") -> TcpSegment:
     """A segment from ``view.b`` to ``view.a`` (ports right for either view)."""
