@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 
 from synack.wire import arp, ethernet, icmp, ipv4, tcp, udp
-from synack.wire.checksum import finish, ones_sum
+from synack.wire.checksum import finish, internet_checksum, ones_sum, pseudo_header_sum
 from synack.wire.errors import MalformedPacket
 from synack.wire.pcap import LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_RAW
 from synack.wire.summary import (
@@ -266,7 +266,7 @@ def _ipv4(b: _Builder, *, quoted: bool = False) -> _IpInfo | None:
         if hlen >= 20 and b.have(0, hlen) and header_ok:
             hdr = bytearray(b.raw(0, hlen))
             hdr[10:12] = b"\x00\x00"
-            expected = finish(ones_sum(hdr))
+            expected = internet_checksum(hdr)
         report = structural is None and not quoted
         _checksum_field(b, "ipv4", "Header checksum", 10, expected, report)
     if b.have(12, 4):
@@ -302,7 +302,7 @@ def _pseudo_checksum(
 ) -> int:
     data = bytearray(segment)
     data[csum_at : csum_at + 2] = b"\x00\x00"
-    return finish(int(src) + int(dst) + proto + len(data) + ones_sum(data))
+    return finish(pseudo_header_sum(int(src), int(dst), proto, len(data)) + ones_sum(data))
 
 
 def _tcp(b: _Builder, ip: _IpInfo, verify: bool) -> int | None:
@@ -460,7 +460,7 @@ def _icmp(b: _Builder) -> tuple[int, int] | None:
         if structural is None:
             buf = bytearray(data)
             buf[2:4] = b"\x00\x00"
-            expected = finish(ones_sum(buf))
+            expected = internet_checksum(buf)
         _checksum_field(b, "icmp", "Checksum", 2, expected)
     if structural is not None:
         b.error = structural
