@@ -183,16 +183,12 @@ class Router:
             # RFC 1812 §5.3.1: a datagram whose TTL would reach zero is
             # discarded with an ICMP time exceeded (code 0) to its source.
             self._count("ttl-exceeded")
-            quote = wip.build_header(pkt, len(pkt.payload)) + pkt.payload[:8]
-            msg = wicmp.IcmpMessage(wicmp.TYPE_TIME_EXCEEDED, 0, 0, quote)
-            self._originate(self.interfaces[port].interface.ip, pkt.src, wicmp.build(msg), now)
+            self._icmp_error(port, pkt, wicmp.TYPE_TIME_EXCEEDED, 0, 0, now)
             return
         out = self._route(pkt.dst)
         if out is None:
             self._count("no-route")
-            quote = wip.build_header(pkt, len(pkt.payload)) + pkt.payload[:8]
-            msg = wicmp.IcmpMessage(wicmp.TYPE_DEST_UNREACHABLE, 0, 0, quote)
-            self._originate(self.interfaces[port].interface.ip, pkt.src, wicmp.build(msg), now)
+            self._icmp_error(port, pkt, wicmp.TYPE_DEST_UNREACHABLE, 0, 0, now)
             return
         fwd = replace(pkt, ttl=pkt.ttl - 1)
         mtu = self.interfaces[out].mtu
@@ -200,11 +196,9 @@ class Router:
             if fwd.dont_fragment:
                 # RFC 1191: fragmentation needed, with the next-hop MTU.
                 self._count("frag-needed")
-                quote = wip.build_header(pkt, len(pkt.payload)) + pkt.payload[:8]
-                msg = wicmp.IcmpMessage(
-                    wicmp.TYPE_DEST_UNREACHABLE, wicmp.CODE_FRAG_NEEDED, mtu, quote
+                self._icmp_error(
+                    port, pkt, wicmp.TYPE_DEST_UNREACHABLE, wicmp.CODE_FRAG_NEEDED, mtu, now
                 )
-                self._originate(self.interfaces[port].interface.ip, pkt.src, wicmp.build(msg), now)
                 return
             self._count("fragmented")
             packets = fragment(fwd, mtu)
@@ -213,6 +207,16 @@ class Router:
         self._count("forwarded")
         for p in packets:
             self._send(out, p.dst, wip.build(p), now)
+
+    def _icmp_error(
+        self, port: int, about: wip.Ipv4Packet, type_: int, code: int, rest: int, now: float
+    ) -> None:
+        """An ICMP error about ``about`` (which arrived on ``port``) to its
+        source, from that interface. The quote: the original header and the
+        first 8 octets of its payload (RFC 792)."""
+        quote = wip.build_header(about, len(about.payload)) + about.payload[:8]
+        msg = wicmp.IcmpMessage(type_, code, rest, quote)
+        self._originate(self.interfaces[port].interface.ip, about.src, wicmp.build(msg), now)
 
     def _originate(self, src: IPv4Address, dst: IPv4Address, icmp: bytes, now: float) -> None:
         out = self._route(dst)
