@@ -91,10 +91,13 @@ def test_offloaded_data_payload_kept_apart_and_checksummed_by_completion() -> No
 def test_loopback_whole_and_without_tso_checksums_complete() -> None:
     lan, a, _b = resolved_pair()
     now = lan.now
-    a.tcp_listen(5000, IPv4Address("127.0.0.1"))
+    listener = a.tcp_listen(5000, IPv4Address("127.0.0.1"))
     a.tso = a.split = True
     a.tcp_connect((IPv4Address("127.0.0.1"), 5000), now)
-    assert all(type(f) is bytes for f in a.drain_frames())
+    # Loopback never reaches the link, split or not: the handshake completes
+    # over whole packets inside the host.
+    assert a.drain_frames() == []
+    assert listener.accept() is not None
     a.tso = False  # split frames, but complete: the checksum summed here
     a.tcp_connect((B, 7), now)
     (frame,) = a.drain_frames()
