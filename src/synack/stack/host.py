@@ -789,7 +789,6 @@ class Host:
         ip, port = IPv4Address(addr[0]), addr[1]
         if not 0 < port <= 65535:
             raise LocalProtocolError("destination port must be 1-65535")
-        src = self.source_for(ip)
         if (
             self.tso
             and self._route_cache
@@ -797,6 +796,7 @@ class Host:
         ):
             self.counters["udp-out"] += 1
             return
+        src = self.source_for(ip)
         datagram = wudp.build(wudp.UdpDatagram(endpoint.local[1], port, bytes(data)), src, ip)
         self.counters["udp-out"] += 1
         self.send_ip(ip, wip.PROTO_UDP, datagram, now)
