@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address
 
+from synack.tcp.seq import SEQ_MOD, seq_lt
 from synack.tcp.states import TRANSITIONS, Cause, State
 from synack.wire import arp as warp
 from synack.wire import ethernet as weth
@@ -35,7 +36,6 @@ from synack.wire.errors import MalformedPacket
 from synack.wire.summary import summarize
 from synack.wire.tcp import TcpFlags, TcpOptions
 
-SEQ_MOD = 1 << 32
 _FIN, _SYN, _RST, _ACK = 0x01, 0x02, 0x04, 0x10  # TcpFlags as plain ints for the hot path
 
 Addr = tuple[IPv4Address, int]
@@ -47,15 +47,6 @@ class LinkType(enum.IntEnum):
     ETHERNET = 1
     RAW = 101
     IPV4 = 228
-
-
-def _seq_lt(a: int, b: int) -> bool:
-    """a < b in sequence space (RFC 9293 §3.4: arithmetic modulo 2**32)."""
-    return 0 < (b - a) % SEQ_MOD < (1 << 31)
-
-
-def _seq_le(a: int, b: int) -> bool:
-    return a == b or _seq_lt(a, b)
 
 
 def table_targets(state: State, cause: Cause) -> list[State]:
@@ -718,7 +709,7 @@ class _Assembler:
         seg_len = seg.seg_len
         end = (seg.seq + seg_len) % SEQ_MOD
         retransmission = (
-            seg_len > 0 and sender.snd_max is not None and _seq_lt(seg.seq, sender.snd_max)
+            seg_len > 0 and sender.snd_max is not None and seq_lt(seg.seq, sender.snd_max)
         )
         dup_ack = bool(
             ack
@@ -727,9 +718,9 @@ class _Assembler:
             and sender.last_ack == seg.ack
             and sender.last_window == seg.window
             and receiver.snd_max is not None
-            and _seq_lt(seg.ack, receiver.snd_max)
+            and seq_lt(seg.ack, receiver.snd_max)
         )
-        if sender.snd_max is None or (seg_len and _seq_lt(sender.snd_max, end)):
+        if sender.snd_max is None or (seg_len and seq_lt(sender.snd_max, end)):
             sender.snd_max = end
         first_fin = fin and sender.fin_seq is None
         if first_fin:
@@ -752,7 +743,7 @@ class _Assembler:
             and conn.inferred
             and sender.fin_change is not None
             and receiver.fin_seq is not None
-            and not (ack and _seq_lt(receiver.fin_seq, seg.ack))
+            and not (ack and seq_lt(receiver.fin_seq, seg.ack))
         )
         if crossed and sender.fin_change is not None:
             self._take_back(sender, sender.fin_change)
@@ -840,12 +831,12 @@ class _Assembler:
         if (
             receiver.state is State.SYN_RECEIVED
             and receiver.isn is not None
-            and _seq_lt(receiver.isn, seg.ack)
+            and seq_lt(receiver.isn, seg.ack)
         ):
             change(receiver, Cause.RCV_ACK_OF_SYN, into, None)
         if (
             receiver.fin_seq is not None
-            and _seq_lt(receiver.fin_seq, seg.ack)
+            and seq_lt(receiver.fin_seq, seg.ack)
             and receiver.state in (State.FIN_WAIT_1, State.CLOSING, State.LAST_ACK)
         ):
             change(receiver, Cause.RCV_ACK_OF_FIN, into, None)
