@@ -77,7 +77,6 @@ class TapDevice:
         self.frames_in = 0
         self.frames_out = 0
         self.write_errors = 0
-        self._bufsize = mtu + ETH_HEADER + 4  # room for a VLAN tag
         # The kernel caps a TAP device's MTU at 65535 minus its Ethernet
         # header (tun.c: MAX_MTU - hard_header_len): "65535" means that cap.
         self.set_mtu(min(mtu, TAP_MAX_MTU))
@@ -94,7 +93,8 @@ class TapDevice:
     def set_mtu(self, mtu: int) -> None:
         self._ifreq(SIOCSIFMTU, struct.pack("i", mtu) + bytes(20))
         self.mtu = mtu
-        # With offloads a read may carry a 64 KiB segment whatever the MTU.
+        # Room for a VLAN tag; with offloads a read may carry a 64 KiB
+        # segment whatever the MTU.
         self._bufsize = (
             (65535 + ETH_HEADER + 4 + VNET_HDR_LEN) if self.offload else mtu + ETH_HEADER + 4
         )
