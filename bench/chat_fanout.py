@@ -30,7 +30,7 @@ from multiprocessing.connection import Connection
 from typing import Any, ClassVar
 
 from synack.apps.chat import ChatConfig, ChatServer
-from synack.framing import FrameDecoder
+from synack.core.framing import FrameDecoder
 
 try:
     import uvloop

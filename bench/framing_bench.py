@@ -14,7 +14,7 @@ import struct
 import time
 from collections.abc import Callable
 
-from synack.framing import FrameDecoder, encode, encode_many
+from synack.core.framing import FrameDecoder, encode, encode_many
 
 N = 500_000
 SIZE = 100

@@ -29,7 +29,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from tests.interop.nsnet import NsNet, nsnet
 
-from synack.stack.aio import HostDriver, TapLink
+from synack.adapters.driver import HostDriver
+from synack.links.tap import TapLink
 from synack.stack.host import Host, HostConfig
 
 CLIENT = r"""

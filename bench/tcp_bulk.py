@@ -19,9 +19,10 @@ import socket
 import threading
 import time
 
-from synack.links.sim import LinkParams, SimApp, Simulator, TcpSimPair
+from synack.core.sim import LinkParams, Simulator
 from synack.tcp.config import TcpConfig
 from synack.tcp.connection import TcpConnection
+from synack.tcp.pair import SimApp, TcpSimPair
 from synack.tcp.states import State
 
 TARGET_MB_PER_CPU_S = 100.0

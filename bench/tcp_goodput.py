@@ -25,8 +25,9 @@ import math
 import time
 from dataclasses import replace
 
-from synack.links.sim import LinkParams, SimApp, Simulator, TcpSimPair
+from synack.core.sim import LinkParams, Simulator
 from synack.tcp.config import TcpConfig
+from synack.tcp.pair import SimApp, TcpSimPair
 from synack.tcp.states import State
 
 ONE_WAY = 0.025

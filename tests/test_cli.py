@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from synack.cli import main
+from synack.cli.main import main
 
 
 def test_help_lists_commands(capsys: pytest.CaptureFixture[str]) -> None:
@@ -31,7 +31,7 @@ def test_unknown_command_is_one_line_and_status_2() -> None:
 def test_unresolvable_host_name_is_described_not_errno() -> None:
     # getaddrinfo's EAI_* codes printed raw ("[Errno -2] Name or service not known") tell a
     # user nothing; no lookup is made here (the error is constructed).
-    from synack.cli import _describe_os_error
+    from synack.cli.main import _describe_os_error
 
     text = _describe_os_error(socket.gaierror(socket.EAI_NONAME, "Name or service not known"))
     assert text.startswith("cannot resolve host name")

@@ -7,7 +7,7 @@ import pytest
 from synack.apps.chat import ChatConfig
 from synack.apps.time.fmtproto import FormatService
 from synack.apps.udpchat.core import UdpChatPeer
-from synack.cli import main
+from synack.cli.main import main
 from synack.errors import LocalProtocolError
 
 

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from synack.cli import main
-from synack.net_cli import classify, compare, dotted_binary, interfaces, parse_mask
+from synack.cli.main import main
+from synack.cli.net import classify, compare, dotted_binary, interfaces, parse_mask
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     page = Path(args.page)
     if args.pcap:
-        from synack.trace.cli import trace_pcap
+        from synack.cli.trace import trace_pcap
         from synack.trace.html import write_html
 
         html = Path(tempfile.mkdtemp()) / (page.stem + ".html")

@@ -1,5 +1,5 @@
 from __future__ import annotations
 
-from synack.cli import main
+from synack.cli.main import main
 
 raise SystemExit(main())

@@ -10,12 +10,13 @@ import asyncio
 import time
 from typing import Any
 
+from synack.adapters.driver import HostDriver
 from synack.apps.services import UdpClassic, chargen_line, open_tcp_service, open_udp_service
 from synack.apps.time import sntp
 from synack.apps.time.server import start_time_server
 from synack.apps.udpchat.core import Delivered, Event, MessageReceived, UdpChatPeer
 from synack.apps.udpchat.endpoint import open_chat_endpoint
-from synack.stack.aio import HostDriver, MemoryHub
+from synack.links.memory import MemoryHub
 from tests.stack.netfix import make_host
 
 SERVER = "10.213.0.1"

@@ -6,14 +6,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from synack.errors import LocalProtocolError, RemoteProtocolError
-from synack.framing import (
+from synack.core.framing import (
     FrameDecoder,
     FrameTooLarge,
     TruncatedFrame,
     encode,
     encode_many,
 )
+from synack.errors import LocalProtocolError, RemoteProtocolError
 
 
 def _hdr(n: int) -> bytes:

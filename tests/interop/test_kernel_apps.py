@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
+from synack.adapters.driver import HostDriver
 from synack.apps.chat.server import ChatServer
 from synack.apps.services import STREAM_HANDLERS
-from synack.stack.aio import HostDriver
 from tests.interop.nsnet import NsNet
 from tests.interop.test_kernel_tcp import run
 from tests.support import requires_root_tun

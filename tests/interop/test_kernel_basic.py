@@ -8,7 +8,8 @@ from ipaddress import IPv4Interface
 
 import pytest
 
-from synack.stack.aio import HostDriver, TapLink
+from synack.adapters.driver import HostDriver
+from synack.links.tap import TapLink
 from synack.stack.host import Host, HostConfig
 from tests.interop.nsnet import NsNet, nsnet
 from tests.support import requires_root_tun

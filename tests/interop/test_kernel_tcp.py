@@ -10,7 +10,8 @@ from ipaddress import IPv4Address, IPv4Interface
 
 import pytest
 
-from synack.stack.aio import HostDriver, TapLink
+from synack.adapters.driver import HostDriver
+from synack.links.tap import TapLink
 from synack.stack.host import Host, HostConfig
 from synack.tcp.states import State
 from tests.interop.nsnet import NsNet, nsnet
@@ -223,7 +224,7 @@ c.close()
 def test_blocking_socket_api_client_to_kernel_server() -> None:
     import subprocess
 
-    from synack.stack.sockets import Runtime
+    from synack.adapters.sockets import Runtime
 
     with nsnet() as net:
         server = subprocess.Popen(

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from synack.core.sim import Link, LinkParams, Simulator
 from synack.errors import LocalProtocolError
-from synack.links.sim import Link, LinkParams, SimApp, Simulator, TcpSimPair
 from synack.tcp.config import TcpConfig
+from synack.tcp.pair import SimApp, TcpSimPair
 from synack.tcp.states import State
 from synack.wire.tcp import TcpFlags, TcpSegment
 

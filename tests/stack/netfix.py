@@ -5,8 +5,9 @@ from __future__ import annotations
 import random
 from ipaddress import IPv4Address, IPv4Interface
 
-from synack.links.lan import Lan, Router, RouterInterface
+from synack.links.lan import Lan
 from synack.stack.host import Host, HostConfig
+from synack.stack.router import Router, RouterInterface
 
 
 def mac(n: int) -> bytes:

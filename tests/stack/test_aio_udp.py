@@ -4,7 +4,8 @@ import asyncio
 
 import pytest
 
-from synack.stack.aio import HostDriver, MemoryHub
+from synack.adapters.driver import HostDriver
+from synack.links.memory import MemoryHub
 from tests.stack.netfix import make_host
 
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address
 
+from synack.core.sim import LinkParams
 from synack.links.lan import Lan, Switch
-from synack.links.sim import LinkParams
 from synack.stack import events as ev
 from synack.wire import arp as warp
 from synack.wire import ethernet as weth

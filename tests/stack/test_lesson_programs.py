@@ -2,7 +2,7 @@
 
 Each program is the text a socket-programming lesson shows, with
 ``import socket`` replaced by
-``from synack.stack.sockets import default_module as socket``; input() and
+``from synack.adapters.sockets import default_module as socket``; input() and
 print() are scripted so the test can drive and check them.
 """
 
@@ -13,11 +13,11 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from synack.stack import sockets
-from synack.stack.aio import MemoryHub
+from synack.adapters import sockets
+from synack.links.memory import MemoryHub
 from tests.stack.netfix import make_host
 
-IMPORT = "from synack.stack.sockets import default_module as socket"
+IMPORT = "from synack.adapters.sockets import default_module as socket"
 
 TCP_SERVER = """
 import socket

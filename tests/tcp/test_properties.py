@@ -5,9 +5,10 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from synack.links.sim import LinkParams, SimApp, Simulator, TcpSimPair
+from synack.core.sim import LinkParams, Simulator
 from synack.tcp.config import TcpConfig
 from synack.tcp.connection import TcpConnection
+from synack.tcp.pair import SimApp, TcpSimPair
 from synack.tcp.seq import SEQ_MOD
 from synack.tcp.states import Cause, State
 from synack.wire.tcp import TcpFlags, TcpOptions, TcpSegment

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from synack.cli import main
+from synack.cli.main import main
+from synack.cli.trace import trace_pcap
 from synack.tcp.states import State
-from synack.trace.cli import trace_pcap
 from synack.wire.pcap import LINKTYPE_RAW, PcapWriter
 from tests.trace.frames import CONVERSATION, RA, A, B, S, tcp_frame
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from synack.cli.tour import MSL, TourResult, run_tour
+from synack.cli.trace import trace_pcap
 from synack.tcp.states import State
 from synack.trace.browser import Browser
-from synack.trace.cli import trace_pcap
-from synack.trace.demo import MSL, TourResult, run_tour
 from synack.trace.model import Note, StateChange
 from synack.wire.pcap import read_pcap
 from tests.trace.conftest import needs_chromium

@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
-from synack.apps.time.fmtproto import TokenBuckets
+from synack.core.ratelimit import TokenBuckets
 from synack.errors import UsageError
 
 Address = tuple[Any, ...]

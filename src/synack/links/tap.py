@@ -9,12 +9,15 @@ segments without TSO/offloads.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import fcntl
 import os
 import socket
 import struct
 
+from synack.links.base import FrameSink
+from synack.stack.host import SplitFrame
 from synack.wire.checksum import pseudo_header_sum
 
 TUNSETIFF = 0x400454CA
@@ -224,3 +227,43 @@ def _gso_frame(frame: bytes, mtu: int) -> bytes:
         16,
     )
     return b"".join((header, frame[: start + 16], partial.to_bytes(2, "big"), frame[start + 18 :]))
+
+
+class TapLink:
+    """A :class:`~synack.links.tap.TapDevice` watched by the loop. Frames are
+    read in batches (up to ``batch`` per wake-up) so a burst costs one pass of
+    the adapter loop, not one per frame."""
+
+    def __init__(self, device: TapDevice, *, batch: int = 64) -> None:
+        self.device = device
+        self.batch = batch
+        self.tso = device.offload
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._sink: FrameSink | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop, sink: FrameSink) -> None:
+        self._loop = loop
+        self._sink = sink
+        loop.add_reader(self.device.fileno(), self._readable)
+
+    def _readable(self) -> None:
+        frames = []
+        read = self.device.read
+        for _ in range(self.batch):
+            f = read()
+            if f is None:
+                break
+            frames.append(f)
+        if frames and self._sink is not None:
+            self._sink(frames)
+
+    def send(self, frame: bytes) -> None:
+        self.device.write(frame)
+
+    def send_split(self, frame: SplitFrame) -> None:
+        self.device.write_split(frame.head, frame.payload, frame.csum_start, frame.csum_offset)
+
+    def close(self) -> None:
+        if self._loop is not None and self.device.fd >= 0:
+            self._loop.remove_reader(self.device.fileno())
+        self.device.close()

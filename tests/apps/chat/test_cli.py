@@ -253,7 +253,7 @@ def test_join_in_a_terminal_is_full_duplex() -> None:
 
 
 def test_input_lines_map_to_messages(capsys: pytest.CaptureFixture[str]) -> None:
-    from synack.apps.chat.cli import _send_line
+    from synack.cli.chat import _send_line
 
     class Recorder:
         def __init__(self) -> None:

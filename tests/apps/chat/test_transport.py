@@ -9,7 +9,7 @@ import struct
 from typing import Any
 
 from synack.apps.chat import ChatConfig, ChatServer
-from synack.framing import FrameDecoder
+from synack.core.framing import FrameDecoder
 
 
 class FakeTransport(asyncio.Transport):

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from synack.apps.time.fmtproto import FormatService, TokenBuckets
+from synack.apps.time.fmtproto import FormatService
+from synack.core.ratelimit import TokenBuckets
 
 SECOND = 1_763_900_000
 

@@ -37,8 +37,8 @@ from synack.apps.chat.messages import (
     encode_message,
 )
 from synack.apps.chat.server import DEFAULT_PORT
+from synack.core.framing import DEFAULT_MAX_FRAME, Payload
 from synack.errors import RemoteProtocolError, SynackError
-from synack.framing import DEFAULT_MAX_FRAME, Payload
 
 __all__ = ["ChatClient", "ChatError", "RawEvent"]
 

@@ -23,8 +23,8 @@ import struct
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, cast
 
+from synack.core.framing import DEFAULT_MAX_FRAME, FrameDecoder, Payload
 from synack.errors import LocalProtocolError, RemoteProtocolError
-from synack.framing import DEFAULT_MAX_FRAME, FrameDecoder, Payload
 
 _pack = struct.Struct(">I").pack
 _LARGE = 8192  # from this payload size on, send_frames joins instead of appending

@@ -50,8 +50,8 @@ from synack.apps.chat.messages import (
     decode_client,
     encode_message,
 )
+from synack.core.framing import DEFAULT_MAX_FRAME, FrameTooLarge, Payload, encode
 from synack.errors import LocalProtocolError, RemoteProtocolError
-from synack.framing import DEFAULT_MAX_FRAME, FrameTooLarge, Payload, encode
 
 __all__ = ["DEFAULT_PORT", "ChatConfig", "ChatServer", "ChatSession"]
 

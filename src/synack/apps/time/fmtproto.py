@@ -15,55 +15,14 @@ from __future__ import annotations
 
 import math
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
+
+from synack.core.ratelimit import TokenBuckets
 
 DEFAULT_FORMAT = "%Y-%m-%d %X"
 MAX_REQUEST = 256
 MAX_REPLY = 512
 ERROR_PREFIX = b"error: "
-
-
-@dataclass(slots=True)
-class TokenBuckets:
-    """Per-key token buckets (``rate`` tokens/s, at most ``burst`` saved up).
-
-    Only ``max_keys`` buckets are tracked, least recently used evicted first:
-    a flood of distinct sources costs bounded memory. An evicted source comes
-    back with a full bucket, which is what an idle source would have anyway.
-    """
-
-    rate: float
-    burst: float
-    max_keys: int = 4096
-    _buckets: OrderedDict[str, tuple[float, float]] = field(default_factory=OrderedDict)
-
-    def __post_init__(self) -> None:
-        if not (0 < self.rate < math.inf and 1 <= self.burst < math.inf):
-            raise ValueError("rate must be > 0 and burst >= 1")
-        if self.max_keys < 1:
-            raise ValueError("max_keys must be >= 1")
-
-    def allow(self, key: str, now: float) -> bool:
-        buckets = self._buckets
-        entry = buckets.pop(key, None)
-        if entry is None:
-            tokens = self.burst
-            if len(buckets) >= self.max_keys:
-                buckets.popitem(last=False)
-        else:
-            tokens, last = entry
-            elapsed = now - last
-            if elapsed > 0:
-                tokens = min(self.burst, tokens + elapsed * self.rate)
-        if tokens >= 1.0:
-            buckets[key] = (tokens - 1.0, now)
-            return True
-        buckets[key] = (tokens, now)
-        return False
-
-    def __len__(self) -> int:
-        return len(self._buckets)
 
 
 @dataclass(slots=True)

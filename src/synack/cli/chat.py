@@ -11,7 +11,6 @@ import threading
 import time
 from typing import Any
 
-from synack import cliargs
 from synack.apps.chat.client import ChatClient, ChatError, RawEvent
 from synack.apps.chat.messages import (
     Bye,
@@ -29,8 +28,9 @@ from synack.apps.chat.messages import (
 )
 from synack.apps.chat.server import DEFAULT_PORT, ChatConfig, ChatServer
 from synack.apps.services import announce
+from synack.cli import args as cliargs
+from synack.core.framing import DEFAULT_MAX_FRAME
 from synack.errors import LocalProtocolError, UsageError
-from synack.framing import DEFAULT_MAX_FRAME
 
 
 def register(subparsers: Any) -> None:

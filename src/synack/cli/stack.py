@@ -14,14 +14,14 @@ from collections.abc import Coroutine, Iterator
 from ipaddress import IPv4Address, IPv4Interface
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from synack.cliargs import seconds
+from synack.cli.args import seconds
 from synack.errors import UsageError
 
 if TYPE_CHECKING:
     # Imported when a stack command runs, not when the CLI is assembled:
     # every other `synack` command starts faster for it.
+    from synack.adapters.driver import HostDriver
     from synack.links.tap import TapDevice
-    from synack.stack.aio import HostDriver
     from synack.stack.host import Host
 
 T = TypeVar("T")
@@ -148,7 +148,8 @@ def _open_tap(name: str, mtu: int, offload: bool = False) -> TapDevice:
 
 @contextlib.contextmanager
 def _driver(args: argparse.Namespace) -> Iterator[HostDriver]:
-    from synack.stack.aio import HostDriver, TapLink
+    from synack.adapters.driver import HostDriver
+    from synack.links.tap import TapLink
 
     host = _host(args)
     tap = _open_tap(args.tap, host.mtu, args.offload)

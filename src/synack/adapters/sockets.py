@@ -5,7 +5,7 @@ host gets a :class:`SocketModule`, a namespace that looks like the standard
 ``socket`` module (``socket()``, ``AF_INET``, ``SOCK_STREAM``, ``timeout``,
 ``create_connection`` ...). A program written for ``socket`` runs on synack's
 stack when its ``import socket`` becomes ``socket = runtime.socket_module(host)``
-(or ``from synack.stack.sockets import default_module as socket`` after
+(or ``from synack.adapters.sockets import default_module as socket`` after
 :func:`set_default`).
 
 Every socket call runs its piece of work on the loop thread
@@ -27,8 +27,10 @@ from collections.abc import Callable
 from ipaddress import IPv4Address
 from typing import Any, TypeVar
 
+from synack.adapters.driver import HostDriver
+from synack.adapters.oserrors import oserror
 from synack.errors import LocalProtocolError
-from synack.stack.aio import HostDriver, Link, oserror
+from synack.links.base import Link
 from synack.stack.events import HostUnreachable
 from synack.stack.host import ANY, Host, TcpListener, TcpStream, UdpEndpoint
 from synack.tcp import events as tev
@@ -685,7 +687,7 @@ class SynackSocket:
 
 
 # The default module, for programs that can only change their import line:
-# ``from synack.stack.sockets import default_module as socket`` after
+# ``from synack.adapters.sockets import default_module as socket`` after
 # ``set_default(module)``. Set explicitly by the program's runner, never
 # implicitly: several hosts in one process remain the normal case.
 class _DefaultModule:
@@ -694,7 +696,7 @@ class _DefaultModule:
     def __getattr__(self, name: str) -> Any:
         target = type(self)._target
         if target is None:
-            raise RuntimeError("call synack.stack.sockets.set_default(module) first")
+            raise RuntimeError("call synack.adapters.sockets.set_default(module) first")
         return getattr(target, name)
 
 

@@ -24,14 +24,14 @@ from synack.errors import UsageError
 # ``func`` on its parsers via ``set_defaults(func=...)``; ``func(args)``
 # returns the exit status.
 COMMANDS: dict[str, str] = {
-    "demo": "synack.apps.demo_cli",
-    "chat": "synack.apps.chat.cli",
-    "time": "synack.apps.time.cli",
-    "udpchat": "synack.apps.udpchat.cli",
-    "serve": "synack.apps.services_cli",
-    "net": "synack.net_cli",
-    "stack": "synack.stack.cli",
-    "trace": "synack.trace.cli",
+    "demo": "synack.cli.demo",
+    "chat": "synack.cli.chat",
+    "time": "synack.cli.time",
+    "udpchat": "synack.cli.udpchat",
+    "serve": "synack.cli.serve",
+    "net": "synack.cli.net",
+    "stack": "synack.cli.stack",
+    "trace": "synack.cli.trace",
 }
 COMMAND_MODULES: tuple[str, ...] = tuple(COMMANDS.values())
 

@@ -6,7 +6,7 @@ adapter loop of ARCHITECTURE.md: feed frames -> drain events -> flush frames
 -> re-arm the one timer only if the deadline changed.
 
 On top of it: ``create_datagram_endpoint`` (UDP), and in
-:mod:`synack.stack.tcp_aio` the TCP side (``create_server``,
+:mod:`synack.adapters.tcp` the TCP side (``create_server``,
 ``create_connection``, ``start_server``, ``open_connection``), all shaped like
 their ``asyncio`` namesakes so applications written against asyncio run on
 synack's stack unchanged.
@@ -19,119 +19,15 @@ import errno
 import os
 from collections.abc import Callable
 from ipaddress import IPv4Address
-from typing import Any, Protocol
+from typing import Any
 
+from synack.adapters.oserrors import oserror
+from synack.adapters.tcp import TcpApi
 from synack.errors import LocalProtocolError
-from synack.links.tap import KernelChecked, TapDevice
+from synack.links.base import Link
+from synack.links.tap import KernelChecked
 from synack.stack import events as ev
 from synack.stack.host import ANY, Host, SplitFrame, UdpEndpoint
-
-FrameSink = Callable[[list[bytes]], None]
-
-
-class Link(Protocol):
-    """How a driver's frames move: started once with the loop and a sink for
-    arriving frames; ``send`` puts one frame on the wire."""
-
-    def start(self, loop: asyncio.AbstractEventLoop, sink: FrameSink) -> None: ...
-    def send(self, frame: bytes) -> None: ...
-    def close(self) -> None: ...
-
-
-class TapLink:
-    """A :class:`~synack.links.tap.TapDevice` watched by the loop. Frames are
-    read in batches (up to ``batch`` per wake-up) so a burst costs one pass of
-    the adapter loop, not one per frame."""
-
-    def __init__(self, device: TapDevice, *, batch: int = 64) -> None:
-        self.device = device
-        self.batch = batch
-        self.tso = device.offload
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._sink: FrameSink | None = None
-
-    def start(self, loop: asyncio.AbstractEventLoop, sink: FrameSink) -> None:
-        self._loop = loop
-        self._sink = sink
-        loop.add_reader(self.device.fileno(), self._readable)
-
-    def _readable(self) -> None:
-        frames = []
-        read = self.device.read
-        for _ in range(self.batch):
-            f = read()
-            if f is None:
-                break
-            frames.append(f)
-        if frames and self._sink is not None:
-            self._sink(frames)
-
-    def send(self, frame: bytes) -> None:
-        self.device.write(frame)
-
-    def send_split(self, frame: SplitFrame) -> None:
-        self.device.write_split(frame.head, frame.payload, frame.csum_start, frame.csum_offset)
-
-    def close(self) -> None:
-        if self._loop is not None and self.device.fd >= 0:
-            self._loop.remove_reader(self.device.fileno())
-        self.device.close()
-
-
-class MemoryHub:
-    """An in-process Ethernet hub for drivers on one loop: every frame goes
-    to every other port (hosts filter by MAC), delivered by ``call_soon``.
-    The real-time counterpart of :class:`synack.links.lan.Lan`, for adapter
-    tests that need no root."""
-
-    def __init__(self) -> None:
-        self._ports: list[_HubPort] = []
-
-    def port(self) -> _HubPort:
-        p = _HubPort(self)
-        self._ports.append(p)
-        return p
-
-    def _carry(self, sender: _HubPort, frame: bytes) -> None:
-        for p in self._ports:
-            if p is not sender and p.sink is not None and p.loop is not None:
-                p.pending.append(frame)
-                if not p.scheduled:
-                    p.scheduled = True
-                    p.loop.call_soon(p.deliver)
-
-
-class _HubPort:
-    def __init__(self, hub: MemoryHub) -> None:
-        self.hub = hub
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.sink: FrameSink | None = None
-        self.pending: list[bytes] = []
-        self.scheduled = False
-
-    def start(self, loop: asyncio.AbstractEventLoop, sink: FrameSink) -> None:
-        self.loop = loop
-        self.sink = sink
-
-    def deliver(self) -> None:
-        self.scheduled = False
-        frames, self.pending = self.pending, []
-        if self.sink is not None:
-            self.sink(frames)
-
-    def send(self, frame: bytes) -> None:
-        self.hub._carry(self, frame)
-
-    def close(self) -> None:
-        self.sink = None
-        if self in self.hub._ports:
-            self.hub._ports.remove(self)
-
-
-def oserror(exc: LocalProtocolError) -> OSError:
-    """The stdlib exception for a host-level refusal (errno when it has one)."""
-    code = getattr(exc, "errno", None) or errno.EINVAL
-    return OSError(code, f"{os.strerror(code)}: {exc}")
 
 
 def parse_addr(addr: tuple[str, int] | tuple[IPv4Address, int]) -> tuple[IPv4Address, int]:
@@ -166,8 +62,6 @@ class HostDriver:
         self._ping_seq = 0
         self._flush_scheduled = False
         self.closed = False
-        from synack.stack.tcp_aio import TcpApi
-
         self.tcp = TcpApi(self)
         # asyncio-shaped entry points, for apps that take them as callables.
         self.create_server = self.tcp.create_server

@@ -9,10 +9,10 @@ import sys
 import time
 from typing import Any
 
-from synack import cliargs
 from synack.apps.services import announce, stop_on_signals
 from synack.apps.time import sntp
 from synack.apps.time.server import DEFAULT_PORT, DEFAULT_SNTP_PORT, start_time_server
+from synack.cli import args as cliargs
 from synack.errors import UsageError
 
 

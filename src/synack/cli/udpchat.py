@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from synack import cliargs
 from synack.apps.services import announce, stop_on_signals
 from synack.apps.udpchat.contacts import ContactBook, load_contacts
 from synack.apps.udpchat.core import (
@@ -26,6 +25,7 @@ from synack.apps.udpchat.core import (
     Undelivered,
 )
 from synack.apps.udpchat.endpoint import ChatEndpoint, open_chat_endpoint
+from synack.cli import args as cliargs
 from synack.errors import LocalProtocolError, UsageError
 
 DEFAULT_PORT = 8081

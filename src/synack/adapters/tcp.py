@@ -16,32 +16,32 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import os
 from collections.abc import Awaitable, Callable
 from ipaddress import IPv4Address
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from synack.adapters.oserrors import from_errno, oserror
 from synack.errors import LocalProtocolError
 from synack.stack.events import HostUnreachable
-from synack.stack.host import ANY, TcpListener, TcpStream
+from synack.stack.host import ANY, Host, TcpListener, TcpStream
 from synack.tcp import events as tev
 
-if TYPE_CHECKING:
-    from synack.stack.aio import HostDriver
+
+class HostDriver(Protocol):
+    """What the TCP adapters need of :class:`synack.adapters.driver.HostDriver`
+    (a protocol, so the driver can build its :class:`TcpApi` without a cycle)."""
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop: ...
+    @property
+    def host(self) -> Host: ...
+    def now(self) -> float: ...
+    def pump(self) -> None: ...
+    def schedule_pump(self) -> None: ...
+
 
 ProtocolFactory = Callable[[], asyncio.BaseProtocol]
 READ_CHUNK = 256 * 1024
-
-
-def _err(code: int, what: str = "") -> OSError:
-    msg = os.strerror(code) + (f": {what}" if what else "")
-    if code == errno.ECONNREFUSED:
-        return ConnectionRefusedError(code, msg)
-    if code == errno.ECONNRESET:
-        return ConnectionResetError(code, msg)
-    if code == errno.ETIMEDOUT:
-        return TimeoutError(code, msg)
-    return OSError(code, msg)
 
 
 class TcpTransport(asyncio.Transport):
@@ -96,13 +96,13 @@ class TcpTransport(asyncio.Transport):
             elif isinstance(event, tev.EndOfStream):
                 self._eof_seen = True
             elif isinstance(event, tev.ConnectionRefused):
-                self._fail(_err(errno.ECONNREFUSED))
+                self._fail(from_errno(errno.ECONNREFUSED))
             elif isinstance(event, tev.ConnectionReset):
-                self._fail(_err(errno.ECONNRESET))
+                self._fail(from_errno(errno.ECONNRESET))
             elif isinstance(event, HostUnreachable):
-                self._fail(_err(errno.EHOSTUNREACH, str(event.ip)))
+                self._fail(from_errno(errno.EHOSTUNREACH, str(event.ip)))
             elif isinstance(event, tev.TimedOut):
-                self._fail(_err(errno.ETIMEDOUT, f"TCP {event.reason} timeout"))
+                self._fail(from_errno(errno.ETIMEDOUT, f"TCP {event.reason} timeout"))
             elif isinstance(event, tev.Closed):
                 if self._started:
                     self._deliver()
@@ -385,8 +385,6 @@ class TcpApi:
         start_serving: bool = True,
         **_kw: Any,
     ) -> TcpServer:
-        from synack.stack.aio import oserror
-
         try:
             listener = self.driver.host.tcp_listen(port or 0, self._ip(host), backlog=backlog)
         except LocalProtocolError as exc:
@@ -402,8 +400,6 @@ class TcpApi:
         local_addr: tuple[str, int] | None = None,
         **_kw: Any,
     ) -> tuple[TcpTransport, asyncio.BaseProtocol]:
-        from synack.stack.aio import oserror
-
         if host is None or port is None:
             raise ValueError("host and port are required")
         driver = self.driver

@@ -1,6 +1,6 @@
 """``synack demo``: the guided tour (PROTOCOLS.md §5).
 
-The tour (``synack.trace.demo``) runs on a simulated network: ARP, the
+The tour (``synack.cli.tour``) runs on a simulated network: ARP, the
 handshake, a framed chat on synack's TCP, a lost segment and its
 retransmission, a UDP time query through a router, the four-way close with
 TIME-WAIT, a SYN to a closed port; it writes demo.pcap and demo.html. Its last
@@ -73,7 +73,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _tour(out: Path, args: argparse.Namespace) -> None:
     import sys
 
-    from synack.trace.demo import run_tour
+    from synack.cli.tour import run_tour
 
     stepping = True
 

@@ -27,12 +27,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.text import Text
 
-from synack import framing
 from synack.apps.chat import messages as chat
 from synack.apps.time.fmtproto import FormatService
-from synack.links.lan import HostNode, Lan, Router, RouterInterface, RouterNode
+from synack.core import framing
+from synack.links.lan import HostNode, Lan, RouterNode
 from synack.stack import events as sev
 from synack.stack.host import Host, HostConfig, TcpStream, UdpEndpoint
+from synack.stack.router import Router, RouterInterface
 from synack.tcp import events as tev
 from synack.tcp.config import TcpConfig
 from synack.tcp.states import State
