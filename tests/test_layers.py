@@ -151,8 +151,6 @@ def test_every_module_says_what_it_is_and_its_layer() -> None:
     missing = []
     for path in _modules():
         doc = ast.get_docstring(ast.parse(path.read_text())) or ""
-        if path.name == "__main__.py":
-            continue
         if not doc.strip():
             missing.append(f"{path.relative_to(SRC)}: no docstring")
     assert missing == []

@@ -1,4 +1,8 @@
-"""synack: socket communication made real, visible and dependable."""
+"""synack: socket communication made real, visible and dependable.
+
+The package is layered (docs/architecture.md); this top module holds only the
+version.
+"""
 
 from __future__ import annotations
 

@@ -4,6 +4,8 @@
 ``RemoteProtocolError``: the peer broke the protocol. A sans-IO core never lets
 a peer make it raise anything else; adapters count and drop what a peer sends
 wrong. ``UsageError`` is a command-line mistake: one clear line, exit status 2.
+
+Layer: errors (the bottom). Imports only the standard library.
 """
 
 from __future__ import annotations

@@ -13,6 +13,8 @@ Bounded and transactional (house style item 7): a header is checked against
 ``max_frame`` the moment its 4 bytes are complete, before a single body byte is
 kept, so an announced 4 GiB frame costs nothing. At most one partial frame is
 ever held; complete frames are sliced out of the read with memoryviews.
+
+Layer: core. Imports synack.errors and the standard library.
 """
 
 from __future__ import annotations
