@@ -21,6 +21,7 @@ import dataclasses
 import errno
 import os
 import socket as _std
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -36,6 +37,7 @@ from synack.stack.host import ANY, Host, TcpListener, TcpStream, UdpEndpoint
 from synack.tcp import events as tev
 
 T = TypeVar("T")
+_LINGER = struct.Struct("ii")  # struct linger {int l_onoff; int l_linger;}
 _Addr = tuple[str, int]
 
 
@@ -109,6 +111,7 @@ class SocketModule:
     SO_RCVBUF = _std.SO_RCVBUF
     SO_SNDBUF = _std.SO_SNDBUF
     SO_ERROR = _std.SO_ERROR
+    SO_LINGER = _std.SO_LINGER
     IPPROTO_TCP = _std.IPPROTO_TCP
     IPPROTO_UDP = _std.IPPROTO_UDP
     TCP_NODELAY = _std.TCP_NODELAY
@@ -248,14 +251,25 @@ class SynackSocket:
         self._closed = False
         self._shut_rd = False
         self._opts: dict[tuple[int, int], int] = {}
+        self._linger: tuple[int, int] = (0, 0)  # SO_LINGER (l_onoff, l_linger)
 
     # -- plumbing ---------------------------------------------------------------
     def _activity(self) -> None:
         """On the loop thread: the host has news for this socket."""
         self._drain()
+        self._wake()
+
+    def _wake(self) -> None:
+        """Let every call blocked on this socket look again."""
         with self._cond:
             self._gen += 1
             self._cond.notify_all()
+
+    def _take_error(self) -> OSError | None:
+        """The pending error, reported once (the kernel's ``sock_error``):
+        after a reset has been raised, recv reads EOF and send EPIPE."""
+        err, self._error = self._error, None
+        return err
 
     def _drain_then(self, attempt: Callable[[], T | None]) -> T | None:
         self._drain()
@@ -291,6 +305,7 @@ class SynackSocket:
         while True:
             with self._cond:
                 gen = self._gen
+            self._check_open()  # closed by another thread while we waited
             result = self._rt.call(lambda: self._drain_then(attempt))
             if result is not None:
                 return result
@@ -354,6 +369,12 @@ class SynackSocket:
 
     def setsockopt(self, level: int, optname: int, value: int | bytes) -> None:
         self._check_open()
+        if (level, optname) == (_std.SOL_SOCKET, _std.SO_LINGER):
+            if not isinstance(value, bytes) or len(value) != _LINGER.size:
+                raise OSError(errno.EINVAL, "SO_LINGER takes struct linger (two C ints)")
+            onoff, seconds = _LINGER.unpack(value)
+            self._linger = (onoff, seconds)
+            return
         v = int.from_bytes(value, "little") if isinstance(value, bytes) else int(value)
         self._opts[(level, optname)] = v
         stream = self._stream
@@ -363,11 +384,12 @@ class SynackSocket:
             cfg = self._config()
             self._rt.call(lambda: setattr(stream.conn, "config", cfg))
 
-    def getsockopt(self, level: int, optname: int, buflen: int = 0) -> int:
+    def getsockopt(self, level: int, optname: int, buflen: int = 0) -> int | bytes:
         if (level, optname) == (_std.SOL_SOCKET, _std.SO_ERROR):
-            err = self._error
-            self._error = None
+            err = self._take_error()
             return err.errno or 0 if err is not None else 0
+        if (level, optname) == (_std.SOL_SOCKET, _std.SO_LINGER):
+            return _LINGER.pack(*self._linger) if buflen else self._linger[0]
         if (level, optname) == (_std.SOL_SOCKET, _std.SO_RCVBUF):
             return int(self._config().receive_buffer)
         if (level, optname) == (_std.SOL_SOCKET, _std.SO_SNDBUF):
@@ -530,16 +552,16 @@ class SynackSocket:
             return b""
 
         def attempt() -> bytes | None:
+            if self._shut_rd:
+                return b""
             if stream.conn.readable_bytes:
                 data = stream.receive(bufsize, self._now())
                 self._d.schedule_pump()
                 return data
+            if (err := self._take_error()) is not None:
+                raise err
             if self._eof or stream.gone:
-                if self._error is not None:
-                    raise self._error
                 return b""
-            if self._error is not None:
-                raise self._error
             return None
 
         return self._wait(attempt, "recv")
@@ -564,8 +586,8 @@ class SynackSocket:
             return 0
 
         def attempt() -> int | None:
-            if self._error is not None:
-                raise self._error
+            if (err := self._take_error()) is not None:
+                raise err
             if stream.gone:
                 raise BrokenPipeError(errno.EPIPE, "Broken pipe")
             try:
@@ -589,6 +611,7 @@ class SynackSocket:
         stream = self._need_stream()
         if how in (_std.SHUT_RD, _std.SHUT_RDWR):
             self._shut_rd = True
+            self._wake()  # a recv blocked in another thread returns b"" (as on Linux)
         if how in (_std.SHUT_WR, _std.SHUT_RDWR):
 
             def go() -> None:
@@ -658,11 +681,16 @@ class SynackSocket:
         self._closed = True
         stream, listener, ep = self._stream, self._listener, self._endpoint
 
+        abort = self._linger[0] != 0 and self._linger[1] == 0
+
         def go() -> None:
             now = self._now()
             if stream is not None and not stream.gone:
                 stream.owner = None
-                stream.close(now)
+                if abort:  # SO_LINGER on with zero time: RST, unsent data dropped
+                    stream.abort(now)
+                else:
+                    stream.close(now)
             if listener is not None:
                 listener.close(now)
             if ep is not None:
@@ -671,6 +699,7 @@ class SynackSocket:
 
         if self._rt.loop.is_running():
             self._rt.call(go)
+        self._wake()  # calls blocked in other threads raise EBADF, not hang
 
     def detach(self) -> int:
         return -1
