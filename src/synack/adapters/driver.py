@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import os
 from collections.abc import Callable
 from ipaddress import IPv4Address
 from typing import Any
 
-from synack.adapters.oserrors import oserror
+from synack.adapters.oserrors import from_errno, oserror
 from synack.adapters.tcp import TcpApi
 from synack.errors import LocalProtocolError
 from synack.links.base import Link
@@ -262,7 +261,7 @@ class DatagramTransport(asyncio.DatagramTransport):
 
     def _error(self, code: int) -> None:
         self._endpoint.error = None
-        self._protocol.error_received(ConnectionRefusedError(code, os.strerror(code)))
+        self._protocol.error_received(from_errno(code))
 
     def is_closing(self) -> bool:
         return self._closing

@@ -19,7 +19,6 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import errno
-import os
 import socket as _std
 import struct
 import threading
@@ -29,10 +28,9 @@ from ipaddress import IPv4Address
 from typing import Any, TypeVar
 
 from synack.adapters.driver import HostDriver
-from synack.adapters.oserrors import oserror
+from synack.adapters.oserrors import for_event, from_errno, oserror
 from synack.errors import LocalProtocolError
 from synack.links.base import Link
-from synack.stack.events import HostUnreachable
 from synack.stack.host import ANY, Host, TcpListener, TcpStream, UdpEndpoint
 from synack.tcp import events as tev
 
@@ -285,18 +283,8 @@ class SynackSocket:
                     self._connected = True
                 elif isinstance(e, tev.EndOfStream):
                     self._eof = True
-                elif isinstance(e, tev.ConnectionRefused):
-                    self._error = ConnectionRefusedError(
-                        errno.ECONNREFUSED, os.strerror(errno.ECONNREFUSED)
-                    )
-                elif isinstance(e, tev.ConnectionReset):
-                    self._error = ConnectionResetError(
-                        errno.ECONNRESET, os.strerror(errno.ECONNRESET)
-                    )
-                elif isinstance(e, HostUnreachable):
-                    self._error = OSError(errno.EHOSTUNREACH, os.strerror(errno.EHOSTUNREACH))
-                elif isinstance(e, tev.TimedOut):
-                    self._error = TimeoutError(errno.ETIMEDOUT, f"TCP {e.reason} timeout")
+                elif (exc := for_event(e)) is not None:
+                    self._error = exc
 
     def _wait(self, attempt: Callable[[], T | None], what: str) -> T:
         """Retry ``attempt`` (on the loop thread) until it returns non-None,
@@ -658,7 +646,7 @@ class SynackSocket:
         def attempt() -> tuple[bytes, _Addr] | None:
             if ep.error is not None:
                 code, ep.error = ep.error, None
-                raise ConnectionRefusedError(code, os.strerror(code))
+                raise from_errno(code)
             item = ep.recvfrom()
             if item is None:
                 return None

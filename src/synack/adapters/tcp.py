@@ -20,9 +20,8 @@ from collections.abc import Awaitable, Callable
 from ipaddress import IPv4Address
 from typing import Any, Protocol
 
-from synack.adapters.oserrors import from_errno, oserror
+from synack.adapters.oserrors import for_event, oserror
 from synack.errors import LocalProtocolError
-from synack.stack.events import HostUnreachable
 from synack.stack.host import ANY, Host, TcpListener, TcpStream
 from synack.tcp import events as tev
 
@@ -95,14 +94,8 @@ class TcpTransport(asyncio.Transport):
                     w.set_result(None)
             elif isinstance(event, tev.EndOfStream):
                 self._eof_seen = True
-            elif isinstance(event, tev.ConnectionRefused):
-                self._fail(from_errno(errno.ECONNREFUSED))
-            elif isinstance(event, tev.ConnectionReset):
-                self._fail(from_errno(errno.ECONNRESET))
-            elif isinstance(event, HostUnreachable):
-                self._fail(from_errno(errno.EHOSTUNREACH, str(event.ip)))
-            elif isinstance(event, tev.TimedOut):
-                self._fail(from_errno(errno.ETIMEDOUT, f"TCP {event.reason} timeout"))
+            elif (exc := for_event(event)) is not None:
+                self._fail(exc)
             elif isinstance(event, tev.Closed):
                 if self._started:
                     self._deliver()
