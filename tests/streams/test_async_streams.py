@@ -226,3 +226,40 @@ def test_peer_close_wakes_a_blocked_reader(impl: str) -> None:
         assert await asyncio.wait_for(blocked, PROMPT) == b""
 
     run(impl, body)
+
+
+def test_close_after_write_delivers_everything_then_eof(impl: str) -> None:
+    data = random.Random(6).randbytes(2_000_000)
+
+    async def body(a: AsyncEnd, b: AsyncEnd) -> None:
+        reader = asyncio.create_task(receive_to_eof(b))
+        a.writer.write(data)
+        a.writer.close()  # no drain: close flushes the buffer, then FIN
+        assert await reader == data
+
+    run(impl, body)
+
+
+def test_close_with_unread_data_resets_the_peer(impl: str) -> None:
+    # RFC 9293 SHLD-3 (MAY-1 half-duplex close): data was lost, so RST, not FIN.
+    # Bytes a StreamReader has buffered were read from TCP's point of view, so
+    # send more than its limit: the rest stays unread in the connection.
+    async def body(a: AsyncEnd, b: AsyncEnd) -> None:
+        a.writer.write(bytes(1_000_000))
+        await asyncio.sleep(0.2)  # b's reader paused; the rest waits in b's TCP
+        await b.aclose()
+        with pytest.raises(ConnectionResetError):
+            await asyncio.wait_for(a.receive_some(), PROMPT)
+
+    run(impl, body)
+
+
+def test_close_with_everything_read_is_eof_for_the_peer(impl: str) -> None:
+    async def body(a: AsyncEnd, b: AsyncEnd) -> None:
+        await a.send_all(b"read")
+        assert await b.receive_exactly(4) == b"read"
+        await b.aclose()
+        for _ in range(3):
+            assert await asyncio.wait_for(a.receive_some(), PROMPT) == b""
+
+    run(impl, body)

@@ -220,3 +220,35 @@ def test_synack_close_wakes_a_reader_blocked_in_another_thread() -> None:
             reader.result(PROMPT)
         assert info.value.errno == errno.EBADF
         assert recv_to_eof(b) == b""
+
+
+def test_close_after_sendall_delivers_everything_then_eof(pair: tuple[Any, Any]) -> None:
+    a, b = pair
+    data = random.Random(6).randbytes(2_000_000)
+    reader = Thread(lambda: recv_to_eof(b))
+    a.sendall(data)
+    a.close()  # graceful: what is queued still goes, then FIN
+    assert reader.result() == data
+
+
+def test_close_with_unread_data_resets_the_peer(pair: tuple[Any, Any]) -> None:
+    # RFC 9293 SHLD-3 (MAY-1 half-duplex close): data was lost, so RST, not FIN.
+    a, b = pair
+    a.sendall(b"never read")
+    time.sleep(0.1)  # arrived at b, unread
+    b.close()
+    with pytest.raises(ConnectionResetError):
+        a.recv(100)
+
+
+def test_recv_timeout_and_nonblocking_leave_the_connection_usable(pair: tuple[Any, Any]) -> None:
+    a, b = pair
+    a.settimeout(0.1)
+    with pytest.raises(TimeoutError):
+        a.recv(100)
+    a.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        a.recv(100)
+    a.settimeout(TIMEOUT)
+    b.sendall(b"still here")
+    assert recv_exactly(a, 10) == b"still here"
