@@ -1,16 +1,22 @@
 """A blocking socket API over synack's stack, shaped like the ``socket`` module.
 
-A :class:`Runtime` runs hosts in an asyncio loop on a background thread; each
-host gets a :class:`SocketModule`, a namespace that looks like the standard
-``socket`` module (``socket()``, ``AF_INET``, ``SOCK_STREAM``, ``timeout``,
+A :class:`Runtime` runs hosts in an asyncio loop on a background thread;
+``Runtime.add_host(host, link)`` starts one and returns its
+:class:`SocketModule`, a namespace that looks like the standard ``socket``
+module (``socket()``, ``AF_INET``, ``SOCK_STREAM``, ``timeout``,
 ``create_connection`` ...). A program written for ``socket`` runs on synack's
-stack when its ``import socket`` becomes ``socket = runtime.socket_module(host)``
-(or ``from synack.adapters.sockets import default_module as socket`` after
-:func:`set_default`).
+stack when its ``import socket`` becomes ``socket = runtime.add_host(host,
+link)``, or, for a program that can only change its import line,
+``from synack.adapters.sockets import default_module as socket`` once its
+runner has called :func:`set_default` with that module.
 
 Every socket call runs its piece of work on the loop thread
 (``call_soon_threadsafe``) and waits on a condition for the host's news, so the
-sans-IO host is only ever touched by one thread.
+sans-IO host is only ever touched by one thread. tests/streams checks these
+sockets against the kernel's.
+
+Layer: adapters. Imports synack.adapters (driver, oserrors), synack.links,
+synack.stack, synack.tcp, synack.errors.
 """
 
 from __future__ import annotations
@@ -40,7 +46,15 @@ _Addr = tuple[str, int]
 
 
 class Runtime:
-    """An asyncio loop on a daemon thread that drives synack hosts."""
+    """An asyncio loop on a daemon thread that drives synack hosts: the
+    stand-in for the kernel behind a :class:`SocketModule`.
+
+    ``add_host(host, link)`` starts a :class:`~synack.adapters.driver.HostDriver`
+    for ``host`` on the loop and returns the host's :class:`SocketModule`;
+    several hosts (on one ``MemoryHub``, say) may share one runtime. ``close``
+    (or leaving ``with``) stops every host; sockets still blocked then raise
+    EBADF, as calls on a closed descriptor do.
+    """
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
@@ -97,7 +111,16 @@ class Runtime:
 
 
 class SocketModule:
-    """The ``socket`` module's shape, for one synack host."""
+    """The ``socket`` module's shape, for one synack host.
+
+    The constants are the stdlib's own values; ``socket()``,
+    ``create_connection``, ``create_server``, ``getaddrinfo``,
+    ``gethostbyname``, ``setdefaulttimeout`` and friends behave as the
+    module's functions do, for AF_INET with SOCK_STREAM or SOCK_DGRAM only.
+    Names resolve only as IPv4 literals and ``localhost`` (anything else is a
+    ``gaierror``); ``timeout`` and ``error`` are ``TimeoutError`` and
+    ``OSError``, as in the stdlib.
+    """
 
     AF_INET = _std.AF_INET
     SOCK_STREAM = _std.SOCK_STREAM
@@ -227,7 +250,20 @@ def _ip(host: str) -> IPv4Address:
 
 
 class SynackSocket:
-    """One socket on a synack host (TCP or UDP), blocking by default."""
+    """One socket on a synack host (TCP or UDP), shaped like ``socket.socket``.
+
+    Blocking by default; ``settimeout``/``setblocking`` behave as the stdlib's
+    (``TimeoutError``, ``BlockingIOError``). Errors are the kernel's: a reset
+    is raised once (``ConnectionResetError``), then ``recv`` reads EOF and
+    ``send`` raises ``BrokenPipeError``; calls on a closed socket raise EBADF.
+    ``SO_LINGER`` with a zero time makes ``close`` send RST; ``close`` with
+    unread data also resets the peer (RFC 9293 SHLD-3), like Linux. Where it
+    differs from a kernel socket: there is no descriptor (``fileno`` is -1, so
+    no ``select``), ``close`` or ``shutdown(SHUT_RD)`` wakes calls blocked in
+    other threads (Linux leaves a ``recv`` blocked in another thread blocked
+    on ``close``), and only the options the stack implements take effect
+    (Nagle, keep-alive, buffer sizes, linger).
+    """
 
     def __init__(self, module: SocketModule, type_: int) -> None:
         self._m = module
