@@ -263,3 +263,21 @@ def test_close_with_everything_read_is_eof_for_the_peer(impl: str) -> None:
             assert await asyncio.wait_for(a.receive_some(), PROMPT) == b""
 
     run(impl, body)
+
+
+def test_peer_reset_fails_a_writer_blocked_in_drain(impl: str) -> None:
+    async def body(a: AsyncEnd, b: AsyncEnd) -> None:
+        piece = bytes(256 * 1024)
+        for _ in range(200):  # bounded: 50 MB
+            a.writer.write(piece)
+            drain = asyncio.ensure_future(a.writer.drain())
+            done, _ = await asyncio.wait([drain], timeout=0.3)
+            if not done:
+                break
+        else:
+            raise AssertionError("drain never blocked")
+        b.abort()
+        with pytest.raises(ConnectionResetError):
+            await asyncio.wait_for(drain, PROMPT)
+
+    run(impl, body)

@@ -252,3 +252,14 @@ def test_recv_timeout_and_nonblocking_leave_the_connection_usable(pair: tuple[An
     a.settimeout(TIMEOUT)
     b.sendall(b"still here")
     assert recv_exactly(a, 10) == b"still here"
+
+
+def test_peer_reset_fails_a_sender_blocked_in_sendall(pair: tuple[Any, Any]) -> None:
+    a, b = pair
+    sender = Thread(lambda: a.sendall(bytes(64 * 1024 * 1024)))  # more than any buffer here
+    time.sleep(0.3)
+    assert sender.thread.is_alive(), "sendall returned with nobody reading"
+    b.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_ZERO)
+    b.close()
+    with pytest.raises(ConnectionResetError):
+        sender.result(PROMPT)
