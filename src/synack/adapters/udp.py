@@ -25,10 +25,14 @@ __all__ = ["DatagramTransport", "create_datagram_endpoint", "parse_addr"]
 
 
 def parse_addr(addr: tuple[str, int] | tuple[IPv4Address, int]) -> tuple[IPv4Address, int]:
-    """``(host, port)`` as the host takes it; EINVAL, as the kernel says, if it is not one."""
+    """``(host, port)`` as the host takes it; EINVAL, as the kernel says, if it is not one.
+
+    ``""`` is any address; ``localhost`` is 127.0.0.1, as the resolver says."""
     try:
         host, port = addr
-        ip = IPv4Address(str(host)) if str(host) not in ("", "localhost") else ANY
+        if str(host) == "localhost":
+            host = "127.0.0.1"
+        ip = IPv4Address(str(host)) if str(host) != "" else ANY
     except (ValueError, TypeError) as exc:
         raise OSError(errno.EINVAL, f"bad IPv4 address {addr!r}: {exc}") from None
     if not isinstance(port, int) or not 0 <= port <= 65535:
