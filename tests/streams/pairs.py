@@ -3,9 +3,10 @@
 Two styles, each with the implementations we have:
 
 * async streams (``asyncio.StreamReader``/``StreamWriter``): the kernel's TCP on
-  loopback, and synack's TCP transport (two hosts on a ``MemoryHub``);
+  loopback, and synack's TCP transport (two hosts on a ``MemoryHub``, and one
+  host on its own loopback, "synack-lo");
 * blocking sockets: the kernel's ``socket`` module on loopback, and synack's
-  socket-shaped API (``Runtime``/``SocketModule``, two hosts on a ``MemoryHub``).
+  socket-shaped API (``Runtime``/``SocketModule``, likewise both ways).
 
 "Abort" means what makes the kernel send a RST: ``SO_LINGER`` with a zero
 timeout, then close (asyncio's own ``transport.abort()`` on the kernel just
@@ -92,19 +93,20 @@ async def kernel_async_pair() -> AsyncIterator[tuple[AsyncEnd, AsyncEnd]]:
 
 
 @asynccontextmanager
-async def synack_async_pair() -> AsyncIterator[tuple[AsyncEnd, AsyncEnd]]:
+async def synack_async_pair(loopback: bool = False) -> AsyncIterator[tuple[AsyncEnd, AsyncEnd]]:
+    """Two hosts on a hub; or, with ``loopback``, one host talking to itself on 127.0.0.1."""
     hub = MemoryHub()
     da = HostDriver(make_host(1, A_CIDR), hub.port())
-    db = HostDriver(make_host(2, B_CIDR), hub.port())
-    da.start()
-    db.start()
+    db = da if loopback else HostDriver(make_host(2, B_CIDR), hub.port())
+    for d in {da, db}:
+        d.start()
     accepted: asyncio.Queue[AsyncEnd] = asyncio.Queue()
 
     async def on_client(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         await accepted.put(AsyncEnd(r, w, kernel=False))
 
     server = await db.start_server(on_client, "0.0.0.0", 7000)
-    r, w = await da.open_connection(B_IP, 7000)
+    r, w = await da.open_connection("127.0.0.1" if loopback else B_IP, 7000)
     a, b = AsyncEnd(r, w, kernel=False), await accepted.get()
     try:
         yield a, b
@@ -112,11 +114,15 @@ async def synack_async_pair() -> AsyncIterator[tuple[AsyncEnd, AsyncEnd]]:
         for end in (a, b):
             end.writer.transport.abort()
         server.close()
-        da.close()
-        db.close()
+        for d in {da, db}:
+            d.close()
 
 
-ASYNC_PAIRS: dict[str, AsyncPair] = {"kernel": kernel_async_pair, "synack": synack_async_pair}
+ASYNC_PAIRS: dict[str, AsyncPair] = {
+    "kernel": kernel_async_pair,
+    "synack": synack_async_pair,
+    "synack-lo": lambda: synack_async_pair(loopback=True),
+}
 
 
 # -- blocking sockets -------------------------------------------------------------
@@ -136,13 +142,14 @@ def kernel_socket_pair(timeout: float) -> Iterator[tuple[Any, Any]]:
 
 
 @contextmanager
-def synack_socket_pair(timeout: float) -> Iterator[tuple[Any, Any]]:
+def synack_socket_pair(timeout: float, loopback: bool = False) -> Iterator[tuple[Any, Any]]:
+    """Two hosts on a hub; or, with ``loopback``, one host talking to itself on 127.0.0.1."""
     with sockets.Runtime() as rt:
         hub = MemoryHub()
         ma = rt.add_host(make_host(1, A_CIDR), hub.port())
-        mb = rt.add_host(make_host(2, B_CIDR), hub.port())
+        mb = ma if loopback else rt.add_host(make_host(2, B_CIDR), hub.port())
         with mb.create_server(("0.0.0.0", 7000)) as srv:
-            a = ma.create_connection((B_IP, 7000), timeout=timeout)
+            a = ma.create_connection(("127.0.0.1" if loopback else B_IP, 7000), timeout=timeout)
             srv.settimeout(timeout)
             b, _ = srv.accept()
         b.settimeout(timeout)
@@ -153,4 +160,8 @@ def synack_socket_pair(timeout: float) -> Iterator[tuple[Any, Any]]:
             b.close()
 
 
-SOCKET_PAIRS = {"kernel": kernel_socket_pair, "synack": synack_socket_pair}
+SOCKET_PAIRS: dict[str, Callable[[float], Any]] = {
+    "kernel": kernel_socket_pair,
+    "synack": synack_socket_pair,
+    "synack-lo": lambda timeout: synack_socket_pair(timeout, loopback=True),
+}

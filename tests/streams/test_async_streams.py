@@ -181,19 +181,18 @@ def test_abort_resets_the_peer(impl: str) -> None:
     run(impl, body)
 
 
+ABORT_SENDS_RST = pytest.mark.xfail(
+    strict=True,
+    reason="synack's TcpTransport.abort() always sends RST; asyncio's abort() on the kernel "
+    "only closes the descriptor, so the peer reads a FIN (EOF) unless unread data was pending",
+)
+
+
 @pytest.mark.parametrize(
     "impl_",
     [
-        "kernel",
-        pytest.param(
-            "synack",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="synack's TcpTransport.abort() always sends RST; asyncio's abort() on "
-                "the kernel only closes the descriptor, so the peer reads a FIN (EOF) "
-                "unless unread data was pending",
-            ),
-        ),
+        pytest.param(n, marks=[ABORT_SENDS_RST] if n != "kernel" else [])
+        for n in sorted(ASYNC_PAIRS)
     ],
 )
 def test_plain_transport_abort_with_nothing_unread_is_eof(impl_: str) -> None:
