@@ -13,6 +13,8 @@ import random
 from collections.abc import Awaitable, Callable
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.streams.pairs import ASYNC_PAIRS, AsyncEnd
 
@@ -278,5 +280,47 @@ def test_peer_reset_fails_a_writer_blocked_in_drain(impl: str) -> None:
         b.abort()
         with pytest.raises(ConnectionResetError):
             await asyncio.wait_for(drain, PROMPT)
+
+    run(impl, body)
+
+
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    writes=st.lists(st.integers(1, 300_000), min_size=1, max_size=12),
+    read_size=st.integers(1, 100_000),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_any_write_pattern_arrives_whole_then_eof(
+    impl: str, writes: list[int], read_size: int, seed: int
+) -> None:
+    rng = random.Random(seed)
+    budget = 2000 * read_size  # bounded reads: at most ~2000 calls however small
+    data = []
+    for n in writes:
+        data.append(rng.randbytes(min(n, budget)))
+        budget -= len(data[-1])
+        if budget <= 0:
+            break
+
+    async def body(a: AsyncEnd, b: AsyncEnd) -> None:
+        async def send() -> None:
+            for piece in data:
+                await a.send_all(piece)
+            a.send_eof()
+
+        async def receive() -> bytes:
+            got = bytearray()
+            for _ in range(3000):
+                chunk = await b.receive_some(read_size)
+                assert len(chunk) <= read_size
+                if not chunk:
+                    return bytes(got)
+                got += chunk
+            raise AssertionError("no EOF")
+
+        _, got = await asyncio.gather(send(), receive())
+        assert got == b"".join(data)
 
     run(impl, body)

@@ -264,3 +264,15 @@ def test_peer_reset_fails_a_sender_blocked_in_sendall(pair: tuple[Any, Any]) -> 
     b.close()
     with pytest.raises(ConnectionResetError):
         sender.result(PROMPT)
+
+
+def test_peer_reset_fails_a_blocked_reader(pair: tuple[Any, Any]) -> None:
+    a, b = pair
+    reader = Thread(lambda: a.recv(100))
+    time.sleep(0.1)
+    assert reader.thread.is_alive()
+    b.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_ZERO)
+    b.close()
+    with pytest.raises(ConnectionResetError):
+        reader.result(PROMPT)
+    assert a.recv(100) == b""
