@@ -1,48 +1,48 @@
-"""asyncio over a synack host: the driver, and stdlib-shaped endpoints.
+"""The asyncio driver: runs one sans-IO synack host on a link inside an event loop.
 
-:class:`HostDriver` runs one sans-IO :class:`~synack.stack.host.Host` on a
-link (a TAP device, or an in-memory hub) inside an asyncio loop, following the
-adapter loop of ARCHITECTURE.md: feed frames -> drain events -> flush frames
--> re-arm the one timer only if the deadline changed.
+:class:`HostDriver` is the adapter loop around a
+:class:`~synack.stack.host.Host`: frames in from the link -> the host's events
+out to their owners (transports, sockets) -> the host's frames out to the link
+-> the host's one timer re-armed only when its deadline moved. It also offers,
+for that host, the networking methods an asyncio loop offers for the kernel's
+stack: TCP from :mod:`synack.adapters.tcp`, UDP from :mod:`synack.adapters.udp`,
+and an ICMP echo (``ping``).
 
-On top of it: ``create_datagram_endpoint`` (UDP), and in
-:mod:`synack.adapters.tcp` the TCP side (``create_server``,
-``create_connection``, ``start_server``, ``open_connection``), all shaped like
-their ``asyncio`` namesakes so applications written against asyncio run on
-synack's stack unchanged.
+Layer: adapters. Imports synack.adapters (base, oserrors, tcp, udp), synack.links,
+synack.stack, synack.errors.
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
-import os
 from collections.abc import Callable
 from ipaddress import IPv4Address
 from typing import Any
 
 from synack.adapters.oserrors import oserror
 from synack.adapters.tcp import TcpApi
+from synack.adapters.udp import DatagramTransport, create_datagram_endpoint
 from synack.errors import LocalProtocolError
 from synack.links.base import Link
 from synack.links.tap import KernelChecked
 from synack.stack import events as ev
-from synack.stack.host import ANY, Host, SplitFrame, UdpEndpoint
-
-
-def parse_addr(addr: tuple[str, int] | tuple[IPv4Address, int]) -> tuple[IPv4Address, int]:
-    try:
-        host, port = addr
-        ip = IPv4Address(str(host)) if str(host) not in ("", "localhost") else ANY
-    except (ValueError, TypeError) as exc:
-        raise OSError(errno.EINVAL, f"bad IPv4 address {addr!r}: {exc}") from None
-    if not isinstance(port, int) or not 0 <= port <= 65535:
-        raise OSError(errno.EINVAL, f"bad port {port!r}")
-    return ip, port
+from synack.stack.host import Host, SplitFrame
 
 
 class HostDriver:
-    """Runs ``host`` on ``link`` in the current asyncio loop."""
+    """Runs ``host`` on ``link`` in an asyncio loop (the running one by default).
+
+    What ``asyncio``'s loop and module functions are for the kernel's stack,
+    this is for one synack host: ``create_server``, ``create_connection``,
+    ``start_server``, ``open_connection`` (:class:`~synack.adapters.tcp.TcpApi`)
+    and ``create_datagram_endpoint`` take the same arguments and return the
+    same shapes (a server, a transport and protocol, a reader and writer), so
+    code written against asyncio runs here by being handed these callables.
+    Unlike the kernel, the stack lives in this process: nothing moves unless
+    the loop runs, and :meth:`close` stops the host (its connections go with it).
+    ``start()`` attaches the link and starts the host; ``ping`` has no stdlib
+    counterpart (the kernel needs a raw socket for it).
+    """
 
     def __init__(
         self, host: Host, link: Link, *, loop: asyncio.AbstractEventLoop | None = None
@@ -196,86 +196,6 @@ class HostDriver:
         **_kw: Any,
     ) -> tuple[DatagramTransport, asyncio.DatagramProtocol]:
         """Shaped like ``loop.create_datagram_endpoint`` (extra keyword
-        arguments such as ``reuse_port`` are accepted and ignored)."""
-        ip, port = parse_addr(local_addr) if local_addr else (ANY, 0)
-        try:
-            endpoint = self.host.udp_open(port, ip)
-        except LocalProtocolError as exc:
-            raise oserror(exc) from None
-        if remote_addr is not None:
-            endpoint.remote = parse_addr(remote_addr)
-        protocol = protocol_factory()
-        transport = DatagramTransport(self, endpoint, protocol)
-        endpoint.owner = transport
-        protocol.connection_made(transport)
-        # Datagrams that arrived before the owner was set.
-        if endpoint.queue:
-            transport._readable()
-        return transport, protocol
-
-
-class DatagramTransport(asyncio.DatagramTransport):
-    def __init__(
-        self, driver: HostDriver, endpoint: UdpEndpoint, protocol: asyncio.DatagramProtocol
-    ) -> None:
-        super().__init__()
-        self._driver = driver
-        self._endpoint = endpoint
-        self._protocol = protocol
-        self._closing = False
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        ep = self._endpoint
-        if name == "sockname":
-            ip = ep.local[0] if ep.local[0] != ANY else self._driver.host.ip
-            return (str(ip), ep.local[1])
-        if name == "peername":
-            return (str(ep.remote[0]), ep.remote[1]) if ep.remote else default
-        if name == "synack_endpoint":
-            return ep
-        return default
-
-    def sendto(self, data: Any, addr: Any = None) -> None:
-        if self._closing:
-            return
-        ep = self._endpoint
-        if addr is None:
-            if ep.remote is None:
-                raise OSError(errno.EDESTADDRREQ, "destination address required")
-            dst = ep.remote
-        else:
-            dst = parse_addr(addr)
-            if ep.remote is not None and dst != ep.remote:
-                raise ValueError(f"Invalid address: must be None or {ep.remote}")
-        try:
-            self._driver.host.udp_sendto(ep, bytes(data), dst, self._driver.now())
-        except LocalProtocolError as exc:
-            self._driver.loop.call_soon(self._protocol.error_received, oserror(exc))
-            return
-        self._driver.schedule_pump()
-
-    def _readable(self) -> None:
-        ep = self._endpoint
-        while not self._closing and (item := ep.recvfrom()) is not None:
-            data, (ip, port) = item
-            self._protocol.datagram_received(data, (str(ip), port))
-
-    def _error(self, code: int) -> None:
-        self._endpoint.error = None
-        self._protocol.error_received(ConnectionRefusedError(code, os.strerror(code)))
-
-    def is_closing(self) -> bool:
-        return self._closing
-
-    def close(self) -> None:
-        if self._closing:
-            return
-        self._closing = True
-        self._driver.host.udp_close(self._endpoint)
-        self._driver.loop.call_soon(self._protocol.connection_lost, None)
-
-    def abort(self) -> None:
-        self.close()
-
-    def get_write_buffer_size(self) -> int:
-        return 0
+        arguments such as ``reuse_port`` are accepted and ignored); see
+        :mod:`synack.adapters.udp`."""
+        return await create_datagram_endpoint(self, protocol_factory, local_addr, remote_addr)

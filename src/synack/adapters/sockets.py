@@ -1,16 +1,22 @@
 """A blocking socket API over synack's stack, shaped like the ``socket`` module.
 
-A :class:`Runtime` runs hosts in an asyncio loop on a background thread; each
-host gets a :class:`SocketModule`, a namespace that looks like the standard
-``socket`` module (``socket()``, ``AF_INET``, ``SOCK_STREAM``, ``timeout``,
+A :class:`Runtime` runs hosts in an asyncio loop on a background thread;
+``Runtime.add_host(host, link)`` starts one and returns its
+:class:`SocketModule`, a namespace that looks like the standard ``socket``
+module (``socket()``, ``AF_INET``, ``SOCK_STREAM``, ``timeout``,
 ``create_connection`` ...). A program written for ``socket`` runs on synack's
-stack when its ``import socket`` becomes ``socket = runtime.socket_module(host)``
-(or ``from synack.adapters.sockets import default_module as socket`` after
-:func:`set_default`).
+stack when its ``import socket`` becomes ``socket = runtime.add_host(host,
+link)``, or, for a program that can only change its import line,
+``from synack.adapters.sockets import default_module as socket`` once its
+runner has called :func:`set_default` with that module.
 
 Every socket call runs its piece of work on the loop thread
 (``call_soon_threadsafe``) and waits on a condition for the host's news, so the
-sans-IO host is only ever touched by one thread.
+sans-IO host is only ever touched by one thread. tests/streams checks these
+sockets against the kernel's.
+
+Layer: adapters. Imports synack.adapters (driver, oserrors), synack.links,
+synack.stack, synack.tcp, synack.errors.
 """
 
 from __future__ import annotations
@@ -19,8 +25,8 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import errno
-import os
 import socket as _std
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -28,19 +34,27 @@ from ipaddress import IPv4Address
 from typing import Any, TypeVar
 
 from synack.adapters.driver import HostDriver
-from synack.adapters.oserrors import oserror
+from synack.adapters.oserrors import for_event, from_errno, oserror
 from synack.errors import LocalProtocolError
 from synack.links.base import Link
-from synack.stack.events import HostUnreachable
 from synack.stack.host import ANY, Host, TcpListener, TcpStream, UdpEndpoint
 from synack.tcp import events as tev
 
 T = TypeVar("T")
+_LINGER = struct.Struct("ii")  # struct linger {int l_onoff; int l_linger;}
 _Addr = tuple[str, int]
 
 
 class Runtime:
-    """An asyncio loop on a daemon thread that drives synack hosts."""
+    """An asyncio loop on a daemon thread that drives synack hosts: the
+    stand-in for the kernel behind a :class:`SocketModule`.
+
+    ``add_host(host, link)`` starts a :class:`~synack.adapters.driver.HostDriver`
+    for ``host`` on the loop and returns the host's :class:`SocketModule`;
+    several hosts (on one ``MemoryHub``, say) may share one runtime. ``close``
+    (or leaving ``with``) stops every host; sockets still blocked then raise
+    EBADF, as calls on a closed descriptor do.
+    """
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
@@ -97,7 +111,16 @@ class Runtime:
 
 
 class SocketModule:
-    """The ``socket`` module's shape, for one synack host."""
+    """The ``socket`` module's shape, for one synack host.
+
+    The constants are the stdlib's own values; ``socket()``,
+    ``create_connection``, ``create_server``, ``getaddrinfo``,
+    ``gethostbyname``, ``setdefaulttimeout`` and friends behave as the
+    module's functions do, for AF_INET with SOCK_STREAM or SOCK_DGRAM only.
+    Names resolve only as IPv4 literals and ``localhost`` (anything else is a
+    ``gaierror``); ``timeout`` and ``error`` are ``TimeoutError`` and
+    ``OSError``, as in the stdlib.
+    """
 
     AF_INET = _std.AF_INET
     SOCK_STREAM = _std.SOCK_STREAM
@@ -109,6 +132,7 @@ class SocketModule:
     SO_RCVBUF = _std.SO_RCVBUF
     SO_SNDBUF = _std.SO_SNDBUF
     SO_ERROR = _std.SO_ERROR
+    SO_LINGER = _std.SO_LINGER
     IPPROTO_TCP = _std.IPPROTO_TCP
     IPPROTO_UDP = _std.IPPROTO_UDP
     TCP_NODELAY = _std.TCP_NODELAY
@@ -226,7 +250,20 @@ def _ip(host: str) -> IPv4Address:
 
 
 class SynackSocket:
-    """One socket on a synack host (TCP or UDP), blocking by default."""
+    """One socket on a synack host (TCP or UDP), shaped like ``socket.socket``.
+
+    Blocking by default; ``settimeout``/``setblocking`` behave as the stdlib's
+    (``TimeoutError``, ``BlockingIOError``). Errors are the kernel's: a reset
+    is raised once (``ConnectionResetError``), then ``recv`` reads EOF and
+    ``send`` raises ``BrokenPipeError``; calls on a closed socket raise EBADF.
+    ``SO_LINGER`` with a zero time makes ``close`` send RST; ``close`` with
+    unread data also resets the peer (RFC 9293 SHLD-3), like Linux. Where it
+    differs from a kernel socket: there is no descriptor (``fileno`` is -1, so
+    no ``select``), ``close`` or ``shutdown(SHUT_RD)`` wakes calls blocked in
+    other threads (Linux leaves a ``recv`` blocked in another thread blocked
+    on ``close``), and only the options the stack implements take effect
+    (Nagle, keep-alive, buffer sizes, linger).
+    """
 
     def __init__(self, module: SocketModule, type_: int) -> None:
         self._m = module
@@ -248,14 +285,25 @@ class SynackSocket:
         self._closed = False
         self._shut_rd = False
         self._opts: dict[tuple[int, int], int] = {}
+        self._linger: tuple[int, int] = (0, 0)  # SO_LINGER (l_onoff, l_linger)
 
     # -- plumbing ---------------------------------------------------------------
     def _activity(self) -> None:
         """On the loop thread: the host has news for this socket."""
         self._drain()
+        self._wake()
+
+    def _wake(self) -> None:
+        """Let every call blocked on this socket look again."""
         with self._cond:
             self._gen += 1
             self._cond.notify_all()
+
+    def _take_error(self) -> OSError | None:
+        """The pending error, reported once (the kernel's ``sock_error``):
+        after a reset has been raised, recv reads EOF and send EPIPE."""
+        err, self._error = self._error, None
+        return err
 
     def _drain_then(self, attempt: Callable[[], T | None]) -> T | None:
         self._drain()
@@ -271,18 +319,8 @@ class SynackSocket:
                     self._connected = True
                 elif isinstance(e, tev.EndOfStream):
                     self._eof = True
-                elif isinstance(e, tev.ConnectionRefused):
-                    self._error = ConnectionRefusedError(
-                        errno.ECONNREFUSED, os.strerror(errno.ECONNREFUSED)
-                    )
-                elif isinstance(e, tev.ConnectionReset):
-                    self._error = ConnectionResetError(
-                        errno.ECONNRESET, os.strerror(errno.ECONNRESET)
-                    )
-                elif isinstance(e, HostUnreachable):
-                    self._error = OSError(errno.EHOSTUNREACH, os.strerror(errno.EHOSTUNREACH))
-                elif isinstance(e, tev.TimedOut):
-                    self._error = TimeoutError(errno.ETIMEDOUT, f"TCP {e.reason} timeout")
+                elif (exc := for_event(e)) is not None:
+                    self._error = exc
 
     def _wait(self, attempt: Callable[[], T | None], what: str) -> T:
         """Retry ``attempt`` (on the loop thread) until it returns non-None,
@@ -291,6 +329,7 @@ class SynackSocket:
         while True:
             with self._cond:
                 gen = self._gen
+            self._check_open()  # closed by another thread while we waited
             result = self._rt.call(lambda: self._drain_then(attempt))
             if result is not None:
                 return result
@@ -354,6 +393,12 @@ class SynackSocket:
 
     def setsockopt(self, level: int, optname: int, value: int | bytes) -> None:
         self._check_open()
+        if (level, optname) == (_std.SOL_SOCKET, _std.SO_LINGER):
+            if not isinstance(value, bytes) or len(value) != _LINGER.size:
+                raise OSError(errno.EINVAL, "SO_LINGER takes struct linger (two C ints)")
+            onoff, seconds = _LINGER.unpack(value)
+            self._linger = (onoff, seconds)
+            return
         v = int.from_bytes(value, "little") if isinstance(value, bytes) else int(value)
         self._opts[(level, optname)] = v
         stream = self._stream
@@ -363,11 +408,12 @@ class SynackSocket:
             cfg = self._config()
             self._rt.call(lambda: setattr(stream.conn, "config", cfg))
 
-    def getsockopt(self, level: int, optname: int, buflen: int = 0) -> int:
+    def getsockopt(self, level: int, optname: int, buflen: int = 0) -> int | bytes:
         if (level, optname) == (_std.SOL_SOCKET, _std.SO_ERROR):
-            err = self._error
-            self._error = None
+            err = self._take_error()
             return err.errno or 0 if err is not None else 0
+        if (level, optname) == (_std.SOL_SOCKET, _std.SO_LINGER):
+            return _LINGER.pack(*self._linger) if buflen else self._linger[0]
         if (level, optname) == (_std.SOL_SOCKET, _std.SO_RCVBUF):
             return int(self._config().receive_buffer)
         if (level, optname) == (_std.SOL_SOCKET, _std.SO_SNDBUF):
@@ -530,16 +576,16 @@ class SynackSocket:
             return b""
 
         def attempt() -> bytes | None:
+            if self._shut_rd:
+                return b""
             if stream.conn.readable_bytes:
                 data = stream.receive(bufsize, self._now())
                 self._d.schedule_pump()
                 return data
+            if (err := self._take_error()) is not None:
+                raise err
             if self._eof or stream.gone:
-                if self._error is not None:
-                    raise self._error
                 return b""
-            if self._error is not None:
-                raise self._error
             return None
 
         return self._wait(attempt, "recv")
@@ -564,8 +610,8 @@ class SynackSocket:
             return 0
 
         def attempt() -> int | None:
-            if self._error is not None:
-                raise self._error
+            if (err := self._take_error()) is not None:
+                raise err
             if stream.gone:
                 raise BrokenPipeError(errno.EPIPE, "Broken pipe")
             try:
@@ -589,6 +635,7 @@ class SynackSocket:
         stream = self._need_stream()
         if how in (_std.SHUT_RD, _std.SHUT_RDWR):
             self._shut_rd = True
+            self._wake()  # a recv blocked in another thread returns b"" (as on Linux)
         if how in (_std.SHUT_WR, _std.SHUT_RDWR):
 
             def go() -> None:
@@ -635,7 +682,7 @@ class SynackSocket:
         def attempt() -> tuple[bytes, _Addr] | None:
             if ep.error is not None:
                 code, ep.error = ep.error, None
-                raise ConnectionRefusedError(code, os.strerror(code))
+                raise from_errno(code)
             item = ep.recvfrom()
             if item is None:
                 return None
@@ -658,11 +705,16 @@ class SynackSocket:
         self._closed = True
         stream, listener, ep = self._stream, self._listener, self._endpoint
 
+        abort = self._linger[0] != 0 and self._linger[1] == 0
+
         def go() -> None:
             now = self._now()
             if stream is not None and not stream.gone:
                 stream.owner = None
-                stream.close(now)
+                if abort:  # SO_LINGER on with zero time: RST, unsent data dropped
+                    stream.abort(now)
+                else:
+                    stream.close(now)
             if listener is not None:
                 listener.close(now)
             if ep is not None:
@@ -671,6 +723,7 @@ class SynackSocket:
 
         if self._rt.loop.is_running():
             self._rt.call(go)
+        self._wake()  # calls blocked in other threads raise EBADF, not hang
 
     def detach(self) -> int:
         return -1

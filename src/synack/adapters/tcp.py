@@ -9,7 +9,10 @@ the peer), ``write_eof`` (half-close) and ``abort`` (RST). So
 
 The functions on :class:`TcpApi` are shaped like ``loop.create_server``,
 ``loop.create_connection``, ``asyncio.start_server`` and
-``asyncio.open_connection``.
+``asyncio.open_connection``. tests/streams checks them against the kernel's.
+
+Layer: adapters. Imports synack.adapters (base, oserrors), synack.stack,
+synack.tcp, synack.errors.
 """
 
 from __future__ import annotations
@@ -18,36 +21,34 @@ import asyncio
 import errno
 from collections.abc import Awaitable, Callable
 from ipaddress import IPv4Address
-from typing import Any, Protocol
+from typing import Any
 
-from synack.adapters.oserrors import from_errno, oserror
+from synack.adapters.base import Driver
+from synack.adapters.oserrors import for_event, oserror
 from synack.errors import LocalProtocolError
-from synack.stack.events import HostUnreachable
-from synack.stack.host import ANY, Host, TcpListener, TcpStream
+from synack.stack.host import ANY, TcpListener, TcpStream
 from synack.tcp import events as tev
-
-
-class HostDriver(Protocol):
-    """What the TCP adapters need of :class:`synack.adapters.driver.HostDriver`
-    (a protocol, so the driver can build its :class:`TcpApi` without a cycle)."""
-
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop: ...
-    @property
-    def host(self) -> Host: ...
-    def now(self) -> float: ...
-    def pump(self) -> None: ...
-    def schedule_pump(self) -> None: ...
-
 
 ProtocolFactory = Callable[[], asyncio.BaseProtocol]
 READ_CHUNK = 256 * 1024
 
 
 class TcpTransport(asyncio.Transport):
-    def __init__(
-        self, driver: HostDriver, stream: TcpStream, protocol: asyncio.BaseProtocol
-    ) -> None:
+    """One TCP connection of a synack host as an ``asyncio.Transport``.
+
+    Behaves like the kernel socket transport asyncio gives for a connection:
+    ``write`` never blocks (what the connection's send buffer cannot take
+    waits here, and ``pause_writing`` is called above the high-water mark);
+    ``close`` sends what is buffered, then FIN; ``write_eof`` is
+    ``shutdown(SHUT_WR)``; a reset, refusal, unreachable host or timeout
+    reaches ``connection_lost`` as the OSError the kernel would report
+    (:func:`~synack.adapters.oserrors.for_event`). One difference: ``abort``
+    always sends RST, where asyncio's on the kernel closes the descriptor
+    (FIN unless unread data was pending). ``get_extra_info`` knows
+    ``peername``, ``sockname``, ``synack_stream`` and ``synack_host``.
+    """
+
+    def __init__(self, driver: Driver, stream: TcpStream, protocol: asyncio.BaseProtocol) -> None:
         super().__init__()
         self._driver = driver
         self._stream = stream
@@ -95,14 +96,8 @@ class TcpTransport(asyncio.Transport):
                     w.set_result(None)
             elif isinstance(event, tev.EndOfStream):
                 self._eof_seen = True
-            elif isinstance(event, tev.ConnectionRefused):
-                self._fail(from_errno(errno.ECONNREFUSED))
-            elif isinstance(event, tev.ConnectionReset):
-                self._fail(from_errno(errno.ECONNRESET))
-            elif isinstance(event, HostUnreachable):
-                self._fail(from_errno(errno.EHOSTUNREACH, str(event.ip)))
-            elif isinstance(event, tev.TimedOut):
-                self._fail(from_errno(errno.ETIMEDOUT, f"TCP {event.reason} timeout"))
+            elif (exc := for_event(event)) is not None:
+                self._fail(exc)
             elif isinstance(event, tev.Closed):
                 if self._started:
                     self._deliver()
@@ -308,10 +303,17 @@ class _ListeningSocket:
 
 
 class TcpServer(asyncio.AbstractServer):
-    """Shaped like ``asyncio.Server``: ``close``, ``wait_closed``,
-    ``sockets``, ``serve_forever``, async context manager."""
+    """A listening TCP port of a synack host, shaped like ``asyncio.Server``.
 
-    def __init__(self, driver: HostDriver, listener: TcpListener, factory: ProtocolFactory) -> None:
+    ``close``, ``wait_closed``, ``is_serving``, ``serve_forever``, ``sockets``
+    (objects that answer ``getsockname``) and ``async with`` behave as
+    asyncio's. It always serves from creation (``start_serving`` is a no-op).
+    Accepted connections outlive ``close``, as with asyncio; unlike asyncio
+    since 3.12, ``wait_closed`` does not wait for them, and
+    ``close_clients``/``abort_clients`` do nothing.
+    """
+
+    def __init__(self, driver: Driver, listener: TcpListener, factory: ProtocolFactory) -> None:
         self._driver = driver
         self._listener = listener
         self._factory = factory
@@ -360,9 +362,17 @@ class TcpServer(asyncio.AbstractServer):
 
 
 class TcpApi:
-    """The asyncio-shaped TCP functions of one :class:`HostDriver`."""
+    """The asyncio-shaped TCP functions of one driver's host.
 
-    def __init__(self, driver: HostDriver) -> None:
+    ``create_server``/``create_connection`` take the arguments of the loop
+    methods of those names and ``start_server``/``open_connection`` those of
+    the ``asyncio`` functions (keywords synack has no use for, such as
+    ``reuse_address`` or ``ssl=None``, are accepted and ignored). Addresses
+    are IPv4 literals or ``localhost``: there is no resolver. A host-level
+    refusal (port in use, no route) raises the OSError the kernel would.
+    """
+
+    def __init__(self, driver: Driver) -> None:
         self.driver = driver
 
     def _ip(self, host: str | None) -> IPv4Address:
