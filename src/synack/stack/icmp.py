@@ -31,6 +31,9 @@ from synack.wire.errors import MalformedPacket
 # Tells UDP about an error for a datagram it sent: (local port, remote, errno).
 UdpErrorSink = Callable[[int, Address, int], None]
 
+# The first octet (the type) of the ICMP messages an error may be about.
+_ECHO_TYPES = (bytes([wicmp.TYPE_ECHO_REPLY]), bytes([wicmp.TYPE_ECHO_REQUEST]))
+
 
 class IcmpErrors:
     """Builds rate-limited ICMP error messages; counts into ``counters``."""
@@ -48,14 +51,16 @@ class IcmpErrors:
         or None when none may be sent about it (or not now: rate limit)."""
         if about.frag_offset:
             return None  # only the first fragment says what the datagram was
-        if about.proto == wip.PROTO_ICMP and about.payload[:1] not in (b"\x00", b"\x08"):
+        if about.proto == wip.PROTO_ICMP and about.payload[:1] not in _ECHO_TYPES:
             return None  # never an error about an error (only echo is quoted)
         if not self.bucket.allow(now):
             self.counters["icmp-errors-ratelimited"] += 1
             return None
         # The quote: the original header as it was (its own total length and
         # checksum) and the first 8 octets of its payload (RFC 792).
-        quoted = wip.build_header(about, len(about.payload)) + about.payload[:8]
+        quoted = (
+            wip.build_header(about, len(about.payload)) + about.payload[: wicmp.QUOTE_PAYLOAD_LEN]
+        )
         self.counters[f"icmp-errors-out-{type_}-{code}"] += 1
         return wicmp.build(wicmp.IcmpMessage(type_, code, rest, quoted))
 

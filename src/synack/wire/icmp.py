@@ -26,6 +26,8 @@ CODE_PORT_UNREACHABLE = 3
 CODE_FRAG_NEEDED = 4
 
 HEADER_LEN = 8
+# An error message quotes the datagram's IPv4 header and this much of its payload.
+QUOTE_PAYLOAD_LEN = 8  # RFC 792: "the first 64 bits of the original data datagram"
 
 _HDR = struct.Struct("!BBHI")
 
@@ -94,10 +96,10 @@ class Quote:
 def parse_quote(payload: bytes) -> Quote | None:
     """The quote in an error message's ``payload``; None when it is not an
     IPv4 header followed by 8 octets."""
-    if len(payload) < 28 or payload[0] >> 4 != 4:
+    if len(payload) < 20 + QUOTE_PAYLOAD_LEN or payload[0] >> 4 != 4:
         return None
     ihl = (payload[0] & 0xF) * 4
-    if len(payload) < ihl + 8:
+    if len(payload) < ihl + QUOTE_PAYLOAD_LEN:
         return None
     return Quote(
         IPv4Address(payload[12:16]),
