@@ -43,6 +43,9 @@ Input = Callable[[wip.Ipv4Packet, bool, float], None]
 IcmpErrorSender = Callable[[wip.Ipv4Packet, int, int, float], None]
 
 _pack_eth_ip = wip.ETH_IPV4_HEADER.pack
+_HLEN = wip.MIN_HEADER_LEN  # the headers this host sends carry no options
+_VERSION_IHL = wip.VERSION_IHL
+_VERSION_WORD = wip.VERSION_IHL << 8  # the header's first word (TOS 0)
 
 
 def _unattached(*_args: object) -> None:
@@ -154,9 +157,19 @@ class Ipv4:
         built to be summed."""
         self.ident = ident = (self.ident + 1) & 0xFFFF
         ttl_proto = self._ttl_word | proto
-        csum = finish(0x4500 + total + ident + flags + ttl_proto + src + dst)
+        csum = finish(_VERSION_WORD + total + ident + flags + ttl_proto + src + dst)
         return _pack_eth_ip(
-            mac, self._eth_ipv4_tail, 0x45, 0, total, ident, flags, ttl_proto, csum, src, dst
+            mac,
+            self._eth_ipv4_tail,
+            _VERSION_IHL,
+            0,
+            total,
+            ident,
+            flags,
+            ttl_proto,
+            csum,
+            src,
+            dst,
         )
 
     def send(
@@ -171,7 +184,7 @@ class Ipv4:
     ) -> None:
         """Send one IPv4 packet (fragmented if over the MTU, unless
         ``oversize``: a TSO segment the link will cut up itself)."""
-        total = 20 + len(payload)
+        total = _HLEN + len(payload)
         cached = self.dest_cache.get(dst) if total <= self.mtu or oversize else None
         if cached is not None and cached[1] > now:
             # The fast path for a unicast packet to a resolved neighbour: the

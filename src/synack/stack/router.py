@@ -135,7 +135,7 @@ class Router:
             return
         fwd = replace(pkt, ttl=pkt.ttl - 1)
         mtu = self.ports[out].mtu
-        if 20 + len(fwd.options) + len(fwd.payload) > mtu:
+        if wip.MIN_HEADER_LEN + len(fwd.options) + len(fwd.payload) > mtu:
             if fwd.dont_fragment:
                 # RFC 1191: fragmentation needed, with the next-hop MTU.
                 self.counters["frag-needed"] += 1

@@ -46,6 +46,7 @@ _SYN, _ACK, _RST = TcpFlags.SYN, TcpFlags.ACK, TcpFlags.RST
 _SYN_ACK_RST = _SYN | _ACK | _RST
 _L4_START = wip.ETH_IPV4_HEADER_LEN  # where the TCP header starts in a frame
 _CSUM = wtcp.CHECKSUM_OFFSET
+_IP_HLEN = wip.MIN_HEADER_LEN  # our IPv4 headers carry no options
 _build_header_offload = wtcp.build_header_offload
 
 
@@ -96,7 +97,7 @@ class TcpDemux:
         self.name = name
         self.isn = IsnGenerator(isn_secret)
         # Our MSS is what the link carries minus the IP and TCP headers.
-        self.config = host_config.tcp or TcpConfig(mss=ip.mtu - 40)
+        self.config = host_config.tcp or TcpConfig(mss=ip.mtu - _IP_HLEN - wtcp.MIN_HEADER_LEN)
         self._cookies = SynCookies(isn_secret) if host_config.syn_cookies else None
         self.conns: dict[ConnKey, TcpStream] = {}
         self.listeners: dict[int, TcpListener] = {}
@@ -220,12 +221,12 @@ class TcpDemux:
         try:
             # DF as Linux does for TCP (PMTU discovery), when the segment fits.
             mtu = ip.path_mtu(dst)
-            if self.tso and 20 + len(raw) > mtu and mtu == ip.mtu:
+            if self.tso and _IP_HLEN + len(raw) > mtu and mtu == ip.mtu:
                 # A coalesced segment: the link cuts it into MTU-sized ones.
                 self.counters["tcp-tso-out"] += 1
                 ip.send(dst, wip.PROTO_TCP, raw, now, dont_fragment=True, oversize=True)
             else:
-                ip.send(dst, wip.PROTO_TCP, raw, now, dont_fragment=20 + len(raw) <= mtu)
+                ip.send(dst, wip.PROTO_TCP, raw, now, dont_fragment=_IP_HLEN + len(raw) <= mtu)
         except NoRouteError:
             self.counters["tcp-no-route"] += 1
 
@@ -244,7 +245,7 @@ class TcpDemux:
             return False
         tcp_header = _build_header_offload(seg, src, dst)
         payload = seg.payload
-        total = 20 + len(tcp_header) + len(payload)
+        total = _IP_HLEN + len(tcp_header) + len(payload)
         tso = self.tso
         if not tso:
             if total > ip.mtu:

@@ -23,6 +23,8 @@ from synack.wire import udp as wudp
 from synack.wire.errors import MalformedPacket
 
 _L4_START = wip.ETH_IPV4_HEADER_LEN  # where the UDP header starts in a frame
+_IP_HLEN = wip.MIN_HEADER_LEN  # our IPv4 headers carry no options
+_MAX_PAYLOAD = wip.MAX_TOTAL_LEN - _IP_HLEN - wudp.HEADER_LEN
 
 
 class Udp:
@@ -72,7 +74,7 @@ class Udp:
     def sendto(self, endpoint: UdpEndpoint, data: bytes, addr: Address, now: float) -> None:
         if endpoint.closed:
             raise LocalProtocolError("endpoint is closed")
-        if len(data) > 65535 - 28:
+        if len(data) > _MAX_PAYLOAD:
             raise LocalProtocolError("datagram too long for IPv4 (EMSGSIZE)")
         ip, port = IPv4Address(addr[0]), addr[1]
         if not 0 < port <= 65535:
@@ -95,10 +97,10 @@ class Udp:
         ipl = self._ip
         cached = ipl.dest_cache.get(ip)
         length = wudp.HEADER_LEN + len(data)
-        if cached is None or cached[1] <= now or 20 + length > ipl.mtu:
+        if cached is None or cached[1] <= now or _IP_HLEN + length > ipl.mtu:
             return False
         head = ipl.eth_ip_head(
-            cached[0], 20 + length, 0, wip.PROTO_UDP, ipl.ip_int, int(ip)
+            cached[0], _IP_HLEN + length, 0, wip.PROTO_UDP, ipl.ip_int, int(ip)
         ) + wudp.build_header_offload(endpoint.local[1], port, len(data), ipl.ip, ip)
         ipl.emit(SplitFrame(head, bytes(data), _L4_START, wudp.CHECKSUM_OFFSET), now)
         return True

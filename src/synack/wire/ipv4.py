@@ -20,6 +20,7 @@ PROTO_TCP = 6
 PROTO_UDP = 17
 
 MIN_HEADER_LEN = 20
+VERSION_IHL = 0x45  # first octet of an option-less header: version 4, IHL 5
 MAX_HEADER_LEN = 60
 MAX_TOTAL_LEN = 0xFFFF
 
