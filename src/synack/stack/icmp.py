@@ -8,8 +8,7 @@ router each own one. :class:`Icmp` is a host's ICMP: echo (``ping`` and
 replies), destination unreachable (path MTU, errors for connected UDP
 endpoints) and the errors it sends about datagrams addressed to it.
 
-Layer: stack. Imports synack.core, synack.wire and synack.stack.config,
-.events, .interface, .ipv4.
+Layer: stack. Imports synack.core, synack.wire and lower stack modules (ipv4 and below).
 """
 
 from __future__ import annotations

@@ -8,8 +8,7 @@ applies a host's input checks (RFC 1122 §3.2.1), reassembles fragments and
 hands each datagram to ICMP, UDP or TCP, which the host attaches. Packets to
 ourselves go round a loopback queue and never touch the link.
 
-Layer: stack. Imports synack.errors, synack.wire and synack.stack.config,
-.interface, .offload, .reassembly.
+Layer: stack. Imports synack.errors, synack.wire and lower stack modules (interface ...).
 """
 
 from __future__ import annotations

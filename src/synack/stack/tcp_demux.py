@@ -10,9 +10,7 @@ evicting its oldest entry. Output goes through the host's
 :class:`~synack.stack.ipv4.Ipv4` layer, or straight to the link as a
 :class:`~synack.stack.offload.SplitFrame` on an offloading link.
 
-Layer: stack. Imports synack.errors, synack.wire, synack.tcp and
-synack.stack.config, .endpoints, .events, .interface, .ipv4, .offload,
-.ports, .syncookies.
+Layer: stack. Imports synack.errors, synack.wire, synack.tcp and lower stack modules.
 """
 
 from __future__ import annotations

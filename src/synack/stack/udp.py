@@ -1,7 +1,6 @@
 """UDP for a host (RFC 768, RFC 1122 §4.1): bound endpoints, their queues, their errors.
 
-Layer: stack. Imports synack.errors, synack.wire and synack.stack.config,
-.endpoints, .events, .interface, .ipv4, .offload, .ports.
+Layer: stack. Imports synack.errors, synack.wire and lower stack modules (ipv4 and below).
 """
 
 from __future__ import annotations
