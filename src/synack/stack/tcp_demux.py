@@ -347,14 +347,16 @@ class TcpDemux:
         conn = TcpConnection.accept_syn(
             seg, local, remote, listener.config, self.isn(local, remote, now), now
         )
-        self._add_passive(listener, key, conn)
+        stream = self._add_passive(listener, key, conn)
         self.counters["tcp-passive-opens"] += 1
-        self.touch(self.conns[key], now)
+        self.touch(stream, now)
 
-    def _add_passive(self, listener: TcpListener, key: ConnKey, conn: TcpConnection) -> None:
+    def _add_passive(self, listener: TcpListener, key: ConnKey, conn: TcpConnection) -> TcpStream:
+        """A connection the listener made, half-open until its handshake completes."""
         stream = TcpStream(key, conn, listener, self.touch)
         self.conns[key] = stream
         listener.half_open[key] = stream
+        return stream
 
     def _cookie_ack(self, listener: TcpListener, key: ConnKey, seg: TcpSegment, now: float) -> bool:
         """An ACK that may complete a SYN-cookie handshake: True if it did (or
@@ -371,10 +373,10 @@ class TcpDemux:
         local, remote = (key[0], key[1]), (key[2], key[3])
         conn = TcpConnection.accept_syn(syn, local, remote, listener.config, iss, now)
         conn.segments_to_send(now)  # the SYN-ACK the cookie already answered with
-        self._add_passive(listener, key, conn)
+        stream = self._add_passive(listener, key, conn)
         conn.receive_segment(seg, now)
         self.counters["tcp-syncookies-ok"] += 1
-        self.touch(self.conns[key], now)
+        self.touch(stream, now)
         return True
 
     # ------------------------------------------------------------------ API
