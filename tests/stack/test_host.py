@@ -8,7 +8,7 @@ import pytest
 from synack.errors import LocalProtocolError
 from synack.stack import events as ev
 from synack.stack.arp import ArpPolicy, NeighbourState
-from synack.stack.host import Host, HostConfig, NoRouteError
+from synack.stack.host import EPHEMERAL_HIGH, EPHEMERAL_LOW, Host, HostConfig, NoRouteError
 from synack.wire import arp as warp
 from synack.wire import ethernet as weth
 from synack.wire import icmp as wicmp
@@ -307,3 +307,31 @@ def test_icmp_errors_rate_limited_and_broadcast_ping_ignored() -> None:
     lan.run()
     assert b.counters["icmp-echo-broadcast-ignored"] == 1
     assert not [e for e in events(a) if isinstance(e, ev.EchoReply)]
+
+
+def test_port_queries_and_ephemeral_pick_for_adapters() -> None:
+    h = make_host(1, "10.213.0.1/24")
+    port = h.pick_ephemeral_port()
+    assert EPHEMERAL_LOW <= port <= EPHEMERAL_HIGH
+    assert not h.tcp_port_in_use(port) and not h.tcp_has_listener(port)
+    h.tcp_listen(port)
+    assert h.tcp_port_in_use(port) and h.tcp_has_listener(port)
+    # A port a connection uses is in use, though nothing listens on it.
+    stream = h.tcp_connect((IPv4Address("10.213.0.2"), 80), 0.0)
+    assert h.tcp_port_in_use(stream.local[1]) and not h.tcp_has_listener(stream.local[1])
+    assert h.pick_ephemeral_port() not in (port, stream.local[1])
+    ep = h.udp_open(5353)
+    assert h.udp_port_in_use(5353) and not h.tcp_port_in_use(5353)
+    ep.close()
+    assert not h.udp_port_in_use(5353)
+
+
+def test_offload_is_set_through_enable_offload() -> None:
+    h = make_host(1, "10.213.0.1/24")
+    assert not h.split and not h.tso
+    with pytest.raises(ValueError):
+        h.enable_offload(split=False, tso=True)  # TSO frames are split frames
+    h.enable_offload(split=True, tso=True)
+    assert h.split and h.tso
+    h.enable_offload(split=True)
+    assert h.split and not h.tso

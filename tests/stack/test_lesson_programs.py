@@ -160,7 +160,9 @@ def _wait_listening(port: int) -> None:
 
     mod = sockets.default_module
     for _ in range(500):
-        if mod.runtime.call(lambda: port in mod.host._listeners or port in mod.host._udp):
+        if mod.runtime.call(
+            lambda: mod.host.tcp_has_listener(port) or mod.host.udp_port_in_use(port)
+        ):
             return
         time.sleep(0.01)
     raise AssertionError("server never started")

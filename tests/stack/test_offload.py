@@ -1,4 +1,4 @@
-"""Checksum offload on send: with ``Host.tso`` (a link that completes
+"""Checksum offload on send: with ``Host.enable_offload(tso=True)`` (a link that completes
 checksums, like a TAP with IFF_VNET_HDR) TCP frames leave as SplitFrame with
 a partial (pseudo-header) checksum; once completed as the kernel does
 (VIRTIO_NET_HDR_F_NEEDS_CSUM) they are valid segments."""
@@ -41,7 +41,7 @@ def test_offloaded_syn_is_valid_once_completed_and_answered() -> None:
     lan, a, b = resolved_pair()
     now = lan.now
     b.tcp_listen(7)
-    a.tso = a.split = True
+    a.enable_offload(split=True, tso=True)
     a.tcp_connect((B, 7), now)
     (frame,) = a.drain_frames()
     assert isinstance(frame, SplitFrame)
@@ -68,7 +68,7 @@ def test_offloaded_data_payload_kept_apart_and_checksummed_by_completion() -> No
     lan, a, b = resolved_pair()
     now = lan.now
     listener = b.tcp_listen(9)
-    a.tso = a.split = True
+    a.enable_offload(split=True, tso=True)
     client = a.tcp_connect((B, 9), now)
     for _ in range(4):  # handshake, by hand: a's frames completed like the kernel would
         for f in a.drain_frames():
@@ -92,19 +92,19 @@ def test_loopback_whole_and_without_tso_checksums_complete() -> None:
     lan, a, _b = resolved_pair()
     now = lan.now
     listener = a.tcp_listen(5000, IPv4Address("127.0.0.1"))
-    a.tso = a.split = True
+    a.enable_offload(split=True, tso=True)
     a.tcp_connect((IPv4Address("127.0.0.1"), 5000), now)
     # Loopback never reaches the link, split or not: the handshake completes
     # over whole packets inside the host.
     assert a.drain_frames() == []
     assert listener.accept() is not None
-    a.tso = False  # split frames, but complete: the checksum summed here
+    a.enable_offload(split=True)  # split frames, but complete: the checksum summed here
     a.tcp_connect((B, 7), now)
     (frame,) = a.drain_frames()
     assert isinstance(frame, SplitFrame) and frame.csum_start == 0
     ip = wip.parse(weth.parse(bytes(frame)).payload)
     wtcp.parse(ip.payload, ip.src, ip.dst)  # a full checksum
-    a.split = False
+    a.enable_offload(split=False)
     a.tcp_connect((B, 8), now)
     (whole,) = a.drain_frames()
     assert type(whole) is bytes
@@ -115,7 +115,7 @@ def test_loopback_whole_and_without_tso_checksums_complete() -> None:
 def test_offloaded_udp_completed_is_delivered() -> None:
     lan, a, b = resolved_pair()
     now = lan.now
-    a.tso = a.split = True
+    a.enable_offload(split=True, tso=True)
     sender = a.udp_open(5000)
     receiver = b.udp_open(5001)
     a.udp_sendto(sender, b"hello offload", (B, 5001), now)

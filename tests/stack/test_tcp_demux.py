@@ -5,6 +5,7 @@ from ipaddress import IPv4Address
 
 from synack.stack import events as ev
 from synack.stack.host import Host, TcpStream
+from synack.stack.offload import coalesce
 from synack.tcp import events as tev
 from synack.tcp.states import State
 from synack.wire import ethernet as weth
@@ -229,7 +230,7 @@ def test_tcp_through_router_with_smaller_mtu() -> None:
     # "fragmentation needed", the host learnt the path MTU and its
     # retransmissions crossed in fragments (no PMTU black hole).
     assert router.counters["frag-needed"] >= 1
-    assert a.counters["icmp-frag-needed"] >= 1 and a._pmtu[IPv4Address("10.213.2.10")] == 576
+    assert a.counters["icmp-frag-needed"] >= 1 and a.path_mtu(IPv4Address("10.213.2.10")) == 576
     assert router.counters["fragmented"] > 0
 
 
@@ -261,7 +262,6 @@ def test_connect_to_absent_neighbour_fails_host_unreachable() -> None:
 
 
 def test_tso_coalesces_only_contiguous_alike_segments() -> None:
-    from synack.stack.host import _coalesce
     from synack.wire.tcp import TcpOptions
 
     ts = TcpOptions(timestamps=(5, 6))
@@ -279,7 +279,7 @@ def test_tso_coalesces_only_contiguous_alike_segments() -> None:
         TcpSegment(1, 2, 600, 77, A_ | TcpFlags.FIN, 500),  # control: kept apart
         data(601, 50, opts=TcpOptions(timestamps=(9, 9))),
     ]
-    out = _coalesce(segs)
+    out = coalesce(segs)
     assert [(s.seq, len(s.payload), int(s.flags)) for s in out] == [
         (0, 300, int(A_ | TcpFlags.PSH)),
         (300, 100, int(A_)),
@@ -289,5 +289,5 @@ def test_tso_coalesces_only_contiguous_alike_segments() -> None:
     ]
     assert out[0].payload == segs[0].payload + segs[1].payload + segs[2].payload
     big = [data(i * 1448, 1448) for i in range(100)]
-    assert all(len(s.payload) <= 64000 for s in _coalesce(big))
-    assert sum(len(s.payload) for s in _coalesce(big)) == 144800
+    assert all(len(s.payload) <= 64000 for s in coalesce(big))
+    assert sum(len(s.payload) for s in coalesce(big)) == 144800

@@ -52,8 +52,8 @@ class HostDriver:
         # A link that cuts large TCP frames itself (TAP offloads) lets the
         # host send TSO super-segments.
         self._send_split: Callable[[SplitFrame], None] | None = getattr(link, "send_split", None)
-        host.split = self._send_split is not None
-        host.tso = bool(getattr(link, "tso", False)) and host.split
+        split = self._send_split is not None
+        host.enable_offload(split=split, tso=bool(getattr(link, "tso", False)) and split)
         self.loop = loop or asyncio.get_running_loop()
         self._timer: asyncio.TimerHandle | None = None
         self._armed: float | None = None
@@ -143,9 +143,10 @@ class HostDriver:
         if not self.closed:
             self.pump()
 
-    def _dispatch(self, event: object) -> None:
+    def _dispatch(self, event: ev.HostEvent) -> None:
+        owner: Any  # a socket's owner is opaque to the host: whatever adapter set it
         if isinstance(event, ev.TcpActivity):
-            owner = getattr(event.socket, "owner", None)
+            owner = event.socket.owner
             if owner is not None:
                 owner._activity()
         elif isinstance(event, ev.DatagramReadable):

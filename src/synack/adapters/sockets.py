@@ -436,8 +436,8 @@ class SynackSocket:
             self._bound = self._endpoint.local
         else:
             if port == 0:
-                port = self._rt.call(lambda: self._d.host._ephemeral(self._d.host._tcp_port_used))
-            elif self._rt.call(lambda: port in self._d.host._listeners):
+                port = self._rt.call(self._d.host.pick_ephemeral_port)
+            elif self._rt.call(lambda: self._d.host.tcp_has_listener(port)):
                 raise OSError(errno.EADDRINUSE, "Address already in use")
             self._bound = (ip, port)
 

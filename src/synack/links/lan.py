@@ -1,9 +1,13 @@
-"""Ethernet on the simulator: a learning switch and an IPv4 router.
+"""Ethernet on the simulator: a learning switch, and the nodes that put hosts and routers on it.
 
-Both are sans-IO like the hosts: a frame arrives on a port with ``now``, the
-frames to forward come back as ``(port, frame)`` pairs. :class:`Lan` wires
-hosts, switches and routers together on a virtual clock (deterministic, no
-threads, no sockets) so whole networks can be tested in memory.
+The switch is sans-IO like the hosts and the router
+(:class:`synack.stack.router.Router`): a frame arrives on a port with
+``now``, the frames to forward come back as ``(port, frame)`` pairs.
+:class:`Lan` wires hosts, switches and routers together on a virtual clock
+(deterministic, no threads, no sockets) so whole networks can be tested in
+memory.
+
+Layer: links. Imports synack.core and synack.stack.
 """
 
 from __future__ import annotations

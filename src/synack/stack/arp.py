@@ -3,7 +3,10 @@
 Sans-IO: the cache decides, the host sends. Entries are REACHABLE for
 ``reachable_time`` after a confirmation (a reply to our request), then STALE:
 still used, like Linux's neighbour table, but re-confirmed by a unicast probe
-when used, and forgotten after ``gc_time`` without confirmation.
+when used, and forgotten after ``gc_time`` without confirmation. The
+:class:`~synack.stack.interface.Interface` sends what it decides.
+
+Layer: stack. Imports only the standard library.
 """
 
 from __future__ import annotations

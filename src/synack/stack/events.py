@@ -1,11 +1,22 @@
-"""What a host tells its adapters and observers. Frozen, slotted, validated."""
+"""What a host tells its adapters and observers. Frozen, slotted, validated.
+
+Two streams leave a :class:`~synack.stack.host.Host`: its event queue
+(:meth:`~synack.stack.host.Host.next_event`, one :data:`HostEvent` at a time,
+for the adapters) and its observers (every :data:`TraceRecord`, for traces and
+captures). :class:`HostUnreachable` is neither: it goes into a TCP stream's
+own ``pending`` queue, next to the connection's events.
+
+Layer: stack. Imports synack.tcp and synack.stack.endpoints.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address
-from typing import Any, Literal
+from typing import Literal, TypeAlias
 
+from synack.stack.endpoints import TcpListener, TcpStream, UdpEndpoint
 from synack.tcp.events import Event as TcpEvent
 
 
@@ -73,14 +84,14 @@ class EchoReply:
 class DatagramReadable:
     """A UDP endpoint's receive queue went from empty to non-empty."""
 
-    endpoint: Any
+    endpoint: UdpEndpoint
 
 
 @dataclass(frozen=True, slots=True)
 class DatagramError:
     """An ICMP error about a datagram an endpoint sent (e.g. port unreachable)."""
 
-    endpoint: Any
+    endpoint: UdpEndpoint
     errno: int
     remote: tuple[IPv4Address, int]
 
@@ -90,7 +101,7 @@ class TcpActivity:
     """A TCP socket has something new for its owner: readable data, send space,
     an established/closed connection, or (for a listener) a connection to accept."""
 
-    socket: Any
+    socket: TcpStream | TcpListener
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,3 +111,12 @@ class HostUnreachable(TcpEvent):
     retrying SYNs for minutes."""
 
     ip: IPv4Address
+
+
+# Anything :meth:`Host.next_event` returns.
+HostEvent: TypeAlias = (
+    ArpRefused | NeighbourUnreachable | EchoReply | DatagramReadable | DatagramError | TcpActivity
+)
+# Anything a host's observers are called with.
+TraceRecord: TypeAlias = FrameTrace | TcpStateTrace | ArpRefused
+Observer: TypeAlias = Callable[[TraceRecord], None]

@@ -5,6 +5,8 @@ Overlapping fragments are the basis of several evasion and denial attacks
 made mandatory for IPv6): a fragment that overlaps data already received is
 accepted only when it repeats those octets exactly (a retransmitted
 duplicate); any other overlap discards the whole datagram.
+
+Layer: stack. Imports synack.wire.
 """
 
 from __future__ import annotations

@@ -68,6 +68,15 @@ def finish(total: int) -> int:
     return 0xFFFF - r
 
 
+def fold(total: int) -> int:
+    """Fold a sum into 16 bits by end-around carries, not complemented: the
+    partial checksum an offloading link completes (a NIC's, or virtio's
+    NEEDS_CSUM, pseudo-header sum)."""
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return total
+
+
 def is_valid(total: int) -> bool:
     """True when a sum that includes the transmitted checksum field is ones'-complement -0.
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from ipaddress import IPv4Address
 
 from synack.errors import LocalProtocolError
 from synack.wire.checksum import finish, is_valid, ones_sum
@@ -25,6 +26,8 @@ CODE_PORT_UNREACHABLE = 3
 CODE_FRAG_NEEDED = 4
 
 HEADER_LEN = 8
+# An error message quotes the datagram's IPv4 header and this much of its payload.
+QUOTE_PAYLOAD_LEN = 8  # RFC 792: "the first 64 bits of the original data datagram"
 
 _HDR = struct.Struct("!BBHI")
 
@@ -75,3 +78,33 @@ def build(message: IcmpMessage) -> bytes:
         raise LocalProtocolError(f"icmp: cannot build {message!r}: {exc}") from None
     csum = finish(ones_sum(header) + ones_sum(message.payload))
     return b"".join((header[:2], csum.to_bytes(2, "big"), header[4:], message.payload))
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """What an error message quotes of the datagram it is about (RFC 792: its
+    IPv4 header and at least 8 octets of its payload): the addresses, the
+    protocol and, for TCP and UDP, the ports (its first 4 octets)."""
+
+    src: IPv4Address
+    dst: IPv4Address
+    proto: int
+    src_port: int
+    dst_port: int
+
+
+def parse_quote(payload: bytes) -> Quote | None:
+    """The quote in an error message's ``payload``; None when it is not an
+    IPv4 header followed by 8 octets."""
+    if len(payload) < 20 + QUOTE_PAYLOAD_LEN or payload[0] >> 4 != 4:
+        return None
+    ihl = (payload[0] & 0xF) * 4
+    if len(payload) < ihl + QUOTE_PAYLOAD_LEN:
+        return None
+    return Quote(
+        IPv4Address(payload[12:16]),
+        IPv4Address(payload[16:20]),
+        payload[9],
+        int.from_bytes(payload[ihl : ihl + 2], "big"),
+        int.from_bytes(payload[ihl + 2 : ihl + 4], "big"),
+    )

@@ -20,6 +20,7 @@ PROTO_TCP = 6
 PROTO_UDP = 17
 
 MIN_HEADER_LEN = 20
+VERSION_IHL = 0x45  # first octet of an option-less header: version 4, IHL 5
 MAX_HEADER_LEN = 60
 MAX_TOTAL_LEN = 0xFFFF
 
@@ -32,6 +33,14 @@ FLAG_DF = 0x4000
 FLAG_MF = 0x2000
 
 _HDR = struct.Struct("!BBHHHBBHII")
+
+# An Ethernet header and an option-less IPv4 header packed at once (a host's
+# fast path to a resolved neighbour): destination MAC, then source MAC and
+# EtherType as one 8-octet field, then the fields of the IPv4 header: version
+# and IHL, TOS, total length, ident, flags and fragment offset, TTL and
+# protocol as one word, header checksum, source, destination.
+ETH_IPV4_HEADER = struct.Struct("!6s8sBBHHHHHII")
+ETH_IPV4_HEADER_LEN = ETH_IPV4_HEADER.size  # 34: where the transport header starts
 _from_bytes = int.from_bytes
 
 # IPv4Address construction costs more than the rest of a header parse; hosts see

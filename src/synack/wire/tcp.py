@@ -13,11 +13,12 @@ from ipaddress import IPv4Address
 
 from synack.errors import LocalProtocolError
 from synack.wire._fast import address_int, slot_maker
-from synack.wire.checksum import finish, le_residue, ones_sum
+from synack.wire.checksum import finish, fold, le_residue, ones_sum
 from synack.wire.errors import MalformedPacket
 
 PROTO_TCP = 6
 MIN_HEADER_LEN = 20
+CHECKSUM_OFFSET = 16  # of the checksum field in the header
 MAX_OPTIONS_LEN = 40
 
 OPT_EOL = 0
@@ -286,8 +287,6 @@ def build_header_offload(segment: TcpSegment, src: IPv4Address, dst: IPv4Address
     length = hlen + len(segment.payload)
     if length > 0xFFFF:
         raise LocalProtocolError(f"tcp: segment of {length} octets exceeds 65535")
-    partial = address_int(src) + address_int(dst) + PROTO_TCP + length
-    while partial >> 16:
-        partial = (partial & 0xFFFF) + (partial >> 16)
+    partial = fold(address_int(src) + address_int(dst) + PROTO_TCP + length)
     header = _pack_header(segment, hlen, partial)
     return header + opts if opts else header

@@ -8,11 +8,12 @@ from ipaddress import IPv4Address
 
 from synack.errors import LocalProtocolError
 from synack.wire._fast import address_int
-from synack.wire.checksum import finish, is_valid, ones_sum
+from synack.wire.checksum import finish, fold, is_valid, ones_sum
 from synack.wire.errors import MalformedPacket
 
 HEADER_LEN = 8
 PROTO_UDP = 17
+CHECKSUM_OFFSET = 6  # of the checksum field in the header
 
 _HDR = struct.Struct("!HHHH")
 
@@ -73,3 +74,16 @@ def build(
     # RFC 768: an all-zero computed checksum is transmitted as all ones; zero means "none".
     csum = csum or 0xFFFF
     return b"".join((header[:6], csum.to_bytes(2, "big"), payload))
+
+
+def build_header_offload(
+    src_port: int, dst_port: int, payload_len: int, src: IPv4Address, dst: IPv4Address
+) -> bytes:
+    """The header of a datagram for checksum offload: the checksum field holds
+    the folded pseudo-header sum only (RFC 768), for the link to complete over
+    header and payload, as :func:`synack.wire.tcp.build_header_offload`."""
+    length = HEADER_LEN + payload_len
+    if length > 0xFFFF:
+        raise LocalProtocolError(f"udp: datagram of {length} octets exceeds 65535")
+    partial = fold(address_int(src) + address_int(dst) + PROTO_UDP + length)
+    return _HDR.pack(src_port, dst_port, length, partial)

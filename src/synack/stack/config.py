@@ -1,0 +1,80 @@
+"""A host's configuration, its addresses' vocabulary and its local errors.
+
+:class:`HostConfig` is what a :class:`~synack.stack.host.Host` is built from;
+the constants and aliases here (``ANY``, ``Address``, ``ConnKey``, the
+ephemeral port range) and the errors an application gets from the host's API
+are shared by every protocol module of the host, so they live below them all.
+
+Layer: stack. Imports synack.errors, synack.tcp and synack.stack.arp.
+"""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Interface
+
+from synack.errors import LocalProtocolError
+from synack.stack.arp import ArpPolicy, ArpTimings
+from synack.tcp.config import TcpConfig
+
+Address = tuple[IPv4Address, int]
+ConnKey = tuple[IPv4Address, int, IPv4Address, int]  # local ip, port, remote ip, port
+
+EPHEMERAL_LOW = 49152  # RFC 6335 §6 dynamic ports
+EPHEMERAL_HIGH = 65535
+LIMITED_BROADCAST = IPv4Address("255.255.255.255")
+ANY = IPv4Address("0.0.0.0")
+LOOPBACK = IPv4Address("127.0.0.1")
+
+
+class NoRouteError(LocalProtocolError):
+    """No route to the destination (off-link and no gateway): ENETUNREACH."""
+
+    errno = errno.ENETUNREACH
+
+
+class AddressInUseError(LocalProtocolError):
+    """The port (or the 4-tuple) is taken: EADDRINUSE."""
+
+    errno = errno.EADDRINUSE
+
+
+class AddressNotAvailableError(LocalProtocolError):
+    """A local address that is not this host's: EADDRNOTAVAIL."""
+
+    errno = errno.EADDRNOTAVAIL
+
+
+@dataclass(frozen=True, slots=True)
+class HostConfig:
+    """Everything a host is built from: its link identity and its limits."""
+
+    mac: bytes
+    interface: IPv4Interface  # address and prefix, e.g. IPv4Interface("10.213.0.2/24")
+    gateway: IPv4Address | None = None
+    mtu: int = 1500  # largest IP packet the link carries
+    name: str = ""
+    arp_policy: ArpPolicy = field(default_factory=ArpPolicy)
+    arp_timings: ArpTimings = field(default_factory=ArpTimings)
+    reassembly_timeout: float = 30.0
+    reassembly_max_datagrams: int = 64
+    udp_queue_limit: int = 256  # datagrams per endpoint before drops
+    icmp_errors_per_second: float = 1000.0  # Linux icmp_msgs_per_sec
+    icmp_error_burst: int = 50  # Linux icmp_msgs_burst
+    ttl: int = 64
+    tcp: TcpConfig | None = None  # default: TcpConfig with mss = mtu - 40
+    # SYN-flood defence once a listener's half-open queue is full: SYN
+    # cookies (True), or evicting the oldest half-open connection (False).
+    syn_cookies: bool = True
+
+    def __post_init__(self) -> None:
+        if len(self.mac) != 6:
+            raise ValueError("mac must be 6 bytes")
+        if self.mac[0] & 1:
+            raise ValueError("mac must be unicast")
+        if not 68 <= self.mtu <= 65535:
+            # RFC 791: every host must handle 68-octet packets.
+            raise ValueError("mtu must be between 68 and 65535")
+        if self.gateway is not None and self.gateway not in self.interface.network:
+            raise ValueError(f"gateway {self.gateway} is not on {self.interface.network}")

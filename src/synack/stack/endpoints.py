@@ -1,0 +1,177 @@
+"""The host's sockets as its adapters see them: UDP endpoints, TCP streams and listeners.
+
+Each is a handle on state the host keeps; what it does goes back to the host
+through the callables it was made with (the protocol module that owns it), so
+this module needs nothing above it and the host's events can name these
+classes exactly. ``owner`` is the adapter object using the socket: the host
+never calls it, it only reports activity for sockets that have one.
+
+Layer: stack. Imports synack.tcp and synack.stack.config.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+
+from synack.stack.config import Address, ConnKey
+from synack.tcp import events as tev
+from synack.tcp.config import TcpConfig
+from synack.tcp.connection import TcpConnection
+
+
+class UdpEndpoint:
+    """One bound UDP port. Its receive queue is bounded: when full, arriving
+    datagrams are dropped and counted, as UDP does (no back-pressure)."""
+
+    __slots__ = (
+        "_close",
+        "_sendto",
+        "closed",
+        "dropped",
+        "error",
+        "limit",
+        "local",
+        "owner",
+        "queue",
+        "remote",
+    )
+
+    def __init__(
+        self,
+        local: Address,
+        limit: int,
+        sendto: Callable[[UdpEndpoint, bytes, Address, float], None],
+        close: Callable[[UdpEndpoint], None],
+    ) -> None:
+        self.local = local
+        self.remote: Address | None = None  # set by connect()
+        self.queue: deque[tuple[bytes, Address]] = deque()
+        self.limit = limit
+        self.dropped = 0
+        self.closed = False
+        self.error: int | None = None  # pending errno from an ICMP error (connected only)
+        self.owner: object = None  # the adapter object using it (opaque to the host)
+        self._sendto = sendto
+        self._close = close
+
+    def recvfrom(self) -> tuple[bytes, Address] | None:
+        return self.queue.popleft() if self.queue else None
+
+    def sendto(self, data: bytes, addr: Address, now: float) -> None:
+        self._sendto(self, data, addr, now)
+
+    def close(self) -> None:
+        self._close(self)
+
+
+class TcpStream:
+    """One TCP connection on a host. The sans-IO connection is ``conn``; the
+    host keeps its events in ``pending`` for the owner (an adapter) and
+    reports :class:`~synack.stack.events.TcpActivity` when there are new ones.
+    Every call takes ``now``, like the connection itself."""
+
+    __slots__ = ("_touch", "conn", "deadline", "gone", "key", "listener", "owner", "pending")
+
+    def __init__(
+        self,
+        key: ConnKey,
+        conn: TcpConnection,
+        listener: TcpListener | None,
+        touch: Callable[[TcpStream, float], None],
+    ) -> None:
+        self.key = key
+        self.conn = conn
+        self.listener = listener  # the listener that made it (passive), until accepted
+        self.pending: deque[tev.Event] = deque()
+        self.deadline: float | None = None
+        self.gone = False  # forgotten by the host (CLOSED)
+        self.owner: object = None  # the adapter object using it (opaque to the host)
+        # The host's per-connection loop (events, segments, timer) after a call.
+        self._touch = touch
+
+    @property
+    def local(self) -> Address:
+        return (self.key[0], self.key[1])
+
+    @property
+    def remote(self) -> Address:
+        return (self.key[2], self.key[3])
+
+    def send(self, data: bytes | bytearray | memoryview, now: float) -> int:
+        n = self.conn.send(data, now)
+        self._touch(self, now)
+        return n
+
+    def receive(self, max_bytes: int, now: float) -> bytes:
+        data = self.conn.receive(max_bytes)
+        if data:
+            self._touch(self, now)  # may carry a window update
+        return data
+
+    def shutdown_write(self, now: float) -> None:
+        self.conn.shutdown_write(now)
+        self._touch(self, now)
+
+    def close(self, now: float) -> None:
+        self.conn.close(now)
+        self._touch(self, now)
+
+    def abort(self, now: float) -> None:
+        self.conn.abort(now)
+        self._touch(self, now)
+
+    def poll(self, now: float) -> None:
+        """Flush what calls on ``conn`` made directly have queued."""
+        self._touch(self, now)
+
+
+class TcpListener:
+    """A listening port: a half-open queue (bounded, evicting its oldest:
+    the SYN-flood defence) and an accept queue bounded by ``backlog``."""
+
+    __slots__ = (
+        "_close",
+        "_flush",
+        "backlog",
+        "closed",
+        "config",
+        "half_open",
+        "local",
+        "owner",
+        "queue",
+        "syn_backlog",
+    )
+
+    def __init__(
+        self,
+        local: Address,
+        backlog: int,
+        syn_backlog: int,
+        config: TcpConfig,
+        *,
+        flush: Callable[[], None],
+        close: Callable[[TcpListener, float], None],
+    ) -> None:
+        self.local = local
+        self.backlog = backlog
+        self.syn_backlog = syn_backlog
+        self.config = config
+        self.half_open: dict[ConnKey, TcpStream] = {}  # insertion order = age
+        self.queue: deque[TcpStream] = deque()  # established, not yet accepted
+        self.closed = False
+        self.owner: object = None  # the adapter object using it (opaque to the host)
+        self._flush = flush  # processes segments fed but not yet handled
+        self._close = close
+
+    def accept(self) -> TcpStream | None:
+        self._flush()  # a handshake may have just completed
+        while self.queue:
+            stream = self.queue.popleft()
+            stream.listener = None
+            if not stream.gone or stream.pending:
+                return stream
+        return None
+
+    def close(self, now: float) -> None:
+        self._close(self, now)

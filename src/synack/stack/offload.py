@@ -1,0 +1,97 @@
+"""Segmentation and checksum offload: split frames and TSO super-segments.
+
+A link that writes a frame as headers plus payload in one gather write (a TAP
+device) takes a :class:`SplitFrame` instead of joined bytes: the payload is
+never copied. A link that also segments and checksums TCP itself (TAP with
+``IFF_VNET_HDR`` offloads, like a NIC with TSO and TX checksum offload) lets
+the host hand it one large segment where the connection produced several
+contiguous ones: :func:`coalesce` joins them.
+
+Layer: stack. Imports synack.wire.
+"""
+
+from __future__ import annotations
+
+from synack.wire.tcp import TcpFlags, TcpSegment
+
+TSO_MAX_PAYLOAD = 64000  # a coalesced segment stays under IPv4's 65535
+
+
+class SplitFrame:
+    """An outgoing Ethernet frame as ``head`` (all headers) and ``payload``,
+    so a link sends it with one gather write instead of joining them (only
+    made for such a link: ``Host.enable_offload(split=True)``). With ``csum_start`` 0 it is
+    complete. Otherwise its transport checksum is partial: the field at
+    ``csum_start + csum_offset`` holds the pseudo-header sum, and the link
+    must have the sum from ``csum_start`` to the end added in (virtio's
+    NEEDS_CSUM; only with ``Host.enable_offload(tso=True)``)."""
+
+    __slots__ = ("csum_offset", "csum_start", "head", "payload")
+
+    def __init__(self, head: bytes, payload: bytes, csum_start: int, csum_offset: int) -> None:
+        self.head = head
+        self.payload = payload
+        self.csum_start = csum_start
+        self.csum_offset = csum_offset
+
+    def __bytes__(self) -> bytes:
+        return self.head + self.payload
+
+    def __len__(self) -> int:
+        return len(self.head) + len(self.payload)
+
+
+def coalesce(segments: list[TcpSegment]) -> list[TcpSegment]:
+    """Join runs of contiguous data segments that differ in nothing else
+    (same ACK, window, options; only ACK/PSH flags) into single segments."""
+    out: list[TcpSegment] = []
+    run: list[TcpSegment] = []
+
+    def close_run() -> None:
+        if len(run) == 1:
+            out.append(run[0])
+        elif run:
+            flags = TcpFlags(0)
+            for r in run:
+                flags |= r.flags
+            out.append(
+                TcpSegment(
+                    run[0].src_port,
+                    run[0].dst_port,
+                    run[0].seq,
+                    run[0].ack,
+                    flags,
+                    run[0].window,
+                    b"".join(r.payload for r in run),
+                    run[0].options,
+                )
+            )
+        run.clear()
+
+    size = 0
+    for seg in segments:
+        mergeable = (
+            seg.payload and not seg.flags & ~(TcpFlags.ACK | TcpFlags.PSH) and not seg.urgent
+        )
+        if run and mergeable:
+            prev = run[-1]
+            if (
+                not prev.flags & TcpFlags.PSH
+                and prev.ack == seg.ack
+                and prev.window == seg.window
+                and prev.options == seg.options
+                and (prev.seq + len(prev.payload)) & 0xFFFFFFFF == seg.seq
+                and size + len(seg.payload) <= TSO_MAX_PAYLOAD
+            ):
+                run.append(seg)
+                size += len(seg.payload)
+                continue
+        close_run()
+        size = 0
+        if mergeable:
+            run.append(seg)
+            size = len(seg.payload)
+        else:
+            out.append(seg)
+    close_run()
+    return out

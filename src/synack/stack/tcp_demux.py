@@ -1,0 +1,470 @@
+"""A host's TCP: listeners, connections by 4-tuple, ports, timers, TIME-WAIT.
+
+The sans-IO connection (:class:`~synack.tcp.connection.TcpConnection`) does
+TCP itself; this module gives each segment to its connection or listener
+(RFC 9293 §3.10.7), answers segments for nobody with a reset, keeps one timer
+heap for all connections, picks ephemeral ports, and runs the per-connection
+loop (events, segments, timer) once per batch of frames. A full half-open
+queue is defended with :mod:`SYN cookies <synack.stack.syncookies>` or by
+evicting its oldest entry. Output goes through the host's
+:class:`~synack.stack.ipv4.Ipv4` layer, or straight to the link as a
+:class:`~synack.stack.offload.SplitFrame` on an offloading link.
+
+Layer: stack. Imports synack.errors, synack.wire, synack.tcp and lower stack modules.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter, deque
+from ipaddress import IPv4Address
+
+from synack.errors import LocalProtocolError
+from synack.stack.config import ANY, Address, AddressInUseError, ConnKey, HostConfig, NoRouteError
+from synack.stack.endpoints import TcpListener, TcpStream
+from synack.stack.events import HostEvent, HostUnreachable, Observer, TcpActivity, TcpStateTrace
+from synack.stack.interface import count_malformed
+from synack.stack.ipv4 import Ipv4
+from synack.stack.offload import SplitFrame, coalesce
+from synack.stack.ports import EphemeralPorts
+from synack.stack.syncookies import SynCookies
+from synack.tcp import events as tev
+from synack.tcp.config import TcpConfig
+from synack.tcp.connection import TcpConnection, reply_when_closed, reply_when_listening
+from synack.tcp.isn import IsnGenerator
+from synack.tcp.seq import seq_gt
+from synack.tcp.states import State
+from synack.wire import ipv4 as wip
+from synack.wire import tcp as wtcp
+from synack.wire.checksum import finish, ones_sum
+from synack.wire.errors import MalformedPacket
+from synack.wire.tcp import TcpFlags, TcpSegment
+
+_SYN, _ACK, _RST = TcpFlags.SYN, TcpFlags.ACK, TcpFlags.RST
+_SYN_ACK_RST = _SYN | _ACK | _RST
+_L4_START = wip.ETH_IPV4_HEADER_LEN  # where the TCP header starts in a frame
+_CSUM = wtcp.CHECKSUM_OFFSET
+_IP_HLEN = wip.MIN_HEADER_LEN  # our IPv4 headers carry no options
+_build_header_offload = wtcp.build_header_offload
+
+
+class TcpDemux:
+    """The TCP of one host (see the module docstring).
+
+    ``now`` is the host's clock: it only moves forward, so no segment is sent
+    with a timestamp older than one already sent (RFC 7323 PAWS would drop
+    it). ``split``/``tso``: see :meth:`Host.enable_offload`.
+    """
+
+    __slots__ = (
+        "_cookies",
+        "_dirty",
+        "_events",
+        "_heap",
+        "_heap_seq",
+        "_ip",
+        "_ports",
+        "config",
+        "conns",
+        "counters",
+        "isn",
+        "listeners",
+        "name",
+        "now",
+        "observers",
+        "split",
+        "tso",
+    )
+
+    def __init__(
+        self,
+        host_config: HostConfig,
+        ip: Ipv4,
+        ports: EphemeralPorts,
+        isn_secret: bytes,
+        events: deque[HostEvent],
+        observers: list[Observer],
+        counters: Counter[str],
+        name: str,
+    ) -> None:
+        self._ip = ip
+        self._ports = ports
+        self._events = events
+        self.observers = observers
+        self.counters = counters
+        self.name = name
+        self.isn = IsnGenerator(isn_secret)
+        # Our MSS is what the link carries minus the IP and TCP headers.
+        self.config = host_config.tcp or TcpConfig(mss=ip.mtu - _IP_HLEN - wtcp.MIN_HEADER_LEN)
+        self._cookies = SynCookies(isn_secret) if host_config.syn_cookies else None
+        self.conns: dict[ConnKey, TcpStream] = {}
+        self.listeners: dict[int, TcpListener] = {}
+        self._heap: list[tuple[float, int, TcpStream]] = []
+        self._heap_seq = 0
+        self._dirty: dict[TcpStream, None] = {}  # streams fed segments, not yet touched
+        self.now = 0.0
+        self.tso = False
+        self.split = False
+
+    # ------------------------------------------------------------ the loop
+    def has_dirty(self) -> bool:
+        return bool(self._dirty)
+
+    def flush(self) -> None:
+        """Touch every stream fed segments since the last flush (touching one
+        may feed another over loopback: until none is left)."""
+        while self._dirty:
+            dirty, self._dirty = self._dirty, {}
+            for stream in dirty:
+                self.touch(stream, self.now)
+
+    def touch(self, stream: TcpStream, now: float) -> None:
+        """The per-connection adapter loop: events, segments, timer."""
+        if now > self.now:
+            self.now = now
+        else:
+            now = self.now
+        conn = stream.conn
+        notify = False
+        while (event := conn.next_event()) is not None:
+            if isinstance(event, tev.StateChanged):
+                if self.observers:
+                    rec = TcpStateTrace(
+                        self.name,
+                        event.time,
+                        conn.local,
+                        conn.remote,
+                        event.old.value,
+                        event.new.value,
+                    )
+                    for obs in self.observers:
+                        obs(rec)
+                continue
+            if isinstance(event, tev.Connected) and stream.listener is not None:
+                listener = stream.listener
+                listener.half_open.pop(stream.key, None)
+                if listener.closed:
+                    conn.abort(now)
+                else:
+                    listener.queue.append(stream)
+                    self._events.append(TcpActivity(listener))
+            elif isinstance(event, tev.Closed):
+                self._forget(stream)
+            stream.pending.append(event)
+            notify = True
+        segments = conn.segments_to_send(now)
+        if self.tso and len(segments) > 1:
+            segments = coalesce(segments)
+        for seg in segments:
+            self._output(conn.local[0], conn.remote[0], seg, now)
+        if notify and stream.owner is not None:
+            self._events.append(TcpActivity(stream))
+        t = conn.get_timer()
+        if t != stream.deadline and not stream.gone:
+            stream.deadline = t
+            if t is not None:
+                self._heap_seq += 1
+                heapq.heappush(self._heap, (t, self._heap_seq, stream))
+
+    # ---------------------------------------------------------------- timers
+    def get_timer(self) -> float | None:
+        heap = self._heap
+        # Lazy deletion: an entry is live only if it still is its stream's deadline.
+        while heap and (heap[0][2].deadline != heap[0][0] or heap[0][2].gone):
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
+
+    def handle_timer(self, now: float) -> None:
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            t, _, stream = heapq.heappop(heap)
+            if stream.deadline != t or stream.gone:
+                continue
+            stream.deadline = None
+            stream.conn.handle_timer(now)
+            self.touch(stream, now)
+
+    def unreachable(self, hop: IPv4Address, now: float) -> None:
+        """ARP failed for ``hop``: connections still in SYN-SENT through it fail
+        (Linux reports EHOSTUNREACH to connect() then)."""
+        for stream in list(self.conns.values()):
+            if stream.conn.state is not State.SYN_SENT or stream.remote[0].is_loopback:
+                continue
+            try:
+                via = self._ip.next_hop(stream.remote[0])
+            except NoRouteError:
+                continue
+            if via == hop:
+                self.counters["tcp-host-unreachable"] += 1
+                stream.pending.append(HostUnreachable(stream.remote[0]))
+                stream.conn.abort(now)
+                self.touch(stream, now)  # CLOSED: the owner is told, in order
+
+    def _forget(self, stream: TcpStream) -> None:
+        if stream.gone:
+            return
+        stream.gone = True
+        if self.conns.get(stream.key) is stream:
+            del self.conns[stream.key]
+        if stream.listener is not None:
+            stream.listener.half_open.pop(stream.key, None)
+
+    # ---------------------------------------------------------------- output
+    def _output(self, src: IPv4Address, dst: IPv4Address, seg: TcpSegment, now: float) -> None:
+        ip = self._ip
+        if self.split and ip.dest_cache and self._send_split(src, dst, seg, now):
+            return
+        raw = wtcp.build(seg, src, dst)
+        self.counters["tcp-out"] += 1
+        try:
+            # DF as Linux does for TCP (PMTU discovery), when the segment fits.
+            mtu = ip.path_mtu(dst)
+            if self.tso and _IP_HLEN + len(raw) > mtu and mtu == ip.mtu:
+                # A coalesced segment: the link cuts it into MTU-sized ones.
+                self.counters["tcp-tso-out"] += 1
+                ip.send(dst, wip.PROTO_TCP, raw, now, dont_fragment=True, oversize=True)
+            else:
+                ip.send(dst, wip.PROTO_TCP, raw, now, dont_fragment=_IP_HLEN + len(raw) <= mtu)
+        except NoRouteError:
+            self.counters["tcp-no-route"] += 1
+
+    def _send_split(self, src: IPv4Address, dst: IPv4Address, seg: TcpSegment, now: float) -> bool:
+        """The fast path to a resolved neighbour over a link that takes split
+        frames (``split``): Ethernet, IPv4 and TCP headers built as one
+        string, the payload left as it is (never copied). With a
+        checksum-offloading link (``tso``) the payload is not summed either:
+        the TCP checksum field holds the pseudo-header sum for the link to
+        complete, as a NIC with TX checksum offload does. False when the slow
+        path must do it (unresolved next hop, a learnt path MTU, loopback, a
+        segment to fragment)."""
+        ip = self._ip
+        cached = ip.dest_cache.get(dst)
+        if cached is None or cached[1] <= now or ip.pmtu:
+            return False
+        tcp_header = _build_header_offload(seg, src, dst)
+        payload = seg.payload
+        total = _IP_HLEN + len(tcp_header) + len(payload)
+        tso = self.tso
+        if not tso:
+            if total > ip.mtu:
+                return False
+            # The field holds the pseudo-header sum: summing the header with
+            # it is summing pseudo-header and header at once.
+            csum = finish(ones_sum(tcp_header) + ones_sum(payload))
+            tcp_header = b"".join(
+                (tcp_header[:_CSUM], csum.to_bytes(2, "big"), tcp_header[_CSUM + 2 :])
+            )
+        self.counters["tcp-out"] += 1
+        if total > ip.mtu:
+            self.counters["tcp-tso-out"] += 1
+        head = (
+            ip.eth_ip_head(cached[0], total, wip.FLAG_DF, wip.PROTO_TCP, int(src), int(dst))
+            + tcp_header
+        )
+        ip.emit(SplitFrame(head, payload, _L4_START if tso else 0, _CSUM), now)
+        return True
+
+    # ----------------------------------------------------------------- input
+    def receive(self, pkt: wip.Ipv4Packet, _broadcast: bool, now: float) -> None:
+        """A segment for us (never a broadcast: the IP layer drops those)."""
+        try:
+            seg = wtcp.parse(pkt.payload, pkt.src, pkt.dst, verify_checksum=self._ip.verify_l4)
+        except MalformedPacket as exc:
+            count_malformed(self.counters, exc)
+            return
+        self.counters["tcp-in"] += 1
+        if not seg.src_port or not seg.dst_port:
+            # Port 0 is reserved (RFC 9293 §3.1): never a connection's.
+            self.counters["tcp-bad-port"] += 1
+            return
+        key = (pkt.dst, seg.dst_port, pkt.src, seg.src_port)
+        stream = self.conns.get(key)
+        if stream is not None:
+            if not (
+                stream.conn.state is State.TIME_WAIT
+                and seg.flags & _SYN_ACK_RST == _SYN
+                and seq_gt(seg.seq, stream.conn.rcv_nxt)
+                and seg.dst_port in self.listeners
+            ):
+                stream.conn.receive_segment(seg, now)
+                # Touched (events, output, timer) once per batch of frames, so
+                # a burst of segments is acknowledged by one ACK (RFC 9293
+                # §3.10.7.4 MUST-58/59) and its owner woken once.
+                self._dirty[stream] = None
+                return
+            # RFC 9293 §3.6.1 (MAY-2): a new SYN beyond the old incarnation's
+            # sequence space may reopen a TIME-WAIT 4-tuple; our ISNs grow
+            # with the clock (RFC 6528) so the new one is larger too.
+            self.counters["tcp-timewait-reopen"] += 1
+            self._forget(stream)
+        listener = self.listeners.get(seg.dst_port)
+        if listener is not None and listener.local[0] not in (ANY, pkt.dst):
+            listener = None
+        if listener is None:
+            # RFC 9293 §3.10.7.1: a segment to a closed port gets a reset.
+            self.counters["tcp-closed-port"] += 1
+            reply = reply_when_closed(seg)
+            if reply is not None:
+                self.counters["tcp-rst-out"] += 1
+                self._output(pkt.dst, pkt.src, reply, now)
+            return
+        if seg.flags & _SYN_ACK_RST != _SYN:
+            if (
+                seg.flags & _SYN_ACK_RST == _ACK
+                and self._cookies is not None
+                and self._cookie_ack(listener, key, seg, now)
+            ):
+                return
+            reply = reply_when_listening(seg)
+            if reply is not None:
+                self.counters["tcp-rst-out"] += 1
+                self._output(pkt.dst, pkt.src, reply, now)
+            return
+        self._syn(listener, key, seg, now)
+
+    def _syn(self, listener: TcpListener, key: ConnKey, seg: TcpSegment, now: float) -> None:
+        if len(listener.queue) >= listener.backlog:
+            # The accept queue is full: drop the SYN (as Linux does) so the
+            # client retries later instead of being refused.
+            self.counters["tcp-listen-overflow"] += 1
+            return
+        if len(listener.half_open) >= listener.syn_backlog:
+            if self._cookies is not None:
+                reply = self._cookies.syn_ack(key, seg, listener.config, now)
+                self.counters["tcp-syncookies-sent"] += 1
+                self._output(key[0], key[2], reply, now)
+                return
+            # SYN-flood defence: a bounded half-open queue that evicts its
+            # oldest entry. Spoofed SYNs never complete, so they age out in
+            # arrival order, while a real client completes its handshake in
+            # one round trip, long before syn_backlog newer SYNs push it out.
+            oldest_key = next(iter(listener.half_open))
+            victim = listener.half_open.pop(oldest_key)
+            self.counters["tcp-synq-evicted"] += 1
+            self._forget(victim)
+        local = (key[0], key[1])
+        remote = (key[2], key[3])
+        conn = TcpConnection.accept_syn(
+            seg, local, remote, listener.config, self.isn(local, remote, now), now
+        )
+        stream = self._add_passive(listener, key, conn)
+        self.counters["tcp-passive-opens"] += 1
+        self.touch(stream, now)
+
+    def _add_passive(self, listener: TcpListener, key: ConnKey, conn: TcpConnection) -> TcpStream:
+        """A connection the listener made, half-open until its handshake completes."""
+        stream = TcpStream(key, conn, listener, self.touch)
+        self.conns[key] = stream
+        listener.half_open[key] = stream
+        return stream
+
+    def _cookie_ack(self, listener: TcpListener, key: ConnKey, seg: TcpSegment, now: float) -> bool:
+        """An ACK that may complete a SYN-cookie handshake: True if it did (or
+        was a valid one dropped for a full accept queue)."""
+        assert self._cookies is not None
+        found = self._cookies.check_ack(key, seg, now)
+        if found is None:
+            self.counters["tcp-syncookies-bad"] += 1
+            return False
+        if len(listener.queue) >= listener.backlog:
+            self.counters["tcp-listen-overflow"] += 1
+            return True  # dropped; the client retransmits
+        iss, syn = found
+        local, remote = (key[0], key[1]), (key[2], key[3])
+        conn = TcpConnection.accept_syn(syn, local, remote, listener.config, iss, now)
+        conn.segments_to_send(now)  # the SYN-ACK the cookie already answered with
+        stream = self._add_passive(listener, key, conn)
+        conn.receive_segment(seg, now)
+        self.counters["tcp-syncookies-ok"] += 1
+        self.touch(stream, now)
+        return True
+
+    # ------------------------------------------------------------------ API
+    def port_in_use(self, port: int) -> bool:
+        """A listener or any connection has ``port`` as its local port."""
+        return port in self.listeners or any(k[1] == port for k in self.conns)
+
+    def pick_listen_port(self) -> int:
+        """A free ephemeral port for a listener (RFC 6335 §6 range)."""
+        return self._ports.pick(self.port_in_use)
+
+    def listen(
+        self,
+        port: int,
+        addr: IPv4Address = ANY,
+        *,
+        backlog: int = 128,
+        syn_backlog: int = 256,
+        config: TcpConfig | None = None,
+    ) -> TcpListener:
+        self._ip.check_local(addr)
+        if not 0 <= port <= 65535:
+            raise LocalProtocolError("port must be 0-65535")
+        if port == 0:
+            port = self.pick_listen_port()
+        elif port in self.listeners:
+            raise AddressInUseError(f"TCP port {port} already has a listener")
+        listener = TcpListener(
+            (addr, port),
+            max(1, backlog),
+            max(1, syn_backlog),
+            config or self.config,
+            flush=self.flush,
+            close=self.close_listener,
+        )
+        self.listeners[port] = listener
+        return listener
+
+    def connect(
+        self,
+        remote: Address,
+        now: float,
+        *,
+        local: Address | None = None,
+        config: TcpConfig | None = None,
+    ) -> TcpStream:
+        ip = self._ip
+        rip, rport = IPv4Address(remote[0]), remote[1]
+        if not 0 < rport <= 65535:
+            raise LocalProtocolError("destination port must be 1-65535")
+        if not (rip.is_loopback or rip == ip.ip):
+            ip.next_hop(rip)  # NoRouteError now, not later
+        lip = ip.source_for(rip)
+        if local is not None and local[0] != ANY:
+            ip.check_local(local[0])
+            lip = local[0]
+        if local is not None and local[1]:
+            lport = local[1]
+            if (lip, lport, rip, rport) in self.conns:
+                raise AddressInUseError(f"{lip}:{lport} -> {rip}:{rport} exists")
+        else:
+            lport = self._ports.pick_for(
+                (rip, rport), lambda p: p in self.listeners or (lip, p, rip, rport) in self.conns
+            )
+        key = (lip, lport, rip, rport)
+        conn = TcpConnection(
+            (lip, lport),
+            (rip, rport),
+            config=config or self.config,
+            iss=self.isn((lip, lport), (rip, rport), now),
+        )
+        stream = TcpStream(key, conn, None, self.touch)
+        self.conns[key] = stream
+        conn.connect(now)
+        self.counters["tcp-active-opens"] += 1
+        self.touch(stream, now)
+        return stream
+
+    def close_listener(self, listener: TcpListener, now: float) -> None:
+        """Stop listening; connections not yet accepted are reset (as Linux)."""
+        if listener.closed:
+            return
+        listener.closed = True
+        if self.listeners.get(listener.local[1]) is listener:
+            del self.listeners[listener.local[1]]
+        for stream in [*listener.half_open.values(), *listener.queue]:
+            stream.conn.abort(now)
+            self.touch(stream, now)
+            self._forget(stream)
+        listener.half_open.clear()
+        listener.queue.clear()
