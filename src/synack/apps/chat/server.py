@@ -12,7 +12,8 @@ unchanged on the kernel's sockets or on any other transport provider.
 A transport's ``pause_writing``/``resume_writing`` are passed on to the room,
 which holds a slow reader's output (bounded) and decides when it is too slow.
 
-Layer: apps. Imports chat.core, chat.connection and chat.messages (and the standard library).
+Layer: apps. Imports chat.core, chat.connection, chat.messages, synack.core.framing and
+synack.errors.
 """
 
 from __future__ import annotations
@@ -24,12 +25,11 @@ from collections import Counter
 
 from synack.apps.chat.connection import CreateServer, FramedProtocol
 from synack.apps.chat.core import ChatConfig, ChatRoom, ClientState
+from synack.apps.chat.messages import DEFAULT_PORT
 from synack.core.framing import FrameTooLarge, Payload
 from synack.errors import RemoteProtocolError
 
 __all__ = ["DEFAULT_PORT", "ChatConfig", "ChatServer", "ChatSession"]
-
-DEFAULT_PORT = 8898
 
 
 class ChatSession(FramedProtocol):
