@@ -541,6 +541,7 @@ class ChatRoom(Generic[K]):
                     # Last words go out even to a paused reader: they are bounded, and the
                     # transport sends them before it closes.
                     out[:0] = c.queue
+                    c.queue.clear()
                     c.set_state(ClientState.CLOSED)
                     del self._clients[c.key]
                     self._disconnects.append(Disconnect(c.key, c.reason, data=b"".join(out)))

@@ -191,8 +191,8 @@ class ChatServer:
     def _flush(self) -> None:
         self._flush_handle = None
         for s, data in self.room.flush():
-            if not s.closed:
-                s.transport.write(data)  # type: ignore[union-attr]
+            if (t := s.transport) is not None and not s.closed:
+                t.write(data)
         # Closing clients, and anyone a full queue made too slow (whose `left` is next turn's).
         self._after()
 
