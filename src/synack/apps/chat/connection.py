@@ -251,16 +251,14 @@ class QueueingProtocol(FramedProtocol):
         self.error: BaseException | None = None
 
     def backlog(self, waiting: int) -> None:
-        transport = self.transport
-        if transport is None:
-            return
+        # Called per frame taken: the common case (reading, under the bound) costs one test.
         if waiting > self.max_queued:
-            if not self.read_paused:
+            if not self.read_paused and self.transport is not None:
                 self.read_paused = True
-                transport.pause_reading()
-        elif self.read_paused and waiting <= self.max_queued // 2:
+                self.transport.pause_reading()
+        elif self.read_paused and waiting <= self.max_queued // 2 and self.transport is not None:
             self.read_paused = False
-            transport.resume_reading()
+            self.transport.resume_reading()
 
     def protocol_error(self, exc: RemoteProtocolError) -> None:
         self.error = exc
