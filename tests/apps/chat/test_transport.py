@@ -9,6 +9,7 @@ import struct
 from typing import Any
 
 from synack.apps.chat import ChatConfig, ChatServer
+from synack.apps.chat.connection import open_framed_connection
 from synack.core.framing import FrameDecoder
 
 
@@ -132,5 +133,49 @@ def test_server_runs_on_a_foreign_transport_and_merges_each_turn_exactly() -> No
         assert ta.messages() == [{"type": "left", "nick": "bob", "reason": "bye"}]
         await server.stop()
         assert [m["type"] for m in ta.messages()] == ["bye"] and ta.closing
+
+    asyncio.run(body())
+
+
+class ReadRecorder(FakeTransport):
+    def __init__(self, protocol: asyncio.BaseProtocol) -> None:
+        super().__init__(protocol)
+        self.reading: list[str] = []
+
+    def pause_reading(self) -> None:
+        self.reading.append("pause")
+
+    def resume_reading(self) -> None:
+        self.reading.append("resume")
+
+
+def test_reading_pauses_while_the_application_lags_behind() -> None:
+    """Read backpressure (QueueingProtocol, shared by FramedConnection and ChatClient):
+    past max_queued unread frames the transport stops reading; at half, it resumes."""
+
+    async def body() -> None:
+        made: list[ReadRecorder] = []
+
+        async def create_connection(factory: Any, host: str, port: int) -> Any:
+            proto = factory()
+            made.append(ReadRecorder(proto))
+            proto.connection_made(made[0])
+            return made[0], proto
+
+        conn = await open_framed_connection(
+            "192.0.2.1", 1, max_queued=4, create_connection=create_connection
+        )
+        (t,) = made
+        proto: Any = t.protocol
+        proto.data_received(b"".join(struct.pack(">I", 1) + bytes([i]) for i in range(4)))
+        assert t.reading == []  # four waiting: at the bound, not past it
+        proto.data_received(struct.pack(">I", 1) + b"\x04" + struct.pack(">I", 1) + b"\x05")
+        assert t.reading == ["pause"]  # once, however far past
+        assert [await conn.recv() for _ in range(3)] == [b"\x00", b"\x01", b"\x02"]
+        assert t.reading == ["pause"]  # three still waiting: more than half
+        assert await conn.recv() == b"\x03"
+        assert t.reading == ["pause", "resume"]
+        assert await conn.recv_batch() == [b"\x04", b"\x05"]
+        assert t.reading == ["pause", "resume"]
 
     asyncio.run(body())

@@ -1,4 +1,8 @@
-"""Framed TCP chat (PROTOCOLS.md §2): server, client API, command line, demo script."""
+"""Framed TCP chat (PROTOCOLS.md §2): the rules (``core``), the asyncio server and
+client API, the demo script.
+
+Layer: apps. Imports chat.client and chat.server.
+"""
 
 from __future__ import annotations
 

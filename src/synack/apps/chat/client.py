@@ -9,6 +9,8 @@
 The connection is opened with a ``create_connection``-shaped callable (default
 ``loop.create_connection``), so the same client runs over synack's own TCP
 stack. Heartbeats are answered automatically: a server ``ping`` gets a ``pong``.
+
+Layer: apps. Imports chat.connection, chat.messages, synack.core.framing and synack.errors.
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import time
-from collections.abc import AsyncIterator
-from typing import Final
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Final, ParamSpec
 
-from synack.apps.chat.connection import ConnectionClosed, CreateConnection, FramedProtocol
+from synack.apps.chat.connection import ConnectionClosed, CreateConnection, QueueingProtocol
 from synack.apps.chat.messages import (
+    DEFAULT_PORT,
     Bye,
     ClientMessage,
     Error,
@@ -36,14 +40,14 @@ from synack.apps.chat.messages import (
     decode_server,
     encode_message,
 )
-from synack.apps.chat.server import DEFAULT_PORT
 from synack.core.framing import DEFAULT_MAX_FRAME, Payload
-from synack.errors import RemoteProtocolError, SynackError
+from synack.errors import SynackError
 
 __all__ = ["ChatClient", "ChatError", "RawEvent"]
 
 _CLOSED: Final = object()  # end-of-events marker in the queue
 MAX_PENDING_EVENTS: Final = 100_000  # received but not yet consumed by the application
+P = ParamSpec("P")
 
 
 class ChatError(SynackError):
@@ -65,9 +69,9 @@ class RawEvent:
         self.raw = raw
 
 
-class _ClientProtocol(FramedProtocol):
+class _ClientProtocol(QueueingProtocol):
     def __init__(self, max_frame: int, heartbeat: float | None) -> None:
-        super().__init__(max_frame)
+        super().__init__(max_frame, MAX_PENDING_EVENTS)
         # Client-side liveness: after `heartbeat` seconds without a byte from the
         # server, ping it; after twice that, the connection is dead (a server that
         # vanished without a FIN or RST would otherwise never be noticed).
@@ -83,8 +87,6 @@ class _ClientProtocol(FramedProtocol):
         self.ping_waiters: collections.deque[asyncio.Future[float]] = collections.deque()
         self.bye_received = False
         self.ignored = 0  # frames this client does not understand (newer server?)
-        self.read_paused = False
-        self.error: BaseException | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -135,16 +137,10 @@ class _ClientProtocol(FramedProtocol):
             elif isinstance(m, Bye):
                 self.bye_received = True
             self.events.append(RawEvent(m, raw))
-        if len(self.events) > MAX_PENDING_EVENTS and not self.read_paused and self.transport:
-            # The application is not consuming events: stop reading, so the
-            # backlog waits in the kernel and the server's bounded queue instead.
-            self.read_paused = True
-            self.transport.pause_reading()
+        # An application not taking events: the backlog waits in the kernel and the
+        # server's bounded queue instead.
+        self.backlog(len(self.events))
         self._wake()
-
-    def protocol_error(self, exc: RemoteProtocolError) -> None:
-        self.error = exc
-        self.abort()
 
     def closed_by_peer(self, exc: Exception | None) -> None:
         if self.timer is not None:
@@ -176,11 +172,28 @@ class _ClientProtocol(FramedProtocol):
         if item is _CLOSED:
             return None  # stays in the queue: every later call also sees the end
         self.events.popleft()
-        if self.read_paused and len(self.events) <= MAX_PENDING_EVENTS // 2 and self.transport:
-            self.read_paused = False
-            self.transport.resume_reading()
+        self.backlog(len(self.events))
         assert isinstance(item, RawEvent)
         return item
+
+
+def _bye_on_exit(
+    open_: Callable[P, Awaitable[ChatClient]],
+) -> Callable[P, contextlib.AbstractAsyncContextManager[ChatClient]]:
+    """``open_`` as an async context manager that says ``bye`` on exit."""
+
+    @contextlib.asynccontextmanager
+    async def connect(*args: P.args, **kwargs: P.kwargs) -> AsyncIterator[ChatClient]:
+        client = await open_(*args, **kwargs)
+        try:
+            yield client
+        finally:
+            await client.bye()
+
+    functools.update_wrapper(connect, open_)  # help() shows open_'s parameters
+    connect.__name__, connect.__qualname__ = "connect", "ChatClient.connect"
+    connect.__doc__ = "``async with ChatClient.connect(host, port, nick) as c``; says bye on exit."
+    return connect
 
 
 class ChatClient:
@@ -194,9 +207,8 @@ class ChatClient:
 
     # -- opening -------------------------------------------------------------
 
-    @classmethod
+    @staticmethod
     async def open(
-        cls,
         host: str = "127.0.0.1",
         port: int = DEFAULT_PORT,
         nick: str = "",
@@ -225,40 +237,15 @@ class ChatClient:
                     if ev is None:
                         raise ChatError("closed", "the server closed the connection")
                     if isinstance(ev.message, Welcome):
-                        return cls(proto, ev.message, ev.raw)
+                        return ChatClient(proto, ev.message, ev.raw)
                     if isinstance(ev.message, Error):
                         raise ChatError(ev.message.code, ev.message.detail)
         except BaseException:
             proto.abort()
             raise
 
-    @classmethod
-    @contextlib.asynccontextmanager
-    async def connect(
-        cls,
-        host: str = "127.0.0.1",
-        port: int = DEFAULT_PORT,
-        nick: str = "",
-        *,
-        timeout: float = 10.0,
-        max_frame: int = DEFAULT_MAX_FRAME,
-        heartbeat: float | None = 45.0,
-        create_connection: CreateConnection | None = None,
-    ) -> AsyncIterator[ChatClient]:
-        """``async with ChatClient.connect(host, port, nick) as c``; says bye on exit."""
-        client = await cls.open(
-            host,
-            port,
-            nick,
-            timeout=timeout,
-            max_frame=max_frame,
-            heartbeat=heartbeat,
-            create_connection=create_connection,
-        )
-        try:
-            yield client
-        finally:
-            await client.bye()
+    # ``open`` as ``async with``: same arguments, says bye on exit.
+    connect = staticmethod(_bye_on_exit(open))
 
     # -- sending -------------------------------------------------------------
 

@@ -11,8 +11,12 @@ Sends are batched: ``send_frame`` only appends to a list, and one callback per
 event-loop turn writes everything queued in one ``write``. A transport write
 per message costs a system call per message; one per turn costs one per turn.
 
-``FramedConnection`` is the stream-shaped face (``send``/``drain``/``recv``)
-used by the benchmarks and by code that wants frames without chat semantics.
+``QueueingProtocol`` adds read backpressure for an application that takes
+frames at its own pace. ``FramedConnection`` is the stream-shaped face
+(``send``/``drain``/``recv``) used by the benchmarks and by code that wants
+frames without chat semantics.
+
+Layer: apps. Imports synack.core.framing and synack.errors.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ __all__ = [
     "CreateServer",
     "FramedConnection",
     "FramedProtocol",
+    "QueueingProtocol",
     "ServerLike",
     "open_framed_connection",
 ]
@@ -229,28 +234,49 @@ class FramedProtocol(asyncio.BufferedProtocol):
             self.transport.abort()
 
 
-class _StreamProtocol(FramedProtocol):
-    """Keeps received frames for ``FramedConnection.recv``; pauses reading when full."""
+class QueueingProtocol(FramedProtocol):
+    """A ``FramedProtocol`` whose application takes what arrives at its own pace.
+
+    The subclass keeps what it receives and reports, after receiving and after
+    each take, how much waits unread (``backlog``): past ``max_queued`` the
+    transport stops reading, so the backlog waits in the kernel and in the
+    peer's send buffer (backpressure); at half that, reading resumes. A framing
+    error is kept in ``error`` and aborts the connection.
+    """
 
     def __init__(self, max_frame: int, max_queued: int) -> None:
         super().__init__(max_frame)
-        self.queue: collections.deque[Payload] = collections.deque()
         self.max_queued = max_queued
         self.read_paused = False
         self.error: BaseException | None = None
-        self.waiter: asyncio.Future[None] | None = None
 
-    def frames_received(self, frames: list[Payload]) -> None:
-        self.queue.extend(frames)
-        if len(self.queue) > self.max_queued and not self.read_paused and self.transport:
-            # Backpressure to the peer: stop reading until the application catches up.
-            self.read_paused = True
-            self.transport.pause_reading()
-        self._wake()
+    def backlog(self, waiting: int) -> None:
+        # Called per frame taken: the common case (reading, under the bound) costs one test.
+        if waiting > self.max_queued:
+            if not self.read_paused and self.transport is not None:
+                self.read_paused = True
+                self.transport.pause_reading()
+        elif self.read_paused and waiting <= self.max_queued // 2 and self.transport is not None:
+            self.read_paused = False
+            self.transport.resume_reading()
 
     def protocol_error(self, exc: RemoteProtocolError) -> None:
         self.error = exc
         self.abort()
+
+
+class _StreamProtocol(QueueingProtocol):
+    """Keeps received frames for ``FramedConnection.recv``."""
+
+    def __init__(self, max_frame: int, max_queued: int) -> None:
+        super().__init__(max_frame, max_queued)
+        self.queue: collections.deque[Payload] = collections.deque()
+        self.waiter: asyncio.Future[None] | None = None
+
+    def frames_received(self, frames: list[Payload]) -> None:
+        self.queue.extend(frames)
+        self.backlog(len(self.queue))
+        self._wake()
 
     def closed_by_peer(self, exc: Exception | None) -> None:
         if self.error is None:
@@ -263,11 +289,6 @@ class _StreamProtocol(FramedProtocol):
             self.waiter = None
             if not w.done():
                 w.set_result(None)
-
-    def consumed(self) -> None:
-        if self.read_paused and len(self.queue) <= self.max_queued // 2 and self.transport:
-            self.read_paused = False
-            self.transport.resume_reading()
 
     async def wait(self) -> None:
         if self.closed:
@@ -303,7 +324,7 @@ class FramedConnection:
         while not p.queue:
             await p.wait()
         frame = p.queue.popleft()
-        p.consumed()
+        p.backlog(len(p.queue))
         return frame
 
     async def recv_batch(self) -> list[Payload]:
@@ -313,7 +334,7 @@ class FramedConnection:
             await p.wait()
         frames = list(p.queue)
         p.queue.clear()
-        p.consumed()
+        p.backlog(0)
         return frames
 
     def close(self) -> None:

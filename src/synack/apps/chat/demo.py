@@ -5,6 +5,8 @@ including a direct message, the heartbeat (the server pings quiet clients, the
 client library answers pong by itself), a ``who``, a goodbye and the server's
 own ``bye`` when it stops. ``run_chat_demo`` is reusable as one stage of a
 bigger tour.
+
+Layer: apps. Imports chat.client, chat.messages, chat.server and rich.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ message. The structs here are the frozen, validated events of the chat layer:
 decoding checks the shape (object, known type, member types); the rules that
 have their own error codes (nick, text) are checked by ``check_nick`` and
 ``check_text`` so the server can answer with the right code.
+
+Layer: apps. Imports msgspec and the standard library.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Final
 import msgspec
 
 __all__ = [
+    "DEFAULT_PORT",
     "LEFT_REASONS",
     "MAX_NICK",
     "MAX_TEXT",
@@ -39,6 +42,7 @@ __all__ = [
     "encode_message",
 ]
 
+DEFAULT_PORT: Final = 8898  # §2
 MAX_NICK: Final = 32
 MAX_TEXT: Final = 4096
 LEFT_REASONS: Final = frozenset({"bye", "disconnected", "timeout", "too-slow", "error"})
