@@ -48,8 +48,9 @@ Segments that reach no connection: :func:`reply_when_closed` (§3.10.7.1) and
 is reset goes back to LISTEN and reports :class:`~synack.tcp.events.Closed`:
 the listener itself stays with the host, so the child is simply forgotten.
 
-The TCB and the output side are :class:`~synack.tcp.sender.TcpSender`, which
-this class extends. Peer misbehaviour never raises: bad segments are dropped
+The TCB (:mod:`synack.tcp.tcb`), the output (:mod:`synack.tcp.sender`) and the
+shared receive machinery (:mod:`synack.tcp.receiver`, header prediction among
+it) are the layers this class extends. Peer misbehaviour never raises: bad segments are dropped
 and counted in ``stats.dropped`` by reason. Caller misuse raises LocalProtocolError.
 
 Layer: tcp. Imports synack.errors, synack.wire and the rest of synack.tcp.
@@ -60,29 +61,21 @@ from __future__ import annotations
 from synack.errors import LocalProtocolError
 from synack.tcp import events as ev
 from synack.tcp.config import TcpConfig
+from synack.tcp.receiver import FAST_STATES, TcpReceiver
 from synack.tcp.segments import (
     F_ACK,
     F_FIN,
-    F_PSH,
     F_RST,
     F_SYN,
     F_URG,
     reply_when_closed,
     reply_when_listening,
 )
-from synack.tcp.sender import (
-    DEFAULT_MSS,
-    OOW_ACK_INTERVAL,
-    SEND_STATES,
-    TEXT_STATES,
-    Address,
-    TcpSender,
-)
-from synack.tcp.seq import seq_add, seq_diff, seq_dist, seq_gt, seq_le, seq_lt
+from synack.tcp.seq import seq_add, seq_diff, seq_gt, seq_le, seq_lt
 from synack.tcp.states import SYNCHRONIZED, Cause, State, Transition, is_transition
 from synack.tcp.stats import TcpStats
+from synack.tcp.tcb import TEXT_STATES, Address
 from synack.tcp.timers import Timer
-from synack.tcp.timestamps import TS_OPTION_SPACE
 from synack.wire.tcp import TcpSegment
 
 __all__ = [
@@ -92,17 +85,11 @@ __all__ = [
     "reply_when_listening",
 ]
 
-# Header prediction (see _fast_path): pure ACKs while our FIN is unsent, in
-# the states that can send; in-order data in the states that accept text.
-_FAST_ACK_STATES = frozenset(
-    {State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1, State.LAST_ACK}
-)
-_FAST_STATES = _FAST_ACK_STATES | TEXT_STATES
 _RESET_STATES = frozenset({State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2, State.CLOSE_WAIT})
 _SYN_STATES = (State.SYN_SENT, State.SYN_RECEIVED)
 
 
-class TcpConnection(TcpSender):
+class TcpConnection(TcpReceiver):
     """One TCP connection's state machine (RFC 9293 §3.3.2, §3.10) over its TCB."""
 
     __slots__ = ()
@@ -158,111 +145,8 @@ class TcpConnection(TcpSender):
     # ------------------------------------------------------------------
     # Public properties
 
-    @property
-    def state(self) -> State:
-        return self._state
-
-    @property
-    def transitions(self) -> list[Transition]:
-        return list(self._transitions)
-
-    @property
-    def send_space(self) -> int:
-        return self._sndbuf.space
-
-    @property
-    def readable_bytes(self) -> int:
-        return self._rcvbuf.readable
-
-    @property
-    def urgent_pending(self) -> int:
-        """Octets to read before the end of the urgent data (RCV.UP), 0 if none (MUST-33).
-
-        Counted from the read point, buffered ordinary octets included, as
-        RFC 1122 §4.2.2.4 asks ("how much urgent data remains to be read").
-        """
-        up = self._rcv_up
-        if up is None:
-            return 0
-        nxt = seq_add(self.rcv_nxt, -1) if self._fin_received else self.rcv_nxt
-        d = seq_diff(up, seq_add(nxt, -self._rcvbuf.readable))
-        return d if d > 0 else 0
-
-    @property
-    def passive(self) -> bool:
-        return self._passive
-
-    @property
-    def effective_mss(self) -> int:
-        return self._snd_mss
-
-    @property
-    def stats(self) -> TcpStats:
-        s = self.stats_counters.copy()
-        s.srtt = self._rtt.srtt
-        s.rttvar = self._rtt.rttvar
-        s.rto = self._rtt.rto
-        s.cwnd = self._cc.cwnd
-        s.ssthresh = self._cc.ssthresh
-        s.snd_wnd = self.snd_wnd
-        return s
-
-    @property
-    def _sacked(self) -> list[tuple[int, int]]:
-        """The SACK scoreboard's ranges (tests look at it)."""
-        return self._board.ranges
-
     # ------------------------------------------------------------------
     # Application side (§3.10.2 - §3.10.5)
-
-    def send(
-        self, data: bytes | bytearray | memoryview, now: float, *, urgent: bool = False
-    ) -> int:
-        """Queue data (RFC 9293 §3.10.2 SEND); returns how many bytes fit the send buffer.
-
-        ``urgent=True`` marks everything queued so far as urgent (SND.UP moves
-        to the end of the queue): the segments sent until it is acknowledged
-        carry URG and a pointer to the first non-urgent octet (MUST-30,
-        MUST-62). It needs a synchronized connection.
-        """
-        st = self._state
-        if st is State.CLOSED or st is State.LISTEN:
-            raise LocalProtocolError(f"send() on a connection in {st}")
-        if self._fin_queued or self._close_deferred:
-            raise LocalProtocolError("send() after shutdown_write()/close(): connection closing")
-        if st not in (State.SYN_SENT, State.SYN_RECEIVED, State.ESTABLISHED, State.CLOSE_WAIT):
-            raise LocalProtocolError(f"send() on a connection in {st}")
-        if urgent and st not in (State.ESTABLISHED, State.CLOSE_WAIT):
-            raise LocalProtocolError(f"urgent send() needs an established connection, not {st}")
-        n = self._sndbuf.append(data)
-        if n < len(data):
-            self._send_blocked = True
-        if urgent and n:
-            # §3.10.2: SND.UP <- the octet after the urgent data (MUST-62); a
-            # later urgent send extends the run (MUST-31).
-            self._snd_up = seq_add(self.snd_una, len(self._sndbuf))
-        return n
-
-    def receive(self, max_bytes: int = 1 << 30) -> bytes:
-        """Take up to ``max_bytes`` readable bytes (b"" when none).
-
-        Reading frees receive space; when the window can open by enough to
-        be worth it (receiver SWS avoidance, RFC 9293 §3.8.6.2.2 MUST-39),
-        the next flush carries a window update.
-        """
-        if max_bytes < 0:
-            raise LocalProtocolError("max_bytes must be >= 0")
-        if self._app_closed:
-            raise LocalProtocolError("receive() after close()")
-        data = self._rcvbuf.read(max_bytes)
-        if (
-            data
-            and self._state in TEXT_STATES
-            and not self._fin_received
-            and self._window_update_worthwhile()
-        ):
-            self._ack_now = True
-        return data
 
     def shutdown_write(self, now: float) -> None:
         """CLOSE in the RFC 9293 §3.10.4 sense: FIN after all queued data; keep reading."""
@@ -323,15 +207,8 @@ class TcpConnection(TcpSender):
         self._sndbuf.clear()
         self._enter_closed(Cause.ABORT, now)
 
-    def next_event(self) -> ev.Event | None:
-        return self._events.popleft() if self._events else None
-
     # ------------------------------------------------------------------
     # Timeouts (§3.10.8)
-
-    def get_timer(self) -> float | None:
-        """The earliest pending deadline (absolute), or None. Pure."""
-        return self._timers.next_deadline()
 
     def handle_timer(self, now: float) -> None:
         """Handle every deadline that is due at ``now`` (RFC 9293 §3.10.8)."""
@@ -353,11 +230,12 @@ class TcpConnection(TcpSender):
                 if self._state is State.CLOSED:
                     return
             elif timer is Timer.PERSIST:
-                self._on_persist_timeout(now)
+                if self._on_persist_timeout(now):
+                    self._give_up("retransmit", now)
             elif timer is Timer.DELACK:
                 self._ack_now = True
-            else:
-                self._on_keepalive_timeout(now)
+            elif self._on_keepalive_timeout(now):
+                self._give_up("keepalive", now)
 
     def _on_rexmit_timeout(self, now: float) -> None:
         """RFC 9293 §3.8.3 R1/R2 and RFC 6298 §5.5-5.6 (the rest is in recovery)."""
@@ -390,35 +268,6 @@ class TcpConnection(TcpSender):
         # which slow start paces.
         self.snd_nxt = self.snd_una
 
-    def _on_persist_timeout(self, now: float) -> None:
-        if self._state not in SEND_STATES:
-            return
-        self._persist_backoff += 1
-        if self.snd_wnd == 0:
-            if self._probes_unanswered >= self.config.r2_retries:
-                # MUST-37 keeps the connection open only while probes are
-                # acknowledged; a peer that answers none of R2 probes is gone.
-                self._give_up("retransmit", now)
-                return
-            self._probes_unanswered += 1
-        self._probe_window(now)
-
-    def _on_keepalive_timeout(self, now: float) -> None:
-        cfg = self.config
-        if not cfg.keepalive or self._state not in (State.ESTABLISHED, State.CLOSE_WAIT):
-            return
-        if self._keepalive_probes >= cfg.keepalive_count:
-            # RFC 1122 §4.2.3.6: only after `count` unanswered probes (MUST-29:
-            # never a single one) is the peer declared dead.
-            self._give_up("keepalive", now)
-            return
-        if self.snd_max != self.snd_una or len(self._sndbuf):
-            # MUST-26: only when no sent data is outstanding; otherwise the
-            # retransmission timer is watching the peer already.
-            self._timers.keepalive = now + cfg.keepalive_idle
-            return
-        self._send_keepalive(now)
-
     def _give_up(self, reason: str, now: float) -> None:
         if self._state in (
             State.SYN_RECEIVED,
@@ -447,7 +296,7 @@ class TcpConnection(TcpSender):
             self._segment_arrives_closed(seg)
         elif st is State.LISTEN:
             self._drop("listen")  # §3.10.7.2 is the host's listener (accept_syn)
-        elif st in _FAST_STATES and self._fast_path(seg, now):
+        elif st in FAST_STATES and self._fast_path(seg, now):
             return
         elif st is State.SYN_SENT:
             self._segment_arrives_syn_sent(seg, now)
@@ -461,153 +310,6 @@ class TcpConnection(TcpSender):
         if reply is not None:
             self.stats_counters.rsts_out += 1
             self._out.append(reply)
-
-    def _fast_path(self, seg: TcpSegment, now: float) -> bool:
-        """Header prediction (Van Jacobson; RFC 9293 §3.10.7.4 in its commonest case).
-
-        A segment that is exactly the next expected one, carries only ACK
-        (and maybe PSH), passes PAWS, leaves the window unchanged and is
-        either a pure ACK of new data or in-order data acknowledging nothing
-        new, is processed here with the same outcome as the full path;
-        anything else returns False and takes the full path.
-        """
-        if (int(seg.flags) & ~F_PSH) != F_ACK or seg.seq != self.rcv_nxt:
-            return False
-        if (seg.window << self._snd_wscale) != self.snd_wnd or self._cc.in_recovery:
-            return False
-        if self._board.ranges:
-            return False  # an ACK must trim the scoreboard: the full path does
-        opts = seg.options
-        if opts.sack_blocks:
-            return False  # the scoreboard is the full path's business
-        ts = opts.timestamps
-        tso = self._ts
-        if tso.ok:
-            if ts is None or not tso.in_order(ts[0], now):
-                return False  # PAWS has a say: full path
-        elif ts is not None:
-            return False
-        payload = seg.payload
-        ack = seg.ack
-        snd_una = self.snd_una
-        st = self._state
-        if payload:
-            if (
-                st not in TEXT_STATES
-                or ack != snd_una
-                or self._rcvbuf.has_gaps
-                or self._app_closed
-                or self._rcv_fin_seq is not None
-                or len(payload) > seq_dist(self._rcv_adv, self.rcv_nxt)
-            ):
-                return False
-        else:
-            acked = seq_dist(ack, snd_una)
-            if (
-                st not in _FAST_ACK_STATES
-                or acked == 0
-                or acked > seq_dist(self.snd_max, snd_una)
-                or self._fin_seq is not None
-                or acked > len(self._sndbuf)
-            ):
-                return False
-        # Accepted: the common bookkeeping of the full path.
-        seq = seg.seq
-        timers = self._timers
-        self._last_rcv = now
-        self._keepalive_probes = 0
-        self._probes_unanswered = 0
-        if timers.keepalive is not None:
-            timers.keepalive = now + self.config.keepalive_idle
-        if ts is not None and seq_le(seq, tso.last_ack_sent):
-            tso.recent = ts[0]  # RFC 7323 §4.3 (PAWS passed above)
-            tso.recent_time = now
-        self.snd_wl1 = seq
-        self.snd_wl2 = ack
-        if not payload:
-            # A pure ACK of new data (fifth step).
-            sndbuf = self._sndbuf
-            sndbuf.drop(acked)
-            self.snd_una = ack
-            if seq_lt(self.snd_nxt, ack):
-                self.snd_nxt = ack
-            snd_max = self.snd_max
-            self._recovery.on_new_ack(
-                ack,
-                acked,
-                seq_dist(snd_max, ack),
-                tso.rtt(ts[1], now) if ts is not None and ts[1] != 0 else None,
-                now,
-            )
-            self._persist_backoff = 0
-            timers.rexmit = None if ack == snd_max else now + self._rtt.rto
-            if self._send_blocked and sndbuf.space > 0:
-                self._send_blocked = False
-                self._events.append(ev.SendSpaceAvailable(sndbuf.space))
-            return True
-        # In-order data (seventh step) with the delayed-ACK rule.
-        n = len(payload)
-        rcvbuf = self._rcvbuf
-        rcvbuf.insert(0, payload)
-        self.rcv_nxt = seq_add(seq, n)
-        self.stats_counters.bytes_in += n
-        self._events.append(ev.DataAvailable(rcvbuf.readable))
-        self._delay_ack(now)
-        return True
-
-    def _delay_ack(self, now: float) -> None:
-        """In-order data: SHLD-19, an ACK for at least every second segment; else MUST-40."""
-        if not self.config.delayed_ack:
-            self._ack_now = True
-        else:
-            self._delack_segments += 1
-            if self._delack_segments >= 2:
-                self._ack_now = True
-            elif self._timers.delack is None:
-                # A delayed ACK, under 0.5 s (MUST-40).
-                self._timers.delack = now + self.config.delayed_ack_timeout
-
-    def _drop(self, reason: str) -> None:
-        d = self.stats_counters.dropped
-        d[reason] = d.get(reason, 0) + 1
-
-    def _take_syn(self, syn: TcpSegment, now: float) -> None:
-        """Record the peer's SYN: IRS, RCV.NXT and the options it offers."""
-        cfg = self.config
-        self.irs = syn.seq
-        self.rcv_nxt = seq_add(syn.seq, 1)
-        opts = syn.options
-        mss = opts.mss if opts.mss is not None and opts.mss > 0 else DEFAULT_MSS
-        self._wscale_agreed = cfg.window_scale and opts.wscale is not None
-        if self._wscale_agreed:
-            # RFC 7323 §2.3: a shift over 14 is taken as 14.
-            self._snd_wscale = min(opts.wscale or 0, 14)
-            self._rcv_wscale = self._rcv_wscale_offer
-        else:
-            self._snd_wscale = 0
-            self._rcv_wscale = 0
-        self._sack_ok = cfg.sack and opts.sack_permitted
-        self._ts.agree(cfg.timestamps, opts.timestamps, now)
-        # Eff.snd.MSS (RFC 9293 §3.7.1 MUST-16), less the timestamp option.
-        eff = min(mss, cfg.mss)
-        if self._ts.ok:
-            eff -= TS_OPTION_SPACE
-        self._snd_mss = max(eff, 1)
-        self._cc.set_mss(self._snd_mss)
-        # RFC 7323 §2.2: the SYN's window is never scaled.
-        self.snd_wnd = syn.window
-        self._max_snd_wnd = max(self._max_snd_wnd, syn.window)
-        self.snd_wl1 = syn.seq
-        self._last_rcv = now
-        if self._state is State.SYN_SENT:
-            # What our SYN offered is the window until we say otherwise.
-            self._rcv_adv = seq_add(self.rcv_nxt, self._syn_window)
-
-    def _ts_rtt(self, ts: tuple[int, int] | None, now: float) -> float | None:
-        """The RTT sample an echoed TSecr gives (RFC 7323 §4.1), if any."""
-        if self._ts.ok and ts is not None and ts[1] != 0:
-            return self._ts.rtt(ts[1], now)
-        return None
 
     def _segment_arrives_syn_sent(self, seg: TcpSegment, now: float) -> None:
         """RFC 9293 §3.10.7.3 SYN-SENT: ACK bit, RST bit, (security,) SYN bit, else drop."""
@@ -802,32 +504,6 @@ class TcpConnection(TcpSender):
                 self._check_urg(seq_add(seg.seq, seg.urgent))
         return False
 
-    def _reply_to_unacceptable(self, now: float) -> None:
-        """The ACK owed to an unacceptable segment without data (§3.10.7.4), rate-limited.
-
-        Two ends that each find the other's ACKs unacceptable (a clock that
-        went backwards for PAWS, a confused peer) would otherwise ACK each
-        other forever; at most one such reply per OOW_ACK_INTERVAL, as Linux
-        does. Keep-alive probes (one per interval) are still answered.
-        """
-        if now - self._last_oow_ack < OOW_ACK_INTERVAL:
-            self._drop("oow-ack-limited")
-            return
-        self._last_oow_ack = now
-        self._ack_now = True
-
-    def _challenge_ack(self, now: float) -> None:
-        """RFC 5961 §3.2, §4.2, §5.2: ACK (rate-limited, §7) instead of acting."""
-        if now - self._challenge_window >= 1.0:
-            self._challenge_window = now
-            self._challenge_count = 0
-        if self._challenge_count >= self.config.challenge_ack_limit:
-            self._drop("challenge-ack-limited")
-            return
-        self._challenge_count += 1
-        self.stats_counters.challenge_acks += 1
-        self._ack_now = True
-
     def _check_rst(self, seq: int, now: float) -> None:
         """§3.10.7.4 second step, with RFC 5961 §3.2 (an in-window RST).
 
@@ -990,20 +666,7 @@ class TcpConnection(TcpSender):
             # RFC 5681 §2 duplicate ACK: no data, same ACK, same window,
             # data outstanding (a zero-window probe's octet does not count).
             rec.on_dupack(ack, seq_diff(self.snd_max, snd_una), self.snd_max)
-        # Window update (§3.10.7.4): from a newer segment, or the same with a
-        # newer ACK.
-        wl1 = self.snd_wl1
-        if seq_lt(wl1, seq) or (wl1 == seq and seq_le(self.snd_wl2, ack)):
-            if window != self.snd_wnd:
-                old = self.snd_wnd
-                self.snd_wnd = window
-                if window > self._max_snd_wnd:
-                    self._max_snd_wnd = window
-                if old == 0 and window > 0:
-                    self._timers.persist = None
-                    self._persist_backoff = 0
-            self.snd_wl1 = seq
-            self.snd_wl2 = ack
+        self._update_send_window(seq, ack, window)
         return True
 
     def _on_fin_acked(self, now: float) -> None:

@@ -1,37 +1,23 @@
-"""The transmission control block of a TCP connection, and everything that sends.
+"""The output side of a TCP connection: segment building and data scheduling.
 
-:class:`TcpSender` holds the TCB (RFC 9293 §3.3.1: the send and receive
-sequence variables, the buffers, the options agreed on the handshake) and
-turns it into segments: :meth:`TcpSender.segments_to_send` with its data
-scheduling (sender SWS avoidance and Nagle, §3.8.6.2.1 and §3.7.4; limited
-transmit, RFC 3042; the FIN after the data, §3.10.4), the segment builders
-(the ACK, window and options every segment carries: RCV.ADV, receiver SWS
-avoidance §3.8.6.2.2, RFC 7323 timestamps, RFC 2018 SACK blocks, URG) and
-the probes the timers send (zero-window probes §3.8.6.1, keep-alives
-§3.8.4). The state machine and the segment-arrival steps are
-:class:`synack.tcp.connection.TcpConnection`, built on this class.
+:class:`TcpSender` turns the TCB (:class:`~synack.tcp.tcb.Tcb`) into
+segments: :meth:`TcpSender.segments_to_send` with its data scheduling
+(sender SWS avoidance and Nagle, RFC 9293 §3.8.6.2.1 and §3.7.4; limited
+transmit, RFC 3042; RFC 6675 recovery output as
+:class:`~synack.tcp.recovery.LossRecovery` chooses it; the FIN after the
+data, §3.10.4), the segment builders (the ACK, window and options every
+segment carries: RCV.ADV and receiver SWS avoidance §3.8.6.2.2, RFC 7323
+timestamps, RFC 2018 SACK blocks, URG §3.10.2) and the probes the timers
+send (zero-window probes §3.8.6.1, keep-alives §3.8.4). It also queues the
+user's data (SEND, §3.10.2).
 
-Its parts live elsewhere behind their own interfaces: the deadlines in
-:class:`~synack.tcp.timers.Timers`, RFC 7323 in
-:class:`~synack.tcp.timestamps.Timestamps`, loss recovery (RTT, congestion
-control, the SACK scoreboard) in :class:`~synack.tcp.recovery.LossRecovery`.
-
-Layer: tcp. Imports synack.errors, synack.wire and the rest of synack.tcp (not connection).
+Layer: tcp. Imports synack.errors, synack.wire and the rest of synack.tcp (below receiver).
 """
 
 from __future__ import annotations
 
-from collections import deque
-from ipaddress import IPv4Address
-
 from synack.errors import LocalProtocolError
-from synack.tcp import events as ev
-from synack.tcp.buffers import ReceiveBuffer, SendBuffer
-from synack.tcp.config import TcpConfig
-from synack.tcp.congestion import NewReno
-from synack.tcp.recovery import LossRecovery
-from synack.tcp.rto import RttEstimator
-from synack.tcp.sack import SackScoreboard, blocks_to_send
+from synack.tcp.sack import blocks_to_send
 from synack.tcp.segments import (
     ACK,
     ACK_FIN,
@@ -44,178 +30,46 @@ from synack.tcp.segments import (
     reset,
     sack_blocks_that_fit,
 )
-from synack.tcp.seq import SEQ_MASK, seq_add, seq_diff, seq_dist, seq_gt, seq_lt
-from synack.tcp.states import SYNCHRONIZED, State, Transition
-from synack.tcp.stats import TcpStats
-from synack.tcp.timers import Timers
-from synack.tcp.timestamps import Timestamps
+from synack.tcp.seq import seq_add, seq_diff, seq_dist, seq_gt, seq_le, seq_lt
+from synack.tcp.states import SYNCHRONIZED, State
+from synack.tcp.tcb import SEND_STATES, Tcb
 from synack.wire.tcp import TcpFlags, TcpOptions, TcpSegment
 
-__all__ = ["DEFAULT_MSS", "SEND_STATES", "TEXT_STATES", "Address", "TcpSender"]
-
-#: RFC 9293 §3.7.1 (MUST-15): the send MSS when the peer announces none.
-DEFAULT_MSS = 536
-#: Replies to unacceptable segments without data: at most one per this long.
-OOW_ACK_INTERVAL = 0.5
-
-Address = tuple[IPv4Address, int]
-
-# States in which we may send data / FIN (after the handshake).
-SEND_STATES = frozenset(
-    {State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1, State.CLOSING, State.LAST_ACK}
-)
-# States that accept segment text (RFC 9293 §3.10.7.4 "sixth, process the segment text").
-TEXT_STATES = frozenset({State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2})
+__all__ = ["TcpSender"]
 
 
-class TcpSender:
-    """The TCB of one connection and its output (see the module docstring)."""
+class TcpSender(Tcb):
+    """A TCB that sends (see the module docstring)."""
 
-    __slots__ = (
-        "_ack_now",
-        "_app_closed",
-        "_board",
-        "_cc",
-        "_challenge_count",
-        "_challenge_window",
-        "_close_deferred",
-        "_delack_segments",
-        "_events",
-        "_fin_acked",
-        "_fin_queued",
-        "_fin_received",
-        "_fin_seq",
-        "_keepalive_probes",
-        "_last_oow_ack",
-        "_last_rcv",
-        "_lport",
-        "_max_snd_wnd",
-        "_nagle_end",
-        "_opened",
-        "_out",
-        "_passive",
-        "_persist_backoff",
-        "_probes_unanswered",
-        "_rcv_adv",
-        "_rcv_fin_seq",
-        "_rcv_up",
-        "_rcv_wscale",
-        "_rcv_wscale_offer",
-        "_rcvbuf",
-        "_recovery",
-        "_rport",
-        "_rtt",
-        "_sack_ok",
-        "_sack_trimmed",
-        "_send_blocked",
-        "_snd_mss",
-        "_snd_up",
-        "_snd_wscale",
-        "_sndbuf",
-        "_state",
-        "_syn_needed",
-        "_syn_resent",
-        "_syn_window",
-        "_timers",
-        "_transitions",
-        "_ts",
-        "_wscale_agreed",
-        "config",
-        "irs",
-        "iss",
-        "local",
-        "rcv_nxt",
-        "remote",
-        "snd_max",
-        "snd_nxt",
-        "snd_una",
-        "snd_wl1",
-        "snd_wl2",
-        "snd_wnd",
-        "stats_counters",
-    )
+    __slots__ = ()
 
-    def __init__(self, local: Address, remote: Address, *, config: TcpConfig, iss: int) -> None:
-        if not (0 < local[1] < 65536 and 0 < remote[1] < 65536):
-            raise LocalProtocolError("ports must be 1..65535")
-        if not 0 <= iss <= SEQ_MASK:
-            raise LocalProtocolError("iss must be a 32-bit sequence number")
-        self.local = local
-        self.remote = remote
-        self.config = config
-        self._lport = local[1]
-        self._rport = remote[1]
-        self._state = State.CLOSED
-        self._transitions: list[Transition] = []
-        self._events: deque[ev.Event] = deque()
-        self._out: list[TcpSegment] = []  # control segments queued (RST, SYN-ACK resend ...)
-        self._passive = False
-        self._opened = False
-        self.stats_counters = TcpStats()
+    def send(
+        self, data: bytes | bytearray | memoryview, now: float, *, urgent: bool = False
+    ) -> int:
+        """Queue data (RFC 9293 §3.10.2 SEND); returns how many bytes fit the send buffer.
 
-        # Send sequence variables (RFC 9293 §3.3.1). SND.MAX is the highest
-        # sequence number sent so far, kept apart from SND.NXT because a
-        # timeout rewinds SND.NXT (go-back-N) and window probes step past it.
-        self.iss = iss
-        self.snd_una = iss
-        self.snd_nxt = iss
-        self.snd_max = iss
-        self.snd_wnd = 0
-        self.snd_wl1 = 0
-        self.snd_wl2 = iss
-        self._max_snd_wnd = 0
-        self._snd_wscale = 0  # shift applied to the peer's window field
-        self._snd_mss = DEFAULT_MSS  # effective send MSS (payload octets)
-        self._sndbuf = SendBuffer(config.send_buffer)
-        self._snd_up: int | None = None  # SND.UP while urgent data is unacknowledged
-        self._fin_queued = False  # user CLOSE/shutdown: FIN follows the queued data
-        self._fin_seq: int | None = None  # sequence number our FIN occupies, once sent
-        self._fin_acked = False
-        self._close_deferred = False  # CLOSE issued in SYN-SENT/SYN-RECEIVED with data
-        self._app_closed = False  # close() (not shutdown_write): no more reading
-        self._send_blocked = False  # a send() was cut short: report SendSpaceAvailable
-        self._nagle_end = iss  # end of the last short segment sent (Nagle/Minshall)
-        self._syn_resent = False
-        self._probes_unanswered = 0  # zero-window probes since the peer last spoke
-        self._last_oow_ack = -OOW_ACK_INTERVAL
-
-        # Receive sequence variables. RCV.ADV is the right edge we last
-        # advertised (RCV.NXT + RCV.WND), which never moves left (SHLD-14).
-        self.irs = 0
-        self.rcv_nxt = 0
-        self._rcv_adv = 0
-        self._rcv_wscale_offer = config.rcv_wscale
-        self._rcv_wscale = 0  # our shift once both sides agreed
-        self._wscale_agreed = False
-        self._syn_window = 0  # the (unscaled) window our SYN carried
-        self._rcvbuf = ReceiveBuffer(config.receive_buffer)
-        self._rcv_fin_seq: int | None = None  # a FIN seen beyond a gap
-        self._rcv_up: int | None = None  # RCV.UP: first non-urgent octet (MUST-62)
-        self._fin_received = False
-
-        # Options agreed on the handshake.
-        self._sack_ok = False
-        self._ts = Timestamps(iss)  # RFC 7323 §5.4: the ISS doubles as the TSval offset
-
-        # Output requests.
-        self._ack_now = False  # send an ACK at the next flush
-        self._syn_needed = False  # (re)send our SYN or SYN-ACK
-        self._delack_segments = 0  # full-sized segments received and not yet acknowledged
-        self._sack_trimmed = False  # a data segment had no room for all SACK blocks (MUST-16)
-
-        # Loss recovery; its estimator, controller and scoreboard are used
-        # on every ACK, hence the shortcuts.
-        self._recovery = LossRecovery(config, iss, DEFAULT_MSS, self.stats_counters)
-        self._rtt: RttEstimator = self._recovery.rtt
-        self._cc: NewReno = self._recovery.cc
-        self._board: SackScoreboard = self._recovery.board
-        self._persist_backoff = 0
-        self._keepalive_probes = 0
-        self._challenge_window = -1.0
-        self._challenge_count = 0
-
-        self._timers = Timers()
-        self._last_rcv = 0.0
+        ``urgent=True`` marks everything queued so far as urgent (SND.UP moves
+        to the end of the queue): the segments sent until it is acknowledged
+        carry URG and a pointer to the first non-urgent octet (MUST-30,
+        MUST-62). It needs a synchronized connection.
+        """
+        st = self._state
+        if st is State.CLOSED or st is State.LISTEN:
+            raise LocalProtocolError(f"send() on a connection in {st}")
+        if self._fin_queued or self._close_deferred:
+            raise LocalProtocolError("send() after shutdown_write()/close(): connection closing")
+        if st not in (State.SYN_SENT, State.SYN_RECEIVED, State.ESTABLISHED, State.CLOSE_WAIT):
+            raise LocalProtocolError(f"send() on a connection in {st}")
+        if urgent and st not in (State.ESTABLISHED, State.CLOSE_WAIT):
+            raise LocalProtocolError(f"urgent send() needs an established connection, not {st}")
+        n = self._sndbuf.append(data)
+        if n < len(data):
+            self._send_blocked = True
+        if urgent and n:
+            # §3.10.2: SND.UP <- the octet after the urgent data (MUST-62); a
+            # later urgent send extends the run (MUST-31).
+            self._snd_up = seq_add(self.snd_una, len(self._sndbuf))
+        return n
 
     # ------------------------------------------------------------------
     # Output
@@ -478,12 +332,21 @@ class TcpSender:
         interval = min(self._rtt.rto * (1 << min(self._persist_backoff, 16)), self.config.max_rto)
         timers.persist = now + interval
 
-    def _probe_window(self, now: float) -> None:
-        """The persist timer fired: probe a zero window or override SWS (§3.8.6.1, §3.8.6.2.1)."""
+    def _on_persist_timeout(self, now: float) -> bool:
+        """The persist timer fired (§3.8.6.1, §3.8.6.2.1 (4)); True when the peer is gone."""
+        if self._state not in SEND_STATES:
+            return False
+        self._persist_backoff += 1
+        if self.snd_wnd == 0:
+            if self._probes_unanswered >= self.config.r2_retries:
+                # MUST-37 keeps the connection open only while probes are
+                # acknowledged; a peer that answers none of R2 probes is gone.
+                return True
+            self._probes_unanswered += 1
         off = seq_diff(self.snd_nxt, self.snd_una)
         unsent = len(self._sndbuf) - off
         if unsent <= 0:
-            return
+            return False
         if self.snd_wnd == 0:
             # RFC 9293 §3.8.6.1: probe a zero window with one octet of new
             # data (MUST-36). The octet is not counted in SND.NXT, so the
@@ -503,16 +366,48 @@ class TcpSender:
             if n > 0:
                 self._emit_data(off, n, now, force_psh=True)
         self._arm_persist(now)
+        return False
 
-    def _send_keepalive(self, now: float) -> None:
-        """SEG.SEQ = SND.NXT-1, no data (RFC 9293 §3.8.4 SHLD-12).
-
-        Outside the peer's window, so it must answer with an ACK.
-        """
+    def _on_keepalive_timeout(self, now: float) -> bool:
+        """The keep-alive timer fired (§3.8.4); True when the peer is declared dead."""
+        cfg = self.config
+        if not cfg.keepalive or self._state not in (State.ESTABLISHED, State.CLOSE_WAIT):
+            return False
+        if self._keepalive_probes >= cfg.keepalive_count:
+            # RFC 1122 §4.2.3.6: only after `count` unanswered probes (MUST-29:
+            # never a single one) is the peer declared dead.
+            return True
+        if self.snd_max != self.snd_una or len(self._sndbuf):
+            # MUST-26: only when no sent data is outstanding; otherwise the
+            # retransmission timer is watching the peer already.
+            self._timers.keepalive = now + cfg.keepalive_idle
+            return False
+        # SEG.SEQ = SND.NXT-1, no data (SHLD-12): outside the peer's window,
+        # so it must answer with an ACK.
         self._keepalive_probes += 1
         self.stats_counters.keepalive_probes += 1
         self._out.append(self._make(seq_add(self.snd_max, -1), ACK, b"", now))
-        self._timers.keepalive = now + self.config.keepalive_interval
+        self._timers.keepalive = now + cfg.keepalive_interval
+        return False
+
+    def _update_send_window(self, seq: int, ack: int, window: int) -> None:
+        """§3.10.7.4 fifth step, the send window: from a newer segment, or a newer ACK.
+
+        SND.WL1/SND.WL2 say which segment last set SND.WND; a window that
+        opens from zero stops the persist timer.
+        """
+        wl1 = self.snd_wl1
+        if seq_lt(wl1, seq) or (wl1 == seq and seq_le(self.snd_wl2, ack)):
+            if window != self.snd_wnd:
+                old = self.snd_wnd
+                self.snd_wnd = window
+                if window > self._max_snd_wnd:
+                    self._max_snd_wnd = window
+                if old == 0 and window > 0:
+                    self._timers.persist = None
+                    self._persist_backoff = 0
+            self.snd_wl1 = seq
+            self.snd_wl2 = ack
 
     def _send_reset(self) -> None:
         # <SEQ=SND.NXT><CTL=RST> (RFC 9293 §3.10.5; SND.MAX, see segments_to_send).
