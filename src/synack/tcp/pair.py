@@ -350,16 +350,19 @@ class TcpSimPair(TcpPair):
             for seg in segs:
                 link.send(seg)
 
+    def _arriving(
+        self, item: object, now: float, src: Address, dst: Address, label: str
+    ) -> TcpSegment | None:
+        """What a link delivers, as a segment (None when it does not decode); traced."""
+        seg = item if type(item) is TcpSegment else self._decode(item, src, dst)
+        if seg is not None and self.record_trace:
+            self.trace.append((now, label, seg))
+        return seg
+
     def _at_server(self, item: object, now: float) -> None:
-        seg = (
-            item
-            if type(item) is TcpSegment
-            else self._decode(item, self.client_addr, self.server_addr)
-        )
+        seg = self._arriving(item, now, self.client_addr, self.server_addr, "c->s")
         if seg is None:
             return
-        if self.record_trace:
-            self.trace.append((now, "c->s", seg))
         conn = self.at_server(seg, now)
         if self._listener_out:
             self._send(self.take_listener_replies(), to_server=False)
@@ -367,15 +370,9 @@ class TcpSimPair(TcpPair):
             self._pump(conn, self.server_app, now)
 
     def _at_client(self, item: object, now: float) -> None:
-        seg = (
-            item
-            if type(item) is TcpSegment
-            else self._decode(item, self.server_addr, self.client_addr)
-        )
+        seg = self._arriving(item, now, self.server_addr, self.client_addr, "s->c")
         if seg is None:
             return
-        if self.record_trace:
-            self.trace.append((now, "s->c", seg))
         self.client.receive_segment(seg, now)
         self._pump(self.client, self.client_app, now)
 
