@@ -372,7 +372,17 @@ class TcpConnection(TcpReceiver):
             self._timers.keepalive = now + self.config.keepalive_idle
 
     def _segment_arrives_other(self, seg: TcpSegment, now: float) -> None:
-        """RFC 9293 §3.10.7.4: SYN-RECEIVED and the synchronized states, step by step."""
+        """RFC 9293 §3.10.7.4: SYN-RECEIVED and the synchronized states, step by step.
+
+        Before the steps: a retransmitted FIN in TIME-WAIT, a duplicate SYN in
+        SYN-RECEIVED, PAWS (RFC 7323 §5.3). Then first
+        :meth:`_check_sequence_number`, second :meth:`_check_rst`, third
+        security (nothing to check here), the trim to the window, fourth
+        :meth:`_check_syn`, fifth :meth:`_check_ack`, TS.Recent (RFC 7323
+        §4.3), sixth :meth:`_check_urg`, seventh :meth:`_process_segment_text`,
+        eighth :meth:`_check_fin`. ACKs are only requested here and leave with
+        the next flush, so a burst of segments is acknowledged once (MUST-58/59).
+        """
         st = self._state
         flags = int(seg.flags)
         seq = seg.seq
@@ -630,18 +640,7 @@ class TcpConnection(TcpReceiver):
                 self._fin_acked = True
             if data_acked > len(sndbuf):
                 data_acked = len(sndbuf)  # a window probe's octet, or defensive
-            sndbuf.drop(data_acked)
-            self.snd_una = ack
-            if seq_lt(self.snd_nxt, ack):
-                self.snd_nxt = ack
-            rec.on_new_ack(ack, acked, seq_diff(self.snd_max, ack), self._ts_rtt(ts, now), now)
-            self._persist_backoff = 0
-            # RFC 6298 §5.2/5.3: stop the timer when all is acknowledged,
-            # restart it otherwise.
-            self._timers.rexmit = None if ack == self.snd_max else now + self._rtt.rto
-            if self._send_blocked and sndbuf.space > 0:
-                self._send_blocked = False
-                self._events.append(ev.SendSpaceAvailable(sndbuf.space))
+            self._data_acked(ack, data_acked, acked, self._ts_rtt(ts, now), now)
             if fin_now_acked:
                 self._on_fin_acked(now)
                 if self._state is State.CLOSED:

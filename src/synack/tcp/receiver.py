@@ -18,7 +18,7 @@ from synack.errors import LocalProtocolError
 from synack.tcp import events as ev
 from synack.tcp.segments import F_ACK, F_PSH
 from synack.tcp.sender import TcpSender
-from synack.tcp.seq import seq_add, seq_dist, seq_le, seq_lt
+from synack.tcp.seq import seq_add, seq_dist, seq_le
 from synack.tcp.states import State
 from synack.tcp.tcb import DEFAULT_MSS, OOW_ACK_INTERVAL, TEXT_STATES
 from synack.tcp.timestamps import TS_OPTION_SPACE
@@ -124,24 +124,13 @@ class TcpReceiver(TcpSender):
         self.snd_wl2 = ack
         if not payload:
             # A pure ACK of new data (fifth step).
-            sndbuf = self._sndbuf
-            sndbuf.drop(acked)
-            self.snd_una = ack
-            if seq_lt(self.snd_nxt, ack):
-                self.snd_nxt = ack
-            snd_max = self.snd_max
-            self._recovery.on_new_ack(
+            self._data_acked(
                 ack,
                 acked,
-                seq_dist(snd_max, ack),
+                acked,
                 tso.rtt(ts[1], now) if ts is not None and ts[1] != 0 else None,
                 now,
             )
-            self._persist_backoff = 0
-            timers.rexmit = None if ack == snd_max else now + self._rtt.rto
-            if self._send_blocked and sndbuf.space > 0:
-                self._send_blocked = False
-                self._events.append(ev.SendSpaceAvailable(sndbuf.space))
             return True
         # In-order data (seventh step) with the delayed-ACK rule.
         n = len(payload)

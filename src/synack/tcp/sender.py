@@ -17,6 +17,7 @@ Layer: tcp. Imports synack.errors, synack.wire and the rest of synack.tcp (below
 from __future__ import annotations
 
 from synack.errors import LocalProtocolError
+from synack.tcp import events as ev
 from synack.tcp.sack import blocks_to_send
 from synack.tcp.segments import (
     ACK,
@@ -389,6 +390,29 @@ class TcpSender(Tcb):
         self._out.append(self._make(seq_add(self.snd_max, -1), ACK, b"", now))
         self._timers.keepalive = now + cfg.keepalive_interval
         return False
+
+    def _data_acked(
+        self, ack: int, data_acked: int, acked: int, ts_rtt: float | None, now: float
+    ) -> None:
+        """SND.UNA moves to ``ack``: ``acked`` octets (``data_acked`` of them data) are done.
+
+        §3.10.7.4 fifth step: the acknowledged octets leave the send buffer,
+        loss recovery learns of the ACK (RTT sample, cwnd), and the
+        retransmission timer stops when all is acknowledged and restarts
+        otherwise (RFC 6298 §5.2/5.3).
+        """
+        sndbuf = self._sndbuf
+        sndbuf.drop(data_acked)
+        self.snd_una = ack
+        if seq_lt(self.snd_nxt, ack):
+            self.snd_nxt = ack
+        snd_max = self.snd_max
+        self._recovery.on_new_ack(ack, acked, seq_dist(snd_max, ack), ts_rtt, now)
+        self._persist_backoff = 0
+        self._timers.rexmit = None if ack == snd_max else now + self._rtt.rto
+        if self._send_blocked and sndbuf.space > 0:
+            self._send_blocked = False
+            self._events.append(ev.SendSpaceAvailable(sndbuf.space))
 
     def _update_send_window(self, seq: int, ack: int, window: int) -> None:
         """§3.10.7.4 fifth step, the send window: from a newer segment, or a newer ACK.
