@@ -71,6 +71,24 @@ class LossRecovery:
         self.rescue_rxt: int | None = None
         self.sack_first = False  # RFC 6675 §5 step 4.3 still to do
 
+    # -- RTT timing (Karn) ----------------------------------------------
+
+    def time_segment(self, end: int, now: float) -> None:
+        """New data ending at ``end`` was sent: time it unless one is timed (RFC 6298 §3)."""
+        if self.rtt_seq is None:
+            self.rtt_seq = end
+            self.rtt_time = now
+
+    def time_syn(self, end: int, now: float) -> None:
+        """Our SYN (ending at ``end``) was sent: time it unless it is a retransmission."""
+        if self.rtt_seq is None and self.retries == 0:
+            self.rtt_seq = end
+            self.rtt_time = now
+
+    def resending(self) -> None:
+        """Something is resent: Karn's algorithm (MUST-18) takes no sample from it."""
+        self.rtt_seq = None
+
     # -- ACKs ------------------------------------------------------------
 
     def on_syn_acked(self, ack: int, ts_rtt: float | None, now: float) -> None:
@@ -176,7 +194,13 @@ class LossRecovery:
     # -- RFC 6675 output -------------------------------------------------
 
     def first_hole(self, una: int, snd_max: int, mss: int) -> int:
-        """§5 (4.3): the octets of the first segment presumed dropped."""
+        """§5 (4.3): the octets of the first segment presumed dropped, once per recovery.
+
+        0 when that segment was resent already (or no SACK recovery began).
+        """
+        if not self.sack_first:
+            return 0
+        self.sack_first = False
         ranges = self.board.ranges
         nxt = seq_dist(ranges[0][0], una) if ranges else seq_diff(snd_max, una)
         return min(mss, nxt) if nxt > 0 else mss

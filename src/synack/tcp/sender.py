@@ -133,7 +133,7 @@ class TcpSender(Tcb):
                 out.append(self._data_segment(self.snd_una, 0, n, now, fin=fin, psh=fin))
                 self.stats_counters.retransmissions += 1
                 self.stats_counters.bytes_out += n
-                rec.rtt_seq = None
+                rec.resending()
             elif self._fin_seq is not None and not self._fin_acked:
                 out.append(self._make(self._fin_seq, ACK_FIN, b"", now))
                 self.stats_counters.retransmissions += 1
@@ -230,12 +230,9 @@ class TcpSender(Tcb):
         if seq_lt(seq, self.snd_max):
             self.stats_counters.retransmissions += 1
         elif not self._ts.ok:
-            rec = self._recovery
-            if rec.rtt_seq is None:
-                # Time this segment (one at a time, RFC 6298 §3; Karn: never
-                # a retransmitted one).
-                rec.rtt_seq = end
-                rec.rtt_time = now
+            # Without timestamps one segment at a time is timed (RFC 6298 §3;
+            # Karn: never a retransmitted one).
+            self._recovery.time_segment(end, now)
         self.stats_counters.bytes_out += n
         if n < self._snd_mss:
             self._nagle_end = end
@@ -262,11 +259,10 @@ class TcpSender(Tcb):
         """RFC 6675 §5 step (4.3)-(4.5) and (C): send while cwnd - pipe >= 1 SMSS."""
         mss = self._snd_mss
         rec = self._recovery
-        if rec.sack_first:
+        first = rec.first_hole(self.snd_una, self.snd_max, mss)
+        if first:
             # (4.3) The first segment presumed dropped, regardless of pipe.
-            rec.sack_first = False
-            sent = self._resend(0, rec.first_hole(self.snd_una, self.snd_max, mss), now, out)
-            rec.high_rxt = seq_add(self.snd_una, sent)
+            rec.resent(1, self.snd_una, 0, self._resend(0, first, now, out))
         cwnd = self._cc.cwnd
         rel, lost_edge, pipe = rec.pipe(self.snd_una, self.snd_max, mss)  # (4.4), (B.2)
         # (C): bounded by cwnd; each round moves HighRxt, SND.NXT or RescueRxt.
@@ -311,7 +307,7 @@ class TcpSender(Tcb):
         else:
             return 0
         self.stats_counters.retransmissions += 1
-        self._recovery.rtt_seq = None  # Karn (MUST-18)
+        self._recovery.resending()
         if self._timers.rexmit is None:
             self._timers.rexmit = now + self._rtt.rto
         return sent
@@ -524,10 +520,7 @@ class TcpSender(Tcb):
         self.snd_nxt = end
         if seq_gt(end, self.snd_max) or self.snd_max == self.iss:
             self.snd_max = end
-        rec = self._recovery
-        if rec.rtt_seq is None and rec.retries == 0:
-            rec.rtt_seq = end
-            rec.rtt_time = now
+        self._recovery.time_syn(end, now)
         return TcpSegment(self._lport, self._rport, self.iss, ackno, flags, window, b"", opts)
 
     def _advertise(self) -> int:
