@@ -108,7 +108,6 @@ class TcpConnection(TcpReceiver):
         self._set_state(State.SYN_SENT, Cause.ACTIVE_OPEN, now)
         self._syn_needed = True
         self._timers.connect = now + self.config.connect_timeout
-        self._last_rcv = now
 
     @classmethod
     def accept_syn(
@@ -135,7 +134,6 @@ class TcpConnection(TcpReceiver):
         conn._passive = True
         conn._set_state(State.LISTEN, Cause.PASSIVE_OPEN, now)
         conn.stats_counters.segments_in += 1
-        conn._last_rcv = now
         conn._take_syn(syn, now)
         conn._set_state(State.SYN_RECEIVED, Cause.RCV_SYN, now)
         conn._syn_needed = True
@@ -398,7 +396,6 @@ class TcpConnection(TcpReceiver):
         ):
             self._ack_now = True
             self._timers.close = now + 2 * self.config.msl
-            self._last_rcv = now
             return
         # SYN-RECEIVED: the peer's SYN again. A plain SYN means our SYN,ACK
         # was lost: send it again. A SYN,ACK (simultaneous open, Figure 7
@@ -492,7 +489,6 @@ class TcpConnection(TcpReceiver):
                 0 <= start < rcv_wnd or 0 <= last < rcv_wnd or (start < 0 and last >= rcv_wnd)
             )
         if acceptable:
-            self._last_rcv = now
             self._keepalive_probes = 0
             self._probes_unanswered = 0
             if self._timers.keepalive is not None:

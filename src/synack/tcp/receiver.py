@@ -112,7 +112,6 @@ class TcpReceiver(TcpSender):
         # Accepted: the common bookkeeping of the full path.
         seq = seg.seq
         timers = self._timers
-        self._last_rcv = now
         self._keepalive_probes = 0
         self._probes_unanswered = 0
         if timers.keepalive is not None:
@@ -181,7 +180,6 @@ class TcpReceiver(TcpSender):
         self.snd_wnd = syn.window
         self._max_snd_wnd = max(self._max_snd_wnd, syn.window)
         self.snd_wl1 = syn.seq
-        self._last_rcv = now
         if self._state is State.SYN_SENT:
             # What our SYN offered is the window until we say otherwise.
             self._rcv_adv = seq_add(self.rcv_nxt, self._syn_window)

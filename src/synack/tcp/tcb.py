@@ -84,7 +84,6 @@ class Tcb:
         "_fin_seq",
         "_keepalive_probes",
         "_last_oow_ack",
-        "_last_rcv",
         "_lport",
         "_max_snd_wnd",
         "_nagle_end",
@@ -212,7 +211,6 @@ class Tcb:
         self._challenge_count = 0
 
         self._timers = Timers()
-        self._last_rcv = 0.0
 
     # ------------------------------------------------------------------
     # Read-only views
