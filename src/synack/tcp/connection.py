@@ -310,7 +310,11 @@ class TcpConnection(TcpReceiver):
             self._out.append(reply)
 
     def _segment_arrives_syn_sent(self, seg: TcpSegment, now: float) -> None:
-        """RFC 9293 §3.10.7.3 SYN-SENT: ACK bit, RST bit, (security,) SYN bit, else drop."""
+        """RFC 9293 §3.10.7.3 SYN-SENT: ACK bit, RST bit, (security,) SYN bit, else drop.
+
+        A SYN,ACK enters ESTABLISHED; a SYN alone is a simultaneous open
+        (MUST-10) and enters SYN-RECEIVED.
+        """
         flags = int(seg.flags)
         has_ack = bool(flags & F_ACK)
         # First, check the ACK bit: <SEQ=SEG.ACK><CTL=RST> for a bad one.
@@ -516,8 +520,9 @@ class TcpConnection(TcpReceiver):
         SEG.SEQ = RCV.NXT resets the connection (MUST, check 2); anywhere
         else in the window it earns a challenge ACK (check 3). SYN-RECEIVED
         goes back to LISTEN when it came from there (passive OPEN) or
-        reports "connection refused" (active); ESTABLISHED, FIN-WAIT-*,
-        CLOSE-WAIT report "connection reset"; the rest just close.
+        reports "connection refused" (active), as MUST-11 asks; ESTABLISHED,
+        FIN-WAIT-*, CLOSE-WAIT report "connection reset" (MUST-12); the rest
+        just close.
         """
         if seq != self.rcv_nxt:
             self._challenge_ack(now)
@@ -538,7 +543,7 @@ class TcpConnection(TcpReceiver):
     def _check_syn(self, now: float) -> None:
         """§3.10.7.4 fourth step (RFC 5961 §4.2): a SYN in the window.
 
-        SYN-RECEIVED from a passive OPEN returns to LISTEN; in the
+        SYN-RECEIVED from a passive OPEN returns to LISTEN (MUST-11); in the
         synchronized states a challenge ACK answers it instead of a reset.
         """
         if self._state is State.SYN_RECEIVED and self._passive:
