@@ -239,7 +239,7 @@ def test_old_duplicate_syn() -> None:
     assert child.transitions[-1].cause is Cause.RCV_RST
     assert kinds(drain(child)) == ["Closed"]
     # The real SYN now makes a fresh child and the handshake completes.
-    d._b = None
+    d.server = None
     d.to_b([new_syn])
     (synack2,) = d.out_b()
     assert brief(synack2) == (300, 101, "SA", 0)

@@ -1,4 +1,7 @@
-"""The sans-IO RFC 9293 TCP connection (see connection.py for the API)."""
+"""The sans-IO RFC 9293 TCP connection (see connection.py for the API).
+
+Layer: tcp. Imports only synack.tcp's own modules.
+"""
 
 from __future__ import annotations
 

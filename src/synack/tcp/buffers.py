@@ -2,7 +2,9 @@
 
 Both are bounded. Positions inside the buffers are plain byte offsets, never
 sequence numbers: the connection converts between the two, so modulo-2**32
-arithmetic stays in one place (connection.py and seq.py).
+arithmetic stays in one place (seq.py).
+
+Layer: tcp. Imports synack.errors.
 """
 
 from __future__ import annotations

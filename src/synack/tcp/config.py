@@ -1,4 +1,7 @@
-"""Per-connection settings, validated once (caller mistakes raise LocalProtocolError)."""
+"""Per-connection settings, validated once (caller mistakes raise LocalProtocolError).
+
+Layer: tcp. Imports synack.errors.
+"""
 
 from __future__ import annotations
 

@@ -1,12 +1,16 @@
 """Congestion control: RFC 5681 slow start, congestion avoidance, fast
 retransmit and fast recovery, with the NewReno modification of RFC 6582.
 
-RFC 9293 §3.8.2 (MUST-19) requires RFC 5681. Limited transmit (RFC 3042)
-is applied by the connection when it sizes its output from ``dupacks``.
-When both ends negotiated SACK, the connection runs RFC 6675 loss recovery
-(scoreboard, pipe, NextSeg) and uses :meth:`NewReno.enter_sack_recovery`:
-cwnd is then neither inflated by duplicates nor deflated by partial ACKs,
-the pipe estimate does that job.
+RFC 9293 §3.8.2 (MUST-19) requires RFC 5681. :class:`NewReno` belongs to
+:class:`~synack.tcp.recovery.LossRecovery`, which tells it what every ACK and
+timeout did. Limited transmit (RFC 3042) is applied by the output
+(:mod:`synack.tcp.sender`) when it sizes what it sends from ``dupacks``.
+When both ends negotiated SACK, loss recovery runs RFC 6675 (scoreboard,
+pipe, NextSeg) and uses :meth:`NewReno.enter_sack_recovery`: cwnd is then
+neither inflated by duplicates nor deflated by partial ACKs, the pipe
+estimate does that job.
+
+Layer: tcp. Imports synack.tcp.seq.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A sans-IO RFC 9293 TCP connection.
+"""A sans-IO RFC 9293 TCP connection: the state machine and the segment-arrival steps.
 
 Segments and ``now`` go in; events, segments and the next deadline come out.
 Nothing here reads a clock, draws a random number or touches a socket.
@@ -35,46 +35,48 @@ ESTABLISHED when data is queued (RFC 9293 §3.10.4 allows it in SYN-RECEIVED);
 a duplicate SYN in SYN-RECEIVED is answered with the SYN,ACK again; segments
 that are only an ACK carry SEQ = SND.MAX (BSD does the same) so that a
 go-back-N rewind of SND.NXT never makes them look old; data in a SYN is not
-queued (the peer resends it).
+queued (the peer resends it). Loss recovery is RFC 6675 with SACK agreed,
+NewReno (RFC 6582) otherwise (:mod:`synack.tcp.recovery`).
 
-Loss recovery: with SACK agreed on the handshake, RFC 6675 (scoreboard,
-IsLost, pipe, NextSeg); otherwise NewReno (RFC 6582). Beyond RFC 6675: the
-rescue retransmission (NextSeg rule 4) is skipped when its octet was resent
-already, and a peer that agreed to SACK but sends duplicate ACKs without
-blocks still triggers fast retransmit (RFC 5681 §2 duplicates), after which
-only the cumulative ACK and the RTO guide recovery.
+The adapter loop: feed segments / user calls, drain ``next_event()``, flush
+``segments_to_send(now)``, re-arm the timer from ``get_timer()``. Output is
+produced only by ``segments_to_send``, so ACKs for a burst of received
+segments are aggregated (RFC 9293 §3.10.7.4 MUST-58/59).
 
-The adapter loop (house style item 2): feed segments / user calls, drain
-``next_event()``, flush ``segments_to_send(now)``, re-arm the timer from
-``get_timer()``. Output is produced only by ``segments_to_send``, so ACKs for
-a burst of received segments are aggregated (RFC 9293 §3.10.7.4 MUST-58/59).
+Segments that reach no connection: :func:`reply_when_closed` (§3.10.7.1) and
+:func:`reply_when_listening` (§3.10.7.2). A passive child whose SYN-RECEIVED
+is reset goes back to LISTEN and reports :class:`~synack.tcp.events.Closed`:
+the listener itself stays with the host, so the child is simply forgotten.
 
-Helpers for segments that reach no connection: :func:`reply_when_closed`
-(RFC 9293 §3.10.7.1, the reset a CLOSED port sends) and
-:func:`reply_when_listening` (§3.10.7.2, what a LISTEN socket sends to a
-non-SYN). A passive child whose SYN-RECEIVED is reset goes back to LISTEN and
-reports :class:`~synack.tcp.events.Closed`: the listener itself stays with the
-host, so the child is simply forgotten.
+The TCB (:mod:`synack.tcp.tcb`), the output (:mod:`synack.tcp.sender`) and the
+shared receive machinery (:mod:`synack.tcp.receiver`, header prediction among
+it) are the layers this class extends. Peer misbehaviour never raises: bad segments are dropped
+and counted in ``stats.dropped`` by reason. Caller misuse raises LocalProtocolError.
 
-Peer misbehaviour never raises: bad segments are dropped and counted in
-``stats.dropped`` by reason. Caller misuse raises LocalProtocolError.
+Layer: tcp. Imports synack.errors, synack.wire and the rest of synack.tcp.
 """
 
 from __future__ import annotations
 
-from collections import deque
-from dataclasses import dataclass, field
-from ipaddress import IPv4Address
-
 from synack.errors import LocalProtocolError
 from synack.tcp import events as ev
-from synack.tcp.buffers import ReceiveBuffer, SendBuffer
 from synack.tcp.config import TcpConfig
-from synack.tcp.congestion import AckAction, NewReno
-from synack.tcp.rto import RttEstimator
-from synack.tcp.seq import SEQ_MASK, seq_diff, seq_ge, seq_gt, seq_le, seq_lt
+from synack.tcp.receiver import FAST_STATES, TcpReceiver
+from synack.tcp.segments import (
+    F_ACK,
+    F_FIN,
+    F_RST,
+    F_SYN,
+    F_URG,
+    reply_when_closed,
+    reply_when_listening,
+)
+from synack.tcp.seq import seq_add, seq_diff, seq_gt, seq_le, seq_lt
 from synack.tcp.states import SYNCHRONIZED, Cause, State, Transition, is_transition
-from synack.wire.tcp import TcpFlags, TcpOptions, TcpSegment
+from synack.tcp.stats import TcpStats
+from synack.tcp.tcb import TEXT_STATES, Address
+from synack.tcp.timers import Timer
+from synack.wire.tcp import TcpSegment
 
 __all__ = [
     "TcpConnection",
@@ -83,233 +85,17 @@ __all__ = [
     "reply_when_listening",
 ]
 
-_ACK = TcpFlags.ACK
-_SYN = TcpFlags.SYN
-_FIN = TcpFlags.FIN
-_RST = TcpFlags.RST
-_PSH = TcpFlags.PSH
-_ACK_PSH = TcpFlags.ACK | TcpFlags.PSH
-_ACK_FIN = TcpFlags.ACK | TcpFlags.FIN
-_ACK_PSH_FIN = TcpFlags.ACK | TcpFlags.PSH | TcpFlags.FIN
-_RST_ACK = TcpFlags.RST | TcpFlags.ACK
-# The same bits as plain ints: enum.Flag arithmetic is slow on the hot path.
-F_FIN, F_SYN, F_RST, F_PSH, F_ACK, F_URG = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
-_NO_OPTIONS = TcpOptions()
-
-#: RFC 9293 §3.7.1 (MUST-15): the send MSS when the peer announces none.
-DEFAULT_MSS = 536
-#: RFC 7323 §5.5: TS.Recent is invalid after 24 days of idleness.
-PAWS_IDLE = 24 * 24 * 3600.0
-#: Replies to unacceptable segments without data: at most one per this long.
-OOW_ACK_INTERVAL = 0.5
-#: RFC 7323 §3.2: a TSopt costs 12 bytes of every segment (10 + 2 NOPs).
-TS_OPTION_SPACE = 12
-
-Address = tuple[IPv4Address, int]
-
-# States in which we may send data / FIN (after the handshake).
-_SEND_STATES = frozenset(
-    {State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1, State.CLOSING, State.LAST_ACK}
-)
-# States that accept segment text (RFC 9293 §3.10.7.4 "sixth, process the segment text").
-_TEXT_STATES = frozenset({State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2})
-# Header prediction (see _fast_path): pure ACKs while our FIN is unsent, in
-# the states that can send; in-order data in the states that accept text.
-_FAST_ACK_STATES = frozenset(
-    {State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1, State.LAST_ACK}
-)
-_FAST_STATES = _FAST_ACK_STATES | _TEXT_STATES
 _RESET_STATES = frozenset({State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2, State.CLOSE_WAIT})
+_SYN_STATES = (State.SYN_SENT, State.SYN_RECEIVED)
 
 
-@dataclass(slots=True)
-class TcpStats:
-    """Counters and estimates of one connection (a snapshot when read via ``stats``)."""
+class TcpConnection(TcpReceiver):
+    """One TCP connection's state machine (RFC 9293 §3.3.2, §3.10) over its TCB."""
 
-    segments_in: int = 0
-    segments_out: int = 0
-    bytes_in: int = 0  # payload octets accepted in order
-    bytes_out: int = 0  # payload octets sent, retransmissions included
-    retransmissions: int = 0  # segments resent (timeouts, fast retransmit, go-back-N)
-    fast_retransmits: int = 0
-    timeouts: int = 0  # retransmission timer expirations
-    dupacks_in: int = 0
-    challenge_acks: int = 0
-    window_probes: int = 0
-    keepalive_probes: int = 0
-    rsts_out: int = 0
-    srtt: float | None = None
-    rttvar: float | None = None
-    rto: float = 0.0
-    cwnd: int = 0
-    ssthresh: int = 0
-    snd_wnd: int = 0
-    dropped: dict[str, int] = field(default_factory=dict)
-
-    def copy(self) -> TcpStats:
-        return TcpStats(
-            self.segments_in,
-            self.segments_out,
-            self.bytes_in,
-            self.bytes_out,
-            self.retransmissions,
-            self.fast_retransmits,
-            self.timeouts,
-            self.dupacks_in,
-            self.challenge_acks,
-            self.window_probes,
-            self.keepalive_probes,
-            self.rsts_out,
-            self.srtt,
-            self.rttvar,
-            self.rto,
-            self.cwnd,
-            self.ssthresh,
-            self.snd_wnd,
-            dict(self.dropped),
-        )
-
-
-def reply_when_closed(seg: TcpSegment) -> TcpSegment | None:
-    """The reset a CLOSED connection (no TCB) answers ``seg`` with (RFC 9293 §3.10.7.1).
-
-    An incoming RST is never answered. Ports are swapped: the reply goes back.
-    """
-    if seg.flags & _RST:
-        return None
-    if seg.flags & _ACK:
-        return TcpSegment(seg.dst_port, seg.src_port, seg.ack, 0, _RST, 0)
-    return TcpSegment(
-        seg.dst_port, seg.src_port, 0, (seg.seq + seg.seg_len) & SEQ_MASK, _RST | _ACK, 0
-    )
-
-
-def reply_when_listening(seg: TcpSegment) -> TcpSegment | None:
-    """What a LISTEN socket answers a segment with, other than a SYN (RFC 9293 §3.10.7.2).
-
-    A RST is ignored; any ACK is bad in LISTEN and gets <SEQ=SEG.ACK><CTL=RST>;
-    a SYN (without ACK/RST) is for :meth:`TcpConnection.accept_syn`; anything
-    else is dropped (None).
-    """
-    if seg.flags & _RST:
-        return None
-    if seg.flags & _ACK:
-        return TcpSegment(seg.dst_port, seg.src_port, seg.ack, 0, _RST, 0)
-    return None
-
-
-class TcpConnection:
-    """One TCP connection's TCB and state machine (RFC 9293 §3.3.1, §3.10)."""
-
-    def __init__(self, local: Address, remote: Address, *, config: TcpConfig, iss: int) -> None:
-        if not (0 < local[1] < 65536 and 0 < remote[1] < 65536):
-            raise LocalProtocolError("ports must be 1..65535")
-        if not 0 <= iss <= SEQ_MASK:
-            raise LocalProtocolError("iss must be a 32-bit sequence number")
-        self.local = local
-        self.remote = remote
-        self.config = config
-        self._lport = local[1]
-        self._rport = remote[1]
-        self._state = State.CLOSED
-        self._transitions: list[Transition] = []
-        self._events: deque[ev.Event] = deque()
-        self._out: list[TcpSegment] = []  # control segments queued (RST, SYN-ACK resend ...)
-        self._passive = False
-        self._opened = False
-        self.stats_counters = TcpStats()
-
-        # Send sequence variables (RFC 9293 §3.3.1). SND.MAX is the highest
-        # sequence number sent so far, kept apart from SND.NXT because a
-        # timeout rewinds SND.NXT (go-back-N) and window probes step past it.
-        self.iss = iss
-        self.snd_una = iss
-        self.snd_nxt = iss
-        self.snd_max = iss
-        self.snd_wnd = 0
-        self.snd_wl1 = 0
-        self.snd_wl2 = iss
-        self._max_snd_wnd = 0
-        self._snd_wscale = 0  # shift applied to the peer's window field
-        self._snd_mss = DEFAULT_MSS  # effective send MSS (payload octets)
-        self._sndbuf = SendBuffer(config.send_buffer)
-        self._snd_up: int | None = None  # SND.UP while urgent data is unacknowledged
-        self._fin_queued = False  # user CLOSE/shutdown: FIN follows the queued data
-        self._fin_seq: int | None = None  # sequence number our FIN occupies, once sent
-        self._fin_acked = False
-        self._close_deferred = False  # CLOSE issued in SYN-SENT/SYN-RECEIVED with data
-        self._app_closed = False  # close() (not shutdown_write): no more reading
-        self._send_blocked = False  # a send() was cut short: report SendSpaceAvailable
-        self._nagle_end = iss  # end of the last short segment sent (Nagle/Minshall)
-        # SACK scoreboard (RFC 6675 §3): merged [left, right) sequence ranges
-        # the peer SACKed, ascending, all inside [SND.UNA, SND.MAX].
-        self._sacked: list[tuple[int, int]] = []
-        # RFC 6675 §2 HighRxt (kept one past the highest octet retransmitted
-        # in this recovery) and RescueRxt (None: undefined).
-        self._high_rxt = iss
-        self._rescue_rxt: int | None = None
-        self._sack_first = False  # RFC 6675 §5 step 4.3 still to do
-        self._syn_resent = False
-        self._probes_unanswered = 0  # zero-window probes since the peer last spoke
-        self._last_oow_ack = -OOW_ACK_INTERVAL
-
-        # Receive sequence variables. RCV.ADV is the right edge we last
-        # advertised (RCV.NXT + RCV.WND), which never moves left (SHLD-14).
-        self.irs = 0
-        self.rcv_nxt = 0
-        self._rcv_adv = 0
-        self._rcv_wscale_offer = config.rcv_wscale
-        self._rcv_wscale = 0  # our shift once both sides agreed
-        self._wscale_agreed = False
-        self._syn_window = 0  # the (unscaled) window our SYN carried
-        self._rcvbuf = ReceiveBuffer(config.receive_buffer)
-        self._rcv_fin_seq: int | None = None  # a FIN seen beyond a gap
-        self._rcv_up: int | None = None  # RCV.UP: first non-urgent octet (MUST-62)
-        self._fin_received = False
-
-        # Options agreed on the handshake.
-        self._ts_ok = False
-        self._sack_ok = False
-        self._ts_offset = iss  # RFC 7323 §5.4: a per-connection random offset
-        self._ts_recent = 0
-        self._ts_recent_time = 0.0
-        self._ts_recent_valid = False
-        self._last_ack_sent = 0
-        self._ts_opts = TcpOptions(timestamps=(0, 0))
-
-        # Output requests.
-        self._ack_now = False  # send an ACK at the next flush
-        self._syn_needed = False  # (re)send our SYN or SYN-ACK
-        self._rexmit_one = False  # fast retransmit / partial ACK: resend SND.UNA's segment
-        self._delack_segments = 0  # full-sized segments received and not yet acknowledged
-        self._sack_trimmed = False  # a data segment had no room for all SACK blocks (MUST-16)
-        self._last_seg_time = 0.0
-
-        # Loss recovery.
-        self._rtt = RttEstimator(
-            initial=config.initial_rto, min_rto=config.min_rto, max_rto=config.max_rto
-        )
-        self._cc = NewReno(DEFAULT_MSS, iss)
-        self._rtt_seq: int | None = None  # timed segment's end (no timestamps: Karn)
-        self._rtt_time = 0.0
-        self._retries = 0  # consecutive timeouts of the same segment (R1/R2)
-        self._first_rexmit_time: float | None = None
-        self._persist_backoff = 0
-        self._keepalive_probes = 0
-        self._challenge_window = -1.0
-        self._challenge_count = 0
-
-        # Timers: absolute deadlines or None.
-        self._t_rexmit: float | None = None
-        self._t_persist: float | None = None
-        self._t_delack: float | None = None
-        self._t_keepalive: float | None = None
-        self._t_close: float | None = None  # TIME-WAIT 2MSL, FIN-WAIT-2 orphan timeout
-        self._t_connect: float | None = None
-        self._last_rcv = 0.0
+    __slots__ = ()
 
     # ------------------------------------------------------------------
-    # Opening
+    # Opening (§3.10.1)
 
     def connect(self, now: float) -> None:
         """Active OPEN (RFC 9293 §3.10.1): send SYN, enter SYN-SENT."""
@@ -321,8 +107,7 @@ class TcpConnection:
         self.snd_nxt = self.snd_max = self.iss
         self._set_state(State.SYN_SENT, Cause.ACTIVE_OPEN, now)
         self._syn_needed = True
-        self._t_connect = now + self.config.connect_timeout
-        self._last_rcv = now
+        self._timers.connect = now + self.config.connect_timeout
 
     @classmethod
     def accept_syn(
@@ -340,7 +125,7 @@ class TcpConnection:
         nor RST (RFC 9293 §3.10.7.2 "third, check for a SYN"); other
         segments to a listener get :func:`reply_when_listening`.
         """
-        if (syn.flags & (_SYN | _ACK | _RST)) != _SYN:
+        if (int(syn.flags) & (F_SYN | F_ACK | F_RST)) != F_SYN:
             raise LocalProtocolError("accept_syn() needs a SYN without ACK or RST")
         if syn.dst_port != local[1] or syn.src_port != remote[1]:
             raise LocalProtocolError("the SYN's ports do not match local/remote")
@@ -349,116 +134,17 @@ class TcpConnection:
         conn._passive = True
         conn._set_state(State.LISTEN, Cause.PASSIVE_OPEN, now)
         conn.stats_counters.segments_in += 1
-        conn._last_rcv = now
         conn._take_syn(syn, now)
         conn._set_state(State.SYN_RECEIVED, Cause.RCV_SYN, now)
         conn._syn_needed = True
-        conn._t_connect = now + config.connect_timeout
+        conn._timers.connect = now + config.connect_timeout
         return conn
 
     # ------------------------------------------------------------------
     # Public properties
 
-    @property
-    def state(self) -> State:
-        return self._state
-
-    @property
-    def transitions(self) -> list[Transition]:
-        return list(self._transitions)
-
-    @property
-    def send_space(self) -> int:
-        return self._sndbuf.space
-
-    @property
-    def readable_bytes(self) -> int:
-        return self._rcvbuf.readable
-
-    @property
-    def urgent_pending(self) -> int:
-        """Octets to read before the end of the urgent data (RCV.UP), 0 if none (MUST-33).
-
-        Counted from the read point, buffered ordinary octets included, as
-        RFC 1122 §4.2.2.4 asks ("how much urgent data remains to be read").
-        """
-        up = self._rcv_up
-        if up is None:
-            return 0
-        nxt = (self.rcv_nxt - 1) & SEQ_MASK if self._fin_received else self.rcv_nxt
-        d = seq_diff(up, (nxt - self._rcvbuf.readable) & SEQ_MASK)
-        return d if d > 0 else 0
-
-    @property
-    def passive(self) -> bool:
-        return self._passive
-
-    @property
-    def effective_mss(self) -> int:
-        return self._snd_mss
-
-    @property
-    def stats(self) -> TcpStats:
-        s = self.stats_counters.copy()
-        s.srtt = self._rtt.srtt
-        s.rttvar = self._rtt.rttvar
-        s.rto = self._rtt.rto
-        s.cwnd = self._cc.cwnd
-        s.ssthresh = self._cc.ssthresh
-        s.snd_wnd = self.snd_wnd
-        return s
-
     # ------------------------------------------------------------------
-    # Application side
-
-    def send(
-        self, data: bytes | bytearray | memoryview, now: float, *, urgent: bool = False
-    ) -> int:
-        """Queue data (RFC 9293 §3.10.2 SEND); returns how many bytes fit the send buffer.
-
-        ``urgent=True`` marks everything queued so far as urgent (SND.UP moves
-        to the end of the queue): the segments sent until it is acknowledged
-        carry URG and a pointer to the first non-urgent octet (MUST-30,
-        MUST-62). It needs a synchronized connection.
-        """
-        st = self._state
-        if st is State.CLOSED or st is State.LISTEN:
-            raise LocalProtocolError(f"send() on a connection in {st}")
-        if self._fin_queued or self._close_deferred:
-            raise LocalProtocolError("send() after shutdown_write()/close(): connection closing")
-        if st not in (State.SYN_SENT, State.SYN_RECEIVED, State.ESTABLISHED, State.CLOSE_WAIT):
-            raise LocalProtocolError(f"send() on a connection in {st}")
-        if urgent and st not in (State.ESTABLISHED, State.CLOSE_WAIT):
-            raise LocalProtocolError(f"urgent send() needs an established connection, not {st}")
-        n = self._sndbuf.append(data)
-        if n < len(data):
-            self._send_blocked = True
-        if urgent and n:
-            # §3.10.2: SND.UP <- the octet after the urgent data (MUST-62); a
-            # later urgent send extends the run (MUST-31).
-            self._snd_up = (self.snd_una + len(self._sndbuf)) & SEQ_MASK
-        return n
-
-    def receive(self, max_bytes: int = 1 << 30) -> bytes:
-        """Take up to ``max_bytes`` readable bytes (b"" when none).
-
-        Reading frees receive space; when the window can open by enough to
-        be worth it (receiver SWS avoidance, RFC 9293 §3.8.6.2.2 MUST-39),
-        the next flush carries a window update.
-        """
-        if max_bytes < 0:
-            raise LocalProtocolError("max_bytes must be >= 0")
-        if self._app_closed:
-            raise LocalProtocolError("receive() after close()")
-        data = self._rcvbuf.read(max_bytes)
-        if (
-            data
-            and self._state in _TEXT_STATES
-            and not self._fin_received
-            and self._window_update_worthwhile()
-        ):
-            self._ack_now = True
-        return data
+    # Application side (§3.10.2 - §3.10.5)
 
     def shutdown_write(self, now: float) -> None:
         """CLOSE in the RFC 9293 §3.10.4 sense: FIN after all queued data; keep reading."""
@@ -497,7 +183,7 @@ class TcpConnection:
             return
         if self._rcvbuf.readable and st in _RESET_STATES:
             self._app_closed = True
-            self._send_reset(now)
+            self._send_reset()
             self._enter_closed(Cause.ABORT, now)
             return
         self._app_closed = True
@@ -515,170 +201,73 @@ class TcpConnection:
             State.FIN_WAIT_2,
             State.CLOSE_WAIT,
         ):
-            self._send_reset(now)
+            self._send_reset()
         self._sndbuf.clear()
         self._enter_closed(Cause.ABORT, now)
 
-    def next_event(self) -> ev.Event | None:
-        return self._events.popleft() if self._events else None
-
     # ------------------------------------------------------------------
-    # Timers
-
-    def get_timer(self) -> float | None:
-        """The earliest pending deadline (absolute), or None. Pure."""
-        # Unrolled: the adapters ask after every flush.
-        best = self._t_rexmit
-        t = self._t_persist
-        if t is not None and (best is None or t < best):
-            best = t
-        t = self._t_delack
-        if t is not None and (best is None or t < best):
-            best = t
-        t = self._t_keepalive
-        if t is not None and (best is None or t < best):
-            best = t
-        t = self._t_close
-        if t is not None and (best is None or t < best):
-            best = t
-        t = self._t_connect
-        if t is not None and (best is None or t < best):
-            best = t
-        return best
+    # Timeouts (§3.10.8)
 
     def handle_timer(self, now: float) -> None:
-        """Handle every deadline that is due at ``now``."""
-        if self._t_connect is not None and now >= self._t_connect:
-            self._t_connect = None
-            if self._state in (State.SYN_SENT, State.SYN_RECEIVED):
-                self._give_up("connect", now)
-                return
-        if self._t_close is not None and now >= self._t_close:
-            self._t_close = None
-            if self._state is State.TIME_WAIT:
-                self._enter_closed(Cause.TIME_WAIT_EXPIRED, now)
-                return
-            if self._state is State.FIN_WAIT_2:
-                self._enter_closed(Cause.TIMEOUT, now)
-                return
-        if self._t_rexmit is not None and now >= self._t_rexmit:
-            self._t_rexmit = None
-            self._on_rexmit_timeout(now)
-            if self._state is State.CLOSED:
-                return
-        if self._t_persist is not None and now >= self._t_persist:
-            self._t_persist = None
-            self._on_persist_timeout(now)
-        if self._t_delack is not None and now >= self._t_delack:
-            self._t_delack = None
-            self._ack_now = True
-        if self._t_keepalive is not None and now >= self._t_keepalive:
-            self._t_keepalive = None
-            self._on_keepalive_timeout(now)
+        """Handle every deadline that is due at ``now`` (RFC 9293 §3.10.8)."""
+        for timer in self._timers.expired(now):
+            st = self._state
+            if timer is Timer.CONNECT:
+                if st is State.SYN_SENT or st is State.SYN_RECEIVED:
+                    self._give_up("connect", now)
+                    return
+            elif timer is Timer.CLOSE:
+                if st is State.TIME_WAIT:
+                    self._enter_closed(Cause.TIME_WAIT_EXPIRED, now)  # MUST-13: 2*MSL over
+                    return
+                if st is State.FIN_WAIT_2:
+                    self._enter_closed(Cause.TIMEOUT, now)
+                    return
+            elif timer is Timer.REXMIT:
+                self._on_rexmit_timeout(now)
+                if self._state is State.CLOSED:
+                    return
+            elif timer is Timer.PERSIST:
+                if self._on_persist_timeout(now):
+                    self._give_up("retransmit", now)
+            elif timer is Timer.DELACK:
+                self._ack_now = True
+            elif self._on_keepalive_timeout(now):
+                self._give_up("keepalive", now)
 
     def _on_rexmit_timeout(self, now: float) -> None:
-        st = self._state
+        """RFC 9293 §3.8.3 R1/R2 and RFC 6298 §5.5-5.6 (the rest is in recovery)."""
         cfg = self.config
-        self.stats_counters.timeouts += 1
-        self._retries += 1
-        if self._first_rexmit_time is None:
-            self._first_rexmit_time = now
-        if st is State.SYN_SENT or st is State.SYN_RECEIVED:
-            if self._retries > cfg.syn_retries:
+        rec = self._recovery
+        retries = rec.timed_out(now)
+        if self._state in _SYN_STATES:
+            if retries > cfg.syn_retries:
                 self._give_up("connect", now)
                 return
-            if self._retries == cfg.r1_retries:
+            if retries == cfg.r1_retries:
                 # MUST-22: SYNs are retransmitted "in the general way ...
                 # for data retransmissions, including notification of the
                 # application layer": the R1 warning (SHLD-9) for SYNs too.
-                self._events.append(ev.DeliveryProblem(self._retries))
-            self._rtt.backoff()
+                self._events.append(ev.DeliveryProblem(retries))
+            rec.on_syn_timeout()
             self._syn_needed = True
             self._syn_resent = True
-            self._rtt_seq = None
             return
-        if self._retries > cfg.r2_retries or (
-            cfg.user_timeout is not None and now - self._first_rexmit_time >= cfg.user_timeout
-        ):
+        if retries > cfg.r2_retries or rec.past_user_timeout(cfg.user_timeout, now):
             # RFC 9293 §3.8.3 (c): R2 reached, close the connection.
             self._give_up("retransmit", now)
             return
-        if self._retries == cfg.r1_retries:
+        if retries == cfg.r1_retries:
             # R1 reached: tell the user (SHLD-9); there is no IP layer here
             # to pass "negative advice" to, the host may act on the event.
-            self._events.append(ev.DeliveryProblem(self._retries))
-        flight = seq_diff(self.snd_max, self.snd_una)
-        self._cc.on_timeout(flight, self.snd_max, first=self._retries == 1)
-        # RFC 6298 §5.5-5.6: back off, retransmit the earliest unacknowledged
-        # segment. We rewind SND.NXT (go-back-N): what followed is resent as
-        # the window reopens, which slow start paces.
-        self._rtt.backoff()
-        self._rtt_seq = None  # Karn (MUST-18): no sample from a resent segment
-        # RFC 2018 §8: after a timeout forget what was SACKed (the receiver
-        # may have reneged); fresh SACKs arriving from now on count again.
-        self._sacked = []
+            self._events.append(ev.DeliveryProblem(retries))
+        rec.on_rto(seq_diff(self.snd_max, self.snd_una), self.snd_max)
+        # Go-back-N: what followed SND.UNA is resent as the window reopens,
+        # which slow start paces.
         self.snd_nxt = self.snd_una
-        self._rexmit_one = False
-
-    def _on_persist_timeout(self, now: float) -> None:
-        if self._state not in _SEND_STATES:
-            return
-        self._persist_backoff += 1
-        if self.snd_wnd == 0:
-            if self._probes_unanswered >= self.config.r2_retries:
-                # MUST-37 keeps the connection open only while probes are
-                # acknowledged; a peer that answers none of R2 probes is gone.
-                self._give_up("retransmit", now)
-                return
-            self._probes_unanswered += 1
-        off = seq_diff(self.snd_nxt, self.snd_una)
-        unsent = len(self._sndbuf) - off
-        if unsent <= 0:
-            return
-        if self.snd_wnd == 0:
-            # RFC 9293 §3.8.6.1: probe a zero window with one octet of new
-            # data (MUST-36). The octet is not counted in SND.NXT, so the
-            # retransmission timer (and R2) stays out of it: the connection
-            # lives as long as the probes are acknowledged (MUST-37).
-            payload = self._sndbuf.peek(off, 1)
-            end = (self.snd_nxt + 1) & SEQ_MASK
-            if seq_gt(end, self.snd_max):
-                self.snd_max = end
-            self.stats_counters.window_probes += 1
-            self._out.append(self._make(self.snd_nxt, _ACK, payload, now))
-        else:
-            # RFC 9293 §3.8.6.2.1 (4): the SWS override timeout fires; send
-            # what the window allows even though it is small.
-            usable = self.snd_wnd - off
-            n = min(unsent, usable, self._snd_mss)
-            if n > 0:
-                self._emit_data(off, n, now, force_psh=True)
-        self._arm_persist(now)
-
-    def _on_keepalive_timeout(self, now: float) -> None:
-        cfg = self.config
-        if not cfg.keepalive or self._state not in (State.ESTABLISHED, State.CLOSE_WAIT):
-            return
-        if self._keepalive_probes >= cfg.keepalive_count:
-            # RFC 1122 §4.2.3.6: only after `count` unanswered probes (MUST-29:
-            # never a single one) is the peer declared dead.
-            self._give_up("keepalive", now)
-            return
-        if self.snd_max != self.snd_una or len(self._sndbuf):
-            # MUST-26: only when no sent data is outstanding; otherwise the
-            # retransmission timer is watching the peer already.
-            self._t_keepalive = now + cfg.keepalive_idle
-            return
-        # SEG.SEQ = SND.NXT-1, no data (RFC 9293 §3.8.4 SHLD-12): outside the
-        # peer's window, so it must answer with an ACK.
-        self._keepalive_probes += 1
-        self.stats_counters.keepalive_probes += 1
-        self._out.append(self._make((self.snd_max - 1) & SEQ_MASK, _ACK, b"", now))
-        self._t_keepalive = now + cfg.keepalive_interval
 
     def _give_up(self, reason: str, now: float) -> None:
-        st = self._state
-        if st in (
+        if self._state in (
             State.SYN_RECEIVED,
             State.ESTABLISHED,
             State.FIN_WAIT_1,
@@ -687,392 +276,12 @@ class TcpConnection:
             State.LAST_ACK,
         ):
             # Tell the peer, in case it is still there (as BSD stacks do).
-            self._send_reset(now)
+            self._send_reset()
         self._events.append(ev.TimedOut(reason))
         self._enter_closed(Cause.TIMEOUT, now)
 
     # ------------------------------------------------------------------
-    # Output
-
-    def segments_to_send(self, now: float) -> list[TcpSegment]:
-        """Everything the connection wants on the wire now, in order."""
-        out = self._out
-        self._out = []
-        st = self._state
-        if self._syn_needed:
-            self._syn_needed = False
-            if st is State.SYN_SENT or st is State.SYN_RECEIVED:
-                out.append(self._make_syn(now, ack=st is State.SYN_RECEIVED))
-                if self._t_rexmit is None:
-                    self._t_rexmit = now + self._rtt.rto
-                self._ack_now = False
-        if st in _SEND_STATES:
-            n_before = len(out)
-            self._output_data(now, out)
-            if len(out) > n_before and not self._sack_trimmed:
-                # The ACK owed rides on the data, unless the data had no
-                # room for its SACK blocks (MUST-16, see _make): then a
-                # pure ACK carries them.
-                self._ack_now = False
-        self._sack_trimmed = False
-        if self._ack_now:
-            self._ack_now = False
-            if st in SYNCHRONIZED or st is State.SYN_RECEIVED:
-                # <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>, where the RFC's
-                # SND.NXT is our SND.MAX: after a timeout rewinds SND.NXT
-                # (go-back-N) an ACK with the rewound number would look old
-                # to the peer, which would drop it unread and answer with an
-                # ACK of its own, forever.
-                out.append(self._make(self.snd_max, _ACK, b"", now))
-        if out:
-            self.stats_counters.segments_out += len(out)
-        return out
-
-    def _output_data(self, now: float, out: list[TcpSegment]) -> None:
-        sndbuf = self._sndbuf
-        cc = self._cc
-        if cc.sack_recovery and cc.in_recovery:
-            self._sack_recovery_output(now, out)
-        elif (
-            not self._rexmit_one
-            and not self._fin_queued
-            and len(sndbuf) == ((self.snd_nxt - self.snd_una) & SEQ_MASK)
-            and self._t_persist is None
-        ):
-            return  # nothing unsent: the common case of the receiving side
-        mss = self._snd_mss
-        if self._rexmit_one:
-            # Fast retransmit / NewReno partial ACK: resend SND.UNA's segment
-            # regardless of cwnd (RFC 5681 §3.2 step 3, RFC 6582 §3.2 step 3).
-            self._rexmit_one = False
-            n = min(len(sndbuf), mss)
-            if n > 0:
-                fin = self._fin_seq is not None and self._fin_seq == (self.snd_una + n) & SEQ_MASK
-                out.append(self._data_segment(self.snd_una, 0, n, now, fin=fin, psh=fin))
-                self.stats_counters.retransmissions += 1
-                self.stats_counters.bytes_out += n
-                self._rtt_seq = None
-            elif self._fin_seq is not None and not self._fin_acked:
-                out.append(self._make(self._fin_seq, _ACK_FIN, b"", now))
-                self.stats_counters.retransmissions += 1
-        buffered = len(sndbuf)
-        cwnd = cc.cwnd
-        if cc.in_recovery and cc.sack_recovery:
-            cwnd = 0  # RFC 6675 (C) sent what pipe allowed; only a FIN may follow
-        if 0 < cc.dupacks < 3 and not cc.in_recovery and self.snd_nxt == self.snd_max:
-            # Limited transmit (RFC 3042): the first two duplicate ACKs may
-            # each release one new segment, up to cwnd + 2*SMSS outstanding.
-            cwnd += cc.dupacks * mss
-        while True:
-            off = seq_diff(self.snd_nxt, self.snd_una)
-            unsent = buffered - off
-            if unsent <= 0:
-                break
-            window = self.snd_wnd if self.snd_wnd < cwnd else cwnd
-            usable = window - off
-            n = unsent if unsent < mss else mss
-            if usable < n:
-                n = usable
-            if n <= 0:
-                break
-            resending = self._sacked and seq_lt(self.snd_nxt, self.snd_max)
-            if resending:
-                # Going back after a timeout: skip what the receiver SACKed
-                # and stop each resent segment at the next SACKed block.
-                skip_to, room = self._sack_skip(self.snd_nxt)
-                if skip_to is not None:
-                    self.snd_nxt = skip_to
-                    continue
-                if room is not None and room < n:
-                    n = room
-            elif n < mss:
-                # RFC 9293 §3.8.6.2.1 sender SWS avoidance (MUST-38) with
-                # Nagle (§3.7.4, RFC 896) unless nodelay: a short segment
-                # only if it empties the queue and nothing is in flight (or
-                # nodelay), or if it is at least half the largest window.
-                pushed_all = n == unsent and (
-                    off == 0
-                    or self.config.nodelay
-                    # Minshall's refinement of Nagle: hold a short segment
-                    # only while an earlier short one is unacknowledged, so
-                    # the tail of a bulk write does not wait for a delayed ACK.
-                    or not seq_gt(self._nagle_end, self.snd_una)
-                )
-                half_window = off == 0 and n >= self._max_snd_wnd // 2
-                if not (pushed_all or half_window):
-                    break
-            self._emit_data(off, n, now, force_psh=False, out=out)
-        # The FIN goes once all data has been sent (§3.10.4), with the last
-        # data segment when it fits (see _emit_data) or on its own.
-        if (
-            self._fin_queued
-            and not self._fin_acked
-            and seq_diff(self.snd_nxt, self.snd_una) == len(sndbuf)
-            and (self._fin_seq is None or self.snd_nxt == self._fin_seq)
-        ):
-            fin_seq = self.snd_nxt
-            out.append(self._make(fin_seq, _ACK_FIN, b"", now))
-            if self._fin_seq is None:
-                self._fin_seq = fin_seq
-            else:
-                self.stats_counters.retransmissions += 1
-            self.snd_nxt = (fin_seq + 1) & SEQ_MASK
-            if seq_gt(self.snd_nxt, self.snd_max):
-                self.snd_max = self.snd_nxt
-            if self._t_rexmit is None:
-                self._t_rexmit = now + self._rtt.rto
-        self._arm_persist(now)
-
-    def _emit_data(
-        self,
-        off: int,
-        n: int,
-        now: float,
-        *,
-        force_psh: bool,
-        out: list[TcpSegment] | None = None,
-    ) -> None:
-        seq = self.snd_nxt
-        unsent_after = len(self._sndbuf) - off - n
-        # The FIN rides on the last data segment when the user has closed.
-        fin = (
-            self._fin_queued
-            and unsent_after == 0
-            and (self._fin_seq is None or self._fin_seq == (seq + n) & SEQ_MASK)
-        )
-        # PSH on the last segment of what the user queued (MUST-61).
-        psh = force_psh or unsent_after == 0
-        seg = self._data_segment(seq, off, n, now, fin=fin, psh=psh)
-        (self._out if out is None else out).append(seg)
-        end = (seq + n) & SEQ_MASK
-        retransmit = seq_lt(seq, self.snd_max)
-        if retransmit:
-            self.stats_counters.retransmissions += 1
-        elif self._rtt_seq is None and not self._ts_ok:
-            # Time this segment (one at a time, RFC 6298 §3; Karn: never a
-            # retransmitted one).
-            self._rtt_seq = end
-            self._rtt_time = now
-        self.stats_counters.bytes_out += n
-        if n < self._snd_mss:
-            self._nagle_end = end
-        if fin:
-            self._fin_seq = end
-            end = (end + 1) & SEQ_MASK
-        self.snd_nxt = end
-        if seq_gt(end, self.snd_max):
-            self.snd_max = end
-        if self._t_rexmit is None:
-            # RFC 6298 §5.1: start the timer when sending data if not running.
-            self._t_rexmit = now + self._rtt.rto
-
-    def _data_segment(
-        self, seq: int, off: int, n: int, now: float, *, fin: bool, psh: bool
-    ) -> TcpSegment:
-        if fin:
-            flags = _ACK_PSH_FIN if psh else _ACK_FIN
-        else:
-            flags = _ACK_PSH if psh else _ACK
-        return self._make(seq, flags, self._sndbuf.peek(off, n), now)
-
-    def _arm_persist(self, now: float) -> None:
-        """Persist timer: a zero window, or the SWS override (§3.8.6.1, §3.8.6.2.1 (4))."""
-        if self._t_persist is not None:
-            if self.snd_wnd > 0 and seq_diff(self.snd_nxt, self.snd_una) > 0:
-                self._t_persist = None  # data in flight: the ACK clock will move
-            return
-        if self._state not in _SEND_STATES:
-            return
-        off = seq_diff(self.snd_nxt, self.snd_una)
-        unsent = len(self._sndbuf) - off
-        if unsent <= 0 or off > 0 or self._t_rexmit is not None:
-            return
-        # SHLD-29/30: first probe after one RTO, then exponential backoff.
-        interval = min(self._rtt.rto * (1 << min(self._persist_backoff, 16)), self.config.max_rto)
-        self._t_persist = now + interval
-
-    def _make(self, seq: int, flags: TcpFlags, payload: bytes, now: float) -> TcpSegment:
-        """A segment carrying ACK (all ours do but RSTs), with window and options from the TCB."""
-        ack = self.rcv_nxt
-        self._last_ack_sent = ack
-        self._delack_segments = 0
-        self._t_delack = None
-        window = self._advertise()
-        opts = _NO_OPTIONS
-        blocks: tuple[tuple[int, int], ...] = ()
-        if self._sack_ok and self._rcvbuf.has_gaps:
-            blocks = self._sack_blocks()
-            if payload:
-                # RFC 9293 §3.7.1 MUST-16: Eff.snd.MSS is less "TCPhdrsize",
-                # the options included. _snd_mss already leaves room for a
-                # timestamp option; the SACK option (4 + 8 per block) must fit
-                # in what the payload leaves, else the segment would exceed
-                # the peer's MSS. Blocks that do not fit go on a pure ACK
-                # (see segments_to_send).
-                room = self._snd_mss - len(payload)
-                fit = (room - 4) >> 3 if room >= 12 else 0
-                if fit < len(blocks):
-                    blocks = blocks[:fit]
-                    self._sack_trimmed = True
-        if self._ts_ok:
-            tsval = (int(now * 1000) + self._ts_offset) & SEQ_MASK
-            if blocks:
-                opts = TcpOptions(timestamps=(tsval, self._ts_recent), sack_blocks=blocks)
-            else:
-                # Many segments share one millisecond: reuse the options.
-                cached = self._ts_opts
-                if cached.timestamps != (tsval, self._ts_recent):
-                    cached = self._ts_opts = TcpOptions(timestamps=(tsval, self._ts_recent))
-                opts = cached
-        elif blocks:
-            opts = TcpOptions(sack_blocks=blocks)
-        up = self._snd_up
-        if up is not None:
-            if seq_gt(up, self.snd_una):
-                # §3.10.2: every segment sent while SND.UP is ahead carries URG
-                # and SEG.UP = SND.UP - SEG.SEQ, the first non-urgent octet
-                # (MUST-62), when that fits the 16-bit field.
-                ptr = seq_diff(up, seq)
-                if 0 < ptr <= 65535:
-                    return TcpSegment(
-                        self._lport,
-                        self._rport,
-                        seq,
-                        ack,
-                        flags | TcpFlags.URG,
-                        window,
-                        payload,
-                        opts,
-                        ptr,
-                    )
-            else:
-                self._snd_up = None  # the urgent data is acknowledged
-        return TcpSegment(self._lport, self._rport, seq, ack, flags, window, payload, opts)
-
-    def _sack_blocks(self) -> tuple[tuple[int, int], ...]:
-        base = self.rcv_nxt
-        limit = 3 if self._ts_ok else 4  # RFC 2018 §3: what fits in 40 octets
-        return tuple(
-            ((base + s) & SEQ_MASK, (base + e) & SEQ_MASK)
-            for s, e in self._rcvbuf.sack_blocks(limit)
-        )
-
-    def _make_syn(self, now: float, *, ack: bool) -> TcpSegment:
-        cfg = self.config
-        # RFC 7323 §2.2: the window in a SYN is never scaled.
-        window = min(self._rcvbuf.free, 65535)
-        self._syn_window = window
-        if ack:
-            self._rcv_adv = (self.rcv_nxt + window) & SEQ_MASK
-            # Offer options only if the peer offered them (RFC 7323 §2.2,
-            # §3.2; RFC 2018 §2).
-            ts = (
-                ((int(now * 1000) + self._ts_offset) & SEQ_MASK, self._ts_recent)
-                if self._ts_ok
-                else None
-            )
-            opts = TcpOptions(
-                mss=cfg.mss,
-                wscale=self._rcv_wscale if self._wscale_agreed else None,
-                sack_permitted=self._sack_ok,
-                timestamps=ts,
-            )
-            flags = _SYN | _ACK
-            ackno = self.rcv_nxt
-            self._last_ack_sent = ackno
-        else:
-            opts = TcpOptions(
-                mss=cfg.mss,
-                wscale=self._rcv_wscale_offer if cfg.window_scale else None,
-                sack_permitted=cfg.sack,
-                timestamps=((int(now * 1000) + self._ts_offset) & SEQ_MASK, 0)
-                if cfg.timestamps
-                else None,
-            )
-            flags = _SYN
-            ackno = 0
-        end = (self.iss + 1) & SEQ_MASK
-        self.snd_nxt = end
-        if seq_gt(end, self.snd_max) or self.snd_max == self.iss:
-            self.snd_max = end
-        if self._rtt_seq is None and self._retries == 0:
-            self._rtt_seq = end
-            self._rtt_time = now
-        return TcpSegment(self._lport, self._rport, self.iss, ackno, flags, window, b"", opts)
-
-    def _advertise(self) -> int:
-        """The window field for an outgoing segment; moves RCV.ADV right only (SHLD-14)."""
-        rcv_nxt = self.rcv_nxt
-        current = seq_diff(self._rcv_adv, rcv_nxt)
-        if current < 0:
-            current = 0
-        free = self._rcvbuf.free
-        shift = self._rcv_wscale
-        # Receiver SWS avoidance (§3.8.6.2.2 MUST-39): keep the right edge
-        # fixed until the window can open by min(Fr * RCV.BUFF, Eff.snd.MSS).
-        if free - current >= min(self._rcvbuf.capacity >> 1, self._snd_mss):
-            wnd = free
-        else:
-            wnd = current
-        field = wnd >> shift
-        if field > 65535:
-            field = 65535
-        # Rounding down by the scale may show the peer a slightly smaller
-        # window than RCV.ADV (RFC 7323 §2.4 accepts this); we keep
-        # accepting up to RCV.ADV, so our edge never moves left.
-        new_edge = (rcv_nxt + (field << shift)) & SEQ_MASK
-        if seq_gt(new_edge, self._rcv_adv):
-            self._rcv_adv = new_edge
-        return field
-
-    def _window_update_worthwhile(self) -> bool:
-        """Whether a read opened the window enough for an ACK of its own.
-
-        The right edge may move by min(RCV.BUFF/2, MSS) (§3.8.6.2.2), and the
-        next ACK carries that anyway; a separate window update is sent when
-        the offered window at least doubles from no more than half the
-        buffer (reopening a closed or nearly closed window), as BSD and
-        Linux do, so that a steady reader does not double the ACK count.
-        """
-        current = max(seq_diff(self._rcv_adv, self.rcv_nxt), 0)
-        free = self._rcvbuf.free
-        if free - current < min(self._rcvbuf.capacity >> 1, self._snd_mss):
-            return False
-        return current <= self._rcvbuf.capacity >> 1 and free >= 2 * current
-
-    def _send_reset(self, now: float) -> None:
-        # <SEQ=SND.NXT><CTL=RST> (RFC 9293 §3.10.5; SND.MAX, see segments_to_send).
-        self.stats_counters.rsts_out += 1
-        self._out.append(TcpSegment(self._lport, self._rport, self.snd_max, 0, _RST, 0))
-
-    def _reply_to_unacceptable(self, now: float) -> None:
-        """The ACK owed to an unacceptable segment without data (§3.10.7.4), rate-limited.
-
-        Two ends that each find the other's ACKs unacceptable (a clock that
-        went backwards for PAWS, a confused peer) would otherwise ACK each
-        other forever; at most one such reply per OOW_ACK_INTERVAL, as Linux
-        does. Keep-alive probes (one per interval) are still answered.
-        """
-        if now - self._last_oow_ack < OOW_ACK_INTERVAL:
-            self._drop("oow-ack-limited")
-            return
-        self._last_oow_ack = now
-        self._ack_now = True
-
-    def _challenge_ack(self, now: float) -> None:
-        """RFC 5961 §3.2, §4.2, §5.2: ACK (rate-limited, §7) instead of acting."""
-        if now - self._challenge_window >= 1.0:
-            self._challenge_window = now
-            self._challenge_count = 0
-        if self._challenge_count >= self.config.challenge_ack_limit:
-            self._drop("challenge-ack-limited")
-            return
-        self._challenge_count += 1
-        self.stats_counters.challenge_acks += 1
-        self._ack_now = True
-
-    # ------------------------------------------------------------------
-    # Input
+    # SEGMENT ARRIVES (§3.10.7)
 
     def receive_segment(self, seg: TcpSegment, now: float) -> None:
         """Process one segment addressed to this connection (RFC 9293 §3.10.7)."""
@@ -1082,172 +291,36 @@ class TcpConnection:
             return
         st = self._state
         if st is State.CLOSED:
-            reply = reply_when_closed(seg)
-            self._drop("closed")
-            if reply is not None:
-                self.stats_counters.rsts_out += 1
-                self._out.append(reply)
+            self._segment_arrives_closed(seg)
+        elif st is State.LISTEN:
+            self._drop("listen")  # §3.10.7.2 is the host's listener (accept_syn)
+        elif st in FAST_STATES and self._fast_path(seg, now):
             return
-        if st is State.LISTEN:
-            self._drop("listen")
-            return
-        if st in _FAST_STATES and self._fast_path(seg, now):
-            return
-        if st is State.SYN_SENT:
-            self._receive_in_syn_sent(seg, now)
+        elif st is State.SYN_SENT:
+            self._segment_arrives_syn_sent(seg, now)
         else:
-            self._receive_synchronizing(seg, now)
+            self._segment_arrives_other(seg, now)
 
-    def _fast_path(self, seg: TcpSegment, now: float) -> bool:
-        """Header prediction (Van Jacobson; RFC 9293 §3.10.7.4 in its commonest case).
+    def _segment_arrives_closed(self, seg: TcpSegment) -> None:
+        """RFC 9293 §3.10.7.1: all data discarded; anything but a RST answered with one."""
+        reply = reply_when_closed(seg)
+        self._drop("closed")
+        if reply is not None:
+            self.stats_counters.rsts_out += 1
+            self._out.append(reply)
 
-        A segment that is exactly the next expected one,
-        carries only ACK (and maybe PSH), passes PAWS, leaves the window
-        unchanged and is either a pure ACK of new data or in-order data
-        acknowledging nothing new, is processed here with the same outcome
-        as the full path; anything else returns False and takes the full path.
+    def _segment_arrives_syn_sent(self, seg: TcpSegment, now: float) -> None:
+        """RFC 9293 §3.10.7.3 SYN-SENT: ACK bit, RST bit, (security,) SYN bit, else drop.
+
+        A SYN,ACK enters ESTABLISHED; a SYN alone is a simultaneous open
+        (MUST-10) and enters SYN-RECEIVED.
         """
-        if (int(seg.flags) & ~F_PSH) != F_ACK or seg.seq != self.rcv_nxt:
-            return False
-        if (seg.window << self._snd_wscale) != self.snd_wnd or self._cc.in_recovery:
-            return False
-        if self._sacked:
-            return False  # an ACK must trim the scoreboard: the full path does
-        opts = seg.options
-        if opts.sack_blocks:
-            return False  # the scoreboard is the full path's business
-        ts = opts.timestamps
-        if self._ts_ok:
-            if ts is None or not self._ts_recent_valid:
-                return False
-            d = (ts[0] - self._ts_recent) & SEQ_MASK
-            if d >= 0x80000000 or now - self._ts_recent_time > PAWS_IDLE:
-                return False  # PAWS has a say: full path
-        elif ts is not None:
-            return False
-        payload = seg.payload
-        ack = seg.ack
-        snd_una = self.snd_una
-        st = self._state
-        if payload:
-            if (
-                st not in _TEXT_STATES
-                or ack != snd_una
-                or self._rcvbuf.has_gaps
-                or self._app_closed
-                or self._rcv_fin_seq is not None
-                or len(payload) > ((self._rcv_adv - self.rcv_nxt) & SEQ_MASK)
-            ):
-                return False
-        else:
-            acked = (ack - snd_una) & SEQ_MASK
-            if (
-                st not in _FAST_ACK_STATES
-                or acked == 0
-                or acked > ((self.snd_max - snd_una) & SEQ_MASK)
-                or self._fin_seq is not None
-                or acked > len(self._sndbuf)
-            ):
-                return False
-        # Accepted: the common bookkeeping of the full path.
-        seq = seg.seq
-        self._last_rcv = now
-        self._keepalive_probes = 0
-        self._probes_unanswered = 0
-        if self._t_keepalive is not None:
-            self._t_keepalive = now + self.config.keepalive_idle
-        if ts is not None and seq_le(seq, self._last_ack_sent):
-            self._ts_recent = ts[0]
-            self._ts_recent_time = now
-        self.snd_wl1 = seq
-        self.snd_wl2 = ack
-        if not payload:
-            # A pure ACK of new data (fifth step).
-            sndbuf = self._sndbuf
-            sndbuf.drop(acked)
-            self.snd_una = ack
-            if seq_lt(self.snd_nxt, ack):
-                self.snd_nxt = ack
-            if ts is not None and ts[1] != 0:
-                self._rtt.sample(((int(now * 1000) + self._ts_offset - ts[1]) & SEQ_MASK) / 1000.0)
-            elif self._rtt_seq is not None and seq_ge(ack, self._rtt_seq):
-                self._rtt.sample(now - self._rtt_time)
-                self._rtt_seq = None
-            self._retries = 0
-            self._first_rexmit_time = None
-            self._persist_backoff = 0
-            self._cc.on_new_ack(ack, acked, (self.snd_max - ack) & SEQ_MASK)
-            self._t_rexmit = None if ack == self.snd_max else now + self._rtt.rto
-            if self._send_blocked and sndbuf.space > 0:
-                self._send_blocked = False
-                self._events.append(ev.SendSpaceAvailable(sndbuf.space))
-            return True
-        # In-order data (seventh step) with the delayed-ACK rule.
-        n = len(payload)
-        rcvbuf = self._rcvbuf
-        rcvbuf.insert(0, payload)
-        self.rcv_nxt = (seq + n) & SEQ_MASK
-        self.stats_counters.bytes_in += n
-        self._events.append(ev.DataAvailable(rcvbuf.readable))
-        if not self.config.delayed_ack:
-            self._ack_now = True
-        else:
-            self._delack_segments += 1
-            if self._delack_segments >= 2:
-                self._ack_now = True
-            elif self._t_delack is None:
-                self._t_delack = now + self.config.delayed_ack_timeout
-        return True
-
-    def _drop(self, reason: str) -> None:
-        d = self.stats_counters.dropped
-        d[reason] = d.get(reason, 0) + 1
-
-    def _take_syn(self, syn: TcpSegment, now: float) -> None:
-        """Record the peer's SYN: IRS, RCV.NXT and the options it offers."""
-        cfg = self.config
-        self.irs = syn.seq
-        self.rcv_nxt = (syn.seq + 1) & SEQ_MASK
-        opts = syn.options
-        mss = opts.mss if opts.mss is not None and opts.mss > 0 else DEFAULT_MSS
-        self._wscale_agreed = cfg.window_scale and opts.wscale is not None
-        if self._wscale_agreed:
-            # RFC 7323 §2.3: a shift over 14 is taken as 14.
-            self._snd_wscale = min(opts.wscale or 0, 14)
-            self._rcv_wscale = self._rcv_wscale_offer
-        else:
-            self._snd_wscale = 0
-            self._rcv_wscale = 0
-        self._sack_ok = cfg.sack and opts.sack_permitted
-        self._ts_ok = cfg.timestamps and opts.timestamps is not None
-        if self._ts_ok and opts.timestamps is not None:
-            self._ts_recent = opts.timestamps[0]
-            self._ts_recent_time = now
-            self._ts_recent_valid = True
-        # Eff.snd.MSS (RFC 9293 §3.7.1 MUST-16), less the timestamp option.
-        eff = min(mss, cfg.mss)
-        if self._ts_ok:
-            eff -= TS_OPTION_SPACE
-        self._snd_mss = max(eff, 1)
-        self._cc.set_mss(self._snd_mss)
-        # RFC 7323 §2.2: the SYN's window is never scaled.
-        self.snd_wnd = syn.window
-        self._max_snd_wnd = max(self._max_snd_wnd, syn.window)
-        self.snd_wl1 = syn.seq
-        self._last_rcv = now
-        if self._state is State.SYN_SENT:
-            # What our SYN offered is the window until we say otherwise.
-            self._rcv_adv = (self.rcv_nxt + self._syn_window) & SEQ_MASK
-
-    def _receive_in_syn_sent(self, seg: TcpSegment, now: float) -> None:
-        """RFC 9293 §3.10.7.3."""
         flags = int(seg.flags)
         has_ack = bool(flags & F_ACK)
-        # First, check the ACK bit.
+        # First, check the ACK bit: <SEQ=SEG.ACK><CTL=RST> for a bad one.
         if has_ack and (seq_le(seg.ack, self.iss) or seq_gt(seg.ack, self.snd_max)):
             if not flags & F_RST:
-                self.stats_counters.rsts_out += 1
-                self._out.append(TcpSegment(self._lport, self._rport, seg.ack, 0, _RST, 0))
+                self._reset_for(seg.ack)
             self._drop("unacceptable-ack")
             return
         # Second, the RST bit: "connection refused" only if the ACK was
@@ -1259,46 +332,33 @@ class TcpConnection:
             else:
                 self._drop("rst-without-ack")
             return
-        # Fourth, the SYN bit.
+        # Third, security: no IP security options here (§3.10.7.3 allows
+        # ignoring them). Fourth, the SYN bit; fifth, without it, drop.
         if not flags & F_SYN:
             self._drop("no-syn")
             return
         self._take_syn(seg, now)
         if has_ack:
-            self._rtt_sample_syn(seg, now)
+            self._recovery.on_syn_acked(seg.ack, self._ts_rtt(seg.options.timestamps, now), now)
             self.snd_una = seg.ack
             self.snd_wl2 = seg.ack
-            self._retries = 0
-            self._first_rexmit_time = None
-            self._t_rexmit = None
-            self._t_connect = None
+            self._timers.rexmit = None
+            self._timers.connect = None
             self._set_state(State.ESTABLISHED, Cause.RCV_SYN_ACK, now)
             self._on_established(now)
             self._ack_now = True
             # Data or FIN in the SYN-ACK: "continue processing at the sixth
             # step" (segment text and FIN), beyond the SYN's octet.
             if seg.payload or flags & F_FIN:
-                self._process_text_and_fin(
-                    (seg.seq + 1) & SEQ_MASK,
-                    seg.payload,
-                    bool(flags & F_FIN),
-                    bool(flags & F_PSH),
-                    now,
-                )
+                seq = seq_add(seg.seq, 1)
+                if self._process_segment_text(seq, seg.payload, now):
+                    self._check_fin(seq, len(seg.payload), bool(flags & F_FIN), now)
         else:
             # Simultaneous open (Figure 7): SYN-RECEIVED, send SYN,ACK.
             self._set_state(State.SYN_RECEIVED, Cause.RCV_SYN, now)
             self._syn_needed = True
-            self._t_rexmit = None
-            self._retries = 0
-
-    def _rtt_sample_syn(self, seg: TcpSegment, now: float) -> None:
-        ts = seg.options.timestamps
-        if self._ts_ok and ts is not None and ts[1] != 0:
-            self._rtt.sample(((int(now * 1000) + self._ts_offset - ts[1]) & SEQ_MASK) / 1000.0)
-        elif self._rtt_seq is not None and self._retries == 0 and seq_ge(seg.ack, self._rtt_seq):
-            self._rtt.sample(now - self._rtt_time)
-        self._rtt_seq = None
+            self._timers.rexmit = None
+            self._recovery.retries = 0
 
     def _on_established(self, now: float) -> None:
         self._events.append(ev.Connected())
@@ -1310,28 +370,36 @@ class TcpConnection:
             self._close_deferred = False
             self._fin_queued = True
             self._set_state(State.FIN_WAIT_1, Cause.CLOSE, now)
-        self._arm_keepalive(now)
+        if self.config.keepalive:
+            self._timers.keepalive = now + self.config.keepalive_idle
 
-    def _receive_synchronizing(self, seg: TcpSegment, now: float) -> None:
-        """RFC 9293 §3.10.7.4: SYN-RECEIVED and the synchronized states."""
+    def _segment_arrives_other(self, seg: TcpSegment, now: float) -> None:
+        """RFC 9293 §3.10.7.4: SYN-RECEIVED and the synchronized states, step by step.
+
+        Before the steps: a retransmitted FIN in TIME-WAIT, a duplicate SYN in
+        SYN-RECEIVED, PAWS (RFC 7323 §5.3). Then first
+        :meth:`_check_sequence_number`, second :meth:`_check_rst`, third
+        security (nothing to check here), the trim to the window, fourth
+        :meth:`_check_syn`, fifth :meth:`_check_ack`, TS.Recent (RFC 7323
+        §4.3), sixth :meth:`_check_urg`, seventh :meth:`_process_segment_text`,
+        eighth :meth:`_check_fin`. ACKs are only requested here and leave with
+        the next flush, so a burst of segments is acknowledged once (MUST-58/59).
+        """
         st = self._state
         flags = int(seg.flags)
         seq = seg.seq
         payload = seg.payload
         rcv_nxt = self.rcv_nxt
-        ts = seg.options.timestamps
-
         # TIME-WAIT: the only thing expected is a retransmitted FIN; ACK it
         # and restart the 2MSL wait (§3.10.7.4 eighth step, TIME-WAIT).
         if (
             st is State.TIME_WAIT
             and flags & F_FIN
             and not flags & (F_RST | F_SYN)
-            and ((seq + len(payload) + 1) & SEQ_MASK) == rcv_nxt
+            and seq_add(seq, len(payload) + 1) == rcv_nxt
         ):
             self._ack_now = True
-            self._t_close = now + 2 * self.config.msl
-            self._last_rcv = now
+            self._timers.close = now + 2 * self.config.msl
             return
         # SYN-RECEIVED: the peer's SYN again. A plain SYN means our SYN,ACK
         # was lost: send it again. A SYN,ACK (simultaneous open, Figure 7
@@ -1345,67 +413,33 @@ class TcpConnection:
             syn_dup = True
             seq = rcv_nxt
             flags &= ~F_SYN
-
+        ts = seg.options.timestamps
+        tso = self._ts
         # PAWS (RFC 7323 §5.3 R1-R3), before the sequence check.
-        if self._ts_ok and ts is not None and not flags & F_RST and self._ts_recent_valid:
-            if now - self._ts_recent_time > PAWS_IDLE:
-                self._ts_recent_valid = False
-            elif seq_lt(ts[0], self._ts_recent):
-                self._drop("paws")
-                self._reply_to_unacceptable(now)
-                return
-
-        # First, check the sequence number (Table 6).
+        if (
+            tso.ok
+            and ts is not None
+            and not flags & F_RST
+            and tso.recent_valid
+            and tso.paws_rejects(ts[0], now)
+        ):
+            self._drop("paws")
+            self._reply_to_unacceptable(now)
+            return
         seg_len = len(payload) + (1 if flags & F_SYN else 0) + (1 if flags & F_FIN else 0)
         rcv_wnd = seq_diff(self._rcv_adv, rcv_nxt)
         if rcv_wnd < 0:
             rcv_wnd = 0
         start = seq_diff(seq, rcv_nxt)  # offset of the segment from RCV.NXT
-        if seg_len == 0:
-            acceptable = start == 0 if rcv_wnd == 0 else 0 <= start < rcv_wnd
-        elif rcv_wnd == 0:
-            acceptable = False
-        else:
-            last = start + seg_len - 1
-            acceptable = (
-                0 <= start < rcv_wnd or 0 <= last < rcv_wnd or (start < 0 and last >= rcv_wnd)
-            )
-        if not acceptable:
-            if flags & F_RST:
-                self._drop("rst-out-of-window")
-                return
-            # RFC 9293 §3.8.6.1: even a zero window answers probes with an ACK.
-            # A zero-window probe is not acceptable, so it lands here too.
-            self._drop("out-of-window" if seg_len else "old-ack")
-            if seg_len:
-                self._ack_now = True
-            else:
-                self._reply_to_unacceptable(now)
-            # "special allowance should be made to accept valid ACKs" (and
-            # URGs, MUST-66) with a zero window: process the ACK field and
-            # the urgent pointer of an in-sequence segment.
-            if rcv_wnd == 0 and start == 0 and flags & F_ACK and st in SYNCHRONIZED:
-                self._process_ack(seg.ack, seq, seg.window, seg_len, ts, now)
-                if flags & F_URG and seg.urgent and self._state in _TEXT_STATES:
-                    self._note_urgent((seg.seq + seg.urgent) & SEQ_MASK)
+        if not self._check_sequence_number(seg, seq, flags, start, seg_len, rcv_wnd, ts, now):
             return
-
-        self._last_rcv = now
-        self._keepalive_probes = 0
-        self._probes_unanswered = 0
-        if self._t_keepalive is not None:
-            self._t_keepalive = now + self.config.keepalive_idle
-
-        # Second, the RST bit (RFC 5961 §3.2 checks, as RFC 9293 lists).
         if flags & F_RST:
-            if seq != rcv_nxt:
-                self._challenge_ack(now)
-                return
-            self._on_reset(now)
+            self._check_rst(seq, now)
             return
-
-        # Trim to the window: old octets at the front (including a SYN),
-        # octets beyond the right edge (including a FIN) at the back.
+        # Third, check security: there is no IP security option to compare.
+        # Trim to the window (the first step's "idealized segment"): old
+        # octets at the front (a SYN among them), octets beyond the right
+        # edge (a FIN among them) at the back.
         fin = bool(flags & F_FIN)
         if start < 0:
             cut = -start
@@ -1419,79 +453,243 @@ class TcpConnection:
         if len(payload) > room:
             payload = payload[:room]
             fin = False
-
-        # Fourth, the SYN bit (RFC 5961 §4.2 / RFC 9293 §3.10.7.4).
         if flags & F_SYN:
-            if st is State.SYN_RECEIVED and self._passive:
-                self._return_to_listen(Cause.RCV_SYN, now)
-            else:
-                self._challenge_ack(now)
+            self._check_syn(now)
             return
+        if not self._check_ack(seg, seq, seg_len, ts, syn_dup, now):
+            return
+        if tso.ok and ts is not None:
+            tso.update_recent(seq, ts[0], now)  # RFC 7323 §4.3
+        if flags & F_URG and seg.urgent and self._state in TEXT_STATES:
+            self._check_urg(seq_add(seg.seq, seg.urgent))
+        if (payload or fin) and self._process_segment_text(seq, payload, now):
+            self._check_fin(seq, len(payload), fin, now)
 
-        # Fifth, the ACK field.
-        if not flags & F_ACK:
-            self._drop("no-ack")
-            return
-        if st is State.SYN_RECEIVED:
-            ack = seg.ack
-            if seq_lt(self.snd_una, ack) and seq_le(ack, self.snd_max):
-                self._rtt_sample_syn(seg, now)
-                self.snd_una = ack
-                self.snd_nxt = ack if seq_gt(ack, self.snd_nxt) else self.snd_nxt
-                self._retries = 0
-                self._first_rexmit_time = None
-                self._t_rexmit = None
-                self._t_connect = None
-                self._set_state(State.ESTABLISHED, Cause.RCV_ACK_OF_SYN, now)
-                # SND.WND, SND.WL1, SND.WL2 from this segment.
-                self.snd_wnd = seg.window << self._snd_wscale
-                self._max_snd_wnd = max(self._max_snd_wnd, self.snd_wnd)
-                self.snd_wl1 = seq
-                self.snd_wl2 = ack
-                self._on_established(now)
-                if syn_dup:
-                    self._ack_now = True
-            else:
-                self.stats_counters.rsts_out += 1
-                self._out.append(TcpSegment(self._lport, self._rport, seg.ack, 0, _RST, 0))
-                self._drop("unacceptable-ack")
-                return
+    def _check_sequence_number(
+        self,
+        seg: TcpSegment,
+        seq: int,
+        flags: int,
+        start: int,
+        seg_len: int,
+        rcv_wnd: int,
+        ts: tuple[int, int] | None,
+        now: float,
+    ) -> bool:
+        """§3.10.7.4 first step: Table 6's acceptability test; False when the segment is done.
+
+        An unacceptable segment is answered with an ACK unless it is a RST
+        (rate-limited when it carries nothing, see _reply_to_unacceptable);
+        with a zero window the ACK field and URG of an in-sequence segment
+        are still processed ("special allowance", MUST-66).
+        """
+        if seg_len == 0:
+            acceptable = start == 0 if rcv_wnd == 0 else 0 <= start < rcv_wnd
+        elif rcv_wnd == 0:
+            acceptable = False
         else:
+            last = start + seg_len - 1
+            acceptable = (
+                0 <= start < rcv_wnd or 0 <= last < rcv_wnd or (start < 0 and last >= rcv_wnd)
+            )
+        if acceptable:
+            self._keepalive_probes = 0
+            self._probes_unanswered = 0
+            if self._timers.keepalive is not None:
+                self._timers.keepalive = now + self.config.keepalive_idle
+            return True
+        if flags & F_RST:
+            self._drop("rst-out-of-window")  # RFC 5961 §3.2 check 1
+            return False
+        # RFC 9293 §3.8.6.1: even a zero window answers probes with an ACK.
+        # A zero-window probe is not acceptable, so it lands here too.
+        self._drop("out-of-window" if seg_len else "old-ack")
+        if seg_len:
+            self._ack_now = True
+        else:
+            self._reply_to_unacceptable(now)
+        if rcv_wnd == 0 and start == 0 and flags & F_ACK and self._state in SYNCHRONIZED:
+            self._process_ack(seg.ack, seq, seg.window, seg_len, ts, now)
+            if flags & F_URG and seg.urgent and self._state in TEXT_STATES:
+                self._check_urg(seq_add(seg.seq, seg.urgent))
+        return False
+
+    def _check_rst(self, seq: int, now: float) -> None:
+        """§3.10.7.4 second step, with RFC 5961 §3.2 (an in-window RST).
+
+        SEG.SEQ = RCV.NXT resets the connection (MUST, check 2); anywhere
+        else in the window it earns a challenge ACK (check 3). SYN-RECEIVED
+        goes back to LISTEN when it came from there (passive OPEN) or
+        reports "connection refused" (active), as MUST-11 asks; ESTABLISHED,
+        FIN-WAIT-*, CLOSE-WAIT report "connection reset" (MUST-12); the rest
+        just close.
+        """
+        if seq != self.rcv_nxt:
+            self._challenge_ack(now)
+            return
+        st = self._state
+        if st is State.SYN_RECEIVED:
+            if self._passive:
+                self._return_to_listen(Cause.RCV_RST, now)
+            else:
+                self._events.append(ev.ConnectionRefused())
+                self._enter_closed(Cause.RCV_RST, now)
+            return
+        if st in _RESET_STATES:
+            self._events.append(ev.ConnectionReset())
+        self._sndbuf.clear()
+        self._enter_closed(Cause.RCV_RST, now)
+
+    def _check_syn(self, now: float) -> None:
+        """§3.10.7.4 fourth step (RFC 5961 §4.2): a SYN in the window.
+
+        SYN-RECEIVED from a passive OPEN returns to LISTEN (MUST-11); in the
+        synchronized states a challenge ACK answers it instead of a reset.
+        """
+        if self._state is State.SYN_RECEIVED and self._passive:
+            self._return_to_listen(Cause.RCV_SYN, now)
+        else:
+            self._challenge_ack(now)
+
+    def _check_ack(
+        self,
+        seg: TcpSegment,
+        seq: int,
+        seg_len: int,
+        ts: tuple[int, int] | None,
+        syn_dup: bool,
+        now: float,
+    ) -> bool:
+        """§3.10.7.4 fifth step; False when the segment is done with.
+
+        No ACK bit: drop. SYN-RECEIVED: an ACK of our SYN enters ESTABLISHED
+        and takes SND.WND/WL1/WL2 from the segment; any other ACK gets
+        <SEQ=SEG.ACK><CTL=RST>. Synchronized states: _process_ack.
+        """
+        if not int(seg.flags) & F_ACK:
+            self._drop("no-ack")
+            return False
+        ack = seg.ack
+        if self._state is not State.SYN_RECEIVED:
             if not self._process_ack(
-                seg.ack, seq, seg.window, seg_len, ts, now, seg.options.sack_blocks
+                ack, seq, seg.window, seg_len, ts, now, seg.options.sack_blocks
             ):
-                return
-            if self._state is State.CLOSED:
-                return
+                return False
+            return self._state is not State.CLOSED
+        if not (seq_lt(self.snd_una, ack) and seq_le(ack, self.snd_max)):
+            self._reset_for(ack)
+            self._drop("unacceptable-ack")
+            return False
+        self._recovery.on_syn_acked(ack, self._ts_rtt(ts, now), now)
+        self.snd_una = ack
+        self.snd_nxt = ack if seq_gt(ack, self.snd_nxt) else self.snd_nxt
+        self._timers.rexmit = None
+        self._timers.connect = None
+        self._set_state(State.ESTABLISHED, Cause.RCV_ACK_OF_SYN, now)
+        self.snd_wnd = seg.window << self._snd_wscale
+        self._max_snd_wnd = max(self._max_snd_wnd, self.snd_wnd)
+        self.snd_wl1 = seq
+        self.snd_wl2 = ack
+        self._on_established(now)
+        if syn_dup:
+            self._ack_now = True
+        return True
 
-        # RFC 7323 §4.3: TS.Recent from a segment that covers Last.ACK.sent.
-        if (
-            self._ts_ok
-            and ts is not None
-            and seq_le(seq, self._last_ack_sent)
-            and (not self._ts_recent_valid or seq_ge(ts[0], self._ts_recent))
+    def _process_ack(
+        self,
+        ack: int,
+        seq: int,
+        raw_window: int,
+        seg_len: int,
+        ts: tuple[int, int] | None,
+        now: float,
+        sacks: tuple[tuple[int, int], ...] = (),
+    ) -> bool:
+        """Fifth step for synchronized states; False when the segment is to be dropped.
+
+        RFC 5961 §5.2: acceptable ACKs lie in [SND.UNA - MAX.SND.WND,
+        SND.NXT]; one of unsent data is answered with an ACK, an older one
+        with a challenge ACK. New data acknowledged and duplicates go to
+        loss recovery; then the send window is updated.
+        """
+        snd_una = self.snd_una
+        if seq_gt(ack, self.snd_max):
+            self._drop("ack-of-unsent")
+            self._ack_now = True
+            return False
+        if seq_lt(ack, seq_add(snd_una, -self._max_snd_wnd)):
+            self._drop("ack-too-old")
+            self._challenge_ack(now)
+            return False
+        window = raw_window << self._snd_wscale
+        acked = seq_diff(ack, snd_una)
+        rec = self._recovery
+        # RFC 6675 §5: "Upon the receipt of any ACK containing SACK
+        # information, the scoreboard MUST be updated via the Update ()
+        # routine" (before the duplicate-ACK rules look at it).
+        new_sacked = (
+            self._board.update(sacks, snd_una, self.snd_max) if sacks and self._sack_ok else 0
+        )
+        if acked > 0:
+            # New data acknowledged.
+            sndbuf = self._sndbuf
+            data_acked = acked
+            fin_now_acked = False
+            if self._fin_seq is not None and seq_gt(ack, self._fin_seq):
+                data_acked -= 1
+                fin_now_acked = not self._fin_acked
+                self._fin_acked = True
+            if data_acked > len(sndbuf):
+                data_acked = len(sndbuf)  # a window probe's octet, or defensive
+            self._data_acked(ack, data_acked, acked, self._ts_rtt(ts, now), now)
+            if fin_now_acked:
+                self._on_fin_acked(now)
+                if self._state is State.CLOSED:
+                    return False
+        elif self._sack_ok:
+            if acked == 0 and seg_len == 0 and seq_diff(self.snd_max, snd_una) > 0:
+                rec.on_sack_dupack(
+                    ack,
+                    new_sacked,
+                    bool(sacks),
+                    window == self.snd_wnd,
+                    snd_una,
+                    self.snd_max,
+                    self._snd_mss,
+                )
+        elif (
+            acked == 0
+            and seg_len == 0
+            and seq_diff(self.snd_nxt, snd_una) > 0
+            and window == self.snd_wnd
         ):
-            self._ts_recent = ts[0]
-            self._ts_recent_time = now
-            self._ts_recent_valid = True
+            # RFC 5681 §2 duplicate ACK: no data, same ACK, same window,
+            # data outstanding (a zero-window probe's octet does not count).
+            rec.on_dupack(ack, seq_diff(self.snd_max, snd_una), self.snd_max)
+        self._update_send_window(seq, ack, window)
+        return True
 
-        # Sixth, the URG bit (receive side only: we never send urgent data).
-        # The urgent octets stay in line; the user is told (UrgentData) and
-        # can ask how many are unread (urgent_pending).
-        if flags & F_URG and seg.urgent and self._state in _TEXT_STATES:
-            self._note_urgent((seg.seq + seg.urgent) & SEQ_MASK)
+    def _on_fin_acked(self, now: float) -> None:
+        """Fifth step, FIN-WAIT-1 / CLOSING / LAST-ACK: our FIN is acknowledged."""
+        st = self._state
+        if st is State.FIN_WAIT_1:
+            self._set_state(State.FIN_WAIT_2, Cause.RCV_ACK_OF_FIN, now)
+            if self._app_closed:
+                self._timers.close = now + self.config.fin_wait_2_timeout
+        elif st is State.CLOSING:
+            self._enter_time_wait(Cause.RCV_ACK_OF_FIN, now)
+        elif st is State.LAST_ACK:
+            self._enter_closed(Cause.RCV_ACK_OF_FIN, now)
+        self._timers.rexmit = None
 
-        # Seventh and eighth: text and FIN.
-        if payload or fin:
-            self._process_text_and_fin(seq, payload, fin, bool(flags & F_PSH), now)
-
-    def _note_urgent(self, up: int) -> None:
-        """RCV.UP <- max(RCV.UP, SEG.SEQ + SEG.UP) and tell the user once (§3.10.7.4 sixth step).
+    def _check_urg(self, up: int) -> None:
+        """§3.10.7.4 sixth step: RCV.UP <- max(RCV.UP, SEG.UP), and tell the user once.
 
         MUST-62: SEG.UP points at the first non-urgent octet. MUST-31: any
         length (the pointer may lie beyond the data received so far).
         MUST-32: UrgentData is reported when urgent data starts to be
-        pending, not again for the same run while it is unread.
+        pending, not again for the same run while it is unread. The urgent
+        octets stay in line; ``urgent_pending`` says how many are unread.
         """
         if self._fin_received:
             return
@@ -1506,423 +704,54 @@ class TcpConnection:
             if pending > 0:
                 self._events.append(ev.UrgentData(pending))
 
-    def _process_ack(
-        self,
-        ack: int,
-        seq: int,
-        raw_window: int,
-        seg_len: int,
-        ts: tuple[int, int] | None,
-        now: float,
-        sacks: tuple[tuple[int, int], ...] = (),
-    ) -> bool:
-        """Fifth step for synchronized states; False when the segment is to be dropped."""
-        snd_una = self.snd_una
-        # RFC 5961 §5.2: acceptable ACKs lie in [SND.UNA - MAX.SND.WND, SND.NXT].
-        if seq_gt(ack, self.snd_max):
-            # It acknowledges something not yet sent: send an ACK, drop it.
-            self._drop("ack-of-unsent")
+    def _process_segment_text(self, seq: int, payload: bytes, now: float) -> bool:
+        """§3.10.7.4 seventh step: deliver the text; False when the segment is done with.
+
+        Only ESTABLISHED and FIN-WAIT-* take text (the other states have seen
+        the peer's FIN); after close(), data is answered with RST (SHLD-3).
+        Out-of-order octets are held for later (SHLD-31).
+        """
+        if not payload:
+            return True
+        if self._state not in TEXT_STATES:
+            self._drop("text-after-fin")
+            return False
+        if self._app_closed:
+            self._send_reset()
+            self._enter_closed(Cause.DATA_AFTER_CLOSE, now)
+            return False
+        rcvbuf = self._rcvbuf
+        offset = seq_diff(seq, self.rcv_nxt)
+        gaps_before = rcvbuf.has_gaps
+        advanced = rcvbuf.insert(offset, payload)
+        if advanced:
+            self.rcv_nxt = seq_add(self.rcv_nxt, advanced)
+            self.stats_counters.bytes_in += advanced
+            self._events.append(ev.DataAvailable(rcvbuf.readable))
+        if offset > 0 or gaps_before:
+            # RFC 5681 §4.2: out-of-order segments, and those that fill
+            # a gap, are acknowledged at once.
             self._ack_now = True
-            return False
-        if seq_lt(ack, (snd_una - self._max_snd_wnd) & SEQ_MASK):
-            self._drop("ack-too-old")
-            self._challenge_ack(now)
-            return False
-        window = raw_window << self._snd_wscale
-        acked = seq_diff(ack, snd_una)
-        cc = self._cc
-        # RFC 6675 §5: "Upon the receipt of any ACK containing SACK
-        # information, the scoreboard MUST be updated via the Update ()
-        # routine" (before the duplicate-ACK rules look at it).
-        new_sacked = self._note_sacks(sacks) if sacks and self._sack_ok else 0
-        if acked > 0:
-            # New data acknowledged.
-            sndbuf = self._sndbuf
-            data_acked = acked
-            fin_now_acked = False
-            if self._fin_seq is not None and seq_gt(ack, self._fin_seq):
-                data_acked -= 1
-                fin_now_acked = not self._fin_acked
-                self._fin_acked = True
-            if data_acked > len(sndbuf):
-                data_acked = len(sndbuf)  # a window probe's octet, or defensive
-            sndbuf.drop(data_acked)
-            self.snd_una = ack
-            if seq_lt(self.snd_nxt, ack):
-                self.snd_nxt = ack
-            if self._sacked:
-                self._sacked = [
-                    (ack if seq_lt(lo, ack) else lo, hi)
-                    for lo, hi in self._sacked
-                    if seq_gt(hi, ack)
-                ]
-            # RTT sample: timestamps (RFC 7323 §4) or the timed segment (Karn).
-            if self._ts_ok and ts is not None and ts[1] != 0:
-                self._rtt.sample(((int(now * 1000) + self._ts_offset - ts[1]) & SEQ_MASK) / 1000.0)
-            elif self._rtt_seq is not None and seq_ge(ack, self._rtt_seq):
-                self._rtt.sample(now - self._rtt_time)
-                self._rtt_seq = None
-            self._retries = 0
-            self._first_rexmit_time = None
-            self._persist_backoff = 0
-            flight = seq_diff(self.snd_max, ack)
-            if cc.on_new_ack(ack, acked, flight) is AckAction.RETRANSMIT:
-                self._rexmit_one = True
-            # RFC 6298 §5.2/5.3: stop the timer when all is acknowledged,
-            # restart it otherwise.
-            if ack == self.snd_max:
-                self._t_rexmit = None
-            else:
-                self._t_rexmit = now + self._rtt.rto
-            if self._send_blocked and sndbuf.space > 0:
-                self._send_blocked = False
-                self._events.append(ev.SendSpaceAvailable(sndbuf.space))
-            if fin_now_acked:
-                self._on_fin_acked(now)
-                if self._state is State.CLOSED:
-                    return False
-        elif self._sack_ok:
-            if acked == 0 and seg_len == 0 and seq_diff(self.snd_max, snd_una) > 0:
-                self._sack_dupack(ack, new_sacked, bool(sacks), window == self.snd_wnd)
-        elif (
-            acked == 0
-            and seg_len == 0
-            and seq_diff(self.snd_nxt, snd_una) > 0
-            and window == self.snd_wnd
-        ):
-            # RFC 5681 §2 duplicate ACK: no data, same ACK, same window,
-            # data outstanding (a zero-window probe's octet does not count).
-            self.stats_counters.dupacks_in += 1
-            flight = seq_diff(self.snd_max, snd_una)
-            if cc.on_dupack(ack, flight, self.snd_max) is AckAction.RETRANSMIT:
-                self._rexmit_one = True
-                self.stats_counters.fast_retransmits += 1
-                self._rtt_seq = None
-        # Window update (§3.10.7.4): from a newer segment, or the same with a
-        # newer ACK.
-        wl1 = self.snd_wl1
-        if seq_lt(wl1, seq) or (wl1 == seq and seq_le(self.snd_wl2, ack)):
-            if window != self.snd_wnd:
-                old = self.snd_wnd
-                self.snd_wnd = window
-                if window > self._max_snd_wnd:
-                    self._max_snd_wnd = window
-                if old == 0 and window > 0:
-                    self._t_persist = None
-                    self._persist_backoff = 0
-            self.snd_wl1 = seq
-            self.snd_wl2 = ack
+        else:
+            self._delay_ack(now)
         return True
 
-    def _note_sacks(self, blocks: tuple[tuple[int, int], ...]) -> int:
-        """RFC 6675 §4 Update(): merge SACK blocks into the scoreboard.
+    def _check_fin(self, seq: int, text_len: int, fin: bool, now: float) -> None:
+        """§3.10.7.4 eighth step: a FIN in sequence advances RCV.NXT and moves the state.
 
-        Returns how many octets were SACKed for the first time. Only blocks
-        inside [SND.UNA, SND.MAX] count: D-SACKs (RFC 2883, below SND.UNA),
-        blocks of unsent data and forged or stale ones are ignored, so a
-        peer cannot make the scoreboard claim anything we did not send.
+        A FIN beyond a gap is remembered until the gap fills.
+        ESTABLISHED -> CLOSE-WAIT, FIN-WAIT-1 -> CLOSING (our FIN is not yet
+        acknowledged, else the fifth step made it FIN-WAIT-2), FIN-WAIT-2 ->
+        TIME-WAIT.
         """
-        una = self.snd_una
-        top = seq_diff(self.snd_max, una)
-        rel = [((lo - una) & SEQ_MASK, (hi - una) & SEQ_MASK) for lo, hi in self._sacked]
-        before = 0
-        for lo, hi in rel:
-            before += hi - lo
-        added = False
-        for left, right in blocks:
-            lo = (left - una) & SEQ_MASK
-            hi = (right - una) & SEQ_MASK
-            if lo < hi <= top:
-                rel.append((lo, hi))
-                added = True
-        if not added:
-            return 0
-        rel.sort()
-        merged: list[tuple[int, int]] = []
-        for lo, hi in rel:
-            if merged and lo <= merged[-1][1]:
-                if hi > merged[-1][1]:
-                    merged[-1] = (merged[-1][0], hi)
-            else:
-                merged.append((lo, hi))
-        # A bounded scoreboard: the lowest 32 ranges (those next to the
-        # holes that matter first); a peer sends at most 4 blocks per ACK.
-        del merged[32:]
-        after = 0
-        for lo, hi in merged:
-            after += hi - lo
-        self._sacked = [((una + lo) & SEQ_MASK, (una + hi) & SEQ_MASK) for lo, hi in merged]
-        return after - before if after > before else 0
-
-    # RFC 6675 loss recovery. Offsets below are relative to SND.UNA (HighACK).
-
-    def _sack_rel(self) -> list[tuple[int, int]]:
-        una = self.snd_una
-        return [((lo - una) & SEQ_MASK, (hi - una) & SEQ_MASK) for lo, hi in self._sacked]
-
-    def _lost_edge(self, rel: list[tuple[int, int]]) -> int:
-        """The offset below which every unSACKed octet IsLost() (RFC 6675 §4).
-
-        IsLost(S) holds when DupThresh (3) discontiguous SACKed ranges lie
-        above S, or more than (DupThresh - 1) * SMSS SACKed octets do. Both
-        only grow as S moves down, so one edge describes the whole answer:
-        the left end of the range (counted from the top) at which either
-        condition first holds; 0 when neither does (nothing is lost).
-        """
-        limit = 2 * self._snd_mss
-        octets = 0
-        for count, (lo, hi) in enumerate(reversed(rel), 1):
-            octets += hi - lo
-            if count >= 3 or octets > limit:
-                return lo
-        return 0
-
-    @staticmethod
-    def _unsacked(rel: list[tuple[int, int]], a: int, b: int) -> int:
-        """Octets in [a, b) not covered by the scoreboard."""
-        if b <= a:
-            return 0
-        n = b - a
-        for lo, hi in rel:
-            if hi <= a:
-                continue
-            if lo >= b:
-                break
-            n -= (hi if hi < b else b) - (lo if lo > a else a)
-        return n
-
-    def _pipe(self, rel: list[tuple[int, int]], lost_edge: int) -> int:
-        """RFC 6675 §4 SetPipe(): octets presumed in the network.
-
-        Every unSACKed octet in [HighACK, HighData) counts once if it is not
-        lost (a) and once more if it was retransmitted (b, octets below
-        HighRxt).
-        """
-        flight = seq_diff(self.snd_max, self.snd_una)
-        high_rxt = seq_diff(self._high_rxt, self.snd_una)
-        if high_rxt < 0:
-            high_rxt = 0
-        return self._unsacked(rel, lost_edge, flight) + self._unsacked(rel, 0, high_rxt)
-
-    def _sack_dupack(self, ack: int, new_sacked: int, had_sacks: bool, same_window: bool) -> None:
-        """A duplicate ACK with SACK negotiated (RFC 6675 §2 and §5, steps 1-4)."""
-        # RFC 6675 §2, and RFC 5681 §2's alternative for SACK senders: a
-        # duplicate ACK carries previously unknown SACK information (the
-        # window may have changed). A peer that agreed to SACK but sends no
-        # blocks is judged by RFC 5681 §2's own rule (same window).
-        if not (new_sacked > 0 or (not had_sacks and same_window)):
-            return
-        self.stats_counters.dupacks_in += 1
-        cc = self._cc
-        if cc.in_recovery:
-            return  # §5 (B): the scoreboard is updated; output recomputes pipe
-        cc.dupacks += 1
-        # Steps (1) and (2): DupThresh duplicates, or IsLost(HighACK + 1).
-        if cc.dupacks < 3 and self._lost_edge(self._sack_rel()) == 0:
-            return  # step (3): limited transmit, in _output_data
-        if not cc.may_enter_recovery(ack):
-            return
-        # Step (4): fast retransmit, enter loss recovery.
-        cc.enter_sack_recovery(seq_diff(self.snd_max, self.snd_una), self.snd_max)
-        self._high_rxt = self.snd_una  # §5 (4.3) moves it past the resent segment
-        self._rescue_rxt = None
-        self._sack_first = True
-        self.stats_counters.fast_retransmits += 1
-
-    def _sack_next_seg(
-        self, rel: list[tuple[int, int]], lost_edge: int
-    ) -> tuple[int, int, int] | None:
-        """RFC 6675 §4 NextSeg(): (rule, offset, octets) of what to send, or None."""
-        sndbuf_len = len(self._sndbuf)
-        flight = seq_diff(self.snd_max, self.snd_una)
-        mss = self._snd_mss
-        start = seq_diff(self._high_rxt, self.snd_una)
-        if start < 0:
-            start = 0
-        # The first unSACKed octet at or beyond HighRxt, and where the next
-        # SACKed range begins after it (a segment stops there).
-        s2 = start
-        nxt = flight
-        for lo, hi in rel:
-            if hi <= s2:
-                continue
-            if lo <= s2:
-                s2 = hi
-                continue
-            nxt = lo
-            break
-        highest_sacked = rel[-1][1] if rel else 0
-        n = min(mss, nxt - s2)
-        if s2 < sndbuf_len:
-            n = min(n, sndbuf_len - s2)
-        # Rule (1): the first unSACKed octet beyond HighRxt that IsLost().
-        if s2 < lost_edge and n > 0:
-            return 1, s2, n
-        # Rule (2): new data, as far as the peer's window allows.
-        if self.snd_nxt == self.snd_max:
-            unsent = sndbuf_len - flight
-            room = self.snd_wnd - flight
-            m = min(unsent, room, mss)
-            if m > 0 and m in (mss, unsent):  # no short segment mid-stream (SWS)
-                return 2, flight, m
-        # Rule (3): an unSACKed octet beyond HighRxt below the highest SACKed
-        # octet, lost or not.
-        if s2 < highest_sacked and n > 0:
-            return 3, s2, n
-        # Rule (4): one rescue retransmission per recovery, of the highest
-        # unSACKed octet, when HighACK is beyond RescueRxt. We add one
-        # condition: that octet was not retransmitted already (beyond
-        # HighRxt), so the rescue is never a second copy of a resent segment.
-        if self._rescue_rxt is None or seq_gt(self.snd_una, self._rescue_rxt):
-            top = flight
-            for lo, hi in reversed(rel):
-                if hi == top:
-                    top = lo
-                else:
-                    break
-            if top > start:
-                # The hole ending at ``top`` starts after the range below it.
-                hole = 0
-                for _lo, hi in rel:
-                    if hi < top:
-                        hole = hi
-                first = max(top - mss, hole)
-                return 4, first, top - first
-        return None
-
-    def _sack_recovery_output(self, now: float, out: list[TcpSegment]) -> None:
-        """RFC 6675 §5 step (4.3)-(4.5) and (C): send while cwnd - pipe >= 1 SMSS."""
-        mss = self._snd_mss
-        if self._sack_first:
-            # (4.3) The first segment presumed dropped, regardless of pipe.
-            self._sack_first = False
-            rel = self._sack_rel()
-            nxt = rel[0][0] if rel else seq_diff(self.snd_max, self.snd_una)
-            n = min(mss, nxt) if nxt > 0 else mss
-            sent = self._sack_resend(0, n, now, out)
-            self._high_rxt = (self.snd_una + sent) & SEQ_MASK
-        cwnd = self._cc.cwnd
-        rel = self._sack_rel()
-        lost_edge = self._lost_edge(rel)
-        pipe = self._pipe(rel, lost_edge)  # (4.4), (B.2)
-        # (C): bounded by cwnd; each round moves HighRxt, SND.NXT or RescueRxt.
-        while cwnd - pipe >= mss:
-            choice = self._sack_next_seg(rel, lost_edge)
-            if choice is None:
-                break
-            rule, off, n = choice
-            if rule == 2:
-                self._emit_data(off, n, now, force_psh=False, out=out)
-                sent = n
-            else:
-                sent = self._sack_resend(off, n, now, out)
-                if sent == 0:
-                    break
-                if rule == 4:
-                    # (C.4): a rescue retransmission does not move HighRxt.
-                    self._rescue_rxt = self._cc.recover
-                else:
-                    self._high_rxt = (self.snd_una + off + sent) & SEQ_MASK
-            pipe += sent  # (C.3)
-
-    def _sack_resend(self, off: int, n: int, now: float, out: list[TcpSegment]) -> int:
-        """Resend the octets at offset ``off`` (the FIN alone when only it is there)."""
-        seq = (self.snd_una + off) & SEQ_MASK
-        avail = len(self._sndbuf) - off
-        if avail > 0:
-            n = min(n, avail)
-            end = (seq + n) & SEQ_MASK
-            fin = self._fin_seq is not None and self._fin_seq == end
-            out.append(self._data_segment(seq, off, n, now, fin=fin, psh=fin))
-            self.stats_counters.bytes_out += n
-            sent = n + (1 if fin else 0)
-        elif self._fin_seq is not None and self._fin_seq == seq and not self._fin_acked:
-            out.append(self._make(seq, _ACK_FIN, b"", now))
-            sent = 1
-        else:
-            return 0
-        self.stats_counters.retransmissions += 1
-        self._rtt_seq = None  # Karn (MUST-18)
-        if self._t_rexmit is None:
-            self._t_rexmit = now + self._rtt.rto
-        return sent
-
-    def _sack_skip(self, seq: int) -> tuple[int | None, int | None]:
-        """(end of the SACKed range holding ``seq``, or None; octets to the next one, or None)."""
-        room: int | None = None
-        for left, right in self._sacked:
-            if seq_le(left, seq) and seq_lt(seq, right):
-                return right, None
-            if seq_gt(left, seq):
-                d = (left - seq) & SEQ_MASK
-                if room is None or d < room:
-                    room = d
-        return None, room
-
-    def _on_fin_acked(self, now: float) -> None:
-        st = self._state
-        if st is State.FIN_WAIT_1:
-            self._set_state(State.FIN_WAIT_2, Cause.RCV_ACK_OF_FIN, now)
-            if self._app_closed:
-                self._t_close = now + self.config.fin_wait_2_timeout
-        elif st is State.CLOSING:
-            self._enter_time_wait(Cause.RCV_ACK_OF_FIN, now)
-        elif st is State.LAST_ACK:
-            self._enter_closed(Cause.RCV_ACK_OF_FIN, now)
-        self._t_rexmit = None
-
-    def _process_text_and_fin(
-        self, seq: int, payload: bytes, fin: bool, psh: bool, now: float
-    ) -> None:
-        st = self._state
-        rcvbuf = self._rcvbuf
-        if payload:
-            if st not in _TEXT_STATES:
-                # CLOSE-WAIT, CLOSING, LAST-ACK, TIME-WAIT: the peer already
-                # sent FIN; such text is ignored (§3.10.7.4 seventh step).
-                self._drop("text-after-fin")
-                return
-            if self._app_closed:
-                # SHLD-3: data after CLOSE is answered by RST.
-                self._send_reset(now)
-                self._enter_closed(Cause.DATA_AFTER_CLOSE, now)
-                return
-            offset = seq_diff(seq, self.rcv_nxt)
-            gaps_before = rcvbuf.has_gaps
-            advanced = rcvbuf.insert(offset, payload)
-            if advanced:
-                self.rcv_nxt = (self.rcv_nxt + advanced) & SEQ_MASK
-                self.stats_counters.bytes_in += advanced
-                self._events.append(ev.DataAvailable(rcvbuf.readable))
-            if offset > 0 or gaps_before:
-                # RFC 5681 §4.2: out-of-order segments, and those that fill
-                # a gap, are acknowledged at once.
-                self._ack_now = True
-            elif not self.config.delayed_ack:
-                self._ack_now = True
-            else:
-                # SHLD-19: an ACK for at least every second segment;
-                # otherwise a delayed ACK under 0.5 s (MUST-40).
-                self._delack_segments += 1
-                if self._delack_segments >= 2:
-                    self._ack_now = True
-                elif self._t_delack is None:
-                    self._t_delack = now + self.config.delayed_ack_timeout
         if fin:
-            self._rcv_fin_seq = (seq + len(payload)) & SEQ_MASK
-        if (
-            self._rcv_fin_seq is not None
-            and self._rcv_fin_seq == self.rcv_nxt
-            and not self._fin_received
-        ):
-            self._on_fin(now)
-        elif fin:
-            self._ack_now = True
-
-    def _on_fin(self, now: float) -> None:
-        """Eighth step: the peer's FIN is in sequence."""
+            self._rcv_fin_seq = seq_add(seq, text_len)
+        if self._rcv_fin_seq is None or self._rcv_fin_seq != self.rcv_nxt or self._fin_received:
+            if fin:
+                self._ack_now = True
+            return
         self._fin_received = True
-        self.rcv_nxt = (self.rcv_nxt + 1) & SEQ_MASK
+        self.rcv_nxt = seq_add(self.rcv_nxt, 1)
         self._ack_now = True
         self._events.append(ev.EndOfStream())
         st = self._state
@@ -1933,47 +762,29 @@ class TcpConnection:
         elif st is State.FIN_WAIT_2:
             self._enter_time_wait(Cause.RCV_FIN, now)
 
+    # ------------------------------------------------------------------
+    # Transitions
+
     def _enter_time_wait(self, cause: Cause, now: float) -> None:
         self._set_state(State.TIME_WAIT, cause, now)
-        self._t_rexmit = self._t_persist = self._t_keepalive = None
+        timers = self._timers
+        timers.rexmit = timers.persist = timers.keepalive = None
         # MUST-13: stay 2*MSL.
-        self._t_close = now + 2 * self.config.msl
-
-    def _on_reset(self, now: float) -> None:
-        st = self._state
-        if st is State.SYN_RECEIVED:
-            if self._passive:
-                self._return_to_listen(Cause.RCV_RST, now)
-            else:
-                self._events.append(ev.ConnectionRefused())
-                self._enter_closed(Cause.RCV_RST, now)
-            return
-        if st in _RESET_STATES:
-            self._events.append(ev.ConnectionReset())
-        self._sndbuf.clear()
-        self._enter_closed(Cause.RCV_RST, now)
+        timers.close = now + 2 * self.config.msl
 
     def _return_to_listen(self, cause: Cause, now: float) -> None:
         self._set_state(State.LISTEN, cause, now)
-        self._clear_timers()
+        self._timers.stop_all()
         self._sndbuf.clear()
         self._events.append(ev.Closed())
 
     def _enter_closed(self, cause: Cause, now: float) -> None:
         self._set_state(State.CLOSED, cause, now)
-        self._clear_timers()
+        self._timers.stop_all()
         self._ack_now = False
         self._syn_needed = False
-        self._rexmit_one = False
+        self._recovery.rexmit_one = False
         self._events.append(ev.Closed())
-
-    def _clear_timers(self) -> None:
-        self._t_rexmit = self._t_persist = self._t_delack = None
-        self._t_keepalive = self._t_close = self._t_connect = None
-
-    def _arm_keepalive(self, now: float) -> None:
-        if self.config.keepalive:
-            self._t_keepalive = now + self.config.keepalive_idle
 
     def _set_state(self, new: State, cause: Cause, now: float) -> None:
         old = self._state

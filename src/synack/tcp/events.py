@@ -2,6 +2,8 @@
 
 Frozen, slotted dataclasses that validate in their constructor (house style
 item 5). ``next_event()`` returns them in the order they happened.
+
+Layer: tcp. Imports synack.errors and synack.tcp.states.
 """
 
 from __future__ import annotations

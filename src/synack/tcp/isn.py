@@ -7,6 +7,8 @@ hash of the connection's 4-tuple that an outsider cannot compute (MUST-9,
 SHLD-1). The secret is injected so that a test or a simulation reproduces a
 run bit for bit (house style item 3); a real host draws it once from
 ``secrets.token_bytes``.
+
+Layer: tcp. Imports synack.errors and synack.tcp.seq.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import hashlib
 from ipaddress import IPv4Address
 
 from synack.errors import LocalProtocolError
-from synack.tcp.seq import SEQ_MOD
+from synack.tcp.seq import seq_add
 
 #: RFC 6528 §3: "M is the 4 microsecond timer".
 TICKS_PER_SECOND = 250_000
@@ -46,4 +48,4 @@ class IsnGenerator:
         )
         f = int.from_bytes(hashlib.blake2s(tuple_bytes, key=self._key, digest_size=4).digest())
         m = int(now * TICKS_PER_SECOND)
-        return (m + f) % SEQ_MOD
+        return seq_add(m, f)

@@ -1,4 +1,10 @@
-"""The retransmission timeout of RFC 6298 (RFC 9293 §3.8.1, MUST-18)."""
+"""The retransmission timeout of RFC 6298 (RFC 9293 §3.8.1, MUST-18).
+
+:class:`RttEstimator` belongs to :class:`~synack.tcp.recovery.LossRecovery`,
+which decides what is a sample (Karn's algorithm) and when to back off.
+
+Layer: tcp. Imports synack.errors.
+"""
 
 from __future__ import annotations
 

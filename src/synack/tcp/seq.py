@@ -1,7 +1,12 @@
-"""Sequence-number arithmetic modulo 2**32 (RFC 9293 §3.4).
+"""Sequence-number arithmetic modulo 2**32 (RFC 9293 §3.4), the one place of it.
 
-Sequence numbers live on a circle; "a < b" means b is ahead of a by less than
-half the circle (RFC 1982 style serial-number comparison).
+Sequence numbers (and RFC 7323 timestamps, which wrap the same way) live on a
+circle; "a < b" means b is ahead of a by less than half the circle (RFC 1982
+style serial-number comparison). Everything in synack.tcp that adds to,
+subtracts or compares such numbers goes through these functions: no module
+masks with 2**32 - 1 on its own.
+
+Layer: tcp. Imports nothing (the standard library only).
 """
 
 from __future__ import annotations
@@ -12,7 +17,13 @@ _HALF = 1 << 31
 
 
 def seq_add(a: int, n: int) -> int:
+    """a + n on the circle (n may be negative)."""
     return (a + n) & SEQ_MASK
+
+
+def seq_dist(a: int, b: int) -> int:
+    """How far a is ahead of b going forward, in [0, 2**32): (a - b) mod 2**32."""
+    return (a - b) & SEQ_MASK
 
 
 def seq_diff(a: int, b: int) -> int:

@@ -5,6 +5,8 @@ through one ``_set_state`` that checks the change against :data:`TRANSITIONS`
 and records it; the trace and the state diagram are drawn from the records and
 from this table (house style item 4). A change that is not a row here is a bug
 in the connection, not something a peer can cause.
+
+Layer: tcp. Imports nothing (the standard library only).
 """
 
 from __future__ import annotations

@@ -1,0 +1,211 @@
+"""What every arriving segment shares: header prediction, the handshake options, ACK policy.
+
+:class:`TcpReceiver` adds to :class:`~synack.tcp.sender.TcpSender` the
+receive-side machinery that is not itself one of RFC 9293's §3.10.7 steps
+(those are :class:`~synack.tcp.connection.TcpConnection`'s): header
+prediction for in-order data and pure ACKs (the commonest case of §3.10.7.4,
+with the full path's outcome), the options a SYN brings (RFC 7323 window
+scale and timestamps, RFC 2018 SACK-permitted, the MSS of §3.7.1), when an
+ACK goes out (delayed ACKs §3.8.6.3, replies to unacceptable segments,
+RFC 5961 challenge ACKs, both rate-limited) and reading (RECEIVE, §3.10.3).
+
+Layer: tcp. Imports synack.errors, synack.wire and the rest of synack.tcp (below connection).
+"""
+
+from __future__ import annotations
+
+from synack.errors import LocalProtocolError
+from synack.tcp import events as ev
+from synack.tcp.segments import F_ACK, F_PSH
+from synack.tcp.sender import TcpSender
+from synack.tcp.seq import seq_add, seq_dist, seq_le
+from synack.tcp.states import State
+from synack.tcp.tcb import DEFAULT_MSS, OOW_ACK_INTERVAL, TEXT_STATES
+from synack.tcp.timestamps import TS_OPTION_SPACE
+from synack.wire.tcp import TcpSegment
+
+__all__ = ["FAST_STATES", "TcpReceiver"]
+
+# Header prediction (see _fast_path): pure ACKs while our FIN is unsent, in
+# the states that can send; in-order data in the states that accept text.
+_FAST_ACK_STATES = frozenset(
+    {State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1, State.LAST_ACK}
+)
+FAST_STATES = _FAST_ACK_STATES | TEXT_STATES
+
+
+class TcpReceiver(TcpSender):
+    """A TCB that sends and takes segments in (see the module docstring)."""
+
+    __slots__ = ()
+
+    def receive(self, max_bytes: int = 1 << 30) -> bytes:
+        """Take up to ``max_bytes`` readable bytes (b"" when none).
+
+        Reading frees receive space; when the window can open by enough to
+        be worth it (receiver SWS avoidance, RFC 9293 §3.8.6.2.2 MUST-39),
+        the next flush carries a window update.
+        """
+        if max_bytes < 0:
+            raise LocalProtocolError("max_bytes must be >= 0")
+        if self._app_closed:
+            raise LocalProtocolError("receive() after close()")
+        data = self._rcvbuf.read(max_bytes)
+        if (
+            data
+            and self._state in TEXT_STATES
+            and not self._fin_received
+            and self._window_update_worthwhile()
+        ):
+            self._ack_now = True
+        return data
+
+    def _fast_path(self, seg: TcpSegment, now: float) -> bool:
+        """Header prediction (Van Jacobson; RFC 9293 §3.10.7.4 in its commonest case).
+
+        A segment that is exactly the next expected one, carries only ACK
+        (and maybe PSH), passes PAWS, leaves the window unchanged and is
+        either a pure ACK of new data or in-order data acknowledging nothing
+        new, is processed here with the same outcome as the full path;
+        anything else returns False and takes the full path.
+        """
+        if (int(seg.flags) & ~F_PSH) != F_ACK or seg.seq != self.rcv_nxt:
+            return False
+        if (seg.window << self._snd_wscale) != self.snd_wnd or self._cc.in_recovery:
+            return False
+        if self._board.ranges:
+            return False  # an ACK must trim the scoreboard: the full path does
+        opts = seg.options
+        if opts.sack_blocks:
+            return False  # the scoreboard is the full path's business
+        ts = opts.timestamps
+        tso = self._ts
+        if tso.ok:
+            if ts is None or not tso.in_order(ts[0], now):
+                return False  # PAWS has a say: full path
+        elif ts is not None:
+            return False
+        payload = seg.payload
+        ack = seg.ack
+        snd_una = self.snd_una
+        st = self._state
+        if payload:
+            if (
+                st not in TEXT_STATES
+                or ack != snd_una
+                or self._rcvbuf.has_gaps
+                or self._app_closed
+                or self._rcv_fin_seq is not None
+                or len(payload) > seq_dist(self._rcv_adv, self.rcv_nxt)
+            ):
+                return False
+        else:
+            acked = seq_dist(ack, snd_una)
+            if (
+                st not in _FAST_ACK_STATES
+                or acked == 0
+                or acked > seq_dist(self.snd_max, snd_una)
+                or self._fin_seq is not None
+                or acked > len(self._sndbuf)
+            ):
+                return False
+        # Accepted: the common bookkeeping of the full path.
+        seq = seg.seq
+        timers = self._timers
+        self._keepalive_probes = 0
+        self._probes_unanswered = 0
+        if timers.keepalive is not None:
+            timers.keepalive = now + self.config.keepalive_idle
+        if ts is not None and seq_le(seq, tso.last_ack_sent):
+            tso.recent = ts[0]  # RFC 7323 §4.3 (PAWS passed above)
+            tso.recent_time = now
+        self.snd_wl1 = seq
+        self.snd_wl2 = ack
+        if not payload:
+            # A pure ACK of new data (fifth step).
+            self._data_acked(
+                ack,
+                acked,
+                acked,
+                tso.rtt(ts[1], now) if ts is not None and ts[1] != 0 else None,
+                now,
+            )
+            return True
+        # In-order data (seventh step) with the delayed-ACK rule.
+        n = len(payload)
+        rcvbuf = self._rcvbuf
+        rcvbuf.insert(0, payload)
+        self.rcv_nxt = seq_add(seq, n)
+        self.stats_counters.bytes_in += n
+        self._events.append(ev.DataAvailable(rcvbuf.readable))
+        self._delay_ack(now)
+        return True
+
+    def _delay_ack(self, now: float) -> None:
+        """In-order data: SHLD-19, an ACK for at least every second segment; else MUST-40."""
+        if not self.config.delayed_ack:
+            self._ack_now = True
+        else:
+            self._delack_segments += 1
+            if self._delack_segments >= 2:
+                self._ack_now = True
+            elif self._timers.delack is None:
+                # A delayed ACK, under 0.5 s (MUST-40).
+                self._timers.delack = now + self.config.delayed_ack_timeout
+
+    def _take_syn(self, syn: TcpSegment, now: float) -> None:
+        """Record the peer's SYN: IRS, RCV.NXT and the options it offers."""
+        cfg = self.config
+        self.irs = syn.seq
+        self.rcv_nxt = seq_add(syn.seq, 1)
+        opts = syn.options
+        mss = opts.mss if opts.mss is not None and opts.mss > 0 else DEFAULT_MSS
+        self._wscale_agreed = cfg.window_scale and opts.wscale is not None
+        if self._wscale_agreed:
+            # RFC 7323 §2.3: a shift over 14 is taken as 14.
+            self._snd_wscale = min(opts.wscale or 0, 14)
+            self._rcv_wscale = self._rcv_wscale_offer
+        else:
+            self._snd_wscale = 0
+            self._rcv_wscale = 0
+        self._sack_ok = cfg.sack and opts.sack_permitted
+        self._ts.agree(cfg.timestamps, opts.timestamps, now)
+        # Eff.snd.MSS (RFC 9293 §3.7.1 MUST-16), less the timestamp option.
+        eff = min(mss, cfg.mss)
+        if self._ts.ok:
+            eff -= TS_OPTION_SPACE
+        self._snd_mss = max(eff, 1)
+        self._cc.set_mss(self._snd_mss)
+        # RFC 7323 §2.2: the SYN's window is never scaled.
+        self.snd_wnd = syn.window
+        self._max_snd_wnd = max(self._max_snd_wnd, syn.window)
+        self.snd_wl1 = syn.seq
+        if self._state is State.SYN_SENT:
+            # What our SYN offered is the window until we say otherwise.
+            self._rcv_adv = seq_add(self.rcv_nxt, self._syn_window)
+
+    def _reply_to_unacceptable(self, now: float) -> None:
+        """The ACK owed to an unacceptable segment without data (§3.10.7.4), rate-limited.
+
+        Two ends that each find the other's ACKs unacceptable (a clock that
+        went backwards for PAWS, a confused peer) would otherwise ACK each
+        other forever; at most one such reply per OOW_ACK_INTERVAL, as Linux
+        does. Keep-alive probes (one per interval) are still answered.
+        """
+        if now - self._last_oow_ack < OOW_ACK_INTERVAL:
+            self._drop("oow-ack-limited")
+            return
+        self._last_oow_ack = now
+        self._ack_now = True
+
+    def _challenge_ack(self, now: float) -> None:
+        """RFC 5961 §3.2, §4.2, §5.2: ACK (rate-limited, §7) instead of acting."""
+        if now - self._challenge_window >= 1.0:
+            self._challenge_window = now
+            self._challenge_count = 0
+        if self._challenge_count >= self.config.challenge_ack_limit:
+            self._drop("challenge-ack-limited")
+            return
+        self._challenge_count += 1
+        self.stats_counters.challenge_acks += 1
+        self._ack_now = True

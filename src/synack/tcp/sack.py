@@ -1,0 +1,136 @@
+"""Selective acknowledgment (RFC 2018): the sender's scoreboard and the receiver's blocks.
+
+:class:`SackScoreboard` is the sender side of RFC 6675 §3: which octets in
+[SND.UNA, SND.MAX) the peer reported as received, kept as merged ascending
+[left, right) ranges. It answers the questions RFC 6675 §4 asks of it
+(Update, IsLost through :func:`lost_edge`, the unSACKed octets that SetPipe
+counts); loss recovery itself (:mod:`synack.tcp.recovery`) decides what to
+do with the answers. :func:`blocks_to_send` is the receiver side: the SACK
+blocks an outgoing ACK carries.
+
+Offsets passed to :func:`lost_edge` and :func:`unsacked` are relative to
+SND.UNA (RFC 6675's HighACK), as :meth:`SackScoreboard.relative` gives them.
+
+Layer: tcp. Imports synack.tcp.seq.
+"""
+
+from __future__ import annotations
+
+from synack.tcp.seq import seq_add, seq_diff, seq_dist, seq_gt, seq_le, seq_lt
+
+__all__ = ["MAX_RANGES", "SackScoreboard", "blocks_to_send", "lost_edge", "unsacked"]
+
+#: A bounded scoreboard: the lowest ranges (next to the holes that matter
+#: first); a peer sends at most 4 blocks per ACK.
+MAX_RANGES = 32
+
+Ranges = list[tuple[int, int]]
+
+
+class SackScoreboard:
+    """SACKed sequence ranges, ascending and merged, all inside [SND.UNA, SND.MAX]."""
+
+    __slots__ = ("ranges",)
+
+    def __init__(self) -> None:
+        self.ranges: Ranges = []
+
+    def update(self, blocks: tuple[tuple[int, int], ...], una: int, snd_max: int) -> int:
+        """RFC 6675 §4 Update(): merge SACK blocks into the scoreboard.
+
+        Returns how many octets were SACKed for the first time. Only blocks
+        inside [SND.UNA, SND.MAX] count: D-SACKs (RFC 2883, below SND.UNA),
+        blocks of unsent data and forged or stale ones are ignored, so a
+        peer cannot make the scoreboard claim anything we did not send.
+        """
+        top = seq_diff(snd_max, una)
+        rel = self.relative(una)
+        before = 0
+        for lo, hi in rel:
+            before += hi - lo
+        added = False
+        for left, right in blocks:
+            lo = seq_dist(left, una)
+            hi = seq_dist(right, una)
+            if lo < hi <= top:
+                rel.append((lo, hi))
+                added = True
+        if not added:
+            return 0
+        rel.sort()
+        merged: Ranges = []
+        for lo, hi in rel:
+            if merged and lo <= merged[-1][1]:
+                if hi > merged[-1][1]:
+                    merged[-1] = (merged[-1][0], hi)
+            else:
+                merged.append((lo, hi))
+        del merged[MAX_RANGES:]
+        after = 0
+        for lo, hi in merged:
+            after += hi - lo
+        self.ranges = [(seq_add(una, lo), seq_add(una, hi)) for lo, hi in merged]
+        return after - before if after > before else 0
+
+    def trim(self, ack: int) -> None:
+        """The cumulative ACK moved to ``ack``: forget what lies below it."""
+        self.ranges = [
+            (ack if seq_lt(lo, ack) else lo, hi) for lo, hi in self.ranges if seq_gt(hi, ack)
+        ]
+
+    def clear(self) -> None:
+        """RFC 2018 §8: after a timeout, forget (the receiver may have reneged)."""
+        self.ranges = []
+
+    def relative(self, una: int) -> Ranges:
+        """The ranges as offsets from ``una`` (SND.UNA)."""
+        return [(seq_dist(lo, una), seq_dist(hi, una)) for lo, hi in self.ranges]
+
+    def skip(self, seq: int) -> tuple[int | None, int | None]:
+        """(end of the SACKed range holding ``seq``, or None; octets to the next one, or None)."""
+        room: int | None = None
+        for left, right in self.ranges:
+            if seq_le(left, seq) and seq_lt(seq, right):
+                return right, None
+            if seq_gt(left, seq):
+                d = seq_dist(left, seq)
+                if room is None or d < room:
+                    room = d
+        return None, room
+
+
+def lost_edge(rel: Ranges, mss: int) -> int:
+    """The offset below which every unSACKed octet IsLost() (RFC 6675 §4).
+
+    IsLost(S) holds when DupThresh (3) discontiguous SACKed ranges lie
+    above S, or more than (DupThresh - 1) * SMSS SACKed octets do. Both
+    only grow as S moves down, so one edge describes the whole answer:
+    the left end of the range (counted from the top) at which either
+    condition first holds; 0 when neither does (nothing is lost).
+    """
+    limit = 2 * mss
+    octets = 0
+    for count, (lo, hi) in enumerate(reversed(rel), 1):
+        octets += hi - lo
+        if count >= 3 or octets > limit:
+            return lo
+    return 0
+
+
+def unsacked(rel: Ranges, a: int, b: int) -> int:
+    """Octets in [a, b) not covered by the scoreboard."""
+    if b <= a:
+        return 0
+    n = b - a
+    for lo, hi in rel:
+        if hi <= a:
+            continue
+        if lo >= b:
+            break
+        n -= (hi if hi < b else b) - (lo if lo > a else a)
+    return n
+
+
+def blocks_to_send(rel_blocks: list[tuple[int, int]], rcv_nxt: int) -> tuple[tuple[int, int], ...]:
+    """The receiver's SACK blocks (RFC 2018 §4) from offsets relative to RCV.NXT."""
+    return tuple((seq_add(rcv_nxt, s), seq_add(rcv_nxt, e)) for s, e in rel_blocks)

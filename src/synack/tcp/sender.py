@@ -1,0 +1,564 @@
+"""The output side of a TCP connection: segment building and data scheduling.
+
+:class:`TcpSender` turns the TCB (:class:`~synack.tcp.tcb.Tcb`) into
+segments: :meth:`TcpSender.segments_to_send` with its data scheduling
+(sender SWS avoidance and Nagle, RFC 9293 §3.8.6.2.1 and §3.7.4; limited
+transmit, RFC 3042; RFC 6675 recovery output as
+:class:`~synack.tcp.recovery.LossRecovery` chooses it; the FIN after the
+data, §3.10.4), the segment builders (the ACK, window and options every
+segment carries: RCV.ADV and receiver SWS avoidance §3.8.6.2.2, RFC 7323
+timestamps, RFC 2018 SACK blocks, URG §3.10.2) and the probes the timers
+send (zero-window probes §3.8.6.1, keep-alives §3.8.4). It also queues the
+user's data (SEND, §3.10.2).
+
+Layer: tcp. Imports synack.errors, synack.wire and the rest of synack.tcp (below receiver).
+"""
+
+from __future__ import annotations
+
+from synack.errors import LocalProtocolError
+from synack.tcp import events as ev
+from synack.tcp.sack import blocks_to_send
+from synack.tcp.segments import (
+    ACK,
+    ACK_FIN,
+    ACK_PSH,
+    ACK_PSH_FIN,
+    NO_OPTIONS,
+    SYN,
+    SYN_ACK,
+    URG,
+    reset,
+    sack_blocks_that_fit,
+)
+from synack.tcp.seq import seq_add, seq_diff, seq_dist, seq_gt, seq_le, seq_lt
+from synack.tcp.states import SYNCHRONIZED, State
+from synack.tcp.tcb import SEND_STATES, Tcb
+from synack.wire.tcp import TcpFlags, TcpOptions, TcpSegment
+
+__all__ = ["TcpSender"]
+
+
+class TcpSender(Tcb):
+    """A TCB that sends (see the module docstring)."""
+
+    __slots__ = ()
+
+    def send(
+        self, data: bytes | bytearray | memoryview, now: float, *, urgent: bool = False
+    ) -> int:
+        """Queue data (RFC 9293 §3.10.2 SEND); returns how many bytes fit the send buffer.
+
+        ``urgent=True`` marks everything queued so far as urgent (SND.UP moves
+        to the end of the queue): the segments sent until it is acknowledged
+        carry URG and a pointer to the first non-urgent octet (MUST-30,
+        MUST-62). It needs a synchronized connection.
+        """
+        st = self._state
+        if st is State.CLOSED or st is State.LISTEN:
+            raise LocalProtocolError(f"send() on a connection in {st}")
+        if self._fin_queued or self._close_deferred:
+            raise LocalProtocolError("send() after shutdown_write()/close(): connection closing")
+        if st not in (State.SYN_SENT, State.SYN_RECEIVED, State.ESTABLISHED, State.CLOSE_WAIT):
+            raise LocalProtocolError(f"send() on a connection in {st}")
+        if urgent and st not in (State.ESTABLISHED, State.CLOSE_WAIT):
+            raise LocalProtocolError(f"urgent send() needs an established connection, not {st}")
+        n = self._sndbuf.append(data)
+        if n < len(data):
+            self._send_blocked = True
+        if urgent and n:
+            # §3.10.2: SND.UP <- the octet after the urgent data (MUST-62); a
+            # later urgent send extends the run (MUST-31).
+            self._snd_up = seq_add(self.snd_una, len(self._sndbuf))
+        return n
+
+    # ------------------------------------------------------------------
+    # Output
+
+    def segments_to_send(self, now: float) -> list[TcpSegment]:
+        """Everything the connection wants on the wire now, in order."""
+        out = self._out
+        self._out = []
+        st = self._state
+        if self._syn_needed:
+            self._syn_needed = False
+            if st is State.SYN_SENT or st is State.SYN_RECEIVED:
+                out.append(self._make_syn(now, ack=st is State.SYN_RECEIVED))
+                if self._timers.rexmit is None:
+                    self._timers.rexmit = now + self._rtt.rto
+                self._ack_now = False
+        if st in SEND_STATES:
+            n_before = len(out)
+            self._output_data(now, out)
+            if len(out) > n_before and not self._sack_trimmed:
+                # The ACK owed rides on the data, unless the data had no
+                # room for its SACK blocks (MUST-16, see _make): then a
+                # pure ACK carries them.
+                self._ack_now = False
+        self._sack_trimmed = False
+        if self._ack_now:
+            self._ack_now = False
+            if st in SYNCHRONIZED or st is State.SYN_RECEIVED:
+                # <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>, where the RFC's
+                # SND.NXT is our SND.MAX: after a timeout rewinds SND.NXT
+                # (go-back-N) an ACK with the rewound number would look old
+                # to the peer, which would drop it unread and answer with an
+                # ACK of its own, forever.
+                out.append(self._make(self.snd_max, ACK, b"", now))
+        if out:
+            self.stats_counters.segments_out += len(out)
+        return out
+
+    def _output_data(self, now: float, out: list[TcpSegment]) -> None:
+        sndbuf = self._sndbuf
+        cc = self._cc
+        rec = self._recovery
+        if cc.sack_recovery and cc.in_recovery:
+            self._sack_recovery_output(now, out)
+        elif (
+            not rec.rexmit_one
+            and not self._fin_queued
+            and len(sndbuf) == seq_dist(self.snd_nxt, self.snd_una)
+            and self._timers.persist is None
+        ):
+            return  # nothing unsent: the common case of the receiving side
+        mss = self._snd_mss
+        if rec.rexmit_one:
+            # Fast retransmit / NewReno partial ACK: resend SND.UNA's segment
+            # regardless of cwnd (RFC 5681 §3.2 step 3, RFC 6582 §3.2 step 3).
+            rec.rexmit_one = False
+            n = min(len(sndbuf), mss)
+            if n > 0:
+                fin = self._fin_seq is not None and self._fin_seq == seq_add(self.snd_una, n)
+                out.append(self._data_segment(self.snd_una, 0, n, now, fin=fin, psh=fin))
+                self.stats_counters.retransmissions += 1
+                self.stats_counters.bytes_out += n
+                rec.resending()
+            elif self._fin_seq is not None and not self._fin_acked:
+                out.append(self._make(self._fin_seq, ACK_FIN, b"", now))
+                self.stats_counters.retransmissions += 1
+        buffered = len(sndbuf)
+        cwnd = cc.cwnd
+        if cc.in_recovery and cc.sack_recovery:
+            cwnd = 0  # RFC 6675 (C) sent what pipe allowed; only a FIN may follow
+        if 0 < cc.dupacks < 3 and not cc.in_recovery and self.snd_nxt == self.snd_max:
+            # Limited transmit (RFC 3042): the first two duplicate ACKs may
+            # each release one new segment, up to cwnd + 2*SMSS outstanding.
+            cwnd += cc.dupacks * mss
+        board = self._board
+        while True:
+            off = seq_diff(self.snd_nxt, self.snd_una)
+            unsent = buffered - off
+            if unsent <= 0:
+                break
+            window = self.snd_wnd if self.snd_wnd < cwnd else cwnd
+            usable = window - off
+            n = unsent if unsent < mss else mss
+            if usable < n:
+                n = usable
+            if n <= 0:
+                break
+            if board.ranges and seq_lt(self.snd_nxt, self.snd_max):
+                # Going back after a timeout: skip what the receiver SACKed
+                # and stop each resent segment at the next SACKed block.
+                skip_to, room = board.skip(self.snd_nxt)
+                if skip_to is not None:
+                    self.snd_nxt = skip_to
+                    continue
+                if room is not None and room < n:
+                    n = room
+            elif n < mss:
+                # RFC 9293 §3.8.6.2.1 sender SWS avoidance (MUST-38) with
+                # Nagle (§3.7.4, RFC 896) unless nodelay: a short segment
+                # only if it empties the queue and nothing is in flight (or
+                # nodelay), or if it is at least half the largest window.
+                pushed_all = n == unsent and (
+                    off == 0
+                    or self.config.nodelay
+                    # Minshall's refinement of Nagle: hold a short segment
+                    # only while an earlier short one is unacknowledged, so
+                    # the tail of a bulk write does not wait for a delayed ACK.
+                    or not seq_gt(self._nagle_end, self.snd_una)
+                )
+                half_window = off == 0 and n >= self._max_snd_wnd // 2
+                if not (pushed_all or half_window):
+                    break
+            self._emit_data(off, n, now, force_psh=False, out=out)
+        # The FIN goes once all data has been sent (§3.10.4), with the last
+        # data segment when it fits (see _emit_data) or on its own.
+        if (
+            self._fin_queued
+            and not self._fin_acked
+            and seq_diff(self.snd_nxt, self.snd_una) == len(sndbuf)
+            and (self._fin_seq is None or self.snd_nxt == self._fin_seq)
+        ):
+            fin_seq = self.snd_nxt
+            out.append(self._make(fin_seq, ACK_FIN, b"", now))
+            if self._fin_seq is None:
+                self._fin_seq = fin_seq
+            else:
+                self.stats_counters.retransmissions += 1
+            self.snd_nxt = seq_add(fin_seq, 1)
+            if seq_gt(self.snd_nxt, self.snd_max):
+                self.snd_max = self.snd_nxt
+            if self._timers.rexmit is None:
+                self._timers.rexmit = now + self._rtt.rto
+        self._arm_persist(now)
+
+    def _emit_data(
+        self,
+        off: int,
+        n: int,
+        now: float,
+        *,
+        force_psh: bool,
+        out: list[TcpSegment] | None = None,
+    ) -> None:
+        seq = self.snd_nxt
+        unsent_after = len(self._sndbuf) - off - n
+        end = seq_add(seq, n)
+        # The FIN rides on the last data segment when the user has closed.
+        fin = (
+            self._fin_queued
+            and unsent_after == 0
+            and (self._fin_seq is None or self._fin_seq == end)
+        )
+        # PSH on the last segment of what the user queued (MUST-61).
+        psh = force_psh or unsent_after == 0
+        seg = self._data_segment(seq, off, n, now, fin=fin, psh=psh)
+        (self._out if out is None else out).append(seg)
+        if seq_lt(seq, self.snd_max):
+            self.stats_counters.retransmissions += 1
+        elif not self._ts.ok:
+            # Without timestamps one segment at a time is timed (RFC 6298 §3;
+            # Karn: never a retransmitted one).
+            self._recovery.time_segment(end, now)
+        self.stats_counters.bytes_out += n
+        if n < self._snd_mss:
+            self._nagle_end = end
+        if fin:
+            self._fin_seq = end
+            end = seq_add(end, 1)
+        self.snd_nxt = end
+        if seq_gt(end, self.snd_max):
+            self.snd_max = end
+        if self._timers.rexmit is None:
+            # RFC 6298 §5.1: start the timer when sending data if not running.
+            self._timers.rexmit = now + self._rtt.rto
+
+    def _data_segment(
+        self, seq: int, off: int, n: int, now: float, *, fin: bool, psh: bool
+    ) -> TcpSegment:
+        if fin:
+            flags = ACK_PSH_FIN if psh else ACK_FIN
+        else:
+            flags = ACK_PSH if psh else ACK
+        return self._make(seq, flags, self._sndbuf.peek(off, n), now)
+
+    def _sack_recovery_output(self, now: float, out: list[TcpSegment]) -> None:
+        """RFC 6675 §5 step (4.3)-(4.5) and (C): send while cwnd - pipe >= 1 SMSS."""
+        mss = self._snd_mss
+        rec = self._recovery
+        first = rec.first_hole(self.snd_una, self.snd_max, mss)
+        if first:
+            # (4.3) The first segment presumed dropped, regardless of pipe.
+            rec.resent(1, self.snd_una, 0, self._resend(0, first, now, out))
+        cwnd = self._cc.cwnd
+        rel, lost_edge, pipe = rec.pipe(self.snd_una, self.snd_max, mss)  # (4.4), (B.2)
+        # (C): bounded by cwnd; each round moves HighRxt, SND.NXT or RescueRxt.
+        while cwnd - pipe >= mss:
+            una = self.snd_una
+            choice = rec.next_seg(
+                rel,
+                lost_edge,
+                una,
+                self.snd_nxt == self.snd_max,
+                seq_diff(self.snd_max, una),
+                len(self._sndbuf),
+                self.snd_wnd,
+                mss,
+            )
+            if choice is None:
+                break
+            rule, off, n = choice
+            if rule == 2:
+                self._emit_data(off, n, now, force_psh=False, out=out)
+                sent = n
+            else:
+                sent = self._resend(off, n, now, out)
+                if sent == 0:
+                    break
+                rec.resent(rule, una, off, sent)
+            pipe += sent  # (C.3)
+
+    def _resend(self, off: int, n: int, now: float, out: list[TcpSegment]) -> int:
+        """Resend the octets at offset ``off`` (the FIN alone when only it is there)."""
+        seq = seq_add(self.snd_una, off)
+        avail = len(self._sndbuf) - off
+        if avail > 0:
+            n = min(n, avail)
+            fin = self._fin_seq is not None and self._fin_seq == seq_add(seq, n)
+            out.append(self._data_segment(seq, off, n, now, fin=fin, psh=fin))
+            self.stats_counters.bytes_out += n
+            sent = n + (1 if fin else 0)
+        elif self._fin_seq is not None and self._fin_seq == seq and not self._fin_acked:
+            out.append(self._make(seq, ACK_FIN, b"", now))
+            sent = 1
+        else:
+            return 0
+        self.stats_counters.retransmissions += 1
+        self._recovery.resending()
+        if self._timers.rexmit is None:
+            self._timers.rexmit = now + self._rtt.rto
+        return sent
+
+    def _arm_persist(self, now: float) -> None:
+        """Persist timer: a zero window, or the SWS override (§3.8.6.1, §3.8.6.2.1 (4))."""
+        timers = self._timers
+        if timers.persist is not None:
+            if self.snd_wnd > 0 and seq_diff(self.snd_nxt, self.snd_una) > 0:
+                timers.persist = None  # data in flight: the ACK clock will move
+            return
+        if self._state not in SEND_STATES:
+            return
+        off = seq_diff(self.snd_nxt, self.snd_una)
+        unsent = len(self._sndbuf) - off
+        if unsent <= 0 or off > 0 or timers.rexmit is not None:
+            return
+        # SHLD-29/30: first probe after one RTO, then exponential backoff.
+        interval = min(self._rtt.rto * (1 << min(self._persist_backoff, 16)), self.config.max_rto)
+        timers.persist = now + interval
+
+    def _on_persist_timeout(self, now: float) -> bool:
+        """The persist timer fired (§3.8.6.1, §3.8.6.2.1 (4)); True when the peer is gone."""
+        if self._state not in SEND_STATES:
+            return False
+        self._persist_backoff += 1
+        if self.snd_wnd == 0:
+            if self._probes_unanswered >= self.config.r2_retries:
+                # MUST-37 keeps the connection open only while probes are
+                # acknowledged; a peer that answers none of R2 probes is gone.
+                return True
+            self._probes_unanswered += 1
+        off = seq_diff(self.snd_nxt, self.snd_una)
+        unsent = len(self._sndbuf) - off
+        if unsent <= 0:
+            return False
+        if self.snd_wnd == 0:
+            # RFC 9293 §3.8.6.1: probe a zero window with one octet of new
+            # data (MUST-36). The octet is not counted in SND.NXT, so the
+            # retransmission timer (and R2) stays out of it: the connection
+            # lives as long as the probes are acknowledged (MUST-37).
+            payload = self._sndbuf.peek(off, 1)
+            end = seq_add(self.snd_nxt, 1)
+            if seq_gt(end, self.snd_max):
+                self.snd_max = end
+            self.stats_counters.window_probes += 1
+            self._out.append(self._make(self.snd_nxt, ACK, payload, now))
+        else:
+            # RFC 9293 §3.8.6.2.1 (4): the SWS override timeout fires; send
+            # what the window allows even though it is small.
+            usable = self.snd_wnd - off
+            n = min(unsent, usable, self._snd_mss)
+            if n > 0:
+                self._emit_data(off, n, now, force_psh=True)
+        self._arm_persist(now)
+        return False
+
+    def _on_keepalive_timeout(self, now: float) -> bool:
+        """The keep-alive timer fired (§3.8.4); True when the peer is declared dead."""
+        cfg = self.config
+        if not cfg.keepalive or self._state not in (State.ESTABLISHED, State.CLOSE_WAIT):
+            return False
+        if self._keepalive_probes >= cfg.keepalive_count:
+            # RFC 1122 §4.2.3.6: only after `count` unanswered probes (MUST-29:
+            # never a single one) is the peer declared dead.
+            return True
+        if self.snd_max != self.snd_una or len(self._sndbuf):
+            # MUST-26: only when no sent data is outstanding; otherwise the
+            # retransmission timer is watching the peer already.
+            self._timers.keepalive = now + cfg.keepalive_idle
+            return False
+        # SEG.SEQ = SND.NXT-1, no data (SHLD-12): outside the peer's window,
+        # so it must answer with an ACK.
+        self._keepalive_probes += 1
+        self.stats_counters.keepalive_probes += 1
+        self._out.append(self._make(seq_add(self.snd_max, -1), ACK, b"", now))
+        self._timers.keepalive = now + cfg.keepalive_interval
+        return False
+
+    def _data_acked(
+        self, ack: int, data_acked: int, acked: int, ts_rtt: float | None, now: float
+    ) -> None:
+        """SND.UNA moves to ``ack``: ``acked`` octets (``data_acked`` of them data) are done.
+
+        §3.10.7.4 fifth step: the acknowledged octets leave the send buffer,
+        loss recovery learns of the ACK (RTT sample, cwnd), and the
+        retransmission timer stops when all is acknowledged and restarts
+        otherwise (RFC 6298 §5.2/5.3).
+        """
+        sndbuf = self._sndbuf
+        sndbuf.drop(data_acked)
+        self.snd_una = ack
+        if seq_lt(self.snd_nxt, ack):
+            self.snd_nxt = ack
+        snd_max = self.snd_max
+        self._recovery.on_new_ack(ack, acked, seq_dist(snd_max, ack), ts_rtt, now)
+        self._persist_backoff = 0
+        self._timers.rexmit = None if ack == snd_max else now + self._rtt.rto
+        if self._send_blocked and sndbuf.space > 0:
+            self._send_blocked = False
+            self._events.append(ev.SendSpaceAvailable(sndbuf.space))
+
+    def _update_send_window(self, seq: int, ack: int, window: int) -> None:
+        """§3.10.7.4 fifth step, the send window: from a newer segment, or a newer ACK.
+
+        SND.WL1/SND.WL2 say which segment last set SND.WND; a window that
+        opens from zero stops the persist timer.
+        """
+        wl1 = self.snd_wl1
+        if seq_lt(wl1, seq) or (wl1 == seq and seq_le(self.snd_wl2, ack)):
+            if window != self.snd_wnd:
+                old = self.snd_wnd
+                self.snd_wnd = window
+                if window > self._max_snd_wnd:
+                    self._max_snd_wnd = window
+                if old == 0 and window > 0:
+                    self._timers.persist = None
+                    self._persist_backoff = 0
+            self.snd_wl1 = seq
+            self.snd_wl2 = ack
+
+    def _send_reset(self) -> None:
+        # <SEQ=SND.NXT><CTL=RST> (RFC 9293 §3.10.5; SND.MAX, see segments_to_send).
+        self.stats_counters.rsts_out += 1
+        self._out.append(reset(self._lport, self._rport, self.snd_max))
+
+    def _reset_for(self, ack: int) -> None:
+        """<SEQ=SEG.ACK><CTL=RST>: the reply to an unacceptable ACK (§3.10.7.3, §3.10.7.4)."""
+        self.stats_counters.rsts_out += 1
+        self._out.append(reset(self._lport, self._rport, ack))
+
+    # ------------------------------------------------------------------
+    # Segment building
+
+    def _make(self, seq: int, flags: TcpFlags, payload: bytes, now: float) -> TcpSegment:
+        """A segment carrying ACK (all ours do but RSTs), with window and options from the TCB."""
+        ack = self.rcv_nxt
+        ts = self._ts
+        ts.last_ack_sent = ack
+        self._delack_segments = 0
+        self._timers.delack = None
+        window = self._advertise()
+        opts = NO_OPTIONS
+        blocks: tuple[tuple[int, int], ...] = ()
+        rcvbuf = self._rcvbuf
+        if self._sack_ok and rcvbuf.has_gaps:
+            # RFC 2018 §3: what fits in 40 octets beside a timestamp option.
+            blocks = blocks_to_send(rcvbuf.sack_blocks(3 if ts.ok else 4), ack)
+            if payload:
+                # RFC 9293 §3.7.1 MUST-16: _snd_mss already leaves room for a
+                # timestamp option; the SACK option must fit in what the
+                # payload leaves, else the segment would exceed the peer's
+                # MSS. Blocks that do not fit go on a pure ACK (see
+                # segments_to_send).
+                fit = sack_blocks_that_fit(self._snd_mss - len(payload))
+                if fit < len(blocks):
+                    blocks = blocks[:fit]
+                    self._sack_trimmed = True
+        if ts.ok:
+            if blocks:
+                opts = TcpOptions(timestamps=(ts.tsval(now), ts.recent), sack_blocks=blocks)
+            else:
+                opts = ts.option(now)
+        elif blocks:
+            opts = TcpOptions(sack_blocks=blocks)
+        up = self._snd_up
+        if up is not None:
+            if seq_gt(up, self.snd_una):
+                # §3.10.2: every segment sent while SND.UP is ahead carries URG
+                # and SEG.UP = SND.UP - SEG.SEQ, the first non-urgent octet
+                # (MUST-62), when that fits the 16-bit field.
+                ptr = seq_diff(up, seq)
+                if 0 < ptr <= 65535:
+                    return TcpSegment(
+                        self._lport, self._rport, seq, ack, flags | URG, window, payload, opts, ptr
+                    )
+            else:
+                self._snd_up = None  # the urgent data is acknowledged
+        return TcpSegment(self._lport, self._rport, seq, ack, flags, window, payload, opts)
+
+    def _make_syn(self, now: float, *, ack: bool) -> TcpSegment:
+        cfg = self.config
+        ts = self._ts
+        # RFC 7323 §2.2: the window in a SYN is never scaled.
+        window = min(self._rcvbuf.free, 65535)
+        self._syn_window = window
+        if ack:
+            self._rcv_adv = seq_add(self.rcv_nxt, window)
+            # Offer options only if the peer offered them (RFC 7323 §2.2,
+            # §3.2; RFC 2018 §2).
+            opts = TcpOptions(
+                mss=cfg.mss,
+                wscale=self._rcv_wscale if self._wscale_agreed else None,
+                sack_permitted=self._sack_ok,
+                timestamps=(ts.tsval(now), ts.recent) if ts.ok else None,
+            )
+            flags = SYN_ACK
+            ackno = self.rcv_nxt
+            ts.last_ack_sent = ackno
+        else:
+            opts = TcpOptions(
+                mss=cfg.mss,
+                wscale=self._rcv_wscale_offer if cfg.window_scale else None,
+                sack_permitted=cfg.sack,
+                timestamps=(ts.tsval(now), 0) if cfg.timestamps else None,
+            )
+            flags = SYN
+            ackno = 0
+        end = seq_add(self.iss, 1)
+        self.snd_nxt = end
+        if seq_gt(end, self.snd_max) or self.snd_max == self.iss:
+            self.snd_max = end
+        self._recovery.time_syn(end, now)
+        return TcpSegment(self._lport, self._rport, self.iss, ackno, flags, window, b"", opts)
+
+    def _advertise(self) -> int:
+        """The window field for an outgoing segment; moves RCV.ADV right only (SHLD-14)."""
+        rcv_nxt = self.rcv_nxt
+        current = seq_diff(self._rcv_adv, rcv_nxt)
+        if current < 0:
+            current = 0
+        free = self._rcvbuf.free
+        shift = self._rcv_wscale
+        # Receiver SWS avoidance (§3.8.6.2.2 MUST-39): keep the right edge
+        # fixed until the window can open by min(Fr * RCV.BUFF, Eff.snd.MSS).
+        if free - current >= min(self._rcvbuf.capacity >> 1, self._snd_mss):
+            wnd = free
+        else:
+            wnd = current
+        field = wnd >> shift
+        if field > 65535:
+            field = 65535
+        # Rounding down by the scale may show the peer a slightly smaller
+        # window than RCV.ADV (RFC 7323 §2.4 accepts this); we keep
+        # accepting up to RCV.ADV, so our edge never moves left.
+        new_edge = seq_add(rcv_nxt, field << shift)
+        if seq_gt(new_edge, self._rcv_adv):
+            self._rcv_adv = new_edge
+        return field
+
+    def _window_update_worthwhile(self) -> bool:
+        """Whether a read opened the window enough for an ACK of its own.
+
+        The right edge may move by min(RCV.BUFF/2, MSS) (§3.8.6.2.2), and the
+        next ACK carries that anyway; a separate window update is sent when
+        the offered window at least doubles from no more than half the
+        buffer (reopening a closed or nearly closed window), as BSD and
+        Linux do, so that a steady reader does not double the ACK count.
+        """
+        current = max(seq_diff(self._rcv_adv, self.rcv_nxt), 0)
+        free = self._rcvbuf.free
+        if free - current < min(self._rcvbuf.capacity >> 1, self._snd_mss):
+            return False
+        return current <= self._rcvbuf.capacity >> 1 and free >= 2 * current

@@ -1,0 +1,58 @@
+"""The counters and estimates of one TCP connection (:class:`TcpStats`).
+
+Layer: tcp. Imports nothing (the standard library only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["TcpStats"]
+
+
+@dataclass(slots=True)
+class TcpStats:
+    """Counters and estimates of one connection (a snapshot when read via ``stats``)."""
+
+    segments_in: int = 0
+    segments_out: int = 0
+    bytes_in: int = 0  # payload octets accepted in order
+    bytes_out: int = 0  # payload octets sent, retransmissions included
+    retransmissions: int = 0  # segments resent (timeouts, fast retransmit, go-back-N)
+    fast_retransmits: int = 0
+    timeouts: int = 0  # retransmission timer expirations
+    dupacks_in: int = 0
+    challenge_acks: int = 0
+    window_probes: int = 0
+    keepalive_probes: int = 0
+    rsts_out: int = 0
+    srtt: float | None = None
+    rttvar: float | None = None
+    rto: float = 0.0
+    cwnd: int = 0
+    ssthresh: int = 0
+    snd_wnd: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    def copy(self) -> TcpStats:
+        return TcpStats(
+            self.segments_in,
+            self.segments_out,
+            self.bytes_in,
+            self.bytes_out,
+            self.retransmissions,
+            self.fast_retransmits,
+            self.timeouts,
+            self.dupacks_in,
+            self.challenge_acks,
+            self.window_probes,
+            self.keepalive_probes,
+            self.rsts_out,
+            self.srtt,
+            self.rttvar,
+            self.rto,
+            self.cwnd,
+            self.ssthresh,
+            self.snd_wnd,
+            dict(self.dropped),
+        )

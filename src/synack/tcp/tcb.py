@@ -1,0 +1,287 @@
+"""The transmission control block (TCB) of a TCP connection (RFC 9293 §3.3.1).
+
+:class:`Tcb` holds one connection's variables: the send and receive sequence
+variables (SND.UNA, SND.NXT, SND.WND, SND.WL1/WL2, ISS, RCV.NXT, RCV.WND as
+the advertised edge RCV.ADV, IRS), the buffers, what the handshake agreed,
+the output requests, and its parts behind their own interfaces: the
+deadlines (:class:`~synack.tcp.timers.Timers`), RFC 7323
+(:class:`~synack.tcp.timestamps.Timestamps`) and loss recovery
+(:class:`~synack.tcp.recovery.LossRecovery`: RTT, congestion control, the
+SACK scoreboard). It offers the read-only views of the public API.
+
+The connection is built in layers on it, each in its own module:
+:class:`~synack.tcp.sender.TcpSender` (output: segment building and data
+scheduling), :class:`~synack.tcp.receiver.TcpReceiver` (what arriving
+segments share: header prediction, the handshake options, ACK policy) and
+:class:`~synack.tcp.connection.TcpConnection` (the state machine and the
+RFC 9293 §3.10.7 steps). They share the TCB's attributes directly (slots,
+one object): this is the hot path, and an indirection per variable would
+cost on every segment.
+
+Layer: tcp. Imports synack.errors, synack.wire and the rest of synack.tcp (below sender).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from ipaddress import IPv4Address
+
+from synack.errors import LocalProtocolError
+from synack.tcp import events as ev
+from synack.tcp.buffers import ReceiveBuffer, SendBuffer
+from synack.tcp.config import TcpConfig
+from synack.tcp.congestion import NewReno
+from synack.tcp.recovery import LossRecovery
+from synack.tcp.rto import RttEstimator
+from synack.tcp.sack import SackScoreboard
+from synack.tcp.seq import SEQ_MASK, seq_add, seq_diff
+from synack.tcp.states import State, Transition
+from synack.tcp.stats import TcpStats
+from synack.tcp.timers import Timers
+from synack.tcp.timestamps import Timestamps
+from synack.wire.tcp import TcpSegment
+
+__all__ = [
+    "DEFAULT_MSS",
+    "OOW_ACK_INTERVAL",
+    "SEND_STATES",
+    "TEXT_STATES",
+    "Address",
+    "Tcb",
+]
+
+#: RFC 9293 §3.7.1 (MUST-15): the send MSS when the peer announces none.
+DEFAULT_MSS = 536
+#: Replies to unacceptable segments without data: at most one per this long.
+OOW_ACK_INTERVAL = 0.5
+
+Address = tuple[IPv4Address, int]
+
+# States in which we may send data / FIN (after the handshake).
+SEND_STATES = frozenset(
+    {State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1, State.CLOSING, State.LAST_ACK}
+)
+# States that accept segment text (RFC 9293 §3.10.7.4 "seventh, process the segment text").
+TEXT_STATES = frozenset({State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2})
+
+
+class Tcb:
+    """The TCB of one connection: its variables, parts and read-only views."""
+
+    __slots__ = (
+        "_ack_now",
+        "_app_closed",
+        "_board",
+        "_cc",
+        "_challenge_count",
+        "_challenge_window",
+        "_close_deferred",
+        "_delack_segments",
+        "_events",
+        "_fin_acked",
+        "_fin_queued",
+        "_fin_received",
+        "_fin_seq",
+        "_keepalive_probes",
+        "_last_oow_ack",
+        "_lport",
+        "_max_snd_wnd",
+        "_nagle_end",
+        "_opened",
+        "_out",
+        "_passive",
+        "_persist_backoff",
+        "_probes_unanswered",
+        "_rcv_adv",
+        "_rcv_fin_seq",
+        "_rcv_up",
+        "_rcv_wscale",
+        "_rcv_wscale_offer",
+        "_rcvbuf",
+        "_recovery",
+        "_rport",
+        "_rtt",
+        "_sack_ok",
+        "_sack_trimmed",
+        "_send_blocked",
+        "_snd_mss",
+        "_snd_up",
+        "_snd_wscale",
+        "_sndbuf",
+        "_state",
+        "_syn_needed",
+        "_syn_resent",
+        "_syn_window",
+        "_timers",
+        "_transitions",
+        "_ts",
+        "_wscale_agreed",
+        "config",
+        "irs",
+        "iss",
+        "local",
+        "rcv_nxt",
+        "remote",
+        "snd_max",
+        "snd_nxt",
+        "snd_una",
+        "snd_wl1",
+        "snd_wl2",
+        "snd_wnd",
+        "stats_counters",
+    )
+
+    def __init__(self, local: Address, remote: Address, *, config: TcpConfig, iss: int) -> None:
+        if not (0 < local[1] < 65536 and 0 < remote[1] < 65536):
+            raise LocalProtocolError("ports must be 1..65535")
+        if not 0 <= iss <= SEQ_MASK:
+            raise LocalProtocolError("iss must be a 32-bit sequence number")
+        self.local = local
+        self.remote = remote
+        self.config = config
+        self._lport = local[1]
+        self._rport = remote[1]
+        self._state = State.CLOSED
+        self._transitions: list[Transition] = []
+        self._events: deque[ev.Event] = deque()
+        self._out: list[TcpSegment] = []  # control segments queued (RST, SYN-ACK resend ...)
+        self._passive = False
+        self._opened = False
+        self.stats_counters = TcpStats()
+
+        # Send sequence variables (RFC 9293 §3.3.1). SND.MAX is the highest
+        # sequence number sent so far, kept apart from SND.NXT because a
+        # timeout rewinds SND.NXT (go-back-N) and window probes step past it.
+        self.iss = iss
+        self.snd_una = iss
+        self.snd_nxt = iss
+        self.snd_max = iss
+        self.snd_wnd = 0
+        self.snd_wl1 = 0
+        self.snd_wl2 = iss
+        self._max_snd_wnd = 0
+        self._snd_wscale = 0  # shift applied to the peer's window field
+        self._snd_mss = DEFAULT_MSS  # effective send MSS (payload octets)
+        self._sndbuf = SendBuffer(config.send_buffer)
+        self._snd_up: int | None = None  # SND.UP while urgent data is unacknowledged
+        self._fin_queued = False  # user CLOSE/shutdown: FIN follows the queued data
+        self._fin_seq: int | None = None  # sequence number our FIN occupies, once sent
+        self._fin_acked = False
+        self._close_deferred = False  # CLOSE issued in SYN-SENT/SYN-RECEIVED with data
+        self._app_closed = False  # close() (not shutdown_write): no more reading
+        self._send_blocked = False  # a send() was cut short: report SendSpaceAvailable
+        self._nagle_end = iss  # end of the last short segment sent (Nagle/Minshall)
+        self._syn_resent = False
+        self._probes_unanswered = 0  # zero-window probes since the peer last spoke
+        self._last_oow_ack = -OOW_ACK_INTERVAL
+
+        # Receive sequence variables. RCV.ADV is the right edge we last
+        # advertised (RCV.NXT + RCV.WND), which never moves left (SHLD-14).
+        self.irs = 0
+        self.rcv_nxt = 0
+        self._rcv_adv = 0
+        self._rcv_wscale_offer = config.rcv_wscale
+        self._rcv_wscale = 0  # our shift once both sides agreed
+        self._wscale_agreed = False
+        self._syn_window = 0  # the (unscaled) window our SYN carried
+        self._rcvbuf = ReceiveBuffer(config.receive_buffer)
+        self._rcv_fin_seq: int | None = None  # a FIN seen beyond a gap
+        self._rcv_up: int | None = None  # RCV.UP: first non-urgent octet (MUST-62)
+        self._fin_received = False
+
+        # Options agreed on the handshake.
+        self._sack_ok = False
+        self._ts = Timestamps(iss)  # RFC 7323 §5.4: the ISS doubles as the TSval offset
+
+        # Output requests.
+        self._ack_now = False  # send an ACK at the next flush
+        self._syn_needed = False  # (re)send our SYN or SYN-ACK
+        self._delack_segments = 0  # full-sized segments received and not yet acknowledged
+        self._sack_trimmed = False  # a data segment had no room for all SACK blocks (MUST-16)
+
+        # Loss recovery; its estimator, controller and scoreboard are used
+        # on every ACK, hence the shortcuts.
+        self._recovery = LossRecovery(config, iss, DEFAULT_MSS, self.stats_counters)
+        self._rtt: RttEstimator = self._recovery.rtt
+        self._cc: NewReno = self._recovery.cc
+        self._board: SackScoreboard = self._recovery.board
+        self._persist_backoff = 0
+        self._keepalive_probes = 0
+        self._challenge_window = -1.0
+        self._challenge_count = 0
+
+        self._timers = Timers()
+
+    # ------------------------------------------------------------------
+    # Read-only views
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    @property
+    def transitions(self) -> list[Transition]:
+        return list(self._transitions)
+
+    @property
+    def send_space(self) -> int:
+        return self._sndbuf.space
+
+    @property
+    def readable_bytes(self) -> int:
+        return self._rcvbuf.readable
+
+    @property
+    def urgent_pending(self) -> int:
+        """Octets to read before the end of the urgent data (RCV.UP), 0 if none (MUST-33).
+
+        Counted from the read point, buffered ordinary octets included, as
+        RFC 1122 §4.2.2.4 asks ("how much urgent data remains to be read").
+        """
+        up = self._rcv_up
+        if up is None:
+            return 0
+        nxt = seq_add(self.rcv_nxt, -1) if self._fin_received else self.rcv_nxt
+        d = seq_diff(up, seq_add(nxt, -self._rcvbuf.readable))
+        return d if d > 0 else 0
+
+    @property
+    def passive(self) -> bool:
+        return self._passive
+
+    @property
+    def effective_mss(self) -> int:
+        return self._snd_mss
+
+    @property
+    def stats(self) -> TcpStats:
+        s = self.stats_counters.copy()
+        s.srtt = self._rtt.srtt
+        s.rttvar = self._rtt.rttvar
+        s.rto = self._rtt.rto
+        s.cwnd = self._cc.cwnd
+        s.ssthresh = self._cc.ssthresh
+        s.snd_wnd = self.snd_wnd
+        return s
+
+    @property
+    def _sacked(self) -> list[tuple[int, int]]:
+        """The SACK scoreboard's ranges (tests look at it)."""
+        return self._board.ranges
+
+    def next_event(self) -> ev.Event | None:
+        return self._events.popleft() if self._events else None
+
+    def get_timer(self) -> float | None:
+        """The earliest pending deadline (absolute), or None. Pure."""
+        return self._timers.next_deadline()
+
+    def _drop(self, reason: str) -> None:
+        d = self.stats_counters.dropped
+        d[reason] = d.get(reason, 0) + 1
+
+    def _ts_rtt(self, ts: tuple[int, int] | None, now: float) -> float | None:
+        """The RTT sample an echoed TSecr gives (RFC 7323 §4.1), if any."""
+        if self._ts.ok and ts is not None and ts[1] != 0:
+            return self._ts.rtt(ts[1], now)
+        return None
