@@ -12,6 +12,7 @@ Layer: stack. Imports synack.wire.
 
 from __future__ import annotations
 
+from synack.tcp.seq import seq_add
 from synack.wire.tcp import TcpFlags, TcpSegment
 
 TSO_MAX_PAYLOAD = 64000  # a coalesced segment stays under IPv4's 65535
@@ -80,7 +81,7 @@ def coalesce(segments: list[TcpSegment]) -> list[TcpSegment]:
                 and prev.ack == seg.ack
                 and prev.window == seg.window
                 and prev.options == seg.options
-                and (prev.seq + len(prev.payload)) & 0xFFFFFFFF == seg.seq
+                and seq_add(prev.seq, len(prev.payload)) == seg.seq
                 and size + len(seg.payload) <= TSO_MAX_PAYLOAD
             ):
                 run.append(seg)

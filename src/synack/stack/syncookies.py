@@ -16,6 +16,7 @@ import hashlib
 
 from synack.stack.config import ConnKey
 from synack.tcp.config import TcpConfig
+from synack.tcp.seq import SEQ_MASK, seq_add
 from synack.wire.tcp import TcpFlags, TcpOptions, TcpSegment
 
 # The MSS values a cookie can carry (its low three bits index them).
@@ -43,7 +44,7 @@ class SynCookies:
             )
         )
         digest = hashlib.blake2s(material, key=self._secret, digest_size=4).digest()
-        return int.from_bytes(digest, "big") & ~7 & 0xFFFFFFFF
+        return int.from_bytes(digest, "big") & ~7 & SEQ_MASK
 
     def syn_ack(self, key: ConnKey, syn: TcpSegment, config: TcpConfig, now: float) -> TcpSegment:
         """The SYN-ACK answering ``syn`` (to ``key``'s local end), its ISN the cookie."""
@@ -54,7 +55,7 @@ class SynCookies:
             syn.dst_port,
             syn.src_port,
             iss,
-            (syn.seq + 1) & 0xFFFFFFFF,
+            seq_add(syn.seq, 1),
             TcpFlags.SYN | TcpFlags.ACK,
             min(65535, config.receive_buffer),
             options=TcpOptions(mss=config.mss),
@@ -64,8 +65,8 @@ class SynCookies:
         """If ``ack`` completes a cookie handshake: our ISN and the client's SYN
         as rebuilt from it (its ISN, window and the MSS the cookie kept).
         None for an ACK that carries no valid cookie."""
-        iss = (ack.ack - 1) & 0xFFFFFFFF
-        client_isn = (ack.seq - 1) & 0xFFFFFFFF
+        iss = seq_add(ack.ack, -1)
+        client_isn = seq_add(ack.seq, -1)
         counter = int(now // COOKIE_PERIOD)
         if (iss & ~7) not in (
             self._cookie(key, client_isn, counter),
