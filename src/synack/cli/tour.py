@@ -37,8 +37,9 @@ from synack.stack.router import Router, RouterInterface
 from synack.tcp import events as tev
 from synack.tcp.config import TcpConfig
 from synack.tcp.states import State
+from synack.trace.builder import TraceBuilder
 from synack.trace.html import write_html
-from synack.trace.model import Note, Trace, TraceBuilder
+from synack.trace.model import Note, Trace
 from synack.trace.terminal import SequenceDiagram
 from synack.wire import ethernet as weth
 from synack.wire import ipv4 as wip

@@ -27,7 +27,8 @@ def trace_pcap(path: str, *, max_frames: int = MAX_FRAMES) -> Trace:
     UsageError for a missing, unreadable or malformed file, or a link type
     other than Ethernet and raw IPv4.
     """
-    from synack.trace.model import LinkType, TraceBuilder
+    from synack.trace.builder import TraceBuilder
+    from synack.trace.model import LinkType
     from synack.wire.errors import MalformedPacket
     from synack.wire.pcap import read_pcap
 

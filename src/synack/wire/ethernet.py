@@ -18,6 +18,10 @@ BROADCAST = b"\xff" * 6
 ETHERTYPE_IPV4 = 0x0800
 ETHERTYPE_ARP = 0x0806
 HEADER_LEN = 14
+# Header layout: octet offsets of the fields (IEEE 802.3 clause 3, Ethernet II).
+DST_AT = 0
+SRC_AT = 6
+ETHERTYPE_AT = 12
 # Values below 0x0600 are IEEE 802.3 length fields, not EtherTypes (RFC 894 vs 802.3).
 MIN_ETHERTYPE = 0x0600
 

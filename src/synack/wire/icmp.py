@@ -26,6 +26,12 @@ CODE_FRAG_NEEDED = 4
 
 HEADER_LEN = 8
 
+# Header layout (RFC 792): octet offsets of the fields.
+TYPE_AT = 0
+CODE_AT = 1
+CHECKSUM_AT = 2
+REST_AT = 4  # echo: identifier, then sequence number at 6; frag-needed: next-hop MTU at 6
+
 _HDR = struct.Struct("!BBHI")
 
 

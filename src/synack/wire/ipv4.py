@@ -23,6 +23,20 @@ MIN_HEADER_LEN = 20
 MAX_HEADER_LEN = 60
 MAX_TOTAL_LEN = 0xFFFF
 
+# Header layout (RFC 791 §3.1): octet offsets of the fields, for code that reads
+# or patches one field in place (the dissection, checksum offload).
+VERSION_IHL_AT = 0  # version: high nibble; IHL (32-bit words): low nibble
+TOS_AT = 1  # DSCP: high six bits; ECN: low two
+TOTAL_LENGTH_AT = 2
+IDENT_AT = 4
+FRAGMENT_AT = 6  # flags: high three bits; offset (8-octet units): low thirteen
+TTL_AT = 8
+PROTO_AT = 9
+CHECKSUM_AT = 10
+SRC_AT = 12
+DST_AT = 16
+FRAG_OFFSET_MASK = 0x1FFF
+
 # Option kinds that are a single octet (RFC 791 §3.1, "Case 1").
 OPT_EOL = 0
 OPT_NOP = 1
@@ -139,7 +153,7 @@ def parse(data: bytes | memoryview, *, verify_checksum: bool = True) -> Ipv4Pack
         tos & 3,
         (frag & FLAG_DF) != 0,
         (frag & FLAG_MF) != 0,
-        frag & 0x1FFF,
+        frag & FRAG_OFFSET_MASK,
         options,
     )
 
@@ -157,7 +171,7 @@ def build_header(packet: Ipv4Packet, payload_len: int) -> bytes:
     if total > MAX_TOTAL_LEN:
         raise LocalProtocolError(f"ipv4: packet of {total} octets exceeds 65535")
     frag = packet.frag_offset
-    if not 0 <= frag <= 0x1FFF:
+    if not 0 <= frag <= FRAG_OFFSET_MASK:
         raise LocalProtocolError(f"ipv4: fragment offset {frag} out of range")
     if not 0 <= packet.dscp <= 63 or not 0 <= packet.ecn <= 3:
         raise LocalProtocolError("ipv4: dscp must be 0..63 and ecn 0..3")

@@ -20,6 +20,18 @@ PROTO_TCP = 6
 MIN_HEADER_LEN = 20
 MAX_OPTIONS_LEN = 40
 
+# Header layout (RFC 9293 §3.1): octet offsets of the fields, for code that reads
+# or patches one field in place (the dissection, checksum offload).
+SRC_PORT_AT = 0
+DST_PORT_AT = 2
+SEQ_AT = 4
+ACK_AT = 8
+DATA_OFFSET_AT = 12  # data offset (32-bit words): high nibble; reserved: low nibble
+FLAGS_AT = 13
+WINDOW_AT = 14
+CHECKSUM_AT = 16
+URGENT_AT = 18
+
 OPT_EOL = 0
 OPT_NOP = 1
 OPT_MSS = 2

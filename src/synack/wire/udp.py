@@ -14,6 +14,12 @@ from synack.wire.errors import MalformedPacket
 HEADER_LEN = 8
 PROTO_UDP = 17
 
+# Header layout (RFC 768): octet offsets of the fields.
+SRC_PORT_AT = 0
+DST_PORT_AT = 2
+LENGTH_AT = 4
+CHECKSUM_AT = 6
+
 _HDR = struct.Struct("!HHHH")
 
 
