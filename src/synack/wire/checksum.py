@@ -60,12 +60,20 @@ def ones_sum(data: bytes | bytearray | memoryview) -> int:
     return 0xFFFF if any(data) else 0
 
 
+def fold(total: int) -> int:
+    """A sum of :func:`ones_sum` results and plain values folded to 16 bits, not complemented.
+
+    This is the end-around carry of RFC 1071 §2(A) (taken modulo 0xFFFF, see
+    above): the value in 1..0xFFFF congruent to ``total``, 0 only for 0. Checksum
+    offload wants it as is in the checksum field: a NIC (or virtio's
+    VIRTIO_NET_HDR_F_NEEDS_CSUM) adds the rest of the segment and complements.
+    """
+    return total % 0xFFFF or (0xFFFF if total else 0)
+
+
 def finish(total: int) -> int:
     """Fold a sum of :func:`ones_sum` results and plain 16/32-bit values into a checksum field."""
-    if not total:
-        return 0xFFFF
-    r = total % 0xFFFF or 0xFFFF
-    return 0xFFFF - r
+    return 0xFFFF - fold(total)
 
 
 def is_valid(total: int) -> bool:

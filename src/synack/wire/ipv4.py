@@ -12,7 +12,7 @@ from ipaddress import IPv4Address
 
 from synack.errors import LocalProtocolError
 from synack.wire._fast import address_int, slot_maker
-from synack.wire.checksum import finish, ones_sum
+from synack.wire.checksum import finish, le_residue, ones_sum
 from synack.wire.errors import MalformedPacket
 
 PROTO_ICMP = 1
@@ -46,7 +46,6 @@ FLAG_DF = 0x4000
 FLAG_MF = 0x2000
 
 _HDR = struct.Struct("!BBHHHBBHII")
-_from_bytes = int.from_bytes
 
 # IPv4Address construction costs more than the rest of a header parse; hosts see
 # few distinct addresses, and the objects are immutable, so share them.
@@ -128,8 +127,8 @@ def parse(data: bytes | memoryview, *, verify_checksum: bool = True) -> Ipv4Pack
     if total > n:
         raise MalformedPacket("ipv4", "truncated", f"total length {total} but {n} bytes present")
     # A correct header sums to ones'-complement -0 (RFC 791 §3.1 "Header Checksum");
-    # the version nibble makes the sum non-zero, so "% 0xFFFF == 0" is the whole test.
-    if verify_checksum and _from_bytes(data[:hlen], "little") % 0xFFFF:
+    # the version nibble makes the sum non-zero, so a zero residue is the whole test.
+    if verify_checksum and le_residue(data[:hlen]):
         raise MalformedPacket("ipv4", "bad-checksum", f"header checksum 0x{csum:04x} is wrong")
     if hlen > MIN_HEADER_LEN:
         options = data[MIN_HEADER_LEN:hlen]

@@ -13,7 +13,7 @@ from ipaddress import IPv4Address
 
 from synack.errors import LocalProtocolError
 from synack.wire._fast import address_int, slot_maker
-from synack.wire.checksum import finish, le_residue, ones_sum
+from synack.wire.checksum import finish, fold, is_valid, le_residue, ones_sum, pseudo_header_sum
 from synack.wire.errors import MalformedPacket
 
 PROTO_TCP = 6
@@ -198,9 +198,9 @@ def parse(
         )
     if verify_checksum:
         # Pseudo-header (RFC 9293 §3.1) + segment, as one sum; see checksum.py:
-        # the little-endian residue times 256 is the big-endian one (mod 0xFFFF).
+        # the little-endian residue times 256 is the big-endian one (RFC 1071 §2(B)).
         total = le_residue(data) * 256 + address_int(src) + address_int(dst) + PROTO_TCP + n
-        if total % 0xFFFF:
+        if not is_valid(total):
             raise MalformedPacket("tcp", "bad-checksum", f"checksum 0x{csum:04x} is wrong")
     if hlen == MIN_HEADER_LEN:
         options = NO_OPTIONS
@@ -298,8 +298,6 @@ def build_header_offload(segment: TcpSegment, src: IPv4Address, dst: IPv4Address
     length = hlen + len(segment.payload)
     if length > 0xFFFF:
         raise LocalProtocolError(f"tcp: segment of {length} octets exceeds 65535")
-    partial = address_int(src) + address_int(dst) + PROTO_TCP + length
-    while partial >> 16:
-        partial = (partial & 0xFFFF) + (partial >> 16)
+    partial = fold(pseudo_header_sum(address_int(src), address_int(dst), PROTO_TCP, length))
     header = _pack_header(segment, hlen, partial)
     return header + opts if opts else header
