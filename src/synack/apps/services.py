@@ -21,11 +21,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import signal
 import socket
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
@@ -50,25 +49,6 @@ def announce(addr: Address, service: str) -> None:
     """The §5 contract line, printed once the socket accepts traffic."""
     sys.stderr.write(f"listening on {format_address(addr)} ({service})\n")
     sys.stderr.flush()
-
-
-@contextlib.contextmanager
-def stop_on_signals() -> Iterator[asyncio.Event]:
-    """An event set by SIGINT or SIGTERM (servers then close cleanly, exit 0).
-
-    Enter it before printing `listening on`: a signal that arrives right
-    after the line must already find its handler.
-    """
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    sigs = (signal.SIGINT, signal.SIGTERM)
-    for sig in sigs:
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        yield stop
-    finally:
-        for sig in sigs:
-            loop.remove_signal_handler(sig)
 
 
 # --------------------------------------------------------------------------
@@ -458,23 +438,3 @@ async def open_tcp_service(
     handler = limit_connections(handler_with_idle, max_connections, max_per_host)
     starter = start_server if start_server is not None else asyncio.start_server
     return await starter(handler, host, port)
-
-
-def parse_services(spec: str) -> list[tuple[str, int]]:
-    """``echo:7007,discard:9009`` -> [("echo", 7007), ("discard", 9009)]."""
-    out: list[tuple[str, int]] = []
-    for item in spec.split(","):
-        item = item.strip()
-        name, sep, port_text = item.partition(":")
-        if not sep or name not in SERVICE_NAMES:
-            raise UsageError(
-                f"bad service {item!r}: expected NAME:PORT with NAME one of {', '.join(SERVICE_NAMES)}"
-            )
-        try:
-            port = int(port_text)
-        except ValueError:
-            port = -1
-        if not 0 <= port <= 65535:
-            raise UsageError(f"bad port in {item!r}: expected 0..65535")
-        out.append((name, port))
-    return out
