@@ -14,6 +14,8 @@ service here is a pure function ``handler(datagram, address) -> reply | None``
 ``asyncio.DatagramProtocol`` (works with any ``create_datagram_endpoint``), or,
 on the kernel's sockets, a socket drained with a ``recvfrom`` loop from the
 event loop's ``add_reader``, which skips the transport machinery per datagram.
+
+Layer: apps. Imports synack.core and synack.errors; never trace or cli.
 """
 
 from __future__ import annotations

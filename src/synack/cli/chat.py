@@ -1,4 +1,7 @@
-"""``synack chat serve | join | say`` (PROTOCOLS.md §5)."""
+"""``synack chat serve | join | say`` (PROTOCOLS.md §5).
+
+Layer: cli. May import every other package; nothing imports it.
+"""
 
 from __future__ import annotations
 

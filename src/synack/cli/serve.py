@@ -1,4 +1,7 @@
-"""``synack serve --services echo:7007,discard:9009,...``: the classic services."""
+"""``synack serve --services echo:7007,discard:9009,...``: the classic services.
+
+Layer: cli. May import every other package; nothing imports it.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
 """``synack stack serve`` and ``synack stack nc`` (PROTOCOLS.md §5): synack's
-own TCP/IP stack on a Linux TAP device."""
+own TCP/IP stack on a Linux TAP device.
+
+Layer: cli. May import every other package; nothing imports it.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""``synack time serve`` and ``synack time query`` (PROTOCOLS.md §3, §5)."""
+"""``synack time serve`` and ``synack time query`` (PROTOCOLS.md §3, §5).
+
+Layer: cli. May import every other package; nothing imports it.
+"""
 
 from __future__ import annotations
 

@@ -14,6 +14,8 @@ retransmission, a UDP time query to C through the router, the four-way close
 with TIME-WAIT (MSL shortened), and a SYN to a closed port answered by RST.
 Every frame and every TCP state change goes into one trace, printed as
 sequence diagrams stage by stage and written as demo.pcap and demo.html.
+
+Layer: cli. May import every other package; nothing imports it.
 """
 
 from __future__ import annotations

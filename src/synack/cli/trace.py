@@ -1,4 +1,7 @@
-"""``synack trace FILE.pcap [--html OUT.html]`` (PROTOCOLS.md §5)."""
+"""``synack trace FILE.pcap [--html OUT.html]`` (PROTOCOLS.md §5).
+
+Layer: cli. May import every other package; nothing imports it.
+"""
 
 from __future__ import annotations
 

@@ -5,6 +5,8 @@ exactly one frame, no packet-information prefix), non-blocking, to be watched
 by an event loop (``loop.add_reader(tap.fileno(), ...)``). The device's MTU is
 set with the SIOCSIFMTU ioctl; a 65535 MTU lets the kernel hand us 64 KiB
 segments without TSO/offloads.
+
+Layer: links. Imports synack.stack (SplitFrame), synack.wire and synack.links.base.
 """
 
 from __future__ import annotations

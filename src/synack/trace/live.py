@@ -7,6 +7,8 @@ and each TCP state change of its connections to ``host.observers``. A
 its sender (one of the attached hosts) sends it, or when an attached host
 receives it from a sender nobody attached (the kernel over a TAP device); the
 state changes are the ones the connections recorded, so nothing is inferred.
+
+Layer: trace. Imports synack.stack, synack.tcp and the rest of synack.trace.
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ No state, no I/O. One module per format: ``ethernet``, ``arp``, ``ipv4``,
 range). Every parser raises only :class:`MalformedPacket` on bad input, with a
 stable ``reason`` (listed in ``wire/errors.py``) that the stack's counters key
 on; builders raise ``LocalProtocolError`` for values the format cannot carry.
+
+Layer: wire. Imports synack.errors and the rest of synack.wire.
 """
 
 from __future__ import annotations

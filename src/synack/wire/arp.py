@@ -1,4 +1,7 @@
-"""ARP for IPv4 over Ethernet (RFC 826)."""
+"""ARP for IPv4 over Ethernet (RFC 826).
+
+Layer: wire. Imports synack.errors and the rest of synack.wire.
+"""
 
 from __future__ import annotations
 

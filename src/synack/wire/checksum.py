@@ -15,6 +15,8 @@ with zero on the correct side for free.
 Residues are kept in 0..0xFFFF with 0 meaning "all zero" and 0xFFFF meaning
 "ones'-complement sum is -0", so partial sums (pseudo-header, header, payload)
 can be added as plain ints and finished once.
+
+Layer: wire. Imports only the standard library.
 """
 
 from __future__ import annotations

@@ -53,6 +53,16 @@ class Decoded:
         return None if self.fault is None else f"{self.fault.layer}: {self.fault.reason}"
 
 
+Transport = icmp.IcmpMessage | udp.UdpDatagram | tcp.TcpSegment
+
+# Each transport's parser, given its IPv4 packet and whether to verify the checksum.
+_TRANSPORTS: dict[int, Callable[[ipv4.Ipv4Packet, bool], Transport]] = {
+    ipv4.PROTO_ICMP: lambda p, v: icmp.parse(p.payload, verify_checksum=v),
+    ipv4.PROTO_UDP: lambda p, v: udp.parse(p.payload, p.src, p.dst, verify_checksum=v),
+    ipv4.PROTO_TCP: lambda p, v: tcp.parse(p.payload, p.src, p.dst, verify_checksum=v),
+}
+
+
 def _checked(parse: Callable[[bool], T], verify: bool, bad: list[MalformedPacket]) -> T:
     """``parse(verify_checksum)``; a bad checksum is noted in ``bad`` and parsed past.
 
@@ -111,65 +121,30 @@ def decode(
         ip = _checked(lambda v: ipv4.parse(ip_bytes, verify_checksum=v), verify, bad)
     except MalformedPacket as exc:
         return Decoded(linktype, eth, ip_at=ip_at, fault=exc)
+    ip_bad = tuple(bad)
+    parse = _TRANSPORTS.get(ip.proto)
+    if parse is None or ip.frag_offset or (ip.more_fragments and not first_fragment):
+        # Another protocol, or a fragment without its transport header (or, with
+        # first_fragment=False, without the rest of its segment).
+        return Decoded(linktype, eth, ipv4=ip, ip_at=ip_at, bad_checksums=ip_bad)
     at = ip_at + ipv4.MIN_HEADER_LEN + len(ip.options)
-    if ip.frag_offset or (ip.more_fragments and not first_fragment):
-        # A later fragment carries no transport header.
-        return Decoded(linktype, eth, ipv4=ip, ip_at=ip_at, bad_checksums=tuple(bad))
-    verify_transport = verify and not ip.more_fragments
-    payload = ip.payload
     try:
-        if ip.proto == ipv4.PROTO_TCP:
-            seg = _checked(
-                lambda v: tcp.parse(payload, ip.src, ip.dst, verify_checksum=v),
-                verify_transport,
-                bad,
-            )
-            return Decoded(
-                linktype,
-                eth,
-                ipv4=ip,
-                tcp=seg,
-                ip_at=ip_at,
-                transport_at=at,
-                bad_checksums=tuple(bad),
-            )
-        if ip.proto == ipv4.PROTO_UDP:
-            dgram = _checked(
-                lambda v: udp.parse(payload, ip.src, ip.dst, verify_checksum=v),
-                verify_transport,
-                bad,
-            )
-            return Decoded(
-                linktype,
-                eth,
-                ipv4=ip,
-                udp=dgram,
-                ip_at=ip_at,
-                transport_at=at,
-                bad_checksums=tuple(bad),
-            )
-        if ip.proto == ipv4.PROTO_ICMP:
-            msg = _checked(lambda v: icmp.parse(payload, verify_checksum=v), verify_transport, bad)
-            return Decoded(
-                linktype,
-                eth,
-                ipv4=ip,
-                icmp=msg,
-                ip_at=ip_at,
-                transport_at=at,
-                bad_checksums=tuple(bad),
-            )
+        layer = _checked(lambda v: parse(ip, v), verify and not ip.more_fragments, bad)
     except MalformedPacket as exc:
         return Decoded(
-            linktype,
-            eth,
-            ipv4=ip,
-            ip_at=ip_at,
-            transport_at=at,
-            fault=exc,
-            bad_checksums=tuple(bad),
+            linktype, eth, ipv4=ip, ip_at=ip_at, transport_at=at, fault=exc, bad_checksums=ip_bad
         )
-    return Decoded(linktype, eth, ipv4=ip, ip_at=ip_at, bad_checksums=tuple(bad))
+    return Decoded(
+        linktype,
+        eth,
+        ipv4=ip,
+        icmp=layer if isinstance(layer, icmp.IcmpMessage) else None,
+        udp=layer if isinstance(layer, udp.UdpDatagram) else None,
+        tcp=layer if isinstance(layer, tcp.TcpSegment) else None,
+        ip_at=ip_at,
+        transport_at=at,
+        bad_checksums=tuple(bad),
+    )
 
 
 def checksums_ok(frame: bytes | memoryview, linktype: int = LINKTYPE_ETHERNET) -> bool:

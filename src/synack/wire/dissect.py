@@ -11,6 +11,8 @@ every field that is present, its ``error`` set (the same
 :class:`MalformedPacket` the parser raises), and the layers outside it intact.
 A bad checksum does not stop the dissection (the field says what it should be);
 any other error stops it at that layer.
+
+Layer: wire. Imports synack.errors and the rest of synack.wire.
 """
 
 from __future__ import annotations

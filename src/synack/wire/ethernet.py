@@ -2,6 +2,8 @@
 
 No FCS and no padding to the 60-octet minimum: a TAP device and a pcap file
 carry neither, and IPv4 trims padding by its total length.
+
+Layer: wire. Imports synack.errors and the rest of synack.wire.
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 Every message is type, code, checksum, a 4-octet "rest of header" and a body;
 the representation keeps that shape, so unknown types parse and build too.
+
+Layer: wire. Imports synack.errors and the rest of synack.wire.
 """
 
 from __future__ import annotations

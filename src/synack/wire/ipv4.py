@@ -2,6 +2,8 @@
 
 Fragments are parsed like any packet (their fields are in the representation);
 reassembly is the stack's business.
+
+Layer: wire. Imports synack.errors and the rest of synack.wire.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 
 from synack.errors import LocalProtocolError
+from synack.wire import options as tlv
 from synack.wire._fast import address_int, slot_maker
 from synack.wire.checksum import finish, le_residue, ones_sum
 from synack.wire.errors import MalformedPacket
@@ -38,8 +41,8 @@ DST_AT = 16
 FRAG_OFFSET_MASK = 0x1FFF
 
 # Option kinds that are a single octet (RFC 791 §3.1, "Case 1").
-OPT_EOL = 0
-OPT_NOP = 1
+OPT_EOL = tlv.OPT_EOL
+OPT_NOP = tlv.OPT_NOP
 
 FLAG_RESERVED = 0x8000
 FLAG_DF = 0x4000
@@ -88,21 +91,8 @@ class Ipv4Packet:
 
 def check_options(options: bytes | memoryview) -> None:
     """Walk the option TLVs (RFC 791 §3.1); an option running past the header is ``bad-option``."""
-    i = 0
-    n = len(options)
-    while i < n:
-        kind = options[i]
-        if kind == OPT_EOL:
-            return
-        if kind == OPT_NOP:
-            i += 1
-            continue
-        if i + 1 >= n:
-            raise MalformedPacket("ipv4", "bad-option", f"option {kind} at {i} has no length octet")
-        length = options[i + 1]
-        if length < 2 or i + length > n:
-            raise MalformedPacket("ipv4", "bad-option", f"option {kind} at {i} has length {length}")
-        i += length
+    for _ in tlv.walk(options, "ipv4"):
+        pass
 
 
 _make = slot_maker(Ipv4Packet)

@@ -4,6 +4,8 @@
 far as it goes, followed by the error in brackets, e.g.
 ``IP 10.0.0.1.40000 > 10.0.0.2.80: [tcp bad-data-offset]``; a bad checksum
 still shows the decoded segment, followed by ``[tcp bad-checksum]``.
+
+Layer: wire. Imports synack.errors and the rest of synack.wire.
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 CONTRACT (shared by wire/, tcp/, stack/ and trace/): the representation
 classes below, ``parse`` and ``build``.
+
+Layer: wire. Imports synack.errors and the rest of synack.wire.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
 from synack.errors import LocalProtocolError
+from synack.wire import options as tlv
 from synack.wire._fast import address_int, slot_maker
 from synack.wire.checksum import finish, fold, is_valid, le_residue, ones_sum, pseudo_header_sum
 from synack.wire.errors import MalformedPacket
@@ -32,8 +35,8 @@ WINDOW_AT = 14
 CHECKSUM_AT = 16
 URGENT_AT = 18
 
-OPT_EOL = 0
-OPT_NOP = 1
+OPT_EOL = tlv.OPT_EOL
+OPT_NOP = tlv.OPT_NOP
 OPT_MSS = 2
 OPT_WSCALE = 3
 OPT_SACK_PERMITTED = 4
@@ -135,19 +138,7 @@ def parse_options(opts: bytes | memoryview) -> TcpOptions:
     sack_blocks: tuple[tuple[int, int], ...] = ()
     timestamps: tuple[int, int] | None = None
     unknown: list[tuple[int, bytes]] = []
-    i = 0
-    while i < n:
-        kind = opts[i]
-        if kind == OPT_EOL:
-            break
-        if kind == OPT_NOP:
-            i += 1
-            continue
-        if i + 1 >= n:
-            raise MalformedPacket("tcp", "bad-option", f"option {kind} at {i} has no length octet")
-        length = opts[i + 1]
-        if length < 2 or i + length > n:
-            raise MalformedPacket("tcp", "bad-option", f"option {kind} at {i} has length {length}")
+    for kind, i, length in tlv.walk(opts, "tcp"):
         want = _OPTION_LEN.get(kind)
         if want is not None and length != want:
             raise MalformedPacket(
@@ -171,7 +162,6 @@ def parse_options(opts: bytes | memoryview) -> TcpOptions:
             )
         else:
             unknown.append((kind, bytes(opts[i + 2 : i + length])))
-        i += length
     return TcpOptions(mss, wscale, sack_permitted, sack_blocks, timestamps, tuple(unknown))
 
 

@@ -1,4 +1,7 @@
-"""UDP (RFC 768): ports, length, pseudo-header checksum (zero means "none")."""
+"""UDP (RFC 768): ports, length, pseudo-header checksum (zero means "none").
+
+Layer: wire. Imports synack.errors and the rest of synack.wire.
+"""
 
 from __future__ import annotations
 
