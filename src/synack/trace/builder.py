@@ -37,7 +37,7 @@ from synack.trace.model import (
 from synack.wire import ethernet as weth
 from synack.wire.decode import Decoded
 from synack.wire.summary import summarize
-from synack.wire.tcp import TcpFlags
+from synack.wire.tcp import MAX_WSCALE, TcpFlags
 
 
 @dataclass(slots=True)
@@ -379,7 +379,7 @@ class _Assembler:
         # RFC 7323 §2.2-2.3: scaling is in force only when both SYNs carried the
         # option, and never applies to the window of a SYN itself.
         scaling = not syn and sender.wscale is not None and receiver.wscale is not None
-        window_scaled = seg.window << min(sender.wscale or 0, 14) if scaling else seg.window
+        window_scaled = seg.window << min(sender.wscale or 0, MAX_WSCALE) if scaling else seg.window
         if ack and not syn:
             sender.last_ack = seg.ack
             sender.last_window = seg.window

@@ -386,7 +386,7 @@ def _tcp_options(b: _Builder, rel: int, end: int) -> None:
         if kind == tcp.OPT_MSS and length == 4:
             text = f"{int.from_bytes(data, 'big')} bytes"
         elif kind == tcp.OPT_WSCALE and length == 3:
-            text = f"{data[0]} (multiply by {1 << min(data[0], 14)})"
+            text = f"{data[0]} (multiply by {1 << min(data[0], tcp.MAX_WSCALE)})"
         elif kind == tcp.OPT_SACK_PERMITTED and length == 2:
             text = "yes"
         elif kind == tcp.OPT_TIMESTAMPS and length == 10:

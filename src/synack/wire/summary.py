@@ -122,7 +122,7 @@ def summarize_udp(datagram: udp.UdpDatagram) -> str:
 def summarize_icmp(message: icmp.IcmpMessage) -> str:
     """``ICMP echo request, id 7, seq 1, length 12`` / ``ICMP 10.0.0.2 udp port 9 unreachable, length 36``."""
     m = message
-    length = 8 + len(m.payload)
+    length = icmp.HEADER_LEN + len(m.payload)
     if m.type in (icmp.TYPE_ECHO_REQUEST, icmp.TYPE_ECHO_REPLY):
         return f"ICMP {ICMP_TYPE_NAMES[m.type]}, id {m.ident}, seq {m.sequence}, length {length}"
     if m.type == icmp.TYPE_DEST_UNREACHABLE:
@@ -208,7 +208,7 @@ def _ipv4_line(p: ipv4.Ipv4Packet, d: Decoded) -> str:
     ):
         # A first fragment holds only part of the datagram: report its UDP header as it stands.
         length = int.from_bytes(p.payload[udp.LENGTH_AT : udp.LENGTH_AT + 2], "big")
-        return f"IP {p.src}.{ports[0]} > {p.dst}.{ports[1]}: UDP, length {max(length - 8, 0)}"
+        return f"IP {p.src}.{ports[0]} > {p.dst}.{ports[1]}: UDP, length {max(length - udp.HEADER_LEN, 0)}"
     if d.fault is not None:
         if p.proto != ipv4.PROTO_ICMP and ports is not None:
             return f"IP {p.src}.{ports[0]} > {p.dst}.{ports[1]}: {_fault(d.fault)}"

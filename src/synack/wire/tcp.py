@@ -22,6 +22,7 @@ from synack.wire.errors import MalformedPacket
 PROTO_TCP = 6
 MIN_HEADER_LEN = 20
 MAX_OPTIONS_LEN = 40
+MAX_WSCALE = 14  # RFC 7323 §2.3: a larger window scale shift is taken as 14
 
 # Header layout (RFC 9293 §3.1): octet offsets of the fields, for code that reads
 # or patches one field in place (the dissection, checksum offload).
