@@ -26,7 +26,7 @@ import random
 import socket
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
@@ -294,6 +294,18 @@ async def _close(writer: asyncio.StreamWriter) -> None:
         await writer.wait_closed()
 
 
+@contextlib.asynccontextmanager
+async def _session(writer: asyncio.StreamWriter) -> AsyncIterator[None]:
+    """One connection of a stream service: a reset, an idle timeout or the
+    client's close ends it quietly, and the connection is closed either way."""
+    try:
+        yield
+    except (ConnectionError, OSError, TimeoutError):
+        pass
+    finally:
+        await _close(writer)
+
+
 # A connection that neither sends nor reads for this long is closed: otherwise a client
 # could hold every one of a service's connection slots forever by opening and idling.
 IDLE_TIMEOUT = 300.0
@@ -305,29 +317,21 @@ async def echo_stream(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, idle: float = IDLE_TIMEOUT
 ) -> None:
     """RFC 862: send back whatever arrives, until the client closes."""
-    try:
+    async with _session(writer):
         while data := await asyncio.wait_for(reader.read(65536), idle):
             writer.write(data)
             # Back-pressure: a client that does not read stops our reads too,
             # so its data waits in its own socket buffer, not in our memory.
             await asyncio.wait_for(writer.drain(), idle)
-    except (ConnectionError, OSError, TimeoutError):
-        pass
-    finally:
-        await _close(writer)
 
 
 async def discard_stream(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, idle: float = IDLE_TIMEOUT
 ) -> None:
     """RFC 863: read and throw away until the client closes."""
-    try:
+    async with _session(writer):
         while await asyncio.wait_for(reader.read(65536), idle):
             pass
-    except (ConnectionError, OSError, TimeoutError):
-        pass
-    finally:
-        await _close(writer)
 
 
 async def chargen_stream(
@@ -345,34 +349,28 @@ async def chargen_stream(
                 pass
 
     reading = asyncio.ensure_future(drain_input())
-    try:
-        while not reading.done():
-            writer.write(CHARGEN_CYCLE)
-            # A client that stops reading (without closing) is idle too.
-            await asyncio.wait_for(writer.drain(), idle)
-            # drain() does not yield while the transport keeps up; without
-            # this a fast reader would let chargen starve the whole loop.
-            await asyncio.sleep(0)
-    except (ConnectionError, OSError, TimeoutError):
-        pass
-    finally:
-        reading.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reading
-        await _close(writer)
+    async with _session(writer):
+        try:
+            while not reading.done():
+                writer.write(CHARGEN_CYCLE)
+                # A client that stops reading (without closing) is idle too.
+                await asyncio.wait_for(writer.drain(), idle)
+                # drain() does not yield while the transport keeps up; without
+                # this a fast reader would let chargen starve the whole loop.
+                await asyncio.sleep(0)
+        finally:
+            reading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reading
 
 
 async def daytime_stream(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, idle: float = IDLE_TIMEOUT
 ) -> None:
     """RFC 867: send the date and time as one line, then close."""
-    try:
+    async with _session(writer):
         writer.write(daytime_text(time.time()))
         await asyncio.wait_for(writer.drain(), idle)
-    except (ConnectionError, OSError, TimeoutError):
-        pass
-    finally:
-        await _close(writer)
 
 
 class _IdleHandler(Protocol):
