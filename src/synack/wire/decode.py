@@ -25,9 +25,11 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from synack.wire import arp, ethernet, icmp, ipv4, tcp, udp
+from synack.wire._fast import slot_maker
 from synack.wire.errors import MalformedPacket
 from synack.wire.pcap import LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_RAW
 
+A = TypeVar("A")
 T = TypeVar("T")
 
 
@@ -55,30 +57,52 @@ class Decoded:
 
 Transport = icmp.IcmpMessage | udp.UdpDatagram | tcp.TcpSegment
 
+
+def _ipv4(data: bytes, verify: bool) -> ipv4.Ipv4Packet:
+    return ipv4.parse(data, verify_checksum=verify)
+
+
+def _icmp(p: ipv4.Ipv4Packet, verify: bool) -> Transport:
+    return icmp.parse(p.payload, verify_checksum=verify)
+
+
+def _udp(p: ipv4.Ipv4Packet, verify: bool) -> Transport:
+    return udp.parse(p.payload, p.src, p.dst, verify_checksum=verify)
+
+
+def _tcp(p: ipv4.Ipv4Packet, verify: bool) -> Transport:
+    return tcp.parse(p.payload, p.src, p.dst, verify_checksum=verify)
+
+
 # Each transport's parser, given its IPv4 packet and whether to verify the checksum.
 _TRANSPORTS: dict[int, Callable[[ipv4.Ipv4Packet, bool], Transport]] = {
-    ipv4.PROTO_ICMP: lambda p, v: icmp.parse(p.payload, verify_checksum=v),
-    ipv4.PROTO_UDP: lambda p, v: udp.parse(p.payload, p.src, p.dst, verify_checksum=v),
-    ipv4.PROTO_TCP: lambda p, v: tcp.parse(p.payload, p.src, p.dst, verify_checksum=v),
+    ipv4.PROTO_ICMP: _icmp,
+    ipv4.PROTO_UDP: _udp,
+    ipv4.PROTO_TCP: _tcp,
 }
 
 
-def _checked(parse: Callable[[bool], T], verify: bool, bad: list[MalformedPacket]) -> T:
-    """``parse(verify_checksum)``; a bad checksum is noted in ``bad`` and parsed past.
+def _checked(parse: Callable[[A, bool], T], arg: A, verify: bool, bad: list[MalformedPacket]) -> T:
+    """``parse(arg, verify_checksum)``; a bad checksum is noted in ``bad`` and parsed past.
 
     Every parser checks structure before (or regardless of) the checksum, so
     a structural fault found by the unverified parse is the layer's fault.
     """
     if not verify:
-        return parse(False)
+        return parse(arg, False)
     try:
-        return parse(True)
+        return parse(arg, True)
     except MalformedPacket as exc:
         if exc.reason != "bad-checksum":
             raise
-        result = parse(False)
+        result = parse(arg, False)
         bad.append(exc)
         return result
+
+
+# Decoded's fields, positionally: linktype, ethernet, arp, ipv4, icmp, udp, tcp,
+# ip_at, transport_at, fault, bad_checksums. Built per frame: slots filled directly.
+_make = slot_maker(Decoded)
 
 
 def decode(
@@ -93,57 +117,57 @@ def decode(
     ``first_fragment=False`` stops at the IPv4 layer of a first fragment as
     of any other: its transport header is there, but the segment is not whole.
     """
-    data = bytes(frame)
+    data = frame if type(frame) is bytes else bytes(frame)
     eth: ethernet.EthernetFrame | None = None
     if linktype == LINKTYPE_ETHERNET:
         try:
             eth = ethernet.parse(data)
         except MalformedPacket as exc:
-            return Decoded(linktype, fault=exc)
+            return _make(linktype, None, None, None, None, None, None, None, None, exc, ())
         if eth.ethertype == ethernet.ETHERTYPE_ARP:
             try:
-                return Decoded(linktype, eth, arp=arp.parse(eth.payload))
+                packet = arp.parse(eth.payload)
             except MalformedPacket as exc:
-                return Decoded(linktype, eth, fault=exc)
+                return _make(linktype, eth, None, None, None, None, None, None, None, exc, ())
+            return _make(linktype, eth, packet, None, None, None, None, None, None, None, ())
         if eth.ethertype != ethernet.ETHERTYPE_IPV4:
-            return Decoded(linktype, eth)
+            return _make(linktype, eth, None, None, None, None, None, None, None, None, ())
         ip_at = ethernet.HEADER_LEN
         ip_bytes = eth.payload
     elif linktype in (LINKTYPE_RAW, LINKTYPE_IPV4):
         ip_at = 0
         ip_bytes = data
     else:
-        return Decoded(
-            linktype, fault=MalformedPacket("pcap", "unsupported", f"link type {linktype}")
-        )
+        unsupported = MalformedPacket("pcap", "unsupported", f"link type {linktype}")
+        return _make(linktype, None, None, None, None, None, None, None, None, unsupported, ())
     bad: list[MalformedPacket] = []
     try:
-        ip = _checked(lambda v: ipv4.parse(ip_bytes, verify_checksum=v), verify, bad)
+        ip = _checked(_ipv4, ip_bytes, verify, bad)
     except MalformedPacket as exc:
-        return Decoded(linktype, eth, ip_at=ip_at, fault=exc)
+        return _make(linktype, eth, None, None, None, None, None, ip_at, None, exc, ())
     ip_bad = tuple(bad)
     parse = _TRANSPORTS.get(ip.proto)
     if parse is None or ip.frag_offset or (ip.more_fragments and not first_fragment):
         # Another protocol, or a fragment without its transport header (or, with
         # first_fragment=False, without the rest of its segment).
-        return Decoded(linktype, eth, ipv4=ip, ip_at=ip_at, bad_checksums=ip_bad)
+        return _make(linktype, eth, None, ip, None, None, None, ip_at, None, None, ip_bad)
     at = ip_at + ipv4.MIN_HEADER_LEN + len(ip.options)
     try:
-        layer = _checked(lambda v: parse(ip, v), verify and not ip.more_fragments, bad)
+        layer = _checked(parse, ip, verify and not ip.more_fragments, bad)
     except MalformedPacket as exc:
-        return Decoded(
-            linktype, eth, ipv4=ip, ip_at=ip_at, transport_at=at, fault=exc, bad_checksums=ip_bad
-        )
-    return Decoded(
+        return _make(linktype, eth, None, ip, None, None, None, ip_at, at, exc, ip_bad)
+    return _make(
         linktype,
         eth,
-        ipv4=ip,
-        icmp=layer if isinstance(layer, icmp.IcmpMessage) else None,
-        udp=layer if isinstance(layer, udp.UdpDatagram) else None,
-        tcp=layer if isinstance(layer, tcp.TcpSegment) else None,
-        ip_at=ip_at,
-        transport_at=at,
-        bad_checksums=tuple(bad),
+        None,
+        ip,
+        layer if type(layer) is icmp.IcmpMessage else None,
+        layer if type(layer) is udp.UdpDatagram else None,
+        layer if type(layer) is tcp.TcpSegment else None,
+        ip_at,
+        at,
+        None,
+        tuple(bad),
     )
 
 

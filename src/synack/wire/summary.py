@@ -10,12 +10,15 @@ Layer: wire. Imports synack.errors and the rest of synack.wire.
 
 from __future__ import annotations
 
+import struct
 from ipaddress import IPv4Address
 
 from synack.wire import arp, ethernet, icmp, ipv4, tcp, udp
 from synack.wire.decode import Decoded, decode, parse_quoted_ipv4
 from synack.wire.errors import MalformedPacket
 from synack.wire.pcap import LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_RAW
+
+_PORTS = struct.Struct("!HH")  # source and destination port, as TCP and UDP both begin
 
 # tcpdump's letters, in tcpdump's order (F S R P . U E W).
 _FLAG_LETTERS = (
@@ -233,7 +236,7 @@ def _ports(data: bytes) -> tuple[int, int] | None:
     """The two port numbers TCP and UDP both start with, if the octets are there."""
     if len(data) < 4:
         return None
-    return int.from_bytes(data[0:2], "big"), int.from_bytes(data[2:4], "big")
+    return _PORTS.unpack_from(data, udp.SRC_PORT_AT)
 
 
 def summarize(
