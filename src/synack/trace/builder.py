@@ -19,7 +19,17 @@ from dataclasses import dataclass, field, replace
 
 from synack.tcp.seq import SEQ_MOD, seq_lt
 from synack.tcp.states import Cause, State
-from synack.trace.connections import ACK_BIT, RST_BIT, SYN_BIT, Conn, Side, conn_key, receive
+from synack.trace.connections import (
+    ACK_BIT,
+    RST_BIT,
+    SYN_BIT,
+    Conn,
+    Side,
+    conn_key,
+    observe,
+    receive,
+    send,
+)
 from synack.trace.model import (
     Addr,
     Connection,
@@ -37,7 +47,7 @@ from synack.trace.model import (
 from synack.wire import ethernet as weth
 from synack.wire.decode import Decoded
 from synack.wire.summary import summarize
-from synack.wire.tcp import MAX_WSCALE, TcpFlags
+from synack.wire.tcp import TcpFlags
 
 
 @dataclass(slots=True)
@@ -344,51 +354,14 @@ class _Assembler:
             )
             side.state = new
 
-        flags = seg.flags
-        bits = int(flags)  # plain int arithmetic: IntFlag operators are slow per segment
-        syn = bool(bits & 0x02)
-        ack = bool(bits & 0x10)
-        fin = bool(bits & 0x01)
-        rst = bool(bits & 0x04)
-        # Sequence bookkeeping and the marks, before the state machine moves.
-        if sender.isn is None:
-            sender.isn = seg.seq  # its SYN, or (mid-stream) the first byte seen is relative 0
-        if ack and receiver.isn is None:
-            receiver.isn = (seg.ack - (1 if syn else 0)) % SEQ_MOD
-        seg_len = seg.seg_len
-        end = (seg.seq + seg_len) % SEQ_MOD
-        retransmission = (
-            seg_len > 0 and sender.snd_max is not None and seq_lt(seg.seq, sender.snd_max)
-        )
-        dup_ack = bool(
-            ack
-            and seg_len == 0
-            and not (syn or fin or rst)
-            and sender.last_ack == seg.ack
-            and sender.last_window == seg.window
-            and receiver.snd_max is not None
-            and seq_lt(seg.ack, receiver.snd_max)
-        )
-        if sender.snd_max is None or (seg_len and seq_lt(sender.snd_max, end)):
-            sender.snd_max = end
-        first_fin = fin and sender.fin_seq is None
-        if first_fin:
-            sender.fin_seq = (seg.seq + len(seg.payload) + (1 if syn else 0)) % SEQ_MOD
-        if syn:
-            sender.wscale = seg.options.wscale
-        # RFC 7323 §2.2-2.3: scaling is in force only when both SYNs carried the
-        # option, and never applies to the window of a SYN itself.
-        scaling = not syn and sender.wscale is not None and receiver.wscale is not None
-        window_scaled = seg.window << min(sender.wscale or 0, MAX_WSCALE) if scaling else seg.window
-        if ack and not syn:
-            sender.last_ack = seg.ack
-            sender.last_window = seg.window
+        marks = observe(sender, receiver, seg)
+        ack = bool(int(seg.flags) & ACK_BIT)
         # A FIN whose ACK does not cover the peer's FIN crossed it on the path
         # (simultaneous close, RFC 9293 Figure 13): the observer saw the peer's
         # FIN first, but it had not arrived yet. Take back its arrival and
         # deliver it after this FIN left.
         crossed = bool(
-            first_fin
+            marks.first_fin
             and conn.inferred
             and sender.fin_change is not None
             and receiver.fin_seq is not None
@@ -398,30 +371,20 @@ class _Assembler:
             self._take_back(sender, sender.fin_change)
 
         if conn.inferred:
-            # What sending this segment implies about its sender.
-            if rst:
-                if sender.state not in (State.CLOSED, State.LISTEN):
-                    change(sender, Cause.ABORT, changes_before)
-            elif syn and not ack:
-                if sender.state is State.CLOSED:
-                    change(sender, Cause.ACTIVE_OPEN, changes_before)
-            elif sender.state is State.SYN_SENT and ack:
-                # An ACK from SYN-SENT: the SYN-ACK it answers was not captured.
-                change(sender, Cause.RCV_SYN_ACK, changes_before)
-            if first_fin and not rst:
-                change(sender, Cause.CLOSE, changes_before)
+            send(sender, seg, marks.first_fin, change, changes_before)
             if not entry.lost:
                 receive(receiver, seg, change, changes_after)
             if crossed:
                 sender.fin_received = True
                 change(sender, Cause.RCV_FIN, changes_after)
 
+        assert sender.isn is not None  # observe() took it from this segment at the latest
         tcp = TcpInfo(
             conn=conn.index,
             from_client=from_client,
             src_port=seg.src_port,
             dst_port=seg.dst_port,
-            flags=flags,
+            flags=seg.flags,
             seq=seg.seq,
             ack=seg.ack,
             rel_seq=(seg.seq - sender.isn) % SEQ_MOD,
@@ -429,11 +392,11 @@ class _Assembler:
             if ack and receiver.isn is not None
             else None,
             window=seg.window,
-            window_scaled=window_scaled,
+            window_scaled=marks.window_scaled,
             length=len(seg.payload),
             options=seg.options,
-            retransmission=retransmission,
-            dup_ack=dup_ack,
+            retransmission=marks.retransmission,
+            dup_ack=marks.dup_ack,
             before=before,
             after=(sender.state, receiver.state),
         )
