@@ -18,9 +18,7 @@ from synack.apps.services import (
     chargen_line,
     open_tcp_service,
     open_udp_service,
-    parse_services,
 )
-from synack.errors import UsageError
 from tests.apps.time.serverproc import ServerProc, running_server, synack_cmd
 
 PRINTABLE = bytes(range(32, 127))
@@ -34,17 +32,6 @@ def test_chargen_lines_rotate_as_rfc_864_shows() -> None:
     assert chargen_line(30) == PRINTABLE[30:] + PRINTABLE[:7] + b"\r\n"
     assert chargen_line(95) == chargen_line(0)
     assert len(CHARGEN_CYCLE) == 95 * 74
-
-
-def test_parse_services() -> None:
-    assert parse_services("echo:7,discard:9, chargen:0") == [
-        ("echo", 7),
-        ("discard", 9),
-        ("chargen", 0),
-    ]
-    for bad in ("echo", "ssh:22", "echo:x", "echo:70000", "echo:-1", ""):
-        with pytest.raises(UsageError):
-            parse_services(bad)
 
 
 def test_udp_handlers() -> None:

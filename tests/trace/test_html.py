@@ -9,9 +9,10 @@ import pytest
 
 from synack.tcp.states import TRANSITIONS, State
 from synack.trace.browser import Browser
+from synack.trace.builder import TraceBuilder
 from synack.trace.html import render_html, write_html
 from synack.trace.layers import dissect
-from synack.trace.model import Trace, TraceBuilder
+from synack.trace.model import Trace
 from tests.trace.conftest import needs_chromium
 from tests.trace.frames import CONVERSATION, A, B
 
@@ -182,7 +183,7 @@ def test_frame_text_cannot_end_or_unbalance_the_data_script(
     # Captured bytes are the network's, not ours: whatever they say, the JSON blob must stay
     # inside its <script> element and decode to the same values.
     from synack.trace import html as trace_html
-    from synack.trace.model import TraceBuilder
+    from synack.trace.builder import TraceBuilder
 
     evil = [{"summary": "<!--<script>x</script>-->", "layers": ["</SCRIPT ", "<"]}]
     monkeypatch.setattr(trace_html, "_packet_data", lambda trace: evil)

@@ -4,7 +4,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from synack.tcp.states import TRANSITIONS, Cause, State
-from synack.trace.model import LinkType, TraceBuilder, TraceEvent, checksums_ok, decode
+from synack.trace.builder import TraceBuilder
+from synack.trace.model import LinkType, TraceEvent, checksums_ok, decode
 from synack.wire.tcp import TcpFlags, TcpOptions
 from tests.trace.frames import (
     AK,

@@ -5,7 +5,7 @@ import io
 import pytest
 from rich.console import Console
 
-from synack.trace.model import TraceBuilder
+from synack.trace.builder import TraceBuilder
 from synack.trace.terminal import SequenceDiagram, render, to_text
 from tests.trace.frames import AK, CONVERSATION, ISN_A, ISN_B, PA, A, B, tcp_frame
 

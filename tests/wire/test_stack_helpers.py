@@ -22,7 +22,7 @@ def test_fold_carries_end_around() -> None:
 def test_udp_offload_header_completes_to_the_real_datagram() -> None:
     payload = b"hello offload"
     head = wudp.build_header_offload(1234, 53, len(payload), SRC, DST)
-    off = wudp.CHECKSUM_OFFSET
+    off = wudp.CHECKSUM_AT
     # What the link does (virtio NEEDS_CSUM): sum header (with the partial) and payload.
     csum = finish(ones_sum(head) + ones_sum(payload))
     done = head[:off] + csum.to_bytes(2, "big") + head[off + 2 :] + payload

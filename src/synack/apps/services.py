@@ -14,6 +14,8 @@ service here is a pure function ``handler(datagram, address) -> reply | None``
 ``asyncio.DatagramProtocol`` (works with any ``create_datagram_endpoint``), or,
 on the kernel's sockets, a socket drained with a ``recvfrom`` loop from the
 event loop's ``add_reader``, which skips the transport machinery per datagram.
+
+Layer: apps. Imports synack.core and synack.errors; never trace or cli.
 """
 
 from __future__ import annotations
@@ -21,11 +23,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import signal
 import socket
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
@@ -50,25 +51,6 @@ def announce(addr: Address, service: str) -> None:
     """The §5 contract line, printed once the socket accepts traffic."""
     sys.stderr.write(f"listening on {format_address(addr)} ({service})\n")
     sys.stderr.flush()
-
-
-@contextlib.contextmanager
-def stop_on_signals() -> Iterator[asyncio.Event]:
-    """An event set by SIGINT or SIGTERM (servers then close cleanly, exit 0).
-
-    Enter it before printing `listening on`: a signal that arrives right
-    after the line must already find its handler.
-    """
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    sigs = (signal.SIGINT, signal.SIGTERM)
-    for sig in sigs:
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        yield stop
-    finally:
-        for sig in sigs:
-            loop.remove_signal_handler(sig)
 
 
 # --------------------------------------------------------------------------
@@ -312,6 +294,18 @@ async def _close(writer: asyncio.StreamWriter) -> None:
         await writer.wait_closed()
 
 
+@contextlib.asynccontextmanager
+async def _session(writer: asyncio.StreamWriter) -> AsyncIterator[None]:
+    """One connection of a stream service: a reset, an idle timeout or the
+    client's close ends it quietly, and the connection is closed either way."""
+    try:
+        yield
+    except (ConnectionError, OSError, TimeoutError):
+        pass
+    finally:
+        await _close(writer)
+
+
 # A connection that neither sends nor reads for this long is closed: otherwise a client
 # could hold every one of a service's connection slots forever by opening and idling.
 IDLE_TIMEOUT = 300.0
@@ -323,29 +317,21 @@ async def echo_stream(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, idle: float = IDLE_TIMEOUT
 ) -> None:
     """RFC 862: send back whatever arrives, until the client closes."""
-    try:
+    async with _session(writer):
         while data := await asyncio.wait_for(reader.read(65536), idle):
             writer.write(data)
             # Back-pressure: a client that does not read stops our reads too,
             # so its data waits in its own socket buffer, not in our memory.
             await asyncio.wait_for(writer.drain(), idle)
-    except (ConnectionError, OSError, TimeoutError):
-        pass
-    finally:
-        await _close(writer)
 
 
 async def discard_stream(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, idle: float = IDLE_TIMEOUT
 ) -> None:
     """RFC 863: read and throw away until the client closes."""
-    try:
+    async with _session(writer):
         while await asyncio.wait_for(reader.read(65536), idle):
             pass
-    except (ConnectionError, OSError, TimeoutError):
-        pass
-    finally:
-        await _close(writer)
 
 
 async def chargen_stream(
@@ -363,34 +349,28 @@ async def chargen_stream(
                 pass
 
     reading = asyncio.ensure_future(drain_input())
-    try:
-        while not reading.done():
-            writer.write(CHARGEN_CYCLE)
-            # A client that stops reading (without closing) is idle too.
-            await asyncio.wait_for(writer.drain(), idle)
-            # drain() does not yield while the transport keeps up; without
-            # this a fast reader would let chargen starve the whole loop.
-            await asyncio.sleep(0)
-    except (ConnectionError, OSError, TimeoutError):
-        pass
-    finally:
-        reading.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reading
-        await _close(writer)
+    async with _session(writer):
+        try:
+            while not reading.done():
+                writer.write(CHARGEN_CYCLE)
+                # A client that stops reading (without closing) is idle too.
+                await asyncio.wait_for(writer.drain(), idle)
+                # drain() does not yield while the transport keeps up; without
+                # this a fast reader would let chargen starve the whole loop.
+                await asyncio.sleep(0)
+        finally:
+            reading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reading
 
 
 async def daytime_stream(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, idle: float = IDLE_TIMEOUT
 ) -> None:
     """RFC 867: send the date and time as one line, then close."""
-    try:
+    async with _session(writer):
         writer.write(daytime_text(time.time()))
         await asyncio.wait_for(writer.drain(), idle)
-    except (ConnectionError, OSError, TimeoutError):
-        pass
-    finally:
-        await _close(writer)
 
 
 class _IdleHandler(Protocol):
@@ -458,23 +438,3 @@ async def open_tcp_service(
     handler = limit_connections(handler_with_idle, max_connections, max_per_host)
     starter = start_server if start_server is not None else asyncio.start_server
     return await starter(handler, host, port)
-
-
-def parse_services(spec: str) -> list[tuple[str, int]]:
-    """``echo:7007,discard:9009`` -> [("echo", 7007), ("discard", 9009)]."""
-    out: list[tuple[str, int]] = []
-    for item in spec.split(","):
-        item = item.strip()
-        name, sep, port_text = item.partition(":")
-        if not sep or name not in SERVICE_NAMES:
-            raise UsageError(
-                f"bad service {item!r}: expected NAME:PORT with NAME one of {', '.join(SERVICE_NAMES)}"
-            )
-        try:
-            port = int(port_text)
-        except ValueError:
-            port = -1
-        if not 0 <= port <= 65535:
-            raise UsageError(f"bad port in {item!r}: expected 0..65535")
-        out.append((name, port))
-    return out

@@ -1,11 +1,13 @@
-"""``synack chat serve | join | say`` (PROTOCOLS.md §5)."""
+"""``synack chat serve | join | say`` (PROTOCOLS.md §5).
+
+Layer: cli. May import every other package; nothing imports it.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
-import signal
 import sys
 import threading
 import time
@@ -42,7 +44,7 @@ def register(subparsers: Any) -> None:
     )
 
     serve = sub.add_parser("serve", help="run a chat server")
-    _address(serve)
+    _address(serve, "address to bind")
     serve.add_argument(
         "--heartbeat",
         type=cliargs.seconds,
@@ -93,7 +95,7 @@ def register(subparsers: Any) -> None:
         description="Input: /to NICK TEXT (direct), /who, /quit; any other line goes to everyone.",
     )
     join.add_argument("--nick", required=True)
-    _address(join)
+    _address(join, "server address")
     join.add_argument(
         "--json",
         action="store_true",
@@ -104,16 +106,13 @@ def register(subparsers: Any) -> None:
     say = sub.add_parser("say", help="connect, send one message, say bye (a short connection)")
     say.add_argument("--nick", required=True)
     say.add_argument("--to", metavar="NICK", help="send a direct message instead of a broadcast")
-    _address(say)
+    _address(say, "server address")
     say.add_argument("text")
     say.set_defaults(func=_say)
 
 
-def _address(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1")
-    p.add_argument(
-        "--port", type=cliargs.port, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}"
-    )
+def _address(p: argparse.ArgumentParser, what: str) -> None:
+    cliargs.add_host_port(p, what=what, port_help="chat port", default_port=DEFAULT_PORT)
 
 
 def _check_nick(nick: str) -> None:
@@ -140,20 +139,17 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 async def _serve_async(config: ChatConfig, host: str, port: int) -> int:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    server = ChatServer(config)
-    await server.start(host, port)
-    for address in server.addresses:
-        announce(address, "chat")  # the §5 line; [::1]:PORT for IPv6, like the other servers
-    try:
-        await stop.wait()
-    finally:
-        await server.stop()
-        counts = ", ".join(f"{k} {v}" for k, v in sorted(server.stats.items()))
-        sys.stderr.write(f"chat server stopped ({counts or 'no traffic'})\n")
+    with cliargs.stop_on_signals() as stop:
+        server = ChatServer(config)
+        await server.start(host, port)
+        for address in server.addresses:
+            announce(address, "chat")  # the §5 line; [::1]:PORT for IPv6, like the other servers
+        try:
+            await stop.wait()
+        finally:
+            await server.stop()
+            counts = ", ".join(f"{k} {v}" for k, v in sorted(server.stats.items()))
+            sys.stderr.write(f"chat server stopped ({counts or 'no traffic'})\n")
     return 0
 
 

@@ -7,6 +7,8 @@ TIME-WAIT, a SYN to a closed port; it writes demo.pcap and demo.html. Its last
 stage is the scripted loopback chat (``synack.apps.chat.demo``): a server and
 three clients on the kernel's TCP, printed as a conversation (``--chat`` runs
 only that stage).
+
+Layer: cli. May import every other package; nothing imports it.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 Each command group lives next to the code it drives and exposes
 ``register(subparsers)``; this module only assembles them and turns user
 mistakes into one clear line on stderr and exit status 2.
+
+Layer: cli. May import every other package; nothing imports it.
 """
 
 from __future__ import annotations

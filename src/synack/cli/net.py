@@ -9,6 +9,8 @@
   only the standard library; MAC, MTU and state come from /sys/class/net.
 
 Built on the standard ``ipaddress`` module.
+
+Layer: cli. May import every other package; nothing imports it.
 """
 
 from __future__ import annotations

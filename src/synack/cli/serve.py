@@ -1,4 +1,7 @@
-"""``synack serve --services echo:7007,discard:9009,...``: the classic services."""
+"""``synack serve --services echo:7007,discard:9009,...``: the classic services.
+
+Layer: cli. May import every other package; nothing imports it.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +10,14 @@ import asyncio
 from typing import Any
 
 from synack.apps.services import (
+    SERVICE_NAMES,
     UdpClassic,
     UdpService,
     announce,
     open_tcp_service,
     open_udp_service,
-    parse_services,
-    stop_on_signals,
 )
+from synack.cli.args import add_host, parse_services, stop_on_signals
 from synack.errors import UsageError
 
 DEFAULT_SERVICES = "echo:7007,discard:9009,chargen:19019,daytime:13013"
@@ -32,14 +35,14 @@ def register(subparsers: Any) -> None:
         metavar="NAME:PORT,...",
         help=f"services and ports (default {DEFAULT_SERVICES}; port 0 picks a free one)",
     )
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    add_host(p)
     p.add_argument("--tcp", action="store_true", help="TCP only (default: TCP and UDP)")
     p.add_argument("--udp", action="store_true", help="UDP only (default: TCP and UDP)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    services = parse_services(args.services)
+    services = parse_services(args.services, SERVICE_NAMES)
     if args.tcp and args.udp:
         raise UsageError("--tcp and --udp together are the default: give at most one")
     tcp = not args.udp

@@ -1,5 +1,8 @@
 """``synack stack serve`` and ``synack stack nc`` (PROTOCOLS.md §5): synack's
-own TCP/IP stack on a Linux TAP device."""
+own TCP/IP stack on a Linux TAP device.
+
+Layer: cli. May import every other package; nothing imports it.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from collections.abc import Coroutine, Iterator
 from ipaddress import IPv4Address, IPv4Interface
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from synack.cli.args import seconds
+from synack.cli.args import parse_services, seconds, server_port, stop_on_signals
 from synack.errors import UsageError
 
 if TYPE_CHECKING:
@@ -81,7 +84,7 @@ def register(subparsers: Any) -> None:
     )
     common(n)
     n.add_argument("host", metavar="HOST")
-    n.add_argument("port", metavar="PORT", type=int)
+    n.add_argument("port", metavar="PORT", type=server_port)
     n.add_argument("--timeout", type=seconds, default=10.0, help="connect timeout in seconds")
     n.set_defaults(func=run_nc)
 
@@ -177,23 +180,12 @@ def _driver(args: argparse.Namespace) -> Iterator[HostDriver]:
 
 
 def _parse_services(spec: str) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
-    from synack.apps.services import parse_services
+    """(classic services, chat/time/sntp) of a ``--services`` list."""
+    from synack.apps.services import SERVICE_NAMES
 
-    extra: list[tuple[str, int]] = []
-    classic_items = []
-    for item in spec.split(","):
-        name, _, port_text = item.strip().partition(":")
-        if name in EXTRA_SERVICES:
-            try:
-                port = int(port_text)
-            except ValueError:
-                port = -1
-            if not 0 <= port <= 65535:
-                raise UsageError(f"bad port in {item!r}: expected 0..65535")
-            extra.append((name, port))
-        else:
-            classic_items.append(item)
-    classic = parse_services(",".join(classic_items)) if classic_items else []
+    services = parse_services(spec, SERVICE_NAMES, also=EXTRA_SERVICES)
+    classic = [(name, port) for name, port in services if name not in EXTRA_SERVICES]
+    extra = [(name, port) for name, port in services if name in EXTRA_SERVICES]
     return classic, extra
 
 
@@ -221,7 +213,6 @@ async def _serve(
         announce,
         open_tcp_service,
         open_udp_service,
-        stop_on_signals,
     )
 
     closers: list[Any] = []
@@ -279,8 +270,6 @@ def run_nc(args: argparse.Namespace) -> int:
         ip = IPv4Address(args.host)
     except ValueError:
         raise UsageError(f"bad HOST {args.host!r}: synack's stack takes an IPv4 address") from None
-    if not 0 < args.port <= 65535:
-        raise UsageError("PORT must be 1..65535")
     return _run(_nc(args, ip))
 
 

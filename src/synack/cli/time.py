@@ -1,4 +1,7 @@
-"""``synack time serve`` and ``synack time query`` (PROTOCOLS.md §3, §5)."""
+"""``synack time serve`` and ``synack time query`` (PROTOCOLS.md §3, §5).
+
+Layer: cli. May import every other package; nothing imports it.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +12,11 @@ import sys
 import time
 from typing import Any
 
-from synack.apps.services import announce, stop_on_signals
+from synack.apps.services import announce
 from synack.apps.time import sntp
 from synack.apps.time.server import DEFAULT_PORT, DEFAULT_SNTP_PORT, start_time_server
 from synack.cli import args as cliargs
+from synack.cli.args import add_host_port, stop_on_signals
 from synack.errors import UsageError
 
 
@@ -25,15 +29,12 @@ def register(subparsers: Any) -> None:
     sub = p.add_subparsers(dest="time_command", metavar="COMMAND", required=True)
 
     s = sub.add_parser("serve", help="serve the format protocol and SNTP")
-    s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    add_host_port(s, port_help="format protocol port", default_port=DEFAULT_PORT)
     s.add_argument(
-        "--port",
+        "--sntp-port",
         type=cliargs.port,
-        default=DEFAULT_PORT,
-        help="format protocol port (default 9000)",
-    )
-    s.add_argument(
-        "--sntp-port", type=cliargs.port, default=DEFAULT_SNTP_PORT, help="SNTP port (default 8123)"
+        default=DEFAULT_SNTP_PORT,
+        help=f"SNTP port (default {DEFAULT_SNTP_PORT})",
     )
     s.add_argument(
         "--rate",
@@ -53,9 +54,11 @@ def register(subparsers: Any) -> None:
     q.add_argument(
         "format", nargs="?", default="", help="strftime format (default %%Y-%%m-%%d %%X)"
     )
-    q.add_argument("--host", default="127.0.0.1", help="server address (default 127.0.0.1)")
-    q.add_argument(
-        "--port", type=cliargs.port, help="server port (default 9000, or 8123 with --sntp)"
+    add_host_port(
+        q,
+        what="server address",
+        port_help=f"server port (default {DEFAULT_PORT}, or {DEFAULT_SNTP_PORT} with --sntp)",
+        port_type=cliargs.server_port,
     )
     q.add_argument(
         "--sntp", action="store_true", help="ask over SNTP and print offset and round-trip delay"
@@ -110,8 +113,6 @@ def run_query(args: argparse.Namespace) -> int:
     port = (
         args.port if args.port is not None else (DEFAULT_SNTP_PORT if args.sntp else DEFAULT_PORT)
     )
-    if port == 0:
-        raise UsageError("--port 0 is not a server port")
     family, addr = _resolve(args.host, port)
     with socket.socket(family, socket.SOCK_DGRAM) as sock:
         # connect(): the kernel then delivers only the server's datagrams.

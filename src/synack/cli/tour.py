@@ -14,6 +14,8 @@ retransmission, a UDP time query to C through the router, the four-way close
 with TIME-WAIT (MSL shortened), and a SYN to a closed port answered by RST.
 Every frame and every TCP state change goes into one trace, printed as
 sequence diagrams stage by stage and written as demo.pcap and demo.html.
+
+Layer: cli. May import every other package; nothing imports it.
 """
 
 from __future__ import annotations
@@ -37,8 +39,9 @@ from synack.stack.router import Router, RouterInterface
 from synack.tcp import events as tev
 from synack.tcp.config import TcpConfig
 from synack.tcp.states import State
+from synack.trace.builder import TraceBuilder
 from synack.trace.html import write_html
-from synack.trace.model import Note, Trace, TraceBuilder
+from synack.trace.model import Note, Trace
 from synack.trace.terminal import SequenceDiagram
 from synack.wire import ethernet as weth
 from synack.wire import ipv4 as wip

@@ -1,4 +1,7 @@
-"""``synack trace FILE.pcap [--html OUT.html]`` (PROTOCOLS.md §5)."""
+"""``synack trace FILE.pcap [--html OUT.html]`` (PROTOCOLS.md §5).
+
+Layer: cli. May import every other package; nothing imports it.
+"""
 
 from __future__ import annotations
 
@@ -27,7 +30,8 @@ def trace_pcap(path: str, *, max_frames: int = MAX_FRAMES) -> Trace:
     UsageError for a missing, unreadable or malformed file, or a link type
     other than Ethernet and raw IPv4.
     """
-    from synack.trace.model import LinkType, TraceBuilder
+    from synack.trace.builder import TraceBuilder
+    from synack.trace.model import LinkType
     from synack.wire.errors import MalformedPacket
     from synack.wire.pcap import read_pcap
 

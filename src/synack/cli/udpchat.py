@@ -1,4 +1,7 @@
-"""``synack udpchat``: the peer-to-peer messenger's command line (PROTOCOLS.md §4, §5)."""
+"""``synack udpchat``: the peer-to-peer messenger's command line (PROTOCOLS.md §4, §5).
+
+Layer: cli. May import every other package; nothing imports it.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from synack.apps.services import announce, stop_on_signals
+from synack.apps.services import announce
 from synack.apps.udpchat.contacts import ContactBook, load_contacts
 from synack.apps.udpchat.core import (
     INITIAL_TIMEOUT,
@@ -26,6 +29,7 @@ from synack.apps.udpchat.core import (
 )
 from synack.apps.udpchat.endpoint import ChatEndpoint, open_chat_endpoint
 from synack.cli import args as cliargs
+from synack.cli.args import add_host_port, stop_on_signals
 from synack.errors import LocalProtocolError, UsageError
 
 DEFAULT_PORT = 8081
@@ -41,10 +45,7 @@ def register(subparsers: Any) -> None:
         ),
     )
     p.add_argument("--name", required=True, help="what you call yourself")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument(
-        "--port", type=cliargs.port, default=DEFAULT_PORT, help="UDP port (default 8081)"
-    )
+    add_host_port(p, port_help="UDP port", default_port=DEFAULT_PORT)
     p.add_argument("--contacts", metavar="FILE", help="TOML file with a [contacts] table")
     p.add_argument(
         "--contact",

@@ -6,6 +6,8 @@ a :class:`~synack.links.lan.Lan`'s ``taps`` (every frame put on any wire).
 Host and simulator clocks are monotonic or virtual, so ``time_offset`` turns
 them into Unix time for the file (the asyncio driver passes
 ``time.time() - loop.time()``).
+
+Layer: links. Imports synack.stack (FrameTrace) and synack.wire.
 """
 
 from __future__ import annotations

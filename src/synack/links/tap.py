@@ -5,6 +5,8 @@ exactly one frame, no packet-information prefix), non-blocking, to be watched
 by an event loop (``loop.add_reader(tap.fileno(), ...)``). The device's MTU is
 set with the SIOCSIFMTU ioctl; a 65535 MTU lets the kernel hand us 64 KiB
 segments without TSO/offloads.
+
+Layer: links. Imports synack.stack (SplitFrame), synack.wire and synack.links.base.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import struct
 
 from synack.links.base import FrameSink
 from synack.stack.host import SplitFrame
-from synack.wire.checksum import pseudo_header_sum
+from synack.wire import ethernet, ipv4, tcp, virtio
+from synack.wire.checksum import fold, pseudo_header_sum
 
 TUNSETIFF = 0x400454CA
 IFF_TAP = 0x0002
@@ -28,18 +31,16 @@ SIOCSIFFLAGS = 0x8914
 SIOCSIFMTU = 0x8922
 IFF_UP = 0x1
 IFNAMSIZ = 16
-ETH_HEADER = 14
+ETH_HEADER = ethernet.HEADER_LEN
 IFF_VNET_HDR = 0x4000
 TUNSETOFFLOAD = 0x400454D0
 TUNSETVNETHDRSZ = 0x400454D8
 TUN_F_CSUM = 0x01
 TUN_F_TSO4 = 0x02
-VNET_HDR_LEN = 10  # struct virtio_net_hdr
-VIRTIO_NET_HDR_F_NEEDS_CSUM = 1
-VIRTIO_NET_HDR_GSO_TCPV4 = 1
-VIRTIO_NET_HDR_F_DATA_VALID = 2
-_NO_VNET = bytes(VNET_HDR_LEN)  # "no offload asked" for frames we write
-_VNET = struct.Struct("<BBHHHH")  # flags, gso_type, hdr_len, gso_size, csum_start, csum_offset
+VNET_HDR_LEN = virtio.HEADER_LEN
+_NO_VNET = virtio.NO_OFFLOAD  # "no offload asked" for frames we write
+_ETHERTYPE = struct.Struct("!H")
+_ADDRS = struct.Struct("!II")  # IPv4 source and destination, adjacent (RFC 791 §3.1)
 TAP_MAX_MTU = 65535 - ETH_HEADER
 
 
@@ -119,8 +120,7 @@ class TapDevice:
             return None
         self.frames_in += 1
         if self.offload:
-            flags = frame[0]
-            if flags & (VIRTIO_NET_HDR_F_NEEDS_CSUM | VIRTIO_NET_HDR_F_DATA_VALID):
+            if virtio.checksum_vouched(frame):
                 return KernelChecked(frame[VNET_HDR_LEN:])
             return frame[VNET_HDR_LEN:]
         return frame
@@ -128,21 +128,11 @@ class TapDevice:
     def write(self, frame: bytes) -> bool:
         """Send one frame; False (counted) when the kernel refused it (device
         down, or its queue full): Ethernet is allowed to lose frames."""
-        if self.offload:
-            frame = (
-                _gso_frame(frame, self.mtu)
-                if len(frame) > self.mtu + ETH_HEADER
-                else _NO_VNET + frame
-            )
-        try:
-            os.write(self.fd, frame)
-        except OSError as exc:
-            if exc.errno not in (errno.EAGAIN, errno.EIO, errno.ENOBUFS, errno.EINVAL):
-                raise
-            self.write_errors += 1
-            return False
-        self.frames_out += 1
-        return True
+        if not self.offload:
+            return self._send((frame,))
+        if len(frame) > self.mtu + ETH_HEADER:
+            return self._send(_gso_frame(frame, self.mtu))
+        return self._send((_NO_VNET, frame))
 
     def write_split(self, head: bytes, payload: bytes, csum_start: int, csum_offset: int) -> bool:
         """Send the frame ``head + payload`` (one gather write, nothing joined).
@@ -159,22 +149,15 @@ class TapDevice:
             )
         elif not self.offload:
             raise ValueError("a partial checksum needs a device opened with offload=True")
-        elif size > self.mtu + ETH_HEADER and csum_offset == 16:
-            # csum_start - 14 is the IPv4 header's length; head[csum_start + 12]
-            # the TCP data offset.
-            thl = (head[csum_start + 12] >> 4) * 4
-            vnet = _VNET.pack(
-                VIRTIO_NET_HDR_F_NEEDS_CSUM,
-                VIRTIO_NET_HDR_GSO_TCPV4,
-                csum_start + thl,
-                self.mtu - (csum_start - ETH_HEADER) - thl,
-                csum_start,
-                csum_offset,
-            )
-            parts = (vnet, head, payload)
+        elif size > self.mtu + ETH_HEADER and csum_offset == tcp.CHECKSUM_AT:
+            thl = (head[csum_start + tcp.DATA_OFFSET_AT] >> 4) * 4
+            parts = (virtio.tso_tcpv4(csum_start, thl, self.mtu), head, payload)
         else:
-            vnet = _VNET.pack(VIRTIO_NET_HDR_F_NEEDS_CSUM, 0, 0, 0, csum_start, csum_offset)
-            parts = (vnet, head, payload)
+            parts = (virtio.needs_csum(csum_start, csum_offset), head, payload)
+        return self._send(parts)
+
+    def _send(self, parts: tuple[bytes, ...]) -> bool:
+        """One frame in ``parts`` (a gather write); False (counted) when refused."""
         try:
             os.writev(self.fd, parts)
         except OSError as exc:
@@ -203,30 +186,26 @@ class KernelChecked(bytes):
     __slots__ = ()
 
 
-def _gso_frame(frame: bytes, mtu: int) -> bytes:
-    """virtio_net_hdr + frame asking the kernel to treat an over-MTU IPv4/TCP
+def _gso_frame(frame: bytes, mtu: int) -> tuple[bytes, ...]:
+    """virtio_net_hdr + frame (as parts for a gather write) asking the kernel to treat an over-MTU IPv4/TCP
     frame as one TSO super-segment (cut into MTU-sized segments if it must
     forward it; taken whole when it is for the kernel itself). As for a NIC,
     the TCP checksum field then holds only the pseudo-header sum."""
-    if len(frame) < ETH_HEADER + 40 or frame[12:14] != b"\x08\x00" or frame[23] != 6:
-        return _NO_VNET + frame
-    ihl = (frame[ETH_HEADER] & 0x0F) * 4
-    start = ETH_HEADER + ihl
-    thl = (frame[start + 12] >> 4) * 4
-    src = int.from_bytes(frame[26:30], "big")
-    dst = int.from_bytes(frame[30:34], "big")
-    partial = pseudo_header_sum(src, dst, 6, len(frame) - start)
-    while partial >> 16:
-        partial = (partial & 0xFFFF) + (partial >> 16)
-    header = _VNET.pack(
-        VIRTIO_NET_HDR_F_NEEDS_CSUM,
-        VIRTIO_NET_HDR_GSO_TCPV4,
-        start + thl,
-        mtu - ihl - thl,
-        start,
-        16,
-    )
-    return b"".join((header, frame[: start + 16], partial.to_bytes(2, "big"), frame[start + 18 :]))
+    ip = ETH_HEADER
+    if (
+        len(frame) < ip + ipv4.MIN_HEADER_LEN + tcp.MIN_HEADER_LEN
+        or _ETHERTYPE.unpack_from(frame, ethernet.ETHERTYPE_AT)[0] != ethernet.ETHERTYPE_IPV4
+        or frame[ip + ipv4.PROTO_AT] != ipv4.PROTO_TCP
+    ):
+        return (_NO_VNET, frame)
+    ihl = (frame[ip + ipv4.VERSION_IHL_AT] & 0x0F) * 4
+    start = ip + ihl
+    thl = (frame[start + tcp.DATA_OFFSET_AT] >> 4) * 4
+    src, dst = _ADDRS.unpack_from(frame, ip + ipv4.SRC_AT)
+    partial = fold(pseudo_header_sum(src, dst, ipv4.PROTO_TCP, len(frame) - start))
+    header = virtio.tso_tcpv4(start, thl, mtu)
+    csum = start + tcp.CHECKSUM_AT
+    return (header, frame[:csum], partial.to_bytes(2, "big"), frame[csum + 2 :])
 
 
 class TapLink:

@@ -43,7 +43,7 @@ from synack.wire.tcp import TcpFlags, TcpSegment
 _SYN, _ACK, _RST = TcpFlags.SYN, TcpFlags.ACK, TcpFlags.RST
 _SYN_ACK_RST = _SYN | _ACK | _RST
 _L4_START = wip.ETH_IPV4_HEADER_LEN  # where the TCP header starts in a frame
-_CSUM = wtcp.CHECKSUM_OFFSET
+_CSUM = wtcp.CHECKSUM_AT
 _IP_HLEN = wip.MIN_HEADER_LEN  # our IPv4 headers carry no options
 _build_header_offload = wtcp.build_header_offload
 

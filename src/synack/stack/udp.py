@@ -101,7 +101,7 @@ class Udp:
         head = ipl.eth_ip_head(
             cached[0], _IP_HLEN + length, 0, wip.PROTO_UDP, ipl.ip_int, int(ip)
         ) + wudp.build_header_offload(endpoint.local[1], port, len(data), ipl.ip, ip)
-        ipl.emit(SplitFrame(head, bytes(data), _L4_START, wudp.CHECKSUM_OFFSET), now)
+        ipl.emit(SplitFrame(head, bytes(data), _L4_START, wudp.CHECKSUM_AT), now)
         return True
 
     def receive(self, pkt: wip.Ipv4Packet, broadcast: bool, now: float) -> None:

@@ -4,6 +4,8 @@ Used by the browser test (load a page, collect console errors and uncaught
 exceptions, query the DOM) and by ``tools/screenshot.py``. Chromium's
 ``--remote-debugging-pipe`` reads commands on fd 3 and writes replies on fd 4,
 each one JSON message ended by a NUL byte.
+
+Layer: trace. Imports only the standard library.
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ trace went through highlighted, a packet list, and for the selected packet its
 dissection layer by layer with a hex dump whose bytes light up per layer and
 per field. The SVGs and the list are drawn here; a small script only handles
 selection and highlighting, from JSON embedded in the page.
+
+Layer: trace. Imports synack.tcp and the rest of synack.trace.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ The dissection itself is the wire code's (:func:`synack.wire.dissect.dissect`:
 every field with its byte range). This module only lays it out for the page:
 one block per layer in byte order, the application bytes as a "data" layer
 with a printable preview, and a field that is wrong (a bad checksum) saying so.
+
+Layer: trace. Imports synack.wire and synack.trace.model.
 """
 
 from __future__ import annotations

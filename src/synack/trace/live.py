@@ -3,10 +3,12 @@
 Every :class:`~synack.stack.host.Host` reports each frame it sends or receives
 and each TCP state change of its connections to ``host.observers``. A
 :class:`HostTrace` attached to one or more hosts turns those reports into a
-:class:`~synack.trace.model.TraceBuilder` log: a frame is logged once, when
+:class:`~synack.trace.builder.TraceBuilder` log: a frame is logged once, when
 its sender (one of the attached hosts) sends it, or when an attached host
 receives it from a sender nobody attached (the kernel over a TAP device); the
 state changes are the ones the connections recorded, so nothing is inferred.
+
+Layer: trace. Imports synack.stack, synack.tcp and the rest of synack.trace.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from __future__ import annotations
 from synack.stack import events as sev
 from synack.stack.host import Host
 from synack.tcp.states import State
-from synack.trace.model import Trace, TraceBuilder
+from synack.trace.builder import TraceBuilder
+from synack.trace.model import Trace
 
 
 class HostTrace:

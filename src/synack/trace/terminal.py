@@ -5,6 +5,8 @@ running down: every frame is a label line and an arrow from sender to
 receiver, every TCP state change is written beside its host's column, a lost
 segment's arrow stops half-way at a ✗ (where it died), retransmissions and
 duplicate ACKs are marked.
+
+Layer: trace. Imports synack.tcp, synack.wire and synack.trace.model.
 """
 
 from __future__ import annotations

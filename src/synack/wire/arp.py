@@ -1,4 +1,7 @@
-"""ARP for IPv4 over Ethernet (RFC 826)."""
+"""ARP for IPv4 over Ethernet (RFC 826).
+
+Layer: wire. Imports synack.errors and the rest of synack.wire.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +18,17 @@ OP_REPLY = 2
 HTYPE_ETHERNET = 1
 PTYPE_IPV4 = 0x0800
 PACKET_LEN = 28
+
+# Packet layout for Ethernet/IPv4 (RFC 826): octet offsets of the fields.
+HTYPE_AT = 0
+PTYPE_AT = 2
+HLEN_AT = 4
+PLEN_AT = 5
+OP_AT = 6
+SENDER_MAC_AT = 8
+SENDER_IP_AT = 14
+TARGET_MAC_AT = 18
+TARGET_IP_AT = 24
 
 _HDR = struct.Struct("!HHBBH6sI6sI")
 _PREFIX = b"\x00\x01\x08\x00\x06\x04"

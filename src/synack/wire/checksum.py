@@ -15,6 +15,8 @@ with zero on the correct side for free.
 Residues are kept in 0..0xFFFF with 0 meaning "all zero" and 0xFFFF meaning
 "ones'-complement sum is -0", so partial sums (pseudo-header, header, payload)
 can be added as plain ints and finished once.
+
+Layer: wire. Imports only the standard library.
 """
 
 from __future__ import annotations
@@ -60,21 +62,20 @@ def ones_sum(data: bytes | bytearray | memoryview) -> int:
     return 0xFFFF if any(data) else 0
 
 
+def fold(total: int) -> int:
+    """A sum of :func:`ones_sum` results and plain values folded to 16 bits, not complemented.
+
+    This is the end-around carry of RFC 1071 §2(A) (taken modulo 0xFFFF, see
+    above): the value in 1..0xFFFF congruent to ``total``, 0 only for 0. Checksum
+    offload wants it as is in the checksum field: a NIC (or virtio's
+    VIRTIO_NET_HDR_F_NEEDS_CSUM) adds the rest of the segment and complements.
+    """
+    return total % 0xFFFF or (0xFFFF if total else 0)
+
+
 def finish(total: int) -> int:
     """Fold a sum of :func:`ones_sum` results and plain 16/32-bit values into a checksum field."""
-    if not total:
-        return 0xFFFF
-    r = total % 0xFFFF or 0xFFFF
-    return 0xFFFF - r
-
-
-def fold(total: int) -> int:
-    """Fold a sum into 16 bits by end-around carries, not complemented: the
-    partial checksum an offloading link completes (a NIC's, or virtio's
-    NEEDS_CSUM, pseudo-header sum)."""
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return total
+    return 0xFFFF - fold(total)
 
 
 def is_valid(total: int) -> bool:

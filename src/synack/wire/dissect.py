@@ -11,6 +11,8 @@ every field that is present, its ``error`` set (the same
 :class:`MalformedPacket` the parser raises), and the layers outside it intact.
 A bad checksum does not stop the dissection (the field says what it should be);
 any other error stops it at that layer.
+
+Layer: wire. Imports synack.errors and the rest of synack.wire.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from ipaddress import IPv4Address
 
 from synack.wire import arp, ethernet, icmp, ipv4, tcp, udp
 from synack.wire.checksum import finish, internet_checksum, ones_sum, pseudo_header_sum
+from synack.wire.decode import Decoded, decode, parse_quoted_ipv4
 from synack.wire.errors import MalformedPacket
-from synack.wire.pcap import LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_RAW
+from synack.wire.pcap import LINKTYPE_ETHERNET
 from synack.wire.summary import (
     ETHERTYPE_NAMES,
     ICMP_TYPE_NAMES,
@@ -143,40 +146,47 @@ def _checksum_field(
 # --- link layer -------------------------------------------------------------------
 
 
-def _ethernet(frame: bytes, b: _Builder) -> int | None:
-    if b.have(0, 6):
-        b.add("Destination", 0, 6, _mac_text(frame[0:6]))
-    if b.have(6, 6):
-        b.add("Source", 6, 6, _mac_text(frame[6:12]))
-    if b.have(12, 2):
-        et = b.u(12, 2)
-        b.add("EtherType", 12, 2, f"0x{et:04x} ({ETHERTYPE_NAMES.get(et, 'unknown')})")
-    try:
-        return ethernet.parse(frame).ethertype
-    except MalformedPacket as exc:
-        b.error = exc
-        return None
+def _ethernet(b: _Builder, d: Decoded) -> None:
+    for name, rel in (("Destination", ethernet.DST_AT), ("Source", ethernet.SRC_AT)):
+        if b.have(rel, 6):
+            b.add(name, rel, 6, _mac_text(b.raw(rel, 6)))
+    if b.have(ethernet.ETHERTYPE_AT, 2):
+        et = b.u(ethernet.ETHERTYPE_AT, 2)
+        text = f"0x{et:04x} ({ETHERTYPE_NAMES.get(et, 'unknown')})"
+        b.add("EtherType", ethernet.ETHERTYPE_AT, 2, text)
+    if d.ethernet is None:
+        b.error = d.fault
 
 
 _Fmt = Callable[[int], str]
 
 
-def _arp(b: _Builder) -> None:
+def _arp(b: _Builder, d: Decoded) -> None:
     specs: list[tuple[str, int, int, _Fmt]] = [
-        ("Hardware type", 0, 2, lambda v: f"{v} ({'Ethernet' if v == 1 else 'other'})"),
-        ("Protocol type", 2, 2, lambda v: f"0x{v:04x} ({ETHERTYPE_NAMES.get(v, 'other')})"),
-        ("Hardware size", 4, 1, str),
-        ("Protocol size", 5, 1, str),
-        ("Opcode", 6, 2, lambda v: f"{v} ({ {1: 'request', 2: 'reply'}.get(v, 'other') })"),
+        ("Hardware type", arp.HTYPE_AT, 2, lambda v: f"{v} ({'Ethernet' if v == 1 else 'other'})"),
+        (
+            "Protocol type",
+            arp.PTYPE_AT,
+            2,
+            lambda v: f"0x{v:04x} ({ETHERTYPE_NAMES.get(v, 'other')})",
+        ),
+        ("Hardware size", arp.HLEN_AT, 1, str),
+        ("Protocol size", arp.PLEN_AT, 1, str),
+        (
+            "Opcode",
+            arp.OP_AT,
+            2,
+            lambda v: f"{v} ({ {1: 'request', 2: 'reply'}.get(v, 'other') })",
+        ),
     ]
     for name, rel, n, fmt in specs:
         if b.have(rel, n):
             b.add(name, rel, n, fmt(b.u(rel, n)))
     for name, rel, n in (
-        ("Sender MAC", 8, 6),
-        ("Sender IP", 14, 4),
-        ("Target MAC", 18, 6),
-        ("Target IP", 24, 4),
+        ("Sender MAC", arp.SENDER_MAC_AT, 6),
+        ("Sender IP", arp.SENDER_IP_AT, 4),
+        ("Target MAC", arp.TARGET_MAC_AT, 6),
+        ("Target IP", arp.TARGET_IP_AT, 4),
     ):
         if b.have(rel, n):
             b.add(
@@ -185,10 +195,8 @@ def _arp(b: _Builder) -> None:
                 n,
                 ethernet.format_mac(b.raw(rel, n)) if n == 6 else str(IPv4Address(b.raw(rel, n))),
             )
-    try:
-        arp.parse(b.frame[b.start : b.end])
-    except MalformedPacket as exc:
-        b.error = exc
+    if d.arp is None:
+        b.error = d.fault
 
 
 # --- IPv4 -------------------------------------------------------------------------
@@ -205,90 +213,83 @@ class _IpInfo:
     frag_offset: int
 
 
-def _ipv4(b: _Builder, *, quoted: bool = False) -> _IpInfo | None:
-    """Fields of an IPv4 header; ``quoted`` for the header inside an ICMP error (cut short by design)."""
+def _ipv4(
+    b: _Builder,
+    packet: ipv4.Ipv4Packet | None,
+    structural: MalformedPacket | None,
+    *,
+    quoted: bool = False,
+) -> _IpInfo | None:
+    """Fields of an IPv4 header that parsed as ``packet`` (or failed with ``structural``);
+    ``quoted`` for the header inside an ICMP error (cut short by design)."""
     if not b.have(0, 1):
         b.error = MalformedPacket("ipv4", "truncated", "no header")
         return None
-    vihl = b.u(0, 1)
+    vihl = b.u(ipv4.VERSION_IHL_AT, 1)
     hlen = (vihl & 0x0F) * 4
-    b.add("Version", 0, 1, str(vihl >> 4), 0xF0)
-    b.add("IHL", 0, 1, f"{vihl & 0x0F} ({hlen} bytes)", 0x0F)
-    if b.have(1, 1):
-        tos = b.u(1, 1)
-        b.add("DSCP", 1, 1, str(tos >> 2), 0xFC)
+    b.add("Version", ipv4.VERSION_IHL_AT, 1, str(vihl >> 4), 0xF0)
+    b.add("IHL", ipv4.VERSION_IHL_AT, 1, f"{vihl & 0x0F} ({hlen} bytes)", 0x0F)
+    if b.have(ipv4.TOS_AT, 1):
+        tos = b.u(ipv4.TOS_AT, 1)
+        b.add("DSCP", ipv4.TOS_AT, 1, str(tos >> 2), 0xFC)
+        ecn = {0: "0 (not ECT)", 1: "1 (ECT(1))", 2: "2 (ECT(0))", 3: "3 (CE)"}[tos & 3]
+        b.add("ECN", ipv4.TOS_AT, 1, ecn, 0x03)
+    if b.have(ipv4.TOTAL_LENGTH_AT, 2):
+        b.add("Total length", ipv4.TOTAL_LENGTH_AT, 2, str(b.u(ipv4.TOTAL_LENGTH_AT, 2)))
+    if b.have(ipv4.IDENT_AT, 2):
+        ident = b.u(ipv4.IDENT_AT, 2)
+        b.add("Identification", ipv4.IDENT_AT, 2, f"0x{ident:04x} ({ident})")
+    if b.have(ipv4.FRAGMENT_AT, 2):
+        frag = b.u(ipv4.FRAGMENT_AT, 2)
+        flag_bits = ((ipv4.FLAG_RESERVED, "reserved"), (ipv4.FLAG_DF, "DF"), (ipv4.FLAG_MF, "MF"))
+        names = [n for bit, n in flag_bits if frag & bit]
         b.add(
-            "ECN",
-            1,
-            1,
-            {0: "0 (not ECT)", 1: "1 (ECT(1))", 2: "2 (ECT(0))", 3: "3 (CE)"}[tos & 3],
-            0x03,
+            "Flags", ipv4.FRAGMENT_AT, 1, f"0x{frag >> 13:x} ({', '.join(names) or 'none'})", 0xE0
         )
-    if b.have(2, 2):
-        b.add("Total length", 2, 2, str(b.u(2, 2)))
-    if b.have(4, 2):
-        ident = b.u(4, 2)
-        b.add("Identification", 4, 2, f"0x{ident:04x} ({ident})")
-    if b.have(6, 2):
-        frag = b.u(6, 2)
-        names = [
-            n for bit, n in ((0x8000, "reserved"), (0x4000, "DF"), (0x2000, "MF")) if frag & bit
-        ]
-        b.add("Flags", 6, 1, f"0x{frag >> 13:x} ({', '.join(names) or 'none'})", 0xE0)
-        off = frag & 0x1FFF
-        b.add("Fragment offset", 6, 2, f"{off} ({off * 8} bytes)", 0x1FFF)
-    if b.have(8, 1):
-        b.add("TTL", 8, 1, str(b.u(8, 1)))
-    if b.have(9, 1):
-        proto = b.u(9, 1)
-        b.add("Protocol", 9, 1, f"{proto} ({IP_PROTO_NAMES.get(proto, 'unknown')})")
-    structural: MalformedPacket | None = None
-    view = b.frame[b.start : b.end]
-    if quoted and len(view) >= 4 and hlen >= 20:
-        # The quote keeps the original total length; let the header parse on its own.
-        view = (
-            view[:2]
-            + min(len(view), max(hlen, int.from_bytes(view[2:4], "big"))).to_bytes(2, "big")
-            + view[4:]
+        off = frag & ipv4.FRAG_OFFSET_MASK
+        b.add(
+            "Fragment offset",
+            ipv4.FRAGMENT_AT,
+            2,
+            f"{off} ({off * 8} bytes)",
+            ipv4.FRAG_OFFSET_MASK,
         )
-    try:
-        packet = ipv4.parse(view, verify_checksum=False)
-    except MalformedPacket as exc:
-        structural = exc
-        packet = None
+    if b.have(ipv4.TTL_AT, 1):
+        b.add("TTL", ipv4.TTL_AT, 1, str(b.u(ipv4.TTL_AT, 1)))
+    if b.have(ipv4.PROTO_AT, 1):
+        proto = b.u(ipv4.PROTO_AT, 1)
+        b.add("Protocol", ipv4.PROTO_AT, 1, f"{proto} ({IP_PROTO_NAMES.get(proto, 'unknown')})")
     header_ok = (
         structural is None
         or structural.reason in ("bad-option",)
-        or (hlen >= 20 and b.have(0, hlen))
+        or (hlen >= ipv4.MIN_HEADER_LEN and b.have(0, hlen))
     )
-    if b.have(10, 2):
+    if b.have(ipv4.CHECKSUM_AT, 2):
         expected = None
-        if hlen >= 20 and b.have(0, hlen) and header_ok:
+        if hlen >= ipv4.MIN_HEADER_LEN and b.have(0, hlen) and header_ok:
             hdr = bytearray(b.raw(0, hlen))
-            hdr[10:12] = b"\x00\x00"
+            hdr[ipv4.CHECKSUM_AT : ipv4.CHECKSUM_AT + 2] = b"\x00\x00"
             expected = internet_checksum(hdr)
         report = structural is None and not quoted
-        _checksum_field(b, "ipv4", "Header checksum", 10, expected, report)
-    if b.have(12, 4):
-        b.add("Source", 12, 4, str(IPv4Address(b.raw(12, 4))))
-    if b.have(16, 4):
-        b.add("Destination", 16, 4, str(IPv4Address(b.raw(16, 4))))
-    if hlen > 20 and b.have(20, min(hlen, b.end - b.start) - 20):
-        olen = min(hlen, b.end - b.start) - 20
+        _checksum_field(b, "ipv4", "Header checksum", ipv4.CHECKSUM_AT, expected, report)
+    for name, rel in (("Source", ipv4.SRC_AT), ("Destination", ipv4.DST_AT)):
+        if b.have(rel, 4):
+            b.add(name, rel, 4, str(IPv4Address(b.raw(rel, 4))))
+    if hlen > ipv4.MIN_HEADER_LEN and b.have(
+        ipv4.MIN_HEADER_LEN, min(hlen, b.end - b.start) - ipv4.MIN_HEADER_LEN
+    ):
+        olen = min(hlen, b.end - b.start) - ipv4.MIN_HEADER_LEN
         if olen > 0:
-            b.add("Options", 20, olen, b.raw(20, olen).hex(" "))
-    if structural is not None:
+            b.add("Options", ipv4.MIN_HEADER_LEN, olen, b.raw(ipv4.MIN_HEADER_LEN, olen).hex(" "))
+    if structural is not None or packet is None:
         b.error = structural
         return None
-    assert packet is not None
-    payload_start = b.start + hlen
-    payload_end = b.start + (len(view) if quoted else b.u(2, 2))
     return _IpInfo(
         packet.src,
         packet.dst,
         packet.proto,
-        payload_start,
-        payload_end,
+        b.start + hlen,
+        b.end if quoted else b.start + hlen + len(packet.payload),
         packet.more_fragments,
         packet.frag_offset,
     )
@@ -305,52 +306,47 @@ def _pseudo_checksum(
     return finish(pseudo_header_sum(int(src), int(dst), proto, len(data)) + ones_sum(data))
 
 
-def _tcp(b: _Builder, ip: _IpInfo, verify: bool) -> int | None:
+def _tcp(b: _Builder, ip: _IpInfo, verify: bool, structural: MalformedPacket | None) -> int | None:
     """Returns where the payload starts, or None when the header is unusable."""
-    specs: list[tuple[str, int, int, _Fmt]] = [
-        ("Source port", 0, 2, str),
-        ("Destination port", 2, 2, str),
-        ("Sequence number", 4, 4, str),
-        ("Acknowledgment number", 8, 4, str),
-    ]
-    for name, rel, n, fmt in specs:
+    specs = (
+        ("Source port", tcp.SRC_PORT_AT, 2),
+        ("Destination port", tcp.DST_PORT_AT, 2),
+        ("Sequence number", tcp.SEQ_AT, 4),
+        ("Acknowledgment number", tcp.ACK_AT, 4),
+    )
+    for name, rel, n in specs:
         if b.have(rel, n):
-            b.add(name, rel, n, fmt(b.u(rel, n)))
-    if b.have(12, 1):
-        doff = b.u(12, 1) >> 4
-        b.add("Data offset", 12, 1, f"{doff} ({doff * 4} bytes)", 0xF0)
-        b.add("Reserved", 12, 1, str(b.u(12, 1) & 0x0F), 0x0F)
-    if b.have(13, 1):
-        fl = b.u(13, 1)
+            b.add(name, rel, n, str(b.u(rel, n)))
+    if b.have(tcp.DATA_OFFSET_AT, 1):
+        doff = b.u(tcp.DATA_OFFSET_AT, 1) >> 4
+        b.add("Data offset", tcp.DATA_OFFSET_AT, 1, f"{doff} ({doff * 4} bytes)", 0xF0)
+        b.add("Reserved", tcp.DATA_OFFSET_AT, 1, str(b.u(tcp.DATA_OFFSET_AT, 1) & 0x0F), 0x0F)
+    if b.have(tcp.FLAGS_AT, 1):
+        fl = b.u(tcp.FLAGS_AT, 1)
         names = [f.name for f in tcp.TcpFlags if fl & f]
         b.add(
             "Flags",
-            13,
+            tcp.FLAGS_AT,
             1,
             f"0x{fl:02x} [{tcp_flags_text(fl)}] ({', '.join(n or '' for n in names) or 'none'})",
         )
-    if b.have(14, 2):
-        b.add("Window", 14, 2, str(b.u(14, 2)))
-    seg_bytes = b.frame[b.start : b.end]
-    structural: MalformedPacket | None = None
-    try:
-        tcp.parse(seg_bytes, ip.src, ip.dst, verify_checksum=False)
-    except MalformedPacket as exc:
-        structural = exc
-    if b.have(16, 2):
-        expected = (
-            _pseudo_checksum(ip.src, ip.dst, ipv4.PROTO_TCP, seg_bytes, 16) if verify else None
-        )
-        _checksum_field(b, "tcp", "Checksum", 16, expected, structural is None)
-    if b.have(18, 2):
-        b.add("Urgent pointer", 18, 2, str(b.u(18, 2)))
-    if b.have(12, 1):
-        hlen = (b.u(12, 1) >> 4) * 4
-        _tcp_options(b, 20, min(hlen, b.end - b.start))
+    if b.have(tcp.WINDOW_AT, 2):
+        b.add("Window", tcp.WINDOW_AT, 2, str(b.u(tcp.WINDOW_AT, 2)))
+    if b.have(tcp.CHECKSUM_AT, 2):
+        expected = None
+        if verify:
+            seg_bytes = b.frame[b.start : b.end]
+            expected = _pseudo_checksum(ip.src, ip.dst, tcp.PROTO_TCP, seg_bytes, tcp.CHECKSUM_AT)
+        _checksum_field(b, "tcp", "Checksum", tcp.CHECKSUM_AT, expected, structural is None)
+    if b.have(tcp.URGENT_AT, 2):
+        b.add("Urgent pointer", tcp.URGENT_AT, 2, str(b.u(tcp.URGENT_AT, 2)))
+    if b.have(tcp.DATA_OFFSET_AT, 1):
+        hlen = (b.u(tcp.DATA_OFFSET_AT, 1) >> 4) * 4
+        _tcp_options(b, tcp.MIN_HEADER_LEN, min(hlen, b.end - b.start))
     if structural is not None:
         b.error = structural
         return None
-    return b.start + (b.u(12, 1) >> 4) * 4
+    return b.start + (b.u(tcp.DATA_OFFSET_AT, 1) >> 4) * 4
 
 
 _TCP_OPTION_NAMES = {
@@ -390,7 +386,7 @@ def _tcp_options(b: _Builder, rel: int, end: int) -> None:
         if kind == tcp.OPT_MSS and length == 4:
             text = f"{int.from_bytes(data, 'big')} bytes"
         elif kind == tcp.OPT_WSCALE and length == 3:
-            text = f"{data[0]} (multiply by {1 << min(data[0], 14)})"
+            text = f"{data[0]} (multiply by {1 << min(data[0], tcp.MAX_WSCALE)})"
         elif kind == tcp.OPT_SACK_PERMITTED and length == 2:
             text = "yes"
         elif kind == tcp.OPT_TIMESTAMPS and length == 10:
@@ -410,72 +406,69 @@ def _tcp_options(b: _Builder, rel: int, end: int) -> None:
         i += length
 
 
-def _udp(b: _Builder, ip: _IpInfo, verify: bool) -> int | None:
-    for name, rel in (("Source port", 0), ("Destination port", 2), ("Length", 4)):
+def _udp(b: _Builder, ip: _IpInfo, verify: bool, structural: MalformedPacket | None) -> int | None:
+    for name, rel in (
+        ("Source port", udp.SRC_PORT_AT),
+        ("Destination port", udp.DST_PORT_AT),
+        ("Length", udp.LENGTH_AT),
+    ):
         if b.have(rel, 2):
             b.add(name, rel, 2, str(b.u(rel, 2)))
-    seg_bytes = b.frame[b.start : b.end]
-    structural: MalformedPacket | None = None
-    try:
-        udp.parse(seg_bytes, ip.src, ip.dst, verify_checksum=False)
-    except MalformedPacket as exc:
-        structural = exc
-    if b.have(6, 2):
-        stored = b.u(6, 2)
+    if b.have(udp.CHECKSUM_AT, 2):
+        stored = b.u(udp.CHECKSUM_AT, 2)
         if stored == 0:
-            b.add("Checksum", 6, 2, "0x0000 (none)")
+            b.add("Checksum", udp.CHECKSUM_AT, 2, "0x0000 (none)")
         else:
             expected = None
             if verify and structural is None:
+                dgram = b.frame[b.start : b.start + b.u(udp.LENGTH_AT, 2)]
+                # RFC 768: a computed zero is sent as all ones.
                 expected = (
-                    _pseudo_checksum(ip.src, ip.dst, ipv4.PROTO_UDP, seg_bytes[: b.u(4, 2)], 6)
+                    _pseudo_checksum(ip.src, ip.dst, udp.PROTO_UDP, dgram, udp.CHECKSUM_AT)
                     or 0xFFFF
                 )
-            _checksum_field(b, "udp", "Checksum", 6, expected)
+            _checksum_field(b, "udp", "Checksum", udp.CHECKSUM_AT, expected)
     if structural is not None:
         b.error = structural
         return None
-    return b.start + 8
+    return b.start + udp.HEADER_LEN
 
 
-def _icmp(b: _Builder) -> tuple[int, int] | None:
-    """Returns (payload start, type) or None."""
-    if b.have(0, 1):
-        t = b.u(0, 1)
-        b.add("Type", 0, 1, f"{t} ({ICMP_TYPE_NAMES.get(t, 'unknown')})")
-    if b.have(1, 1):
-        code = b.u(1, 1)
+def _icmp(
+    b: _Builder, msg: icmp.IcmpMessage | None, structural: MalformedPacket | None
+) -> int | None:
+    """Returns where the payload starts, or None."""
+    if b.have(icmp.TYPE_AT, 1):
+        t = b.u(icmp.TYPE_AT, 1)
+        b.add("Type", icmp.TYPE_AT, 1, f"{t} ({ICMP_TYPE_NAMES.get(t, 'unknown')})")
+    if b.have(icmp.CODE_AT, 1):
+        code = b.u(icmp.CODE_AT, 1)
         text = str(code)
-        if b.u(0, 1) == icmp.TYPE_DEST_UNREACHABLE:
+        if b.u(icmp.TYPE_AT, 1) == icmp.TYPE_DEST_UNREACHABLE:
             text += f" ({UNREACHABLE_CODES.get(code, 'unknown')})"
-        b.add("Code", 1, 1, text)
-    data = b.frame[b.start : b.end]
-    structural: MalformedPacket | None = None
-    try:
-        msg = icmp.parse(data, verify_checksum=False)
-    except MalformedPacket as exc:
-        structural = exc
-    if b.have(2, 2):
+        b.add("Code", icmp.CODE_AT, 1, text)
+    if b.have(icmp.CHECKSUM_AT, 2):
         expected = None
         if structural is None:
-            buf = bytearray(data)
-            buf[2:4] = b"\x00\x00"
+            buf = bytearray(b.frame[b.start : b.end])
+            buf[icmp.CHECKSUM_AT : icmp.CHECKSUM_AT + 2] = b"\x00\x00"
             expected = internet_checksum(buf)
-        _checksum_field(b, "icmp", "Checksum", 2, expected)
-    if structural is not None:
+        _checksum_field(b, "icmp", "Checksum", icmp.CHECKSUM_AT, expected)
+    if structural is not None or msg is None:
         b.error = structural
         return None
+    seq_at = icmp.REST_AT + 2
     if msg.type in (icmp.TYPE_ECHO_REQUEST, icmp.TYPE_ECHO_REPLY):
-        b.add("Identifier", 4, 2, str(msg.ident))
-        b.add("Sequence number", 6, 2, str(msg.sequence))
+        b.add("Identifier", icmp.REST_AT, 2, str(msg.ident))
+        b.add("Sequence number", seq_at, 2, str(msg.sequence))
     elif msg.type == icmp.TYPE_DEST_UNREACHABLE and msg.code == icmp.CODE_FRAG_NEEDED:
-        b.add("Unused", 4, 2, str(msg.ident))
-        b.add("Next-hop MTU", 6, 2, str(msg.sequence))
+        b.add("Unused", icmp.REST_AT, 2, str(msg.ident))
+        b.add("Next-hop MTU", seq_at, 2, str(msg.sequence))
     elif msg.is_error:
-        b.add("Unused", 4, 4, f"0x{msg.rest:08x}")
+        b.add("Unused", icmp.REST_AT, 4, f"0x{msg.rest:08x}")
     else:
-        b.add("Rest of header", 4, 4, f"0x{msg.rest:08x}")
-    return b.start + 8, msg.type
+        b.add("Rest of header", icmp.REST_AT, 4, f"0x{msg.rest:08x}")
+    return b.start + icmp.HEADER_LEN
 
 
 # --- the whole frame ----------------------------------------------------------------
@@ -503,31 +496,27 @@ class _Collector:
 def dissect(frame: bytes | bytearray | memoryview, linktype: int = LINKTYPE_ETHERNET) -> Dissection:
     """Every layer of ``frame`` with every field and its byte range. Never raises for bad bytes."""
     data = bytes(frame)
+    d = decode(data, linktype)
     out = _Collector()
     end = len(data)
     payload_at = end
     payload_stop = end
-    ip_at: int | None = None
     if linktype == LINKTYPE_ETHERNET:
         b = _Builder(data, "Ethernet", 0, end)
-        ethertype = _ethernet(data, b)
+        _ethernet(b, d)
         out.push(b)
-        payload_at = min(14, end)
-        if ethertype == ethernet.ETHERTYPE_IPV4:
-            ip_at = 14
-        elif ethertype == ethernet.ETHERTYPE_ARP:
-            b = _Builder(data, "ARP", 14, end)
-            _arp(b)
+        payload_at = min(ethernet.HEADER_LEN, end)
+        if d.ethernet is not None and d.ethernet.ethertype == ethernet.ETHERTYPE_ARP:
+            b = _Builder(data, "ARP", ethernet.HEADER_LEN, end)
+            _arp(b, d)
             out.push(b)
             if b.error is None:
-                payload_at = payload_stop = 14 + arp.PACKET_LEN
+                payload_at = payload_stop = ethernet.HEADER_LEN + arp.PACKET_LEN
                 out.padding(data, payload_at)
-    elif linktype in (LINKTYPE_RAW, LINKTYPE_IPV4):
-        ip_at = payload_at = 0
-    else:
-        out.error = MalformedPacket("pcap", "unsupported", f"link type {linktype}")
-    if ip_at is not None:
-        payload_at, payload_stop = _dissect_ip(data, ip_at, out)
+    elif d.ip_at is None:
+        out.error = d.fault  # a link type synack does not read
+    if d.ip_at is not None:
+        payload_at, payload_stop = _dissect_ip(data, d, out)
     return Dissection(
         data,
         linktype,
@@ -539,11 +528,13 @@ def dissect(frame: bytes | bytearray | memoryview, linktype: int = LINKTYPE_ETHE
     )
 
 
-def _dissect_ip(data: bytes, at: int, out: _Collector) -> tuple[int, int]:
+def _dissect_ip(data: bytes, d: Decoded, out: _Collector) -> tuple[int, int]:
     """Dissect IPv4 and what it carries; returns the payload's (start, stop)."""
+    at = d.ip_at
+    assert at is not None
     end = len(data)
     b = _Builder(data, "IPv4", at, end)
-    ip = _ipv4(b)
+    ip = _ipv4(b, d.ipv4, d.fault if d.ipv4 is None else None)
     out.push(b)
     if ip is None:
         return at + b.length, end
@@ -555,25 +546,25 @@ def _dissect_ip(data: bytes, at: int, out: _Collector) -> tuple[int, int]:
         name = {ipv4.PROTO_TCP: "TCP", ipv4.PROTO_UDP: "UDP", ipv4.PROTO_ICMP: "ICMP"}.get(ip.proto)
         b = _Builder(data, name or "", ip.payload_start, ip.payload_end)
         if ip.proto == ipv4.PROTO_TCP:
-            got = _tcp(b, ip, verify)
+            got = _tcp(b, ip, verify, d.fault)
             out.push(b)
             start = got if got is not None else ip.payload_start + b.length
         elif ip.proto == ipv4.PROTO_UDP:
-            got = _udp(b, ip, verify)
+            got = _udp(b, ip, verify, d.fault)
             out.push(b)
             if got is not None:
                 start = got
-                stop = min(stop, ip.payload_start + b.u(4, 2))
+                stop = min(stop, ip.payload_start + b.u(udp.LENGTH_AT, 2))
             else:
                 start = ip.payload_start + b.length
         elif ip.proto == ipv4.PROTO_ICMP:
-            icmp_got = _icmp(b)
+            got = _icmp(b, d.icmp, d.fault)
             out.push(b)
-            if icmp_got is None:
+            if got is None:
                 start = ip.payload_start + b.length
             else:
-                start, itype = icmp_got
-                if itype in (icmp.TYPE_DEST_UNREACHABLE, icmp.TYPE_TIME_EXCEEDED, 4, 5, 12):
+                start = got
+                if d.icmp is not None and d.icmp.is_error:
                     start = _quoted(data, start, ip.payload_end, out)
     out.padding(data, ip.payload_end)
     return start, max(start, stop)
@@ -582,25 +573,31 @@ def _dissect_ip(data: bytes, at: int, out: _Collector) -> tuple[int, int]:
 def _quoted(data: bytes, at: int, end: int, out: _Collector) -> int:
     """The IP header + first 8 octets an ICMP error quotes (RFC 792); errors here are not the frame's."""
     b = _Builder(data, "IPv4 (quoted)", at, end)
-    ip = _ipv4(b, quoted=True)
+    packet: ipv4.Ipv4Packet | None = None
+    structural: MalformedPacket | None = None
+    try:
+        packet = parse_quoted_ipv4(data[at:end])
+    except MalformedPacket as exc:
+        structural = exc
+    ip = _ipv4(b, packet, structural, quoted=True)
     # A damaged quote is the quoting host's business, not an error of this frame.
     out.layers.append(b.layer())
     if ip is None:
         return at + b.length
-    name = {6: "TCP (quoted)", 17: "UDP (quoted)"}.get(ip.proto)
+    name = {ipv4.PROTO_TCP: "TCP (quoted)", ipv4.PROTO_UDP: "UDP (quoted)"}.get(ip.proto)
     if name is None:
         return ip.payload_start
     q = _Builder(data, name, ip.payload_start, end)
-    for fname, rel, n in (("Source port", 0, 2), ("Destination port", 2, 2)):
-        if q.have(rel, n):
-            q.add(fname, rel, n, str(q.u(rel, n)))
-    if ip.proto == 6 and q.have(4, 4):
-        q.add("Sequence number", 4, 4, str(q.u(4, 4)))
-    elif ip.proto == 17:
-        for fname, rel in (("Length", 4), ("Checksum", 6)):
-            if q.have(rel, 2):
-                q.add(
-                    fname, rel, 2, str(q.u(rel, 2)) if fname == "Length" else f"0x{q.u(rel, 2):04x}"
-                )
+    # Both transports start with the two ports (at the same offsets in tcp and udp).
+    for fname, rel in (("Source port", tcp.SRC_PORT_AT), ("Destination port", tcp.DST_PORT_AT)):
+        if q.have(rel, 2):
+            q.add(fname, rel, 2, str(q.u(rel, 2)))
+    if ip.proto == ipv4.PROTO_TCP and q.have(tcp.SEQ_AT, 4):
+        q.add("Sequence number", tcp.SEQ_AT, 4, str(q.u(tcp.SEQ_AT, 4)))
+    elif ip.proto == ipv4.PROTO_UDP:
+        if q.have(udp.LENGTH_AT, 2):
+            q.add("Length", udp.LENGTH_AT, 2, str(q.u(udp.LENGTH_AT, 2)))
+        if q.have(udp.CHECKSUM_AT, 2):
+            q.add("Checksum", udp.CHECKSUM_AT, 2, f"0x{q.u(udp.CHECKSUM_AT, 2):04x}")
     out.layers.append(q.layer())
     return ip.payload_start + q.length

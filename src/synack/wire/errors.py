@@ -22,6 +22,8 @@ bad-magic           a pcap file that does not start with a libpcap magic number
 
 ``layer`` names the format: ``ethernet``, ``arp``, ``ipv4``, ``icmp``,
 ``udp``, ``tcp`` or ``pcap``.
+
+Layer: wire. Imports synack.errors.
 """
 
 from __future__ import annotations

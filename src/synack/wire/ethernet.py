@@ -2,6 +2,8 @@
 
 No FCS and no padding to the 60-octet minimum: a TAP device and a pcap file
 carry neither, and IPv4 trims padding by its total length.
+
+Layer: wire. Imports synack.errors and the rest of synack.wire.
 """
 
 from __future__ import annotations
@@ -18,6 +20,10 @@ BROADCAST = b"\xff" * 6
 ETHERTYPE_IPV4 = 0x0800
 ETHERTYPE_ARP = 0x0806
 HEADER_LEN = 14
+# Header layout: octet offsets of the fields (IEEE 802.3 clause 3, Ethernet II).
+DST_AT = 0
+SRC_AT = 6
+ETHERTYPE_AT = 12
 # Values below 0x0600 are IEEE 802.3 length fields, not EtherTypes (RFC 894 vs 802.3).
 MIN_ETHERTYPE = 0x0600
 

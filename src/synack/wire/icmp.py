@@ -2,6 +2,8 @@
 
 Every message is type, code, checksum, a 4-octet "rest of header" and a body;
 the representation keeps that shape, so unknown types parse and build too.
+
+Layer: wire. Imports synack.errors and the rest of synack.wire.
 """
 
 from __future__ import annotations
@@ -28,6 +30,12 @@ CODE_FRAG_NEEDED = 4
 HEADER_LEN = 8
 # An error message quotes the datagram's IPv4 header and this much of its payload.
 QUOTE_PAYLOAD_LEN = 8  # RFC 792: "the first 64 bits of the original data datagram"
+
+# Header layout (RFC 792): octet offsets of the fields.
+TYPE_AT = 0
+CODE_AT = 1
+CHECKSUM_AT = 2
+REST_AT = 4  # echo: identifier, then sequence number at 6; frag-needed: next-hop MTU at 6
 
 _HDR = struct.Struct("!BBHI")
 

@@ -2,6 +2,8 @@
 
 Fragments are parsed like any packet (their fields are in the representation);
 reassembly is the stack's business.
+
+Layer: wire. Imports synack.errors and the rest of synack.wire.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 
 from synack.errors import LocalProtocolError
+from synack.wire import options as tlv
 from synack.wire._fast import address_int, slot_maker
-from synack.wire.checksum import finish, ones_sum
+from synack.wire.checksum import finish, le_residue, ones_sum
 from synack.wire.errors import MalformedPacket
 
 PROTO_ICMP = 1
@@ -24,9 +27,23 @@ VERSION_IHL = 0x45  # first octet of an option-less header: version 4, IHL 5
 MAX_HEADER_LEN = 60
 MAX_TOTAL_LEN = 0xFFFF
 
+# Header layout (RFC 791 §3.1): octet offsets of the fields, for code that reads
+# or patches one field in place (the dissection, checksum offload).
+VERSION_IHL_AT = 0  # version: high nibble; IHL (32-bit words): low nibble
+TOS_AT = 1  # DSCP: high six bits; ECN: low two
+TOTAL_LENGTH_AT = 2
+IDENT_AT = 4
+FRAGMENT_AT = 6  # flags: high three bits; offset (8-octet units): low thirteen
+TTL_AT = 8
+PROTO_AT = 9
+CHECKSUM_AT = 10
+SRC_AT = 12
+DST_AT = 16
+FRAG_OFFSET_MASK = 0x1FFF
+
 # Option kinds that are a single octet (RFC 791 §3.1, "Case 1").
-OPT_EOL = 0
-OPT_NOP = 1
+OPT_EOL = tlv.OPT_EOL
+OPT_NOP = tlv.OPT_NOP
 
 FLAG_RESERVED = 0x8000
 FLAG_DF = 0x4000
@@ -84,21 +101,8 @@ class Ipv4Packet:
 
 def check_options(options: bytes | memoryview) -> None:
     """Walk the option TLVs (RFC 791 §3.1); an option running past the header is ``bad-option``."""
-    i = 0
-    n = len(options)
-    while i < n:
-        kind = options[i]
-        if kind == OPT_EOL:
-            return
-        if kind == OPT_NOP:
-            i += 1
-            continue
-        if i + 1 >= n:
-            raise MalformedPacket("ipv4", "bad-option", f"option {kind} at {i} has no length octet")
-        length = options[i + 1]
-        if length < 2 or i + length > n:
-            raise MalformedPacket("ipv4", "bad-option", f"option {kind} at {i} has length {length}")
-        i += length
+    for _ in tlv.walk(options, "ipv4"):
+        pass
 
 
 _make = slot_maker(Ipv4Packet)
@@ -123,8 +127,8 @@ def parse(data: bytes | memoryview, *, verify_checksum: bool = True) -> Ipv4Pack
     if total > n:
         raise MalformedPacket("ipv4", "truncated", f"total length {total} but {n} bytes present")
     # A correct header sums to ones'-complement -0 (RFC 791 §3.1 "Header Checksum");
-    # the version nibble makes the sum non-zero, so "% 0xFFFF == 0" is the whole test.
-    if verify_checksum and _from_bytes(data[:hlen], "little") % 0xFFFF:
+    # the version nibble makes the sum non-zero, so a zero residue is the whole test.
+    if verify_checksum and le_residue(data[:hlen]):
         raise MalformedPacket("ipv4", "bad-checksum", f"header checksum 0x{csum:04x} is wrong")
     if hlen > MIN_HEADER_LEN:
         options = data[MIN_HEADER_LEN:hlen]
@@ -148,7 +152,7 @@ def parse(data: bytes | memoryview, *, verify_checksum: bool = True) -> Ipv4Pack
         tos & 3,
         (frag & FLAG_DF) != 0,
         (frag & FLAG_MF) != 0,
-        frag & 0x1FFF,
+        frag & FRAG_OFFSET_MASK,
         options,
     )
 
@@ -166,7 +170,7 @@ def build_header(packet: Ipv4Packet, payload_len: int) -> bytes:
     if total > MAX_TOTAL_LEN:
         raise LocalProtocolError(f"ipv4: packet of {total} octets exceeds 65535")
     frag = packet.frag_offset
-    if not 0 <= frag <= 0x1FFF:
+    if not 0 <= frag <= FRAG_OFFSET_MASK:
         raise LocalProtocolError(f"ipv4: fragment offset {frag} out of range")
     if not 0 <= packet.dscp <= 63 or not 0 <= packet.ecn <= 3:
         raise LocalProtocolError("ipv4: dscp must be 0..63 and ecn 0..3")

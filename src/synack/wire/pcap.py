@@ -10,6 +10,8 @@ tcpdump does on x86, readers accept all four magics.
 Reading is bounded: a record that announces more than ``max_record`` octets is
 refused (``bad-length``) before anything is read, and a file cut short inside a
 record is reported (``truncated``), never silently shortened.
+
+Layer: wire. Imports synack.errors and the rest of synack.wire.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import os
 import struct
 from collections.abc import Iterator
 from types import TracebackType
-from typing import IO, NamedTuple
+from typing import IO, NamedTuple, Self
 
 from synack.errors import LocalProtocolError
 from synack.wire.errors import MalformedPacket
@@ -51,7 +53,35 @@ class PcapRecord(NamedTuple):
     data: bytes
 
 
-class PcapWriter:
+class _PcapFile:
+    """A pcap file given as a path (opened here, closed by :meth:`close`) or as a
+    binary file object (the caller's: left open)."""
+
+    def __init__(self, file: PathOrFile, mode: str) -> None:
+        if isinstance(file, (str, os.PathLike)):
+            self._file: IO[bytes] = open(file, mode)  # noqa: SIM115 - closed in close()
+            self._owned = True
+        else:
+            self._file = file
+            self._owned = False
+
+    def close(self) -> None:
+        if self._owned:
+            self._file.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class PcapWriter(_PcapFile):
     """A streaming pcap writer, usable as a capture sink: ``.write(timestamp, frame)``.
 
     ``file`` is a path (created/truncated, closed by :meth:`close`) or a binary
@@ -78,12 +108,7 @@ class PcapWriter:
         self.flush_each = flush_each
         self.count = 0
         self._scale = 1_000_000_000 if nanosecond else 1_000_000
-        if isinstance(file, (str, os.PathLike)):
-            self._file: IO[bytes] = open(file, "wb")  # noqa: SIM115 - closed in close()
-            self._owned = True
-        else:
-            self._file = file
-            self._owned = False
+        super().__init__(file, "wb")
         magic = MAGIC_NANO if nanosecond else MAGIC_MICRO
         self._file.write(_GLOBAL.pack(magic, 2, 4, 0, 0, snaplen, linktype))
         if flush_each:
@@ -122,21 +147,9 @@ class PcapWriter:
         self._file.flush()
 
     def close(self) -> None:
-        if self._owned:
-            self._file.close()
-        elif not self._file.closed:
+        if not self._owned and not self._file.closed:
             self._file.flush()
-
-    def __enter__(self) -> PcapWriter:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+        super().close()
 
 
 def write_pcap(
@@ -162,16 +175,11 @@ def _read_exact(f: IO[bytes], n: int, what: str) -> bytes:
     return data
 
 
-class PcapReader:
+class PcapReader(_PcapFile):
     """Iterate the records of a classic pcap file; see :func:`read_pcap`."""
 
     def __init__(self, file: PathOrFile, *, max_record: int = DEFAULT_SNAPLEN) -> None:
-        if isinstance(file, (str, os.PathLike)):
-            self._file: IO[bytes] = open(file, "rb")  # noqa: SIM115 - closed in close()
-            self._owned = True
-        else:
-            self._file = file
-            self._owned = False
+        super().__init__(file, "rb")
         try:
             header = _read_exact(self._file, GLOBAL_HEADER_LEN, "global header")
             magic_le = int.from_bytes(header[:4], "little")
@@ -230,21 +238,6 @@ class PcapReader:
                 )
             data = _read_exact(f, caplen, "record data")
             yield PcapRecord(seconds + fraction / scale, linktype, data)
-
-    def close(self) -> None:
-        if self._owned:
-            self._file.close()
-
-    def __enter__(self) -> PcapReader:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def read_pcap(file: PathOrFile, *, max_record: int = DEFAULT_SNAPLEN) -> Iterator[PcapRecord]:

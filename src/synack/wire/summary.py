@@ -4,15 +4,21 @@
 far as it goes, followed by the error in brackets, e.g.
 ``IP 10.0.0.1.40000 > 10.0.0.2.80: [tcp bad-data-offset]``; a bad checksum
 still shows the decoded segment, followed by ``[tcp bad-checksum]``.
+
+Layer: wire. Imports synack.errors and the rest of synack.wire.
 """
 
 from __future__ import annotations
 
+import struct
 from ipaddress import IPv4Address
 
 from synack.wire import arp, ethernet, icmp, ipv4, tcp, udp
+from synack.wire.decode import Decoded, decode, parse_quoted_ipv4
 from synack.wire.errors import MalformedPacket
 from synack.wire.pcap import LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_RAW
+
+_PORTS = struct.Struct("!HH")  # source and destination port, as TCP and UDP both begin
 
 # tcpdump's letters, in tcpdump's order (F S R P . U E W).
 _FLAG_LETTERS = (
@@ -119,7 +125,7 @@ def summarize_udp(datagram: udp.UdpDatagram) -> str:
 def summarize_icmp(message: icmp.IcmpMessage) -> str:
     """``ICMP echo request, id 7, seq 1, length 12`` / ``ICMP 10.0.0.2 udp port 9 unreachable, length 36``."""
     m = message
-    length = 8 + len(m.payload)
+    length = icmp.HEADER_LEN + len(m.payload)
     if m.type in (icmp.TYPE_ECHO_REQUEST, icmp.TYPE_ECHO_REPLY):
         return f"ICMP {ICMP_TYPE_NAMES[m.type]}, id {m.ident}, seq {m.sequence}, length {length}"
     if m.type == icmp.TYPE_DEST_UNREACHABLE:
@@ -135,24 +141,15 @@ def summarize_icmp(message: icmp.IcmpMessage) -> str:
 
 def _unreachable_text(m: icmp.IcmpMessage) -> str:
     try:
-        quoted = ipv4.parse(m.payload, verify_checksum=False)
+        quoted: ipv4.Ipv4Packet | None = parse_quoted_ipv4(m.payload)
     except MalformedPacket:
         quoted = None
-    # The quote may be cut anywhere after the header: parse its header alone.
-    if quoted is None and len(m.payload) >= 20:
-        try:
-            hlen = (m.payload[0] & 0x0F) * 4
-            head = bytearray(m.payload[:hlen])
-            head[2:4] = hlen.to_bytes(2, "big")
-            quoted = ipv4.parse(bytes(head) + m.payload[hlen:], verify_checksum=False)
-        except MalformedPacket:
-            quoted = None
     if m.code == 3 and quoted is not None and quoted.proto in (ipv4.PROTO_UDP, ipv4.PROTO_TCP):
-        hlen = 20 + len(quoted.options)
-        ports = m.payload[hlen : hlen + 4]
-        if len(ports) == 4:
+        hlen = ipv4.MIN_HEADER_LEN + len(quoted.options)
+        ports = _ports(m.payload[hlen:])
+        if ports is not None:
             proto = "udp" if quoted.proto == ipv4.PROTO_UDP else "tcp"
-            return f"{quoted.dst} {proto} port {int.from_bytes(ports[2:4], 'big')} unreachable"
+            return f"{quoted.dst} {proto} port {ports[1]} unreachable"
     if m.code == 4:
         return f"{quoted.dst if quoted else '?'} unreachable - need to frag (mtu {m.rest & 0xFFFF})"
     dst = quoted.dst if quoted else "?"
@@ -180,29 +177,25 @@ def _fault(exc: MalformedPacket) -> str:
 
 def summarize_ip(data: bytes | memoryview) -> str:
     """A tcpdump line for one IPv4 packet (without the link layer)."""
-    try:
-        packet = ipv4.parse(data)
-    except MalformedPacket as exc:
-        if exc.reason != "bad-checksum":
-            return f"IP {_fault(exc)}"
-        try:
-            packet = ipv4.parse(data, verify_checksum=False)
-        except MalformedPacket as again:
-            return f"IP {_fault(again)}"
-        return f"{summarize_ipv4(packet)} {_fault(exc)}"
-    return summarize_ipv4(packet)
+    return _ip_text(decode(data, LINKTYPE_IPV4, verify=True))
 
 
-def summarize_ipv4(packet: ipv4.Ipv4Packet) -> str:
-    """The tcpdump line for a parsed packet; fragments get ``(frag ID:LEN@OFFSET[+])`` at the end."""
-    line = _ipv4_line(packet)
-    p = packet
+def _ip_text(d: Decoded) -> str:
+    """The line for a decoded IPv4 packet; fragments get ``(frag ID:LEN@OFFSET[+])`` at the end."""
+    p = d.ipv4
+    if p is None:
+        assert d.fault is not None
+        return f"IP {_fault(d.fault)}"
+    line = _ipv4_line(p, d)
     if p.is_fragment:
         line += f" (frag {p.ident}:{len(p.payload)}@{p.frag_offset * 8}{'+' if p.more_fragments else ''})"
+    for exc in d.bad_checksums:
+        if exc.layer == "ipv4":
+            line += f" {_fault(exc)}"
     return line
 
 
-def _ipv4_line(p: ipv4.Ipv4Packet) -> str:
+def _ipv4_line(p: ipv4.Ipv4Packet, d: Decoded) -> str:
     if p.frag_offset:
         # Later fragments carry no transport header to summarise.
         return f"IP {p.src} > {p.dst}: ip-proto-{p.proto}"
@@ -210,39 +203,40 @@ def _ipv4_line(p: ipv4.Ipv4Packet) -> str:
     if p.proto not in (ipv4.PROTO_TCP, ipv4.PROTO_UDP, ipv4.PROTO_ICMP):
         name = IP_PROTO_NAMES.get(p.proto, f"ip-proto-{p.proto}")
         return f"IP {p.src} > {p.dst}: {name}, length {len(p.payload)}"
-    if p.more_fragments and p.proto == ipv4.PROTO_UDP and len(p.payload) >= 8 and ports is not None:
+    if (
+        p.more_fragments
+        and p.proto == ipv4.PROTO_UDP
+        and len(p.payload) >= udp.HEADER_LEN
+        and ports is not None
+    ):
         # A first fragment holds only part of the datagram: report its UDP header as it stands.
-        length = int.from_bytes(p.payload[4:6], "big")
-        return f"IP {p.src}.{ports[0]} > {p.dst}.{ports[1]}: UDP, length {max(length - 8, 0)}"
-    # A first fragment's transport checksum covers the whole datagram: not checkable here.
-    try:
-        return _transport_line(p, verify=not p.more_fragments)
-    except MalformedPacket as exc:
-        if exc.reason == "bad-checksum":
-            # Show what the segment says anyway, and that it is damaged.
-            try:
-                return f"{_transport_line(p, verify=False)} {_fault(exc)}"
-            except MalformedPacket as worse:
-                exc = worse
+        length = int.from_bytes(p.payload[udp.LENGTH_AT : udp.LENGTH_AT + 2], "big")
+        return f"IP {p.src}.{ports[0]} > {p.dst}.{ports[1]}: UDP, length {max(length - udp.HEADER_LEN, 0)}"
+    if d.fault is not None:
         if p.proto != ipv4.PROTO_ICMP and ports is not None:
-            return f"IP {p.src}.{ports[0]} > {p.dst}.{ports[1]}: {_fault(exc)}"
-        return f"IP {p.src} > {p.dst}: {_fault(exc)}"
-
-
-def _transport_line(p: ipv4.Ipv4Packet, *, verify: bool) -> str:
-    if p.proto == ipv4.PROTO_TCP:
-        seg = tcp.parse(p.payload, p.src, p.dst, verify_checksum=verify)
-        return f"IP {p.src}.{seg.src_port} > {p.dst}.{seg.dst_port}: {summarize_tcp(seg)}"
-    if p.proto == ipv4.PROTO_UDP:
-        dg = udp.parse(p.payload, p.src, p.dst, verify_checksum=verify)
-        return f"IP {p.src}.{dg.src_port} > {p.dst}.{dg.dst_port}: {summarize_udp(dg)}"
-    return f"IP {p.src} > {p.dst}: {summarize_icmp(icmp.parse(p.payload, verify_checksum=verify))}"
+            return f"IP {p.src}.{ports[0]} > {p.dst}.{ports[1]}: {_fault(d.fault)}"
+        return f"IP {p.src} > {p.dst}: {_fault(d.fault)}"
+    if d.tcp is not None:
+        seg = d.tcp
+        line = f"IP {p.src}.{seg.src_port} > {p.dst}.{seg.dst_port}: {summarize_tcp(seg)}"
+    elif d.udp is not None:
+        dg = d.udp
+        line = f"IP {p.src}.{dg.src_port} > {p.dst}.{dg.dst_port}: {summarize_udp(dg)}"
+    else:
+        assert d.icmp is not None
+        line = f"IP {p.src} > {p.dst}: {summarize_icmp(d.icmp)}"
+    # A damaged segment still shows what it says, and that it is damaged.
+    for exc in d.bad_checksums:
+        if exc.layer != "ipv4":
+            line += f" {_fault(exc)}"
+    return line
 
 
 def _ports(data: bytes) -> tuple[int, int] | None:
+    """The two port numbers TCP and UDP both start with, if the octets are there."""
     if len(data) < 4:
         return None
-    return int.from_bytes(data[0:2], "big"), int.from_bytes(data[2:4], "big")
+    return _PORTS.unpack_from(data, udp.SRC_PORT_AT)
 
 
 def summarize(
@@ -252,13 +246,14 @@ def summarize(
     if linktype in (LINKTYPE_RAW, LINKTYPE_IPV4):
         if len(frame) and frame[0] >> 4 == 6:
             return f"IP6, length {len(frame)}"
-        return summarize_ip(frame)
+        return _ip_text(decode(frame, linktype, verify=True))
     if linktype != LINKTYPE_ETHERNET:
         return f"link type {linktype}, length {len(frame)}"
-    try:
-        eth = ethernet.parse(frame)
-    except MalformedPacket as exc:
-        return _fault(exc)
+    d = decode(frame, linktype, verify=True)
+    eth = d.ethernet
+    if eth is None:
+        assert d.fault is not None
+        return _fault(d.fault)
     prefix = ""
     if link:
         name = ETHERTYPE_NAMES.get(eth.ethertype, "Unknown")
@@ -267,12 +262,12 @@ def summarize(
             f"ethertype {name} (0x{eth.ethertype:04x}), length {len(frame)}: "
         )
     if eth.ethertype == ethernet.ETHERTYPE_IPV4:
-        return prefix + summarize_ip(eth.payload)
+        return prefix + _ip_text(d)
     if eth.ethertype == ethernet.ETHERTYPE_ARP:
-        try:
-            return prefix + summarize_arp(arp.parse(eth.payload))
-        except MalformedPacket as exc:
-            return prefix + f"ARP {_fault(exc)}"
+        if d.arp is None:
+            assert d.fault is not None
+            return prefix + f"ARP {_fault(d.fault)}"
+        return prefix + summarize_arp(d.arp)
     name = ETHERTYPE_NAMES.get(eth.ethertype, f"ethertype 0x{eth.ethertype:04x}")
     return prefix + f"{name}, length {len(eth.payload)}"
 

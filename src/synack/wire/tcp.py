@@ -2,6 +2,8 @@
 
 CONTRACT (shared by wire/, tcp/, stack/ and trace/): the representation
 classes below, ``parse`` and ``build``.
+
+Layer: wire. Imports synack.errors and the rest of synack.wire.
 """
 
 from __future__ import annotations
@@ -12,17 +14,30 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
 from synack.errors import LocalProtocolError
+from synack.wire import options as tlv
 from synack.wire._fast import address_int, slot_maker
-from synack.wire.checksum import finish, fold, le_residue, ones_sum
+from synack.wire.checksum import finish, fold, is_valid, le_residue, ones_sum, pseudo_header_sum
 from synack.wire.errors import MalformedPacket
 
 PROTO_TCP = 6
 MIN_HEADER_LEN = 20
-CHECKSUM_OFFSET = 16  # of the checksum field in the header
 MAX_OPTIONS_LEN = 40
+MAX_WSCALE = 14  # RFC 7323 §2.3: a larger window scale shift is taken as 14
 
-OPT_EOL = 0
-OPT_NOP = 1
+# Header layout (RFC 9293 §3.1): octet offsets of the fields, for code that reads
+# or patches one field in place (the dissection, checksum offload).
+SRC_PORT_AT = 0
+DST_PORT_AT = 2
+SEQ_AT = 4
+ACK_AT = 8
+DATA_OFFSET_AT = 12  # data offset (32-bit words): high nibble; reserved: low nibble
+FLAGS_AT = 13
+WINDOW_AT = 14
+CHECKSUM_AT = 16
+URGENT_AT = 18
+
+OPT_EOL = tlv.OPT_EOL
+OPT_NOP = tlv.OPT_NOP
 OPT_MSS = 2
 OPT_WSCALE = 3
 OPT_SACK_PERMITTED = 4
@@ -124,19 +139,7 @@ def parse_options(opts: bytes | memoryview) -> TcpOptions:
     sack_blocks: tuple[tuple[int, int], ...] = ()
     timestamps: tuple[int, int] | None = None
     unknown: list[tuple[int, bytes]] = []
-    i = 0
-    while i < n:
-        kind = opts[i]
-        if kind == OPT_EOL:
-            break
-        if kind == OPT_NOP:
-            i += 1
-            continue
-        if i + 1 >= n:
-            raise MalformedPacket("tcp", "bad-option", f"option {kind} at {i} has no length octet")
-        length = opts[i + 1]
-        if length < 2 or i + length > n:
-            raise MalformedPacket("tcp", "bad-option", f"option {kind} at {i} has length {length}")
+    for kind, i, length in tlv.walk(opts, "tcp"):
         want = _OPTION_LEN.get(kind)
         if want is not None and length != want:
             raise MalformedPacket(
@@ -160,7 +163,6 @@ def parse_options(opts: bytes | memoryview) -> TcpOptions:
             )
         else:
             unknown.append((kind, bytes(opts[i + 2 : i + length])))
-        i += length
     return TcpOptions(mss, wscale, sack_permitted, sack_blocks, timestamps, tuple(unknown))
 
 
@@ -187,9 +189,9 @@ def parse(
         )
     if verify_checksum:
         # Pseudo-header (RFC 9293 §3.1) + segment, as one sum; see checksum.py:
-        # the little-endian residue times 256 is the big-endian one (mod 0xFFFF).
+        # the little-endian residue times 256 is the big-endian one (RFC 1071 §2(B)).
         total = le_residue(data) * 256 + address_int(src) + address_int(dst) + PROTO_TCP + n
-        if total % 0xFFFF:
+        if not is_valid(total):
             raise MalformedPacket("tcp", "bad-checksum", f"checksum 0x{csum:04x} is wrong")
     if hlen == MIN_HEADER_LEN:
         options = NO_OPTIONS
@@ -287,6 +289,6 @@ def build_header_offload(segment: TcpSegment, src: IPv4Address, dst: IPv4Address
     length = hlen + len(segment.payload)
     if length > 0xFFFF:
         raise LocalProtocolError(f"tcp: segment of {length} octets exceeds 65535")
-    partial = fold(address_int(src) + address_int(dst) + PROTO_TCP + length)
+    partial = fold(pseudo_header_sum(address_int(src), address_int(dst), PROTO_TCP, length))
     header = _pack_header(segment, hlen, partial)
     return header + opts if opts else header

@@ -1,4 +1,7 @@
-"""UDP (RFC 768): ports, length, pseudo-header checksum (zero means "none")."""
+"""UDP (RFC 768): ports, length, pseudo-header checksum (zero means "none").
+
+Layer: wire. Imports synack.errors and the rest of synack.wire.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +16,12 @@ from synack.wire.errors import MalformedPacket
 
 HEADER_LEN = 8
 PROTO_UDP = 17
-CHECKSUM_OFFSET = 6  # of the checksum field in the header
+
+# Header layout (RFC 768): octet offsets of the fields.
+SRC_PORT_AT = 0
+DST_PORT_AT = 2
+LENGTH_AT = 4
+CHECKSUM_AT = 6
 
 _HDR = struct.Struct("!HHHH")
 

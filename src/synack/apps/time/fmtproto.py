@@ -9,6 +9,8 @@ Two bounds keep the service from being turned against others: a reply is
 never larger than 512 bytes (a 256-byte request can never be amplified more
 than 2x), and each source address has a token bucket; excess requests get no
 reply at all (silence is the only answer that does not amplify).
+
+Layer: apps. Imports synack.core.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""Asyncio adapters of the time service: the clock is read here, never in the cores."""
+"""Asyncio adapters of the time service: the clock is read here, never in the cores.
+
+Layer: apps. Imports synack.apps.services and the rest of synack.apps.time.
+"""
 
 from __future__ import annotations
 

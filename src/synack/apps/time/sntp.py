@@ -19,6 +19,8 @@ and ntplib accept: chrony rejects only stratum 0 (kiss-o'-death) and >= 16
 (unsynchronised, RFC 5905 §7.3), LI = 3, a zero transmit timestamp, or a
 reference time after the transmit time. Claiming stratum 1 with "LOCL" would
 tell clients we hold a reference clock, which we do not.
+
+Layer: apps. Imports only the standard library.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""The contact book (PROTOCOLS.md §4): ``[contacts]`` in TOML plus ``--contact``."""
+"""The contact book (PROTOCOLS.md §4): ``[contacts]`` in TOML plus ``--contact``.
+
+Layer: apps. Imports synack.errors.
+"""
 
 from __future__ import annotations
 

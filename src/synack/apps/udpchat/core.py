@@ -14,6 +14,8 @@ arrived and every ack been lost. That is the honest limit of acknowledgement
 over a lossy channel (the two generals), and the reason reports say so.
 
 Time is an argument: ``now`` in, datagrams + events + the next deadline out.
+
+Layer: apps. Imports synack.errors.
 """
 
 from __future__ import annotations

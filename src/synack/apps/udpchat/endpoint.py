@@ -3,6 +3,8 @@
 Feed the core, drain its datagrams and events, re-arm one timer only when the
 core's deadline changes (ARCHITECTURE.md house style item 2). ``now`` is the
 event loop's monotonic clock; the wall clock only stamps ``ts``.
+
+Layer: apps. Imports synack.apps.services and synack.apps.udpchat.core.
 """
 
 from __future__ import annotations
