@@ -2,6 +2,8 @@
 
 The package is layered (docs/architecture.md); this top module holds only the
 version.
+
+Layer: the package root. Imports nothing.
 """
 
 from __future__ import annotations

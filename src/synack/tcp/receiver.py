@@ -22,7 +22,7 @@ from synack.tcp.seq import seq_add, seq_dist, seq_le
 from synack.tcp.states import State
 from synack.tcp.tcb import DEFAULT_MSS, OOW_ACK_INTERVAL, TEXT_STATES
 from synack.tcp.timestamps import TS_OPTION_SPACE
-from synack.wire.tcp import TcpSegment
+from synack.wire.tcp import MAX_WSCALE, TcpSegment
 
 __all__ = ["FAST_STATES", "TcpReceiver"]
 
@@ -163,7 +163,7 @@ class TcpReceiver(TcpSender):
         self._wscale_agreed = cfg.window_scale and opts.wscale is not None
         if self._wscale_agreed:
             # RFC 7323 §2.3: a shift over 14 is taken as 14.
-            self._snd_wscale = min(opts.wscale or 0, 14)
+            self._snd_wscale = min(opts.wscale or 0, MAX_WSCALE)
             self._rcv_wscale = self._rcv_wscale_offer
         else:
             self._snd_wscale = 0

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
-from synack.tcp.seq import SEQ_MOD, seq_lt
+from synack.tcp.seq import seq_dist, seq_lt
 from synack.tcp.states import Cause, State
 from synack.trace.connections import (
     ACK_BIT,
@@ -387,10 +387,8 @@ class _Assembler:
             flags=seg.flags,
             seq=seg.seq,
             ack=seg.ack,
-            rel_seq=(seg.seq - sender.isn) % SEQ_MOD,
-            rel_ack=(seg.ack - receiver.isn) % SEQ_MOD
-            if ack and receiver.isn is not None
-            else None,
+            rel_seq=seq_dist(seg.seq, sender.isn),
+            rel_ack=seq_dist(seg.ack, receiver.isn) if ack and receiver.isn is not None else None,
             window=seg.window,
             window_scaled=marks.window_scaled,
             length=len(seg.payload),

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from synack.tcp.seq import SEQ_MOD, seq_lt
+from synack.tcp.seq import seq_add, seq_lt
 from synack.tcp.states import Cause, State
 from synack.trace.model import Addr, StateChange
 from synack.wire import tcp as wtcp
@@ -96,9 +96,9 @@ def observe(sender: Side, receiver: Side, seg: wtcp.TcpSegment) -> Marks:
     if sender.isn is None:
         sender.isn = seg.seq  # its SYN, or (mid-stream) the first byte seen is relative 0
     if ack and receiver.isn is None:
-        receiver.isn = (seg.ack - (1 if syn else 0)) % SEQ_MOD
+        receiver.isn = seq_add(seg.ack, -(1 if syn else 0))
     seg_len = seg.seg_len
-    end = (seg.seq + seg_len) % SEQ_MOD
+    end = seq_add(seg.seq, seg_len)
     retransmission = seg_len > 0 and sender.snd_max is not None and seq_lt(seg.seq, sender.snd_max)
     dup_ack = bool(
         ack
@@ -113,7 +113,7 @@ def observe(sender: Side, receiver: Side, seg: wtcp.TcpSegment) -> Marks:
         sender.snd_max = end
     first_fin = fin and sender.fin_seq is None
     if first_fin:
-        sender.fin_seq = (seg.seq + len(seg.payload) + (1 if syn else 0)) % SEQ_MOD
+        sender.fin_seq = seq_add(seg.seq, len(seg.payload) + (1 if syn else 0))
     if syn:
         sender.wscale = seg.options.wscale
     # RFC 7323 §2.2-2.3: scaling is in force only when both SYNs carried the
@@ -158,7 +158,7 @@ def receive(
     state = receiver.state
     if flags & RST_BIT:
         if state is State.SYN_SENT and not (
-            flags & ACK_BIT and receiver.isn is not None and seg.ack == (receiver.isn + 1) % SEQ_MOD
+            flags & ACK_BIT and receiver.isn is not None and seg.ack == seq_add(receiver.isn, 1)
         ):
             return  # §3.10.7.3: in SYN-SENT an RST that does not ACK our SYN is ignored
         if state not in (State.CLOSED, State.LISTEN):
