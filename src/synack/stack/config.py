@@ -59,6 +59,8 @@ class HostConfig:
     arp_timings: ArpTimings = field(default_factory=ArpTimings)
     reassembly_timeout: float = 30.0
     reassembly_max_datagrams: int = 64
+    reassembly_max_bytes: int = 1 << 20  # charged by octets held (Linux ipfrag_high_thresh)
+    reassembly_per_source: int = 16  # partial datagrams one source may have
     udp_queue_limit: int = 256  # datagrams per endpoint before drops
     icmp_errors_per_second: float = 1000.0  # Linux icmp_msgs_per_sec
     icmp_error_burst: int = 50  # Linux icmp_msgs_burst
