@@ -58,7 +58,7 @@ from synack.stack.events import (
     NeighbourUnreachable,
     Observer,
 )
-from synack.stack.icmp import Icmp, IcmpErrors
+from synack.stack.icmp import EchoBudget, Icmp, IcmpErrors
 from synack.stack.interface import Interface
 from synack.stack.ipv4 import Ipv4
 from synack.stack.offload import TSO_MAX_PAYLOAD, SplitFrame
@@ -146,7 +146,13 @@ class Host:
         ports = EphemeralPorts(self.rng)
         self.udp = Udp(ip, ports, events, counters, config.udp_queue_limit)
         errors = IcmpErrors(config.icmp_errors_per_second, config.icmp_error_burst, counters)
-        self.icmp = Icmp(ip, errors, events, counters, self.udp.error)
+        echo = EchoBudget(
+            config.icmp_echo_per_second,
+            config.icmp_echo_burst,
+            config.icmp_echo_per_source,
+            config.icmp_echo_source_burst,
+        )
+        self.icmp = Icmp(ip, errors, events, counters, self.udp.error, echo)
         self.tcp = TcpDemux(
             config, ip, ports, self.isn_secret, events, self.observers, counters, self.name
         )
