@@ -80,6 +80,12 @@ class EchoBudget:
         self.all = TokenBucket(per_second, burst)
         self.per_source = TokenBuckets(per_source, source_burst)
 
+    def exhausted(self, now: float) -> bool:
+        """The shared bucket has no token at ``now`` (nothing spent): the
+        host then drops an echo request from its raw bytes, unparsed."""
+        bucket = self.all
+        return bucket.tokens + max(0.0, now - bucket.at) * bucket.rate < 1.0
+
     def allow(self, src: IPv4Address, now: float) -> bool:
         # The source's own bucket first, so one loud source cannot drain the
         # shared one.

@@ -303,6 +303,21 @@ class TcpDemux:
             return True
         return False
 
+    def raw_syn_over_budget(self, dst_port: int, src: bytes, now: float) -> bool:
+        """The host's early drop, before any parsing: a SYN to a flooded
+        listener while the shared SYN budget is empty (nothing spent), from
+        a source that has not proven itself. Counted as a drop."""
+        listener = self.listeners.get(dst_port)
+        if listener is None or len(listener.half_open) < listener.syn_backlog:
+            return False
+        bucket = self._syn_budget
+        if bucket.tokens + max(0.0, now - bucket.at) * bucket.rate >= 1.0:
+            return False
+        if IPv4Address(src) in self._proven:
+            return False
+        self.counters["tcp-syn-flood-dropped"] += 1
+        return True
+
     def receive(self, pkt: wip.Ipv4Packet, _broadcast: bool, now: float) -> None:
         """A segment for us (never a broadcast: the IP layer drops those)."""
         payload = pkt.payload
