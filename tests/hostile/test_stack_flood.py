@@ -142,3 +142,21 @@ def test_echo_flood_is_rate_limited_and_spares_transfers() -> None:
     assert replies <= cfg.icmp_echo_per_second * took + cfg.icmp_echo_burst
     assert replies + b.counters["icmp-echo-ratelimited"] == flood
     assert took <= baseline * 1.05
+
+
+def test_echo_flood_with_ip_options_or_fragments_gets_no_more_answers() -> None:
+    # The raw early drop reads only option-less, unfragmented packets; the
+    # rest are parsed and meet the same budgets in ICMP.
+    lan, _a, b = _hosts()
+    rng = random.Random(3)
+    sent = 0
+    for i in range(3000):
+        src = _spoofed(rng)
+        msg = wicmp.build(wicmp.echo(wicmp.TYPE_ECHO_REQUEST, 1, i, bytes(56)))
+        pkt = wip.Ipv4Packet(src, B, wip.PROTO_ICMP, msg, options=b"\x01\x01\x01\x00")
+        frame = weth.EthernetFrame(b.mac, b"\x02\x99\x99\x99\x99\x99", 0x0800, wip.build(pkt))
+        b.receive_frame(weth.build(frame), lan.now)
+        sent += 1
+    replies = b.counters["icmp-echo-replies-out"]
+    assert replies == b.config.icmp_echo_burst
+    assert replies + b.counters["icmp-echo-ratelimited"] == sent
