@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     # every other `synack` command starts faster for it.
     from synack.adapters.driver import HostDriver
     from synack.links.tap import TapDevice
-    from synack.stack.host import Host
+    from synack.stack.host import Host, TcpStream
 
 T = TypeVar("T")
 DEFAULT_SERVICES = "echo:7,discard:9,chargen:19,daytime:13"
@@ -257,12 +257,47 @@ async def _serve(
                     announce((ip, ts.sntp_endpoint.sockname[1]), "sntp")
             await stop.wait()
         finally:
+            deadline = asyncio.get_running_loop().time() + LINGER
             for c in reversed(closers):
                 stop_fn = getattr(c, "stop", None)
                 if stop_fn is not None:
-                    await stop_fn()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop_fn(), _left(deadline))
                 else:
                     c.close()
+            await _linger_then_abort(d, deadline)
+
+
+# After SIGINT/SIGTERM, connections get this long to finish what they were
+# sending (a bounded linger, as SO_LINGER with a timeout); the rest are then
+# aborted (RST), so the stop takes under 2 s whatever the clients do: a
+# client that never reads (zero window) or a peer black-holed mid-transfer
+# would otherwise keep its connection, and the process, alive for minutes.
+LINGER = 1.0
+
+
+def _left(deadline: float) -> float:
+    return max(0.0, deadline - asyncio.get_running_loop().time())
+
+
+async def _linger_then_abort(d: HostDriver, deadline: float) -> None:
+    from synack.tcp.states import State
+
+    done = (State.CLOSED, State.TIME_WAIT)
+
+    def busy() -> list[TcpStream]:
+        return [s for s in d.host.connections.values() if s.conn.state not in done]
+
+    while busy() and _left(deadline) > 0:
+        await asyncio.sleep(min(0.05, _left(deadline)))
+    now = d.now()
+    for stream in busy():
+        stream.abort(now)
+    d.pump()
+    # Let the transports tell their protocols (connection_lost): handlers
+    # blocked in drain() or wait_closed() then finish.
+    for _ in range(3):
+        await asyncio.sleep(0)
 
 
 def run_nc(args: argparse.Namespace) -> int:

@@ -6,6 +6,15 @@ still used, like Linux's neighbour table, but re-confirmed by a unicast probe
 when used, and forgotten after ``gc_time`` without confirmation. The
 :class:`~synack.stack.interface.Interface` sends what it decides.
 
+A binding (ip -> MAC) changes only on evidence (docs/arp-defence.md): a reply
+to a request we sent, from the address we asked about, fills an INCOMPLETE
+entry; a different MAC for a known address (a "claim": any reply, gratuitous
+request or request for us carrying it) never replaces the entry at once. The
+old MAC is probed by unicast first (RFC 5227 §2.4's defence seen from the
+other side: the holder of an address gets the chance to defend it); if it
+answers, the claimant is refused, and only when every probe goes unanswered
+does the claimant get the entry.
+
 Layer: stack. Imports only the standard library.
 """
 
@@ -46,6 +55,9 @@ class Neighbour:
     # Resolution (INCOMPLETE) or re-probe (STALE): when the next request is due.
     retry_at: float | None = None
     tries: int = 0
+    # A different MAC claiming this address, waiting for the probes of the
+    # old one to fail (then it is adopted) or to be answered (then refused).
+    claim: bytes | None = None
     pending: deque[tuple[bytes, int]] = field(default_factory=deque)  # (ip packet, ethertype)
 
 
@@ -54,6 +66,7 @@ class ArpDecision(enum.Enum):
     IGNORED = "ignored"  # not about anything we care for
     REFUSED_UNSOLICITED = "unsolicited"
     REFUSED_CONFLICT = "conflict"
+    PROBING = "probing"  # a claim for a new MAC: the old one is being probed
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +90,9 @@ class ArpCache:
         self.policy = policy or ArpPolicy()
         self.entries: dict[IPv4Address, Neighbour] = {}
         self.requests: list[tuple[IPv4Address, bytes | None]] = []
+        # Claims whose probes went unanswered: (ip, old mac, new mac), for the
+        # interface to count and drain.
+        self.moved: list[tuple[IPv4Address, bytes, bytes]] = []
 
     def state(self, ip: IPv4Address, now: float) -> NeighbourState | None:
         n = self.entries.get(ip)
@@ -158,26 +174,64 @@ class ArpCache:
                 self.entries[ip].confirmed = now - self.timings.reachable_time
             return ArpDecision.ACCEPTED, []
         state = self.state(ip, now)
-        if (
-            n.mac is not None
-            and n.mac != mac
-            and state is NeighbourState.REACHABLE
-            and not self.policy.allow_override_fresh
-        ):
+        # We asked about ``ip`` (a broadcast request while INCOMPLETE, a
+        # unicast probe while STALE) and nobody has answered yet.
+        asked = n.retry_at is not None and n.tries > 0
+        if n.mac is None:
+            # INCOMPLETE: a reply to our request, or a request for us from the
+            # address we are resolving (RFC 826: it is about to get our reply),
+            # fills the entry; the first answer wins, a later different one is
+            # then a conflict. Anything else (a reply to someone else, a
+            # gratuitous request) is not an answer to us.
+            if not for_us or (reply and not asked and not self.policy.accept_unsolicited):
+                return ArpDecision.REFUSED_UNSOLICITED, []
+            return self._confirm(n, mac, now)
+        if n.mac == mac:
+            if n.claim is not None:
+                # The old MAC is alive (it answered a probe or speaks): the
+                # claimant is refused; the caller reports it with its MAC.
+                n.claim = None
+                self._confirmed(n, now)
+                return ArpDecision.REFUSED_CONFLICT, []
+            if (reply and for_us and asked) or (not reply and n.retry_at is not None):
+                # A reply to our probe, or (Linux's DELAY) the neighbour spoke
+                # to us while the entry awaited confirmation.
+                return self._confirm(n, mac, now)
+            # Same MAC, unasked: nothing changes (an unsolicited reply does
+            # not make an entry REACHABLE: it is no evidence of reachability).
+            return ArpDecision.IGNORED, []
+        # A different MAC for a known address: a claim.
+        if self.policy.allow_override_fresh:
+            # RFC 826 as written: the newest information wins.
+            return self._confirm(n, mac, now)
+        if state is NeighbourState.REACHABLE:
+            # Confirmed less than reachable_time ago: an ARP-spoofing signature.
             return ArpDecision.REFUSED_CONFLICT, []
-        if (
-            reply
-            and state is NeighbourState.INCOMPLETE
-            and n.retry_at is None
-            and not self.policy.accept_unsolicited
-        ):
-            return ArpDecision.REFUSED_UNSOLICITED, []
+        if n.claim is not None:
+            # One claim at a time: a second claimant (or the same one again)
+            # waits for the first to be decided. The same one is not news.
+            if n.claim == mac:
+                return ArpDecision.IGNORED, []
+            return ArpDecision.REFUSED_CONFLICT, []
+        # STALE: probe the old MAC by unicast, at once, max_tries times.
+        n.claim = mac
+        n.tries = 1
+        n.retry_at = now + self.timings.retry_interval
+        self.requests.append((ip, n.mac))
+        return ArpDecision.PROBING, []
+
+    def _confirmed(self, n: Neighbour, now: float) -> None:
+        n.state = NeighbourState.REACHABLE
+        n.confirmed = now
+        n.retry_at = None
+        n.tries = 0
+
+    def _confirm(
+        self, n: Neighbour, mac: bytes, now: float
+    ) -> tuple[ArpDecision, list[tuple[bytes, int]]]:
         n.mac = mac
-        if reply or state is NeighbourState.INCOMPLETE or n.retry_at is not None:
-            n.state = NeighbourState.REACHABLE
-            n.confirmed = now
-            n.retry_at = None
-            n.tries = 0
+        n.claim = None
+        self._confirmed(n, now)
         ready = list(n.pending)
         n.pending.clear()
         return ArpDecision.ACCEPTED, ready
@@ -202,6 +256,17 @@ class ArpCache:
             state = self.state(ip, now)
             if n.retry_at is not None and n.retry_at <= now:
                 if n.tries >= self.timings.max_tries:
+                    if n.claim is not None and n.mac is not None:
+                        # The old MAC answered none of the probes: the host
+                        # moved (new NIC, failover). The claimant gets the
+                        # entry, STALE: it is confirmed on first use.
+                        self.moved.append((ip, n.mac, n.claim))
+                        n.mac, n.claim = n.claim, None
+                        n.state = NeighbourState.STALE
+                        n.confirmed = now - self.timings.reachable_time
+                        n.retry_at = None
+                        n.tries = 0
+                        continue
                     if state is NeighbourState.INCOMPLETE:
                         failed.append((ip, len(n.pending)))
                     # An unanswered probe of a STALE entry: forget it (Linux

@@ -59,6 +59,8 @@ class HostConfig:
     arp_timings: ArpTimings = field(default_factory=ArpTimings)
     reassembly_timeout: float = 30.0
     reassembly_max_datagrams: int = 64
+    reassembly_max_bytes: int = 1 << 20  # charged by octets held (Linux ipfrag_high_thresh)
+    reassembly_per_source: int = 16  # partial datagrams one source may have
     udp_queue_limit: int = 256  # datagrams per endpoint before drops
     icmp_errors_per_second: float = 1000.0  # Linux icmp_msgs_per_sec
     icmp_error_burst: int = 50  # Linux icmp_msgs_burst
@@ -67,6 +69,23 @@ class HostConfig:
     # SYN-flood defence once a listener's half-open queue is full: SYN
     # cookies (True), or evicting the oldest half-open connection (False).
     syn_cookies: bool = True
+    # Once a listener's half-open queue is full (a flood), SYNs are answered
+    # within budgets, checked before the segment is even parsed (a dropped
+    # SYN costs a few microseconds, an answered one ~30: issue 14 measured a
+    # 48k/s spoofed flood taking the whole CPU). One source may use
+    # ``syn_flood_per_source`` a second, all unproven sources together
+    # ``syn_flood_per_second``; a source that completed a handshake recently
+    # is held to its own budget only (spoofed sources never complete one).
+    syn_flood_per_second: float = 2000.0
+    syn_flood_burst: int = 200
+    syn_flood_per_source: float = 50.0
+    syn_flood_source_burst: int = 20
+    # Echo requests answered (FreeBSD's icmplim covers echo replies; Linux
+    # leaves them unlimited): an echo flood cannot take the CPU or the link.
+    icmp_echo_per_second: float = 2000.0
+    icmp_echo_burst: int = 200
+    icmp_echo_per_source: float = 500.0
+    icmp_echo_source_burst: int = 100
 
     def __post_init__(self) -> None:
         if len(self.mac) != 6:

@@ -151,13 +151,26 @@ class Interface:
             self.counters["arp-bad-op"] += 1
             return
         self.dest_cache.clear()
+        entry = self.arp.entries.get(pkt.sender_ip)
+        claimant = entry.claim if entry is not None else None
         decision, ready = self.arp.learn(
             pkt.sender_ip, pkt.sender_mac, now, reply=reply, for_us=for_us
         )
-        if decision in (ArpDecision.REFUSED_CONFLICT, ArpDecision.REFUSED_UNSOLICITED):
+        if decision is ArpDecision.PROBING:
+            # Not refused yet, not believed either: the old MAC is probed.
+            self.counters["arp-claims-probed"] += 1
+        elif decision is ArpDecision.IGNORED:
+            self.counters["arp-ignored"] += 1
+        elif decision in (ArpDecision.REFUSED_CONFLICT, ArpDecision.REFUSED_UNSOLICITED):
             self.counters[f"arp-refused-{decision.value}"] += 1
+            # When the old MAC answered a probe, the refused one is the
+            # claimant's, not the sender's of this packet.
+            refused_mac = pkt.sender_mac
+            if claimant is not None and claimant != pkt.sender_mac:
+                refused_mac = claimant
             if self._on_refused is not None:
-                self._on_refused(ArpRefused(now, pkt.sender_ip, pkt.sender_mac, decision.value))
+                self._on_refused(ArpRefused(now, pkt.sender_ip, refused_mac, decision.value))
+        self.flush_requests(now)
         for packet, ethertype in ready:
             self._emit(
                 weth.build(weth.EthernetFrame(pkt.sender_mac, self.mac, ethertype, packet)), now
@@ -222,4 +235,9 @@ class Interface:
         for _ip, dropped in failed:
             self.counters["arp-failed"] += 1
             self.counters["arp-pending-dropped"] += dropped
+        if arp.moved:
+            # A claim whose old MAC never answered the probes: the host moved.
+            self.counters["arp-moved"] += len(arp.moved)
+            arp.moved.clear()
+            self.dest_cache.clear()
         return failed

@@ -100,7 +100,10 @@ class Ipv4:
         self.dest_cache = iface.dest_cache
         self.emit = emit
         self.reassembler = Reassembler(
-            timeout=config.reassembly_timeout, max_datagrams=config.reassembly_max_datagrams
+            timeout=config.reassembly_timeout,
+            max_datagrams=config.reassembly_max_datagrams,
+            max_bytes=config.reassembly_max_bytes,
+            per_source=config.reassembly_per_source,
         )
         self.pmtu: dict[IPv4Address, int] = {}  # path MTU learnt from ICMP (RFC 1191)
         self._loop_queue: deque[wip.Ipv4Packet] = deque()

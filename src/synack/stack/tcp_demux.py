@@ -19,6 +19,7 @@ import heapq
 from collections import Counter, deque
 from ipaddress import IPv4Address
 
+from synack.core.ratelimit import TokenBucket, TokenBuckets
 from synack.errors import LocalProtocolError
 from synack.stack.config import ANY, Address, AddressInUseError, ConnKey, HostConfig, NoRouteError
 from synack.stack.endpoints import TcpListener, TcpStream
@@ -46,6 +47,10 @@ _L4_START = wip.ETH_IPV4_HEADER_LEN  # where the TCP header starts in a frame
 _CSUM = wtcp.CHECKSUM_AT
 _IP_HLEN = wip.MIN_HEADER_LEN  # our IPv4 headers carry no options
 _build_header_offload = wtcp.build_header_offload
+_FLAGS_AT = 13  # the TCP header's flags octet
+_EARLY_MASK = int(_SYN | _ACK | _RST | TcpFlags.FIN)  # a pure SYN, read before parsing
+_PURE_SYN = int(_SYN)
+PROVEN_SOURCES = 4096
 
 
 class TcpDemux:
@@ -64,6 +69,9 @@ class TcpDemux:
         "_heap_seq",
         "_ip",
         "_ports",
+        "_proven",
+        "_syn_budget",
+        "_syn_source_budget",
         "config",
         "conns",
         "counters",
@@ -97,6 +105,12 @@ class TcpDemux:
         # Our MSS is what the link carries minus the IP and TCP headers.
         self.config = host_config.tcp or TcpConfig(mss=ip.mtu - _IP_HLEN - wtcp.MIN_HEADER_LEN)
         self._cookies = SynCookies(isn_secret) if host_config.syn_cookies else None
+        c = host_config
+        self._syn_budget = TokenBucket(c.syn_flood_per_second, c.syn_flood_burst)
+        self._syn_source_budget = TokenBuckets(c.syn_flood_per_source, c.syn_flood_source_burst)
+        # Sources that completed a handshake with a listener of ours, oldest
+        # first (bounded): under a flood they skip the shared SYN budget.
+        self._proven: dict[IPv4Address, None] = {}
         self.conns: dict[ConnKey, TcpStream] = {}
         self.listeners: dict[int, TcpListener] = {}
         self._heap: list[tuple[float, int, TcpStream]] = []
@@ -142,6 +156,7 @@ class TcpDemux:
                 continue
             if isinstance(event, tev.Connected) and stream.listener is not None:
                 listener = stream.listener
+                self._prove(conn.remote[0])
                 listener.half_open.pop(stream.key, None)
                 if listener.closed:
                     conn.abort(now)
@@ -265,8 +280,53 @@ class TcpDemux:
         return True
 
     # ----------------------------------------------------------------- input
+    def _prove(self, src: IPv4Address) -> None:
+        proven = self._proven
+        proven.pop(src, None)
+        if len(proven) >= PROVEN_SOURCES:
+            del proven[next(iter(proven))]
+        proven[src] = None
+
+    def _syn_over_budget(self, src: IPv4Address, dst_port: int, now: float) -> bool:
+        """A SYN to a listener under a SYN flood, beyond its budgets: dropped
+        before anything else is spent on it (the cheap early drop)."""
+        listener = self.listeners.get(dst_port)
+        if listener is None or len(listener.half_open) < listener.syn_backlog:
+            return False  # no flood: every SYN is handled in full
+        if not self._syn_source_budget.allow(str(src), now):
+            self.counters["tcp-syn-flood-source-dropped"] += 1
+            return True
+        if src in self._proven:
+            return False
+        if not self._syn_budget.allow(now):
+            self.counters["tcp-syn-flood-dropped"] += 1
+            return True
+        return False
+
+    def raw_syn_over_budget(self, dst_port: int, src: bytes, now: float) -> bool:
+        """The host's early drop, before any parsing: a SYN to a flooded
+        listener while the shared SYN budget is empty (nothing spent), from
+        a source that has not proven itself. Counted as a drop."""
+        listener = self.listeners.get(dst_port)
+        if listener is None or len(listener.half_open) < listener.syn_backlog:
+            return False
+        bucket = self._syn_budget
+        if bucket.tokens + max(0.0, now - bucket.at) * bucket.rate >= 1.0:
+            return False
+        if IPv4Address(src) in self._proven:
+            return False
+        self.counters["tcp-syn-flood-dropped"] += 1
+        return True
+
     def receive(self, pkt: wip.Ipv4Packet, _broadcast: bool, now: float) -> None:
         """A segment for us (never a broadcast: the IP layer drops those)."""
+        payload = pkt.payload
+        if (
+            len(payload) > _FLAGS_AT
+            and payload[_FLAGS_AT] & _EARLY_MASK == _PURE_SYN
+            and self._syn_over_budget(pkt.src, int.from_bytes(payload[2:4]), now)
+        ):
+            return
         try:
             seg = wtcp.parse(pkt.payload, pkt.src, pkt.dst, verify_checksum=self._ip.verify_l4)
         except MalformedPacket as exc:

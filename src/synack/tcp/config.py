@@ -15,6 +15,15 @@ class TcpConfig:
     #: The MSS we announce (what we can receive) and the most we send per
     #: segment. 536 is the RFC 9293 §3.7.1 default (MUST-15).
     mss: int = 1460
+    #: The smallest MSS a peer may make us send (issue 14: a SYN announcing
+    #: MSS 1 made 62k one-octet segments in 2 s). A peer's MSS below this is
+    #: raised to it. Why 88 and not 536: RFC 9293 §3.7.1 / RFC 6691 make the
+    #: MSS follow the peer's MTU, and honest links below 576 exist (RFC 1191's
+    #: plateaus of 296 and 508 octets); forcing 536 on them would send what
+    #: they cannot carry. 88 is Linux's TCP_MIN_MSS, (60+60+8)-(20+20): the
+    #: largest IP and TCP headers plus 8 octets, so no link that can carry a
+    #: full TCP header needs less, and an attacker gets 88x fewer segments.
+    min_peer_mss: int = 88
     send_buffer: int = 256 * 1024
     receive_buffer: int = 256 * 1024
     #: RFC 7323 options and RFC 2018 SACK, each offered on SYN.
@@ -57,6 +66,8 @@ class TcpConfig:
     def __post_init__(self) -> None:
         if not 64 <= self.mss <= 65495:
             raise LocalProtocolError(f"mss {self.mss} out of range 64..65495")
+        if not 1 <= self.min_peer_mss <= 536:
+            raise LocalProtocolError(f"min_peer_mss {self.min_peer_mss} out of range 1..536")
         if self.send_buffer < 1 or self.receive_buffer < 1:
             raise LocalProtocolError("buffer sizes must be positive")
         if self.receive_buffer > (65535 << 14):

@@ -160,6 +160,8 @@ class TcpReceiver(TcpSender):
         self.rcv_nxt = seq_add(syn.seq, 1)
         opts = syn.options
         mss = opts.mss if opts.mss is not None and opts.mss > 0 else DEFAULT_MSS
+        # A tiny MSS (even 0 or 1) is raised to the floor (TcpConfig.min_peer_mss).
+        mss = max(mss, cfg.min_peer_mss)
         self._wscale_agreed = cfg.window_scale and opts.wscale is not None
         if self._wscale_agreed:
             # RFC 7323 §2.3: a shift over 14 is taken as 14.
