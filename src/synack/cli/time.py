@@ -40,7 +40,7 @@ def register(subparsers: Any) -> None:
         "--rate",
         type=cliargs.non_negative,
         default=50.0,
-        help="format requests per second per source host (default 50, 0 = no limit)",
+        help="requests per second per source host, each service (default 50, 0 = no limit)",
     )
     s.add_argument(
         "--burst",
@@ -90,7 +90,8 @@ async def _serve(args: argparse.Namespace) -> None:
             ignored = n.too_short + n.too_long + n.bad_version + n.not_client
             sys.stderr.write(
                 f"time: {f.answered} answered, {f.errors} error replies, "
-                f"{f.rate_limited} rate-limited; sntp: {n.answered} answered, {ignored} ignored "
+                f"{f.rate_limited} rate-limited; sntp: {n.answered} answered, "
+                f"{n.rate_limited} rate-limited, {ignored} ignored "
                 f"(short {n.too_short}, long {n.too_long}, version {n.bad_version}, "
                 f"not client {n.not_client})\n"
             )
