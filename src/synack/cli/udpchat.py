@@ -10,9 +10,7 @@ import asyncio
 import contextlib
 import json
 import sys
-import threading
 import time
-from collections.abc import Callable
 from typing import Any, TextIO
 
 from synack.apps.services import announce
@@ -193,20 +191,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _stdin_lines(loop: asyncio.AbstractEventLoop, put: Callable[[str | None], None]) -> None:
-    """Read stdin in a thread (works for pipes, files and terminals alike)."""
-    try:
-        for raw in sys.stdin.buffer:
-            loop.call_soon_threadsafe(put, raw.decode("utf-8", "replace"))
-        loop.call_soon_threadsafe(put, None)
-    except (RuntimeError, OSError, ValueError):
-        pass  # the loop closed first (SIGTERM), or stdin went away: nothing to tell
-
-
 async def _line_mode(ui: Ui) -> None:
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[str | None] = asyncio.Queue()
-    threading.Thread(target=_stdin_lines, args=(loop, queue.put_nowait), daemon=True).start()
+    cliargs.stdin_lines(lambda item: loop.call_soon_threadsafe(queue.put_nowait, item))
     while (line := await queue.get()) is not None:
         if not ui.handle_line(line):
             return
