@@ -64,13 +64,33 @@ def test_a_ping_flood_gets_a_bounded_number_of_pongs() -> None:
     r.hello("bob")
     r.take("ada")
     r.raw("ada", *[b'{"type":"ping"}'] * 10_000)
-    pongs = [m for m in r.take("ada") if m["type"] == "pong"]
-    # Guarantee: at most the ping burst (20) is answered; the rest counted.
-    assert len(pongs) == ChatConfig().ping_burst
-    assert r.room.stats["ping-rate-limited"] == 10_000 - ChatConfig().ping_burst
+    got = r.take("ada")
+    pongs = [m for m in got if m["type"] == "pong"]
+    # Guarantee: at most the ping burst (20) is answered; past 100 refused
+    # in a row the flooder is told why and closed; the rest is not even read.
+    cfg = ChatConfig()
+    assert len(pongs) == cfg.ping_burst
+    assert got[-1] == {"type": "error", "code": "rate-limited", "detail": got[-1]["detail"]}
+    assert r.room.stats["ping-rate-limited"] == cfg.ping_flood + 1
+    assert r.room.stats["ping-flood"] == 1
+    assert next(m for m in r.take("bob") if m["type"] == "left")["nick"] == "ada"
     # Everyone else is served as before.
+    r.connect("cleo")
+    r.hello("cleo")
     r.send("bob", type="say", text="still here")
-    assert [m["text"] for m in r.take("ada") if m["type"] == "msg"] == ["still here"]
+    assert [m["text"] for m in r.take("cleo") if m["type"] == "msg"] == ["still here"]
+
+
+def test_a_heartbeat_pinging_client_is_never_refused() -> None:
+    r = Room()
+    r.connect("ada")
+    r.hello("ada")
+    r.take("ada")
+    for _ in range(200):  # one ping a second for 200 s
+        r.advance(1.0)
+        r.send("ada", type="ping")
+    assert sum(m["type"] == "pong" for m in r.take("ada")) == 200
+    assert r.room.stats["ping-rate-limited"] == 0
 
 
 LOOK_ALIKES = [

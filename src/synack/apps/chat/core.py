@@ -30,7 +30,8 @@ Under attack (docs/protocol-hostile.md, "Chat"): a connection that has not
 registered within ``hello_timeout`` is told ``error{timeout}`` and closed
 (pings it answers do not keep it); one host holds at most ``max_per_host``
 connections (``server-full`` past that); a client's pings spend a bucket of their
-own (an excess ping gets no pong, and is counted); nicks are registered
+own (an excess ping gets no pong, and is counted; over ``ping_flood`` refused
+in a row, the connection is closed); nicks are registered
 NFKC-normalised, and one that looks like a nick online (same ``nick_key``:
 case folded, confusable letters mapped) is ``nick-taken``.
 
@@ -105,6 +106,10 @@ class ChatConfig:
     # a client's heartbeat needs one per `heartbeat` s; a flood is answered at this rate.
     ping_rate: float = 5.0
     ping_burst: int = 20
+    # Refused pings in a row before the connection is closed: answering fewer pings does
+    # not make a flood cheap (each is still read and decoded), so a flooder is let go.
+    # A client that pings once per heartbeat is never refused at all.
+    ping_flood: int = 100
     max_queue: int = 1 << 20  # bytes held for a client whose transport is paused
     # The largest frame the server sends: what every client accepts by default (§1). Only
     # `welcome` and `users` grow with the room; past this they list who fits and count the rest.
@@ -203,6 +208,7 @@ class _Client(Generic[K]):
         "paused",
         "peer",
         "pings",
+        "pings_refused",
         "private",
         "queue",
         "queued",
@@ -232,6 +238,7 @@ class _Client(Generic[K]):
         # rate 0 means no limit (§5 `--rate 0`).
         self.bucket = TokenBucket(config.rate, config.burst, now) if config.rate > 0 else None
         self.pings = TokenBucket(config.ping_rate, config.ping_burst, now)
+        self.pings_refused = 0  # in a row
 
     def set_state(self, new: ClientState) -> None:
         if new not in _TRANSITIONS[self.state]:
@@ -520,7 +527,13 @@ class ChatRoom(Generic[K]):
             # error reply for a refused ping: that would be a frame again.
             if not c.pings.allow(now):
                 self.stats["ping-rate-limited"] += 1
+                c.pings_refused += 1
+                if c.pings_refused > self.config.ping_flood:
+                    self.stats["ping-flood"] += 1
+                    detail = "ping flood: too many pings per second"
+                    self._last_words(c, _frame(Error(code="rate-limited", detail=detail)), "error")
             else:
+                c.pings_refused = 0
                 self._send_private(c, _PONG)
         elif isinstance(m, Bye):
             self._last_words(c, _BYE, "bye")
