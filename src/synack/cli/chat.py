@@ -270,7 +270,7 @@ async def _send_line(client: ChatClient, line: str) -> bool:
 
 
 def _refused(exc: ChatError) -> int:
-    sys.stderr.write(f"synack: the server refused: {exc}\n")
+    sys.stderr.write(f"synack: the server refused: {escape(str(exc))}\n")
     return 1
 
 
@@ -400,7 +400,7 @@ async def _say_async(args: argparse.Namespace) -> int:
         except TimeoutError:
             break
         if isinstance(m, Error):
-            sys.stderr.write(f"synack: {m.code}: {m.detail}\n")
+            sys.stderr.write(f"synack: {escape(m.code)}: {escape(m.detail)}\n")
             status = 1
         if m is None:
             break

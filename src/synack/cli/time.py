@@ -17,6 +17,7 @@ from synack.apps.time import sntp
 from synack.apps.time.server import DEFAULT_PORT, DEFAULT_SNTP_PORT, start_time_server
 from synack.cli import args as cliargs
 from synack.cli.args import add_host_port, stop_on_signals
+from synack.core.printable import escape
 from synack.errors import UsageError
 
 
@@ -135,7 +136,11 @@ def run_query(args: argparse.Namespace) -> int:
                     sys.stderr.write(f"synack: error: no time server at {args.host}:{port}\n")
                     return 1
                 if not args.sntp:
-                    sys.stdout.write(reply.decode("utf-8", "replace") + "\n")
+                    # The server's text is escaped (ESC, C1, bidi...), except a
+                    # newline or tab the format itself asked for.
+                    text = reply.decode("utf-8", "replace")
+                    asked = set(args.format) & {"\n", "\t"}
+                    sys.stdout.write("".join(c if c in asked else escape(c) for c in text) + "\n")
                     return 1 if reply.startswith(b"error: ") else 0
                 t4 = time.time_ns()
                 try:

@@ -5,6 +5,11 @@ Each test names the attack, its size, and the guarantee it checks.
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
+import threading
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -82,3 +87,28 @@ def test_sntp_is_rate_limited_per_source() -> None:
     assert other is not None and len(other) == len(req) == 48
     now[0] = 1.0
     assert sum(handle(req, ("10.0.0.1", 123)) is not None for _ in range(100)) == 10
+
+
+def test_time_query_escapes_what_a_hostile_server_sends() -> None:
+    # Attack: a "time server" answering with ESC sequences and a forged line.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.settimeout(10)
+        port = srv.getsockname()[1]
+
+        def answer() -> None:
+            _, addr = srv.recvfrom(2048)
+            srv.sendto(b"12:00\x1b[2J\nroot# \xe2\x80\xae", addr)
+
+        t = threading.Thread(target=answer)
+        t.start()
+        out = subprocess.run(
+            [sys.executable, "-m", "synack", "time", "query", "%H:%M", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+        t.join()
+    # Guarantee: one line, every control and bidi character escaped.
+    assert out.returncode == 0
+    assert out.stdout == "12:00\\x1b[2J\\x0aroot# \\u202e\n"
