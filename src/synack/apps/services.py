@@ -41,6 +41,17 @@ StartServer = Callable[..., Awaitable[asyncio.AbstractServer]]
 
 SERVICE_NAMES = ("echo", "discard", "chargen", "daytime")
 
+# Source ports a UDP service never answers: port 0 (no reply can be
+# addressed to it), the well-known ports of services that answer every
+# datagram (echo 7, discard 9, systat 11, daytime 13, qotd 17, chargen 19,
+# time 37, NTP 123), and synack's own defaults for them (7007, 9009, 13013,
+# 19019; the time service's 9000 and 8123). A datagram from one of those,
+# answered, would be answered back: one spoofed datagram "from" a chargen
+# port to an echo port starts a loop between two services that runs until
+# a packet is lost (CERT CA-1996-01). A server adds the ports it serves
+# itself (``UdpClassic.refuse_ports``), so two of its services never talk.
+LOOP_PORTS = frozenset({0, 7, 9, 11, 13, 17, 19, 37, 123, 7007, 9009, 13013, 19019, 9000, 8123})
+
 
 def format_address(addr: Address) -> str:
     host, port = addr[0], addr[1]
@@ -257,6 +268,8 @@ class UdpClassic:
     clock: Callable[[], float] = time.time
     monotonic: Callable[[], float] = time.monotonic
     rate_limited: int = 0
+    refuse_ports: set[int] = field(default_factory=lambda: set(LOOP_PORTS))
+    loops_refused: int = 0
     _buckets: TokenBuckets = field(init=False)
     _chargen_pos: int = 0
 
@@ -268,7 +281,10 @@ class UdpClassic:
     def __call__(self, data: bytes, addr: Address) -> bytes | None:
         if self.service == "discard":
             return None  # RFC 863: "any received datagram is thrown away"
-        if addr[1] == 0 or not self._buckets.allow(str(addr[0]), self.monotonic()):
+        if addr[1] in self.refuse_ports:
+            self.loops_refused += 1
+            return None
+        if not self._buckets.allow(str(addr[0]), self.monotonic()):
             self.rate_limited += 1
             return None
         if self.service == "echo":
@@ -288,10 +304,22 @@ class UdpClassic:
 # The classic services over streams (TCP)
 
 
-async def _close(writer: asyncio.StreamWriter) -> None:
+# How long a closing connection may take to hand its last bytes to a client
+# before it is aborted (RST): a client that does not read (a chargen client
+# that never reads, say) must not hold the connection, or the server's
+# stop, for ever. Servers stop within 2 s of SIGINT/SIGTERM (issue 14).
+CLOSE_LINGER = 1.0
+
+
+async def _close(writer: asyncio.StreamWriter, linger: float = CLOSE_LINGER) -> None:
     writer.close()
-    with contextlib.suppress(Exception):
-        await writer.wait_closed()
+    try:
+        await asyncio.wait_for(writer.wait_closed(), linger)
+    except asyncio.CancelledError:
+        writer.transport.abort()
+        raise
+    except Exception:  # the linger ran out, or the connection was reset
+        writer.transport.abort()
 
 
 @contextlib.asynccontextmanager

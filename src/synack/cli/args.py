@@ -20,7 +20,9 @@ import argparse
 import asyncio
 import contextlib
 import math
+import os
 import signal
+import threading
 from collections.abc import Callable, Iterator, Sequence
 
 from synack.errors import UsageError
@@ -37,6 +39,7 @@ __all__ = [
     "positive",
     "seconds",
     "server_port",
+    "stdin_lines",
     "stop_on_signals",
 ]
 
@@ -133,6 +136,36 @@ def stop_on_signals() -> Iterator[asyncio.Event]:
     finally:
         for sig in sigs:
             loop.remove_signal_handler(sig)
+
+
+def stdin_lines(put: Callable[[str | None], object]) -> threading.Thread:
+    """Read stdin's lines in a daemon thread; ``put`` gets each (decoded,
+    line end kept) and then None at end of input. Call ``put`` only through
+    the loop (``call_soon_threadsafe``): the caller wraps it.
+
+    The thread reads the file descriptor with ``os.read``, not through
+    ``sys.stdin``: a daemon thread blocked inside a buffered reader holds its
+    lock, and a signal-driven exit then aborts the interpreter ("could not
+    acquire lock for <stdin> at interpreter shutdown", exit -6).
+    """
+
+    def run() -> None:
+        pending = b""
+        try:
+            while chunk := os.read(0, 65536):
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for raw in lines:
+                    put(raw.decode("utf-8", "replace") + "\n")
+            if pending:
+                put(pending.decode("utf-8", "replace"))
+            put(None)
+        except (RuntimeError, OSError, ValueError):
+            pass  # the loop closed first (a signal), or stdin went away: nothing to tell
+
+    thread = threading.Thread(target=run, name="stdin", daemon=True)
+    thread.start()
+    return thread
 
 
 def _finite(text: str) -> float | None:

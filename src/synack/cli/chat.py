@@ -8,8 +8,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import sys
-import threading
 import time
 from typing import Any
 
@@ -32,6 +32,7 @@ from synack.apps.chat.server import DEFAULT_PORT, ChatConfig, ChatServer
 from synack.apps.services import announce
 from synack.cli import args as cliargs
 from synack.core.framing import DEFAULT_MAX_FRAME
+from synack.core.printable import escape, is_unsafe
 from synack.errors import LocalProtocolError, UsageError
 
 
@@ -79,6 +80,20 @@ def register(subparsers: Any) -> None:
         default=10_000,
         metavar="N",
         help="connections at once (default 10000)",
+    )
+    serve.add_argument(
+        "--max-per-host",
+        type=int,
+        default=4_096,
+        metavar="N",
+        help="connections at once from one host (default 4096)",
+    )
+    serve.add_argument(
+        "--hello-timeout",
+        type=cliargs.seconds,
+        default=10.0,
+        metavar="S",
+        help="disconnect a connection that has not said hello after S seconds (default 10)",
     )
     serve.add_argument(
         "--max-queue",
@@ -131,6 +146,8 @@ def _serve(args: argparse.Namespace) -> int:
             max_frame=args.max_frame,
             rate=args.rate,
             max_clients=args.max_clients,
+            max_per_host=args.max_per_host,
+            hello_timeout=args.hello_timeout,
             max_queue=args.max_queue,
         )
     except LocalProtocolError as exc:
@@ -147,7 +164,9 @@ async def _serve_async(config: ChatConfig, host: str, port: int) -> int:
         try:
             await stop.wait()
         finally:
-            await server.stop()
+            # Bounded: bye to everyone, then abort whoever does not read
+            # (the process exits within 2 s of the signal, issue 14).
+            await server.stop(timeout=1.0)
             counts = ", ".join(f"{k} {v}" for k, v in sorted(server.stats.items()))
             sys.stderr.write(f"chat server stopped ({counts or 'no traffic'})\n")
     return 0
@@ -166,29 +185,45 @@ async def _open(args: argparse.Namespace) -> ChatClient:
         raise
 
 
+def json_line(raw: bytes | bytearray) -> str:
+    """A server payload as one safe line: as received, or (when it carries a
+    raw C1, bidi or other unsafe character that JSON allows unescaped, or a
+    line break) re-encoded with JSON's own escapes."""
+    text = bytes(raw).decode("utf-8", "replace")
+    if any(is_unsafe(c) for c in text):
+        try:
+            return json.dumps(json.loads(text))
+        except ValueError:
+            return escape(text)
+    return text
+
+
 def _clock(ts: float) -> str:
     return time.strftime("%H:%M:%S", time.localtime(ts))
 
 
 def _online(users: list[str], more: int) -> str:
-    return ", ".join(users) + (f" and {more} more" if more else "")
+    return ", ".join(map(escape, users)) + (f" and {more} more" if more else "")
 
 
 def describe(m: ServerMessage) -> str | None:
-    """One plain line for a server message (None: not worth a line)."""
+    """One plain line for a server message (None: not worth a line).
+
+    Every string from the network goes through ``escape``: a newline or ESC
+    in a message must not print a forged line or move the cursor (issue 14)."""
     if isinstance(m, Msg):
-        where = f" -> {m.to}" if m.to is not None else ""
-        return f"[{_clock(m.ts)}] #{m.id} {m.from_}{where}: {m.text}"
+        where = f" -> {escape(m.to)}" if m.to is not None else ""
+        return f"[{_clock(m.ts)}] #{m.id} {escape(m.from_)}{where}: {escape(m.text)}"
     if isinstance(m, Joined):
-        return f"* {m.nick} joined"
+        return f"* {escape(m.nick)} joined"
     if isinstance(m, Left):
-        return f"* {m.nick} left ({m.reason})"
+        return f"* {escape(m.nick)} left ({escape(m.reason)})"
     if isinstance(m, Welcome):
-        return f"* welcome {m.nick}; online: {_online(m.users, m.more)}"
+        return f"* welcome {escape(m.nick)}; online: {_online(m.users, m.more)}"
     if isinstance(m, Users):
         return f"* online: {_online(m.users, m.more)}"
     if isinstance(m, Error):
-        return f"! {m.code}: {m.detail}"
+        return f"! {escape(m.code)}: {escape(m.detail)}"
     if isinstance(m, Bye):
         return "* bye"
     return None  # ping/pong: the heartbeat runs by itself
@@ -208,12 +243,11 @@ _STYLE = {
 def _stdin_lines(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[str | None]) -> None:
     """Read stdin in a daemon thread (works for pipes, files and terminals alike)."""
 
-    def run() -> None:
-        for line in sys.stdin:
-            loop.call_soon_threadsafe(queue.put_nowait, line.rstrip("\r\n"))
-        loop.call_soon_threadsafe(queue.put_nowait, None)
+    def put(item: str | None) -> None:
+        line = item.rstrip("\r\n") if item is not None else None
+        loop.call_soon_threadsafe(queue.put_nowait, line)
 
-    threading.Thread(target=run, name="stdin", daemon=True).start()
+    cliargs.stdin_lines(put)
 
 
 async def _send_line(client: ChatClient, line: str) -> bool:
@@ -236,7 +270,7 @@ async def _send_line(client: ChatClient, line: str) -> bool:
 
 
 def _refused(exc: ChatError) -> int:
-    sys.stderr.write(f"synack: the server refused: {exc}\n")
+    sys.stderr.write(f"synack: the server refused: {escape(str(exc))}\n")
     return 1
 
 
@@ -257,7 +291,7 @@ async def _join_lines(args: argparse.Namespace) -> int:
 
     def show(ev: RawEvent) -> None:
         if as_json:
-            out.write(ev.raw.decode() + "\n")
+            out.write(json_line(ev.raw) + "\n")
         elif (line := describe(ev.message)) is not None:
             out.write(line + "\n")
         out.flush()
@@ -306,10 +340,10 @@ async def _join_tty(args: argparse.Namespace) -> int:
     def show(m: ServerMessage) -> None:
         if isinstance(m, Msg):
             who_style = "ansicyan bold" if m.from_ != me else "ansiblue bold"
-            parts = [("ansibrightblack", f"{_clock(m.ts)} "), (who_style, m.from_)]
+            parts = [("ansibrightblack", f"{_clock(m.ts)} "), (who_style, escape(m.from_))]
             if m.to is not None:
-                parts.append(("ansimagenta", f" -> {m.to}"))
-            parts.append(("", f": {m.text}"))
+                parts.append(("ansimagenta", f" -> {escape(m.to)}"))
+            parts.append(("", f": {escape(m.text)}"))
             print_formatted_text(FormattedText(parts))
         elif (line := describe(m)) is not None:
             print_formatted_text(FormattedText([(_STYLE.get(type(m), ""), line)]))
@@ -366,7 +400,7 @@ async def _say_async(args: argparse.Namespace) -> int:
         except TimeoutError:
             break
         if isinstance(m, Error):
-            sys.stderr.write(f"synack: {m.code}: {m.detail}\n")
+            sys.stderr.write(f"synack: {escape(m.code)}: {escape(m.detail)}\n")
             status = 1
         if m is None:
             break

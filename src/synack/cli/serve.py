@@ -10,6 +10,7 @@ import asyncio
 from typing import Any
 
 from synack.apps.services import (
+    LOOP_PORTS,
     SERVICE_NAMES,
     UdpClassic,
     UdpService,
@@ -54,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
 async def _serve(services: list[tuple[str, int]], host: str, *, tcp: bool, udp: bool) -> None:
     servers: list[asyncio.AbstractServer] = []
     endpoints: list[UdpService] = []
+    refused = set(LOOP_PORTS)
     with stop_on_signals() as stop:
         try:
             for name, port in services:
@@ -64,8 +66,11 @@ async def _serve(services: list[tuple[str, int]], host: str, *, tcp: bool, udp: 
                     for sock in getattr(server, "sockets", ()):
                         announce(sock.getsockname(), f"{name}/tcp")
                 if udp:
-                    endpoint = await open_udp_service(name, UdpClassic(name), host, port)
+                    service = UdpClassic(name, refuse_ports=refused)
+                    endpoint = await open_udp_service(name, service, host, port)
                     endpoints.append(endpoint)
+                    # Shared by all: none of our services answers another (a loop).
+                    refused.add(int(endpoint.sockname[1]))
                     announce(endpoint.sockname, f"{name}/udp")
             await stop.wait()
         finally:

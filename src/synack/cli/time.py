@@ -17,6 +17,7 @@ from synack.apps.time import sntp
 from synack.apps.time.server import DEFAULT_PORT, DEFAULT_SNTP_PORT, start_time_server
 from synack.cli import args as cliargs
 from synack.cli.args import add_host_port, stop_on_signals
+from synack.core.printable import escape
 from synack.errors import UsageError
 
 
@@ -40,7 +41,7 @@ def register(subparsers: Any) -> None:
         "--rate",
         type=cliargs.non_negative,
         default=50.0,
-        help="format requests per second per source host (default 50, 0 = no limit)",
+        help="requests per second per source host, each service (default 50, 0 = no limit)",
     )
     s.add_argument(
         "--burst",
@@ -90,7 +91,8 @@ async def _serve(args: argparse.Namespace) -> None:
             ignored = n.too_short + n.too_long + n.bad_version + n.not_client
             sys.stderr.write(
                 f"time: {f.answered} answered, {f.errors} error replies, "
-                f"{f.rate_limited} rate-limited; sntp: {n.answered} answered, {ignored} ignored "
+                f"{f.rate_limited} rate-limited; sntp: {n.answered} answered, "
+                f"{n.rate_limited} rate-limited, {ignored} ignored "
                 f"(short {n.too_short}, long {n.too_long}, version {n.bad_version}, "
                 f"not client {n.not_client})\n"
             )
@@ -134,7 +136,11 @@ def run_query(args: argparse.Namespace) -> int:
                     sys.stderr.write(f"synack: error: no time server at {args.host}:{port}\n")
                     return 1
                 if not args.sntp:
-                    sys.stdout.write(reply.decode("utf-8", "replace") + "\n")
+                    # The server's text is escaped (ESC, C1, bidi...), except a
+                    # newline or tab the format itself asked for.
+                    text = reply.decode("utf-8", "replace")
+                    asked = set(args.format) & {"\n", "\t"}
+                    sys.stdout.write("".join(c if c in asked else escape(c) for c in text) + "\n")
                     return 1 if reply.startswith(b"error: ") else 0
                 t4 = time.time_ns()
                 try:

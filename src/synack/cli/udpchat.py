@@ -10,9 +10,7 @@ import asyncio
 import contextlib
 import json
 import sys
-import threading
 import time
-from collections.abc import Callable
 from typing import Any, TextIO
 
 from synack.apps.services import announce
@@ -30,6 +28,7 @@ from synack.apps.udpchat.core import (
 from synack.apps.udpchat.endpoint import ChatEndpoint, open_chat_endpoint
 from synack.cli import args as cliargs
 from synack.cli.args import add_host_port, stop_on_signals
+from synack.core.printable import escape, is_unsafe
 from synack.errors import LocalProtocolError, UsageError
 
 DEFAULT_PORT = 8081
@@ -84,7 +83,15 @@ class Ui:
         self.endpoint: ChatEndpoint | None = None
 
     def _emit(self, obj: dict[str, Any], text: str) -> None:
-        self.out.write((json.dumps(obj, ensure_ascii=False) if self.json_mode else text) + "\n")
+        if self.json_mode:
+            line = json.dumps(obj, ensure_ascii=False)
+            if any(is_unsafe(c) for c in line):
+                # Peer text with a lone surrogate or a control character:
+                # JSON's own escapes keep it one valid, encodable line.
+                line = json.dumps(obj)
+        else:
+            line = text
+        self.out.write(line + "\n")
         self.out.flush()
 
     def error(self, message: str) -> None:
@@ -97,13 +104,24 @@ class Ui:
             contact = self.book.name_of(event.source)
             shown = contact or event.sender
             addr = f"{event.source[0]}:{event.source[1]}"
-            # A stranger's self-chosen name is shown with its address, so it
-            # cannot pass for a contact of the same name.
-            label = contact or f"{event.sender} ({addr})"
-            self._emit(
-                {"type": "msg", "from": shown, "id": event.id, "text": event.text, "addr": addr},
-                f"[{label}] {event.text}",
-            )
+            # A contact's line starts with "[name]"; a stranger's with "?[",
+            # its address first and its self-chosen name after (escaped: a
+            # name cannot print a newline, a "]" cannot end the label), so a
+            # stranger cannot pass for a contact of the same name.
+            if contact is not None:
+                line = f"[{contact}] {escape(event.text)}"
+            else:
+                name = json.dumps(escape(event.sender), ensure_ascii=False)
+                line = f"?[{addr} {name}] {escape(event.text)}"
+            obj = {
+                "type": "msg",
+                "from": shown,
+                "contact": contact is not None,
+                "id": event.id,
+                "text": event.text,
+                "addr": addr,
+            }
+            self._emit(obj, line)
         elif isinstance(event, Delivered):
             to = self.book.label(event.to)
             self._emit(
@@ -173,20 +191,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _stdin_lines(loop: asyncio.AbstractEventLoop, put: Callable[[str | None], None]) -> None:
-    """Read stdin in a thread (works for pipes, files and terminals alike)."""
-    try:
-        for raw in sys.stdin.buffer:
-            loop.call_soon_threadsafe(put, raw.decode("utf-8", "replace"))
-        loop.call_soon_threadsafe(put, None)
-    except (RuntimeError, OSError, ValueError):
-        pass  # the loop closed first (SIGTERM), or stdin went away: nothing to tell
-
-
 async def _line_mode(ui: Ui) -> None:
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[str | None] = asyncio.Queue()
-    threading.Thread(target=_stdin_lines, args=(loop, queue.put_nowait), daemon=True).start()
+    cliargs.stdin_lines(lambda item: loop.call_soon_threadsafe(queue.put_nowait, item))
     while (line := await queue.get()) is not None:
         if not ui.handle_line(line):
             return
@@ -210,11 +218,13 @@ async def _tty_mode(ui: Ui) -> None:
 
 
 async def _main(args: argparse.Namespace, book: ContactBook) -> None:
-    # Ids start from the wall clock in ms so they keep increasing across a
-    # restart, and a peer's duplicate suppression never hides a new message.
+    # Ids are secret and grow with the wall clock (core.secret_first_id):
+    # unguessable, so an ack cannot be forged, and still above the last run's
+    # ids after a restart, so a peer's duplicate suppression hides nothing new.
     peer = UdpChatPeer(
         args.name,
-        first_id=time.time_ns() // 1_000_000,
+        wall_start=time.time(),
+        contacts=set(book.by_name.values()),
         initial_timeout=args.timeout,
         tries=args.tries,
     )

@@ -14,6 +14,13 @@ Bounded and transactional (house style item 7): a header is checked against
 kept, so an announced 4 GiB frame costs nothing. At most one partial frame is
 ever held; complete frames are sliced out of the read with memoryviews.
 
+Only what arrived is buffered (issue 14): a partial frame's buffer holds the
+bytes received so far, never the announced length. A peer that sends a 4-byte
+header announcing 64 KiB and then nothing costs 4 bytes here, not 64 KiB.
+A large body grows by doubling what has arrived (so at most twice what
+arrived is ever allocated); once 16 KiB of it are in, the kernel may write the
+next chunk straight into the body (one copy for big frames).
+
 Layer: core. Imports synack.errors and the standard library.
 """
 
@@ -50,9 +57,11 @@ _pack = _HEADER.pack
 _unpack_from = _HEADER.unpack_from
 
 # Reads land in a preallocated scratch buffer. It starts small (a server holds
-# thousands of mostly idle connections) and doubles whenever a read fills it,
-# up to the largest size worth one recv.
-_SCRATCH_MIN = 8 * 1024
+# thousands of mostly idle connections, each with its own) and doubles whenever
+# a read fills it, up to the largest size worth one recv; it halves again when
+# a read uses under an eighth of it, so a connection that once sent a burst
+# does not keep 256 KiB while it idles.
+_SCRATCH_MIN = 2 * 1024
 _SCRATCH_MAX = 256 * 1024
 # When this much of a pending body is still missing, the kernel may write it
 # straight into the body's own buffer instead of the scratch (no second copy).
@@ -132,6 +141,7 @@ class FrameDecoder:
         "_ready",
         "_scratch",
         "_scratch_view",
+        "_want",
         "max_frame",
     )
 
@@ -142,9 +152,13 @@ class FrameDecoder:
         self._ready: list[Payload] = []
         self._next = 0  # index of the next frame in _ready for next_event()
         self._hdr = bytearray()  # a header split across reads (< 4 bytes)
-        self._body: bytearray | None = None  # the pending frame's payload
-        self._body_view: memoryview | None = None
-        self._have = 0  # payload bytes of the pending frame received so far
+        # The pending frame: _want bytes announced, _have received into
+        # _body[:_have]; len(_body) is what is allocated, never more than
+        # max(_have, min(_want, 2 * _have)) (see _direct_room).
+        self._body: bytearray | None = None
+        self._body_view: memoryview | None = None  # only while a direct read is out
+        self._have = 0
+        self._want = 0
         self._eof = False
         self._error: RemoteProtocolError | None = None
         self._scratch: bytearray | None = None
@@ -163,7 +177,7 @@ class FrameDecoder:
                 if self._body is None:
                     self._error = TruncatedFrame(len(self._hdr), None)
                 else:
-                    self._error = TruncatedFrame(self._have, len(self._body))
+                    self._error = TruncatedFrame(self._have, self._want)
             return
         if self._error is not None:
             return  # the stream is already broken; nothing after the error counts
@@ -172,11 +186,19 @@ class FrameDecoder:
     def get_buffer(self, sizehint: int = -1) -> memoryview:
         """Memory for the next read (``asyncio.BufferedProtocol.get_buffer``)."""
         body = self._body
-        if body is not None and len(body) - self._have >= _DIRECT_MIN:
-            # A large body is pending: let the read fill it in place.
+        if (
+            body is not None
+            and self._have >= _DIRECT_MIN
+            and self._want - self._have >= _DIRECT_MIN
+        ):
+            # A large body is pending and a good part of it has arrived: let
+            # the read fill it in place, in room that doubles what arrived.
             self._direct = True
-            assert self._body_view is not None
-            return self._body_view[self._have :]
+            room = min(self._want, 2 * self._have)
+            if len(body) < room:
+                body = self._body = self._resized(body, room)
+            self._body_view = memoryview(body)[self._have : room]
+            return self._body_view
         self._direct = False
         if self._scratch_view is None:
             self._scratch = bytearray(_SCRATCH_MIN)
@@ -189,23 +211,28 @@ class FrameDecoder:
             return
         if self._direct:
             self._direct = False
+            self._body_view = None
             self._have += nbytes
             body = self._body
             assert body is not None
-            if self._have == len(body):
+            if self._have == self._want:
                 self._ready.append(body)  # the buffer itself: no copy
-                self._body = self._body_view = None
-                self._have = 0
+                self._body = None
+                self._have = self._want = 0
             return
         scratch = self._scratch_view
         assert scratch is not None
         view = scratch[:nbytes]
-        if nbytes == len(scratch) and nbytes < _SCRATCH_MAX:
+        size = len(scratch)
+        if nbytes == size and size < _SCRATCH_MAX:
             # The read filled the buffer: more is waiting. Read more at a time.
-            self._scratch = bytearray(2 * nbytes)
+            self._scratch = bytearray(2 * size)
+            self._scratch_view = memoryview(self._scratch)
+        elif nbytes < size >> 3 and size > _SCRATCH_MIN:
+            self._scratch = bytearray(size >> 1)
             self._scratch_view = memoryview(self._scratch)
         body = self._body
-        if (body is not None and len(body) >= _BIG) or (
+        if (body is not None and self._want >= _BIG) or (
             body is None
             and not self._hdr
             and nbytes >= HEADER_SIZE
@@ -239,20 +266,24 @@ class FrameDecoder:
                 if length > self.max_frame:
                     self._error = FrameTooLarge(length, self.max_frame)
                     return
-                self._body = bytearray(length)
-                self._body_view = memoryview(self._body)
+                self._body = bytearray()
                 self._have = 0
+                self._want = length
             body = self._body
-            take = min(len(body) - self._have, n - pos)
+            have = self._have
+            take = min(self._want - have, n - pos)
             if take:
-                body[self._have : self._have + take] = mv[pos : pos + take]
-                self._have += take
+                # Writes in place within what is allocated, appends past it.
+                if len(body) < have + take:
+                    body = self._body = self._resized(body, have + take)
+                body[have : have + take] = mv[pos : pos + take]
+                self._have = have = have + take
                 pos += take
-            if self._have < len(body):
+            if have < self._want:
                 return
             ready.append(body)
-            self._body = self._body_view = None
-            self._have = 0
+            self._body = None
+            self._have = self._want = 0
         # Fast path: whole frames straight out of this read.
         max_frame = self.max_frame
         while n - pos >= HEADER_SIZE:
@@ -262,11 +293,11 @@ class FrameDecoder:
                 return
             end = pos + HEADER_SIZE + length
             if end > n:
-                # The rest is the start of a frame: keep its body, header checked.
-                self._body = bytearray(length)
-                self._body_view = memoryview(self._body)
+                # The rest is the start of a frame: keep what arrived of its
+                # body (header checked), not the length it announces.
+                self._body = bytearray(mv[pos + HEADER_SIZE :])
                 self._have = n - pos - HEADER_SIZE
-                self._body[: self._have] = mv[pos + HEADER_SIZE :]
+                self._want = length
                 return
             if is_view:
                 ready.append(mv[pos + HEADER_SIZE : end].tobytes())
@@ -275,6 +306,26 @@ class FrameDecoder:
             pos = end
         if pos < n:
             self._hdr += mv[pos:]
+
+    @staticmethod
+    def _resized(body: bytearray, size: int) -> bytearray:
+        """``body`` grown to ``size`` bytes (or left as long, if it is already).
+
+        A memoryview handed to the last direct read may still be alive in
+        the caller's frame, and a bytearray with a live export cannot be
+        resized: then the bytes move to a new buffer (doubling keeps the
+        total of such copies under the frame's size).
+        """
+        extra = size - len(body)
+        if extra <= 0:
+            return body
+        try:
+            body.extend(bytes(extra))
+        except BufferError:
+            grown = bytearray(size)
+            grown[: len(body)] = body
+            return grown
+        return body
 
     # -- output -------------------------------------------------------------
 
@@ -316,6 +367,13 @@ class FrameDecoder:
         """Bytes of an incomplete frame currently held (header included)."""
         if self._body is not None:
             return HEADER_SIZE + self._have
+        return len(self._hdr)
+
+    @property
+    def allocated(self) -> int:
+        """Bytes of memory held for the incomplete frame (at most twice ``pending``)."""
+        if self._body is not None:
+            return len(self._body)
         return len(self._hdr)
 
     @property

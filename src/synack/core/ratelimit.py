@@ -50,14 +50,20 @@ class TokenBucket:
 
 
 class TokenBuckets:
-    """Per-key token buckets in bounded memory.
+    """Per-key token buckets in bounded memory, which many keys cannot flush.
 
-    Only ``max_keys`` buckets are tracked, least recently used evicted first:
-    a flood of distinct sources costs bounded memory. An evicted key comes back
-    with a full bucket, which is what an idle source would have anyway.
+    Only ``max_keys`` buckets are tracked. A key is forgotten only when its
+    bucket has refilled to ``burst`` (it would come back exactly as it left:
+    forgetting it gives nothing away); the least recently used key is the one
+    looked at. When the table is full and its oldest bucket is still being
+    drained, a new key gets no bucket of its own: every such key shares one
+    overflow bucket (``rate``, ``burst``). So sending from many sources (or
+    spoofing them) never evicts a busy source to hand it a fresh full bucket;
+    the most the newcomers get together is one source's allowance.
+    ``overflowed`` counts the decisions taken on the shared bucket.
     """
 
-    __slots__ = ("_buckets", "burst", "max_keys", "rate")
+    __slots__ = ("_buckets", "_overflow", "burst", "max_keys", "overflowed", "rate")
 
     def __init__(self, rate: float, burst: float, max_keys: int = 4096) -> None:
         _check(rate, burst)
@@ -68,6 +74,8 @@ class TokenBuckets:
         self.max_keys = max_keys
         # key -> (tokens, last refill time); order is recency of use.
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._overflow: TokenBucket | None = None
+        self.overflowed = 0
 
     def allow(self, key: str, now: float) -> bool:
         """Spend one of ``key``'s tokens if it has one."""
@@ -76,6 +84,14 @@ class TokenBuckets:
         if entry is None:
             tokens, last = float(self.burst), now
             if len(buckets) >= self.max_keys:
+                oldest_tokens, oldest_at = next(iter(buckets.values()))
+                refilled = oldest_tokens + max(0.0, now - oldest_at) * self.rate
+                if refilled < self.burst:
+                    # Full of sources still being limited: share one bucket.
+                    self.overflowed += 1
+                    if self._overflow is None:
+                        self._overflow = TokenBucket(self.rate, self.burst, now)
+                    return self._overflow.allow(now)
                 buckets.popitem(last=False)
         else:
             tokens, last = entry

@@ -6,7 +6,7 @@ receiver, every TCP state change is written beside its host's column, a lost
 segment's arrow stops half-way at a ✗ (where it died), retransmissions and
 duplicate ACKs are marked.
 
-Layer: trace. Imports synack.tcp, synack.wire and synack.trace.model.
+Layer: trace. Imports synack.core, synack.tcp, synack.wire and synack.trace.model.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from rich.console import Console
 from rich.text import Text
 
+from synack.core.printable import escape
 from synack.tcp.states import State
 from synack.trace.model import Note, StateChange, Trace, TraceEvent, state_name
 from synack.wire.tcp import TcpFlags
@@ -95,7 +96,10 @@ class _Row:
         self.styles = [""] * width
 
     def put(self, x: int, text: str, style: str = "") -> None:
-        for i, ch in enumerate(text):
+        # Everything drawn passes here: a control, bidi or format character
+        # from a packet (a name, a summary) is escaped, never sent to the
+        # terminal (issue 14).
+        for i, ch in enumerate(escape(text)):
             if 0 <= x + i < len(self.chars):
                 self.chars[x + i] = ch
                 self.styles[x + i] = style

@@ -47,11 +47,19 @@ def test_bad_requests_get_an_error_reply(req: bytes, reason: bytes) -> None:
 
 
 def test_reply_limit_boundary() -> None:
-    # %s is the 10-digit Unix second: 51 of them + 2 literal bytes = 512.
-    ok = answer(b"%s" * 51 + b"ab")
+    # %s is the 10-digit Unix second. 32 of them + 192 literal bytes: a
+    # 256-byte request, a 512-byte reply (the absolute cap, under 2x).
+    ok = answer(b"%s" * 32 + b"a" * 192)
     assert ok is not None and len(ok) == 512 and not ok.startswith(b"error")
-    over = answer(b"%s" * 51 + b"abc")
+    over = answer(b"%s" * 33 + b"a" * 190)  # 256 bytes in, 520 out
     assert over is not None and over.startswith(b"error: ")
+    # The 2x rule (issue 14): 10 x %s + 32 literal bytes = 52 bytes in may
+    # get 2 * (52 + 28) - 28 = 132 bytes out, exactly what it produces;
+    # one literal byte less (51 in, 131 out, limit 130) is refused.
+    edge = answer(b"%s" * 10 + b"a" * 32)
+    assert edge is not None and len(edge) == 132 and not edge.startswith(b"error")
+    refused = answer(b"%s" * 10 + b"a" * 31)
+    assert refused == b"error: reply over 2x request"
 
 
 def test_cached_reply_follows_the_second() -> None:
@@ -85,10 +93,14 @@ def test_token_buckets_are_bounded() -> None:
     buckets = TokenBuckets(rate=1, burst=1, max_keys=3)
     assert buckets.allow("a", 0.0) and not buckets.allow("a", 0.0)
     for key in "bcd":
-        assert buckets.allow(key, 0.0)
-    assert len(buckets) == 3
-    # "a" was least recently used and has been forgotten: it starts full.
-    assert buckets.allow("a", 0.0)
+        assert buckets.allow(key, 0.0)  # "d" on the shared overflow bucket
+    assert len(buckets) == 3 and buckets.overflowed == 1
+    # "a" is still drained: the newcomers did not flush it to a fresh bucket
+    # (issue 14: flushing the table used to buy answers).
+    assert not buckets.allow("a", 0.0)
+    # Once the oldest ("b") has refilled, forgetting it gives nothing away:
+    # "e" takes its place.
+    assert buckets.allow("e", 1.0) and len(buckets) == 3
     with pytest.raises(ValueError):
         TokenBuckets(rate=0, burst=1)
 

@@ -26,6 +26,15 @@ Slow readers: while a client's transport asks to pause (``pause``), that
 client's output is kept here, bounded in bytes; overflowing the bound
 disconnects the client with ``left{reason:"too-slow"}``. Nobody else waits.
 
+Under attack (docs/protocol-hostile.md, "Chat"): a connection that has not
+registered within ``hello_timeout`` is told ``error{timeout}`` and closed
+(pings it answers do not keep it); one host holds at most ``max_per_host``
+connections (``server-full`` past that); a client's pings spend a bucket of their
+own (an excess ping gets no pong, and is counted; over ``ping_flood`` refused
+in a row, the connection is closed); nicks are registered
+NFKC-normalised, and one that looks like a nick online (same ``nick_key``:
+case folded, confusable letters mapped) is ``nick-taken``.
+
 Timers: one heap entry per client, never later than that client's true
 deadline (receiving only moves deadlines later, so entries are fixed up
 lazily when they reach the top): ``get_timer`` is exact and cheap.
@@ -61,6 +70,8 @@ from synack.apps.chat.messages import (
     check_text,
     decode_client,
     encode_message,
+    nick_key,
+    normalize_nick,
 )
 from synack.core.framing import DEFAULT_MAX_FRAME, Payload, encode
 from synack.core.ratelimit import TokenBucket
@@ -87,6 +98,18 @@ class ChatConfig:
     rate: float = 50.0  # messages per second per client; 0 = no limit
     burst: int = 200  # token bucket size (§5: "a burst of at least 100")
     max_clients: int = 10_000  # connections at once, registered or not
+    # Per host: high enough for one-host benchmarks (bench/chat_fanout.py runs 1,010),
+    # low enough that one host cannot hold every slot of the default max_clients.
+    max_per_host: int = 4_096
+    hello_timeout: float = 10.0  # a connection must say hello within this
+    # Pings have their own bucket per client (they do not spend message tokens):
+    # a client's heartbeat needs one per `heartbeat` s; a flood is answered at this rate.
+    ping_rate: float = 5.0
+    ping_burst: int = 20
+    # Refused pings in a row before the connection is closed: answering fewer pings does
+    # not make a flood cheap (each is still read and decoded), so a flooder is let go.
+    # A client that pings once per heartbeat is never refused at all.
+    ping_flood: int = 100
     max_queue: int = 1 << 20  # bytes held for a client whose transport is paused
     # The largest frame the server sends: what every client accepts by default (§1). Only
     # `welcome` and `users` grow with the room; past this they list who fits and count the rest.
@@ -94,15 +117,27 @@ class ChatConfig:
 
     def __post_init__(self) -> None:
         # Written as `not (a < x < b)` so that NaN, which compares false, is refused too.
-        if not (0 < self.heartbeat < math.inf and 0 < self.idle_timeout < math.inf):
-            raise LocalProtocolError("heartbeat and idle timeout must be positive and finite")
+        if not (
+            0 < self.heartbeat < math.inf
+            and 0 < self.idle_timeout < math.inf
+            and 0 < self.hello_timeout < math.inf
+        ):
+            raise LocalProtocolError(
+                "heartbeat, idle timeout and hello timeout must be positive and finite"
+            )
         if (
             not 0 <= self.rate < math.inf
             or self.burst < 1
             or self.max_clients < 1
+            or self.max_per_host < 1
+            or not 0 < self.ping_rate < math.inf
+            or self.ping_burst < 1
             or self.max_queue < 1
         ):
-            raise LocalProtocolError("rate >= 0, burst >= 1, max clients >= 1, max queue >= 1")
+            raise LocalProtocolError(
+                "rate >= 0, burst >= 1, max clients >= 1, max per host >= 1, max queue >= 1, "
+                "ping rate > 0, ping burst >= 1"
+            )
         if not 0 <= self.max_frame <= 0xFFFF_FFFF:
             raise LocalProtocolError("max frame must fit a 32-bit length")
         if not _MIN_SEND_FRAME <= self.max_send_frame <= 0xFFFF_FFFF:
@@ -163,13 +198,17 @@ class _Client(Generic[K]):
         "bend",
         "bstart",
         "bucket",
+        "connected_at",
         "flushed",
+        "host",
         "key",
         "last_ping",
         "last_rx",
         "nick",
         "paused",
         "peer",
+        "pings",
+        "pings_refused",
         "private",
         "queue",
         "queued",
@@ -180,6 +219,9 @@ class _Client(Generic[K]):
     def __init__(self, key: K, peer: str, now: float, config: ChatConfig) -> None:
         self.key = key
         self.peer = peer
+        # "host:port" ("[v6]:port" or "v6:port"): the host is what is capped.
+        self.host = peer.rpartition(":")[0] or peer
+        self.connected_at = now
         self.state = ClientState.CONNECTED
         self.nick: str | None = None
         self.reason = ""  # why it is CLOSING
@@ -195,6 +237,8 @@ class _Client(Generic[K]):
         self.last_ping = now
         # rate 0 means no limit (§5 `--rate 0`).
         self.bucket = TokenBucket(config.rate, config.burst, now) if config.rate > 0 else None
+        self.pings = TokenBucket(config.ping_rate, config.ping_burst, now)
+        self.pings_refused = 0  # in a row
 
     def set_state(self, new: ClientState) -> None:
         if new not in _TRANSITIONS[self.state]:
@@ -204,11 +248,15 @@ class _Client(Generic[K]):
 
     def deadline(self, config: ChatConfig) -> float:
         # §2 Heartbeat: ping after `heartbeat` s of silence (and again `heartbeat` s after each
-        # unanswered ping); give up after `idle_timeout` s of silence.
-        return min(
+        # unanswered ping); give up after `idle_timeout` s of silence, or
+        # `hello_timeout` s after connecting without registering.
+        at = min(
             max(self.last_rx, self.last_ping) + config.heartbeat,
             self.last_rx + config.idle_timeout,
         )
+        if self.state is ClientState.CONNECTED:
+            at = min(at, self.connected_at + config.hello_timeout)
+        return at
 
 
 class ChatRoom(Generic[K]):
@@ -220,6 +268,8 @@ class ChatRoom(Generic[K]):
         self.stopping = False
         self._clients: dict[K, _Client[K]] = {}  # not yet CLOSED
         self._users: dict[str, _Client[K]] = {}  # registration order
+        self._keys: dict[str, str] = {}  # nick_key -> nick online
+        self._per_host: Counter[str] = Counter()  # open connections by host
         self._users_bytes = 0  # sum over users of the nick's JSON string length plus a comma
         self._next_id = 1
         self._turn: list[bytes] = []
@@ -255,14 +305,19 @@ class ChatRoom(Generic[K]):
         if key in self._clients:
             raise LocalProtocolError(f"client {key!r} is already connected")
         self.stats["connections"] += 1
-        if self.stopping or len(self._clients) >= self.config.max_clients:
+        c = _Client(key, peer, now, self.config)
+        full = self.stopping or len(self._clients) >= self.config.max_clients
+        if full or self._per_host[c.host] >= self.config.max_per_host:
             # An extension of §2's codes: the connection is refused politely.
             self.stats["server-full"] += 1
-            data = _frame(Error(code="server-full", detail="too many clients"))
+            if not full:
+                self.stats["host-full"] += 1
+            detail = "too many clients" if full else "too many connections from your host"
+            data = _frame(Error(code="server-full", detail=detail))
             self._disconnects.append(Disconnect(key, "server-full", data=data))
             return False
-        c = _Client(key, peer, now, self.config)
         self._clients[key] = c
+        self._per_host[c.host] += 1
         self._push_timer(c, c.deadline(self.config))
         return True
 
@@ -356,6 +411,12 @@ class ChatRoom(Generic[K]):
         for c in due:  # re-armed after the loop: a deadline never makes this spin
             if c.state is not ClientState.CONNECTED and c.state is not ClientState.REGISTERED:
                 continue
+            if c.state is ClientState.CONNECTED and now >= c.connected_at + cfg.hello_timeout:
+                self.stats["timeout"] += 1
+                self.stats["hello-timeout"] += 1
+                detail = f"no hello within {cfg.hello_timeout:g} s"
+                self._last_words(c, _frame(Error(code="timeout", detail=detail)), "timeout")
+                continue
             if now >= c.last_rx + cfg.idle_timeout:
                 self.stats["timeout"] += 1
                 detail = f"nothing received for {cfg.idle_timeout:g} s"
@@ -371,6 +432,7 @@ class ChatRoom(Generic[K]):
         """Take a registered client out of the room and tell the others why."""
         if c.nick is not None and self._users.get(c.nick) is c:
             del self._users[c.nick]
+            del self._keys[nick_key(c.nick)]
             self._users_bytes -= _listed_size(c.nick)
             c.bend = len(self._turn)
             if not self.stopping:  # when the server stops, everyone hears bye instead
@@ -392,11 +454,19 @@ class ChatRoom(Generic[K]):
         if c.state is not ClientState.CLOSING:
             self._unregister(c, reason)
         c.set_state(ClientState.CLOSED)
-        del self._clients[c.key]
+        self._forget(c)
         c.queue.clear()
         c.queued = 0
         if abort:
             self._disconnects.append(Disconnect(c.key, reason, abort=True))
+
+    def _forget(self, c: _Client[K]) -> None:
+        del self._clients[c.key]
+        left = self._per_host[c.host] - 1
+        if left > 0:
+            self._per_host[c.host] = left
+        else:
+            del self._per_host[c.host]
 
     def _too_slow(self, c: _Client[K]) -> None:
         self.stats["too-slow"] += 1
@@ -431,14 +501,17 @@ class ChatRoom(Generic[K]):
             else:
                 self._say(c, m.text, m.to, wall)
         elif isinstance(m, Hello):
+            nick = normalize_nick(m.nick)
             if registered:
                 self._error(c, "bad-message", "already registered")
-            elif (why := check_nick(m.nick)) is not None:
+            elif (why := check_nick(nick)) is not None:
                 self._error(c, "bad-nick", why)
-            elif m.nick in self._users:
-                self._error(c, "nick-taken", f"{m.nick!r} is already online")
+            elif nick in self._users:
+                self._error(c, "nick-taken", f"{nick!r} is already online")
+            elif (online := self._keys.get(nick_key(nick))) is not None:
+                self._error(c, "nick-taken", f"{nick!r} looks like {online!r}, who is online")
             else:
-                self._register(c, m.nick)
+                self._register(c, nick)
         elif isinstance(m, Who):
             if not registered:
                 self._error(c, "not-registered", "say hello first")
@@ -449,7 +522,19 @@ class ChatRoom(Generic[K]):
                 users, more = self._user_list(c.nick, Users(users=[], more=_BIG_COUNT))
                 self._send_private(c, _frame(Users(users=users, more=more)))
         elif isinstance(m, Ping):
-            self._send_private(c, _PONG)
+            # Pings have a bucket of their own: a ping flood would otherwise
+            # cost the server a frame each and delay everyone (issue 14). No
+            # error reply for a refused ping: that would be a frame again.
+            if not c.pings.allow(now):
+                self.stats["ping-rate-limited"] += 1
+                c.pings_refused += 1
+                if c.pings_refused > self.config.ping_flood:
+                    self.stats["ping-flood"] += 1
+                    detail = "ping flood: too many pings per second"
+                    self._last_words(c, _frame(Error(code="rate-limited", detail=detail)), "error")
+            else:
+                c.pings_refused = 0
+                self._send_private(c, _PONG)
         elif isinstance(m, Bye):
             self._last_words(c, _BYE, "bye")
         # Pong: receiving it already counted as life.
@@ -459,6 +544,7 @@ class ChatRoom(Generic[K]):
         c.nick = nick
         c.set_state(ClientState.REGISTERED)
         self._users[nick] = c
+        self._keys[nick_key(nick)] = nick
         self._users_bytes += _listed_size(nick)
         c.bstart = len(self._turn)
         users, more = self._user_list(nick, Welcome(nick=nick, users=[], more=_BIG_COUNT))
@@ -543,7 +629,7 @@ class ChatRoom(Generic[K]):
                     out[:0] = c.queue
                     c.queue.clear()
                     c.set_state(ClientState.CLOSED)
-                    del self._clients[c.key]
+                    self._forget(c)
                     self._disconnects.append(Disconnect(c.key, c.reason, data=b"".join(out)))
                 else:
                     self._emit(c, b"".join(out), writes)

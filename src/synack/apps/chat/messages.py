@@ -40,6 +40,8 @@ __all__ = [
     "decode_client",
     "decode_server",
     "encode_message",
+    "nick_key",
+    "normalize_nick",
 ]
 
 DEFAULT_PORT: Final = 8898  # §2
@@ -143,14 +145,83 @@ def _nick_char_ok(c: str) -> bool:
     if c in "_-":
         return True
     cat = unicodedata.category(c)
-    return cat[0] == "L" or cat == "Nd"
+    return (cat[0] == "L" or cat == "Nd") and c not in _INVISIBLE_LETTERS
+
+
+# Letters that draw nothing (Unicode's Default_Ignorable_Code_Point among the
+# letters): the Hangul fillers. A nick made of them looks empty, or like
+# another nick with nothing added. (Format characters, category Cf, such as
+# the zero-width joiner, are not letters and are refused already.)
+_INVISIBLE_LETTERS: Final = frozenset("\u115f\u1160\u3164\uffa0")
+
+# The skeleton (after NFKC and case folding): letters of other scripts, and
+# digits, that draw like a Latin letter in common fonts map to that letter, so
+# two nicks that look alike get one key. A small, deliberate subset of
+# Unicode's confusables (UTS #39, confusables.txt): the Cyrillic and Greek
+# lowercase homoglyphs of Latin letters, dotless i and script g/a, and the
+# digits 0 and 1. "rn" drawn as "m" is handled in nick_key. Not covered:
+# rarer scripts' look-alikes (Cherokee, Armenian, ...) and "I" vs "l" (case
+# folding turns "I" into "i" first). See docs/protocol-hostile.md.
+_SKELETON: Final = str.maketrans(
+    {
+        # Cyrillic
+        "\u0430": "a",  # а
+        "\u0435": "e",  # е
+        "\u0451": "e",  # ё (NFKC keeps it composed; drawn as ë, close enough to refuse)
+        "\u043e": "o",  # о
+        "\u0440": "p",  # р
+        "\u0441": "c",  # с
+        "\u0443": "y",  # у
+        "\u0445": "x",  # х
+        "\u0455": "s",  # ѕ
+        "\u0456": "i",  # і
+        "\u0458": "j",  # ј
+        "\u04bb": "h",  # һ
+        "\u0501": "d",  # ԁ
+        "\u051b": "q",  # ԛ
+        "\u051d": "w",  # ԝ
+        "\u04cf": "l",  # ӏ
+        # Greek
+        "\u03b1": "a",  # α
+        "\u03bf": "o",  # ο
+        "\u03b9": "i",  # ι
+        "\u03bd": "v",  # ν
+        "\u03c1": "p",  # ρ
+        "\u03c5": "u",  # υ
+        "\u03f2": "c",  # ϲ
+        "\u03f3": "j",  # ϳ
+        # Latin variants
+        "\u0131": "i",  # ı dotless i
+        "\u0261": "g",  # ɡ script g
+        "\u0251": "a",  # ɑ alpha
+        # digits drawn like letters
+        "0": "o",
+        "1": "l",
+    }
+)
+
+
+def normalize_nick(nick: str) -> str:
+    """The nick as registered: NFKC (full-width and math-alphanumeric forms
+    become plain letters: ``ａｄａ`` and ``𝐚𝐝𝐚`` are ``ada``)."""
+    return unicodedata.normalize("NFKC", nick)
+
+
+def nick_key(nick: str) -> str:
+    """What two nicks share when people would take them for one: NFKC, case
+    folded (NFKC again, folding can denormalise), then the skeleton."""
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", nick).casefold())
+    return folded.translate(_SKELETON).replace("rn", "m")
 
 
 def check_nick(nick: str) -> str | None:
-    """Why ``nick`` breaks the rule (1-32 letters, digits, ``_``, ``-``), or None."""
+    """Why ``nick`` breaks the rule (1-32 letters, digits, ``_``, ``-``, none
+    invisible), or None. Check the normalised nick (``normalize_nick``)."""
     if not 1 <= len(nick) <= MAX_NICK:
         return f"a nick has 1 to {MAX_NICK} characters, not {len(nick)}"
     for c in nick:
+        if c in _INVISIBLE_LETTERS:
+            return f"a nick holds no invisible characters, not U+{ord(c):04X}"
         if not _nick_char_ok(c):
             return f"a nick holds only letters, digits, '_' and '-', not {c!r}"
     return None

@@ -5,10 +5,19 @@ server's local time formatted with it. The core never reads a clock: the
 adapter passes a monotonic ``now`` (for the rate limit) and the wall-clock
 Unix second to format.
 
-Two bounds keep the service from being turned against others: a reply is
-never larger than 512 bytes (a 256-byte request can never be amplified more
-than 2x), and each source address has a token bucket; excess requests get no
-reply at all (silence is the only answer that does not amplify).
+Two bounds keep the service from being turned against others (a spoofed
+source turns a server that answers bigger into an amplifier):
+
+- a reply's payload is at most twice the request's payload plus 28 bytes,
+  and at most 512 bytes. 28 bytes is the IPv4 + UDP header every datagram
+  carries, so on the wire a reply datagram is never more than twice the
+  request datagram, whatever the request (an empty request, 28 bytes on the
+  wire, may get up to 28 bytes of text: the default format's 19 fit). A
+  format that would produce more gets a short ``error:`` reply, itself
+  within the bound (docs/protocol-hostile.md, "Time");
+- each source address has a token bucket (core.ratelimit: a full table of
+  busy sources is not flushed by new ones); excess requests get no reply at
+  all (silence is the only answer that does not amplify).
 
 Layer: apps. Imports synack.core.
 """
@@ -24,6 +33,16 @@ from synack.core.ratelimit import TokenBuckets
 DEFAULT_FORMAT = "%Y-%m-%d %X"
 MAX_REQUEST = 256
 MAX_REPLY = 512
+# On the wire, reply <= AMPLIFICATION x request, headers included.
+AMPLIFICATION = 2
+UDP_IPV4_HEADERS = 28
+
+
+def reply_limit(request_len: int) -> int:
+    """The largest reply payload allowed for a request payload of ``request_len`` bytes."""
+    return min(MAX_REPLY, AMPLIFICATION * (request_len + UDP_IPV4_HEADERS) - UDP_IPV4_HEADERS)
+
+
 ERROR_PREFIX = b"error: "
 
 
@@ -74,6 +93,8 @@ class FormatService:
         reply = self._cache.get(request)
         if reply is None:
             reply = self._compute(request, wall_second)
+            # Errors too stay within the bound (a 1-byte request allows 30).
+            reply = reply[: reply_limit(len(request))]
             if len(self._cache) < self.max_cache:
                 self._cache[request] = reply
         if reply.startswith(ERROR_PREFIX):
@@ -93,7 +114,7 @@ class FormatService:
         if not fmt:
             fmt = DEFAULT_FORMAT
         if "\0" in fmt:
-            return _error("format contains a NUL character")
+            return _error("NUL in format")
         try:
             # time.strftime, not datetime: it knows no sub-second directive, so
             # the output depends on the second only (what makes caching exact).
@@ -104,5 +125,7 @@ class FormatService:
         # CPython's strftime returns "" when the result would not fit its
         # buffer (256x the format length): that, too, is a reply over the limit.
         if len(reply) > MAX_REPLY or not reply:
-            return _error(f"reply would be empty or over {MAX_REPLY} bytes")
+            return _error(f"reply over {MAX_REPLY} bytes")
+        if len(reply) > reply_limit(len(request)):
+            return _error(f"reply over {AMPLIFICATION}x request")
         return reply

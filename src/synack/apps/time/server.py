@@ -37,10 +37,19 @@ def format_handler(
     return on_datagram
 
 
-def sntp_handler(server: SntpServer, *, clock_ns: Callable[[], int] = time.time_ns) -> Handler:
+def sntp_handler(
+    server: SntpServer,
+    *,
+    clock_ns: Callable[[], int] = time.time_ns,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> Handler:
     reply = server.reply
+    admit = server.admit
 
     def on_datagram(data: bytes, addr: Address) -> bytes | None:
+        # Per source host, like the format protocol (a new port is no new bucket).
+        if not admit(addr[0], monotonic()):
+            return None
         # t2 is read first thing, t3 as late as the core allows: the client
         # subtracts (t3 - t2) as our processing time.
         received = clock_ns()
@@ -74,7 +83,7 @@ async def start_time_server(
     the kernel fast path is used; pass one (the loop's, or synack's stack's) to
     run them as DatagramProtocols."""
     fmt = FormatService(rate=rate, burst=burst)
-    sntp = SntpServer()
+    sntp = SntpServer(rate=rate, burst=burst)
     fmt_ep = await open_udp_service(
         "time",
         format_handler(fmt),

@@ -20,14 +20,17 @@ and ntplib accept: chrony rejects only stratum 0 (kiss-o'-death) and >= 16
 reference time after the transmit time. Claiming stratum 1 with "LOCL" would
 tell clients we hold a reference clock, which we do not.
 
-Layer: apps. Imports only the standard library.
+Layer: apps. Imports synack.core.
 """
 
 from __future__ import annotations
 
 import enum
+import math
 import struct
 from dataclasses import dataclass, field
+
+from synack.core.ratelimit import TokenBuckets
 
 # Seconds from the NTP era 0 epoch (1900-01-01) to the Unix epoch (RFC 5905 §6).
 NTP_UNIX_OFFSET = 2_208_988_800
@@ -221,6 +224,7 @@ class SntpCounters:
     too_long: int = 0
     bad_version: int = 0
     not_client: int = 0
+    rate_limited: int = 0
 
 
 # The reply after the poll byte and before the timestamps is the same for
@@ -237,7 +241,16 @@ class SntpServer:
     A peer can never make this raise: every malformed request is counted in
     ``counters`` and answered with nothing (RFC 4330 §5 lets a server drop
     what it does not serve, and silence gives an attacker no amplification).
+    A reply is never larger than its request (48 bytes for 48 or more).
+
+    ``admit`` is the per-source rate limit the adapter asks first, the same
+    token buckets as the format protocol (``rate`` requests/s per source
+    host, ``burst`` saved up; 0 = no limit): without it the server is a 1:1
+    reflector for anyone who can spoof a source address.
     """
+
+    rate: float = 0.0
+    burst: float = 100.0
 
     stratum: int = 10
     reference_id: bytes = LOCAL_CLOCK_REFID
@@ -252,8 +265,12 @@ class SntpServer:
     # Per first request byte: the first two reply bytes, or why it is refused.
     _by_first_byte: list[tuple[str, bytes]] = field(init=False, repr=False)
     _fixed: bytes = field(init=False, repr=False)
+    _buckets: TokenBuckets | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        if not 0 <= self.rate < math.inf:
+            raise ValueError("rate must be >= 0 (0 = no limit)")
+        self._buckets = TokenBuckets(self.rate, self.burst) if self.rate > 0 else None
         # Validates the configured fields the same way a parsed packet is.
         NtpPacket(
             leap=0,
@@ -279,6 +296,13 @@ class SntpServer:
         self._fixed = struct.pack(
             "!bII4s", self.precision, self.root_delay, self.root_dispersion, self.reference_id
         )
+
+    def admit(self, source_host: str, now: float) -> bool:
+        """May ``source_host`` be answered at monotonic ``now``? Counts refusals."""
+        if self._buckets is None or self._buckets.allow(source_host, now):
+            return True
+        self.counters.rate_limited += 1
+        return False
 
     def reply(self, request: bytes, receive_ns: int, transmit_ns: int) -> bytes | None:
         n = len(request)

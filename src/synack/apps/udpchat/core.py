@@ -3,9 +3,23 @@
 UDP promises nothing: a datagram may be lost, duplicated or reordered, and
 nobody tells the sender. This core adds exactly what a chat needs on top:
 
-- every ``msg`` carries an ``id`` that increases per sender;
+- every ``msg`` carries an ``id`` that increases per sender, from a secret
+  random start by secret random steps, so an off-path stranger cannot guess
+  one and forge its ``ack``;
 - the receiver answers every ``msg`` with an ``ack`` (duplicates included:
-  the first ack may be the one that was lost) and shows each (from, id) once;
+  the first ack may be the one that was lost) and shows each message once.
+  A message's identity is (source address, id), never the claimed ``from``:
+  a stranger naming itself ``bob`` shares nothing with the contact bob, so it
+  can neither suppress bob's messages nor replay them. Contacts' histories
+  are never evicted; strangers share a bounded table (evicting a stranger
+  only lets that stranger's old message show again, which it could send anew
+  anyway);
+- an ``ack`` counts only from the address the ``msg`` went to, for an id that
+  is still pending there.
+
+What is not defended: someone who can forge a contact's source address (on
+the path, or spoofing on the same network) can forge anything that contact
+says; that needs authentication, which the protocol does not have.
 - the sender retransmits an unacknowledged ``msg`` with a doubling timeout
   (0.5 s, 1 s, 2 s, ...) and after the last try reports it undelivered.
 
@@ -23,7 +37,9 @@ from __future__ import annotations
 import heapq
 import json
 import math
+import secrets
 from collections import OrderedDict, deque
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +54,21 @@ MAX_NAME = 64
 # Per sender, how many recent ids are remembered for duplicate suppression;
 # an id older than the window is taken as a (very late) duplicate.
 DEDUP_WINDOW = 4096
-MAX_SENDERS = 1024
+MAX_SENDERS = 1024  # strangers remembered (contacts are always remembered)
+# Ids: the wall-clock second times 2**29, plus a secret random 29-bit offset,
+# then a secret random step in 1..ID_STEP per message. Increasing (PROTOCOLS.md
+# §4) within a run and, from the clock, across restarts (a peer's duplicate
+# window must not swallow a restarted sender's new ids) as long as a run sends
+# fewer than 2**29 / (ID_STEP / 2) = 16,384 messages per second; secret, so an
+# off-path stranger must guess among 2**29 ids to forge an ack of a first
+# message, 2**16 for a later one it has not seen. Good to the year 2242.
+ID_SECRET_BITS = 29
+ID_STEP = 1 << 16
+
+
+def secret_first_id(wall_seconds: float) -> int:
+    """A first message id for a run started at ``wall_seconds`` (Unix time)."""
+    return (max(0, int(wall_seconds)) << ID_SECRET_BITS) + secrets.randbelow(1 << ID_SECRET_BITS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,8 +76,9 @@ class MessageReceived:
     source: Address
     sender: str  # what the peer calls itself (the ``from`` member)
     id: int
-    text: str
+    text: str  # as sent: may hold control characters or lone surrogates (escape to show)
     ts: float | None
+    contact: bool = False  # the source address is one of the peer's contacts
 
     def __post_init__(self) -> None:
         if self.id < 0:
@@ -80,6 +111,7 @@ class Counters:
     oversized: int = 0
     malformed: int = 0
     stray_acks: int = 0  # unknown id, already acked, or from the wrong address
+    strangers_forgotten: int = 0  # stranger histories evicted from the bounded table
 
 
 @dataclass(slots=True)
@@ -132,7 +164,9 @@ class UdpChatPeer:
         self,
         name: str,
         *,
-        first_id: int = 1,
+        first_id: int | None = None,
+        wall_start: float = 0.0,
+        contacts: Collection[Address] = (),
         initial_timeout: float = INITIAL_TIMEOUT,
         tries: int = TRIES,
         max_datagram: int = MAX_DATAGRAM,
@@ -141,6 +175,11 @@ class UdpChatPeer:
             raise LocalProtocolError(f"name must be 1 to {MAX_NAME} characters")
         if not 0 < initial_timeout < math.inf or tries < 1:
             raise LocalProtocolError("initial_timeout must be > 0 and tries >= 1")
+        # An explicit first_id (tests) counts up by one; the default is secret
+        # (``wall_start`` is the Unix time the run started, from the adapter).
+        self._random_ids = first_id is None
+        if first_id is None:
+            first_id = secret_first_id(wall_start)
         if not _is_int(first_id):
             raise LocalProtocolError("first_id must be a non-negative 63-bit integer")
         self.name = name
@@ -153,7 +192,9 @@ class UdpChatPeer:
         self._timers: list[tuple[float, int]] = []  # (deadline, id), lazily pruned
         self._out: list[tuple[bytes, Address]] = []
         self._events: deque[Event] = deque()
-        self._seen: OrderedDict[str, _Seen] = OrderedDict()
+        self._contacts = frozenset(contacts)
+        self._known: dict[Address, _Seen] = {a: _Seen() for a in self._contacts}
+        self._strangers: OrderedDict[Address, _Seen] = OrderedDict()
 
     # -- sending ---------------------------------------------------------
 
@@ -167,7 +208,7 @@ class UdpChatPeer:
             raise LocalProtocolError(
                 f"message too long: {len(payload)} bytes as a datagram, limit {self.max_datagram}"
             )
-        self._next_id += 1
+        self._next_id += 1 + (secrets.randbelow(ID_STEP) if self._random_ids else 0)
         out = _Outgoing(to, payload, now + self.initial_timeout, self.initial_timeout)
         self._pending[msg_id] = out
         heapq.heappush(self._timers, (out.deadline, msg_id))
@@ -223,18 +264,28 @@ class UdpChatPeer:
         # our previous ack (or the first copy) was lost.
         self._out.append((encode_ack(msg_id), source))
         self.counters.acks_sent += 1
-        seen = self._seen.pop(sender, None)
+        seen = self._known.get(source)
         if seen is None:
-            seen = _Seen()
-            if len(self._seen) >= MAX_SENDERS:
-                self._seen.popitem(last=False)
-        self._seen[sender] = seen
+            seen = self._strangers.pop(source, None)
+            if seen is None:
+                seen = _Seen()
+                if len(self._strangers) >= MAX_SENDERS:
+                    self._strangers.popitem(last=False)
+                    self.counters.strangers_forgotten += 1
+            self._strangers[source] = seen
         if not seen.check_and_add(msg_id):
             self.counters.duplicates += 1
             return
         self.counters.received += 1
         self._events.append(
-            MessageReceived(source, sender, msg_id, text, float(ts) if ts is not None else None)
+            MessageReceived(
+                source,
+                sender,
+                msg_id,
+                text,
+                float(ts) if ts is not None else None,
+                source in self._contacts,
+            )
         )
 
     def _on_ack(self, obj: dict[str, Any], source: Address) -> None:
