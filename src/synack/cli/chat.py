@@ -87,6 +87,28 @@ def register(subparsers: Any) -> None:
         metavar="BYTES",
         help="output held for a slow reader before it is dropped (default 1 MiB)",
     )
+    serve.add_argument(
+        "--history",
+        type=int,
+        default=0,
+        metavar="N",
+        help="replay the last N broadcasts to each client after welcome (default 0: off)",
+    )
+    serve.add_argument(
+        "--redis",
+        metavar="URL",
+        help="share one chat with every server on this Redis: redis://HOST:PORT[/DB]",
+    )
+    serve.add_argument(
+        "--node", metavar="NAME", help="this server's name in the cluster (default HOST-PID)"
+    )
+    serve.add_argument(
+        "--presence-ttl",
+        type=cliargs.seconds,
+        default=10.0,
+        metavar="S",
+        help="a node silent this long is gone and its users left (default 10)",
+    )
     serve.set_defaults(func=_serve)
 
     join = sub.add_parser(
@@ -132,16 +154,49 @@ def _serve(args: argparse.Namespace) -> int:
             rate=args.rate,
             max_clients=args.max_clients,
             max_queue=args.max_queue,
+            history=args.history,
         )
     except LocalProtocolError as exc:
         raise UsageError(str(exc)) from None
-    return asyncio.run(_serve_async(config, args.host, args.port))
+    if args.redis is None and (args.node is not None or args.presence_ttl != 10.0):
+        raise UsageError("--node and --presence-ttl need --redis")
+    return asyncio.run(_serve_async(config, args.host, args.port, args))
 
 
-async def _serve_async(config: ChatConfig, host: str, port: int) -> int:
+async def _cluster(config: ChatConfig, args: argparse.Namespace) -> Any:
+    """The Redis engine, connected; a user mistake or an unreachable Redis is a UsageError."""
+    if args.redis is None:
+        return None
+    if not args.redis.startswith(("redis://", "rediss://", "unix://")):
+        raise UsageError(f"--redis wants redis://HOST:PORT[/DB], not {args.redis!r}")
+    if args.node is not None:
+        _check_nick(args.node)  # the same alphabet: it names Redis keys
+    try:
+        # Deferred: the redis client is only needed (and only installed, see the `cluster`
+        # extra) for a chat spread over several servers.
+        from synack.apps.chat.redis_broker import ClusterUnavailable, RedisBroker
+    except ImportError:
+        raise UsageError("--redis needs the redis client: pip install 'synack[cluster]'") from None
+    try:
+        broker = RedisBroker(
+            args.redis, args.node, presence_ttl=args.presence_ttl, history=config.history
+        )
+        await broker.connect()
+    except (ClusterUnavailable, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    return broker
+
+
+async def _serve_async(config: ChatConfig, host: str, port: int, args: argparse.Namespace) -> int:
+    cluster = await _cluster(config, args)
     with cliargs.stop_on_signals() as stop:
-        server = ChatServer(config)
-        await server.start(host, port)
+        server = ChatServer(config, cluster=cluster)
+        try:
+            await server.start(host, port)
+        except Exception as exc:
+            if cluster is not None and type(exc).__name__ == "ClusterUnavailable":
+                raise UsageError(str(exc)) from None
+            raise
         for address in server.addresses:
             announce(address, "chat")  # the §5 line; [::1]:PORT for IPv6, like the other servers
         try:

@@ -30,7 +30,15 @@ Timers: one heap entry per client, never later than that client's true
 deadline (receiving only moves deadlines later, so entries are fixed up
 lazily when they reach the top): ``get_timer`` is exact and cheap.
 
-Layer: apps. Imports synack.core (framing, ratelimit), synack.errors and chat.messages.
+Cluster (docs/protocol-chat-cluster.md): when ``join_cluster`` is called the room is one
+node of a chat spread over several; its section at the end of the class holds every
+difference: a nick is claimed cluster-wide before ``welcome``, what the other nodes must hear
+goes to ``outbox``, what they say comes in by ``remote_event``, and users on other nodes are
+listed by ``welcome``/``who`` and reachable by ``say`` with ``to``. ``--history N`` replays the
+last N broadcasts after ``welcome`` (``chat.history``), clustered or not.
+
+Layer: apps. Imports synack.core (framing, ratelimit), synack.errors, chat.messages,
+chat.broker (events) and chat.history.
 """
 
 from __future__ import annotations
@@ -44,6 +52,8 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from synack.apps.chat.broker import ClusterEvent, NodeJoined, NodeLeft, NodeSaid
+from synack.apps.chat.history import History
 from synack.apps.chat.messages import (
     Bye,
     Error,
@@ -91,6 +101,7 @@ class ChatConfig:
     # The largest frame the server sends: what every client accepts by default (§1). Only
     # `welcome` and `users` grow with the room; past this they list who fits and count the rest.
     max_send_frame: int = DEFAULT_MAX_FRAME
+    history: int = 0  # broadcasts replayed after `welcome` (0: none)
 
     def __post_init__(self) -> None:
         # Written as `not (a < x < b)` so that NaN, which compares false, is refused too.
@@ -107,6 +118,8 @@ class ChatConfig:
             raise LocalProtocolError("max frame must fit a 32-bit length")
         if not _MIN_SEND_FRAME <= self.max_send_frame <= 0xFFFF_FFFF:
             raise LocalProtocolError(f"max send frame must be {_MIN_SEND_FRAME} or more")
+        if not 0 <= self.history <= 100_000:
+            raise LocalProtocolError("history must be 0 to 100000 messages")
 
 
 class ClientState(enum.Enum):
@@ -163,7 +176,9 @@ class _Client(Generic[K]):
         "bend",
         "bstart",
         "bucket",
+        "claiming",
         "flushed",
+        "held",
         "key",
         "last_ping",
         "last_rx",
@@ -195,6 +210,8 @@ class _Client(Generic[K]):
         self.last_ping = now
         # rate 0 means no limit (§5 `--rate 0`).
         self.bucket = TokenBucket(config.rate, config.burst, now) if config.rate > 0 else None
+        self.claiming: str | None = None  # cluster: the nick asked for, until the claim ends
+        self.held: list[Payload] = []  # cluster: frames received while claiming
 
     def set_state(self, new: ClientState) -> None:
         if new not in _TRANSITIONS[self.state]:
@@ -227,6 +244,15 @@ class ChatRoom(Generic[K]):
         self._disconnects: list[Disconnect[K]] = []
         self._timers: list[tuple[float, int, _Client[K]]] = []  # (at, seq, client)
         self._seq = 0
+        self.history = History(self.config.history) if self.config.history else None
+        # -- cluster (issue 13); see the section at the end of the class
+        self.node = ""
+        self.clustered = False
+        self.cluster_up = True
+        self.remote: dict[str, str] = {}  # nick -> node, users of the other nodes
+        self.outbox: list[ClusterEvent] = []  # for the other nodes, in order
+        self.claims: list[tuple[K, str]] = []  # nicks to claim cluster-wide, for the caller
+        self._claiming: set[str] = set()
 
     # -- what the caller asks ------------------------------------------------
 
@@ -275,6 +301,9 @@ class ChatRoom(Generic[K]):
         for payload in payloads:
             if c.state is not ClientState.CONNECTED and c.state is not ClientState.REGISTERED:
                 return  # anything after bye (or an error) is ignored
+            if c.claiming is not None:  # cluster: what follows hello waits for its claim
+                c.held.append(payload)
+                continue
             try:
                 self._handle(c, payload, now, wall)
             except Exception:  # a bug here must cost one client, never the server
@@ -373,6 +402,8 @@ class ChatRoom(Generic[K]):
             del self._users[c.nick]
             self._users_bytes -= _listed_size(c.nick)
             c.bend = len(self._turn)
+            if self.clustered:  # the nick is released even when the node stops
+                self._tell_cluster(NodeLeft(self.node, c.nick, reason))
             if not self.stopping:  # when the server stops, everyone hears bye instead
                 self._broadcast(_frame(Left(nick=c.nick, reason=reason)))
 
@@ -426,7 +457,7 @@ class ChatRoom(Generic[K]):
                 self._error(c, "bad-text", why)
             elif m.to is None:
                 self._say(c, m.text, None, wall)
-            elif m.to not in self._users:
+            elif m.to not in self._users and m.to not in self.remote:
                 self._error(c, "no-such-user", f"{m.to!r} is not online")
             else:
                 self._say(c, m.text, m.to, wall)
@@ -435,8 +466,10 @@ class ChatRoom(Generic[K]):
                 self._error(c, "bad-message", "already registered")
             elif (why := check_nick(m.nick)) is not None:
                 self._error(c, "bad-nick", why)
-            elif m.nick in self._users:
+            elif m.nick in self._users or m.nick in self.remote or m.nick in self._claiming:
                 self._error(c, "nick-taken", f"{m.nick!r} is already online")
+            elif self.clustered:
+                self._claim(c, m.nick)
             else:
                 self._register(c, m.nick)
         elif isinstance(m, Who):
@@ -463,17 +496,21 @@ class ChatRoom(Generic[K]):
         c.bstart = len(self._turn)
         users, more = self._user_list(nick, Welcome(nick=nick, users=[], more=_BIG_COUNT))
         self._send_private(c, _frame(Welcome(nick=nick, users=users, more=more)))
+        if self.history is not None and len(self.history):
+            self._send_private(c, self.history.replay())
         self.stats["registered"] += 1
+        if self.clustered:
+            self._tell_cluster(NodeJoined(self.node, nick))
 
     def _user_list(self, me: str, envelope: object) -> tuple[list[str], int]:
         """Everyone online, or, when that would not fit ``max_send_frame``, ``me`` first and
         then as many as fit in registration order; returns (users, how many were left out)."""
         budget = self.config.max_send_frame - len(encode_message(envelope))
         if self._users_bytes <= budget:
-            return list(self._users), 0
+            return [*self._users, *self.remote], 0
         out = [me]
         budget -= _listed_size(me)
-        for nick in self._users:
+        for nick in [*self._users, *self.remote]:
             if nick == me:
                 continue
             size = _listed_size(nick)
@@ -481,20 +518,25 @@ class ChatRoom(Generic[K]):
                 break
             out.append(nick)
             budget -= size
-        return out, len(self._users) - len(out)
+        return out, len(self._users) + len(self.remote) - len(out)
 
     def _say(self, c: _Client[K], text: str, to: str | None, wall: float) -> None:
         assert c.nick is not None
         mid = self._next_id
         self._next_id += 1
-        frame = _frame(Msg(id=mid, from_=c.nick, text=text, ts=wall, to=to))
+        payload = encode_message(Msg(id=mid, from_=c.nick, text=text, ts=wall, to=to))
+        frame = encode(payload)
         self.stats["messages"] += 1
         if to is None:
             self._broadcast(frame)
+            if self.history is not None:
+                self.history.add(payload)
         else:
             self._send_private(c, frame)
-            if to != c.nick:  # a note to yourself is delivered once
-                self._send_private(self._users[to], frame)
+            if to != c.nick and (peer := self._users.get(to)) is not None:  # to yourself: once
+                self._send_private(peer, frame)
+        if self.clustered and (to is None or to in self.remote):
+            self._tell_cluster(NodeSaid(self.node, c.nick, text, wall, to))
 
     # -- the once-per-turn flush ---------------------------------------------
 
@@ -568,3 +610,132 @@ class ChatRoom(Generic[K]):
         """Clients to close or abort, in order (taken: each is returned once)."""
         out, self._disconnects = self._disconnects, []
         return out
+
+    # -- cluster (issue 13): docs/protocol-chat-cluster.md -------------------
+
+    def join_cluster(self, node: str) -> None:
+        """Make this room one node of a cluster named ``node`` (before any client)."""
+        if self._clients:
+            raise LocalProtocolError("join the cluster before clients connect")
+        self.node = node
+        self.clustered = True
+
+    def _tell_cluster(self, event: ClusterEvent) -> None:
+        if self.cluster_up:
+            self.outbox.append(event)
+        elif isinstance(event, NodeSaid):
+            # Delivered here, not to the other nodes: counted, never silently dropped.
+            self.stats["cluster-undelivered"] += 1
+
+    def take_outbox(self) -> list[ClusterEvent]:
+        out, self.outbox = self.outbox, []
+        return out
+
+    def take_claims(self) -> list[tuple[K, str]]:
+        out, self.claims = self.claims, []
+        return out
+
+    def _claim(self, c: _Client[K], nick: str) -> None:
+        if not self.cluster_up:
+            self._error(c, "cluster-unavailable", "the cluster is unreachable: try again later")
+            return
+        c.claiming = nick
+        self._claiming.add(nick)
+        self.claims.append((c.key, nick))
+
+    def claim_result(self, key: K, nick: str, ok: bool | None, now: float, wall: float) -> None:
+        """The cluster's answer to a claim: True won, False taken, None cluster unreachable."""
+        self._claiming.discard(nick)
+        c = self._clients.get(key)
+        if c is None or c.claiming != nick:
+            if ok:  # the client went away meanwhile: free the nick again
+                self._tell_cluster(NodeLeft(self.node, nick, "disconnected"))
+            return
+        c.claiming = None
+        if ok is None:
+            self._error(c, "cluster-unavailable", "the cluster is unreachable: try again later")
+        elif not ok or nick in self._users or nick in self.remote:
+            if ok:  # won in Redis but someone here already has it: give it back
+                self._tell_cluster(NodeLeft(self.node, nick, "disconnected"))
+            self._error(c, "nick-taken", f"{nick!r} is already online")
+        else:
+            self._register(c, nick)
+        held, c.held = c.held, []
+        if held:
+            self.receive(key, held, now, wall)
+
+    def _remote_add(self, nick: str, node: str) -> None:
+        if nick in self._users or nick in self.remote:
+            return
+        self.remote[nick] = node
+        self._users_bytes += _listed_size(nick)
+        self._broadcast(_frame(Joined(nick=nick)))
+
+    def _remote_remove(self, nick: str, reason: str) -> None:
+        del self.remote[nick]
+        self._users_bytes -= _listed_size(nick)
+        self._broadcast(_frame(Left(nick=nick, reason=reason)))
+
+    def remote_event(self, ev: ClusterEvent, wall: float) -> None:
+        """What another node said: joined/left/msg for this node's clients."""
+        if ev.node == self.node:
+            return
+        self.stats["cluster-events"] += 1
+        if isinstance(ev, NodeJoined):
+            self._remote_add(ev.nick, ev.node)
+        elif isinstance(ev, NodeLeft):
+            if self.remote.get(ev.nick) == ev.node:
+                self._remote_remove(ev.nick, ev.reason)
+        elif ev.to is None:
+            mid = self._next_id  # ids are this node's: every client sees them increase
+            self._next_id += 1
+            payload = encode_message(Msg(id=mid, from_=ev.nick, text=ev.text, ts=ev.ts))
+            self._broadcast(encode(payload))
+            if self.history is not None:
+                self.history.add(payload)
+        elif (peer := self._users.get(ev.to)) is not None:
+            mid = self._next_id
+            self._next_id += 1
+            msg = Msg(id=mid, from_=ev.nick, text=ev.text, ts=ev.ts, to=ev.to)
+            self._send_private(peer, _frame(msg))
+
+    def preload_history(self, events: list[NodeSaid]) -> None:
+        """Broadcasts from before this node started (the cluster's history), oldest first."""
+        if self.history is None:
+            return
+        for ev in events:
+            if ev.to is None:
+                mid = self._next_id
+                self._next_id += 1
+                self.history.add(encode_message(Msg(id=mid, from_=ev.nick, text=ev.text, ts=ev.ts)))
+
+    def remote_node_gone(self, node: str) -> None:
+        """A node stopped refreshing its presence: its users left without a word."""
+        for nick in [n for n, at in self.remote.items() if at == node]:
+            self._remote_remove(nick, "disconnected")
+
+    def set_remote(self, users: dict[str, str]) -> None:
+        """The cluster's users (nick -> node) as read from it: announce the differences."""
+        for nick, node in list(self.remote.items()):
+            if users.get(nick) != node:
+                self._remote_remove(nick, "disconnected")
+        for nick, node in users.items():
+            if node != self.node:
+                self._remote_add(nick, node)
+
+    def local_users(self) -> list[str]:
+        return list(self._users)
+
+    def set_cluster_up(self, up: bool) -> None:
+        """The cluster was lost (tell every client once) or is back (say so)."""
+        if up == self.cluster_up:
+            return
+        self.cluster_up = up
+        if up:
+            code, detail = "cluster-restored", "the other nodes are reachable again"
+        else:
+            code, detail = "cluster-unavailable", "the other nodes are unreachable for now"
+        self.stats[code] += 1
+        frame = _frame(Error(code=code, detail=detail))
+        for c in self._users.values():
+            self._send_private(c, frame)

@@ -1,0 +1,432 @@
+"""The Redis engine: several ``synack chat serve`` on one Redis act as one chat.
+
+What lives in Redis (all keys under ``synack:chat:``):
+
+- ``events``: the one publish/subscribe channel. Each broadcast, direct message to another
+  node, join and leave is ONE ``PUBLISH`` (not one per recipient); each node holds ONE
+  subscription. A node publishes from one task, in order, so every receiver sees each
+  sender's messages in the order sent (Redis delivers a connection's publishes in order).
+- ``nick:<nick>`` = node: the claim. ``SET NX PX`` inside a small Lua script (atomic), so of
+  two clients racing for one nick on two nodes exactly one wins.
+- ``node:<name>``: the node is alive. It and its users' ``nick:`` keys carry a TTL of 0.6
+  presence TTL, refreshed every 0.2 TTL by one script call. A node killed without a word
+  stops refreshing; the survivors check the nodes they know every 0.2 TTL, so its users are
+  announced ``left`` (``disconnected``) within 0.8 TTL and their nicks are free.
+- ``users:<name>`` (a set) and ``nodes`` (a set): to list the cluster at start and after a
+  reconnect.
+- ``history``: a capped stream (``XADD MAXLEN ~ N``) of broadcasts, read at start, when
+  ``--history N`` is on.
+
+Losing Redis: the room keeps serving its own clients (``set_cluster_up(False)`` tells them
+once with ``error{cluster-unavailable}``); what its clients say is delivered on this node and
+counted in ``cluster-undelivered`` for the others. The engine reconnects with a capped
+exponential backoff, claims its users' nicks again, publishes their ``joined``, reads the
+cluster's users and announces the differences, then says ``error{cluster-restored}``.
+
+Layer: apps. Imports redis (redis.asyncio), chat.broker, chat.core and synack.errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+import time
+from collections.abc import Callable, Hashable
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from synack.apps.chat.broker import (
+    ClusterEvent,
+    NodeJoined,
+    NodeLeft,
+    NodeSaid,
+    decode_event,
+    encode_event,
+)
+from synack.apps.chat.core import ChatRoom
+from synack.errors import SynackError
+
+__all__ = ["PREFIX", "ClusterUnavailable", "RedisBroker"]
+
+log = logging.getLogger("synack.chat.cluster")
+
+PREFIX = "synack:chat:"
+CHANNEL = PREFIX + "events"
+NODES = PREFIX + "nodes"
+HISTORY = PREFIX + "history"
+_FAILURES = (RedisError, OSError, TimeoutError)
+
+# KEYS: nick key, the node's users set. ARGV: node, ttl ms, nick.
+_CLAIM = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  redis.call('SADD', KEYS[2], ARGV[3])
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+  return 1
+end
+if redis.call('GET', KEYS[1]) == ARGV[1] then return 1 end
+return 0
+"""
+# KEYS: nick key, users set. ARGV: node, nick.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+redis.call('SREM', KEYS[2], ARGV[2])
+return 1
+"""
+# KEYS: alive key, users set, nodes set. ARGV: node, ttl ms, nick key prefix.
+# Returns 0 when the node had been given up for dead (its alive key had expired).
+_REFRESH = """
+local was = redis.call('EXISTS', KEYS[1])
+redis.call('SET', KEYS[1], '1', 'PX', ARGV[2])
+redis.call('SADD', KEYS[3], ARGV[1])
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+for _, nick in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  redis.call('PEXPIRE', ARGV[3] .. nick, ARGV[2])
+end
+return was
+"""
+# KEYS: alive key, users set, nodes set. ARGV: node, nick key prefix.
+_REAP = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+for _, nick in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  if redis.call('GET', ARGV[2] .. nick) == ARGV[1] then redis.call('DEL', ARGV[2] .. nick) end
+end
+redis.call('DEL', KEYS[2])
+redis.call('SREM', KEYS[3], ARGV[1])
+return 1
+"""
+
+
+class ClusterUnavailable(SynackError):
+    """Redis cannot be reached (or refuses this node) when the server starts."""
+
+
+def _nick_key(nick: str) -> str:
+    return f"{PREFIX}nick:{nick}"
+
+
+def _alive_key(node: str) -> str:
+    return f"{PREFIX}node:{node}"
+
+
+def _users_key(node: str) -> str:
+    return f"{PREFIX}users:{node}"
+
+
+class RedisBroker:
+    """One node's link to the cluster: ``await connect()``, ``attach``, ``await start()``."""
+
+    clustered = True
+
+    def __init__(
+        self,
+        url: str,
+        node: str | None = None,
+        *,
+        presence_ttl: float = 10.0,
+        history: int = 0,
+        timeout: float = 2.0,
+    ) -> None:
+        if not presence_ttl > 0.1:
+            raise ValueError("presence TTL must be more than 0.1 s")
+        self.url = url
+        self._node = node or f"{socket.gethostname()}-{os.getpid()}"
+        self.ttl_ms = int(presence_ttl * 600)  # keys live 0.6 TTL...
+        self.period = presence_ttl / 5  # ...refreshed and checked every 0.2 TTL
+        self.history = history
+        self.timeout = timeout
+        self.room: ChatRoom[Any] | None = None
+        self._wake: Callable[[], None] = lambda: None
+        self._r: aioredis.Redis | None = None
+        self._up = False
+        self._stopping = False
+        self._queue: list[ClusterEvent] = []
+        self._kick = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._link: list[asyncio.Task[None]] = []  # the subscriber and the presence loop
+        self._reconnecting: asyncio.Task[None] | None = None
+        self.reconnects = 0
+
+    @property
+    def node(self) -> str:
+        return self._node
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Reach Redis and make sure no live node has this name; ``ClusterUnavailable`` if not."""
+        try:
+            self._r = aioredis.from_url(
+                self.url,
+                decode_responses=True,
+                socket_connect_timeout=self.timeout,
+                socket_timeout=self.timeout,
+            )
+            await self._r.ping()
+            taken = await self._r.exists(_alive_key(self.node))
+        except (*_FAILURES, ValueError) as exc:
+            if self._r is not None:
+                await self._r.aclose()
+            raise ClusterUnavailable(f"cannot reach Redis at {self.url}: {exc}") from None
+        if taken:
+            await self._r.aclose()
+            raise ClusterUnavailable(f"node {self.node!r} is already running on {self.url}")
+        r = self._r
+        self._claim = r.register_script(_CLAIM)
+        self._release = r.register_script(_RELEASE)
+        self._refresh = r.register_script(_REFRESH)
+        self._reap = r.register_script(_REAP)
+
+    def attach(self, room: ChatRoom[Any], wake: Callable[[], None]) -> None:
+        """The room this node serves; ``wake`` is called after the engine fed the room."""
+        room.join_cluster(self.node)
+        self.room = room
+        self._wake = wake
+
+    async def start(self) -> None:
+        assert self._r is not None and self.room is not None
+        try:
+            await self._establish()
+            if self.history:
+                raw: list[Any] = list(await self._r.xrevrange(HISTORY, count=self.history) or [])
+                said = [decode_event(str(f["e"])) for _, f in reversed(raw)]
+                self.room.preload_history([e for e in said if isinstance(e, NodeSaid)])
+        except _FAILURES as exc:
+            raise ClusterUnavailable(f"cannot reach Redis at {self.url}: {exc}") from None
+        self._spawn(self._publisher())
+
+    async def stop(self) -> None:
+        """Publish what is queued (the users' ``left``), leave the cluster, disconnect."""
+        self._stopping = True
+        if self._up and self._queue:
+            with contextlib.suppress(*_FAILURES):
+                await asyncio.wait_for(self._publish(self._take()), self.timeout)
+        for t in [*self._tasks, *self._link]:
+            t.cancel()
+        if self._reconnecting is not None:
+            self._reconnecting.cancel()
+        await asyncio.gather(*self._tasks, *self._link, return_exceptions=True)
+        if self._r is not None:
+            if self._up:
+                with contextlib.suppress(*_FAILURES):
+                    await self._r.delete(_alive_key(self.node))
+                    await self._reap(
+                        keys=[_alive_key(self.node), _users_key(self.node), NODES],
+                        args=[self.node, PREFIX + "nick:"],
+                    )
+            await self._r.aclose()
+
+    def _spawn(self, coro: Any) -> asyncio.Task[None]:
+        t = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(t)
+        t.add_done_callback(self._tasks.discard)
+        return t
+
+    # -- from the server, once per input -------------------------------------
+
+    def pump(self) -> None:
+        """Take the room's claims and events (call after each input)."""
+        room = self.room
+        assert room is not None
+        for key, nick in room.take_claims():
+            self._spawn(self._claim_one(key, nick))
+        if room.outbox:
+            self._queue.extend(room.take_outbox())
+            self._kick.set()
+
+    # -- the link ------------------------------------------------------------
+
+    async def _establish(self) -> None:
+        """Subscribe, register presence (this node's users too), read the cluster's users."""
+        r, room = self._r, self.room
+        assert r is not None and room is not None
+        pubsub = r.pubsub(ignore_subscribe_messages=True)
+        await pubsub.subscribe(CHANNEL)
+        await self._refresh(
+            keys=[_alive_key(self.node), _users_key(self.node), NODES],
+            args=[self.node, self.ttl_ms, PREFIX + "nick:"],
+        )
+        mine = room.local_users()
+        for nick in mine:
+            won = await self._claim(
+                keys=[_nick_key(nick), _users_key(self.node)], args=[self.node, self.ttl_ms, nick]
+            )
+            if not won:  # taken elsewhere while we were cut off: both keep it, counted
+                room.stats["cluster-conflict"] += 1
+                log.warning("chat: %s was claimed by another node during the outage", nick)
+        users = await self._users()
+        if mine:
+            async with r.pipeline(transaction=False) as pipe:
+                for nick in mine:
+                    pipe.publish(CHANNEL, encode_event(NodeJoined(self.node, nick)))
+                await pipe.execute()
+        room.set_remote(users)
+        room.set_cluster_up(True)
+        self._up = True
+        self._link = [
+            asyncio.get_running_loop().create_task(self._subscriber(pubsub)),
+            asyncio.get_running_loop().create_task(self._presence()),
+        ]
+        self._wake()
+
+    async def _users(self) -> dict[str, str]:
+        r = self._r
+        assert r is not None
+        users: dict[str, str] = {}
+        for node in sorted(str(n) for n in await r.smembers(NODES)):
+            if node == self.node:
+                continue
+            if not await r.exists(_alive_key(node)):
+                await self._reap_node(node)
+                continue
+            for nick in sorted(str(n) for n in await r.smembers(_users_key(node))):
+                users[nick] = node
+        return users
+
+    async def _reap_node(self, node: str) -> None:
+        await self._reap(
+            keys=[_alive_key(node), _users_key(node), NODES], args=[node, PREFIX + "nick:"]
+        )
+
+    def _lost(self, exc: BaseException) -> None:
+        """Redis went away: serve locally, tell the clients once, reconnect with backoff."""
+        if not self._up or self._stopping:
+            return
+        log.warning("chat: lost the cluster (%s); reconnecting", exc)
+        self._up = False
+        for t in self._link:
+            if t is not asyncio.current_task():
+                t.cancel()
+        self._link = []
+        assert self.room is not None
+        self.room.set_cluster_up(False)
+        self._wake()
+        self._reconnecting = asyncio.get_running_loop().create_task(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        delay = 0.05
+        while not self._stopping:
+            await asyncio.sleep(delay * (0.5 + random.random()))  # jitter: nodes spread out
+            try:
+                await asyncio.wait_for(self._establish(), self.timeout * 2)
+            except _FAILURES:
+                delay = min(delay * 2, 2.0)
+                continue
+            self.reconnects += 1
+            log.warning("chat: the cluster is back")
+            return
+
+    async def _subscriber(self, pubsub: Any) -> None:
+        room = self.room
+        assert room is not None
+        try:
+            while True:
+                m = await pubsub.get_message(timeout=1.0)
+                if m is None or m.get("type") != "message":
+                    continue
+                try:
+                    ev = decode_event(m["data"])
+                except ValueError:  # not ours: counted, never fatal
+                    room.stats["cluster-bad-event"] += 1
+                    continue
+                room.remote_event(ev, time.time())
+                self._wake()
+        except asyncio.CancelledError:
+            raise
+        except _FAILURES as exc:
+            self._lost(exc)
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+
+    async def _presence(self) -> None:
+        r, room = self._r, self.room
+        assert r is not None and room is not None
+        try:
+            while True:
+                await asyncio.sleep(self.period)
+                was = await self._refresh(
+                    keys=[_alive_key(self.node), _users_key(self.node), NODES],
+                    args=[self.node, self.ttl_ms, PREFIX + "nick:"],
+                )
+                if not was:  # given up for dead by the others (a stall): register again
+                    self._lost(ConnectionError("this node's presence had expired"))
+                    return
+                for node in sorted(set(room.remote.values())):
+                    if not await r.exists(_alive_key(node)):
+                        await self._reap_node(node)
+                        room.remote_node_gone(node)
+                        self._wake()
+        except asyncio.CancelledError:
+            raise
+        except _FAILURES as exc:
+            self._lost(exc)
+
+    async def _claim_one(self, key: Hashable, nick: str) -> None:
+        room = self.room
+        assert room is not None
+        ok: bool | None
+        try:
+            won = await asyncio.wait_for(
+                self._claim(
+                    keys=[_nick_key(nick), _users_key(self.node)],
+                    args=[self.node, self.ttl_ms, nick],
+                ),
+                self.timeout,
+            )
+            ok = bool(won)
+        except _FAILURES as exc:
+            ok = None
+            self._lost(exc)
+        loop = asyncio.get_running_loop()
+        room.claim_result(key, nick, ok, loop.time(), time.time())
+        self._wake()
+
+    def _take(self) -> list[ClusterEvent]:
+        out, self._queue = self._queue, []
+        return out
+
+    async def _publisher(self) -> None:
+        while True:
+            await self._kick.wait()
+            self._kick.clear()
+            batch = self._take()
+            if not batch:
+                continue
+            if not self._up:
+                self._undelivered(batch)
+                continue
+            try:
+                await self._publish(batch)
+            except _FAILURES as exc:
+                self._undelivered(batch)
+                self._lost(exc)
+
+    def _undelivered(self, batch: list[ClusterEvent]) -> None:
+        assert self.room is not None
+        n = sum(isinstance(e, NodeSaid) for e in batch)
+        self.room.stats["cluster-undelivered"] += n
+
+    async def _publish(self, batch: list[ClusterEvent]) -> None:
+        """One PUBLISH per event, pipelined (one round trip per batch, order kept)."""
+        r = self._r
+        assert r is not None
+        async with r.pipeline(transaction=False) as pipe:
+            for ev in batch:
+                data = encode_event(ev)
+                pipe.publish(CHANNEL, data)
+                if isinstance(ev, NodeLeft):
+                    await self._release(
+                        keys=[_nick_key(ev.nick), _users_key(self.node)],
+                        args=[self.node, ev.nick],
+                        client=pipe,
+                    )
+                elif self.history and isinstance(ev, NodeSaid) and ev.to is None:
+                    pipe.xadd(HISTORY, {"e": data}, maxlen=self.history, approximate=True)
+            await pipe.execute()
+        self.room.stats["cluster-published"] += len(batch)  # type: ignore[union-attr]
