@@ -72,15 +72,15 @@ class RedisServer:
             s.sendall(" ".join(words).encode() + b"\r\n")
             data = b""
             s.settimeout(2)
-            while True:
-                chunk = s.recv(65536)
-                data += chunk
-                if not chunk or (
-                    data.startswith(b"$")
-                    and data.endswith(b"\r\n")
-                    and len(data) >= int(data[1 : data.index(b"\r\n")]) + 4
-                ):
-                    return data
+            while b"\r\n" not in data:
+                data += s.recv(65536)
+            head, _, rest = data.partition(b"\r\n")
+            if not head.startswith(b"$"):  # +OK, -ERR, :N
+                return head
+            n = int(head[1:])
+            while len(rest) < n + 2:
+                rest += s.recv(65536)
+            return rest[:n]
 
     def commandstats(self) -> dict[str, int]:
         out: dict[str, int] = {}

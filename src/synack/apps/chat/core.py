@@ -714,10 +714,11 @@ class ChatRoom(Generic[K]):
         for nick in [n for n, at in self.remote.items() if at == node]:
             self._remote_remove(nick, "disconnected")
 
-    def set_remote(self, users: dict[str, str]) -> None:
-        """The cluster's users (nick -> node) as read from it: announce the differences."""
+    def set_remote(self, users: dict[str, str], *, forget: bool = True) -> None:
+        """The cluster's users (nick -> node) as read from it: announce the differences
+        (``forget=False``: only the newcomers; those missing are left to the presence check)."""
         for nick, node in list(self.remote.items()):
-            if users.get(nick) != node:
+            if forget and users.get(nick) != node:
                 self._remote_remove(nick, "disconnected")
         for nick, node in users.items():
             if node != self.node:

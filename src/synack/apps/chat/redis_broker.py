@@ -146,11 +146,14 @@ class RedisBroker:
         self._up = False
         self._stopping = False
         self._queue: list[ClusterEvent] = []
-        self._kick = asyncio.Event()
+        self._draining = False  # one publishing task at a time: the node's order is kept
         self._tasks: set[asyncio.Task[None]] = set()
         self._link: list[asyncio.Task[None]] = []  # the subscriber and the presence loop
         self._reconnecting: asyncio.Task[None] | None = None
         self.reconnects = 0
+        self._grace_until = 0.0
+        self._claims: list[tuple[Hashable, str]] = []
+        self._claiming = False
 
     @property
     def node(self) -> str:
@@ -198,11 +201,12 @@ class RedisBroker:
                 self.room.preload_history([e for e in said if isinstance(e, NodeSaid)])
         except _FAILURES as exc:
             raise ClusterUnavailable(f"cannot reach Redis at {self.url}: {exc}") from None
-        self._spawn(self._publisher())
 
     async def stop(self) -> None:
         """Publish what is queued (the users' ``left``), leave the cluster, disconnect."""
         self._stopping = True
+        if self._tasks:  # publishing and claims in flight end first (the users' `left`)
+            await asyncio.wait(list(self._tasks), timeout=self.timeout)
         if self._up and self._queue:
             with contextlib.suppress(*_FAILURES):
                 await asyncio.wait_for(self._publish(self._take()), self.timeout)
@@ -233,11 +237,16 @@ class RedisBroker:
         """Take the room's claims and events (call after each input)."""
         room = self.room
         assert room is not None
-        for key, nick in room.take_claims():
-            self._spawn(self._claim_one(key, nick))
+        if room.claims:  # one task, one pipelined round trip for all claims waiting
+            self._claims.extend(room.take_claims())
+            if not self._claiming:
+                self._claiming = True
+                self._spawn(self._claim_all())
         if room.outbox:
             self._queue.extend(room.take_outbox())
-            self._kick.set()
+            if not self._draining:
+                self._draining = True
+                self._spawn(self._drain())
 
     # -- the link ------------------------------------------------------------
 
@@ -265,7 +274,12 @@ class RedisBroker:
                 for nick in mine:
                     pipe.publish(CHANNEL, encode_event(NodeJoined(self.node, nick)))
                 await pipe.execute()
-        room.set_remote(users)
+        # After an outage the others may not be back yet: who is missing gets one presence
+        # TTL to re-register before being announced `left` (no left/joined flapping).
+        reconnect = not room.cluster_up
+        if reconnect:
+            self._grace_until = asyncio.get_running_loop().time() + self.period * 5
+        room.set_remote(users, forget=not reconnect)
         room.set_cluster_up(True)
         self._up = True
         self._link = [
@@ -357,6 +371,8 @@ class RedisBroker:
                 if not was:  # given up for dead by the others (a stall): register again
                     self._lost(ConnectionError("this node's presence had expired"))
                     return
+                if asyncio.get_running_loop().time() < self._grace_until:
+                    continue
                 for node in sorted(set(room.remote.values())):
                     if not await r.exists(_alive_key(node)):
                         await self._reap_node(node)
@@ -367,45 +383,53 @@ class RedisBroker:
         except _FAILURES as exc:
             self._lost(exc)
 
-    async def _claim_one(self, key: Hashable, nick: str) -> None:
-        room = self.room
-        assert room is not None
-        ok: bool | None
+    async def _claim_all(self) -> None:
         try:
-            won = await asyncio.wait_for(
-                self._claim(
-                    keys=[_nick_key(nick), _users_key(self.node)],
-                    args=[self.node, self.ttl_ms, nick],
-                ),
-                self.timeout,
-            )
-            ok = bool(won)
+            while self._claims:
+                claims, self._claims = self._claims, []
+                await self._claim_batch(claims)
+        finally:
+            self._claiming = False
+
+    async def _claim_batch(self, claims: list[tuple[Hashable, str]]) -> None:
+        room, r = self.room, self._r
+        assert room is not None and r is not None
+        results: list[bool | None]
+        try:
+            async with r.pipeline(transaction=False) as pipe:
+                for _, nick in claims:
+                    await self._claim(
+                        keys=[_nick_key(nick), _users_key(self.node)],
+                        args=[self.node, self.ttl_ms, nick],
+                        client=pipe,
+                    )
+                won = await asyncio.wait_for(pipe.execute(), self.timeout)
+            results = [bool(w) for w in won]
         except _FAILURES as exc:
-            ok = None
+            results = [None] * len(claims)
             self._lost(exc)
         loop = asyncio.get_running_loop()
-        room.claim_result(key, nick, ok, loop.time(), time.time())
+        for (key, nick), ok in zip(claims, results, strict=True):
+            room.claim_result(key, nick, ok, loop.time(), time.time())
         self._wake()
 
     def _take(self) -> list[ClusterEvent]:
         out, self._queue = self._queue, []
         return out
 
-    async def _publisher(self) -> None:
-        while True:
-            await self._kick.wait()
-            self._kick.clear()
-            batch = self._take()
-            if not batch:
-                continue
-            if not self._up:
-                self._undelivered(batch)
-                continue
-            try:
-                await self._publish(batch)
-            except _FAILURES as exc:
-                self._undelivered(batch)
-                self._lost(exc)
+    async def _drain(self) -> None:
+        try:
+            while batch := self._take():
+                if not self._up:
+                    self._undelivered(batch)
+                    continue
+                try:
+                    await self._publish(batch)
+                except _FAILURES as exc:
+                    self._undelivered(batch)
+                    self._lost(exc)
+        finally:
+            self._draining = False
 
     def _undelivered(self, batch: list[ClusterEvent]) -> None:
         assert self.room is not None
