@@ -8,7 +8,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import re
+import signal
+import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -17,7 +22,7 @@ from synack.apps.chat.redis_broker import RedisBroker
 from synack.core.framing import FrameDecoder
 
 from .helpers import Peer, _opened
-from .redisrun import RedisServer, needs_redis, redis_server
+from .redisrun import RedisServer, free_port, needs_redis, redis_server
 
 pytestmark = needs_redis
 SYNACK = [sys.executable, "-m", "synack"]
@@ -205,3 +210,134 @@ def test_history_comes_from_redis_for_a_node_started_later() -> None:
 
     with redis_server() as r:
         asyncio.run(asyncio.wait_for(body(r.url), 60))
+
+
+def _serve(*args: str) -> tuple[subprocess.Popen[bytes], int]:
+    """``synack chat serve`` as a child process; returns it and its port (from its §5 line)."""
+    p = subprocess.Popen(
+        [*SYNACK, "chat", "serve", "--port", "0", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    assert p.stderr is not None
+    line = p.stderr.readline().decode()
+    m = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
+    if m is None:
+        p.kill()
+        p.wait()
+        raise AssertionError(f"no listening line: {line!r}")
+    return p, int(m.group(1))
+
+
+def test_a_node_killed_with_sigkill_is_announced_left_within_the_ttl() -> None:
+    ttl = 1.0
+
+    async def body(url: str) -> None:
+        child, port = _serve("--redis", url, "--node", "doomed", "--presence-ttl", str(ttl))
+        try:
+            async with nodes(url, 1, ttl=ttl) as ((_, p0),):
+                watcher = await Peer.open(p0)
+                await watcher.hello("watcher")
+                victim = await Peer.open(port)
+                await victim.hello("victim")
+                await watcher.expect("joined", nick="victim")
+                os.kill(child.pid, signal.SIGKILL)
+                child.wait(5)
+                t0 = time.monotonic()
+                left = await skip_to(watcher, "left", nick="victim")
+                waited = time.monotonic() - t0
+                assert left["reason"] == "disconnected"
+                # The contract: within the presence TTL (0.6 TTL of key life + 0.2 TTL of
+                # checking); twice the TTL leaves room for a busy CI machine.
+                assert waited < 2 * ttl, waited
+                again = await Peer.open(p0)
+                await again.hello("victim")  # the nick is free
+                watcher.send(type="who")
+                users = await skip_to(watcher, "users")
+                assert sorted(users["users"]) == ["victim", "watcher"]
+        finally:
+            if child.poll() is None:
+                child.kill()
+            child.wait(5)
+
+    with redis_server() as r:
+        asyncio.run(asyncio.wait_for(body(r.url), 30))
+
+
+def test_redis_restart_mid_chat_keeps_local_traffic_counts_the_rest_and_recovers() -> None:
+    ttl = 1.0
+
+    async def body(r: RedisServer) -> None:
+        async with nodes(r.url, 2, ttl=ttl) as ((s0, p0), (s1, p1)):
+            ada, cy = await Peer.open(p0), await Peer.open(p0)
+            bob = await Peer.open(p1)
+            await ada.hello("ada")
+            await cy.hello("cy")
+            await bob.hello("bob")
+            r.stop()
+            for p in (ada, cy, bob):  # told once
+                await skip_to(p, "error", code="cluster-unavailable")
+            for i in range(3):
+                ada.send(type="say", text=f"during {i}")
+            for p in (ada, cy):  # nothing sent to one's own node is lost
+                for i in range(3):
+                    await skip_to(p, "msg", text=f"during {i}")
+            assert s0.stats["cluster-undelivered"] == 3  # counted, not silently dropped
+            # A newcomer cannot get a cluster-wide nick now: told so, may retry later.
+            late = await Peer.open(p1)
+            late.send(type="hello", nick="late")
+            await skip_to(late, "error", code="cluster-unavailable")
+            r.start()  # same port, empty: the nodes re-register
+            seen: dict[str, list[dict[str, Any]]] = {}
+            for name, p in (("ada", ada), ("cy", cy), ("bob", bob)):
+                seen[name] = await p.until(
+                    lambda m: m["type"] == "error" and m["code"] == "cluster-restored"
+                )
+            # Exactly once each, and no flapping of the others' presence.
+            for got in seen.values():
+                codes = [m.get("code") for m in got if m["type"] == "error"]
+                assert codes == ["cluster-restored"], got
+                assert not any(m["type"] == "left" for m in got), got
+            # Until both nodes are back, a message may not reach the other one: wait for
+            # bob's node to see ada's node registered again.
+            for _ in range(200):
+                if s1.room.remote.get("ada") == "n0" and "bob" in s0.room.remote:
+                    break
+                await asyncio.sleep(0.02)
+            for _ in range(100):  # both subscribed again (the restored note comes after)
+                if s0.cluster is not None and s0.room.cluster_up and s1.room.cluster_up:
+                    break
+                await asyncio.sleep(0.02)
+            ada.send(type="say", text="after")
+            m = await skip_to(bob, "msg", text="after")
+            assert m["from"] == "ada"
+            bob.send(type="say", text="hi ada", to="ada")
+            await skip_to(ada, "msg", text="hi ada")
+            late.send(type="hello", nick="late")
+            await skip_to(late, "welcome", nick="late")
+            await skip_to(ada, "joined", nick="late")
+
+    with redis_server() as r:
+        asyncio.run(asyncio.wait_for(body(r), 40))
+
+
+def test_redis_unreachable_at_start_is_one_line_and_exit_2() -> None:
+    port = free_port()  # nothing listens there
+    p = subprocess.run(
+        [*SYNACK, "chat", "serve", "--port", "0", "--redis", f"redis://127.0.0.1:{port}"],
+        capture_output=True,
+        timeout=30,
+    )
+    assert p.returncode == 2
+    lines = p.stderr.decode().splitlines()
+    assert len(lines) == 1 and "cannot reach Redis" in lines[0], lines
+    bad = subprocess.run(
+        [*SYNACK, "chat", "serve", "--port", "0", "--redis", "localhost:6379"],
+        capture_output=True,
+        timeout=30,
+    )
+    assert bad.returncode == 2 and len(bad.stderr.decode().splitlines()) == 1
+    nonode = subprocess.run(
+        [*SYNACK, "chat", "serve", "--port", "0", "--node", "x"], capture_output=True, timeout=30
+    )
+    assert nonode.returncode == 2 and b"--redis" in nonode.stderr
