@@ -13,6 +13,7 @@ import threading
 import time
 from typing import Any
 
+from synack.apps.chat.broker import ClusterUnavailable
 from synack.apps.chat.client import ChatClient, ChatError, RawEvent
 from synack.apps.chat.messages import (
     Bye,
@@ -105,7 +106,7 @@ def register(subparsers: Any) -> None:
     serve.add_argument(
         "--presence-ttl",
         type=cliargs.seconds,
-        default=10.0,
+        default=None,
         metavar="S",
         help="a node silent this long is gone and its users left (default 10)",
     )
@@ -158,7 +159,7 @@ def _serve(args: argparse.Namespace) -> int:
         )
     except LocalProtocolError as exc:
         raise UsageError(str(exc)) from None
-    if args.redis is None and (args.node is not None or args.presence_ttl != 10.0):
+    if args.redis is None and (args.node is not None or args.presence_ttl is not None):
         raise UsageError("--node and --presence-ttl need --redis")
     return asyncio.run(_serve_async(config, args.host, args.port, args))
 
@@ -174,12 +175,15 @@ async def _cluster(config: ChatConfig, args: argparse.Namespace) -> Any:
     try:
         # Deferred: the redis client is only needed (and only installed, see the `cluster`
         # extra) for a chat spread over several servers.
-        from synack.apps.chat.redis_broker import ClusterUnavailable, RedisBroker
+        from synack.apps.chat.redis_broker import RedisBroker
     except ImportError:
         raise UsageError("--redis needs the redis client: pip install 'synack[cluster]'") from None
     try:
         broker = RedisBroker(
-            args.redis, args.node, presence_ttl=args.presence_ttl, history=config.history
+            args.redis,
+            args.node,
+            presence_ttl=10.0 if args.presence_ttl is None else args.presence_ttl,
+            history=config.history,
         )
         await broker.connect()
     except (ClusterUnavailable, ValueError) as exc:
@@ -193,10 +197,8 @@ async def _serve_async(config: ChatConfig, host: str, port: int, args: argparse.
         server = ChatServer(config, cluster=cluster)
         try:
             await server.start(host, port)
-        except Exception as exc:
-            if cluster is not None and type(exc).__name__ == "ClusterUnavailable":
-                raise UsageError(str(exc)) from None
-            raise
+        except ClusterUnavailable as exc:
+            raise UsageError(str(exc)) from None
         for address in server.addresses:
             announce(address, "chat")  # the §5 line; [::1]:PORT for IPv6, like the other servers
         try:

@@ -67,9 +67,12 @@ class RedisServer:
         raise RuntimeError("redis-server did not start")
 
     def command(self, *words: str) -> bytes:
-        """One inline command, the raw reply (enough for INFO)."""
+        """One command; a bulk reply's bytes, or the status/integer/error line."""
         with socket.create_connection(("127.0.0.1", self.port), 2) as s:
-            s.sendall(" ".join(words).encode() + b"\r\n")
+            req = [f"*{len(words)}\r\n".encode()]
+            for w in words:  # RESP: any bytes in an argument (JSON with spaces, quotes)
+                req.append(f"${len(w.encode())}\r\n".encode() + w.encode() + b"\r\n")
+            s.sendall(b"".join(req))
             data = b""
             s.settimeout(2)
             while b"\r\n" not in data:

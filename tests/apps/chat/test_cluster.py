@@ -304,10 +304,6 @@ def test_redis_restart_mid_chat_keeps_local_traffic_counts_the_rest_and_recovers
                 if s1.room.remote.get("ada") == "n0" and "bob" in s0.room.remote:
                     break
                 await asyncio.sleep(0.02)
-            for _ in range(100):  # both subscribed again (the restored note comes after)
-                if s0.cluster is not None and s0.room.cluster_up and s1.room.cluster_up:
-                    break
-                await asyncio.sleep(0.02)
             ada.send(type="say", text="after")
             m = await skip_to(bob, "msg", text="after")
             assert m["from"] == "ada"
@@ -341,3 +337,30 @@ def test_redis_unreachable_at_start_is_one_line_and_exit_2() -> None:
         [*SYNACK, "chat", "serve", "--port", "0", "--node", "x"], capture_output=True, timeout=30
     )
     assert nonode.returncode == 2 and b"--redis" in nonode.stderr
+    neg = subprocess.run(
+        [*SYNACK, "chat", "serve", "--port", "0", "--history", "-1"],
+        capture_output=True,
+        timeout=30,
+    )
+    assert neg.returncode == 2 and len(neg.stderr.decode().splitlines()) == 1
+
+
+def test_hostile_and_missing_events_on_the_channel_are_counted_and_harmless() -> None:
+    async def body(r: RedisServer) -> None:
+        async with nodes(r.url, 1) as ((s0, p0),):
+            ada = await Peer.open(p0)
+            await ada.hello("ada")
+            ch = "synack:chat:events"
+            for junk in ("not json", "[1]", '[1,["zz","n9"]]', '{"type":"msg"}', "\x00\xff"):
+                r.command("PUBLISH", ch, junk)
+            r.command("PUBLISH", ch, '[1,["j","n9","zed"]]')
+            r.command("PUBLISH", ch, '[5,["s","n9","zed","five",1.0,null]]')  # 2, 3, 4 missed
+            m = await skip_to(ada, "msg", text="five")
+            assert m["from"] == "zed"
+            assert s0.stats["cluster-bad-event"] == 5
+            assert s0.stats["cluster-missed"] == 3
+            ada.send(type="say", text="still here")
+            await skip_to(ada, "msg", text="still here")
+
+    with redis_server() as r:
+        asyncio.run(asyncio.wait_for(body(r), 30))

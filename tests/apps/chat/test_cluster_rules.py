@@ -5,15 +5,27 @@ part is ``test_cluster.py``."""
 
 from __future__ import annotations
 
-from synack.apps.chat import ChatConfig
-from synack.apps.chat.broker import NodeJoined, NodeLeft, NodeSaid, decode_event, encode_event
+import asyncio
+
+from synack.apps.chat import ChatConfig, ChatServer
+from synack.apps.chat.broker import (
+    EmbeddedBroker,
+    NodeJoined,
+    NodeLeft,
+    NodeSaid,
+    decode_event,
+    encode_event,
+)
+from synack.apps.chat.node import ChatNode
 
 from .helpers import WALL, Room
 
 
 def node(config: ChatConfig | None = None) -> Room:
     r = Room(config)
-    r.room.join_cluster("n0")
+    room: ChatNode[str] = ChatNode(r.room.config)  # a node's room on the same manual clock
+    room.join_cluster("n0")
+    r.room = room
     return r
 
 
@@ -156,3 +168,37 @@ def test_outage_told_once_local_traffic_delivered_the_rest_counted() -> None:
     r.room.set_cluster_up(True)
     r._end()
     assert [m.get("code") for m in r.take("ada")] == ["cluster-restored"]
+
+
+def test_what_waits_for_a_claim_is_bounded() -> None:
+    r = node(ChatConfig(max_queue=10_000, rate=0))
+    register(r, "ada")
+    r.connect("eve")
+    r.send("eve", type="hello", nick="eve")
+    say = b'{"type":"say","text":"' + b"x" * 900 + b'"}'
+    r.raw("eve", *[say] * 20)  # ~19 KB while the claim is out: over the bound
+    refused = r.take("eve")
+    assert refused and all(m.get("code") == "rate-limited" for m in refused)
+    claim_ok(r, "eve")
+    got = r.take("eve")
+    kept = [m for m in got if m["type"] == "msg"]
+    assert got[0]["type"] == "welcome" and 0 < len(kept) < 20
+    assert len(kept) + len(refused) == 20  # each frame kept or refused, none lost silently
+    assert r.room.stats["rate-limited"] == len(refused)
+
+
+def test_the_embedded_engine_leaves_the_room_as_it_was() -> None:
+    async def body() -> None:
+        s = ChatServer(ChatConfig(), cluster=EmbeddedBroker())
+        await s.start("127.0.0.1", 0)
+        try:
+            assert not s.room.clustered and not s.room.remote
+            reader, writer = await asyncio.open_connection("127.0.0.1", s.addresses[0][1])
+            writer.write(b'\x00\x00\x00\x1d{"type":"hello","nick":"ada"}')
+            data = await asyncio.wait_for(reader.read(1000), 5)
+            assert b'"welcome"' in data
+            writer.close()
+        finally:
+            await s.stop()
+
+    asyncio.run(body())

@@ -16,25 +16,35 @@ Engines (``Broker``):
 
 The events are msgspec structs: one compact JSON object per event on the wire between nodes.
 
-Layer: apps. Imports msgspec and the standard library.
+Layer: apps. Imports msgspec, synack.errors and the standard library.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import msgspec
+
+from synack.errors import SynackError
 
 __all__ = [
     "Broker",
     "ClusterEvent",
+    "ClusterUnavailable",
     "EmbeddedBroker",
     "NodeJoined",
     "NodeLeft",
     "NodeSaid",
+    "decode_envelope",
     "decode_event",
+    "encode_envelope",
     "encode_event",
 ]
+
+
+class ClusterUnavailable(SynackError):
+    """The engine cannot reach its cluster (or refuses this node) when the server starts."""
 
 
 class NodeJoined(msgspec.Struct, frozen=True, tag="j", array_like=True):
@@ -67,26 +77,48 @@ def decode_event(data: bytes | str) -> ClusterEvent:
     return _decoder.decode(data)
 
 
+# On the channel each event travels with its node's sequence number, so that a receiver
+# counts what it missed (a gap) instead of missing it silently.
+_envelope_decoder: msgspec.json.Decoder[tuple[int, ClusterEvent]] = msgspec.json.Decoder(
+    tuple[int, ClusterEvent]
+)
+
+
+def encode_envelope(seq: int, event: ClusterEvent) -> bytes:
+    return encode_event((seq, event))
+
+
+def decode_envelope(data: bytes | str) -> tuple[int, ClusterEvent]:
+    """(seq, event); ``ValueError`` for anything else."""
+    return _envelope_decoder.decode(data)
+
+
 class Broker(Protocol):
-    """An engine carrying the events between nodes (see the module docstring)."""
+    """An engine carrying the events between nodes; what ``ChatServer(cluster=...)`` needs.
 
-    @property
-    def clustered(self) -> bool:
-        """False: this node is the whole chat (the room decides alone)."""
-        ...
+    ``room`` is the node's ``chat.core.ChatRoom`` (typed loosely here: the room imports this
+    module for the events). ``attach`` makes it a node (``room.join_cluster``) or leaves it
+    alone; ``pump`` takes the room's claims and outbox after each input; ``wake`` is called
+    after the engine fed the room (remote events, claim results)."""
 
-    @property
-    def node(self) -> str: ...
+    def attach(self, room: Any, wake: Callable[[], None]) -> None: ...
+    async def start(self) -> None: ...
+    def pump(self) -> None: ...
+    async def stop(self) -> None: ...
 
 
 class EmbeddedBroker:
-    """The in-process default: one node, no cluster; the room's own registry is the truth."""
+    """The in-process default: one node, no cluster; the room's own registry is the truth.
+    ``ChatServer(cluster=EmbeddedBroker())`` is exactly ``ChatServer()``."""
 
-    clustered = False
+    def attach(self, room: Any, wake: Callable[[], None]) -> None:
+        pass  # the room stays un-clustered: it never claims and never fills its outbox
 
-    def __init__(self, node: str = "local") -> None:
-        self._node = node
+    async def start(self) -> None:
+        pass
 
-    @property
-    def node(self) -> str:
-        return self._node
+    def pump(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass

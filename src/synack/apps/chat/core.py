@@ -30,21 +30,21 @@ Timers: one heap entry per client, never later than that client's true
 deadline (receiving only moves deadlines later, so entries are fixed up
 lazily when they reach the top): ``get_timer`` is exact and cheap.
 
-Cluster (docs/protocol-chat-cluster.md): when ``join_cluster`` is called the room is one
-node of a chat spread over several; its section at the end of the class holds every
-difference: a nick is claimed cluster-wide before ``welcome``, what the other nodes must hear
-goes to ``outbox``, what they say comes in by ``remote_event``, and users on other nodes are
-listed by ``welcome``/``who`` and reachable by ``say`` with ``to``. ``--history N`` replays the
-last N broadcasts after ``welcome`` (``chat.history``), clustered or not.
+Cluster (docs/protocol-chat-cluster.md): ``chat.node.ChatNode`` makes the room one node of
+a chat spread over several; here are only its hooks (the section at the end of the class), the
+users of the other nodes (``remote``: listed by ``welcome``/``who``, reachable by ``say`` with
+``to``) and what a client sends while its nick is being claimed (held, bounded). ``--history
+N`` replays the last N broadcasts after ``welcome`` (``chat.history``), clustered or not.
 
-Layer: apps. Imports synack.core (framing, ratelimit), synack.errors, chat.messages,
-chat.broker (events) and chat.history.
+Layer: apps. Imports synack.core (framing, ratelimit), synack.errors, chat.messages and
+chat.history.
 """
 
 from __future__ import annotations
 
 import enum
 import heapq
+import itertools
 import logging
 import math
 from collections import Counter
@@ -52,7 +52,6 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from synack.apps.chat.broker import ClusterEvent, NodeJoined, NodeLeft, NodeSaid
 from synack.apps.chat.history import History
 from synack.apps.chat.messages import (
     Bye,
@@ -179,6 +178,7 @@ class _Client(Generic[K]):
         "claiming",
         "flushed",
         "held",
+        "held_size",
         "key",
         "last_ping",
         "last_rx",
@@ -212,6 +212,7 @@ class _Client(Generic[K]):
         self.bucket = TokenBucket(config.rate, config.burst, now) if config.rate > 0 else None
         self.claiming: str | None = None  # cluster: the nick asked for, until the claim ends
         self.held: list[Payload] = []  # cluster: frames received while claiming
+        self.held_size = 0
 
     def set_state(self, new: ClientState) -> None:
         if new not in _TRANSITIONS[self.state]:
@@ -245,14 +246,10 @@ class ChatRoom(Generic[K]):
         self._timers: list[tuple[float, int, _Client[K]]] = []  # (at, seq, client)
         self._seq = 0
         self.history = History(self.config.history) if self.config.history else None
-        # -- cluster (issue 13); see the section at the end of the class
-        self.node = ""
+        # -- cluster (issue 13): set by chat.node.ChatNode; empty in a room alone
         self.clustered = False
-        self.cluster_up = True
         self.remote: dict[str, str] = {}  # nick -> node, users of the other nodes
-        self.outbox: list[ClusterEvent] = []  # for the other nodes, in order
-        self.claims: list[tuple[K, str]] = []  # nicks to claim cluster-wide, for the caller
-        self._claiming: set[str] = set()
+        self._claiming: set[str] = set()  # nicks out for a cluster-wide claim
 
     # -- what the caller asks ------------------------------------------------
 
@@ -302,7 +299,7 @@ class ChatRoom(Generic[K]):
             if c.state is not ClientState.CONNECTED and c.state is not ClientState.REGISTERED:
                 return  # anything after bye (or an error) is ignored
             if c.claiming is not None:  # cluster: what follows hello waits for its claim
-                c.held.append(payload)
+                self._hold(c, payload)
                 continue
             try:
                 self._handle(c, payload, now, wall)
@@ -403,7 +400,8 @@ class ChatRoom(Generic[K]):
             self._users_bytes -= _listed_size(c.nick)
             c.bend = len(self._turn)
             if self.clustered:  # the nick is released even when the node stops
-                self._tell_cluster(NodeLeft(self.node, c.nick, reason))
+                why = "disconnected" if self.stopping else reason  # not the user's bye
+                self._node_left(c.nick, why)
             if not self.stopping:  # when the server stops, everyone hears bye instead
                 self._broadcast(_frame(Left(nick=c.nick, reason=reason)))
 
@@ -500,7 +498,7 @@ class ChatRoom(Generic[K]):
             self._send_private(c, self.history.replay())
         self.stats["registered"] += 1
         if self.clustered:
-            self._tell_cluster(NodeJoined(self.node, nick))
+            self._node_joined(nick)
 
     def _user_list(self, me: str, envelope: object) -> tuple[list[str], int]:
         """Everyone online, or, when that would not fit ``max_send_frame``, ``me`` first and
@@ -510,7 +508,7 @@ class ChatRoom(Generic[K]):
             return [*self._users, *self.remote], 0
         out = [me]
         budget -= _listed_size(me)
-        for nick in [*self._users, *self.remote]:
+        for nick in itertools.chain(self._users, self.remote):
             if nick == me:
                 continue
             size = _listed_size(nick)
@@ -536,7 +534,7 @@ class ChatRoom(Generic[K]):
             if to != c.nick and (peer := self._users.get(to)) is not None:  # to yourself: once
                 self._send_private(peer, frame)
         if self.clustered and (to is None or to in self.remote):
-            self._tell_cluster(NodeSaid(self.node, c.nick, text, wall, to))
+            self._node_said(c.nick, text, wall, to)
 
     # -- the once-per-turn flush ---------------------------------------------
 
@@ -611,132 +609,26 @@ class ChatRoom(Generic[K]):
         out, self._disconnects = self._disconnects, []
         return out
 
-    # -- cluster (issue 13): docs/protocol-chat-cluster.md -------------------
-
-    def join_cluster(self, node: str) -> None:
-        """Make this room one node of a cluster named ``node`` (before any client)."""
-        if self._clients:
-            raise LocalProtocolError("join the cluster before clients connect")
-        self.node = node
-        self.clustered = True
-
-    def _tell_cluster(self, event: ClusterEvent) -> None:
-        if self.cluster_up:
-            self.outbox.append(event)
-        elif isinstance(event, NodeSaid):
-            # Delivered here, not to the other nodes: counted, never silently dropped.
-            self.stats["cluster-undelivered"] += 1
-
-    def take_outbox(self) -> list[ClusterEvent]:
-        out, self.outbox = self.outbox, []
-        return out
-
-    def take_claims(self) -> list[tuple[K, str]]:
-        out, self.claims = self.claims, []
-        return out
+    # -- cluster hooks (issue 13): chat.node.ChatNode fills them in ---------
 
     def _claim(self, c: _Client[K], nick: str) -> None:
-        if not self.cluster_up:
-            self._error(c, "cluster-unavailable", "the cluster is unreachable: try again later")
+        raise LocalProtocolError("only a cluster node claims nicks")
+
+    def _node_joined(self, nick: str) -> None:
+        pass
+
+    def _node_left(self, nick: str, reason: str) -> None:
+        pass
+
+    def _node_said(self, nick: str, text: str, wall: float, to: str | None) -> None:
+        pass
+
+    def _hold(self, c: _Client[K], payload: Payload) -> None:
+        # Bounded like a slow reader's queue: a client cannot park unbounded input here
+        # while its claim is out (refused with the rate limiter's code, and counted).
+        size = len(payload) + 64  # a frame's own cost, so that tiny frames count too
+        if c.held_size + size > self.config.max_queue:
+            self._error(c, "rate-limited", "frame dropped: wait for welcome")
             return
-        c.claiming = nick
-        self._claiming.add(nick)
-        self.claims.append((c.key, nick))
-
-    def claim_result(self, key: K, nick: str, ok: bool | None, now: float, wall: float) -> None:
-        """The cluster's answer to a claim: True won, False taken, None cluster unreachable."""
-        self._claiming.discard(nick)
-        c = self._clients.get(key)
-        if c is None or c.claiming != nick:
-            if ok:  # the client went away meanwhile: free the nick again
-                self._tell_cluster(NodeLeft(self.node, nick, "disconnected"))
-            return
-        c.claiming = None
-        if ok is None:
-            self._error(c, "cluster-unavailable", "the cluster is unreachable: try again later")
-        elif not ok or nick in self._users or nick in self.remote:
-            if ok:  # won in Redis but someone here already has it: give it back
-                self._tell_cluster(NodeLeft(self.node, nick, "disconnected"))
-            self._error(c, "nick-taken", f"{nick!r} is already online")
-        else:
-            self._register(c, nick)
-        held, c.held = c.held, []
-        if held:
-            self.receive(key, held, now, wall)
-
-    def _remote_add(self, nick: str, node: str) -> None:
-        if nick in self._users or nick in self.remote:
-            return
-        self.remote[nick] = node
-        self._users_bytes += _listed_size(nick)
-        self._broadcast(_frame(Joined(nick=nick)))
-
-    def _remote_remove(self, nick: str, reason: str) -> None:
-        del self.remote[nick]
-        self._users_bytes -= _listed_size(nick)
-        self._broadcast(_frame(Left(nick=nick, reason=reason)))
-
-    def remote_event(self, ev: ClusterEvent, wall: float) -> None:
-        """What another node said: joined/left/msg for this node's clients."""
-        if ev.node == self.node:
-            return
-        self.stats["cluster-events"] += 1
-        if isinstance(ev, NodeJoined):
-            self._remote_add(ev.nick, ev.node)
-        elif isinstance(ev, NodeLeft):
-            if self.remote.get(ev.nick) == ev.node:
-                self._remote_remove(ev.nick, ev.reason)
-        elif ev.to is None:
-            mid = self._next_id  # ids are this node's: every client sees them increase
-            self._next_id += 1
-            payload = encode_message(Msg(id=mid, from_=ev.nick, text=ev.text, ts=ev.ts))
-            self._broadcast(encode(payload))
-            if self.history is not None:
-                self.history.add(payload)
-        elif (peer := self._users.get(ev.to)) is not None:
-            mid = self._next_id
-            self._next_id += 1
-            msg = Msg(id=mid, from_=ev.nick, text=ev.text, ts=ev.ts, to=ev.to)
-            self._send_private(peer, _frame(msg))
-
-    def preload_history(self, events: list[NodeSaid]) -> None:
-        """Broadcasts from before this node started (the cluster's history), oldest first."""
-        if self.history is None:
-            return
-        for ev in events:
-            if ev.to is None:
-                mid = self._next_id
-                self._next_id += 1
-                self.history.add(encode_message(Msg(id=mid, from_=ev.nick, text=ev.text, ts=ev.ts)))
-
-    def remote_node_gone(self, node: str) -> None:
-        """A node stopped refreshing its presence: its users left without a word."""
-        for nick in [n for n, at in self.remote.items() if at == node]:
-            self._remote_remove(nick, "disconnected")
-
-    def set_remote(self, users: dict[str, str], *, forget: bool = True) -> None:
-        """The cluster's users (nick -> node) as read from it: announce the differences
-        (``forget=False``: only the newcomers; those missing are left to the presence check)."""
-        for nick, node in list(self.remote.items()):
-            if forget and users.get(nick) != node:
-                self._remote_remove(nick, "disconnected")
-        for nick, node in users.items():
-            if node != self.node:
-                self._remote_add(nick, node)
-
-    def local_users(self) -> list[str]:
-        return list(self._users)
-
-    def set_cluster_up(self, up: bool) -> None:
-        """The cluster was lost (tell every client once) or is back (say so)."""
-        if up == self.cluster_up:
-            return
-        self.cluster_up = up
-        if up:
-            code, detail = "cluster-restored", "the other nodes are reachable again"
-        else:
-            code, detail = "cluster-unavailable", "the other nodes are unreachable for now"
-        self.stats[code] += 1
-        frame = _frame(Error(code=code, detail=detail))
-        for c in self._users.values():
-            self._send_private(c, frame)
+        c.held_size += size
+        c.held.append(payload)

@@ -23,7 +23,7 @@ counted in ``cluster-undelivered`` for the others. The engine reconnects with a 
 exponential backoff, claims its users' nicks again, publishes their ``joined``, reads the
 cluster's users and announces the differences, then says ``error{cluster-restored}``.
 
-Layer: apps. Imports redis (redis.asyncio), chat.broker, chat.core and synack.errors.
+Layer: apps. Imports redis (redis.asyncio), chat.broker and chat.node.
 """
 
 from __future__ import annotations
@@ -43,14 +43,16 @@ from redis.exceptions import RedisError
 
 from synack.apps.chat.broker import (
     ClusterEvent,
+    ClusterUnavailable,
     NodeJoined,
     NodeLeft,
     NodeSaid,
+    decode_envelope,
     decode_event,
+    encode_envelope,
     encode_event,
 )
-from synack.apps.chat.core import ChatRoom
-from synack.errors import SynackError
+from synack.apps.chat.node import ChatNode
 
 __all__ = ["PREFIX", "ClusterUnavailable", "RedisBroker"]
 
@@ -102,10 +104,6 @@ return 1
 """
 
 
-class ClusterUnavailable(SynackError):
-    """Redis cannot be reached (or refuses this node) when the server starts."""
-
-
 def _nick_key(nick: str) -> str:
     return f"{PREFIX}nick:{nick}"
 
@@ -140,7 +138,7 @@ class RedisBroker:
         self.period = presence_ttl / 5  # ...refreshed and checked every 0.2 TTL
         self.history = history
         self.timeout = timeout
-        self.room: ChatRoom[Any] | None = None
+        self.room: ChatNode[Any] | None = None
         self._wake: Callable[[], None] = lambda: None
         self._r: aioredis.Redis | None = None
         self._up = False
@@ -154,6 +152,8 @@ class RedisBroker:
         self._grace_until = 0.0
         self._claims: list[tuple[Hashable, str]] = []
         self._claiming = False
+        self._seq = 0  # this node's events, numbered on the channel
+        self._last: dict[str, int] = {}  # the last number seen from each other node
 
     @property
     def node(self) -> str:
@@ -185,8 +185,10 @@ class RedisBroker:
         self._refresh = r.register_script(_REFRESH)
         self._reap = r.register_script(_REAP)
 
-    def attach(self, room: ChatRoom[Any], wake: Callable[[], None]) -> None:
+    def attach(self, room: ChatNode[Any], wake: Callable[[], None]) -> None:
         """The room this node serves; ``wake`` is called after the engine fed the room."""
+        if not isinstance(room, ChatNode):
+            raise TypeError("the Redis engine needs a ChatNode")
         room.join_cluster(self.node)
         self.room = room
         self._wake = wake
@@ -272,7 +274,8 @@ class RedisBroker:
         if mine:
             async with r.pipeline(transaction=False) as pipe:
                 for nick in mine:
-                    pipe.publish(CHANNEL, encode_event(NodeJoined(self.node, nick)))
+                    self._seq += 1
+                    pipe.publish(CHANNEL, encode_envelope(self._seq, NodeJoined(self.node, nick)))
                 await pipe.execute()
         # After an outage the others may not be back yet: who is missing gets one presence
         # TTL to re-register before being announced `left` (no left/joined flapping).
@@ -344,10 +347,15 @@ class RedisBroker:
                 if m is None or m.get("type") != "message":
                     continue
                 try:
-                    ev = decode_event(m["data"])
+                    seq, ev = decode_envelope(m["data"])
                 except ValueError:  # not ours: counted, never fatal
                     room.stats["cluster-bad-event"] += 1
                     continue
+                if ev.node != self.node:
+                    last = self._last.get(ev.node)
+                    if last is not None and seq > last + 1:  # published while we were away
+                        room.stats["cluster-missed"] += seq - last - 1
+                    self._last[ev.node] = seq  # a restarted node starts again from 1
                 room.remote_event(ev, time.time())
                 self._wake()
         except asyncio.CancelledError:
@@ -441,9 +449,11 @@ class RedisBroker:
         r = self._r
         assert r is not None
         async with r.pipeline(transaction=False) as pipe:
+            first = self._seq
             for ev in batch:
                 data = encode_event(ev)
-                pipe.publish(CHANNEL, data)
+                self._seq += 1
+                pipe.publish(CHANNEL, encode_envelope(self._seq, ev))
                 if isinstance(ev, NodeLeft):
                     await self._release(
                         keys=[_nick_key(ev.nick), _users_key(self.node)],
@@ -452,5 +462,9 @@ class RedisBroker:
                     )
                 elif self.history and isinstance(ev, NodeSaid) and ev.to is None:
                     pipe.xadd(HISTORY, {"e": data}, maxlen=self.history, approximate=True)
-            await pipe.execute()
+            try:
+                await pipe.execute()
+            except BaseException:
+                self._seq = first  # not published: counted as undelivered, not as a gap
+                raise
         self.room.stats["cluster-published"] += len(batch)  # type: ignore[union-attr]

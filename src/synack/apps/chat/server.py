@@ -12,12 +12,12 @@ unchanged on the kernel's sockets or on any other transport provider.
 A transport's ``pause_writing``/``resume_writing`` are passed on to the room,
 which holds a slow reader's output (bounded) and decides when it is too slow.
 
-Cluster: given an engine (``Cluster``, e.g. ``redis_broker.RedisBroker``), the room becomes one
+Cluster: given an engine (``broker.Broker``, e.g. ``redis_broker.RedisBroker``), the room becomes one
 node of a chat spread over several servers; the server only connects the engine at start,
 ``pump``s it after each input (the room's claims and events for the other nodes) and stops
 it last.
 
-Layer: apps. Imports chat.core, chat.connection, chat.messages, synack.core.framing and
+Layer: apps. Imports chat.broker, chat.core, chat.node, chat.connection, chat.messages, synack.core.framing and
 synack.errors.
 """
 
@@ -27,12 +27,12 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
-from collections.abc import Callable
-from typing import Any, Protocol
 
+from synack.apps.chat.broker import Broker
 from synack.apps.chat.connection import CreateServer, FramedProtocol
 from synack.apps.chat.core import ChatConfig, ChatRoom, ClientState
 from synack.apps.chat.messages import DEFAULT_PORT
+from synack.apps.chat.node import ChatNode
 from synack.core.framing import FrameTooLarge, Payload
 from synack.errors import RemoteProtocolError
 
@@ -87,15 +87,6 @@ class ChatSession(FramedProtocol):
             self.transport.write(data)
 
 
-class Cluster(Protocol):
-    """What the server needs of a cluster engine (see ``redis_broker.RedisBroker``)."""
-
-    def attach(self, room: ChatRoom[Any], wake: Callable[[], None]) -> None: ...
-    async def start(self) -> None: ...
-    def pump(self) -> None: ...
-    async def stop(self) -> None: ...
-
-
 class ChatServer:
     """The chat room on asyncio. ``await start(host, port)``, ``await stop()``."""
 
@@ -104,10 +95,13 @@ class ChatServer:
         config: ChatConfig | None = None,
         *,
         create_server: CreateServer | None = None,
-        cluster: Cluster | None = None,
+        cluster: Broker | None = None,
     ):
         self.config = config or ChatConfig()
-        self.room: ChatRoom[ChatSession] = ChatRoom(self.config)
+        # A node of a cluster when given an engine (until the engine joins, a plain room).
+        self.room: ChatRoom[ChatSession] = (
+            ChatRoom(self.config) if cluster is None else ChatNode(self.config)
+        )
         self._create_server = create_server
         self._server: object | None = None
         self._live: set[ChatSession] = set()  # transport not yet lost
@@ -200,7 +194,7 @@ class ChatServer:
     def _after(self) -> None:
         """After an input: abort what must go now, flush at the end of the turn."""
         self._disconnect()
-        if self.cluster is not None and (self.room.outbox or self.room.claims):
+        if self.cluster is not None:
             self.cluster.pump()
         if self._flush_handle is None and self.room.pending:
             assert self._loop is not None
