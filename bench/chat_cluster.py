@@ -31,6 +31,8 @@ import sys
 import time
 from typing import Any
 
+import psutil
+
 from synack.core.framing import FrameDecoder
 
 RECEIVERS = 60
@@ -131,7 +133,18 @@ class Client:
                     self.echo.set()
 
 
-async def one_setup(ports: list[int], rounds: int, redis_port: int | None) -> dict[str, float]:
+def cpu(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes so far."""
+    total = 0.0
+    for pid in pids:
+        t = psutil.Process(pid).cpu_times()
+        total += t.user + t.system
+    return total
+
+
+async def one_setup(
+    ports: list[int], rounds: int, redis_port: int | None, pids: list[int], redis_pid: int | None
+) -> dict[str, float]:
     clients: list[Client] = []
     node_of: dict[str, int] = {}
     for i in range(RECEIVERS):
@@ -145,6 +158,8 @@ async def one_setup(ports: list[int], rounds: int, redis_port: int | None) -> di
     tasks = [asyncio.create_task(c.run(node_of)) for c in clients]
     senders = clients[:SENDERS]
     before = redis_calls(redis_port) if redis_port is not None else 0
+    cpu0 = cpu(pids)
+    rcpu0 = cpu([redis_pid]) if redis_pid is not None else 0.0
     t0 = time.monotonic()
 
     async def talk(c: Client) -> None:
@@ -162,6 +177,8 @@ async def one_setup(ports: list[int], rounds: int, redis_port: int | None) -> di
     while any(c.msgs < total for c in clients) and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
     elapsed = time.monotonic() - t0
+    node_cpu = cpu(pids) - cpu0
+    redis_cpu = cpu([redis_pid]) - rcpu0 if redis_pid is not None else 0.0
     ops = redis_calls(redis_port) - before - 1 if redis_port is not None else 0  # -1: INFO
     deliveries = sum(c.msgs for c in clients)
     for c in clients:
@@ -187,14 +204,21 @@ async def one_setup(ports: list[int], rounds: int, redis_port: int | None) -> di
         "cross_p99": q(cross, 0.99),
         "mean": statistics.fmean(every) * 1000 if every else float("nan"),
         "ops_per_msg": ops / total if redis_port is not None else float("nan"),
+        # CPU per delivery: steadier than deliveries/s on a shared, loaded machine.
+        "node_us": node_cpu / max(deliveries, 1) * 1e6,
+        "redis_us": redis_cpu / max(deliveries, 1) * 1e6,
     }
 
 
-def run(name: str, nodes: int, redis_port: int | None, rounds: int) -> dict[str, float]:
+def run(
+    name: str, nodes: int, redis_port: int | None, rounds: int, redis_pid: int | None = None
+) -> dict[str, float]:
     url = f"redis://127.0.0.1:{redis_port}/0" if redis_port is not None else None
     procs = [start_node(url, f"{name}-{i}") for i in range(nodes)]
     try:
-        res = asyncio.run(one_setup([port for _, port in procs], rounds, redis_port))
+        ports = [port for _, port in procs]
+        pids = [p.pid for p, _ in procs]
+        res = asyncio.run(one_setup(ports, rounds, redis_port, pids, redis_pid))
     finally:
         for p, _ in procs:
             p.terminate()
@@ -212,9 +236,9 @@ def main() -> None:
     try:
         results = {
             "1 node embedded": run("e", 1, None, args.rounds),
-            "1 node on Redis": run("r1", 1, port, args.rounds),
-            "2 nodes on Redis": run("r2", 2, port, args.rounds),
-            "3 nodes on Redis": run("r3", 3, port, args.rounds),
+            "1 node on Redis": run("r1", 1, port, args.rounds, redis.pid),
+            "2 nodes on Redis": run("r2", 2, port, args.rounds, redis.pid),
+            "3 nodes on Redis": run("r3", 3, port, args.rounds, redis.pid),
         }
     finally:
         redis.kill()
@@ -222,15 +246,20 @@ def main() -> None:
     print(f"{RECEIVERS} clients ({SENDERS} also send), {args.rounds} bursts of {BURST} per sender")
     print(
         f"{'setup':18} {'deliv/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'same p99':>9} "
-        f"{'cross p99':>9} {'redis ops/msg':>13} {'missing':>7}"
+        f"{'cross p99':>9} {'redis ops/msg':>13} {'missing':>7} {'node us/deliv':>13} "
+        f"{'redis us/deliv':>14}"
     )
     for name, r in results.items():
         ops = "-" if r["ops_per_msg"] != r["ops_per_msg"] else f"{r['ops_per_msg']:.2f}"
         print(
             f"{name:18} {r['per_s']:9.0f} {r['p50']:8.2f} {r['p99']:8.2f} {r['same_p99']:9.2f} "
-            f"{r['cross_p99']:9.2f} {ops:>13} {int(r['missing']):7d}"
+            f"{r['cross_p99']:9.2f} {ops:>13} {int(r['missing']):7d} {r['node_us']:13.2f} "
+            f"{r['redis_us']:14.2f}"
         )
     emb = results["1 node embedded"]["per_s"]
+    emb_cpu = results["1 node embedded"]["node_us"]
+    for n in ("1 node on Redis", "2 nodes on Redis", "3 nodes on Redis"):
+        print(f"{n}: node CPU per delivery {results[n]['node_us'] / emb_cpu:.2f}x embedded")
     print(
         f"1 node on Redis / embedded, deliveries/s: {results['1 node on Redis']['per_s'] / emb:.2f}x (goal >= 0.8x)"
     )

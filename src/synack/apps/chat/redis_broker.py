@@ -216,7 +216,11 @@ class RedisBroker:
             t.cancel()
         if self._reconnecting is not None:
             self._reconnecting.cancel()
-        await asyncio.gather(*self._tasks, *self._link, return_exceptions=True)
+        tasks = [*self._tasks, *self._link]
+        if tasks:  # bounded: a task stuck inside the client must not hold the stop forever
+            _, stuck = await asyncio.wait(tasks, timeout=self.timeout)
+            if stuck:
+                log.warning("chat: %d cluster task(s) did not stop in time", len(stuck))
         if self._r is not None:
             if self._up:
                 with contextlib.suppress(*_FAILURES):
@@ -342,9 +346,10 @@ class RedisBroker:
         room = self.room
         assert room is not None
         try:
-            while True:
-                m = await pubsub.get_message(timeout=1.0)
-                if m is None or m.get("type") != "message":
+            # listen(): a blocking read per message, no timer per call (cheaper per message
+            # than get_message with a timeout); a lost connection raises, cancelling stops it.
+            async for m in pubsub.listen():
+                if m.get("type") != "message":
                     continue
                 try:
                     seq, ev = decode_envelope(m["data"])
@@ -364,7 +369,7 @@ class RedisBroker:
             self._lost(exc)
         finally:
             with contextlib.suppress(Exception):
-                await pubsub.aclose()
+                await asyncio.wait_for(pubsub.aclose(), self.timeout)
 
     async def _presence(self) -> None:
         r, room = self._r, self.room
