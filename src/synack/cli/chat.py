@@ -170,8 +170,9 @@ async def _cluster(config: ChatConfig, args: argparse.Namespace) -> Any:
         return None
     if not args.redis.startswith(("redis://", "rediss://", "unix://")):
         raise UsageError(f"--redis wants redis://HOST:PORT[/DB], not {args.redis!r}")
-    if args.node is not None:
-        _check_nick(args.node)  # the same alphabet: it names Redis keys
+    if args.node is not None and (why := check_nick(args.node)) is not None:
+        # A node's name follows the nick rule: it names Redis keys and shows in logs.
+        raise UsageError(f"bad node name {args.node!r}: {why.replace('a nick', 'a name')}")
     try:
         # Deferred: the redis client is only needed (and only installed, see the `cluster`
         # extra) for a chat spread over several servers.

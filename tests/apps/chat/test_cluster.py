@@ -317,6 +317,36 @@ def test_redis_restart_mid_chat_keeps_local_traffic_counts_the_rest_and_recovers
         asyncio.run(asyncio.wait_for(body(r), 40))
 
 
+def test_a_second_live_node_with_the_same_name_is_refused() -> None:
+    async def body(r: RedisServer) -> None:
+        async with nodes(r.url, 1):  # "n0" is alive
+            p = await asyncio.create_subprocess_exec(
+                *SYNACK,
+                "chat",
+                "serve",
+                "--port",
+                "0",
+                "--redis",
+                r.url,
+                "--node",
+                "n0",
+                stderr=asyncio.subprocess.PIPE,
+            )
+            _, err = await asyncio.wait_for(p.communicate(), 30)
+            assert p.returncode == 2
+            lines = err.decode().splitlines()
+            assert len(lines) == 1 and "already running" in lines[0], lines
+
+    with redis_server() as r:
+        asyncio.run(asyncio.wait_for(body(r), 40))
+        bad = subprocess.run(
+            [*SYNACK, "chat", "serve", "--port", "0", "--redis", r.url, "--node", "a b"],
+            capture_output=True,
+            timeout=30,
+        )
+        assert bad.returncode == 2 and b"bad node name" in bad.stderr
+
+
 def test_redis_unreachable_at_start_is_one_line_and_exit_2() -> None:
     port = free_port()  # nothing listens there
     p = subprocess.run(
