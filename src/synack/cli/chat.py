@@ -13,6 +13,7 @@ import sys
 import time
 from typing import Any
 
+from synack.apps.chat.broker import ClusterUnavailable
 from synack.apps.chat.client import ChatClient, ChatError, RawEvent
 from synack.apps.chat.messages import (
     Bye,
@@ -102,6 +103,28 @@ def register(subparsers: Any) -> None:
         metavar="BYTES",
         help="output held for a slow reader before it is dropped (default 1 MiB)",
     )
+    serve.add_argument(
+        "--history",
+        type=int,
+        default=0,
+        metavar="N",
+        help="replay the last N broadcasts to each client after welcome (default 0: off)",
+    )
+    serve.add_argument(
+        "--redis",
+        metavar="URL",
+        help="share one chat with every server on this Redis: redis://HOST:PORT[/DB]",
+    )
+    serve.add_argument(
+        "--node", metavar="NAME", help="this server's name in the cluster (default HOST-PID)"
+    )
+    serve.add_argument(
+        "--presence-ttl",
+        type=cliargs.seconds,
+        default=None,
+        metavar="S",
+        help="a node silent this long is gone and its users left (default 10)",
+    )
     serve.set_defaults(func=_serve)
 
     join = sub.add_parser(
@@ -149,16 +172,51 @@ def _serve(args: argparse.Namespace) -> int:
             max_per_host=args.max_per_host,
             hello_timeout=args.hello_timeout,
             max_queue=args.max_queue,
+            history=args.history,
         )
     except LocalProtocolError as exc:
         raise UsageError(str(exc)) from None
-    return asyncio.run(_serve_async(config, args.host, args.port))
+    if args.redis is None and (args.node is not None or args.presence_ttl is not None):
+        raise UsageError("--node and --presence-ttl need --redis")
+    return asyncio.run(_serve_async(config, args.host, args.port, args))
 
 
-async def _serve_async(config: ChatConfig, host: str, port: int) -> int:
+async def _cluster(config: ChatConfig, args: argparse.Namespace) -> Any:
+    """The Redis engine, connected; a user mistake or an unreachable Redis is a UsageError."""
+    if args.redis is None:
+        return None
+    if not args.redis.startswith(("redis://", "rediss://", "unix://")):
+        raise UsageError(f"--redis wants redis://HOST:PORT[/DB], not {args.redis!r}")
+    if args.node is not None and (why := check_nick(args.node)) is not None:
+        # A node's name follows the nick rule: it names Redis keys and shows in logs.
+        raise UsageError(f"bad node name {args.node!r}: {why.replace('a nick', 'a name')}")
+    try:
+        # Deferred: the redis client is only needed (and only installed, see the `cluster`
+        # extra) for a chat spread over several servers.
+        from synack.apps.chat.redis_broker import RedisBroker
+    except ImportError:
+        raise UsageError("--redis needs the redis client: pip install 'synack[cluster]'") from None
+    try:
+        broker = RedisBroker(
+            args.redis,
+            args.node,
+            presence_ttl=10.0 if args.presence_ttl is None else args.presence_ttl,
+            history=config.history,
+        )
+        await broker.connect()
+    except (ClusterUnavailable, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    return broker
+
+
+async def _serve_async(config: ChatConfig, host: str, port: int, args: argparse.Namespace) -> int:
+    cluster = await _cluster(config, args)
     with cliargs.stop_on_signals() as stop:
-        server = ChatServer(config)
-        await server.start(host, port)
+        server = ChatServer(config, cluster=cluster)
+        try:
+            await server.start(host, port)
+        except ClusterUnavailable as exc:
+            raise UsageError(str(exc)) from None
         for address in server.addresses:
             announce(address, "chat")  # the §5 line; [::1]:PORT for IPv6, like the other servers
         try:

@@ -39,13 +39,21 @@ Timers: one heap entry per client, never later than that client's true
 deadline (receiving only moves deadlines later, so entries are fixed up
 lazily when they reach the top): ``get_timer`` is exact and cheap.
 
-Layer: apps. Imports synack.core (framing, ratelimit), synack.errors and chat.messages.
+Cluster (docs/protocol-chat-cluster.md): ``chat.node.ChatNode`` makes the room one node of
+a chat spread over several; here are only its hooks (the section at the end of the class), the
+users of the other nodes (``remote``: listed by ``welcome``/``who``, reachable by ``say`` with
+``to``) and what a client sends while its nick is being claimed (held, bounded). ``--history
+N`` replays the last N broadcasts after ``welcome`` (``chat.history``), clustered or not.
+
+Layer: apps. Imports synack.core (framing, ratelimit), synack.errors, chat.messages and
+chat.history.
 """
 
 from __future__ import annotations
 
 import enum
 import heapq
+import itertools
 import logging
 import math
 from collections import Counter
@@ -53,6 +61,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from synack.apps.chat.history import History
 from synack.apps.chat.messages import (
     Bye,
     Error,
@@ -114,6 +123,7 @@ class ChatConfig:
     # The largest frame the server sends: what every client accepts by default (§1). Only
     # `welcome` and `users` grow with the room; past this they list who fits and count the rest.
     max_send_frame: int = DEFAULT_MAX_FRAME
+    history: int = 0  # broadcasts replayed after `welcome` (0: none)
 
     def __post_init__(self) -> None:
         # Written as `not (a < x < b)` so that NaN, which compares false, is refused too.
@@ -142,6 +152,8 @@ class ChatConfig:
             raise LocalProtocolError("max frame must fit a 32-bit length")
         if not _MIN_SEND_FRAME <= self.max_send_frame <= 0xFFFF_FFFF:
             raise LocalProtocolError(f"max send frame must be {_MIN_SEND_FRAME} or more")
+        if not 0 <= self.history <= 100_000:
+            raise LocalProtocolError("history must be 0 to 100000 messages")
 
 
 class ClientState(enum.Enum):
@@ -198,8 +210,11 @@ class _Client(Generic[K]):
         "bend",
         "bstart",
         "bucket",
+        "claiming",
         "connected_at",
         "flushed",
+        "held",
+        "held_size",
         "host",
         "key",
         "last_ping",
@@ -239,6 +254,9 @@ class _Client(Generic[K]):
         self.bucket = TokenBucket(config.rate, config.burst, now) if config.rate > 0 else None
         self.pings = TokenBucket(config.ping_rate, config.ping_burst, now)
         self.pings_refused = 0  # in a row
+        self.claiming: str | None = None  # cluster: the nick asked for, until the claim ends
+        self.held: list[Payload] = []  # cluster: frames received while claiming
+        self.held_size = 0
 
     def set_state(self, new: ClientState) -> None:
         if new not in _TRANSITIONS[self.state]:
@@ -277,6 +295,11 @@ class ChatRoom(Generic[K]):
         self._disconnects: list[Disconnect[K]] = []
         self._timers: list[tuple[float, int, _Client[K]]] = []  # (at, seq, client)
         self._seq = 0
+        self.history = History(self.config.history) if self.config.history else None
+        # -- cluster (issue 13): set by chat.node.ChatNode; empty in a room alone
+        self.clustered = False
+        self.remote: dict[str, str] = {}  # nick -> node, users of the other nodes
+        self._claiming: set[str] = set()  # nicks out for a cluster-wide claim
 
     # -- what the caller asks ------------------------------------------------
 
@@ -330,6 +353,9 @@ class ChatRoom(Generic[K]):
         for payload in payloads:
             if c.state is not ClientState.CONNECTED and c.state is not ClientState.REGISTERED:
                 return  # anything after bye (or an error) is ignored
+            if c.claiming is not None:  # cluster: what follows hello waits for its claim
+                self._hold(c, payload)
+                continue
             try:
                 self._handle(c, payload, now, wall)
             except Exception:  # a bug here must cost one client, never the server
@@ -435,6 +461,9 @@ class ChatRoom(Generic[K]):
             del self._keys[nick_key(c.nick)]
             self._users_bytes -= _listed_size(c.nick)
             c.bend = len(self._turn)
+            if self.clustered:  # the nick is released even when the node stops
+                why = "disconnected" if self.stopping else reason  # not the user's bye
+                self._node_left(c.nick, why)
             if not self.stopping:  # when the server stops, everyone hears bye instead
                 self._broadcast(_frame(Left(nick=c.nick, reason=reason)))
 
@@ -496,7 +525,7 @@ class ChatRoom(Generic[K]):
                 self._error(c, "bad-text", why)
             elif m.to is None:
                 self._say(c, m.text, None, wall)
-            elif m.to not in self._users:
+            elif m.to not in self._users and m.to not in self.remote:
                 self._error(c, "no-such-user", f"{m.to!r} is not online")
             else:
                 self._say(c, m.text, m.to, wall)
@@ -506,10 +535,12 @@ class ChatRoom(Generic[K]):
                 self._error(c, "bad-message", "already registered")
             elif (why := check_nick(nick)) is not None:
                 self._error(c, "bad-nick", why)
-            elif nick in self._users:
+            elif nick in self._users or nick in self.remote or nick in self._claiming:
                 self._error(c, "nick-taken", f"{nick!r} is already online")
             elif (online := self._keys.get(nick_key(nick))) is not None:
                 self._error(c, "nick-taken", f"{nick!r} looks like {online!r}, who is online")
+            elif self.clustered:
+                self._claim(c, nick)
             else:
                 self._register(c, nick)
         elif isinstance(m, Who):
@@ -549,17 +580,21 @@ class ChatRoom(Generic[K]):
         c.bstart = len(self._turn)
         users, more = self._user_list(nick, Welcome(nick=nick, users=[], more=_BIG_COUNT))
         self._send_private(c, _frame(Welcome(nick=nick, users=users, more=more)))
+        if self.history is not None and len(self.history):
+            self._send_private(c, self.history.replay())
         self.stats["registered"] += 1
+        if self.clustered:
+            self._node_joined(nick)
 
     def _user_list(self, me: str, envelope: object) -> tuple[list[str], int]:
         """Everyone online, or, when that would not fit ``max_send_frame``, ``me`` first and
         then as many as fit in registration order; returns (users, how many were left out)."""
         budget = self.config.max_send_frame - len(encode_message(envelope))
         if self._users_bytes <= budget:
-            return list(self._users), 0
+            return [*self._users, *self.remote], 0
         out = [me]
         budget -= _listed_size(me)
-        for nick in self._users:
+        for nick in itertools.chain(self._users, self.remote):
             if nick == me:
                 continue
             size = _listed_size(nick)
@@ -567,20 +602,25 @@ class ChatRoom(Generic[K]):
                 break
             out.append(nick)
             budget -= size
-        return out, len(self._users) - len(out)
+        return out, len(self._users) + len(self.remote) - len(out)
 
     def _say(self, c: _Client[K], text: str, to: str | None, wall: float) -> None:
         assert c.nick is not None
         mid = self._next_id
         self._next_id += 1
-        frame = _frame(Msg(id=mid, from_=c.nick, text=text, ts=wall, to=to))
+        payload = encode_message(Msg(id=mid, from_=c.nick, text=text, ts=wall, to=to))
+        frame = encode(payload)
         self.stats["messages"] += 1
         if to is None:
             self._broadcast(frame)
+            if self.history is not None:
+                self.history.add(payload)
         else:
             self._send_private(c, frame)
-            if to != c.nick:  # a note to yourself is delivered once
-                self._send_private(self._users[to], frame)
+            if to != c.nick and (peer := self._users.get(to)) is not None:  # to yourself: once
+                self._send_private(peer, frame)
+        if self.clustered and (to is None or to in self.remote):
+            self._node_said(c.nick, text, wall, to)
 
     # -- the once-per-turn flush ---------------------------------------------
 
@@ -654,3 +694,27 @@ class ChatRoom(Generic[K]):
         """Clients to close or abort, in order (taken: each is returned once)."""
         out, self._disconnects = self._disconnects, []
         return out
+
+    # -- cluster hooks (issue 13): chat.node.ChatNode fills them in ---------
+
+    def _claim(self, c: _Client[K], nick: str) -> None:
+        raise LocalProtocolError("only a cluster node claims nicks")
+
+    def _node_joined(self, nick: str) -> None:
+        pass
+
+    def _node_left(self, nick: str, reason: str) -> None:
+        pass
+
+    def _node_said(self, nick: str, text: str, wall: float, to: str | None) -> None:
+        pass
+
+    def _hold(self, c: _Client[K], payload: Payload) -> None:
+        # Bounded like a slow reader's queue: a client cannot park unbounded input here
+        # while its claim is out (refused with the rate limiter's code, and counted).
+        size = len(payload) + 64  # a frame's own cost, so that tiny frames count too
+        if c.held_size + size > self.config.max_queue:
+            self._error(c, "rate-limited", "frame dropped: wait for welcome")
+            return
+        c.held_size += size
+        c.held.append(payload)

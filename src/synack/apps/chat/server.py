@@ -12,7 +12,12 @@ unchanged on the kernel's sockets or on any other transport provider.
 A transport's ``pause_writing``/``resume_writing`` are passed on to the room,
 which holds a slow reader's output (bounded) and decides when it is too slow.
 
-Layer: apps. Imports chat.core, chat.connection, chat.messages, synack.core.framing and
+Cluster: given an engine (``broker.Broker``, e.g. ``redis_broker.RedisBroker``), the room becomes one
+node of a chat spread over several servers; the server only connects the engine at start,
+``pump``s it after each input (the room's claims and events for the other nodes) and stops
+it last.
+
+Layer: apps. Imports chat.broker, chat.core, chat.node, chat.connection, chat.messages, synack.core.framing and
 synack.errors.
 """
 
@@ -23,9 +28,11 @@ import contextlib
 import time
 from collections import Counter
 
+from synack.apps.chat.broker import Broker
 from synack.apps.chat.connection import CreateServer, FramedProtocol
 from synack.apps.chat.core import ChatConfig, ChatRoom, ClientState
 from synack.apps.chat.messages import DEFAULT_PORT
+from synack.apps.chat.node import ChatNode
 from synack.core.framing import FrameTooLarge, Payload
 from synack.errors import RemoteProtocolError
 
@@ -84,10 +91,17 @@ class ChatServer:
     """The chat room on asyncio. ``await start(host, port)``, ``await stop()``."""
 
     def __init__(
-        self, config: ChatConfig | None = None, *, create_server: CreateServer | None = None
+        self,
+        config: ChatConfig | None = None,
+        *,
+        create_server: CreateServer | None = None,
+        cluster: Broker | None = None,
     ):
         self.config = config or ChatConfig()
-        self.room: ChatRoom[ChatSession] = ChatRoom(self.config)
+        # A node of a cluster when given an engine (until the engine joins, a plain room).
+        self.room: ChatRoom[ChatSession] = (
+            ChatRoom(self.config) if cluster is None else ChatNode(self.config)
+        )
         self._create_server = create_server
         self._server: object | None = None
         self._live: set[ChatSession] = set()  # transport not yet lost
@@ -97,6 +111,9 @@ class ChatServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
         self._all_closed: asyncio.Event | None = None
+        self.cluster = cluster
+        if cluster is not None:
+            cluster.attach(self.room, self._after)
 
     @property
     def stats(self) -> Counter[str]:
@@ -113,6 +130,8 @@ class ChatServer:
         self._all_closed = asyncio.Event()
         self._all_closed.set()
         create = self._create_server or self._loop.create_server
+        if self.cluster is not None:
+            await self.cluster.start()
         self._server = await create(lambda: ChatSession(self), host, port)
 
     @property
@@ -152,6 +171,9 @@ class ChatServer:
         if server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), timeout)  # type: ignore[attr-defined]
+        if self.cluster is not None:
+            self.cluster.pump()  # the users' `left` for the other nodes
+            await self.cluster.stop()
 
     # -- from the sessions ---------------------------------------------------
 
@@ -172,6 +194,8 @@ class ChatServer:
     def _after(self) -> None:
         """After an input: abort what must go now, flush at the end of the turn."""
         self._disconnect()
+        if self.cluster is not None:
+            self.cluster.pump()
         if self._flush_handle is None and self.room.pending:
             assert self._loop is not None
             self._flush_handle = self._loop.call_soon(self._flush)
