@@ -16,6 +16,7 @@ from synack.trace.browser import Browser
 from synack.trace.model import Note, StateChange
 from synack.wire.pcap import read_pcap
 from tests.trace.conftest import needs_chromium
+from tests.trace.test_truth import check_truth
 
 S = State
 
@@ -183,3 +184,13 @@ def test_demo_page_in_the_browser(tour: tuple[TourResult, str], browser: Browser
         "Array.from(document.querySelectorAll('#sequence .lane-name')).map(e => e.textContent)"
     )
     assert [name.split()[0] for name in lanes] == ["A", "B", "router", "C"]
+
+
+def test_the_demo_trace_is_its_connections_history(tour: tuple[TourResult, str]) -> None:
+    result = tour[0]
+    assert len(result.connections) == 3  # the chat (both ends) and the refused SYN
+    check_truth(result.trace, result.connections)
+    # B listened before A's SYN: the chat connection's B starts in LISTEN.
+    chat = result.trace.connections[0]
+    syn = next(e.tcp for e in result.trace.events if e.tcp is not None)
+    assert syn.before == (State.CLOSED, State.LISTEN) and chat.initial[1] is State.CLOSED

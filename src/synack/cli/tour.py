@@ -38,6 +38,7 @@ from synack.stack.host import Host, HostConfig, TcpStream, UdpEndpoint
 from synack.stack.router import Router, RouterInterface
 from synack.tcp import events as tev
 from synack.tcp.config import TcpConfig
+from synack.tcp.connection import TcpConnection
 from synack.tcp.states import State
 from synack.trace.builder import TraceBuilder
 from synack.trace.html import write_html
@@ -85,9 +86,7 @@ class _Recorder:
 
     def observe(self, record: object) -> None:
         if isinstance(record, sev.TcpStateTrace):
-            self.builder.add_state_change(
-                record.ts, record.local, record.remote, State(record.old), State(record.new)
-            )
+            self.builder.add_change(record.local, record.remote, record.change)
 
 
 class _RecordingHostNode(HostNode):
@@ -164,6 +163,8 @@ class TourResult:
     retransmitted: bool = False
     refused: bool = False
     final_states: dict[str, str] = field(default_factory=dict)
+    # The TCP connections the tour made, whose own histories the trace must show.
+    connections: list[TcpConnection] = field(default_factory=list)
 
 
 class Tour:
@@ -332,6 +333,7 @@ class Tour:
         self.run_until(established, "the handshake")
         self.show()
         stream_b = accepted[0]
+        self.result.connections += [stream_a.conn, stream_b.conn]
         stream_b.owner = stream_a.owner = self  # the host reports activity to owners
         iss_a, iss_b = stream_a.conn.iss, stream_b.conn.iss
         self.say(f"ISNs: A {iss_a}, B {iss_b} (RFC 6528: clock + keyed hash of the 4-tuple).")
@@ -477,6 +479,7 @@ class Tour:
             "(RFC 9293 §3.10.7.1), and A's connect fails with 'connection refused'.",
         )
         stream = a.tcp_connect((B_IP, CLOSED_PORT), self.lan.now)
+        self.result.connections.append(stream.conn)
         self.run_until(lambda: stream.gone, "the RST")
         self.result.refused = any(isinstance(e, tev.ConnectionRefused) for e in stream.pending)
         self.show()

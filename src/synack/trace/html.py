@@ -358,8 +358,9 @@ def _svg_timelines(trace: Trace) -> str:
                 colour = _STATE_COLOURS.get(state, "#ccc")
                 x0 = left + first * step
                 w = max((last - first) * step, 1)
+                where = _span_frames(first, last, n)
                 bars.append(
-                    f'<g class="tl"><title>{escape(state.value)} (frames {first + 1}–{last})</title>'
+                    f'<g class="tl"><title>{escape(state.value)} ({where})</title>'
                     f'<rect class="tl-seg" data-state="{_attr(state.value)}" x="{x0:.1f}" y="{y}" '
                     f'width="{w:.1f}" height="20" fill="{colour}"/>'
                     + (
@@ -379,16 +380,32 @@ def _svg_timelines(trace: Trace) -> str:
     )
 
 
+def _span_frames(first: float, last: float, n: int) -> str:
+    """Which frames a timeline span covers, 1-based: slot k shows the state
+    after frame k+1; a change between frames starts half a slot early."""
+    lo, hi = math.ceil(first) + 1, min(math.ceil(last), n)
+    if lo < hi:
+        return f"frames {lo}–{hi}"
+    if lo == hi:
+        return f"frame {lo}"
+    if lo > n:
+        return f"after frame {n}"
+    return f"between frames {lo - 1} and {lo}"
+
+
 def _state_spans(
     trace: Trace, conn: int, port: int, lane: str, initial: State | None, n: int
-) -> list[tuple[int, int, State]]:
-    """(first frame, end frame, state) runs of one connection end over the frame axis.
+) -> list[tuple[float, float, State]]:
+    """(start, end, state) runs of one connection end over the frame axis.
 
-    A change caused by frame k (0-based) starts at k; a recorded change
-    between frames starts at the next frame.
+    A change caused by frame k (0-based) starts at slot k; a recorded change
+    between frames (the listening, a 2MSL expiry) half a slot before the next
+    frame, so that it shows even when that frame changes the state again.
     """
-    spans: list[tuple[int, int, State]] = []
-    state, since, next_slot = initial, 0, 0
+    spans: list[tuple[float, float, State]] = []
+    state: State | None = initial
+    since: float = 0
+    next_slot = 0
     # Slots are positions among this trace's frames (a cut-out trace keeps
     # the frames' original numbers).
     slot = {ev.index: i for i, ev in enumerate(trace.events)}
@@ -400,7 +417,11 @@ def _state_spans(
             lane,
             port,
         ):
-            at = slot.get(item.frame, next_slot) if item.frame is not None else next_slot
+            at: float = (
+                slot.get(item.frame, next_slot)
+                if item.frame is not None
+                else max(next_slot - 0.5, since)
+            )
             if state is not None and at > since:
                 spans.append((since, at, state))
             state, since = item.new, at
@@ -448,7 +469,8 @@ def _svg_state_diagram(trace: Trace) -> str:
         cls = "edge" + (" abort" if abort else "") + (" visited" if visited else "")
         every = " / ".join(str(c) for c, _ in causes)
         parts.append(
-            f'<g class="{cls}" data-from="{_attr(a)}" data-to="{_attr(b)}">'
+            f'<g class="{cls}" data-from="{_attr(a)}" data-to="{_attr(b)}" '
+            f'data-taken="{_attr(" / ".join(str(c) for c, v in causes if v))}">'
             f"<title>{escape(a)} → {escape(b)}: {escape(every)}</title>"
             f'<path d="M{sx:.1f},{sy:.1f} Q{cx:.1f},{cy:.1f} {ex:.1f},{ey:.1f}" '
             f'marker-end="url(#{"hv" if visited else "hd"})"/>'
@@ -494,6 +516,7 @@ def _border(x: float, y: float, tx: float, ty: float, w: float, h: float) -> tup
 def _packet_list(trace: Trace) -> str:
     rows = []
     start = trace.start
+    caused = trace.changes_by_frame()
     for ev in trace.events:
         classes = []
         marks = []
@@ -505,12 +528,10 @@ def _packet_list(trace: Trace) -> str:
             marks.append("retransmission")
         if ev.tcp is not None and ev.tcp.dup_ack:
             marks.append("dup ACK")
-        states = ""
-        if ev.tcp is not None and ev.tcp.before != ev.tcp.after:
-            b, a = ev.tcp.before, ev.tcp.after
-            states = "; ".join(
-                f"{state_name(o)}→{state_name(n)}" for o, n in zip(b, a, strict=True) if o != n
-            )
+        states = "; ".join(
+            f"{trace.lane_name(c.lane)}: {state_name(c.old)}→{state_name(c.new)}"
+            for c in caused.get(ev.index, ())
+        )
         rows.append(
             f'<tr class="{" ".join(classes)}" data-index="{ev.index}"><td>{ev.index + 1}</td>'
             f"<td>{ev.time - start:.6f}</td><td>{escape(trace.lane_name(ev.src))}</td>"

@@ -17,6 +17,7 @@ import enum
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address
 
+from synack.tcp.events import SegmentRef, Trigger
 from synack.tcp.states import TRANSITIONS, Cause, State
 from synack.wire.decode import Decoded
 from synack.wire.decode import checksums_ok as checksums_ok  # re-exported: the trace API
@@ -174,6 +175,11 @@ class StateChange:
     cause: Cause | None
     inferred: bool
     frame: int | None = None  # TraceEvent.index that caused it, when known
+    # What the connection said took it (recorded changes only): the segment that
+    # arrived (``segment`` names it), a user call (the SYN, FIN or RST it sends is
+    # ``frame``) or a timer.
+    trigger: Trigger | None = None
+    segment: SegmentRef | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,20 +218,21 @@ class Trace:
         return key
 
     def visited(self) -> set[tuple[State, Cause, State]]:
-        """The rows (from, cause, to) of the transition table this trace went through.
+        """The rows (from, cause, to) of the transition table this trace went through:
+        exactly its state changes (one without a known cause or old state is no row)."""
+        return {
+            (c.old, c.cause, c.new)
+            for c in self.state_changes
+            if c.old is not None and c.cause is not None
+        }
 
-        A change recorded without its cause counts for every row from its old
-        to its new state.
-        """
-        rows: set[tuple[State, Cause, State]] = set()
+    def changes_by_frame(self) -> dict[int, list[StateChange]]:
+        """The state changes each frame caused (or, for a user call, announced), in order."""
+        out: dict[int, list[StateChange]] = {}
         for c in self.state_changes:
-            if c.old is None:
-                continue
-            if c.cause is not None:
-                rows.add((c.old, c.cause, c.new))
-            else:
-                rows.update(r for r in TRANSITIONS if r[0] is c.old and r[2] is c.new)
-        return rows
+            if c.frame is not None:
+                out.setdefault(c.frame, []).append(c)
+        return out
 
     def only_connection(self, index: int) -> Trace:
         """One TCP connection's segments and state changes, as a trace of their own."""
