@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import subprocess
 import sys
@@ -9,11 +10,12 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from synack.cli.main import main
 from synack.cli.tour import MSL, TourResult, run_tour
 from synack.cli.trace import trace_pcap
 from synack.tcp.states import State
 from synack.trace.browser import Browser
-from synack.trace.model import Note, StateChange
+from synack.trace.model import Note, StateChange, state_name
 from synack.wire.pcap import read_pcap
 from tests.trace.conftest import needs_chromium
 from tests.trace.test_truth import check_truth
@@ -194,3 +196,29 @@ def test_the_demo_trace_is_its_connections_history(tour: tuple[TourResult, str])
     chat = result.trace.connections[0]
     syn = next(e.tcp for e in result.trace.events if e.tcp is not None)
     assert syn.before == (State.CLOSED, State.LISTEN) and chat.initial[1] is State.CLOSED
+
+
+def test_json_lines_of_the_demo_pcap_match_the_recorded_trace(
+    tour: tuple[TourResult, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = tour[0]
+    assert main(["trace", str(result.pcap), "--json"]) == 0
+    frames = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [f["index"] for f in frames] == list(range(len(result.trace.events)))
+    # The states the capture implies are the ones the connections recorded, frame by frame.
+    recorded = result.trace.changes_by_frame()
+    for f in frames:
+        inferred = [c.split(" (")[0] for c in f["tcp"]["changes"]] if f["tcp"] else []
+        assert inferred == [
+            f"{c.lane}:{c.port}: {state_name(c.old)}->{c.new.value}"
+            for c in recorded.get(f["index"], [])
+        ]
+    assert all(f["checksum"] == "ok" for f in frames)  # synack fills every checksum in
+    tcp = [f for f in frames if f["tcp"] is not None]
+    syn, syn_ack = tcp[0], tcp[1]
+    assert syn["tcp"]["flags"] == ["SYN"] and syn_ack["tcp"]["flags"] == ["SYN", "ACK"]
+    assert syn_ack["tcp"]["options"]["wscale"] == 3 and syn_ack["tcp"]["options"]["mss"] == 1460
+    assert [e["before"] for e in syn["tcp"]["ends"]] == ["CLOSED", "LISTEN"]
+    assert all(e["inferred"] for f in tcp for e in f["tcp"]["ends"])
+    # The segment the tour lost is in the pcap once (where it was lost) and again resent.
+    assert sum("retransmission" in f["marks"] for f in frames) == 1

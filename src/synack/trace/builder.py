@@ -489,6 +489,7 @@ class _Assembler:
             dup_ack=marks.dup_ack,
             before=before,
             after=(sender.state, receiver.state),
+            out_of_order=marks.out_of_order,
         )
         self.items.extend(changes_before)
         self.items.append(replace(event, tcp=tcp))

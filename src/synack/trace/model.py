@@ -19,6 +19,9 @@ from ipaddress import IPv4Address
 
 from synack.tcp.events import SegmentRef, Trigger
 from synack.tcp.states import TRANSITIONS, Cause, State
+from synack.wire import tcp as wtcp
+from synack.wire import udp as wudp
+from synack.wire.checksum import fold, pseudo_header_sum
 from synack.wire.decode import Decoded
 from synack.wire.decode import checksums_ok as checksums_ok  # re-exported: the trace API
 from synack.wire.decode import decode as wire_decode
@@ -78,6 +81,38 @@ def decode(frame: bytes, linktype: LinkType = LinkType.ETHERNET) -> Decoded:
     return wire_decode(frame, linktype, first_fragment=False)
 
 
+class Checksum(enum.Enum):
+    """What a frame's checksums say, as a capture point can know it."""
+
+    OK = "ok"
+    BAD = "bad"
+    # Only the TCP/UDP checksum is wrong, and it holds the pseudo-header sum: the
+    # sending host handed the segment to its NIC (or loopback) to finish, and the
+    # capture saw it before that (checksum offload). Unverifiable here, not bad.
+    UNVERIFIED = "unverified"
+
+
+def checksum_status(frame: bytes, linktype: LinkType = LinkType.ETHERNET) -> Checksum:
+    """:class:`Checksum` of one frame (ICMP, UDP and TCP; the IPv4 header's always counts)."""
+    d = wire_decode(frame, linktype, verify=True, first_fragment=False)
+    if not d.bad_checksums:
+        return Checksum.OK
+    if (
+        len(d.bad_checksums) == 1
+        and d.bad_checksums[0].layer in ("tcp", "udp")
+        and d.ipv4 is not None
+        and d.transport_at is not None
+    ):
+        at = d.transport_at + (wtcp.CHECKSUM_AT if d.tcp is not None else wudp.CHECKSUM_AT)
+        field = int.from_bytes(frame[at : at + 2], "big")
+        length = len(d.ipv4.payload)
+        proto = 6 if d.tcp is not None else 17
+        partial = fold(pseudo_header_sum(int(d.ipv4.src), int(d.ipv4.dst), proto, length))
+        if field in (partial, partial ^ 0xFFFF):
+            return Checksum.UNVERIFIED
+    return Checksum.BAD
+
+
 @dataclass(frozen=True, slots=True)
 class Lane:
     """One column of a sequence diagram: a host, named by its IP (or MAC)."""
@@ -127,6 +162,9 @@ class TcpInfo:
     # (sender, receiver) states before and after this segment.
     before: tuple[State | None, State | None]
     after: tuple[State | None, State | None]
+    # It begins past the highest sequence number its sender had sent: a segment
+    # before it was lost before the capture point, or comes later (reordering).
+    out_of_order: bool = False
 
     @property
     def flag_text(self) -> str:
