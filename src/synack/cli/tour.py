@@ -9,7 +9,7 @@ virtual clock: nothing touches a real interface, nothing sleeps, and a seed
 reproduces the run (ISNs, ports, IP identifiers).
 
 The stages: ARP resolution, the three-way handshake, a framed chat exchange
-(PROTOCOLS.md §1-2) on synack's TCP, one data segment lost on purpose and its
+(docs/protocol.md §1-2) on synack's TCP, one data segment lost on purpose and its
 retransmission, a UDP time query to C through the router, the four-way close
 with TIME-WAIT (MSL shortened), and a SYN to a closed port answered by RST.
 Every frame and every TCP state change goes into one trace, printed as
@@ -340,7 +340,7 @@ class Tour:
         return stream_a, stream_b
 
     def _exchange(self, sender: TcpStream, receiver: TcpStream, message: bytes) -> bytes:
-        """Send one frame (PROTOCOLS.md §1) and wait until the receiver has all of it."""
+        """Send one frame (docs/protocol.md §1) and wait until the receiver has all of it."""
         decoder = framing.FrameDecoder()
         sender.send(framing.encode(message), self.lan.now)
         frames: list[bytes] = []
@@ -360,7 +360,7 @@ class Tour:
             3,
             "a framed chat on synack's TCP",
             "Each chat message is one frame: a 4-byte big-endian length, then UTF-8 JSON "
-            "(PROTOCOLS.md §1-2). A says hello as 'ann'; B, the chat server, welcomes her and "
+            "(docs/protocol.md §1-2). A says hello as 'ann'; B, the chat server, welcomes her and "
             "relays what she says.",
         )
         lines = self.result.chat_lines
@@ -422,7 +422,7 @@ class Tour:
         self.stage(
             5,
             "a UDP time query through the router",
-            "C runs the time service (format protocol, PROTOCOLS.md §3a) on UDP port "
+            "C runs the time service (format protocol, docs/protocol.md §3a) on UDP port "
             f"{TIME_PORT}. C is off-link for A, so A ARPs for its gateway 172.16.10.254 and "
             "sends the datagram to the router's MAC; the router forwards it to C. One "
             "datagram each way: no connection, no handshake, no states.",

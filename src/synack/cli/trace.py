@@ -1,4 +1,4 @@
-"""``synack trace FILE.pcap [--html OUT.html] [--json]`` (docs/protocol.md, "synack trace").
+"""``synack trace FILE.pcap [--html OUT.html] [--json]`` (docs/protocol.md §5, §8).
 
 Layer: cli. May import every other package; nothing imports it.
 """
@@ -124,7 +124,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--json",
         action="store_true",
-        help="print one JSON object per frame (docs/protocol.md) instead of the diagram",
+        help="print one JSON object per frame (docs/protocol.md §8) instead of the diagram",
     )
     parser.add_argument("--width", type=int, default=None, help="diagram width in columns")
     parser.add_argument(

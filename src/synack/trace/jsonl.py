@@ -1,6 +1,6 @@
 """A trace as JSON lines: one object per frame, what the pictures show, for programs.
 
-``synack trace FILE.pcap --json`` writes these (docs/protocol.md, "Trace JSON").
+``synack trace FILE.pcap --json`` writes these (docs/protocol.md §8).
 Every object has the same keys, in this order; a value that does not apply is
 ``null``. Encoded by msgspec, as the chat messages are.
 
@@ -168,7 +168,7 @@ def _frame(
     return Frame(
         index=ev.index,
         time=ev.time,
-        rel_time=round(ev.time - start, 9),
+        rel_time=round(ev.time - start, 6),
         src=src,
         dst=dst,
         protocol=ev.protocol,

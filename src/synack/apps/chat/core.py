@@ -1,4 +1,4 @@
-"""The chat server's rules (PROTOCOLS.md §2), sans-IO.
+"""The chat server's rules (docs/protocol.md §2), sans-IO.
 
 ``ChatRoom`` decides everything the server decides: registration (nick rules,
 nick taken, server full), broadcasts and direct messages, ``who`` with ``more``
@@ -79,7 +79,7 @@ _MIN_SEND_FRAME = 20_000
 
 @dataclass(frozen=True, slots=True)
 class ChatConfig:
-    """Server settings; defaults per PROTOCOLS.md §2 and §5."""
+    """Server settings; defaults per docs/protocol.md §2 and §5."""
 
     heartbeat: float = 30.0  # silence before the server sends `ping`
     idle_timeout: float = 90.0  # silence before `error{timeout}` and close

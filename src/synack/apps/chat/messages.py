@@ -1,4 +1,4 @@
-"""Chat messages (PROTOCOLS.md §2), validated by msgspec.
+"""Chat messages (docs/protocol.md §2), validated by msgspec.
 
 Each frame's payload is one UTF-8 JSON object whose ``type`` member selects the
 message. The structs here are the frozen, validated events of the chat layer:

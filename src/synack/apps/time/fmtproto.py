@@ -1,4 +1,4 @@
-"""The strftime format protocol (PROTOCOLS.md §3a), sans-IO.
+"""The strftime format protocol (docs/protocol.md §3a), sans-IO.
 
 A request is a UTF-8 ``strftime`` format in one datagram; the reply is the
 server's local time formatted with it. The core never reads a clock: the

@@ -1,4 +1,4 @@
-"""The UDP messenger's protocol (PROTOCOLS.md §4), sans-IO.
+"""The UDP messenger's protocol (docs/protocol.md §4), sans-IO.
 
 UDP promises nothing: a datagram may be lost, duplicated or reordered, and
 nobody tells the sender. This core adds exactly what a chat needs on top:
