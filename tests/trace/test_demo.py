@@ -17,7 +17,7 @@ from synack.tcp.states import State
 from synack.trace.browser import Browser
 from synack.trace.model import Note, StateChange, state_name
 from synack.wire.pcap import read_pcap
-from tests.trace.conftest import needs_chromium
+from tests.trace.conftest import OVERLAPS_JS, needs_chromium
 from tests.trace.test_truth import check_truth
 
 S = State
@@ -222,3 +222,33 @@ def test_json_lines_of_the_demo_pcap_match_the_recorded_trace(
     assert all(e["inferred"] for f in tcp for e in f["tcp"]["ends"])
     # The segment the tour lost is in the pcap once (where it was lost) and again resent.
     assert sum("retransmission" in f["marks"] for f in frames) == 1
+
+
+def test_the_demo_pcap_reads_at_80_columns(
+    tour: tuple[TourResult, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = tour[0]
+    assert main(["trace", str(result.pcap), "--width", "80"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    diagram = lines[: next(i for i, ln in enumerate(lines) if ln.startswith("connection 0"))]
+    assert all(len(ln) <= 80 for ln in diagram)
+    header = diagram[:2]
+    for lane in result.trace.lanes:  # every column's name whole, none run into another
+        assert any(f" {lane.key} " in f" {ln} " for ln in header), (lane.key, header)
+    text = "\n".join(diagram)
+    assert "…" not in text  # nothing cut
+    assert "len=69 (retransmission)" in text
+    # Both SYNs show their options: the SYN-ACK's window scale explains win=262144.
+    assert text.count("<mss 1460,sackOK,wscale 3>") == 3  # A's two SYNs and B's SYN-ACK
+    assert "SYN,ACK seq=0 ack=1 win=65535 <mss 1460,sackOK,wscale 3>" in text
+
+
+@needs_chromium
+def test_no_label_of_the_diagrams_overlaps_another_or_a_box(
+    tour: tuple[TourResult, str], browser: Browser
+) -> None:
+    browser.open(tour[0].html)
+    found = json.loads(browser.evaluate(OVERLAPS_JS))
+    counts = {row[1]: row[2] for row in found if row[0] == "count"}
+    assert counts["sequence"] > 60 and counts["state-diagram"] > 20  # the check saw the labels
+    assert [row for row in found if row[0] != "count"] == []

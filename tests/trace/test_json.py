@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from synack.cli.main import main
+from synack.cli.trace import trace_pcap
+from synack.trace.html import render_html
 
 KEYS = [
     "index",
@@ -142,3 +144,12 @@ def test_json_of_a_kernel_capture(
     assert "FIN-WAIT-2->TIME-WAIT (rcv FIN)" in changes
     assert [f["tcp"]["flags"] for f in refused] == [["SYN"], ["RST", "ACK"]]
     assert refused[1]["tcp"]["ends"][0]["before"] == "CLOSED"
+
+    # The diagram and the page say the same: unverified, with a legend; never "bad".
+    trace = trace_pcap(str(pcap))
+    assert not any("bad-checksum" in e.summary for e in trace.events)
+    assert main(["trace", str(pcap), "--width", "100"]) == 0
+    out = capsys.readouterr().out
+    assert "checksum unverified, not bad" in out and "bad checksum" not in out
+    page = render_html(trace)
+    assert "checksum unverified" in page and "bad checksum</td>" not in page

@@ -34,6 +34,7 @@ from synack.trace.connections import (
 )
 from synack.trace.model import (
     Addr,
+    Checksum,
     Connection,
     Item,
     Lane,
@@ -43,6 +44,7 @@ from synack.trace.model import (
     TcpInfo,
     Trace,
     TraceEvent,
+    checksum_status,
     decode,
     table_targets,
 )
@@ -390,6 +392,10 @@ class _Assembler:
         d = self.decoded(entry)
         src, dst, protocol = self._endpoints(d)
         summary = summarize(entry.frame, int(entry.linktype))
+        checksum = checksum_status(entry.frame, entry.linktype)
+        if checksum is Checksum.UNVERIFIED:
+            # Not damaged: the sender's NIC fills this checksum in after the capture point.
+            summary = summary.replace("bad-checksum]", "checksum unverified]")
         if self.by_port:
             port_src, port_dst = _ports(d)
             if port_src is not None:
@@ -407,6 +413,7 @@ class _Assembler:
             lost=entry.lost,
             lost_where=entry.lost_where,
             error=d.error,
+            checksum=checksum,
         )
         if d.tcp is None or d.ipv4 is None:
             self.items.append(event)

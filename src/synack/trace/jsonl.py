@@ -21,7 +21,6 @@ from synack.trace.model import (
     TcpInfo,
     Trace,
     TraceEvent,
-    checksum_status,
     decode,
     flag_names,
 )
@@ -135,7 +134,7 @@ def frames(trace: Trace) -> Iterator[Frame]:
 def _frame(
     ev: TraceEvent, start: float, conns: dict[int, Connection], changes: list[StateChange]
 ) -> Frame:
-    checksum = checksum_status(ev.frame, ev.linktype)
+    checksum = ev.checksum
     marks = []
     t = ev.tcp
     if t is not None and t.retransmission:

@@ -92,6 +92,13 @@ class Checksum(enum.Enum):
     UNVERIFIED = "unverified"
 
 
+MARKS_LEGEND = (
+    "Marks: checksum unverified = the sending host's NIC fills the TCP/UDP checksum in "
+    "after the capture point (offload), not an error; bad checksum = the bytes are damaged; "
+    "out of order = starts past what its sender had sent (a gap before it)."
+)
+
+
 def checksum_status(frame: bytes, linktype: LinkType = LinkType.ETHERNET) -> Checksum:
     """:class:`Checksum` of one frame (ICMP, UDP and TCP; the IPv4 header's always counts)."""
     d = wire_decode(frame, linktype, verify=True, first_fragment=False)
@@ -198,6 +205,7 @@ class TraceEvent:
     lost_where: str | None = None
     tcp: TcpInfo | None = None
     error: str | None = None
+    checksum: Checksum = Checksum.OK
 
 
 @dataclass(frozen=True, slots=True)
