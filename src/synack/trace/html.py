@@ -330,12 +330,22 @@ def _arrow(ev: TraceEvent, x: dict[str, int], y: int, start: float, width: int) 
     ya = y + 14
     # Centred over the arrow, but never over the time column nor past the right edge
     # (monospace 12 px: about 7.3 px a character).
-    half = len(event_label(ev)) * CHAR_PX / 2
+    # A label wider than its arrow is split at the space nearest its middle, so
+    # that it does not run past the lifelines (the space stays: textContent is whole).
+    text = event_label(ev)
+    parts = [text]
+    if len(text) * CHAR_PX > abs(x2 - x1) - 12 and " " in text:
+        cut = min(
+            (i for i, c in enumerate(text) if c == " "), key=lambda i: abs(i - len(text) // 2)
+        )
+        parts = [text[: cut + 1], text[cut + 1 :]]
+    half = max(len(p.rstrip()) for p in parts) * CHAR_PX / 2
     label_x = min(max(mid, TIME_COLUMN_PX + half), width - 4 - half)
-    label_y = y + 8
+    up = 12 * (len(parts) - 1)
+    label_y = y + 8 - up
     if ev.lost:
         # The frame died on the link: the arrow stops half-way at a cross, under its label.
-        label_y = y + 2
+        label_y = y + 2 - up
         body = (
             f'<line x1="{x1}" y1="{ya}" x2="{mid:.0f}" y2="{ya}"/>'
             f'<text class="cross" x="{mid:.0f}" y="{ya + 5}" text-anchor="middle" '
@@ -352,8 +362,12 @@ def _arrow(ev: TraceEvent, x: dict[str, int], y: int, start: float, width: int) 
         )
     return (
         f"<g {common}>{title}{time_text}{body}"
-        f'<text class="label" x="{label_x:.0f}" y="{label_y}" text-anchor="middle">{label}</text>'
-        "</g>"
+        f'<text class="label" x="{label_x:.0f}" y="{label_y}" text-anchor="middle">'
+        + "".join(
+            f'<tspan x="{label_x:.0f}" dy="{12 if i else 0}">{escape(part)}</tspan>'
+            for i, part in enumerate(parts)
+        )
+        + "</text></g>"
     )
 
 
