@@ -17,6 +17,8 @@ import pytest
 from synack.cli.main import main
 from synack.cli.trace import trace_pcap
 from synack.trace.html import render_html
+from synack.wire.pcap import PcapWriter
+from tests.trace.frames import CONVERSATION
 
 KEYS = [
     "index",
@@ -153,3 +155,37 @@ def test_json_of_a_kernel_capture(
     assert "checksum unverified, not bad" in out and "bad checksum" not in out
     page = render_html(trace)
     assert "checksum unverified" in page and "bad checksum</td>" not in page
+
+
+def test_json_keeps_going_past_damaged_frames(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pcap = tmp_path / "damaged.pcap"
+    first_t, first = CONVERSATION[0]
+    # A TCP segment with payload (IPv4 protocol byte 6, more than 54 + 4 header bytes).
+    corrupt = bytearray(next(f for _, f in CONVERSATION if f[23] == 6 and len(f) > 58))
+    corrupt[-1] ^= 0xFF  # a payload byte: the TCP checksum no longer adds up
+    with PcapWriter(str(pcap), 1) as w:
+        w.write(1_700_000_000 + first_t, first)
+        w.write(1_700_000_001, first[:20])  # cut inside the IPv4 header
+        w.write(1_700_000_002, b"\xff" * 60)  # nothing parses beyond Ethernet
+        w.write(1_700_000_003, bytes(corrupt))
+    assert main(["trace", str(pcap), "--json"]) == 0
+    frames = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [f["index"] for f in frames] == [0, 1, 2, 3]
+    assert all(list(f) == KEYS for f in frames)
+    assert frames[1]["protocol"] == "malformed" and frames[1]["tcp"] is None
+    assert frames[2]["tcp"] is None
+    assert frames[3]["tcp"] is not None
+    assert frames[3]["checksum"] == "bad" and "checksum-bad" in frames[3]["marks"]
+
+
+def test_json_of_one_connection(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pcap = tmp_path / "c.pcap"
+    with PcapWriter(str(pcap), 1) as w:
+        for t, f in CONVERSATION:
+            w.write(1_700_000_000 + t, f)
+    assert main(["trace", str(pcap), "--json", "--connection", "0"]) == 0
+    frames = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert frames and all(f["tcp"] is not None and f["tcp"]["connection"] == 0 for f in frames)
+    assert frames[0]["tcp"]["flags"] == ["SYN"]
