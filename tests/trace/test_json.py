@@ -17,6 +17,7 @@ import pytest
 from synack.cli.main import main
 from synack.cli.trace import trace_pcap
 from synack.trace.html import render_html
+from synack.trace.layers import dissect
 from synack.wire.pcap import PcapWriter
 from tests.trace.frames import CONVERSATION
 
@@ -155,6 +156,13 @@ def test_json_of_a_kernel_capture(
     assert "checksum unverified, not bad" in out and "bad checksum" not in out
     page = render_html(trace)
     assert "checksum unverified" in page and "bad checksum</td>" not in page
+    # The dissection too: the checksum field says unverified, no layer says bad.
+    syn_frame = next(e for e in trace.events if e.tcp is not None and e.checksum.value != "ok")
+    tcp_layer = next(layer for layer in dissect(syn_frame.frame, syn_frame.linktype)
+                     if layer.name.startswith("TCP"))  # fmt: skip
+    assert tcp_layer.name == "TCP"
+    checksum = next(f for f in tcp_layer.fields if f.name == "Checksum")
+    assert "unverified" in checksum.value and "bad" not in checksum.value
 
 
 def test_json_keeps_going_past_damaged_frames(
