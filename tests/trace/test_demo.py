@@ -236,6 +236,8 @@ def test_the_demo_pcap_reads_at_80_columns(
     for lane in result.trace.lanes:  # every column's name whole, none run into another
         assert any(f" {lane.key} " in f" {ln} " for ln in header), (lane.key, header)
     text = "\n".join(diagram)
+    # B answered the first SYN: from the capture alone it listened from the start.
+    assert "LISTEN (inferred)" in diagram[2]
     assert "…" not in text  # nothing cut
     assert "len=69 (retransmission)" in text
     # Both SYNs show their options: the SYN-ACK's window scale explains win=262144.

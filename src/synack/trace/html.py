@@ -241,7 +241,9 @@ def _svg_sequence(trace: Trace) -> tuple[str, int]:
             if state is None or key in shown or key not in x:
                 continue
             shown.add(key)
-            rows.append(_state_text(x, key, port, state, y, key in multi_port))
+            # A capture cannot show the listen call: LISTEN is inferred from the SYN-ACK.
+            note = " (inferred)" if conn.inferred and state is State.LISTEN else ""
+            rows.append(_state_text(x, key, port, state, y, key in multi_port, note))
     y += ROW
     arrows = 0
     start = trace.start
@@ -290,10 +292,11 @@ def _state_text(
     state: State,
     y: int,
     port_too: bool,
+    note: str = "",
 ) -> str:
     if key not in x:
         return ""
-    text = (f":{port} " if port_too else "") + state.value
+    text = (f":{port} " if port_too else "") + state.value + note
     first = x[key] == min(x.values()) and len(x) > 1
     anchor, dx = ("end", -8) if first else ("start", 8)
     colour = _STATE_COLOURS.get(state, "#333")

@@ -168,7 +168,7 @@ class SequenceDiagram:
         for header in headers:
             yield header.text()
         # The state each connection end starts in, under its host's name.
-        initial = _Row(self.width)
+        initial = self._row()  # lifelines first: a state's name is written over them
         shown: set[str] = set()
         for conn in trace.connections:
             ends = (
@@ -180,9 +180,8 @@ class SequenceDiagram:
                     continue
                 shown.add(key)
                 prefix = f":{port} " if key in self.multi else ""
-                self._put_state(initial, key, prefix + state.value, state)
-        for x in self.x.values():
-            initial.put(x, "│", "dim")
+                note = " (inferred)" if conn.inferred and state is State.LISTEN else ""
+                self._put_state(initial, key, prefix + state.value + note, state)
         yield initial.text()
         for item in trace.items:
             if isinstance(item, Note):
