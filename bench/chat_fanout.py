@@ -9,7 +9,7 @@ the sender's clock reading carried in the text (CLOCK_MONOTONIC is system-wide).
 
 Contenders: synack's ``ChatServer`` and a minimal asyncio broadcast server
 written here (streams, one ``write`` per client per message), both speaking
-PROTOCOLS.md §2, on asyncio and on uvloop.
+docs/protocol.md §2, on asyncio and on uvloop.
 
     .venv/bin/python bench/chat_fanout.py
 """

@@ -1,6 +1,6 @@
 """A network namespace with a TAP device whose other end is a synack host.
 
-Layout (PROTOCOLS.md §6): the test opens TAP ``sy<hex>`` in its own namespace,
+Layout (docs/protocol.md §6): the test opens TAP ``sy<hex>`` in its own namespace,
 then moves the device into a fresh namespace ``synack-<hex>`` (the open file
 descriptor stays attached), where the kernel gets ``10.213.N.1/24``; the
 synack host is ``10.213.N.2/24``. The namespace is always deleted.

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import subprocess
 import sys
@@ -9,13 +10,15 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from synack.cli.main import main
 from synack.cli.tour import MSL, TourResult, run_tour
 from synack.cli.trace import trace_pcap
 from synack.tcp.states import State
 from synack.trace.browser import Browser
-from synack.trace.model import Note, StateChange
+from synack.trace.model import Note, StateChange, state_name
 from synack.wire.pcap import read_pcap
-from tests.trace.conftest import needs_chromium
+from tests.trace.conftest import OVERLAPS_JS, needs_chromium
+from tests.trace.test_truth import check_truth
 
 S = State
 
@@ -183,3 +186,71 @@ def test_demo_page_in_the_browser(tour: tuple[TourResult, str], browser: Browser
         "Array.from(document.querySelectorAll('#sequence .lane-name')).map(e => e.textContent)"
     )
     assert [name.split()[0] for name in lanes] == ["A", "B", "router", "C"]
+
+
+def test_the_demo_trace_is_its_connections_history(tour: tuple[TourResult, str]) -> None:
+    result = tour[0]
+    assert len(result.connections) == 3  # the chat (both ends) and the refused SYN
+    check_truth(result.trace, result.connections)
+    # B listened before A's SYN: the chat connection's B starts in LISTEN.
+    chat = result.trace.connections[0]
+    syn = next(e.tcp for e in result.trace.events if e.tcp is not None)
+    assert syn.before == (State.CLOSED, State.LISTEN) and chat.initial[1] is State.CLOSED
+
+
+def test_json_lines_of_the_demo_pcap_match_the_recorded_trace(
+    tour: tuple[TourResult, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = tour[0]
+    assert main(["trace", str(result.pcap), "--json"]) == 0
+    frames = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [f["index"] for f in frames] == list(range(len(result.trace.events)))
+    # The states the capture implies are the ones the connections recorded, frame by frame.
+    recorded = result.trace.changes_by_frame()
+    for f in frames:
+        inferred = [c.split(" (")[0] for c in f["tcp"]["changes"]] if f["tcp"] else []
+        assert inferred == [
+            f"{c.lane}:{c.port}: {state_name(c.old)}->{c.new.value}"
+            for c in recorded.get(f["index"], [])
+        ]
+    assert all(f["checksum"] == "ok" for f in frames)  # synack fills every checksum in
+    tcp = [f for f in frames if f["tcp"] is not None]
+    syn, syn_ack = tcp[0], tcp[1]
+    assert syn["tcp"]["flags"] == ["SYN"] and syn_ack["tcp"]["flags"] == ["SYN", "ACK"]
+    assert syn_ack["tcp"]["options"]["wscale"] == 3 and syn_ack["tcp"]["options"]["mss"] == 1460
+    assert [e["before"] for e in syn["tcp"]["ends"]] == ["CLOSED", "LISTEN"]
+    assert all(e["inferred"] for f in tcp for e in f["tcp"]["ends"])
+    # The segment the tour lost is in the pcap once (where it was lost) and again resent.
+    assert sum("retransmission" in f["marks"] for f in frames) == 1
+
+
+def test_the_demo_pcap_reads_at_80_columns(
+    tour: tuple[TourResult, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = tour[0]
+    assert main(["trace", str(result.pcap), "--width", "80"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    diagram = lines[: next(i for i, ln in enumerate(lines) if ln.startswith("connection 0"))]
+    assert all(len(ln) <= 80 for ln in diagram)
+    header = diagram[:2]
+    for lane in result.trace.lanes:  # every column's name whole, none run into another
+        assert any(f" {lane.key} " in f" {ln} " for ln in header), (lane.key, header)
+    text = "\n".join(diagram)
+    # B answered the first SYN: from the capture alone it listened from the start.
+    assert "LISTEN (inferred)" in diagram[2]
+    assert "…" not in text  # nothing cut
+    assert "len=69 (retransmission)" in text
+    # Both SYNs show their options: the SYN-ACK's window scale explains win=262144.
+    assert text.count("<mss 1460,sackOK,wscale 3>") == 3  # A's two SYNs and B's SYN-ACK
+    assert "SYN,ACK seq=0 ack=1 win=65535 <mss 1460,sackOK,wscale 3>" in text
+
+
+@needs_chromium
+def test_no_label_of_the_diagrams_overlaps_another_or_a_box(
+    tour: tuple[TourResult, str], browser: Browser
+) -> None:
+    browser.open(tour[0].html)
+    found = json.loads(browser.evaluate(OVERLAPS_JS))
+    counts = {row[1]: row[2] for row in found if row[0] == "count"}
+    assert counts["sequence"] > 60 and counts["state-diagram"] > 20  # the check saw the labels
+    assert [row for row in found if row[0] != "count"] == []

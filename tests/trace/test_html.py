@@ -13,7 +13,7 @@ from synack.trace.builder import TraceBuilder
 from synack.trace.html import render_html, write_html
 from synack.trace.layers import dissect
 from synack.trace.model import Trace
-from tests.trace.conftest import needs_chromium
+from tests.trace.conftest import OVERLAPS_JS, needs_chromium
 from tests.trace.frames import CONVERSATION, A, B
 
 LOST = 5  # "hello" dies on the link
@@ -194,3 +194,12 @@ def test_frame_text_cannot_end_or_unbalance_the_data_script(
     blob = page[start : page.index("</script>", start)]
     assert "<" not in blob
     assert json.loads(blob)["packets"] == evil
+
+
+@needs_chromium
+def test_no_label_overlaps_on_a_captured_conversation(browser: Browser, tmp_path: Path) -> None:
+    path = tmp_path / "c.html"
+    write_html(conversation(), str(path))
+    browser.open(path)
+    found = json.loads(browser.evaluate(OVERLAPS_JS))
+    assert [row for row in found if row[0] != "count"] == []

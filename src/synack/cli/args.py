@@ -1,4 +1,4 @@
-"""What the command groups share: option types, host/port options, signals (PROTOCOLS.md §5).
+"""What the command groups share: option types, host/port options, signals (docs/protocol.md §5).
 
 A bad value is refused by argparse itself, so the user gets one line naming
 the option and exit status 2. Numbers must be finite: ``nan`` compares false

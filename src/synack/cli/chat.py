@@ -1,4 +1,4 @@
-"""``synack chat serve | join | say`` (PROTOCOLS.md §5).
+"""``synack chat serve | join | say`` (docs/protocol.md §5).
 
 Layer: cli. May import every other package; nothing imports it.
 """

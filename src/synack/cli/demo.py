@@ -1,4 +1,4 @@
-"""``synack demo``: the guided tour (PROTOCOLS.md §5).
+"""``synack demo``: the guided tour (docs/protocol.md §5).
 
 The tour (``synack.cli.tour``) runs on a simulated network: ARP, the
 handshake, a framed chat on synack's TCP, a lost segment and its

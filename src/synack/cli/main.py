@@ -1,4 +1,4 @@
-"""The ``synack`` command line (PROTOCOLS.md §5).
+"""The ``synack`` command line (docs/protocol.md §5).
 
 Each command group lives next to the code it drives and exposes
 ``register(subparsers)``; this module only assembles them and turns user

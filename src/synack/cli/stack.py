@@ -1,4 +1,4 @@
-"""``synack stack serve`` and ``synack stack nc`` (PROTOCOLS.md §5): synack's
+"""``synack stack serve`` and ``synack stack nc`` (docs/protocol.md §5): synack's
 own TCP/IP stack on a Linux TAP device.
 
 Layer: cli. May import every other package; nothing imports it.

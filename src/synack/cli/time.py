@@ -1,4 +1,4 @@
-"""``synack time serve`` and ``synack time query`` (PROTOCOLS.md §3, §5).
+"""``synack time serve`` and ``synack time query`` (docs/protocol.md §3, §5).
 
 Layer: cli. May import every other package; nothing imports it.
 """

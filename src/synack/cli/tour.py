@@ -9,7 +9,7 @@ virtual clock: nothing touches a real interface, nothing sleeps, and a seed
 reproduces the run (ISNs, ports, IP identifiers).
 
 The stages: ARP resolution, the three-way handshake, a framed chat exchange
-(PROTOCOLS.md §1-2) on synack's TCP, one data segment lost on purpose and its
+(docs/protocol.md §1-2) on synack's TCP, one data segment lost on purpose and its
 retransmission, a UDP time query to C through the router, the four-way close
 with TIME-WAIT (MSL shortened), and a SYN to a closed port answered by RST.
 Every frame and every TCP state change goes into one trace, printed as
@@ -38,6 +38,7 @@ from synack.stack.host import Host, HostConfig, TcpStream, UdpEndpoint
 from synack.stack.router import Router, RouterInterface
 from synack.tcp import events as tev
 from synack.tcp.config import TcpConfig
+from synack.tcp.connection import TcpConnection
 from synack.tcp.states import State
 from synack.trace.builder import TraceBuilder
 from synack.trace.html import write_html
@@ -85,9 +86,7 @@ class _Recorder:
 
     def observe(self, record: object) -> None:
         if isinstance(record, sev.TcpStateTrace):
-            self.builder.add_state_change(
-                record.ts, record.local, record.remote, State(record.old), State(record.new)
-            )
+            self.builder.add_change(record.local, record.remote, record.change)
 
 
 class _RecordingHostNode(HostNode):
@@ -164,6 +163,8 @@ class TourResult:
     retransmitted: bool = False
     refused: bool = False
     final_states: dict[str, str] = field(default_factory=dict)
+    # The TCP connections the tour made, whose own histories the trace must show.
+    connections: list[TcpConnection] = field(default_factory=list)
 
 
 class Tour:
@@ -332,13 +333,14 @@ class Tour:
         self.run_until(established, "the handshake")
         self.show()
         stream_b = accepted[0]
+        self.result.connections += [stream_a.conn, stream_b.conn]
         stream_b.owner = stream_a.owner = self  # the host reports activity to owners
         iss_a, iss_b = stream_a.conn.iss, stream_b.conn.iss
         self.say(f"ISNs: A {iss_a}, B {iss_b} (RFC 6528: clock + keyed hash of the 4-tuple).")
         return stream_a, stream_b
 
     def _exchange(self, sender: TcpStream, receiver: TcpStream, message: bytes) -> bytes:
-        """Send one frame (PROTOCOLS.md §1) and wait until the receiver has all of it."""
+        """Send one frame (docs/protocol.md §1) and wait until the receiver has all of it."""
         decoder = framing.FrameDecoder()
         sender.send(framing.encode(message), self.lan.now)
         frames: list[bytes] = []
@@ -358,7 +360,7 @@ class Tour:
             3,
             "a framed chat on synack's TCP",
             "Each chat message is one frame: a 4-byte big-endian length, then UTF-8 JSON "
-            "(PROTOCOLS.md §1-2). A says hello as 'ann'; B, the chat server, welcomes her and "
+            "(docs/protocol.md §1-2). A says hello as 'ann'; B, the chat server, welcomes her and "
             "relays what she says.",
         )
         lines = self.result.chat_lines
@@ -420,7 +422,7 @@ class Tour:
         self.stage(
             5,
             "a UDP time query through the router",
-            "C runs the time service (format protocol, PROTOCOLS.md §3a) on UDP port "
+            "C runs the time service (format protocol, docs/protocol.md §3a) on UDP port "
             f"{TIME_PORT}. C is off-link for A, so A ARPs for its gateway 172.16.10.254 and "
             "sends the datagram to the router's MAC; the router forwards it to C. One "
             "datagram each way: no connection, no handshake, no states.",
@@ -477,6 +479,7 @@ class Tour:
             "(RFC 9293 §3.10.7.1), and A's connect fails with 'connection refused'.",
         )
         stream = a.tcp_connect((B_IP, CLOSED_PORT), self.lan.now)
+        self.result.connections.append(stream.conn)
         self.run_until(lambda: stream.gone, "the RST")
         self.result.refused = any(isinstance(e, tev.ConnectionRefused) for e in stream.pending)
         self.show()

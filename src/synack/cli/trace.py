@@ -1,4 +1,4 @@
-"""``synack trace FILE.pcap [--html OUT.html]`` (PROTOCOLS.md §5).
+"""``synack trace FILE.pcap [--html OUT.html] [--json]`` (docs/protocol.md §5, §8).
 
 Layer: cli. May import every other package; nothing imports it.
 """
@@ -85,7 +85,14 @@ def _run(args: argparse.Namespace) -> int:
         out_dir = os.path.dirname(os.path.abspath(args.html))
         if not os.path.isdir(out_dir):
             raise UsageError(f"no such directory: {out_dir}")
-    if not args.quiet:
+    if args.json:
+        from synack.trace.jsonl import lines
+
+        out = sys.stdout.buffer
+        for line in lines(trace):
+            out.write(line)
+        out.flush()
+    elif not args.quiet:
         width = args.width or max(shutil.get_terminal_size((100, 24)).columns, 100)
         console = Console(width=width, highlight=False)
         if not trace.events:
@@ -114,6 +121,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("pcap", metavar="FILE.pcap", help="the capture to read")
     parser.add_argument("--html", metavar="OUT.html", help="also write a self-contained HTML page")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object per frame (docs/protocol.md §8) instead of the diagram",
+    )
     parser.add_argument("--width", type=int, default=None, help="diagram width in columns")
     parser.add_argument(
         "--connection",

@@ -1,4 +1,4 @@
-"""``synack udpchat``: the peer-to-peer messenger's command line (PROTOCOLS.md §4, §5).
+"""``synack udpchat``: the peer-to-peer messenger's command line (docs/protocol.md §4, §5).
 
 Layer: cli. May import every other package; nothing imports it.
 """

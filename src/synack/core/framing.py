@@ -1,4 +1,4 @@
-"""Sans-IO length-prefixed frames (PROTOCOLS.md §1): the cure for "sticky packets".
+"""Sans-IO length-prefixed frames (docs/protocol.md §1): the cure for "sticky packets".
 
 TCP delivers a byte stream, not messages: one ``recv`` may hold half a message
 or twenty. Every message on a synack TCP connection is therefore one frame, a
@@ -45,7 +45,7 @@ __all__ = [
 
 HEADER_SIZE = 4
 MAX_LENGTH = 0xFFFF_FFFF  # what a uint32 length can say
-DEFAULT_MAX_FRAME = 65_536  # the chat default (PROTOCOLS.md §1)
+DEFAULT_MAX_FRAME = 65_536  # the chat default (docs/protocol.md §1)
 
 # A decoded payload: ``bytes``, or the ``bytearray`` a frame was received into
 # when it was assembled in its own buffer (large frames: no copy). The decoder

@@ -140,6 +140,7 @@ class TcpListener:
         "local",
         "owner",
         "queue",
+        "since",
         "syn_backlog",
     )
 
@@ -152,8 +153,10 @@ class TcpListener:
         *,
         flush: Callable[[], None],
         close: Callable[[TcpListener, float], None],
+        since: float = 0.0,
     ) -> None:
         self.local = local
+        self.since = since  # when it listened (passive OPEN): its children were in LISTEN since
         self.backlog = backlog
         self.syn_backlog = syn_backlog
         self.config = config

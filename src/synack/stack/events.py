@@ -18,6 +18,7 @@ from typing import Literal, TypeAlias
 
 from synack.stack.endpoints import TcpListener, TcpStream, UdpEndpoint
 from synack.tcp.events import Event as TcpEvent
+from synack.tcp.events import StateChanged
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,14 +37,26 @@ class FrameTrace:
 
 @dataclass(frozen=True, slots=True)
 class TcpStateTrace:
-    """Every TCP state change of a host's connections."""
+    """Every TCP state change of a host's connections: the connection's own event,
+    unchanged (old, new, cause, and the segment, call or timer that took it), and
+    whose connection it is."""
 
     host: str
-    ts: float
     local: tuple[IPv4Address, int]
     remote: tuple[IPv4Address, int]
-    old: str
-    new: str
+    change: StateChanged
+
+    @property
+    def ts(self) -> float:
+        return self.change.time
+
+    @property
+    def old(self) -> str:
+        return self.change.old.value
+
+    @property
+    def new(self) -> str:
+        return self.change.new.value
 
 
 @dataclass(frozen=True, slots=True)

@@ -143,14 +143,7 @@ class TcpDemux:
         while (event := conn.next_event()) is not None:
             if isinstance(event, tev.StateChanged):
                 if self.observers:
-                    rec = TcpStateTrace(
-                        self.name,
-                        event.time,
-                        conn.local,
-                        conn.remote,
-                        event.old.value,
-                        event.new.value,
-                    )
+                    rec = TcpStateTrace(self.name, conn.local, conn.remote, event)
                     for obs in self.observers:
                         obs(rec)
                 continue
@@ -405,7 +398,7 @@ class TcpDemux:
         local = (key[0], key[1])
         remote = (key[2], key[3])
         conn = TcpConnection.accept_syn(
-            seg, local, remote, listener.config, self.isn(local, remote, now), now
+            seg, local, remote, listener.config, self.isn(local, remote, now), now, listener.since
         )
         stream = self._add_passive(listener, key, conn)
         self.counters["tcp-passive-opens"] += 1
@@ -431,7 +424,9 @@ class TcpDemux:
             return True  # dropped; the client retransmits
         iss, syn = found
         local, remote = (key[0], key[1]), (key[2], key[3])
-        conn = TcpConnection.accept_syn(syn, local, remote, listener.config, iss, now)
+        conn = TcpConnection.accept_syn(
+            syn, local, remote, listener.config, iss, now, listener.since
+        )
         conn.segments_to_send(now)  # the SYN-ACK the cookie already answered with
         stream = self._add_passive(listener, key, conn)
         conn.receive_segment(seg, now)
@@ -471,6 +466,7 @@ class TcpDemux:
             config or self.config,
             flush=self.flush,
             close=self.close_listener,
+            since=self.now,
         )
         self.listeners[port] = listener
         return listener

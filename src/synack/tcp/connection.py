@@ -7,9 +7,7 @@ API (stable; the host stack builds on it)::
 
     conn = TcpConnection(local, remote, config=TcpConfig(), iss=isn(local, remote, now))
     conn.connect(now)                           # active OPEN: CLOSED -> SYN-SENT
-    # passive OPEN: the host's listener hands a received SYN to
-    conn = TcpConnection.accept_syn(syn, local, remote, config, iss, now)
-                                                # CLOSED -> LISTEN -> SYN-RECEIVED
+    conn = TcpConnection.accept_syn(syn, local, remote, config, iss, now)  # passive OPEN, per SYN
     conn.receive_segment(seg, now)              # a segment for this 4-tuple arrived
     for seg in conn.segments_to_send(now): ...  # ports filled in; the caller adds IP
     while (ev := conn.next_event()) is not None: ...
@@ -23,35 +21,34 @@ API (stable; the host stack builds on it)::
     conn.abort(now)                             # RST
     conn.state, conn.send_space, conn.readable_bytes, conn.stats, conn.transitions
 
-Events (synack.tcp.events, in order): StateChanged for every transition,
-Connected, DataAvailable (per segment that made bytes readable), EndOfStream
-(peer FIN, after the bytes before it), SendSpaceAvailable (after a send() was
-cut short), UrgentData (the peer's urgent pointer moved ahead of what was
-read; see ``urgent_pending``), DeliveryProblem (R1 reached), ConnectionReset,
-ConnectionRefused, TimedOut("connect" | "retransmit" | "keepalive"), and Closed last.
+Events (synack.tcp.events, in order): StateChanged for every transition (with the
+segment, call or timer that took it), Connected, DataAvailable (per segment that made bytes
+readable), EndOfStream (peer FIN, after the bytes before it), SendSpaceAvailable (after a send()
+was cut short), UrgentData (the peer's urgent pointer moved ahead of what was read; see
+``urgent_pending``), DeliveryProblem (R1 reached), ConnectionReset, ConnectionRefused,
+TimedOut("connect" | "retransmit" | "keepalive"), and Closed last.
 
-Deliberate choices: a CLOSE before the handshake completes is queued until
-ESTABLISHED when data is queued (RFC 9293 §3.10.4 allows it in SYN-RECEIVED);
-a duplicate SYN in SYN-RECEIVED is answered with the SYN,ACK again; segments
-that are only an ACK carry SEQ = SND.MAX (BSD does the same) so that a
-go-back-N rewind of SND.NXT never makes them look old; data in a SYN is not
-queued (the peer resends it). Loss recovery is RFC 6675 with SACK agreed,
-NewReno (RFC 6582) otherwise (:mod:`synack.tcp.recovery`).
+Deliberate choices: a CLOSE before the handshake completes is queued until ESTABLISHED when
+data is queued (RFC 9293 §3.10.4 allows it in SYN-RECEIVED); a duplicate SYN in SYN-RECEIVED
+is answered with the SYN,ACK again; segments that are only an ACK carry SEQ = SND.MAX (BSD does
+the same) so that a go-back-N rewind of SND.NXT never makes them look old; data in a SYN is not
+queued (the peer resends it). Loss recovery is RFC 6675 with SACK agreed, NewReno (RFC 6582)
+otherwise (:mod:`synack.tcp.recovery`).
 
 The adapter loop: feed segments / user calls, drain ``next_event()``, flush
-``segments_to_send(now)``, re-arm the timer from ``get_timer()``. Output is
-produced only by ``segments_to_send``, so ACKs for a burst of received
-segments are aggregated (RFC 9293 §3.10.7.4 MUST-58/59).
+``segments_to_send(now)``, re-arm the timer from ``get_timer()``. Output is produced only by
+``segments_to_send``, so ACKs for a burst of received segments are aggregated (RFC 9293
+§3.10.7.4 MUST-58/59).
 
 Segments that reach no connection: :func:`reply_when_closed` (§3.10.7.1) and
-:func:`reply_when_listening` (§3.10.7.2). A passive child whose SYN-RECEIVED
-is reset goes back to LISTEN and reports :class:`~synack.tcp.events.Closed`:
-the listener itself stays with the host, so the child is simply forgotten.
+:func:`reply_when_listening` (§3.10.7.2). A passive child whose SYN-RECEIVED is reset goes back
+to LISTEN and reports :class:`~synack.tcp.events.Closed`: the listener itself stays with the
+host, so the child is simply forgotten.
 
-The TCB (:mod:`synack.tcp.tcb`), the output (:mod:`synack.tcp.sender`) and the
-shared receive machinery (:mod:`synack.tcp.receiver`, header prediction among
-it) are the layers this class extends. Peer misbehaviour never raises: bad segments are dropped
-and counted in ``stats.dropped`` by reason. Caller misuse raises LocalProtocolError.
+The TCB (:mod:`synack.tcp.tcb`), the output (:mod:`synack.tcp.sender`) and the shared receive
+machinery (:mod:`synack.tcp.receiver`, header prediction among it) are the layers this class
+extends. Peer misbehaviour never raises: bad segments are dropped and counted in
+``stats.dropped`` by reason. Caller misuse raises LocalProtocolError.
 
 Layer: tcp. Imports synack.errors, synack.wire and the rest of synack.tcp.
 """
@@ -118,8 +115,10 @@ class TcpConnection(TcpReceiver):
         config: TcpConfig,
         iss: int,
         now: float,
+        listened: float | None = None,
     ) -> TcpConnection:
-        """Passive OPEN for one received SYN: CLOSED -> LISTEN -> SYN-RECEIVED.
+        """Passive OPEN for one received SYN: CLOSED -> LISTEN (at ``listened``, when the
+        listener's OPEN was made, else ``now``) -> SYN-RECEIVED.
 
         The host's listener calls this for a segment with SYN and neither ACK
         nor RST (RFC 9293 §3.10.7.2 "third, check for a SYN"); other
@@ -132,10 +131,12 @@ class TcpConnection(TcpReceiver):
         conn = cls(local, remote, config=config, iss=iss)
         conn._opened = True
         conn._passive = True
-        conn._set_state(State.LISTEN, Cause.PASSIVE_OPEN, now)
+        conn._set_state(State.LISTEN, Cause.PASSIVE_OPEN, now if listened is None else listened)
         conn.stats_counters.segments_in += 1
+        conn._seg_in = syn
         conn._take_syn(syn, now)
         conn._set_state(State.SYN_RECEIVED, Cause.RCV_SYN, now)
+        conn._seg_in = None
         conn._syn_needed = True
         conn._timers.connect = now + config.connect_timeout
         return conn
@@ -283,7 +284,7 @@ class TcpConnection(TcpReceiver):
     # ------------------------------------------------------------------
     # SEGMENT ARRIVES (§3.10.7)
 
-    def receive_segment(self, seg: TcpSegment, now: float) -> None:
+    def _segment_arrives(self, seg: TcpSegment, now: float) -> None:
         """Process one segment addressed to this connection (RFC 9293 §3.10.7)."""
         self.stats_counters.segments_in += 1
         if seg.src_port != self._rport or seg.dst_port != self._lport:
@@ -793,4 +794,4 @@ class TcpConnection(TcpReceiver):
             raise AssertionError(f"no transition {old} --{cause}--> {new}")
         self._state = new
         self._transitions.append(Transition(now, old, new, cause))
-        self._events.append(ev.StateChanged(old, new, cause, now))
+        self._events.append(ev.StateChanged.caused_by(old, new, cause, now, self._seg_ref()))

@@ -8,6 +8,7 @@ Layer: tcp. Imports synack.errors and synack.tcp.states.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 from synack.errors import LocalProtocolError
@@ -102,18 +103,73 @@ class DeliveryProblem(Event):
             raise LocalProtocolError("DeliveryProblem needs retransmissions >= 1")
 
 
+class Trigger(enum.Enum):
+    """What made a state change happen: a segment that arrived, a user call, a timer."""
+
+    RECEIVED = "received"
+    CALL = "call"
+    TIMER = "timer"
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentRef:
+    """Which segment caused a change: enough to find its frame in a capture."""
+
+    seq: int
+    ack: int
+    flags: int  # the TCP flag bits
+    length: int  # payload octets
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.seq < 2**32 and 0 <= self.ack < 2**32 and 0 <= self.flags < 256):
+            raise LocalProtocolError("SegmentRef: seq/ack are 32-bit, flags 8-bit")
+        if self.length < 0:
+            raise LocalProtocolError("SegmentRef: length must be >= 0")
+
+
+_TIMER_CAUSES = frozenset({Cause.TIMEOUT, Cause.TIME_WAIT_EXPIRED})
+
+
 @dataclass(frozen=True, slots=True)
 class StateChanged(Event):
-    """One row of the transition table was taken (recorded in ``transitions`` too)."""
+    """One row of the transition table was taken (recorded in ``transitions`` too).
+
+    ``trigger`` says what took it: a received segment (``segment`` names it),
+    a user call (OPEN, CLOSE, ABORT; the cause says which) or a timer. A
+    passive child's CLOSED -> LISTEN carries the time its listener listened:
+    in the RFC's model the TCB was in LISTEN from that OPEN call on.
+    """
 
     old: State
     new: State
     cause: Cause
     time: float
+    trigger: Trigger = Trigger.CALL
+    segment: SegmentRef | None = None
 
     def __post_init__(self) -> None:
         if self.old is self.new:
             raise LocalProtocolError("StateChanged needs two different states")
+        if (self.segment is not None) != (self.trigger is Trigger.RECEIVED):
+            raise LocalProtocolError("StateChanged: a segment exactly when one was received")
+        if self.trigger is Trigger.TIMER and self.cause not in _TIMER_CAUSES:
+            raise LocalProtocolError(f"StateChanged: a timer cannot cause {self.cause}")
+
+    @classmethod
+    def caused_by(
+        cls,
+        old: State,
+        new: State,
+        cause: Cause,
+        time: float,
+        segment: SegmentRef | None,
+    ) -> StateChanged:
+        """The change, triggered by ``segment`` when one is being processed, else by a
+        timer (for the timeout causes) or a user call."""
+        if segment is not None:
+            return cls(old, new, cause, time, Trigger.RECEIVED, segment)
+        trigger = Trigger.TIMER if cause in _TIMER_CAUSES else Trigger.CALL
+        return cls(old, new, cause, time, trigger)
 
 
 @dataclass(frozen=True, slots=True)

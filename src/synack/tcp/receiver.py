@@ -39,6 +39,19 @@ class TcpReceiver(TcpSender):
 
     __slots__ = ()
 
+    def receive_segment(self, seg: TcpSegment, now: float) -> None:
+        """Process one segment addressed to this connection (RFC 9293 §3.10.7).
+
+        While it is processed, it is what any state change is due to (the
+        trigger :class:`~synack.tcp.events.StateChanged` names).
+        """
+        self._seg_in = seg
+        self._segment_arrives(seg, now)
+        self._seg_in = None
+
+    def _segment_arrives(self, seg: TcpSegment, now: float) -> None:
+        raise NotImplementedError  # the state machine (synack.tcp.connection) does this
+
     def receive(self, max_bytes: int = 1 << 30) -> bytes:
         """Take up to ``max_bytes`` readable bytes (b"" when none).
 

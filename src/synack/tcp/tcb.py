@@ -103,6 +103,7 @@ class Tcb:
         "_rtt",
         "_sack_ok",
         "_sack_trimmed",
+        "_seg_in",
         "_send_blocked",
         "_snd_mss",
         "_snd_up",
@@ -147,6 +148,7 @@ class Tcb:
         self._out: list[TcpSegment] = []  # control segments queued (RST, SYN-ACK resend ...)
         self._passive = False
         self._opened = False
+        self._seg_in: TcpSegment | None = None  # being received: what a state change is due to
         self.stats_counters = TcpStats()
 
         # Send sequence variables (RFC 9293 §3.3.1). SND.MAX is the highest
@@ -218,6 +220,13 @@ class Tcb:
     @property
     def state(self) -> State:
         return self._state
+
+    def _seg_ref(self) -> ev.SegmentRef | None:
+        """The segment being received, as a state change names its trigger."""
+        seg = self._seg_in
+        if seg is None:
+            return None
+        return ev.SegmentRef(seg.seq, seg.ack, int(seg.flags), len(seg.payload))
 
     @property
     def transitions(self) -> list[Transition]:

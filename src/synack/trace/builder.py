@@ -17,10 +17,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
+from synack.tcp.events import SegmentRef, StateChanged, Trigger
 from synack.tcp.seq import seq_dist, seq_lt
 from synack.tcp.states import Cause, State
 from synack.trace.connections import (
     ACK_BIT,
+    FIN_BIT,
     RST_BIT,
     SYN_BIT,
     Conn,
@@ -32,6 +34,7 @@ from synack.trace.connections import (
 )
 from synack.trace.model import (
     Addr,
+    Checksum,
     Connection,
     Item,
     Lane,
@@ -41,6 +44,7 @@ from synack.trace.model import (
     TcpInfo,
     Trace,
     TraceEvent,
+    checksum_status,
     decode,
     table_targets,
 )
@@ -68,6 +72,28 @@ class _Recorded:
     old: State | None
     new: State
     cause: Cause | None
+    trigger: Trigger | None = None
+    segment: SegmentRef | None = None
+
+
+# The segment a user call (or a give-up timer) makes its end send, announcing the change.
+_ANNOUNCED_BY = {
+    Cause.ACTIVE_OPEN: SYN_BIT,
+    Cause.CLOSE: FIN_BIT,
+    Cause.ABORT: RST_BIT,
+    Cause.DATA_AFTER_CLOSE: RST_BIT,
+    Cause.TIMEOUT: RST_BIT,
+}
+_RECEIVED_CAUSES = frozenset(
+    {
+        Cause.RCV_SYN,
+        Cause.RCV_SYN_ACK,
+        Cause.RCV_ACK_OF_SYN,
+        Cause.RCV_FIN,
+        Cause.RCV_ACK_OF_FIN,
+        Cause.RCV_RST,
+    }
+)
 
 
 def _ports(d: Decoded) -> tuple[int | None, int | None]:
@@ -108,9 +134,25 @@ class TraceBuilder:
         old: State | None,
         new: State,
         cause: Cause | None = None,
+        *,
+        trigger: Trigger | None = None,
+        segment: SegmentRef | None = None,
     ) -> None:
         """A state change a connection recorded; its connection is then not inferred."""
-        self._log.append(_Recorded(time, local, remote, old, new, cause))
+        self._log.append(_Recorded(time, local, remote, old, new, cause, trigger, segment))
+
+    def add_change(self, local: Addr, remote: Addr, change: StateChanged) -> None:
+        """A connection's own :class:`~synack.tcp.events.StateChanged`, as it reported it."""
+        self.add_state_change(
+            change.time,
+            local,
+            remote,
+            change.old,
+            change.new,
+            change.cause,
+            trigger=change.trigger,
+            segment=change.segment,
+        )
 
     def add_note(self, time: float, text: str) -> None:
         self._log.append(Note(time, text))
@@ -195,17 +237,16 @@ class _Assembler:
         return d
 
     def run(self) -> Trace:
-        pending: list[_Recorded] = []
         index = 0
-        for entry in self.log:
+        for entry in _listening_first(self.log):
             if isinstance(entry, Note):
                 self.items.append(entry)
             elif isinstance(entry, _Recorded):
                 self.items.append(self._recorded(entry))
-                pending.append(entry)
             else:
                 self._frame(entry, index)
                 index += 1
+        self._attribute_recorded()
         self._attach_recorded_states()
         connections = tuple(
             Connection(
@@ -290,7 +331,60 @@ class _Assembler:
             rec.new,
             rec.cause,
             inferred=False,
+            trigger=rec.trigger,
+            segment=rec.segment,
         )
+
+    def _attribute_recorded(self) -> None:
+        """Give each recorded change the frame that caused it.
+
+        A received segment is matched by its sequence number, acknowledgment,
+        flags and length among the frames to that end before the change; a
+        user call (or a give-up timer) is announced by the SYN, FIN or RST its
+        end sends next, before its next change. A passive OPEN (the listening)
+        or a 2MSL expiry has no frame.
+        """
+        items = self.items
+        for pos, it in enumerate(items):
+            if not isinstance(it, StateChange) or it.inferred or it.cause is None:
+                continue
+            end = (it.conn, it.lane, it.port)
+            found: int | None = None
+            trigger = it.trigger
+            if trigger is None:  # a source that does not say: the cause tells
+                trigger = Trigger.RECEIVED if it.cause in _RECEIVED_CAUSES else Trigger.CALL
+            if trigger is Trigger.RECEIVED:
+                ref = it.segment
+                for back in range(pos - 1, -1, -1):
+                    ev = items[back]
+                    if (
+                        isinstance(ev, TraceEvent)
+                        and ev.tcp is not None
+                        and not ev.lost
+                        and (ev.tcp.conn, ev.dst, ev.tcp.dst_port) == end
+                        and (
+                            ref is None
+                            or (ev.tcp.seq, ev.tcp.ack, int(ev.tcp.flags), ev.tcp.length)
+                            == (ref.seq, ref.ack, ref.flags, ref.length)
+                        )
+                    ):
+                        found = ev.index
+                        break
+            elif it.cause in _ANNOUNCED_BY:
+                bit = _ANNOUNCED_BY[it.cause]
+                for ev in items[pos + 1 :]:
+                    if isinstance(ev, StateChange) and (ev.conn, ev.lane, ev.port) == end:
+                        break
+                    if (
+                        isinstance(ev, TraceEvent)
+                        and ev.tcp is not None
+                        and (ev.tcp.conn, ev.src, ev.tcp.src_port) == end
+                        and int(ev.tcp.flags) & bit
+                    ):
+                        found = ev.index
+                        break
+            if found is not None:
+                items[pos] = replace(it, frame=found)
 
     # -- frames ------------------------------------------------------------------------
 
@@ -298,6 +392,10 @@ class _Assembler:
         d = self.decoded(entry)
         src, dst, protocol = self._endpoints(d)
         summary = summarize(entry.frame, int(entry.linktype))
+        checksum = checksum_status(entry.frame, entry.linktype)
+        if checksum is Checksum.UNVERIFIED:
+            # Not damaged: the sender's NIC fills this checksum in after the capture point.
+            summary = summary.replace("bad-checksum]", "checksum unverified]")
         if self.by_port:
             port_src, port_dst = _ports(d)
             if port_src is not None:
@@ -315,6 +413,7 @@ class _Assembler:
             lost=entry.lost,
             lost_where=entry.lost_where,
             error=d.error,
+            checksum=checksum,
         )
         if d.tcp is None or d.ipv4 is None:
             self.items.append(event)
@@ -397,6 +496,7 @@ class _Assembler:
             dup_ack=marks.dup_ack,
             before=before,
             after=(sender.state, receiver.state),
+            out_of_order=marks.out_of_order,
         )
         self.items.extend(changes_before)
         self.items.append(replace(event, tcp=tcp))
@@ -435,12 +535,10 @@ class _Assembler:
     def _attach_recorded_states(self) -> None:
         """Give segments of recorded connections the states of both ends around them.
 
-        Each change between two frames belongs to one of them: a change made by
-        a user call (OPEN, CLOSE, ABORT) of the next frame's sender comes before
-        that frame (connect() enters SYN-SENT, then the SYN goes out); any other
-        change is what the previous frame caused on arrival.
+        Before a frame, an end is in the state its changes so far left it in,
+        or the old state of the first change this frame caused; after it, in
+        the new state of the last change this frame caused, if any.
         """
-        user_calls = {Cause.ACTIVE_OPEN, Cause.PASSIVE_OPEN, Cause.CLOSE, Cause.ABORT}
         recorded = {c.index: c for c in self.conns.values() if not c.inferred}
         if not recorded:
             return
@@ -448,67 +546,54 @@ class _Assembler:
         for c in recorded.values():
             cur[(c.index, self.lane_key(c.client.addr), c.client.addr[1])] = c.initial[0]
             cur[(c.index, self.lane_key(c.server.addr), c.server.addr[1])] = c.initial[1]
-        items = self.items
-        frames = [i for i, it in enumerate(items) if isinstance(it, TraceEvent)]
-
-        def sender_key(ev: TraceEvent) -> tuple[int, str, int] | None:
-            if ev.tcp is None:
-                return None
-            port = ev.tcp.src_port
-            return (ev.tcp.conn, ev.src, port)
-
-        # owner[i] = position of the frame a state change at position i belongs to
-        owner: dict[int, int] = {}
-        for n, pos in enumerate(frames):
-            nxt = frames[n + 1] if n + 1 < len(frames) else len(items)
-            next_ev = items[nxt] if nxt < len(items) else None
-            nkey = sender_key(next_ev) if isinstance(next_ev, TraceEvent) else None
-            for i in range(pos + 1, nxt):
-                it = items[i]
-                if not isinstance(it, StateChange):
-                    continue
-                if (
-                    nkey is not None
-                    and it.cause in user_calls
-                    and (it.conn, it.lane, it.port) == nkey
-                ):
-                    owner[i] = nxt
-                else:
-                    owner[i] = pos
-        for i in range(frames[0] if frames else 0):
-            it = items[i]
-            if isinstance(it, StateChange) and frames:
-                ev0 = items[frames[0]]
-                assert isinstance(ev0, TraceEvent)
-                key0 = sender_key(ev0)
-                if it.cause in user_calls and (it.conn, it.lane, it.port) == key0:
-                    owner[i] = frames[0]
-                else:
-                    cur[(it.conn, it.lane, it.port)] = it.new
-        out = list(items)
-        for pos in frames:
-            ev = items[pos]
-            assert isinstance(ev, TraceEvent)
-            mine = sorted(i for i, o in owner.items() if o == pos)
-            before_map = dict(cur)
-            for i in mine:
-                it = items[i]
-                assert isinstance(it, StateChange)
+        caused: dict[int, list[StateChange]] = {}
+        for it in self.items:
+            if isinstance(it, StateChange) and it.frame is not None and not it.inferred:
+                caused.setdefault(it.frame, []).append(it)
+        out = list(self.items)
+        for pos, it in enumerate(self.items):
+            if isinstance(it, StateChange):
                 cur[(it.conn, it.lane, it.port)] = it.new
-            if ev.tcp is None or ev.tcp.conn not in recorded:
                 continue
-            conn = recorded[ev.tcp.conn]
+            if not isinstance(it, TraceEvent) or it.tcp is None or it.tcp.conn not in recorded:
+                continue
+            conn = recorded[it.tcp.conn]
             s_side, r_side = (
-                (conn.client, conn.server) if ev.tcp.from_client else (conn.server, conn.client)
+                (conn.client, conn.server) if it.tcp.from_client else (conn.server, conn.client)
             )
-            s_key = (conn.index, self.lane_key(s_side.addr), s_side.addr[1])
-            r_key = (conn.index, self.lane_key(r_side.addr), r_side.addr[1])
+            mine = caused.get(it.index, [])
+            ends = []
+            for side in (s_side, r_side):
+                key = (conn.index, self.lane_key(side.addr), side.addr[1])
+                changes = [c for c in mine if (c.conn, c.lane, c.port) == key]
+                before = changes[0].old if changes else cur.get(key)
+                after = changes[-1].new if changes else cur.get(key)
+                ends.append((before, after))
             out[pos] = replace(
-                ev,
+                it,
                 tcp=replace(
-                    ev.tcp,
-                    before=(before_map.get(s_key), before_map.get(r_key)),
-                    after=(cur.get(s_key), cur.get(r_key)),
+                    it.tcp,
+                    before=(ends[0][0], ends[1][0]),
+                    after=(ends[0][1], ends[1][1]),
                 ),
             )
         self.items = out
+
+
+def _listening_first(log: list[_Frame | _Recorded | Note]) -> list[_Frame | _Recorded | Note]:
+    """The log with each passive OPEN moved back to when it listened.
+
+    A listener's child connection reports CLOSED -> LISTEN when the SYN
+    arrives, stamped with the time its listener listened: that end has been in
+    LISTEN since then, so the change goes before every entry after that time.
+    """
+    out: list[_Frame | _Recorded | Note] = []
+    for entry in log:
+        if isinstance(entry, _Recorded) and entry.cause is Cause.PASSIVE_OPEN:
+            at = len(out)
+            while at > 0 and out[at - 1].time > entry.time:
+                at -= 1
+            out.insert(at, entry)
+        else:
+            out.append(entry)
+    return out

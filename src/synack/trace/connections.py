@@ -84,6 +84,7 @@ class Marks:
     dup_ack: bool  # the same ACK and window again, nothing else
     window_scaled: int  # its window in octets
     first_fin: bool  # the sender's first FIN
+    out_of_order: bool = False  # begins past the highest sequence its sender had sent
 
 
 def observe(sender: Side, receiver: Side, seg: wtcp.TcpSegment) -> Marks:
@@ -109,6 +110,7 @@ def observe(sender: Side, receiver: Side, seg: wtcp.TcpSegment) -> Marks:
         and receiver.snd_max is not None
         and seq_lt(seg.ack, receiver.snd_max)
     )
+    ahead = bool(seg_len and sender.snd_max is not None and seq_lt(sender.snd_max, seg.seq))
     if sender.snd_max is None or (seg_len and seq_lt(sender.snd_max, end)):
         sender.snd_max = end
     first_fin = fin and sender.fin_seq is None
@@ -123,7 +125,7 @@ def observe(sender: Side, receiver: Side, seg: wtcp.TcpSegment) -> Marks:
     if ack and not syn:
         sender.last_ack = seg.ack
         sender.last_window = seg.window
-    return Marks(retransmission, dup_ack, window_scaled, first_fin)
+    return Marks(retransmission, dup_ack, window_scaled, first_fin, ahead)
 
 
 def send(

@@ -20,14 +20,24 @@ from html import escape
 
 from synack.tcp.states import TRANSITIONS, Cause, State
 from synack.trace.layers import dissect
-from synack.trace.model import Note, StateChange, Trace, TraceEvent, state_name
-from synack.trace.terminal import event_label
+from synack.trace.model import (
+    MARKS_LEGEND,
+    Checksum,
+    Note,
+    StateChange,
+    Trace,
+    TraceEvent,
+    state_name,
+)
+from synack.trace.terminal import event_label, short_options
 
 ROW = 30  # px between rows of the sequence diagram
 # Every frame carries its bytes and dissection in the page (about 3 kB for a
 # full-size segment): past a few thousand frames a browser tab gets sluggish.
 MAX_FRAMES = 3000
 LANE_GAP = 300
+CHAR_PX = 7.3  # one character of the 12 px monospace font, a little generous
+TIME_COLUMN_PX = 52  # the time at the left of each arrow ("12.345") and a gap
 
 _STATE_COLOURS: dict[State, str] = {
     State.CLOSED: "#9e9e9e",
@@ -80,6 +90,7 @@ svg text{font-family:ui-monospace,"DejaVu Sans Mono",monospace;font-size:12px}
 .lane-name{font-weight:bold;font-size:13px}
 .arrow line{stroke:#37474f;stroke-width:1.6}
 .arrow text{fill:#263238}
+.arrow text.opts{fill:#607d8b;font-size:10px}
 .arrow{cursor:pointer}
 .arrow:hover line{stroke:#1565c0;stroke-width:3}
 .arrow.selected line{stroke:#d81b60;stroke-width:3}
@@ -230,7 +241,9 @@ def _svg_sequence(trace: Trace) -> tuple[str, int]:
             if state is None or key in shown or key not in x:
                 continue
             shown.add(key)
-            rows.append(_state_text(x, key, port, state, y, key in multi_port))
+            # A capture cannot show the listen call: LISTEN is inferred from the SYN-ACK.
+            note = " (inferred)" if conn.inferred and state is State.LISTEN else ""
+            rows.append(_state_text(x, key, port, state, y, key in multi_port, note))
     y += ROW
     arrows = 0
     start = trace.start
@@ -246,7 +259,7 @@ def _svg_sequence(trace: Trace) -> tuple[str, int]:
             rows.append(_state_text(x, item.lane, item.port, item.new, y, item.lane in multi_port))
             y += ROW * 2 // 3
         else:
-            rows.append(_arrow(item, x, y, start))
+            rows.append(_arrow(item, x, y, start, width))
             arrows += 1
             y += ROW + 6
     head = [
@@ -279,10 +292,11 @@ def _state_text(
     state: State,
     y: int,
     port_too: bool,
+    note: str = "",
 ) -> str:
     if key not in x:
         return ""
-    text = (f":{port} " if port_too else "") + state.value
+    text = (f":{port} " if port_too else "") + state.value + note
     first = x[key] == min(x.values()) and len(x) > 1
     anchor, dx = ("end", -8) if first else ("start", 8)
     colour = _STATE_COLOURS.get(state, "#333")
@@ -292,7 +306,7 @@ def _state_text(
     )
 
 
-def _arrow(ev: TraceEvent, x: dict[str, int], y: int, start: float) -> str:
+def _arrow(ev: TraceEvent, x: dict[str, int], y: int, start: float, width: int) -> str:
     x1, x2 = x.get(ev.src), x.get(ev.dst)
     classes = ["arrow", ev.protocol.lower()]
     if ev.lost:
@@ -317,18 +331,46 @@ def _arrow(ev: TraceEvent, x: dict[str, int], y: int, start: float) -> str:
         )
     mid = (x1 + x2) / 2
     ya = y + 14
+    # Centred over the arrow, but never over the time column nor past the right edge
+    # (monospace 12 px: about 7.3 px a character).
+    # A label wider than its arrow is split at the space nearest its middle, so
+    # that it does not run past the lifelines (the space stays: textContent is whole).
+    text = event_label(ev)
+    parts = [text]
+    if len(text) * CHAR_PX > abs(x2 - x1) - 12 and " " in text:
+        cut = min(
+            (i for i, c in enumerate(text) if c == " "), key=lambda i: abs(i - len(text) // 2)
+        )
+        parts = [text[: cut + 1], text[cut + 1 :]]
+    half = max(len(p.rstrip()) for p in parts) * CHAR_PX / 2
+    label_x = min(max(mid, TIME_COLUMN_PX + half), width - 4 - half)
+    up = 12 * (len(parts) - 1)
+    label_y = y + 8 - up
     if ev.lost:
-        # The frame died on the link: the arrow stops half-way at a cross.
+        # The frame died on the link: the arrow stops half-way at a cross, under its label.
+        label_y = y + 2 - up
         body = (
             f'<line x1="{x1}" y1="{ya}" x2="{mid:.0f}" y2="{ya}"/>'
             f'<text class="cross" x="{mid:.0f}" y="{ya + 5}" text-anchor="middle" '
-            f'font-size="16">✗</text>'
+            f'font-size="13">✗</text>'
         )
     else:
         body = f'<line x1="{x1}" y1="{ya}" x2="{x2}" y2="{ya}" marker-end="url(#head)"/>'
+    # A SYN's options (either direction) under its arrow: they set MSS and window scaling.
+    opts = short_options(ev).strip(" <>") if ev.tcp is not None and ev.tcp.flags & 0x02 else ""
+    if opts:
+        body += (
+            f'<text class="opts" x="{mid:.0f}" y="{ya + 12}" text-anchor="middle">'
+            f"{escape(opts)}</text>"
+        )
     return (
         f"<g {common}>{title}{time_text}{body}"
-        f'<text x="{mid:.0f}" y="{y + 8}" text-anchor="middle">{label}</text></g>'
+        f'<text class="label" x="{label_x:.0f}" y="{label_y}" text-anchor="middle">'
+        + "".join(
+            f'<tspan x="{label_x:.0f}" dy="{12 if i else 0}">{escape(part)}</tspan>'
+            for i, part in enumerate(parts)
+        )
+        + "</text></g>"
     )
 
 
@@ -358,8 +400,9 @@ def _svg_timelines(trace: Trace) -> str:
                 colour = _STATE_COLOURS.get(state, "#ccc")
                 x0 = left + first * step
                 w = max((last - first) * step, 1)
+                where = _span_frames(first, last, n)
                 bars.append(
-                    f'<g class="tl"><title>{escape(state.value)} (frames {first + 1}–{last})</title>'
+                    f'<g class="tl"><title>{escape(state.value)} ({where})</title>'
                     f'<rect class="tl-seg" data-state="{_attr(state.value)}" x="{x0:.1f}" y="{y}" '
                     f'width="{w:.1f}" height="20" fill="{colour}"/>'
                     + (
@@ -379,16 +422,32 @@ def _svg_timelines(trace: Trace) -> str:
     )
 
 
+def _span_frames(first: float, last: float, n: int) -> str:
+    """Which frames a timeline span covers, 1-based: slot k shows the state
+    after frame k+1; a change between frames starts half a slot early."""
+    lo, hi = math.ceil(first) + 1, min(math.ceil(last), n)
+    if lo < hi:
+        return f"frames {lo}–{hi}"
+    if lo == hi:
+        return f"frame {lo}"
+    if lo > n:
+        return f"after frame {n}"
+    return f"between frames {lo - 1} and {lo}"
+
+
 def _state_spans(
     trace: Trace, conn: int, port: int, lane: str, initial: State | None, n: int
-) -> list[tuple[int, int, State]]:
-    """(first frame, end frame, state) runs of one connection end over the frame axis.
+) -> list[tuple[float, float, State]]:
+    """(start, end, state) runs of one connection end over the frame axis.
 
-    A change caused by frame k (0-based) starts at k; a recorded change
-    between frames starts at the next frame.
+    A change caused by frame k (0-based) starts at slot k; a recorded change
+    between frames (the listening, a 2MSL expiry) half a slot before the next
+    frame, so that it shows even when that frame changes the state again.
     """
-    spans: list[tuple[int, int, State]] = []
-    state, since, next_slot = initial, 0, 0
+    spans: list[tuple[float, float, State]] = []
+    state: State | None = initial
+    since: float = 0
+    next_slot = 0
     # Slots are positions among this trace's frames (a cut-out trace keeps
     # the frames' original numbers).
     slot = {ev.index: i for i, ev in enumerate(trace.events)}
@@ -400,7 +459,11 @@ def _state_spans(
             lane,
             port,
         ):
-            at = slot.get(item.frame, next_slot) if item.frame is not None else next_slot
+            at: float = (
+                slot.get(item.frame, next_slot)
+                if item.frame is not None
+                else max(next_slot - 0.5, since)
+            )
             if state is not None and at > since:
                 spans.append((since, at, state))
             state, since = item.new, at
@@ -429,6 +492,10 @@ def _svg_state_diagram(trace: Trace) -> str:
         edges.setdefault(key, []).append((cause, (old, cause, new) in visited_rows))
     parts: list[str] = []
     w, h = 150, 30
+    # Boxes a label must stay clear of: every node, then each label placed so far.
+    placed: list[tuple[float, float, float, float]] = [
+        (x - w / 2 - 2, y - h / 2 - 2, x + w / 2 + 2, y + h / 2 + 2) for x, y in _NODE_POS.values()
+    ]
     for (a, b), causes in edges.items():  # one edge per pair of nodes
         if a not in _NODE_POS or b not in _NODE_POS:
             continue
@@ -444,11 +511,12 @@ def _svg_state_diagram(trace: Trace) -> str:
         ex, ey = _border(x2, y2, cx, cy, w, h)
         names = [str(c) for c, v in causes if v or c not in _ABORTS]
         label = " / ".join(names)
-        lx, ly = 0.25 * sx + 0.5 * cx + 0.25 * ex, 0.25 * sy + 0.5 * cy + 0.25 * ey
+        lx, ly = _place_label(label, visited, (sx, sy), (cx, cy), (ex, ey), placed)
         cls = "edge" + (" abort" if abort else "") + (" visited" if visited else "")
         every = " / ".join(str(c) for c, _ in causes)
         parts.append(
-            f'<g class="{cls}" data-from="{_attr(a)}" data-to="{_attr(b)}">'
+            f'<g class="{cls}" data-from="{_attr(a)}" data-to="{_attr(b)}" '
+            f'data-taken="{_attr(" / ".join(str(c) for c, v in causes if v))}">'
             f"<title>{escape(a)} → {escape(b)}: {escape(every)}</title>"
             f'<path d="M{sx:.1f},{sy:.1f} Q{cx:.1f},{cy:.1f} {ex:.1f},{ey:.1f}" '
             f'marker-end="url(#{"hv" if visited else "hd"})"/>'
@@ -479,6 +547,40 @@ def _svg_state_diagram(trace: Trace) -> str:
     )
 
 
+def _place_label(
+    label: str,
+    bold: bool,
+    start: tuple[float, float],
+    ctrl: tuple[float, float],
+    end: tuple[float, float],
+    placed: list[tuple[float, float, float, float]],
+) -> tuple[float, float]:
+    """Where an edge's label goes: the point of its curve nearest the middle whose
+    box (estimated from the 9/10 px monospace font) covers no node and no other
+    label; the box is then added to ``placed``."""
+    if not label:
+        return ((start[0] + 2 * ctrl[0] + end[0]) / 4, (start[1] + 2 * ctrl[1] + end[1]) / 4)
+    half = len(label) * (6.1 if bold else 5.5) / 2 + 2
+    best: tuple[float, float] | None = None
+    for t in (0.5, 0.42, 0.58, 0.34, 0.66, 0.26, 0.74, 0.18, 0.82):
+        u = 1 - t
+        x = u * u * start[0] + 2 * u * t * ctrl[0] + t * t * end[0]
+        y = u * u * start[1] + 2 * u * t * ctrl[1] + t * t * end[1]
+        for dy in (0.0, -9.0, 9.0, -16.0, 16.0):
+            box = (x - half, y + dy - 10, x + half, y + dy + 3)
+            if not any(
+                box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in placed
+            ):
+                best = (x, y + dy)
+                break
+        if best is not None:
+            break
+    if best is None:
+        best = ((start[0] + 2 * ctrl[0] + end[0]) / 4, (start[1] + 2 * ctrl[1] + end[1]) / 4)
+    placed.append((best[0] - half, best[1] - 10, best[0] + half, best[1] + 3))
+    return best
+
+
 def _border(x: float, y: float, tx: float, ty: float, w: float, h: float) -> tuple[float, float]:
     """Where the line from a node's centre (x, y) towards (tx, ty) leaves its box."""
     dx, dy = tx - x, ty - y
@@ -494,6 +596,7 @@ def _border(x: float, y: float, tx: float, ty: float, w: float, h: float) -> tup
 def _packet_list(trace: Trace) -> str:
     rows = []
     start = trace.start
+    caused = trace.changes_by_frame()
     for ev in trace.events:
         classes = []
         marks = []
@@ -505,12 +608,17 @@ def _packet_list(trace: Trace) -> str:
             marks.append("retransmission")
         if ev.tcp is not None and ev.tcp.dup_ack:
             marks.append("dup ACK")
-        states = ""
-        if ev.tcp is not None and ev.tcp.before != ev.tcp.after:
-            b, a = ev.tcp.before, ev.tcp.after
-            states = "; ".join(
-                f"{state_name(o)}→{state_name(n)}" for o, n in zip(b, a, strict=True) if o != n
-            )
+        if ev.tcp is not None and ev.tcp.out_of_order:
+            marks.append("out of order")
+        if ev.checksum is Checksum.BAD:
+            classes.append("bad")
+            marks.append("bad checksum")
+        elif ev.checksum is Checksum.UNVERIFIED:
+            marks.append("checksum unverified")
+        states = "; ".join(
+            f"{trace.lane_name(c.lane)}: {state_name(c.old)}→{state_name(c.new)}"
+            for c in caused.get(ev.index, ())
+        )
         rows.append(
             f'<tr class="{" ".join(classes)}" data-index="{ev.index}"><td>{ev.index + 1}</td>'
             f"<td>{ev.time - start:.6f}</td><td>{escape(trace.lane_name(ev.src))}</td>"
@@ -594,7 +702,9 @@ Click an arrow or a row to dissect its frame.{cut}</p></header>
 <p class="muted">Highlighted: the states and transitions this trace went through. Dashed: resets,
 aborts and timeouts.</p>
 <div class="scroll">{_svg_state_diagram(trace)}</div></section>
-<section><h2>Packets</h2><div class="scroll" style="max-height:360px">{_packet_list(trace)}</div></section>
+<section><h2>Packets</h2>
+<p class="muted legend">{escape(MARKS_LEGEND)}</p>
+<div class="scroll" style="max-height:360px">{_packet_list(trace)}</div></section>
 <section><h2 id="detail-title">Frame</h2>
 <div id="layers"></div>
 <div class="detail"><div id="fields"></div><div><div id="hex"></div></div></div></section>

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from synack.trace.model import LinkType
+from synack.trace.model import Checksum, LinkType, checksum_status
 from synack.wire.dissect import dissect as wire_dissect
 
 PREVIEW = 48  # payload characters shown beside the byte count
@@ -37,20 +37,23 @@ class LayerView:
 def dissect(frame: bytes, linktype: LinkType = LinkType.ETHERNET) -> list[LayerView]:
     """Every layer of ``frame`` in byte order, then its payload as "data"."""
     d = wire_dissect(frame, int(linktype))
+    # A checksum the sender's NIC fills in after the capture point is not wrong:
+    # it cannot be checked here (checksum offload), and the dissection says so.
+    offloaded = checksum_status(frame, linktype) is Checksum.UNVERIFIED
     layers: list[LayerView] = []
     for layer in d.layers:
-        fields = tuple(
-            FieldView(
-                f.name,
-                f.value_text + (f"  ✗ {f.problem}" if f.problem else ""),
-                f.byte_offset,
-                f.byte_length,
-            )
-            for f in layer.fields
-        )
-        name = layer.name + (f" ✗ {layer.error.reason}" if layer.error is not None else "")
+        fields = []
+        for f in layer.fields:
+            value = f.value_text + (f"  ✗ {f.problem}" if f.problem else "")
+            if offloaded and f.problem == "bad-checksum":
+                value = f.value_text.split(" (")[0] + " (unverified: offloaded to the sender's NIC)"
+            fields.append(FieldView(f.name, value, f.byte_offset, f.byte_length))
+        error = layer.error
+        if offloaded and error is not None and error.reason == "bad-checksum":
+            error = None
+        name = layer.name + (f" ✗ {error.reason}" if error is not None else "")
         layers.append(
-            LayerView(name, layer.byte_offset, layer.byte_offset + layer.byte_length, fields)
+            LayerView(name, layer.byte_offset, layer.byte_offset + layer.byte_length, tuple(fields))
         )
     if d.payload:
         n = len(d.payload)

@@ -8,14 +8,13 @@ its sender (one of the attached hosts) sends it, or when an attached host
 receives it from a sender nobody attached (the kernel over a TAP device); the
 state changes are the ones the connections recorded, so nothing is inferred.
 
-Layer: trace. Imports synack.stack, synack.tcp and the rest of synack.trace.
+Layer: trace. Imports synack.stack and the rest of synack.trace.
 """
 
 from __future__ import annotations
 
 from synack.stack import events as sev
 from synack.stack.host import Host
-from synack.tcp.states import State
 from synack.trace.builder import TraceBuilder
 from synack.trace.model import Trace
 
@@ -34,9 +33,7 @@ class HostTrace:
             if record.direction == "out" or bytes(record.frame[6:12]) not in self._macs:
                 self.builder.add_frame(record.ts, record.frame, link=record.host)
         elif isinstance(record, sev.TcpStateTrace):
-            self.builder.add_state_change(
-                record.ts, record.local, record.remote, State(record.old), State(record.new)
-            )
+            self.builder.add_change(record.local, record.remote, record.change)
 
     def note(self, now: float, text: str) -> None:
         self.builder.add_note(now, text)

@@ -17,7 +17,11 @@ import enum
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address
 
+from synack.tcp.events import SegmentRef, Trigger
 from synack.tcp.states import TRANSITIONS, Cause, State
+from synack.wire import tcp as wtcp
+from synack.wire import udp as wudp
+from synack.wire.checksum import fold, pseudo_header_sum
 from synack.wire.decode import Decoded
 from synack.wire.decode import checksums_ok as checksums_ok  # re-exported: the trace API
 from synack.wire.decode import decode as wire_decode
@@ -77,6 +81,45 @@ def decode(frame: bytes, linktype: LinkType = LinkType.ETHERNET) -> Decoded:
     return wire_decode(frame, linktype, first_fragment=False)
 
 
+class Checksum(enum.Enum):
+    """What a frame's checksums say, as a capture point can know it."""
+
+    OK = "ok"
+    BAD = "bad"
+    # Only the TCP/UDP checksum is wrong, and it holds the pseudo-header sum: the
+    # sending host handed the segment to its NIC (or loopback) to finish, and the
+    # capture saw it before that (checksum offload). Unverifiable here, not bad.
+    UNVERIFIED = "unverified"
+
+
+MARKS_LEGEND = (
+    "Marks: checksum unverified = the sending host's NIC fills the TCP/UDP checksum in "
+    "after the capture point (offload), not an error; bad checksum = the bytes are damaged; "
+    "out of order = starts past what its sender had sent (a gap before it)."
+)
+
+
+def checksum_status(frame: bytes, linktype: LinkType = LinkType.ETHERNET) -> Checksum:
+    """:class:`Checksum` of one frame (ICMP, UDP and TCP; the IPv4 header's always counts)."""
+    d = wire_decode(frame, linktype, verify=True, first_fragment=False)
+    if not d.bad_checksums:
+        return Checksum.OK
+    if (
+        len(d.bad_checksums) == 1
+        and d.bad_checksums[0].layer in ("tcp", "udp")
+        and d.ipv4 is not None
+        and d.transport_at is not None
+    ):
+        at = d.transport_at + (wtcp.CHECKSUM_AT if d.tcp is not None else wudp.CHECKSUM_AT)
+        field = int.from_bytes(frame[at : at + 2], "big")
+        length = len(d.ipv4.payload)
+        proto = 6 if d.tcp is not None else 17
+        partial = fold(pseudo_header_sum(int(d.ipv4.src), int(d.ipv4.dst), proto, length))
+        if field in (partial, partial ^ 0xFFFF):
+            return Checksum.UNVERIFIED
+    return Checksum.BAD
+
+
 @dataclass(frozen=True, slots=True)
 class Lane:
     """One column of a sequence diagram: a host, named by its IP (or MAC)."""
@@ -126,6 +169,9 @@ class TcpInfo:
     # (sender, receiver) states before and after this segment.
     before: tuple[State | None, State | None]
     after: tuple[State | None, State | None]
+    # It begins past the highest sequence number its sender had sent: a segment
+    # before it was lost before the capture point, or comes later (reordering).
+    out_of_order: bool = False
 
     @property
     def flag_text(self) -> str:
@@ -159,6 +205,7 @@ class TraceEvent:
     lost_where: str | None = None
     tcp: TcpInfo | None = None
     error: str | None = None
+    checksum: Checksum = Checksum.OK
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +221,11 @@ class StateChange:
     cause: Cause | None
     inferred: bool
     frame: int | None = None  # TraceEvent.index that caused it, when known
+    # What the connection said took it (recorded changes only): the segment that
+    # arrived (``segment`` names it), a user call (the SYN, FIN or RST it sends is
+    # ``frame``) or a timer.
+    trigger: Trigger | None = None
+    segment: SegmentRef | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,20 +264,21 @@ class Trace:
         return key
 
     def visited(self) -> set[tuple[State, Cause, State]]:
-        """The rows (from, cause, to) of the transition table this trace went through.
+        """The rows (from, cause, to) of the transition table this trace went through:
+        exactly its state changes (one without a known cause or old state is no row)."""
+        return {
+            (c.old, c.cause, c.new)
+            for c in self.state_changes
+            if c.old is not None and c.cause is not None
+        }
 
-        A change recorded without its cause counts for every row from its old
-        to its new state.
-        """
-        rows: set[tuple[State, Cause, State]] = set()
+    def changes_by_frame(self) -> dict[int, list[StateChange]]:
+        """The state changes each frame caused (or, for a user call, announced), in order."""
+        out: dict[int, list[StateChange]] = {}
         for c in self.state_changes:
-            if c.old is None:
-                continue
-            if c.cause is not None:
-                rows.add((c.old, c.cause, c.new))
-            else:
-                rows.update(r for r in TRANSITIONS if r[0] is c.old and r[2] is c.new)
-        return rows
+            if c.frame is not None:
+                out.setdefault(c.frame, []).append(c)
+        return out
 
     def only_connection(self, index: int) -> Trace:
         """One TCP connection's segments and state changes, as a trace of their own."""

@@ -11,7 +11,9 @@ Layer: trace. Imports synack.core, synack.tcp, synack.wire and synack.trace.mode
 
 from __future__ import annotations
 
+import itertools
 import re
+import textwrap
 from collections.abc import Iterator
 
 from rich.console import Console
@@ -19,7 +21,7 @@ from rich.text import Text
 
 from synack.core.printable import escape
 from synack.tcp.states import State
-from synack.trace.model import Note, StateChange, Trace, TraceEvent, state_name
+from synack.trace.model import Checksum, Note, StateChange, Trace, TraceEvent, state_name
 from synack.wire.tcp import TcpFlags
 
 TIME_WIDTH = 9
@@ -48,7 +50,7 @@ def _flag_style(event: TraceEvent) -> str:
     return ""
 
 
-def _short_options(event: TraceEvent) -> str:
+def short_options(event: TraceEvent) -> str:
     """Options as a diagram shows them: timestamps named, not valued (they change every segment)."""
     if event.tcp is None:
         return ""
@@ -81,8 +83,12 @@ def event_label(event: TraceEvent) -> str:
         marks.append("retransmission")
     if tcp.dup_ack:
         marks.append("dup ACK")
+    if tcp.out_of_order:
+        marks.append("out of order")
     if event.lost:
         marks.append("LOST" + (f" on {event.lost_where}" if event.lost_where else ""))
+    if event.checksum is Checksum.BAD:
+        marks.append("bad checksum")
     if marks:
         text += " (" + ", ".join(marks) + ")"
     return text
@@ -153,14 +159,20 @@ class SequenceDiagram:
 
     def lines(self) -> Iterator[Text]:
         trace = self.trace
-        header = _Row(self.width)
+        placed = []
         for lane in trace.lanes:
             name = lane.name if lane.name == lane.key else f"{lane.name} {lane.key}"
             x = self.x[lane.key]
-            header.put(max(0, min(x - len(name) // 2, self.width - len(name))), name, "bold")
-        yield header.text()
+            placed.append((max(0, min(x - len(name) // 2, self.width - len(name))), name))
+        # Names that would run into each other take turns on two lines.
+        crowded = any(a + len(n) >= b for (a, n), (b, _) in itertools.pairwise(placed))
+        headers = [_Row(self.width), _Row(self.width)] if crowded else [_Row(self.width)]
+        for i, (at, name) in enumerate(placed):
+            headers[i % len(headers)].put(at, name, "bold")
+        for header in headers:
+            yield header.text()
         # The state each connection end starts in, under its host's name.
-        initial = _Row(self.width)
+        initial = self._row()  # lifelines first: a state's name is written over them
         shown: set[str] = set()
         for conn in trace.connections:
             ends = (
@@ -172,9 +184,8 @@ class SequenceDiagram:
                     continue
                 shown.add(key)
                 prefix = f":{port} " if key in self.multi else ""
-                self._put_state(initial, key, prefix + state.value, state)
-        for x in self.x.values():
-            initial.put(x, "│", "dim")
+                note = " (inferred)" if conn.inferred and state is State.LISTEN else ""
+                self._put_state(initial, key, prefix + state.value + note, state)
         yield initial.text()
         for item in trace.items:
             if isinstance(item, Note):
@@ -214,11 +225,22 @@ class SequenceDiagram:
             return
         lo, hi = min(x1, x2), max(x1, x2)
         span = hi - lo - 3
-        full = label + _short_options(event)
-        text = full if len(full) <= span else label
-        if len(text) > span:
-            text = text[: max(span - 1, 1)] + "…"
-        top.put(lo + 2 + max(0, (span - len(text)) // 2), text, style)
+        full = label + short_options(event)
+        if len(full) <= span:
+            top.put(lo + 2 + (span - len(full)) // 2, full, style)
+        else:
+            # Too long for the arrow: centred over it across the other lifelines,
+            # wrapped at spaces when wider than the diagram; nothing is cut.
+            avail = self.width - TIME_WIDTH
+            rows = [top] + [self._row() for _ in range(1, 99)]
+            wrapped = textwrap.wrap(full, avail, break_on_hyphens=False) or [full]
+            centre = (lo + hi) // 2
+            for row, part in zip(rows, wrapped, strict=False):
+                at = min(max(centre - len(part) // 2, TIME_WIDTH), self.width - len(part))
+                row.put(at, part, style)
+            for row in rows[1 : len(wrapped)]:
+                yield top.text()
+                top = row
         if event.lost:
             # The arrow dies half-way, where the link dropped it.
             mid = (x1 + x2) // 2
@@ -263,6 +285,15 @@ def render(trace: Trace, console: Console | None = None, width: int | None = Non
                     "yellow",
                 )
             )
+    unverified = sum(e.checksum is Checksum.UNVERIFIED for e in trace.events)
+    if unverified:
+        console.print(
+            Text(
+                f"{unverified} frame(s): checksum unverified, not bad (the sending host's NIC "
+                "fills it in after the capture point: offload)",
+                "dim",
+            )
+        )
     for conn in trace.connections:
         how = "inferred from the segments" if conn.inferred else "recorded by the connections"
         final = " / ".join(state_name(s) for s in conn.final)

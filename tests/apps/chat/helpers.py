@@ -1,4 +1,4 @@
-"""A minimal chat peer written from PROTOCOLS.md alone (struct + json + asyncio
+"""A minimal chat peer written from docs/protocol.md alone (struct + json + asyncio
 streams), so the server is tested against something that shares none of its code;
 and ``Room``, the sans-IO room on a manual clock."""
 

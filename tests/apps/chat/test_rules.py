@@ -1,4 +1,4 @@
-"""Every rule and error code of PROTOCOLS.md §2, checked on the sans-IO room.
+"""Every rule and error code of docs/protocol.md §2, checked on the sans-IO room.
 
 Time is a manual clock (``Room.advance``): the heartbeat, idle-timeout and
 rate-limit tests use the real defaults (30 s, 90 s, 50/s with a burst of 200)

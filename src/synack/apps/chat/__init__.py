@@ -1,4 +1,4 @@
-"""Framed TCP chat (PROTOCOLS.md §2): the rules (``core``), the asyncio server and
+"""Framed TCP chat (docs/protocol.md §2): the rules (``core``), the asyncio server and
 client API, the demo script.
 
 Layer: apps. Imports chat.client and chat.server.

@@ -1,4 +1,4 @@
-"""Framed connections over any asyncio transport (PROTOCOLS.md §1).
+"""Framed connections over any asyncio transport (docs/protocol.md §1).
 
 ``FramedProtocol`` is the thin adapter between an ``asyncio`` transport and the
 sans-IO ``FrameDecoder``. It is an ``asyncio.BufferedProtocol`` (the kernel

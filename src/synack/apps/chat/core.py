@@ -1,4 +1,4 @@
-"""The chat server's rules (PROTOCOLS.md §2), sans-IO.
+"""The chat server's rules (docs/protocol.md §2), sans-IO.
 
 ``ChatRoom`` decides everything the server decides: registration (nick rules,
 nick taken, server full), broadcasts and direct messages, ``who`` with ``more``
@@ -26,7 +26,7 @@ Slow readers: while a client's transport asks to pause (``pause``), that
 client's output is kept here, bounded in bytes; overflowing the bound
 disconnects the client with ``left{reason:"too-slow"}``. Nobody else waits.
 
-Under attack (docs/protocol-hostile.md, "Chat"): a connection that has not
+Under attack (docs/protocol.md §2b): a connection that has not
 registered within ``hello_timeout`` is told ``error{timeout}`` and closed
 (pings it answers do not keep it); one host holds at most ``max_per_host``
 connections (``server-full`` past that); a client's pings spend a bucket of their
@@ -39,7 +39,7 @@ Timers: one heap entry per client, never later than that client's true
 deadline (receiving only moves deadlines later, so entries are fixed up
 lazily when they reach the top): ``get_timer`` is exact and cheap.
 
-Cluster (docs/protocol-chat-cluster.md): ``chat.node.ChatNode`` makes the room one node of
+Cluster (docs/protocol.md §2a): ``chat.node.ChatNode`` makes the room one node of
 a chat spread over several; here are only its hooks (the section at the end of the class), the
 users of the other nodes (``remote``: listed by ``welcome``/``who``, reachable by ``say`` with
 ``to``) and what a client sends while its nick is being claimed (held, bounded). ``--history
@@ -99,7 +99,7 @@ _MIN_SEND_FRAME = 20_000
 
 @dataclass(frozen=True, slots=True)
 class ChatConfig:
-    """Server settings; defaults per PROTOCOLS.md §2 and §5."""
+    """Server settings; defaults per docs/protocol.md §2 and §5."""
 
     heartbeat: float = 30.0  # silence before the server sends `ping`
     idle_timeout: float = 90.0  # silence before `error{timeout}` and close

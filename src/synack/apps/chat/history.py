@@ -1,7 +1,7 @@
 """``--history N``: the last N broadcast messages, replayed to a client after ``welcome``.
 
 A replayed message is the ``msg`` frame the room broadcast, with one member added:
-``"history": true`` (docs/protocol-chat-cluster.md). Clients that do not know the member
+``"history": true`` (docs/protocol.md §2a). Clients that do not know the member
 ignore it (§2: unknown members are ignored), so the frame stays a plain ``msg`` to them.
 The frames are kept already marked: a join costs one join of bytes, not an encode per
 message.

@@ -1,4 +1,4 @@
-"""Chat messages (PROTOCOLS.md §2), validated by msgspec.
+"""Chat messages (docs/protocol.md §2), validated by msgspec.
 
 Each frame's payload is one UTF-8 JSON object whose ``type`` member selects the
 message. The structs here are the frozen, validated events of the chat layer:
@@ -161,7 +161,7 @@ _INVISIBLE_LETTERS: Final = frozenset("\u115f\u1160\u3164\uffa0")
 # lowercase homoglyphs of Latin letters, dotless i and script g/a, and the
 # digits 0 and 1. "rn" drawn as "m" is handled in nick_key. Not covered:
 # rarer scripts' look-alikes (Cherokee, Armenian, ...) and "I" vs "l" (case
-# folding turns "I" into "i" first). See docs/protocol-hostile.md.
+# folding turns "I" into "i" first). See docs/protocol.md §2b.
 _SKELETON: Final = str.maketrans(
     {
         # Cyrillic

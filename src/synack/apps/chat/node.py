@@ -1,4 +1,4 @@
-"""A chat room that is one node of a cluster (docs/protocol-chat-cluster.md), sans-IO.
+"""A chat room that is one node of a cluster (docs/protocol.md §2a), sans-IO.
 
 ``ChatNode`` is a ``ChatRoom`` plus what a cluster adds; until ``join_cluster`` it is exactly
 a ``ChatRoom``. Once joined:

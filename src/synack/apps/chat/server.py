@@ -1,4 +1,4 @@
-"""The chat server (PROTOCOLS.md §2) on asyncio: a thin adapter around ``ChatRoom``.
+"""The chat server (docs/protocol.md §2) on asyncio: a thin adapter around ``ChatRoom``.
 
 Every rule lives in the sans-IO ``ChatRoom`` (``core.py``). This module only
 moves bytes and time: one ``ChatSession`` (an asyncio protocol, see

@@ -1,4 +1,4 @@
-"""The strftime format protocol (PROTOCOLS.md §3a), sans-IO.
+"""The strftime format protocol (docs/protocol.md §3a), sans-IO.
 
 A request is a UTF-8 ``strftime`` format in one datagram; the reply is the
 server's local time formatted with it. The core never reads a clock: the
@@ -14,7 +14,7 @@ source turns a server that answers bigger into an amplifier):
   request datagram, whatever the request (an empty request, 28 bytes on the
   wire, may get up to 28 bytes of text: the default format's 19 fit). A
   format that would produce more gets a short ``error:`` reply, itself
-  within the bound (docs/protocol-hostile.md, "Time");
+  within the bound (docs/protocol.md §3a, "Under attack");
 - each source address has a token bucket (core.ratelimit: a full table of
   busy sources is not flushed by new ones); excess requests get no reply at
   all (silence is the only answer that does not amplify).

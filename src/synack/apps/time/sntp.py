@@ -1,4 +1,4 @@
-"""SNTPv4 server mode, sans-IO (PROTOCOLS.md §3b; RFC 4330 §5, RFC 5905 §7.3).
+"""SNTPv4 server mode, sans-IO (docs/protocol.md §3b; RFC 4330 §5, RFC 5905 §7.3).
 
 The packet is the RFC 5905 §7.3 header (48 bytes): leap indicator, version and
 mode in the first byte, then stratum, poll, precision, root delay, root

@@ -1,4 +1,4 @@
-"""The contact book (PROTOCOLS.md §4): ``[contacts]`` in TOML plus ``--contact``.
+"""The contact book (docs/protocol.md §4): ``[contacts]`` in TOML plus ``--contact``.
 
 Layer: apps. Imports synack.errors.
 """

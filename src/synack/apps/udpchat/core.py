@@ -1,4 +1,4 @@
-"""The UDP messenger's protocol (PROTOCOLS.md §4), sans-IO.
+"""The UDP messenger's protocol (docs/protocol.md §4), sans-IO.
 
 UDP promises nothing: a datagram may be lost, duplicated or reordered, and
 nobody tells the sender. This core adds exactly what a chat needs on top:
@@ -56,7 +56,7 @@ MAX_NAME = 64
 DEDUP_WINDOW = 4096
 MAX_SENDERS = 1024  # strangers remembered (contacts are always remembered)
 # Ids: the wall-clock second times 2**29, plus a secret random 29-bit offset,
-# then a secret random step in 1..ID_STEP per message. Increasing (PROTOCOLS.md
+# then a secret random step in 1..ID_STEP per message. Increasing (docs/protocol.md
 # §4) within a run and, from the clock, across restarts (a peer's duplicate
 # window must not swallow a restarted sender's new ids) as long as a run sends
 # fewer than 2**29 / (ID_STEP / 2) = 16,384 messages per second; secret, so an
