@@ -71,7 +71,17 @@ class TcpStream:
     reports :class:`~synack.stack.events.TcpActivity` when there are new ones.
     Every call takes ``now``, like the connection itself."""
 
-    __slots__ = ("_touch", "conn", "deadline", "gone", "key", "listener", "owner", "pending")
+    __slots__ = (
+        "__weakref__",
+        "_touch",
+        "conn",
+        "deadline",
+        "gone",
+        "key",
+        "listener",
+        "owner",
+        "pending",
+    )
 
     def __init__(
         self,

@@ -179,7 +179,8 @@ class Host:
 
     @property
     def connections(self) -> dict[ConnKey, TcpStream]:
-        """Every TCP connection the host keeps (TIME-WAIT included), by 4-tuple."""
+        """Every TCP connection the host keeps, by 4-tuple (TIME-WAIT ones are
+        compact records in ``tcp.time_wait``, see synack.stack.timewait)."""
         return self.tcp.conns
 
     @property

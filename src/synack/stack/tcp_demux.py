@@ -28,6 +28,7 @@ from synack.stack.ipv4 import Ipv4
 from synack.stack.offload import SplitFrame, coalesce
 from synack.stack.ports import EphemeralPorts
 from synack.stack.syncookies import SynCookies
+from synack.stack.timewait import Outcome, TimeWait, answer, may_reopen
 from synack.tcp import events as tev
 from synack.tcp.config import TcpConfig
 from synack.tcp.connection import TcpConnection, reply_when_closed, reply_when_listening
@@ -61,9 +62,11 @@ class TcpDemux:
         "_dirty",
         "_events",
         "_heap",
+        "_heap_dead",
         "_heap_seq",
         "_ip",
         "_ports",
+        "_tw_heap",
         "config",
         "conns",
         "counters",
@@ -73,6 +76,7 @@ class TcpDemux:
         "now",
         "observers",
         "split",
+        "time_wait",
         "tso",
     )
 
@@ -101,6 +105,11 @@ class TcpDemux:
         self.listeners: dict[int, TcpListener] = {}
         self._heap: list[tuple[float, int, TcpStream]] = []
         self._heap_seq = 0
+        self._heap_dead = 0  # entries of streams handed to TIME-WAIT records
+        # TIME-WAIT as compact records (synack.stack.timewait), by 4-tuple,
+        # with their own deadline heap (lazy deletion as for streams).
+        self.time_wait: dict[ConnKey, TimeWait] = {}
+        self._tw_heap: list[tuple[float, int, TimeWait]] = []
         self._dirty: dict[TcpStream, None] = {}  # streams fed segments, not yet touched
         self.now = 0.0
         self.tso = False
@@ -159,6 +168,10 @@ class TcpDemux:
             self._output(conn.local[0], conn.remote[0], seg, now)
         if notify and stream.owner is not None:
             self._events.append(TcpActivity(stream))
+        if conn.state is State.TIME_WAIT:
+            if self.conns.get(stream.key) is stream:
+                self._enter_time_wait(stream, now)
+            return
         t = conn.get_timer()
         if t != stream.deadline and not stream.gone:
             stream.deadline = t
@@ -166,15 +179,99 @@ class TcpDemux:
                 self._heap_seq += 1
                 heapq.heappush(self._heap, (t, self._heap_seq, stream))
 
+    # ------------------------------------------------------------ TIME-WAIT
+    def _enter_time_wait(self, stream: TcpStream, now: float) -> None:
+        """Keep a compact record of ``stream`` for 2*MSL instead of the
+        connection itself (synack.stack.timewait)."""
+        conn = stream.conn
+        linger = 2 * conn.config.msl
+        deadline = conn.get_timer()
+        if deadline is None or deadline < now:
+            deadline = now + linger
+        tw = TimeWait(stream, deadline, linger)
+        del self.conns[stream.key]
+        self.time_wait[stream.key] = tw
+        self._heap_seq += 1
+        heapq.heappush(self._tw_heap, (deadline, self._heap_seq, tw))
+        self.counters["tcp-timewait-records"] += 1
+        if stream.deadline is not None:
+            # Its heap entries are dead now but still hold the connection:
+            # rebuild the heap once they are half of it, so a TIME-WAIT does
+            # not keep its connection alive for 2*MSL (amortized O(1)).
+            stream.deadline = None
+            self._heap_dead += 1
+            heap = self._heap
+            if self._heap_dead > 64 and 2 * self._heap_dead > len(heap):
+                self._heap = [e for e in heap if e[2].deadline == e[0] and not e[2].gone]
+                heapq.heapify(self._heap)
+                self._heap_dead = 0
+
+    def _time_wait_over(self, tw: TimeWait, seg: TcpSegment | None, now: float) -> None:
+        """TIME-WAIT ended (2*MSL, or a RST ``seg``): CLOSED, told to the stream's
+        owner if it still holds the stream, else to the observers directly."""
+        stream = tw.stream()
+        if stream is not None and not stream.gone and stream.conn.state is State.TIME_WAIT:
+            # The connection itself makes the move, with its own events.
+            if seg is None:
+                stream.conn.handle_timer(now)
+            else:
+                stream.conn.receive_segment(seg, now)
+            self.touch(stream, now)
+            return
+        for obs in self.observers:
+            obs(TcpStateTrace(self.name, now, tw.key[:2], tw.key[2:], "TIME-WAIT", "CLOSED"))
+
+    def _time_wait_segment(self, tw: TimeWait, seg: TcpSegment, now: float) -> bool:
+        """A segment for a 4-tuple in TIME-WAIT; False when it is a SYN that
+        reopens it (the caller gives it to the listener)."""
+        key = tw.key
+        if (
+            seg.flags & _SYN_ACK_RST == _SYN
+            and seg.dst_port in self.listeners
+            and may_reopen(tw, seg, now)
+        ):
+            # RFC 9293 §3.6.1 (MAY-2) with RFC 6191: a new incarnation.
+            self.counters["tcp-timewait-reopen"] += 1
+            del self.time_wait[key]
+            stream = tw.stream()
+            if stream is not None:
+                self._forget(stream)
+            return False
+        outcome, reply = answer(tw, seg, now)
+        if reply is not None:
+            self.counters["tcp-timewait-acks"] += 1
+            self._output(key[0], key[2], reply, now)
+        if outcome is Outcome.CLOSE:
+            del self.time_wait[key]
+            self._time_wait_over(tw, seg, now)
+        return True
+
     # ---------------------------------------------------------------- timers
     def get_timer(self) -> float | None:
         heap = self._heap
         # Lazy deletion: an entry is live only if it still is its stream's deadline.
         while heap and (heap[0][2].deadline != heap[0][0] or heap[0][2].gone):
             heapq.heappop(heap)
-        return heap[0][0] if heap else None
+        t = heap[0][0] if heap else None
+        twh = self._tw_heap
+        while twh and self.time_wait.get(twh[0][2].key) is not twh[0][2]:
+            heapq.heappop(twh)
+        if twh and (t is None or twh[0][0] < t):
+            t = twh[0][0]
+        return t
 
     def handle_timer(self, now: float) -> None:
+        twh = self._tw_heap
+        while twh and twh[0][0] <= now:
+            t, _, tw = heapq.heappop(twh)
+            if self.time_wait.get(tw.key) is not tw:
+                continue
+            if tw.deadline > t:  # restarted by a retransmitted FIN
+                self._heap_seq += 1
+                heapq.heappush(twh, (tw.deadline, self._heap_seq, tw))
+                continue
+            del self.time_wait[tw.key]
+            self._time_wait_over(tw, None, now)
         heap = self._heap
         while heap and heap[0][0] <= now:
             t, _, stream = heapq.heappop(heap)
@@ -278,6 +375,10 @@ class TcpDemux:
             self.counters["tcp-bad-port"] += 1
             return
         key = (pkt.dst, seg.dst_port, pkt.src, seg.src_port)
+        if self.time_wait:
+            tw = self.time_wait.get(key)
+            if tw is not None and self._time_wait_segment(tw, seg, now):
+                return
         stream = self.conns.get(key)
         if stream is not None:
             if not (
@@ -382,7 +483,11 @@ class TcpDemux:
     # ------------------------------------------------------------------ API
     def port_in_use(self, port: int) -> bool:
         """A listener or any connection has ``port`` as its local port."""
-        return port in self.listeners or any(k[1] == port for k in self.conns)
+        return (
+            port in self.listeners
+            or any(k[1] == port for k in self.conns)
+            or any(k[1] == port for k in self.time_wait)
+        )
 
     def pick_listen_port(self) -> int:
         """A free ephemeral port for a listener (RFC 6335 §6 range)."""
@@ -435,11 +540,16 @@ class TcpDemux:
             lip = local[0]
         if local is not None and local[1]:
             lport = local[1]
-            if (lip, lport, rip, rport) in self.conns:
+            if (lip, lport, rip, rport) in self.conns or (lip, lport, rip, rport) in self.time_wait:
                 raise AddressInUseError(f"{lip}:{lport} -> {rip}:{rport} exists")
         else:
             lport = self._ports.pick_for(
-                (rip, rport), lambda p: p in self.listeners or (lip, p, rip, rport) in self.conns
+                (rip, rport),
+                lambda p: (
+                    p in self.listeners
+                    or (lip, p, rip, rport) in self.conns
+                    or (lip, p, rip, rport) in self.time_wait
+                ),
             )
         key = (lip, lport, rip, rport)
         conn = TcpConnection(
