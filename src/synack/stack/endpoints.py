@@ -81,6 +81,7 @@ class TcpStream:
         "listener",
         "owner",
         "pending",
+        "soft_error",
     )
 
     def __init__(
@@ -96,6 +97,9 @@ class TcpStream:
         self.pending: deque[tev.Event] = deque()
         self.deadline: float | None = None
         self.gone = False  # forgotten by the host (CLOSED)
+        # The errno of the last ICMP soft error about it (RFC 9293 §3.9.2.2
+        # SHLD-25: made available to the application, never fatal, MUST-56).
+        self.soft_error: int | None = None
         self.owner: object = None  # the adapter object using it (opaque to the host)
         # The host's per-connection loop (events, segments, timer) after a call.
         self._touch = touch

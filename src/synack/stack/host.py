@@ -146,10 +146,10 @@ class Host:
         ports = EphemeralPorts(self.rng)
         self.udp = Udp(ip, ports, events, counters, config.udp_queue_limit)
         errors = IcmpErrors(config.icmp_errors_per_second, config.icmp_error_burst, counters)
-        self.icmp = Icmp(ip, errors, events, counters, self.udp.error)
         self.tcp = TcpDemux(
             config, ip, ports, self.isn_secret, events, self.observers, counters, self.name
         )
+        self.icmp = Icmp(ip, errors, events, counters, self.udp.error, self.tcp.icmp_error)
         ip.attach(
             icmp=self.icmp.receive,
             udp=self.udp.receive,

@@ -15,6 +15,7 @@ Layer: stack. Imports synack.errors, synack.wire, synack.tcp and lower stack mod
 
 from __future__ import annotations
 
+import errno
 import heapq
 from collections import Counter, deque
 from ipaddress import IPv4Address
@@ -22,7 +23,14 @@ from ipaddress import IPv4Address
 from synack.errors import LocalProtocolError
 from synack.stack.config import ANY, Address, AddressInUseError, ConnKey, HostConfig, NoRouteError
 from synack.stack.endpoints import TcpListener, TcpStream
-from synack.stack.events import HostEvent, HostUnreachable, Observer, TcpActivity, TcpStateTrace
+from synack.stack.events import (
+    HostEvent,
+    HostUnreachable,
+    IcmpHardError,
+    Observer,
+    TcpActivity,
+    TcpStateTrace,
+)
 from synack.stack.interface import count_malformed
 from synack.stack.ipv4 import Ipv4
 from synack.stack.offload import SplitFrame, coalesce
@@ -33,8 +41,9 @@ from synack.tcp import events as tev
 from synack.tcp.config import TcpConfig
 from synack.tcp.connection import TcpConnection, reply_when_closed, reply_when_listening
 from synack.tcp.isn import IsnGenerator
-from synack.tcp.seq import seq_gt
+from synack.tcp.seq import seq_ge, seq_gt, seq_lt
 from synack.tcp.states import State
+from synack.wire import icmp as wicmp
 from synack.wire import ipv4 as wip
 from synack.wire import tcp as wtcp
 from synack.wire.checksum import finish, ones_sum
@@ -42,6 +51,13 @@ from synack.wire.errors import MalformedPacket
 from synack.wire.tcp import TcpFlags, TcpSegment
 
 _SYN, _ACK, _RST = TcpFlags.SYN, TcpFlags.ACK, TcpFlags.RST
+# ICMP destination unreachable codes and the errno Linux reports for them
+# (icmp_err_convert): the hard ones (RFC 9293 §3.9.2.2), then soft ones.
+_ICMP_HARD = {
+    wicmp.CODE_PROTOCOL_UNREACHABLE: errno.ENOPROTOOPT,
+    wicmp.CODE_PORT_UNREACHABLE: errno.ECONNREFUSED,
+}
+_ICMP_SOFT = {wicmp.CODE_NET_UNREACHABLE: errno.ENETUNREACH}
 _SYN_ACK_RST = _SYN | _ACK | _RST
 _L4_START = wip.ETH_IPV4_HEADER_LEN  # where the TCP header starts in a frame
 _CSUM = wtcp.CHECKSUM_AT
@@ -296,6 +312,58 @@ class TcpDemux:
                 stream.pending.append(HostUnreachable(stream.remote[0]))
                 stream.conn.abort(now)
                 self.touch(stream, now)  # CLOSED: the owner is told, in order
+
+    # ----------------------------------------------------------- ICMP errors
+    def icmp_error(
+        self,
+        local: Address,
+        remote: Address,
+        seq: int,
+        type_: int,
+        code: int,
+        mtu: int,
+        now: float,
+    ) -> None:
+        """An ICMP error about a segment we sent (RFC 9293 §3.9.2.2, MUST-54).
+
+        The quoted sequence number must be one we sent and is not yet
+        acknowledged (SND.UNA <= SEQ < SND.NXT), or the message is ignored:
+        a blind attacker would have to guess it (RFC 5927 §4.1). Then:
+        protocol and port unreachable are hard errors that abort a
+        connection still opening (SYN-SENT, SYN-RECEIVED: SHLD-26); in the
+        synchronized states they are kept as soft errors, as RFC 5927 §4.2
+        advises and Linux does. Every other unreachable code and time
+        exceeded are soft errors: never fatal (MUST-56), the errno is kept on
+        the stream for the application (SHLD-25). Fragmentation needed has
+        already lowered the path MTU in the IP layer (RFC 1191).
+        """
+        key = (local[0], local[1], remote[0], remote[1])
+        stream = self.conns.get(key)
+        if stream is None:
+            self.counters["tcp-icmp-no-connection"] += 1
+            return
+        conn = stream.conn
+        if not (seq_ge(seq, conn.snd_una) and seq_lt(seq, conn.snd_nxt)):
+            self.counters["tcp-icmp-bad-seq"] += 1
+            return
+        if type_ == wicmp.TYPE_DEST_UNREACHABLE and code == wicmp.CODE_FRAG_NEEDED:
+            self.counters["tcp-icmp-frag-needed"] += 1
+            return
+        hard = type_ == wicmp.TYPE_DEST_UNREACHABLE and code in _ICMP_HARD
+        if hard and conn.state in (State.SYN_SENT, State.SYN_RECEIVED):
+            self.counters["tcp-icmp-hard-abort"] += 1
+            if stream.listener is None:
+                # Our connect fails with the error (a passive half-open one
+                # just goes: nobody waits on it).
+                stream.pending.append(IcmpHardError(remote[0], _ICMP_HARD[code]))
+            conn.abort(now)
+            self.touch(stream, now)
+            return
+        self.counters["tcp-icmp-soft"] += 1
+        if type_ == wicmp.TYPE_DEST_UNREACHABLE:
+            stream.soft_error = _ICMP_HARD.get(code) or _ICMP_SOFT.get(code, errno.EHOSTUNREACH)
+        else:
+            stream.soft_error = errno.EHOSTUNREACH  # time exceeded: a routing loop or TTL
 
     def _forget(self, stream: TcpStream) -> None:
         if stream.gone:
