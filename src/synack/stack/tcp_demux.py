@@ -218,8 +218,9 @@ class TcpDemux:
             self._heap_dead += 1
             heap = self._heap
             if self._heap_dead > 64 and 2 * self._heap_dead > len(heap):
-                self._heap = [e for e in heap if e[2].deadline == e[0] and not e[2].gone]
-                heapq.heapify(self._heap)
+                # In place: handle_timer may be walking this very list.
+                heap[:] = [e for e in heap if e[2].deadline == e[0] and not e[2].gone]
+                heapq.heapify(heap)
                 self._heap_dead = 0
 
     def _time_wait_over(self, tw: TimeWait, seg: TcpSegment | None, now: float) -> None:
