@@ -224,15 +224,33 @@ print(json.dumps(rates))
 """
 
 
-async def churn(total: int) -> tuple[list[float], int]:
-    """Connections/s per block of 1000 over ``total`` connections, and how many
-    connections the host still holds (TIME-WAIT) at the end."""
+async def churn(total: int) -> tuple[list[float], int, list[float]]:
+    """Connections/s per block of 1000 over ``total`` connections, how many
+    connections the host still holds (TIME-WAIT) at the end, and the synack
+    process's CPU milliseconds per connection in each block (the CPU-flatness
+    figure: unlike the wall-clock rate it does not move with the load other
+    processes put on the machine)."""
     with nsnet(1500) as net:
         host, d = await synack_servers(net)
+        cpu: list[float] = []
+
+        async def sample() -> None:
+            # The CPU time this process spent per 1000 passive opens.
+            mark, t0 = 1000, time.process_time()
+            while mark <= total:
+                if host.counters["tcp-passive-opens"] >= mark:
+                    t = time.process_time()
+                    cpu.append(t - t0)
+                    t0, mark = t, mark + 1000
+                await asyncio.sleep(0.005)
+
+        sampler = asyncio.create_task(sample())
         out = await net.py(CHURN, net.synack_ip, str(total), timeout=300)
-        held = len(host.connections)
+        await asyncio.sleep(0.05)
+        sampler.cancel()
+        held = len(host.connections) + len(host.tcp.time_wait)
         d.close()
-        return json.loads(out), held
+        return json.loads(out), held, cpu
 
 
 def startup() -> float:
@@ -274,15 +292,34 @@ def startup() -> float:
         subprocess.run(["ip", "netns", "del", ns], timeout=10)
 
 
+def print_churn(total: int) -> None:
+    rates, held, cpu = asyncio.run(churn(total))
+    print(
+        f"\n{total} short connections: {rates[0]:.0f}/s in the first 1000, {rates[-1]:.0f}/s in the last"
+        f" (last/first {rates[-1] / rates[0]:.2f}; {held} connections held in TIME-WAIT at the end)"
+    )
+    print("  per 1000, connections/s:", " ".join(f"{r:.0f}" for r in rates))
+    if len(cpu) >= 2:
+        print(
+            f"  synack CPU per connection: {cpu[0]:.3f} ms in the first 1000, {cpu[-1]:.3f} ms in"
+            f" the last (CPU rate last/first {cpu[0] / cpu[-1]:.2f})"
+        )
+        print("  per 1000, CPU ms/connection:", " ".join(f"{c:.3f}" for c in cpu))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument(
         "--churn", type=int, default=10_000, help="connections for the CPU-flatness figure"
     )
+    ap.add_argument("--churn-only", action="store_true", help="only the churn figure")
     args = ap.parse_args()
     if os.geteuid() != 0 or not os.path.exists("/dev/net/tun"):
         sys.exit("needs root and /dev/net/tun")
+    if args.churn_only:
+        print_churn(args.churn)
+        return
     pyclient = "Python socket client in the namespace"
     print(
         f"synack stack over TAP vs kernel<->kernel over veth ({pyclient}; {args.seconds:g} s per figure)"
@@ -314,11 +351,7 @@ def main() -> None:
             print(f"  {key:<14}{syn[key]:>12.3f}")
     except ImportError:
         pass
-    rates, held = asyncio.run(churn(args.churn))
-    print(
-        f"\n{args.churn} short connections: {rates[0]:.0f}/s in the first 1000, {rates[-1]:.0f}/s in the last"
-        f" (last/first {rates[-1] / rates[0]:.2f}; {held} connections held in TIME-WAIT at the end)"
-    )
+    print_churn(args.churn)
     s = startup()
     print(
         f"\nstart-up of 'synack stack serve' to 'listening on': {s:.3f} s (PyTCP anchor 7.9 s: {7.9 / s:.0f}x)"

@@ -129,7 +129,7 @@ def test_syn_flood_answered_with_cookies_and_real_client_connects() -> None:
     assert client.conn.state is State.ESTABLISHED
     server = listener.accept()
     assert server is not None and server.remote == client.local
-    # The cookie connection works like any other (no window scaling offered).
+    # The cookie connection works like any other (its options kept in the TSval).
     client.send(b"through a cookie", lan.now)
     lan.run()
     assert server.receive(100, lan.now) == b"through a cookie"

@@ -17,7 +17,7 @@ import errno
 import os
 
 from synack.errors import LocalProtocolError
-from synack.stack.events import HostUnreachable
+from synack.stack.events import HostUnreachable, IcmpHardError
 from synack.tcp import events as tev
 
 __all__ = ["for_event", "from_errno", "oserror"]
@@ -33,18 +33,21 @@ def from_errno(code: int, what: str = "") -> OSError:
 
 def for_event(event: object) -> OSError | None:
     """The error a kernel socket reports for a connection's ``event``, or None
-    when the event is not a failure (Connected, EndOfStream, Closed ...).
+        when the event is not a failure (Connected, EndOfStream, Closed ...).
 
-    RST answering our SYN: ECONNREFUSED (RFC 9293 §3.10.7.3); RST on a
-    synchronized connection: ECONNRESET (§3.10.7.4); ARP gave up on the next
-    hop: EHOSTUNREACH; retransmissions reached R2 (§3.8.3, MUST-20; for a SYN
-    MUST-23) or keep-alives went unanswered (§3.8.4): ETIMEDOUT."""
+        RST answering our SYN: ECONNREFUSED (RFC 9293 §3.10.7.3); RST on a
+        synchronized connection: ECONNRESET (§3.10.7.4); ARP gave up on the next
+        hop: EHOSTUNREACH; an ICMP hard error ended the handshake: its errno;
+    retransmissions reached R2 (§3.8.3, MUST-20; for a SYN
+        MUST-23) or keep-alives went unanswered (§3.8.4): ETIMEDOUT."""
     if isinstance(event, tev.ConnectionRefused):
         return from_errno(errno.ECONNREFUSED)
     if isinstance(event, tev.ConnectionReset):
         return from_errno(errno.ECONNRESET)
     if isinstance(event, HostUnreachable):
         return from_errno(errno.EHOSTUNREACH, str(event.ip))
+    if isinstance(event, IcmpHardError):
+        return from_errno(event.errno, str(event.ip))
     if isinstance(event, tev.TimedOut):
         return from_errno(errno.ETIMEDOUT, f"TCP {event.reason} timeout")
     return None

@@ -71,7 +71,18 @@ class TcpStream:
     reports :class:`~synack.stack.events.TcpActivity` when there are new ones.
     Every call takes ``now``, like the connection itself."""
 
-    __slots__ = ("_touch", "conn", "deadline", "gone", "key", "listener", "owner", "pending")
+    __slots__ = (
+        "__weakref__",
+        "_touch",
+        "conn",
+        "deadline",
+        "gone",
+        "key",
+        "listener",
+        "owner",
+        "pending",
+        "soft_error",
+    )
 
     def __init__(
         self,
@@ -86,6 +97,9 @@ class TcpStream:
         self.pending: deque[tev.Event] = deque()
         self.deadline: float | None = None
         self.gone = False  # forgotten by the host (CLOSED)
+        # The errno of the last ICMP soft error about it (RFC 9293 §3.9.2.2
+        # SHLD-25: made available to the application, never fatal, MUST-56).
+        self.soft_error: int | None = None
         self.owner: object = None  # the adapter object using it (opaque to the host)
         # The host's per-connection loop (events, segments, timer) after a call.
         self._touch = touch

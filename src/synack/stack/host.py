@@ -167,10 +167,18 @@ class Host:
             config.icmp_echo_per_source,
             config.icmp_echo_source_burst,
         )
-        self.icmp = Icmp(ip, errors, events, counters, self.udp.error, echo)
         self._echo_budget = echo
         self.tcp = TcpDemux(
             config, ip, ports, self.isn_secret, events, self.observers, counters, self.name
+        )
+        self.icmp = Icmp(
+            ip,
+            errors,
+            events,
+            counters,
+            self.udp.error,
+            echo_budget=echo,
+            tcp_error=self.tcp.icmp_error,
         )
         ip.attach(
             icmp=self.icmp.receive,
@@ -201,7 +209,8 @@ class Host:
 
     @property
     def connections(self) -> dict[ConnKey, TcpStream]:
-        """Every TCP connection the host keeps (TIME-WAIT included), by 4-tuple."""
+        """Every TCP connection the host keeps, by 4-tuple (TIME-WAIT ones are
+        compact records in ``tcp.time_wait``, see synack.stack.timewait)."""
         return self.tcp.conns
 
     @property

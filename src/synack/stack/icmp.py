@@ -5,8 +5,9 @@ every sender shares (RFC 1122 §3.2.2, RFC 1812 §4.3.2.7: never about a
 non-initial fragment or another ICMP error) and one rate limit (a token
 bucket, as Linux's ``icmp_msgs_per_sec``/``icmp_msgs_burst``); a host and a
 router each own one. :class:`Icmp` is a host's ICMP: echo (``ping`` and
-replies), destination unreachable (path MTU, errors for connected UDP
-endpoints) and the errors it sends about datagrams addressed to it.
+replies), destination unreachable and time exceeded (path MTU, errors for
+connected UDP endpoints and for TCP connections, RFC 9293 §3.9.2.2 MUST-54)
+and the errors it sends about datagrams addressed to it.
 
 Layer: stack. Imports synack.core, synack.wire and lower stack modules (ipv4 and below).
 """
@@ -29,6 +30,9 @@ from synack.wire.errors import MalformedPacket
 
 # Tells UDP about an error for a datagram it sent: (local port, remote, errno).
 UdpErrorSink = Callable[[int, Address, int], None]
+# Tells TCP about an error for a segment it sent: (local, remote, the quoted
+# sequence number, ICMP type, code, the next-hop MTU of a frag-needed, now).
+TcpErrorSink = Callable[[Address, Address, int, int, int, int, float], None]
 
 # The first octet (the type) of the ICMP messages an error may be about.
 _ECHO_TYPES = (bytes([wicmp.TYPE_ECHO_REPLY]), bytes([wicmp.TYPE_ECHO_REQUEST]))
@@ -95,7 +99,7 @@ class EchoBudget:
 class Icmp:
     """A host's ICMP, on its :class:`~synack.stack.ipv4.Ipv4` layer."""
 
-    __slots__ = ("_events", "_ip", "_udp_error", "counters", "echo_budget", "errors")
+    __slots__ = ("_events", "_ip", "_tcp_error", "_udp_error", "counters", "echo_budget", "errors")
 
     def __init__(
         self,
@@ -105,6 +109,7 @@ class Icmp:
         counters: Counter[str],
         udp_error: UdpErrorSink,
         echo_budget: EchoBudget | None = None,
+        tcp_error: TcpErrorSink | None = None,
     ) -> None:
         self.echo_budget = echo_budget
         self._ip = ip
@@ -112,6 +117,7 @@ class Icmp:
         self._events = events
         self.counters = counters
         self._udp_error = udp_error
+        self._tcp_error = tcp_error
 
     def ping(self, dst: IPv4Address, ident: int, sequence: int, data: bytes, now: float) -> None:
         msg = wicmp.echo(wicmp.TYPE_ECHO_REQUEST, ident, sequence, data)
@@ -148,11 +154,14 @@ class Icmp:
         elif msg.type == wicmp.TYPE_ECHO_REPLY:
             self._events.append(EchoReply(now, pkt.src, msg.ident, msg.sequence, msg.payload))
         elif msg.type == wicmp.TYPE_DEST_UNREACHABLE:
-            self._unreachable(msg)
+            self._unreachable(msg, now)
+        elif msg.type == wicmp.TYPE_TIME_EXCEEDED:
+            self.counters[f"icmp-type-{msg.type}"] += 1
+            self._to_tcp(msg, now)  # a soft error for TCP (RFC 9293 §3.9.2.2)
         else:
             self.counters[f"icmp-type-{msg.type}"] += 1
 
-    def _unreachable(self, msg: wicmp.IcmpMessage) -> None:
+    def _unreachable(self, msg: wicmp.IcmpMessage, now: float) -> None:
         quote = wicmp.parse_quote(msg.payload)
         if quote is None:
             self.counters["icmp-bad-quote"] += 1
@@ -165,11 +174,37 @@ class Icmp:
             # is fixed at the handshake here; fragmenting is the safe fallback).
             self.counters["icmp-frag-needed"] += 1
             self._ip.learn_path_mtu(quote.dst, msg.rest & 0xFFFF or 576)
+            self._to_tcp(msg, now)
+            return
+        if quote.proto == wip.PROTO_TCP:
+            self._to_tcp(msg, now)
             return
         if quote.proto != wip.PROTO_UDP or not (ours or quote.src.is_loopback):
             return
         code = errno.ECONNREFUSED if msg.code == wicmp.CODE_PORT_UNREACHABLE else errno.EHOSTUNREACH
         self._udp_error(quote.src_port, (quote.dst, quote.dst_port), code)
+
+    def _to_tcp(self, msg: wicmp.IcmpMessage, now: float) -> None:
+        """RFC 9293 §3.9.2.2 (MUST-54): an error about a TCP segment we sent
+        goes to the connection that sent it, found from the quoted IP header
+        and the first 8 octets of the segment (ports and sequence number)."""
+        quote = wicmp.parse_quote(msg.payload)
+        if self._tcp_error is None or quote is None or quote.proto != wip.PROTO_TCP:
+            return
+        if quote.src != self._ip.ip and not quote.src.is_loopback:
+            return
+        at = (msg.payload[0] & 0xF) * 4 + 4  # the sequence number in the TCP header
+        seq = int.from_bytes(msg.payload[at : at + 4], "big")
+        self.counters["icmp-to-tcp"] += 1
+        self._tcp_error(
+            (quote.src, quote.src_port),
+            (quote.dst, quote.dst_port),
+            seq,
+            msg.type,
+            msg.code,
+            msg.rest & 0xFFFF,
+            now,
+        )
 
     def send_error(self, about: wip.Ipv4Packet, type_: int, code: int, now: float) -> None:
         """An error about a datagram that came to us (RFC 1122 §3.2.2: never

@@ -15,6 +15,7 @@ Layer: stack. Imports synack.errors, synack.wire, synack.tcp and lower stack mod
 
 from __future__ import annotations
 
+import errno
 import heapq
 from collections import Counter, deque
 from ipaddress import IPv4Address
@@ -23,18 +24,27 @@ from synack.core.ratelimit import TokenBucket, TokenBuckets
 from synack.errors import LocalProtocolError
 from synack.stack.config import ANY, Address, AddressInUseError, ConnKey, HostConfig, NoRouteError
 from synack.stack.endpoints import TcpListener, TcpStream
-from synack.stack.events import HostEvent, HostUnreachable, Observer, TcpActivity, TcpStateTrace
+from synack.stack.events import (
+    HostEvent,
+    HostUnreachable,
+    IcmpHardError,
+    Observer,
+    TcpActivity,
+    TcpStateTrace,
+)
 from synack.stack.interface import count_malformed
 from synack.stack.ipv4 import Ipv4
 from synack.stack.offload import SplitFrame, coalesce
 from synack.stack.ports import EphemeralPorts
 from synack.stack.syncookies import SynCookies
+from synack.stack.timewait import Outcome, TimeWait, answer, may_reopen
 from synack.tcp import events as tev
 from synack.tcp.config import TcpConfig
 from synack.tcp.connection import TcpConnection, reply_when_closed, reply_when_listening
 from synack.tcp.isn import IsnGenerator
-from synack.tcp.seq import seq_gt
-from synack.tcp.states import State
+from synack.tcp.seq import seq_ge, seq_gt, seq_lt
+from synack.tcp.states import Cause, State
+from synack.wire import icmp as wicmp
 from synack.wire import ipv4 as wip
 from synack.wire import tcp as wtcp
 from synack.wire.checksum import finish, ones_sum
@@ -42,6 +52,13 @@ from synack.wire.errors import MalformedPacket
 from synack.wire.tcp import TcpFlags, TcpSegment
 
 _SYN, _ACK, _RST = TcpFlags.SYN, TcpFlags.ACK, TcpFlags.RST
+# ICMP destination unreachable codes and the errno Linux reports for them
+# (icmp_err_convert): the hard ones (RFC 9293 §3.9.2.2), then soft ones.
+_ICMP_HARD = {
+    wicmp.CODE_PROTOCOL_UNREACHABLE: errno.ENOPROTOOPT,
+    wicmp.CODE_PORT_UNREACHABLE: errno.ECONNREFUSED,
+}
+_ICMP_SOFT = {wicmp.CODE_NET_UNREACHABLE: errno.ENETUNREACH}
 _SYN_ACK_RST = _SYN | _ACK | _RST
 _L4_START = wip.ETH_IPV4_HEADER_LEN  # where the TCP header starts in a frame
 _CSUM = wtcp.CHECKSUM_AT
@@ -66,12 +83,14 @@ class TcpDemux:
         "_dirty",
         "_events",
         "_heap",
+        "_heap_dead",
         "_heap_seq",
         "_ip",
         "_ports",
         "_proven",
         "_syn_budget",
         "_syn_source_budget",
+        "_tw_heap",
         "config",
         "conns",
         "counters",
@@ -81,6 +100,7 @@ class TcpDemux:
         "now",
         "observers",
         "split",
+        "time_wait",
         "tso",
     )
 
@@ -115,6 +135,11 @@ class TcpDemux:
         self.listeners: dict[int, TcpListener] = {}
         self._heap: list[tuple[float, int, TcpStream]] = []
         self._heap_seq = 0
+        self._heap_dead = 0  # entries of streams handed to TIME-WAIT records
+        # TIME-WAIT as compact records (synack.stack.timewait), by 4-tuple,
+        # with their own deadline heap (lazy deletion as for streams).
+        self.time_wait: dict[ConnKey, TimeWait] = {}
+        self._tw_heap: list[tuple[float, int, TimeWait]] = []
         self._dirty: dict[TcpStream, None] = {}  # streams fed segments, not yet touched
         self.now = 0.0
         self.tso = False
@@ -167,6 +192,10 @@ class TcpDemux:
             self._output(conn.local[0], conn.remote[0], seg, now)
         if notify and stream.owner is not None:
             self._events.append(TcpActivity(stream))
+        if conn.state is State.TIME_WAIT:
+            if self.conns.get(stream.key) is stream:
+                self._enter_time_wait(stream, now)
+            return
         t = conn.get_timer()
         if t != stream.deadline and not stream.gone:
             stream.deadline = t
@@ -174,15 +203,111 @@ class TcpDemux:
                 self._heap_seq += 1
                 heapq.heappush(self._heap, (t, self._heap_seq, stream))
 
+    # ------------------------------------------------------------ TIME-WAIT
+    def _enter_time_wait(self, stream: TcpStream, now: float) -> None:
+        """Keep a compact record of ``stream`` for 2*MSL instead of the
+        connection itself (synack.stack.timewait)."""
+        conn = stream.conn
+        linger = 2 * conn.config.msl
+        deadline = conn.get_timer()
+        if deadline is None or deadline < now:
+            deadline = now + linger
+        tw = TimeWait(stream, deadline, linger)
+        del self.conns[stream.key]
+        self.time_wait[stream.key] = tw
+        self._heap_seq += 1
+        heapq.heappush(self._tw_heap, (deadline, self._heap_seq, tw))
+        self.counters["tcp-timewait-records"] += 1
+        if stream.deadline is not None:
+            # Its heap entries are dead now but still hold the connection:
+            # rebuild the heap once they are half of it, so a TIME-WAIT does
+            # not keep its connection alive for 2*MSL (amortized O(1)).
+            stream.deadline = None
+            self._heap_dead += 1
+            heap = self._heap
+            if self._heap_dead > 64 and 2 * self._heap_dead > len(heap):
+                # In place: handle_timer may be walking this very list.
+                heap[:] = [e for e in heap if e[2].deadline == e[0] and not e[2].gone]
+                heapq.heapify(heap)
+                self._heap_dead = 0
+
+    def _time_wait_over(self, tw: TimeWait, seg: TcpSegment | None, now: float) -> None:
+        """TIME-WAIT ended (2*MSL, or a RST ``seg``): CLOSED, told to the stream's
+        owner if it still holds the stream, else to the observers directly."""
+        stream = tw.stream()
+        if stream is not None and not stream.gone and stream.conn.state is State.TIME_WAIT:
+            # The connection itself makes the move, with its own events.
+            if seg is None:
+                stream.conn.handle_timer(now)
+            else:
+                stream.conn.receive_segment(seg, now)
+            self.touch(stream, now)
+            return
+        # No connection object is left to make the move: the record reports the
+        # same event the connection would have (the trace relies on its cause).
+        if seg is None:
+            change = tev.StateChanged(
+                State.TIME_WAIT, State.CLOSED, Cause.TIME_WAIT_EXPIRED, now, tev.Trigger.TIMER
+            )
+        else:
+            ref = tev.SegmentRef(seg.seq, seg.ack, int(seg.flags), len(seg.payload))
+            change = tev.StateChanged(
+                State.TIME_WAIT, State.CLOSED, Cause.RCV_RST, now, tev.Trigger.RECEIVED, ref
+            )
+        for obs in self.observers:
+            obs(TcpStateTrace(self.name, tw.key[:2], tw.key[2:], change))
+
+    def _time_wait_segment(self, tw: TimeWait, seg: TcpSegment, now: float) -> bool:
+        """A segment for a 4-tuple in TIME-WAIT; False when it is a SYN that
+        reopens it (the caller gives it to the listener)."""
+        key = tw.key
+        if (
+            seg.flags & _SYN_ACK_RST == _SYN
+            and seg.dst_port in self.listeners
+            and may_reopen(tw, seg, now)
+        ):
+            # RFC 9293 §3.6.1 (MAY-2) with RFC 6191: a new incarnation.
+            self.counters["tcp-timewait-reopen"] += 1
+            del self.time_wait[key]
+            stream = tw.stream()
+            if stream is not None:
+                self._forget(stream)
+            return False
+        outcome, reply = answer(tw, seg, now)
+        if reply is not None:
+            self.counters["tcp-timewait-acks"] += 1
+            self._output(key[0], key[2], reply, now)
+        if outcome is Outcome.CLOSE:
+            del self.time_wait[key]
+            self._time_wait_over(tw, seg, now)
+        return True
+
     # ---------------------------------------------------------------- timers
     def get_timer(self) -> float | None:
         heap = self._heap
         # Lazy deletion: an entry is live only if it still is its stream's deadline.
         while heap and (heap[0][2].deadline != heap[0][0] or heap[0][2].gone):
             heapq.heappop(heap)
-        return heap[0][0] if heap else None
+        t = heap[0][0] if heap else None
+        twh = self._tw_heap
+        while twh and self.time_wait.get(twh[0][2].key) is not twh[0][2]:
+            heapq.heappop(twh)
+        if twh and (t is None or twh[0][0] < t):
+            t = twh[0][0]
+        return t
 
     def handle_timer(self, now: float) -> None:
+        twh = self._tw_heap
+        while twh and twh[0][0] <= now:
+            t, _, tw = heapq.heappop(twh)
+            if self.time_wait.get(tw.key) is not tw:
+                continue
+            if tw.deadline > t:  # restarted by a retransmitted FIN
+                self._heap_seq += 1
+                heapq.heappush(twh, (tw.deadline, self._heap_seq, tw))
+                continue
+            del self.time_wait[tw.key]
+            self._time_wait_over(tw, None, now)
         heap = self._heap
         while heap and heap[0][0] <= now:
             t, _, stream = heapq.heappop(heap)
@@ -207,6 +332,58 @@ class TcpDemux:
                 stream.pending.append(HostUnreachable(stream.remote[0]))
                 stream.conn.abort(now)
                 self.touch(stream, now)  # CLOSED: the owner is told, in order
+
+    # ----------------------------------------------------------- ICMP errors
+    def icmp_error(
+        self,
+        local: Address,
+        remote: Address,
+        seq: int,
+        type_: int,
+        code: int,
+        mtu: int,
+        now: float,
+    ) -> None:
+        """An ICMP error about a segment we sent (RFC 9293 §3.9.2.2, MUST-54).
+
+        The quoted sequence number must be one we sent and is not yet
+        acknowledged (SND.UNA <= SEQ < SND.NXT), or the message is ignored:
+        a blind attacker would have to guess it (RFC 5927 §4.1). Then:
+        protocol and port unreachable are hard errors that abort a
+        connection still opening (SYN-SENT, SYN-RECEIVED: SHLD-26); in the
+        synchronized states they are kept as soft errors, as RFC 5927 §4.2
+        advises and Linux does. Every other unreachable code and time
+        exceeded are soft errors: never fatal (MUST-56), the errno is kept on
+        the stream for the application (SHLD-25). Fragmentation needed has
+        already lowered the path MTU in the IP layer (RFC 1191).
+        """
+        key = (local[0], local[1], remote[0], remote[1])
+        stream = self.conns.get(key)
+        if stream is None:
+            self.counters["tcp-icmp-no-connection"] += 1
+            return
+        conn = stream.conn
+        if not (seq_ge(seq, conn.snd_una) and seq_lt(seq, conn.snd_nxt)):
+            self.counters["tcp-icmp-bad-seq"] += 1
+            return
+        if type_ == wicmp.TYPE_DEST_UNREACHABLE and code == wicmp.CODE_FRAG_NEEDED:
+            self.counters["tcp-icmp-frag-needed"] += 1
+            return
+        hard = type_ == wicmp.TYPE_DEST_UNREACHABLE and code in _ICMP_HARD
+        if hard and conn.state in (State.SYN_SENT, State.SYN_RECEIVED):
+            self.counters["tcp-icmp-hard-abort"] += 1
+            if stream.listener is None:
+                # Our connect fails with the error (a passive half-open one
+                # just goes: nobody waits on it).
+                stream.pending.append(IcmpHardError(remote[0], _ICMP_HARD[code]))
+            conn.abort(now)
+            self.touch(stream, now)
+            return
+        self.counters["tcp-icmp-soft"] += 1
+        if type_ == wicmp.TYPE_DEST_UNREACHABLE:
+            stream.soft_error = _ICMP_HARD.get(code) or _ICMP_SOFT.get(code, errno.EHOSTUNREACH)
+        else:
+            stream.soft_error = errno.EHOSTUNREACH  # time exceeded: a routing loop or TTL
 
     def _forget(self, stream: TcpStream) -> None:
         if stream.gone:
@@ -331,6 +508,10 @@ class TcpDemux:
             self.counters["tcp-bad-port"] += 1
             return
         key = (pkt.dst, seg.dst_port, pkt.src, seg.src_port)
+        if self.time_wait:
+            tw = self.time_wait.get(key)
+            if tw is not None and self._time_wait_segment(tw, seg, now):
+                return
         stream = self.conns.get(key)
         if stream is not None:
             if not (
@@ -437,7 +618,11 @@ class TcpDemux:
     # ------------------------------------------------------------------ API
     def port_in_use(self, port: int) -> bool:
         """A listener or any connection has ``port`` as its local port."""
-        return port in self.listeners or any(k[1] == port for k in self.conns)
+        return (
+            port in self.listeners
+            or any(k[1] == port for k in self.conns)
+            or any(k[1] == port for k in self.time_wait)
+        )
 
     def pick_listen_port(self) -> int:
         """A free ephemeral port for a listener (RFC 6335 §6 range)."""
@@ -491,11 +676,16 @@ class TcpDemux:
             lip = local[0]
         if local is not None and local[1]:
             lport = local[1]
-            if (lip, lport, rip, rport) in self.conns:
+            if (lip, lport, rip, rport) in self.conns or (lip, lport, rip, rport) in self.time_wait:
                 raise AddressInUseError(f"{lip}:{lport} -> {rip}:{rport} exists")
         else:
             lport = self._ports.pick_for(
-                (rip, rport), lambda p: p in self.listeners or (lip, p, rip, rport) in self.conns
+                (rip, rport),
+                lambda p: (
+                    p in self.listeners
+                    or (lip, p, rip, rport) in self.conns
+                    or (lip, p, rip, rport) in self.time_wait
+                ),
             )
         key = (lip, lport, rip, rport)
         conn = TcpConnection(

@@ -258,6 +258,26 @@ class Tcb:
     def passive(self) -> bool:
         return self._passive
 
+    def time_wait_view(self) -> tuple[int, int, int, int, bool, int, int, float, bool]:
+        """What a TIME-WAIT record needs once the host drops the connection
+        (synack.stack.timewait): SND.NXT, RCV.NXT, the receive window as
+        advertised (RCV.ADV - RCV.NXT, octets), our window shift, whether
+        timestamps were agreed, the TSval offset, TS.Recent, its time and
+        whether it is valid (RFC 7323 §4.3, §5.5)."""
+        ts = self._ts
+        wnd = seq_diff(self._rcv_adv, self.rcv_nxt)
+        return (
+            self.snd_nxt,
+            self.rcv_nxt,
+            wnd if wnd > 0 else 0,
+            self._rcv_wscale,
+            ts.ok,
+            ts.offset,
+            ts.recent,
+            ts.recent_time,
+            ts.recent_valid,
+        )
+
     @property
     def effective_mss(self) -> int:
         return self._snd_mss

@@ -1,0 +1,171 @@
+"""TIME-WAIT as a compact record: what the host keeps of a connection for 2*MSL.
+
+Once a connection reaches TIME-WAIT nothing is left to send or receive; the
+quiet time only keeps old duplicates of this incarnation away from the next
+one (RFC 9293 §3.4.2, MUST-13). Keeping the whole connection (buffers, timers,
+loss recovery) for two minutes makes a busy server slow down as TIME-WAITs pile
+up, so the host drops it and keeps a :class:`TimeWait`: the 4-tuple, SND.NXT,
+RCV.NXT and the window we advertised, the timestamps state (RFC 7323) and the
+deadline. :func:`answer` applies the RFC 9293 §3.10.7.4 rules for TIME-WAIT to
+a segment, as the connection itself would have:
+
+- a retransmitted FIN is acknowledged and the 2*MSL wait restarts;
+- PAWS (RFC 7323 §5.3) and the acceptability test (Table 6) come first: an
+  unacceptable segment is answered with an ACK (rate-limited when it carries
+  nothing), an unacceptable RST is dropped;
+- a RST exactly at RCV.NXT ends TIME-WAIT; elsewhere in the window it earns a
+  challenge ACK (RFC 5961 §3.2), as does a SYN in the window (§4.2);
+- a new SYN may reopen the 4-tuple (MAY-2) when it cannot be an old
+  duplicate: a TSval above TS.Recent when timestamps were in use (RFC 6191
+  §2), else a sequence number above RCV.NXT (RFC 1122 §4.2.2.13)
+  (:func:`may_reopen`).
+
+The record keeps a weak reference to the stream, so an owner that still holds
+it sees it closed at the deadline, and a closed-and-forgotten stream is freed
+at once.
+
+Layer: stack. Imports synack.wire, synack.tcp and synack.stack.config / endpoints.
+"""
+
+from __future__ import annotations
+
+import weakref
+from enum import Enum
+
+from synack.stack.config import ConnKey
+from synack.stack.endpoints import TcpStream
+from synack.tcp.seq import seq_add, seq_diff, seq_gt, seq_lt
+from synack.tcp.tcb import OOW_ACK_INTERVAL
+from synack.tcp.timestamps import PAWS_IDLE
+from synack.wire.tcp import NO_OPTIONS, TcpFlags, TcpOptions, TcpSegment
+
+_SYN, _ACK, _RST, _FIN = TcpFlags.SYN, TcpFlags.ACK, TcpFlags.RST, TcpFlags.FIN
+
+
+class Outcome(Enum):
+    """What the host does with the record after a segment."""
+
+    KEEP = "keep"
+    CLOSE = "close"  # an acceptable RST at RCV.NXT: TIME-WAIT ends (§3.10.7.4 second step)
+
+
+class TimeWait:
+    """One connection in TIME-WAIT (see the module docstring)."""
+
+    __slots__ = (
+        "deadline",
+        "key",
+        "last_reply",
+        "linger",
+        "rcv_nxt",
+        "rcv_wnd",
+        "snd_nxt",
+        "stream",
+        "ts_offset",
+        "ts_ok",
+        "ts_recent",
+        "ts_recent_time",
+        "ts_valid",
+        "wscale",
+    )
+
+    def __init__(self, stream: TcpStream, deadline: float, linger: float) -> None:
+        conn = stream.conn
+        (
+            self.snd_nxt,
+            self.rcv_nxt,
+            self.rcv_wnd,
+            self.wscale,
+            self.ts_ok,
+            self.ts_offset,
+            self.ts_recent,
+            self.ts_recent_time,
+            self.ts_valid,
+        ) = conn.time_wait_view()
+        self.key: ConnKey = stream.key
+        self.deadline = deadline
+        self.linger = linger  # 2*MSL of the connection's configuration
+        self.last_reply = float("-inf")
+        self.stream: weakref.ref[TcpStream] = weakref.ref(stream)
+
+    def ack(self, now: float) -> TcpSegment:
+        """The ACK this end sends from TIME-WAIT: <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>."""
+        options = NO_OPTIONS
+        if self.ts_ok:
+            options = TcpOptions(
+                timestamps=(seq_add(self.ts_offset, int(now * 1000)), self.ts_recent)
+            )
+        window = min(self.rcv_wnd >> self.wscale, 0xFFFF)
+        return TcpSegment(
+            self.key[1], self.key[3], self.snd_nxt, self.rcv_nxt, _ACK, window, options=options
+        )
+
+    def _limited_ack(self, now: float) -> TcpSegment | None:
+        # As the connection's reply to an unacceptable segment and its
+        # challenge ACKs: at most one per OOW_ACK_INTERVAL, so two confused
+        # ends cannot ACK each other forever (RFC 5961 §7).
+        if now - self.last_reply < OOW_ACK_INTERVAL:
+            return None
+        self.last_reply = now
+        return self.ack(now)
+
+
+def may_reopen(tw: TimeWait, syn: TcpSegment, now: float) -> bool:
+    """A SYN (no ACK, no RST) that may start a new incarnation of the 4-tuple."""
+    ts = syn.options.timestamps
+    if tw.ts_ok and tw.ts_valid and ts is not None and now - tw.ts_recent_time <= PAWS_IDLE:
+        return seq_gt(ts[0], tw.ts_recent)  # RFC 6191 §2
+    return seq_gt(syn.seq, tw.rcv_nxt)  # RFC 1122 §4.2.2.13
+
+
+def answer(tw: TimeWait, seg: TcpSegment, now: float) -> tuple[Outcome, TcpSegment | None]:
+    """RFC 9293 §3.10.7.4 in TIME-WAIT for ``seg``: the outcome and the reply, if any."""
+    flags = seg.flags
+    seq = seg.seq
+    payload_len = len(seg.payload)
+    # A retransmitted FIN: our last ACK was lost. ACK it, restart 2*MSL.
+    if flags & _FIN and not flags & (_RST | _SYN) and seq_add(seq, payload_len + 1) == tw.rcv_nxt:
+        tw.deadline = now + tw.linger
+        return Outcome.KEEP, tw.ack(now)
+    ts = seg.options.timestamps
+    # PAWS (RFC 7323 §5.3) before the sequence check; never for a RST.
+    if (
+        tw.ts_ok
+        and tw.ts_valid
+        and ts is not None
+        and not flags & _RST
+        and now - tw.ts_recent_time <= PAWS_IDLE
+        and seq_lt(ts[0], tw.ts_recent)
+    ):
+        return Outcome.KEEP, tw._limited_ack(now)
+    seg_len = seg.seg_len
+    start = seq_diff(seq, tw.rcv_nxt)
+    wnd = tw.rcv_wnd
+    # First step: Table 6's acceptability test.
+    if seg_len == 0:
+        acceptable = start == 0 if wnd == 0 else 0 <= start < wnd
+    elif wnd == 0:
+        acceptable = False
+    else:
+        last = start + seg_len - 1
+        acceptable = 0 <= start < wnd or 0 <= last < wnd or (start < 0 and last >= wnd)
+    if not acceptable:
+        if flags & _RST:
+            return Outcome.KEEP, None  # RFC 5961 §3.2 check 1
+        if seg_len:
+            return Outcome.KEEP, tw.ack(now)
+        return Outcome.KEEP, tw._limited_ack(now)
+    if flags & _RST:
+        if seq == tw.rcv_nxt:
+            return Outcome.CLOSE, None  # second step: TIME-WAIT -> CLOSED
+        return Outcome.KEEP, tw._limited_ack(now)  # RFC 5961 §3.2 challenge ACK
+    if flags & _SYN:
+        return Outcome.KEEP, tw._limited_ack(now)  # fourth step, RFC 5961 §4.2
+    if flags & _FIN:
+        # Eighth step: remain in TIME-WAIT, restart the 2*MSL wait.
+        tw.deadline = now + tw.linger
+        return Outcome.KEEP, tw.ack(now)
+    if payload_len:
+        # Seventh step: text after the peer's FIN cannot occur; tell it where we are.
+        return Outcome.KEEP, tw._limited_ack(now)
+    return Outcome.KEEP, None  # a duplicate ACK of our FIN: nothing to do
