@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import random
 import secrets
+import statistics
 import subprocess
 import sys
 import time
@@ -26,9 +28,11 @@ from ipaddress import IPv4Interface
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from tests.interop.nsnet import NsNet, nsnet
 
+from _common import Figure
 from synack.adapters.driver import HostDriver
 from synack.links.tap import TapLink
 from synack.stack.host import Host, HostConfig
@@ -235,6 +239,86 @@ async def churn(total: int) -> tuple[list[float], int]:
         return json.loads(out), held
 
 
+class GcPauses:
+    """gc.callbacks hook: the length of every collection, by generation."""
+
+    def __init__(self) -> None:
+        self.pauses: list[tuple[int, float]] = []
+        self._start = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            self.pauses.append((info["generation"], time.perf_counter() - self._start))
+
+
+async def churn_gc(total: int, freeze: bool) -> dict[str, float]:
+    """Churn with this process's CPU per connection and every GC pause counted;
+    ``freeze`` moves everything alive after start-up out of the collector's
+    view (gc.freeze()), so full collections only walk what churn created."""
+    with nsnet(1500) as net:
+        host, d = await synack_servers(net)
+        if freeze:
+            gc.collect()
+            gc.freeze()
+        hook = GcPauses()
+        gc.callbacks.append(hook)
+        cpu0 = time.process_time()
+        try:
+            out = await net.py(CHURN, net.synack_ip, str(total), timeout=600)
+        finally:
+            cpu = time.process_time() - cpu0
+            gc.callbacks.remove(hook)
+            if freeze:
+                gc.unfreeze()
+        held = len(host.connections)
+        d.close()
+    rates = json.loads(out)
+    full = [p for g, p in hook.pauses if g == 2]
+    return {
+        "first": rates[0],
+        "last": rates[-1],
+        "cpu_us_per_conn": cpu / total * 1e6,
+        "max_pause_ms": max((p for _g, p in hook.pauses), default=0.0) * 1e3,
+        "full_collections": float(len(full)),
+        "collections": float(len(hook.pauses)),
+        "held": float(held),
+    }
+
+
+def figures(quick: bool) -> list[Figure]:
+    """Churn only (the throughput figures above need longer than --quick allows)."""
+    if os.geteuid() != 0 or not os.path.exists("/dev/net/tun"):
+        raise SystemExit("needs root and /dev/net/tun")
+    total, rounds = (3000, 1) if quick else (10_000, 2)
+    out = []
+    runs: dict[bool, list[dict[str, float]]] = {False: [], True: []}
+    for _ in range(rounds):  # interleaved: default gc, then frozen
+        for freeze in (False, True):
+            runs[freeze].append(asyncio.run(churn_gc(total, freeze)))
+    for freeze, rs in runs.items():
+        label = "gc.freeze() after start-up" if freeze else "default gc"
+        out.append(
+            Figure(
+                bench="stack_tap",
+                name=f"churn, {total:,} short connections over TAP, {label}",
+                value=statistics.median(r["last"] for r in rs),
+                unit="connections/s in the last 1,000",
+                anchor="the first 1,000",
+                anchor_value=statistics.median(r["first"] for r in rs),
+                ratios=[r["last"] / r["first"] for r in rs],
+                goal=0.95,
+                command=f".venv/bin/python bench/stack_tap.py --churn {total} --churn-only",
+                note=f"{statistics.median(r['cpu_us_per_conn'] for r in rs):.0f} us synack CPU "
+                f"per connection; max GC pause {max(r['max_pause_ms'] for r in rs):.0f} ms "
+                f"(goal <= 20), {statistics.median(r['full_collections'] for r in rs):.0f} full "
+                f"collections; {statistics.median(r['held'] for r in rs):.0f} held in TIME-WAIT",
+            )
+        )
+    return out
+
+
 def startup() -> float:
     """Seconds from exec of ``synack stack serve`` to its first ``listening on`` line."""
     tag = secrets.token_hex(3)
@@ -280,7 +364,12 @@ def main() -> None:
     ap.add_argument(
         "--churn", type=int, default=10_000, help="connections for the CPU-flatness figure"
     )
+    ap.add_argument("--churn-only", action="store_true", help="only the churn/GC figures")
     args = ap.parse_args()
+    if args.churn_only:
+        for f in figures(args.churn < 5000):
+            print(f"{f.name}: last/first {f.ratio:.2f}; {f.note}")
+        return
     if os.geteuid() != 0 or not os.path.exists("/dev/net/tun"):
         sys.exit("needs root and /dev/net/tun")
     pyclient = "Python socket client in the namespace"

@@ -239,6 +239,26 @@ def _many_clients(port: int, kind: str, inflight: int, seconds: float, clients: 
     return sum(float(w.communicate(timeout=seconds + 30)[0]) for w in workers)
 
 
+def handler_cost() -> dict[str, float]:
+    """Nanoseconds of Python per datagram in each service's handler alone (in-process,
+    best of 5): the part of the per-request cost that synack's code decides."""
+    import timeit
+
+    addr = ("127.0.0.1", 40000)
+    handlers = {
+        "floor": _echo,
+        "time": format_handler(FormatService(rate=1e9, burst=1e9)),
+        "sntp": sntp_handler(sntp.SntpServer()),
+    }
+    out = {}
+    for kind, handler in handlers.items():
+        payload = payload_for(kind)
+        n = 100_000
+        best = min(timeit.repeat(lambda h=handler, p=payload: h(p, addr), number=n, repeat=5))
+        out[kind] = best / n * 1e9
+    return out
+
+
 Results = dict[tuple[str, int, str], tuple[list[float], list[float]]]
 
 
@@ -278,6 +298,7 @@ def figures(quick: bool) -> list[Figure]:
     loops = available_loops(["asyncio", "uvloop"])
     results = run(loops, (64,), seconds, rounds, 1)
     command = f".venv/bin/python bench/time_bench.py --seconds {seconds:g} --rounds {rounds}"
+    handler_ns = handler_cost()
     out = []
     for loop_name in loops:
         for kind, anchor, goal in (
@@ -303,7 +324,8 @@ def figures(quick: bool) -> list[Figure]:
                     ratios=[a / b for a, b in zip(cpu, cpu0, strict=True)],
                     goal=goal,
                     command=command,
-                    note=f"{1e6 / statistics.median(cpu):.2f} us server CPU per request; "
+                    note=f"{1e6 / statistics.median(cpu):.2f} us server CPU per request "
+                    f"({handler_ns.get(kind, float('nan')):.0f} ns in the handler alone); "
                     f"wall clock {statistics.median(results[loop_name, 64, kind][0]):,.0f} req/s",
                 )
             )
@@ -341,6 +363,8 @@ def main() -> None:
         f" {'req/CPU-s':>10} {'x floor':>7} {'min-max':>11} {'us CPU/req':>10}"
         f"   (medians of {args.rounds} rounds)"
     )
+    cost = handler_cost()
+    print("# handler alone, ns per datagram: " + ", ".join(f"{k} {v:.0f}" for k, v in cost.items()))
     results = run(loops, (1, 64), args.seconds, args.rounds, args.clients)
     for loop_name in loops:
         for inflight in (1, 64):
