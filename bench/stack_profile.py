@@ -81,7 +81,9 @@ async def _transfer(size: int) -> int:
     server = await db.start_server(sink, "0.0.0.0", 7000)
     try:
         _, writer = await da.open_connection("10.213.0.2", 7000)
-        block = bytes(CHUNK)
+        # Not zeros: an all-zero payload takes a slow path in the checksum
+        # (wire/checksum.ones_sum scans it with any()), which real data rarely does.
+        block = bytes(range(256)) * (CHUNK // 256)
         sent = 0
         while sent < size:
             n = min(CHUNK, size - sent)
@@ -121,8 +123,12 @@ BUCKETS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
-def profile_breakdown(mb: float) -> tuple[list[tuple[str, float, float]], int, float]:
-    """[(bucket, share of self time, us per frame)], frames, and the top functions' text."""
+Profile = tuple[list[tuple[str, float, float]], list[tuple[str, float, float, float]], int, float]
+
+
+def profile_breakdown(mb: float) -> Profile:
+    """[(bucket, share of self time, us per frame)], the top functions as
+    [(where, share, us per frame, calls per frame)], frames, profiled seconds."""
     size = int(mb * 1_000_000)
     prof = cProfile.Profile()
     frames = prof.runcall(asyncio.run, _transfer(size))
@@ -130,7 +136,8 @@ def profile_breakdown(mb: float) -> tuple[list[tuple[str, float, float]], int, f
     totals: dict[str, float] = {}
     all_time = 0.0
     raw = stats.stats  # type: ignore[attr-defined]
-    for (filename, _line, _func), (_cc, _nc, tt, _ct, _callers) in raw.items():
+    funcs = []
+    for (filename, line, func), (_cc, nc, tt, _ct, _callers) in raw.items():
         all_time += tt
         label = "other (builtins, bytes, struct, ...)"
         if filename != "~":
@@ -139,11 +146,21 @@ def profile_breakdown(mb: float) -> tuple[list[tuple[str, float, float]], int, f
                     label = name
                     break
         totals[label] = totals.get(label, 0.0) + tt
+        short = (
+            filename.split("/src/synack/")[-1]
+            if "/src/synack/" in filename
+            else (os.path.basename(filename) if filename != "~" else "builtin")
+        )
+        funcs.append((f"{short}:{line} {func}", tt, nc))
     rows = sorted(
         ((k, v / all_time, v / frames * 1e6) for k, v in totals.items()),
         key=lambda r: -r[1],
     )
-    return rows, frames, all_time
+    top = [
+        (where, tt / all_time, tt / frames * 1e6, nc / frames)
+        for where, tt, nc in sorted(funcs, key=lambda f: -f[1])[:15]
+    ]
+    return rows, top, frames, all_time
 
 
 def ipaddress_calls(mb: float) -> list[tuple[str, float]]:
@@ -189,8 +206,8 @@ def figures(quick: bool) -> list[Figure]:
 
 def profile_markdown(quick: bool) -> str:
     """The profile section of docs/performance.md."""
-    mb = 1.0 if quick else 4.0
-    rows, frames, total = profile_breakdown(mb)
+    mb = 3.0 if quick else 8.0
+    rows, top, frames, total = profile_breakdown(mb)
     lines = [
         f"One {mb:g} MB transfer between two synack hosts on one loop "
         f"(`.venv/bin/python bench/stack_profile.py --profile --mb {mb:g}`), under cProfile "
@@ -202,6 +219,17 @@ def profile_markdown(quick: bool) -> str:
         "|---|---:|---:|",
     ]
     lines += [f"| {k} | {share:.1%} | {us:.2f} |" for k, share, us in rows]
+    lines += [
+        "",
+        "The 15 functions with the most self time:",
+        "",
+        "| function | share | us per frame | calls per frame |",
+        "|---|---:|---:|---:|",
+    ]
+    lines += [
+        f"| `{where.replace('|', '/')}` | {share:.1%} | {us:.2f} | {calls:.1f} |"
+        for where, share, us, calls in top
+    ]
     calls = ipaddress_calls(mb)
     if calls:
         lines += [
@@ -222,7 +250,7 @@ def main() -> None:
     if args.mb <= 0 or args.rounds < 1:
         ap.error("--mb must be > 0 and --rounds >= 1")
     if args.profile:
-        print(profile_markdown(args.mb <= 1.0))
+        print(profile_markdown(args.mb <= 3.0))
         return
     synack, per_frame, kernel = measure(args.mb, args.rounds)
     ratios = [s / k for s, k in zip(synack, kernel, strict=True)]
