@@ -90,6 +90,7 @@ def render(
     env_after: str,
     quick: bool,
     profile: str,
+    note: str = "",
 ) -> str:
     cmd = ".venv/bin/python bench/run_all.py" + (" --quick" if quick else "")
     lines = [
@@ -100,10 +101,10 @@ def render(
         "by its anchor's from the same run, rounds interleaved; the ratio column is the "
         "median with the per-round min and max in brackets. Higher is better for synack.",
         "",
-        "**Measured on a shared machine:** 2 CPUs used by 8 engineers at the same time, "
-        f"load average {env['load average (1/5/15 min)']} at the start and {env_after} at "
-        "the end. Absolute rates will be higher on a quiet machine and ratios may move; "
-        "run the command on yours to compare.",
+        f"**Load:** {os.cpu_count()} CPUs, load average {env['load average (1/5/15 min)']} "
+        f"at the start and {env_after} at the end. {note} On a busier machine absolute "
+        "rates drop and ratios move (clients and servers share the CPUs); run the command "
+        "on yours to compare.",
         "",
         "## Environment",
         "",
@@ -150,6 +151,9 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="shorter runs: a few minutes in all")
     ap.add_argument("--only", default="", help="comma-separated bench names (default: all)")
     ap.add_argument("--out", default=str(ROOT / "docs" / "performance.md"))
+    ap.add_argument(
+        "--note", default="", help="one sentence about the machine's state, quoted on the page"
+    )
     args = ap.parse_args()
     plugged, other = discover()
     if args.only:
@@ -170,7 +174,13 @@ def main() -> None:
 
     profile = stack_profile.profile_markdown(args.quick)
     page = render(
-        results, other, env, environment()["load average (1/5/15 min)"], args.quick, profile
+        results,
+        other,
+        env,
+        environment()["load average (1/5/15 min)"],
+        args.quick,
+        profile,
+        args.note.strip(),
     )
     Path(args.out).write_text(page)
     print(f"wrote {args.out}", file=sys.stderr)
