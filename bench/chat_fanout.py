@@ -43,6 +43,8 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any, ClassVar
 
+import psutil
+
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -222,7 +224,7 @@ async def _register(
     return transport
 
 
-def run_clients(port: int, messages: int, burst: int) -> dict[str, float]:
+def run_clients(port: int, messages: int, burst: int, server_pid: int) -> dict[str, float]:
     _raise_fd_limit()
 
     async def main() -> dict[str, float]:
@@ -253,6 +255,8 @@ def run_clients(port: int, messages: int, burst: int) -> dict[str, float]:
             s.bytes = 0
             s.latencies.clear()
         probe = samplers[-1]
+        server = psutil.Process(server_pid)
+        cpu0 = sum(server.cpu_times()[:2])
         start = time.monotonic()
         for b in range(0, messages, burst):
             for seq in range(b, min(b + burst, messages)):
@@ -273,6 +277,7 @@ def run_clients(port: int, messages: int, burst: int) -> dict[str, float]:
                 break
             await asyncio.sleep(0.001)
         elapsed = time.monotonic() - start
+        server_cpu = sum(server.cpu_times()[:2]) - cpu0
         lat = sorted(x for s in samplers for x in s.latencies)
         draining.cancel()
         for t in transports:
@@ -280,6 +285,7 @@ def run_clients(port: int, messages: int, burst: int) -> dict[str, float]:
         sender.close()
         return {
             "deliveries_per_s": messages * CLIENTS / elapsed,
+            "server_cpu_us_per_delivery": server_cpu / (messages * CLIENTS) * 1e6,
             "p50_ms": statistics.median(lat) * 1000,
             "p99_ms": lat[int(len(lat) * 0.99)] * 1000,
             "complete": float(Counting.total[0] >= expected * (CLIENTS - SAMPLERS)),
@@ -300,7 +306,7 @@ def measure(server: Any, use_uvloop: bool, messages: int, burst: int = BURST) ->
     p.start()
     try:
         port = parent.recv()
-        result = run_clients(port, messages, burst)
+        result = run_clients(port, messages, burst, p.pid)
     finally:
         parent.send("stop")
     stats = parent.recv() if parent.poll(30) else {}
@@ -347,6 +353,12 @@ def figures(quick: bool) -> list[Figure]:
             continue
         mine = [r["deliveries_per_s"] for r in results[loop_name, label, "synack ChatServer"]]
         theirs = [r["deliveries_per_s"] for r in rs]
+
+        def cpu_of(server: str, key: tuple[str, str] = (loop_name, label)) -> float:
+            return statistics.median(
+                r["server_cpu_us_per_delivery"] for r in results[key[0], key[1], server]
+            )
+
         p99 = statistics.median(r["p99_ms"] for r in results[loop_name, label, "synack ChatServer"])
         out.append(
             Figure(
@@ -361,7 +373,8 @@ def figures(quick: bool) -> list[Figure]:
                 if label.startswith("bursts")
                 else None,
                 command=f".venv/bin/python bench/chat_fanout.py --rounds {rounds}",
-                note=f"synack p99 {p99:.1f} ms; wall clock, server in its own process",
+                note=f"server CPU per delivery {cpu_of('synack ChatServer'):.2f} us "
+                f"(anchor {cpu_of(name):.2f}); synack p99 {p99:.1f} ms; wall clock",
             )
         )
     return out
@@ -383,6 +396,7 @@ def main() -> None:
         print(
             f"  {loop_name:7} {label:20} {name:27} {statistics.median(rate) / 1e6:6.3f} M/s"
             f"  p99 {statistics.median(r['p99_ms'] for r in rs):7.2f} ms"
+            f"  CPU {statistics.median(r['server_cpu_us_per_delivery'] for r in rs):5.2f} us/delivery"
             f"  synack/this {statistics.median(ratios):5.2f}x ({min(ratios):.2f}-{max(ratios):.2f})"
             + ("" if all(r["complete"] for r in rs) else "  (INCOMPLETE)")
         )
