@@ -13,8 +13,9 @@ its server process, divided by the same for the floor on the same loop, same
 payload, same concurrency. The floor is the least any Python UDP server can do
 per datagram: a non-blocking ``recvfrom``/``sendto`` loop drained from
 ``loop.add_reader`` that sends each datagram back (its cost, nearly all system
-calls, caps every server; the floor's CPU per request is printed). 1.0x means the service's
-formatting, rate limit and cache cost nothing measurable; the goal is >= 0.95x.
+calls, caps every server; the floor's CPU per request is printed). 1.0x means
+the service's formatting, rate limit and cache cost nothing measurable; the
+goal is >= 0.95x.
 The second anchor is the DatagramProtocol echo most people would write; its
 per-datagram cost swings with glibc's malloc state (asyncio receives into a
 256 KiB buffer), so it is printed as a second row, never the headline.
