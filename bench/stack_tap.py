@@ -8,7 +8,16 @@ against kernel servers over a veth pair between two namespaces, in the same
 run, is the ceiling. Also: start-up of ``synack stack serve`` to its first
 ``listening on`` line. Needs root and /dev/net/tun. Prints ratios.
 
-    .venv/bin/python bench/stack_tap.py [--seconds 2]
+What the ratios mean: synack's figure over the kernel's from the same client
+in the same run (for round-trip times, lower is better). Churn (short
+connections to daytime, all held in TIME-WAIT afterwards) is reported as
+synack's CPU per connection in the first 1,000 over that in the last 1,000
+(1.0 = flat, the goal >= 0.95), the connection rate per block, and every
+garbage-collection pause (gc.callbacks), once with the default collector and
+once with gc.freeze() after start-up (what ``synack stack serve`` does);
+``--churn-only`` runs just that, which is what bench/run_all.py plugs in.
+
+    .venv/bin/python bench/stack_tap.py [--seconds 2] [--churn 10000] [--churn-only]
 """
 
 from __future__ import annotations
