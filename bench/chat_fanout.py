@@ -7,11 +7,24 @@ only count bytes (every client receives the identical stream of broadcasts),
 20 sampling receivers decode every frame and measure the delivery latency from
 the sender's clock reading carried in the text (CLOCK_MONOTONIC is system-wide).
 
-Contenders: synack's ``ChatServer`` and a minimal asyncio broadcast server
-written here (streams, one ``write`` per client per message), both speaking
-docs/protocol.md §2, on asyncio and on uvloop.
+Contenders, all speaking the chat protocol (docs/protocol.md §2), each
+on asyncio and on uvloop, compared only on the same loop, same message count:
+synack's ``ChatServer``; a coalescing asyncio server written here (streams;
+broadcasts queued during one loop iteration are joined and written once per
+client: the best simple thing, with the same batching opportunity synack has);
+and the naive one (one ``write`` per client per message).
 
-    .venv/bin/python bench/chat_fanout.py
+Two workloads: bursts of 50 broadcasts from one sender (closed loop: the next
+burst goes when a sampling receiver has the last one), and a steady rate (one
+message, then wait for its delivery: one message per tick, nothing to batch).
+
+What the ratio means: synack's deliveries per second (messages x receivers /
+wall-clock time) divided by the anchor's on the same loop and workload. Against
+the coalescing anchor it is the cost of synack's per-client machinery; against
+the naive one it includes the batching. Goals (bursts): >= 3x coalescing,
+>= 10x naive.
+
+    .venv/bin/python bench/chat_fanout.py [--rounds 3]
 """
 
 from __future__ import annotations
@@ -21,6 +34,7 @@ import asyncio
 import itertools
 import json
 import multiprocessing as mp
+import os
 import resource
 import statistics
 import struct
@@ -29,6 +43,12 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any, ClassVar
 
+import psutil
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _common import Figure
 from synack.apps.chat import ChatConfig, ChatServer
 from synack.core.framing import FrameDecoder
 
@@ -88,12 +108,30 @@ def serve_synack(conn: Connection, use_uvloop: bool) -> None:
 
 
 def serve_minimal(conn: Connection, use_uvloop: bool) -> None:
-    """The straightforward asyncio broadcast server: streams, a write per client."""
+    """The straightforward asyncio broadcast server: streams, a write per client per message."""
+    _serve_streams(conn, use_uvloop, coalesce=False)
+
+
+def serve_coalescing(conn: Connection, use_uvloop: bool) -> None:
+    """The same server, coalescing: broadcasts queued during one loop iteration go
+    to each client as one joined write (scheduled with ``call_soon``)."""
+    _serve_streams(conn, use_uvloop, coalesce=True)
+
+
+def _serve_streams(conn: Connection, use_uvloop: bool, coalesce: bool) -> None:
     _raise_fd_limit()
 
     async def main() -> None:
         writers: dict[str, asyncio.StreamWriter] = {}
         ids = itertools.count(1)
+        pending: list[bytes] = []
+        loop = asyncio.get_running_loop()
+
+        def flush() -> None:
+            data = b"".join(pending)
+            pending.clear()
+            for w in list(writers.values()):
+                w.write(data)
 
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             nick = None
@@ -118,8 +156,13 @@ def serve_minimal(conn: Connection, use_uvloop: bool) -> None:
                                 "to": None,
                             }
                         )
-                        for w in list(writers.values()):
-                            w.write(frame)
+                        if coalesce:
+                            if not pending:
+                                loop.call_soon(flush)
+                            pending.append(frame)
+                        else:
+                            for w in list(writers.values()):
+                                w.write(frame)
                         await writer.drain()
             except (asyncio.IncompleteReadError, ConnectionError):
                 pass
@@ -181,7 +224,7 @@ async def _register(
     return transport
 
 
-def run_clients(port: int, messages: int) -> dict[str, float]:
+def run_clients(port: int, messages: int, burst: int, server_pid: int) -> dict[str, float]:
     _raise_fd_limit()
 
     async def main() -> dict[str, float]:
@@ -197,7 +240,10 @@ def run_clients(port: int, messages: int) -> dict[str, float]:
             transports.append(await _register(loop, port, f"c{i}", proto))
         sender_reader, sender = await asyncio.open_connection("127.0.0.1", port, limit=1 << 24)
         sender.write(_frame({"type": "hello", "nick": "sender"}))
-        await asyncio.sleep(1.0)  # registrations and joined notices settle
+        # Ready when the sender's own welcome is back (every earlier
+        # registration has been handled), then a pause for the joined notices.
+        await _frame_from(sender_reader)
+        await asyncio.sleep(0.5)
 
         async def discard() -> None:
             while await sender_reader.read(1 << 20):
@@ -209,14 +255,16 @@ def run_clients(port: int, messages: int) -> dict[str, float]:
             s.bytes = 0
             s.latencies.clear()
         probe = samplers[-1]
+        server = psutil.Process(server_pid)
+        cpu0 = sum(server.cpu_times()[:2])
         start = time.monotonic()
-        for b in range(0, messages, BURST):
-            for seq in range(b, min(b + BURST, messages)):
+        for b in range(0, messages, burst):
+            for seq in range(b, min(b + burst, messages)):
                 sender.write(
                     _frame({"type": "say", "text": f"{seq} {time.monotonic():.6f} " + "x" * 40})
                 )
             await sender.drain()
-            probe.want_seq = min(b + BURST, messages) - 1
+            probe.want_seq = min(b + burst, messages) - 1
             probe.waiter = loop.create_future()
             await asyncio.wait_for(probe.waiter, 60)
         # Wait until every receiver has the whole stream (same bytes for everyone).
@@ -229,6 +277,7 @@ def run_clients(port: int, messages: int) -> dict[str, float]:
                 break
             await asyncio.sleep(0.001)
         elapsed = time.monotonic() - start
+        server_cpu = sum(server.cpu_times()[:2]) - cpu0
         lat = sorted(x for s in samplers for x in s.latencies)
         draining.cancel()
         for t in transports:
@@ -236,6 +285,7 @@ def run_clients(port: int, messages: int) -> dict[str, float]:
         sender.close()
         return {
             "deliveries_per_s": messages * CLIENTS / elapsed,
+            "server_cpu_us_per_delivery": server_cpu / (messages * CLIENTS) * 1e6,
             "p50_ms": statistics.median(lat) * 1000,
             "p99_ms": lat[int(len(lat) * 0.99)] * 1000,
             "complete": float(Counting.total[0] >= expected * (CLIENTS - SAMPLERS)),
@@ -244,14 +294,19 @@ def run_clients(port: int, messages: int) -> dict[str, float]:
     return asyncio.run(main())
 
 
-def measure(server: Any, use_uvloop: bool, messages: int) -> dict[str, float]:
+async def _frame_from(reader: asyncio.StreamReader) -> bytes:
+    (n,) = _H.unpack(await asyncio.wait_for(reader.readexactly(4), 120))
+    return await reader.readexactly(n)
+
+
+def measure(server: Any, use_uvloop: bool, messages: int, burst: int = BURST) -> dict[str, float]:
     ctx = mp.get_context("fork")
     parent, child = ctx.Pipe()
     p = ctx.Process(target=server, args=(child, use_uvloop))
     p.start()
     try:
         port = parent.recv()
-        result = run_clients(port, messages)
+        result = run_clients(port, messages, burst, p.pid)
     finally:
         parent.send("stop")
     stats = parent.recv() if parent.poll(30) else {}
@@ -262,29 +317,89 @@ def measure(server: Any, use_uvloop: bool, messages: int) -> dict[str, float]:
     return result
 
 
-def main() -> None:
-    argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None).parse_args()
-    loops = [False] + ([True] if uvloop is not None else [])
-    rows: list[tuple[str, dict[str, float]]] = []
+SERVERS: dict[str, Any] = {
+    "synack ChatServer": serve_synack,
+    "coalescing asyncio server": serve_coalescing,
+    "naive asyncio server": serve_minimal,
+}
+# (label, messages, burst): bursts of 50 from one sender, and a steady rate
+# (one message, then wait until it is delivered: one message per tick).
+WORKLOADS = (("bursts of 50", 3000, BURST), ("steady, 1 per tick", 300, 1))
+
+Results = dict[tuple[str, str, str], list[dict[str, float]]]
+
+
+def run(loops: list[bool], workloads: Any, rounds: int) -> Results:
+    """{(loop, workload, server): [result per round]}, servers interleaved per round."""
+    results: Results = {}
     for u in loops:
-        tag = " (uvloop)" if u else ""
-        rows.append(("minimal asyncio broadcast server" + tag, measure(serve_minimal, u, 600)))
-        rows.append(("synack ChatServer" + tag, measure(serve_synack, u, 3000)))
-    print(
-        f"chat fan-out: {CLIENTS} clients, bursts of {BURST} broadcasts, server in its own process"
-    )
-    for name, r in rows:
-        print(
-            f"  {name:42s} {r['deliveries_per_s'] / 1e6:6.3f} M deliveries/s   "
-            f"p50 {r['p50_ms']:7.2f} ms   p99 {r['p99_ms']:7.2f} ms"
-            + ("" if r["complete"] else "   (INCOMPLETE)")
-            + (f"   ({r['too_slow']:.0f} dropped as too-slow)" if r.get("too_slow") else "")
+        loop_name = "uvloop" if u else "asyncio"
+        for label, messages, burst in workloads:
+            for _ in range(rounds):
+                for name, server in SERVERS.items():
+                    r = measure(server, u, messages, burst)
+                    results.setdefault((loop_name, label, name), []).append(r)
+    return results
+
+
+def figures(quick: bool) -> list[Figure]:
+    rounds = 1 if quick else 3
+    workloads = tuple((label, m // 3, b) for label, m, b in WORKLOADS) if quick else WORKLOADS
+    loops = [False] + ([True] if uvloop is not None else [])
+    results = run(loops, workloads, rounds)
+    out = []
+    for (loop_name, label, name), rs in results.items():
+        if name == "synack ChatServer":
+            continue
+        mine = [r["deliveries_per_s"] for r in results[loop_name, label, "synack ChatServer"]]
+        theirs = [r["deliveries_per_s"] for r in rs]
+
+        def cpu_of(server: str, key: tuple[str, str] = (loop_name, label)) -> float:
+            return statistics.median(
+                r["server_cpu_us_per_delivery"] for r in results[key[0], key[1], server]
+            )
+
+        p99 = statistics.median(r["p99_ms"] for r in results[loop_name, label, "synack ChatServer"])
+        out.append(
+            Figure(
+                bench="chat_fanout",
+                name=f"chat fan-out to {CLIENTS} clients, {label}, {loop_name}",
+                value=statistics.median(mine),
+                unit="deliveries/s",
+                anchor=f"{name}, {loop_name}",
+                anchor_value=statistics.median(theirs),
+                ratios=[a / b for a, b in zip(mine, theirs, strict=True)],
+                goal=(3.0 if name.startswith("coalescing") else 10.0)
+                if label.startswith("bursts")
+                else None,
+                command=f".venv/bin/python bench/chat_fanout.py --rounds {rounds}",
+                note=f"server CPU per delivery {cpu_of('synack ChatServer'):.2f} us "
+                f"(anchor {cpu_of(name):.2f}); synack p99 {p99:.1f} ms; wall clock",
+            )
         )
-    base = rows[0][1]["deliveries_per_s"]
-    for (bname, b), (sname, r) in zip(rows[0::2], rows[1::2], strict=True):
-        print(f"  {sname} / {bname}: {r['deliveries_per_s'] / b['deliveries_per_s']:.1f}x")
-    best = max(r["deliveries_per_s"] for name, r in rows if name.startswith("synack"))
-    print(f"  synack (best loop) / minimal asyncio server (asyncio loop): {best / base:.1f}x")
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
+    args = ap.parse_args()
+    if args.rounds < 1:
+        ap.error("--rounds must be >= 1")
+    loops = [False] + ([True] if uvloop is not None else [])
+    results = run(loops, WORKLOADS, args.rounds)
+    print(f"chat fan-out: {CLIENTS} clients, server in its own process, {args.rounds} rounds")
+    for (loop_name, label, name), rs in results.items():
+        rate = [r["deliveries_per_s"] for r in rs]
+        mine = [r["deliveries_per_s"] for r in results[loop_name, label, "synack ChatServer"]]
+        ratios = [a / b for a, b in zip(mine, rate, strict=True)]
+        print(
+            f"  {loop_name:7} {label:20} {name:27} {statistics.median(rate) / 1e6:6.3f} M/s"
+            f"  p99 {statistics.median(r['p99_ms'] for r in rs):7.2f} ms"
+            f"  CPU {statistics.median(r['server_cpu_us_per_delivery'] for r in rs):5.2f} us/delivery"
+            f"  synack/this {statistics.median(ratios):5.2f}x ({min(ratios):.2f}-{max(ratios):.2f})"
+            + ("" if all(r["complete"] for r in rs) else "  (INCOMPLETE)")
+        )
     sys.stdout.flush()
 
 

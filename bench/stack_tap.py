@@ -8,17 +8,28 @@ against kernel servers over a veth pair between two namespaces, in the same
 run, is the ceiling. Also: start-up of ``synack stack serve`` to its first
 ``listening on`` line. Needs root and /dev/net/tun. Prints ratios.
 
-    .venv/bin/python bench/stack_tap.py [--seconds 2]
+What the ratios mean: synack's figure over the kernel's from the same client
+in the same run (for round-trip times, lower is better). Churn (short
+connections to daytime, all held in TIME-WAIT afterwards) is reported as
+synack's CPU per connection in the first 1,000 over that in the last 1,000
+(1.0 = flat, the goal >= 0.95), the connection rate per block, and every
+garbage-collection pause (gc.callbacks), once with the default collector and
+once with gc.freeze() after start-up (what ``synack stack serve`` does);
+``--churn-only`` runs just that, which is what bench/run_all.py plugs in.
+
+    .venv/bin/python bench/stack_tap.py [--seconds 2] [--churn 10000] [--churn-only]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import random
 import secrets
+import statistics
 import subprocess
 import sys
 import time
@@ -26,9 +37,11 @@ from ipaddress import IPv4Interface
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from tests.interop.nsnet import NsNet, nsnet
 
+from _common import Figure
 from synack.adapters.driver import HostDriver
 from synack.links.tap import TapLink
 from synack.stack.host import Host, HostConfig
@@ -224,33 +237,119 @@ print(json.dumps(rates))
 """
 
 
-async def churn(total: int) -> tuple[list[float], int, list[float]]:
-    """Connections/s per block of 1000 over ``total`` connections, how many
-    connections the host still holds (TIME-WAIT) at the end, and the synack
-    process's CPU milliseconds per connection in each block (the CPU-flatness
-    figure: unlike the wall-clock rate it does not move with the load other
-    processes put on the machine)."""
+async def churn(total: int) -> tuple[list[float], int]:
+    """Connections/s per block of 1000 over ``total`` connections, and how many
+    connections the host still holds (TIME-WAIT) at the end."""
     with nsnet(1500) as net:
         host, d = await synack_servers(net)
-        cpu: list[float] = []
+        out = await net.py(CHURN, net.synack_ip, str(total), timeout=300)
+        held = len(host.connections) + len(host.tcp.time_wait)  # TIME-WAIT records too
+        d.close()
+        return json.loads(out), held
+
+
+class GcPauses:
+    """gc.callbacks hook: the length of every collection, by generation."""
+
+    def __init__(self) -> None:
+        self.pauses: list[tuple[int, float]] = []
+        self._start = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            self.pauses.append((info["generation"], time.perf_counter() - self._start))
+
+
+async def churn_gc(total: int, freeze: bool) -> dict[str, float]:
+    """Churn with this process's CPU per connection and every GC pause counted;
+    ``freeze`` moves everything alive after start-up out of the collector's
+    view (gc.freeze()), so full collections only walk what churn created."""
+    with nsnet(1500) as net:
+        host, d = await synack_servers(net)
+        if freeze:
+            gc.collect()
+            gc.freeze()
+        hook = GcPauses()
+        gc.callbacks.append(hook)
+        cpu0 = time.process_time()
+        # (CPU seconds, passive opens so far), sampled while the client runs:
+        # this process's CPU per connection, block by block.
+        samples: list[tuple[float, int]] = []
 
         async def sample() -> None:
-            # The CPU time this process spent per 1000 passive opens.
-            mark, t0 = 1000, time.process_time()
-            while mark <= total:
-                if host.counters["tcp-passive-opens"] >= mark:
-                    t = time.process_time()
-                    cpu.append(t - t0)
-                    t0, mark = t, mark + 1000
-                await asyncio.sleep(0.005)
+            while True:
+                samples.append((time.process_time(), host.counters["tcp-passive-opens"]))
+                await asyncio.sleep(0.02)
 
         sampler = asyncio.create_task(sample())
-        out = await net.py(CHURN, net.synack_ip, str(total), timeout=300)
-        await asyncio.sleep(0.05)
-        sampler.cancel()
-        held = len(host.connections) + len(host.tcp.time_wait)
+        try:
+            out = await net.py(CHURN, net.synack_ip, str(total), timeout=600)
+        finally:
+            sampler.cancel()
+            cpu = time.process_time() - cpu0
+            gc.callbacks.remove(hook)
+            if freeze:
+                gc.unfreeze()
+        samples.append((time.process_time(), host.counters["tcp-passive-opens"]))
+        held = len(host.connections) + len(host.tcp.time_wait)  # TIME-WAIT records too
         d.close()
-        return json.loads(out), held, cpu
+    rates = json.loads(out)
+    full = [p for g, p in hook.pauses if g == 2]
+
+    def cpu_at(opens: int) -> float:
+        return next(c for c, k in samples if k >= opens)
+
+    base = samples[0][1]
+    last_block = (total // 1000 - 1) * 1000
+    return {
+        "cpu_first_us": (cpu_at(base + 1000) - cpu_at(base)) / 1000 * 1e6,
+        "cpu_last_us": (cpu_at(base + last_block + 1000) - cpu_at(base + last_block)) / 1000 * 1e6,
+        "first": rates[0],
+        "last": rates[-1],
+        "cpu_us_per_conn": cpu / total * 1e6,
+        "max_pause_ms": max((p for _g, p in hook.pauses), default=0.0) * 1e3,
+        "full_collections": float(len(full)),
+        "collections": float(len(hook.pauses)),
+        "held": float(held),
+    }
+
+
+def figures(quick: bool) -> list[Figure]:
+    """Churn only (the throughput figures above need longer than --quick allows)."""
+    if os.geteuid() != 0 or not os.path.exists("/dev/net/tun"):
+        raise SystemExit("needs root and /dev/net/tun")
+    total, rounds = (5000, 2) if quick else (10_000, 3)
+    out = []
+    runs: dict[bool, list[dict[str, float]]] = {False: [], True: []}
+    for _ in range(rounds):  # interleaved: default gc, then frozen
+        for freeze in (False, True):
+            runs[freeze].append(asyncio.run(churn_gc(total, freeze)))
+    for freeze, rs in runs.items():
+        label = "gc.freeze() after start-up" if freeze else "default gc"
+        out.append(
+            Figure(
+                bench="stack_tap",
+                name=f"churn, {total:,} short connections over TAP, {label}: "
+                "synack CPU per connection, last 1,000 vs first",
+                value=statistics.median(r["cpu_last_us"] for r in rs),
+                unit="us per connection in the last 1,000",
+                anchor="the first 1,000",
+                anchor_value=statistics.median(r["cpu_first_us"] for r in rs),
+                # first / last: 1.0 is flat, below 1 the last block costs more.
+                ratios=[r["cpu_first_us"] / r["cpu_last_us"] for r in rs],
+                goal=0.95,
+                command=f".venv/bin/python bench/stack_tap.py --churn {total} --churn-only",
+                note=f"{statistics.median(r['cpu_us_per_conn'] for r in rs):.0f} us per "
+                f"connection overall; rate {statistics.median(r['first'] for r in rs):,.0f}/s "
+                f"in the first block, {statistics.median(r['last'] for r in rs):,.0f}/s in the "
+                f"last; max GC pause {max(r['max_pause_ms'] for r in rs):.0f} ms (goal <= 20), "
+                f"{statistics.median(r['full_collections'] for r in rs):.0f} full collections "
+                f"per run; {statistics.median(r['held'] for r in rs):.0f} held in TIME-WAIT",
+            )
+        )
+    return out
 
 
 def startup() -> float:
@@ -292,34 +391,20 @@ def startup() -> float:
         subprocess.run(["ip", "netns", "del", ns], timeout=10)
 
 
-def print_churn(total: int) -> None:
-    rates, held, cpu = asyncio.run(churn(total))
-    print(
-        f"\n{total} short connections: {rates[0]:.0f}/s in the first 1000, {rates[-1]:.0f}/s in the last"
-        f" (last/first {rates[-1] / rates[0]:.2f}; {held} connections held in TIME-WAIT at the end)"
-    )
-    print("  per 1000, connections/s:", " ".join(f"{r:.0f}" for r in rates))
-    if len(cpu) >= 2:
-        print(
-            f"  synack CPU per connection: {cpu[0]:.3f} ms in the first 1000, {cpu[-1]:.3f} ms in"
-            f" the last (CPU rate last/first {cpu[0] / cpu[-1]:.2f})"
-        )
-        print("  per 1000, CPU ms/connection:", " ".join(f"{c:.3f}" for c in cpu))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=2.0)
     ap.add_argument(
         "--churn", type=int, default=10_000, help="connections for the CPU-flatness figure"
     )
-    ap.add_argument("--churn-only", action="store_true", help="only the churn figure")
+    ap.add_argument("--churn-only", action="store_true", help="only the churn/GC figures")
     args = ap.parse_args()
+    if args.churn_only:
+        for f in figures(args.churn < 10_000):
+            print(f"{f.name}: first/last {f.ratio:.2f} (1.0 = flat); {f.note}")
+        return
     if os.geteuid() != 0 or not os.path.exists("/dev/net/tun"):
         sys.exit("needs root and /dev/net/tun")
-    if args.churn_only:
-        print_churn(args.churn)
-        return
     pyclient = "Python socket client in the namespace"
     print(
         f"synack stack over TAP vs kernel<->kernel over veth ({pyclient}; {args.seconds:g} s per figure)"
@@ -351,7 +436,11 @@ def main() -> None:
             print(f"  {key:<14}{syn[key]:>12.3f}")
     except ImportError:
         pass
-    print_churn(args.churn)
+    rates, held = asyncio.run(churn(args.churn))
+    print(
+        f"\n{args.churn} short connections: {rates[0]:.0f}/s in the first 1000, {rates[-1]:.0f}/s in the last"
+        f" (last/first {rates[-1] / rates[0]:.2f}; {held} connections held in TIME-WAIT at the end)"
+    )
     s = startup()
     print(
         f"\nstart-up of 'synack stack serve' to 'listening on': {s:.3f} s (PyTCP anchor 7.9 s: {7.9 / s:.0f}x)"

@@ -16,6 +16,10 @@ What each parse does:
 
 Build: from field values to bytes with both checksums computed.
 
+What the ratio means: the anchor's seconds per frame over synack's (higher is
+better for synack), doing the same work (parse without checksums against dpkt
+and scapy, which verify none).
+
     .venv/bin/python bench/wire_bench.py [--quick]
 """
 
@@ -23,15 +27,20 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import sys
 import time
 from collections.abc import Callable
 from ipaddress import IPv4Address
 
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
 import dpkt
 from scapy.all import IP, TCP, Ether, Raw  # type: ignore[attr-defined]
 from scapy.utils import checksum as scapy_checksum
 
+from _common import Figure
 from synack.wire import ethernet, ipv4, tcp
 from synack.wire.checksum import internet_checksum
 
@@ -165,6 +174,48 @@ def report(title: str, results: dict[str, float], anchor: str) -> None:
     for name, sec in results.items():
         note = "(anchor)" if name == anchor else f"{sec / base:6.2f}x synack's time"
         print(f"  {name:<26} {sec * 1e6:9.2f} µs   {1 / sec:>11,.0f} pkt/s   {note}")
+
+
+def figures(quick: bool) -> list[Figure]:
+    rounds, budget = (3, 0.1) if quick else (7, 0.3)
+    checks()
+    # Each repetition is its own interleaved measurement: the page shows the
+    # median ratio with min and max.
+    reps = [
+        measure(
+            {
+                "synack": synack_parse_unverified,
+                "dpkt": dpkt_parse,
+                "scapy": scapy_parse,
+                "synack build": synack_build,
+                "dpkt build": dpkt_build,
+            },
+            rounds,
+            budget,
+        )
+        for _ in range(3)
+    ]
+    command = ".venv/bin/python bench/wire_bench.py" + (" --quick" if quick else "")
+
+    def fig(name: str, mine: str, theirs: str, anchor: str, goal: float) -> Figure:
+        return Figure(
+            bench="wire_bench",
+            name=name,
+            value=1 / min(r[mine] for r in reps),
+            unit="frames/s",
+            anchor=anchor,
+            anchor_value=1 / min(r[theirs] for r in reps),
+            ratios=[r[theirs] / r[mine] for r in reps],
+            goal=goal,
+            command=command,
+            note=f"{min(r[mine] for r in reps) * 1e6:.2f} us per 1,526-octet frame",
+        )
+
+    return [
+        fig("parse Ethernet+IPv4+TCP, no checksum", "synack", "dpkt", "dpkt", 1.0),
+        fig("parse Ethernet+IPv4+TCP, no checksum", "synack", "scapy", "scapy", 20.0),
+        fig("build Ethernet+IPv4+TCP, both checksums", "synack build", "dpkt build", "dpkt", 1.0),
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
