@@ -9,11 +9,17 @@ from dataclasses import dataclass
 
 from synack.errors import LocalProtocolError
 
+#: The smallest MSS: IPv4's minimum MTU of 68 (RFC 791) less 20 + 20 octets.
+MIN_MSS = 28
+#: The initial-window choices (see TcpConfig.initial_window).
+INITIAL_WINDOWS = ("rfc3390", "rfc6928")
+
 
 @dataclass(frozen=True, slots=True)
 class TcpConfig:
     #: The MSS we announce (what we can receive) and the most we send per
-    #: segment. 536 is the RFC 9293 §3.7.1 default (MUST-15).
+    #: segment. 536 is the RFC 9293 §3.7.1 default (MUST-15). The floor is
+    #: 28: IPv4's smallest MTU, 68 (RFC 791), less 40 octets of headers.
     mss: int = 1460
     send_buffer: int = 256 * 1024
     receive_buffer: int = 256 * 1024
@@ -53,10 +59,22 @@ class TcpConfig:
     keepalive_count: int = 9
     #: RFC 5961 §7: challenge ACKs per second, per connection.
     challenge_ack_limit: int = 10
+    #: The initial congestion window: "rfc3390" (RFC 5681 §3.1 equation (1),
+    #: 2-4 segments by SMSS) or "rfc6928" (10 segments, at most 14600 octets,
+    #: as Linux does). RFC 3390 is the default: it is what RFC 5681 (and so
+    #: RFC 9293 MUST-19) standardizes, RFC 6928 is Experimental, and 4
+    #: segments are kinder to the slow, shallow-buffered paths the simulator
+    #: models; "rfc6928" saves round trips on short transfers over fast paths.
+    initial_window: str = "rfc3390"
 
     def __post_init__(self) -> None:
-        if not 64 <= self.mss <= 65495:
-            raise LocalProtocolError(f"mss {self.mss} out of range 64..65495")
+        if not MIN_MSS <= self.mss <= 65495:
+            raise LocalProtocolError(f"mss {self.mss} out of range {MIN_MSS}..65495")
+        if self.initial_window not in INITIAL_WINDOWS:
+            raise LocalProtocolError(
+                f"initial_window must be one of {', '.join(INITIAL_WINDOWS)}, "
+                f"not {self.initial_window!r}"
+            )
         if self.send_buffer < 1 or self.receive_buffer < 1:
             raise LocalProtocolError("buffer sizes must be positive")
         if self.receive_buffer > (65535 << 14):

@@ -27,8 +27,11 @@ class AckAction(enum.Enum):
     RETRANSMIT = 1
 
 
-def initial_window(smss: int) -> int:
-    """RFC 5681 §3.1 equation (1): IW by SMSS."""
+def initial_window(smss: int, choice: str = "rfc3390") -> int:
+    """The initial window: RFC 5681 §3.1 equation (1) (RFC 3390), or RFC 6928's 10 segments."""
+    if choice == "rfc6928":
+        # RFC 6928 §2: min(10*MSS, max(2*MSS, 14600)).
+        return min(10 * smss, max(2 * smss, 14600))
     if smss > 2190:
         return 2 * smss
     if smss > 1095:
@@ -41,6 +44,7 @@ class NewReno:
 
     __slots__ = (
         "_ca_acc",
+        "_iw_choice",
         "cwnd",
         "dupacks",
         "in_recovery",
@@ -50,9 +54,12 @@ class NewReno:
         "ssthresh",
     )
 
-    def __init__(self, mss: int, iss: int, initial_ssthresh: int = 1 << 30) -> None:
+    def __init__(
+        self, mss: int, iss: int, initial_ssthresh: int = 1 << 30, iw: str = "rfc3390"
+    ) -> None:
         self.mss = mss
-        self.cwnd = initial_window(mss)
+        self._iw_choice = iw
+        self.cwnd = initial_window(mss, iw)
         # RFC 5681 §3.1: ssthresh SHOULD be set arbitrarily high initially.
         self.ssthresh = initial_ssthresh
         self.dupacks = 0
@@ -67,7 +74,7 @@ class NewReno:
     def set_mss(self, mss: int) -> None:
         """The effective MSS became known (after the handshake): restart IW."""
         self.mss = mss
-        self.cwnd = initial_window(mss)
+        self.cwnd = initial_window(mss, self._iw_choice)
 
     def on_new_ack(self, ack: int, acked: int, flight_after: int) -> AckAction:
         """SND.UNA advanced to ``ack`` by ``acked`` bytes; ``flight_after`` remains."""

@@ -57,7 +57,7 @@ class LossRecovery:
         self.rtt = RttEstimator(
             initial=config.initial_rto, min_rto=config.min_rto, max_rto=config.max_rto
         )
-        self.cc = NewReno(mss, iss)
+        self.cc = NewReno(mss, iss, iw=config.initial_window)
         self.board = SackScoreboard()
         self.stats = stats
         self.rtt_seq: int | None = None  # timed segment's end (no timestamps: Karn)

@@ -429,15 +429,23 @@ class TcpSender(Tcb):
             self.snd_wl1 = seq
             self.snd_wl2 = ack
 
-    def _send_reset(self) -> None:
+    def _send_reset(self, now: float) -> None:
         # <SEQ=SND.NXT><CTL=RST> (RFC 9293 §3.10.5; SND.MAX, see segments_to_send).
-        self.stats_counters.rsts_out += 1
-        self._out.append(reset(self._lport, self._rport, self.snd_max))
+        self._reset_for(self.snd_max, now)
 
-    def _reset_for(self, ack: int) -> None:
-        """<SEQ=SEG.ACK><CTL=RST>: the reply to an unacceptable ACK (§3.10.7.3, §3.10.7.4)."""
+    def _reset_for(self, seq: int, now: float) -> None:
+        """<SEQ=seq><CTL=RST>; also the reply to an unacceptable ACK (§3.10.7.3, §3.10.7.4).
+
+        Once timestamps were agreed the RST carries TSopt (RFC 7323 §3.2
+        "SHOULD be sent in an <RST> segment"), so that a peer checking
+        timestamps on resets (RFC 7323 §5.2) sees a current one.
+        """
         self.stats_counters.rsts_out += 1
-        self._out.append(reset(self._lport, self._rport, ack))
+        rst = reset(self._lport, self._rport, seq)
+        ts = self._ts
+        if ts.ok:
+            rst = TcpSegment(self._lport, self._rport, seq, 0, rst.flags, 0, b"", ts.option(now))
+        self._out.append(rst)
 
     # ------------------------------------------------------------------
     # Segment building
@@ -560,5 +568,12 @@ class TcpSender(Tcb):
         current = max(seq_diff(self._rcv_adv, self.rcv_nxt), 0)
         free = self._rcvbuf.free
         if free - current < min(self._rcvbuf.capacity >> 1, self._snd_mss):
+            return False
+        # An update the window field cannot show (it is at 65535 already
+        # without scaling) would be a pure ACK with the same ACK number and
+        # window: a duplicate ACK to the peer (RFC 5681 §2), not an update
+        # (RFC 9293 §3.8.6.2.2). The next ACK carries the wider window.
+        shift = self._rcv_wscale
+        if min(free >> shift, 65535) <= min(current >> shift, 65535):
             return False
         return current <= self._rcvbuf.capacity >> 1 and free >= 2 * current

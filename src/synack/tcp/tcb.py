@@ -108,9 +108,11 @@ class Tcb:
         "_snd_up",
         "_snd_wscale",
         "_sndbuf",
+        "_soft_error",
         "_state",
         "_syn_needed",
         "_syn_resent",
+        "_syn_text",
         "_syn_window",
         "_timers",
         "_transitions",
@@ -174,6 +176,7 @@ class Tcb:
         self._syn_resent = False
         self._probes_unanswered = 0  # zero-window probes since the peer last spoke
         self._last_oow_ack = -OOW_ACK_INTERVAL
+        self._soft_error: str | None = None  # the last ICMP soft error (RFC 9293 SHLD-25)
 
         # Receive sequence variables. RCV.ADV is the right edge we last
         # advertised (RCV.NXT + RCV.WND), which never moves left (SHLD-14).
@@ -188,6 +191,7 @@ class Tcb:
         self._rcv_fin_seq: int | None = None  # a FIN seen beyond a gap
         self._rcv_up: int | None = None  # RCV.UP: first non-urgent octet (MUST-62)
         self._fin_received = False
+        self._syn_text: tuple[bytes, bool] | None = None  # text (and FIN) on a SYN, queued
 
         # Options agreed on the handshake.
         self._sack_ok = False
@@ -244,6 +248,11 @@ class Tcb:
         nxt = seq_add(self.rcv_nxt, -1) if self._fin_received else self.rcv_nxt
         d = seq_diff(up, seq_add(nxt, -self._rcvbuf.readable))
         return d if d > 0 else 0
+
+    @property
+    def soft_error(self) -> str | None:
+        """The last ICMP soft error reported for this connection (SHLD-25), if any."""
+        return self._soft_error
 
     @property
     def passive(self) -> bool:
