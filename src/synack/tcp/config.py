@@ -66,10 +66,19 @@ class TcpConfig:
     #: segments are kinder to the slow, shallow-buffered paths the simulator
     #: models; "rfc6928" saves round trips on short transfers over fast paths.
     initial_window: str = "rfc3390"
+    #: Loss detection with SACK agreed: "rack" (RACK-TLP, RFC 8985: lost
+    #: retransmissions and tail losses found without a timeout; Linux's
+    #: default) or "rfc6675" (DupThresh, RFC 6675 IsLost, with its rescue
+    #: retransmission). Without SACK, NewReno's duplicate ACKs (RFC 6582).
+    loss_detection: str = "rack"
 
     def __post_init__(self) -> None:
         if not MIN_MSS <= self.mss <= 65495:
             raise LocalProtocolError(f"mss {self.mss} out of range {MIN_MSS}..65495")
+        if self.loss_detection not in ("rack", "rfc6675"):
+            raise LocalProtocolError(
+                f"loss_detection must be 'rack' or 'rfc6675', not {self.loss_detection!r}"
+            )
         if self.initial_window not in INITIAL_WINDOWS:
             raise LocalProtocolError(
                 f"initial_window must be one of {', '.join(INITIAL_WINDOWS)}, "

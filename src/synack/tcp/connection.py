@@ -36,8 +36,10 @@ ESTABLISHED when data is queued (RFC 9293 §3.10.4 allows it in SYN-RECEIVED);
 a duplicate SYN in SYN-RECEIVED is answered with the SYN,ACK again; segments
 that are only an ACK carry SEQ = SND.MAX (BSD does the same) so that a
 go-back-N rewind of SND.NXT never makes them look old; text on a SYN
-without ACK (simultaneous open) waits for ESTABLISHED. Loss recovery is RFC 6675 with SACK agreed,
-NewReno (RFC 6582) otherwise (:mod:`synack.tcp.recovery`).
+without ACK (simultaneous open) waits for ESTABLISHED. Loss recovery is RFC 6675 with SACK agreed
+(losses found by RACK-TLP, RFC 8985, :mod:`synack.tcp.rack`, unless the
+config asks for RFC 6675's DupThresh), NewReno (RFC 6582) otherwise
+(:mod:`synack.tcp.recovery`).
 
 The adapter loop: feed segments / user calls, drain ``next_event()``, flush
 ``segments_to_send(now)``, re-arm the timer from ``get_timer()``. Output is
@@ -229,6 +231,8 @@ class TcpConnection(TcpReceiver):
                 self._on_rexmit_timeout(now)
                 if self._state is State.CLOSED:
                     return
+            elif timer is Timer.LOSS:
+                self._on_loss_timer(now)
             elif timer is Timer.PERSIST:
                 if self._on_persist_timeout(now):
                     self._give_up("retransmit", now)
@@ -705,6 +709,8 @@ class TcpConnection(TcpReceiver):
             # RFC 5681 §2 duplicate ACK: no data, same ACK, same window,
             # data outstanding (a zero-window probe's octet does not count).
             rec.on_dupack(ack, seq_diff(self.snd_max, snd_una), self.snd_max)
+        if self._rack is not None:
+            self._rack_detect(now)  # RFC 8985 §6.2 (the fast path has no SACK to act on)
         self._update_send_window(seq, ack, window)
         return True
 

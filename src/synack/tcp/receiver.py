@@ -171,6 +171,9 @@ class TcpReceiver(TcpSender):
             self._snd_wscale = 0
             self._rcv_wscale = 0
         self._sack_ok = cfg.sack and opts.sack_permitted
+        rack_on = self._sack_ok and cfg.loss_detection == "rack"
+        self._recovery.rack_on = rack_on
+        self._rack = self._recovery.rack if rack_on else None
         self._ts.agree(cfg.timestamps, opts.timestamps, now)
         # Eff.snd.MSS (RFC 9293 §3.7.1 MUST-16), less the timestamp option.
         eff = min(mss, cfg.mss)

@@ -9,7 +9,9 @@ losses, the way a QUIC stack keeps its recovery apart from its connection:
   RFC 6582 NewReno), told what every ACK and timeout did;
 * the count of consecutive timeouts behind R1/R2 (RFC 9293 §3.8.3);
 * with SACK agreed, the scoreboard (:mod:`synack.tcp.sack`) and RFC 6675's
-  HighRxt, RescueRxt, pipe and NextSeg.
+  HighRxt, RescueRxt, pipe and NextSeg; and RACK-TLP (:mod:`synack.tcp.rack`,
+  RFC 8985), which by default decides what is lost in place of DupThresh
+  (:meth:`LossRecovery.rack_step`) and whose records give pipe.
 
 The connection keeps the sequence variables and passes them in; it also
 sends what recovery asks for (``rexmit_one``: resend SND.UNA's segment; the
@@ -18,13 +20,14 @@ the rescue retransmission (NextSeg rule 4) is skipped when its octet was
 resent already, and a peer that agreed to SACK but sends duplicate ACKs
 without blocks still triggers fast retransmit (RFC 5681 §2 duplicates).
 
-Layer: tcp. Imports synack.tcp (config, congestion, rto, sack, seq, stats).
+Layer: tcp. Imports synack.tcp (config, congestion, rack, rto, sack, seq, stats).
 """
 
 from __future__ import annotations
 
 from synack.tcp.config import TcpConfig
 from synack.tcp.congestion import AckAction, NewReno
+from synack.tcp.rack import Rack
 from synack.tcp.rto import RttEstimator
 from synack.tcp.sack import Ranges, SackScoreboard, lost_edge, unsacked
 from synack.tcp.seq import seq_add, seq_diff, seq_dist, seq_ge, seq_gt
@@ -43,6 +46,8 @@ class LossRecovery:
         "cc",
         "first_rexmit_time",
         "high_rxt",
+        "rack",
+        "rack_on",
         "rescue_rxt",
         "retries",
         "rexmit_one",
@@ -59,6 +64,8 @@ class LossRecovery:
         )
         self.cc = NewReno(mss, iss, iw=config.initial_window)
         self.board = SackScoreboard()
+        self.rack = Rack()
+        self.rack_on = False  # RACK-TLP detects losses (SACK agreed, config "rack")
         self.stats = stats
         self.rtt_seq: int | None = None  # timed segment's end (no timestamps: Karn)
         self.rtt_time = 0.0
@@ -148,6 +155,12 @@ class LossRecovery:
         cc = self.cc
         if cc.in_recovery:
             return  # §5 (B): the scoreboard is updated; output recomputes pipe
+        if self.rack_on:
+            # RACK decides what is lost (rack_step), not the count; the count
+            # still paces limited transmit (RFC 3042) until it does.
+            if cc.dupacks < 2:
+                cc.dupacks += 1
+            return
         cc.dupacks += 1
         # Steps (1) and (2): DupThresh duplicates, or IsLost(HighACK + 1).
         if cc.dupacks < 3 and lost_edge(self.board.relative(una), mss) == 0:
@@ -160,6 +173,32 @@ class LossRecovery:
         self.rescue_rxt = None
         self.sack_first = True
         self.stats.fast_retransmits += 1
+
+    def rack_step(self, una: int, snd_max: int, srtt: float | None, now: float) -> bool:
+        """RFC 8985 §6.2 on an ACK (or the reordering timer): True when recovery begins.
+
+        Detects losses from the records; the first one found outside a
+        recovery starts one (RFC 6675 §5 step 4's reduction, the resend is
+        the output's).
+        """
+        rack = self.rack
+        cc = self.cc
+        board = self.board
+        if board.ranges:
+            rack.on_sacks(board.ranges, now)
+        newly = rack.detect_loss(now, rack.reo_wnd(cc.in_recovery, srtt))
+        if newly:
+            self.stats.rack_lost += 1
+        if rack.lost > 0 and not cc.in_recovery and cc.may_enter_recovery(una):
+            cc.enter_sack_recovery(seq_diff(snd_max, una), snd_max)
+            self.high_rxt = una
+            self.rescue_rxt = None
+            self.sack_first = True  # one resend regardless of pipe, as §5 (4.3)
+            self.stats.fast_retransmits += 1
+            rack.probe_end = None
+            rack.pto_at = None  # no loss probe during recovery (RFC 8985 §7.2)
+            return True
+        return False
 
     # -- timeouts --------------------------------------------------------
 
@@ -189,6 +228,7 @@ class LossRecovery:
         # RFC 2018 §8: after a timeout forget what was SACKed (the receiver
         # may have reneged); fresh SACKs arriving from now on count again.
         self.board.clear()
+        self.rack.on_rto()
         self.rexmit_one = False
 
     # -- RFC 6675 output -------------------------------------------------

@@ -4,7 +4,8 @@
 segments: :meth:`TcpSender.segments_to_send` with its data scheduling
 (sender SWS avoidance and Nagle, RFC 9293 §3.8.6.2.1 and §3.7.4; limited
 transmit, RFC 3042; RFC 6675 recovery output as
-:class:`~synack.tcp.recovery.LossRecovery` chooses it; the FIN after the
+:class:`~synack.tcp.recovery.LossRecovery` chooses it, or as RACK marks
+losses, with RACK-TLP's timers and loss probe, RFC 8985; the FIN after the
 data, §3.10.4), the segment builders (the ACK, window and options every
 segment carries: RCV.ADV and receiver SWS avoidance §3.8.6.2.2, RFC 7323
 timestamps, RFC 2018 SACK blocks, URG §3.10.2) and the probes the timers
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from synack.errors import LocalProtocolError
 from synack.tcp import events as ev
+from synack.tcp.rack import Rack
 from synack.tcp.sack import blocks_to_send
 from synack.tcp.segments import (
     ACK,
@@ -96,6 +98,9 @@ class TcpSender(Tcb):
                 # pure ACK carries them.
                 self._ack_now = False
         self._sack_trimmed = False
+        rack = self._rack
+        if rack is not None and self._timers.loss is None and self.snd_max != self.snd_una:
+            self._arm_pto(rack, now)
         if self._ack_now:
             self._ack_now = False
             if st in SYNCHRONIZED or st is State.SYN_RECEIVED:
@@ -194,6 +199,8 @@ class TcpSender(Tcb):
         ):
             fin_seq = self.snd_nxt
             out.append(self._make(fin_seq, ACK_FIN, b"", now))
+            if self._rack is not None and fin_seq == self.snd_max:
+                self._rack.sent(fin_seq, seq_add(fin_seq, 1), now)
             if self._fin_seq is None:
                 self._fin_seq = fin_seq
             else:
@@ -239,6 +246,15 @@ class TcpSender(Tcb):
         if fin:
             self._fin_seq = end
             end = seq_add(end, 1)
+        rack = self._rack
+        if rack is not None:
+            if seq_lt(seq, self.snd_max):
+                rack.resent(seq, end, now)
+            else:
+                # rack.sent(seq, end, now), inline: once per data segment.
+                rack.order = order = rack.order + 1
+                rack.records.append([seq, end, now, 0, order])
+                rack.last = now
         self.snd_nxt = end
         if seq_gt(end, self.snd_max):
             self.snd_max = end
@@ -255,8 +271,133 @@ class TcpSender(Tcb):
             flags = ACK_PSH if psh else ACK
         return self._make(seq, flags, self._sndbuf.peek(off, n), now)
 
+    def _rack_recovery_output(self, rack: Rack, now: float, out: list[TcpSegment]) -> None:
+        """RFC 6675 (C) with RACK's losses (RFC 8985 §6): lost records first, then new data.
+
+        Pipe counts the records neither SACKed nor lost; the first resend of
+        a recovery goes regardless of it (RFC 6675 §5 (4.3)).
+        """
+        mss = self._snd_mss
+        rec = self._recovery
+        cwnd = self._cc.cwnd
+        pipe = rack.pipe()
+        force = rec.sack_first
+        rec.sack_first = False
+        while force or cwnd - pipe >= mss:
+            force = False
+            una = self.snd_una
+            lost = rack.next_lost(mss)
+            if lost is not None:
+                sent = self._resend(seq_diff(lost[0], una), lost[1], now, out)
+                if sent == 0:
+                    break
+                pipe += sent
+                continue
+            flight = seq_diff(self.snd_max, una)
+            unsent = len(self._sndbuf) - flight
+            m = min(unsent, self.snd_wnd - flight, mss)
+            if self.snd_nxt != self.snd_max or m <= 0 or m not in (mss, unsent):
+                break
+            self._emit_data(flight, m, now, force_psh=False, out=out)
+            pipe += m
+
+    def _probe_acked(self, rack: Rack, ack: int) -> None:
+        """A cumulative ACK while a loss probe is out: answered when it covers it (§7.4)."""
+        end = rack.probe_end
+        if end is not None and seq_le(end, ack):
+            rack.probe_end = None
+            cc = self._cc
+            if rack.probe_rexmit and not cc.in_recovery:
+                # Without D-SACK the original's fate is unknown: take the
+                # probe as the repair of a loss and reduce (RFC 8985 §7.4.2).
+                cc.ssthresh = cc.cwnd = max(cc.cwnd // 2, 2 * self._snd_mss)
+
+    def _rack_detect(self, now: float) -> None:
+        """RACK on a SACK-bearing ACK or at the reordering timer (RFC 8985 §6.2-6.3)."""
+        rack = self._rack
+        if rack is None:
+            return
+        self._recovery.rack_step(self.snd_una, self.snd_max, self._rtt.srtt, now)
+        self._set_loss_timer()
+
+    def _set_loss_timer(self) -> None:
+        rack = self._rack
+        assert rack is not None
+        a = rack.deadline
+        b = rack.pto_at
+        self._timers.loss = a if b is None else b if a is None or b < a else a
+
+    def _pto_deadline(self, rack: Rack) -> float | None:
+        """RFC 8985 §7.2: when the loss probe is due (from the last send or ACK), if at all."""
+        srtt = self._rtt.srtt
+        flight = seq_diff(self.snd_max, self.snd_una)
+        if (
+            srtt is None
+            or flight <= 0
+            or rack.probe_end is not None
+            or self._cc.in_recovery
+            or self._recovery.retries  # after an RTO, until an ACK of new data
+            or self._state not in SEND_STATES
+        ):
+            return None
+        at = rack.last + rack.pto(srtt, flight, self._snd_mss, self._rtt.rto)
+        rexmit = self._timers.rexmit
+        return at if rexmit is None or at < rexmit else None
+
+    def _arm_pto(self, rack: Rack, now: float) -> None:
+        """Arm the loss probe (RFC 8985 §7.2) when no loss-detection timer runs."""
+        rack.pto_at = self._pto_deadline(rack)
+        self._set_loss_timer()
+
+    def _on_loss_timer(self, now: float) -> None:
+        """The RACK reordering timer or the TLP probe timeout fired (RFC 8985 §6.3, §7.3)."""
+        rack = self._rack
+        if rack is None or self._state not in SEND_STATES:
+            return
+        if rack.deadline is not None and now >= rack.deadline:
+            rack.deadline = None
+            self._recovery.rack_step(self.snd_una, self.snd_max, self._rtt.srtt, now)
+        pto = rack.pto_at
+        if pto is not None and now >= pto:
+            # Lazy: ACKs since the timer was armed move the probe later.
+            rack.pto_at = due = self._pto_deadline(rack)
+            if due is not None and now >= due:
+                rack.pto_at = None
+                self._send_loss_probe(rack, now)
+        self._set_loss_timer()
+
+    def _send_loss_probe(self, rack: Rack, now: float) -> None:
+        """RFC 8985 §7.3: one segment of new data if the window allows, else the last one again."""
+        if self._cc.in_recovery or not rack.records:
+            return
+        mss = self._snd_mss
+        una = self.snd_una
+        flight = seq_diff(self.snd_max, una)
+        unsent = len(self._sndbuf) - flight
+        room = self.snd_wnd - flight
+        if unsent > 0 and room > 0 and self.snd_nxt == self.snd_max:
+            self._emit_data(flight, min(unsent, room, mss), now, force_psh=True)
+            rack.probe_rexmit = False
+        else:
+            last = rack.records[-1]
+            start = last[0]
+            n = seq_diff(last[1], start)
+            if n > mss:
+                start = seq_add(last[1], -mss)
+                n = mss
+            if self._resend(seq_diff(start, una), n, now, self._out) == 0:
+                return
+            rack.probe_rexmit = True
+        rack.probe_end = self.snd_max
+        self.stats_counters.loss_probes += 1
+        self._timers.rexmit = now + self._rtt.rto  # §7.3: the RTO is rearmed
+
     def _sack_recovery_output(self, now: float, out: list[TcpSegment]) -> None:
         """RFC 6675 §5 step (4.3)-(4.5) and (C): send while cwnd - pipe >= 1 SMSS."""
+        rack = self._rack
+        if rack is not None:
+            self._rack_recovery_output(rack, now, out)
+            return
         mss = self._snd_mss
         rec = self._recovery
         first = rec.first_hole(self.snd_una, self.snd_max, mss)
@@ -308,6 +449,8 @@ class TcpSender(Tcb):
             return 0
         self.stats_counters.retransmissions += 1
         self._recovery.resending()
+        if self._rack is not None:
+            self._rack.resent(seq, seq_add(seq, sent), now)
         if self._timers.rexmit is None:
             self._timers.rexmit = now + self._rtt.rto
         return sent
@@ -400,6 +543,11 @@ class TcpSender(Tcb):
         sndbuf = self._sndbuf
         sndbuf.drop(data_acked)
         self.snd_una = ack
+        rack = self._rack
+        if rack is not None:
+            rack.on_cumulative_ack(ack, now)
+            if rack.probe_end is not None:
+                self._probe_acked(rack, ack)
         if seq_lt(self.snd_nxt, ack):
             self.snd_nxt = ack
         snd_max = self.snd_max
@@ -569,11 +717,11 @@ class TcpSender(Tcb):
         free = self._rcvbuf.free
         if free - current < min(self._rcvbuf.capacity >> 1, self._snd_mss):
             return False
+        if current > self._rcvbuf.capacity >> 1 or free < 2 * current:
+            return False
         # An update the window field cannot show (it is at 65535 already
         # without scaling) would be a pure ACK with the same ACK number and
         # window: a duplicate ACK to the peer (RFC 5681 §2), not an update
         # (RFC 9293 §3.8.6.2.2). The next ACK carries the wider window.
         shift = self._rcv_wscale
-        if min(free >> shift, 65535) <= min(current >> shift, 65535):
-            return False
-        return current <= self._rcvbuf.capacity >> 1 and free >= 2 * current
+        return min(free >> shift, 65535) > min(current >> shift, 65535)

@@ -31,6 +31,7 @@ from synack.tcp import events as ev
 from synack.tcp.buffers import ReceiveBuffer, SendBuffer
 from synack.tcp.config import TcpConfig
 from synack.tcp.congestion import NewReno
+from synack.tcp.rack import Rack
 from synack.tcp.recovery import LossRecovery
 from synack.tcp.rto import RttEstimator
 from synack.tcp.sack import SackScoreboard
@@ -92,6 +93,7 @@ class Tcb:
         "_passive",
         "_persist_backoff",
         "_probes_unanswered",
+        "_rack",
         "_rcv_adv",
         "_rcv_fin_seq",
         "_rcv_up",
@@ -209,6 +211,7 @@ class Tcb:
         self._rtt: RttEstimator = self._recovery.rtt
         self._cc: NewReno = self._recovery.cc
         self._board: SackScoreboard = self._recovery.board
+        self._rack: Rack | None = None  # RACK-TLP once SACK is agreed (receiver._take_syn)
         self._persist_backoff = 0
         self._keepalive_probes = 0
         self._challenge_window = -1.0
