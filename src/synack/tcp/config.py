@@ -67,9 +67,11 @@ class TcpConfig:
     #: models; "rfc6928" saves round trips on short transfers over fast paths.
     initial_window: str = "rfc3390"
     #: Loss detection with SACK agreed: "rack" (RACK-TLP, RFC 8985: lost
-    #: retransmissions and tail losses found without a timeout; Linux's
-    #: default) or "rfc6675" (DupThresh, RFC 6675 IsLost, with its rescue
-    #: retransmission). Without SACK, NewReno's duplicate ACKs (RFC 6582).
+    #: retransmissions and tail losses found without a timeout, with PRR,
+    #: RFC 6937, for the reduction and D-SACK undo, RFC 3708: Linux's
+    #: choices) or "rfc6675" (DupThresh, RFC 6675 IsLost and its rescue
+    #: retransmission, cwnd = ssthresh at once). Without SACK, NewReno's
+    #: duplicate ACKs (RFC 6582). D-SACKs (RFC 2883) are sent either way.
     loss_detection: str = "rack"
 
     def __post_init__(self) -> None:

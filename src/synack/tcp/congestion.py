@@ -87,6 +87,7 @@ class NewReno:
                 # and partial ACKs only update the scoreboard and pipe.
                 if seq_ge(ack, self.recover):
                     self.in_recovery = self.sack_recovery = False
+                    self.cwnd = self.ssthresh  # RFC 6937 §3: PRR ends at ssthresh
                 return AckAction.NONE
             if seq_ge(ack, self.recover):
                 # RFC 6582 §3.2 step 3, full ACK: deflate, option (2).

@@ -483,6 +483,7 @@ class TcpConnection(TcpReceiver):
             if flags & F_SYN:
                 flags &= ~F_SYN
                 cut -= 1
+            self._note_dsack(seq_add(rcv_nxt, -cut), min(cut, len(payload)))
             payload = payload[cut:]
             seq = rcv_nxt
             start = 0
@@ -543,6 +544,8 @@ class TcpConnection(TcpReceiver):
         self._drop("out-of-window" if seg_len else "old-ack")
         if seg_len:
             self._ack_now = True
+            if start < 0:
+                self._note_dsack(seq, len(seg.payload))  # RFC 2883: a duplicate
         else:
             self._reply_to_unacceptable(now)
         if rcv_wnd == 0 and start == 0 and flags & F_ACK and self._state in SYNCHRONIZED:
@@ -709,8 +712,8 @@ class TcpConnection(TcpReceiver):
             # RFC 5681 §2 duplicate ACK: no data, same ACK, same window,
             # data outstanding (a zero-window probe's octet does not count).
             rec.on_dupack(ack, seq_diff(self.snd_max, snd_una), self.snd_max)
-        if self._rack is not None:
-            self._rack_detect(now)  # RFC 8985 §6.2 (the fast path has no SACK to act on)
+        if self._rack is not None:  # RFC 8985 §6.2, RFC 6937, RFC 2883 (not on the fast path)
+            self._rack_detect(acked if acked > 0 else 0, sacks, now)
         self._update_send_window(seq, ack, window)
         return True
 

@@ -21,12 +21,14 @@ reports each send (:meth:`sent`, :meth:`resent`); :mod:`synack.tcp.recovery`
 runs the detector and counts ``pipe`` from the records (lost octets are out
 of the network, retransmitted ones in it).
 
-Reordering window (§6.2 step 4): 0 during recovery until reordering was seen
-(a segment delivered below the highest one SACKed), otherwise RACK.min_RTT/4
-capped at SRTT. Not implemented: the reo_wnd multiplier adapted by D-SACKs
-(§6.2 step 4's persistence), and TLP's own loss detection (§7.4) beyond one
-conservative rule: an ACK covering a retransmitted probe halves cwnd, since
-without D-SACK the original's fate is unknown.
+Reordering window (§6.2 step 4): 0 during recovery, or once three segments
+are SACKed, until reordering was seen (a segment delivered below the highest
+one SACKed, or a D-SACK), otherwise RACK.min_RTT/4 capped at SRTT. Not
+implemented: the reo_wnd multiplier adapted by D-SACKs (§6.2 step 4's
+persistence). TLP's loss detection (§7.4) is one conservative rule: an ACK
+covering a retransmitted probe halves cwnd, and a D-SACK of the probe (the
+original arrived too) undoes it (:meth:`LossRecovery.on_dsack
+<synack.tcp.recovery.LossRecovery.on_dsack>`).
 
 Layer: tcp. Imports synack.tcp.seq.
 """

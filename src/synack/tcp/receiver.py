@@ -189,6 +189,15 @@ class TcpReceiver(TcpSender):
             # What our SYN offered is the window until we say otherwise.
             self._rcv_adv = seq_add(self.rcv_nxt, self._syn_window)
 
+    def _note_dsack(self, seq: int, n: int) -> None:
+        """RFC 2883: ``n`` duplicate octets at ``seq`` (below RCV.NXT) lead the next SACK option."""
+        if self._sack_ok and n > 0:
+            end = seq_add(seq, n)
+            if seq_gt(end, self.rcv_nxt):
+                end = self.rcv_nxt
+            self._dsack = (seq, end)
+            self._ack_now = True
+
     def _queue_syn_text(self, text: bytes, fin: bool) -> None:
         """§3.10.7.3: text (and FIN) on a SYN waits for ESTABLISHED, trimmed to our window."""
         room = seq_dist(self._rcv_adv, self.rcv_nxt)

@@ -46,8 +46,13 @@ class LossRecovery:
         "cc",
         "first_rexmit_time",
         "high_rxt",
+        "prior",
+        "prr_delivered",
+        "prr_out0",
+        "prr_sacked",
         "rack",
         "rack_on",
+        "recover_fs",
         "rescue_rxt",
         "retries",
         "rexmit_one",
@@ -56,6 +61,7 @@ class LossRecovery:
         "rtt_time",
         "sack_first",
         "stats",
+        "undo_retrans",
     )
 
     def __init__(self, config: TcpConfig, iss: int, mss: int, stats: TcpStats) -> None:
@@ -77,6 +83,16 @@ class LossRecovery:
         self.high_rxt = iss
         self.rescue_rxt: int | None = None
         self.sack_first = False  # RFC 6675 §5 step 4.3 still to do
+        # PRR (RFC 6937): octets delivered since recovery began, bytes_out
+        # then, RecoverFS, and the SACKed octets at the last ACK.
+        self.prr_delivered = 0
+        self.prr_out0 = 0
+        self.recover_fs = 1
+        self.prr_sacked = 0
+        # Undo (RFC 3708 / Linux): (cwnd, ssthresh) before the reduction,
+        # and the retransmissions since that no D-SACK has shown spurious.
+        self.prior: tuple[int, int] | None = None
+        self.undo_retrans = 0
 
     # -- RTT timing (Karn) ----------------------------------------------
 
@@ -174,7 +190,63 @@ class LossRecovery:
         self.sack_first = True
         self.stats.fast_retransmits += 1
 
-    def rack_step(self, una: int, snd_max: int, srtt: float | None, now: float) -> bool:
+    def mark_undo(self, retransmissions: int) -> None:
+        """A reduction begins: remember what to go back to if it proves spurious."""
+        cc = self.cc
+        self.prior = (cc.cwnd, cc.ssthresh)
+        self.undo_retrans = retransmissions
+
+    def on_dsack(self, octets: int, mss: int) -> None:
+        """A D-SACK (RFC 2883) reported a duplicate: undo when every resend was one.
+
+        RFC 3708 §3 detects a spurious retransmission from D-SACKs; like
+        Linux, once every retransmission of a reduction has been reported
+        as a duplicate, cwnd and ssthresh go back to what they were, and
+        RACK learns that the path reorders (RFC 8985 §6.2 step 3).
+        """
+        self.stats.dsacks_in += 1
+        self.rack.reordering_seen = True
+        if self.prior is None:
+            return
+        self.undo_retrans -= max(1, -(-octets // mss))
+        if self.undo_retrans > 0:
+            return
+        cwnd, ssthresh = self.prior
+        self.prior = None
+        cc = self.cc
+        cc.cwnd = max(cc.cwnd, cwnd)
+        cc.ssthresh = max(cc.ssthresh, ssthresh)
+        cc.in_recovery = cc.sack_recovery = False
+        self.stats.undos += 1
+
+    def prr_ack(self, acked: int, pipe: int, bytes_out: int, mss: int) -> None:
+        """RFC 6937 §3 on an ACK in recovery: cwnd = pipe + sndcnt.
+
+        DeliveredData is what the cumulative ACK and the SACKs newly cover;
+        above ssthresh the reduction is proportional (sndcnt paces out
+        ssthresh/RecoverFS per octet delivered), below it the slow-start
+        reduction bound (PRR-SSRB) lets pipe grow back to ssthresh.
+        """
+        sacked = 0
+        for lo, hi in self.board.ranges:
+            sacked += seq_diff(hi, lo)
+        delivered = acked + sacked - self.prr_sacked
+        self.prr_sacked = sacked
+        if delivered < 0:
+            delivered = 0
+        self.prr_delivered += delivered
+        prr_out = bytes_out - self.prr_out0
+        cc = self.cc
+        ssthresh = cc.ssthresh
+        if pipe > ssthresh:
+            sndcnt = -(-self.prr_delivered * ssthresh // self.recover_fs) - prr_out
+        else:
+            sndcnt = min(ssthresh - pipe, max(self.prr_delivered - prr_out, delivered) + mss)
+        cc.cwnd = pipe + (sndcnt if sndcnt > 0 else 0)
+
+    def rack_step(
+        self, una: int, snd_max: int, srtt: float | None, now: float, bytes_out: int = 0
+    ) -> bool:
         """RFC 8985 §6.2 on an ACK (or the reordering timer): True when recovery begins.
 
         Detects losses from the records; the first one found outside a
@@ -190,7 +262,17 @@ class LossRecovery:
         if newly:
             self.stats.rack_lost += 1
         if rack.lost > 0 and not cc.in_recovery and cc.may_enter_recovery(una):
-            cc.enter_sack_recovery(seq_diff(snd_max, una), snd_max)
+            self.mark_undo(0)
+            flight = seq_diff(snd_max, una)
+            cc.enter_sack_recovery(flight, snd_max)
+            # PRR (RFC 6937 §3): on entering recovery.
+            self.prr_delivered = 0
+            self.prr_out0 = bytes_out
+            self.recover_fs = flight if flight > 0 else 1
+            sacked = 0
+            for lo, hi in board.ranges:
+                sacked += seq_diff(hi, lo)
+            self.prr_sacked = sacked
             self.high_rxt = una
             self.rescue_rxt = None
             self.sack_first = True  # one resend regardless of pipe, as §5 (4.3)
@@ -229,6 +311,7 @@ class LossRecovery:
         # may have reneged); fresh SACKs arriving from now on count again.
         self.board.clear()
         self.rack.on_rto()
+        self.prior = None  # no undo across a timeout
         self.rexmit_one = False
 
     # -- RFC 6675 output -------------------------------------------------

@@ -308,16 +308,34 @@ class TcpSender(Tcb):
             rack.probe_end = None
             cc = self._cc
             if rack.probe_rexmit and not cc.in_recovery:
-                # Without D-SACK the original's fate is unknown: take the
-                # probe as the repair of a loss and reduce (RFC 8985 §7.4.2).
+                # The original's fate is not known yet: take the probe as
+                # the repair of a loss and reduce (RFC 8985 §7.4.2); a
+                # D-SACK of the probe undoes it (recovery.on_dsack).
+                self._recovery.mark_undo(1)
                 cc.ssthresh = cc.cwnd = max(cc.cwnd // 2, 2 * self._snd_mss)
 
-    def _rack_detect(self, now: float) -> None:
-        """RACK on a SACK-bearing ACK or at the reordering timer (RFC 8985 §6.2-6.3)."""
+    def _rack_detect(self, acked: int, sacks: tuple[tuple[int, int], ...], now: float) -> None:
+        """After an ACK on the full path: D-SACK (RFC 2883, 3708), RACK (RFC 8985 §6.2), PRR.
+
+        A first block below SND.UNA, or inside the second, is a D-SACK: one
+        of our retransmissions was not needed (undo, see recovery). In
+        recovery, PRR (RFC 6937) sets cwnd = pipe + sndcnt for the output.
+        """
         rack = self._rack
         if rack is None:
             return
-        self._recovery.rack_step(self.snd_una, self.snd_max, self._rtt.srtt, now)
+        rec = self._recovery
+        una = self.snd_una
+        if sacks:
+            left, right = sacks[0]
+            if seq_lt(left, una) or (
+                len(sacks) > 1 and seq_le(sacks[1][0], left) and seq_le(right, sacks[1][1])
+            ):
+                rec.on_dsack(seq_diff(right, left), self._snd_mss)
+        bytes_out = self.stats_counters.bytes_out
+        rec.rack_step(una, self.snd_max, self._rtt.srtt, now, bytes_out)
+        if self._cc.in_recovery:
+            rec.prr_ack(acked, rack.pipe(), bytes_out, self._snd_mss)
         self._set_loss_timer()
 
     def _set_loss_timer(self) -> None:
@@ -449,6 +467,7 @@ class TcpSender(Tcb):
             return 0
         self.stats_counters.retransmissions += 1
         self._recovery.resending()
+        self._recovery.undo_retrans += 1
         if self._rack is not None:
             self._rack.resent(seq, seq_add(seq, sent), now)
         if self._timers.rexmit is None:
@@ -609,9 +628,16 @@ class TcpSender(Tcb):
         opts = NO_OPTIONS
         blocks: tuple[tuple[int, int], ...] = ()
         rcvbuf = self._rcvbuf
-        if self._sack_ok and rcvbuf.has_gaps:
+        if self._sack_ok and (rcvbuf.has_gaps or self._dsack is not None):
             # RFC 2018 §3: what fits in 40 octets beside a timestamp option.
-            blocks = blocks_to_send(rcvbuf.sack_blocks(3 if ts.ok else 4), ack)
+            room = 3 if ts.ok else 4
+            dsack = self._dsack
+            if dsack is not None:
+                # RFC 2883 §4: the D-SACK block first, reported once.
+                self._dsack = None
+                blocks = (dsack, *blocks_to_send(rcvbuf.sack_blocks(room - 1), ack))
+            else:
+                blocks = blocks_to_send(rcvbuf.sack_blocks(room), ack)
             if payload:
                 # RFC 9293 §3.7.1 MUST-16: _snd_mss already leaves room for a
                 # timestamp option; the SACK option must fit in what the

@@ -35,6 +35,8 @@ class TcpStats:
     dropped: dict[str, int] = field(default_factory=dict)
     loss_probes: int = 0  # RACK-TLP tail loss probes sent (RFC 8985 §7)
     rack_lost: int = 0  # ACKs or timer expiries on which RACK found losses (RFC 8985 §6)
+    dsacks_in: int = 0  # D-SACKs received (RFC 2883)
+    undos: int = 0  # reductions undone as spurious (RFC 3708 via D-SACK)
 
     def copy(self) -> TcpStats:
         return TcpStats(
@@ -59,4 +61,6 @@ class TcpStats:
             dict(self.dropped),
             self.loss_probes,
             self.rack_lost,
+            self.dsacks_in,
+            self.undos,
         )

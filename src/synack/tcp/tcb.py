@@ -78,6 +78,7 @@ class Tcb:
         "_challenge_window",
         "_close_deferred",
         "_delack_segments",
+        "_dsack",
         "_events",
         "_fin_acked",
         "_fin_queued",
@@ -204,6 +205,7 @@ class Tcb:
         self._syn_needed = False  # (re)send our SYN or SYN-ACK
         self._delack_segments = 0  # full-sized segments received and not yet acknowledged
         self._sack_trimmed = False  # a data segment had no room for all SACK blocks (MUST-16)
+        self._dsack: tuple[int, int] | None = None  # RFC 2883: a duplicate to report once
 
         # Loss recovery; its estimator, controller and scoreboard are used
         # on every ACK, hence the shortcuts.
