@@ -360,7 +360,10 @@ class TcpSender(Tcb):
             return None
         at = rack.last + rack.pto(srtt, flight, self._snd_mss, self._rtt.rto)
         rexmit = self._timers.rexmit
-        return at if rexmit is None or at < rexmit else None
+        # PTO = min(PTO, RTO) (§7.2): a probe due with the RTO goes instead
+        # of it (the loss timer is handled first, and the probe rearms the
+        # RTO), so a lost tail does not collapse cwnd to one segment.
+        return at if rexmit is None or at < rexmit else rexmit
 
     def _arm_pto(self, rack: Rack, now: float) -> None:
         """Arm the loss probe (RFC 8985 §7.2) when no loss-detection timer runs."""

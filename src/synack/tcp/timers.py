@@ -24,8 +24,8 @@ class Timer(enum.Enum):
 
     CONNECT = "connect"
     CLOSE = "close"  # TIME-WAIT 2MSL, FIN-WAIT-2 orphan timeout
-    REXMIT = "retransmit"
     LOSS = "loss-detection"  # RACK reordering timer, TLP probe timeout (RFC 8985)
+    REXMIT = "retransmit"
     PERSIST = "persist"
     DELACK = "delayed-ack"
     KEEPALIVE = "keepalive"
@@ -90,14 +90,14 @@ class Timers:
         if t is not None and now >= t:
             self.close = None
             yield Timer.CLOSE
-        t = self.rexmit
-        if t is not None and now >= t:
-            self.rexmit = None
-            yield Timer.REXMIT
         t = self.loss
         if t is not None and now >= t:
             self.loss = None
             yield Timer.LOSS
+        t = self.rexmit
+        if t is not None and now >= t:
+            self.rexmit = None
+            yield Timer.REXMIT
         t = self.persist
         if t is not None and now >= t:
             self.persist = None
