@@ -77,6 +77,7 @@ def main() -> None:
         variants[f"{name}, SACK + RACK-TLP"] = cfg
         variants[f"{name}, SACK + RFC 6675 DupThresh"] = replace(cfg, loss_detection="rfc6675")
         variants[f"{name}, NewReno"] = replace(cfg, sack=False)
+        variants[f"{name}, SACK + RACK-TLP, CUBIC"] = replace(cfg, congestion_control="cubic")
     print(f"{args.mb:g} MB x {args.seeds} seeds, RTT {rtt * 1000:.0f} ms, loss p = {args.loss:g}")
     for name, cfg in variants.items():
         c0 = time.process_time()

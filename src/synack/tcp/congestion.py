@@ -76,7 +76,7 @@ class NewReno:
         self.mss = mss
         self.cwnd = initial_window(mss, self._iw_choice)
 
-    def on_new_ack(self, ack: int, acked: int, flight_after: int) -> AckAction:
+    def on_new_ack(self, ack: int, acked: int, flight_after: int, now: float = 0.0) -> AckAction:
         """SND.UNA advanced to ``ack`` by ``acked`` bytes; ``flight_after`` remains."""
         mss = self.mss
         self.dupacks = 0
@@ -128,12 +128,16 @@ class NewReno:
             if not seq_ge(ack, self.recover):
                 return AckAction.NONE
             # RFC 5681 §3.2 equation (4) and step 3.
-            self.ssthresh = max(flight // 2, 2 * mss)
+            self.ssthresh = self.loss_ssthresh(flight)
             self.recover = snd_max
             self.cwnd = self.ssthresh + 3 * mss
             self.in_recovery = True
             return AckAction.RETRANSMIT
         return AckAction.NONE
+
+    def loss_ssthresh(self, flight: int) -> int:
+        """RFC 5681 §3.1 equation (4): ssthresh after a loss (CUBIC overrides it)."""
+        return max(flight // 2, 2 * self.mss)
 
     def may_enter_recovery(self, ack: int) -> bool:
         """Whether a loss now starts a new recovery (RFC 6582 §3.2 step 2; RFC 6675 §5.1).
@@ -146,7 +150,7 @@ class NewReno:
 
     def enter_sack_recovery(self, flight: int, snd_max: int) -> None:
         """RFC 6675 §5 step 4: RecoveryPoint = HighData, ssthresh = cwnd = FlightSize / 2."""
-        self.ssthresh = max(flight // 2, 2 * self.mss)  # RFC 5681 §3.1 eq. (4)
+        self.ssthresh = self.loss_ssthresh(flight)  # RFC 5681 §3.1 eq. (4)
         self.cwnd = self.ssthresh
         self.recover = snd_max
         self.in_recovery = True
@@ -159,7 +163,7 @@ class NewReno:
         then is ssthresh lowered (RFC 5681 §3.1, "MUST be set to no more than").
         """
         if first:
-            self.ssthresh = max(flight // 2, 2 * self.mss)
+            self.ssthresh = self.loss_ssthresh(flight)
         self.cwnd = self.mss
         self._ca_acc = 0
         self.dupacks = 0

@@ -40,12 +40,15 @@ from typing import Any
 
 from synack.tcp.seq import seq_diff, seq_gt, seq_le, seq_lt
 
-__all__ = ["LOST", "RETRANS", "SACKED", "WC_DEL_ACK", "Rack"]
+__all__ = ["LOST", "PTO_MIN", "RETRANS", "SACKED", "WC_DEL_ACK", "Rack"]
 
 SACKED = 1
 LOST = 2
 RETRANS = 4
 _CLOCK_G = 0.001  # the clock granularity RTTs are compared with (1 ms)
+#: A floor for the probe timeout: on a sub-millisecond path 2*SRTT would
+#: probe after every pause in the ACK clock (Linux keeps 10 ms as well).
+PTO_MIN = 0.01
 #: RFC 8985 §7.2 WCDelAckT: the worst-case delayed-ACK timer (200 ms).
 WC_DEL_ACK = 0.2
 
@@ -64,6 +67,8 @@ class Rack:
         "lost",
         "min_rtt",
         "order",
+        "pend",
+        "pend_now",
         "probe_end",
         "probe_rexmit",
         "pto_at",
@@ -84,6 +89,11 @@ class Rack:
         # segment is sent after the originals above it, even within one
         # clock tick).
         self.order = 0
+        # The last record a cumulative ACK delivered, and when: folded into
+        # RACK.xmit_ts/rtt only when detection runs (the pure-ACK path
+        # stays cheap).
+        self.pend: Record | None = None
+        self.pend_now = 0.0
         self.xmit_order = -1
         self.rtt = 0.0  # RACK.rtt
         self.min_rtt: float | None = None
@@ -151,8 +161,11 @@ class Rack:
         self.last = now
         records = self.records
         last = None
-        while records and seq_le(records[0][1], ack):
-            rec = records.popleft()
+        while records:
+            rec = records[0]
+            if (ack - rec[1]) & 0xFFFFFFFF >= 0x80000000:
+                break  # seq_lt(ack, end): inline, this runs per ACK
+            records.popleft()
             flags: int = rec[3]
             if flags:
                 if flags & LOST:
@@ -165,10 +178,21 @@ class Rack:
                     continue
             last = rec
         if last is not None:
-            self._delivered(last, now)
+            pend = self.pend
+            if pend is not None and pend[4] > last[4]:
+                return
+            self.pend = last
+            self.pend_now = now
+
+    def _fold(self) -> None:
+        pend = self.pend
+        if pend is not None:
+            self.pend = None
+            self._delivered(pend, self.pend_now)
 
     def on_sacks(self, ranges: list[tuple[int, int]], now: float) -> None:
         """The scoreboard ``ranges`` (absolute, ascending) may cover more records."""
+        self._fold()
         if not ranges:
             return
         i = 0
@@ -197,6 +221,7 @@ class Rack:
 
     def reo_wnd(self, in_recovery: bool, srtt: float | None) -> float:
         """RFC 8985 §6.2 step 4, RACK_update_reo_wnd()."""
+        self._fold()
         if not self.reordering_seen and (in_recovery or self.sacked_segs >= 3):
             return 0.0  # DupThresh (3) segments SACKed: no reason to wait
         if self.min_rtt is None:
@@ -209,6 +234,7 @@ class Rack:
 
         Arms (or clears) ``deadline`` for the segments not yet old enough.
         """
+        self._fold()
         if self.xmit_ts < 0:
             return 0
         newly = 0
@@ -260,14 +286,17 @@ class Rack:
             rec[3] = 0
         self.lost = 0
         self.sacked_segs = 0
+        self.pend = None
         self.deadline = None
         self.probe_end = None
         self.pto_at = None
         self.fack = 0
 
     def pto(self, srtt: float, flight: int, mss: int, rto: float) -> float:
-        """RFC 8985 §7.2: the probe timeout."""
+        """RFC 8985 §7.2: the probe timeout (at least PTO_MIN, as Linux keeps it)."""
         pto = 2 * srtt
         if flight <= mss:
             pto += WC_DEL_ACK
+        if pto < PTO_MIN:
+            pto = PTO_MIN
         return pto if pto < rto else rto

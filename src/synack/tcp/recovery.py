@@ -20,13 +20,14 @@ the rescue retransmission (NextSeg rule 4) is skipped when its octet was
 resent already, and a peer that agreed to SACK but sends duplicate ACKs
 without blocks still triggers fast retransmit (RFC 5681 §2 duplicates).
 
-Layer: tcp. Imports synack.tcp (config, congestion, rack, rto, sack, seq, stats).
+Layer: tcp. Imports synack.tcp (config, congestion, cubic, rack, rto, sack, seq, stats).
 """
 
 from __future__ import annotations
 
 from synack.tcp.config import TcpConfig
 from synack.tcp.congestion import AckAction, NewReno
+from synack.tcp.cubic import Cubic
 from synack.tcp.rack import Rack
 from synack.tcp.rto import RttEstimator
 from synack.tcp.sack import Ranges, SackScoreboard, lost_edge, unsacked
@@ -68,7 +69,11 @@ class LossRecovery:
         self.rtt = RttEstimator(
             initial=config.initial_rto, min_rto=config.min_rto, max_rto=config.max_rto
         )
-        self.cc = NewReno(mss, iss, iw=config.initial_window)
+        self.cc: NewReno = (
+            Cubic(mss, iss, iw=config.initial_window, rtt=self.rtt)
+            if config.congestion_control == "cubic"
+            else NewReno(mss, iss, iw=config.initial_window)
+        )
         self.board = SackScoreboard()
         self.rack = Rack()
         self.rack_on = False  # RACK-TLP detects losses (SACK agreed, config "rack")
@@ -139,7 +144,7 @@ class LossRecovery:
             self.rtt_seq = None
         self.retries = 0
         self.first_rexmit_time = None
-        if self.cc.on_new_ack(ack, acked, flight_after) is _RETRANSMIT:
+        if self.cc.on_new_ack(ack, acked, flight_after, now) is _RETRANSMIT:
             self.rexmit_one = True
 
     def on_dupack(self, ack: int, flight: int, snd_max: int) -> None:

@@ -234,7 +234,8 @@ class TcpSender(Tcb):
         psh = force_psh or unsent_after == 0
         seg = self._data_segment(seq, off, n, now, fin=fin, psh=psh)
         (self._out if out is None else out).append(seg)
-        if seq_lt(seq, self.snd_max):
+        resend = seq_lt(seq, self.snd_max)
+        if resend:
             self.stats_counters.retransmissions += 1
         elif not self._ts.ok:
             # Without timestamps one segment at a time is timed (RFC 6298 §3;
@@ -248,7 +249,7 @@ class TcpSender(Tcb):
             end = seq_add(end, 1)
         rack = self._rack
         if rack is not None:
-            if seq_lt(seq, self.snd_max):
+            if resend:
                 rack.resent(seq, end, now)
             else:
                 # rack.sent(seq, end, now), inline: once per data segment.
