@@ -261,6 +261,12 @@ class LossRecovery:
         rack = self.rack
         cc = self.cc
         board = self.board
+        if not board.ranges and not rack.lost and rack.deadline is None:
+            # Only cumulative ACKs: every record left was sent after what
+            # they delivered (a hole cannot be skipped), so nothing can be
+            # lost by RACK; skip the walk over the records (the common ACK
+            # that merely changed the window).
+            return False
         if board.ranges:
             rack.on_sacks(board.ranges, now)
         newly = rack.detect_loss(now, rack.reo_wnd(cc.in_recovery, srtt))
