@@ -8,8 +8,9 @@ queue, sets the rate), random loss p on the data direction only, 4 MB
 buffers (the window never limits). Goodput is payload octets delivered in
 order divided by the virtual time from ESTABLISHED to the last octet.
 Several seeds are averaged; the target is >= 0.8 of the 1.22 bound. Each
-setting runs with RFC 6675 SACK recovery (the default) and with SACK off
-(NewReno, RFC 6582) on the same seeds.
+setting runs with SACK and RACK-TLP loss detection (RFC 8985, the default),
+with SACK and RFC 6675's DupThresh detection, and with SACK off (NewReno,
+RFC 6582) on the same seeds.
 
 A second table is the burst-loss case: a 10 Mbit/s bottleneck with a short
 drop-tail queue and no random loss, where slow start overshoots and loses
@@ -110,8 +111,10 @@ def main() -> None:
         "min RTO 0.2 s": replace(base, min_rto=0.2),
         "no delayed ACK, min RTO 0.2 s": replace(base, min_rto=0.2, delayed_ack=False),
     }.items():
-        variants[f"{name}, SACK"] = cfg
+        variants[f"{name}, SACK + RACK-TLP"] = cfg
+        variants[f"{name}, SACK + RFC 6675 DupThresh"] = replace(cfg, loss_detection="rfc6675")
         variants[f"{name}, NewReno"] = replace(cfg, sack=False)
+        variants[f"{name}, SACK + RACK-TLP, CUBIC"] = replace(cfg, congestion_control="cubic")
     print(f"{args.mb:g} MB x {args.seeds} seeds, RTT {rtt * 1000:.0f} ms, loss p = {args.loss:g}")
     for name, cfg in variants.items():
         c0 = time.process_time()
@@ -142,7 +145,8 @@ def main() -> None:
     for queue in (10, 50):
         link = LinkParams(delay=ONE_WAY, bandwidth=BOTTLENECK, queue_limit=queue)
         for name, cfg in (
-            ("SACK", replace(base, min_rto=0.2)),
+            ("RACK", replace(base, min_rto=0.2)),
+            ("RFC6675", replace(base, min_rto=0.2, loss_detection="rfc6675")),
             ("NewReno", replace(base, min_rto=0.2, sack=False)),
         ):
             c0 = time.process_time()

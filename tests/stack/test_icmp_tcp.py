@@ -7,8 +7,8 @@ from ipaddress import IPv4Address
 
 from synack.adapters.oserrors import for_event
 from synack.links.lan import Lan
-from synack.stack.events import IcmpHardError
 from synack.stack.host import Host, TcpStream
+from synack.tcp.events import ConnectionRefused
 from synack.tcp.seq import seq_add
 from synack.tcp.states import State
 from synack.wire import ethernet as weth
@@ -67,10 +67,10 @@ def test_port_unreachable_aborts_a_connect() -> None:
     # The real one: a hard error in SYN-SENT aborts the connect (SHLD-26).
     icmp_about(a, syn, wicmp.TYPE_DEST_UNREACHABLE, wicmp.CODE_PORT_UNREACHABLE, lan.now)
     assert client.gone and client.conn.state is State.CLOSED
-    (hard,) = [e for e in client.pending if isinstance(e, IcmpHardError)]
-    assert hard.errno == errno.ECONNREFUSED and hard.ip == B
+    (hard,) = [e for e in client.pending if isinstance(e, ConnectionRefused)]
+    assert hard.icmp == "port-unreachable"
     err = for_event(hard)
-    assert isinstance(err, ConnectionRefusedError)
+    assert isinstance(err, ConnectionRefusedError) and err.errno == errno.ECONNREFUSED
     assert a.counters["tcp-icmp-hard-abort"] == 1
     assert a.frames_to_send() == []  # no RST for a connection in SYN-SENT
 
@@ -78,8 +78,9 @@ def test_port_unreachable_aborts_a_connect() -> None:
 def test_protocol_unreachable_is_enoprotoopt() -> None:
     lan, a, client, syn = syn_in_flight(9)
     icmp_about(a, syn, wicmp.TYPE_DEST_UNREACHABLE, wicmp.CODE_PROTOCOL_UNREACHABLE, lan.now)
-    (hard,) = [e for e in client.pending if isinstance(e, IcmpHardError)]
-    assert hard.errno == errno.ENOPROTOOPT and client.gone
+    (hard,) = [e for e in client.pending if isinstance(e, ConnectionRefused)]
+    err = for_event(hard)
+    assert err is not None and err.errno == errno.ENOPROTOOPT and client.gone
 
 
 def test_soft_errors_never_abort_but_are_kept() -> None:
@@ -93,7 +94,7 @@ def test_soft_errors_never_abort_but_are_kept() -> None:
     assert client.conn.state is State.SYN_SENT and a.counters["tcp-icmp-soft"] == 3
     # The SYN is retransmitted and the connection completes.
     assert lan.run_until(lambda: client.conn.state is State.ESTABLISHED, timeout=5)
-    assert not any(isinstance(e, IcmpHardError) for e in client.pending)
+    assert not any(isinstance(e, ConnectionRefused) for e in client.pending)
 
 
 def test_hard_error_on_an_established_connection_is_soft() -> None:

@@ -164,8 +164,13 @@ def test_must_58_59_one_ack_for_a_burst_of_segments() -> None:
 
 
 def test_shld_10_11_default_r1_and_r2() -> None:
-    """SHLD-10 (R1 >= 3 retransmissions) and SHLD-11 (R2 >= 100 s) with the defaults."""
-    cfg = TcpConfig()
+    """SHLD-10 (R1 >= 3 retransmissions) and SHLD-11 (R2 >= 100 s) with the defaults.
+
+    Loss detection is RFC 6675's here, so that only the retransmission timer
+    acts; with RACK-TLP (the default) a loss probe comes first:
+    test_rack.py::test_default_timeouts_after_one_loss_probe.
+    """
+    cfg = TcpConfig(loss_detection="rfc6675")
     assert cfg.r1_retries >= 3
     d = Duo(cfg, cfg)
     d.open()

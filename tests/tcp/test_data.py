@@ -355,7 +355,8 @@ def test_window_scale_large_transfer_in_memory() -> None:
 def test_go_back_after_timeout_skips_sacked_data() -> None:
     # RFC 2018 §5: what the receiver SACKed is not sent again; RFC 2018 §8:
     # the scoreboard is cleared by the timeout and rebuilt from fresh SACKs.
-    cfg = dataclasses.replace(PLAIN, receive_buffer=16000, sack=True)
+    # RFC 6675's loss detection (RACK-TLP's variant: test_rack.py).
+    cfg = dataclasses.replace(PLAIN, receive_buffer=16000, sack=True, loss_detection="rfc6675")
     d = Duo(cfg, cfg)
     d.open()
     d.a.send(b"i" * 4000, d.now)

@@ -16,7 +16,12 @@ from synack.wire.tcp import TcpOptions
 from tests.tcp.harness import PLAIN, Duo, brief, seg_b_to_a
 
 RTT = 0.1
-SACK = dataclasses.replace(PLAIN, send_buffer=64000, receive_buffer=32000, sack=True)
+# These scenarios are RFC 6675's loss detection (DupThresh, IsLost, the
+# rescue retransmission), kept as its configuration; RACK-TLP's (the
+# default with SACK) are in test_rack.py.
+SACK = dataclasses.replace(
+    PLAIN, send_buffer=64000, receive_buffer=32000, sack=True, loss_detection="rfc6675"
+)
 NO_SACK = dataclasses.replace(SACK, sack=False)
 
 

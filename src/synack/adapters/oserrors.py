@@ -17,8 +17,9 @@ import errno
 import os
 
 from synack.errors import LocalProtocolError
-from synack.stack.events import HostUnreachable, IcmpHardError
+from synack.stack.events import HostUnreachable
 from synack.tcp import events as tev
+from synack.tcp.icmp import IcmpError
 
 __all__ = ["for_event", "from_errno", "oserror"]
 
@@ -41,13 +42,14 @@ def for_event(event: object) -> OSError | None:
     retransmissions reached R2 (§3.8.3, MUST-20; for a SYN
         MUST-23) or keep-alives went unanswered (§3.8.4): ETIMEDOUT."""
     if isinstance(event, tev.ConnectionRefused):
+        # An ICMP protocol unreachable ends a connect as on Linux: ENOPROTOOPT.
+        if event.icmp == IcmpError.PROTOCOL_UNREACHABLE.value:
+            return from_errno(errno.ENOPROTOOPT)
         return from_errno(errno.ECONNREFUSED)
     if isinstance(event, tev.ConnectionReset):
         return from_errno(errno.ECONNRESET)
     if isinstance(event, HostUnreachable):
         return from_errno(errno.EHOSTUNREACH, str(event.ip))
-    if isinstance(event, IcmpHardError):
-        return from_errno(event.errno, str(event.ip))
     if isinstance(event, tev.TimedOut):
         return from_errno(errno.ETIMEDOUT, f"TCP {event.reason} timeout")
     return None

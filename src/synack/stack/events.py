@@ -126,17 +126,6 @@ class HostUnreachable(TcpEvent):
     ip: IPv4Address
 
 
-@dataclass(frozen=True, slots=True)
-class IcmpHardError(TcpEvent):
-    """Put in a TCP stream's ``pending`` when an ICMP hard error (destination
-    unreachable, protocol or port unreachable) ended its opening handshake
-    (RFC 9293 §3.9.2.2 SHLD-26): the connect fails with ``errno``
-    (ENOPROTOOPT or ECONNREFUSED, as on Linux)."""
-
-    ip: IPv4Address
-    errno: int
-
-
 # Anything :meth:`Host.next_event` returns.
 HostEvent: TypeAlias = (
     ArpRefused | NeighbourUnreachable | EchoReply | DatagramReadable | DatagramError | TcpActivity

@@ -27,7 +27,6 @@ from synack.stack.endpoints import TcpListener, TcpStream
 from synack.stack.events import (
     HostEvent,
     HostUnreachable,
-    IcmpHardError,
     Observer,
     TcpActivity,
     TcpStateTrace,
@@ -41,10 +40,10 @@ from synack.stack.timewait import Outcome, TimeWait, answer, may_reopen
 from synack.tcp import events as tev
 from synack.tcp.config import TcpConfig
 from synack.tcp.connection import TcpConnection, reply_when_closed, reply_when_listening
+from synack.tcp.icmp import IcmpError, classify
 from synack.tcp.isn import IsnGenerator
-from synack.tcp.seq import seq_ge, seq_gt, seq_lt
+from synack.tcp.seq import seq_gt
 from synack.tcp.states import Cause, State
-from synack.wire import icmp as wicmp
 from synack.wire import ipv4 as wip
 from synack.wire import tcp as wtcp
 from synack.wire.checksum import finish, ones_sum
@@ -54,11 +53,13 @@ from synack.wire.tcp import TcpFlags, TcpSegment
 _SYN, _ACK, _RST = TcpFlags.SYN, TcpFlags.ACK, TcpFlags.RST
 # ICMP destination unreachable codes and the errno Linux reports for them
 # (icmp_err_convert): the hard ones (RFC 9293 §3.9.2.2), then soft ones.
-_ICMP_HARD = {
-    wicmp.CODE_PROTOCOL_UNREACHABLE: errno.ENOPROTOOPT,
-    wicmp.CODE_PORT_UNREACHABLE: errno.ECONNREFUSED,
+# The errno a socket keeps for a soft error (SHLD-25), as Linux reports them;
+# anything else unreachable, and time exceeded, is EHOSTUNREACH.
+_SOFT_ERRNO = {
+    IcmpError.NET_UNREACHABLE: errno.ENETUNREACH,
+    IcmpError.PROTOCOL_UNREACHABLE: errno.ENOPROTOOPT,
+    IcmpError.PORT_UNREACHABLE: errno.ECONNREFUSED,
 }
-_ICMP_SOFT = {wicmp.CODE_NET_UNREACHABLE: errno.ENETUNREACH}
 _SYN_ACK_RST = _SYN | _ACK | _RST
 _L4_START = wip.ETH_IPV4_HEADER_LEN  # where the TCP header starts in a frame
 _CSUM = wtcp.CHECKSUM_AT
@@ -209,6 +210,8 @@ class TcpDemux:
         connection itself (synack.stack.timewait)."""
         conn = stream.conn
         linger = 2 * conn.config.msl
+        # The connection's only deadline in TIME-WAIT is its end (MUST-13),
+        # armed when it entered, at most this batch of segments ago.
         deadline = conn.get_timer()
         if deadline is None or deadline < now:
             deadline = now + linger
@@ -242,6 +245,10 @@ class TcpDemux:
             else:
                 stream.conn.receive_segment(seg, now)
             self.touch(stream, now)
+            if stream.conn.state is State.TIME_WAIT:
+                # Not over yet (a retransmitted FIN restarted the wait): keep
+                # the record, due at the connection's own deadline.
+                self._enter_time_wait_again(tw, stream, now)
             return
         # No connection object is left to make the move: the record reports the
         # same event the connection would have (the trace relies on its cause).
@@ -256,6 +263,15 @@ class TcpDemux:
             )
         for obs in self.observers:
             obs(TcpStateTrace(self.name, tw.key[:2], tw.key[2:], change))
+
+    def _enter_time_wait_again(self, tw: TimeWait, stream: TcpStream, now: float) -> None:
+        """The record ended before its connection's own 2*MSL did: keep waiting
+        (never leave a connection in TIME-WAIT with nothing to end it)."""
+        deadline = stream.conn.get_timer()
+        tw.deadline = deadline if deadline is not None and deadline > now else now + tw.linger
+        self.time_wait[tw.key] = tw
+        self._heap_seq += 1
+        heapq.heappush(self._tw_heap, (tw.deadline, self._heap_seq, tw))
 
     def _time_wait_segment(self, tw: TimeWait, seg: TcpSegment, now: float) -> bool:
         """A segment for a 4-tuple in TIME-WAIT; False when it is a SYN that
@@ -309,11 +325,19 @@ class TcpDemux:
             del self.time_wait[tw.key]
             self._time_wait_over(tw, None, now)
         heap = self._heap
+        # Each due connection is handled once per call: one whose next deadline
+        # is again <= now (a bug in a timer) waits for the next call, so the
+        # adapter's loop still runs (signals, I/O) instead of spinning here.
+        due: list[TcpStream] = []
         while heap and heap[0][0] <= now:
             t, _, stream = heapq.heappop(heap)
             if stream.deadline != t or stream.gone:
                 continue
             stream.deadline = None
+            due.append(stream)
+        for stream in due:
+            if stream.gone:
+                continue
             stream.conn.handle_timer(now)
             self.touch(stream, now)
 
@@ -359,31 +383,28 @@ class TcpDemux:
         """
         key = (local[0], local[1], remote[0], remote[1])
         stream = self.conns.get(key)
-        if stream is None:
+        kind = classify(type_, code)
+        if stream is None or kind is None:
             self.counters["tcp-icmp-no-connection"] += 1
             return
-        conn = stream.conn
-        if not (seq_ge(seq, conn.snd_una) and seq_lt(seq, conn.snd_nxt)):
+        # The connection decides (synack.tcp.icmp: soft or hard, the quoted
+        # sequence number checked against [SND.UNA, SND.MAX)); the host keeps
+        # the errno a socket reports and counts what happened.
+        if not stream.conn.icmp_error(kind, seq, now):
             self.counters["tcp-icmp-bad-seq"] += 1
             return
-        if type_ == wicmp.TYPE_DEST_UNREACHABLE and code == wicmp.CODE_FRAG_NEEDED:
-            self.counters["tcp-icmp-frag-needed"] += 1
-            return
-        hard = type_ == wicmp.TYPE_DEST_UNREACHABLE and code in _ICMP_HARD
-        if hard and conn.state in (State.SYN_SENT, State.SYN_RECEIVED):
+        if stream.conn.state is State.CLOSED:
+            # SHLD-26: the connect fails with ConnectionRefused(icmp=kind),
+            # which adapters/oserrors.py maps to ECONNREFUSED or ENOPROTOOPT.
             self.counters["tcp-icmp-hard-abort"] += 1
-            if stream.listener is None:
-                # Our connect fails with the error (a passive half-open one
-                # just goes: nobody waits on it).
-                stream.pending.append(IcmpHardError(remote[0], _ICMP_HARD[code]))
-            conn.abort(now)
             self.touch(stream, now)
             return
+        if kind is IcmpError.FRAG_NEEDED:
+            # Path MTU discovery's (RFC 1191): the IP layer lowered the path MTU.
+            self.counters["tcp-icmp-frag-needed"] += 1
+            return
         self.counters["tcp-icmp-soft"] += 1
-        if type_ == wicmp.TYPE_DEST_UNREACHABLE:
-            stream.soft_error = _ICMP_HARD.get(code) or _ICMP_SOFT.get(code, errno.EHOSTUNREACH)
-        else:
-            stream.soft_error = errno.EHOSTUNREACH  # time exceeded: a routing loop or TTL
+        stream.soft_error = _SOFT_ERRNO.get(kind, errno.EHOSTUNREACH)
 
     def _forget(self, stream: TcpStream) -> None:
         if stream.gone:

@@ -9,9 +9,14 @@ Layer: tcp. Imports synack.errors.
 
 from __future__ import annotations
 
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 
 from synack.errors import LocalProtocolError
+
+# RFC 2018 §4 history: at most 4 blocks fit an option, so a few more
+# remembered positions cover blocks since filled or merged.
+_RECENT_KEPT = 8
+_BIG = 1 << 62
 
 
 class SendBuffer:
@@ -60,7 +65,7 @@ class ReceiveBuffer:
     intervals, which are also the SACK blocks of RFC 2018.
     """
 
-    __slots__ = ("_intervals", "_last", "_pieces", "_pos", "_ready", "capacity", "ooo_bytes")
+    __slots__ = ("_intervals", "_pieces", "_pos", "_ready", "_recent", "capacity", "ooo_bytes")
 
     def __init__(self, capacity: int) -> None:
         if capacity <= 0:
@@ -70,7 +75,10 @@ class ReceiveBuffer:
         self._pos = 0  # stream position of RCV.NXT
         self._pieces: dict[int, bytes] = {}
         self._intervals: list[list[int]] = []  # [start, end) stream positions, sorted
-        self._last: int | None = None  # start of the most recently changed interval
+        # Stream positions of the most recently received out-of-order
+        # segments, newest first: each marks a block that led an ACK's SACK
+        # option (RFC 2018 §4 repeats those, most recent first).
+        self._recent: list[int] = []
         self.ooo_bytes = 0
 
     @property
@@ -112,23 +120,39 @@ class ReceiveBuffer:
             self._pieces[s] = data[s - start : e - start]
             self.ooo_bytes += e - s
             self._add_interval(s, e)
-        self._last = start
+        recent = self._recent
+        recent.insert(0, start)
+        del recent[_RECENT_KEPT:]
         return self._deliver()
 
     def sack_blocks(self, limit: int) -> list[tuple[int, int]]:
         """Up to ``limit`` out-of-order blocks as (offset, end offset) from RCV.NXT.
 
-        RFC 2018 §4: the first block holds the most recently received segment;
-        the others follow (we list them in stream order).
+        RFC 2018 §4: the first block holds the most recently received
+        segment; then the blocks most recently reported first (the blocks
+        that held earlier segments, newest first), each once; the rest in
+        stream order if room remains.
         """
         base = self._pos
-        blocks = [(s - base, e - base) for s, e in self._intervals]
-        if self._last is not None:
-            for i, (s, e) in enumerate(self._intervals):
-                if s <= self._last < e:
-                    blocks.insert(0, blocks.pop(i))
+        iv = self._intervals
+        blocks: list[tuple[int, int]] = []
+        used: list[int] = []
+        for pos in self._recent:
+            if pos < base:
+                continue  # delivered since
+            i = bisect_right(iv, [pos, _BIG]) - 1
+            if i < 0 or iv[i][1] <= pos or i in used:
+                continue
+            used.append(i)
+            blocks.append((iv[i][0] - base, iv[i][1] - base))
+            if len(blocks) >= limit:
+                return blocks
+        for i, (s, e) in enumerate(iv):
+            if i not in used:
+                blocks.append((s - base, e - base))
+                if len(blocks) >= limit:
                     break
-        return blocks[:limit]
+        return blocks
 
     def first_gap_end(self) -> int | None:
         """Offset from RCV.NXT of the first out-of-order byte, if any."""

@@ -9,11 +9,17 @@ from dataclasses import dataclass
 
 from synack.errors import LocalProtocolError
 
+#: The smallest MSS: IPv4's minimum MTU of 68 (RFC 791) less 20 + 20 octets.
+MIN_MSS = 28
+#: The initial-window choices (see TcpConfig.initial_window).
+INITIAL_WINDOWS = ("rfc3390", "rfc6928")
+
 
 @dataclass(frozen=True, slots=True)
 class TcpConfig:
     #: The MSS we announce (what we can receive) and the most we send per
-    #: segment. 536 is the RFC 9293 §3.7.1 default (MUST-15).
+    #: segment. 536 is the RFC 9293 §3.7.1 default (MUST-15). The floor is
+    #: 28: IPv4's smallest MTU, 68 (RFC 791), less 40 octets of headers.
     mss: int = 1460
     #: The smallest MSS a peer may make us send (issue 14: a SYN announcing
     #: MSS 1 made 62k one-octet segments in 2 s). A peer's MSS below this is
@@ -62,10 +68,45 @@ class TcpConfig:
     keepalive_count: int = 9
     #: RFC 5961 §7: challenge ACKs per second, per connection.
     challenge_ack_limit: int = 10
+    #: The initial congestion window: "rfc3390" (RFC 5681 §3.1 equation (1),
+    #: 2-4 segments by SMSS) or "rfc6928" (10 segments, at most 14600 octets,
+    #: as Linux does). RFC 3390 is the default: it is what RFC 5681 (and so
+    #: RFC 9293 MUST-19) standardizes, RFC 6928 is Experimental, and 4
+    #: segments are kinder to the slow, shallow-buffered paths the simulator
+    #: models; "rfc6928" saves round trips on short transfers over fast paths.
+    initial_window: str = "rfc3390"
+    #: Loss detection with SACK agreed: "rack" (RACK-TLP, RFC 8985: lost
+    #: retransmissions and tail losses found without a timeout, with PRR,
+    #: RFC 6937, for the reduction and D-SACK undo, RFC 3708: Linux's
+    #: choices) or "rfc6675" (DupThresh, RFC 6675 IsLost and its rescue
+    #: retransmission, cwnd = ssthresh at once). Without SACK, NewReno's
+    #: duplicate ACKs (RFC 6582). D-SACKs (RFC 2883) are sent either way.
+    loss_detection: str = "rack"
+    #: Congestion control: "newreno" (RFC 5681 with RFC 6582) or "cubic"
+    #: (RFC 9438, Linux's default). NewReno is the default: it is what RFC
+    #: 9293 MUST-19 names, the simulator's benches and the Mathis bound are
+    #: its model, and on the paths this project runs (tens of ms, tens of
+    #: Mbit/s) CUBIC sits in its Reno-friendly region anyway; choose
+    #: "cubic" for long fat paths, where its cubic growth refills a large
+    #: window in far fewer RTTs and its 0.7 reduction gives up less.
+    congestion_control: str = "newreno"
 
     def __post_init__(self) -> None:
-        if not 64 <= self.mss <= 65495:
-            raise LocalProtocolError(f"mss {self.mss} out of range 64..65495")
+        if not MIN_MSS <= self.mss <= 65495:
+            raise LocalProtocolError(f"mss {self.mss} out of range {MIN_MSS}..65495")
+        if self.congestion_control not in ("newreno", "cubic"):
+            raise LocalProtocolError(
+                f"congestion_control must be 'newreno' or 'cubic', not {self.congestion_control!r}"
+            )
+        if self.loss_detection not in ("rack", "rfc6675"):
+            raise LocalProtocolError(
+                f"loss_detection must be 'rack' or 'rfc6675', not {self.loss_detection!r}"
+            )
+        if self.initial_window not in INITIAL_WINDOWS:
+            raise LocalProtocolError(
+                f"initial_window must be one of {', '.join(INITIAL_WINDOWS)}, "
+                f"not {self.initial_window!r}"
+            )
         if not 1 <= self.min_peer_mss <= 536:
             raise LocalProtocolError(f"min_peer_mss {self.min_peer_mss} out of range 1..536")
         if self.send_buffer < 1 or self.receive_buffer < 1:

@@ -27,8 +27,11 @@ class AckAction(enum.Enum):
     RETRANSMIT = 1
 
 
-def initial_window(smss: int) -> int:
-    """RFC 5681 §3.1 equation (1): IW by SMSS."""
+def initial_window(smss: int, choice: str = "rfc3390") -> int:
+    """The initial window: RFC 5681 §3.1 equation (1) (RFC 3390), or RFC 6928's 10 segments."""
+    if choice == "rfc6928":
+        # RFC 6928 §2: min(10*MSS, max(2*MSS, 14600)).
+        return min(10 * smss, max(2 * smss, 14600))
     if smss > 2190:
         return 2 * smss
     if smss > 1095:
@@ -41,6 +44,7 @@ class NewReno:
 
     __slots__ = (
         "_ca_acc",
+        "_iw_choice",
         "cwnd",
         "dupacks",
         "in_recovery",
@@ -50,9 +54,12 @@ class NewReno:
         "ssthresh",
     )
 
-    def __init__(self, mss: int, iss: int, initial_ssthresh: int = 1 << 30) -> None:
+    def __init__(
+        self, mss: int, iss: int, initial_ssthresh: int = 1 << 30, iw: str = "rfc3390"
+    ) -> None:
         self.mss = mss
-        self.cwnd = initial_window(mss)
+        self._iw_choice = iw
+        self.cwnd = initial_window(mss, iw)
         # RFC 5681 §3.1: ssthresh SHOULD be set arbitrarily high initially.
         self.ssthresh = initial_ssthresh
         self.dupacks = 0
@@ -67,9 +74,9 @@ class NewReno:
     def set_mss(self, mss: int) -> None:
         """The effective MSS became known (after the handshake): restart IW."""
         self.mss = mss
-        self.cwnd = initial_window(mss)
+        self.cwnd = initial_window(mss, self._iw_choice)
 
-    def on_new_ack(self, ack: int, acked: int, flight_after: int) -> AckAction:
+    def on_new_ack(self, ack: int, acked: int, flight_after: int, now: float = 0.0) -> AckAction:
         """SND.UNA advanced to ``ack`` by ``acked`` bytes; ``flight_after`` remains."""
         mss = self.mss
         self.dupacks = 0
@@ -80,6 +87,7 @@ class NewReno:
                 # and partial ACKs only update the scoreboard and pipe.
                 if seq_ge(ack, self.recover):
                     self.in_recovery = self.sack_recovery = False
+                    self.cwnd = self.ssthresh  # RFC 6937 §3: PRR ends at ssthresh
                 return AckAction.NONE
             if seq_ge(ack, self.recover):
                 # RFC 6582 §3.2 step 3, full ACK: deflate, option (2).
@@ -120,12 +128,16 @@ class NewReno:
             if not seq_ge(ack, self.recover):
                 return AckAction.NONE
             # RFC 5681 §3.2 equation (4) and step 3.
-            self.ssthresh = max(flight // 2, 2 * mss)
+            self.ssthresh = self.loss_ssthresh(flight)
             self.recover = snd_max
             self.cwnd = self.ssthresh + 3 * mss
             self.in_recovery = True
             return AckAction.RETRANSMIT
         return AckAction.NONE
+
+    def loss_ssthresh(self, flight: int) -> int:
+        """RFC 5681 §3.1 equation (4): ssthresh after a loss (CUBIC overrides it)."""
+        return max(flight // 2, 2 * self.mss)
 
     def may_enter_recovery(self, ack: int) -> bool:
         """Whether a loss now starts a new recovery (RFC 6582 §3.2 step 2; RFC 6675 §5.1).
@@ -138,7 +150,7 @@ class NewReno:
 
     def enter_sack_recovery(self, flight: int, snd_max: int) -> None:
         """RFC 6675 §5 step 4: RecoveryPoint = HighData, ssthresh = cwnd = FlightSize / 2."""
-        self.ssthresh = max(flight // 2, 2 * self.mss)  # RFC 5681 §3.1 eq. (4)
+        self.ssthresh = self.loss_ssthresh(flight)  # RFC 5681 §3.1 eq. (4)
         self.cwnd = self.ssthresh
         self.recover = snd_max
         self.in_recovery = True
@@ -151,7 +163,7 @@ class NewReno:
         then is ssthresh lowered (RFC 5681 §3.1, "MUST be set to no more than").
         """
         if first:
-            self.ssthresh = max(flight // 2, 2 * self.mss)
+            self.ssthresh = self.loss_ssthresh(flight)
         self.cwnd = self.mss
         self._ca_acc = 0
         self.dupacks = 0

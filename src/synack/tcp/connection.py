@@ -19,6 +19,7 @@ API (stable; the host stack builds on it)::
     conn.shutdown_write(now)                    # FIN after queued data (half-close)
     conn.close(now)                             # shutdown_write + no more reading
     conn.abort(now)                             # RST
+    conn.icmp_error(kind, seq, now) -> bool     # an ICMP error quoting our segment
     conn.state, conn.send_space, conn.readable_bytes, conn.stats, conn.transitions
 
 Events (synack.tcp.events, in order): StateChanged for every transition (with the
@@ -28,12 +29,15 @@ was cut short), UrgentData (the peer's urgent pointer moved ahead of what was re
 ``urgent_pending``), DeliveryProblem (R1 reached), ConnectionReset, ConnectionRefused,
 TimedOut("connect" | "retransmit" | "keepalive"), and Closed last.
 
-Deliberate choices: a CLOSE before the handshake completes is queued until ESTABLISHED when
-data is queued (RFC 9293 §3.10.4 allows it in SYN-RECEIVED); a duplicate SYN in SYN-RECEIVED
-is answered with the SYN,ACK again; segments that are only an ACK carry SEQ = SND.MAX (BSD does
-the same) so that a go-back-N rewind of SND.NXT never makes them look old; data in a SYN is not
-queued (the peer resends it). Loss recovery is RFC 6675 with SACK agreed, NewReno (RFC 6582)
-otherwise (:mod:`synack.tcp.recovery`).
+Deliberate choices: a CLOSE before the handshake completes is queued until
+ESTABLISHED when data is queued (RFC 9293 §3.10.4 allows it in SYN-RECEIVED);
+a duplicate SYN in SYN-RECEIVED is answered with the SYN,ACK again; segments
+that are only an ACK carry SEQ = SND.MAX (BSD does the same) so that a
+go-back-N rewind of SND.NXT never makes them look old; text on a SYN
+without ACK (simultaneous open) waits for ESTABLISHED. Loss recovery is RFC 6675 with SACK agreed
+(losses found by RACK-TLP, RFC 8985, :mod:`synack.tcp.rack`, unless the
+config asks for RFC 6675's DupThresh), NewReno (RFC 6582) otherwise
+(:mod:`synack.tcp.recovery`).
 
 The adapter loop: feed segments / user calls, drain ``next_event()``, flush
 ``segments_to_send(now)``, re-arm the timer from ``get_timer()``. Output is produced only by
@@ -58,6 +62,7 @@ from __future__ import annotations
 from synack.errors import LocalProtocolError
 from synack.tcp import events as ev
 from synack.tcp.config import TcpConfig
+from synack.tcp.icmp import HARD_ERRORS, IcmpError
 from synack.tcp.receiver import FAST_STATES, TcpReceiver
 from synack.tcp.segments import (
     F_ACK,
@@ -69,7 +74,7 @@ from synack.tcp.segments import (
     reply_when_listening,
 )
 from synack.tcp.seq import seq_add, seq_diff, seq_gt, seq_le, seq_lt
-from synack.tcp.states import SYNCHRONIZED, Cause, State, Transition, is_transition
+from synack.tcp.states import SYNCHRONIZED, Cause, State
 from synack.tcp.stats import TcpStats
 from synack.tcp.tcb import TEXT_STATES, Address
 from synack.tcp.timers import Timer
@@ -184,7 +189,7 @@ class TcpConnection(TcpReceiver):
             return
         if self._rcvbuf.readable and st in _RESET_STATES:
             self._app_closed = True
-            self._send_reset()
+            self._send_reset(now)
             self._enter_closed(Cause.ABORT, now)
             return
         self._app_closed = True
@@ -202,7 +207,7 @@ class TcpConnection(TcpReceiver):
             State.FIN_WAIT_2,
             State.CLOSE_WAIT,
         ):
-            self._send_reset()
+            self._send_reset(now)
         self._sndbuf.clear()
         self._enter_closed(Cause.ABORT, now)
 
@@ -228,6 +233,8 @@ class TcpConnection(TcpReceiver):
                 self._on_rexmit_timeout(now)
                 if self._state is State.CLOSED:
                     return
+            elif timer is Timer.LOSS:
+                self._on_loss_timer(now)
             elif timer is Timer.PERSIST:
                 if self._on_persist_timeout(now):
                     self._give_up("retransmit", now)
@@ -267,6 +274,29 @@ class TcpConnection(TcpReceiver):
         # which slow start paces.
         self.snd_nxt = self.snd_una
 
+    def icmp_error(self, kind: IcmpError, seq: int, now: float) -> bool:
+        """An ICMP error quoting our segment at ``seq`` arrived (RFC 9293 §3.9.2.2, MUST-54).
+
+        Returns whether it was acted on. See :mod:`synack.tcp.icmp` for what
+        each kind does: soft errors are kept (SHLD-25, MUST-56), hard ones
+        abort a connection being opened (SHLD-26), Source Quench is ignored
+        (MUST-55); ``seq`` must lie in [SND.UNA, SND.MAX) (RFC 5927 §4.1).
+        """
+        st = self._state
+        if kind is IcmpError.SOURCE_QUENCH or st in (State.CLOSED, State.LISTEN):
+            self._drop("icmp-ignored")
+            return False
+        if not (seq_le(self.snd_una, seq) and seq_lt(seq, self.snd_max)):
+            self._drop("icmp-out-of-window")
+            return False
+        if kind not in HARD_ERRORS or st not in _SYN_STATES:
+            self._soft_error = kind.value  # RFC 5927 §4.1: soft once synchronized
+            return True
+        if not self._passive:  # a passive child is simply forgotten (Closed)
+            self._events.append(ev.ConnectionRefused(kind.value))
+        self._enter_closed(Cause.ABORT, now)
+        return True
+
     def _give_up(self, reason: str, now: float) -> None:
         if self._state in (
             State.SYN_RECEIVED,
@@ -277,8 +307,8 @@ class TcpConnection(TcpReceiver):
             State.LAST_ACK,
         ):
             # Tell the peer, in case it is still there (as BSD stacks do).
-            self._send_reset()
-        self._events.append(ev.TimedOut(reason))
+            self._send_reset(now)
+        self._events.append(ev.TimedOut(reason, self._soft_error))
         self._enter_closed(Cause.TIMEOUT, now)
 
     # ------------------------------------------------------------------
@@ -321,7 +351,7 @@ class TcpConnection(TcpReceiver):
         # First, check the ACK bit: <SEQ=SEG.ACK><CTL=RST> for a bad one.
         if has_ack and (seq_le(seg.ack, self.iss) or seq_gt(seg.ack, self.snd_max)):
             if not flags & F_RST:
-                self._reset_for(seg.ack)
+                self._reset_for(seg.ack, now)
             self._drop("unacceptable-ack")
             return
         # Second, the RST bit: "connection refused" only if the ACK was
@@ -355,7 +385,9 @@ class TcpConnection(TcpReceiver):
                 if self._process_segment_text(seq, seg.payload, now):
                     self._check_fin(seq, len(seg.payload), bool(flags & F_FIN), now)
         else:
-            # Simultaneous open (Figure 7): SYN-RECEIVED, send SYN,ACK.
+            # Simultaneous open (Figure 7): SYN-RECEIVED, send SYN,ACK. Text
+            # (and FIN) on the SYN waits for ESTABLISHED (§3.10.7.3).
+            self._queue_syn_text(seg.payload, bool(flags & F_FIN))
             self._set_state(State.SYN_RECEIVED, Cause.RCV_SYN, now)
             self._syn_needed = True
             self._timers.rexmit = None
@@ -414,6 +446,12 @@ class TcpConnection(TcpReceiver):
             syn_dup = True
             seq = rcv_nxt
             flags &= ~F_SYN
+        if flags & F_SYN and not flags & F_RST and st is not State.SYN_RECEIVED:
+            # §3.10.7.4 fourth step, RFC 5961 §4.2: a SYN in a synchronized
+            # state gets a challenge ACK "irrespective of the sequence
+            # number" (so one straddling RCV.NXT is not trimmed as old).
+            self._challenge_ack(now)
+            return
         ts = seg.options.timestamps
         tso = self._ts
         # PAWS (RFC 7323 §5.3 R1-R3), before the sequence check.
@@ -447,6 +485,7 @@ class TcpConnection(TcpReceiver):
             if flags & F_SYN:
                 flags &= ~F_SYN
                 cut -= 1
+            self._note_dsack(seq_add(rcv_nxt, -cut), min(cut, len(payload)))
             payload = payload[cut:]
             seq = rcv_nxt
             start = 0
@@ -507,6 +546,8 @@ class TcpConnection(TcpReceiver):
         self._drop("out-of-window" if seg_len else "old-ack")
         if seg_len:
             self._ack_now = True
+            if start < 0:
+                self._note_dsack(seq, len(seg.payload))  # RFC 2883: a duplicate
         else:
             self._reply_to_unacceptable(now)
         if rcv_wnd == 0 and start == 0 and flags & F_ACK and self._state in SYNCHRONIZED:
@@ -578,7 +619,7 @@ class TcpConnection(TcpReceiver):
                 return False
             return self._state is not State.CLOSED
         if not (seq_lt(self.snd_una, ack) and seq_le(ack, self.snd_max)):
-            self._reset_for(ack)
+            self._reset_for(ack, now)
             self._drop("unacceptable-ack")
             return False
         self._recovery.on_syn_acked(ack, self._ts_rtt(ts, now), now)
@@ -592,6 +633,12 @@ class TcpConnection(TcpReceiver):
         self.snd_wl1 = seq
         self.snd_wl2 = ack
         self._on_established(now)
+        if self._syn_text is not None:
+            text, fin = self._syn_text
+            self._syn_text = None
+            start = seq_add(self.irs, 1)
+            if self._process_segment_text(start, text, now):
+                self._check_fin(start, len(text), fin, now)
         if syn_dup:
             self._ack_now = True
         return True
@@ -667,6 +714,8 @@ class TcpConnection(TcpReceiver):
             # RFC 5681 §2 duplicate ACK: no data, same ACK, same window,
             # data outstanding (a zero-window probe's octet does not count).
             rec.on_dupack(ack, seq_diff(self.snd_max, snd_una), self.snd_max)
+        if self._rack is not None:  # RFC 8985 §6.2, RFC 6937, RFC 2883 (not on the fast path)
+            self._rack_detect(acked if acked > 0 else 0, sacks, now)
         self._update_send_window(seq, ack, window)
         return True
 
@@ -683,28 +732,6 @@ class TcpConnection(TcpReceiver):
             self._enter_closed(Cause.RCV_ACK_OF_FIN, now)
         self._timers.rexmit = None
 
-    def _check_urg(self, up: int) -> None:
-        """§3.10.7.4 sixth step: RCV.UP <- max(RCV.UP, SEG.UP), and tell the user once.
-
-        MUST-62: SEG.UP points at the first non-urgent octet. MUST-31: any
-        length (the pointer may lie beyond the data received so far).
-        MUST-32: UrgentData is reported when urgent data starts to be
-        pending, not again for the same run while it is unread. The urgent
-        octets stay in line; ``urgent_pending`` says how many are unread.
-        """
-        if self._fin_received:
-            return
-        was_pending = self.urgent_pending > 0
-        old = self._rcv_up
-        # A stale RCV.UP (already read) is replaced whatever its value, so
-        # the comparison never spans the sequence space.
-        if old is None or not was_pending or seq_gt(up, old):
-            self._rcv_up = up
-        if not was_pending:
-            pending = self.urgent_pending
-            if pending > 0:
-                self._events.append(ev.UrgentData(pending))
-
     def _process_segment_text(self, seq: int, payload: bytes, now: float) -> bool:
         """§3.10.7.4 seventh step: deliver the text; False when the segment is done with.
 
@@ -718,11 +745,16 @@ class TcpConnection(TcpReceiver):
             self._drop("text-after-fin")
             return False
         if self._app_closed:
-            self._send_reset()
+            self._send_reset(now)
             self._enter_closed(Cause.DATA_AFTER_CLOSE, now)
             return False
         rcvbuf = self._rcvbuf
         offset = seq_diff(seq, self.rcv_nxt)
+        if offset < 0:  # text queued from a SYN went first (§3.10.7.3)
+            payload = payload[-offset:]
+            offset = 0
+            if not payload:
+                return True
         gaps_before = rcvbuf.has_gaps
         advanced = rcvbuf.insert(offset, payload)
         if advanced:
@@ -762,36 +794,3 @@ class TcpConnection(TcpReceiver):
             self._set_state(State.CLOSING, Cause.RCV_FIN, now)
         elif st is State.FIN_WAIT_2:
             self._enter_time_wait(Cause.RCV_FIN, now)
-
-    # ------------------------------------------------------------------
-    # Transitions
-
-    def _enter_time_wait(self, cause: Cause, now: float) -> None:
-        self._set_state(State.TIME_WAIT, cause, now)
-        timers = self._timers
-        timers.rexmit = timers.persist = timers.keepalive = None
-        # MUST-13: stay 2*MSL.
-        timers.close = now + 2 * self.config.msl
-
-    def _return_to_listen(self, cause: Cause, now: float) -> None:
-        self._set_state(State.LISTEN, cause, now)
-        self._timers.stop_all()
-        self._sndbuf.clear()
-        self._events.append(ev.Closed())
-
-    def _enter_closed(self, cause: Cause, now: float) -> None:
-        self._set_state(State.CLOSED, cause, now)
-        self._timers.stop_all()
-        self._ack_now = False
-        self._syn_needed = False
-        self._recovery.rexmit_one = False
-        self._events.append(ev.Closed())
-
-    def _set_state(self, new: State, cause: Cause, now: float) -> None:
-        old = self._state
-        if not is_transition(old, cause, new):
-            # A bug in this module, never something a peer can cause.
-            raise AssertionError(f"no transition {old} --{cause}--> {new}")
-        self._state = new
-        self._transitions.append(Transition(now, old, new, cause))
-        self._events.append(ev.StateChanged.caused_by(old, new, cause, now, self._seg_ref()))

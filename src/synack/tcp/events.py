@@ -75,14 +75,23 @@ class ConnectionReset(Event):
 
 @dataclass(frozen=True, slots=True)
 class ConnectionRefused(Event):
-    """The peer answered our SYN with RST (RFC 9293 §3.10.7.3)."""
+    """The peer answered our SYN with RST (RFC 9293 §3.10.7.3), or an ICMP hard error did.
+
+    ``icmp``: the ICMP error's kind (an IcmpError value), None for a RST.
+    """
+
+    icmp: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class TimedOut(Event):
-    """The connection was given up: ``reason`` is "connect", "retransmit" (R2) or "keepalive"."""
+    """The connection was given up: ``reason`` is "connect", "retransmit" (R2) or "keepalive".
+
+    ``soft_error``: the last ICMP soft error reported for it (RFC 9293 SHLD-25), if any.
+    """
 
     reason: str
+    soft_error: str | None = None
 
     def __post_init__(self) -> None:
         if self.reason not in ("connect", "retransmit", "keepalive"):

@@ -4,7 +4,9 @@
 receive-side machinery that is not itself one of RFC 9293's §3.10.7 steps
 (those are :class:`~synack.tcp.connection.TcpConnection`'s): header
 prediction for in-order data and pure ACKs (the commonest case of §3.10.7.4,
-with the full path's outcome), the options a SYN brings (RFC 7323 window
+with the full path's outcome), the urgent pointer (§3.10.7.4 sixth step's
+bookkeeping), the state transitions (one table, :mod:`synack.tcp.states`),
+the options a SYN brings (RFC 7323 window
 scale and timestamps, RFC 2018 SACK-permitted, the MSS of §3.7.1), when an
 ACK goes out (delayed ACKs §3.8.6.3, replies to unacceptable segments,
 RFC 5961 challenge ACKs, both rate-limited) and reading (RECEIVE, §3.10.3).
@@ -18,8 +20,8 @@ from synack.errors import LocalProtocolError
 from synack.tcp import events as ev
 from synack.tcp.segments import F_ACK, F_PSH
 from synack.tcp.sender import TcpSender
-from synack.tcp.seq import seq_add, seq_dist, seq_le
-from synack.tcp.states import State
+from synack.tcp.seq import seq_add, seq_dist, seq_gt, seq_le
+from synack.tcp.states import Cause, State, Transition, is_transition
 from synack.tcp.tcb import DEFAULT_MSS, OOW_ACK_INTERVAL, TEXT_STATES
 from synack.tcp.timestamps import TS_OPTION_SPACE
 from synack.wire.tcp import MAX_WSCALE, TcpSegment
@@ -184,6 +186,9 @@ class TcpReceiver(TcpSender):
             self._snd_wscale = 0
             self._rcv_wscale = 0
         self._sack_ok = cfg.sack and opts.sack_permitted
+        rack_on = self._sack_ok and cfg.loss_detection == "rack"
+        self._recovery.rack_on = rack_on
+        self._rack = self._recovery.rack if rack_on else None
         self._ts.agree(cfg.timestamps, opts.timestamps, now)
         # Eff.snd.MSS (RFC 9293 §3.7.1 MUST-16), less the timestamp option.
         eff = min(mss, cfg.mss)
@@ -198,6 +203,24 @@ class TcpReceiver(TcpSender):
         if self._state is State.SYN_SENT:
             # What our SYN offered is the window until we say otherwise.
             self._rcv_adv = seq_add(self.rcv_nxt, self._syn_window)
+
+    def _note_dsack(self, seq: int, n: int) -> None:
+        """RFC 2883: ``n`` duplicate octets at ``seq`` (below RCV.NXT) lead the next SACK option."""
+        if self._sack_ok and n > 0:
+            end = seq_add(seq, n)
+            if seq_gt(end, self.rcv_nxt):
+                end = self.rcv_nxt
+            self._dsack = (seq, end)
+            self._ack_now = True
+
+    def _queue_syn_text(self, text: bytes, fin: bool) -> None:
+        """§3.10.7.3: text (and FIN) on a SYN waits for ESTABLISHED, trimmed to our window."""
+        room = seq_dist(self._rcv_adv, self.rcv_nxt)
+        if len(text) > room:
+            text = text[:room]
+            fin = False
+        if text or fin:
+            self._syn_text = (text, fin)
 
     def _reply_to_unacceptable(self, now: float) -> None:
         """The ACK owed to an unacceptable segment without data (§3.10.7.4), rate-limited.
@@ -224,3 +247,60 @@ class TcpReceiver(TcpSender):
         self._challenge_count += 1
         self.stats_counters.challenge_acks += 1
         self._ack_now = True
+
+    def _check_urg(self, up: int) -> None:
+        """§3.10.7.4 sixth step: RCV.UP <- max(RCV.UP, SEG.UP), and tell the user once.
+
+        MUST-62: SEG.UP points at the first non-urgent octet. MUST-31: any
+        length (the pointer may lie beyond the data received so far).
+        MUST-32: UrgentData is reported when urgent data starts to be
+        pending, not again for the same run while it is unread. The urgent
+        octets stay in line; ``urgent_pending`` says how many are unread.
+        """
+        if self._fin_received:
+            return
+        was_pending = self.urgent_pending > 0
+        old = self._rcv_up
+        # A stale RCV.UP (already read) is replaced whatever its value, so
+        # the comparison never spans the sequence space.
+        if old is None or not was_pending or seq_gt(up, old):
+            self._rcv_up = up
+        if not was_pending:
+            pending = self.urgent_pending
+            if pending > 0:
+                self._events.append(ev.UrgentData(pending))
+
+    # ------------------------------------------------------------------
+    # Transitions
+
+    def _enter_time_wait(self, cause: Cause, now: float) -> None:
+        self._set_state(State.TIME_WAIT, cause, now)
+        timers = self._timers
+        # Nothing of ours is left to retransmit or probe (RACK's loss/TLP timer
+        # included): the only deadline is the end of TIME-WAIT.
+        timers.rexmit = timers.persist = timers.keepalive = timers.loss = None
+        # MUST-13: stay 2*MSL.
+        timers.close = now + 2 * self.config.msl
+
+    def _return_to_listen(self, cause: Cause, now: float) -> None:
+        self._set_state(State.LISTEN, cause, now)
+        self._timers.stop_all()
+        self._sndbuf.clear()
+        self._events.append(ev.Closed())
+
+    def _enter_closed(self, cause: Cause, now: float) -> None:
+        self._set_state(State.CLOSED, cause, now)
+        self._timers.stop_all()
+        self._ack_now = False
+        self._syn_needed = False
+        self._recovery.rexmit_one = False
+        self._events.append(ev.Closed())
+
+    def _set_state(self, new: State, cause: Cause, now: float) -> None:
+        old = self._state
+        if not is_transition(old, cause, new):
+            # A bug in this module, never something a peer can cause.
+            raise AssertionError(f"no transition {old} --{cause}--> {new}")
+        self._state = new
+        self._transitions.append(Transition(now, old, new, cause))
+        self._events.append(ev.StateChanged.caused_by(old, new, cause, now, self._seg_ref()))

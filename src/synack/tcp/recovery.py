@@ -9,7 +9,9 @@ losses, the way a QUIC stack keeps its recovery apart from its connection:
   RFC 6582 NewReno), told what every ACK and timeout did;
 * the count of consecutive timeouts behind R1/R2 (RFC 9293 §3.8.3);
 * with SACK agreed, the scoreboard (:mod:`synack.tcp.sack`) and RFC 6675's
-  HighRxt, RescueRxt, pipe and NextSeg.
+  HighRxt, RescueRxt, pipe and NextSeg; and RACK-TLP (:mod:`synack.tcp.rack`,
+  RFC 8985), which by default decides what is lost in place of DupThresh
+  (:meth:`LossRecovery.rack_step`) and whose records give pipe.
 
 The connection keeps the sequence variables and passes them in; it also
 sends what recovery asks for (``rexmit_one``: resend SND.UNA's segment; the
@@ -18,13 +20,15 @@ the rescue retransmission (NextSeg rule 4) is skipped when its octet was
 resent already, and a peer that agreed to SACK but sends duplicate ACKs
 without blocks still triggers fast retransmit (RFC 5681 §2 duplicates).
 
-Layer: tcp. Imports synack.tcp (config, congestion, rto, sack, seq, stats).
+Layer: tcp. Imports synack.tcp (config, congestion, cubic, rack, rto, sack, seq, stats).
 """
 
 from __future__ import annotations
 
 from synack.tcp.config import TcpConfig
 from synack.tcp.congestion import AckAction, NewReno
+from synack.tcp.cubic import Cubic
+from synack.tcp.rack import Rack
 from synack.tcp.rto import RttEstimator
 from synack.tcp.sack import Ranges, SackScoreboard, lost_edge, unsacked
 from synack.tcp.seq import seq_add, seq_diff, seq_dist, seq_ge, seq_gt
@@ -43,6 +47,13 @@ class LossRecovery:
         "cc",
         "first_rexmit_time",
         "high_rxt",
+        "prior",
+        "prr_delivered",
+        "prr_out0",
+        "prr_sacked",
+        "rack",
+        "rack_on",
+        "recover_fs",
         "rescue_rxt",
         "retries",
         "rexmit_one",
@@ -51,14 +62,21 @@ class LossRecovery:
         "rtt_time",
         "sack_first",
         "stats",
+        "undo_retrans",
     )
 
     def __init__(self, config: TcpConfig, iss: int, mss: int, stats: TcpStats) -> None:
         self.rtt = RttEstimator(
             initial=config.initial_rto, min_rto=config.min_rto, max_rto=config.max_rto
         )
-        self.cc = NewReno(mss, iss)
+        self.cc: NewReno = (
+            Cubic(mss, iss, iw=config.initial_window, rtt=self.rtt)
+            if config.congestion_control == "cubic"
+            else NewReno(mss, iss, iw=config.initial_window)
+        )
         self.board = SackScoreboard()
+        self.rack = Rack()
+        self.rack_on = False  # RACK-TLP detects losses (SACK agreed, config "rack")
         self.stats = stats
         self.rtt_seq: int | None = None  # timed segment's end (no timestamps: Karn)
         self.rtt_time = 0.0
@@ -70,6 +88,16 @@ class LossRecovery:
         self.high_rxt = iss
         self.rescue_rxt: int | None = None
         self.sack_first = False  # RFC 6675 §5 step 4.3 still to do
+        # PRR (RFC 6937): octets delivered since recovery began, bytes_out
+        # then, RecoverFS, and the SACKed octets at the last ACK.
+        self.prr_delivered = 0
+        self.prr_out0 = 0
+        self.recover_fs = 1
+        self.prr_sacked = 0
+        # Undo (RFC 3708 / Linux): (cwnd, ssthresh) before the reduction,
+        # and the retransmissions since that no D-SACK has shown spurious.
+        self.prior: tuple[int, int] | None = None
+        self.undo_retrans = 0
 
     # -- RTT timing (Karn) ----------------------------------------------
 
@@ -116,7 +144,7 @@ class LossRecovery:
             self.rtt_seq = None
         self.retries = 0
         self.first_rexmit_time = None
-        if self.cc.on_new_ack(ack, acked, flight_after) is _RETRANSMIT:
+        if self.cc.on_new_ack(ack, acked, flight_after, now) is _RETRANSMIT:
             self.rexmit_one = True
 
     def on_dupack(self, ack: int, flight: int, snd_max: int) -> None:
@@ -148,6 +176,12 @@ class LossRecovery:
         cc = self.cc
         if cc.in_recovery:
             return  # §5 (B): the scoreboard is updated; output recomputes pipe
+        if self.rack_on:
+            # RACK decides what is lost (rack_step), not the count; the count
+            # still paces limited transmit (RFC 3042) until it does.
+            if cc.dupacks < 2:
+                cc.dupacks += 1
+            return
         cc.dupacks += 1
         # Steps (1) and (2): DupThresh duplicates, or IsLost(HighACK + 1).
         if cc.dupacks < 3 and lost_edge(self.board.relative(una), mss) == 0:
@@ -160,6 +194,104 @@ class LossRecovery:
         self.rescue_rxt = None
         self.sack_first = True
         self.stats.fast_retransmits += 1
+
+    def mark_undo(self, retransmissions: int) -> None:
+        """A reduction begins: remember what to go back to if it proves spurious."""
+        cc = self.cc
+        self.prior = (cc.cwnd, cc.ssthresh)
+        self.undo_retrans = retransmissions
+
+    def on_dsack(self, octets: int, mss: int) -> None:
+        """A D-SACK (RFC 2883) reported a duplicate: undo when every resend was one.
+
+        RFC 3708 §3 detects a spurious retransmission from D-SACKs; like
+        Linux, once every retransmission of a reduction has been reported
+        as a duplicate, cwnd and ssthresh go back to what they were, and
+        RACK learns that the path reorders (RFC 8985 §6.2 step 3).
+        """
+        self.stats.dsacks_in += 1
+        self.rack.reordering_seen = True
+        if self.prior is None:
+            return
+        self.undo_retrans -= max(1, -(-octets // mss))
+        if self.undo_retrans > 0:
+            return
+        cwnd, ssthresh = self.prior
+        self.prior = None
+        cc = self.cc
+        cc.cwnd = max(cc.cwnd, cwnd)
+        cc.ssthresh = max(cc.ssthresh, ssthresh)
+        cc.in_recovery = cc.sack_recovery = False
+        self.stats.undos += 1
+
+    def prr_ack(self, acked: int, pipe: int, bytes_out: int, mss: int) -> None:
+        """RFC 6937 §3 on an ACK in recovery: cwnd = pipe + sndcnt.
+
+        DeliveredData is what the cumulative ACK and the SACKs newly cover;
+        above ssthresh the reduction is proportional (sndcnt paces out
+        ssthresh/RecoverFS per octet delivered), below it the slow-start
+        reduction bound (PRR-SSRB) lets pipe grow back to ssthresh.
+        """
+        sacked = 0
+        for lo, hi in self.board.ranges:
+            sacked += seq_diff(hi, lo)
+        delivered = acked + sacked - self.prr_sacked
+        self.prr_sacked = sacked
+        if delivered < 0:
+            delivered = 0
+        self.prr_delivered += delivered
+        prr_out = bytes_out - self.prr_out0
+        cc = self.cc
+        ssthresh = cc.ssthresh
+        if pipe > ssthresh:
+            sndcnt = -(-self.prr_delivered * ssthresh // self.recover_fs) - prr_out
+        else:
+            sndcnt = min(ssthresh - pipe, max(self.prr_delivered - prr_out, delivered) + mss)
+        cc.cwnd = pipe + (sndcnt if sndcnt > 0 else 0)
+
+    def rack_step(
+        self, una: int, snd_max: int, srtt: float | None, now: float, bytes_out: int = 0
+    ) -> bool:
+        """RFC 8985 §6.2 on an ACK (or the reordering timer): True when recovery begins.
+
+        Detects losses from the records; the first one found outside a
+        recovery starts one (RFC 6675 §5 step 4's reduction, the resend is
+        the output's).
+        """
+        rack = self.rack
+        cc = self.cc
+        board = self.board
+        if not board.ranges and not rack.lost and rack.deadline is None:
+            # Only cumulative ACKs: every record left was sent after what
+            # they delivered (a hole cannot be skipped), so nothing can be
+            # lost by RACK; skip the walk over the records (the common ACK
+            # that merely changed the window).
+            return False
+        if board.ranges:
+            rack.on_sacks(board.ranges, now)
+        newly = rack.detect_loss(now, rack.reo_wnd(cc.in_recovery, srtt))
+        if newly:
+            self.stats.rack_lost += 1
+        if rack.lost > 0 and not cc.in_recovery and cc.may_enter_recovery(una):
+            self.mark_undo(0)
+            flight = seq_diff(snd_max, una)
+            cc.enter_sack_recovery(flight, snd_max)
+            # PRR (RFC 6937 §3): on entering recovery.
+            self.prr_delivered = 0
+            self.prr_out0 = bytes_out
+            self.recover_fs = flight if flight > 0 else 1
+            sacked = 0
+            for lo, hi in board.ranges:
+                sacked += seq_diff(hi, lo)
+            self.prr_sacked = sacked
+            self.high_rxt = una
+            self.rescue_rxt = None
+            self.sack_first = True  # one resend regardless of pipe, as §5 (4.3)
+            self.stats.fast_retransmits += 1
+            rack.probe_end = None
+            rack.pto_at = None  # no loss probe during recovery (RFC 8985 §7.2)
+            return True
+        return False
 
     # -- timeouts --------------------------------------------------------
 
@@ -189,6 +321,8 @@ class LossRecovery:
         # RFC 2018 §8: after a timeout forget what was SACKed (the receiver
         # may have reneged); fresh SACKs arriving from now on count again.
         self.board.clear()
+        self.rack.on_rto()
+        self.prior = None  # no undo across a timeout
         self.rexmit_one = False
 
     # -- RFC 6675 output -------------------------------------------------

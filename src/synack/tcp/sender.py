@@ -4,7 +4,8 @@
 segments: :meth:`TcpSender.segments_to_send` with its data scheduling
 (sender SWS avoidance and Nagle, RFC 9293 §3.8.6.2.1 and §3.7.4; limited
 transmit, RFC 3042; RFC 6675 recovery output as
-:class:`~synack.tcp.recovery.LossRecovery` chooses it; the FIN after the
+:class:`~synack.tcp.recovery.LossRecovery` chooses it, or as RACK marks
+losses, with RACK-TLP's timers and loss probe, RFC 8985; the FIN after the
 data, §3.10.4), the segment builders (the ACK, window and options every
 segment carries: RCV.ADV and receiver SWS avoidance §3.8.6.2.2, RFC 7323
 timestamps, RFC 2018 SACK blocks, URG §3.10.2) and the probes the timers
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 from synack.errors import LocalProtocolError
 from synack.tcp import events as ev
+from synack.tcp.rack import Rack
 from synack.tcp.sack import blocks_to_send
 from synack.tcp.segments import (
     ACK,
@@ -96,6 +98,9 @@ class TcpSender(Tcb):
                 # pure ACK carries them.
                 self._ack_now = False
         self._sack_trimmed = False
+        rack = self._rack
+        if rack is not None and self._timers.loss is None and self.snd_max != self.snd_una:
+            self._arm_pto(rack, now)
         if self._ack_now:
             self._ack_now = False
             if st in SYNCHRONIZED or st is State.SYN_RECEIVED:
@@ -194,6 +199,8 @@ class TcpSender(Tcb):
         ):
             fin_seq = self.snd_nxt
             out.append(self._make(fin_seq, ACK_FIN, b"", now))
+            if self._rack is not None and fin_seq == self.snd_max:
+                self._rack.sent(fin_seq, seq_add(fin_seq, 1), now)
             if self._fin_seq is None:
                 self._fin_seq = fin_seq
             else:
@@ -227,7 +234,8 @@ class TcpSender(Tcb):
         psh = force_psh or unsent_after == 0
         seg = self._data_segment(seq, off, n, now, fin=fin, psh=psh)
         (self._out if out is None else out).append(seg)
-        if seq_lt(seq, self.snd_max):
+        resend = seq_lt(seq, self.snd_max)
+        if resend:
             self.stats_counters.retransmissions += 1
         elif not self._ts.ok:
             # Without timestamps one segment at a time is timed (RFC 6298 §3;
@@ -239,6 +247,15 @@ class TcpSender(Tcb):
         if fin:
             self._fin_seq = end
             end = seq_add(end, 1)
+        rack = self._rack
+        if rack is not None:
+            if resend:
+                rack.resent(seq, end, now)
+            else:
+                # rack.sent(seq, end, now), inline: once per data segment.
+                rack.order = order = rack.order + 1
+                rack.records.append([seq, end, now, 0, order])
+                rack.last = now
         self.snd_nxt = end
         if seq_gt(end, self.snd_max):
             self.snd_max = end
@@ -255,8 +272,161 @@ class TcpSender(Tcb):
             flags = ACK_PSH if psh else ACK
         return self._make(seq, flags, self._sndbuf.peek(off, n), now)
 
+    def _rack_recovery_output(self, rack: Rack, now: float, out: list[TcpSegment]) -> None:
+        """RFC 6675 (C) with RACK's losses (RFC 8985 §6): lost records first, then new data.
+
+        Pipe counts the records neither SACKed nor lost; the first resend of
+        a recovery goes regardless of it (RFC 6675 §5 (4.3)).
+        """
+        mss = self._snd_mss
+        rec = self._recovery
+        cwnd = self._cc.cwnd
+        pipe = rack.pipe()
+        force = rec.sack_first
+        rec.sack_first = False
+        while force or cwnd - pipe >= mss:
+            force = False
+            una = self.snd_una
+            lost = rack.next_lost(mss)
+            if lost is not None:
+                sent = self._resend(seq_diff(lost[0], una), lost[1], now, out)
+                if sent == 0:
+                    break
+                pipe += sent
+                continue
+            flight = seq_diff(self.snd_max, una)
+            unsent = len(self._sndbuf) - flight
+            m = min(unsent, self.snd_wnd - flight, mss)
+            if self.snd_nxt != self.snd_max or m <= 0 or m not in (mss, unsent):
+                break
+            self._emit_data(flight, m, now, force_psh=False, out=out)
+            pipe += m
+
+    def _probe_acked(self, rack: Rack, ack: int) -> None:
+        """A cumulative ACK while a loss probe is out: answered when it covers it (§7.4)."""
+        end = rack.probe_end
+        if end is not None and seq_le(end, ack):
+            rack.probe_end = None
+            cc = self._cc
+            if rack.probe_rexmit and not cc.in_recovery:
+                # The original's fate is not known yet: take the probe as
+                # the repair of a loss and reduce (RFC 8985 §7.4.2); a
+                # D-SACK of the probe undoes it (recovery.on_dsack).
+                self._recovery.mark_undo(1)
+                cc.ssthresh = cc.cwnd = max(cc.cwnd // 2, 2 * self._snd_mss)
+
+    def _rack_detect(self, acked: int, sacks: tuple[tuple[int, int], ...], now: float) -> None:
+        """After an ACK on the full path: D-SACK (RFC 2883, 3708), RACK (RFC 8985 §6.2), PRR.
+
+        A first block below SND.UNA, or inside the second, is a D-SACK: one
+        of our retransmissions was not needed (undo, see recovery). In
+        recovery, PRR (RFC 6937) sets cwnd = pipe + sndcnt for the output.
+        """
+        rack = self._rack
+        if rack is None:
+            return
+        rec = self._recovery
+        una = self.snd_una
+        if sacks:
+            left, right = sacks[0]
+            if seq_lt(left, una) or (
+                len(sacks) > 1 and seq_le(sacks[1][0], left) and seq_le(right, sacks[1][1])
+            ):
+                rec.on_dsack(seq_diff(right, left), self._snd_mss)
+        bytes_out = self.stats_counters.bytes_out
+        rec.rack_step(una, self.snd_max, self._rtt.srtt, now, bytes_out)
+        if self._cc.in_recovery:
+            rec.prr_ack(acked, rack.pipe(), bytes_out, self._snd_mss)
+        self._set_loss_timer()
+
+    def _set_loss_timer(self) -> None:
+        rack = self._rack
+        assert rack is not None
+        a = rack.deadline
+        b = rack.pto_at
+        self._timers.loss = a if b is None else b if a is None or b < a else a
+
+    def _pto_deadline(self, rack: Rack) -> float | None:
+        """RFC 8985 §7.2: when the loss probe is due (from the last send or ACK), if at all."""
+        srtt = self._rtt.srtt
+        flight = seq_diff(self.snd_max, self.snd_una)
+        if (
+            srtt is None
+            or flight <= 0
+            or rack.probe_end is not None
+            or self._cc.in_recovery
+            or self._recovery.retries  # after an RTO, until an ACK of new data
+            or self._state not in SEND_STATES
+            # A closed window belongs to the persist timer (§3.8.6.1): a probe
+            # could send nothing, and a PTO left in the past would fire again
+            # at once, for ever.
+            or self._timers.persist is not None
+        ):
+            return None
+        at = rack.last + rack.pto(srtt, flight, self._snd_mss, self._rtt.rto)
+        rexmit = self._timers.rexmit
+        # PTO = min(PTO, RTO) (§7.2): a probe due with the RTO goes instead
+        # of it (the loss timer is handled first, and the probe rearms the
+        # RTO), so a lost tail does not collapse cwnd to one segment.
+        return at if rexmit is None or at < rexmit else rexmit
+
+    def _arm_pto(self, rack: Rack, now: float) -> None:
+        """Arm the loss probe (RFC 8985 §7.2) when no loss-detection timer runs."""
+        rack.pto_at = self._pto_deadline(rack)
+        self._set_loss_timer()
+
+    def _on_loss_timer(self, now: float) -> None:
+        """The RACK reordering timer or the TLP probe timeout fired (RFC 8985 §6.3, §7.3)."""
+        rack = self._rack
+        if rack is None or self._state not in SEND_STATES:
+            return
+        if rack.deadline is not None and now >= rack.deadline:
+            rack.deadline = None
+            self._recovery.rack_step(self.snd_una, self.snd_max, self._rtt.srtt, now)
+        pto = rack.pto_at
+        if pto is not None and now >= pto:
+            # Lazy: ACKs since the timer was armed move the probe later.
+            rack.pto_at = due = self._pto_deadline(rack)
+            if due is not None and now >= due:
+                rack.pto_at = None
+                self._send_loss_probe(rack, now)
+        self._set_loss_timer()
+
+    def _send_loss_probe(self, rack: Rack, now: float) -> None:
+        """RFC 8985 §7.3: one segment of new data if the window allows, else the last one again."""
+        if self._cc.in_recovery or not rack.records:
+            return
+        mss = self._snd_mss
+        una = self.snd_una
+        flight = seq_diff(self.snd_max, una)
+        unsent = len(self._sndbuf) - flight
+        room = self.snd_wnd - flight
+        if unsent > 0 and room > 0 and self.snd_nxt == self.snd_max:
+            self._emit_data(flight, min(unsent, room, mss), now, force_psh=True)
+            rack.probe_rexmit = False
+        else:
+            last = rack.records[-1]
+            start = last[0]
+            n = seq_diff(last[1], start)
+            if n > mss:
+                start = seq_add(last[1], -mss)
+                n = mss
+            if self._resend(seq_diff(start, una), n, now, self._out) == 0:
+                # Nothing could go: no second probe until an ACK (as if sent),
+                # rather than a PTO re-armed in the past.
+                rack.probe_end = self.snd_max
+                return
+            rack.probe_rexmit = True
+        rack.probe_end = self.snd_max
+        self.stats_counters.loss_probes += 1
+        self._timers.rexmit = now + self._rtt.rto  # §7.3: the RTO is rearmed
+
     def _sack_recovery_output(self, now: float, out: list[TcpSegment]) -> None:
         """RFC 6675 §5 step (4.3)-(4.5) and (C): send while cwnd - pipe >= 1 SMSS."""
+        rack = self._rack
+        if rack is not None:
+            self._rack_recovery_output(rack, now, out)
+            return
         mss = self._snd_mss
         rec = self._recovery
         first = rec.first_hole(self.snd_una, self.snd_max, mss)
@@ -308,6 +478,9 @@ class TcpSender(Tcb):
             return 0
         self.stats_counters.retransmissions += 1
         self._recovery.resending()
+        self._recovery.undo_retrans += 1
+        if self._rack is not None:
+            self._rack.resent(seq, seq_add(seq, sent), now)
         if self._timers.rexmit is None:
             self._timers.rexmit = now + self._rtt.rto
         return sent
@@ -400,6 +573,11 @@ class TcpSender(Tcb):
         sndbuf = self._sndbuf
         sndbuf.drop(data_acked)
         self.snd_una = ack
+        rack = self._rack
+        if rack is not None:
+            rack.on_cumulative_ack(ack, now)
+            if rack.probe_end is not None:
+                self._probe_acked(rack, ack)
         if seq_lt(self.snd_nxt, ack):
             self.snd_nxt = ack
         snd_max = self.snd_max
@@ -429,15 +607,23 @@ class TcpSender(Tcb):
             self.snd_wl1 = seq
             self.snd_wl2 = ack
 
-    def _send_reset(self) -> None:
+    def _send_reset(self, now: float) -> None:
         # <SEQ=SND.NXT><CTL=RST> (RFC 9293 §3.10.5; SND.MAX, see segments_to_send).
-        self.stats_counters.rsts_out += 1
-        self._out.append(reset(self._lport, self._rport, self.snd_max))
+        self._reset_for(self.snd_max, now)
 
-    def _reset_for(self, ack: int) -> None:
-        """<SEQ=SEG.ACK><CTL=RST>: the reply to an unacceptable ACK (§3.10.7.3, §3.10.7.4)."""
+    def _reset_for(self, seq: int, now: float) -> None:
+        """<SEQ=seq><CTL=RST>; also the reply to an unacceptable ACK (§3.10.7.3, §3.10.7.4).
+
+        Once timestamps were agreed the RST carries TSopt (RFC 7323 §3.2
+        "SHOULD be sent in an <RST> segment"), so that a peer checking
+        timestamps on resets (RFC 7323 §5.2) sees a current one.
+        """
         self.stats_counters.rsts_out += 1
-        self._out.append(reset(self._lport, self._rport, ack))
+        rst = reset(self._lport, self._rport, seq)
+        ts = self._ts
+        if ts.ok:
+            rst = TcpSegment(self._lport, self._rport, seq, 0, rst.flags, 0, b"", ts.option(now))
+        self._out.append(rst)
 
     # ------------------------------------------------------------------
     # Segment building
@@ -453,9 +639,16 @@ class TcpSender(Tcb):
         opts = NO_OPTIONS
         blocks: tuple[tuple[int, int], ...] = ()
         rcvbuf = self._rcvbuf
-        if self._sack_ok and rcvbuf.has_gaps:
+        if self._sack_ok and (rcvbuf.has_gaps or self._dsack is not None):
             # RFC 2018 §3: what fits in 40 octets beside a timestamp option.
-            blocks = blocks_to_send(rcvbuf.sack_blocks(3 if ts.ok else 4), ack)
+            room = 3 if ts.ok else 4
+            dsack = self._dsack
+            if dsack is not None:
+                # RFC 2883 §4: the D-SACK block first, reported once.
+                self._dsack = None
+                blocks = (dsack, *blocks_to_send(rcvbuf.sack_blocks(room - 1), ack))
+            else:
+                blocks = blocks_to_send(rcvbuf.sack_blocks(room), ack)
             if payload:
                 # RFC 9293 §3.7.1 MUST-16: _snd_mss already leaves room for a
                 # timestamp option; the SACK option must fit in what the
@@ -561,4 +754,11 @@ class TcpSender(Tcb):
         free = self._rcvbuf.free
         if free - current < min(self._rcvbuf.capacity >> 1, self._snd_mss):
             return False
-        return current <= self._rcvbuf.capacity >> 1 and free >= 2 * current
+        if current > self._rcvbuf.capacity >> 1 or free < 2 * current:
+            return False
+        # An update the window field cannot show (it is at 65535 already
+        # without scaling) would be a pure ACK with the same ACK number and
+        # window: a duplicate ACK to the peer (RFC 5681 §2), not an update
+        # (RFC 9293 §3.8.6.2.2). The next ACK carries the wider window.
+        shift = self._rcv_wscale
+        return min(free >> shift, 65535) > min(current >> shift, 65535)

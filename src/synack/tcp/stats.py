@@ -33,6 +33,10 @@ class TcpStats:
     ssthresh: int = 0
     snd_wnd: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
+    loss_probes: int = 0  # RACK-TLP tail loss probes sent (RFC 8985 §7)
+    rack_lost: int = 0  # ACKs or timer expiries on which RACK found losses (RFC 8985 §6)
+    dsacks_in: int = 0  # D-SACKs received (RFC 2883)
+    undos: int = 0  # reductions undone as spurious (RFC 3708 via D-SACK)
 
     def copy(self) -> TcpStats:
         return TcpStats(
@@ -55,4 +59,8 @@ class TcpStats:
             self.ssthresh,
             self.snd_wnd,
             dict(self.dropped),
+            self.loss_probes,
+            self.rack_lost,
+            self.dsacks_in,
+            self.undos,
         )

@@ -31,6 +31,7 @@ from synack.tcp import events as ev
 from synack.tcp.buffers import ReceiveBuffer, SendBuffer
 from synack.tcp.config import TcpConfig
 from synack.tcp.congestion import NewReno
+from synack.tcp.rack import Rack
 from synack.tcp.recovery import LossRecovery
 from synack.tcp.rto import RttEstimator
 from synack.tcp.sack import SackScoreboard
@@ -77,6 +78,7 @@ class Tcb:
         "_challenge_window",
         "_close_deferred",
         "_delack_segments",
+        "_dsack",
         "_events",
         "_fin_acked",
         "_fin_queued",
@@ -92,6 +94,7 @@ class Tcb:
         "_passive",
         "_persist_backoff",
         "_probes_unanswered",
+        "_rack",
         "_rcv_adv",
         "_rcv_fin_seq",
         "_rcv_up",
@@ -109,9 +112,11 @@ class Tcb:
         "_snd_up",
         "_snd_wscale",
         "_sndbuf",
+        "_soft_error",
         "_state",
         "_syn_needed",
         "_syn_resent",
+        "_syn_text",
         "_syn_window",
         "_timers",
         "_transitions",
@@ -176,6 +181,7 @@ class Tcb:
         self._syn_resent = False
         self._probes_unanswered = 0  # zero-window probes since the peer last spoke
         self._last_oow_ack = -OOW_ACK_INTERVAL
+        self._soft_error: str | None = None  # the last ICMP soft error (RFC 9293 SHLD-25)
 
         # Receive sequence variables. RCV.ADV is the right edge we last
         # advertised (RCV.NXT + RCV.WND), which never moves left (SHLD-14).
@@ -190,6 +196,7 @@ class Tcb:
         self._rcv_fin_seq: int | None = None  # a FIN seen beyond a gap
         self._rcv_up: int | None = None  # RCV.UP: first non-urgent octet (MUST-62)
         self._fin_received = False
+        self._syn_text: tuple[bytes, bool] | None = None  # text (and FIN) on a SYN, queued
 
         # Options agreed on the handshake.
         self._sack_ok = False
@@ -200,6 +207,7 @@ class Tcb:
         self._syn_needed = False  # (re)send our SYN or SYN-ACK
         self._delack_segments = 0  # full-sized segments received and not yet acknowledged
         self._sack_trimmed = False  # a data segment had no room for all SACK blocks (MUST-16)
+        self._dsack: tuple[int, int] | None = None  # RFC 2883: a duplicate to report once
 
         # Loss recovery; its estimator, controller and scoreboard are used
         # on every ACK, hence the shortcuts.
@@ -207,6 +215,7 @@ class Tcb:
         self._rtt: RttEstimator = self._recovery.rtt
         self._cc: NewReno = self._recovery.cc
         self._board: SackScoreboard = self._recovery.board
+        self._rack: Rack | None = None  # RACK-TLP once SACK is agreed (receiver._take_syn)
         self._persist_backoff = 0
         self._keepalive_probes = 0
         self._challenge_window = -1.0
@@ -253,6 +262,11 @@ class Tcb:
         nxt = seq_add(self.rcv_nxt, -1) if self._fin_received else self.rcv_nxt
         d = seq_diff(up, seq_add(nxt, -self._rcvbuf.readable))
         return d if d > 0 else 0
+
+    @property
+    def soft_error(self) -> str | None:
+        """The last ICMP soft error reported for this connection (SHLD-25), if any."""
+        return self._soft_error
 
     @property
     def passive(self) -> bool:

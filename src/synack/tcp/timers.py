@@ -1,6 +1,7 @@
 """All the deadlines of one TCP connection, in one object.
 
-A connection runs up to six timers (RFC 9293 §3.8.1 retransmission, §3.8.6.1
+A connection runs up to seven timers (RFC 9293 §3.8.1 retransmission, RFC 8985
+loss detection (RACK reordering, TLP probe), §3.8.6.1
 persist, §3.8.6.3 delayed ACK, §3.8.4 keep-alive, the close timer of
 TIME-WAIT (2*MSL, MUST-13) or an orphaned FIN-WAIT-2, and the connect timeout).
 Each is an absolute deadline or None; :class:`Timers` answers "what is the
@@ -23,6 +24,7 @@ class Timer(enum.Enum):
 
     CONNECT = "connect"
     CLOSE = "close"  # TIME-WAIT 2MSL, FIN-WAIT-2 orphan timeout
+    LOSS = "loss-detection"  # RACK reordering timer, TLP probe timeout (RFC 8985)
     REXMIT = "retransmit"
     PERSIST = "persist"
     DELACK = "delayed-ack"
@@ -37,10 +39,11 @@ class Timers:
     store).
     """
 
-    __slots__ = ("close", "connect", "delack", "keepalive", "persist", "rexmit")
+    __slots__ = ("close", "connect", "delack", "keepalive", "loss", "persist", "rexmit")
 
     def __init__(self) -> None:
         self.rexmit: float | None = None
+        self.loss: float | None = None
         self.persist: float | None = None
         self.delack: float | None = None
         self.keepalive: float | None = None
@@ -51,6 +54,9 @@ class Timers:
         """The earliest pending deadline, or None. Pure."""
         # Unrolled: the adapters ask after every flush.
         best = self.rexmit
+        t = self.loss
+        if t is not None and (best is None or t < best):
+            best = t
         t = self.persist
         if t is not None and (best is None or t < best):
             best = t
@@ -84,6 +90,10 @@ class Timers:
         if t is not None and now >= t:
             self.close = None
             yield Timer.CLOSE
+        t = self.loss
+        if t is not None and now >= t:
+            self.loss = None
+            yield Timer.LOSS
         t = self.rexmit
         if t is not None and now >= t:
             self.rexmit = None
@@ -102,5 +112,5 @@ class Timers:
             yield Timer.KEEPALIVE
 
     def stop_all(self) -> None:
-        self.rexmit = self.persist = self.delack = None
+        self.rexmit = self.persist = self.delack = self.loss = None
         self.keepalive = self.close = self.connect = None
