@@ -252,17 +252,28 @@ print("listening", flush=True)
 conn, _ = srv.accept()
 conn.recv(100)
 conn.sendall(b"greetings")
-import time
-time.sleep(60)   # SIGTERM comes first; the connection is left open
+import sys, time
+if sys.argv[1:] == ["raise"]:
+    time.sleep(0.5)
+    raise RuntimeError("the program fails, its connection left open")
+time.sleep(60)   # a signal comes first; the connection is left open
 """
 
 
-@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGINT])
-def test_exit_closes_connections_with_fin(tmp_path: Path, how: signal.Signals) -> None:
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGINT, "exception"])
+def test_exit_closes_connections_with_fin(tmp_path: Path, how: signal.Signals | str) -> None:
     (tmp_path / "greeter.py").write_text(GREETER)
     with (
         namespace_with_tap() as (ns, dev, net),
-        synack_run(ns, dev, net, "greeter.py", cwd=tmp_path, ready="listening") as (proc, _),
+        synack_run(
+            ns,
+            dev,
+            net,
+            "greeter.py",
+            *(["raise"] if how == "exception" else []),
+            cwd=tmp_path,
+            ready="listening",
+        ) as (proc, _),  # fmt: skip
     ):
         client = subprocess.Popen(
             in_ns(ns, sys.executable, "-c", HOLD, f"{net}.2"),
@@ -271,12 +282,19 @@ def test_exit_closes_connections_with_fin(tmp_path: Path, how: signal.Signals) -
         )
         assert client.stdout is not None
         assert client.stdout.readline().strip() == "greetings"
-        proc.send_signal(how)
+        if isinstance(how, signal.Signals):
+            proc.send_signal(how)
         out = client.communicate(timeout=30)[0].split("\n")
         assert out[0].startswith("eof "), out
         assert float(out[0].split()[1]) < 3  # a FIN, not a timeout
-        assert proc.wait(15) in (130, 128 + signal.SIGTERM)
-        assert out[1] in ("refused after exit", "after exit: timed out"), out
+        assert proc.wait(15) == {"exception": 1, signal.SIGINT: 130}.get(how, 143)
+        # RST while the stack winds down (refused, or reset if the SYN beat the
+        # listener's close); once the process is gone the TAP has no reader.
+        assert out[1] in (
+            "refused after exit",
+            "after exit: [Errno 104] Connection reset by peer",
+            "after exit: timed out",
+        ), out
 
 
 AIOHTTP_SERVER = """
@@ -416,3 +434,45 @@ def test_websockets_server_and_client(tmp_path: Path) -> None:
         finally:
             server.terminate()
             server.wait(10)
+
+
+def test_plain_open_after_an_offload_run_resets_the_flags(www: tuple[Path, str]) -> None:
+    # A run with --offload leaves checksum/TSO offload set on a persistent TAP;
+    # the next plain open must clear it or every kernel segment fails its checksum.
+    root, digest = www
+    with namespace_with_tap() as (ns, dev, net):
+        opened = kernel_py(
+            ns,
+            "import sys; from synack.links.tap import TapDevice\n"
+            "TapDevice(sys.argv[1], offload=True).close(); print('offload was on')",
+            dev,
+        )
+        assert opened.strip() == "offload was on"
+        with synack_run(ns, dev, net, "-m", "http.server", "8000", cwd=root, ready="Serving"):
+            got = kernel(ns, "curl", "-sS", "--max-time", "20", f"http://{net}.2:8000/big.bin")
+            assert got.returncode == 0, got.stderr
+            assert sha(got.stdout) == digest
+
+
+def test_busy_device_names_its_holder_and_the_queue_is_long(tmp_path: Path) -> None:
+    (tmp_path / "idle.py").write_text("import time\nprint('idle', flush=True)\ntime.sleep(30)\n")
+    with (
+        namespace_with_tap() as (ns, dev, net),
+        synack_run(ns, dev, net, "idle.py", cwd=tmp_path, ready="idle") as (_proc, _),
+    ):
+        second = subprocess.run(
+            in_ns(ns, *SYNACK, "run", "--tap", dev, "--ip", f"{net}.3/24", "--", "idle.py"),
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            timeout=30,
+        )
+        assert second.returncode == 2
+        assert f"TAP device {dev!r} is busy" in second.stderr
+        assert "synack" in second.stderr and "pid" in second.stderr, second.stderr
+        assert second.stderr.count("\n") == 1
+        # The first run made the kernel's queue towards it long enough for bursts.
+        link = subprocess.run(
+            ["ip", "-n", ns, "link", "show", dev], capture_output=True, text=True, timeout=10
+        )
+        assert "qlen 10000" in link.stdout, link.stdout

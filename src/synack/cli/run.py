@@ -42,6 +42,11 @@ def register(subparsers: Any) -> None:
         default=2.0,
         help="seconds open connections get to close at exit before RST (default 2)",
     )
+    p.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="cProfile the stack's loop thread (where synack's time goes) into FILE",
+    )
     p.add_argument("program", nargs=argparse.REMAINDER, help="-- script.py ARGS | -m module ARGS")
     p.set_defaults(func=run_program)
 
@@ -84,6 +89,12 @@ def run_program(args: argparse.Namespace) -> int:
             raise UsageError(f"cannot write --pcap {args.pcap}: {exc.strerror}") from None
         host.observers.append(capture)
     module = runtime.add_host(host, TapLink(tap))
+    profiler = None
+    if args.profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        runtime.call(profiler.enable)  # profiles the thread it is enabled on
     patch.install(module)
 
     def on_term(signum: int, frame: Any) -> None:
@@ -115,6 +126,9 @@ def run_program(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, previous)
         try:
             patch.close_all(runtime, linger=args.linger)
+            if profiler is not None:
+                runtime.call(profiler.disable)
+                profiler.dump_stats(args.profile)
         finally:
             patch.uninstall()
             runtime.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import os
 import secrets
 import sys
@@ -148,6 +149,8 @@ def _open_tap(name: str, mtu: int, offload: bool = False) -> TapDevice:
             f"cannot open TAP device {name!r}: permission denied (run as root or own the device)"
         ) from None
     except OSError as exc:
+        if exc.errno == errno.EBUSY:  # the message names the holder
+            raise UsageError(str(exc.strerror)) from None
         raise UsageError(f"cannot open TAP device {name!r}: {exc.strerror}") from None
 
 
