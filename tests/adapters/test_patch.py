@@ -12,6 +12,7 @@ import os
 import selectors
 import socket
 import socketserver
+import struct
 import tempfile
 import threading
 import time
@@ -267,3 +268,42 @@ def test_close_all_resets_what_outlives_the_linger(stack: tuple[Runtime, SocketM
             time.sleep(0.1)
     srv.close()
     assert c.fileno() >= 0
+
+
+def test_hostile_calls_get_the_kernels_errors(stack: tuple[Runtime, SocketModule]) -> None:
+    s = socket.socket()
+    with pytest.raises(TypeError):
+        s.connect(("10.213.0.9",))  # type: ignore[arg-type]
+    with pytest.raises(OverflowError):
+        s.bind((IP, 70000))
+    with pytest.raises(socket.gaierror):
+        s.connect(("no-such-host.invalid", 80))
+    with pytest.raises(OSError) as e:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01")
+    assert e.value.errno == errno.EINVAL
+    with pytest.raises(OSError) as e:
+        s.shutdown(socket.SHUT_WR)
+    assert e.value.errno == errno.ENOTCONN
+    s.close()
+    for call in (lambda: s.bind((IP, 0)), lambda: s.connect((IP, 80)), s.getsockname, s.listen):
+        with pytest.raises(OSError) as e:
+            call()
+        assert e.value.errno == errno.EBADF
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with pytest.raises(OSError) as e:
+        u.send(b"nowhere")
+    assert e.value.errno == errno.EDESTADDRREQ
+    u.close()
+
+
+def test_peer_reset_is_raised_once_then_eof(stack: tuple[Runtime, SocketModule]) -> None:
+    srv = socket.create_server((IP, 0))
+    c = socket.create_connection(srv.getsockname(), timeout=5)
+    conn, _ = srv.accept()
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    conn.close()  # RST
+    with pytest.raises(ConnectionResetError):
+        c.recv(10)
+    assert c.recv(10) == b""
+    c.close()
+    srv.close()

@@ -476,3 +476,37 @@ def test_busy_device_names_its_holder_and_the_queue_is_long(tmp_path: Path) -> N
             ["ip", "-n", ns, "link", "show", dev], capture_output=True, text=True, timeout=10
         )
         assert "qlen 10000" in link.stdout, link.stdout
+
+
+ONE_LINER = """
+import asyncio, hashlib, sys
+import synack.adapters.patch
+synack.adapters.patch.install_tap(sys.argv[1], sys.argv[2])
+async def main():
+    r, w = await asyncio.open_connection(sys.argv[3], 8080)
+    w.write(b"GET /big.bin HTTP/1.0\\r\\n\\r\\n")
+    data = await r.read()
+    w.close()
+    return data.split(b"\\r\\n\\r\\n", 1)[1]
+with asyncio.Runner(loop_factory=synack.adapters.patch.loop_factory) as runner:
+    body = runner.run(main())
+print("fetched", hashlib.sha256(body).hexdigest())
+"""
+
+
+def test_the_python_one_liner_and_loop_factory(www: tuple[Path, str]) -> None:
+    root, digest = www
+    with namespace_with_tap() as (ns, dev, net):
+        server = subprocess.Popen(
+            in_ns(ns, sys.executable, "-m", "http.server", "-b", f"{net}.1", "8080"),
+            cwd=root,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            time.sleep(0.5)
+            out = kernel(ns, sys.executable, "-c", ONE_LINER, dev, f"{net}.2/24", f"{net}.1")
+            assert out.stdout.decode() == f"fetched {digest}\n", out.stderr.decode()[-2000:]
+        finally:
+            server.terminate()
+            server.wait(10)

@@ -1,5 +1,8 @@
 """Put a whole program's IPv4 networking on synack's stack: ``socket.socket`` replaced.
 
+One line, like ``uvloop.install()``: ``synack.adapters.patch.install_tap("tap0",
+"10.0.0.2/24")`` (a TAP device, root), then ``asyncio.Runner(loop_factory=
+synack.adapters.patch.loop_factory)`` or plain ``socket`` code. Underneath,
 ``install(module)`` (a :class:`~synack.adapters.sockets.SocketModule`, i.e. a
 host running on a :class:`~synack.adapters.sockets.Runtime`) replaces the
 standard ``socket.socket`` class, ``socket.getaddrinfo`` and ``has_ipv6``, so
@@ -30,25 +33,29 @@ descriptor turns writable only when the handshake is over (asyncio's
 SYNs are answered by RST), every connection sent its FIN, a bounded linger for
 the peer, then RST for what is left.
 
-Layer: adapters. Imports synack.adapters (bridge, oserrors, sockets), synack.stack,
-synack.errors.
+Layer: adapters. Imports synack.adapters (bridge, oserrors, sockets), synack.links,
+synack.stack, synack.errors.
 """
 
 from __future__ import annotations
 
 import _socket
 import asyncio
+import atexit
 import errno
+import random
+import secrets
 import socket as _std
 import struct
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Interface
 from typing import Any
 
 from synack.adapters.bridge import UDP_HEAD, Bridge, ListenerBridge, State, close_all, listening
 from synack.adapters.oserrors import from_errno, oserror
-from synack.adapters.sockets import SocketModule
+from synack.adapters.sockets import Runtime, SocketModule
 from synack.errors import LocalProtocolError
-from synack.stack.host import ANY, TcpListener, TcpStream
+from synack.links.tap import TAP_MAX_MTU, TapDevice, TapLink
+from synack.stack.host import ANY, Host, HostConfig, TcpListener, TcpStream
 
 _KernelSocket = _std.socket  # the class as it was before install(): kept for AF_UNIX & co
 _kernel_getaddrinfo = _std.getaddrinfo
@@ -127,9 +134,16 @@ class socket(_KernelSocket):  # named as the class it stands in for
         super().__init__(_std.AF_INET, t, p, fd)
         self._sk = State(module, base, stack_end)
 
+    def _state(self) -> State | None:
+        """This socket's synack state (None: a kernel socket); EBADF once closed."""
+        sk = self._sk
+        if sk is not None and sk.closed:
+            raise OSError(errno.EBADF, "Bad file descriptor")
+        return sk
+
     # -- names ----------------------------------------------------------------
     def bind(self, address: Any) -> None:
-        sk = self._sk
+        sk = self._state()
         if sk is None:
             return super().bind(address)
         if sk.local is not None:
@@ -149,7 +163,7 @@ class socket(_KernelSocket):  # named as the class it stands in for
         sk.local = (ip, port)
 
     def getsockname(self) -> Any:
-        sk = self._sk
+        sk = self._state()
         if sk is None:
             return super().getsockname()
         ip, port = sk.local or (ANY, 0)
@@ -161,7 +175,7 @@ class socket(_KernelSocket):  # named as the class it stands in for
         return (str(ip), port)
 
     def getpeername(self) -> Any:
-        sk = self._sk
+        sk = self._state()
         if sk is None:
             return super().getpeername()
         if sk.remote is None:
@@ -170,7 +184,7 @@ class socket(_KernelSocket):  # named as the class it stands in for
 
     # -- options --------------------------------------------------------------
     def setsockopt(self, level: int, optname: int, value: Any, optlen: Any = None) -> None:
-        sk = self._sk
+        sk = self._state()
         if sk is None:
             if optlen is None:
                 return super().setsockopt(level, optname, value)
@@ -190,7 +204,7 @@ class socket(_KernelSocket):  # named as the class it stands in for
             sk.m.runtime.call(lambda: setattr(stream.conn, "config", cfg))
 
     def getsockopt(self, level: int, optname: int, buflen: int = 0) -> Any:
-        sk = self._sk
+        sk = self._state()
         if sk is None:
             return (
                 super().getsockopt(level, optname, buflen)
@@ -217,7 +231,7 @@ class socket(_KernelSocket):  # named as the class it stands in for
 
     # -- TCP ------------------------------------------------------------------
     def listen(self, backlog: int = 128) -> None:
-        sk = self._sk
+        sk = self._state()
         if sk is None:
             return super().listen(backlog)
         if sk.type != _std.SOCK_STREAM:
@@ -239,7 +253,7 @@ class socket(_KernelSocket):  # named as the class it stands in for
         listening.add(sk)
 
     def accept(self) -> tuple[Any, Any]:
-        sk = self._sk
+        sk = self._state()
         if sk is None:
             return super().accept()
         if sk.listener is None:
@@ -269,7 +283,7 @@ class socket(_KernelSocket):  # named as the class it stands in for
             return exc.errno or errno.EIO
 
     def _connect(self, address: Any) -> int:
-        sk = self._sk
+        sk = self._state()
         if sk is None:
             return super().connect_ex(address)
         ip, port = _addr(address)
@@ -444,6 +458,48 @@ def install(module: SocketModule) -> None:
     _std.has_ipv6 = False
 
 
+def install_tap(
+    tap: str,
+    ip: str,
+    *,
+    gateway: str | None = None,
+    mtu: int = 1500,
+    offload: bool = False,
+    linger: float = 2.0,
+) -> Runtime:
+    r"""The one line: ``synack.adapters.patch.install_tap("tap0", "10.0.0.2/24")``.
+
+    Opens TAP device ``tap`` (root), starts a synack host with address ``ip``
+    on a loop thread, :func:`install`\ s it, and at interpreter exit closes its
+    connections (:func:`close_all`) and the device. Returns the runtime."""
+    iface = IPv4Interface(ip)
+    device = TapDevice(tap, mtu=mtu, offload=offload)
+    host = Host(
+        HostConfig(
+            mac=bytes([0x02]) + secrets.token_bytes(5),  # locally administered, unicast
+            interface=iface,
+            gateway=IPv4Address(gateway) if gateway else None,
+            mtu=min(mtu, TAP_MAX_MTU),
+            name="synack",
+        ),
+        rng=random.Random(secrets.randbits(64)),
+        isn_secret=secrets.token_bytes(32),
+    )
+    runtime = Runtime()
+    install(runtime.add_host(host, TapLink(device)))
+
+    def at_exit() -> None:
+        try:
+            close_all(runtime, linger=linger)
+        finally:
+            uninstall()
+            runtime.close()
+            device.close()
+
+    atexit.register(at_exit)
+    return runtime
+
+
 def uninstall() -> None:
     """Back to the kernel's sockets (synack sockets already open stay synack's)."""
     global _active
@@ -473,6 +529,7 @@ __all__ = [
     "close_all",
     "getaddrinfo",
     "install",
+    "install_tap",
     "installed",
     "loop_factory",
     "socket",
