@@ -7,6 +7,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -164,3 +165,63 @@ def test_stack_nc_to_kernel_server_half_close() -> None:
         finally:
             server.kill()
             server.wait()
+
+
+HALF_CLOSING_SERVER = """
+import socket
+srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("0.0.0.0", 8002)); srv.listen(); srv.settimeout(20)
+print("ready", flush=True)
+c, _ = srv.accept()
+c.settimeout(20)
+c.sendall(b"hello, say something\\n")
+c.shutdown(socket.SHUT_WR)           # the server half-closes first
+data = b""
+while chunk := c.recv(65536):
+    data += chunk
+print("received", len(data), flush=True)
+c.close()
+"""
+
+
+def test_stack_nc_keeps_sending_after_the_peers_fin() -> None:
+    with namespace_with_tap() as (ns, dev, net):
+        server = subprocess.Popen(
+            in_ns(ns, sys.executable, "-c", HALF_CLOSING_SERVER),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        nc: subprocess.Popen[bytes] | None = None
+        try:
+            assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+            nc = subprocess.Popen(
+                in_ns(
+                    ns,
+                    *SYNACK,
+                    "stack",
+                    "nc",
+                    "--tap",
+                    dev,
+                    "--ip",
+                    f"{net}.2/24",
+                    f"{net}.1",
+                    "8002",
+                ),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            assert nc.stdin is not None and nc.stdout is not None
+            # The greeting and the server's FIN come first; stdin only afterwards.
+            assert nc.stdout.readline() == b"hello, say something\n"
+            time.sleep(0.5)  # (sequencing, not a measure) the FIN arrives before stdin
+            nc.stdin.write(b"y" * 100_000)
+            nc.stdin.close()
+            assert nc.wait(30) == 0, nc.stderr.read() if nc.stderr else ""
+            assert nc.stdout.read() == b""
+            assert server.stdout.readline().strip() == "received 100000"
+        finally:
+            for p in (server, nc):
+                if p is not None and p.poll() is None:
+                    p.kill()
+                    p.wait()

@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "serve": "synack.cli.serve",
     "net": "synack.cli.net",
     "stack": "synack.cli.stack",
+    "run": "synack.cli.run",
     "link": "synack.cli.link",
     "trace": "synack.cli.trace",
 }

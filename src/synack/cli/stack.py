@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import gc
 import os
 import secrets
@@ -42,25 +43,7 @@ def register(subparsers: Any) -> None:
     sub = p.add_subparsers(dest="stack_command", metavar="COMMAND")
     sub.required = True
 
-    def common(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--tap", required=True, metavar="DEV", help="TAP device to open or create")
-        q.add_argument(
-            "--ip", required=True, metavar="A.B.C.D/N", help="synack's address and prefix"
-        )
-        q.add_argument("--gateway", metavar="A.B.C.D", help="default gateway (on the --ip subnet)")
-        q.add_argument(
-            "--mtu",
-            type=int,
-            default=1500,
-            help="link MTU (default 1500; 65535 is clamped to a TAP device's ceiling, 65521)",
-        )
-        q.add_argument("--mac", help="MAC address (default: a random locally administered one)")
-        q.add_argument("--pcap", metavar="FILE", help="capture every frame in and out to FILE")
-        q.add_argument(
-            "--offload",
-            action="store_true",
-            help="IFF_VNET_HDR with checksum/TSO offload: the kernel sends up to 64 KiB segments",
-        )
+    common = add_stack_options
 
     s = sub.add_parser(
         "serve",
@@ -88,6 +71,26 @@ def register(subparsers: Any) -> None:
     n.add_argument("port", metavar="PORT", type=server_port)
     n.add_argument("--timeout", type=seconds, default=10.0, help="connect timeout in seconds")
     n.set_defaults(func=run_nc)
+
+
+def add_stack_options(q: argparse.ArgumentParser) -> None:
+    """The options every command on a TAP device takes (stack serve/nc, run)."""
+    q.add_argument("--tap", required=True, metavar="DEV", help="TAP device to open or create")
+    q.add_argument("--ip", required=True, metavar="A.B.C.D/N", help="synack's address and prefix")
+    q.add_argument("--gateway", metavar="A.B.C.D", help="default gateway (on the --ip subnet)")
+    q.add_argument(
+        "--mtu",
+        type=int,
+        default=1500,
+        help="link MTU (default 1500; 65535 is clamped to a TAP device's ceiling, 65521)",
+    )
+    q.add_argument("--mac", help="MAC address (default: a random locally administered one)")
+    q.add_argument("--pcap", metavar="FILE", help="capture every frame in and out to FILE")
+    q.add_argument(
+        "--offload",
+        action="store_true",
+        help="IFF_VNET_HDR with checksum/TSO offload: the kernel sends up to 64 KiB segments",
+    )
 
 
 def _host(args: argparse.Namespace) -> Host:
@@ -147,6 +150,8 @@ def _open_tap(name: str, mtu: int, offload: bool = False) -> TapDevice:
             f"cannot open TAP device {name!r}: permission denied (run as root or own the device)"
         ) from None
     except OSError as exc:
+        if exc.errno == errno.EBUSY:  # the message names the holder
+            raise UsageError(str(exc.strerror)) from None
         raise UsageError(f"cannot open TAP device {name!r}: {exc.strerror}") from None
 
 
@@ -350,6 +355,9 @@ async def _nc(args: argparse.Namespace, ip: IPv4Address) -> int:
         sender = asyncio.create_task(pump_in())
         try:
             await pump_out()
+            # The peer's FIN closes only its direction (a half-close): like the
+            # kernel's nc, keep sending stdin until it ends (RFC 9293 §3.6).
+            await sender
         except ConnectionResetError:
             sys.stderr.write("synack: connection reset by peer\n")
             return 1

@@ -30,6 +30,9 @@ SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
 SIOCSIFMTU = 0x8922
 IFF_UP = 0x1
+SIOCGIFTXQLEN = 0x8942
+SIOCSIFTXQLEN = 0x8943
+TX_QUEUE_LEN = 10_000
 IFNAMSIZ = 16
 ETH_HEADER = ethernet.HEADER_LEN
 IFF_VNET_HDR = 0x4000
@@ -67,10 +70,20 @@ class TapDevice:
         try:
             flags = IFF_TAP | IFF_NO_PI | (IFF_VNET_HDR if offload else 0)
             ifr = struct.pack("16sH", name.encode(), flags)
-            res = fcntl.ioctl(fd, TUNSETIFF, ifr)
+            try:
+                res = fcntl.ioctl(fd, TUNSETIFF, ifr)
+            except OSError as exc:
+                if exc.errno != errno.EBUSY:
+                    raise
+                raise OSError(errno.EBUSY, _busy(name)) from None
             if offload:
                 fcntl.ioctl(fd, TUNSETVNETHDRSZ, struct.pack("i", VNET_HDR_LEN))
                 fcntl.ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4)
+            else:
+                # A persistent device keeps the offloads a previous --offload
+                # run asked for; left on, the kernel would hand us partial
+                # checksums we cannot tell from bad ones (no virtio header).
+                fcntl.ioctl(fd, TUNSETOFFLOAD, 0)
         except OSError:
             os.close(fd)
             raise
@@ -84,8 +97,19 @@ class TapDevice:
         # The kernel caps a TAP device's MTU at 65535 minus its Ethernet
         # header (tun.c: MAX_MTU - hard_header_len): "65535" means that cap.
         self.set_mtu(min(mtu, TAP_MAX_MTU))
+        # The kernel's queue towards us (tun's ring is sized by txqueuelen):
+        # room for a burst of 1,000 connections opening at once, not 1,000 frames.
+        try:
+            if self.txqueuelen() < TX_QUEUE_LEN:
+                self._ifreq(SIOCSIFTXQLEN, struct.pack("i", TX_QUEUE_LEN) + bytes(20))
+        except OSError:
+            pass  # not ours to change (no CAP_NET_ADMIN): keep the kernel's
         if up:
             self.set_up()
+
+    def txqueuelen(self) -> int:
+        res = self._ifreq(SIOCGIFTXQLEN, bytes(24))
+        return int(struct.unpack_from("i", res, IFNAMSIZ)[0])
 
     def fileno(self) -> int:
         return self.fd
@@ -178,6 +202,37 @@ class TapDevice:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _busy(name: str) -> str:
+    """EBUSY from TUNSETIFF: who holds the device, if /proc tells (tun's fdinfo
+    has an ``iff:`` line per open device)."""
+    holders = []
+    try:
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        pids = []
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fdinfo")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                    info = f.read()
+            except OSError:
+                continue
+            if f"iff:\t{name}\n" in info:
+                try:
+                    with open(f"/proc/{pid}/cmdline", "rb") as f:
+                        cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+                except OSError:
+                    cmd = "?"
+                holders.append(f"pid {pid} ({cmd[:80]})")
+                break
+    who = "held by " + ", ".join(holders) if holders else "held by another process"
+    return f"TAP device {name!r} is busy: {who}"
 
 
 class KernelChecked(bytes):

@@ -1,0 +1,419 @@
+"""The loop-thread half of synack's stand-in sockets (:mod:`synack.adapters.patch`).
+
+A :class:`State` is what a synack socket knows beyond its descriptor; the
+bridges move bytes between the socketpair's stack end and the host: a
+connection's (:class:`Bridge`), a listener's (one byte per accepted
+connection), a UDP endpoint's (each datagram behind its source address).
+:func:`close_all` is the end-of-program lifecycle.
+
+Layer: adapters. Imports synack.adapters (driver, oserrors, sockets), synack.stack,
+synack.tcp, synack.errors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import socket as _std
+import struct
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from ipaddress import IPv4Address
+from typing import Any
+
+from synack.adapters.driver import HostDriver
+from synack.adapters.oserrors import for_event, from_errno, oserror
+from synack.adapters.sockets import Runtime, SocketModule
+from synack.errors import LocalProtocolError
+from synack.stack.host import TcpListener, TcpStream, UdpEndpoint
+from synack.tcp import events as tev
+
+UDP_HEAD = struct.Struct("!4sH")  # a datagram's source address, ahead of its bytes
+_CHUNK = 256 * 1024
+_BYTE = b"\x01"
+listening: set[State] = set()  # sockets listening now (close_all closes them)
+
+
+class State:
+    """What a synack socket knows beyond its descriptor (shared with its bridge)."""
+
+    def __init__(self, module: SocketModule, type_: int, stack_end: _std.socket) -> None:
+        self.m = module
+        self.type = type_
+        self.stack_end = stack_end
+        self.local: tuple[IPv4Address, int] | None = None
+        self.remote: tuple[IPv4Address, int] | None = None
+        self.stream: TcpStream | None = None
+        self.listener: TcpListener | None = None
+        self.endpoint: UdpEndpoint | None = None
+        self.bridge: Bridge | None = None
+        self.accepted: deque[Any] = deque()  # accepted sockets, one byte each in the pair
+        self.connected = threading.Event()
+        self.error: OSError | None = None
+        self.opts: dict[tuple[int, int], int] = {}
+        self.linger: tuple[int, int] = (0, 0)
+        self.filled = 0
+        self.closed = False
+
+    def reuse(self) -> bool:
+        return bool(self.opts.get((_std.SOL_SOCKET, _std.SO_REUSEADDR)))
+
+    def config(self) -> Any:
+        cfg = self.m.host.tcp_config
+        o = self.opts
+        changes: dict[str, Any] = {}
+        if (k := (_std.IPPROTO_TCP, _std.TCP_NODELAY)) in o:
+            changes["nodelay"] = bool(o[k])
+        if (k := (_std.SOL_SOCKET, _std.SO_KEEPALIVE)) in o:
+            changes["keepalive"] = bool(o[k])
+        if (k := (_std.SOL_SOCKET, _std.SO_RCVBUF)) in o:
+            changes["receive_buffer"] = max(2048, o[k])
+        if (k := (_std.SOL_SOCKET, _std.SO_SNDBUF)) in o:
+            changes["send_buffer"] = max(2048, o[k])
+        try:
+            return dataclasses.replace(cfg, **changes) if changes else cfg
+        except LocalProtocolError as exc:
+            raise OSError(errno.EINVAL, str(exc)) from None
+
+    # UDP ----------------------------------------------------------------------
+    def open_udp(self, ip: IPv4Address, port: int) -> None:
+        host = self.m.host
+
+        def go() -> UdpEndpoint:
+            ep = host.udp_open(port, ip)
+            ep.owner = UdpBridge(self, ep)
+            return ep
+
+        try:
+            self.endpoint = self.m.runtime.call(go)
+        except LocalProtocolError as exc:
+            raise oserror(exc) from None
+        self.local = self.endpoint.local
+
+    def udp_send(self, payload: bytes, dst: tuple[IPv4Address, int]) -> int:
+        ep = self.endpoint
+        assert ep is not None
+        d = self.m.driver
+
+        def go() -> None:
+            ep.sendto(payload, dst, d.now())
+            d.schedule_pump()
+
+        try:
+            self.m.runtime.call(go)
+        except LocalProtocolError as exc:
+            raise oserror(exc) from None
+        return len(payload)
+
+    # On the loop thread -------------------------------------------------------
+    def app_closed(self) -> None:
+        """The program closed its end: the bridge finishes, the port is released."""
+        if self.listener is not None:
+            listening.discard(self)
+            self.listener.close(self.m.driver.now())
+            self.m.driver.pump()
+            close_end(self)
+        if self.endpoint is not None:
+            self.endpoint.close()
+            close_end(self)
+        if self.bridge is not None:
+            self.bridge.app_closed()
+
+    def bridge_abort(self) -> None:
+        if self.bridge is not None:
+            self.bridge.abort()
+
+
+def close_end(sk: State) -> None:
+    loop = sk.m.runtime.loop
+    try:
+        loop.remove_reader(sk.stack_end.fileno())
+        loop.remove_writer(sk.stack_end.fileno())
+    except (ValueError, OSError):
+        pass
+    sk.stack_end.close()
+
+
+class ListenerBridge:
+    """A listener's news: accept each connection into a new socket, one byte each.
+    ``make_socket()`` makes the (stand-in) socket for an accepted connection."""
+
+    def __init__(self, sk: State, listener: TcpListener, make_socket: Callable[[], Any]) -> None:
+        self.sk = sk
+        self.listener = listener
+        self.make_socket = make_socket
+
+    def _activity(self) -> None:
+        sk = self.sk
+        while (stream := self.listener.accept()) is not None:
+            child = self.make_socket()
+            csk = child._sk
+            assert csk is not None
+            csk.stream = stream
+            csk.local, csk.remote = stream.local, stream.remote
+            csk.opts = dict(sk.opts)
+            Bridge(csk, stream)
+            sk.accepted.append(child)
+            try:
+                sk.stack_end.send(_BYTE)
+            except OSError:  # the program closed the listener: nobody accepts
+                sk.accepted.pop()
+                stream.abort(sk.m.driver.now())
+
+
+class UdpBridge:
+    def __init__(self, sk: State, ep: UdpEndpoint) -> None:
+        self.sk = sk
+        self.ep = ep
+
+    def _activity(self) -> None:
+        sk, ep = self.sk, self.ep
+        if ep.error is not None:
+            code, ep.error = ep.error, None
+            sk.error = from_errno(code)
+            self._put(UDP_HEAD.pack(bytes(4), 0))  # wakes a blocked recvfrom
+        while (item := ep.recvfrom()) is not None:
+            data, (ip, port) = item
+            self._put(UDP_HEAD.pack(ip.packed, port) + data)
+
+    def _put(self, dgram: bytes) -> None:
+        try:
+            self.sk.stack_end.send(dgram)
+        except OSError:
+            pass  # the pair is full or closed: dropped, as UDP does
+
+
+class Bridge:
+    """Moves one TCP connection's bytes between its stream and the pair (loop thread)."""
+
+    def __init__(self, sk: State, stream: TcpStream) -> None:
+        self.sk = sk
+        self.stream = stream
+        self.d = sk.m.driver
+        self.loop = sk.m.runtime.loop
+        self.fd = sk.stack_end.fileno()
+        self.end = sk.stack_end
+        self.to_app = b""  # received, not yet taken by the pair
+        self.to_net = b""  # read from the pair, not yet taken by TCP
+        self.eof_in = False  # the peer's FIN (to pass on after the data)
+        self.eof_out = False  # the program's EOF on its end
+        self.reading = False
+        self.writing = False
+        self.done = False
+        self.app_gone = False
+        sk.bridge = self
+        stream.owner = self
+        self._activity()
+
+    def _activity(self) -> None:
+        s = self.stream
+        while s.pending:
+            e = s.pending.popleft()
+            if isinstance(e, tev.Connected):
+                self._connected()
+            elif isinstance(e, tev.EndOfStream):
+                self.eof_in = True
+            elif isinstance(e, tev.SendSpaceAvailable):
+                self._from_app()
+            elif (exc := for_event(e)) is not None:
+                self._failed(exc)
+                return
+        if not self.sk.connected.is_set() and s.conn.state.value == "ESTABLISHED":
+            self._connected()
+        self._to_app()
+
+    def _connected(self) -> None:
+        sk = self.sk
+        if sk.connected.is_set():
+            return
+        if sk.filled:  # make the app end writable: the handshake is over
+            n, sk.filled = sk.filled, 0
+            while n > 0:
+                try:
+                    n -= len(self.end.recv(min(n, 65536)))
+                except BlockingIOError:
+                    break
+        sk.connected.set()
+        self._start_reading()
+
+    def _start_reading(self) -> None:
+        if not self.reading and not self.eof_out and not self.done:
+            self.reading = True
+            self.loop.add_reader(self.fd, self._from_app)
+
+    def _stop_reading(self) -> None:
+        if self.reading:
+            self.reading = False
+            self.loop.remove_reader(self.fd)
+
+    def _from_app(self) -> None:
+        """The program wrote: send what TCP's buffer takes."""
+        if self.done or not self.sk.connected.is_set():
+            return
+        s, now = self.stream, self.d.now()
+        for _ in range(16):
+            if not self.to_net:
+                if self.eof_out:
+                    break
+                try:
+                    data = self.end.recv(_CHUNK)
+                except BlockingIOError:
+                    break
+                except OSError:
+                    data = b""
+                if not data:
+                    self.eof_out = True
+                    self._stop_reading()
+                    if not s.gone:
+                        if self.app_gone:
+                            s.close(now)
+                        else:
+                            s.shutdown_write(now)
+                    break
+                self.to_net = data
+            try:
+                n = s.send(self.to_net, now)
+            except LocalProtocolError:
+                self.to_net = b""
+                break
+            self.to_net = self.to_net[n:]
+            if self.to_net:  # TCP's buffer is full: wait for SendSpaceAvailable
+                self._stop_reading()
+                break
+        else:
+            self.d.schedule_pump()
+            return
+        if not self.to_net and not self.eof_out:
+            self._start_reading()
+        self.d.schedule_pump()
+
+    def _to_app(self) -> None:
+        """Data arrived: hand the pair what it takes; the rest waits in TCP."""
+        if self.done:
+            return
+        s = self.stream
+        while True:
+            if not self.to_app:
+                if s.gone or not s.conn.readable_bytes:
+                    break
+                self.to_app = s.receive(_CHUNK, self.d.now())
+                self.d.schedule_pump()  # a window update may be due
+            try:
+                n = self.end.send(self.to_app)
+            except BlockingIOError:
+                if not self.writing:
+                    self.writing = True
+                    self.loop.add_writer(self.fd, self._writable)
+                return
+            except OSError:  # the program closed its end: unread data resets (SHLD-3)
+                self.app_gone = True
+                self.abort()
+                return
+            self.to_app = self.to_app[n:]
+        if self.eof_in and not self.to_app:
+            try:
+                self.end.shutdown(_std.SHUT_WR)
+            except OSError:
+                pass
+        if s.gone and self.eof_out:
+            self._finish()
+
+    def _writable(self) -> None:
+        self.writing = False
+        self.loop.remove_writer(self.fd)
+        self._to_app()
+
+    def _failed(self, exc: OSError) -> None:
+        sk = self.sk
+        if not sk.connected.is_set():
+            sk.error = exc
+            self._connected()  # wakes connect(); SO_ERROR says why
+        else:
+            sk.error = exc
+        self._finish()
+
+    def app_closed(self) -> None:
+        self.app_gone = True
+        if self.sk.linger[0] and self.sk.linger[1] == 0:
+            self.abort()  # SO_LINGER with zero time: RST
+            return
+        self._from_app()  # what is left, then FIN
+
+    def abort(self) -> None:
+        if not self.stream.gone:
+            self.stream.abort(self.d.now())
+            self.d.pump()
+        self._finish()
+
+    def _finish(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        self.stream.owner = None
+        self._stop_reading()
+        if self.writing:
+            self.writing = False
+            self.loop.remove_writer(self.fd)
+        self.end.close()  # the program reads EOF (and its error, if any)
+
+
+def close_all(
+    runtime: Runtime, linger: float = 2.0, drivers: list[HostDriver] | None = None
+) -> dict[str, int]:
+    """End of program: listeners closed (new SYNs get RST), every connection's
+    FIN (after its unsent data; the FIN carries any pending ACK), ``linger``
+    seconds for the peers to answer, RST for what is still open. Counts back.
+    ``drivers``: the hosts to close (default: every host of ``runtime``)."""
+    counts = {"closed": 0, "reset": 0}
+    drivers = runtime.drivers if drivers is None else drivers
+    for d in drivers:
+
+        def fin(d: Any = d) -> None:
+            now = d.now()
+            for sk in list(listening):
+                if sk.listener is not None and sk.m.driver is d and not sk.listener.closed:
+                    sk.listener.close(now)
+            for stream in list(d.host.connections.values()):
+                if stream.gone:
+                    continue
+                owner = stream.owner
+                if isinstance(owner, Bridge):
+                    owner.app_gone = True
+                    owner._from_app()  # the bytes the program wrote last
+                if stream.conn.state.value in ("ESTABLISHED", "SYN-RECEIVED", "CLOSE-WAIT"):
+                    stream.close(now)
+                    counts["closed"] += 1
+            d.pump()
+
+        runtime.call(fin)
+    deadline = time.monotonic() + linger
+    while time.monotonic() < deadline:
+        if not any(runtime.call(_still_open(d)) for d in drivers):
+            break
+        time.sleep(0.02)
+    for d in drivers:
+
+        def rst(d: Any = d) -> None:
+            now = d.now()
+            for stream in list(d.host.connections.values()):
+                if not stream.gone and stream.conn.state.value not in ("TIME-WAIT", "CLOSED"):
+                    stream.abort(now)
+                    counts["reset"] += 1
+            d.pump()
+
+        runtime.call(rst)
+    time.sleep(0.05)  # the last frames leave before the link closes
+    return counts
+
+
+def _still_open(d: HostDriver) -> Callable[[], bool]:
+    return lambda: _lingering(d)
+
+
+def _lingering(d: HostDriver) -> bool:
+    return any(
+        not s.gone and s.conn.state.value not in ("TIME-WAIT", "CLOSED")
+        for s in d.host.connections.values()
+    )

@@ -1,0 +1,537 @@
+"""Put a whole program's IPv4 networking on synack's stack: ``socket.socket`` replaced.
+
+One line, like ``uvloop.install()``: ``synack.adapters.patch.install_tap("tap0",
+"10.0.0.2/24")`` (a TAP device, root), then ``asyncio.Runner(loop_factory=
+synack.adapters.patch.loop_factory)`` or plain ``socket`` code. Underneath,
+``install(module)`` (a :class:`~synack.adapters.sockets.SocketModule`, i.e. a
+host running on a :class:`~synack.adapters.sockets.Runtime`) replaces the
+standard ``socket.socket`` class, ``socket.getaddrinfo`` and ``has_ipv6``, so
+that every AF_INET socket a program opens afterwards - directly, or through
+socketserver, http.server, urllib, asyncio's selector loop, aiohttp... - lives
+on synack's stack. AF_UNIX and every other family stay on the kernel; AF_INET6
+and raw sockets get the errors of a kernel without them (EAFNOSUPPORT,
+ESOCKTNOSUPPORT), unknown socket options ENOPROTOOPT.
+
+How a synack socket can be waited on by select/poll/epoll: it IS a kernel
+socket - one end (the "app end") of an AF_UNIX socketpair, presented as
+AF_INET. Its other end (the "stack end") is serviced on the runtime's loop
+thread by a bridge: bytes the program writes are read from the stack end and
+sent on the TCP connection (as much as its send buffer takes, the rest waits
+for ``SendSpaceAvailable``: back-pressure up to the program's ``send``); bytes
+the connection receives are written to the stack end (as much as the pair
+takes, the rest stays in TCP's receive buffer and closes the window). So
+readiness, blocking, timeouts, ``makefile`` and even ``os.sendfile`` on the
+descriptor are the kernel's own, and only what names the network (bind,
+connect, listen, accept, addresses, options, UDP addressing) is overridden.
+A listening socket's pair carries one byte per connection waiting to be
+accepted; a UDP socket's pair carries each datagram behind a 6-byte source
+address. A non-blocking connect fills the app end's send buffer so the
+descriptor turns writable only when the handshake is over (asyncio's
+``sock_connect`` waits for exactly that, then reads SO_ERROR).
+
+:func:`close_all` is the end-of-program lifecycle: listeners closed (later
+SYNs are answered by RST), every connection sent its FIN, a bounded linger for
+the peer, then RST for what is left.
+
+Layer: adapters. Imports synack.adapters (bridge, oserrors, sockets), synack.links,
+synack.stack, synack.errors.
+"""
+
+from __future__ import annotations
+
+import _socket
+import asyncio
+import atexit
+import errno
+import random
+import secrets
+import socket as _std
+import struct
+from ipaddress import IPv4Address, IPv4Interface
+from typing import Any
+
+from synack.adapters.bridge import UDP_HEAD, Bridge, ListenerBridge, State, close_all, listening
+from synack.adapters.oserrors import from_errno, oserror
+from synack.adapters.sockets import Runtime, SocketModule
+from synack.errors import LocalProtocolError
+from synack.links.tap import TAP_MAX_MTU, TapDevice, TapLink
+from synack.stack.host import ANY, Host, HostConfig, TcpListener, TcpStream
+
+_KernelSocket = _std.socket  # the class as it was before install(): kept for AF_UNIX & co
+_kernel_getaddrinfo = _std.getaddrinfo
+_kernel_has_ipv6 = _std.has_ipv6
+_TYPE_FLAGS = getattr(_std, "SOCK_NONBLOCK", 0) | getattr(_std, "SOCK_CLOEXEC", 0)
+_LINGER = struct.Struct("ii")
+
+# Options a program may set (stored; the TCP ones reach the connection's config).
+_KNOWN_OPTS = {
+    (_std.SOL_SOCKET, _std.SO_REUSEADDR),
+    (_std.SOL_SOCKET, getattr(_std, "SO_REUSEPORT", 15)),
+    (_std.SOL_SOCKET, _std.SO_KEEPALIVE),
+    (_std.SOL_SOCKET, _std.SO_RCVBUF),
+    (_std.SOL_SOCKET, _std.SO_SNDBUF),
+    (_std.SOL_SOCKET, _std.SO_BROADCAST),
+    (_std.SOL_SOCKET, _std.SO_OOBINLINE),
+    (_std.IPPROTO_TCP, _std.TCP_NODELAY),
+    (_std.IPPROTO_TCP, getattr(_std, "TCP_KEEPIDLE", 4)),
+    (_std.IPPROTO_TCP, getattr(_std, "TCP_KEEPINTVL", 5)),
+    (_std.IPPROTO_TCP, getattr(_std, "TCP_KEEPCNT", 6)),
+    (_std.IPPROTO_IP, _std.IP_TOS),
+    (_std.IPPROTO_IP, _std.IP_TTL),
+}
+
+_active: SocketModule | None = None
+
+
+def _kernel_pair(type_: int) -> tuple[int, _std.socket]:
+    """(app end's descriptor, stack end as a non-blocking kernel socket)."""
+    a, b = _socket.socketpair(_std.AF_UNIX, type_)
+    stack_end = _KernelSocket(_std.AF_UNIX, type_, 0, b.detach())
+    stack_end.setblocking(False)
+    return a.detach(), stack_end
+
+
+def _addr(address: Any) -> tuple[IPv4Address, int]:
+    if not isinstance(address, tuple) or len(address) != 2:
+        raise TypeError("AF_INET address must be a tuple (host, port)")
+    host, port = address
+    if not isinstance(port, int) or not 0 <= port <= 65535:
+        raise OverflowError("port must be 0-65535.")
+    if host in ("", "0.0.0.0"):
+        return ANY, port
+    if host == "localhost":
+        host = "127.0.0.1"
+    try:
+        return IPv4Address(host), port
+    except ValueError:
+        pass
+    infos = getaddrinfo(host, port, _std.AF_INET)
+    return IPv4Address(infos[0][4][0]), port
+
+
+class socket(_KernelSocket):  # named as the class it stands in for
+    """``socket.socket`` with AF_INET on synack's stack (see the module doc)."""
+
+    def __init__(
+        self, family: int = -1, type: int = -1, proto: int = -1, fileno: int | None = None
+    ) -> None:
+        self._sk: State | None = None
+        module = _active
+        fam = _std.AF_INET if family == -1 else family
+        if fileno is not None or module is None or fam not in (_std.AF_INET, _std.AF_INET6):
+            super().__init__(family, type, proto, fileno)
+            return
+        if fam == _std.AF_INET6:
+            raise OSError(errno.EAFNOSUPPORT, "Address family not supported by protocol")
+        t = _std.SOCK_STREAM if type == -1 else type
+        base = t & ~_TYPE_FLAGS
+        if base not in (_std.SOCK_STREAM, _std.SOCK_DGRAM):
+            raise OSError(errno.ESOCKTNOSUPPORT, "Socket type not supported")
+        p = 0 if proto == -1 else proto
+        if p not in (0, _std.IPPROTO_TCP if base == _std.SOCK_STREAM else _std.IPPROTO_UDP):
+            raise OSError(errno.EPROTONOSUPPORT, "Protocol not supported")
+        fd, stack_end = _kernel_pair(base)
+        super().__init__(_std.AF_INET, t, p, fd)
+        self._sk = State(module, base, stack_end)
+
+    def _state(self) -> State | None:
+        """This socket's synack state (None: a kernel socket); EBADF once closed."""
+        sk = self._sk
+        if sk is not None and sk.closed:
+            raise OSError(errno.EBADF, "Bad file descriptor")
+        return sk
+
+    # -- names ----------------------------------------------------------------
+    def bind(self, address: Any) -> None:
+        sk = self._state()
+        if sk is None:
+            return super().bind(address)
+        if sk.local is not None:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        ip, port = _addr(address)
+        host = sk.m.host
+        if ip not in (ANY, host.ip) and not ip.is_loopback:
+            raise OSError(errno.EADDRNOTAVAIL, "Cannot assign requested address")
+        if sk.type == _std.SOCK_DGRAM:
+            sk.open_udp(ip, port)
+            return
+        rt = sk.m.runtime
+        if port == 0:
+            port = rt.call(host.pick_ephemeral_port)
+        elif rt.call(lambda: host.tcp_port_in_use(port)) and not sk.reuse():
+            raise OSError(errno.EADDRINUSE, "Address already in use")
+        sk.local = (ip, port)
+
+    def getsockname(self) -> Any:
+        sk = self._state()
+        if sk is None:
+            return super().getsockname()
+        ip, port = sk.local or (ANY, 0)
+        if ip == ANY and sk.stream is not None:
+            ip = sk.stream.key[0]
+        elif ip == ANY and sk.remote is not None:  # connected UDP: the routed source
+            dst = sk.remote[0]
+            ip = sk.m.runtime.call(lambda: sk.m.host.source_for(dst))
+        return (str(ip), port)
+
+    def getpeername(self) -> Any:
+        sk = self._state()
+        if sk is None:
+            return super().getpeername()
+        if sk.remote is None:
+            raise OSError(errno.ENOTCONN, "Transport endpoint is not connected")
+        return (str(sk.remote[0]), sk.remote[1])
+
+    # -- options --------------------------------------------------------------
+    def setsockopt(self, level: int, optname: int, value: Any, optlen: Any = None) -> None:
+        sk = self._state()
+        if sk is None:
+            if optlen is None:
+                return super().setsockopt(level, optname, value)
+            return super().setsockopt(level, optname, value, optlen)
+        if (level, optname) == (_std.SOL_SOCKET, _std.SO_LINGER):
+            if not isinstance(value, bytes | bytearray) or len(value) != _LINGER.size:
+                raise OSError(errno.EINVAL, "Invalid argument")
+            sk.linger = _LINGER.unpack(value)
+            return
+        if (level, optname) not in _KNOWN_OPTS:
+            raise OSError(errno.ENOPROTOOPT, "Protocol not available")
+        v = int.from_bytes(value, "little") if isinstance(value, bytes | bytearray) else int(value)
+        sk.opts[(level, optname)] = v
+        stream = sk.stream
+        if stream is not None:
+            cfg = sk.config()
+            sk.m.runtime.call(lambda: setattr(stream.conn, "config", cfg))
+
+    def getsockopt(self, level: int, optname: int, buflen: int = 0) -> Any:
+        sk = self._state()
+        if sk is None:
+            return (
+                super().getsockopt(level, optname, buflen)
+                if buflen
+                else super().getsockopt(level, optname)
+            )
+        key = (level, optname)
+        if key == (_std.SOL_SOCKET, _std.SO_ERROR):
+            err, sk.error = sk.error, None
+            return (err.errno or errno.EIO) if err is not None else 0
+        if key == (_std.SOL_SOCKET, _std.SO_TYPE):
+            return sk.type
+        if key == (_std.SOL_SOCKET, _std.SO_LINGER):
+            return _LINGER.pack(*sk.linger) if buflen else sk.linger[0]
+        if key == (_std.SOL_SOCKET, _std.SO_ACCEPTCONN):
+            return int(sk.listener is not None)
+        if key == (_std.SOL_SOCKET, _std.SO_RCVBUF):
+            return int(sk.config().receive_buffer)
+        if key == (_std.SOL_SOCKET, _std.SO_SNDBUF):
+            return int(sk.config().send_buffer)
+        if key not in _KNOWN_OPTS:
+            raise OSError(errno.ENOPROTOOPT, "Protocol not available")
+        return sk.opts.get(key, 0)
+
+    # -- TCP ------------------------------------------------------------------
+    def listen(self, backlog: int = 128) -> None:
+        sk = self._state()
+        if sk is None:
+            return super().listen(backlog)
+        if sk.type != _std.SOCK_STREAM:
+            raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+        ip, port = sk.local or (ANY, 0)
+        cfg = sk.config()
+        host = sk.m.host
+
+        def go() -> TcpListener:
+            listener = host.tcp_listen(port, ip, backlog=max(1, min(backlog, 4096)), config=cfg)
+            listener.owner = ListenerBridge(sk, listener, _child)
+            return listener
+
+        try:
+            sk.listener = sk.m.runtime.call(go)
+        except LocalProtocolError as exc:
+            raise oserror(exc) from None
+        sk.local = sk.listener.local
+        listening.add(sk)
+
+    def accept(self) -> tuple[Any, Any]:
+        sk = self._state()
+        if sk is None:
+            return super().accept()
+        if sk.listener is None:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        # One byte per waiting connection: the kernel's own blocking,
+        # timeout and non-blocking behaviour on the descriptor.
+        if not _KernelSocket.recv(self, 1):
+            raise OSError(errno.EBADF, "Bad file descriptor")
+        child: socket = sk.accepted.popleft()
+        if self.gettimeout() is None and _std.getdefaulttimeout() is not None:
+            child.settimeout(_std.getdefaulttimeout())
+        return child, child.getpeername()
+
+    def connect(self, address: Any) -> None:
+        err = self._connect(address)
+        if err:
+            raise (
+                from_errno(err)
+                if err != errno.EINPROGRESS
+                else BlockingIOError(errno.EINPROGRESS, "Operation now in progress")
+            )
+
+    def connect_ex(self, address: Any) -> int:
+        try:
+            return self._connect(address)
+        except OSError as exc:
+            return exc.errno or errno.EIO
+
+    def _connect(self, address: Any) -> int:
+        sk = self._state()
+        if sk is None:
+            return super().connect_ex(address)
+        ip, port = _addr(address)
+        if sk.type == _std.SOCK_DGRAM:
+            if sk.endpoint is None:
+                sk.open_udp(ANY, 0)
+            ep = sk.endpoint
+            assert ep is not None
+            sk.m.runtime.call(lambda: setattr(ep, "remote", (ip, port)))
+            sk.remote = (ip, port)
+            return 0
+        if sk.stream is not None:
+            return errno.EISCONN if sk.connected.is_set() else errno.EALREADY
+        if ip == ANY:
+            ip = IPv4Address("127.0.0.1")
+        blocking = self.gettimeout() != 0.0
+        if not blocking:
+            # Not writable until the handshake is over (see the module doc).
+            sk.filled = _fill(self)
+        cfg = sk.config()
+        local = sk.local
+        d = sk.m.driver
+
+        def go() -> TcpStream:
+            stream = d.host.tcp_connect((ip, port), d.now(), local=local, config=cfg)
+            Bridge(sk, stream)
+            d.pump()
+            return stream
+
+        try:
+            sk.stream = sk.m.runtime.call(go)
+        except LocalProtocolError as exc:
+            raise oserror(exc) from None
+        sk.remote = (ip, port)
+        sk.local = sk.stream.local
+        if not blocking:
+            return errno.EINPROGRESS
+        if not sk.connected.wait(self.gettimeout()):
+            sk.m.runtime.call(lambda: sk.bridge_abort())
+            raise TimeoutError("timed out")
+        if sk.error is not None:
+            err, sk.error = sk.error, None
+            sk.stream = None
+            return err.errno or errno.EIO
+        return 0
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        sk = self._sk
+        if sk is not None and sk.type == _std.SOCK_DGRAM:
+            return self.recvfrom(bufsize, flags)[0]
+        data = super().recv(bufsize, flags)
+        if not data and bufsize and sk is not None and sk.error is not None:
+            err, sk.error = sk.error, None
+            raise err
+        return data
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        sk = self._sk
+        if sk is not None and sk.type == _std.SOCK_DGRAM:
+            return self.recvfrom_into(buffer, nbytes, flags)[0]
+        n = super().recv_into(buffer, nbytes, flags)
+        if n == 0 and sk is not None and sk.error is not None:
+            err, sk.error = sk.error, None
+            raise err
+        return n
+
+    def shutdown(self, how: int) -> None:
+        sk = self._sk
+        if sk is not None and sk.stream is None and sk.endpoint is None:
+            raise OSError(errno.ENOTCONN, "Transport endpoint is not connected")
+        super().shutdown(how)  # the bridge sees EOF and sends FIN after the data
+
+    # -- UDP ------------------------------------------------------------------
+    def sendto(self, data: Any, *args: Any) -> int:
+        sk = self._sk
+        if sk is None or sk.type != _std.SOCK_DGRAM:
+            return super().sendto(data, *args)
+        address = args[-1]
+        if sk.endpoint is None:
+            sk.open_udp(ANY, 0)
+        return sk.udp_send(bytes(data), _addr(address))
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        sk = self._sk
+        if sk is None or sk.type != _std.SOCK_DGRAM:
+            return super().send(data, flags)
+        if sk.remote is None:
+            raise OSError(errno.EDESTADDRREQ, "Destination address required")
+        return sk.udp_send(bytes(data), sk.remote)
+
+    def sendall(self, data: Any, flags: int = 0) -> None:
+        sk = self._sk
+        if sk is not None and sk.type == _std.SOCK_DGRAM:
+            self.send(data, flags)
+            return
+        super().sendall(data, flags)
+
+    def recvfrom(self, bufsize: int, flags: int = 0) -> tuple[bytes, Any]:
+        sk = self._sk
+        if sk is None:
+            return super().recvfrom(bufsize, flags)
+        if sk.type == _std.SOCK_STREAM:
+            return self.recv(bufsize, flags), None
+        if sk.endpoint is None:
+            sk.open_udp(ANY, 0)
+        while True:
+            dgram = super().recv(bufsize + UDP_HEAD.size, flags)
+            if sk.error is not None:
+                err, sk.error = sk.error, None
+                raise err
+            if len(dgram) >= UDP_HEAD.size:
+                ip, port = UDP_HEAD.unpack_from(dgram)
+                if port:
+                    return dgram[UDP_HEAD.size :], (_std.inet_ntoa(ip), port)
+
+    def recvfrom_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> tuple[int, Any]:
+        if self._sk is None:
+            return super().recvfrom_into(buffer, nbytes, flags)
+        mv = memoryview(buffer).cast("B")
+        data, addr = self.recvfrom(nbytes or len(mv), flags)
+        mv[: len(data)] = data
+        return len(data), addr
+
+    # -- closing --------------------------------------------------------------
+    def _real_close(self, _ss: Any = _KernelSocket) -> None:
+        sk = self._sk
+        if sk is not None and not sk.closed:
+            sk.closed = True
+            rt = sk.m.runtime
+            if not rt.closed:
+                rt.loop.call_soon_threadsafe(sk.app_closed)
+        super()._real_close()  # type: ignore[misc]
+
+    def detach(self) -> int:
+        if self._sk is not None:
+            raise OSError(errno.EOPNOTSUPP, "a synack socket cannot be detached")
+        return super().detach()
+
+    def dup(self) -> Any:
+        if self._sk is not None:
+            raise OSError(errno.EOPNOTSUPP, "a synack socket cannot be duplicated")
+        return super().dup()
+
+
+def _fill(sock: socket) -> int:
+    """Fill the app end's send buffer; the bytes written (the bridge discards them)."""
+    n = 0
+    junk = bytes(65536)
+    while True:
+        try:
+            n += _KernelSocket.send(sock, junk, _std.MSG_DONTWAIT)
+        except BlockingIOError:
+            return n
+
+
+# Installing -------------------------------------------------------------------------
+def getaddrinfo(
+    host: Any, port: Any, family: int = 0, type: int = 0, proto: int = 0, flags: int = 0
+) -> list[Any]:
+    """The kernel's resolver (literals, /etc/hosts, DNS), IPv4 answers only."""
+    if family not in (0, _std.AF_INET, _std.AF_UNSPEC):
+        raise _std.gaierror(_std.EAI_FAMILY, "ai_family not supported")
+    return _kernel_getaddrinfo(host, port, _std.AF_INET, type, proto, flags)
+
+
+def install(module: SocketModule) -> None:
+    """From now on, every AF_INET socket this process opens is on ``module``'s host."""
+    global _active
+    _active = module
+    _std.socket = socket  # type: ignore[misc]
+    _std.getaddrinfo = getaddrinfo
+    _std.has_ipv6 = False
+
+
+def install_tap(
+    tap: str,
+    ip: str,
+    *,
+    gateway: str | None = None,
+    mtu: int = 1500,
+    offload: bool = False,
+    linger: float = 2.0,
+) -> Runtime:
+    r"""The one line: ``synack.adapters.patch.install_tap("tap0", "10.0.0.2/24")``.
+
+    Opens TAP device ``tap`` (root), starts a synack host with address ``ip``
+    on a loop thread, :func:`install`\ s it, and at interpreter exit closes its
+    connections (:func:`close_all`) and the device. Returns the runtime."""
+    iface = IPv4Interface(ip)
+    device = TapDevice(tap, mtu=mtu, offload=offload)
+    host = Host(
+        HostConfig(
+            mac=bytes([0x02]) + secrets.token_bytes(5),  # locally administered, unicast
+            interface=iface,
+            gateway=IPv4Address(gateway) if gateway else None,
+            mtu=min(mtu, TAP_MAX_MTU),
+            name="synack",
+        ),
+        rng=random.Random(secrets.randbits(64)),
+        isn_secret=secrets.token_bytes(32),
+    )
+    runtime = Runtime()
+    install(runtime.add_host(host, TapLink(device)))
+
+    def at_exit() -> None:
+        try:
+            close_all(runtime, linger=linger)
+        finally:
+            uninstall()
+            runtime.close()
+            device.close()
+
+    atexit.register(at_exit)
+    return runtime
+
+
+def uninstall() -> None:
+    """Back to the kernel's sockets (synack sockets already open stay synack's)."""
+    global _active
+    _active = None
+    _std.socket = _KernelSocket  # type: ignore[misc]
+    _std.getaddrinfo = _kernel_getaddrinfo
+    _std.has_ipv6 = _kernel_has_ipv6
+
+
+def installed() -> SocketModule | None:
+    return _active
+
+
+def loop_factory() -> asyncio.AbstractEventLoop:
+    """For ``asyncio.Runner(loop_factory=...)`` / ``asyncio.run(..., loop_factory=...)``:
+    asyncio's own selector loop, whose sockets are synack's once :func:`install` ran."""
+    if _active is None:
+        raise RuntimeError("call synack.adapters.patch.install(module) first")
+    return asyncio.SelectorEventLoop()
+
+
+def _child() -> socket:
+    return socket(_std.AF_INET, _std.SOCK_STREAM, _std.IPPROTO_TCP)
+
+
+__all__ = [
+    "close_all",
+    "getaddrinfo",
+    "install",
+    "install_tap",
+    "installed",
+    "loop_factory",
+    "socket",
+    "uninstall",
+]

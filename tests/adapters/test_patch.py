@@ -1,0 +1,309 @@
+"""synack.adapters.patch: unchanged stdlib code (socket, selectors, socketserver,
+http.server, urllib, asyncio) running on one synack host (its own loopback and
+address, on a MemoryHub), checked byte for byte."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import hashlib
+import http.server
+import os
+import selectors
+import socket
+import socketserver
+import struct
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+
+from synack.adapters import patch
+from synack.adapters.sockets import Runtime, SocketModule
+from synack.links.memory import MemoryHub
+from tests.stack.netfix import make_host
+
+IP = "10.213.0.1"
+
+
+@pytest.fixture
+def stack() -> Iterator[tuple[Runtime, SocketModule]]:
+    rt = Runtime()
+    try:
+        module = rt.add_host(make_host(1, f"{IP}/24"), MemoryHub().port())
+        patch.install(module)
+        try:
+            yield rt, module
+        finally:
+            patch.close_all(rt, linger=0.5)
+            patch.uninstall()
+    finally:
+        rt.close()
+
+
+def blob(n: int) -> bytes:
+    return hashlib.shake_256(str(n).encode()).digest(n)
+
+
+def test_sockets_are_synack_and_unix_stays_kernel(stack: tuple[Runtime, SocketModule]) -> None:
+    s = socket.socket()
+    assert s._sk is not None and s.family == socket.AF_INET  # type: ignore[attr-defined]
+    assert s.fileno() >= 0
+    s.close()
+    a, b = socket.socketpair()
+    with a, b:
+        assert a.family == socket.AF_UNIX and a._sk is None  # type: ignore[attr-defined]
+        a.sendall(b"kernel")
+        assert b.recv(10) == b"kernel"
+
+
+def test_unsupported_requests_get_the_kernels_errors(
+    stack: tuple[Runtime, SocketModule],
+) -> None:
+    with pytest.raises(OSError) as e:
+        socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    assert e.value.errno == errno.EAFNOSUPPORT
+    with pytest.raises(OSError) as e:
+        socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    assert e.value.errno == errno.ESOCKTNOSUPPORT
+    with socket.socket() as s:
+        with pytest.raises(OSError) as e:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_PRIORITY, 3)
+        assert e.value.errno == errno.ENOPROTOOPT
+        with pytest.raises(OSError) as e:
+            s.bind(("192.0.2.7", 0))
+        assert e.value.errno == errno.EADDRNOTAVAIL
+        with pytest.raises(ConnectionRefusedError):
+            s.connect((IP, 9))  # nobody listens: RST
+    assert socket.has_ipv6 is False
+    assert {ai[0] for ai in socket.getaddrinfo("localhost", 80)} == {socket.AF_INET}
+
+
+def test_blocking_socketserver_echo_with_makefile(stack: tuple[Runtime, SocketModule]) -> None:
+    class Echo(socketserver.StreamRequestHandler):
+        def handle(self) -> None:
+            while line := self.rfile.readline():
+                self.wfile.write(line)
+
+    data = b"".join(blob(100 + i).hex().encode() + b"\n" for i in range(200))
+    with socketserver.ThreadingTCPServer((IP, 0), Echo) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        port = server.server_address[1]
+        with socket.create_connection((IP, port), timeout=10) as c:
+            assert c.getpeername() == (IP, port)
+            reader = c.makefile("rb")
+            c.sendall(data)
+            c.shutdown(socket.SHUT_WR)
+            got = reader.read()
+            reader.close()
+        server.shutdown()
+    assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
+
+
+def test_selectors_non_blocking_accept_connect_and_timeouts(
+    stack: tuple[Runtime, SocketModule],
+) -> None:
+    srv = socket.create_server(("127.0.0.1", 0))
+    srv.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        srv.accept()
+    c = socket.socket()
+    c.setblocking(False)
+    assert c.connect_ex(srv.getsockname()) == errno.EINPROGRESS
+    sel = selectors.DefaultSelector()
+    sel.register(srv, selectors.EVENT_READ, "accept")
+    sel.register(c, selectors.EVENT_WRITE, "connected")
+    seen: set[str] = set()
+    for _ in range(10):
+        for key, _ in sel.select(5):
+            seen.add(key.data)
+            sel.unregister(key.fileobj)
+        if seen == {"accept", "connected"}:
+            break
+    assert seen == {"accept", "connected"}
+    assert c.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0
+    conn, addr = srv.accept()
+    assert addr == c.getsockname()
+    conn.settimeout(0.2)
+    with pytest.raises(TimeoutError):
+        conn.recv(10)
+    c.setblocking(True)
+    c.sendall(b"ping")
+    assert conn.recv(10) == b"ping"
+    for s in (c, conn, srv):
+        s.close()
+    sel.close()
+
+
+def test_http_server_and_urllib(stack: tuple[Runtime, SocketModule]) -> None:
+    with tempfile.TemporaryDirectory() as root:
+        body = blob(300_000)
+        with open(os.path.join(root, "f.bin"), "wb") as f:
+            f.write(body)
+
+        class Quiet(http.server.SimpleHTTPRequestHandler):
+            def __init__(self, *a: object, **kw: object) -> None:
+                super().__init__(*a, directory=root, **kw)  # type: ignore[arg-type]
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        with http.server.ThreadingHTTPServer((IP, 0), Quiet) as server:
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+            url = f"http://{IP}:{server.server_address[1]}/f.bin"
+            with urllib.request.urlopen(url, timeout=10) as r:
+                got = r.read()
+            server.shutdown()
+    assert hashlib.sha256(got).digest() == hashlib.sha256(body).digest()
+
+
+def test_asyncio_streams_datagrams_and_sendfile(stack: tuple[Runtime, SocketModule]) -> None:
+    data = blob(1_000_000)
+
+    async def main() -> None:
+        async def echo(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            while chunk := await r.read(65536):
+                w.write(chunk)
+                await w.drain()
+            w.close()
+
+        server = await asyncio.start_server(echo, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+
+        async def feed() -> None:
+            w.write(data)
+            await w.drain()
+            w.write_eof()
+
+        feeder = asyncio.create_task(feed())
+        got = await r.read()
+        await feeder
+        assert hashlib.sha256(got).digest() == hashlib.sha256(data).digest()
+        w.close()
+
+        # loop.sendfile on a transport: the descriptor path (os.sendfile) works.
+        with tempfile.TemporaryFile() as f:
+            f.write(data[:200_000])
+            f.flush()
+            f.seek(0)
+            r2, w2 = await asyncio.open_connection("127.0.0.1", port)
+            sent = await asyncio.get_running_loop().sendfile(w2.transport, f)
+            w2.write_eof()
+            assert sent == 200_000
+            assert await r2.read() == data[:200_000]
+            w2.close()
+        server.close()
+        await server.wait_closed()
+
+        class Udp(asyncio.DatagramProtocol):
+            def __init__(self) -> None:
+                self.got: asyncio.Queue[tuple[bytes, object]] = asyncio.Queue()
+                self.transport: asyncio.DatagramTransport | None = None
+
+            def connection_made(self, t: asyncio.BaseTransport) -> None:
+                self.transport = t  # type: ignore[assignment]
+
+            def datagram_received(self, d: bytes, addr: object) -> None:
+                self.got.put_nowait((d, addr))
+
+        loop = asyncio.get_running_loop()
+        ta, pa = await loop.create_datagram_endpoint(Udp, local_addr=(IP, 0))
+        tb, pb = await loop.create_datagram_endpoint(Udp, remote_addr=ta.get_extra_info("sockname"))
+        tb.sendto(b"over synack udp")
+        d, addr = await asyncio.wait_for(pa.got.get(), 5)
+        assert d == b"over synack udp" and addr == tb.get_extra_info("sockname")
+        ta.sendto(b"back", addr)
+        assert (await asyncio.wait_for(pb.got.get(), 5))[0] == b"back"
+        ta.close()
+        tb.close()
+
+    with asyncio.Runner(loop_factory=patch.loop_factory) as runner:
+        runner.run(asyncio.wait_for(main(), 30))
+
+
+def test_close_all_sends_fin_to_open_connections(stack: tuple[Runtime, SocketModule]) -> None:
+    rt, module = stack
+    # The peer: a second host with synack's own socket API, left open by close_all.
+    hub = module.driver.link.hub  # type: ignore[attr-defined]
+    peer = rt.add_host(make_host(2, "10.213.0.2/24"), hub.port())
+    srv = peer.create_server(("10.213.0.2", 0))
+    c = socket.create_connection(srv.getsockname(), timeout=5)
+    conn, _ = srv.accept()
+    c.sendall(b"last words")
+    got: list[bytes] = []
+
+    def peer_reads_then_closes() -> None:
+        conn.settimeout(5)
+        while chunk := conn.recv(100):
+            got.append(chunk)
+        got.append(b"<EOF>")  # the FIN
+        conn.close()
+
+    t = threading.Thread(target=peer_reads_then_closes)
+    t.start()
+    counts = patch.close_all(rt, linger=3.0, drivers=[module.driver])
+    t.join(5)
+    assert got == [b"last words", b"<EOF>"]
+    assert counts == {"closed": 1, "reset": 0}  # the peer's FIN came within the linger
+    srv.close()
+
+
+def test_close_all_resets_what_outlives_the_linger(stack: tuple[Runtime, SocketModule]) -> None:
+    rt, module = stack
+    hub = module.driver.link.hub  # type: ignore[attr-defined]
+    peer = rt.add_host(make_host(2, "10.213.0.2/24"), hub.port())
+    srv = peer.create_server(("10.213.0.2", 0))
+    c = socket.create_connection(srv.getsockname(), timeout=5)  # kept open, never closed
+    conn, _ = srv.accept()
+    counts = patch.close_all(rt, linger=0.3, drivers=[module.driver])
+    assert counts == {"closed": 1, "reset": 1}  # FIN, no answer from the app, then RST
+    conn.settimeout(5)
+    with pytest.raises(ConnectionResetError):  # (b"" for the FIN may come first)
+        for _ in range(3):
+            conn.recv(100)
+            time.sleep(0.1)
+    srv.close()
+    assert c.fileno() >= 0
+
+
+def test_hostile_calls_get_the_kernels_errors(stack: tuple[Runtime, SocketModule]) -> None:
+    s = socket.socket()
+    with pytest.raises(TypeError):
+        s.connect(("10.213.0.9",))  # type: ignore[arg-type]
+    with pytest.raises(OverflowError):
+        s.bind((IP, 70000))
+    with pytest.raises(socket.gaierror):
+        s.connect(("no-such-host.invalid", 80))
+    with pytest.raises(OSError) as e:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01")
+    assert e.value.errno == errno.EINVAL
+    with pytest.raises(OSError) as e:
+        s.shutdown(socket.SHUT_WR)
+    assert e.value.errno == errno.ENOTCONN
+    s.close()
+    for call in (lambda: s.bind((IP, 0)), lambda: s.connect((IP, 80)), s.getsockname, s.listen):
+        with pytest.raises(OSError) as e:
+            call()
+        assert e.value.errno == errno.EBADF
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with pytest.raises(OSError) as e:
+        u.send(b"nowhere")
+    assert e.value.errno == errno.EDESTADDRREQ
+    u.close()
+
+
+def test_peer_reset_is_raised_once_then_eof(stack: tuple[Runtime, SocketModule]) -> None:
+    srv = socket.create_server((IP, 0))
+    c = socket.create_connection(srv.getsockname(), timeout=5)
+    conn, _ = srv.accept()
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    conn.close()  # RST
+    with pytest.raises(ConnectionResetError):
+        c.recv(10)
+    assert c.recv(10) == b""
+    c.close()
+    srv.close()
