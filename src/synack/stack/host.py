@@ -68,21 +68,25 @@ from synack.stack.tcp_demux import TcpDemux
 from synack.stack.udp import Udp
 from synack.tcp.config import TcpConfig
 from synack.tcp.isn import IsnGenerator
+from synack.wire import ethernet as weth
+from synack.wire import icmp as wicmp
+from synack.wire import ipv4 as wip
+from synack.wire import tcp as wtcp
 
 # Where a raw Ethernet frame holds what the flood early drops read.
-_RAW_ETHERTYPE_AT = 12  # then the IPv4 version/IHL octet
-_RAW_IPV4_NO_OPTIONS = b"\x08\x00\x45"
-_RAW_FRAG_AT = 14 + 6  # flags and fragment offset
-_RAW_PROTO_AT = 14 + 9
-_RAW_SRC_AT = 14 + 12
-_RAW_L4_AT = 14 + 20
-_RAW_TCP_FLAGS_AT = _RAW_L4_AT + 13
+_RAW_ETHERTYPE_AT = weth.ETHERTYPE_AT  # then the IPv4 version/IHL octet
+_RAW_IPV4_NO_OPTIONS = weth.ETHERTYPE_IPV4.to_bytes(2, "big") + bytes([wip.VERSION_IHL])
+_RAW_FRAG_AT = weth.HEADER_LEN + wip.FRAGMENT_AT  # flags and fragment offset
+_RAW_PROTO_AT = weth.HEADER_LEN + wip.PROTO_AT
+_RAW_SRC_AT = weth.HEADER_LEN + wip.SRC_AT
+_RAW_L4_AT = wip.ETH_IPV4_HEADER_LEN
+_RAW_TCP_FLAGS_AT = _RAW_L4_AT + wtcp.FLAGS_AT
 _RAW_MIN_LEN = _RAW_TCP_FLAGS_AT + 1
-_RAW_PROTO_ICMP = 1
-_RAW_PROTO_TCP = 6
-_RAW_ECHO_REQUEST = 8
-_RAW_SYN_MASK = 0x17  # SYN, ACK, RST, FIN
-_RAW_SYN = 0x02
+_RAW_PROTO_ICMP = wip.PROTO_ICMP
+_RAW_PROTO_TCP = wip.PROTO_TCP
+_RAW_ECHO_REQUEST = wicmp.TYPE_ECHO_REQUEST
+_RAW_SYN_MASK = int(wtcp.TcpFlags.SYN | wtcp.TcpFlags.ACK | wtcp.TcpFlags.RST | wtcp.TcpFlags.FIN)
+_RAW_SYN = int(wtcp.TcpFlags.SYN)
 
 __all__ = [
     "ANY",

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address
 
-from synack.wire.ipv4 import Ipv4Packet
+from synack.wire.ipv4 import MIN_HEADER_LEN, Ipv4Packet
 
 Key = tuple[IPv4Address, IPv4Address, int, int]  # src, dst, proto, ident
 
@@ -223,7 +223,7 @@ def _merge(have: list[tuple[int, int]], new: tuple[int, int]) -> list[tuple[int,
 
 def fragment(pkt: Ipv4Packet, mtu: int) -> list[Ipv4Packet]:
     """Split ``pkt`` so each fragment's total length fits ``mtu`` (RFC 791 §3.2)."""
-    header = 20 + len(pkt.options)
+    header = MIN_HEADER_LEN + len(pkt.options)
     if header + len(pkt.payload) <= mtu:
         return [pkt]
     step = (mtu - header) // 8 * 8
