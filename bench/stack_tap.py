@@ -116,6 +116,25 @@ threading.Event().wait()
 """
 
 
+async def discard_handler(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+    """discard (RFC 863) on synack's stack: read until the peer closes."""
+    while await r.read(1 << 20):
+        pass
+    w.close()
+
+
+async def source_handler(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+    """A chargen-like source on synack's stack: write 64 KiB chunks until the peer goes."""
+    chunk = b"y" * 65536
+    try:
+        while not w.is_closing():
+            w.write(chunk)
+            await w.drain()
+    except (ConnectionError, OSError):
+        pass
+    w.close()
+
+
 async def synack_servers(net: NsNet) -> tuple[Host, HostDriver]:
     """synack's host on the namespace's TAP, serving discard, chargen-like
     source, echo and daytime."""
@@ -126,21 +145,6 @@ async def synack_servers(net: NsNet) -> tuple[Host, HostDriver]:
     d = HostDriver(host, TapLink(net.tap))
     d.start()
 
-    async def discard(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        while await r.read(1 << 20):
-            pass
-        w.close()
-
-    async def source(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        chunk = b"y" * 65536
-        try:
-            while not w.is_closing():
-                w.write(chunk)
-                await w.drain()
-        except (ConnectionError, OSError):
-            pass
-        w.close()
-
     async def echo(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         while data := await r.read(65536):
             w.write(data)
@@ -150,7 +154,7 @@ async def synack_servers(net: NsNet) -> tuple[Host, HostDriver]:
         w.write(b"Monday, November 23, 2026 12:00:00-UTC\r\n")
         w.close()
 
-    for port, handler in ((9, discard), (19, source), (7, echo), (13, daytime)):
+    for port, handler in ((9, discard_handler), (19, source_handler), (7, echo), (13, daytime)):
         await d.start_server(handler, "0.0.0.0", port)
     return host, d
 

@@ -28,6 +28,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from tests.interop.nsnet import NsNet, nsnet
 
+from stack_tap import discard_handler, source_handler  # bench/ is on sys.path
 from synack.adapters.driver import HostDriver
 from synack.links.tap import TapLink
 from synack.stack.host import Host, HostConfig
@@ -119,23 +120,8 @@ async def serve(net: NsNet, wide: bool) -> HostDriver:
     d = HostDriver(Host(cfg, rng=random.Random(1)), TapLink(net.tap))
     d.start()
 
-    async def discard(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        while await r.read(1 << 20):
-            pass
-        w.close()
-
-    async def source(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        chunk = b"y" * 65536
-        try:
-            while not w.is_closing():
-                w.write(chunk)
-                await w.drain()
-        except (ConnectionError, OSError):
-            pass
-        w.close()
-
-    await d.start_server(source, "0.0.0.0", 19)
-    server = await d.start_server(discard, "0.0.0.0", 9)
+    await d.start_server(source_handler, "0.0.0.0", 19)
+    server = await d.start_server(discard_handler, "0.0.0.0", 9)
     del server
     # The discard port's half-open queue is small, so the flood fills it.
     d.host.tcp.listeners[9].syn_backlog = 64
