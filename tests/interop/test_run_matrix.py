@@ -95,6 +95,26 @@ def www(tmp_path: Path) -> tuple[Path, str]:
     return tmp_path, sha(data)
 
 
+@contextlib.contextmanager
+def kernel_http_server(ns: str, net: str, root: Path) -> Iterator[None]:
+    """The kernel's http.server on {net}.1:8080 in ``ns``, serving ``root``; ready
+    when it says so (its "Serving HTTP" line), not after a guessed delay."""
+    server = subprocess.Popen(
+        in_ns(ns, sys.executable, "-u", "-m", "http.server", "-b", f"{net}.1", "8080"),
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        assert server.stdout.readline().startswith("Serving HTTP"), "http.server did not start"
+        yield
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
 def test_http_server_with_curl_and_urllib(www: tuple[Path, str]) -> None:
     root, digest = www
     with (
@@ -183,23 +203,15 @@ def test_urllib_client_against_a_kernel_server(www: tuple[Path, str]) -> None:
         "print('fetched', hashlib.sha256(urllib.request.urlopen(sys.argv[1], timeout=30)"
         ".read()).hexdigest(), flush=True)\n"
     )
-    with namespace_with_tap() as (ns, dev, net):
-        server = subprocess.Popen(
-            in_ns(ns, sys.executable, "-m", "http.server", "-b", f"{net}.1", "8080"),
-            cwd=root,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            time.sleep(0.5)
-            with synack_run(
-                ns, dev, net, "fetch.py", f"http://{net}.1:8080/big.bin", cwd=root, ready="fetched"
-            ) as (proc, lines):
-                assert f"fetched {digest}\n" in lines
-                assert proc.wait(30) == 0
-        finally:
-            server.terminate()
-            server.wait(10)
+    with (
+        namespace_with_tap() as (ns, dev, net),
+        kernel_http_server(ns, net, root),
+        synack_run(
+            ns, dev, net, "fetch.py", f"http://{net}.1:8080/big.bin", cwd=root, ready="fetched"
+        ) as (proc, lines),
+    ):
+        assert f"fetched {digest}\n" in lines
+        assert proc.wait(30) == 0
 
 
 def test_lesson_programs_unmodified_on_synack_loopback(tmp_path: Path) -> None:
@@ -362,23 +374,15 @@ def test_aiohttp_client_against_a_kernel_server(www: tuple[Path, str]) -> None:
     pytest.importorskip("aiohttp", reason="aiohttp is in the [dev] extra")
     root, digest = www
     (root / "client.py").write_text(AIOHTTP_CLIENT)
-    with namespace_with_tap() as (ns, dev, net):
-        server = subprocess.Popen(
-            in_ns(ns, sys.executable, "-m", "http.server", "-b", f"{net}.1", "8080"),
-            cwd=root,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            time.sleep(0.5)
-            with synack_run(
-                ns, dev, net, "client.py", f"http://{net}.1:8080/big.bin", cwd=root, ready="fetched"
-            ) as (proc, lines):
-                assert f"fetched {digest}\n" in lines
-                assert proc.wait(30) == 0
-        finally:
-            server.terminate()
-            server.wait(10)
+    with (
+        namespace_with_tap() as (ns, dev, net),
+        kernel_http_server(ns, net, root),
+        synack_run(
+            ns, dev, net, "client.py", f"http://{net}.1:8080/big.bin", cwd=root, ready="fetched"
+        ) as (proc, lines),
+    ):
+        assert f"fetched {digest}\n" in lines
+        assert proc.wait(30) == 0
 
 
 WS_SERVER = """
@@ -496,17 +500,6 @@ print("fetched", hashlib.sha256(body).hexdigest())
 
 def test_the_python_one_liner_and_loop_factory(www: tuple[Path, str]) -> None:
     root, digest = www
-    with namespace_with_tap() as (ns, dev, net):
-        server = subprocess.Popen(
-            in_ns(ns, sys.executable, "-m", "http.server", "-b", f"{net}.1", "8080"),
-            cwd=root,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            time.sleep(0.5)
-            out = kernel(ns, sys.executable, "-c", ONE_LINER, dev, f"{net}.2/24", f"{net}.1")
-            assert out.stdout.decode() == f"fetched {digest}\n", out.stderr.decode()[-2000:]
-        finally:
-            server.terminate()
-            server.wait(10)
+    with namespace_with_tap() as (ns, dev, net), kernel_http_server(ns, net, root):
+        out = kernel(ns, sys.executable, "-c", ONE_LINER, dev, f"{net}.2/24", f"{net}.1")
+        assert out.stdout.decode() == f"fetched {digest}\n", out.stderr.decode()[-2000:]
