@@ -23,6 +23,7 @@ from synack.apps.chat.messages import (
     Msg,
     Ping,
     Pong,
+    Replayed,
     ServerMessage,
     Users,
     Welcome,
@@ -271,7 +272,9 @@ def describe(m: ServerMessage) -> str | None:
     in a message must not print a forged line or move the cursor (issue 14)."""
     if isinstance(m, Msg):
         where = f" -> {escape(m.to)}" if m.to is not None else ""
-        return f"[{_clock(m.ts)}] #{m.id} {escape(m.from_)}{where}: {escape(m.text)}"
+        # A replayed message (§2a) says so: it was said before this client joined.
+        was = " (earlier)" if isinstance(m, Replayed) and m.history else ""
+        return f"[{_clock(m.ts)}] #{m.id}{was} {escape(m.from_)}{where}: {escape(m.text)}"
     if isinstance(m, Joined):
         return f"* {escape(m.nick)} joined"
     if isinstance(m, Left):

@@ -190,6 +190,45 @@ def test_nick_race_across_nodes_has_exactly_one_winner() -> None:
         asyncio.run(asyncio.wait_for(body(r.url), 60))
 
 
+def test_look_alike_nicks_are_refused_across_nodes_and_in_a_race() -> None:
+    """The look-alike rule (docs/protocol.md §2) holds for the whole cluster: a Cyrillic,
+    full-width or upper-case twin of a nick online on another node is refused, and of two
+    look-alikes racing on two nodes exactly one wins (the Redis claim is per look-alike key)."""
+
+    async def body(url: str) -> None:
+        async with nodes(url, 2) as ((_, p0), (_, p1)):
+            ada = await Peer.open(p0)
+            ada.send(type="hello", nick="ada")
+            assert (await skip_to(ada, "welcome"))["nick"] == "ada"
+            for twin in ("\u0430da", "ADA", "\uff41\uff44\uff41"):  # Cyrillic a, upper, full-width
+                deadline = time.monotonic() + 5
+                while True:  # until node 1 has heard of ada (it may get the claim race instead)
+                    p = await Peer.open(p1)
+                    p.send(type="hello", nick=twin)
+                    m = await p.recv()
+                    p.writer.close()
+                    assert m is not None and m["type"] == "error", (twin, m)
+                    assert m["code"] == "nick-taken", m
+                    if "looks like" in m["detail"] or time.monotonic() > deadline:
+                        break
+                    await asyncio.sleep(0.05)
+                assert "'ada'" in m["detail"], m
+            for i in range(10):
+                a, b = await Peer.open(p0), await Peer.open(p1)
+                a.send(type="hello", nick=f"race{i}")
+                b.send(type="hello", nick=f"RACE{i}".replace("A", "\u0410"))  # Cyrillic A
+                ra, rb = await a.recv(), await b.recv()
+                assert ra is not None and rb is not None
+                assert sorted([ra["type"], rb["type"]]) == ["error", "welcome"], (ra, rb)
+                loser = ra if ra["type"] == "error" else rb
+                assert loser["code"] == "nick-taken", loser
+                a.writer.close()
+                b.writer.close()
+
+    with redis_server() as r:
+        asyncio.run(asyncio.wait_for(body(r.url), 60))
+
+
 def test_history_comes_from_redis_for_a_node_started_later() -> None:
     async def body(url: str) -> None:
         cfg = ChatConfig(rate=0, history=3)

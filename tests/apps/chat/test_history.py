@@ -7,6 +7,8 @@ import pytest
 
 from synack.apps.chat import ChatConfig
 from synack.apps.chat.history import History, mark
+from synack.apps.chat.messages import Msg, decode_server, encode_message
+from synack.cli.chat import describe
 from synack.errors import LocalProtocolError
 
 from .helpers import Room
@@ -76,3 +78,15 @@ def test_history_bounds_are_checked() -> None:
         History(0)
     with pytest.raises(ValueError):
         mark(b"[1]")
+
+
+def test_chat_join_marks_replayed_messages_and_only_those() -> None:
+    """What `chat join` prints: a replayed message says it was said earlier; a live one, with
+    the same id, text and time, does not (decoded from the very bytes the server sends)."""
+    live = encode_message(Msg(id=7, from_="ada", text="hi", ts=1_700_000_000.0))
+    replayed = mark(live)
+    assert b'"history":true' in replayed and b"history" not in live
+    live_line, replay_line = describe(decode_server(live)), describe(decode_server(replayed))
+    assert live_line is not None and replay_line is not None
+    assert "(earlier)" in replay_line and "(earlier)" not in live_line
+    assert replay_line.replace(" (earlier)", "") == live_line

@@ -458,7 +458,7 @@ class ChatRoom(Generic[K]):
         """Take a registered client out of the room and tell the others why."""
         if c.nick is not None and self._users.get(c.nick) is c:
             del self._users[c.nick]
-            del self._keys[nick_key(c.nick)]
+            self._forget_key(c.nick)
             self._users_bytes -= _listed_size(c.nick)
             c.bend = len(self._turn)
             if self.clustered:  # the nick is released even when the node stops
@@ -570,12 +570,19 @@ class ChatRoom(Generic[K]):
             self._last_words(c, _BYE, "bye")
         # Pong: receiving it already counted as life.
 
+    def _forget_key(self, nick: str) -> None:
+        """``nick`` has gone: its look-alike key is free again, unless it stands for another
+        nick (two nodes that each kept a nick through a cluster outage)."""
+        key = nick_key(nick)
+        if self._keys.get(key) == nick:
+            del self._keys[key]
+
     def _register(self, c: _Client[K], nick: str) -> None:
         self._broadcast(_frame(Joined(nick=nick)))  # to the others: c is not in yet
         c.nick = nick
         c.set_state(ClientState.REGISTERED)
         self._users[nick] = c
-        self._keys[nick_key(nick)] = nick
+        self._keys.setdefault(nick_key(nick), nick)
         self._users_bytes += _listed_size(nick)
         c.bstart = len(self._turn)
         users, more = self._user_list(nick, Welcome(nick=nick, users=[], more=_BIG_COUNT))

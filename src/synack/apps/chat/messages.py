@@ -30,6 +30,7 @@ __all__ = [
     "Msg",
     "Ping",
     "Pong",
+    "Replayed",
     "Say",
     "ServerMessage",
     "Users",
@@ -113,6 +114,15 @@ class Msg(msgspec.Struct, frozen=True, tag_field="type", tag="msg"):
     to: str | None = None
 
 
+class Replayed(Msg, frozen=True, tag="msg"):
+    """A ``msg`` as a client decodes it: ``history`` is true on a replayed message (§2a).
+
+    Only decoded, never encoded: the server splices ``"history":true`` into the frame it
+    already broadcast, and a live ``msg`` does not carry the member at all."""
+
+    history: bool = False
+
+
 class Users(_Message, frozen=True, tag="users"):
     users: list[str]
     more: int = 0  # as in Welcome
@@ -127,7 +137,10 @@ ClientMessage = Hello | Say | Who | Ping | Pong | Bye
 ServerMessage = Welcome | Joined | Left | Msg | Users | Ping | Pong | Error | Bye
 
 _client_decoder: msgspec.json.Decoder[ClientMessage] = msgspec.json.Decoder(ClientMessage)
-_server_decoder: msgspec.json.Decoder[ServerMessage] = msgspec.json.Decoder(ServerMessage)
+# The client's view of a server message: every ``msg`` decodes as a ``Replayed`` (a Msg).
+_server_decoder: msgspec.json.Decoder[ServerMessage] = msgspec.json.Decoder(
+    Welcome | Joined | Left | Replayed | Users | Ping | Pong | Error | Bye
+)
 encode_message = msgspec.json.Encoder().encode
 
 

@@ -27,7 +27,7 @@ from typing import TypeVar
 
 from synack.apps.chat.broker import ClusterEvent, NodeJoined, NodeLeft, NodeSaid
 from synack.apps.chat.core import ChatConfig, ChatRoom, _Client, _frame, _listed_size
-from synack.apps.chat.messages import Error, Joined, Left, Msg, encode_message
+from synack.apps.chat.messages import Error, Joined, Left, Msg, encode_message, nick_key
 from synack.core.framing import encode
 from synack.errors import LocalProtocolError
 
@@ -103,7 +103,8 @@ class ChatNode(ChatRoom[K]):
         c.claiming = None
         if ok is None:
             self._error(c, "cluster-unavailable", "the cluster is unreachable: try again later")
-        elif not ok or nick in self._users or nick in self.remote:
+        elif not ok or self._keys.get(nick_key(nick)) is not None:
+            # Taken, or a look-alike arrived from another node while the claim was out.
             if ok:  # won in Redis but someone here already has it: give it back
                 self._tell_cluster(NodeLeft(self.node, nick, "disconnected"))
             self._error(c, "nick-taken", f"{nick!r} is already online")
@@ -118,11 +119,14 @@ class ChatNode(ChatRoom[K]):
         if nick in self._users or nick in self.remote:
             return
         self.remote[nick] = node
+        # Look-alikes are refused cluster-wide: a remote nick holds its key here too.
+        self._keys.setdefault(nick_key(nick), nick)
         self._users_bytes += _listed_size(nick)
         self._broadcast(_frame(Joined(nick=nick)))
 
     def _remote_remove(self, nick: str, reason: str) -> None:
         del self.remote[nick]
+        self._forget_key(nick)
         self._users_bytes -= _listed_size(nick)
         self._broadcast(_frame(Left(nick=nick, reason=reason)))
 

@@ -6,14 +6,16 @@ What lives in Redis (all keys under ``synack:chat:``):
   node, join and leave is ONE ``PUBLISH`` (not one per recipient); each node holds ONE
   subscription. A node publishes from one task, in order, so every receiver sees each
   sender's messages in the order sent (Redis delivers a connection's publishes in order).
-- ``nick:<nick>`` = node: the claim. ``SET NX PX`` inside a small Lua script (atomic), so of
-  two clients racing for one nick on two nodes exactly one wins.
+- ``nick:<key>`` = node: the claim, keyed by the nick's look-alike key (``nick_key``: NFKC,
+  case folded, the skeleton), so ``ada``, ``Ada`` and a Cyrillic ``аda`` are one claim.
+  ``SET NX PX`` inside a small Lua script (atomic), so of two clients racing for one nick, or
+  for two nicks that look alike, on two nodes exactly one wins.
 - ``node:<name>``: the node is alive. It and its users' ``nick:`` keys carry a TTL of 0.6
   presence TTL, refreshed every 0.2 TTL by one script call. A node killed without a word
   stops refreshing; the survivors check the nodes they know every 0.2 TTL, so its users are
   announced ``left`` (``disconnected``) within 0.8 TTL and their nicks are free.
-- ``users:<name>`` (a set) and ``nodes`` (a set): to list the cluster at start and after a
-  reconnect.
+- ``users:<name>`` (a hash, key -> nick) and ``nodes`` (a set): to list the cluster at start
+  and after a reconnect, and to find each user's claim key.
 - ``history``: a capped stream (``XADD MAXLEN ~ N``) of broadcasts, read at start, when
   ``--history N`` is on.
 
@@ -23,7 +25,7 @@ counted in ``cluster-undelivered`` for the others. The engine reconnects with a 
 exponential backoff, claims its users' nicks again, publishes their ``joined``, reads the
 cluster's users and announces the differences, then says ``error{cluster-restored}``.
 
-Layer: apps. Imports redis (redis.asyncio), chat.broker and chat.node.
+Layer: apps. Imports redis (redis.asyncio), chat.broker, chat.messages and chat.node.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ from synack.apps.chat.broker import (
     encode_envelope,
     encode_event,
 )
+from synack.apps.chat.messages import nick_key
 from synack.apps.chat.node import ChatNode
 
 __all__ = ["PREFIX", "ClusterUnavailable", "RedisBroker"]
@@ -64,39 +67,39 @@ NODES = PREFIX + "nodes"
 HISTORY = PREFIX + "history"
 _FAILURES = (RedisError, OSError, TimeoutError)
 
-# KEYS: nick key, the node's users set. ARGV: node, ttl ms, nick.
+# KEYS: nick key, the node's users hash. ARGV: node, ttl ms, look-alike key, nick.
 _CLAIM = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  redis.call('SADD', KEYS[2], ARGV[3])
+  redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
   redis.call('PEXPIRE', KEYS[2], ARGV[2])
   return 1
 end
 if redis.call('GET', KEYS[1]) == ARGV[1] then return 1 end
 return 0
 """
-# KEYS: nick key, users set. ARGV: node, nick.
+# KEYS: nick key, users hash. ARGV: node, look-alike key.
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
-redis.call('SREM', KEYS[2], ARGV[2])
+redis.call('HDEL', KEYS[2], ARGV[2])
 return 1
 """
-# KEYS: alive key, users set, nodes set. ARGV: node, ttl ms, nick key prefix.
+# KEYS: alive key, users hash, nodes set. ARGV: node, ttl ms, nick key prefix.
 # Returns 0 when the node had been given up for dead (its alive key had expired).
 _REFRESH = """
 local was = redis.call('EXISTS', KEYS[1])
 redis.call('SET', KEYS[1], '1', 'PX', ARGV[2])
 redis.call('SADD', KEYS[3], ARGV[1])
 redis.call('PEXPIRE', KEYS[2], ARGV[2])
-for _, nick in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-  redis.call('PEXPIRE', ARGV[3] .. nick, ARGV[2])
+for _, key in ipairs(redis.call('HKEYS', KEYS[2])) do
+  redis.call('PEXPIRE', ARGV[3] .. key, ARGV[2])
 end
 return was
 """
-# KEYS: alive key, users set, nodes set. ARGV: node, nick key prefix.
+# KEYS: alive key, users hash, nodes set. ARGV: node, nick key prefix.
 _REAP = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-for _, nick in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-  if redis.call('GET', ARGV[2] .. nick) == ARGV[1] then redis.call('DEL', ARGV[2] .. nick) end
+for _, key in ipairs(redis.call('HKEYS', KEYS[2])) do
+  if redis.call('GET', ARGV[2] .. key) == ARGV[1] then redis.call('DEL', ARGV[2] .. key) end
 end
 redis.call('DEL', KEYS[2])
 redis.call('SREM', KEYS[3], ARGV[1])
@@ -105,7 +108,8 @@ return 1
 
 
 def _nick_key(nick: str) -> str:
-    return f"{PREFIX}nick:{nick}"
+    """The claim's Redis key: one per look-alike key, not per spelling."""
+    return f"{PREFIX}nick:{nick_key(nick)}"
 
 
 def _alive_key(node: str) -> str:
@@ -269,7 +273,8 @@ class RedisBroker:
         mine = room.local_users()
         for nick in mine:
             won = await self._claim(
-                keys=[_nick_key(nick), _users_key(self.node)], args=[self.node, self.ttl_ms, nick]
+                keys=[_nick_key(nick), _users_key(self.node)],
+                args=[self.node, self.ttl_ms, nick_key(nick), nick],
             )
             if not won:  # taken elsewhere while we were cut off: both keep it, counted
                 room.stats["cluster-conflict"] += 1
@@ -305,7 +310,7 @@ class RedisBroker:
             if not await r.exists(_alive_key(node)):
                 await self._reap_node(node)
                 continue
-            for nick in sorted(str(n) for n in await r.smembers(_users_key(node))):
+            for nick in sorted(str(n) for n in await r.hvals(_users_key(node))):
                 users[nick] = node
         return users
 
@@ -413,7 +418,7 @@ class RedisBroker:
                 for _, nick in claims:
                     await self._claim(
                         keys=[_nick_key(nick), _users_key(self.node)],
-                        args=[self.node, self.ttl_ms, nick],
+                        args=[self.node, self.ttl_ms, nick_key(nick), nick],
                         client=pipe,
                     )
                 won = await asyncio.wait_for(pipe.execute(), self.timeout)
@@ -462,7 +467,7 @@ class RedisBroker:
                 if isinstance(ev, NodeLeft):
                     await self._release(
                         keys=[_nick_key(ev.nick), _users_key(self.node)],
-                        args=[self.node, ev.nick],
+                        args=[self.node, nick_key(ev.nick)],
                         client=pipe,
                     )
                 elif self.history and isinstance(ev, NodeSaid) and ev.to is None:
