@@ -59,6 +59,51 @@ def test_streams_echo_large_and_half_close() -> None:
     run(main)
 
 
+def test_server_wait_closed_waits_for_accepted_connections_and_close_clients() -> None:
+    """asyncio.Server since 3.12: ``wait_closed`` returns once the server is closed and every
+    connection it accepted is gone; ``close_clients`` (3.13) closes them (FIN to the peer)."""
+
+    async def main(a: HostDriver, b: HostDriver) -> None:
+        held: list[asyncio.StreamWriter] = []
+
+        async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            held.append(writer)
+
+        server = await b.start_server(hold, "0.0.0.0", 7)
+        conns = [await a.open_connection("10.213.0.2", 7) for _ in range(3)]
+        while len(held) < 3:
+            await asyncio.sleep(0.01)
+        server.close()
+        waiter = asyncio.create_task(server.wait_closed())
+        await asyncio.sleep(0.2)
+        assert not waiter.done()  # three accepted connections are still open
+        server.close_clients()
+        for reader, _ in conns:
+            assert await asyncio.wait_for(reader.read(), 5) == b""  # the server's FIN
+        for _, writer in conns:
+            writer.close()
+        await asyncio.wait_for(waiter, 5)
+
+    run(main)
+
+
+def test_server_abort_clients_resets_them() -> None:
+    async def main(a: HostDriver, b: HostDriver) -> None:
+        async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.read()
+
+        server = await b.start_server(hold, "0.0.0.0", 7)
+        reader, _writer = await a.open_connection("10.213.0.2", 7)
+        await asyncio.sleep(0.05)
+        server.close()
+        server.abort_clients()
+        await asyncio.wait_for(server.wait_closed(), 5)
+        with pytest.raises(ConnectionResetError):
+            await asyncio.wait_for(reader.read(), 5)
+
+    run(main)
+
+
 def test_connection_refused_and_no_route() -> None:
     async def main(a: HostDriver, b: HostDriver) -> None:
         with pytest.raises(ConnectionRefusedError):

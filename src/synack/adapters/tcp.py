@@ -63,6 +63,7 @@ class TcpTransport(asyncio.Transport):
         self._eof_pending = False  # write_eof() waiting for the buffer to drain
         self._eof_sent = False
         self._eof_seen = False  # peer FIN received
+        self._on_lost: Callable[[TcpTransport], None] | None = None  # the accepting server
         self._eof_delivered = False
         self._lost = False
         self._started = False
@@ -120,6 +121,8 @@ class TcpTransport(asyncio.Transport):
         self._lost = True
         self._closing = True
         self._wbuf.clear()
+        if self._on_lost is not None:
+            self._on_lost(self)
         if self._started:
             self._driver.loop.call_soon(self._protocol.connection_lost, exc)
 
@@ -308,9 +311,10 @@ class TcpServer(asyncio.AbstractServer):
     ``close``, ``wait_closed``, ``is_serving``, ``serve_forever``, ``sockets``
     (objects that answer ``getsockname``) and ``async with`` behave as
     asyncio's. It always serves from creation (``start_serving`` is a no-op).
-    Accepted connections outlive ``close``, as with asyncio; unlike asyncio
-    since 3.12, ``wait_closed`` does not wait for them, and
-    ``close_clients``/``abort_clients`` do nothing.
+    Accepted connections outlive ``close``, as with asyncio; as with asyncio
+    since 3.12, ``wait_closed`` returns once the server is closed AND every
+    connection it accepted is gone, and ``close_clients``/``abort_clients``
+    (3.13) close or abort those connections.
     """
 
     def __init__(self, driver: Driver, listener: TcpListener, factory: ProtocolFactory) -> None:
@@ -318,7 +322,9 @@ class TcpServer(asyncio.AbstractServer):
         self._listener = listener
         self._factory = factory
         self._closed = asyncio.Event()
-        self._transports: set[TcpTransport] = set()
+        self._transports: set[TcpTransport] = set()  # accepted and not yet lost
+        self._drained = asyncio.Event()
+        self._drained.set()
         listener.owner = self
 
     @property
@@ -331,7 +337,15 @@ class TcpServer(asyncio.AbstractServer):
         while (stream := self._listener.accept()) is not None:
             protocol = self._factory()
             transport = TcpTransport(self._driver, stream, protocol)
+            transport._on_lost = self._forget
+            self._transports.add(transport)
+            self._drained.clear()
             transport._start()
+
+    def _forget(self, transport: TcpTransport) -> None:
+        self._transports.discard(transport)
+        if not self._transports:
+            self._drained.set()
 
     def close(self) -> None:
         if not self._listener.closed:
@@ -353,12 +367,15 @@ class TcpServer(asyncio.AbstractServer):
 
     async def wait_closed(self) -> None:
         await self._closed.wait()
+        await self._drained.wait()
 
     def close_clients(self) -> None:
-        return None
+        for transport in list(self._transports):
+            transport.close()
 
     def abort_clients(self) -> None:
-        return None
+        for transport in list(self._transports):
+            transport.abort()
 
 
 class TcpApi:
