@@ -15,7 +15,7 @@ import pytest
 from synack.core.sim import LinkParams
 from synack.links.lan import Lan
 from synack.stack.host import Host
-from synack.tcp.states import State
+from synack.tcp.states import Cause, State
 from tests.stack.netfix import make_host
 
 B = IPv4Address("10.213.0.2")
@@ -123,3 +123,25 @@ def test_a_client_host_without_fast_open_opens_normally() -> None:
         took, _, _ = _request(lan, a, b, fastopen=True)
         assert took >= 0.100
     assert b.counters["tcp-fastopen-request"] == 0 and a.counters["tcp-fastopen-active"] == 0
+
+
+def test_a_timed_out_fast_open_drops_it_for_that_server_but_a_refused_one_does_not() -> None:
+    lan, a, b = _hosts()
+    refused = a.tcp_connect((B, 81), lan.now, fastopen=True)  # nobody listens: RST
+    refused.send(b"x", lan.now)
+    lan.kick()
+    lan.run(until=lan.now + 1.0)
+    assert refused.gone and a.counters["tcp-fastopen-active-failed"] == 0
+    fo = a.tcp.fastopen.cache.offer(B, lan.now)
+    assert fo is not None and fo.cookie == b""  # still asks
+    # A listener whose accept queue is full drops SYNs (as Linux): no answer.
+    b.tcp_listen(82, backlog=1)
+    a.tcp_connect((B, 82), lan.now)
+    lan.run(until=lan.now + 1.0)
+    lost = a.tcp_connect((B, 82), lan.now, fastopen=True)
+    lost.send(b"x", lan.now)
+    lan.kick()
+    lan.run(until=lan.now + 400.0)
+    assert lost.gone and lost.conn.transitions[-1].cause is Cause.TIMEOUT
+    assert a.counters["tcp-fastopen-active-failed"] == 1
+    assert a.tcp.fastopen.cache.offer(B, lan.now) is None  # §4.1.3.1: not for a while

@@ -272,3 +272,29 @@ def test_a_cookie_of_an_odd_length_is_kept_not_refused() -> None:
     seg = TcpSegment(1, 2, 3, 0, S, 100, b"data", opts)
     fo, outcome = jar.answer(CLIENT_IP, seg, 0.0)
     assert outcome == "bad-cookie" and fo is not None and not fo.accepted
+
+
+def test_a_lost_syn_ack_and_early_answer_are_both_sent_again() -> None:
+    jar = FastOpenCookies(SECRET)
+    pair = TcpPair(server_fastopen=jar)
+    fo = FastOpen(jar.cookie(CLIENT_IP, 0.0))
+    (syn,) = _open_with(pair, fo, b"req")
+    pair.to_b([syn])
+    assert pair.b.receive() == b"req"
+    pair.b.send(b"resp", pair.now)
+    lost = pair.out_b()
+    assert [s.payload for s in lost] == [b"", b"resp"]
+    pair.advance(1.0)  # both ends' initial RTO
+    (resyn,) = pair.out_a()
+    assert resyn.payload == b"" and resyn.flags == S
+    synack, answer = pair.out_b()
+    # The server goes back to its SYN-ACK and resends what followed it.
+    assert synack.flags == S | A and synack.ack == 1004
+    assert answer.seq == 5001 and answer.payload == b"resp"
+    pair.to_a([synack, answer])
+    assert pair.a.state is State.ESTABLISHED and pair.a.receive() == b"resp"
+    pair.to_b([resyn])  # the client's resent SYN arrives late: a duplicate
+    pair.exchange()
+    assert pair.b.state is State.ESTABLISHED and pair.b.readable_bytes == 0
+    assert pair.a.readable_bytes == 0 and pair.a.stats.retransmissions == 0
+    assert pair.b.stats.retransmissions == 1 and fo.data_acked

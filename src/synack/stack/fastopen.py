@@ -32,7 +32,7 @@ from ipaddress import IPv4Address
 
 from synack.stack.endpoints import TcpListener, TcpStream
 from synack.tcp.fastopen import FastOpen, FastOpenCache, FastOpenCookies
-from synack.tcp.states import State
+from synack.tcp.states import Cause, State
 from synack.wire.tcp import TcpSegment
 
 #: ``HostConfig.tcp_fastopen`` bits, as Linux's sysctl: 1 client, 2 server.
@@ -92,8 +92,11 @@ class HostFastOpen:
         if listener is not None:
             listener.fastopen_pending -= 1
             return
-        if stream.conn.state is State.CLOSED and not fo.synack_seen:
-            fo.failed = True  # §4.1.3.1: no answer at all (or refused)
+        conn = stream.conn
+        if conn.state is State.CLOSED and not fo.synack_seen:
+            if conn.transitions[-1].cause is not Cause.TIMEOUT:
+                return  # refused or aborted: says nothing about Fast Open
+            fo.failed = True  # §4.1.3.1: no answer at all (a middlebox may drop SYN data)
             self.counters["tcp-fastopen-active-failed"] += 1
         elif fo.syn_data:
             acked = "acked" if fo.data_acked else "refused"

@@ -730,7 +730,11 @@ class TcpSender(Tcb):
                     tfo.syn_data = n
                     self.stats_counters.bytes_out += n
         end = seq_add(self.iss, 1 + len(payload))
-        self.snd_nxt = end
+        if self._timers.rexmit is None or seq_lt(self.snd_nxt, end):
+            # Not when a duplicate SYN asks for our SYN-ACK again while data
+            # sent after it (RFC 7413 §4.2.2) is in flight: only a timeout
+            # goes back over that data.
+            self.snd_nxt = end
         if seq_gt(end, self.snd_max) or self.snd_max == self.iss:
             self.snd_max = end
         self._recovery.time_syn(end, now)
