@@ -298,3 +298,21 @@ def test_a_lost_syn_ack_and_early_answer_are_both_sent_again() -> None:
     assert pair.b.state is State.ESTABLISHED and pair.b.readable_bytes == 0
     assert pair.a.readable_bytes == 0 and pair.a.stats.retransmissions == 0
     assert pair.b.stats.retransmissions == 1 and fo.data_acked
+
+
+def test_the_option_is_summarized_and_dissected_by_name() -> None:
+    from synack.wire.dissect import dissect
+    from tests.wire.test_summary import tcp_frame
+
+    for cookie, summary, field in (
+        (b"", "tfo cookiereq", "cookie request"),
+        (bytes(range(8)), "tfo cookie 0001020304050607", "cookie 0x0001020304050607"),
+    ):
+        seg = TcpSegment(40000, 80, 1, 0, S, 64240, b"GET", TcpOptions(mss=1460, fastopen=cookie))
+        d = dissect(tcp_frame(seg))
+        assert summary in d.summary and d.error is None
+        tcp_layer = d.layer("TCP")
+        assert tcp_layer is not None
+        (f,) = [f for f in tcp_layer.fields if f.name == "Fast Open cookie"]
+        assert f.value_text == field and f.problem == ""
+        assert d.frame[f.byte_offset] == 34 and d.frame[f.byte_offset + 1] == 2 + len(cookie)

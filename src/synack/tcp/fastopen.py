@@ -229,6 +229,17 @@ class FastOpen:
         self.syn_lost = False
         self.failed = False
 
+    def syn_octets(self, queued: int, our_mss: int, resent: bool) -> int:
+        """Client: how much of the ``queued`` data our SYN carries (§4.2.1): some only on
+        the first SYN and with a cookie; a resent one carries none (and notes the loss)."""
+        if not self.cookie:
+            return 0
+        if resent:
+            self.syn_lost = self.syn_data > 0
+            return 0
+        self.syn_data = min(queued, syn_data_room(our_mss, self.mss))
+        return self.syn_data
+
     def __repr__(self) -> str:
         return (
             f"FastOpen(cookie={self.cookie!r}, syn_data={self.syn_data}, "

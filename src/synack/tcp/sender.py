@@ -21,7 +21,6 @@ from dataclasses import replace
 
 from synack.errors import LocalProtocolError
 from synack.tcp import events as ev
-from synack.tcp.fastopen import syn_data_room
 from synack.tcp.rack import Rack
 from synack.tcp.sack import blocks_to_send
 from synack.tcp.segments import (
@@ -92,11 +91,14 @@ class TcpSender(Tcb):
                 if self._timers.rexmit is None:
                     self._timers.rexmit = now + self._rtt.rto
                 self._ack_now = False
-        # RFC 7413 §4.2.2: a Fast Open server may send before the handshake completes.
-        early = st is State.SYN_RECEIVED and self._tfo is not None and self._tfo.accepted
-        if st in SEND_STATES or early:
+        if st in SEND_STATES or (
+            st is State.SYN_RECEIVED and self._tfo is not None and self._tfo.accepted
+        ):  # RFC 7413 §4.2.2: a Fast Open server may send before the handshake completes
             n_before = len(out)
-            (self._output_before_established if early else self._output_data)(now, out)
+            if st is State.SYN_RECEIVED:
+                self._output_before_established(now, out)
+            else:
+                self._output_data(now, out)
             if len(out) > n_before and not self._sack_trimmed:
                 # The ACK owed rides on the data, unless the data had no
                 # room for its SACK blocks (MUST-16, see _make): then a
@@ -717,18 +719,12 @@ class TcpSender(Tcb):
         payload = b""
         tfo = self._tfo
         if tfo is not None:
-            # RFC 7413 §4.1.1: our cookie (or a request: b"") on a SYN, the
-            # server's answer on a SYN-ACK (None: none). Data rides on the
-            # first SYN only, with a cookie (§4.2.1; a resent SYN has none).
+            # RFC 7413 §4.1.1: our cookie (b"": a request) or the server's answer (None:
+            # none). Data rides on the first SYN only, with a cookie (§4.2.1).
             opts = replace(opts, fastopen=tfo.cookie)
-            if tfo.cookie and not ack:
-                if self._syn_resent:
-                    tfo.syn_lost = tfo.syn_data > 0
-                else:
-                    n = min(len(self._sndbuf), syn_data_room(cfg.mss, tfo.mss))
-                    payload = self._sndbuf.peek(0, n)
-                    tfo.syn_data = n
-                    self.stats_counters.bytes_out += n
+            if not ack and (n := tfo.syn_octets(len(self._sndbuf), cfg.mss, self._syn_resent)):
+                payload = self._sndbuf.peek(0, n)
+                self.stats_counters.bytes_out += n
         end = seq_add(self.iss, 1 + len(payload))
         if self._timers.rexmit is None or seq_lt(self.snd_nxt, end):
             # Not when a duplicate SYN asks for our SYN-ACK again while data
@@ -741,9 +737,8 @@ class TcpSender(Tcb):
         return TcpSegment(self._lport, self._rport, self.iss, ackno, flags, window, payload, opts)
 
     def _output_before_established(self, now: float, out: list[TcpSegment]) -> None:
-        """Data in SYN-RECEIVED (an accepted Fast Open): scheduled as if our SYN were
-        acknowledged, since the send buffer starts after it; SND.UNA stays at the
-        ISS so that the handshake's ACK is checked as RFC 9293 §3.10.7.4 says."""
+        """Data in SYN-RECEIVED (accepted Fast Open) as if our SYN were acknowledged (the
+        buffer starts after it); SND.UNA stays at the ISS for the handshake's ACK check."""
         una = self.snd_una
         self.snd_una = seq_add(self.iss, 1)
         try:
