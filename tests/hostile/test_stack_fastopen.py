@@ -12,7 +12,8 @@ injected as raw frames into the sans-IO host on a virtual clock:
 - 500 SYNs with data and a *valid* cookie (the attacker's own address, many
   ports, never completing the handshake): at most ``fastopen_qlen`` accepted,
   the rest answered with an ordinary handshake and counted, and once the
-  pending opens time out the listener accepts Fast Open again.
+  pending opens time out the listener accepts Fast Open again;
+- the same past the half-open queue: SYN cookies answer, no data is taken.
 """
 
 from __future__ import annotations
@@ -110,3 +111,23 @@ def test_the_pending_bound_holds_under_a_flood_of_valid_cookies() -> None:
     )
     assert b.counters["tcp-fastopen-accepted"] == QLEN + 1
     assert listener.fastopen_pending == 1
+
+
+def test_past_the_half_open_queue_syn_cookies_answer_without_taking_data() -> None:
+    b = make_host(2, "10.213.0.2/24", gateway=GATEWAY, tcp_fastopen=3)
+    b.start(0.0)
+    b.tcp_listen(80, syn_backlog=4, backlog=1024, fastopen_qlen=2)
+    attacker = IPv4Address("10.213.0.66")
+    cookie = b.tcp.fastopen.cookies.cookie(attacker, 0.0)
+    n = 20
+    for i in range(n):
+        b.receive_frame(_syn(b, attacker, 2000 + i, cookie, b"DATA"), 0.001 * i)
+    # Two accepted (the bound), four in the half-open queue, the rest SYN cookies.
+    assert b.counters["tcp-fastopen-accepted"] == 2
+    assert b.counters["tcp-fastopen-overflow"] == 4
+    assert b.counters["tcp-syncookies-sent"] == n - 6
+    assert _readable(b) == 2 * len(b"DATA")
+    # The half-open children acknowledge the SYN only (the SYN cookies' SYN-ACKs
+    # keep no state: their ACK is the SYN's plus one, stack/syncookies.py).
+    taken = sorted((s.conn.rcv_nxt - s.conn.irs) % (1 << 32) for s in b.tcp.conns.values())
+    assert taken == [1, 1, 1, 1, 5, 5]

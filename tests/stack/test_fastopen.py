@@ -145,3 +145,25 @@ def test_a_timed_out_fast_open_drops_it_for_that_server_but_a_refused_one_does_n
     assert lost.gone and lost.conn.transitions[-1].cause is Cause.TIMEOUT
     assert a.counters["tcp-fastopen-active-failed"] == 1
     assert a.tcp.fastopen.cache.offer(B, lan.now) is None  # §4.1.3.1: not for a while
+
+
+@pytest.mark.parametrize("mode", [-1, 4])
+def test_the_host_refuses_an_unknown_fast_open_mode(mode: int) -> None:
+    with pytest.raises(ValueError, match="tcp_fastopen"):
+        make_host(1, "10.213.0.1/24", tcp_fastopen=mode)
+
+
+def test_rekeying_keeps_old_cookies_for_one_period_then_refuses_them() -> None:
+    lan, a, b = _hosts()
+    b.tcp_listen(80, fastopen_qlen=16)
+    _request(lan, a, b, fastopen=True)  # the cookie
+    b.tcp_fastopen_rekey(b"n" * 16)
+    _, _, seen = _request(lan, a, b, fastopen=True)
+    assert seen is State.SYN_RECEIVED and b.counters["tcp-fastopen-accepted"] == 1
+    b.tcp_fastopen_rekey(b"m" * 16)
+    took, req, _ = _request(lan, a, b, fastopen=True)
+    # Refused: the data waited for the handshake; a fresh cookie came back.
+    assert b.counters["tcp-fastopen-bad-cookie"] == 1 and took >= 0.100
+    assert req == b"GET / HTTP/1.0\r\n\r\n"
+    _, _, seen = _request(lan, a, b, fastopen=True)
+    assert seen is State.SYN_RECEIVED and b.counters["tcp-fastopen-accepted"] == 2

@@ -21,7 +21,7 @@ Counters (the host's ``counters``): ``tcp-fastopen-request``,
 ``-accepted``, ``-bad-cookie``, ``-overflow`` (server); ``tcp-fastopen-active``,
 ``-active-acked``, ``-active-refused``, ``-active-failed`` (client).
 
-Layer: stack. Imports synack.tcp and synack.stack.endpoints.
+Layer: stack. Imports synack.wire, synack.tcp and synack.stack.endpoints.
 """
 
 from __future__ import annotations

@@ -456,6 +456,11 @@ class Host:
         waits for the first ``send()`` (or ``poll()``) to carry its data."""
         return self.tcp.connect(remote, now, local=local, config=config, fastopen=fastopen)
 
+    def tcp_fastopen_rekey(self, secret: bytes) -> None:
+        """A new TCP Fast Open cookie secret (RFC 7413 §4.1.2); cookies made with
+        the old one stay valid for one more period (an hour)."""
+        self.tcp.fastopen.cookies.rekey(secret)
+
     def tcp_close_listener(self, listener: TcpListener, now: float) -> None:
         """Stop listening; connections not yet accepted are reset (as Linux)."""
         self.tcp.close_listener(listener, now)
