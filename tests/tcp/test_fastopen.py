@@ -316,3 +316,16 @@ def test_the_option_is_summarized_and_dissected_by_name() -> None:
         (f,) = [f for f in tcp_layer.fields if f.name == "Fast Open cookie"]
         assert f.value_text == field and f.problem == ""
         assert d.frame[f.byte_offset] == 34 and d.frame[f.byte_offset + 1] == 2 + len(cookie)
+
+
+def test_a_simultaneous_open_sends_no_cookie_on_its_syn_ack() -> None:
+    jar = FastOpenCookies(SECRET)
+    pair = TcpPair(server_fastopen=jar)
+    fo = FastOpen(jar.cookie(CLIENT_IP, 0.0))
+    (syn,) = _open_with(pair, fo, b"")
+    assert syn.options.fastopen == fo.cookie and syn.payload == b""
+    # The peer's own SYN crosses ours (RFC 9293 Figure 7): we answer SYN,ACK.
+    peer_syn = TcpSegment(7, 40000, 9000, 0, S, 65535, b"", TcpOptions(mss=1460))
+    pair.to_a([peer_syn])
+    (synack,) = pair.out_a()
+    assert synack.flags == S | A and synack.options.fastopen is None

@@ -718,7 +718,7 @@ class TcpSender(Tcb):
             ackno = 0
         payload = b""
         tfo = self._tfo
-        if tfo is not None:
+        if tfo is not None and ack is self._passive:  # (not on a simultaneous open's SYN-ACK)
             # RFC 7413 §4.1.1: our cookie (b"": a request) or the server's answer (None:
             # none). Data rides on the first SYN only, with a cookie (§4.2.1).
             opts = replace(opts, fastopen=tfo.cookie)
