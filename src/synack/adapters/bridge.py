@@ -220,8 +220,11 @@ class Bridge:
             elif (exc := for_event(e)) is not None:
                 self._failed(exc)
                 return
-        if not self.sk.connected.is_set() and s.conn.state.value == "ESTABLISHED":
-            self._connected()
+        st = s.conn.state.value
+        if not self.sk.connected.is_set() and (
+            st == "ESTABLISHED" or (st == "SYN-RECEIVED" and s.conn.passive)
+        ):
+            self._connected()  # (a passive child in SYN-RECEIVED: a Fast Open one, RFC 7413)
         self._to_app()
 
     def _connected(self) -> None:

@@ -43,6 +43,7 @@ import _socket
 import asyncio
 import atexit
 import errno
+import os
 import random
 import secrets
 import socket as _std
@@ -76,6 +77,7 @@ _KNOWN_OPTS = {
     (_std.IPPROTO_TCP, getattr(_std, "TCP_KEEPIDLE", 4)),
     (_std.IPPROTO_TCP, getattr(_std, "TCP_KEEPINTVL", 5)),
     (_std.IPPROTO_TCP, getattr(_std, "TCP_KEEPCNT", 6)),
+    (_std.IPPROTO_TCP, SocketModule.TCP_FASTOPEN),  # a listener's Fast Open queue (RFC 7413)
     (_std.IPPROTO_IP, _std.IP_TOS),
     (_std.IPPROTO_IP, _std.IP_TTL),
 }
@@ -198,6 +200,8 @@ class socket(_KernelSocket):  # named as the class it stands in for
             raise OSError(errno.ENOPROTOOPT, "Protocol not available")
         v = int.from_bytes(value, "little") if isinstance(value, bytes | bytearray) else int(value)
         sk.opts[(level, optname)] = v
+        if (ln := sk.listener) is not None and optname == SocketModule.TCP_FASTOPEN:
+            sk.m.runtime.call(lambda: setattr(ln, "fastopen_qlen", max(0, v)))
         stream = sk.stream
         if stream is not None:
             cfg = sk.config()
@@ -239,9 +243,12 @@ class socket(_KernelSocket):  # named as the class it stands in for
         ip, port = sk.local or (ANY, 0)
         cfg = sk.config()
         host = sk.m.host
+        qlen = sk.opts.get((_std.IPPROTO_TCP, SocketModule.TCP_FASTOPEN), 0)
 
         def go() -> TcpListener:
-            listener = host.tcp_listen(port, ip, backlog=max(1, min(backlog, 4096)), config=cfg)
+            listener = host.tcp_listen(
+                port, ip, backlog=max(1, min(backlog, 4096)), config=cfg, fastopen_qlen=qlen
+            )
             listener.owner = ListenerBridge(sk, listener, _child)
             return listener
 
@@ -282,7 +289,7 @@ class socket(_KernelSocket):  # named as the class it stands in for
         except OSError as exc:
             return exc.errno or errno.EIO
 
-    def _connect(self, address: Any) -> int:
+    def _connect(self, address: Any, fastopen: bytes | None = None) -> int:
         sk = self._state()
         if sk is None:
             return super().connect_ex(address)
@@ -300,7 +307,7 @@ class socket(_KernelSocket):  # named as the class it stands in for
         if ip == ANY:
             ip = IPv4Address("127.0.0.1")
         blocking = self.gettimeout() != 0.0
-        if not blocking:
+        if not blocking and fastopen is None:
             # Not writable until the handshake is over (see the module doc).
             sk.filled = _fill(self)
         cfg = sk.config()
@@ -308,8 +315,12 @@ class socket(_KernelSocket):  # named as the class it stands in for
         d = sk.m.driver
 
         def go() -> TcpStream:
-            stream = d.host.tcp_connect((ip, port), d.now(), local=local, config=cfg)
+            stream = d.host.tcp_connect(
+                (ip, port), d.now(), local=local, config=cfg, fastopen=fastopen is not None
+            )
             Bridge(sk, stream)
+            if fastopen is not None:  # RFC 7413: the data goes on (or right after) the SYN
+                stream.send(fastopen, d.now())
             d.pump()
             return stream
 
@@ -319,6 +330,8 @@ class socket(_KernelSocket):  # named as the class it stands in for
             raise oserror(exc) from None
         sk.remote = (ip, port)
         sk.local = sk.stream.local
+        if fastopen is not None:
+            return 0  # as Linux's sendto(MSG_FASTOPEN): queued, not waited for
         if not blocking:
             return errno.EINPROGRESS
         if not sk.connected.wait(self.gettimeout()):
@@ -359,6 +372,19 @@ class socket(_KernelSocket):  # named as the class it stands in for
     # -- UDP ------------------------------------------------------------------
     def sendto(self, data: Any, *args: Any) -> int:
         sk = self._sk
+        if (
+            sk is not None
+            and sk.type == _std.SOCK_STREAM
+            and len(args) == 2
+            and args[0] & SocketModule.MSG_FASTOPEN
+            and sk.stream is None
+        ):
+            # Linux's Fast Open client: connect, the data on the SYN (at most
+            # what the send buffer takes; the rest with send()).
+            payload = bytes(data)[: sk.config().send_buffer]
+            if err := self._connect(args[1], payload):
+                raise OSError(err, os.strerror(err))
+            return len(payload)
         if sk is None or sk.type != _std.SOCK_DGRAM:
             return super().sendto(data, *args)
         address = args[-1]

@@ -139,6 +139,11 @@ class SocketModule:
     TCP_KEEPIDLE = getattr(_std, "TCP_KEEPIDLE", 4)
     TCP_KEEPINTVL = getattr(_std, "TCP_KEEPINTVL", 5)
     TCP_KEEPCNT = getattr(_std, "TCP_KEEPCNT", 6)
+    # TCP Fast Open (RFC 7413), the Linux way: a listener's queue length, a
+    # connect() whose SYN waits for the first send(), sendto() that connects.
+    TCP_FASTOPEN = getattr(_std, "TCP_FASTOPEN", 23)
+    TCP_FASTOPEN_CONNECT = getattr(_std, "TCP_FASTOPEN_CONNECT", 30)
+    MSG_FASTOPEN = getattr(_std, "MSG_FASTOPEN", 0x20000000)
     SHUT_RD = _std.SHUT_RD
     SHUT_WR = _std.SHUT_WR
     SHUT_RDWR = _std.SHUT_RDWR
@@ -401,6 +406,8 @@ class SynackSocket:
             return
         v = int.from_bytes(value, "little") if isinstance(value, bytes) else int(value)
         self._opts[(level, optname)] = v
+        if (ln := self._listener) is not None and optname == SocketModule.TCP_FASTOPEN:
+            self._rt.call(lambda: setattr(ln, "fastopen_qlen", max(0, v)))
         stream = self._stream
         if stream is not None:
             # Nagle and keep-alive may change on a live connection (its
@@ -473,9 +480,12 @@ class SynackSocket:
             raise OSError(errno.EOPNOTSUPP, "listen() on a datagram socket")
         ip, port = self._bound or (ANY, 0)
         cfg = self._config()
+        qlen = self._opts.get((_std.IPPROTO_TCP, SocketModule.TCP_FASTOPEN), 0)
 
         def go() -> TcpListener:
-            listener = self._d.host.tcp_listen(port, ip, backlog=max(1, backlog), config=cfg)
+            listener = self._d.host.tcp_listen(
+                port, ip, backlog=max(1, backlog), config=cfg, fastopen_qlen=qlen
+            )
             listener.owner = self
             return listener
 
@@ -507,7 +517,7 @@ class SynackSocket:
         return child, child.getpeername()
 
     # -- TCP client -------------------------------------------------------------------
-    def connect(self, address: _Addr) -> None:
+    def connect(self, address: _Addr, *, _fastopen: bool = False) -> None:
         self._check_open()
         ip, port = _ip(address[0]), int(address[1])
         if self.type == _std.SOCK_DGRAM:
@@ -520,9 +530,12 @@ class SynackSocket:
             raise OSError(errno.EISCONN, "Transport endpoint is already connected")
         cfg = self._config()
         local = self._bound
+        tfo = _fastopen or bool(self._opts.get((_std.IPPROTO_TCP, self._m.TCP_FASTOPEN_CONNECT)))
 
         def go() -> TcpStream:
-            stream = self._d.host.tcp_connect((ip, port), self._now(), local=local, config=cfg)
+            stream = self._d.host.tcp_connect(
+                (ip, port), self._now(), local=local, config=cfg, fastopen=tfo
+            )
             stream.owner = self
             self._d.pump()
             return stream
@@ -531,6 +544,8 @@ class SynackSocket:
             self._stream = self._rt.call(go)
         except LocalProtocolError as exc:
             raise oserror(exc) from None
+        if tfo:
+            return  # Fast Open: the SYN leaves with the first send(), as on Linux
 
         def attempt() -> bool | None:
             if self._error is not None:
@@ -650,10 +665,16 @@ class SynackSocket:
             self._endpoint = self._rt.call(lambda: self._open_udp(ANY, 0))
             self._bound = self._endpoint.local
 
-    def sendto(self, data: bytes | bytearray | memoryview, address: _Addr) -> int:
+    def sendto(self, data: bytes | bytearray | memoryview, *args: Any) -> int:
+        """``sendto(data, address)`` or ``sendto(data, flags, address)``; on a stream
+        socket only with MSG_FASTOPEN: connect with Fast Open and send (Linux)."""
         self._check_open()
+        address: _Addr = args[-1]
         if self.type != _std.SOCK_DGRAM:
-            raise OSError(errno.EISCONN, "sendto() on a stream socket")
+            if len(args) != 2 or not args[0] & SocketModule.MSG_FASTOPEN or self._stream:
+                raise OSError(errno.EISCONN, "sendto() on a stream socket")
+            self.connect(address, _fastopen=True)
+            return self.send(data)
         self._ensure_udp()
         ep = self._endpoint
         assert ep is not None

@@ -86,12 +86,19 @@ class HostConfig:
     icmp_echo_burst: int = 200
     icmp_echo_per_source: float = 500.0
     icmp_echo_source_burst: int = 100
+    # TCP Fast Open (RFC 7413), as Linux's net.ipv4.tcp_fastopen: bit 1 lets
+    # applications open with it (client), bit 2 lets listeners that ask for it
+    # (a Fast Open queue length) accept it (server). Linux's default, 1: the
+    # server side is off unless chosen (synack.stack.fastopen).
+    tcp_fastopen: int = 1
 
     def __post_init__(self) -> None:
         if len(self.mac) != 6:
             raise ValueError("mac must be 6 bytes")
         if self.mac[0] & 1:
             raise ValueError("mac must be unicast")
+        if self.tcp_fastopen not in (0, 1, 2, 3):
+            raise ValueError("tcp_fastopen must be 0-3 (1: client, 2: server, 3: both)")
         if not 68 <= self.mtu <= 65535:
             # RFC 791: every host must handle 68-octet packets.
             raise ValueError("mtu must be between 68 and 65535")

@@ -150,6 +150,8 @@ class TcpListener:
         "backlog",
         "closed",
         "config",
+        "fastopen_pending",
+        "fastopen_qlen",
         "half_open",
         "local",
         "owner",
@@ -178,6 +180,10 @@ class TcpListener:
         self.queue: deque[TcpStream] = deque()  # established, not yet accepted
         self.closed = False
         self.owner: object = None  # the adapter object using it (opaque to the host)
+        # TCP Fast Open (RFC 7413, synack.stack.fastopen): off at 0; else at
+        # most this many accepted Fast Opens pending (Linux's TCP_FASTOPEN qlen).
+        self.fastopen_qlen = 0
+        self.fastopen_pending = 0
         self._flush = flush  # processes segments fed but not yet handled
         self._close = close
 

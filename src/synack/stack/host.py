@@ -429,10 +429,17 @@ class Host:
         backlog: int = 128,
         syn_backlog: int = 256,
         config: TcpConfig | None = None,
+        fastopen_qlen: int = 0,
     ) -> TcpListener:
         """Listen on ``port`` (0: an ephemeral one): ``backlog`` established
-        connections wait to be accepted, ``syn_backlog`` half-open ones."""
-        return self.tcp.listen(port, addr, backlog=backlog, syn_backlog=syn_backlog, config=config)
+        connections wait to be accepted, ``syn_backlog`` half-open ones;
+        ``fastopen_qlen`` > 0 accepts TCP Fast Open (RFC 7413) if the host
+        allows it (``HostConfig.tcp_fastopen`` bit 2), that many pending."""
+        listener = self.tcp.listen(
+            port, addr, backlog=backlog, syn_backlog=syn_backlog, config=config
+        )
+        listener.fastopen_qlen = max(0, fastopen_qlen)
+        return listener
 
     def tcp_connect(
         self,
@@ -441,10 +448,18 @@ class Host:
         *,
         local: Address | None = None,
         config: TcpConfig | None = None,
+        fastopen: bool = False,
     ) -> TcpStream:
         """Open a connection to ``remote`` (from ``local``, or our address and
-        an ephemeral port); its SYN is on its way when this returns."""
-        return self.tcp.connect(remote, now, local=local, config=config)
+        an ephemeral port); its SYN is on its way when this returns. With
+        ``fastopen`` (RFC 7413, ``HostConfig.tcp_fastopen`` bit 1) the SYN
+        waits for the first ``send()`` (or ``poll()``) to carry its data."""
+        return self.tcp.connect(remote, now, local=local, config=config, fastopen=fastopen)
+
+    def tcp_fastopen_rekey(self, secret: bytes) -> None:
+        """A new TCP Fast Open cookie secret (RFC 7413 §4.1.2); cookies made with
+        the old one stay valid for one more period (an hour)."""
+        self.tcp.fastopen.cookies.rekey(secret)
 
     def tcp_close_listener(self, listener: TcpListener, now: float) -> None:
         """Stop listening; connections not yet accepted are reset (as Linux)."""

@@ -31,6 +31,7 @@ from synack.stack.events import (
     TcpActivity,
     TcpStateTrace,
 )
+from synack.stack.fastopen import HostFastOpen
 from synack.stack.interface import count_malformed
 from synack.stack.ipv4 import Ipv4
 from synack.stack.offload import SplitFrame, coalesce
@@ -95,6 +96,7 @@ class TcpDemux:
         "config",
         "conns",
         "counters",
+        "fastopen",
         "isn",
         "listeners",
         "name",
@@ -126,6 +128,7 @@ class TcpDemux:
         # Our MSS is what the link carries minus the IP and TCP headers.
         self.config = host_config.tcp or TcpConfig(mss=ip.mtu - _IP_HLEN - wtcp.MIN_HEADER_LEN)
         self._cookies = SynCookies(isn_secret) if host_config.syn_cookies else None
+        self.fastopen = HostFastOpen(host_config.tcp_fastopen, isn_secret, counters)
         c = host_config
         self._syn_budget = TokenBucket(c.syn_flood_per_second, c.syn_flood_burst)
         self._syn_source_budget = TokenBuckets(c.syn_flood_per_source, c.syn_flood_source_burst)
@@ -176,14 +179,17 @@ class TcpDemux:
             if isinstance(event, tev.Connected) and stream.listener is not None:
                 listener = stream.listener
                 self._prove(conn.remote[0])
-                listener.half_open.pop(stream.key, None)
-                if listener.closed:
+                if listener.half_open.pop(stream.key, None) is None:
+                    pass  # a Fast Open child, queued for accept at its SYN
+                elif listener.closed:
                     conn.abort(now)
                 else:
                     listener.queue.append(stream)
                     self._events.append(TcpActivity(listener))
             elif isinstance(event, tev.Closed):
                 self._forget(stream)
+            if self.fastopen.opens and isinstance(event, (tev.Connected, tev.Closed)):
+                self.fastopen.over(stream, now)
             stream.pending.append(event)
             notify = True
         segments = conn.segments_to_send(now)
@@ -599,11 +605,25 @@ class TcpDemux:
             self._forget(victim)
         local = (key[0], key[1])
         remote = (key[2], key[3])
+        fo = self.fastopen.at_syn(listener, key[2], seg, now)
         conn = TcpConnection.accept_syn(
-            seg, local, remote, listener.config, self.isn(local, remote, now), now, listener.since
+            seg,
+            local,
+            remote,
+            listener.config,
+            self.isn(local, remote, now),
+            now,
+            listener.since,
+            fo,
         )
         stream = self._add_passive(listener, key, conn)
         self.counters["tcp-passive-opens"] += 1
+        if fo is not None and fo.accepted:
+            # RFC 7413 §4.2.2: the data is the application's now: accept it now.
+            del listener.half_open[key]
+            self.fastopen.accepted(stream, fo, listener)
+            listener.queue.append(stream)
+            self._events.append(TcpActivity(listener))
         self.touch(stream, now)
 
     def _add_passive(self, listener: TcpListener, key: ConnKey, conn: TcpConnection) -> TcpStream:
@@ -684,6 +704,7 @@ class TcpDemux:
         *,
         local: Address | None = None,
         config: TcpConfig | None = None,
+        fastopen: bool = False,
     ) -> TcpStream:
         ip = self._ip
         rip, rport = IPv4Address(remote[0]), remote[1]
@@ -717,9 +738,12 @@ class TcpDemux:
         )
         stream = TcpStream(key, conn, None, self.touch)
         self.conns[key] = stream
-        conn.connect(now)
+        conn.connect(now, self.fastopen.offer(stream, now) if fastopen else None)
         self.counters["tcp-active-opens"] += 1
-        self.touch(stream, now)
+        if not fastopen:
+            self.touch(stream, now)
+        # else RFC 7413: the SYN waits for data to carry: it leaves with the
+        # first send() or poll() (Linux's TCP_FASTOPEN_CONNECT does the same).
         return stream
 
     def close_listener(self, listener: TcpListener, now: float) -> None:

@@ -6,7 +6,7 @@ Nothing here reads a clock, draws a random number or touches a socket.
 API (stable; the host stack builds on it)::
 
     conn = TcpConnection(local, remote, config=TcpConfig(), iss=isn(local, remote, now))
-    conn.connect(now)                           # active OPEN: CLOSED -> SYN-SENT
+    conn.connect(now, fastopen=None)            # active OPEN: CLOSED -> SYN-SENT
     conn = TcpConnection.accept_syn(syn, local, remote, config, iss, now)  # passive OPEN, per SYN
     conn.receive_segment(seg, now)              # a segment for this 4-tuple arrived
     for seg in conn.segments_to_send(now): ...  # ports filled in; the caller adds IP
@@ -62,6 +62,7 @@ from __future__ import annotations
 from synack.errors import LocalProtocolError
 from synack.tcp import events as ev
 from synack.tcp.config import TcpConfig
+from synack.tcp.fastopen import FastOpen
 from synack.tcp.icmp import HARD_ERRORS, IcmpError
 from synack.tcp.receiver import FAST_STATES, TcpReceiver
 from synack.tcp.segments import (
@@ -99,13 +100,15 @@ class TcpConnection(TcpReceiver):
     # ------------------------------------------------------------------
     # Opening (§3.10.1)
 
-    def connect(self, now: float) -> None:
-        """Active OPEN (RFC 9293 §3.10.1): send SYN, enter SYN-SENT."""
+    def connect(self, now: float, fastopen: FastOpen | None = None) -> None:
+        """Active OPEN (RFC 9293 §3.10.1): send SYN, enter SYN-SENT (with ``fastopen``,
+        RFC 7413: data queued before the SYN leaves rides on it when there is a cookie)."""
         if self._state is not State.CLOSED or self._opened:
             raise LocalProtocolError(
                 f"connect() needs a fresh CLOSED connection, not {self._state}"
             )
         self._opened = True
+        self._tfo = fastopen
         self.snd_nxt = self.snd_max = self.iss
         self._set_state(State.SYN_SENT, Cause.ACTIVE_OPEN, now)
         self._syn_needed = True
@@ -121,13 +124,15 @@ class TcpConnection(TcpReceiver):
         iss: int,
         now: float,
         listened: float | None = None,
+        fastopen: FastOpen | None = None,
     ) -> TcpConnection:
         """Passive OPEN for one received SYN: CLOSED -> LISTEN (at ``listened``, when the
         listener's OPEN was made, else ``now``) -> SYN-RECEIVED.
 
         The host's listener calls this for a segment with SYN and neither ACK
         nor RST (RFC 9293 §3.10.7.2 "third, check for a SYN"); other
-        segments to a listener get :func:`reply_when_listening`.
+        segments to a listener get :func:`reply_when_listening`. ``fastopen``:
+        the host's verdict on the SYN's Fast Open cookie (RFC 7413 §4.2.2).
         """
         if (int(syn.flags) & (F_SYN | F_ACK | F_RST)) != F_SYN:
             raise LocalProtocolError("accept_syn() needs a SYN without ACK or RST")
@@ -141,13 +146,11 @@ class TcpConnection(TcpReceiver):
         conn._seg_in = syn
         conn._take_syn(syn, now)
         conn._set_state(State.SYN_RECEIVED, Cause.RCV_SYN, now)
+        conn._fastopen_accept(syn, fastopen, now)
         conn._seg_in = None
         conn._syn_needed = True
         conn._timers.connect = now + config.connect_timeout
         return conn
-
-    # ------------------------------------------------------------------
-    # Public properties
 
     # ------------------------------------------------------------------
     # Application side (§3.10.2 - §3.10.5)
@@ -623,7 +626,7 @@ class TcpConnection(TcpReceiver):
             self._drop("unacceptable-ack")
             return False
         self._recovery.on_syn_acked(ack, self._ts_rtt(ts, now), now)
-        self.snd_una = ack
+        self.snd_una = seq_add(self.iss, 1)  # and data sent since, if any (RFC 7413): below
         self.snd_nxt = ack if seq_gt(ack, self.snd_nxt) else self.snd_nxt
         self._timers.rexmit = None
         self._timers.connect = None
@@ -633,6 +636,7 @@ class TcpConnection(TcpReceiver):
         self.snd_wl1 = seq
         self.snd_wl2 = ack
         self._on_established(now)
+        self._fastopen_acked(ack, now)
         if self._syn_text is not None:
             text, fin = self._syn_text
             self._syn_text = None

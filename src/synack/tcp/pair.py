@@ -27,6 +27,7 @@ from synack.core.sim import Link, LinkParams, Simulator, TimerHandle
 from synack.tcp import events as tcp_events
 from synack.tcp.config import TcpConfig
 from synack.tcp.connection import TcpConnection, reply_when_listening
+from synack.tcp.fastopen import FastOpenCookies
 from synack.tcp.segments import F_ACK, F_RST, F_SYN
 from synack.tcp.states import State
 from synack.wire import tcp as wire_tcp
@@ -57,6 +58,7 @@ class TcpPair:
         server_iss: int = 5000,
         client_addr: Address | None = None,
         server_addr: Address | None = None,
+        server_fastopen: FastOpenCookies | None = None,
     ) -> None:
         self.now = 0.0  # the hand-driven clock (the simulated driver has its own)
         self.client_addr = client_addr or self.CLIENT
@@ -64,6 +66,8 @@ class TcpPair:
         self.client_config = client_config or TcpConfig()
         self.server_config = server_config or TcpConfig()
         self.server_iss = server_iss
+        # A server doing Fast Open (RFC 7413) checks each SYN's cookie with it.
+        self.server_fastopen = server_fastopen
         self.client = TcpConnection(
             self.client_addr, self.server_addr, config=self.client_config, iss=client_iss
         )
@@ -92,6 +96,8 @@ class TcpPair:
         server = self.server
         if server is None or server.state is State.LISTEN:
             if (int(seg.flags) & (F_SYN | F_ACK | F_RST)) == F_SYN:
+                tfo = self.server_fastopen
+                fo = None if tfo is None else tfo.answer(self.client_addr[0], seg, now)[0]
                 server = self.server = TcpConnection.accept_syn(
                     seg,
                     self.server_addr,
@@ -99,6 +105,7 @@ class TcpPair:
                     self.server_config,
                     self.server_iss,
                     now,
+                    fastopen=fo,
                 )
                 return server
             reply = reply_when_listening(seg)

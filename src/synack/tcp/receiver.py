@@ -18,13 +18,14 @@ from __future__ import annotations
 
 from synack.errors import LocalProtocolError
 from synack.tcp import events as ev
+from synack.tcp.fastopen import FastOpen
 from synack.tcp.segments import F_ACK, F_PSH
 from synack.tcp.sender import TcpSender
-from synack.tcp.seq import seq_add, seq_dist, seq_gt, seq_le
+from synack.tcp.seq import seq_add, seq_diff, seq_dist, seq_gt, seq_le
 from synack.tcp.states import Cause, State, Transition, is_transition
 from synack.tcp.tcb import DEFAULT_MSS, OOW_ACK_INTERVAL, TEXT_STATES
 from synack.tcp.timestamps import TS_OPTION_SPACE
-from synack.wire.tcp import MAX_WSCALE, TcpSegment
+from synack.wire.tcp import FASTOPEN_COOKIE_MAX, FASTOPEN_COOKIE_MIN, MAX_WSCALE, TcpSegment
 
 __all__ = ["FAST_STATES", "TcpReceiver"]
 
@@ -203,6 +204,51 @@ class TcpReceiver(TcpSender):
         if self._state is State.SYN_SENT:
             # What our SYN offered is the window until we say otherwise.
             self._rcv_adv = seq_add(self.rcv_nxt, self._syn_window)
+            if self._tfo is not None and syn.flags & F_ACK:
+                self._fastopen_synack(syn)
+
+    # ------------------------------------------------------------------
+    # TCP Fast Open (RFC 7413 §4.2; the cookies are synack.tcp.fastopen's)
+
+    def _fastopen_accept(self, syn: TcpSegment, fo: FastOpen | None, now: float) -> None:
+        """Server, SYN-RECEIVED: the host checked the SYN's cookie (``fo.accepted``):
+        its data is the application's at once and our SYN-ACK acknowledges it."""
+        self._tfo = fo
+        if fo is None or not fo.accepted or not syn.payload:
+            return  # no cookie or a bad one: the data is ignored, the client resends it
+        data = syn.payload[: self._rcvbuf.free]
+        n = self._rcvbuf.insert(0, data)
+        self.rcv_nxt = seq_add(self.rcv_nxt, n)
+        self.stats_counters.bytes_in += n
+        self._events.append(ev.DataAvailable(self._rcvbuf.readable))
+
+    def _fastopen_synack(self, seg: TcpSegment) -> None:
+        """Client, SYN-SENT: the SYN-ACK to a Fast Open SYN (RFC 7413 §4.2.1).
+
+        Data it acknowledges leaves the send buffer; the rest, if any, is sent
+        again after the handshake as new data (the server ignored it).
+        """
+        fo = self._tfo
+        assert fo is not None
+        fo.synack_seen = True
+        fo.peer_mss = seg.options.mss
+        cookie = seg.options.fastopen
+        if cookie and FASTOPEN_COOKIE_MIN <= len(cookie) <= FASTOPEN_COOKIE_MAX:
+            fo.cookie_received = cookie
+        acked = seq_diff(seg.ack, seq_add(self.iss, 1))
+        if acked > 0:
+            self._sndbuf.drop(acked)
+        fo.data_acked = fo.syn_data > 0 and acked == fo.syn_data
+        self.snd_nxt = self.snd_max = seg.ack
+
+    def _fastopen_acked(self, ack: int, now: float) -> None:
+        """Server, SYN-RECEIVED -> ESTABLISHED (SND.UNA is past our SYN): the ACK
+        may cover data sent before the handshake completed (RFC 7413 §4.2.2)."""
+        n = seq_diff(ack, self.snd_una)
+        if n > 0:
+            self._data_acked(ack, n, n, None, now)
+        elif self.snd_max != ack:
+            self._timers.rexmit = now + self._rtt.rto
 
     def _note_dsack(self, seq: int, n: int) -> None:
         """RFC 2883: ``n`` duplicate octets at ``seq`` (below RCV.NXT) lead the next SACK option."""

@@ -17,6 +17,8 @@ Layer: tcp. Imports synack.errors, synack.wire and the rest of synack.tcp (below
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from synack.errors import LocalProtocolError
 from synack.tcp import events as ev
 from synack.tcp.rack import Rack
@@ -89,9 +91,14 @@ class TcpSender(Tcb):
                 if self._timers.rexmit is None:
                     self._timers.rexmit = now + self._rtt.rto
                 self._ack_now = False
-        if st in SEND_STATES:
+        if st in SEND_STATES or (
+            st is State.SYN_RECEIVED and self._tfo is not None and self._tfo.accepted
+        ):  # RFC 7413 §4.2.2: a Fast Open server may send before the handshake completes
             n_before = len(out)
-            self._output_data(now, out)
+            if st is State.SYN_RECEIVED:
+                self._output_before_established(now, out)
+            else:
+                self._output_data(now, out)
             if len(out) > n_before and not self._sack_trimmed:
                 # The ACK owed rides on the data, unless the data had no
                 # room for its SACK blocks (MUST-16, see _make): then a
@@ -709,12 +716,35 @@ class TcpSender(Tcb):
             )
             flags = SYN
             ackno = 0
-        end = seq_add(self.iss, 1)
-        self.snd_nxt = end
+        payload = b""
+        tfo = self._tfo
+        if tfo is not None and ack is self._passive:  # (not on a simultaneous open's SYN-ACK)
+            # RFC 7413 §4.1.1: our cookie (b"": a request) or the server's answer (None:
+            # none). Data rides on the first SYN only, with a cookie (§4.2.1).
+            opts = replace(opts, fastopen=tfo.cookie)
+            if not ack and (n := tfo.syn_octets(len(self._sndbuf), cfg.mss, self._syn_resent)):
+                payload = self._sndbuf.peek(0, n)
+                self.stats_counters.bytes_out += n
+        end = seq_add(self.iss, 1 + len(payload))
+        if self._timers.rexmit is None or seq_lt(self.snd_nxt, end):
+            # Not when a duplicate SYN asks for our SYN-ACK again while data
+            # sent after it (RFC 7413 §4.2.2) is in flight: only a timeout
+            # goes back over that data.
+            self.snd_nxt = end
         if seq_gt(end, self.snd_max) or self.snd_max == self.iss:
             self.snd_max = end
         self._recovery.time_syn(end, now)
-        return TcpSegment(self._lport, self._rport, self.iss, ackno, flags, window, b"", opts)
+        return TcpSegment(self._lport, self._rport, self.iss, ackno, flags, window, payload, opts)
+
+    def _output_before_established(self, now: float, out: list[TcpSegment]) -> None:
+        """Data in SYN-RECEIVED (accepted Fast Open) as if our SYN were acknowledged (the
+        buffer starts after it); SND.UNA stays at the ISS for the handshake's ACK check."""
+        una = self.snd_una
+        self.snd_una = seq_add(self.iss, 1)
+        try:
+            self._output_data(now, out)
+        finally:
+            self.snd_una = una
 
     def _advertise(self) -> int:
         """The window field for an outgoing segment; moves RCV.ADV right only (SHLD-14)."""

@@ -31,6 +31,7 @@ from synack.tcp import events as ev
 from synack.tcp.buffers import ReceiveBuffer, SendBuffer
 from synack.tcp.config import TcpConfig
 from synack.tcp.congestion import NewReno
+from synack.tcp.fastopen import FastOpen
 from synack.tcp.rack import Rack
 from synack.tcp.recovery import LossRecovery
 from synack.tcp.rto import RttEstimator
@@ -118,6 +119,7 @@ class Tcb:
         "_syn_resent",
         "_syn_text",
         "_syn_window",
+        "_tfo",
         "_timers",
         "_transitions",
         "_ts",
@@ -197,6 +199,7 @@ class Tcb:
         self._rcv_up: int | None = None  # RCV.UP: first non-urgent octet (MUST-62)
         self._fin_received = False
         self._syn_text: tuple[bytes, bool] | None = None  # text (and FIN) on a SYN, queued
+        self._tfo: FastOpen | None = None  # RFC 7413 Fast Open, when this open uses it
 
         # Options agreed on the handshake.
         self._sack_ok = False

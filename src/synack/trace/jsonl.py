@@ -34,6 +34,7 @@ class Options(msgspec.Struct, frozen=True):
     timestamps: tuple[int, int] | None  # (TSval, TSecr)
     sack_blocks: list[tuple[int, int]]  # (left edge, right edge), absolute
     unknown: list[tuple[int, str]]  # (kind, data as hex)
+    fastopen: str | None  # RFC 7413: null (no option), "" (a cookie request), the cookie as hex
 
 
 class End(msgspec.Struct, frozen=True):
@@ -85,6 +86,7 @@ def _options(o: TcpOptions) -> Options:
         timestamps=o.timestamps,
         sack_blocks=list(o.sack_blocks),
         unknown=[(kind, data.hex()) for kind, data in o.unknown],
+        fastopen=None if o.fastopen is None else o.fastopen.hex(),
     )
 
 

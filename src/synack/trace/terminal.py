@@ -64,6 +64,8 @@ def short_options(event: TraceEvent) -> str:
         parts.append(f"wscale {o.wscale}")
     if o.sack_blocks:
         parts.append("SACK")
+    if o.fastopen is not None:  # RFC 7413: the cookie's value says nothing to a reader
+        parts.append("TFO cookie" if o.fastopen else "TFO cookie request")
     return f" <{','.join(parts)}>" if parts else ""
 
 

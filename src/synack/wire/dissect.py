@@ -355,6 +355,7 @@ _TCP_OPTION_NAMES = {
     tcp.OPT_SACK_PERMITTED: "SACK permitted",
     tcp.OPT_SACK: "SACK",
     tcp.OPT_TIMESTAMPS: "Timestamps",
+    tcp.OPT_FASTOPEN: "Fast Open cookie",
 }
 
 
@@ -393,6 +394,8 @@ def _tcp_options(b: _Builder, rel: int, end: int) -> None:
             text = (
                 f"TSval {int.from_bytes(data[:4], 'big')}, TSecr {int.from_bytes(data[4:], 'big')}"
             )
+        elif kind == tcp.OPT_FASTOPEN and (length == 2 or 6 <= length <= 18):
+            text = f"cookie 0x{data.hex()}" if data else "cookie request"  # RFC 7413 §4.1.1
         elif kind == tcp.OPT_SACK and length > 2 and (length - 2) % 8 == 0:
             edges = [int.from_bytes(data[j : j + 4], "big") for j in range(0, len(data), 4)]
             text = ", ".join(f"{edges[j]}-{edges[j + 1]}" for j in range(0, len(edges), 2))

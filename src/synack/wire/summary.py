@@ -92,6 +92,10 @@ def tcp_options_text(options: tcp.TcpOptions) -> str:
     if options.sack_blocks:
         blocks = "".join(f"{{{left}:{right}}}" for left, right in options.sack_blocks)
         parts.append(f"sack {len(options.sack_blocks)} {blocks}")
+    if options.fastopen is not None:  # as tcpdump prints RFC 7413's option
+        parts.append(
+            f"tfo cookie {options.fastopen.hex()}" if options.fastopen else "tfo cookiereq"
+        )
     for kind, data in options.unknown:
         parts.append(f"unknown-{kind}" + (f" 0x{data.hex()}" if data else ""))
     return ",".join(parts)

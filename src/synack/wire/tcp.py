@@ -1,4 +1,4 @@
-"""TCP header and options (RFC 9293 §3.1, RFC 7323, RFC 2018).
+"""TCP header and options (RFC 9293 §3.1, RFC 7323, RFC 2018, RFC 7413).
 
 CONTRACT (shared by wire/, tcp/, stack/ and trace/): the representation
 classes below, ``parse`` and ``build``.
@@ -43,9 +43,22 @@ OPT_WSCALE = 3
 OPT_SACK_PERMITTED = 4
 OPT_SACK = 5
 OPT_TIMESTAMPS = 8
+OPT_FASTOPEN = 34  # RFC 7413 §4.1.1: TCP Fast Open Cookie
 KNOWN_OPTIONS = frozenset(
-    {OPT_EOL, OPT_NOP, OPT_MSS, OPT_WSCALE, OPT_SACK_PERMITTED, OPT_SACK, OPT_TIMESTAMPS}
+    {
+        OPT_EOL,
+        OPT_NOP,
+        OPT_MSS,
+        OPT_WSCALE,
+        OPT_SACK_PERMITTED,
+        OPT_SACK,
+        OPT_TIMESTAMPS,
+        OPT_FASTOPEN,
+    }
 )
+#: RFC 7413 §4.1.1: a cookie is 4 to 16 octets (an empty one is a request).
+FASTOPEN_COOKIE_MIN = 4
+FASTOPEN_COOKIE_MAX = 16
 
 # The fixed length of each option synack understands (SACK: 2 + 8n, checked apart).
 _OPTION_LEN = {OPT_MSS: 4, OPT_WSCALE: 3, OPT_SACK_PERMITTED: 2, OPT_TIMESTAMPS: 10}
@@ -81,6 +94,10 @@ class TcpOptions:
     sack_blocks: tuple[tuple[int, int], ...] = ()  # (left edge, right edge)
     timestamps: tuple[int, int] | None = None  # (TSval, TSecr)
     unknown: tuple[tuple[int, bytes], ...] = ()  # (kind, data without kind/len)
+    #: RFC 7413 Fast Open: None (no option), b"" (a cookie request) or the
+    #: cookie. A cookie of an illegal length is kept as it came: the server
+    #: refuses it as invalid (RFC 7413 §4.2.2), the segment stays good.
+    fastopen: bytes | None = None
 
 
 NO_OPTIONS = TcpOptions()
@@ -139,6 +156,7 @@ def parse_options(opts: bytes | memoryview) -> TcpOptions:
     sack_blocks: tuple[tuple[int, int], ...] = ()
     timestamps: tuple[int, int] | None = None
     unknown: list[tuple[int, bytes]] = []
+    fastopen: bytes | None = None
     for kind, i, length in tlv.walk(opts, "tcp"):
         want = _OPTION_LEN.get(kind)
         if want is not None and length != want:
@@ -161,9 +179,13 @@ def parse_options(opts: bytes | memoryview) -> TcpOptions:
             sack_blocks = tuple(
                 _SACK_EDGE.unpack_from(opts, j) for j in range(i + 2, i + length, 8)
             )
+        elif kind == OPT_FASTOPEN:
+            fastopen = bytes(opts[i + 2 : i + length])
         else:
             unknown.append((kind, bytes(opts[i + 2 : i + length])))
-    return TcpOptions(mss, wscale, sack_permitted, sack_blocks, timestamps, tuple(unknown))
+    return TcpOptions(
+        mss, wscale, sack_permitted, sack_blocks, timestamps, tuple(unknown), fastopen
+    )
 
 
 _make = slot_maker(TcpSegment)
@@ -198,7 +220,7 @@ def parse(
     elif hlen == 32 and data[20:24] == _TS_ALIGNED:
         # NOP NOP TS: the options of nearly every segment of a Linux connection.
         ts = _TS.unpack_from(data, 24)
-        options = _make_options(None, None, False, (), ts, ())
+        options = _make_options(None, None, False, (), ts, (), None)
     else:
         options = parse_options(data[MIN_HEADER_LEN:hlen])
     return _make(sport, dport, seq, ack, _FLAGS[flags], window, data[hlen:], options, urgent)
@@ -223,6 +245,10 @@ def build_options(options: TcpOptions) -> bytes:
         if options.sack_blocks:
             parts.append(b"\x01\x01\x05" + bytes((2 + 8 * len(options.sack_blocks),)))
             parts.extend(_SACK_EDGE.pack(left, right) for left, right in options.sack_blocks)
+        if options.fastopen is not None:
+            # RFC 7413 §4.1.1; NOPs keep what follows 32-bit aligned.
+            n = len(options.fastopen)
+            parts.append(b"\x01" * (-(n + 2) % 4) + bytes((OPT_FASTOPEN, n + 2)) + options.fastopen)
         for kind, data in options.unknown:
             if kind in KNOWN_OPTIONS or not 0 <= kind <= 255:
                 raise LocalProtocolError(f"tcp: unknown option kind {kind} is not unknown")
