@@ -94,12 +94,12 @@ class Udp:
         (RFC 768) and the link completes it. False when the datagram needs
         fragmenting or the next hop is not cached."""
         ipl = self._ip
-        cached = ipl.dest_cache.get(ip)
+        cached = ipl.dest_cache.get(wip.address_int(ip))
         length = wudp.HEADER_LEN + len(data)
         if cached is None or cached[1] <= now or _IP_HLEN + length > ipl.mtu:
             return False
         head = ipl.eth_ip_head(
-            cached[0], _IP_HLEN + length, 0, wip.PROTO_UDP, ipl.ip_int, int(ip)
+            cached[0], _IP_HLEN + length, 0, wip.PROTO_UDP, ipl.ip_int, wip.address_int(ip)
         ) + wudp.build_header_offload(endpoint.local[1], port, len(data), ipl.ip, ip)
         ipl.emit(SplitFrame(head, bytes(data), _L4_START, wudp.CHECKSUM_AT), now)
         return True

@@ -16,7 +16,7 @@ from ipaddress import IPv4Address
 from synack.errors import LocalProtocolError
 from synack.wire import options as tlv
 from synack.wire._fast import address_int, slot_maker
-from synack.wire.checksum import finish, fold, is_valid, le_residue, ones_sum, pseudo_header_sum
+from synack.wire.checksum import finish, fold, is_valid, le_residue, pseudo_header_sum
 from synack.wire.errors import MalformedPacket
 
 PROTO_TCP = 6
@@ -176,10 +176,23 @@ def parse(
     """Parse one TCP segment (header + payload) carried between ``src`` and ``dst``."""
     if type(data) is not bytes:
         data = bytes(data)
-    n = len(data)
+    return parse_at(
+        data, 0, len(data), address_int(src), address_int(dst), verify_checksum=verify_checksum
+    )
+
+
+def parse_at(
+    data: bytes, start: int, end: int, src: int, dst: int, *, verify_checksum: bool = True
+) -> TcpSegment:
+    """Parse the TCP segment held in ``data[start:end]`` (a host's receive
+    path hands the whole frame: no intermediate copy), carried between the
+    addresses ``src`` and ``dst`` given as ints. ``0 <= start <= end <=
+    len(data)`` is the caller's promise; the segment itself is checked as
+    :func:`parse` checks it."""
+    n = end - start
     if n < MIN_HEADER_LEN:
         raise MalformedPacket("tcp", "truncated", f"{n} bytes, header needs {MIN_HEADER_LEN}")
-    sport, dport, seq, ack, off, flags, window, csum, urgent = _HDR.unpack_from(data)
+    sport, dport, seq, ack, off, flags, window, csum, urgent = _HDR.unpack_from(data, start)
     hlen = (off >> 4) << 2
     if hlen < MIN_HEADER_LEN:
         raise MalformedPacket("tcp", "bad-data-offset", f"data offset {hlen >> 2} is below 5")
@@ -190,24 +203,41 @@ def parse(
     if verify_checksum:
         # Pseudo-header (RFC 9293 §3.1) + segment, as one sum; see checksum.py:
         # the little-endian residue times 256 is the big-endian one (RFC 1071 §2(B)).
-        total = le_residue(data) * 256 + address_int(src) + address_int(dst) + PROTO_TCP + n
+        total = le_residue(data[start:end]) * 256 + src + dst + PROTO_TCP + n
         if not is_valid(total):
             raise MalformedPacket("tcp", "bad-checksum", f"checksum 0x{csum:04x} is wrong")
+    at = start + MIN_HEADER_LEN
     if hlen == MIN_HEADER_LEN:
         options = NO_OPTIONS
-    elif hlen == 32 and data[20:24] == _TS_ALIGNED:
+    elif hlen == 32 and data[at : at + 4] == _TS_ALIGNED:
         # NOP NOP TS: the options of nearly every segment of a Linux connection.
-        ts = _TS.unpack_from(data, 24)
+        ts = _TS.unpack_from(data, at + 4)
         options = _make_options(None, None, False, (), ts, ())
     else:
-        options = parse_options(data[MIN_HEADER_LEN:hlen])
-    return _make(sport, dport, seq, ack, _FLAGS[flags], window, data[hlen:], options, urgent)
+        options = parse_options(data[at : start + hlen])
+    return _make(
+        sport, dport, seq, ack, _FLAGS[flags], window, data[start + hlen : end], options, urgent
+    )
 
 
 def build_options(options: TcpOptions) -> bytes:
     """Options in the canonical order, NOP-aligned like Linux, EOL-padded to a multiple of 4."""
     if options is NO_OPTIONS:
         return b""
+    ts = options.timestamps
+    if (
+        ts is not None
+        and options.mss is None
+        and options.wscale is None
+        and not options.sack_permitted
+        and not options.sack_blocks
+        and not options.unknown
+    ):
+        # Timestamps alone: the options of nearly every data segment.
+        try:
+            return _TS_ALIGNED + _TS.pack(*ts)
+        except (struct.error, TypeError) as exc:
+            raise LocalProtocolError(f"tcp: cannot build options {options!r}: {exc}") from None
     parts: list[bytes] = []
     try:
         if options.mss is not None:
@@ -258,6 +288,13 @@ def _pack_header(segment: TcpSegment, hlen: int, checksum: int) -> bytes:
 
 def build(segment: TcpSegment, src: IPv4Address, dst: IPv4Address) -> bytes:
     """Serialise ``segment`` with a correct pseudo-header checksum."""
+    return build_header(segment, address_int(src), address_int(dst)) + segment.payload
+
+
+def build_header(segment: TcpSegment, src: int, dst: int) -> bytes:
+    """The header of ``segment`` (options included) with its checksum over
+    pseudo-header, header and payload, for addresses given as ints; the
+    payload is summed, not copied (a host joins it into its frame once)."""
     opts = build_options(segment.options)
     hlen = MIN_HEADER_LEN + len(opts)
     payload = segment.payload
@@ -267,15 +304,11 @@ def build(segment: TcpSegment, src: IPv4Address, dst: IPv4Address) -> bytes:
     length = hlen + len(payload)
     if length > 0xFFFF:
         raise LocalProtocolError(f"tcp: segment of {length} octets exceeds 65535")
-    csum = finish(
-        address_int(src)
-        + address_int(dst)
-        + PROTO_TCP
-        + length
-        + ones_sum(header)
-        + ones_sum(payload)
-    )
-    return b"".join((header[:16], _U16.pack(csum), header[18:], payload))
+    # Header and payload each read little-endian (the header's length is
+    # even, so both read the same 16-bit words as one buffer would): one
+    # residue each, turned big-endian once (checksum.py).
+    csum = finish(src + dst + PROTO_TCP + length + (le_residue(header) + le_residue(payload)) * 256)
+    return b"".join((header[:CHECKSUM_AT], _U16.pack(csum), header[CHECKSUM_AT + 2 :]))
 
 
 def build_header_offload(segment: TcpSegment, src: IPv4Address, dst: IPv4Address) -> bytes:
