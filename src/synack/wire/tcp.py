@@ -15,7 +15,7 @@ from ipaddress import IPv4Address
 
 from synack.errors import LocalProtocolError
 from synack.wire import options as tlv
-from synack.wire._fast import address_int, slot_maker
+from synack.wire._fast import address_int, fast_init, slot_maker
 from synack.wire.checksum import finish, fold, is_valid, le_residue, pseudo_header_sum
 from synack.wire.errors import MalformedPacket
 
@@ -83,6 +83,7 @@ class TcpOptions:
     unknown: tuple[tuple[int, bytes], ...] = ()  # (kind, data without kind/len)
 
 
+fast_init(TcpOptions)
 NO_OPTIONS = TcpOptions()
 
 
@@ -110,6 +111,9 @@ class TcpSegment:
         if self.flags & TcpFlags.FIN:
             n += 1
         return n
+
+
+fast_init(TcpSegment)
 
 
 _HDR = struct.Struct("!HHIIBBHHH")
@@ -168,6 +172,8 @@ def parse_options(opts: bytes | memoryview) -> TcpOptions:
 
 _make = slot_maker(TcpSegment)
 _make_options = slot_maker(TcpOptions)
+_ts_options: dict[tuple[int, int], TcpOptions] = {}
+_TS_OPTIONS_MAX = 64
 
 
 def parse(
@@ -211,8 +217,15 @@ def parse_at(
         options = NO_OPTIONS
     elif hlen == 32 and data[at : at + 4] == _TS_ALIGNED:
         # NOP NOP TS: the options of nearly every segment of a Linux connection.
+        # Dozens of segments share a millisecond's TSval: share their
+        # (immutable) options too, from a small bounded table.
         ts = _TS.unpack_from(data, at + 4)
-        options = _make_options(None, None, False, (), ts, ())
+        shared = _ts_options.get(ts)
+        if shared is None:
+            if len(_ts_options) >= _TS_OPTIONS_MAX:
+                _ts_options.clear()
+            shared = _ts_options[ts] = _make_options(None, None, False, (), ts, ())
+        options = shared
     else:
         options = parse_options(data[at : start + hlen])
     return _make(
