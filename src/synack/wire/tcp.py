@@ -235,8 +235,18 @@ def parse_at(
 
 def build_options(options: TcpOptions) -> bytes:
     """Options in the canonical order, NOP-aligned like Linux, EOL-padded to a multiple of 4."""
+    return _options(options)[0]
+
+
+# NOP NOP kind 8 length 10 as 16-bit words, in a ones'-complement sum.
+_TS_ALIGNED_SUM = 0x0101 + 0x080A
+
+
+def _options(options: TcpOptions) -> tuple[bytes, int]:
+    """:func:`build_options` and the sum of its 16-bit words (modulo 0xFFFF:
+    a 32-bit value counts as itself, checksum.py), for the checksum."""
     if options is NO_OPTIONS:
-        return b""
+        return b"", 0
     ts = options.timestamps
     if (
         ts is not None
@@ -246,10 +256,11 @@ def build_options(options: TcpOptions) -> bytes:
         and not options.sack_blocks
         and not options.unknown
     ):
-        # Timestamps alone: the options of nearly every data segment.
+        # Timestamps alone: the options of nearly every data segment, summed
+        # from their values.
         try:
-            return _TS_ALIGNED + _TS.pack(*ts)
-        except (struct.error, TypeError) as exc:
+            return _TS_ALIGNED + _TS.pack(*ts), _TS_ALIGNED_SUM + ts[0] + ts[1]
+        except (struct.error, TypeError, IndexError) as exc:
             raise LocalProtocolError(f"tcp: cannot build options {options!r}: {exc}") from None
     parts: list[bytes] = []
     try:
@@ -278,7 +289,7 @@ def build_options(options: TcpOptions) -> bytes:
     if len(raw) % 4:
         # End of Option List, then zeros to the 32-bit boundary (RFC 9293 §3.1).
         raw += bytes(4 - len(raw) % 4)
-    return raw
+    return raw, le_residue(raw) * 256
 
 
 def _pack_header(segment: TcpSegment, hlen: int, checksum: int) -> bytes:
@@ -308,20 +319,26 @@ def build_header(segment: TcpSegment, src: int, dst: int) -> bytes:
     """The header of ``segment`` (options included) with its checksum over
     pseudo-header, header and payload, for addresses given as ints; the
     payload is summed, not copied (a host joins it into its frame once)."""
-    opts = build_options(segment.options)
+    opts, opts_sum = _options(segment.options)
     hlen = MIN_HEADER_LEN + len(opts)
     payload = segment.payload
-    header = _pack_header(segment, hlen, 0)
-    if opts:
-        header += opts
     length = hlen + len(payload)
+    try:
+        sport, dport, seq, ack = segment.src_port, segment.dst_port, segment.seq, segment.ack
+        flags, window, urgent = int(segment.flags), segment.window, segment.urgent
+        # The fixed header summed from its fields (a 32-bit field counts as
+        # itself modulo 0xFFFF, checksum.py) and packed once, checksum
+        # included; the payload read as one little-endian residue, turned
+        # big-endian (RFC 1071 §2(B)). Out-of-range fields: pack refuses them.
+        total = (
+            src + dst + PROTO_TCP + length + sport + dport + seq + ack + (hlen << 10) + flags
+        ) + (window + urgent + opts_sum + le_residue(payload) * 256)
+        header = _HDR.pack(sport, dport, seq, ack, hlen << 2, flags, window, finish(total), urgent)
+    except (struct.error, TypeError) as exc:
+        raise LocalProtocolError(f"tcp: cannot build {segment!r}: {exc}") from None
     if length > 0xFFFF:
         raise LocalProtocolError(f"tcp: segment of {length} octets exceeds 65535")
-    # Header and payload each read little-endian (the header's length is
-    # even, so both read the same 16-bit words as one buffer would): one
-    # residue each, turned big-endian once (checksum.py).
-    csum = finish(src + dst + PROTO_TCP + length + (le_residue(header) + le_residue(payload)) * 256)
-    return b"".join((header[:CHECKSUM_AT], _U16.pack(csum), header[CHECKSUM_AT + 2 :]))
+    return header + opts if opts else header
 
 
 def build_header_offload(segment: TcpSegment, src: IPv4Address, dst: IPv4Address) -> bytes:
