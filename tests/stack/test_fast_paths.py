@@ -227,3 +227,53 @@ def test_host_address_that_is_a_broadcast_one_takes_the_slow_path() -> None:
     syn = TcpSegment(5000, 80, 1000, 0, TcpFlags.SYN, 65535)
     h.receive_frame(_frame(syn), 1.0)
     assert h.counters["tcp-broadcast"] == 1 and h.counters["tcp-in"] == 0
+
+
+def _check_index(h: Host) -> None:
+    """The demux's int-keyed index holds exactly the streams of ``conns``, and
+    no 4-tuple is in ``conns`` and ``time_wait`` at once (what lets the fast
+    path skip the TIME-WAIT lookup)."""
+    flows = h.tcp._flows
+    assert len(flows) == len(h.tcp.conns)
+    for (lip, lport, rip, rport), stream in h.tcp.conns.items():
+        assert flows[(int(lip), lport, int(rip), rport)] is stream
+    assert not set(h.tcp.conns) & set(h.tcp.time_wait)
+
+
+def test_int_index_follows_connections_through_their_lives() -> None:
+    lan, a, b = two_hosts()
+    listener = b.tcp_listen(80)
+    ports = []
+    for i in range(12):
+        client = a.tcp_connect((B, 80), lan.now)
+        lan.run(until=lan.now + 0.01)
+        server = listener.accept()
+        assert server is not None
+        ports.append(client.local[1])
+        client.send(b"x" * 3000, lan.now)
+        lan.run(until=lan.now + 0.01)
+        assert server.receive(1 << 16, lan.now) == b"x" * 3000  # unread data: close sends RST
+        if i % 3 == 0:
+            client.abort(lan.now)  # RST
+        elif i % 3 == 1:
+            server.close(lan.now)  # B closes first: B holds TIME-WAIT
+            lan.run(until=lan.now + 0.01)
+            client.close(lan.now)
+        else:
+            client.close(lan.now)  # A closes first
+            lan.run(until=lan.now + 0.01)
+            server.close(lan.now)
+        lan.run(until=lan.now + 0.05)
+        for h in (a, b):
+            _check_index(h)
+    assert b.tcp.time_wait and a.tcp.time_wait
+    # A new SYN on a 4-tuple B holds in TIME-WAIT reopens it (RFC 9293 §3.6.1).
+    reopen = a.tcp_connect((B, 80), lan.now, local=(A, ports[1]))
+    lan.run(until=lan.now + 0.05)
+    assert b.counters["tcp-timewait-reopen"] == 1 and reopen.conn.state is State.ESTABLISHED
+    for h in (a, b):
+        _check_index(h)
+    listener.close(lan.now)
+    lan.run(until=lan.now + 200)  # every TIME-WAIT over
+    for h in (a, b):
+        _check_index(h)

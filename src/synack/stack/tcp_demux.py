@@ -27,7 +27,15 @@ from ipaddress import IPv4Address
 
 from synack.core.ratelimit import TokenBucket, TokenBuckets
 from synack.errors import LocalProtocolError
-from synack.stack.config import ANY, Address, AddressInUseError, ConnKey, HostConfig, NoRouteError
+from synack.stack.config import (
+    ANY,
+    Address,
+    AddressInUseError,
+    ConnKey,
+    HostConfig,
+    NoRouteError,
+    as_address,
+)
 from synack.stack.endpoints import TcpListener, TcpStream
 from synack.stack.events import (
     HostEvent,
@@ -218,8 +226,10 @@ class TcpDemux:
         segments = conn.segments_to_send(now)
         if self.output.tso and len(segments) > 1:
             segments = coalesce(segments)
-        for seg in segments:
-            self._output(conn.local[0], conn.remote[0], seg, now)
+        if segments:
+            src, dst, output = conn.local[0], conn.remote[0], self._output
+            for seg in segments:
+                output(src, dst, seg, now)
         if notify and stream.owner is not None:
             self._events.append(TcpActivity(stream))
         if conn.state is State.TIME_WAIT:
@@ -698,7 +708,7 @@ class TcpDemux:
         config: TcpConfig | None = None,
     ) -> TcpStream:
         ip = self._ip
-        rip, rport = IPv4Address(remote[0]), remote[1]
+        rip, rport = as_address(remote[0]), remote[1]
         if not 0 < rport <= 65535:
             raise LocalProtocolError("destination port must be 1-65535")
         if not (rip.is_loopback or rip == ip.ip):

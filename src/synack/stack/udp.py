@@ -9,7 +9,7 @@ from collections import Counter, deque
 from ipaddress import IPv4Address
 
 from synack.errors import LocalProtocolError
-from synack.stack.config import ANY, Address, AddressInUseError
+from synack.stack.config import ANY, Address, AddressInUseError, as_address
 from synack.stack.endpoints import UdpEndpoint
 from synack.stack.events import DatagramError, DatagramReadable, HostEvent
 from synack.stack.interface import count_malformed
@@ -75,7 +75,7 @@ class Udp:
             raise LocalProtocolError("endpoint is closed")
         if len(data) > _MAX_PAYLOAD:
             raise LocalProtocolError("datagram too long for IPv4 (EMSGSIZE)")
-        ip, port = IPv4Address(addr[0]), addr[1]
+        ip, port = as_address(addr[0]), addr[1]
         if not 0 < port <= 65535:
             raise LocalProtocolError("destination port must be 1-65535")
         if self.tso and self._ip.dest_cache and self._send_offloaded(endpoint, data, ip, port, now):
