@@ -300,17 +300,14 @@ class Host:
         """One Ethernet frame from the link. ``l4_verified``: the link vouches
         for its TCP/UDP/ICMP checksum (a TAP with offloads), so it is not
         summed again."""
-        if not l4_verified:
-            self._receive_frame(data, now)
+        if l4_verified:
+            ip = self.ipv4
+            ip.verify_l4 = False
+            try:
+                self.receive_frame(data, now)
+            finally:
+                ip.verify_l4 = True
             return
-        ip = self.ipv4
-        ip.verify_l4 = False
-        try:
-            self._receive_frame(data, now)
-        finally:
-            ip.verify_l4 = True
-
-    def _receive_frame(self, data: bytes, now: float) -> None:
         tcp = self.tcp
         if now > tcp.now:
             tcp.now = now
