@@ -85,6 +85,7 @@ class Ipv4:
         "_icmp_input",
         "_loop_queue",
         "_looping",
+        "_mac",
         "_tcp_input",
         "_tcp_raw_input",
         "_ttl_word",
@@ -123,6 +124,7 @@ class Ipv4:
         self.gateway = config.gateway
         self.ttl = config.ttl
         self._ttl_word = config.ttl << 8  # the header's TTL/protocol word, less protocol
+        self._mac = iface.mac
         self._eth_ipv4_tail = iface.mac + weth.ETHERTYPE_IPV4.to_bytes(2, "big")
         self.ident = ident
         self.dest_cache = iface.dest_cache
@@ -321,7 +323,7 @@ class Ipv4:
         checksum that does not hold, a source the slow path refuses. Nothing
         is counted then, so the slow path counts exactly what it always did.
         """
-        if data[:6] != self.iface.mac:
+        if data[:6] != self._mac:
             return False
         w0, total, ident, frag, ttl_proto, csum, src, dst = _unpack_words(data, _IP_AT)
         if dst != self._fast_dst or total < _HLEN or total + _IP_AT > len(data):
