@@ -166,3 +166,54 @@ def test_slot_maker_builds_equal_instances() -> None:
     with pytest.raises(TypeError):
         slot_maker(Checked)
     assert address_int(IPv4Address("10.213.0.1")) == int(IPv4Address("10.213.0.1"))
+
+
+def test_fast_init_keeps_the_generated_init_s_parameters_and_frozenness() -> None:
+    import dataclasses
+    import inspect
+    from dataclasses import dataclass, field
+
+    from synack.wire._fast import fast_init
+
+    @dataclass(frozen=True, slots=True)
+    class Plain:
+        a: int
+        b: bytes = b""
+        c: tuple[int, ...] = ()
+
+    generated_init = Plain.__init__
+    generated = inspect.signature(generated_init)
+    fast_init(Plain)
+    assert Plain.__init__ is not generated_init
+    ours = inspect.signature(Plain.__init__)
+    assert [(p.name, p.default, p.kind) for p in ours.parameters.values()] == [
+        (p.name, p.default, p.kind) for p in generated.parameters.values()
+    ]
+    assert Plain(1) == Plain(a=1, b=b"", c=())
+    assert Plain(1, c=(2,)).c == (2,) and Plain(1, b"x").b == b"x"
+    with pytest.raises(TypeError):
+        Plain()  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        Plain(1, d=2)  # type: ignore[call-arg]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Plain(1).a = 2  # type: ignore[misc]
+    # The wire representations use it: built as the tests above build them.
+    seg = tcp.TcpSegment(1, 2, 3, 4, tcp.TcpFlags.ACK, 5)
+    assert (seg.payload, seg.options, seg.urgent) == (b"", tcp.NO_OPTIONS, 0)
+    assert dataclasses.replace(seg, urgent=7).urgent == 7
+    assert tcp.TcpOptions(timestamps=(1, 2)) == tcp.TcpOptions(None, None, False, (), (1, 2), ())
+
+    @dataclass(frozen=True, slots=True)
+    class Factory:
+        x: list[int] = field(default_factory=list)
+
+    @dataclass(frozen=True, slots=True)
+    class Checked:
+        x: int
+
+        def __post_init__(self) -> None:
+            pass
+
+    for cls in (Factory, Checked):
+        with pytest.raises(TypeError):
+            fast_init(cls)

@@ -28,6 +28,15 @@ ANY = IPv4Address("0.0.0.0")
 LOOPBACK = IPv4Address("127.0.0.1")
 
 
+def as_address(value: object) -> IPv4Address:
+    """``IPv4Address(value)``, without formatting and re-parsing a value that
+    already is one (the constructor turns it into a string first: several
+    microseconds per connect or datagram)."""
+    if type(value) is IPv4Address:
+        return value
+    return IPv4Address(value)
+
+
 class NoRouteError(LocalProtocolError):
     """No route to the destination (off-link and no gateway): ENETUNREACH."""
 

@@ -12,6 +12,7 @@ module (smoltcp splits its interface the same way):
                             and their rate limit (shared with the router)
 :mod:`.udp`                 bound endpoints
 :mod:`.tcp_demux`           listeners, connections, ephemeral ports, TIME-WAIT
+:mod:`.tcp_output`          a segment onto the link (split frames, fast path)
 :mod:`.syncookies`          the stateless SYN-flood answer
 :mod:`.offload`             split frames and TSO super-segments
 ==========================  ====================================================
@@ -189,6 +190,7 @@ class Host:
             udp=self.udp.receive,
             tcp=self.tcp.receive,
             icmp_error=self.icmp.send_error,
+            tcp_raw=self.tcp.receive_at,
         )
 
     # ------------------------------------------------------------ properties
@@ -298,17 +300,14 @@ class Host:
         """One Ethernet frame from the link. ``l4_verified``: the link vouches
         for its TCP/UDP/ICMP checksum (a TAP with offloads), so it is not
         summed again."""
-        if not l4_verified:
-            self._receive_frame(data, now)
+        if l4_verified:
+            ip = self.ipv4
+            ip.verify_l4 = False
+            try:
+                self.receive_frame(data, now)
+            finally:
+                ip.verify_l4 = True
             return
-        ip = self.ipv4
-        ip.verify_l4 = False
-        try:
-            self._receive_frame(data, now)
-        finally:
-            ip.verify_l4 = True
-
-    def _receive_frame(self, data: bytes, now: float) -> None:
         tcp = self.tcp
         if now > tcp.now:
             tcp.now = now
@@ -334,16 +333,20 @@ class Host:
                 if data[_RAW_L4_AT] == _RAW_ECHO_REQUEST and self._echo_budget.exhausted(now):
                     self.counters["icmp-echo-ratelimited"] += 1
                     return
-            elif (
-                proto == _RAW_PROTO_TCP
-                and data[_RAW_TCP_FLAGS_AT] & _RAW_SYN_MASK == _RAW_SYN
-                and self.tcp.raw_syn_over_budget(
-                    int.from_bytes(data[_RAW_L4_AT + 2 : _RAW_L4_AT + 4]),
-                    data[_RAW_SRC_AT : _RAW_SRC_AT + 4],
-                    now,
-                )
-            ):
-                return
+            elif proto == _RAW_PROTO_TCP:
+                if data[_RAW_TCP_FLAGS_AT] & _RAW_SYN_MASK == _RAW_SYN and (
+                    self.tcp.raw_syn_over_budget(
+                        int.from_bytes(data[_RAW_L4_AT + 2 : _RAW_L4_AT + 4]),
+                        data[_RAW_SRC_AT : _RAW_SRC_AT + 4],
+                        now,
+                    )
+                ):
+                    return
+                # The common frame, TCP to us: straight from the frame's
+                # bytes to the segment (stack/ipv4.py), unless something in
+                # it needs the slow path below.
+                if self.ipv4.receive_tcp_frame(data, now):
+                    return
         frame = self.iface.receive(data, now)
         if frame is not None:
             self.ipv4.receive(frame, now)

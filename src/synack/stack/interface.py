@@ -7,7 +7,8 @@ next hop, resolving it first (and queueing them until it answers). The
 :class:`~synack.stack.arp.ArpCache` decides; this module sends and counts.
 
 It also keeps the host's neighbour fast path, :attr:`Interface.dest_cache`:
-destination -> (next-hop MAC, until), so a unicast packet to a resolved
+destination (as an int: no ``IPv4Address`` hashed per packet) -> (next-hop
+MAC, until), so a unicast packet to a resolved
 neighbour is framed without asking ARP. It is dropped whenever ARP learns or
 probes anything, so ageing and re-probing still see every use that matters.
 
@@ -26,6 +27,7 @@ from synack.stack.events import ArpRefused
 from synack.wire import arp as warp
 from synack.wire import ethernet as weth
 from synack.wire.errors import MalformedPacket
+from synack.wire.ipv4 import address_int
 
 Emit = Callable[[bytes, float], None]  # a frame onto the link, at ``now``
 
@@ -77,7 +79,7 @@ class Interface:
         self.mtu = mtu
         self.counters = counters
         self.arp = ArpCache(timings, policy)
-        self.dest_cache: dict[IPv4Address, tuple[bytes, float]] = {}
+        self.dest_cache: dict[int, tuple[bytes, float]] = {}
         self._emit = emit
         self._on_refused = on_refused
 
@@ -216,7 +218,7 @@ class Interface:
         cache = self.dest_cache
         if len(cache) >= DEST_CACHE_MAX:
             cache.clear()
-        cache[dst] = (mac, now + DEST_CACHE_TTL)
+        cache[address_int(dst)] = (mac, now + DEST_CACHE_TTL)
 
     # --------------------------------------------------------------- timers
     def get_timer(self) -> float | None:

@@ -8,6 +8,13 @@ applies a host's input checks (RFC 1122 §3.2.1), reassembles fragments and
 hands each datagram to ICMP, UDP or TCP, which the host attaches. Packets to
 ourselves go round a loopback queue and never touch the link.
 
+:meth:`Ipv4.receive_tcp_frame` is the receive fast path for the common frame
+(unicast to us, no options, not a fragment, TCP): the same checks on the
+header's words read straight from the frame, addresses as ints, no
+intermediate objects; the transport gets the frame and where its segment
+lies. Anything it does not vouch for goes the whole slow way, which counts
+and refuses it as always.
+
 Layer: stack. Imports synack.errors, synack.wire and lower stack modules (interface ...).
 """
 
@@ -40,11 +47,23 @@ Emit = Callable[[bytes | SplitFrame, float], None]
 Input = Callable[[wip.Ipv4Packet, bool, float], None]
 # Sends an ICMP error about a datagram: (datagram, type, code, now).
 IcmpErrorSender = Callable[[wip.Ipv4Packet, int, int, float], None]
+# The transport's input from the fast path: (frame, start, end of the segment
+# in it, source and destination addresses as ints, now).
+RawInput = Callable[[bytes, int, int, int, int, float], None]
 
 _pack_eth_ip = wip.ETH_IPV4_HEADER.pack
 _HLEN = wip.MIN_HEADER_LEN  # the headers this host sends carry no options
 _VERSION_IHL = wip.VERSION_IHL
 _VERSION_WORD = wip.VERSION_IHL << 8  # the header's first word (TOS 0)
+_unpack_words = wip.HEADER_WORDS.unpack_from
+_address_int = wip.address_int
+_IP_AT = weth.HEADER_LEN  # where the IPv4 header starts in a frame
+_L4_AT = wip.ETH_IPV4_HEADER_LEN  # and the transport's, without options
+_LIMITED = 0xFFFFFFFF  # 255.255.255.255
+# First octets of multicast sources (224.0.0.0/4, RFC 1122 §3.2.1.3) and of
+# loopback ones (127.0.0.0/8): what IPv4Address.is_multicast/is_loopback test.
+_MULTICAST_FIRST = range(224, 240)
+_LOOPBACK_FIRST = 127
 
 
 def _unattached(*_args: object) -> None:
@@ -59,11 +78,16 @@ class Ipv4:
     """
 
     __slots__ = (
+        "_bcast_int",
         "_eth_ipv4_tail",
+        "_fast_bad_src",
+        "_fast_dst",
         "_icmp_input",
         "_loop_queue",
         "_looping",
+        "_mac",
         "_tcp_input",
+        "_tcp_raw_input",
         "_ttl_word",
         "_udp_input",
         "counters",
@@ -89,12 +113,18 @@ class Ipv4:
         self.iface = iface
         self.counters = counters
         self.ip = iface.ip
-        self.ip_int = int(iface.ip)
+        self.ip_int = ip_int = int(iface.ip)
         self.network = iface.network
+        self._bcast_int = bcast = int(iface.network.broadcast_address)
+        self._fast_dst = -1  # receive_tcp_frame is off until attach() gives it TCP
+        # Sources the slow path refuses whatever their first octet (bad
+        # source, martian: RFC 1122 §3.2.1.3); 0.0.0.0 is a martian for TCP.
+        self._fast_bad_src = frozenset((0, _LIMITED, bcast, ip_int))
         self.mtu = iface.mtu
         self.gateway = config.gateway
         self.ttl = config.ttl
         self._ttl_word = config.ttl << 8  # the header's TTL/protocol word, less protocol
+        self._mac = iface.mac
         self._eth_ipv4_tail = iface.mac + weth.ETHERTYPE_IPV4.to_bytes(2, "big")
         self.ident = ident
         self.dest_cache = iface.dest_cache
@@ -112,14 +142,40 @@ class Ipv4:
         self._icmp_input: Input = _unattached
         self._udp_input: Input = _unattached
         self._tcp_input: Input = _unattached
+        self._tcp_raw_input: RawInput = _unattached
         self.icmp_error: IcmpErrorSender = _unattached
 
-    def attach(self, *, icmp: Input, udp: Input, tcp: Input, icmp_error: IcmpErrorSender) -> None:
-        """Connect the upper layers (they are built on this one)."""
+    def attach(
+        self,
+        *,
+        icmp: Input,
+        udp: Input,
+        tcp: Input,
+        icmp_error: IcmpErrorSender,
+        tcp_raw: RawInput | None = None,
+    ) -> None:
+        """Connect the upper layers (they are built on this one). ``tcp_raw``:
+        TCP's input from :meth:`receive_tcp_frame` (without it, that fast
+        path declines every frame)."""
         self._icmp_input = icmp
         self._udp_input = udp
         self._tcp_input = tcp
+        self._tcp_raw_input = tcp_raw or _unattached
         self.icmp_error = icmp_error
+        self.set_fast_path(tcp_raw is not None)
+
+    def set_fast_path(self, on: bool) -> None:
+        """Turn :meth:`receive_tcp_frame` on (the default once TCP is attached
+        with ``tcp_raw``) or off: then it declines every frame, and the
+        tests compare what both paths do with the same frames."""
+        ip_int, bcast = self.ip_int, self._bcast_int
+        # The fast path takes frames to our address, unless that address is
+        # also a broadcast one (a /31 or /32: then the slow path decides).
+        attached = self._tcp_raw_input is not _unattached
+        if on and attached and ip_int not in (bcast, _LIMITED):
+            self._fast_dst = ip_int
+        else:
+            self._fast_dst = -1
 
     # -------------------------------------------------------------- routing
     def next_hop(self, dst: IPv4Address) -> IPv4Address:
@@ -187,7 +243,8 @@ class Ipv4:
         """Send one IPv4 packet (fragmented if over the MTU, unless
         ``oversize``: a TSO segment the link will cut up itself)."""
         total = _HLEN + len(payload)
-        cached = self.dest_cache.get(dst) if total <= self.mtu or oversize else None
+        dst_int = _address_int(dst)
+        cached = self.dest_cache.get(dst_int) if total <= self.mtu or oversize else None
         if cached is not None and cached[1] > now:
             # The fast path for a unicast packet to a resolved neighbour: the
             # headers packed at once, no intermediate objects.
@@ -198,7 +255,7 @@ class Ipv4:
                     wip.FLAG_DF if dont_fragment else 0,
                     proto,
                     self.ip_int,
-                    int(dst),
+                    dst_int,
                 )
                 + payload,
                 now,
@@ -257,6 +314,34 @@ class Ipv4:
             self._looping = False
 
     # ---------------------------------------------------------------- input
+    def receive_tcp_frame(self, data: bytes, now: float) -> bool:
+        """The fast path for a whole Ethernet frame the host found to hold an
+        unfragmented, option-less IPv4 packet carrying TCP: True when it was
+        handled (given to TCP), False when the frame must take the slow path
+        (:meth:`Interface.receive` then :meth:`receive`) because something
+        in it is not the common case: not unicast to us, a length or header
+        checksum that does not hold, a source the slow path refuses. Nothing
+        is counted then, so the slow path counts exactly what it always did.
+        """
+        if data[:6] != self._mac:
+            return False
+        w0, total, ident, frag, ttl_proto, csum, src, dst = _unpack_words(data, _IP_AT)
+        if dst != self._fast_dst or total < _HLEN or total + _IP_AT > len(data):
+            return False
+        # RFC 791 §3.1: a correct header sums to ones'-complement -0, i.e. 0
+        # modulo 0xFFFF (checksum.py; the version word keeps the sum non-zero).
+        if (w0 + total + ident + frag + ttl_proto + csum + src + dst) % 0xFFFF:
+            return False
+        if (
+            src >> 24 in _MULTICAST_FIRST
+            or src >> 24 == _LOOPBACK_FIRST
+            or src in self._fast_bad_src
+        ):
+            return False
+        self.counters["ipv4-in"] += 1
+        self._tcp_raw_input(data, _L4_AT, _IP_AT + total, src, dst, now)
+        return True
+
     def receive(self, frame: weth.EthernetFrame, now: float) -> None:
         """An IPv4 frame the interface accepted."""
         try:
@@ -266,17 +351,23 @@ class Ipv4:
             return
         # RFC 1122 §3.2.1.7: a host must not discard a datagram for a low TTL,
         # so TTL is the router's business (stack/router.py), not checked here.
-        dst = pkt.dst
-        broadcast = dst == LIMITED_BROADCAST or dst == self.network.broadcast_address
-        if dst != self.ip and not broadcast:
+        # Addresses compared as ints (an IPv4Address comparison or range test
+        # is a Python-level call, several per packet).
+        dst = _address_int(pkt.dst)
+        broadcast = dst == _LIMITED or dst == self._bcast_int
+        if dst != self.ip_int and not broadcast:
             self.counters["ipv4-not-for-us"] += 1
             return
-        src = pkt.src
-        if src.is_multicast or src == LIMITED_BROADCAST or src == self.network.broadcast_address:
+        src = _address_int(pkt.src)
+        if src >> 24 in _MULTICAST_FIRST or src == _LIMITED or src == self._bcast_int:
             # RFC 1122 §3.2.1.3: a broadcast/multicast source is discarded.
             self.counters["ipv4-bad-source"] += 1
             return
-        if src == self.ip or src.is_loopback or (src.is_unspecified and pkt.proto != wip.PROTO_UDP):
+        if (
+            src == self.ip_int
+            or src >> 24 == _LOOPBACK_FIRST
+            or (not src and pkt.proto != wip.PROTO_UDP)
+        ):
             # Martians: our own or a loopback address cannot come from the
             # link (a "land" attack would make us talk to ourselves).
             self.counters["ipv4-martian"] += 1

@@ -6,9 +6,14 @@ TCP itself; this module gives each segment to its connection or listener
 heap for all connections, picks ephemeral ports, and runs the per-connection
 loop (events, segments, timer) once per batch of frames. A full half-open
 queue is defended with :mod:`SYN cookies <synack.stack.syncookies>` or by
-evicting its oldest entry. Output goes through the host's
-:class:`~synack.stack.ipv4.Ipv4` layer, or straight to the link as a
-:class:`~synack.stack.offload.SplitFrame` on an offloading link.
+evicting its oldest entry. Output goes through
+:class:`~synack.stack.tcp_output.TcpOutput`.
+
+The per-segment path of an established connection keeps ``IPv4Address``
+objects out of it (hashing or comparing one is a Python-level call): the IP
+fast path hands :meth:`TcpDemux.receive_at` the frame and the addresses as
+ints, and a connection is found by a tuple of plain ints (a private index
+kept beside :attr:`TcpDemux.conns`).
 
 Layer: stack. Imports synack.errors, synack.wire, synack.tcp and lower stack modules.
 """
@@ -22,7 +27,15 @@ from ipaddress import IPv4Address
 
 from synack.core.ratelimit import TokenBucket, TokenBuckets
 from synack.errors import LocalProtocolError
-from synack.stack.config import ANY, Address, AddressInUseError, ConnKey, HostConfig, NoRouteError
+from synack.stack.config import (
+    ANY,
+    Address,
+    AddressInUseError,
+    ConnKey,
+    HostConfig,
+    NoRouteError,
+    as_address,
+)
 from synack.stack.endpoints import TcpListener, TcpStream
 from synack.stack.events import (
     HostEvent,
@@ -34,9 +47,10 @@ from synack.stack.events import (
 from synack.stack.fastopen import HostFastOpen
 from synack.stack.interface import count_malformed
 from synack.stack.ipv4 import Ipv4
-from synack.stack.offload import SplitFrame, coalesce
+from synack.stack.offload import coalesce
 from synack.stack.ports import EphemeralPorts
 from synack.stack.syncookies import SynCookies
+from synack.stack.tcp_output import TcpOutput
 from synack.stack.timewait import Outcome, TimeWait, answer, may_reopen
 from synack.tcp import events as tev
 from synack.tcp.config import TcpConfig
@@ -47,8 +61,8 @@ from synack.tcp.seq import seq_gt
 from synack.tcp.states import Cause, State
 from synack.wire import ipv4 as wip
 from synack.wire import tcp as wtcp
-from synack.wire.checksum import finish, ones_sum
 from synack.wire.errors import MalformedPacket
+from synack.wire.ipv4 import address_from_int, address_int
 from synack.wire.tcp import TcpFlags, TcpSegment
 
 _SYN, _ACK, _RST = TcpFlags.SYN, TcpFlags.ACK, TcpFlags.RST
@@ -62,10 +76,8 @@ _SOFT_ERRNO = {
     IcmpError.PORT_UNREACHABLE: errno.ECONNREFUSED,
 }
 _SYN_ACK_RST = _SYN | _ACK | _RST
-_L4_START = wip.ETH_IPV4_HEADER_LEN  # where the TCP header starts in a frame
-_CSUM = wtcp.CHECKSUM_AT
 _IP_HLEN = wip.MIN_HEADER_LEN  # our IPv4 headers carry no options
-_build_header_offload = wtcp.build_header_offload
+_parse_at = wtcp.parse_at
 _FLAGS_AT = wtcp.FLAGS_AT
 _EARLY_MASK = int(_SYN | _ACK | _RST | TcpFlags.FIN)  # a pure SYN, read before parsing
 _PURE_SYN = int(_SYN)
@@ -84,10 +96,12 @@ class TcpDemux:
         "_cookies",
         "_dirty",
         "_events",
+        "_flows",
         "_heap",
         "_heap_dead",
         "_heap_seq",
         "_ip",
+        "_output",
         "_ports",
         "_proven",
         "_syn_budget",
@@ -102,9 +116,8 @@ class TcpDemux:
         "name",
         "now",
         "observers",
-        "split",
+        "output",
         "time_wait",
-        "tso",
     )
 
     def __init__(
@@ -136,6 +149,12 @@ class TcpDemux:
         # first (bounded): under a flood they skip the shared SYN budget.
         self._proven: dict[IPv4Address, None] = {}
         self.conns: dict[ConnKey, TcpStream] = {}
+        # The same streams by (local ip, local port, remote ip, remote port)
+        # with the addresses as ints: what an arriving segment is looked up
+        # by. Changed wherever ``conns`` is; a 4-tuple is never in ``conns``
+        # and ``time_wait`` at once (a stream leaves ``conns`` as its record
+        # enters, and a stream is added only for a 4-tuple without one).
+        self._flows: dict[tuple[int, int, int, int], TcpStream] = {}
         self.listeners: dict[int, TcpListener] = {}
         self._heap: list[tuple[float, int, TcpStream]] = []
         self._heap_seq = 0
@@ -146,8 +165,26 @@ class TcpDemux:
         self._tw_heap: list[tuple[float, int, TimeWait]] = []
         self._dirty: dict[TcpStream, None] = {}  # streams fed segments, not yet touched
         self.now = 0.0
-        self.tso = False
-        self.split = False
+        self.output = TcpOutput(ip, counters)
+        self._output = self.output.send
+
+    @property
+    def split(self) -> bool:
+        """The link takes split frames (see ``Host.enable_offload``)."""
+        return self.output.split
+
+    @split.setter
+    def split(self, on: bool) -> None:
+        self.output.split = on
+
+    @property
+    def tso(self) -> bool:
+        """The link segments and checksums TCP itself (see ``Host.enable_offload``)."""
+        return self.output.tso
+
+    @tso.setter
+    def tso(self, on: bool) -> None:
+        self.output.tso = on
 
     # ------------------------------------------------------------ the loop
     def has_dirty(self) -> bool:
@@ -193,10 +230,12 @@ class TcpDemux:
             stream.pending.append(event)
             notify = True
         segments = conn.segments_to_send(now)
-        if self.tso and len(segments) > 1:
+        if self.output.tso and len(segments) > 1:
             segments = coalesce(segments)
-        for seg in segments:
-            self._output(conn.local[0], conn.remote[0], seg, now)
+        if segments:
+            src, dst, output = conn.local[0], conn.remote[0], self._output
+            for seg in segments:
+                output(src, dst, seg, now)
         if notify and stream.owner is not None:
             self._events.append(TcpActivity(stream))
         if conn.state is State.TIME_WAIT:
@@ -223,6 +262,7 @@ class TcpDemux:
             deadline = now + linger
         tw = TimeWait(stream, deadline, linger)
         del self.conns[stream.key]
+        del self._flows[_flow(stream.key)]
         self.time_wait[stream.key] = tw
         self._heap_seq += 1
         heapq.heappush(self._tw_heap, (deadline, self._heap_seq, tw))
@@ -418,63 +458,9 @@ class TcpDemux:
         stream.gone = True
         if self.conns.get(stream.key) is stream:
             del self.conns[stream.key]
+            del self._flows[_flow(stream.key)]
         if stream.listener is not None:
             stream.listener.half_open.pop(stream.key, None)
-
-    # ---------------------------------------------------------------- output
-    def _output(self, src: IPv4Address, dst: IPv4Address, seg: TcpSegment, now: float) -> None:
-        ip = self._ip
-        if self.split and ip.dest_cache and self._send_split(src, dst, seg, now):
-            return
-        raw = wtcp.build(seg, src, dst)
-        self.counters["tcp-out"] += 1
-        try:
-            # DF as Linux does for TCP (PMTU discovery), when the segment fits.
-            mtu = ip.path_mtu(dst)
-            if self.tso and _IP_HLEN + len(raw) > mtu and mtu == ip.mtu:
-                # A coalesced segment: the link cuts it into MTU-sized ones.
-                self.counters["tcp-tso-out"] += 1
-                ip.send(dst, wip.PROTO_TCP, raw, now, dont_fragment=True, oversize=True)
-            else:
-                ip.send(dst, wip.PROTO_TCP, raw, now, dont_fragment=_IP_HLEN + len(raw) <= mtu)
-        except NoRouteError:
-            self.counters["tcp-no-route"] += 1
-
-    def _send_split(self, src: IPv4Address, dst: IPv4Address, seg: TcpSegment, now: float) -> bool:
-        """The fast path to a resolved neighbour over a link that takes split
-        frames (``split``): Ethernet, IPv4 and TCP headers built as one
-        string, the payload left as it is (never copied). With a
-        checksum-offloading link (``tso``) the payload is not summed either:
-        the TCP checksum field holds the pseudo-header sum for the link to
-        complete, as a NIC with TX checksum offload does. False when the slow
-        path must do it (unresolved next hop, a learnt path MTU, loopback, a
-        segment to fragment)."""
-        ip = self._ip
-        cached = ip.dest_cache.get(dst)
-        if cached is None or cached[1] <= now or ip.pmtu:
-            return False
-        tcp_header = _build_header_offload(seg, src, dst)
-        payload = seg.payload
-        total = _IP_HLEN + len(tcp_header) + len(payload)
-        tso = self.tso
-        if not tso:
-            if total > ip.mtu:
-                return False
-            # The field holds the pseudo-header sum: summing the header with
-            # it is summing pseudo-header and header at once.
-            csum = finish(ones_sum(tcp_header) + ones_sum(payload))
-            tcp_header = b"".join(
-                (tcp_header[:_CSUM], csum.to_bytes(2, "big"), tcp_header[_CSUM + 2 :])
-            )
-        self.counters["tcp-out"] += 1
-        if total > ip.mtu:
-            self.counters["tcp-tso-out"] += 1
-        head = (
-            ip.eth_ip_head(cached[0], total, wip.FLAG_DF, wip.PROTO_TCP, int(src), int(dst))
-            + tcp_header
-        )
-        ip.emit(SplitFrame(head, payload, _L4_START if tso else 0, _CSUM), now)
-        return True
 
     # ----------------------------------------------------------------- input
     def _prove(self, src: IPv4Address) -> None:
@@ -530,11 +516,46 @@ class TcpDemux:
             count_malformed(self.counters, exc)
             return
         self.counters["tcp-in"] += 1
+        self._segment(seg, pkt.src, pkt.dst, now)
+
+    def receive_at(self, data: bytes, start: int, end: int, src: int, dst: int, now: float) -> None:
+        """A segment for us held in ``data[start:end]`` (a whole frame from
+        the IP layer's fast path), between the addresses ``src`` and ``dst``
+        as ints. The same steps as :meth:`receive`, in the same order; a
+        segment of a connection we hold goes to it without an ``IPv4Address``
+        made, hashed or compared."""
+        if (
+            end - start > _FLAGS_AT
+            and data[start + _FLAGS_AT] & _EARLY_MASK == _PURE_SYN
+            and self._syn_over_budget(
+                address_from_int(src), int.from_bytes(data[start + 2 : start + 4]), now
+            )
+        ):
+            return
+        try:
+            seg = _parse_at(data, start, end, src, dst, verify_checksum=self._ip.verify_l4)
+        except MalformedPacket as exc:
+            count_malformed(self.counters, exc)
+            return
+        self.counters["tcp-in"] += 1
+        if seg.src_port and seg.dst_port:
+            stream = self._flows.get((dst, seg.dst_port, src, seg.src_port))
+            if stream is not None and stream.conn.state is not State.TIME_WAIT:
+                # What _segment does with a segment of a connection we hold
+                # (not in TIME-WAIT: that one may be reopened by a SYN).
+                stream.conn.receive_segment(seg, now)
+                self._dirty[stream] = None
+                return
+        self._segment(seg, address_from_int(src), address_from_int(dst), now)
+
+    def _segment(self, seg: TcpSegment, src: IPv4Address, dst: IPv4Address, now: float) -> None:
+        """A parsed segment from ``src`` to ``dst`` (counted as tcp-in): to its
+        TIME-WAIT record, connection or listener, or answered with a reset."""
         if not seg.src_port or not seg.dst_port:
             # Port 0 is reserved (RFC 9293 §3.1): never a connection's.
             self.counters["tcp-bad-port"] += 1
             return
-        key = (pkt.dst, seg.dst_port, pkt.src, seg.src_port)
+        key = (dst, seg.dst_port, src, seg.src_port)
         if self.time_wait:
             tw = self.time_wait.get(key)
             if tw is not None and self._time_wait_segment(tw, seg, now):
@@ -559,7 +580,7 @@ class TcpDemux:
             self.counters["tcp-timewait-reopen"] += 1
             self._forget(stream)
         listener = self.listeners.get(seg.dst_port)
-        if listener is not None and listener.local[0] not in (ANY, pkt.dst):
+        if listener is not None and listener.local[0] not in (ANY, dst):
             listener = None
         if listener is None:
             # RFC 9293 §3.10.7.1: a segment to a closed port gets a reset.
@@ -567,7 +588,7 @@ class TcpDemux:
             reply = reply_when_closed(seg)
             if reply is not None:
                 self.counters["tcp-rst-out"] += 1
-                self._output(pkt.dst, pkt.src, reply, now)
+                self._output(dst, src, reply, now)
             return
         if seg.flags & _SYN_ACK_RST != _SYN:
             if (
@@ -579,7 +600,7 @@ class TcpDemux:
             reply = reply_when_listening(seg)
             if reply is not None:
                 self.counters["tcp-rst-out"] += 1
-                self._output(pkt.dst, pkt.src, reply, now)
+                self._output(dst, src, reply, now)
             return
         self._syn(listener, key, seg, now)
 
@@ -630,6 +651,7 @@ class TcpDemux:
         """A connection the listener made, half-open until its handshake completes."""
         stream = TcpStream(key, conn, listener, self.touch)
         self.conns[key] = stream
+        self._flows[_flow(key)] = stream
         listener.half_open[key] = stream
         return stream
 
@@ -707,7 +729,7 @@ class TcpDemux:
         fastopen: bool = False,
     ) -> TcpStream:
         ip = self._ip
-        rip, rport = IPv4Address(remote[0]), remote[1]
+        rip, rport = as_address(remote[0]), remote[1]
         if not 0 < rport <= 65535:
             raise LocalProtocolError("destination port must be 1-65535")
         if not (rip.is_loopback or rip == ip.ip):
@@ -738,6 +760,7 @@ class TcpDemux:
         )
         stream = TcpStream(key, conn, None, self.touch)
         self.conns[key] = stream
+        self._flows[_flow(key)] = stream
         conn.connect(now, self.fastopen.offer(stream, now) if fastopen else None)
         self.counters["tcp-active-opens"] += 1
         if not fastopen:
@@ -759,3 +782,8 @@ class TcpDemux:
             self._forget(stream)
         listener.half_open.clear()
         listener.queue.clear()
+
+
+def _flow(key: ConnKey) -> tuple[int, int, int, int]:
+    """A 4-tuple with its addresses as ints (the key of ``TcpDemux._flows``)."""
+    return (address_int(key[0]), key[1], address_int(key[2]), key[3])

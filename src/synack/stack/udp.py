@@ -9,7 +9,7 @@ from collections import Counter, deque
 from ipaddress import IPv4Address
 
 from synack.errors import LocalProtocolError
-from synack.stack.config import ANY, Address, AddressInUseError
+from synack.stack.config import ANY, Address, AddressInUseError, as_address
 from synack.stack.endpoints import UdpEndpoint
 from synack.stack.events import DatagramError, DatagramReadable, HostEvent
 from synack.stack.interface import count_malformed
@@ -75,7 +75,7 @@ class Udp:
             raise LocalProtocolError("endpoint is closed")
         if len(data) > _MAX_PAYLOAD:
             raise LocalProtocolError("datagram too long for IPv4 (EMSGSIZE)")
-        ip, port = IPv4Address(addr[0]), addr[1]
+        ip, port = as_address(addr[0]), addr[1]
         if not 0 < port <= 65535:
             raise LocalProtocolError("destination port must be 1-65535")
         if self.tso and self._ip.dest_cache and self._send_offloaded(endpoint, data, ip, port, now):
@@ -94,12 +94,12 @@ class Udp:
         (RFC 768) and the link completes it. False when the datagram needs
         fragmenting or the next hop is not cached."""
         ipl = self._ip
-        cached = ipl.dest_cache.get(ip)
+        cached = ipl.dest_cache.get(wip.address_int(ip))
         length = wudp.HEADER_LEN + len(data)
         if cached is None or cached[1] <= now or _IP_HLEN + length > ipl.mtu:
             return False
         head = ipl.eth_ip_head(
-            cached[0], _IP_HLEN + length, 0, wip.PROTO_UDP, ipl.ip_int, int(ip)
+            cached[0], _IP_HLEN + length, 0, wip.PROTO_UDP, ipl.ip_int, wip.address_int(ip)
         ) + wudp.build_header_offload(endpoint.local[1], port, len(data), ipl.ip, ip)
         ipl.emit(SplitFrame(head, bytes(data), _L4_START, wudp.CHECKSUM_AT), now)
         return True

@@ -7,6 +7,10 @@ their descriptors, which halves the cost of building the representation. The
 representation classes have no ``__post_init__``, so nothing is skipped; a
 test checks that instances built either way are equal.
 
+:func:`fast_init` gives a class such an ``__init__`` for every caller (the
+TCP core builds a segment per segment sent): the same parameters and
+defaults as the generated one, the slots filled through their descriptors.
+
 Layer: wire. Imports only the standard library.
 """
 
@@ -37,6 +41,45 @@ def slot_maker(cls: type[T]) -> Callable[..., T]:
     make: Callable[..., T] = namespace["make"]
     make.__qualname__ = make.__name__ = f"make_{cls.__name__}"
     return make
+
+
+def fast_init(cls: type[T]) -> type[T]:
+    """Give a slotted frozen dataclass an ``__init__`` with the generated one's
+    parameters and plain defaults that fills the slots through their
+    descriptors (a frozen dataclass's own goes through ``object.__setattr__``
+    per field). Only for classes with nothing else in their ``__init__``: no
+    ``__post_init__``, no default factory, no keyword-only or init=False field."""
+    if hasattr(cls, "__post_init__"):
+        raise TypeError(f"{cls.__name__} validates in __post_init__; keep its __init__")
+    fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+    params = []
+    cells: dict[str, Any] = {}
+    body = []
+    for i, f in enumerate(fields):
+        if f.default_factory is not dataclasses.MISSING or f.kw_only or not f.init:
+            raise TypeError(f"{cls.__name__}.{f.name}: only plain fields")
+        if f.default is dataclasses.MISSING:
+            params.append(f.name)
+        else:
+            cells[f"_d{i}"] = f.default
+            params.append(f"{f.name}=_d{i}")
+        cells[f"_s{i}"] = getattr(cls, f.name).__set__
+        body.append(f"        _s{i}(self, {f.name})\n")
+    # The setters and defaults are the factory's arguments, so the __init__
+    # reads them as closure cells, not globals.
+    src = (
+        f"def factory({', '.join(cells)}):\n"
+        f"    def __init__(self, {', '.join(params)}):\n{''.join(body)}"
+        "    return __init__\n"
+    )
+    namespace: dict[str, Any] = {}
+    exec(src, namespace)
+    init = namespace["factory"](**cells)
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    init.__module__ = cls.__module__
+    init.__doc__ = cls.__init__.__doc__
+    setattr(cls, "__init__", init)  # noqa: B010 (mypy: no assigning to a method)
+    return cls
 
 
 def _address_int_getter() -> Callable[[IPv4Address], int]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 _from_bytes = int.from_bytes
 _MASKS: dict[int, int] = {}
+_masks_get = _MASKS.get
 
 
 def _mask(k: int) -> int:
@@ -43,10 +44,13 @@ def le_residue(data: bytes | bytearray | memoryview) -> int:
     x = _from_bytes(data, "little")
     n = len(data)
     if n >= 256:
+        # The masks from the table in C (dict.get), built by _mask only once.
         k = (n << 2) & ~15
-        x = (x >> k) + (x & _mask(k))
+        m = _masks_get(k)
+        x = (x >> k) + (x & (_mask(k) if m is None else m))
         k = (k >> 1) & ~15
-        x = (x >> k) + (x & _mask(k))
+        m = _masks_get(k)
+        x = (x >> k) + (x & (_mask(k) if m is None else m))
     return x % 0xFFFF
 
 

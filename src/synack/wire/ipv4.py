@@ -14,7 +14,8 @@ from ipaddress import IPv4Address
 
 from synack.errors import LocalProtocolError
 from synack.wire import options as tlv
-from synack.wire._fast import address_int, slot_maker
+from synack.wire._fast import address_int as address_int
+from synack.wire._fast import slot_maker
 from synack.wire.checksum import finish, le_residue, ones_sum
 from synack.wire.errors import MalformedPacket
 
@@ -50,6 +51,12 @@ FLAG_DF = 0x4000
 FLAG_MF = 0x2000
 
 _HDR = struct.Struct("!BBHHHBBHII")
+# The option-less header as ten 16-bit words but for the addresses (which
+# count as themselves in a ones'-complement sum, see checksum.py): version/IHL
+# and TOS, total length, ident, flags and fragment offset, TTL and protocol,
+# checksum, source, destination. A host's receive fast path reads it from the
+# frame and sums it without slicing it out.
+HEADER_WORDS = struct.Struct("!HHHHHHII")
 
 # An Ethernet header and an option-less IPv4 header packed at once (a host's
 # fast path to a resolved neighbour): destination MAC, then source MAC and

@@ -15,8 +15,8 @@ from ipaddress import IPv4Address
 
 from synack.errors import LocalProtocolError
 from synack.wire import options as tlv
-from synack.wire._fast import address_int, slot_maker
-from synack.wire.checksum import finish, fold, is_valid, le_residue, ones_sum, pseudo_header_sum
+from synack.wire._fast import address_int, fast_init, slot_maker
+from synack.wire.checksum import finish, fold, le_residue, pseudo_header_sum
 from synack.wire.errors import MalformedPacket
 
 PROTO_TCP = 6
@@ -100,6 +100,7 @@ class TcpOptions:
     fastopen: bytes | None = None
 
 
+fast_init(TcpOptions)
 NO_OPTIONS = TcpOptions()
 
 
@@ -127,6 +128,9 @@ class TcpSegment:
         if self.flags & TcpFlags.FIN:
             n += 1
         return n
+
+
+fast_init(TcpSegment)
 
 
 _HDR = struct.Struct("!HHIIBBHHH")
@@ -190,6 +194,8 @@ def parse_options(opts: bytes | memoryview) -> TcpOptions:
 
 _make = slot_maker(TcpSegment)
 _make_options = slot_maker(TcpOptions)
+_ts_options: dict[tuple[int, int], TcpOptions] = {}
+_TS_OPTIONS_MAX = 64
 
 
 def parse(
@@ -198,10 +204,23 @@ def parse(
     """Parse one TCP segment (header + payload) carried between ``src`` and ``dst``."""
     if type(data) is not bytes:
         data = bytes(data)
-    n = len(data)
+    return parse_at(
+        data, 0, len(data), address_int(src), address_int(dst), verify_checksum=verify_checksum
+    )
+
+
+def parse_at(
+    data: bytes, start: int, end: int, src: int, dst: int, *, verify_checksum: bool = True
+) -> TcpSegment:
+    """Parse the TCP segment held in ``data[start:end]`` (a host's receive
+    path hands the whole frame: no intermediate copy), carried between the
+    addresses ``src`` and ``dst`` given as ints. ``0 <= start <= end <=
+    len(data)`` is the caller's promise; the segment itself is checked as
+    :func:`parse` checks it."""
+    n = end - start
     if n < MIN_HEADER_LEN:
         raise MalformedPacket("tcp", "truncated", f"{n} bytes, header needs {MIN_HEADER_LEN}")
-    sport, dport, seq, ack, off, flags, window, csum, urgent = _HDR.unpack_from(data)
+    sport, dport, seq, ack, off, flags, window, csum, urgent = _HDR.unpack_from(data, start)
     hlen = (off >> 4) << 2
     if hlen < MIN_HEADER_LEN:
         raise MalformedPacket("tcp", "bad-data-offset", f"data offset {hlen >> 2} is below 5")
@@ -212,24 +231,59 @@ def parse(
     if verify_checksum:
         # Pseudo-header (RFC 9293 §3.1) + segment, as one sum; see checksum.py:
         # the little-endian residue times 256 is the big-endian one (RFC 1071 §2(B)).
-        total = le_residue(data) * 256 + address_int(src) + address_int(dst) + PROTO_TCP + n
-        if not is_valid(total):
+        total = le_residue(data[start:end]) * 256 + src + dst + PROTO_TCP + n
+        if total % 0xFFFF:  # checksum.is_valid, inline (total is never 0 here)
             raise MalformedPacket("tcp", "bad-checksum", f"checksum 0x{csum:04x} is wrong")
+    at = start + MIN_HEADER_LEN
     if hlen == MIN_HEADER_LEN:
         options = NO_OPTIONS
-    elif hlen == 32 and data[20:24] == _TS_ALIGNED:
+    elif hlen == 32 and data[at : at + 4] == _TS_ALIGNED:
         # NOP NOP TS: the options of nearly every segment of a Linux connection.
-        ts = _TS.unpack_from(data, 24)
-        options = _make_options(None, None, False, (), ts, (), None)
+        # Dozens of segments share a millisecond's TSval: share their
+        # (immutable) options too, from a small bounded table.
+        ts = _TS.unpack_from(data, at + 4)
+        shared = _ts_options.get(ts)
+        if shared is None:
+            if len(_ts_options) >= _TS_OPTIONS_MAX:
+                _ts_options.clear()
+            shared = _ts_options[ts] = _make_options(None, None, False, (), ts, (), None)
+        options = shared
     else:
-        options = parse_options(data[MIN_HEADER_LEN:hlen])
-    return _make(sport, dport, seq, ack, _FLAGS[flags], window, data[hlen:], options, urgent)
+        options = parse_options(data[at : start + hlen])
+    return _make(
+        sport, dport, seq, ack, _FLAGS[flags], window, data[start + hlen : end], options, urgent
+    )
 
 
 def build_options(options: TcpOptions) -> bytes:
     """Options in the canonical order, NOP-aligned like Linux, EOL-padded to a multiple of 4."""
+    return _options(options)[0]
+
+
+# NOP NOP kind 8 length 10 as 16-bit words, in a ones'-complement sum.
+_TS_ALIGNED_SUM = 0x0101 + 0x080A
+
+
+def _options(options: TcpOptions) -> tuple[bytes, int]:
+    """:func:`build_options` and the sum of its 16-bit words (modulo 0xFFFF:
+    a 32-bit value counts as itself, checksum.py), for the checksum."""
     if options is NO_OPTIONS:
-        return b""
+        return b"", 0
+    ts = options.timestamps
+    if (
+        ts is not None
+        and options.mss is None
+        and options.wscale is None
+        and not options.sack_permitted
+        and not options.sack_blocks
+        and not options.unknown
+    ):
+        # Timestamps alone: the options of nearly every data segment, summed
+        # from their values.
+        try:
+            return _TS_ALIGNED + _TS.pack(*ts), _TS_ALIGNED_SUM + ts[0] + ts[1]
+        except (struct.error, TypeError, IndexError) as exc:
+            raise LocalProtocolError(f"tcp: cannot build options {options!r}: {exc}") from None
     parts: list[bytes] = []
     try:
         if options.mss is not None:
@@ -261,7 +315,7 @@ def build_options(options: TcpOptions) -> bytes:
     if len(raw) % 4:
         # End of Option List, then zeros to the 32-bit boundary (RFC 9293 §3.1).
         raw += bytes(4 - len(raw) % 4)
-    return raw
+    return raw, le_residue(raw) * 256
 
 
 def _pack_header(segment: TcpSegment, hlen: int, checksum: int) -> bytes:
@@ -284,24 +338,33 @@ def _pack_header(segment: TcpSegment, hlen: int, checksum: int) -> bytes:
 
 def build(segment: TcpSegment, src: IPv4Address, dst: IPv4Address) -> bytes:
     """Serialise ``segment`` with a correct pseudo-header checksum."""
-    opts = build_options(segment.options)
+    return build_header(segment, address_int(src), address_int(dst)) + segment.payload
+
+
+def build_header(segment: TcpSegment, src: int, dst: int) -> bytes:
+    """The header of ``segment`` (options included) with its checksum over
+    pseudo-header, header and payload, for addresses given as ints; the
+    payload is summed, not copied (a host joins it into its frame once)."""
+    opts, opts_sum = _options(segment.options)
     hlen = MIN_HEADER_LEN + len(opts)
     payload = segment.payload
-    header = _pack_header(segment, hlen, 0)
-    if opts:
-        header += opts
     length = hlen + len(payload)
+    try:
+        sport, dport, seq, ack = segment.src_port, segment.dst_port, segment.seq, segment.ack
+        flags, window, urgent = int(segment.flags), segment.window, segment.urgent
+        # The fixed header summed from its fields (a 32-bit field counts as
+        # itself modulo 0xFFFF, checksum.py) and packed once, checksum
+        # included; the payload read as one little-endian residue, turned
+        # big-endian (RFC 1071 §2(B)). Out-of-range fields: pack refuses them.
+        total = (
+            src + dst + PROTO_TCP + length + sport + dport + seq + ack + (hlen << 10) + flags
+        ) + (window + urgent + opts_sum + le_residue(payload) * 256)
+        header = _HDR.pack(sport, dport, seq, ack, hlen << 2, flags, window, finish(total), urgent)
+    except (struct.error, TypeError) as exc:
+        raise LocalProtocolError(f"tcp: cannot build {segment!r}: {exc}") from None
     if length > 0xFFFF:
         raise LocalProtocolError(f"tcp: segment of {length} octets exceeds 65535")
-    csum = finish(
-        address_int(src)
-        + address_int(dst)
-        + PROTO_TCP
-        + length
-        + ones_sum(header)
-        + ones_sum(payload)
-    )
-    return b"".join((header[:16], _U16.pack(csum), header[18:], payload))
+    return header + opts if opts else header
 
 
 def build_header_offload(segment: TcpSegment, src: IPv4Address, dst: IPv4Address) -> bytes:
