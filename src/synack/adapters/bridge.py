@@ -34,6 +34,8 @@ UDP_HEAD = struct.Struct("!4sH")  # a datagram's source address, ahead of its by
 _CHUNK = 256 * 1024
 _BYTE = b"\x01"
 listening: set[State] = set()  # sockets listening now (close_all closes them)
+# State.config's memo: (id of the host's config, the options' changes) -> (that config, result)
+_configs: dict[tuple[int, tuple[tuple[str, Any], ...]], tuple[Any, Any]] = {}
 
 
 class State:
@@ -61,6 +63,9 @@ class State:
         return bool(self.opts.get((_std.SOL_SOCKET, _std.SO_REUSEADDR)))
 
     def config(self) -> Any:
+        """The TCP configuration this socket's options make (one object per
+        distinct set of options: building and validating one costs more than
+        the rest of a new connection's setsockopt calls together)."""
         cfg = self.m.host.tcp_config
         o = self.opts
         changes: dict[str, Any] = {}
@@ -72,10 +77,20 @@ class State:
             changes["receive_buffer"] = max(2048, o[k])
         if (k := (_std.SOL_SOCKET, _std.SO_SNDBUF)) in o:
             changes["send_buffer"] = max(2048, o[k])
+        if not changes:
+            return cfg
+        key = (id(cfg), tuple(sorted(changes.items())))
+        made = _configs.get(key)
+        if made is not None and made[0] is cfg:
+            return made[1]
         try:
-            return dataclasses.replace(cfg, **changes) if changes else cfg
+            new = dataclasses.replace(cfg, **changes)
         except LocalProtocolError as exc:
             raise OSError(errno.EINVAL, str(exc)) from None
+        if len(_configs) >= 64:
+            _configs.clear()
+        _configs[key] = (cfg, new)
+        return new
 
     # UDP ----------------------------------------------------------------------
     def open_udp(self, ip: IPv4Address, port: int) -> None:

@@ -197,11 +197,19 @@ class socket(_KernelSocket):  # named as the class it stands in for
         if (level, optname) not in _KNOWN_OPTS:
             raise OSError(errno.ENOPROTOOPT, "Protocol not available")
         v = int.from_bytes(value, "little") if isinstance(value, bytes | bytearray) else int(value)
-        sk.opts[(level, optname)] = v
+        key = (level, optname)
+        before = sk.opts.get(key)
+        sk.opts[key] = v
         stream = sk.stream
-        if stream is not None:
-            cfg = sk.config()
-            sk.m.runtime.call(lambda: setattr(stream.conn, "config", cfg))
+        if stream is None or before == v:
+            return
+        cfg = sk.config()
+        if cfg is not stream.conn.config:
+            # Not waited for: asyncio sets TCP_NODELAY on every connection it
+            # makes, and a round trip to the loop thread per option was a
+            # good part of a new connection's cost. Ordered before any data
+            # the program writes next (that reaches the loop later).
+            sk.m.runtime.post(lambda: setattr(stream.conn, "config", cfg))
 
     def getsockopt(self, level: int, optname: int, buflen: int = 0) -> Any:
         sk = self._state()
@@ -414,7 +422,7 @@ class socket(_KernelSocket):  # named as the class it stands in for
             sk.closed = True
             rt = sk.m.runtime
             if not rt.closed:
-                rt.loop.call_soon_threadsafe(sk.app_closed)
+                rt.post(sk.app_closed)
         super()._real_close()  # type: ignore[misc]
 
     def detach(self) -> int:
