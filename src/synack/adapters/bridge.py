@@ -210,8 +210,10 @@ class Bridge:
         self.loop = sk.m.runtime.loop
         self.fd = sk.stack_end.fileno()
         self.end = sk.stack_end
-        self.to_app = b""  # received, not yet taken by the pair
-        self.to_net = b""  # read from the pair, not yet taken by TCP
+        # Partly taken buffers are kept as memoryviews: slicing one is free,
+        # slicing the bytes would copy up to a chunk per partial send.
+        self.to_app: bytes | memoryview = b""  # received, not yet taken by the pair
+        self.to_net: bytes | memoryview = b""  # read from the pair, not yet taken by TCP
         self.eof_in = False  # the peer's FIN (to pass on after the data)
         self.eof_out = False  # the program's EOF on its end
         self.reading = False
@@ -293,10 +295,11 @@ class Bridge:
             except LocalProtocolError:
                 self.to_net = b""
                 break
-            self.to_net = self.to_net[n:]
-            if self.to_net:  # TCP's buffer is full: wait for SendSpaceAvailable
+            if n < len(self.to_net):  # TCP's buffer is full: wait for SendSpaceAvailable
+                self.to_net = memoryview(self.to_net)[n:]
                 self._stop_reading()
                 break
+            self.to_net = b""
         else:
             self.d.schedule_pump()
             return
@@ -326,7 +329,7 @@ class Bridge:
                 self.app_gone = True
                 self.abort()
                 return
-            self.to_app = self.to_app[n:]
+            self.to_app = memoryview(self.to_app)[n:] if n < len(self.to_app) else b""
         if self.eof_in and not self.to_app:
             try:
                 self.end.shutdown(_std.SHUT_WR)
