@@ -307,3 +307,60 @@ def test_peer_reset_is_raised_once_then_eof(stack: tuple[Runtime, SocketModule])
     assert c.recv(10) == b""
     c.close()
     srv.close()
+
+
+def test_options_reach_the_connection_in_order_without_a_round_trip(
+    stack: tuple[Runtime, SocketModule],
+) -> None:
+    rt, _ = stack
+    srv = socket.create_server((IP, 0))
+    c = socket.create_connection(srv.getsockname(), timeout=5)
+    conn, _ = srv.accept()
+    stream = conn._sk.stream  # type: ignore[attr-defined]
+    assert stream is not None
+    assert not rt.call(lambda: stream.conn.config.nodelay)
+    # What asyncio and aiohttp do to every connection they make.
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    conn.sendall(b"after the options")  # reaches the loop after them
+    assert c.recv(100) == b"after the options"
+    cfg = rt.call(lambda: stream.conn.config)
+    assert cfg.nodelay and cfg.keepalive
+    assert conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    # The same options make the same configuration object (built once).
+    c2 = socket.create_connection(srv.getsockname(), timeout=5)
+    conn2, _ = srv.accept()
+    conn2.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    conn2.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    stream2 = conn2._sk.stream  # type: ignore[attr-defined]
+    assert rt.call(lambda: stream2.conn.config) is cfg
+    conn2.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
+    assert not rt.call(lambda: stream2.conn.config.nodelay)
+    # A value the stack refuses is still the caller's EINVAL, at once.
+    with pytest.raises(OSError) as e:
+        conn2.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 40)
+    assert e.value.errno == errno.EINVAL
+    for s in (c, c2, conn, conn2, srv):
+        s.close()
+
+
+def test_posts_run_in_order_and_one_failure_strands_none(
+    stack: tuple[Runtime, SocketModule],
+) -> None:
+    rt, _ = stack
+    seen: list[int] = []
+    errors: list[dict[str, object]] = []
+    rt.call(lambda: rt.loop.set_exception_handler(lambda loop, ctx: errors.append(ctx)))
+
+    def boom() -> None:
+        raise ValueError("a failing post")
+
+    for i in range(50):
+        rt.post(lambda i=i: seen.append(i))
+        if i == 10:
+            rt.post(boom)
+    rt.call(lambda: None)  # the loop has run everything posted before this
+    assert seen == list(range(50))
+    assert len(errors) == 1 and isinstance(errors[0]["exception"], ValueError)
+    rt.call(lambda: rt.loop.set_exception_handler(None))
