@@ -364,3 +364,38 @@ def test_posts_run_in_order_and_one_failure_strands_none(
     assert seen == list(range(50))
     assert len(errors) == 1 and isinstance(errors[0]["exception"], ValueError)
     rt.call(lambda: rt.loop.set_exception_handler(None))
+
+
+def test_hundreds_waiting_to_be_accepted_are_all_accepted(
+    stack: tuple[Runtime, SocketModule],
+) -> None:
+    # One byte per waiting connection used to fill the listener's pair after
+    # ~280 (a Unix socket charges each send about a kilobyte): the rest were reset.
+    n = 600
+    srv = socket.create_server((IP, 0), backlog=1024)
+    clients = []
+    for _ in range(n):
+        c = socket.socket()
+        c.setblocking(False)
+        assert c.connect_ex(srv.getsockname()) == errno.EINPROGRESS
+        clients.append(c)
+    deadline = time.monotonic() + 20
+    while len(srv._sk.accepted) < n and time.monotonic() < deadline:  # type: ignore[attr-defined]
+        time.sleep(0.05)
+    srv.setblocking(False)
+    accepted = []
+    while True:
+        try:
+            accepted.append(srv.accept()[0])
+        except BlockingIOError:
+            break
+    assert len(accepted) == n
+    # Each is a working connection: a byte from every client reaches its peer.
+    for c in clients:
+        c.setblocking(True)
+        c.sendall(b"!")
+    for a in accepted:
+        a.settimeout(5)
+        assert a.recv(1) == b"!"
+    for s in [*clients, *accepted, srv]:
+        s.close()

@@ -2,8 +2,8 @@
 
 A :class:`State` is what a synack socket knows beyond its descriptor; the
 bridges move bytes between the socketpair's stack end and the host: a
-connection's (:class:`Bridge`), a listener's (one byte per accepted
-connection), a UDP endpoint's (each datagram behind its source address).
+connection's (:class:`Bridge`), a listener's (one byte in the pair while
+accepted connections wait), a UDP endpoint's (each datagram behind its source address).
 :func:`close_all` is the end-of-program lifecycle.
 
 Layer: adapters. Imports synack.adapters (driver, oserrors, sockets), synack.stack,
@@ -32,7 +32,7 @@ from synack.tcp import events as tev
 
 UDP_HEAD = struct.Struct("!4sH")  # a datagram's source address, ahead of its bytes
 _CHUNK = 256 * 1024
-_BYTE = b"\x01"
+ACCEPT_SIGNAL = b"\x01"  # in a listener's pair while connections wait
 listening: set[State] = set()  # sockets listening now (close_all closes them)
 # State.config's memo: (id of the host's config, the options' changes) -> (that config, result)
 _configs: dict[tuple[int, tuple[tuple[str, Any], ...]], tuple[Any, Any]] = {}
@@ -51,7 +51,13 @@ class State:
         self.listener: TcpListener | None = None
         self.endpoint: UdpEndpoint | None = None
         self.bridge: Bridge | None = None
-        self.accepted: deque[Any] = deque()  # accepted sockets, one byte each in the pair
+        self.accepted: deque[Any] = deque()  # accepted sockets the program has not taken
+        # One byte sits in a listener's pair while ``accepted`` is not empty
+        # (``signalled``). Not a byte per connection: each send on a Unix
+        # socket is charged about a kilobyte against its send buffer, so a
+        # few hundred waiting connections filled it and the next were reset.
+        self.accept_lock = threading.Lock()
+        self.signalled = False
         self.connected = threading.Event()
         self.error: OSError | None = None
         self.opts: dict[tuple[int, int], int] = {}
@@ -170,12 +176,16 @@ class ListenerBridge:
             csk.local, csk.remote = stream.local, stream.remote
             csk.opts = dict(sk.opts)
             Bridge(csk, stream)
-            sk.accepted.append(child)
-            try:
-                sk.stack_end.send(_BYTE)
-            except OSError:  # the program closed the listener: nobody accepts
-                sk.accepted.pop()
-                stream.abort(sk.m.driver.now())
+            with sk.accept_lock:
+                sk.accepted.append(child)
+                if sk.signalled:
+                    continue
+                try:
+                    sk.stack_end.send(ACCEPT_SIGNAL)
+                    sk.signalled = True
+                except OSError:  # the program closed the listener: nobody accepts
+                    sk.accepted.pop()
+                    stream.abort(sk.m.driver.now())
 
 
 class UdpBridge:
