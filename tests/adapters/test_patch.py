@@ -399,3 +399,18 @@ def test_hundreds_waiting_to_be_accepted_are_all_accepted(
         assert a.recv(1) == b"!"
     for s in [*clients, *accepted, srv]:
         s.close()
+
+
+def test_an_option_set_on_the_listener_after_listen_reaches_its_children(
+    stack: tuple[Runtime, SocketModule],
+) -> None:
+    rt, _ = stack
+    srv = socket.create_server((IP, 0))
+    srv.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # after listen()
+    c = socket.create_connection(srv.getsockname(), timeout=5)
+    conn, _ = srv.accept()
+    stream = conn._sk.stream  # type: ignore[attr-defined]
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # inherited value, set again
+    assert rt.call(lambda: stream.conn.config.nodelay)
+    for s in (c, conn, srv):
+        s.close()

@@ -205,13 +205,11 @@ class socket(_KernelSocket):  # named as the class it stands in for
         if (level, optname) not in _KNOWN_OPTS:
             raise OSError(errno.ENOPROTOOPT, "Protocol not available")
         v = int.from_bytes(value, "little") if isinstance(value, bytes | bytearray) else int(value)
-        key = (level, optname)
-        before = sk.opts.get(key)
-        sk.opts[key] = v
+        sk.opts[(level, optname)] = v
         stream = sk.stream
-        if stream is None or before == v:
+        if stream is None:
             return
-        cfg = sk.config()
+        cfg = sk.config()  # one object per option set: unchanged options, no post
         if cfg is not stream.conn.config:
             # Not waited for: asyncio sets TCP_NODELAY on every connection it
             # makes, and a round trip to the loop thread per option was a
