@@ -9,6 +9,7 @@ import errno
 import hashlib
 import http.server
 import os
+import resource
 import selectors
 import socket
 import socketserver
@@ -413,4 +414,75 @@ def test_an_option_set_on_the_listener_after_listen_reaches_its_children(
     conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # inherited value, set again
     assert rt.call(lambda: stream.conn.config.nodelay)
     for s in (c, conn, srv):
+        s.close()
+
+
+def test_the_backlog_bounds_what_waits_and_the_rest_is_accepted_later(
+    stack: tuple[Runtime, SocketModule],
+) -> None:
+    rt, module = stack
+    n, backlog = 12, 3
+    srv = socket.create_server((IP, 0), backlog=backlog)
+    clients = []
+    for _ in range(n):
+        c = socket.socket()
+        c.setblocking(False)
+        assert c.connect_ex(srv.getsockname()) == errno.EINPROGRESS
+        clients.append(c)
+    time.sleep(0.5)
+    # As the kernel's accept queue: no more than the backlog taken off the
+    # stack (each is a descriptor pair), the stack's own queue as long again.
+    assert len(srv._sk.accepted) == backlog  # type: ignore[attr-defined]
+    listener = srv._sk.listener  # type: ignore[attr-defined]
+    assert rt.call(lambda: len(listener.queue)) == backlog
+    overflow = rt.call(lambda: module.host.counters["tcp-listen-overflow"])
+    assert overflow >= n - 2 * backlog
+    accepted = []
+    srv.settimeout(10)
+    while len(accepted) < n:  # the dropped SYNs come back (retransmitted after ~1 s)
+        accepted.append(srv.accept()[0])
+    for c in clients:
+        c.setblocking(True)
+        c.sendall(b"?")
+    for a in accepted:
+        a.settimeout(5)
+        assert a.recv(1) == b"?"
+    for s in [*clients, *accepted, srv]:
+        s.close()
+
+
+def test_out_of_descriptors_resets_the_connection_and_the_stack_runs_on(
+    stack: tuple[Runtime, SocketModule],
+) -> None:
+    srv = socket.create_server((IP, 0))
+    c = socket.create_connection(srv.getsockname(), timeout=5)
+    conn, _ = srv.accept()
+    late = socket.socket()  # its own pair made while descriptors remain
+    late.settimeout(5)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    filler: list[int] = []
+    try:
+        # Every descriptor taken: the accepted connection's pair cannot be made
+        # (EMFILE on the loop thread).
+        resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 8, hard))
+        while True:
+            try:
+                filler.append(os.open(os.devnull, os.O_RDONLY))
+            except OSError:
+                break
+        with pytest.raises(ConnectionResetError):
+            late.connect(srv.getsockname())  # the stack completes the handshake...
+            late.recv(1)  # ...and resets what it cannot hand over
+    finally:
+        for fd in filler:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    # The established connection and the listener still work.
+    c.sendall(b"still")
+    assert conn.recv(5) == b"still"
+    c2 = socket.create_connection(srv.getsockname(), timeout=5)
+    conn2, _ = srv.accept()
+    c2.sendall(b"new")
+    assert conn2.recv(3) == b"new"
+    for s in (c, conn, c2, conn2, late, srv):
         s.close()

@@ -158,18 +158,41 @@ def close_end(sk: State) -> None:
 
 
 class ListenerBridge:
-    """A listener's news: accept each connection into a new socket, one byte each.
-    ``make_socket()`` makes the (stand-in) socket for an accepted connection."""
+    """A listener's news: each established connection accepted into a new
+    socket, as many as the listen() backlog while the program has not taken
+    them; the rest wait in the stack's own accept queue (as long again), and
+    past both new SYNs are dropped, as Linux drops them. ``make_socket()``
+    makes the (stand-in) socket for an accepted connection."""
 
     def __init__(self, sk: State, listener: TcpListener, make_socket: Callable[[], Any]) -> None:
         self.sk = sk
         self.listener = listener
         self.make_socket = make_socket
+        # Stopped at the backlog (or out of descriptors): the program's next
+        # accept() asks for another pass (under sk.accept_lock).
+        self.held = False
 
     def _activity(self) -> None:
         sk = self.sk
-        while (stream := self.listener.accept()) is not None:
-            child = self.make_socket()
+        listener = self.listener
+        while True:
+            with sk.accept_lock:
+                if len(sk.accepted) >= listener.backlog:
+                    self.held = True
+                    return
+            stream = listener.accept()
+            if stream is None:
+                return
+            try:
+                child = self.make_socket()
+            except OSError:
+                # Out of descriptors (EMFILE, ENFILE): this connection is
+                # reset rather than the loop failing; the next accept() (or
+                # connection) tries again.
+                stream.abort(sk.m.driver.now())
+                with sk.accept_lock:
+                    self.held = True
+                return
             csk = child._sk
             assert csk is not None
             csk.stream = stream

@@ -289,6 +289,10 @@ class socket(_KernelSocket):  # named as the class it stands in for
                     sk.signalled = False
             else:
                 sk.signalled = False
+            bridge = sk.listener.owner
+            if isinstance(bridge, ListenerBridge) and bridge.held:
+                bridge.held = False  # room again: take what waits in the stack's queue
+                sk.m.runtime.post(bridge._activity)
         if self.gettimeout() is None and _std.getdefaulttimeout() is not None:
             child.settimeout(_std.getdefaulttimeout())
         return child, child.getpeername()
