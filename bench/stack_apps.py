@@ -7,7 +7,13 @@ and upload (curl), then with ``--offload``; last, 1,000 connections opened at
 once against synack (time to all established, and the kernel's TX drop
 counter on the TAP device from ``ip -s link``, which should stay 0).
 
-    sudo .venv/bin/python bench/stack_apps.py [--requests 3000] [--mb 50]
+Where the time goes, from the same run: the server process's CPU per request
+(or per MB) from /proc (user + system, all threads), for synack split into the
+program's thread and the stack's loop thread, and the frames per request (or
+per MB) on the TAP device, in and out. ``--rounds N`` repeats the three
+servers in turn N times and prints medians with the min-max range.
+
+    sudo .venv/bin/python bench/stack_apps.py [--requests 3000] [--mb 50] [--rounds 3]
 
 Needs root, /dev/net/tun, iproute2, ab (apache2-utils), curl and aiohttp.
 """
@@ -21,11 +27,12 @@ import os
 import re
 import secrets
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 SERVER = """
 import hashlib
@@ -102,7 +109,8 @@ def tapns() -> Iterator[tuple[str, str, str]]:
 
 
 @contextlib.contextmanager
-def server(ns: str, argv: list[str], cwd: str) -> Iterator[None]:
+def server(ns: str, argv: list[str], cwd: str) -> Iterator[int]:
+    """Runs ``argv`` in ``ns``; yields its process id (``ip netns exec`` execs it)."""
     proc = subprocess.Popen(
         ["ip", "netns", "exec", ns, *argv],
         cwd=cwd,
@@ -116,7 +124,7 @@ def server(ns: str, argv: list[str], cwd: str) -> Iterator[None]:
         while "Running on" not in (line := proc.stdout.readline()):
             if not line:
                 raise SystemExit("server did not start")
-        yield
+        yield proc.pid
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -126,27 +134,82 @@ def server(ns: str, argv: list[str], cwd: str) -> Iterator[None]:
             proc.wait()
 
 
-def measure(ns: str, ip: str, requests: int, mb: int, path: str) -> dict[str, float]:
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(program's thread, every other thread) user + system CPU seconds of ``pid``:
+    for ``synack run`` the other thread is the stack's loop thread."""
+    main = other = 0.0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # a thread that ended
+        t = (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
+        if int(tid) == pid:
+            main += t
+        else:
+            other += t
+    return main, other
+
+
+def frames(ns: str, dev: str | None) -> tuple[int, int]:
+    """(frames the kernel sent to synack, frames synack sent) on the TAP device."""
+    if dev is None:
+        return 0, 0
+    lines = sh("ip", "-n", ns, "-s", "link", "show", dev).splitlines()
+    rx = next(i for i, line in enumerate(lines) if line.strip().startswith("RX:"))
+    tx = next(i for i, line in enumerate(lines) if line.strip().startswith("TX:"))
+    return int(lines[tx + 1].split()[1]), int(lines[rx + 1].split()[1])
+
+
+def measure(
+    ns: str, ip: str, requests: int, mb: int, path: str, pid: int, dev: str | None = None
+) -> dict[str, float]:
+    """Each row's rate, and per unit (request or MB): the server's CPU (us,
+    program thread and other threads) and the TAP's frames in and out."""
     base = f"http://{ip}:8081"
     ex = ["ip", "netns", "exec", ns]
     r: dict[str, float] = {}
-    out = sh(*ex, "ab", "-k", "-q", "-n", str(requests), "-c", "20", f"{base}/hello")
-    r["keepalive_rps"] = float(re.search(r"Requests per second:\s+([\d.]+)", out)[1])  # type: ignore[index]
-    out = sh(*ex, "ab", "-q", "-n", str(requests // 3), "-c", "20", f"{base}/hello")
-    r["newconn_rps"] = float(re.search(r"Requests per second:\s+([\d.]+)", out)[1])  # type: ignore[index]
-    t0 = time.perf_counter()
-    got = subprocess.run(
-        [*ex, "curl", "-sS", "--max-time", "120", f"{base}/files/big.bin"],
-        capture_output=True,
-        timeout=150,
-        check=True,
-    ).stdout
-    r["download_MBps"] = len(got) / (time.perf_counter() - t0) / 1e6
-    assert len(got) == mb << 20
-    t0 = time.perf_counter()
-    up = sh(*ex, "curl", "-sS", "--max-time", "120", "--data-binary", f"@{path}", f"{base}/upload")
-    r["upload_MBps"] = (mb << 20) / (time.perf_counter() - t0) / 1e6
-    assert up == str(mb << 20), up
+
+    def row(key: str, unit: float, run: Callable[[], float]) -> None:
+        c0, f0 = cpu_seconds(pid), frames(ns, dev)
+        r[key] = run()
+        c1, f1 = cpu_seconds(pid), frames(ns, dev)
+        r[f"{key} cpu_main"] = (c1[0] - c0[0]) / unit * 1e6
+        r[f"{key} cpu_other"] = (c1[1] - c0[1]) / unit * 1e6
+        r[f"{key} frames_in"] = (f1[0] - f0[0]) / unit
+        r[f"{key} frames_out"] = (f1[1] - f0[1]) / unit
+
+    def ab(*argv: str) -> float:
+        out = sh(*ex, "ab", "-q", *argv, f"{base}/hello")
+        return float(re.search(r"Requests per second:\s+([\d.]+)", out)[1])  # type: ignore[index]
+
+    def download() -> float:
+        t0 = time.perf_counter()
+        got = subprocess.run(
+            [*ex, "curl", "-sS", "--max-time", "120", f"{base}/files/big.bin"],
+            capture_output=True,
+            timeout=150,
+            check=True,
+        ).stdout
+        assert len(got) == mb << 20
+        return len(got) / (time.perf_counter() - t0) / 1e6
+
+    def upload() -> float:
+        t0 = time.perf_counter()
+        up = sh(
+            *ex, "curl", "-sS", "--max-time", "120", "--data-binary", f"@{path}", f"{base}/upload"
+        )
+        assert up == str(mb << 20), up
+        return (mb << 20) / (time.perf_counter() - t0) / 1e6
+
+    row("keepalive_rps", requests, lambda: ab("-k", "-n", str(requests), "-c", "20"))
+    row("newconn_rps", requests // 3, lambda: ab("-n", str(requests // 3), "-c", "20"))
+    row("download_MBps", mb, download)
+    row("upload_MBps", mb, upload)
     return r
 
 
@@ -157,43 +220,86 @@ def tap_drops(ns: str, dev: str) -> int:
     return int(lines[i + 1].split()[3])
 
 
+def spread(values: list[float], digits: int = 1) -> str:
+    """The median, and the range when there is more than one round."""
+    med = statistics.median(values)
+    if len(values) == 1:
+        return f"{med:.{digits}f}"
+    return f"{med:.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--requests", type=int, default=3000)
     ap.add_argument("--mb", type=int, default=50)
     ap.add_argument("--burst", type=int, default=1000)
+    ap.add_argument("--rounds", type=int, default=1, help="kernel and synack in turn, N times")
     args = ap.parse_args()
     here = os.path.dirname(os.path.abspath(__file__))
+    os.environ["PYTHONPATH"] = os.path.join(here, "..", "src")
+    labels = ("kernel", "synack", "synack --offload")
+    runs: dict[str, list[dict[str, float]]] = {label: [] for label in labels}
+    burst = None
     with tempfile.TemporaryDirectory() as root:
         path = os.path.join(root, "big.bin")
         with open(path, "wb") as f:
             f.write(hashlib.shake_256(b"bench").digest(args.mb << 20))
         with open(os.path.join(root, "app.py"), "w") as f:
             f.write(SERVER)
-        results: dict[str, dict[str, float]] = {}
-        with veth() as (cli, srv, ip), server(srv, [sys.executable, "app.py"], root):
-            results["kernel"] = measure(cli, ip, args.requests, args.mb, path)
         synack = [sys.executable, "-m", "synack", "run"]
-        env_path = os.path.join(here, "..", "src")
-        os.environ["PYTHONPATH"] = env_path
-        burst = None
-        for label, extra in (("synack", []), ("synack --offload", ["--offload"])):
-            with tapns() as (ns, dev, net):
-                argv = [*synack, "--tap", dev, "--ip", f"{net}.2/24", *extra, "--", "app.py"]
-                with server(ns, argv, root):
-                    results[label] = measure(ns, f"{net}.2", args.requests, args.mb, path)
-                    if not extra:
-                        before = tap_drops(ns, dev)
-                        out = sh(
-                            "ip", "netns", "exec", ns, sys.executable, "-c", BURST,
-                            f"{net}.2", str(args.burst),
-                        )  # fmt: skip
-                        burst = (out.split(), tap_drops(ns, dev) - before)
-    k = results["kernel"]
-    print(f"{'':18} {'kernel':>10} {'synack':>10} {'ratio':>6} {'--offload':>10} {'ratio':>6}")
-    for key in k:
-        s, o = results["synack"][key], results["synack --offload"][key]
-        print(f"{key:18} {k[key]:10.1f} {s:10.1f} {s / k[key]:6.2f} {o:10.1f} {o / k[key]:6.2f}")
+        for _ in range(args.rounds):
+            with veth() as (cli, srv, ip), server(srv, [sys.executable, "app.py"], root) as pid:
+                runs["kernel"].append(measure(cli, ip, args.requests, args.mb, path, pid))
+            for label, extra in (("synack", []), ("synack --offload", ["--offload"])):
+                with tapns() as (ns, dev, net):
+                    argv = [*synack, "--tap", dev, "--ip", f"{net}.2/24", *extra, "--", "app.py"]
+                    with server(ns, argv, root) as pid:
+                        runs[label].append(
+                            measure(ns, f"{net}.2", args.requests, args.mb, path, pid, dev)
+                        )
+                        if not extra and burst is None:
+                            before = tap_drops(ns, dev)
+                            out = sh(
+                                "ip", "netns", "exec", ns, sys.executable, "-c", BURST,
+                                f"{net}.2", str(args.burst),
+                            )  # fmt: skip
+                            burst = (out.split(), tap_drops(ns, dev) - before)
+
+    def col(label: str, key: str) -> list[float]:
+        return [r[key] for r in runs[label]]
+
+    def ratios(label: str, key: str) -> list[float]:
+        return [s / k for s, k in zip(col(label, key), col("kernel", key), strict=True)]
+
+    rows = ("keepalive_rps", "newconn_rps", "download_MBps", "upload_MBps")
+    n = args.rounds
+    print(f"{n} round(s); medians" + (" (min-max)" if n > 1 else "") + "; ratio = synack / kernel")
+    w = 24 if n > 1 else 10
+    print(
+        f"{'':15} {'kernel':>{w}} {'synack':>{w}} {'ratio':>{w}} {'--offload':>{w}} {'ratio':>{w}}"
+    )
+    for key in rows:
+        cells = [spread(col("kernel", key)), spread(col("synack", key))]
+        cells += [spread(ratios("synack", key), 2), spread(col("synack --offload", key))]
+        cells += [spread(ratios("synack --offload", key), 2)]
+        print(f"{key:15} " + " ".join(f"{c:>{w}}" for c in cells))
+    print()
+    # The kernel's own TCP work is mostly outside its server's process (softirq),
+    # synack's is all inside: this says where synack's time goes, not a ratio.
+    print("server process CPU per unit (request, or MB), us: synack's program thread +")
+    print("stack thread; frames per unit on the TAP, in / out (medians)")
+    print(f"{'':15} {'kernel':>8} {'synack':>16} {'frames':>13} {'--offload':>16} {'frames':>13}")
+    for key in rows:
+        k = statistics.median(col("kernel", f"{key} cpu_main"))
+        k += statistics.median(col("kernel", f"{key} cpu_other"))
+        cells = [f"{k:.0f}"]
+        for label in ("synack", "synack --offload"):
+            m = statistics.median(col(label, f"{key} cpu_main"))
+            o = statistics.median(col(label, f"{key} cpu_other"))
+            fi = statistics.median(col(label, f"{key} frames_in"))
+            fo = statistics.median(col(label, f"{key} frames_out"))
+            cells += [f"{m:.0f} + {o:.0f}", f"{fi:.1f} / {fo:.1f}"]
+        print(f"{key:15} {cells[0]:>8} {cells[1]:>16} {cells[2]:>13} {cells[3]:>16} {cells[4]:>13}")
     if burst is not None:
         (done, p50, worst), drops = burst
         print(

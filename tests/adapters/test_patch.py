@@ -9,6 +9,7 @@ import errno
 import hashlib
 import http.server
 import os
+import resource
 import selectors
 import socket
 import socketserver
@@ -307,3 +308,181 @@ def test_peer_reset_is_raised_once_then_eof(stack: tuple[Runtime, SocketModule])
     assert c.recv(10) == b""
     c.close()
     srv.close()
+
+
+def test_options_reach_the_connection_in_order_without_a_round_trip(
+    stack: tuple[Runtime, SocketModule],
+) -> None:
+    rt, _ = stack
+    srv = socket.create_server((IP, 0))
+    c = socket.create_connection(srv.getsockname(), timeout=5)
+    conn, _ = srv.accept()
+    stream = conn._sk.stream  # type: ignore[attr-defined]
+    assert stream is not None
+    assert not rt.call(lambda: stream.conn.config.nodelay)
+    # What asyncio and aiohttp do to every connection they make.
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    conn.sendall(b"after the options")  # reaches the loop after them
+    assert c.recv(100) == b"after the options"
+    cfg = rt.call(lambda: stream.conn.config)
+    assert cfg.nodelay and cfg.keepalive
+    assert conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    # The same options make the same configuration object (built once).
+    c2 = socket.create_connection(srv.getsockname(), timeout=5)
+    conn2, _ = srv.accept()
+    conn2.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    conn2.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    stream2 = conn2._sk.stream  # type: ignore[attr-defined]
+    assert rt.call(lambda: stream2.conn.config) is cfg
+    conn2.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
+    assert not rt.call(lambda: stream2.conn.config.nodelay)
+    # A value the stack refuses is still the caller's EINVAL, at once.
+    with pytest.raises(OSError) as e:
+        conn2.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 40)
+    assert e.value.errno == errno.EINVAL
+    for s in (c, c2, conn, conn2, srv):
+        s.close()
+
+
+def test_posts_run_in_order_and_one_failure_strands_none(
+    stack: tuple[Runtime, SocketModule],
+) -> None:
+    rt, _ = stack
+    seen: list[int] = []
+    errors: list[dict[str, object]] = []
+    rt.call(lambda: rt.loop.set_exception_handler(lambda loop, ctx: errors.append(ctx)))
+
+    def boom() -> None:
+        raise ValueError("a failing post")
+
+    for i in range(50):
+        rt.post(lambda i=i: seen.append(i))
+        if i == 10:
+            rt.post(boom)
+    rt.call(lambda: None)  # the loop has run everything posted before this
+    assert seen == list(range(50))
+    assert len(errors) == 1 and isinstance(errors[0]["exception"], ValueError)
+    rt.call(lambda: rt.loop.set_exception_handler(None))
+
+
+def test_hundreds_waiting_to_be_accepted_are_all_accepted(
+    stack: tuple[Runtime, SocketModule],
+) -> None:
+    # One byte per waiting connection used to fill the listener's pair after
+    # ~280 (a Unix socket charges each send about a kilobyte): the rest were reset.
+    n = 600
+    srv = socket.create_server((IP, 0), backlog=1024)
+    clients = []
+    for _ in range(n):
+        c = socket.socket()
+        c.setblocking(False)
+        assert c.connect_ex(srv.getsockname()) == errno.EINPROGRESS
+        clients.append(c)
+    deadline = time.monotonic() + 20
+    while len(srv._sk.accepted) < n and time.monotonic() < deadline:  # type: ignore[attr-defined]
+        time.sleep(0.05)
+    srv.setblocking(False)
+    accepted = []
+    while True:
+        try:
+            accepted.append(srv.accept()[0])
+        except BlockingIOError:
+            break
+    assert len(accepted) == n
+    # Each is a working connection: a byte from every client reaches its peer.
+    for c in clients:
+        c.setblocking(True)
+        c.sendall(b"!")
+    for a in accepted:
+        a.settimeout(5)
+        assert a.recv(1) == b"!"
+    for s in [*clients, *accepted, srv]:
+        s.close()
+
+
+def test_an_option_set_on_the_listener_after_listen_reaches_its_children(
+    stack: tuple[Runtime, SocketModule],
+) -> None:
+    rt, _ = stack
+    srv = socket.create_server((IP, 0))
+    srv.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # after listen()
+    c = socket.create_connection(srv.getsockname(), timeout=5)
+    conn, _ = srv.accept()
+    stream = conn._sk.stream  # type: ignore[attr-defined]
+    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # inherited value, set again
+    assert rt.call(lambda: stream.conn.config.nodelay)
+    for s in (c, conn, srv):
+        s.close()
+
+
+def test_the_backlog_bounds_what_waits_and_the_rest_is_accepted_later(
+    stack: tuple[Runtime, SocketModule],
+) -> None:
+    rt, module = stack
+    n, backlog = 12, 3
+    srv = socket.create_server((IP, 0), backlog=backlog)
+    clients = []
+    for _ in range(n):
+        c = socket.socket()
+        c.setblocking(False)
+        assert c.connect_ex(srv.getsockname()) == errno.EINPROGRESS
+        clients.append(c)
+    time.sleep(0.5)
+    # As the kernel's accept queue: no more than the backlog taken off the
+    # stack (each is a descriptor pair), the stack's own queue as long again.
+    assert len(srv._sk.accepted) == backlog  # type: ignore[attr-defined]
+    listener = srv._sk.listener  # type: ignore[attr-defined]
+    assert rt.call(lambda: len(listener.queue)) == backlog
+    overflow = rt.call(lambda: module.host.counters["tcp-listen-overflow"])
+    assert overflow >= n - 2 * backlog
+    accepted = []
+    srv.settimeout(10)
+    while len(accepted) < n:  # the dropped SYNs come back (retransmitted after ~1 s)
+        accepted.append(srv.accept()[0])
+    for c in clients:
+        c.setblocking(True)
+        c.sendall(b"?")
+    for a in accepted:
+        a.settimeout(5)
+        assert a.recv(1) == b"?"
+    for s in [*clients, *accepted, srv]:
+        s.close()
+
+
+def test_out_of_descriptors_resets_the_connection_and_the_stack_runs_on(
+    stack: tuple[Runtime, SocketModule],
+) -> None:
+    srv = socket.create_server((IP, 0))
+    c = socket.create_connection(srv.getsockname(), timeout=5)
+    conn, _ = srv.accept()
+    late = socket.socket()  # its own pair made while descriptors remain
+    late.settimeout(5)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    filler: list[int] = []
+    try:
+        # Every descriptor taken: the accepted connection's pair cannot be made
+        # (EMFILE on the loop thread).
+        resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 8, hard))
+        while True:
+            try:
+                filler.append(os.open(os.devnull, os.O_RDONLY))
+            except OSError:
+                break
+        with pytest.raises(ConnectionResetError):
+            late.connect(srv.getsockname())  # the stack completes the handshake...
+            late.recv(1)  # ...and resets what it cannot hand over
+    finally:
+        for fd in filler:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    # The established connection and the listener still work.
+    c.sendall(b"still")
+    assert conn.recv(5) == b"still"
+    c2 = socket.create_connection(srv.getsockname(), timeout=5)
+    conn2, _ = srv.accept()
+    c2.sendall(b"new")
+    assert conn2.recv(3) == b"new"
+    for s in (c, conn, c2, conn2, late, srv):
+        s.close()

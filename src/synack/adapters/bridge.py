@@ -2,8 +2,8 @@
 
 A :class:`State` is what a synack socket knows beyond its descriptor; the
 bridges move bytes between the socketpair's stack end and the host: a
-connection's (:class:`Bridge`), a listener's (one byte per accepted
-connection), a UDP endpoint's (each datagram behind its source address).
+connection's (:class:`Bridge`), a listener's (one byte in the pair while
+accepted connections wait), a UDP endpoint's (each datagram behind its source address).
 :func:`close_all` is the end-of-program lifecycle.
 
 Layer: adapters. Imports synack.adapters (driver, oserrors, sockets), synack.stack,
@@ -32,8 +32,10 @@ from synack.tcp import events as tev
 
 UDP_HEAD = struct.Struct("!4sH")  # a datagram's source address, ahead of its bytes
 _CHUNK = 256 * 1024
-_BYTE = b"\x01"
+ACCEPT_SIGNAL = b"\x01"  # in a listener's pair while connections wait
 listening: set[State] = set()  # sockets listening now (close_all closes them)
+# State.config's memo: (id of the host's config, the options' changes) -> (that config, result)
+_configs: dict[tuple[int, tuple[tuple[str, Any], ...]], tuple[Any, Any]] = {}
 
 
 class State:
@@ -49,7 +51,13 @@ class State:
         self.listener: TcpListener | None = None
         self.endpoint: UdpEndpoint | None = None
         self.bridge: Bridge | None = None
-        self.accepted: deque[Any] = deque()  # accepted sockets, one byte each in the pair
+        self.accepted: deque[Any] = deque()  # accepted sockets the program has not taken
+        # One byte sits in a listener's pair while ``accepted`` is not empty
+        # (``signalled``). Not a byte per connection: each send on a Unix
+        # socket is charged about a kilobyte against its send buffer, so a
+        # few hundred waiting connections filled it and the next were reset.
+        self.accept_lock = threading.Lock()
+        self.signalled = False
         self.connected = threading.Event()
         self.error: OSError | None = None
         self.opts: dict[tuple[int, int], int] = {}
@@ -61,6 +69,9 @@ class State:
         return bool(self.opts.get((_std.SOL_SOCKET, _std.SO_REUSEADDR)))
 
     def config(self) -> Any:
+        """The TCP configuration this socket's options make (one object per
+        distinct set of options: building and validating one costs more than
+        the rest of a new connection's setsockopt calls together)."""
         cfg = self.m.host.tcp_config
         o = self.opts
         changes: dict[str, Any] = {}
@@ -72,10 +83,20 @@ class State:
             changes["receive_buffer"] = max(2048, o[k])
         if (k := (_std.SOL_SOCKET, _std.SO_SNDBUF)) in o:
             changes["send_buffer"] = max(2048, o[k])
+        if not changes:
+            return cfg
+        key = (id(cfg), tuple(sorted(changes.items())))
+        made = _configs.get(key)
+        if made is not None and made[0] is cfg:
+            return made[1]
         try:
-            return dataclasses.replace(cfg, **changes) if changes else cfg
+            new = dataclasses.replace(cfg, **changes)
         except LocalProtocolError as exc:
             raise OSError(errno.EINVAL, str(exc)) from None
+        if len(_configs) >= 64:
+            _configs.clear()
+        _configs[key] = (cfg, new)
+        return new
 
     # UDP ----------------------------------------------------------------------
     def open_udp(self, ip: IPv4Address, port: int) -> None:
@@ -137,30 +158,57 @@ def close_end(sk: State) -> None:
 
 
 class ListenerBridge:
-    """A listener's news: accept each connection into a new socket, one byte each.
-    ``make_socket()`` makes the (stand-in) socket for an accepted connection."""
+    """A listener's news: each established connection accepted into a new
+    socket, as many as the listen() backlog while the program has not taken
+    them; the rest wait in the stack's own accept queue (as long again), and
+    past both new SYNs are dropped, as Linux drops them. ``make_socket()``
+    makes the (stand-in) socket for an accepted connection."""
 
     def __init__(self, sk: State, listener: TcpListener, make_socket: Callable[[], Any]) -> None:
         self.sk = sk
         self.listener = listener
         self.make_socket = make_socket
+        # Stopped at the backlog (or out of descriptors): the program's next
+        # accept() asks for another pass (under sk.accept_lock).
+        self.held = False
 
     def _activity(self) -> None:
         sk = self.sk
-        while (stream := self.listener.accept()) is not None:
-            child = self.make_socket()
+        listener = self.listener
+        while True:
+            with sk.accept_lock:
+                if len(sk.accepted) >= listener.backlog:
+                    self.held = True
+                    return
+            stream = listener.accept()
+            if stream is None:
+                return
+            try:
+                child = self.make_socket()
+            except OSError:
+                # Out of descriptors (EMFILE, ENFILE): this connection is
+                # reset rather than the loop failing; the next accept() (or
+                # connection) tries again.
+                stream.abort(sk.m.driver.now())
+                with sk.accept_lock:
+                    self.held = True
+                return
             csk = child._sk
             assert csk is not None
             csk.stream = stream
             csk.local, csk.remote = stream.local, stream.remote
             csk.opts = dict(sk.opts)
             Bridge(csk, stream)
-            sk.accepted.append(child)
-            try:
-                sk.stack_end.send(_BYTE)
-            except OSError:  # the program closed the listener: nobody accepts
-                sk.accepted.pop()
-                stream.abort(sk.m.driver.now())
+            with sk.accept_lock:
+                sk.accepted.append(child)
+                if sk.signalled:
+                    continue
+                try:
+                    sk.stack_end.send(ACCEPT_SIGNAL)
+                    sk.signalled = True
+                except OSError:  # the program closed the listener: nobody accepts
+                    sk.accepted.pop()
+                    stream.abort(sk.m.driver.now())
 
 
 class UdpBridge:
@@ -195,8 +243,10 @@ class Bridge:
         self.loop = sk.m.runtime.loop
         self.fd = sk.stack_end.fileno()
         self.end = sk.stack_end
-        self.to_app = b""  # received, not yet taken by the pair
-        self.to_net = b""  # read from the pair, not yet taken by TCP
+        # Partly taken buffers are kept as memoryviews: slicing one is free,
+        # slicing the bytes would copy up to a chunk per partial send.
+        self.to_app: bytes | memoryview = b""  # received, not yet taken by the pair
+        self.to_net: bytes | memoryview = b""  # read from the pair, not yet taken by TCP
         self.eof_in = False  # the peer's FIN (to pass on after the data)
         self.eof_out = False  # the program's EOF on its end
         self.reading = False
@@ -281,10 +331,11 @@ class Bridge:
             except LocalProtocolError:
                 self.to_net = b""
                 break
-            self.to_net = self.to_net[n:]
-            if self.to_net:  # TCP's buffer is full: wait for SendSpaceAvailable
+            if n < len(self.to_net):  # TCP's buffer is full: wait for SendSpaceAvailable
+                self.to_net = memoryview(self.to_net)[n:]
                 self._stop_reading()
                 break
+            self.to_net = b""
         else:
             self.d.schedule_pump()
             return
@@ -314,7 +365,7 @@ class Bridge:
                 self.app_gone = True
                 self.abort()
                 return
-            self.to_app = self.to_app[n:]
+            self.to_app = memoryview(self.to_app)[n:] if n < len(self.to_app) else b""
         if self.eof_in and not self.to_app:
             try:
                 self.end.shutdown(_std.SHUT_WR)

@@ -23,7 +23,7 @@ takes, the rest stays in TCP's receive buffer and closes the window). So
 readiness, blocking, timeouts, ``makefile`` and even ``os.sendfile`` on the
 descriptor are the kernel's own, and only what names the network (bind,
 connect, listen, accept, addresses, options, UDP addressing) is overridden.
-A listening socket's pair carries one byte per connection waiting to be
+A listening socket's pair carries one byte while connections wait to be
 accepted; a UDP socket's pair carries each datagram behind a 6-byte source
 address. A non-blocking connect fills the app end's send buffer so the
 descriptor turns writable only when the handshake is over (asyncio's
@@ -51,7 +51,15 @@ import struct
 from ipaddress import IPv4Address, IPv4Interface
 from typing import Any
 
-from synack.adapters.bridge import UDP_HEAD, Bridge, ListenerBridge, State, close_all, listening
+from synack.adapters.bridge import (
+    ACCEPT_SIGNAL,
+    UDP_HEAD,
+    Bridge,
+    ListenerBridge,
+    State,
+    close_all,
+    listening,
+)
 from synack.adapters.oserrors import from_errno, oserror
 from synack.adapters.sockets import Runtime, SocketModule
 from synack.errors import LocalProtocolError
@@ -203,9 +211,15 @@ class socket(_KernelSocket):  # named as the class it stands in for
         if (ln := sk.listener) is not None and optname == SocketModule.TCP_FASTOPEN:
             sk.m.runtime.call(lambda: setattr(ln, "fastopen_qlen", max(0, v)))
         stream = sk.stream
-        if stream is not None:
-            cfg = sk.config()
-            sk.m.runtime.call(lambda: setattr(stream.conn, "config", cfg))
+        if stream is None:
+            return
+        cfg = sk.config()  # one object per option set: unchanged options, no post
+        if cfg is not stream.conn.config:
+            # Not waited for: asyncio sets TCP_NODELAY on every connection it
+            # makes, and a round trip to the loop thread per option was a
+            # good part of a new connection's cost. Ordered before any data
+            # the program writes next (that reaches the loop later).
+            sk.m.runtime.post(lambda: setattr(stream.conn, "config", cfg))
 
     def getsockopt(self, level: int, optname: int, buflen: int = 0) -> Any:
         sk = self._state()
@@ -265,11 +279,27 @@ class socket(_KernelSocket):  # named as the class it stands in for
             return super().accept()
         if sk.listener is None:
             raise OSError(errno.EINVAL, "Invalid argument")
-        # One byte per waiting connection: the kernel's own blocking,
-        # timeout and non-blocking behaviour on the descriptor.
+        # One byte while connections wait (see State.signalled): the
+        # kernel's own blocking, timeout and non-blocking behaviour on the
+        # descriptor. Taking it, the program puts it back if more wait.
         if not _KernelSocket.recv(self, 1):
             raise OSError(errno.EBADF, "Bad file descriptor")
-        child: socket = sk.accepted.popleft()
+        with sk.accept_lock:
+            if not sk.accepted:  # the listener was closed meanwhile
+                sk.signalled = False
+                raise OSError(errno.EBADF, "Bad file descriptor")
+            child: socket = sk.accepted.popleft()
+            if sk.accepted:
+                try:
+                    sk.stack_end.send(ACCEPT_SIGNAL)
+                except OSError:
+                    sk.signalled = False
+            else:
+                sk.signalled = False
+            bridge = sk.listener.owner
+            if isinstance(bridge, ListenerBridge) and bridge.held:
+                bridge.held = False  # room again: take what waits in the stack's queue
+                sk.m.runtime.post(bridge._activity)
         if self.gettimeout() is None and _std.getdefaulttimeout() is not None:
             child.settimeout(_std.getdefaulttimeout())
         return child, child.getpeername()
@@ -440,7 +470,7 @@ class socket(_KernelSocket):  # named as the class it stands in for
             sk.closed = True
             rt = sk.m.runtime
             if not rt.closed:
-                rt.loop.call_soon_threadsafe(sk.app_closed)
+                rt.post(sk.app_closed)
         super()._real_close()  # type: ignore[misc]
 
     def detach(self) -> int:

@@ -29,6 +29,7 @@ import socket as _std
 import struct
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from ipaddress import IPv4Address
 from typing import Any, TypeVar
@@ -62,6 +63,8 @@ class Runtime:
         self._thread.start()
         self.drivers: list[HostDriver] = []
         self.closed = False
+        self._posts: deque[Callable[[], object]] = deque()
+        self._posted = False
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
@@ -83,6 +86,34 @@ class Runtime:
 
         self.loop.call_soon_threadsafe(job)
         return fut.result(timeout)
+
+    def post(self, fn: Callable[[], object]) -> None:
+        """Run ``fn()`` soon on the loop thread, in order, without waiting for
+        it; dropped once the runtime is closed. Posts made before the loop
+        gets to them share one wake-up of the loop (one write to its self-pipe)."""
+        if self.closed:
+            return
+        self._posts.append(fn)
+        if not self._posted:
+            self._posted = True
+            if threading.current_thread() is self._thread:
+                self.loop.call_soon(self._run_posts)
+            else:
+                self.loop.call_soon_threadsafe(self._run_posts)
+
+    def _run_posts(self) -> None:
+        # Cleared before draining: a post appended after this line schedules
+        # a new run; one appended before it is drained here.
+        self._posted = False
+        posts = self._posts
+        while posts:
+            fn = posts.popleft()
+            try:
+                fn()
+            except Exception as exc:  # one failing post must not strand the rest
+                self.loop.call_exception_handler(
+                    {"message": "synack post failed", "exception": exc}
+                )
 
     def add_host(self, host: Host, link: Link) -> SocketModule:
         async def start() -> HostDriver:
