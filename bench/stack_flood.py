@@ -22,6 +22,7 @@ from collections.abc import Callable
 from ipaddress import IPv4Address, IPv4Interface
 
 from synack.stack.host import Host, HostConfig
+from synack.wire import arp as warp
 from synack.wire import ethernet as weth
 from synack.wire import icmp as wicmp
 from synack.wire import ipv4 as wip
@@ -32,12 +33,24 @@ B = IPv4Address("10.213.0.2")
 MAC = b"\x02\x00\x00\x00\x00\x02"
 FRAMES = 40_000
 WIDE = 1e9  # a budget nothing reaches
+ROUNDS = 3  # the best of three (a shared machine)
+
+
+GATEWAY = IPv4Address("10.213.0.254")
+GATEWAY_MAC = b"\x02\x99\x99\x99\x99\x99"
 
 
 def _host(**kw: float) -> Host:
-    cfg = HostConfig(MAC, IPv4Interface("10.213.0.2/24"), gateway=IPv4Address("10.213.0.254"), **kw)
+    cfg = HostConfig(MAC, IPv4Interface("10.213.0.2/24"), gateway=GATEWAY, **kw)
     host = Host(cfg, rng=random.Random(2))
     host.tcp_listen(80, syn_backlog=64)
+    # The gateway asks for us: the host learns it (answers go out at once,
+    # not queued for ARP, as on a real link).
+    ask = warp.ArpPacket(warp.OP_REQUEST, GATEWAY_MAC, GATEWAY, bytes(6), B)
+    host.receive_frame(
+        weth.build(weth.EthernetFrame(MAC, GATEWAY_MAC, weth.ETHERTYPE_ARP, warp.build(ask))), 0.5
+    )
+    host.drain_frames()
     return host
 
 
@@ -86,33 +99,31 @@ def _cost(host: Host, frames: list[bytes], rate: float) -> float:
 def main() -> None:
     syn_frames, echo_frames = _frames(_syn), _frames(_echo)
     rows = [
+        ("SYN flood, default budgets", 48_000.0, syn_frames, {}),
         (
-            "SYN flood",
+            "SYN flood, every SYN answered",
             48_000.0,
             syn_frames,
-            {},
             {"syn_flood_per_second": WIDE, "syn_flood_per_source": WIDE},
         ),
         (
-            "echo flood",
+            "SYN flood, every SYN dropped",
+            48_000.0,
+            syn_frames,
+            {"syn_flood_per_second": 1e-6, "syn_flood_burst": 1},
+        ),
+        ("echo flood, default budgets", 281_000.0, echo_frames, {}),
+        (
+            "echo flood, every echo answered",
             281_000.0,
             echo_frames,
-            {},
             {"icmp_echo_per_second": WIDE, "icmp_echo_per_source": WIDE},
         ),
     ]
-    print(
-        f"{'flood':<11} {'rate/s':>8} {'us/frame':>9} {'wide us':>8} {'ratio':>6} "
-        f"{'CPU left':>9} {'wide left':>9}"
-    )
-    for name, rate, frames, kw, wide in rows:
-        ours = _cost(_host(**kw), frames, rate)
-        anchor = _cost(_host(**wide), frames, rate)
-        left, wide_left = max(0.0, 1 - rate * ours), max(0.0, 1 - rate * anchor)
-        print(
-            f"{name:<11} {rate:>8.0f} {ours * 1e6:>9.2f} {anchor * 1e6:>8.2f} "
-            f"{anchor / ours:>5.1f}x {left:>8.0%} {wide_left:>9.0%}"
-        )
+    print(f"{'flood':<32} {'rate/s':>8} {'us/frame':>9} {'CPU left':>9}")
+    for name, rate, frames, kw in rows:
+        cost = min(_cost(_host(**kw), frames, rate) for _ in range(ROUNDS))
+        print(f"{name:<32} {rate:>8.0f} {cost * 1e6:>9.2f} {max(0.0, 1 - rate * cost):>8.0%}")
 
 
 if __name__ == "__main__":

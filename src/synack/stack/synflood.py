@@ -1,0 +1,342 @@
+"""The SYN-flood defence: budgets, proven sources, and a SYN answered from its raw bytes.
+
+A spoofed SYN flood is won by the side whose cost per SYN is lower. A SYN to a
+listener whose half-open queue is full (a flood is on) is therefore handled
+here, from the frame's octets at fixed offsets (synack.wire's layouts), before
+Ethernet, IPv4 or TCP is parsed into objects and without any state kept
+(RFC 4987 §3.6, SYN cookies): checked (our MAC and address, header checksum,
+a sane source, the TCP checksum and options), put through the budgets, and
+answered by a cookie SYN-ACK packed at once, its checksum summed from its
+fields' values (RFC 1071 / RFC 1624 arithmetic: a constant part precomputed
+per option shape plus the ports, numbers and addresses) rather than re-read.
+It is byte for byte the SYN-ACK :meth:`SynCookies.syn_ack` would build, so
+the handshake's ACK completes the usual way (tests/stack/test_synflood.py).
+
+The budgets, once the queue is full (counted when they refuse):
+
+- per source: a :class:`~synack.core.ratelimit.HashedBuckets` bucket of
+  ``syn_flood_per_source`` a second, picked by a keyed hash of the address.
+  Random spoofed sources spread over every bucket, so a never-seen client's
+  first SYN finds its bucket nearly full; one real source hammering drains
+  only its own (``tcp-syn-flood-source-dropped``).
+- all unproven sources together: ``syn_flood_per_second`` (sized so the
+  answers cost at most about half a CPU: bench/stack_flood.py), the cap
+  that keeps an established connection's share when a flood outruns it
+  (``tcp-syn-flood-dropped``). Sources that completed a handshake with us
+  (the last 4,096) skip it: a spoofed source never completes one.
+
+A SYN this path does not answer (an IPv4 header with options, a fragment,
+another MAC or address, an odd source, an unresolved next hop, cookies off)
+goes on to the ordinary path, which refuses and counts what is wrong and
+applies the same budgets before parsing TCP. A SYN whose TCP checksum, data
+offset or options are bad is dropped and counted here
+(``tcp-bad-checksum``, ``tcp-bad-data-offset``, ``tcp-bad-option``) before it
+can spend a budget.
+
+Layer: stack. Imports synack.core, synack.wire, synack.tcp.config and lower
+stack modules (config, endpoints, ipv4, syncookies).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections import Counter
+from ipaddress import IPv4Address
+
+from synack.core.ratelimit import HashedBuckets, TokenBucket
+from synack.stack.config import ANY, HostConfig
+from synack.stack.endpoints import TcpListener
+from synack.stack.ipv4 import Ipv4
+from synack.stack.syncookies import COOKIE_PERIOD, SynCookies, mss_index, ts_bits, ts_value
+from synack.tcp.config import TcpConfig
+from synack.tcp.seq import SEQ_MASK
+from synack.wire import ethernet as weth
+from synack.wire import ipv4 as wip
+from synack.wire import tcp as wtcp
+from synack.wire.checksum import finish, is_valid, le_residue, ones_sum
+from synack.wire.errors import MalformedPacket
+
+PROVEN_SOURCES = 4096
+SOURCE_SLOTS = 4096
+
+# Offsets in a frame whose IPv4 header has no options (the only frames the
+# host's early classification passes here).
+_IP = weth.HEADER_LEN
+_TOTAL_AT = _IP + wip.TOTAL_LENGTH_AT
+_SRC_AT = _IP + wip.SRC_AT
+_DST_AT = _IP + wip.DST_AT
+_L4 = wip.ETH_IPV4_HEADER_LEN
+_MAC_END = weth.DST_AT + 6
+_TCP_MIN = wtcp.MIN_HEADER_LEN
+_DOFF_AT = _L4 + wtcp.DATA_OFFSET_AT
+_OPTS_AT = _L4 + _TCP_MIN
+_DPORT_AT = _L4 + wtcp.DST_PORT_AT
+_SEQ_AT = _L4 + wtcp.SEQ_AT
+_ISN_END = _SEQ_AT + 4
+_IP_FIELDS = struct.Struct("!HHHBBHII")  # total length .. destination (after version, TOS)
+_PORTS = struct.Struct("!HHI")  # source port, destination port, sequence number
+_SYN_ACK = int(wtcp.TcpFlags.SYN | wtcp.TcpFlags.ACK)
+_PROTO_TCP = wip.PROTO_TCP
+_DF = wip.FLAG_DF
+# The cookie's MSS index of the MSS values SYNs usually carry.
+_MSS_INDEX = {m: mss_index(m) for m in (None, 536, 1220, 1360, 1400, 1440, 1448, 1460, 8960)}
+_MIN_TOTAL = wip.MIN_HEADER_LEN + wtcp.MIN_HEADER_LEN
+_NO_MAC = bytes(6)  # the Ethernet header is cut off when the packet waits for ARP
+# The options Linux puts on a SYN (MSS, SACK-permitted, timestamps, window
+# scale), read at fixed places when the layout is exactly this one.
+_LINUX_SYN = (b"\x02\x04", b"\x04\x02\x08\x0a", b"\x01\x03\x03")
+_LINUX_SYN_OPTS = struct.Struct("!2sH4sII3sB")
+
+
+def _offered(opts: bytes) -> tuple[int | None, int | None, bool, int | None]:
+    """(MSS, window scale, SACK-permitted, TSval) a SYN offers;
+    MalformedPacket as :func:`synack.wire.tcp.parse_options` raises it."""
+    if not opts:
+        return None, None, False, None
+    if len(opts) == 20:
+        kind_mss, mss, sack_ts, tsval, _tsecr, nop_ws, wscale = _LINUX_SYN_OPTS.unpack(opts)
+        if kind_mss == _LINUX_SYN[0] and sack_ts == _LINUX_SYN[1] and nop_ws == _LINUX_SYN[2]:
+            return mss, wscale, True, tsval
+    o = wtcp.parse_options(opts)
+    return o.mss, o.wscale, o.sack_permitted, None if o.timestamps is None else o.timestamps[0]
+
+
+class _Shape:
+    """A cookie SYN-ACK's TCP header for one listener config and option
+    shape: one struct that packs it whole (the constant octets as fields),
+    and the sum of its constant part."""
+
+    __slots__ = ("bits", "config", "const", "hlen", "pack")
+
+    def __init__(self, config: TcpConfig, ts: bool, wscale: int | None, sack: bool) -> None:
+        self.config = config
+        # The options SynCookies.syn_ack answers such a SYN with, from the one
+        # option builder, with zero timestamps to find where they go.
+        if ts:
+            self.bits, wscale_ok, sack_ok = ts_bits(config, wscale, sack)
+            options = wtcp.TcpOptions(
+                mss=config.mss,
+                wscale=config.rcv_wscale if wscale_ok else None,
+                sack_permitted=sack_ok,
+                timestamps=(0, 0),
+            )
+        else:
+            self.bits = 0
+            options = wtcp.TcpOptions(mss=config.mss)
+        raw = wtcp.build_options(options)
+        self.hlen = _TCP_MIN + len(raw)
+        off_flags = (self.hlen << 10) | _SYN_ACK  # data offset (words) in the high nibble
+        window = min(65535, config.receive_buffer)
+        at = raw.find(b"\x08\x0a") + 2 if ts else len(raw)
+        before, after = raw[:at], raw[at + 8 :] if ts else b""
+        fmt = f"!HHIIHHHH{len(before)}s" + (f"II{len(after)}s" if ts else "")
+        packer = struct.Struct(fmt).pack
+
+        def pack(sp: int, dp: int, seq: int, ack: int, csum: int, tsval: int, tsecr: int) -> bytes:
+            if ts:
+                return packer(
+                    sp, dp, seq, ack, off_flags, window, csum, 0, before, tsval, tsecr, after
+                )
+            return packer(sp, dp, seq, ack, off_flags, window, csum, 0, before)
+
+        self.pack = pack
+        # The constant part of the checksum: the header's constant words and
+        # options, the pseudo-header's protocol and length.
+        self.const = off_flags + window + ones_sum(raw) + _PROTO_TCP + self.hlen
+
+
+class SynFlood:
+    """One host's SYN-flood budgets and its stateless answer (module docstring)."""
+
+    __slots__ = (
+        "_bcast",
+        "_cookies",
+        "_hop_at",
+        "_ip",
+        "_mac",
+        "_mask",
+        "_net",
+        "_shapes",
+        "counters",
+        "per_source",
+        "proven",
+        "shared",
+    )
+
+    def __init__(
+        self,
+        config: HostConfig,
+        ip: Ipv4,
+        cookies: SynCookies | None,
+        isn_secret: bytes,
+        counters: Counter[str],
+    ) -> None:
+        self._ip = ip
+        self._cookies = cookies
+        self._mac = config.mac
+        network = config.interface.network
+        self._mask = int(network.netmask)
+        self._net = int(network.network_address)
+        self._bcast = int(network.broadcast_address)
+        self.counters = counters
+        self.shared = TokenBucket(config.syn_flood_per_second, config.syn_flood_burst)
+        seed = int.from_bytes(hashlib.blake2s(b"syn-sources" + isn_secret).digest()[:8])
+        self.per_source = HashedBuckets(
+            config.syn_flood_per_source,
+            config.syn_flood_source_burst,
+            slots=SOURCE_SLOTS,
+            seed=seed,
+        )
+        # Sources that completed a handshake with a listener of ours, oldest
+        # first (bounded), as integers.
+        self.proven: dict[int, None] = {}
+        self._shapes: dict[tuple[int, bool, int | None, bool], _Shape] = {}
+        # The next hop last looked up, when, and its MAC: the frames of one
+        # batch (one instant) share a lookup.
+        self._hop_at: tuple[IPv4Address | None, float, bytes | None] = (None, -1.0, None)
+
+    def prove(self, src: IPv4Address) -> None:
+        proven = self.proven
+        key = int(src)
+        proven.pop(key, None)
+        if len(proven) >= PROVEN_SOURCES:
+            del proven[next(iter(proven))]
+        proven[key] = None
+
+    def over_budget(self, src: int, now: float) -> bool:
+        """A SYN from ``src`` to a flooded listener beyond its budgets (counted)."""
+        if not self.per_source.allow(src, now):
+            self.counters["tcp-syn-flood-source-dropped"] += 1
+            return True
+        if src in self.proven:
+            return False
+        if not self.shared.allow(now):
+            self.counters["tcp-syn-flood-dropped"] += 1
+            return True
+        return False
+
+    def answer(self, data: bytes, listener: TcpListener, now: float) -> bool:
+        """``data`` (a pure SYN to ``listener``, whose half-open queue is full,
+        in a frame without IPv4 options): True when handled here (answered
+        with a cookie, or dropped and counted), False for the ordinary path.
+
+        The cheap checks come first, then the budgets (a spoofer makes valid
+        checksums as easily as bad ones, so checking them first would save
+        no budget), then the checksums and options of what will be answered.
+        """
+        if len(data) < _OPTS_AT or data[:_MAC_END] != self._mac:
+            return False
+        total, _ident, _frag, _ttl, _proto, _csum, src, dst = _IP_FIELDS.unpack_from(
+            data, _TOTAL_AT
+        )
+        ip = self._ip
+        if (
+            dst != ip.ip_int
+            or total < _MIN_TOTAL
+            or _IP + total > len(data)
+            or not src
+            or src == dst
+            or src >> 24 == 127  # loopback
+            or src >> 28 == 14  # multicast
+            or src == 0xFFFFFFFF
+            or src == self._bcast
+        ):
+            return False  # the ordinary path refuses and counts it
+        if src & self._mask == self._net:
+            hop = IPv4Address(src)
+        elif ip.gateway is not None:
+            hop = ip.gateway
+        else:
+            return False  # no route: counted there
+        cookies = self._cookies
+        local = listener.local[0]
+        if cookies is None or (local != ANY and int(local) != dst):
+            return False
+        if len(listener.queue) >= listener.backlog:
+            # As the ordinary path: dropped, the client retries later.
+            self.counters["tcp-listen-overflow"] += 1
+            return True
+        if self.over_budget(src, now):
+            return True
+        if le_residue(data[_IP:_L4]):  # a valid header sums to ones'-complement -0
+            return False  # counted there (before TCP: no budget spent again)
+        counters = self.counters
+        hlen = (data[_DOFF_AT] >> 4) << 2
+        seg_len = total - wip.MIN_HEADER_LEN
+        if hlen < _TCP_MIN or hlen > seg_len:
+            counters["tcp-bad-data-offset"] += 1
+            return True
+        if ip.verify_l4 and not is_valid(
+            le_residue(data[_L4 : _IP + total]) * 256 + src + dst + _PROTO_TCP + seg_len
+        ):
+            counters["tcp-bad-checksum"] += 1
+            return True
+        sport, dport, isn = _PORTS.unpack_from(data, _L4)
+        if not sport:
+            counters["tcp-bad-port"] += 1  # RFC 9293 §3.1: port 0 is reserved
+            return True
+        try:
+            mss, wscale, sack, tsval = _offered(data[_OPTS_AT : _L4 + hlen])
+        except MalformedPacket as exc:
+            counters[f"{exc.layer}-{exc.reason}"] += 1
+            return True
+        config = listener.config
+        index = _MSS_INDEX.get(mss)
+        iss = cookies.raw_cookie(data[_SRC_AT:_ISN_END], int(now // COOKIE_PERIOD)) | (
+            mss_index(mss) if index is None else index
+        )
+        ack = (isn + 1) & SEQ_MASK
+        if tsval is not None and config.timestamps:
+            shape = self._shape(config, True, wscale, sack)
+            ours = ts_value(iss, now, shape.bits)
+            tcp_sum = shape.const + dport + sport + iss + ack + ours + tsval + src + dst
+        else:
+            shape = self._shape(config, False, None, False)
+            ours = tsval = 0
+            tcp_sum = shape.const + dport + sport + iss + ack + src + dst
+        header = shape.pack(dport, sport, iss, ack, finish(tcp_sum), ours, tsval)
+        counters["tcp-syncookies-sent"] += 1
+        counters["tcp-out"] += 1
+        if hop is self._hop_at[0] and now == self._hop_at[1]:
+            mac: bytes | None = self._hop_at[2]  # looked up at this instant already
+        else:
+            mac = self._hop_mac(hop, now)
+            self._hop_at = (hop, now, mac)
+        head = ip.eth_ip_head(
+            mac or _NO_MAC, wip.MIN_HEADER_LEN + shape.hlen, _DF, _PROTO_TCP, dst, src
+        )
+        if mac is not None:
+            ip.emit(head + header, now)
+        else:
+            # Not resolved yet: queued for ARP like any packet (bounded, counted).
+            ip.iface.send_ipv4(hop, [head[_IP:] + header], now)
+        return True
+
+    def _hop_mac(self, hop: IPv4Address, now: float) -> bytes | None:
+        """The MAC of ``hop`` when it is known without asking ARP (the host's
+        neighbour fast path); None otherwise."""
+        ip = self._ip
+        cache = ip.dest_cache
+        cached = cache.get(hop)
+        if cached is None or cached[1] <= now:
+            entry = ip.iface.arp.entries.get(hop)
+            if entry is None or entry.mac is None:
+                return None
+            # Cached only if the entry may be used without asking ARP.
+            ip.iface.remember(hop, hop, entry.mac, now)
+            cached = cache.get(hop)
+            if cached is None or cached[1] <= now:
+                return None
+        return cached[0]
+
+    def _shape(self, config: TcpConfig, ts: bool, wscale: int | None, sack: bool) -> _Shape:
+        """The header shape answering a SYN that offers ``wscale``, ``sack``
+        and (``ts``) timestamps to a listener with ``config``."""
+        key = (id(config), ts, wscale, sack)
+        shape = self._shapes.get(key)
+        if shape is None or shape.config is not config:
+            if len(self._shapes) >= 64:
+                self._shapes.clear()
+            shape = self._shapes[key] = _Shape(config, ts, wscale, sack)
+        return shape
