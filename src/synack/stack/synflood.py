@@ -243,11 +243,8 @@ class SynFlood:
             or src == self._bcast
         ):
             return False  # the ordinary path refuses and counts it
-        if src & self._mask == self._net:
-            hop = IPv4Address(src)
-        elif ip.gateway is not None:
-            hop = ip.gateway
-        else:
+        on_link = src & self._mask == self._net
+        if not on_link and ip.gateway is None:
             return False  # no route: counted there
         cookies = self._cookies
         local = listener.local[0]
@@ -298,6 +295,8 @@ class SynFlood:
         header = shape.pack(dport, sport, iss, ack, finish(tcp_sum), ours, tsval)
         counters["tcp-syncookies-sent"] += 1
         counters["tcp-out"] += 1
+        hop = IPv4Address(src) if on_link else ip.gateway
+        assert hop is not None
         if hop is self._hop_at[0] and now == self._hop_at[1]:
             mac: bytes | None = self._hop_at[2]  # looked up at this instant already
         else:
