@@ -48,7 +48,7 @@ from synack.core.ratelimit import HashedBuckets, TokenBucket
 from synack.stack.config import ANY, HostConfig
 from synack.stack.endpoints import TcpListener
 from synack.stack.ipv4 import Ipv4
-from synack.stack.syncookies import COOKIE_PERIOD, SynCookies, mss_index, ts_bits, ts_value
+from synack.stack.syncookies import COOKIE_PERIOD, TS_OPT_MASK, SynCookies, mss_index, ts_bits
 from synack.tcp.config import TcpConfig
 from synack.tcp.seq import SEQ_MASK
 from synack.wire import ethernet as weth
@@ -81,6 +81,7 @@ _PROTO_TCP = wip.PROTO_TCP
 _DF = wip.FLAG_DF
 # The cookie's MSS index of the MSS values SYNs usually carry.
 _MSS_INDEX = {m: mss_index(m) for m in (None, 536, 1220, 1360, 1400, 1440, 1448, 1460, 8960)}
+_SEQ_HALF = 1 << 31  # sequence comparison (RFC 1982): a difference under 2**31 is ahead
 _MIN_TOTAL = wip.MIN_HEADER_LEN + wtcp.MIN_HEADER_LEN
 _NO_MAC = bytes(6)  # the Ethernet header is cut off when the packet waits for ARP
 # The options Linux puts on a SYN (MSS, SACK-permitted, timestamps, window
@@ -103,13 +104,15 @@ def _offered(opts: bytes) -> tuple[int | None, int | None, bool, int | None]:
 
 
 class _Shape:
-    """A cookie SYN-ACK's TCP header for one listener config and option
-    shape: one struct that packs it whole (the constant octets as fields),
-    and the sum of its constant part."""
+    """A cookie SYN-ACK frame for one host, listener config and option shape:
+    one struct that packs Ethernet, IPv4 and TCP headers whole (the constant
+    octets as fields), and the sums of their constant parts."""
 
-    __slots__ = ("bits", "config", "const", "hlen", "pack")
+    __slots__ = ("bits", "config", "const", "ip_const", "pack")
 
-    def __init__(self, config: TcpConfig, ts: bool, wscale: int | None, sack: bool) -> None:
+    def __init__(
+        self, config: TcpConfig, ts: bool, wscale: int | None, sack: bool, eth_tail: bytes, ttl: int
+    ) -> None:
         self.config = config
         # The options SynCookies.syn_ack answers such a SYN with, from the one
         # option builder, with zero timestamps to find where they go.
@@ -125,25 +128,48 @@ class _Shape:
             self.bits = 0
             options = wtcp.TcpOptions(mss=config.mss)
         raw = wtcp.build_options(options)
-        self.hlen = _TCP_MIN + len(raw)
-        off_flags = (self.hlen << 10) | _SYN_ACK  # data offset (words) in the high nibble
+        hlen = _TCP_MIN + len(raw)
+        total = wip.MIN_HEADER_LEN + hlen
+        off_flags = (hlen << 10) | _SYN_ACK  # data offset (words) in the high nibble
         window = min(65535, config.receive_buffer)
+        ttl_proto = (ttl << 8) | _PROTO_TCP
         at = raw.find(b"\x08\x0a") + 2 if ts else len(raw)
         before, after = raw[:at], raw[at + 8 :] if ts else b""
-        fmt = f"!HHIIHHHH{len(before)}s" + (f"II{len(after)}s" if ts else "")
+        fmt = "!6s8sBBHHHHHII" + f"HHIIHHHH{len(before)}s" + (f"II{len(after)}s" if ts else "")
         packer = struct.Struct(fmt).pack
+        version_ihl = wip.VERSION_IHL
 
-        def pack(sp: int, dp: int, seq: int, ack: int, csum: int, tsval: int, tsecr: int) -> bytes:
+        def pack(
+            mac: bytes,
+            ident: int,
+            ip_csum: int,
+            ours: int,
+            theirs: int,
+            sp: int,
+            dp: int,
+            seq: int,
+            ack: int,
+            csum: int,
+            tsval: int,
+            tsecr: int,
+        ) -> bytes:
             if ts:
                 return packer(
-                    sp, dp, seq, ack, off_flags, window, csum, 0, before, tsval, tsecr, after
-                )
-            return packer(sp, dp, seq, ack, off_flags, window, csum, 0, before)
+                    mac, eth_tail, version_ihl, 0, total, ident, _DF, ttl_proto, ip_csum, ours,
+                    theirs, sp, dp, seq, ack, off_flags, window, csum, 0, before, tsval, tsecr,
+                    after,
+                )  # fmt: skip
+            return packer(
+                mac, eth_tail, version_ihl, 0, total, ident, _DF, ttl_proto, ip_csum, ours,
+                theirs, sp, dp, seq, ack, off_flags, window, csum, 0, before,
+            )  # fmt: skip
 
         self.pack = pack
-        # The constant part of the checksum: the header's constant words and
-        # options, the pseudo-header's protocol and length.
-        self.const = off_flags + window + ones_sum(raw) + _PROTO_TCP + self.hlen
+        # The constant parts of the checksums (RFC 1071): the IPv4 header's
+        # constant words; the TCP header's constant words and options, and
+        # the pseudo-header's protocol and length.
+        self.ip_const = (version_ihl << 8) + total + _DF + ttl_proto
+        self.const = off_flags + window + ones_sum(raw) + _PROTO_TCP + hlen
 
 
 class SynFlood:
@@ -152,12 +178,14 @@ class SynFlood:
     __slots__ = (
         "_bcast",
         "_cookies",
+        "_eth_tail",
         "_hop_at",
         "_ip",
         "_mac",
         "_mask",
         "_net",
         "_shapes",
+        "_ttl",
         "counters",
         "per_source",
         "proven",
@@ -175,6 +203,8 @@ class SynFlood:
         self._ip = ip
         self._cookies = cookies
         self._mac = config.mac
+        self._eth_tail = config.mac + weth.ETHERTYPE_IPV4.to_bytes(2, "big")
+        self._ttl = config.ttl
         network = config.interface.network
         self._mask = int(network.netmask)
         self._net = int(network.network_address)
@@ -286,13 +316,17 @@ class SynFlood:
         ack = (isn + 1) & SEQ_MASK
         if tsval is not None and config.timestamps:
             shape = self._shape(config, True, wscale, sack)
-            ours = ts_value(iss, now, shape.bits)
+            # The cookie's TSval (SynCookies.syn_ack's ts_value, inline):
+            # ISS + ms with the option bits in its low six, never ahead.
+            clock = (iss + int(now * 1000)) & SEQ_MASK
+            ours = (clock & ~TS_OPT_MASK) | shape.bits
+            if (ours - clock) & SEQ_MASK and not (ours - clock) & _SEQ_HALF:
+                ours = (ours - TS_OPT_MASK - 1) & SEQ_MASK
             tcp_sum = shape.const + dport + sport + iss + ack + ours + tsval + src + dst
         else:
             shape = self._shape(config, False, None, False)
             ours = tsval = 0
             tcp_sum = shape.const + dport + sport + iss + ack + src + dst
-        header = shape.pack(dport, sport, iss, ack, finish(tcp_sum), ours, tsval)
         counters["tcp-syncookies-sent"] += 1
         counters["tcp-out"] += 1
         hop = IPv4Address(src) if on_link else ip.gateway
@@ -302,14 +336,26 @@ class SynFlood:
         else:
             mac = self._hop_mac(hop, now)
             self._hop_at = (hop, now, mac)
-        head = ip.eth_ip_head(
-            mac or _NO_MAC, wip.MIN_HEADER_LEN + shape.hlen, _DF, _PROTO_TCP, dst, src
+        ip.ident = ident = (ip.ident + 1) & 0xFFFF
+        frame = shape.pack(
+            mac or _NO_MAC,
+            ident,
+            finish(shape.ip_const + ident + dst + src),
+            dst,
+            src,
+            dport,
+            sport,
+            iss,
+            ack,
+            finish(tcp_sum),
+            ours,
+            tsval,
         )
         if mac is not None:
-            ip.emit(head + header, now)
+            ip.emit(frame, now)
         else:
             # Not resolved yet: queued for ARP like any packet (bounded, counted).
-            ip.iface.send_ipv4(hop, [head[_IP:] + header], now)
+            ip.iface.send_ipv4(hop, [frame[_IP:]], now)
         return True
 
     def _hop_mac(self, hop: IPv4Address, now: float) -> bytes | None:
@@ -337,5 +383,5 @@ class SynFlood:
         if shape is None or shape.config is not config:
             if len(self._shapes) >= 64:
                 self._shapes.clear()
-            shape = self._shapes[key] = _Shape(config, ts, wscale, sack)
+            shape = self._shapes[key] = _Shape(config, ts, wscale, sack, self._eth_tail, self._ttl)
         return shape
