@@ -275,3 +275,21 @@ def test_hashed_buckets_spread_random_keys_and_limit_one() -> None:
     assert sum(one.allow(7, 1.0) for _ in range(100)) == 20  # refilled to the burst, no more
     with pytest.raises(ValueError):
         HashedBuckets(1.0, 1, slots=1000)
+
+
+def test_a_proven_clients_syn_on_its_connection_gets_a_challenge_ack_mid_flood() -> None:
+    # A SYN for an established 4-tuple is the connection's business (RFC 9293
+    # §3.10.7.4: a challenge ACK), not a cookie's, flood or no flood.
+    lan, b, (c,) = _lan(1)
+    client = c.tcp_connect((B, 80), lan.now)
+    lan.run(until=lan.now + 0.05)
+    assert client.conn.state is State.ESTABLISHED
+    rng = random.Random(9)
+    for i in range(64):
+        b.receive_frame(_syn_frame(_spoofed(rng), 1000 + i, i), lan.now)
+    b.drain_frames()
+    sent = b.counters["tcp-syncookies-sent"]
+    (reply,) = _answers(b, [_syn_frame(client.local[0], client.local[1], 12345)])
+    seg = wtcp.parse(reply[wip.ETH_IPV4_HEADER_LEN :], B, client.local[0])
+    assert seg.flags == TcpFlags.ACK  # no SYN: not a cookie
+    assert b.counters["tcp-syncookies-sent"] == sent

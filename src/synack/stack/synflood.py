@@ -4,13 +4,15 @@ A spoofed SYN flood is won by the side whose cost per SYN is lower. A SYN to a
 listener whose half-open queue is full (a flood is on) is therefore handled
 here, from the frame's octets at fixed offsets (synack.wire's layouts), before
 Ethernet, IPv4 or TCP is parsed into objects and without any state kept
-(RFC 4987 §3.6, SYN cookies): checked (our MAC and address, header checksum,
-a sane source, the TCP checksum and options), put through the budgets, and
-answered by a cookie SYN-ACK packed at once, its checksum summed from its
-fields' values (RFC 1071 / RFC 1624 arithmetic: a constant part precomputed
-per option shape plus the ports, numbers and addresses) rather than re-read.
-It is byte for byte the SYN-ACK :meth:`SynCookies.syn_ack` would build, so
-the handshake's ACK completes the usual way (tests/stack/test_synflood.py).
+(RFC 4987 §3.6, SYN cookies): the cheap checks (our MAC and address, a sane
+source, a route), then the budgets, then the IPv4 and TCP checksums and the
+options; then it is answered by a cookie SYN-ACK packed whole from a
+template, both checksums summed from the fields' values (RFC 1071 / RFC 1624
+arithmetic: a constant part precomputed per option shape plus the ports,
+numbers and addresses). The budgets come before the checksums because a
+spoofer makes valid checksums as easily as bad ones. The answer is byte for
+byte the SYN-ACK :meth:`SynCookies.syn_ack` would build, so the handshake's
+ACK completes the usual way (tests/stack/test_synflood.py).
 
 The budgets, once the queue is full (counted when they refuse):
 
@@ -19,19 +21,22 @@ The budgets, once the queue is full (counted when they refuse):
   Random spoofed sources spread over every bucket, so a never-seen client's
   first SYN finds its bucket nearly full; one real source hammering drains
   only its own (``tcp-syn-flood-source-dropped``).
-- all unproven sources together: ``syn_flood_per_second`` (sized so the
-  answers cost at most about half a CPU: bench/stack_flood.py), the cap
-  that keeps an established connection's share when a flood outruns it
-  (``tcp-syn-flood-dropped``). Sources that completed a handshake with us
-  (the last 4,096) skip it: a spoofed source never completes one.
+- all unproven sources together: ``syn_flood_per_second``, high enough that
+  the 48k/s flood issue 14 measured is answered in full, a cap on the CPU a
+  faster one takes (``tcp-syn-flood-dropped``). Sources that completed a
+  handshake with us (the last 4,096) skip it: a spoofed source never
+  completes one.
 
-A SYN this path does not answer (an IPv4 header with options, a fragment,
-another MAC or address, an odd source, an unresolved next hop, cookies off)
-goes on to the ordinary path, which refuses and counts what is wrong and
-applies the same budgets before parsing TCP. A SYN whose TCP checksum, data
-offset or options are bad is dropped and counted here
-(``tcp-bad-checksum``, ``tcp-bad-data-offset``, ``tcp-bad-option``) before it
-can spend a budget.
+Bad SYNs within the budgets are dropped and counted here, never answered
+(``tcp-bad-checksum``, ``tcp-bad-data-offset``, ``tcp-bad-option``,
+``tcp-bad-port``). A SYN this path does not take (an IPv4 header with
+options, a fragment, another MAC or address, an odd source, no route, a
+listener bound to another address, cookies off, or a proven source, whose
+SYN may be for a connection it has: a challenge ACK, a TIME-WAIT reopened)
+goes the ordinary way, which refuses and counts what is wrong and applies
+the same budgets before parsing TCP. Not looked up here: a retransmitted SYN
+of an unproven client that already holds a half-open entry gets a cookie,
+not that entry's SYN-ACK (its ACK then meets the entry).
 
 Layer: stack. Imports synack.core, synack.wire, synack.tcp.config and lower
 stack modules (config, endpoints, ipv4, syncookies).
@@ -279,6 +284,11 @@ class SynFlood:
         cookies = self._cookies
         local = listener.local[0]
         if cookies is None or (local != ANY and int(local) != dst):
+            return False
+        if src in self.proven:
+            # A source with connections (or TIME-WAIT records) of ours: its
+            # SYN may belong to one (RFC 9293 §3.10.7.4 challenge ACK, a
+            # TIME-WAIT reopened): the ordinary path looks the 4-tuple up.
             return False
         if len(listener.queue) >= listener.backlog:
             # As the ordinary path: dropped, the client retries later.
