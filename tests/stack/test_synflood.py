@@ -23,6 +23,7 @@ from synack.stack.syncookies import SynCookies
 from synack.tcp.config import TcpConfig
 from synack.tcp.states import State
 from synack.wire import ethernet as weth
+from synack.wire import icmp as wicmp
 from synack.wire import ipv4 as wip
 from synack.wire import tcp as wtcp
 from synack.wire.checksum import finish, ones_sum
@@ -293,3 +294,36 @@ def test_a_proven_clients_syn_on_its_connection_gets_a_challenge_ack_mid_flood()
     seg = wtcp.parse(reply[wip.ETH_IPV4_HEADER_LEN :], B, client.local[0])
     assert seg.flags == TcpFlags.ACK  # no SYN: not a cookie
     assert b.counters["tcp-syncookies-sent"] == sent
+
+
+def test_a_batch_is_handled_as_frame_by_frame() -> None:
+    # Host.receive_frames (a link's batch) takes SYNs and echo requests by
+    # their raw bytes without a call per frame: the same answers, in the
+    # same order, and the same counts as receive_frame one by one.
+    rng = random.Random(10)
+    frames: list[bytes] = []
+    for i in range(600):
+        src = _spoofed(rng)
+        kind = i % 5
+        if kind == 3:
+            echo = wicmp.build(wicmp.echo(wicmp.TYPE_ECHO_REQUEST, 1, i, bytes(8)))
+            raw = wip.build(wip.Ipv4Packet(src, B, wip.PROTO_ICMP, echo))
+            frames.append(weth.build(weth.EthernetFrame(mac(2), mac(99), 0x0800, raw)))
+        elif kind == 4:
+            frames.append(_syn_frame(src, 3000 + i, i, bad_checksum=i % 2 == 0))
+        else:
+            frames.append(_syn_frame(src, 1000 + i, i, OPTION_SHAPES[i % len(OPTION_SHAPES)]))
+    outputs = []
+    for batched in (False, True):
+        _, b, _ = _lan(icmp_echo_per_second=100.0, icmp_echo_burst=10)
+        b.drain_frames()
+        for i in range(0, len(frames), 64):
+            if batched:
+                b.receive_frames(frames[i : i + 64], 2.0 + i / 1000)
+            else:
+                for f in frames[i : i + 64]:
+                    b.receive_frame(f, 2.0 + i / 1000)
+        outputs.append(([bytes(f) for f in b.drain_frames()], dict(b.counters)))
+    assert outputs[0] == outputs[1]
+    _, counters = outputs[1]
+    assert counters["tcp-syncookies-sent"] > 300 and counters["icmp-echo-ratelimited"] > 40

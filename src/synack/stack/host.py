@@ -316,7 +316,8 @@ class Host:
         without a call per frame: while the shared echo budget is empty (it
         cannot refill within one instant) an echo request in an unfragmented
         IPv4 packet without options is counted (``icmp-echo-ratelimited``)
-        and nothing else is done with it (bench/stack_flood.py)."""
+        and nothing else is done with it; a pure SYN goes straight to the
+        SYN-flood path (bench/stack_flood.py)."""
         if self.observers:  # every frame is recorded: the ordinary way
             for f in frames:
                 self.receive_frame(f, now, l4_verified=type(f) is vouched)
@@ -324,29 +325,45 @@ class Host:
         budget = self._echo_budget
         exhausted = budget.exhausted(now)
         receive = self.receive_frame
-        dropped = 0
+        raw_syn = self.tcp.raw_syn
+        if now > self.tcp.now:
+            self.tcp.now = now
+        taken = dropped = 0
         for f in frames:
             if (
-                len(f) >= _RAW_MIN_LEN
-                and f[_RAW_PROTO_AT] == _RAW_PROTO_ICMP
-                and f[_RAW_L4_AT] == _RAW_ECHO_REQUEST
-                and f[_RAW_ETHERTYPE_AT : _RAW_ETHERTYPE_AT + 3] == _RAW_IPV4_NO_OPTIONS
-                and not f[_RAW_FRAG_AT] & 0x3F
-                and not f[_RAW_FRAG_AT + 1]
+                len(f) < _RAW_MIN_LEN
+                or f[_RAW_ETHERTYPE_AT : _RAW_ETHERTYPE_AT + 3] != _RAW_IPV4_NO_OPTIONS
+                or f[_RAW_FRAG_AT] & 0x3F
+                or f[_RAW_FRAG_AT + 1]
             ):
+                receive(f, now, l4_verified=type(f) is vouched)
+                continue
+            proto = f[_RAW_PROTO_AT]
+            if proto == _RAW_PROTO_ICMP and f[_RAW_L4_AT] == _RAW_ECHO_REQUEST:
                 if exhausted:
                     dropped += 1
                     continue
                 receive(f, now, l4_verified=type(f) is vouched)
                 exhausted = budget.exhausted(now)  # it may have spent the last token
-                continue
-            receive(f, now, l4_verified=type(f) is vouched)
-        if dropped:
+            elif (
+                proto == _RAW_PROTO_TCP
+                and f[_RAW_TCP_FLAGS_AT] & _RAW_SYN_MASK == _RAW_SYN
+                and type(f) is not vouched
+            ):
+                # The SYN-flood path (synack.stack.synflood), as receive_frame
+                # would take it, without the call.
+                taken += 1
+                if not raw_syn(f, now):  # the ordinary path, past the early drops
+                    frame = self.iface.receive(f, now)
+                    if frame is not None:
+                        self.ipv4.receive(frame, now)
+            else:
+                receive(f, now, l4_verified=type(f) is vouched)
+        if dropped or taken:
             counters = self.counters
-            counters["frames-in"] += dropped
-            counters["icmp-echo-ratelimited"] += dropped
-            if now > self.tcp.now:
-                self.tcp.now = now
+            counters["frames-in"] += dropped + taken
+            if dropped:
+                counters["icmp-echo-ratelimited"] += dropped
 
     def _receive_frame(self, data: bytes, now: float) -> None:
         tcp = self.tcp
