@@ -241,9 +241,10 @@ def test_bad_syns_are_counted_and_never_answered() -> None:
     pseudo = int(src) + int(B) + wip.PROTO_TCP + len(tcp)
     tcp[16:18] = finish(pseudo + ones_sum(bytes(tcp))).to_bytes(2, "big")
     raw = wip.build(wip.Ipv4Packet(src, B, wip.PROTO_TCP, bytes(tcp)))
-    b.receive_frame(weth.build(weth.EthernetFrame(mac(2), mac(99), 0x0800, raw)), lan.now)
+    for _ in range(2):  # the second meets the remembered verdict on its options
+        b.receive_frame(weth.build(weth.EthernetFrame(mac(2), mac(99), 0x0800, raw)), lan.now)
     assert b.counters["tcp-bad-checksum"] == 3000
-    assert b.counters["tcp-bad-option"] == 1
+    assert b.counters["tcp-bad-option"] == 2
     assert b.counters["tcp-syncookies-sent"] == 0
     client = c.tcp_connect((B, 80), lan.now)
     lan.run(until=lan.now + 0.05)

@@ -63,6 +63,7 @@ from synack.wire.checksum import finish, is_valid, le_residue, ones_sum
 from synack.wire.errors import MalformedPacket
 
 PROVEN_SOURCES = 4096
+OFFERS_KEPT = 1024
 SOURCE_SLOTS = 4096
 
 # Offsets in a frame whose IPv4 header has no options (the only frames the
@@ -95,7 +96,10 @@ _LINUX_SYN = (b"\x02\x04", b"\x04\x02\x08\x0a", b"\x01\x03\x03")
 _LINUX_SYN_OPTS = struct.Struct("!2sH4sII3sB")
 
 
-def _offered(opts: bytes) -> tuple[int | None, int | None, bool, int | None]:
+_Offer = tuple[int | None, int | None, bool, int | None]
+
+
+def _offered(opts: bytes) -> _Offer:
     """(MSS, window scale, SACK-permitted, TSval) a SYN offers;
     MalformedPacket as :func:`synack.wire.tcp.parse_options` raises it."""
     if not opts:
@@ -189,6 +193,7 @@ class SynFlood:
         "_mac",
         "_mask",
         "_net",
+        "_offers",
         "_shapes",
         "_ttl",
         "counters",
@@ -227,6 +232,8 @@ class SynFlood:
         # first (bounded), as integers.
         self.proven: dict[int, None] = {}
         self._shapes: dict[tuple[int, bool, int | None, bool], _Shape] = {}
+        # What SYN option octets offer (or the counter of why they are bad).
+        self._offers: dict[bytes, _Offer | str] = {}
         # The next hop last looked up, when, and its MAC: the frames of one
         # batch (one instant) share a lookup.
         self._hop_at: tuple[IPv4Address | None, float, bytes | None] = (None, -1.0, None)
@@ -313,11 +320,25 @@ class SynFlood:
         if not sport:
             counters["tcp-bad-port"] += 1  # RFC 9293 §3.1: port 0 is reserved
             return True
-        try:
-            mss, wscale, sack, tsval = _offered(data[_OPTS_AT : _L4 + hlen])
-        except MalformedPacket as exc:
-            counters[f"{exc.layer}-{exc.reason}"] += 1
+        opts = data[_OPTS_AT : _L4 + hlen]
+        offered = self._offers.get(opts)
+        if offered is None:
+            try:
+                offered = _offered(opts)
+            except MalformedPacket as exc:
+                offered = f"{exc.layer}-{exc.reason}"
+            if len(opts) != 20 or isinstance(offered, str):
+                # Remembered: a flood's SYNs mostly carry the same options
+                # (timestamps vary, but the Linux layout is read at fixed
+                # places anyway). Bounded: an attacker varying them only
+                # buys the parse, within the budgets.
+                if len(self._offers) >= OFFERS_KEPT:
+                    self._offers.clear()
+                self._offers[opts] = offered
+        if isinstance(offered, str):
+            counters[offered] += 1
             return True
+        mss, wscale, sack, tsval = offered
         config = listener.config
         index = _MSS_INDEX.get(mss)
         iss = cookies.raw_cookie(data[_SRC_AT:_ISN_END], int(now // COOKIE_PERIOD)) | (
