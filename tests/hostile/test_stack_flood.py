@@ -116,9 +116,12 @@ def test_spoofed_syn_flood_is_answered_within_budget_and_spares_transfers() -> N
     # queue that fills before the flood is noticed); the rest dropped before
     # they are parsed.
     assert answered <= cfg.syn_flood_per_second * took + cfg.syn_flood_burst + 64
-    # (A SYN the budget lets through to a half-open connection of its own
-    # 4-tuple, the pool repeating, is neither.)
-    assert flood - 64 <= answered + dropped <= flood
+    # Every SYN is one of those, or (the frame pool repeating) a SYN again
+    # of one of the 64 half-open connections: the ordinary path takes it
+    # (its connection answers it, unless that path's budget drops it).
+    pool = min(48 * 50, 5000)  # as _transfer builds it
+    again = sum(1 for i in range(64, flood) if i % pool < 64)
+    assert answered + dropped <= flood <= answered + dropped + again
     # The established transfer: every octet, no slower in virtual time.
     assert took <= baseline * 1.05
     # a completed a handshake before: it connects at once, mid-flood.

@@ -328,3 +328,23 @@ def test_a_batch_is_handled_as_frame_by_frame() -> None:
     assert outputs[0] == outputs[1]
     _, counters = outputs[1]
     assert counters["tcp-syncookies-sent"] > 300 and counters["icmp-echo-ratelimited"] > 40
+
+
+def test_a_retransmitted_syn_of_a_half_open_connection_gets_its_own_syn_ack() -> None:
+    # A client whose SYN made the last half-open entry (its SYN-ACK lost)
+    # retransmits while the flood keeps the queue full: it gets that entry's
+    # SYN-ACK again, not a cookie with another ISN.
+    _, b, _ = _lan()
+    rng = random.Random(12)
+    for i in range(63):
+        b.receive_frame(_syn_frame(_spoofed(rng), 1000 + i, i), 1.0)
+    b.drain_frames()
+    client = _spoofed(rng)
+    syn = _syn_frame(client, 4242, 777_000, MSS_ONLY)
+    (first,) = _answers(b, [syn])  # the 64th: a half-open entry, the queue now full
+    (_cookie,) = _answers(b, [_syn_frame(_spoofed(rng), 5000, 1)])
+    (again,) = _answers(b, [syn])
+    seq = [wtcp.parse(f[wip.ETH_IPV4_HEADER_LEN :], B, client).seq for f in (first, again)]
+    assert seq[0] == seq[1]
+    assert b.counters["tcp-syncookies-sent"] == 1  # only the stranger's
+    assert len(b.tcp.listeners[80].half_open) == 64

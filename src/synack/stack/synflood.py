@@ -34,9 +34,10 @@ options, a fragment, another MAC or address, an odd source, no route, a
 listener bound to another address, cookies off, or a proven source, whose
 SYN may be for a connection it has: a challenge ACK, a TIME-WAIT reopened)
 goes the ordinary way, which refuses and counts what is wrong and applies
-the same budgets before parsing TCP. Not looked up here: a retransmitted SYN
-of an unproven client that already holds a half-open entry gets a cookie,
-not that entry's SYN-ACK (its ACK then meets the entry).
+the same budgets before parsing TCP; so does a retransmitted SYN of a
+half-open connection (its own SYN-ACK again, not a cookie). Not looked up
+here: the connections and TIME-WAIT records of sources not proven (active
+opens have no listener on their port; a proven source's are looked up).
 
 Layer: stack. Imports synack.core, synack.wire, synack.tcp.config and lower
 stack modules (config, endpoints, ipv4, syncookies).
@@ -50,7 +51,7 @@ from collections import Counter
 from ipaddress import IPv4Address
 
 from synack.core.ratelimit import HashedBuckets, TokenBucket
-from synack.stack.config import ANY, HostConfig
+from synack.stack.config import ANY, ConnKey, HostConfig
 from synack.stack.endpoints import TcpListener
 from synack.stack.ipv4 import Ipv4
 from synack.stack.syncookies import COOKIE_PERIOD, TS_OPT_MASK, SynCookies, mss_index, ts_bits
@@ -188,6 +189,7 @@ class SynFlood:
         "_bcast",
         "_cookies",
         "_eth_tail",
+        "_half_opens",
         "_hop_at",
         "_ip",
         "_mac",
@@ -232,6 +234,8 @@ class SynFlood:
         # first (bounded), as integers.
         self.proven: dict[int, None] = {}
         self._shapes: dict[tuple[int, bool, int | None, bool], _Shape] = {}
+        # Per listener: its half-open queue as last seen, and its remote ends.
+        self._half_opens: dict[int, tuple[TcpListener, int, ConnKey | None, frozenset[int]]] = {}
         # What SYN option octets offer (or the counter of why they are bad).
         self._offers: dict[bytes, _Offer | str] = {}
         # The next hop last looked up, when, and its MAC: the frames of one
@@ -296,6 +300,10 @@ class SynFlood:
             # A source with connections (or TIME-WAIT records) of ours: its
             # SYN may belong to one (RFC 9293 §3.10.7.4 challenge ACK, a
             # TIME-WAIT reopened): the ordinary path looks the 4-tuple up.
+            return False
+        if (src << 16 | int.from_bytes(data[_L4:_DPORT_AT])) in self._half_open(listener):
+            # A retransmitted SYN of a half-open connection: its own SYN-ACK
+            # again (the ordinary path), not a cookie.
             return False
         if len(listener.queue) >= listener.backlog:
             # As the ordinary path: dropped, the client retries later.
@@ -388,6 +396,26 @@ class SynFlood:
             # Not resolved yet: queued for ARP like any packet (bounded, counted).
             ip.iface.send_ipv4(hop, [frame[_IP:]], now)
         return True
+
+    def _half_open(self, listener: TcpListener) -> frozenset[int]:
+        """The remote ends (address << 16 | port) of ``listener``'s half-open
+        connections, rebuilt only when the queue changed: entries are
+        appended, so its length and its newest key (held here, so never
+        reused) tell."""
+        queue = listener.half_open
+        newest = next(reversed(queue), None)
+        seen = self._half_opens.get(id(listener))
+        if (
+            seen is None
+            or seen[0] is not listener
+            or seen[1] != len(queue)
+            or seen[2] is not newest
+        ):
+            remotes = frozenset(int(k[2]) << 16 | k[3] for k in queue)
+            if len(self._half_opens) >= 64:
+                self._half_opens.clear()
+            seen = self._half_opens[id(listener)] = (listener, len(queue), newest, remotes)
+        return seen[3]
 
     def _hop_mac(self, hop: IPv4Address, now: float) -> bytes | None:
         """The MAC of ``hop`` when it is known without asking ARP (the host's
