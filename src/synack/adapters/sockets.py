@@ -15,26 +15,25 @@ Every socket call runs its piece of work on the loop thread
 sans-IO host is only ever touched by one thread. tests/streams checks these
 sockets against the kernel's.
 
-Layer: adapters. Imports synack.adapters (driver, oserrors), synack.links,
+Layer: adapters. Imports synack.adapters (driver, loopthread, oserrors), synack.links,
 synack.stack, synack.tcp, synack.errors.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import dataclasses
 import errno
 import socket as _std
 import struct
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from ipaddress import IPv4Address
 from typing import Any, TypeVar
 
 from synack.adapters.driver import HostDriver
+from synack.adapters.loopthread import LoopThread
 from synack.adapters.oserrors import for_event, from_errno, oserror
 from synack.errors import LocalProtocolError
 from synack.links.base import Link
@@ -46,7 +45,7 @@ _LINGER = struct.Struct("ii")  # struct linger {int l_onoff; int l_linger;}
 _Addr = tuple[str, int]
 
 
-class Runtime:
+class Runtime(LoopThread):
     """An asyncio loop on a daemon thread that drives synack hosts: the
     stand-in for the kernel behind a :class:`SocketModule`.
 
@@ -54,66 +53,13 @@ class Runtime:
     for ``host`` on the loop and returns the host's :class:`SocketModule`;
     several hosts (on one ``MemoryHub``, say) may share one runtime. ``close``
     (or leaving ``with``) stops every host; sockets still blocked then raise
-    EBADF, as calls on a closed descriptor do.
+    EBADF, as calls on a closed descriptor do. ``call`` and ``post`` run work
+    on the loop thread (synack.adapters.loopthread).
     """
 
     def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._run, name="synack-stack", daemon=True)
-        self._thread.start()
+        super().__init__()
         self.drivers: list[HostDriver] = []
-        self.closed = False
-        self._posts: deque[Callable[[], object]] = deque()
-        self._posted = False
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_forever()
-
-    def call(self, fn: Callable[[], T], timeout: float | None = 30.0) -> T:
-        """Run ``fn()`` on the loop thread and return its result (or raise)."""
-        if self.closed:
-            raise OSError(errno.EBADF, "the synack stack was shut down")
-        if threading.current_thread() is self._thread:
-            return fn()
-        fut: concurrent.futures.Future[T] = concurrent.futures.Future()
-
-        def job() -> None:
-            try:
-                fut.set_result(fn())
-            except BaseException as exc:
-                fut.set_exception(exc)
-
-        self.loop.call_soon_threadsafe(job)
-        return fut.result(timeout)
-
-    def post(self, fn: Callable[[], object]) -> None:
-        """Run ``fn()`` soon on the loop thread, in order, without waiting for
-        it; dropped once the runtime is closed. Posts made before the loop
-        gets to them share one wake-up of the loop (one write to its self-pipe)."""
-        if self.closed:
-            return
-        self._posts.append(fn)
-        if not self._posted:
-            self._posted = True
-            if threading.current_thread() is self._thread:
-                self.loop.call_soon(self._run_posts)
-            else:
-                self.loop.call_soon_threadsafe(self._run_posts)
-
-    def _run_posts(self) -> None:
-        # Cleared before draining: a post appended after this line schedules
-        # a new run; one appended before it is drained here.
-        self._posted = False
-        posts = self._posts
-        while posts:
-            fn = posts.popleft()
-            try:
-                fn()
-            except Exception as exc:  # one failing post must not strand the rest
-                self.loop.call_exception_handler(
-                    {"message": "synack post failed", "exception": exc}
-                )
 
     def add_host(self, host: Host, link: Link) -> SocketModule:
         async def start() -> HostDriver:
@@ -130,9 +76,7 @@ class Runtime:
             return
         for d in self.drivers:
             self.call(d.close)
-        self.closed = True  # blocked sockets notice within a second and raise EBADF
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(5)
+        super().close()  # blocked sockets notice within a second and raise EBADF
 
     def __enter__(self) -> Runtime:
         return self

@@ -6,17 +6,20 @@ monotonic clock, in seconds), so a test drives it with a manual clock.
 
 :class:`TokenBucket` limits one flow (a chat client, the host's ICMP errors);
 :class:`TokenBuckets` keeps one bucket per key (a source address) in bounded
-memory.
+memory; :class:`HashedBuckets` keeps a fixed array of buckets a key is hashed
+into (no table to churn: a spoofed flood from random sources costs a few
+integer operations a packet and cannot evict anyone).
 
 Layer: core. Imports only the standard library.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import OrderedDict
 
-__all__ = ["TokenBucket", "TokenBuckets"]
+__all__ = ["HashedBuckets", "TokenBucket", "TokenBuckets"]
 
 
 def _check(rate: float, burst: float) -> None:
@@ -107,3 +110,54 @@ class TokenBuckets:
 
     def __len__(self) -> int:
         return len(self._buckets)
+
+
+_U64 = (1 << 64) - 1
+
+
+class HashedBuckets:
+    """Token buckets for integer keys (IPv4 addresses) in fixed memory.
+
+    A key's bucket is one of ``slots`` (a power of two), picked by a keyed
+    multiplicative hash (the high bits of ``key * multiplier`` modulo 2**64,
+    the multiplier odd and secret, drawn from ``seed``): a sender who does
+    not know it cannot aim at another key's bucket. Many keys flooding at
+    ``R`` per second together put about ``R / slots`` a second on each
+    bucket, so as long as that stays under ``rate`` every key, a newcomer's
+    too, keeps its allowance; one loud key drains only its own bucket (and
+    the few keys that share it, 1 in ``slots``). Nothing is evicted or
+    allocated per key.
+    """
+
+    __slots__ = ("_at", "_mult", "_shift", "_tokens", "burst", "rate")
+
+    def __init__(self, rate: float, burst: float, *, slots: int = 4096, seed: int = 0) -> None:
+        _check(rate, burst)
+        if slots < 2 or slots & (slots - 1):
+            raise ValueError("slots must be a power of two >= 2")
+        self.rate = rate
+        self.burst = float(burst)
+        self._tokens = [float(burst)] * slots
+        self._at = [0.0] * slots
+        # Any seed gives a multiplier of 64 well-mixed bits (odd: a bijection).
+        digest = hashlib.blake2b((seed & _U64).to_bytes(8, "big"), digest_size=8).digest()
+        self._mult = int.from_bytes(digest, "big") | 1
+        self._shift = 64 - (slots.bit_length() - 1)
+
+    def slot(self, key: int) -> int:
+        """The bucket ``key`` spends from."""
+        return ((key * self._mult) & _U64) >> self._shift
+
+    def allow(self, key: int, now: float) -> bool:
+        """Spend one token of ``key``'s bucket if it has one."""
+        i = ((key * self._mult) & _U64) >> self._shift
+        tokens = self._tokens[i]
+        elapsed = now - self._at[i]
+        if elapsed > 0:
+            tokens = min(self.burst, tokens + elapsed * self.rate)
+            self._at[i] = now
+        if tokens >= 1.0:
+            self._tokens[i] = tokens - 1.0
+            return True
+        self._tokens[i] = tokens
+        return False

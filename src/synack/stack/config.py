@@ -78,15 +78,18 @@ class HostConfig:
     # SYN-flood defence once a listener's half-open queue is full: SYN
     # cookies (True), or evicting the oldest half-open connection (False).
     syn_cookies: bool = True
-    # Once a listener's half-open queue is full (a flood), SYNs are answered
-    # within budgets, checked before the segment is even parsed (a dropped
-    # SYN costs a few microseconds, an answered one ~30: issue 14 measured a
-    # 48k/s spoofed flood taking the whole CPU). One source may use
-    # ``syn_flood_per_source`` a second, all unproven sources together
-    # ``syn_flood_per_second``; a source that completed a handshake recently
-    # is held to its own budget only (spoofed sources never complete one).
-    syn_flood_per_second: float = 2000.0
-    syn_flood_burst: int = 200
+    # Once a listener's half-open queue is full (a flood), each SYN is
+    # answered with a SYN cookie built from its raw bytes, or dropped, before
+    # it is parsed (synack.stack.synflood: ~5 us answered, ~2 dropped, where
+    # parsing and answering it cost ~40: bench/stack_flood.py). Budgets: one
+    # source (a hashed bucket of its address) ``syn_flood_per_source`` a
+    # second; all unproven sources together ``syn_flood_per_second``, which
+    # answers the whole 48k/s flood issue 14 measured (so a never-seen
+    # client's first SYN is answered) and caps the CPU a faster one takes.
+    # A source that completed a handshake recently skips the shared budget
+    # (spoofed sources never complete one).
+    syn_flood_per_second: float = 50_000.0
+    syn_flood_burst: int = 5_000
     syn_flood_per_source: float = 50.0
     syn_flood_source_burst: int = 20
     # Echo requests answered (FreeBSD's icmplim covers echo replies; Linux

@@ -79,7 +79,6 @@ _RAW_ETHERTYPE_AT = weth.ETHERTYPE_AT  # then the IPv4 version/IHL octet
 _RAW_IPV4_NO_OPTIONS = weth.ETHERTYPE_IPV4.to_bytes(2, "big") + bytes([wip.VERSION_IHL])
 _RAW_FRAG_AT = weth.HEADER_LEN + wip.FRAGMENT_AT  # flags and fragment offset
 _RAW_PROTO_AT = weth.HEADER_LEN + wip.PROTO_AT
-_RAW_SRC_AT = weth.HEADER_LEN + wip.SRC_AT
 _RAW_L4_AT = wip.ETH_IPV4_HEADER_LEN
 _RAW_TCP_FLAGS_AT = _RAW_L4_AT + wtcp.FLAGS_AT
 _RAW_MIN_LEN = _RAW_TCP_FLAGS_AT + 1
@@ -326,22 +325,18 @@ class Host:
             # IPv4 packet without options, before Ethernet, IP and transport
             # parsing (7-9 us a frame in Python, more than a 281k pps echo
             # flood leaves; bench/stack_flood.py): an echo request while the
-            # shared echo budget is empty, a pure SYN to a flooded listener
-            # while the shared SYN budget is.
+            # shared echo budget is empty; a pure SYN to a flooded listener
+            # answered with a SYN cookie or dropped (synack.stack.synflood).
             proto = data[_RAW_PROTO_AT]
             if proto == _RAW_PROTO_ICMP:
                 if data[_RAW_L4_AT] == _RAW_ECHO_REQUEST and self._echo_budget.exhausted(now):
                     self.counters["icmp-echo-ratelimited"] += 1
                     return
             elif proto == _RAW_PROTO_TCP:
-                if data[_RAW_TCP_FLAGS_AT] & _RAW_SYN_MASK == _RAW_SYN and (
-                    self.tcp.raw_syn_over_budget(
-                        int.from_bytes(data[_RAW_L4_AT + 2 : _RAW_L4_AT + 4]),
-                        data[_RAW_SRC_AT : _RAW_SRC_AT + 4],
-                        now,
-                    )
+                if data[_RAW_TCP_FLAGS_AT] & _RAW_SYN_MASK == _RAW_SYN and self.tcp.raw_syn(
+                    data, now
                 ):
-                    return
+                    return  # answered with a cookie or dropped (synack.stack.synflood)
                 # The common frame, TCP to us: straight from the frame's
                 # bytes to the segment (stack/ipv4.py), unless something in
                 # it needs the slow path below.
@@ -350,6 +345,64 @@ class Host:
         frame = self.iface.receive(data, now)
         if frame is not None:
             self.ipv4.receive(frame, now)
+
+    def receive_frames(
+        self, frames: list[bytes], now: float, *, vouched: type[bytes] | None = None
+    ) -> None:
+        """Frames that arrived together at ``now`` (one read of the link), in
+        order; those of type ``vouched`` as :meth:`receive_frame` with
+        ``l4_verified``. An ICMP echo flood is dropped here, on raw bytes,
+        without a call per frame: while the shared echo budget is empty (it
+        cannot refill within one instant) an echo request in an unfragmented
+        IPv4 packet without options is counted (``icmp-echo-ratelimited``)
+        and nothing else is done with it; a pure SYN goes straight to the
+        SYN-flood path (bench/stack_flood.py)."""
+        if self.observers:  # every frame is recorded: the ordinary way
+            for f in frames:
+                self.receive_frame(f, now, l4_verified=type(f) is vouched)
+            return
+        budget = self._echo_budget
+        exhausted = budget.exhausted(now)
+        receive = self.receive_frame
+        raw_syn = self.tcp.raw_syn
+        if now > self.tcp.now:
+            self.tcp.now = now
+        taken = dropped = 0
+        for f in frames:
+            if (
+                len(f) < _RAW_MIN_LEN
+                or f[_RAW_ETHERTYPE_AT : _RAW_ETHERTYPE_AT + 3] != _RAW_IPV4_NO_OPTIONS
+                or f[_RAW_FRAG_AT] & 0x3F
+                or f[_RAW_FRAG_AT + 1]
+            ):
+                receive(f, now, l4_verified=type(f) is vouched)
+                continue
+            proto = f[_RAW_PROTO_AT]
+            if proto == _RAW_PROTO_ICMP and f[_RAW_L4_AT] == _RAW_ECHO_REQUEST:
+                if exhausted:
+                    dropped += 1
+                    continue
+                receive(f, now, l4_verified=type(f) is vouched)
+                exhausted = budget.exhausted(now)  # it may have spent the last token
+            elif (
+                proto == _RAW_PROTO_TCP
+                and f[_RAW_TCP_FLAGS_AT] & _RAW_SYN_MASK == _RAW_SYN
+                and type(f) is not vouched
+            ):
+                # The SYN-flood path (synack.stack.synflood), as receive_frame
+                # would take it, without the call.
+                taken += 1
+                if not raw_syn(f, now):  # the ordinary path, past the early drops
+                    frame = self.iface.receive(f, now)
+                    if frame is not None:
+                        self.ipv4.receive(frame, now)
+            else:
+                receive(f, now, l4_verified=type(f) is vouched)
+        if dropped or taken:
+            counters = self.counters
+            counters["frames-in"] += dropped + taken
+            if dropped:
+                counters["icmp-echo-ratelimited"] += dropped
 
     # ---------------------------------------------------------------- timers
     def get_timer(self) -> float | None:

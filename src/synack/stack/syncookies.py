@@ -23,6 +23,7 @@ Layer: stack. Imports synack.wire, synack.tcp and synack.stack.config.
 from __future__ import annotations
 
 import hashlib
+from bisect import bisect_right
 
 from synack.stack.config import ConnKey
 from synack.tcp.config import TcpConfig
@@ -40,27 +41,72 @@ TS_SACK = 1 << 4
 TS_USED = 1 << 5
 
 
+def mss_index(mss: int | None) -> int:
+    """The index in :data:`COOKIE_MSS` of the largest value not above the
+    client's MSS (536, RFC 9293 §3.7.1's default, when it gave none or less)."""
+    return bisect_right(COOKIE_MSS, max(mss or 536, 536)) - 1
+
+
+def ts_bits(config: TcpConfig, wscale: int | None, sack_permitted: bool) -> tuple[int, bool, bool]:
+    """The option bits a cookie SYN-ACK's TSval carries for a SYN offering
+    ``wscale`` and ``sack_permitted`` (with timestamps), and whether window
+    scaling and SACK are agreed."""
+    wscale_ok = config.window_scale and wscale is not None
+    bits = TS_USED | (min(wscale or 0, MAX_WSCALE) if wscale_ok else TS_WSCALE_NONE)
+    sack_ok = config.sack and sack_permitted
+    if sack_ok:
+        bits |= TS_SACK
+    return bits, wscale_ok, sack_ok
+
+
+def ts_value(iss: int, now: float, bits: int) -> int:
+    """A cookie SYN-ACK's TSval: the clock of the connection rebuilt from the
+    cookie (TSval = ISS + ms, RFC 7323 §5.4 offset) with ``bits`` in its low
+    six bits, rounded down, never up (PAWS)."""
+    clock = seq_add(iss, int(now * 1000))
+    tsval = (clock & ~TS_OPT_MASK) | bits
+    if seq_gt(tsval, clock):
+        tsval = seq_add(tsval, -(TS_OPT_MASK + 1))
+    return tsval
+
+
 class SynCookies:
     """Makes and checks the cookies of one host (keyed by its secret)."""
 
-    __slots__ = ("_secret",)
+    __slots__ = ("_at", "_keyed")
 
     def __init__(self, isn_secret: bytes) -> None:
-        self._secret = hashlib.blake2s(b"syn-cookie" + isn_secret).digest()
+        secret = hashlib.blake2s(b"syn-cookie" + isn_secret).digest()
+        # Keyed once; each cookie hashes a copy (keying costs a block), and
+        # the copy that has taken the current counter is kept.
+        self._keyed = hashlib.blake2s(key=secret, digest_size=4)
+        self._at: tuple[int, hashlib.blake2s] = (-1, self._keyed)
+
+    def raw_cookie(self, addresses_ports_isn: bytes, counter: int) -> int:
+        """The cookie (low three bits clear) of 16 octets as a SYN's IPv4 and
+        TCP headers hold them from the source address on: remote address,
+        local address, remote port, local port, the client's ISN; and the
+        time ``counter``."""
+        at, h = self._at
+        if at != counter:
+            h = self._keyed.copy()
+            h.update((counter % (1 << 64)).to_bytes(8, "big"))
+            self._at = (counter, h)
+        h = h.copy()
+        h.update(addresses_ports_isn)
+        return int.from_bytes(h.digest(), "big") & ~7 & SEQ_MASK
 
     def _cookie(self, key: ConnKey, client_isn: int, counter: int) -> int:
         material = b"".join(
             (
-                key[0].packed,
-                key[1].to_bytes(2, "big"),
                 key[2].packed,
+                key[0].packed,
                 key[3].to_bytes(2, "big"),
+                key[1].to_bytes(2, "big"),
                 client_isn.to_bytes(4, "big"),
-                (counter % (1 << 64)).to_bytes(8, "big"),
             )
         )
-        digest = hashlib.blake2s(material, key=self._secret, digest_size=4).digest()
-        return int.from_bytes(digest, "big") & ~7 & SEQ_MASK
+        return self.raw_cookie(material, counter)
 
     def syn_ack(self, key: ConnKey, syn: TcpSegment, config: TcpConfig, now: float) -> TcpSegment:
         """The SYN-ACK answering ``syn`` (to ``key``'s local end), its ISN the cookie.
@@ -69,22 +115,11 @@ class SynCookies:
         ``config`` and ``syn`` want), when the SYN carries timestamps to keep
         them in.
         """
-        mss = syn.options.mss or 536
-        index = max(i for i, m in enumerate(COOKIE_MSS) if m <= max(mss, 536))
-        iss = self._cookie(key, syn.seq, int(now // COOKIE_PERIOD)) | index
         offered = syn.options
+        iss = self._cookie(key, syn.seq, int(now // COOKIE_PERIOD)) | mss_index(offered.mss)
         if config.timestamps and offered.timestamps is not None:
-            wscale_ok = config.window_scale and offered.wscale is not None
-            bits = TS_USED | (min(offered.wscale or 0, MAX_WSCALE) if wscale_ok else TS_WSCALE_NONE)
-            sack_ok = config.sack and offered.sack_permitted
-            if sack_ok:
-                bits |= TS_SACK
-            # The connection rebuilt from this cookie sends TSval = ISS + ms
-            # (RFC 7323 §5.4 offset): round that down, never up (PAWS).
-            clock = seq_add(iss, int(now * 1000))
-            tsval = (clock & ~TS_OPT_MASK) | bits
-            if seq_gt(tsval, clock):
-                tsval = seq_add(tsval, -(TS_OPT_MASK + 1))
+            bits, wscale_ok, sack_ok = ts_bits(config, offered.wscale, offered.sack_permitted)
+            tsval = ts_value(iss, now, bits)
             options = TcpOptions(
                 mss=config.mss,
                 wscale=config.rcv_wscale if wscale_ok else None,

@@ -25,7 +25,6 @@ import heapq
 from collections import Counter, deque
 from ipaddress import IPv4Address
 
-from synack.core.ratelimit import TokenBucket, TokenBuckets
 from synack.errors import LocalProtocolError
 from synack.stack.config import (
     ANY,
@@ -50,6 +49,7 @@ from synack.stack.ipv4 import Ipv4
 from synack.stack.offload import coalesce
 from synack.stack.ports import EphemeralPorts
 from synack.stack.syncookies import SynCookies
+from synack.stack.synflood import SynFlood
 from synack.stack.tcp_output import TcpOutput
 from synack.stack.timewait import Outcome, TimeWait, answer, may_reopen
 from synack.tcp import events as tev
@@ -81,7 +81,7 @@ _parse_at = wtcp.parse_at
 _FLAGS_AT = wtcp.FLAGS_AT
 _EARLY_MASK = int(_SYN | _ACK | _RST | TcpFlags.FIN)  # a pure SYN, read before parsing
 _PURE_SYN = int(_SYN)
-PROVEN_SOURCES = 4096
+_RAW_DPORT_AT = wip.ETH_IPV4_HEADER_LEN + wtcp.DST_PORT_AT  # in a frame
 
 
 class TcpDemux:
@@ -103,14 +103,12 @@ class TcpDemux:
         "_ip",
         "_output",
         "_ports",
-        "_proven",
-        "_syn_budget",
-        "_syn_source_budget",
         "_tw_heap",
         "config",
         "conns",
         "counters",
         "fastopen",
+        "flood",
         "isn",
         "listeners",
         "name",
@@ -142,12 +140,8 @@ class TcpDemux:
         self.config = host_config.tcp or TcpConfig(mss=ip.mtu - _IP_HLEN - wtcp.MIN_HEADER_LEN)
         self._cookies = SynCookies(isn_secret) if host_config.syn_cookies else None
         self.fastopen = HostFastOpen(host_config.tcp_fastopen, isn_secret, counters)
-        c = host_config
-        self._syn_budget = TokenBucket(c.syn_flood_per_second, c.syn_flood_burst)
-        self._syn_source_budget = TokenBuckets(c.syn_flood_per_source, c.syn_flood_source_burst)
-        # Sources that completed a handshake with a listener of ours, oldest
-        # first (bounded): under a flood they skip the shared SYN budget.
-        self._proven: dict[IPv4Address, None] = {}
+        # The SYN-flood budgets and the stateless answer from raw bytes.
+        self.flood = SynFlood(host_config, ip, self._cookies, isn_secret, counters)
         self.conns: dict[ConnKey, TcpStream] = {}
         # The same streams by (local ip, local port, remote ip, remote port)
         # with the addresses as ints: what an arriving segment is looked up
@@ -215,7 +209,7 @@ class TcpDemux:
                 continue
             if isinstance(event, tev.Connected) and stream.listener is not None:
                 listener = stream.listener
-                self._prove(conn.remote[0])
+                self.flood.prove(conn.remote[0])
                 if listener.half_open.pop(stream.key, None) is None:
                     pass  # a Fast Open child, queued for accept at its SYN
                 elif listener.closed:
@@ -463,43 +457,23 @@ class TcpDemux:
             stream.listener.half_open.pop(stream.key, None)
 
     # ----------------------------------------------------------------- input
-    def _prove(self, src: IPv4Address) -> None:
-        proven = self._proven
-        proven.pop(src, None)
-        if len(proven) >= PROVEN_SOURCES:
-            del proven[next(iter(proven))]
-        proven[src] = None
-
     def _syn_over_budget(self, src: IPv4Address, dst_port: int, now: float) -> bool:
         """A SYN to a listener under a SYN flood, beyond its budgets: dropped
-        before anything else is spent on it (the cheap early drop)."""
+        before anything else is spent on it (synack.stack.synflood)."""
         listener = self.listeners.get(dst_port)
         if listener is None or len(listener.half_open) < listener.syn_backlog:
             return False  # no flood: every SYN is handled in full
-        if not self._syn_source_budget.allow(str(src), now):
-            self.counters["tcp-syn-flood-source-dropped"] += 1
-            return True
-        if src in self._proven:
-            return False
-        if not self._syn_budget.allow(now):
-            self.counters["tcp-syn-flood-dropped"] += 1
-            return True
-        return False
+        return self.flood.over_budget(int(src), now)
 
-    def raw_syn_over_budget(self, dst_port: int, src: bytes, now: float) -> bool:
-        """The host's early drop, before any parsing: a SYN to a flooded
-        listener while the shared SYN budget is empty (nothing spent), from
-        a source that has not proven itself. Counted as a drop."""
-        listener = self.listeners.get(dst_port)
+    def raw_syn(self, data: bytes, now: float) -> bool:
+        """The host's early path for a pure SYN in a frame without IPv4
+        options, before any parsing: when its listener is flooded (half-open
+        queue full), answered with a cookie or dropped from the raw bytes
+        (synack.stack.synflood). True when handled."""
+        listener = self.listeners.get(int.from_bytes(data[_RAW_DPORT_AT : _RAW_DPORT_AT + 2]))
         if listener is None or len(listener.half_open) < listener.syn_backlog:
             return False
-        bucket = self._syn_budget
-        if bucket.tokens + max(0.0, now - bucket.at) * bucket.rate >= 1.0:
-            return False
-        if IPv4Address(src) in self._proven:
-            return False
-        self.counters["tcp-syn-flood-dropped"] += 1
-        return True
+        return self.flood.answer(data, listener, now)
 
     def receive(self, pkt: wip.Ipv4Packet, _broadcast: bool, now: float) -> None:
         """A segment for us (never a broadcast: the IP layer drops those)."""
