@@ -19,6 +19,9 @@ import enum
 
 from synack.tcp.seq import seq_ge
 
+#: RFC 5681 §3.1: the initial ssthresh, "arbitrarily high".
+INITIAL_SSTHRESH = 1 << 30
+
 
 class AckAction(enum.Enum):
     NONE = 0
@@ -51,11 +54,12 @@ class NewReno:
         "mss",
         "recover",
         "sack_recovery",
+        "ss_divisor",
         "ssthresh",
     )
 
     def __init__(
-        self, mss: int, iss: int, initial_ssthresh: int = 1 << 30, iw: str = "rfc3390"
+        self, mss: int, iss: int, initial_ssthresh: int = INITIAL_SSTHRESH, iw: str = "rfc3390"
     ) -> None:
         self.mss = mss
         self._iw_choice = iw
@@ -70,6 +74,9 @@ class NewReno:
         # number transmitted"), so "covers recover" reads seq >= recover.
         self.recover = iss
         self._ca_acc = 0
+        # Slow start grows by SMSS / ss_divisor per ACK: 1, or 4 during
+        # HyStart++'s Conservative Slow Start (RFC 9406 §4.2).
+        self.ss_divisor = 1
 
     def set_mss(self, mss: int) -> None:
         """The effective MSS became known (after the handshake): restart IW."""
@@ -103,7 +110,7 @@ class NewReno:
             return AckAction.RETRANSMIT
         if self.cwnd < self.ssthresh:
             # RFC 5681 §3.1 equation (2): slow start, at most SMSS per ACK.
-            self.cwnd += min(acked, mss)
+            self.cwnd += min(acked, mss) // self.ss_divisor
         else:
             # Congestion avoidance (RFC 5681 §3.1, equation (3) in its
             # byte-counting form): one SMSS per cwnd of acknowledged bytes.

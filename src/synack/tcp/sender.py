@@ -334,7 +334,7 @@ class TcpSender(Tcb):
             ):
                 rec.on_dsack(seq_diff(right, left), self._snd_mss)
         bytes_out = self.stats_counters.bytes_out
-        rec.rack_step(una, self.snd_max, self._rtt.srtt, now, bytes_out)
+        rec.rack_step(una, self.snd_max, self._rtt.srtt, now, bytes_out, sacks)
         if self._cc.in_recovery:
             rec.prr_ack(acked, rack.pipe(), bytes_out, self._snd_mss)
         self._set_loss_timer()
