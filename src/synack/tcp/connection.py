@@ -757,6 +757,8 @@ class TcpConnection(TcpReceiver):
                 return True
         gaps_before = rcvbuf.has_gaps
         advanced = rcvbuf.insert(offset, payload)
+        if gaps_before and rcvbuf.duplicate is not None:
+            self._note_held_duplicate(seq)  # RFC 2883 §4
         if advanced:
             self.rcv_nxt = seq_add(self.rcv_nxt, advanced)
             self.stats_counters.bytes_in += advanced

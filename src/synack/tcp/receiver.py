@@ -204,14 +204,28 @@ class TcpReceiver(TcpSender):
             # What our SYN offered is the window until we say otherwise.
             self._rcv_adv = seq_add(self.rcv_nxt, self._syn_window)
 
-    def _note_dsack(self, seq: int, n: int) -> None:
-        """RFC 2883: ``n`` duplicate octets at ``seq`` (below RCV.NXT) lead the next SACK option."""
+    def _note_dsack(self, seq: int, n: int, *, clip: bool = True) -> None:
+        """RFC 2883: ``n`` duplicate octets at ``seq`` lead the next SACK option.
+
+        ``clip``: the duplicate is old data (below RCV.NXT, §4 case 1); else
+        it is out-of-order data held already (§4 case 2, above RCV.NXT).
+        """
         if self._sack_ok and n > 0:
             end = seq_add(seq, n)
-            if seq_gt(end, self.rcv_nxt):
+            if clip and seq_gt(end, self.rcv_nxt):
                 end = self.rcv_nxt
             self._dsack = (seq, end)
             self._ack_now = True
+
+    def _note_held_duplicate(self, seq: int) -> None:
+        """The segment at ``seq`` repeated out-of-order data held already: D-SACK it.
+
+        RFC 2883 §4 (with RFC 2018 §4's most recent block next): its first
+        held run leads the next SACK option, the block holding it follows.
+        """
+        dup = self._rcvbuf.duplicate
+        if dup is not None:
+            self._note_dsack(seq_add(seq, dup[0]), dup[1], clip=False)
 
     def _queue_syn_text(self, text: bytes, fin: bool) -> None:
         """§3.10.7.3: text (and FIN) on a SYN waits for ESTABLISHED, trimmed to our window."""

@@ -149,14 +149,19 @@ class LossRecovery:
             sample = now - self.rtt_time
             self.rtt.sample(sample)
             self.rtt_seq = None
+        cc = self.cc
+        was_recovering = cc.in_recovery or self.retries
         self.retries = 0
         self.first_rexmit_time = None
-        cc = self.cc
         hs = self.hystart
         if hs is not None:
             self._hystart_ack(hs, cc, ack, seq_add(ack, flight_after), sample)
         if cc.on_new_ack(ack, acked, flight_after, now) is _RETRANSMIT:
             self.rexmit_one = True
+        if was_recovering and not cc.in_recovery and self.rack_on:
+            # A fast recovery ended (or the first new ACK after a timeout):
+            # RFC 8985 §6.2 step 4 counts it towards reo_wnd's reset.
+            self.rack.recovery_ended()
 
     def _hystart_ack(
         self, hs: HyStart, cc: NewReno, ack: int, snd_max: int, sample: float | None
@@ -233,16 +238,16 @@ class LossRecovery:
         self.prior = (cc.cwnd, cc.ssthresh)
         self.undo_retrans = retransmissions
 
-    def on_dsack(self, octets: int, mss: int) -> None:
+    def on_dsack(self, octets: int, mss: int, una: int, snd_nxt: int) -> None:
         """A D-SACK (RFC 2883) reported a duplicate: undo when every resend was one.
 
         RFC 3708 §3 detects a spurious retransmission from D-SACKs; like
         Linux, once every retransmission of a reduction has been reported
         as a duplicate, cwnd and ssthresh go back to what they were, and
-        RACK learns that the path reorders (RFC 8985 §6.2 step 3).
+        RACK learns that the path reorders (RFC 8985 §6.2 steps 3 and 4).
         """
         self.stats.dsacks_in += 1
-        self.rack.reordering_seen = True
+        self.rack.on_dsack(una, snd_nxt)
         if self.prior is None:
             return
         self.undo_retrans -= max(1, -(-octets // mss))

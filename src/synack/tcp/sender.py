@@ -332,7 +332,7 @@ class TcpSender(Tcb):
             if seq_lt(left, una) or (
                 len(sacks) > 1 and seq_le(sacks[1][0], left) and seq_le(right, sacks[1][1])
             ):
-                rec.on_dsack(seq_diff(right, left), self._snd_mss)
+                rec.on_dsack(seq_diff(right, left), self._snd_mss, una, self.snd_nxt)
         bytes_out = self.stats_counters.bytes_out
         rec.rack_step(una, self.snd_max, self._rtt.srtt, now, bytes_out, sacks)
         if self._cc.in_recovery:
