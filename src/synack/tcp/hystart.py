@@ -56,6 +56,7 @@ class HyStart:
         "done",
         "in_css",
         "last_min",
+        "open",
         "samples",
         "window_end",
     )
@@ -69,6 +70,10 @@ class HyStart:
         self.css_baseline = _INF  # cssBaselineMinRtt
         self.css_rounds = 0
         self.done = False  # slow start is over (CSS ended it, or a loss did)
+        # This round may still decide something. Out of CSS, once N_RTT_SAMPLE
+        # samples were compared nothing can change until the round ends
+        # (its minimum only falls): the caller skips on_ack until then.
+        self.open = True
 
     def on_ack(self, ack: int, snd_max: int, rtt: float | None) -> int:
         """An ACK of new data in the first slow start: the growth divisor (1, or 4 in CSS).
@@ -87,6 +92,7 @@ class HyStart:
             self.last_min = self.current_min
             self.current_min = _INF
             self.samples = 0
+            self.open = True
         if rtt is not None:
             if rtt < self.current_min:
                 self.current_min = rtt
@@ -105,6 +111,8 @@ class HyStart:
                         self.in_css = True
                         self.css_baseline = self.current_min
                         self.css_rounds = 0
+                if not self.in_css:
+                    self.open = False  # decided for this round
             elif self.current_min < self.css_baseline:
                 # The RTT increase was spurious: back to slow start.
                 self.in_css = False

@@ -23,7 +23,7 @@ from synack.tcp.sender import TcpSender
 from synack.tcp.seq import seq_add, seq_dist, seq_gt, seq_le
 from synack.tcp.states import Cause, State, Transition, is_transition
 from synack.tcp.tcb import DEFAULT_MSS, OOW_ACK_INTERVAL, TEXT_STATES
-from synack.tcp.timestamps import TS_OPTION_SPACE
+from synack.tcp.timestamps import PAWS_IDLE, TS_OPTION_SPACE
 from synack.wire.tcp import MAX_WSCALE, TcpSegment
 
 __all__ = ["FAST_STATES", "TcpReceiver"]
@@ -96,8 +96,15 @@ class TcpReceiver(TcpSender):
         ts = opts.timestamps
         tso = self._ts
         if tso.ok:
-            if ts is None or not tso.in_order(ts[0], now):
-                return False  # PAWS has a say: full path
+            # tso.in_order(ts[0], now), inline (per segment): PAWS has
+            # nothing to say, else the full path decides.
+            if (
+                ts is None
+                or not tso.recent_valid
+                or (ts[0] - tso.recent) & 0xFFFFFFFF >= 0x80000000
+                or now - tso.recent_time > PAWS_IDLE
+            ):
+                return False
         elif ts is not None:
             return False
         payload = seg.payload
@@ -111,15 +118,15 @@ class TcpReceiver(TcpSender):
                 or self._rcvbuf.has_gaps
                 or self._app_closed
                 or self._rcv_fin_seq is not None
-                or len(payload) > seq_dist(self._rcv_adv, self.rcv_nxt)
+                or len(payload) > (self._rcv_adv - self.rcv_nxt) & 0xFFFFFFFF  # seq_dist
             ):
                 return False
         else:
-            acked = seq_dist(ack, snd_una)
+            acked = (ack - snd_una) & 0xFFFFFFFF  # seq_dist, inline on the hot path
             if (
                 st not in _FAST_ACK_STATES
                 or acked == 0
-                or acked > seq_dist(self.snd_max, snd_una)
+                or acked > (self.snd_max - snd_una) & 0xFFFFFFFF
                 or self._fin_seq is not None
                 or acked > len(self._sndbuf)
             ):
@@ -150,7 +157,7 @@ class TcpReceiver(TcpSender):
         n = len(payload)
         rcvbuf = self._rcvbuf
         rcvbuf.insert(0, payload)
-        self.rcv_nxt = seq_add(seq, n)
+        self.rcv_nxt = (seq + n) & 0xFFFFFFFF  # seq_add, inline (per segment)
         self.stats_counters.bytes_in += n
         self._events.append(ev.DataAvailable(rcvbuf.readable))
         self._delay_ack(now)

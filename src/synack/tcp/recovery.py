@@ -154,7 +154,9 @@ class LossRecovery:
         self.retries = 0
         self.first_rexmit_time = None
         hs = self.hystart
-        if hs is not None:
+        # HyStart++ only while its round is open or ends (seq_ge inline:
+        # this runs per ACK).
+        if hs is not None and (hs.open or (ack - hs.window_end) & 0xFFFFFFFF < 0x80000000):
             self._hystart_ack(hs, cc, ack, seq_add(ack, flight_after), sample)
         if cc.on_new_ack(ack, acked, flight_after, now) is _RETRANSMIT:
             self.rexmit_one = True
