@@ -6,7 +6,9 @@ losses, the way a QUIC stack keeps its recovery apart from its connection:
 * the RTT estimator (:mod:`synack.tcp.rto`, RFC 6298) and the segment being
   timed when there are no timestamps (Karn's algorithm, MUST-18);
 * the congestion controller (:mod:`synack.tcp.congestion`, RFC 5681 with
-  RFC 6582 NewReno), told what every ACK and timeout did;
+  RFC 6582 NewReno, or :mod:`synack.tcp.cubic`), told what every ACK and
+  timeout did, and HyStart++ (:mod:`synack.tcp.hystart`, RFC 9406) while
+  the first slow start lasts;
 * the count of consecutive timeouts behind R1/R2 (RFC 9293 §3.8.3);
 * with SACK agreed, the scoreboard (:mod:`synack.tcp.sack`) and RFC 6675's
   HighRxt, RescueRxt, pipe and NextSeg; and RACK-TLP (:mod:`synack.tcp.rack`,
