@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from synack.tcp.rack import REO_WND_PERSIST, Rack
 from synack.wire.tcp import TcpSegment
 from tests.tcp.harness import Duo, brief, seg_a_to_b
 from tests.tcp.test_rack import RACK, RTT, warm
@@ -66,6 +67,40 @@ def test_dsack_block_goes_first_before_the_sack_blocks() -> None:
     assert ack.options.sack_blocks == ((101, 601), (1101, 1601))
 
 
+def test_out_of_order_duplicate_leads_a_dsack_block_then_its_block() -> None:
+    d = Duo(RACK, RACK)
+    d.open()
+    d.to_b([_from_a(101, 500)])
+    d.out_b()
+    d.to_b([_from_a(1101, 500)])  # out of order: a gap at 601
+    d.to_b([_from_a(2101, 500)])  # another block
+    d.out_b()
+    d.to_b([_from_a(1101, 500)])  # again: held already, above RCV.NXT
+    (ack,) = d.out_b()
+    assert brief(ack) == (301, 601, "A", 0)
+    # RFC 2883 §4 (example 4.2.1's shape): the D-SACK block, then the block
+    # holding it (here the same octets), then the other blocks.
+    assert ack.options.sack_blocks == ((1101, 1601), (1101, 1601), (2101, 2601))
+    d.to_b([_from_a(3101, 500)])
+    (ack,) = d.out_b()
+    # Reported once: the next ACK has the SACK blocks only, the most
+    # recently received first (RFC 2018 §4).
+    assert ack.options.sack_blocks == ((3101, 3601), (1101, 1601), (2101, 2601))
+
+
+def test_partly_held_out_of_order_segment_dsacks_the_held_part() -> None:
+    d = Duo(RACK, RACK)
+    d.open()
+    d.to_b([_from_a(101, 500)])
+    d.out_b()
+    d.to_b([_from_a(1101, 500)])  # held: 1101..1601
+    d.out_b()
+    d.to_b([_from_a(1301, 500)])  # 1301..1601 held already, 1601..1801 new
+    (ack,) = d.out_b()
+    assert brief(ack) == (301, 601, "A", 0)
+    assert ack.options.sack_blocks == ((1301, 1601), (1101, 1801))
+
+
 def test_no_dsack_without_sack() -> None:
     d = Duo()
     d.open()
@@ -110,6 +145,72 @@ def test_reordering_fast_retransmit_is_undone_by_the_dsack() -> None:
     st = d.a.stats
     assert (st.dsacks_in, st.undos) == (1, 1)
     assert st.cwnd >= 8000 and st.ssthresh > 8000  # back to what it was (RFC 3708 / Linux)
+
+
+def test_a_dsack_round_widens_reo_wnd_so_the_same_reordering_is_waited_out() -> None:
+    d = warm(RACK)
+    t0 = d.now
+    rack = d.a._rack
+    assert rack is not None and rack.reo_wnd_mult == 1
+    # Round 1 as above: 4101 is only late, RACK resends it, the D-SACK says so.
+    d.a.send(bytes(8000), d.now)
+    segs = d.out_a()
+    d.now = t0 + RTT / 2
+    d.to_b(segs[1:])
+    acks = d.out_b()
+    d.now = t0 + RTT
+    d.to_a(acks)
+    resent = d.out_a()
+    assert [brief(s)[0] for s in resent if brief(s)[0] < 12101] == [4101]
+    d.to_b([segs[0]])
+    d.to_b(resent)
+    acks = d.out_b()
+    d.now = t0 + 2 * RTT
+    d.to_a(acks)
+    d.out_a()
+    # RFC 8985 §6.2 step 4: one D-SACK round, reo_wnd = 2 * min_RTT / 4.
+    assert (rack.reo_wnd_mult, rack.reordering_seen) == (2, True)
+    assert abs(rack.reo_wnd(False, d.a.stats.srtt) - RTT / 2) < 1e-9
+    # Round 2: a segment 0.4 RTT late. RACK waits reo_wnd (0.5 RTT) past
+    # RACK.rtt before calling it lost, so the original's SACK comes first and
+    # nothing is resent.
+    d.now = t1 = round(t0 + 3 * RTT, 9)
+    d.a.send(bytes(4000), d.now)
+    segs = d.out_a()
+    late = segs[0]
+    d.now = t1 + RTT / 2
+    d.to_b(segs[1:])
+    acks = d.out_b()
+    d.now = t1 + RTT
+    d.to_a(acks)
+    assert [s for s in d.out_a() if s.payload and s.seq == late.seq] == []
+    deadline = rack.deadline
+    assert deadline is not None and abs(deadline - (t1 + RTT + RTT / 2)) < 1e-9
+    d.now = t1 + 0.9 * RTT
+    d.to_b([late])
+    acks = d.out_b()
+    d.now = t1 + 1.4 * RTT
+    d.to_a(acks)
+    assert d.out_a() == [] and d.a.snd_una == d.a.snd_max
+    st = d.a.stats
+    assert (st.fast_retransmits, st.retransmissions) == (1, 1)  # round 1's only
+
+
+def test_reo_wnd_falls_back_after_16_recoveries_without_a_dsack() -> None:
+    rack = Rack()
+    rack.min_rtt = 0.1
+    rack.on_dsack(una=1000, snd_nxt=5000)
+    rack.on_dsack(una=2000, snd_nxt=6000)  # same round (SND.UNA < 5000): no change
+    assert rack.reo_wnd_mult == 2
+    rack.on_dsack(una=5000, snd_nxt=9000)  # the round ended: another one
+    assert rack.reo_wnd_mult == 3
+    assert abs(rack.reo_wnd(False, srtt=1.0) - 3 * 0.1 / 4) < 1e-12
+    assert rack.reo_wnd(False, srtt=0.05) == 0.05  # capped at SRTT
+    for _ in range(REO_WND_PERSIST - 1):
+        rack.recovery_ended()
+    assert rack.reo_wnd_mult == 3
+    rack.recovery_ended()
+    assert rack.reo_wnd_mult == 1
 
 
 # -- PRR ---------------------------------------------------------------------------

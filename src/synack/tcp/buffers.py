@@ -65,7 +65,16 @@ class ReceiveBuffer:
     intervals, which are also the SACK blocks of RFC 2018.
     """
 
-    __slots__ = ("_intervals", "_pieces", "_pos", "_ready", "_recent", "capacity", "ooo_bytes")
+    __slots__ = (
+        "_intervals",
+        "_pieces",
+        "_pos",
+        "_ready",
+        "_recent",
+        "capacity",
+        "duplicate",
+        "ooo_bytes",
+    )
 
     def __init__(self, capacity: int) -> None:
         if capacity <= 0:
@@ -80,6 +89,10 @@ class ReceiveBuffer:
         # option (RFC 2018 §4 repeats those, most recent first).
         self._recent: list[int] = []
         self.ooo_bytes = 0
+        # What the last insert() already held (RFC 2883 §4: an out-of-order
+        # duplicate is reported in a D-SACK block): (offset in the
+        # segment, octets) of its first run of held octets, or None.
+        self.duplicate: tuple[int, int] | None = None
 
     @property
     def readable(self) -> int:
@@ -116,7 +129,21 @@ class ReceiveBuffer:
             return len(data)
         start = self._pos + offset
         end = start + len(data)
-        for s, e in self._uncovered(start, end):
+        parts = self._uncovered(start, end)
+        # The first run of octets held already: before, between or after
+        # the parts that are new.
+        dup = None
+        cur = start
+        for s, e in parts:
+            if s > cur:
+                dup = (cur - start, s - cur)
+                break
+            cur = e
+        else:
+            if cur < end:
+                dup = (cur - start, end - cur)
+        self.duplicate = dup
+        for s, e in parts:
             self._pieces[s] = data[s - start : e - start]
             self.ooo_bytes += e - s
             self._add_interval(s, e)

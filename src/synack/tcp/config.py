@@ -90,6 +90,12 @@ class TcpConfig:
     #: "cubic" for long fat paths, where its cubic growth refills a large
     #: window in far fewer RTTs and its 0.7 reduction gives up less.
     congestion_control: str = "newreno"
+    #: HyStart++ (RFC 9406) in the first slow start: leave it when the RTT
+    #: shows the bottleneck queue filling (Conservative Slow Start, then
+    #: congestion avoidance), not at the burst of losses an overflowing
+    #: drop-tail queue gives. On by default, as Linux's HyStart is (RFC 9406
+    #: is Experimental; it changes nothing on a path whose RTT does not rise).
+    hystart: bool = True
 
     def __post_init__(self) -> None:
         if not MIN_MSS <= self.mss <= 65495:

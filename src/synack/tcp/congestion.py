@@ -19,6 +19,9 @@ import enum
 
 from synack.tcp.seq import seq_ge
 
+#: RFC 5681 §3.1: the initial ssthresh, "arbitrarily high".
+INITIAL_SSTHRESH = 1 << 30
+
 
 class AckAction(enum.Enum):
     NONE = 0
@@ -51,11 +54,12 @@ class NewReno:
         "mss",
         "recover",
         "sack_recovery",
+        "ss_divisor",
         "ssthresh",
     )
 
     def __init__(
-        self, mss: int, iss: int, initial_ssthresh: int = 1 << 30, iw: str = "rfc3390"
+        self, mss: int, iss: int, initial_ssthresh: int = INITIAL_SSTHRESH, iw: str = "rfc3390"
     ) -> None:
         self.mss = mss
         self._iw_choice = iw
@@ -70,6 +74,9 @@ class NewReno:
         # number transmitted"), so "covers recover" reads seq >= recover.
         self.recover = iss
         self._ca_acc = 0
+        # Slow start grows by SMSS / ss_divisor per ACK: 1, or 4 during
+        # HyStart++'s Conservative Slow Start (RFC 9406 §4.2).
+        self.ss_divisor = 1
 
     def set_mss(self, mss: int) -> None:
         """The effective MSS became known (after the handshake): restart IW."""
@@ -102,8 +109,11 @@ class NewReno:
             self.cwnd = max(self.cwnd, mss)
             return AckAction.RETRANSMIT
         if self.cwnd < self.ssthresh:
-            # RFC 5681 §3.1 equation (2): slow start, at most SMSS per ACK.
-            self.cwnd += min(acked, mss)
+            # RFC 5681 §3.1 equation (2): slow start, at most SMSS per ACK
+            # (divided during HyStart++'s CSS).
+            inc = acked if acked < mss else mss
+            div = self.ss_divisor
+            self.cwnd += inc if div == 1 else inc // div
         else:
             # Congestion avoidance (RFC 5681 §3.1, equation (3) in its
             # byte-counting form): one SMSS per cwnd of acknowledged bytes.
@@ -129,6 +139,7 @@ class NewReno:
                 return AckAction.NONE
             # RFC 5681 §3.2 equation (4) and step 3.
             self.ssthresh = self.loss_ssthresh(flight)
+            self.ss_divisor = 1
             self.recover = snd_max
             self.cwnd = self.ssthresh + 3 * mss
             self.in_recovery = True
@@ -151,6 +162,7 @@ class NewReno:
     def enter_sack_recovery(self, flight: int, snd_max: int) -> None:
         """RFC 6675 §5 step 4: RecoveryPoint = HighData, ssthresh = cwnd = FlightSize / 2."""
         self.ssthresh = self.loss_ssthresh(flight)  # RFC 5681 §3.1 eq. (4)
+        self.ss_divisor = 1
         self.cwnd = self.ssthresh
         self.recover = snd_max
         self.in_recovery = True
@@ -165,6 +177,7 @@ class NewReno:
         if first:
             self.ssthresh = self.loss_ssthresh(flight)
         self.cwnd = self.mss
+        self.ss_divisor = 1
         self._ca_acc = 0
         self.dupacks = 0
         self.in_recovery = False

@@ -63,7 +63,6 @@ from synack.errors import LocalProtocolError
 from synack.tcp import events as ev
 from synack.tcp.config import TcpConfig
 from synack.tcp.fastopen import FastOpen
-from synack.tcp.icmp import HARD_ERRORS, IcmpError
 from synack.tcp.receiver import FAST_STATES, TcpReceiver
 from synack.tcp.segments import (
     F_ACK,
@@ -276,29 +275,6 @@ class TcpConnection(TcpReceiver):
         # Go-back-N: what followed SND.UNA is resent as the window reopens,
         # which slow start paces.
         self.snd_nxt = self.snd_una
-
-    def icmp_error(self, kind: IcmpError, seq: int, now: float) -> bool:
-        """An ICMP error quoting our segment at ``seq`` arrived (RFC 9293 §3.9.2.2, MUST-54).
-
-        Returns whether it was acted on. See :mod:`synack.tcp.icmp` for what
-        each kind does: soft errors are kept (SHLD-25, MUST-56), hard ones
-        abort a connection being opened (SHLD-26), Source Quench is ignored
-        (MUST-55); ``seq`` must lie in [SND.UNA, SND.MAX) (RFC 5927 §4.1).
-        """
-        st = self._state
-        if kind is IcmpError.SOURCE_QUENCH or st in (State.CLOSED, State.LISTEN):
-            self._drop("icmp-ignored")
-            return False
-        if not (seq_le(self.snd_una, seq) and seq_lt(seq, self.snd_max)):
-            self._drop("icmp-out-of-window")
-            return False
-        if kind not in HARD_ERRORS or st not in _SYN_STATES:
-            self._soft_error = kind.value  # RFC 5927 §4.1: soft once synchronized
-            return True
-        if not self._passive:  # a passive child is simply forgotten (Closed)
-            self._events.append(ev.ConnectionRefused(kind.value))
-        self._enter_closed(Cause.ABORT, now)
-        return True
 
     def _give_up(self, reason: str, now: float) -> None:
         if self._state in (
@@ -761,6 +737,8 @@ class TcpConnection(TcpReceiver):
                 return True
         gaps_before = rcvbuf.has_gaps
         advanced = rcvbuf.insert(offset, payload)
+        if gaps_before and rcvbuf.duplicate is not None:
+            self._note_held_duplicate(seq)  # RFC 2883 §4
         if advanced:
             self.rcv_nxt = seq_add(self.rcv_nxt, advanced)
             self.stats_counters.bytes_in += advanced

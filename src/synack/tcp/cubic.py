@@ -16,15 +16,16 @@ congestion.NewReno`) and changes what RFC 9438 changes:
   alpha_cubic = 3 * (1 - beta) / (1 + beta) segments per window) cwnd
   follows W_est instead.
 
-Not implemented: HyStart++ (RFC 9406, slow start's exit) and the spurious
-congestion event undo of §4.9 beyond what :mod:`synack.tcp.recovery` does.
+Slow start's exit is HyStart++ (:mod:`synack.tcp.hystart`, RFC 9406, for
+either controller). Not implemented: the spurious congestion event undo of
+§4.9 beyond what :mod:`synack.tcp.recovery` does.
 
 Layer: tcp. Imports synack.tcp (congestion, rto).
 """
 
 from __future__ import annotations
 
-from synack.tcp.congestion import AckAction, NewReno
+from synack.tcp.congestion import INITIAL_SSTHRESH, AckAction, NewReno
 from synack.tcp.rto import RttEstimator
 
 __all__ = ["ALPHA_CUBIC", "BETA_CUBIC", "C_CUBIC", "Cubic", "w_cubic"]
@@ -48,7 +49,7 @@ class Cubic(NewReno):
         self,
         mss: int,
         iss: int,
-        initial_ssthresh: int = 1 << 30,
+        initial_ssthresh: int = INITIAL_SSTHRESH,
         iw: str = "rfc3390",
         *,
         rtt: RttEstimator | None = None,

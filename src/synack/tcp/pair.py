@@ -367,7 +367,10 @@ class TcpSimPair(TcpPair):
         return seg
 
     def _at_server(self, item: object, now: float) -> None:
-        seg = self._arriving(item, now, self.client_addr, self.server_addr, "c->s")
+        if type(item) is TcpSegment and not self.record_trace:
+            seg: TcpSegment | None = item  # the common case, without a call
+        else:
+            seg = self._arriving(item, now, self.client_addr, self.server_addr, "c->s")
         if seg is None:
             return
         conn = self.at_server(seg, now)
@@ -377,7 +380,10 @@ class TcpSimPair(TcpPair):
             self._pump(conn, self.server_app, now)
 
     def _at_client(self, item: object, now: float) -> None:
-        seg = self._arriving(item, now, self.server_addr, self.client_addr, "s->c")
+        if type(item) is TcpSegment and not self.record_trace:
+            seg: TcpSegment | None = item  # the common case, without a call
+        else:
+            seg = self._arriving(item, now, self.server_addr, self.client_addr, "s->c")
         if seg is None:
             return
         self.client.receive_segment(seg, now)

@@ -23,9 +23,9 @@ of the network, retransmitted ones in it).
 
 Reordering window (§6.2 step 4): 0 during recovery, or once three segments
 are SACKed, until reordering was seen (a segment delivered below the highest
-one SACKed, or a D-SACK), otherwise RACK.min_RTT/4 capped at SRTT. Not
-implemented: the reo_wnd multiplier adapted by D-SACKs (§6.2 step 4's
-persistence). TLP's loss detection (§7.4) is one conservative rule: an ACK
+one SACKed, or a D-SACK), otherwise RACK.reo_wnd_mult * RACK.min_RTT/4
+capped at SRTT; reo_wnd_mult grows by one for each round trip with a D-SACK
+and returns to 1 after 16 recoveries without one. TLP's loss detection (§7.4) is one conservative rule: an ACK
 covering a retransmitted probe halves cwnd, and a D-SACK of the probe (the
 original arrived too) undoes it (:meth:`LossRecovery.on_dsack
 <synack.tcp.recovery.LossRecovery.on_dsack>`).
@@ -40,7 +40,7 @@ from typing import Any
 
 from synack.tcp.seq import seq_diff, seq_gt, seq_le, seq_lt
 
-__all__ = ["LOST", "PTO_MIN", "RETRANS", "SACKED", "WC_DEL_ACK", "Rack"]
+__all__ = ["LOST", "PTO_MIN", "REO_WND_PERSIST", "RETRANS", "SACKED", "WC_DEL_ACK", "Rack"]
 
 SACKED = 1
 LOST = 2
@@ -51,6 +51,9 @@ _CLOCK_G = 0.001  # the clock granularity RTTs are compared with (1 ms)
 PTO_MIN = 0.01
 #: RFC 8985 §7.2 WCDelAckT: the worst-case delayed-ACK timer (200 ms).
 WC_DEL_ACK = 0.2
+#: RFC 8985 §6.2 step 4: recoveries without a D-SACK round before reo_wnd
+#: falls back to min_RTT/4.
+REO_WND_PERSIST = 16
 
 # A record: [start, end, time sent, flags, send order] (a list: cheaper than an object per segment).
 Record = list[Any]
@@ -61,6 +64,7 @@ class Rack:
 
     __slots__ = (
         "deadline",
+        "dsack_round",
         "end_seq",
         "fack",
         "last",
@@ -73,6 +77,8 @@ class Rack:
         "probe_rexmit",
         "pto_at",
         "records",
+        "reo_wnd_mult",
+        "reo_wnd_persist",
         "reordering_seen",
         "rtt",
         "sacked_segs",
@@ -99,6 +105,12 @@ class Rack:
         self.min_rtt: float | None = None
         self.fack = 0  # the highest end sequence number SACKed (RACK.fack)
         self.reordering_seen = False
+        # §6.2 step 4: the reordering window grows by min_RTT/4 for each
+        # round trip in which D-SACKs showed a spurious retransmission, and
+        # falls back after REO_WND_PERSIST recoveries without one.
+        self.reo_wnd_mult = 1
+        self.reo_wnd_persist = REO_WND_PERSIST
+        self.dsack_round: int | None = None  # SND.NXT when the last D-SACK round began
         self.sacked_segs = 0  # records SACKed and not yet cumulatively acknowledged
         self.lost = 0  # octets marked lost and not resent since
         self.deadline: float | None = None  # the reordering timer (§6.3)
@@ -219,14 +231,31 @@ class Rack:
                     self.fack = end
                 self._delivered(rec, now)
 
+    def on_dsack(self, una: int, snd_nxt: int) -> None:
+        """A D-SACK arrived: the path reorders (§6.2 step 3); widen reo_wnd once per round (step 4)."""
+        self.reordering_seen = True
+        round_end = self.dsack_round
+        if round_end is not None and seq_le(round_end, una):
+            self.dsack_round = round_end = None
+        if round_end is None:
+            self.dsack_round = snd_nxt
+            self.reo_wnd_mult += 1
+            self.reo_wnd_persist = REO_WND_PERSIST
+
+    def recovery_ended(self) -> None:
+        """A fast or RTO recovery ended: after 16 without a D-SACK round, reo_wnd shrinks back."""
+        self.reo_wnd_persist -= 1
+        if self.reo_wnd_persist <= 0:
+            self.reo_wnd_mult = 1
+
     def reo_wnd(self, in_recovery: bool, srtt: float | None) -> float:
-        """RFC 8985 §6.2 step 4, RACK_update_reo_wnd()."""
+        """RFC 8985 §6.2 step 4, RACK_update_reo_wnd() (the D-SACK part is on_dsack)."""
         self._fold()
         if not self.reordering_seen and (in_recovery or self.sacked_segs >= 3):
             return 0.0  # DupThresh (3) segments SACKed: no reason to wait
         if self.min_rtt is None:
             return 0.0
-        wnd = self.min_rtt / 4
+        wnd = self.reo_wnd_mult * self.min_rtt / 4
         return wnd if srtt is None or wnd < srtt else srtt
 
     def detect_loss(self, now: float, reo_wnd: float) -> int:

@@ -9,7 +9,8 @@ bookkeeping), the state transitions (one table, :mod:`synack.tcp.states`),
 the options a SYN brings (RFC 7323 window
 scale and timestamps, RFC 2018 SACK-permitted, the MSS of §3.7.1), when an
 ACK goes out (delayed ACKs §3.8.6.3, replies to unacceptable segments,
-RFC 5961 challenge ACKs, both rate-limited) and reading (RECEIVE, §3.10.3).
+RFC 5961 challenge ACKs, both rate-limited), reading (RECEIVE, §3.10.3) and
+ICMP errors about our segments (§3.9.2.2, :mod:`synack.tcp.icmp`).
 
 Layer: tcp. Imports synack.errors, synack.wire and the rest of synack.tcp (below connection).
 """
@@ -19,12 +20,13 @@ from __future__ import annotations
 from synack.errors import LocalProtocolError
 from synack.tcp import events as ev
 from synack.tcp.fastopen import FastOpen
+from synack.tcp.icmp import HARD_ERRORS, IcmpError
 from synack.tcp.segments import F_ACK, F_PSH
 from synack.tcp.sender import TcpSender
-from synack.tcp.seq import seq_add, seq_diff, seq_dist, seq_gt, seq_le
+from synack.tcp.seq import seq_add, seq_diff, seq_dist, seq_gt, seq_le, seq_lt
 from synack.tcp.states import Cause, State, Transition, is_transition
 from synack.tcp.tcb import DEFAULT_MSS, OOW_ACK_INTERVAL, TEXT_STATES
-from synack.tcp.timestamps import TS_OPTION_SPACE
+from synack.tcp.timestamps import PAWS_IDLE, TS_OPTION_SPACE
 from synack.wire.tcp import FASTOPEN_COOKIE_MAX, FASTOPEN_COOKIE_MIN, MAX_WSCALE, TcpSegment
 
 __all__ = ["FAST_STATES", "TcpReceiver"]
@@ -97,8 +99,15 @@ class TcpReceiver(TcpSender):
         ts = opts.timestamps
         tso = self._ts
         if tso.ok:
-            if ts is None or not tso.in_order(ts[0], now):
-                return False  # PAWS has a say: full path
+            # tso.in_order(ts[0], now), inline (per segment): PAWS has
+            # nothing to say, else the full path decides.
+            if (
+                ts is None
+                or not tso.recent_valid
+                or (ts[0] - tso.recent) & 0xFFFFFFFF >= 0x80000000
+                or now - tso.recent_time > PAWS_IDLE
+            ):
+                return False
         elif ts is not None:
             return False
         payload = seg.payload
@@ -112,15 +121,15 @@ class TcpReceiver(TcpSender):
                 or self._rcvbuf.has_gaps
                 or self._app_closed
                 or self._rcv_fin_seq is not None
-                or len(payload) > seq_dist(self._rcv_adv, self.rcv_nxt)
+                or len(payload) > (self._rcv_adv - self.rcv_nxt) & 0xFFFFFFFF  # seq_dist
             ):
                 return False
         else:
-            acked = seq_dist(ack, snd_una)
+            acked = (ack - snd_una) & 0xFFFFFFFF  # seq_dist, inline on the hot path
             if (
                 st not in _FAST_ACK_STATES
                 or acked == 0
-                or acked > seq_dist(self.snd_max, snd_una)
+                or acked > (self.snd_max - snd_una) & 0xFFFFFFFF
                 or self._fin_seq is not None
                 or acked > len(self._sndbuf)
             ):
@@ -151,7 +160,7 @@ class TcpReceiver(TcpSender):
         n = len(payload)
         rcvbuf = self._rcvbuf
         rcvbuf.insert(0, payload)
-        self.rcv_nxt = seq_add(seq, n)
+        self.rcv_nxt = (seq + n) & 0xFFFFFFFF  # seq_add, inline (per segment)
         self.stats_counters.bytes_in += n
         self._events.append(ev.DataAvailable(rcvbuf.readable))
         self._delay_ack(now)
@@ -250,14 +259,28 @@ class TcpReceiver(TcpSender):
         elif self.snd_max != ack:
             self._timers.rexmit = now + self._rtt.rto
 
-    def _note_dsack(self, seq: int, n: int) -> None:
-        """RFC 2883: ``n`` duplicate octets at ``seq`` (below RCV.NXT) lead the next SACK option."""
+    def _note_dsack(self, seq: int, n: int, *, clip: bool = True) -> None:
+        """RFC 2883: ``n`` duplicate octets at ``seq`` lead the next SACK option.
+
+        ``clip``: the duplicate is old data (below RCV.NXT, §4 case 1); else
+        it is out-of-order data held already (§4 case 2, above RCV.NXT).
+        """
         if self._sack_ok and n > 0:
             end = seq_add(seq, n)
-            if seq_gt(end, self.rcv_nxt):
+            if clip and seq_gt(end, self.rcv_nxt):
                 end = self.rcv_nxt
             self._dsack = (seq, end)
             self._ack_now = True
+
+    def _note_held_duplicate(self, seq: int) -> None:
+        """The segment at ``seq`` repeated out-of-order data held already: D-SACK it.
+
+        RFC 2883 §4 (with RFC 2018 §4's most recent block next): its first
+        held run leads the next SACK option, the block holding it follows.
+        """
+        dup = self._rcvbuf.duplicate
+        if dup is not None:
+            self._note_dsack(seq_add(seq, dup[0]), dup[1], clip=False)
 
     def _queue_syn_text(self, text: bytes, fin: bool) -> None:
         """§3.10.7.3: text (and FIN) on a SYN waits for ESTABLISHED, trimmed to our window."""
@@ -318,6 +341,29 @@ class TcpReceiver(TcpSender):
 
     # ------------------------------------------------------------------
     # Transitions
+
+    def icmp_error(self, kind: IcmpError, seq: int, now: float) -> bool:
+        """An ICMP error quoting our segment at ``seq`` arrived (RFC 9293 §3.9.2.2, MUST-54).
+
+        Returns whether it was acted on. See :mod:`synack.tcp.icmp` for what
+        each kind does: soft errors are kept (SHLD-25, MUST-56), hard ones
+        abort a connection being opened (SHLD-26), Source Quench is ignored
+        (MUST-55); ``seq`` must lie in [SND.UNA, SND.MAX) (RFC 5927 §4.1).
+        """
+        st = self._state
+        if kind is IcmpError.SOURCE_QUENCH or st in (State.CLOSED, State.LISTEN):
+            self._drop("icmp-ignored")
+            return False
+        if not (seq_le(self.snd_una, seq) and seq_lt(seq, self.snd_max)):
+            self._drop("icmp-out-of-window")
+            return False
+        if kind not in HARD_ERRORS or st not in (State.SYN_SENT, State.SYN_RECEIVED):
+            self._soft_error = kind.value  # RFC 5927 §4.1: soft once synchronized
+            return True
+        if not self._passive:  # a passive child is simply forgotten (Closed)
+            self._events.append(ev.ConnectionRefused(kind.value))
+        self._enter_closed(Cause.ABORT, now)
+        return True
 
     def _enter_time_wait(self, cause: Cause, now: float) -> None:
         self._set_state(State.TIME_WAIT, cause, now)

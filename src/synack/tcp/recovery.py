@@ -6,7 +6,9 @@ losses, the way a QUIC stack keeps its recovery apart from its connection:
 * the RTT estimator (:mod:`synack.tcp.rto`, RFC 6298) and the segment being
   timed when there are no timestamps (Karn's algorithm, MUST-18);
 * the congestion controller (:mod:`synack.tcp.congestion`, RFC 5681 with
-  RFC 6582 NewReno), told what every ACK and timeout did;
+  RFC 6582 NewReno, or :mod:`synack.tcp.cubic`), told what every ACK and
+  timeout did, and HyStart++ (:mod:`synack.tcp.hystart`, RFC 9406) while
+  the first slow start lasts;
 * the count of consecutive timeouts behind R1/R2 (RFC 9293 §3.8.3);
 * with SACK agreed, the scoreboard (:mod:`synack.tcp.sack`) and RFC 6675's
   HighRxt, RescueRxt, pipe and NextSeg; and RACK-TLP (:mod:`synack.tcp.rack`,
@@ -20,17 +22,19 @@ the rescue retransmission (NextSeg rule 4) is skipped when its octet was
 resent already, and a peer that agreed to SACK but sends duplicate ACKs
 without blocks still triggers fast retransmit (RFC 5681 §2 duplicates).
 
-Layer: tcp. Imports synack.tcp (config, congestion, cubic, rack, rto, sack, seq, stats).
+Layer: tcp. Imports synack.tcp (config, congestion, cubic, hystart, rack, rto, sack, seq,
+stats).
 """
 
 from __future__ import annotations
 
 from synack.tcp.config import TcpConfig
-from synack.tcp.congestion import AckAction, NewReno
+from synack.tcp.congestion import INITIAL_SSTHRESH, AckAction, NewReno
 from synack.tcp.cubic import Cubic
+from synack.tcp.hystart import HyStart
 from synack.tcp.rack import Rack
 from synack.tcp.rto import RttEstimator
-from synack.tcp.sack import Ranges, SackScoreboard, lost_edge, unsacked
+from synack.tcp.sack import Ranges, SackScoreboard, ascending, lost_edge, unsacked
 from synack.tcp.seq import seq_add, seq_diff, seq_dist, seq_ge, seq_gt
 from synack.tcp.stats import TcpStats
 
@@ -47,6 +51,7 @@ class LossRecovery:
         "cc",
         "first_rexmit_time",
         "high_rxt",
+        "hystart",
         "prior",
         "prr_delivered",
         "prr_out0",
@@ -75,6 +80,8 @@ class LossRecovery:
             else NewReno(mss, iss, iw=config.initial_window)
         )
         self.board = SackScoreboard()
+        # HyStart++ (RFC 9406) for the first slow start; None once it is over.
+        self.hystart: HyStart | None = HyStart(iss) if config.hystart else None
         self.rack = Rack()
         self.rack_on = False  # RACK-TLP detects losses (SACK agreed, config "rack")
         self.stats = stats
@@ -137,15 +144,49 @@ class LossRecovery:
         if board.ranges:
             board.trim(ack)
         # RTT sample: timestamps (RFC 7323 §4) or the timed segment (Karn).
+        sample = ts_rtt
         if ts_rtt is not None:
             self.rtt.sample(ts_rtt)
         elif self.rtt_seq is not None and seq_ge(ack, self.rtt_seq):
-            self.rtt.sample(now - self.rtt_time)
+            sample = now - self.rtt_time
+            self.rtt.sample(sample)
             self.rtt_seq = None
+        cc = self.cc
+        was_recovering = cc.in_recovery or self.retries
         self.retries = 0
         self.first_rexmit_time = None
-        if self.cc.on_new_ack(ack, acked, flight_after, now) is _RETRANSMIT:
+        hs = self.hystart
+        # HyStart++ only while its round is open or ends (seq_ge inline:
+        # this runs per ACK).
+        if hs is not None and (hs.open or (ack - hs.window_end) & 0xFFFFFFFF < 0x80000000):
+            self._hystart_ack(hs, cc, ack, seq_add(ack, flight_after), sample)
+        if cc.on_new_ack(ack, acked, flight_after, now) is _RETRANSMIT:
             self.rexmit_one = True
+        if was_recovering and not cc.in_recovery and self.rack_on:
+            # A fast recovery ended (or the first new ACK after a timeout):
+            # RFC 8985 §6.2 step 4 counts it towards reo_wnd's reset.
+            self.rack.recovery_ended()
+
+    def _hystart_ack(
+        self, hs: HyStart, cc: NewReno, ack: int, snd_max: int, sample: float | None
+    ) -> None:
+        """RFC 9406 §4.2 on an ACK of new data during the first slow start."""
+        if cc.in_recovery or cc.ssthresh < INITIAL_SSTHRESH:
+            # A loss (or timeout) ended the first slow start: standard slow
+            # start from now on (§4.3).
+            self.hystart = None
+            cc.ss_divisor = 1
+            return
+        divisor = hs.on_ack(ack, snd_max, sample)
+        if divisor == 0:
+            # CSS_ROUNDS rounds of Conservative Slow Start: on to congestion
+            # avoidance (ssthresh = cwnd).
+            self.hystart = None
+            cc.ss_divisor = 1
+            cc.ssthresh = cc.cwnd
+            self.stats.hystart_exits += 1
+        else:
+            cc.ss_divisor = divisor
 
     def on_dupack(self, ack: int, flight: int, snd_max: int) -> None:
         """RFC 5681 §2 duplicate ACK without SACK: fast retransmit on the third (§3.2)."""
@@ -201,16 +242,16 @@ class LossRecovery:
         self.prior = (cc.cwnd, cc.ssthresh)
         self.undo_retrans = retransmissions
 
-    def on_dsack(self, octets: int, mss: int) -> None:
+    def on_dsack(self, octets: int, mss: int, una: int, snd_nxt: int) -> None:
         """A D-SACK (RFC 2883) reported a duplicate: undo when every resend was one.
 
         RFC 3708 §3 detects a spurious retransmission from D-SACKs; like
         Linux, once every retransmission of a reduction has been reported
         as a duplicate, cwnd and ssthresh go back to what they were, and
-        RACK learns that the path reorders (RFC 8985 §6.2 step 3).
+        RACK learns that the path reorders (RFC 8985 §6.2 steps 3 and 4).
         """
         self.stats.dsacks_in += 1
-        self.rack.reordering_seen = True
+        self.rack.on_dsack(una, snd_nxt)
         if self.prior is None:
             return
         self.undo_retrans -= max(1, -(-octets // mss))
@@ -250,13 +291,21 @@ class LossRecovery:
         cc.cwnd = pipe + (sndcnt if sndcnt > 0 else 0)
 
     def rack_step(
-        self, una: int, snd_max: int, srtt: float | None, now: float, bytes_out: int = 0
+        self,
+        una: int,
+        snd_max: int,
+        srtt: float | None,
+        now: float,
+        bytes_out: int = 0,
+        blocks: tuple[tuple[int, int], ...] = (),
     ) -> bool:
         """RFC 8985 §6.2 on an ACK (or the reordering timer): True when recovery begins.
 
-        Detects losses from the records; the first one found outside a
-        recovery starts one (RFC 6675 §5 step 4's reduction, the resend is
-        the output's).
+        ``blocks`` are the ACK's own SACK blocks: the records they cover are
+        delivered (step 1), whatever the bounded scoreboard keeps. Detects
+        losses from the records; the first one found outside a recovery
+        starts one (RFC 6675 §5 step 4's reduction, the resend is the
+        output's).
         """
         rack = self.rack
         cc = self.cc
@@ -267,8 +316,8 @@ class LossRecovery:
             # lost by RACK; skip the walk over the records (the common ACK
             # that merely changed the window).
             return False
-        if board.ranges:
-            rack.on_sacks(board.ranges, now)
+        if blocks:
+            rack.on_sacks(ascending(blocks, una, snd_max), now)
         newly = rack.detect_loss(now, rack.reo_wnd(cc.in_recovery, srtt))
         if newly:
             self.stats.rack_lost += 1
@@ -316,6 +365,8 @@ class LossRecovery:
     def on_rto(self, flight: int, snd_max: int) -> None:
         """RFC 6298 §5.5-5.6 and RFC 5681 §3.1 for a data timeout (the caller goes back N)."""
         self.cc.on_timeout(flight, snd_max, first=self.retries == 1)
+        self.hystart = None  # after a timeout, standard slow start (RFC 9406 §4.3)
+        self.cc.ss_divisor = 1
         self.rtt.backoff()
         self.rtt_seq = None  # Karn (MUST-18): no sample from a resent segment
         # RFC 2018 §8: after a timeout forget what was SACKed (the receiver

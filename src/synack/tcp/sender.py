@@ -35,7 +35,7 @@ from synack.tcp.segments import (
     reset,
     sack_blocks_that_fit,
 )
-from synack.tcp.seq import seq_add, seq_diff, seq_dist, seq_gt, seq_le, seq_lt
+from synack.tcp.seq import seq_add, seq_diff, seq_gt, seq_le, seq_lt
 from synack.tcp.states import SYNCHRONIZED, State
 from synack.tcp.tcb import SEND_STATES, Tcb
 from synack.wire.tcp import TcpFlags, TcpOptions, TcpSegment
@@ -130,7 +130,7 @@ class TcpSender(Tcb):
         elif (
             not rec.rexmit_one
             and not self._fin_queued
-            and len(sndbuf) == seq_dist(self.snd_nxt, self.snd_una)
+            and len(sndbuf) == (self.snd_nxt - self.snd_una) & 0xFFFFFFFF  # seq_dist
             and self._timers.persist is None
         ):
             return  # nothing unsent: the common case of the receiving side
@@ -229,8 +229,10 @@ class TcpSender(Tcb):
         out: list[TcpSegment] | None = None,
     ) -> None:
         seq = self.snd_nxt
+        snd_max = self.snd_max
         unsent_after = len(self._sndbuf) - off - n
-        end = seq_add(seq, n)
+        # Sequence arithmetic inline (seq_add, seq_lt, seq_gt): once per segment.
+        end = (seq + n) & 0xFFFFFFFF
         # The FIN rides on the last data segment when the user has closed.
         fin = (
             self._fin_queued
@@ -241,7 +243,7 @@ class TcpSender(Tcb):
         psh = force_psh or unsent_after == 0
         seg = self._data_segment(seq, off, n, now, fin=fin, psh=psh)
         (self._out if out is None else out).append(seg)
-        resend = seq_lt(seq, self.snd_max)
+        resend = seq != snd_max and (seq - snd_max) & 0xFFFFFFFF >= 0x80000000
         if resend:
             self.stats_counters.retransmissions += 1
         elif not self._ts.ok:
@@ -264,7 +266,7 @@ class TcpSender(Tcb):
                 rack.records.append([seq, end, now, 0, order])
                 rack.last = now
         self.snd_nxt = end
-        if seq_gt(end, self.snd_max):
+        if (snd_max - end) & 0xFFFFFFFF >= 0x80000000:
             self.snd_max = end
         if self._timers.rexmit is None:
             # RFC 6298 §5.1: start the timer when sending data if not running.
@@ -321,6 +323,7 @@ class TcpSender(Tcb):
                 # D-SACK of the probe undoes it (recovery.on_dsack).
                 self._recovery.mark_undo(1)
                 cc.ssthresh = cc.cwnd = max(cc.cwnd // 2, 2 * self._snd_mss)
+                cc.ss_divisor = 1
 
     def _rack_detect(self, acked: int, sacks: tuple[tuple[int, int], ...], now: float) -> None:
         """After an ACK on the full path: D-SACK (RFC 2883, 3708), RACK (RFC 8985 §6.2), PRR.
@@ -339,9 +342,9 @@ class TcpSender(Tcb):
             if seq_lt(left, una) or (
                 len(sacks) > 1 and seq_le(sacks[1][0], left) and seq_le(right, sacks[1][1])
             ):
-                rec.on_dsack(seq_diff(right, left), self._snd_mss)
+                rec.on_dsack(seq_diff(right, left), self._snd_mss, una, self.snd_nxt)
         bytes_out = self.stats_counters.bytes_out
-        rec.rack_step(una, self.snd_max, self._rtt.srtt, now, bytes_out)
+        rec.rack_step(una, self.snd_max, self._rtt.srtt, now, bytes_out, sacks)
         if self._cc.in_recovery:
             rec.prr_ack(acked, rack.pipe(), bytes_out, self._snd_mss)
         self._set_loss_timer()
@@ -585,10 +588,11 @@ class TcpSender(Tcb):
             rack.on_cumulative_ack(ack, now)
             if rack.probe_end is not None:
                 self._probe_acked(rack, ack)
-        if seq_lt(self.snd_nxt, ack):
+        # seq_lt and seq_dist inline: once per ACK.
+        if (self.snd_nxt - ack) & 0xFFFFFFFF >= 0x80000000:
             self.snd_nxt = ack
         snd_max = self.snd_max
-        self._recovery.on_new_ack(ack, acked, seq_dist(snd_max, ack), ts_rtt, now)
+        self._recovery.on_new_ack(ack, acked, (snd_max - ack) & 0xFFFFFFFF, ts_rtt, now)
         self._persist_backoff = 0
         self._timers.rexmit = None if ack == snd_max else now + self._rtt.rto
         if self._send_blocked and sndbuf.space > 0:
@@ -766,8 +770,8 @@ class TcpSender(Tcb):
         # Rounding down by the scale may show the peer a slightly smaller
         # window than RCV.ADV (RFC 7323 §2.4 accepts this); we keep
         # accepting up to RCV.ADV, so our edge never moves left.
-        new_edge = seq_add(rcv_nxt, field << shift)
-        if seq_gt(new_edge, self._rcv_adv):
+        new_edge = (rcv_nxt + (field << shift)) & 0xFFFFFFFF  # seq_add, inline (per segment)
+        if new_edge != self._rcv_adv and seq_gt(new_edge, self._rcv_adv):
             self._rcv_adv = new_edge
         return field
 

@@ -37,6 +37,7 @@ class TcpStats:
     rack_lost: int = 0  # ACKs or timer expiries on which RACK found losses (RFC 8985 §6)
     dsacks_in: int = 0  # D-SACKs received (RFC 2883)
     undos: int = 0  # reductions undone as spurious (RFC 3708 via D-SACK)
+    hystart_exits: int = 0  # first slow starts ended by HyStart++ (RFC 9406), not a loss
 
     def copy(self) -> TcpStats:
         return TcpStats(
@@ -63,4 +64,5 @@ class TcpStats:
             self.rack_lost,
             self.dsacks_in,
             self.undos,
+            self.hystart_exits,
         )

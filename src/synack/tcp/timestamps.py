@@ -12,7 +12,7 @@ Layer: tcp. Imports synack.wire and synack.tcp.seq.
 
 from __future__ import annotations
 
-from synack.tcp.seq import seq_add, seq_dist, seq_ge, seq_le, seq_lt
+from synack.tcp.seq import seq_add, seq_ge, seq_le, seq_lt
 from synack.wire.tcp import TcpOptions
 
 __all__ = ["PAWS_IDLE", "TS_OPTION_SPACE", "Timestamps"]
@@ -51,7 +51,8 @@ class Timestamps:
 
     def option(self, now: float) -> TcpOptions:
         """The options of a segment that carries only TSopt (TSval, TSecr = TS.Recent)."""
-        pair = (seq_add(self.offset, int(now * 1000)), self.recent)
+        # seq_add(self.offset, ms), inline: once per segment sent.
+        pair = ((self.offset + int(now * 1000)) & 0xFFFFFFFF, self.recent)
         cached = self._opts
         if cached.timestamps != pair:
             # Many segments share one millisecond: reuse the options.
@@ -60,7 +61,8 @@ class Timestamps:
 
     def rtt(self, ecr: int, now: float) -> float:
         """RFC 7323 §4.1: the RTT a non-zero echoed TSecr measures, in seconds."""
-        return seq_dist(seq_add(self.offset, int(now * 1000)), ecr) / 1000.0
+        # seq_dist(seq_add(offset, ms), ecr), inline: once per ACK.
+        return ((self.offset + int(now * 1000) - ecr) & 0xFFFFFFFF) / 1000.0
 
     def paws_rejects(self, tsval: int, now: float) -> bool:
         """RFC 7323 §5.3 R1-R3 for a non-RST segment while TS.Recent is valid.
