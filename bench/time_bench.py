@@ -29,11 +29,14 @@ Servers:
   echo        second anchor: asyncio.DatagramProtocol that sends each datagram back
   time        synack's format protocol (strftime + per-source token bucket;
               the bucket is set high enough not to drop, but runs on every
-              request), kernel fast path (recvfrom loop from add_reader)
+              request), kernel fast path (recvfrom loop from add_reader), as
+              start_time_server runs it: the clocks are read once per drained
+              batch, then one call into the core per datagram
   time/proto  the same service as a DatagramProtocol (the path synack's own
-              stack will use)
-  sntp        synack's SNTP server (per-source token bucket set high, as for
-              time), fast path
+              stack will use; clocks read per datagram)
+  sntp        synack's SNTP server, fast path: token bucket as for time (the
+              limit's clock once per batch), two clock reads per datagram (the
+              receive and transmit timestamps)
   sntp/proto  SNTP as a DatagramProtocol
 
 The client is plain Python (blocking sockets, recv then send). One client

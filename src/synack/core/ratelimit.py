@@ -105,10 +105,11 @@ class TokenBuckets:
             self._recent = key
             self._recent_entry = entry
         tokens = entry[0]
-        elapsed = now - entry[1]
-        if elapsed > 0:
-            # A clock that stepped back refills nothing rather than draining.
-            tokens += elapsed * self.rate
+        last = entry[1]
+        # A clock that stepped back refills nothing rather than draining; one
+        # that did not move (a batch read at one instant) costs one comparison.
+        if now > last:
+            tokens += (now - last) * self.rate
             if tokens > self.burst:
                 tokens = self.burst
             entry[1] = now
