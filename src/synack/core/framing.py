@@ -61,10 +61,10 @@ _unpack_from = _HEADER.unpack_from
 # a read fills it, up to the largest size worth one recv; it halves again when
 # _SHRINK_AFTER reads in a row used under an eighth of it, so a connection that
 # once sent a burst does not keep 256 KiB while it trickles. One small read is
-# no reason: a client that writes a burst as one small frame, then the rest
-# (asyncio sends the first write at once), would shrink the buffer before
-# each burst, and every burst would take several reads (and a chat server one
-# flush, so one write per client, per read: bench/chat_fanout.py).
+# no reason: a client's burst often starts with one small read (its first
+# write arrives before the rest), and halving there made every burst take
+# several reads again (and a chat server one flush, so one write per client,
+# per read: bench/chat_fanout.py).
 _SCRATCH_MIN = 2 * 1024
 _SCRATCH_MAX = 256 * 1024
 _SHRINK_AFTER = 8

@@ -244,9 +244,10 @@ class SntpServer:
     what it does not serve, and silence gives an attacker no amplification).
     A reply is never larger than its request (48 bytes for 48 or more).
 
-    ``admit`` is the per-source rate limit the adapter asks first, the same
-    token buckets as the format protocol (``rate`` requests/s per source
-    host, ``burst`` saved up; 0 = no limit): without it the server is a 1:1
+    Given the request's ``source_host``, ``reply`` applies the per-source
+    rate limit first, the same token buckets as the format protocol (``rate``
+    requests/s per source host, ``burst`` saved up; 0 = no limit) at the
+    monotonic clock of the last ``tick``: without it the server is a 1:1
     reflector for anyone who can spoof a source address.
     """
 
@@ -298,13 +299,6 @@ class SntpServer:
         self._fixed = struct.pack(
             "!bII4s", self.precision, self.root_delay, self.root_dispersion, self.reference_id
         )
-
-    def admit(self, source_host: str, now: float) -> bool:
-        """May ``source_host`` be answered at monotonic ``now``? Counts refusals."""
-        if self._buckets is None or self._buckets.allow(source_host, now):
-            return True
-        self.counters.rate_limited += 1
-        return False
 
     def tick(self, now: float) -> None:
         """Set the monotonic clock of the rate limit for the requests that
