@@ -18,7 +18,13 @@ the service's formatting, rate limit and cache cost nothing measurable; the
 goal is >= 0.95x.
 The second anchor is the DatagramProtocol echo most people would write; its
 per-datagram cost swings with glibc's malloc state (asyncio receives into a
-256 KiB buffer), so it is printed as a second row, never the headline.
+256 KiB buffer), so it is printed as a second row, never the headline. The
+servers run with glibc's mmap and trim thresholds pinned above that buffer
+(``SERVER_MALLOC``, unless GLIBC_TUNABLES is set already): left dynamic, a
+process's allocation history decided whether each DatagramProtocol row paid
+system calls and page faults per datagram (the echo at 5.6 or 21-28 us per
+request, time/proto at 6.5 or 20 us, swapping between two checkouts of
+nearly the same code). The fast-path rows do not use that buffer.
 
 Wall-clock requests/s (what the client sees) are printed too; on a small
 machine clients and server share the CPUs, which compresses wall-clock ratios
@@ -29,10 +35,14 @@ Servers:
   echo        second anchor: asyncio.DatagramProtocol that sends each datagram back
   time        synack's format protocol (strftime + per-source token bucket;
               the bucket is set high enough not to drop, but runs on every
-              request), kernel fast path (recvfrom loop from add_reader)
+              request), kernel fast path (recvfrom loop from add_reader), as
+              start_time_server runs it: the clocks are read once per drained
+              batch, then one call into the core per datagram
   time/proto  the same service as a DatagramProtocol (the path synack's own
-              stack will use)
-  sntp        synack's SNTP server, fast path
+              stack will use; clocks read per datagram)
+  sntp        synack's SNTP server, fast path: token bucket as for time (the
+              limit's clock once per batch), two clock reads per datagram (the
+              receive and transmit timestamps)
   sntp/proto  SNTP as a DatagramProtocol
 
 The client is plain Python (blocking sockets, recv then send). One client
@@ -60,11 +70,20 @@ from _common import Figure, environment
 from synack.apps.services import open_udp_service
 from synack.apps.time import sntp
 from synack.apps.time.fmtproto import MAX_REQUEST, FormatService
-from synack.apps.time.server import format_handler, sntp_handler
+from synack.apps.time.server import format_batch_handler, sntp_batch_handler
 
 SERVERS = ("floor", "echo", "time", "time/proto", "sntp", "sntp/proto")
 ANCHOR = "floor"
 READY_TIMEOUT = 60.0
+SERVER_MALLOC = "glibc.malloc.mmap_threshold=1048576:glibc.malloc.trim_threshold=4194304"
+
+
+def server_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("GLIBC_TUNABLES", SERVER_MALLOC)
+    return env
+
+
 # A real format (not the empty default): payload size matters on the
 # DatagramProtocol path (asyncio's transport receives into a 256 KiB buffer
 # and shrinks it per datagram), and the echo anchor gets the same bytes.
@@ -103,14 +122,21 @@ async def serve(kind: str) -> None:
     else:
         base, _, variant = kind.partition("/")
         create = loop.create_datagram_endpoint if variant == "proto" else None
+        # The same handlers and per-batch clock reads as start_time_server.
         if base == "time":
-            handler = format_handler(FormatService(rate=1e9, burst=1e9))
+            handler, on_batch = format_batch_handler(FormatService(rate=1e9, burst=1e9))
             size = MAX_REQUEST + 1
         else:
-            handler = sntp_handler(sntp.SntpServer())
+            handler, on_batch = sntp_batch_handler(sntp.SntpServer(rate=1e9, burst=1e9))
             size = sntp.MAX_REQUEST_LEN + 1
         service = await open_udp_service(
-            base, handler, "127.0.0.1", 0, create_datagram_endpoint=create, recv_size=size
+            base,
+            handler,
+            "127.0.0.1",
+            0,
+            create_datagram_endpoint=create,
+            recv_size=size,
+            on_batch=on_batch,
         )
         port = service.sockname[1]
         counted = service.stats
@@ -200,6 +226,7 @@ def measure(
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
+        env=server_env(),
     )
     assert proc.stdout is not None and proc.stdin is not None
     try:
@@ -242,15 +269,17 @@ def _many_clients(port: int, kind: str, inflight: int, seconds: float, clients: 
 
 def handler_cost() -> dict[str, float]:
     """Nanoseconds of Python per datagram in each service's handler alone (in-process,
-    best of 5): the part of the per-request cost that synack's code decides."""
+    best of 5): the part of the per-request cost that synack's code decides. The
+    once-per-batch clock read is not in it (a batch is tens to hundreds of datagrams
+    at 64 in flight)."""
     import timeit
 
     addr = ("127.0.0.1", 40000)
-    handlers = {
-        "floor": _echo,
-        "time": format_handler(FormatService(rate=1e9, burst=1e9)),
-        "sntp": sntp_handler(sntp.SntpServer()),
-    }
+    time_handler, time_batch = format_batch_handler(FormatService(rate=1e9, burst=1e9))
+    sntp_handler, sntp_batch = sntp_batch_handler(sntp.SntpServer(rate=1e9, burst=1e9))
+    time_batch()
+    sntp_batch()
+    handlers = {"floor": _echo, "time": time_handler, "sntp": sntp_handler}
     out = {}
     for kind, handler in handlers.items():
         payload = payload_for(kind)
@@ -327,7 +356,8 @@ def figures(quick: bool) -> list[Figure]:
                     command=command,
                     note=f"{1e6 / statistics.median(cpu):.2f} us server CPU per request "
                     f"({handler_ns[kind.partition('/')[0]]:.0f} ns in the handler alone); "
-                    f"wall clock {statistics.median(results[loop_name, 64, kind][0]):,.0f} req/s",
+                    f"wall clock {statistics.median(results[loop_name, 64, kind][0]):,.0f} req/s; "
+                    f"servers ran with GLIBC_TUNABLES={server_env()['GLIBC_TUNABLES']}",
                 )
             )
     return out
@@ -359,6 +389,7 @@ def main() -> None:
     loops = available_loops(args.loops.split(","))
     for key, value in environment().items():
         print(f"# {key}: {value}")
+    print(f"# server processes: GLIBC_TUNABLES={server_env()['GLIBC_TUNABLES']}")
     print(
         f"{'loop':8} {'server':11} {'in flight':>9} {'req/s':>9} {'x floor':>7}"
         f" {'req/CPU-s':>10} {'x floor':>7} {'min-max':>11} {'us CPU/req':>10}"

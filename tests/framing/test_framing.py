@@ -146,6 +146,34 @@ def test_buffered_protocol_path(read_size: int) -> None:
     assert _feed_buffered(dec, encode_many(payloads), read_size) == payloads
 
 
+def _read(dec: FrameDecoder, data: bytes) -> int:
+    """One read of ``data`` (which must fit); returns the size of the buffer it was given."""
+    buf = dec.get_buffer(-1)
+    assert len(data) <= len(buf)
+    buf[: len(data)] = data
+    dec.buffer_updated(len(data))
+    dec.frames()
+    return len(buf)
+
+
+def test_read_buffer_grows_on_full_reads_and_shrinks_only_after_many_small_ones() -> None:
+    dec = FrameDecoder()
+    frame = encode(b"x" * 96)  # 100 bytes
+    start = len(dec.get_buffer(-1))
+    burst = frame * (start // len(frame)) + frame[: start % len(frame)]
+    _read(dec, burst)  # filled the buffer: the next read gets twice the room
+    rest = frame[start % len(frame) :]
+    assert _read(dec, rest) == 2 * start
+    # A burst that starts with one small frame (the first write of a burst goes
+    # out alone) keeps its room: the small read does not halve it.
+    for _ in range(20):
+        assert _read(dec, frame) == 2 * start
+        assert _read(dec, frame * (start // len(frame))) == 2 * start
+    # A connection that only trickles gives the room back, after a few reads.
+    sizes = [_read(dec, frame) for _ in range(20)]
+    assert sizes[0] == 2 * start and sizes[-1] == start
+
+
 payload_lists = st.lists(st.binary(max_size=300), max_size=20)
 
 

@@ -79,9 +79,12 @@ class UdpStats:
 class ReplyProtocol(asyncio.DatagramProtocol):
     """One reply (or none) per datagram, through any DatagramTransport."""
 
-    def __init__(self, handler: Handler, stats: UdpStats) -> None:
+    def __init__(
+        self, handler: Handler, stats: UdpStats, on_batch: Callable[[], None] | None = None
+    ) -> None:
         self._handler = handler
         self._stats = stats
+        self._on_batch = on_batch
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -92,6 +95,9 @@ class ReplyProtocol(asyncio.DatagramProtocol):
         stats = self._stats
         stats.received += 1
         try:
+            # Each datagram is its own batch here.
+            if self._on_batch is not None:
+                self._on_batch()
             reply = self._handler(data, addr)
         except Exception:
             # Cores never raise on peer input; if one does, that peer loses
@@ -137,7 +143,8 @@ class _DrainedSocketService:
 
     Each readable event handles up to ``batch`` datagrams (bounded, so one
     busy socket cannot starve the rest of the loop) with no per-datagram
-    allocation beyond the datagram itself.
+    allocation beyond the datagram itself. ``on_batch``, if given, is called
+    once before each batch (the time service reads its clocks there).
     """
 
     name: str
@@ -147,6 +154,7 @@ class _DrainedSocketService:
     recv_size: int
     batch: int = 256
     stats: UdpStats = field(default_factory=UdpStats)
+    on_batch: Callable[[], None] | None = None
 
     def __post_init__(self) -> None:
         self.loop.add_reader(self.sock.fileno(), self._readable)
@@ -162,6 +170,8 @@ class _DrainedSocketService:
         size = self.recv_size
         stats = self.stats
         received = replied = 0
+        if self.on_batch is not None:
+            self.on_batch()
         try:
             for _ in range(self.batch):
                 try:
@@ -202,6 +212,7 @@ async def open_udp_service(
     *,
     create_datagram_endpoint: CreateDatagramEndpoint | None = None,
     recv_size: int = 65535,
+    on_batch: Callable[[], None] | None = None,
 ) -> UdpService:
     """Bind ``host:port`` and answer each datagram with ``handler``.
 
@@ -210,11 +221,14 @@ async def open_udp_service(
     without it, a kernel socket drained from ``add_reader`` (the fast path).
     ``recv_size`` should exceed the largest request the handler accepts, so
     an oversized one is seen as oversized rather than silently truncated.
+    ``on_batch`` is called before each batch of datagrams handled together:
+    once per readable event on the fast path, once per datagram on a
+    DatagramProtocol (a handler may read a clock there rather than per datagram).
     """
     stats = UdpStats()
     if create_datagram_endpoint is not None:
         transport, _ = await create_datagram_endpoint(
-            lambda: ReplyProtocol(handler, stats), local_addr=(host, port)
+            lambda: ReplyProtocol(handler, stats, on_batch), local_addr=(host, port)
         )
         return _TransportService(name, transport, stats)
     loop = asyncio.get_running_loop()
@@ -229,7 +243,9 @@ async def open_udp_service(
     except BaseException:
         sock.close()
         raise
-    return _DrainedSocketService(name, sock, handler, loop, recv_size, stats=stats)
+    return _DrainedSocketService(
+        name, sock, handler, loop, recv_size, stats=stats, on_batch=on_batch
+    )
 
 
 # --------------------------------------------------------------------------

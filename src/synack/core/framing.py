@@ -59,10 +59,15 @@ _unpack_from = _HEADER.unpack_from
 # Reads land in a preallocated scratch buffer. It starts small (a server holds
 # thousands of mostly idle connections, each with its own) and doubles whenever
 # a read fills it, up to the largest size worth one recv; it halves again when
-# a read uses under an eighth of it, so a connection that once sent a burst
-# does not keep 256 KiB while it idles.
+# _SHRINK_AFTER reads in a row used under an eighth of it, so a connection that
+# once sent a burst does not keep 256 KiB while it trickles. One small read is
+# no reason: a client's burst often starts with one small read (its first
+# write arrives before the rest), and halving there made every burst take
+# several reads again (and a chat server one flush, so one write per client,
+# per read: bench/chat_fanout.py).
 _SCRATCH_MIN = 2 * 1024
 _SCRATCH_MAX = 256 * 1024
+_SHRINK_AFTER = 8
 # When this much of a pending body is still missing, the kernel may write it
 # straight into the body's own buffer instead of the scratch (no second copy).
 _DIRECT_MIN = 16 * 1024
@@ -141,6 +146,7 @@ class FrameDecoder:
         "_ready",
         "_scratch",
         "_scratch_view",
+        "_small_reads",
         "_want",
         "max_frame",
     )
@@ -163,6 +169,7 @@ class FrameDecoder:
         self._error: RemoteProtocolError | None = None
         self._scratch: bytearray | None = None
         self._scratch_view: memoryview | None = None
+        self._small_reads = 0  # in a row, each under an eighth of the scratch
         self._direct = False
 
     # -- input --------------------------------------------------------------
@@ -224,13 +231,19 @@ class FrameDecoder:
         assert scratch is not None
         view = scratch[:nbytes]
         size = len(scratch)
-        if nbytes == size and size < _SCRATCH_MAX:
-            # The read filled the buffer: more is waiting. Read more at a time.
-            self._scratch = bytearray(2 * size)
-            self._scratch_view = memoryview(self._scratch)
-        elif nbytes < size >> 3 and size > _SCRATCH_MIN:
-            self._scratch = bytearray(size >> 1)
-            self._scratch_view = memoryview(self._scratch)
+        if nbytes < size >> 3:
+            if size > _SCRATCH_MIN:
+                self._small_reads += 1
+                if self._small_reads >= _SHRINK_AFTER:
+                    self._small_reads = 0
+                    self._scratch = bytearray(size >> 1)
+                    self._scratch_view = memoryview(self._scratch)
+        else:
+            self._small_reads = 0
+            if nbytes == size and size < _SCRATCH_MAX:
+                # The read filled the buffer: more is waiting. Read more at a time.
+                self._scratch = bytearray(2 * size)
+                self._scratch_view = memoryview(self._scratch)
         body = self._body
         if (body is not None and self._want >= _BIG) or (
             body is None

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 
 import pytest
 from hypothesis import given
@@ -109,3 +110,59 @@ def test_token_buckets_are_bounded() -> None:
 def test_fuzz_reply_is_bounded(req: bytes) -> None:
     out = FormatService(rate=0).handle(req, "h", 0.0, SECOND)
     assert out is not None and 0 < len(out) <= 512
+
+
+class _ModelBuckets:
+    """The bucket table's contract, written plainly: an LRU-ordered dict of
+    (tokens, last refill), a full bucket is the only one forgotten, newcomers
+    to a table of drained buckets share one overflow bucket."""
+
+    def __init__(self, rate: float, burst: float, max_keys: int) -> None:
+        self.rate, self.burst, self.max_keys = rate, burst, max_keys
+        self.table: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self.overflow: tuple[float, float] | None = None
+        self.overflowed = 0
+
+    def _spend(self, tokens: float, last: float, now: float) -> tuple[bool, float, float]:
+        if now - last > 0:
+            tokens, last = min(self.burst, tokens + (now - last) * self.rate), now
+        if tokens >= 1.0:
+            return True, tokens - 1.0, last
+        return False, tokens, last
+
+    def allow(self, key: str, now: float) -> bool:
+        if key in self.table:
+            ok, tokens, last = self._spend(*self.table.pop(key), now)
+            self.table[key] = (tokens, last)
+            return ok
+        if len(self.table) >= self.max_keys:
+            tokens, last = next(iter(self.table.values()))
+            if tokens + max(0.0, now - last) * self.rate < self.burst:
+                self.overflowed += 1
+                ok, *state = self._spend(*(self.overflow or (self.burst, now)), now)
+                self.overflow = (state[0], state[1])
+                return ok
+            self.table.popitem(last=False)
+        self.table[key] = (self.burst - 1.0, now)
+        return True
+
+
+@given(
+    st.integers(1, 4),
+    st.lists(
+        st.tuples(st.sampled_from("abcdef"), st.sampled_from([0.0, 0.0, 0.05, 0.3, 1.0, -0.2])),
+        max_size=200,
+    ),
+)
+def test_token_buckets_match_their_contract(max_keys: int, steps: list[tuple[str, float]]) -> None:
+    # The table keeps the latest key's entry at hand (no lookup, no reordering
+    # for a run of one source): every decision, the table size and the overflow
+    # count must still be the plain LRU model's, including clocks that step back.
+    real = TokenBuckets(rate=2, burst=3, max_keys=max_keys)
+    model = _ModelBuckets(rate=2, burst=3, max_keys=max_keys)
+    now = 0.0
+    for key, step in steps:
+        now += step
+        assert real.allow(key, now) == model.allow(key, now), (key, now)
+        assert len(real) == len(model.table)
+    assert real.overflowed == model.overflowed

@@ -53,6 +53,25 @@ def test_reply_fields(version: int) -> None:
     assert server.counters.answered == 1
 
 
+@pytest.mark.parametrize(
+    "rx_ns",
+    [
+        (2**32 - 2_208_988_800) * 10**9 - 1_000,  # 1 us before era 0 ends: tx wraps, rx not
+        (2**32 - 2_208_988_800) * 10**9 + 123_456_789,  # both in era 1
+        -5 * 10**9,  # before the Unix epoch, still era 0
+    ],
+)
+def test_reply_timestamps_wrap_into_era_1(rx_ns: int) -> None:
+    # The reply packs unmasked timestamps and masks only when they pass
+    # 2^64 (RFC 5905 §6): the result must be the conversion's, bit for bit.
+    out = SntpServer().reply(request(), rx_ns, rx_ns + 2_000)
+    assert out is not None
+    p = sntp.parse(out)
+    assert p.receive_ts == sntp.unix_ns_to_ntp(rx_ns)
+    assert p.transmit_ts == sntp.unix_ns_to_ntp(rx_ns + 2_000)
+    assert p.reference_ts == p.receive_ts & ~0xFFFFFFFF
+
+
 def test_scapy_reads_the_reply_the_same_way() -> None:
     out = SntpServer().reply(request(version=3, tx=sntp.unix_ns_to_ntp(10**18)), 10**18, 10**18 + 1)
     assert out is not None

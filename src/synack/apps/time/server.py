@@ -29,12 +29,31 @@ def format_handler(
     monotonic: Callable[[], float] = time.monotonic,
     wall: Callable[[], float] = time.time,
 ) -> Handler:
-    handle = service.handle
+    """The format service as one handler that reads the clocks per datagram."""
+    tick = service.tick
+    answer = service.answer
 
     def on_datagram(data: bytes, addr: Address) -> bytes | None:
-        return handle(data, addr[0], monotonic(), int(wall()))
+        tick(monotonic(), int(wall()))
+        return answer(data, addr)
 
     return on_datagram
+
+
+def format_batch_handler(
+    service: FormatService,
+    *,
+    monotonic: Callable[[], float] = time.monotonic,
+    wall: Callable[[], float] = time.time,
+) -> tuple[Handler, Callable[[], None]]:
+    """(handler, on_batch) for :func:`open_udp_service`: the clocks are read once
+    per batch of datagrams, and a datagram costs one call into the core."""
+    tick = service.tick
+
+    def on_batch() -> None:
+        tick(monotonic(), int(wall()))
+
+    return service.answer, on_batch
 
 
 def sntp_handler(
@@ -43,19 +62,38 @@ def sntp_handler(
     clock_ns: Callable[[], int] = time.time_ns,
     monotonic: Callable[[], float] = time.monotonic,
 ) -> Handler:
-    reply = server.reply
-    admit = server.admit
+    """The SNTP server as one handler that reads every clock per datagram."""
+    handler, on_batch = sntp_batch_handler(server, clock_ns=clock_ns, monotonic=monotonic)
 
     def on_datagram(data: bytes, addr: Address) -> bytes | None:
-        # Per source host, like the format protocol (a new port is no new bucket).
-        if not admit(addr[0], monotonic()):
-            return None
-        # t2 is read first thing, t3 as late as the core allows: the client
-        # subtracts (t3 - t2) as our processing time.
-        received = clock_ns()
-        return reply(data, received, clock_ns())
+        on_batch()
+        return handler(data, addr)
 
     return on_datagram
+
+
+def sntp_batch_handler(
+    server: SntpServer,
+    *,
+    clock_ns: Callable[[], int] = time.time_ns,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> tuple[Handler, Callable[[], None]]:
+    """(handler, on_batch) for :func:`open_udp_service`. The rate limit's clock
+    is read once per batch; the timestamps are read per datagram, always."""
+    reply = server.reply
+    tick = server.tick
+
+    def on_batch() -> None:
+        tick(monotonic())
+
+    def on_datagram(data: bytes, addr: Address) -> bytes | None:
+        # t2 is read first thing, t3 as late as the core allows: the client
+        # subtracts (t3 - t2) as our processing time. The rate limit is per
+        # source host, like the format protocol's (a new port is no new bucket).
+        received = clock_ns()
+        return reply(data, received, clock_ns(), addr[0])
+
+    return on_datagram, on_batch
 
 
 @dataclass(slots=True)
@@ -84,22 +122,26 @@ async def start_time_server(
     run them as DatagramProtocols."""
     fmt = FormatService(rate=rate, burst=burst)
     sntp = SntpServer(rate=rate, burst=burst)
+    fmt_handler, fmt_batch = format_batch_handler(fmt)
     fmt_ep = await open_udp_service(
         "time",
-        format_handler(fmt),
+        fmt_handler,
         host,
         port,
         create_datagram_endpoint=create_datagram_endpoint,
         recv_size=MAX_REQUEST + 1,
+        on_batch=fmt_batch,
     )
     try:
+        sntp_handle, sntp_batch = sntp_batch_handler(sntp)
         sntp_ep = await open_udp_service(
             "sntp",
-            sntp_handler(sntp),
+            sntp_handle,
             host,
             sntp_port,
             create_datagram_endpoint=create_datagram_endpoint,
             recv_size=MAX_REQUEST_LEN + 1,
+            on_batch=sntp_batch,
         )
     except BaseException:
         fmt_ep.close()

@@ -229,7 +229,8 @@ class SntpCounters:
 
 # The reply after the poll byte and before the timestamps is the same for
 # every request: precision, root delay, root dispersion, reference id.
-_REPLY_FAST = struct.Struct("!2sB13sQ8sQQ")
+# The reference timestamp is packed as its seconds field and a zero fraction.
+_REPLY_FAST = struct.Struct("!2sB13sI4x8sQQ")
 
 _ACCEPT = "accept"
 
@@ -243,9 +244,10 @@ class SntpServer:
     what it does not serve, and silence gives an attacker no amplification).
     A reply is never larger than its request (48 bytes for 48 or more).
 
-    ``admit`` is the per-source rate limit the adapter asks first, the same
-    token buckets as the format protocol (``rate`` requests/s per source
-    host, ``burst`` saved up; 0 = no limit): without it the server is a 1:1
+    Given the request's ``source_host``, ``reply`` applies the per-source
+    rate limit first, the same token buckets as the format protocol (``rate``
+    requests/s per source host, ``burst`` saved up; 0 = no limit) at the
+    monotonic clock of the last ``tick``: without it the server is a 1:1
     reflector for anyone who can spoof a source address.
     """
 
@@ -266,6 +268,7 @@ class SntpServer:
     _by_first_byte: list[tuple[str, bytes]] = field(init=False, repr=False)
     _fixed: bytes = field(init=False, repr=False)
     _buckets: TokenBuckets | None = field(init=False, repr=False)
+    _now: float = field(default=0.0, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not 0 <= self.rate < math.inf:
@@ -297,14 +300,25 @@ class SntpServer:
             "!bII4s", self.precision, self.root_delay, self.root_dispersion, self.reference_id
         )
 
-    def admit(self, source_host: str, now: float) -> bool:
-        """May ``source_host`` be answered at monotonic ``now``? Counts refusals."""
-        if self._buckets is None or self._buckets.allow(source_host, now):
-            return True
-        self.counters.rate_limited += 1
-        return False
+    def tick(self, now: float) -> None:
+        """Set the monotonic clock of the rate limit for the requests that
+        follow (the kernel fast path reads it once per batch of datagrams)."""
+        self._now = now
 
-    def reply(self, request: bytes, receive_ns: int, transmit_ns: int) -> bytes | None:
+    def reply(
+        self, request: bytes, receive_ns: int, transmit_ns: int, source_host: str | None = None
+    ) -> bytes | None:
+        """The reply to ``request`` received at ``receive_ns`` and answered at
+        ``transmit_ns`` (Unix nanoseconds), or None. With ``source_host``, the
+        per-source rate limit is applied first, at the clock of the last
+        :meth:`tick` (one call per datagram on the fast path)."""
+        if (
+            source_host is not None
+            and self._buckets is not None
+            and not self._buckets.allow(source_host, self._now)
+        ):
+            self.counters.rate_limited += 1
+            return None
         n = len(request)
         if n < HEADER_LEN:
             self.counters.too_short += 1
@@ -319,12 +333,20 @@ class SntpServer:
         # The version is copied (in ``head``) and so is the poll byte (RFC
         # 4330 §5); the request's transmit timestamp becomes our originate
         # timestamp byte for byte.
-        rx = (((receive_ns << 32) // _NS) + _OFFSET_SHIFTED) & _MASK64
-        tx = (((transmit_ns << 32) // _NS) + _OFFSET_SHIFTED) & _MASK64
-        self.counters.answered += 1
+        rx = ((receive_ns << 32) // _NS) + _OFFSET_SHIFTED
+        tx = ((transmit_ns << 32) // _NS) + _OFFSET_SHIFTED
         # The reference time (when our clock was last set) must not be after
         # the transmit time or chrony rejects the reply (its "test 7"); the
-        # start of the receive second is always earlier.
-        return _REPLY_FAST.pack(
-            head, request[2], self._fixed, rx & ~0xFFFFFFFF, request[40:48], rx, tx
-        )
+        # start of the receive second (its seconds field, fraction 0) is
+        # always earlier.
+        try:
+            out = _REPLY_FAST.pack(head, request[2], self._fixed, rx >> 32, request[40:48], rx, tx)
+        except struct.error:
+            # From 2036-02-07 the timestamps pass 2^64 and wrap into era 1
+            # (RFC 5905 §6). struct's range check finds that, so the masks
+            # cost nothing per datagram before then.
+            rx &= _MASK64
+            tx &= _MASK64
+            out = _REPLY_FAST.pack(head, request[2], self._fixed, rx >> 32, request[40:48], rx, tx)
+        self.counters.answered += 1
+        return out
