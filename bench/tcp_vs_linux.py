@@ -291,6 +291,7 @@ async def main_async(args: argparse.Namespace) -> None:
     rtts = [int(r) for r in args.rtt.split(",")] if args.rtt else rtts
     rates = args.rate.split(",") if args.rate else rates
     total = int(args.mbytes * 1e6)
+    timeout = args.timeout or max(60.0, 10.0 * args.mbytes)
     tcp = TcpConfig(congestion_control=args.synack_cc, initial_window=args.synack_iw)
     setup = Setup(args.kernel_cc, tcp)
     print(
@@ -322,7 +323,7 @@ async def main_async(args: argparse.Namespace) -> None:
         ]
         res = {}
         for which in ("kernel->kernel", "kernel->synack", "kernel<-kernel", "synack->kernel"):
-            res[which] = await run_one(bridge_args, which, total, args.timeout, setup)
+            res[which] = await run_one(bridge_args, which, total, timeout, setup)
 
         def cell(r: Result) -> str:
             if r.rtos is None:
@@ -347,7 +348,11 @@ def main() -> None:
     ap.add_argument("--mbytes", type=float, default=None, help="MB per transfer (quick 2, else 5)")
     ap.add_argument("--queue", type=int, default=50, help="drop-tail queue, frames (default 50)")
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--timeout", type=float, default=60.0, help="seconds per transfer at most")
+    ap.add_argument(
+        "--timeout",
+        type=float,
+        help="seconds per transfer at most (default: 10 per MB, at least 60: 1 Mbit/s would do)",
+    )
     ap.add_argument("--loss", help="only these losses, e.g. 1%%,2%%")
     ap.add_argument("--rtt", help="only these RTTs in ms, e.g. 50")
     ap.add_argument("--rate", help="only these rates, e.g. 10mbit")
