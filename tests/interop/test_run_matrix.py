@@ -309,6 +309,54 @@ def test_exit_closes_connections_with_fin(tmp_path: Path, how: signal.Signals | 
         ), out
 
 
+ONE_AND_DONE = """
+import socket
+srv = socket.create_server(("0.0.0.0", 7010))
+print("listening", flush=True)
+conn, _ = srv.accept()
+srv.close()          # the program closes its own listener, answers, and ends
+conn.sendall(b"bye")
+conn.close()
+"""
+
+KNOCK = """
+import socket, sys, time
+def knock(timeout):
+    try:
+        socket.create_connection((sys.argv[1], 7010), timeout=timeout).close()
+        return "connected"
+    except ConnectionRefusedError:
+        return "refused"
+    except OSError as e:
+        return type(e).__name__
+if sys.argv[2] == "first":
+    with socket.create_connection((sys.argv[1], 7010), timeout=10) as s:
+        data = b""
+        while c := s.recv(100):
+            data += c
+    print(data.decode(), flush=True)
+    time.sleep(0.5)  # the program has ended; its stack lingers
+print(knock(3 if sys.argv[2] == "first" else 1.5), flush=True)
+"""
+
+
+def test_a_syn_during_the_exit_linger_is_answered_with_rst(tmp_path: Path) -> None:
+    """A program that listened has ended (its listener and connection closed
+    by itself): for the linger its stack answers a kernel SYN with RST, not
+    silence; once the process is gone nothing answers for the address."""
+    (tmp_path / "once.py").write_text(ONE_AND_DONE)
+    with (
+        namespace_with_tap() as (ns, dev, net),
+        synack_run(ns, dev, net, "once.py", cwd=tmp_path, ready="listening") as (proc, _),
+    ):
+        out = kernel_py(ns, KNOCK, f"{net}.2", "first").split()
+        assert out == ["bye", "refused"], out
+        assert proc.wait(15) == 0
+        # The process is gone and the persistent TAP has no reader: the
+        # kernel's SYNs go nowhere (its connect times out).
+        assert kernel_py(ns, KNOCK, f"{net}.2", "after").split() == ["TimeoutError"]
+
+
 AIOHTTP_SERVER = """
 import hashlib
 from aiohttp import web

@@ -34,6 +34,10 @@ UDP_HEAD = struct.Struct("!4sH")  # a datagram's source address, ahead of its by
 _CHUNK = 256 * 1024
 ACCEPT_SIGNAL = b"\x01"  # in a listener's pair while connections wait
 listening: set[State] = set()  # sockets listening now (close_all closes them)
+# Hosts that had a listening port during this run: at exit their stack stays up
+# for the whole linger, so a SYN to a port that was listening is answered by
+# RST (RFC 9293 §3.10.7.1, a segment for no connection) rather than silence.
+served: set[HostDriver] = set()
 # State.config's memo: (id of the host's config, the options' changes) -> (that config, result)
 _configs: dict[tuple[int, tuple[tuple[str, Any], ...]], tuple[Any, Any]] = {}
 
@@ -416,10 +420,13 @@ class Bridge:
 def close_all(
     runtime: Runtime, linger: float = 2.0, drivers: list[HostDriver] | None = None
 ) -> dict[str, int]:
-    """End of program: listeners closed (new SYNs get RST), every connection's
-    FIN (after its unsent data; the FIN carries any pending ACK), ``linger``
-    seconds for the peers to answer, RST for what is still open. Counts back.
-    ``drivers``: the hosts to close (default: every host of ``runtime``)."""
+    """End of program: listeners closed first (from then on a SYN gets RST),
+    every connection's FIN (after its unsent data; the FIN carries any pending
+    ACK), ``linger`` seconds for the peers to answer, RST for what is still
+    open. A host that listened during the run (:data:`served`) keeps its stack
+    up for the whole ``linger``, answering SYNs with RST, even once its
+    connections are closed; one that never listened ends as soon as they are.
+    Counts back. ``drivers``: the hosts to close (default: every host of ``runtime``)."""
     counts = {"closed": 0, "reset": 0}
     drivers = runtime.drivers if drivers is None else drivers
     for d in drivers:
@@ -442,9 +449,12 @@ def close_all(
             d.pump()
 
         runtime.call(fin)
+    refusing = any(d in served for d in drivers)
     deadline = time.monotonic() + linger
-    while time.monotonic() < deadline:
+    while (left := deadline - time.monotonic()) > 0:
         if not any(runtime.call(_still_open(d)) for d in drivers):
+            if refusing:  # nothing to close: the rest of the window only answers RST
+                time.sleep(left)
             break
         time.sleep(0.02)
     for d in drivers:

@@ -33,7 +33,7 @@ descriptor turns writable only when the handshake is over (asyncio's
 SYNs are answered by RST), every connection sent its FIN, a bounded linger for
 the peer, then RST for what is left.
 
-Layer: adapters. Imports synack.adapters (bridge, oserrors, sockets), synack.links,
+Layer: adapters. Imports synack.adapters (base, bridge, oserrors, sockets), synack.links,
 synack.stack, synack.errors.
 """
 
@@ -51,6 +51,7 @@ import struct
 from ipaddress import IPv4Address, IPv4Interface
 from typing import Any
 
+from synack.adapters.base import ipv4
 from synack.adapters.bridge import (
     ACCEPT_SIGNAL,
     UDP_HEAD,
@@ -59,6 +60,7 @@ from synack.adapters.bridge import (
     State,
     close_all,
     listening,
+    served,
 )
 from synack.adapters.oserrors import from_errno, oserror
 from synack.adapters.sockets import Runtime, SocketModule
@@ -107,14 +109,12 @@ def _addr(address: Any) -> tuple[IPv4Address, int]:
     host, port = address
     if not isinstance(port, int) or not 0 <= port <= 65535:
         raise OverflowError("port must be 0-65535.")
-    if host in ("", "0.0.0.0"):
-        return ANY, port
-    if host == "localhost":
-        host = "127.0.0.1"
-    try:
-        return IPv4Address(host), port
-    except ValueError:
-        pass
+    if isinstance(host, (bytes, bytearray)):
+        host = bytes(host).decode("ascii")
+    elif not isinstance(host, str):
+        raise TypeError(f"str, bytes or bytearray expected, not {type(host).__name__}")
+    if (ip := ipv4(host)) is not None:
+        return ip, port
     infos = getaddrinfo(host, port, _std.AF_INET)
     return IPv4Address(infos[0][4][0]), port
 
@@ -272,6 +272,7 @@ class socket(_KernelSocket):  # named as the class it stands in for
             raise oserror(exc) from None
         sk.local = sk.listener.local
         listening.add(sk)
+        served.add(sk.m.driver)
 
     def accept(self) -> tuple[Any, Any]:
         sk = self._state()
