@@ -10,6 +10,7 @@ import hashlib
 import http.server
 import os
 import resource
+import select
 import selectors
 import socket
 import socketserver
@@ -19,6 +20,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -269,6 +271,58 @@ def test_close_all_resets_what_outlives_the_linger(stack: tuple[Runtime, SocketM
             time.sleep(0.1)
     srv.close()
     assert c.fileno() >= 0
+
+
+def _pair_with_peer(rt: Runtime, module: SocketModule) -> tuple[socket.socket, Any, Any]:
+    """A synack (patched) socket connected to a peer host's socket-shaped API."""
+    hub = module.driver.link.hub  # type: ignore[attr-defined]
+    peer = rt.add_host(make_host(2, "10.213.0.2/24"), hub.port())
+    srv = peer.create_server(("10.213.0.2", 0))
+    c = socket.create_connection(srv.getsockname(), timeout=5)
+    conn, _ = srv.accept()
+    conn.settimeout(5)
+    return c, conn, srv
+
+
+def test_close_with_unread_data_resets(stack: tuple[Runtime, SocketModule]) -> None:
+    """RFC 9293 §3.6 SHLD-3, as Linux: a close with received data unread sends
+    RST (the peer learns data was lost); read to the end, the close is a FIN."""
+    rt, module = stack
+    c, conn, srv = _pair_with_peer(rt, module)
+    conn.sendall(b"never read")
+    assert select.select([c], [], [], 5)[0]  # the bytes wait in c's buffer
+    c.close()
+    with pytest.raises(ConnectionResetError):
+        conn.recv(100)
+    conn.close()
+    c = socket.create_connection(srv.getsockname(), timeout=5)
+    conn, _ = srv.accept()
+    conn.settimeout(5)
+    conn.sendall(b"read")
+    assert c.recv(100) == b"read"
+    c.close()
+    assert conn.recv(100) == b""  # all read: FIN, not RST
+    conn.close()
+    srv.close()
+
+
+def test_close_with_unread_data_but_another_descriptor_is_no_reset(
+    stack: tuple[Runtime, SocketModule],
+) -> None:
+    """The bytes are not lost while another descriptor (a dup, a fork's) holds
+    the socket: the close is no RST, the other descriptor reads them."""
+    rt, module = stack
+    c, conn, srv = _pair_with_peer(rt, module)
+    conn.sendall(b"for the other one")
+    assert select.select([c], [], [], 5)[0]
+    other = os.dup(c.fileno())
+    c.close()
+    time.sleep(0.1)  # the loop thread has seen the close
+    assert os.read(other, 100) == b"for the other one"
+    os.close(other)
+    assert conn.recv(100) == b""  # the last close, nothing unread: FIN
+    conn.close()
+    srv.close()
 
 
 def test_hostile_calls_get_the_kernels_errors(stack: tuple[Runtime, SocketModule]) -> None:

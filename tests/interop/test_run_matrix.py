@@ -357,6 +357,38 @@ def test_a_syn_during_the_exit_linger_is_answered_with_rst(tmp_path: Path) -> No
         assert kernel_py(ns, KNOCK, f"{net}.2", "after").split() == ["TimeoutError"]
 
 
+UNREAD = """
+import select, socket, time
+srv = socket.create_server(("0.0.0.0", 7011))
+print("listening", flush=True)
+conn, _ = srv.accept()
+select.select([conn], [], [], 10)  # the client's bytes have arrived; never read
+conn.close()
+time.sleep(60)
+"""
+
+SEND_UNREAD = """
+import socket, sys
+s = socket.create_connection((sys.argv[1], 7011), timeout=10)
+s.sendall(b"lost" * 100)
+try:
+    print("eof" if s.recv(100) == b"" else "data")
+except ConnectionResetError:
+    print("reset")
+"""
+
+
+def test_close_with_unread_data_resets_the_kernel_peer(tmp_path: Path) -> None:
+    """RFC 9293 §3.6 SHLD-3: the program closes with the kernel's bytes unread;
+    the kernel peer reads ECONNRESET (as from a Linux peer), not EOF."""
+    (tmp_path / "unread.py").write_text(UNREAD)
+    with (
+        namespace_with_tap() as (ns, dev, net),
+        synack_run(ns, dev, net, "unread.py", cwd=tmp_path, ready="listening"),
+    ):
+        assert kernel_py(ns, SEND_UNREAD, f"{net}.2").split() == ["reset"]
+
+
 AIOHTTP_SERVER = """
 import hashlib
 from aiohttp import web

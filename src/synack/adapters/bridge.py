@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import select
 import socket as _std
 import struct
 import threading
@@ -133,8 +134,9 @@ class State:
         return len(payload)
 
     # On the loop thread -------------------------------------------------------
-    def app_closed(self) -> None:
-        """The program closed its end: the bridge finishes, the port is released."""
+    def app_closed(self, unread: bool = False) -> None:
+        """The program closed its end (``unread``: with received bytes it never
+        read): the bridge finishes, the port is released."""
         if self.listener is not None:
             listening.discard(self)
             self.listener.close(self.m.driver.now())
@@ -144,7 +146,7 @@ class State:
             self.endpoint.close()
             close_end(self)
         if self.bridge is not None:
-            self.bridge.app_closed()
+            self.bridge.app_closed(unread)
 
     def bridge_abort(self) -> None:
         if self.bridge is not None:
@@ -392,12 +394,26 @@ class Bridge:
             sk.error = exc
         self._finish()
 
-    def app_closed(self) -> None:
+    def app_closed(self, unread: bool = False) -> None:
         self.app_gone = True
         if self.sk.linger[0] and self.sk.linger[1] == 0:
             self.abort()  # SO_LINGER with zero time: RST
             return
+        s = self.stream
+        lost = unread or self.to_app or (not s.gone and s.conn.readable_bytes)
+        if lost and self._app_end_gone():
+            # Closed with received data still pending: RST shows the peer the
+            # data was lost, as Linux does (RFC 9293 §3.6, SHLD-3). Data that
+            # arrives later finds the pair closed and resets too (_to_app).
+            self.abort()
+            return
         self._from_app()  # what is left, then FIN
+
+    def _app_end_gone(self) -> bool:
+        """No descriptor holds the app's end any more (a fork's or a dup's would)."""
+        p = select.poll()
+        p.register(self.fd, select.POLLIN)
+        return any(ev & select.POLLHUP for _, ev in p.poll(0))
 
     def abort(self) -> None:
         if not self.stream.gone:
@@ -469,6 +485,7 @@ def close_all(
 
         runtime.call(rst)
     time.sleep(0.05)  # the last frames leave before the link closes
+    served.difference_update(drivers)
     return counts
 
 

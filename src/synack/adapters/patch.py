@@ -43,11 +43,14 @@ import _socket
 import asyncio
 import atexit
 import errno
+import fcntl
+import functools
 import os
 import random
 import secrets
 import socket as _std
 import struct
+import termios
 from ipaddress import IPv4Address, IPv4Interface
 from typing import Any
 
@@ -467,12 +470,18 @@ class socket(_KernelSocket):  # named as the class it stands in for
     # -- closing --------------------------------------------------------------
     def _real_close(self, _ss: Any = _KernelSocket) -> None:
         sk = self._sk
-        if sk is not None and not sk.closed:
-            sk.closed = True
-            rt = sk.m.runtime
-            if not rt.closed:
-                rt.post(sk.app_closed)
+        if sk is None or sk.closed:
+            super()._real_close()  # type: ignore[misc]
+            return
+        sk.closed = True
+        # Bytes the program never read, counted before the close drops them:
+        # the bridge then resets rather than FINs (SHLD-3), if no other
+        # descriptor (a fork's) still holds this end.
+        unread = sk.bridge is not None and _unread(self.fileno())
         super()._real_close()  # type: ignore[misc]
+        rt = sk.m.runtime
+        if not rt.closed:
+            rt.post(functools.partial(sk.app_closed, unread))
 
     def detach(self) -> int:
         if self._sk is not None:
@@ -483,6 +492,13 @@ class socket(_KernelSocket):  # named as the class it stands in for
         if self._sk is not None:
             raise OSError(errno.EOPNOTSUPP, "a synack socket cannot be duplicated")
         return super().dup()
+
+
+def _unread(fd: int) -> bool:
+    try:
+        return bool(struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, bytes(4)))[0] > 0)
+    except OSError:
+        return False
 
 
 def _fill(sock: socket) -> int:
