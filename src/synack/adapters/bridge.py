@@ -69,6 +69,7 @@ class State:
         self.linger: tuple[int, int] = (0, 0)
         self.filled = 0
         self.closed = False
+        self.refs = 1  # socket objects sharing this state (dup()s), under accept_lock
 
     def reuse(self) -> bool:
         return bool(self.opts.get((_std.SOL_SOCKET, _std.SO_REUSEADDR)))

@@ -129,6 +129,7 @@ class socket(_KernelSocket):  # named as the class it stands in for
         self, family: int = -1, type: int = -1, proto: int = -1, fileno: int | None = None
     ) -> None:
         self._sk: State | None = None
+        self._gone = False  # this object closed or detached its descriptor
         module = _active
         fam = _std.AF_INET if family == -1 else family
         if fileno is not None or module is None or fam not in (_std.AF_INET, _std.AF_INET6):
@@ -150,7 +151,7 @@ class socket(_KernelSocket):  # named as the class it stands in for
     def _state(self) -> State | None:
         """This socket's synack state (None: a kernel socket); EBADF once closed."""
         sk = self._sk
-        if sk is not None and sk.closed:
+        if sk is not None and self._gone:
             raise OSError(errno.EBADF, "Bad file descriptor")
         return sk
 
@@ -470,28 +471,57 @@ class socket(_KernelSocket):  # named as the class it stands in for
     # -- closing --------------------------------------------------------------
     def _real_close(self, _ss: Any = _KernelSocket) -> None:
         sk = self._sk
-        if sk is None or sk.closed:
+        if sk is None or self._gone or not self._release(sk):
             super()._real_close()  # type: ignore[misc]
             return
+        # The last descriptor. Bytes the program never read, counted before
+        # the close drops them: the bridge then resets rather than FINs
+        # (SHLD-3), if no other descriptor (a fork's) still holds this end.
         sk.closed = True
-        # Bytes the program never read, counted before the close drops them:
-        # the bridge then resets rather than FINs (SHLD-3), if no other
-        # descriptor (a fork's) still holds this end.
         unread = sk.bridge is not None and _unread(self.fileno())
         super()._real_close()  # type: ignore[misc]
         rt = sk.m.runtime
         if not rt.closed:
             rt.post(functools.partial(sk.app_closed, unread))
 
+    def _release(self, sk: State) -> bool:
+        """This object lets go of ``sk``: True if it was the last to hold it."""
+        self._gone = True
+        with sk.accept_lock:
+            sk.refs -= 1
+            return sk.refs == 0
+
     def detach(self) -> int:
-        if self._sk is not None:
-            raise OSError(errno.EOPNOTSUPP, "a synack socket cannot be detached")
+        """The descriptor, which this object stops owning. For a TCP connection
+        it carries the connection's bytes (its last close is the FIN, or the
+        RST if the peer's data is still coming); a listener's or a UDP
+        socket's carries synack's own framing, so those are not detached."""
+        sk = self._sk
+        if sk is None or self._gone:
+            return super().detach()
+        if sk.bridge is None:
+            raise OSError(errno.EOPNOTSUPP, "only a connected synack TCP socket can be detached")
+        self._release(sk)
         return super().detach()
 
     def dup(self) -> Any:
-        if self._sk is not None:
-            raise OSError(errno.EOPNOTSUPP, "a synack socket cannot be duplicated")
-        return super().dup()
+        """A second socket on the same connection (or listener, or endpoint),
+        as the kernel's dup() shares one socket: the connection is closed
+        when the last of them is."""
+        sk = self._state()
+        if sk is None:
+            return super().dup()
+        with sk.accept_lock:
+            sk.refs += 1
+        try:
+            new = type(self)(self.family, self.type, self.proto, os.dup(self.fileno()))
+        except BaseException:
+            with sk.accept_lock:
+                sk.refs -= 1
+            raise
+        new._sk = sk
+        new.settimeout(self.gettimeout())
+        return new
 
 
 def _unread(fd: int) -> bool:
