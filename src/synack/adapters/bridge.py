@@ -70,6 +70,9 @@ class State:
         self.filled = 0
         self.closed = False
         self.refs = 1  # socket objects sharing this state (dup()s), under accept_lock
+        # The program's last close left received bytes unread (set before that
+        # close, so the bridge knows it whichever it sees first: the EOF or app_closed).
+        self.unread = False
 
     def reuse(self) -> bool:
         return bool(self.opts.get((_std.SOL_SOCKET, _std.SO_REUSEADDR)))
@@ -135,9 +138,8 @@ class State:
         return len(payload)
 
     # On the loop thread -------------------------------------------------------
-    def app_closed(self, unread: bool = False) -> None:
-        """The program closed its end (``unread``: with received bytes it never
-        read): the bridge finishes, the port is released."""
+    def app_closed(self) -> None:
+        """The program closed its end: the bridge finishes, the port is released."""
         if self.listener is not None:
             listening.discard(self)
             self.listener.close(self.m.driver.now())
@@ -147,7 +149,7 @@ class State:
             self.endpoint.close()
             close_end(self)
         if self.bridge is not None:
-            self.bridge.app_closed(unread)
+            self.bridge.app_closed()
 
     def bridge_abort(self) -> None:
         if self.bridge is not None:
@@ -326,6 +328,11 @@ class Bridge:
                 if not data:
                     self.eof_out = True
                     self._stop_reading()
+                    if not self.app_gone and self._app_end_gone():
+                        self.app_gone = True  # a close, not a shutdown: app_closed is on its way
+                    if self.app_gone and self._resets():
+                        self.abort()
+                        return
                     if not s.gone:
                         if self.app_gone:
                             s.close(now)
@@ -395,20 +402,27 @@ class Bridge:
             sk.error = exc
         self._finish()
 
-    def app_closed(self, unread: bool = False) -> None:
+    def app_closed(self) -> None:
         self.app_gone = True
-        if self.sk.linger[0] and self.sk.linger[1] == 0:
-            self.abort()  # SO_LINGER with zero time: RST
-            return
-        s = self.stream
-        lost = unread or self.to_app or (not s.gone and s.conn.readable_bytes)
-        if lost and self._app_end_gone():
-            # Closed with received data still pending: RST shows the peer the
-            # data was lost, as Linux does (RFC 9293 §3.6, SHLD-3). Data that
-            # arrives later finds the pair closed and resets too (_to_app).
+        if not self._app_end_gone():
+            self.sk.unread = False  # another descriptor (os.dup, a fork's) may still read it
+        if self._resets():
             self.abort()
             return
         self._from_app()  # what is left, then FIN
+
+    def _resets(self) -> bool:
+        """The program's close is a RST: SO_LINGER with zero time, or data
+        received and still pending (unread in the pair, or not yet handed to
+        it), which RST shows the peer was lost, as Linux does (RFC 9293 §3.6,
+        SHLD-3), not while another descriptor (a fork's) holds the app's end.
+        Data that arrives later finds the pair closed and resets too (_to_app).
+        Asked by whichever comes first: app_closed or the pair's EOF."""
+        if self.sk.linger[0] and self.sk.linger[1] == 0:
+            return True
+        s = self.stream
+        pending = self.sk.unread or self.to_app or (not s.gone and s.conn.readable_bytes)
+        return bool(pending) and self._app_end_gone()
 
     def _app_end_gone(self) -> bool:
         """No descriptor holds the app's end any more (a fork's or a dup's would)."""

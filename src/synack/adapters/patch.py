@@ -44,7 +44,6 @@ import asyncio
 import atexit
 import errno
 import fcntl
-import functools
 import os
 import random
 import secrets
@@ -478,11 +477,11 @@ class socket(_KernelSocket):  # named as the class it stands in for
         # the close drops them: the bridge then resets rather than FINs
         # (SHLD-3), if no other descriptor (a fork's) still holds this end.
         sk.closed = True
-        unread = sk.bridge is not None and _unread(self.fileno())
+        sk.unread = sk.bridge is not None and _unread(self.fileno())
         super()._real_close()  # type: ignore[misc]
         rt = sk.m.runtime
         if not rt.closed:
-            rt.post(functools.partial(sk.app_closed, unread))
+            rt.post(sk.app_closed)
 
     def _release(self, sk: State) -> bool:
         """This object lets go of ``sk``: True if it was the last to hold it."""
