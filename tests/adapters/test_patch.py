@@ -10,15 +10,21 @@ import hashlib
 import http.server
 import os
 import resource
+import select
 import selectors
+import shutil
 import socket
 import socketserver
+import ssl
 import struct
+import subprocess
 import tempfile
 import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -269,6 +275,141 @@ def test_close_all_resets_what_outlives_the_linger(stack: tuple[Runtime, SocketM
             time.sleep(0.1)
     srv.close()
     assert c.fileno() >= 0
+
+
+def _pair_with_peer(rt: Runtime, module: SocketModule) -> tuple[socket.socket, Any, Any]:
+    """A synack (patched) socket connected to a peer host's socket-shaped API."""
+    hub = module.driver.link.hub  # type: ignore[attr-defined]
+    peer = rt.add_host(make_host(2, "10.213.0.2/24"), hub.port())
+    srv = peer.create_server(("10.213.0.2", 0))
+    c = socket.create_connection(srv.getsockname(), timeout=5)
+    conn, _ = srv.accept()
+    conn.settimeout(5)
+    return c, conn, srv
+
+
+def test_close_with_unread_data_resets(stack: tuple[Runtime, SocketModule]) -> None:
+    """RFC 9293 §3.6 SHLD-3, as Linux: a close with received data unread sends
+    RST (the peer learns data was lost); read to the end, the close is a FIN."""
+    rt, module = stack
+    c, conn, srv = _pair_with_peer(rt, module)
+    conn.sendall(b"never read")
+    assert select.select([c], [], [], 5)[0]  # the bytes wait in c's buffer
+    c.close()
+    with pytest.raises(ConnectionResetError):
+        conn.recv(100)
+    conn.close()
+    c = socket.create_connection(srv.getsockname(), timeout=5)
+    conn, _ = srv.accept()
+    conn.settimeout(5)
+    conn.sendall(b"read")
+    assert c.recv(100) == b"read"
+    c.close()
+    assert conn.recv(100) == b""  # all read: FIN, not RST
+    conn.close()
+    srv.close()
+
+
+def test_close_with_unread_data_but_another_descriptor_is_no_reset(
+    stack: tuple[Runtime, SocketModule],
+) -> None:
+    """The bytes are not lost while another descriptor (a dup, a fork's) holds
+    the socket: the close is no RST, the other descriptor reads them."""
+    rt, module = stack
+    c, conn, srv = _pair_with_peer(rt, module)
+    conn.sendall(b"for the other one")
+    assert select.select([c], [], [], 5)[0]
+    other = os.dup(c.fileno())
+    c.close()
+    time.sleep(0.1)  # the loop thread has seen the close
+    assert os.read(other, 100) == b"for the other one"
+    os.close(other)
+    assert conn.recv(100) == b""  # the last close, nothing unread: FIN
+    conn.close()
+    srv.close()
+
+
+def test_dup_shares_the_connection_and_detach_hands_over_its_descriptor(
+    stack: tuple[Runtime, SocketModule],
+) -> None:
+    rt, module = stack
+    c, conn, srv = _pair_with_peer(rt, module)
+    d = c.dup()
+    assert d.fileno() != c.fileno() and d.getpeername() == c.getpeername()
+    c.close()  # not the last: the connection stays
+    with pytest.raises(OSError) as closed:
+        c.send(b"x")
+    assert closed.value.errno == errno.EBADF
+    d.sendall(b"through the dup")
+    assert conn.recv(100) == b"through the dup"
+    conn.sendall(b"to the dup")
+    assert d.recv(100) == b"to the dup"
+    fd = d.detach()  # the descriptor now carries the connection's bytes
+    assert d.fileno() == -1
+    raw = socket.socket(fileno=fd)
+    raw.settimeout(5)  # (the descriptor is non-blocking, as a kernel one from a timeout socket)
+    assert raw.family == socket.AF_UNIX  # a plain kernel socket object
+    raw.sendall(b"raw bytes")
+    assert conn.recv(100) == b"raw bytes"
+    conn.sendall(b"raw back")
+    assert raw.recv(100) == b"raw back"
+    raw.close()
+    assert conn.recv(100) == b""  # its close is the connection's FIN
+    conn.close()
+    srv.close()
+
+
+def test_a_dup_listener_accepts_and_framed_sockets_are_not_detached(
+    stack: tuple[Runtime, SocketModule],
+) -> None:
+    lst = socket.create_server((IP, 0))
+    again = lst.dup()
+    lst.close()
+    with socket.create_connection(again.getsockname(), timeout=5) as c:
+        conn, _ = again.accept()
+        c.sendall(b"via the dup listener")
+        assert conn.recv(100) == b"via the dup listener"
+        conn.close()
+    port = again.getsockname()[1]
+    for s in (again, socket.socket(socket.AF_INET, socket.SOCK_DGRAM), socket.socket()):
+        with pytest.raises(OSError) as exc:
+            s.detach()  # a listener's, a datagram's or an unconnected descriptor
+        assert exc.value.errno == errno.EOPNOTSUPP
+        s.close()
+    time.sleep(0.1)  # the loop thread has closed the listener
+    socket.create_server((IP, port)).close()  # the last close released the port
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl to make a certificate")
+def test_ssl_wraps_a_synack_socket(stack: tuple[Runtime, SocketModule], tmp_path: Path) -> None:
+    """ssl's wrap_socket() detaches the socket it wraps: TLS runs over the
+    descriptor that carries the connection's bytes, both ends on synack."""
+    key, cert = tmp_path / "k.pem", tmp_path / "c.pem"
+    make_cert = "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost"
+    subprocess.run(
+        [*make_cert.split(), "-keyout", str(key), "-out", str(cert)],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(cert, key)
+    client_ctx = ssl.create_default_context(cafile=cert)
+    client_ctx.check_hostname = False
+    srv = socket.create_server((IP, 0))
+
+    def serve() -> None:
+        conn, _ = srv.accept()
+        with server_ctx.wrap_socket(conn, server_side=True) as tls:
+            tls.sendall(b"tls: " + tls.recv(100))
+
+    t = threading.Thread(target=serve)
+    t.start()
+    with client_ctx.wrap_socket(socket.create_connection(srv.getsockname(), timeout=5)) as tls:
+        tls.sendall(b"over synack")
+        assert tls.recv(100) == b"tls: over synack"  # the certificate verified, too
+    t.join(5)
+    srv.close()
 
 
 def test_hostile_calls_get_the_kernels_errors(stack: tuple[Runtime, SocketModule]) -> None:

@@ -300,13 +300,92 @@ def test_exit_closes_connections_with_fin(tmp_path: Path, how: signal.Signals | 
         assert out[0].startswith("eof "), out
         assert float(out[0].split()[1]) < 3  # a FIN, not a timeout
         assert proc.wait(15) == {"exception": 1, signal.SIGINT: 130}.get(how, 143)
-        # RST while the stack winds down (refused, or reset if the SYN beat the
-        # listener's close); once the process is gone the TAP has no reader.
+        # RST while the stack lingers (refused, or reset if the SYN beat the
+        # listener's close): the client's SYN comes within the linger, never silence.
         assert out[1] in (
             "refused after exit",
             "after exit: [Errno 104] Connection reset by peer",
-            "after exit: timed out",
         ), out
+
+
+ONE_AND_DONE = """
+import socket
+srv = socket.create_server(("0.0.0.0", 7010))
+print("listening", flush=True)
+conn, _ = srv.accept()
+srv.close()          # the program closes its own listener, answers, and ends
+conn.sendall(b"bye")
+conn.close()
+"""
+
+KNOCK = """
+import socket, sys, time
+def knock(timeout):
+    try:
+        socket.create_connection((sys.argv[1], 7010), timeout=timeout).close()
+        return "connected"
+    except ConnectionRefusedError:
+        return "refused"
+    except OSError as e:
+        return type(e).__name__
+if sys.argv[2] == "first":
+    with socket.create_connection((sys.argv[1], 7010), timeout=10) as s:
+        data = b""
+        while c := s.recv(100):
+            data += c
+    print(data.decode(), flush=True)
+    time.sleep(0.5)  # the program has ended; its stack lingers
+print(knock(3 if sys.argv[2] == "first" else 1.5), flush=True)
+"""
+
+
+def test_a_syn_during_the_exit_linger_is_answered_with_rst(tmp_path: Path) -> None:
+    """A program that listened has ended (its listener and connection closed
+    by itself): for the linger its stack answers a kernel SYN with RST, not
+    silence; once the process is gone nothing answers for the address."""
+    (tmp_path / "once.py").write_text(ONE_AND_DONE)
+    with (
+        namespace_with_tap() as (ns, dev, net),
+        synack_run(ns, dev, net, "once.py", cwd=tmp_path, ready="listening") as (proc, _),
+    ):
+        out = kernel_py(ns, KNOCK, f"{net}.2", "first").split()
+        assert out == ["bye", "refused"], out
+        assert proc.wait(15) == 0
+        # The process is gone and the persistent TAP has no reader: the
+        # kernel's SYNs go nowhere (its connect times out).
+        assert kernel_py(ns, KNOCK, f"{net}.2", "after").split() == ["TimeoutError"]
+
+
+UNREAD = """
+import select, socket, time
+srv = socket.create_server(("0.0.0.0", 7011))
+print("listening", flush=True)
+conn, _ = srv.accept()
+select.select([conn], [], [], 10)  # the client's bytes have arrived; never read
+conn.close()
+time.sleep(60)
+"""
+
+SEND_UNREAD = """
+import socket, sys
+s = socket.create_connection((sys.argv[1], 7011), timeout=10)
+s.sendall(b"lost" * 100)
+try:
+    print("eof" if s.recv(100) == b"" else "data")
+except ConnectionResetError:
+    print("reset")
+"""
+
+
+def test_close_with_unread_data_resets_the_kernel_peer(tmp_path: Path) -> None:
+    """RFC 9293 §3.6 SHLD-3: the program closes with the kernel's bytes unread;
+    the kernel peer reads ECONNRESET (as from a Linux peer), not EOF."""
+    (tmp_path / "unread.py").write_text(UNREAD)
+    with (
+        namespace_with_tap() as (ns, dev, net),
+        synack_run(ns, dev, net, "unread.py", cwd=tmp_path, ready="listening"),
+    ):
+        assert kernel_py(ns, SEND_UNREAD, f"{net}.2").split() == ["reset"]
 
 
 AIOHTTP_SERVER = """

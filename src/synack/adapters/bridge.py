@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import select
 import socket as _std
 import struct
 import threading
@@ -34,6 +35,10 @@ UDP_HEAD = struct.Struct("!4sH")  # a datagram's source address, ahead of its by
 _CHUNK = 256 * 1024
 ACCEPT_SIGNAL = b"\x01"  # in a listener's pair while connections wait
 listening: set[State] = set()  # sockets listening now (close_all closes them)
+# Hosts that had a listening port during this run: at exit their stack stays up
+# for the whole linger, so a SYN to a port that was listening is answered by
+# RST (RFC 9293 §3.10.7.1, a segment for no connection) rather than silence.
+served: set[HostDriver] = set()
 # State.config's memo: (id of the host's config, the options' changes) -> (that config, result)
 _configs: dict[tuple[int, tuple[tuple[str, Any], ...]], tuple[Any, Any]] = {}
 
@@ -64,6 +69,10 @@ class State:
         self.linger: tuple[int, int] = (0, 0)
         self.filled = 0
         self.closed = False
+        self.refs = 1  # socket objects sharing this state (dup()s), under accept_lock
+        # The program's last close left received bytes unread (set before that
+        # close, so the bridge knows it whichever it sees first: the EOF or app_closed).
+        self.unread = False
 
     def reuse(self) -> bool:
         return bool(self.opts.get((_std.SOL_SOCKET, _std.SO_REUSEADDR)))
@@ -319,6 +328,11 @@ class Bridge:
                 if not data:
                     self.eof_out = True
                     self._stop_reading()
+                    if not self.app_gone and self._app_end_gone():
+                        self.app_gone = True  # a close, not a shutdown: app_closed is on its way
+                    if self.app_gone and self._resets():
+                        self.abort()
+                        return
                     if not s.gone:
                         if self.app_gone:
                             s.close(now)
@@ -390,10 +404,31 @@ class Bridge:
 
     def app_closed(self) -> None:
         self.app_gone = True
-        if self.sk.linger[0] and self.sk.linger[1] == 0:
-            self.abort()  # SO_LINGER with zero time: RST
+        if not self._app_end_gone():
+            self.sk.unread = False  # another descriptor (os.dup, a fork's) may still read it
+        if self._resets():
+            self.abort()
             return
         self._from_app()  # what is left, then FIN
+
+    def _resets(self) -> bool:
+        """The program's close is a RST: SO_LINGER with zero time, or data
+        received and still pending (unread in the pair, or not yet handed to
+        it), which RST shows the peer was lost, as Linux does (RFC 9293 §3.6,
+        SHLD-3), not while another descriptor (a fork's) holds the app's end.
+        Data that arrives later finds the pair closed and resets too (_to_app).
+        Asked by whichever comes first: app_closed or the pair's EOF."""
+        if self.sk.linger[0] and self.sk.linger[1] == 0:
+            return True
+        s = self.stream
+        pending = self.sk.unread or self.to_app or (not s.gone and s.conn.readable_bytes)
+        return bool(pending) and self._app_end_gone()
+
+    def _app_end_gone(self) -> bool:
+        """No descriptor holds the app's end any more (a fork's or a dup's would)."""
+        p = select.poll()
+        p.register(self.fd, select.POLLIN)
+        return any(ev & select.POLLHUP for _, ev in p.poll(0))
 
     def abort(self) -> None:
         if not self.stream.gone:
@@ -416,10 +451,13 @@ class Bridge:
 def close_all(
     runtime: Runtime, linger: float = 2.0, drivers: list[HostDriver] | None = None
 ) -> dict[str, int]:
-    """End of program: listeners closed (new SYNs get RST), every connection's
-    FIN (after its unsent data; the FIN carries any pending ACK), ``linger``
-    seconds for the peers to answer, RST for what is still open. Counts back.
-    ``drivers``: the hosts to close (default: every host of ``runtime``)."""
+    """End of program: listeners closed first (from then on a SYN gets RST),
+    every connection's FIN (after its unsent data; the FIN carries any pending
+    ACK), ``linger`` seconds for the peers to answer, RST for what is still
+    open. A host that listened during the run (:data:`served`) keeps its stack
+    up for the whole ``linger``, answering SYNs with RST, even once its
+    connections are closed; one that never listened ends as soon as they are.
+    Counts back. ``drivers``: the hosts to close (default: every host of ``runtime``)."""
     counts = {"closed": 0, "reset": 0}
     drivers = runtime.drivers if drivers is None else drivers
     for d in drivers:
@@ -442,9 +480,12 @@ def close_all(
             d.pump()
 
         runtime.call(fin)
+    refusing = any(d in served for d in drivers)
     deadline = time.monotonic() + linger
-    while time.monotonic() < deadline:
+    while (left := deadline - time.monotonic()) > 0:
         if not any(runtime.call(_still_open(d)) for d in drivers):
+            if refusing:  # nothing to close: the rest of the window only answers RST
+                time.sleep(left)
             break
         time.sleep(0.02)
     for d in drivers:
@@ -459,6 +500,7 @@ def close_all(
 
         runtime.call(rst)
     time.sleep(0.05)  # the last frames leave before the link closes
+    served.difference_update(drivers)
     return counts
 
 

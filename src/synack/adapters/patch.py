@@ -33,7 +33,7 @@ descriptor turns writable only when the handshake is over (asyncio's
 SYNs are answered by RST), every connection sent its FIN, a bounded linger for
 the peer, then RST for what is left.
 
-Layer: adapters. Imports synack.adapters (bridge, oserrors, sockets), synack.links,
+Layer: adapters. Imports synack.adapters (base, bridge, oserrors, sockets), synack.links,
 synack.stack, synack.errors.
 """
 
@@ -43,14 +43,17 @@ import _socket
 import asyncio
 import atexit
 import errno
+import fcntl
 import os
 import random
 import secrets
 import socket as _std
 import struct
+import termios
 from ipaddress import IPv4Address, IPv4Interface
 from typing import Any
 
+from synack.adapters.base import ipv4
 from synack.adapters.bridge import (
     ACCEPT_SIGNAL,
     UDP_HEAD,
@@ -59,6 +62,7 @@ from synack.adapters.bridge import (
     State,
     close_all,
     listening,
+    served,
 )
 from synack.adapters.oserrors import from_errno, oserror
 from synack.adapters.sockets import Runtime, SocketModule
@@ -107,14 +111,12 @@ def _addr(address: Any) -> tuple[IPv4Address, int]:
     host, port = address
     if not isinstance(port, int) or not 0 <= port <= 65535:
         raise OverflowError("port must be 0-65535.")
-    if host in ("", "0.0.0.0"):
-        return ANY, port
-    if host == "localhost":
-        host = "127.0.0.1"
-    try:
-        return IPv4Address(host), port
-    except ValueError:
-        pass
+    if isinstance(host, (bytes, bytearray)):
+        host = bytes(host).decode("ascii")
+    elif not isinstance(host, str):
+        raise TypeError(f"str, bytes or bytearray expected, not {type(host).__name__}")
+    if (ip := ipv4(host)) is not None:
+        return ip, port
     infos = getaddrinfo(host, port, _std.AF_INET)
     return IPv4Address(infos[0][4][0]), port
 
@@ -126,6 +128,7 @@ class socket(_KernelSocket):  # named as the class it stands in for
         self, family: int = -1, type: int = -1, proto: int = -1, fileno: int | None = None
     ) -> None:
         self._sk: State | None = None
+        self._gone = False  # this object closed or detached its descriptor
         module = _active
         fam = _std.AF_INET if family == -1 else family
         if fileno is not None or module is None or fam not in (_std.AF_INET, _std.AF_INET6):
@@ -147,7 +150,7 @@ class socket(_KernelSocket):  # named as the class it stands in for
     def _state(self) -> State | None:
         """This socket's synack state (None: a kernel socket); EBADF once closed."""
         sk = self._sk
-        if sk is not None and sk.closed:
+        if sk is not None and self._gone:
             raise OSError(errno.EBADF, "Bad file descriptor")
         return sk
 
@@ -272,6 +275,7 @@ class socket(_KernelSocket):  # named as the class it stands in for
             raise oserror(exc) from None
         sk.local = sk.listener.local
         listening.add(sk)
+        served.add(sk.m.driver)
 
     def accept(self) -> tuple[Any, Any]:
         sk = self._state()
@@ -466,22 +470,64 @@ class socket(_KernelSocket):  # named as the class it stands in for
     # -- closing --------------------------------------------------------------
     def _real_close(self, _ss: Any = _KernelSocket) -> None:
         sk = self._sk
-        if sk is not None and not sk.closed:
-            sk.closed = True
-            rt = sk.m.runtime
-            if not rt.closed:
-                rt.post(sk.app_closed)
+        if sk is None or self._gone or not self._release(sk):
+            super()._real_close()  # type: ignore[misc]
+            return
+        # The last descriptor. Bytes the program never read, counted before
+        # the close drops them: the bridge then resets rather than FINs
+        # (SHLD-3), if no other descriptor (a fork's) still holds this end.
+        sk.closed = True
+        sk.unread = sk.bridge is not None and _unread(self.fileno())
         super()._real_close()  # type: ignore[misc]
+        rt = sk.m.runtime
+        if not rt.closed:
+            rt.post(sk.app_closed)
+
+    def _release(self, sk: State) -> bool:
+        """This object lets go of ``sk``: True if it was the last to hold it."""
+        self._gone = True
+        with sk.accept_lock:
+            sk.refs -= 1
+            return sk.refs == 0
 
     def detach(self) -> int:
-        if self._sk is not None:
-            raise OSError(errno.EOPNOTSUPP, "a synack socket cannot be detached")
+        """The descriptor, which this object stops owning. For a TCP connection
+        it carries the connection's bytes (its last close is the FIN, or the
+        RST if the peer's data is still coming); a listener's or a UDP
+        socket's carries synack's own framing, so those are not detached."""
+        sk = self._sk
+        if sk is None or self._gone:
+            return super().detach()
+        if sk.bridge is None:
+            raise OSError(errno.EOPNOTSUPP, "only a connected synack TCP socket can be detached")
+        self._release(sk)
         return super().detach()
 
     def dup(self) -> Any:
-        if self._sk is not None:
-            raise OSError(errno.EOPNOTSUPP, "a synack socket cannot be duplicated")
-        return super().dup()
+        """A second socket on the same connection (or listener, or endpoint),
+        as the kernel's dup() shares one socket: the connection is closed
+        when the last of them is."""
+        sk = self._state()
+        if sk is None:
+            return super().dup()
+        with sk.accept_lock:
+            sk.refs += 1
+        try:
+            new = type(self)(self.family, self.type, self.proto, os.dup(self.fileno()))
+        except BaseException:
+            with sk.accept_lock:
+                sk.refs -= 1
+            raise
+        new._sk = sk
+        new.settimeout(self.gettimeout())
+        return new
+
+
+def _unread(fd: int) -> bool:
+    try:
+        return bool(struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, bytes(4)))[0] > 0)
+    except OSError:
+        return False
 
 
 def _fill(sock: socket) -> int:

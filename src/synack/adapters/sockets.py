@@ -15,7 +15,7 @@ Every socket call runs its piece of work on the loop thread
 sans-IO host is only ever touched by one thread. tests/streams checks these
 sockets against the kernel's.
 
-Layer: adapters. Imports synack.adapters (driver, loopthread, oserrors), synack.links,
+Layer: adapters. Imports synack.adapters (base, driver, loopthread, oserrors), synack.links,
 synack.stack, synack.tcp, synack.errors.
 """
 
@@ -32,6 +32,7 @@ from collections.abc import Callable
 from ipaddress import IPv4Address
 from typing import Any, TypeVar
 
+from synack.adapters.base import ipv4
 from synack.adapters.driver import HostDriver
 from synack.adapters.loopthread import LoopThread
 from synack.adapters.oserrors import for_event, from_errno, oserror
@@ -178,7 +179,7 @@ class SocketModule:
 
     def gethostbyname(self, name: str) -> str:
         """IPv4 literals and ``localhost`` only: synack's stack has no resolver."""
-        return str(_ip(name)) if name not in ("", "0.0.0.0") else "0.0.0.0"
+        return str(_ip(name))
 
     def getaddrinfo(
         self,
@@ -203,30 +204,16 @@ class SocketModule:
             out.append((_std.AF_INET, t, pr, "", (ip, p)))
         return out
 
-    def inet_aton(self, ip: str) -> bytes:
-        return _std.inet_aton(ip)
-
-    def inet_ntoa(self, packed: bytes) -> str:
-        return _std.inet_ntoa(packed)
-
-    def htons(self, x: int) -> int:
-        return _std.htons(x)
-
-    def ntohs(self, x: int) -> int:
-        return _std.ntohs(x)
+    inet_aton = staticmethod(_std.inet_aton)
+    inet_ntoa = staticmethod(_std.inet_ntoa)
+    htons = staticmethod(_std.htons)
+    ntohs = staticmethod(_std.ntohs)
 
 
 def _ip(host: str) -> IPv4Address:
-    if host in ("", "0.0.0.0"):
-        return ANY
-    if host == "localhost":
-        return IPv4Address("127.0.0.1")
-    try:
-        return IPv4Address(host)
-    except ValueError:
-        raise _std.gaierror(
-            _std.EAI_NONAME, f"synack resolves IPv4 literals only: {host!r}"
-        ) from None
+    if (ip := ipv4(host)) is None:
+        raise _std.gaierror(_std.EAI_NONAME, f"synack resolves IPv4 literals only: {host!r}")
+    return ip
 
 
 class SynackSocket:

@@ -23,10 +23,10 @@ from collections.abc import Awaitable, Callable
 from ipaddress import IPv4Address
 from typing import Any
 
-from synack.adapters.base import Driver
+from synack.adapters.base import Driver, ipv4
 from synack.adapters.oserrors import for_event, oserror
 from synack.errors import LocalProtocolError
-from synack.stack.host import ANY, TcpListener, TcpStream
+from synack.stack.host import TcpListener, TcpStream
 from synack.tcp import events as tev
 
 ProtocolFactory = Callable[[], asyncio.BaseProtocol]
@@ -393,14 +393,9 @@ class TcpApi:
         self.driver = driver
 
     def _ip(self, host: str | None) -> IPv4Address:
-        if host in (None, "", "0.0.0.0"):
-            return ANY
-        if host == "localhost":
-            return IPv4Address("127.0.0.1")
-        try:
-            return IPv4Address(str(host))
-        except ValueError:
-            raise OSError(errno.EINVAL, f"not an IPv4 address: {host!r}") from None
+        if (ip := ipv4(host)) is None:
+            raise OSError(errno.EINVAL, f"not an IPv4 address: {host!r}")
+        return ip
 
     async def create_server(
         self,

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from ipaddress import IPv4Address
 from typing import Any
 
-from synack.adapters.base import Driver
+from synack.adapters.base import Driver, ipv4
 from synack.adapters.oserrors import from_errno, oserror
 from synack.errors import LocalProtocolError
 from synack.stack.host import ANY, UdpEndpoint
@@ -30,11 +30,10 @@ def parse_addr(addr: tuple[str, int] | tuple[IPv4Address, int]) -> tuple[IPv4Add
     ``""`` is any address; ``localhost`` is 127.0.0.1, as the resolver says."""
     try:
         host, port = addr
-        if str(host) == "localhost":
-            host = "127.0.0.1"
-        ip = IPv4Address(str(host)) if str(host) != "" else ANY
     except (ValueError, TypeError) as exc:
         raise OSError(errno.EINVAL, f"bad IPv4 address {addr!r}: {exc}") from None
+    if (ip := ipv4(host)) is None or host is None:
+        raise OSError(errno.EINVAL, f"bad IPv4 address {addr!r}")
     if not isinstance(port, int) or not 0 <= port <= 65535:
         raise OSError(errno.EINVAL, f"bad port {port!r}")
     return ip, port

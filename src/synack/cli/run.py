@@ -40,7 +40,8 @@ def register(subparsers: Any) -> None:
         "--linger",
         type=float,
         default=2.0,
-        help="seconds open connections get to close at exit before RST (default 2)",
+        help="seconds open connections get to close at exit before RST; a program "
+        "that listened keeps answering SYNs with RST that long (default 2)",
     )
     p.add_argument(
         "--profile",
