@@ -90,8 +90,12 @@ class HostConfig:
     # (spoofed sources never complete one).
     syn_flood_per_second: float = 50_000.0
     syn_flood_burst: int = 5_000
-    syn_flood_per_source: float = 50.0
-    syn_flood_source_burst: int = 20
+    # One source may open 1,000 connections at once (a load generator, a
+    # browser farm behind one NAT) and get a cookie for each, as from Linux,
+    # which has no per-source limit; one source flooding still takes at most
+    # 2% of the shared budget.
+    syn_flood_per_source: float = 1_000.0
+    syn_flood_source_burst: int = 1_000
     # Echo requests answered (FreeBSD's icmplim covers echo replies; Linux
     # leaves them unlimited): an echo flood cannot take the CPU or the link.
     icmp_echo_per_second: float = 2000.0
