@@ -533,13 +533,21 @@ def test_hundreds_waiting_to_be_accepted_are_all_accepted(
             break
     assert len(accepted) == n
     # Each is a working connection: a byte from every client reaches its peer.
+    _each_carries_a_byte(clients, accepted, b"!")
+    srv.close()
+
+
+def _each_carries_a_byte(
+    clients: list[socket.socket], accepted: list[socket.socket], byte: bytes
+) -> None:
+    """A byte from every client reaches its accepted peer; then all are closed."""
     for c in clients:
         c.setblocking(True)
-        c.sendall(b"!")
+        c.sendall(byte)
     for a in accepted:
         a.settimeout(5)
-        assert a.recv(1) == b"!"
-    for s in [*clients, *accepted, srv]:
+        assert a.recv(1) == byte
+    for s in [*clients, *accepted]:
         s.close()
 
 
@@ -582,14 +590,8 @@ def test_the_backlog_bounds_what_waits_and_the_rest_is_accepted_later(
     srv.settimeout(10)
     while len(accepted) < n:  # the dropped SYNs come back (retransmitted after ~1 s)
         accepted.append(srv.accept()[0])
-    for c in clients:
-        c.setblocking(True)
-        c.sendall(b"?")
-    for a in accepted:
-        a.settimeout(5)
-        assert a.recv(1) == b"?"
-    for s in [*clients, *accepted, srv]:
-        s.close()
+    _each_carries_a_byte(clients, accepted, b"?")
+    srv.close()
 
 
 def test_out_of_descriptors_resets_the_connection_and_the_stack_runs_on(
