@@ -91,7 +91,16 @@ def test_delay_and_loss_in_real_time_seeded() -> None:
 
 
 def test_rate_and_drop_tail_queue() -> None:
-    async def run() -> tuple[list[float], int, int]:
+    async def lateness(loop: asyncio.AbstractEventLoop, until: float) -> float:
+        """How late a 1 ms timer fires at worst while the bridge runs."""
+        worst = 0.0
+        while loop.time() < until:
+            due = loop.time() + 0.001
+            await asyncio.sleep(0.001)
+            worst = max(worst, loop.time() - due)
+        return worst
+
+    async def run() -> tuple[list[float], int, int, float]:
         a, b = End(), End()
         # 10 Mbit/s: a 1250-octet frame takes 1 ms; 30 frames may wait.
         params = LinkParams(delay=0.005, bandwidth=1.25e6, queue_limit=30)
@@ -101,16 +110,20 @@ def test_rate_and_drop_tail_queue() -> None:
         t0 = loop.time()
         a.inject([frame(i, 1250) for i in range(100)])  # one burst
         b.inject([frame(1000, 60)])  # the other direction is independent
-        await asyncio.sleep(0.08)
+        late = await lateness(loop, t0 + 0.08)
         bridge.close()
         times = [t - t0 for t, _ in b.got]
-        return times, bridge.stats["a->b"].queue_drops, len(a.got)
+        return times, bridge.stats["a->b"].queue_drops, len(a.got), late
 
-    times, drops, back = asyncio.run(run())
+    times, drops, back, late = asyncio.run(run())
     assert drops == 70 and len(times) == 30 and back == 1
+    assert times[0] >= 0.006  # never early: the 5 ms delay plus one frame's 1 ms
     # Serialised one after the other at the rate: 1 ms apart, the last at ~35 ms.
-    assert times[-1] - times[0] == pytest.approx(0.029, abs=0.006)
-    assert times[0] >= 0.006
+    # The bridge runs in real time: on a machine too busy to keep a 1 ms timer
+    # within 3 ms (seen at load 7-8 on 2 cores) frames bunch behind the late
+    # loop, so the spacing is checked only when the loop kept time.
+    if late < 0.003:
+        assert times[-1] - times[0] == pytest.approx(0.029, abs=0.006)
 
 
 @pytest.mark.parametrize(
