@@ -57,15 +57,7 @@ class SackScoreboard:
         blocks of unsent data and forged or stale ones are ignored, so a
         peer cannot make the scoreboard claim anything we did not send.
         """
-        top = seq_diff(snd_max, una)
-        ranges = self.ranges
-        added = 0
-        for left, right in blocks:
-            lo = seq_dist(left, una)
-            hi = seq_dist(right, una)
-            if lo < hi <= top:
-                added += self._merge(ranges, una, lo, hi)
-        return added
+        return _merge_blocks(self.ranges, blocks, una, snd_max)
 
     @staticmethod
     def _merge(ranges: Ranges, una: int, lo: int, hi: int) -> int:
@@ -136,24 +128,25 @@ class SackScoreboard:
         return None, room
 
 
-def ascending(blocks: tuple[tuple[int, int], ...], una: int, snd_max: int) -> Ranges:
-    """One ACK's SACK blocks inside [SND.UNA, SND.MAX], merged, ascending (absolute)."""
+def _merge_blocks(
+    ranges: Ranges, blocks: tuple[tuple[int, int], ...], una: int, snd_max: int
+) -> int:
+    """Merge the blocks inside [SND.UNA, SND.MAX] into ``ranges``; the octets newly covered."""
     top = seq_diff(snd_max, una)
-    rel: Ranges = []
+    added = 0
     for left, right in blocks:
         lo = seq_dist(left, una)
         hi = seq_dist(right, una)
         if lo < hi <= top:
-            rel.append((lo, hi))
-    rel.sort()
+            added += SackScoreboard._merge(ranges, una, lo, hi)
+    return added
+
+
+def ascending(blocks: tuple[tuple[int, int], ...], una: int, snd_max: int) -> Ranges:
+    """One ACK's SACK blocks inside [SND.UNA, SND.MAX], merged, ascending (absolute)."""
     out: Ranges = []
-    for lo, hi in rel:
-        if out and lo <= out[-1][1]:
-            if hi > out[-1][1]:
-                out[-1] = (out[-1][0], hi)
-        else:
-            out.append((lo, hi))
-    return [(seq_add(una, lo), seq_add(una, hi)) for lo, hi in out]
+    _merge_blocks(out, blocks, una, snd_max)
+    return out
 
 
 def lost_edge(rel: Ranges, mss: int) -> int:
