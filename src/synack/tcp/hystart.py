@@ -69,7 +69,9 @@ class HyStart:
         self.in_css = False
         self.css_baseline = _INF  # cssBaselineMinRtt
         self.css_rounds = 0
-        self.done = False  # slow start is over (CSS ended it, or a loss did)
+        # CSS ended slow start (on_ack returned 0). A loss or timeout is not
+        # recorded here: LossRecovery drops this object instead.
+        self.done = False
         # This round may still decide something. Out of CSS, once N_RTT_SAMPLE
         # samples were compared nothing can change until the round ends
         # (its minimum only falls): the caller skips on_ack until then.

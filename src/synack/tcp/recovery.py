@@ -366,7 +366,6 @@ class LossRecovery:
         """RFC 6298 §5.5-5.6 and RFC 5681 §3.1 for a data timeout (the caller goes back N)."""
         self.cc.on_timeout(flight, snd_max, first=self.retries == 1)
         self.hystart = None  # after a timeout, standard slow start (RFC 9406 §4.3)
-        self.cc.ss_divisor = 1
         self.rtt.backoff()
         self.rtt_seq = None  # Karn (MUST-18): no sample from a resent segment
         # RFC 2018 §8: after a timeout forget what was SACKed (the receiver
