@@ -90,13 +90,20 @@ def at(t: float) -> float:
     return round(t, 6)
 
 
-def test_lost_retransmission_is_detected_within_one_rtt() -> None:
-    d = warm(RACK)
+def lossy(cfg: TcpConfig, n: int, lose: dict[int, int]) -> tuple[Duo, Path, float]:
+    """Warm up, send ``n`` octets over a Path losing ``lose``, run 5 s: (duo, path, start)."""
+    d = warm(cfg)
     t0 = d.now
-    d.a.send(bytes(16000), d.now)
-    p = Path(d, {4101: 2})  # the segment and its first retransmission are lost
+    d.a.send(bytes(n), d.now)
+    p = Path(d, lose)
     p.send(d.out_a())
     p.run(d.a, t0 + 5)
+    return d, p, t0
+
+
+def test_lost_retransmission_is_detected_within_one_rtt() -> None:
+    # The segment at 4101 and its first retransmission are lost.
+    d, p, t0 = lossy(RACK, 16000, {4101: 2})
     assert p.log == [(at(t0), 4101 + 1000 * i, 1000) for i in range(8)] + [
         # One RTT later the SACKs show 4101 lost (sent before what arrived,
         # and older than RACK.rtt): fast retransmit, then new data to cwnd
@@ -120,12 +127,7 @@ def test_lost_retransmission_is_detected_within_one_rtt() -> None:
 
 
 def test_lost_retransmission_needs_the_rto_under_rfc_6675() -> None:
-    d = warm(RFC6675)
-    t0 = d.now
-    d.a.send(bytes(16000), d.now)
-    p = Path(d, {4101: 2})
-    p.send(d.out_a())
-    p.run(d.a, t0 + 5)
+    d, p, t0 = lossy(RFC6675, 16000, {4101: 2})
     assert d.a.snd_una == 20101
     assert d.a.stats.timeouts == 1
     resends = [t for t, seq, _ in p.log if seq == 4101]
@@ -134,12 +136,7 @@ def test_lost_retransmission_needs_the_rto_under_rfc_6675() -> None:
 
 
 def test_tail_loss_probe_after_two_srtt() -> None:
-    d = warm(RACK)
-    t0 = d.now
-    d.a.send(bytes(8000), d.now)
-    p = Path(d, {10101: 1, 11101: 1})  # the last two segments
-    p.send(d.out_a())
-    p.run(d.a, t0 + 5)
+    d, p, t0 = lossy(RACK, 8000, {10101: 1, 11101: 1})  # the last two segments
     assert p.log == [(at(t0), 4101 + 1000 * i, 1000) for i in range(8)] + [
         # The last ACK (of 10101) came at t0 + RTT; with two segments in
         # flight PTO = 2 * SRTT: the last segment goes again as the probe.
@@ -153,24 +150,14 @@ def test_tail_loss_probe_after_two_srtt() -> None:
 
 
 def test_single_segment_tail_probe_waits_for_a_delayed_ack() -> None:
-    d = warm(RACK)
-    t0 = d.now
-    d.a.send(bytes(1000), d.now)
-    p = Path(d, {4101: 1})
-    p.send(d.out_a())
-    p.run(d.a, t0 + 5)
+    d, p, t0 = lossy(RACK, 1000, {4101: 1})
     # One segment in flight: PTO = 2 * SRTT + WCDelAckT (RFC 8985 §7.2).
     assert p.log == [(at(t0), 4101, 1000), (at(t0 + 2 * RTT + 0.2), 4101, 1000)]
     assert d.a.snd_una == 5101 and d.a.stats.timeouts == 0
 
 
 def test_tail_loss_needs_the_rto_under_rfc_6675() -> None:
-    d = warm(RFC6675)
-    t0 = d.now
-    d.a.send(bytes(8000), d.now)
-    p = Path(d, {10101: 1, 11101: 1})
-    p.send(d.out_a())
-    p.run(d.a, t0 + 5)
+    d = lossy(RFC6675, 8000, {10101: 1, 11101: 1})[0]
     assert d.a.snd_una == 12101
     assert (d.a.stats.timeouts, d.a.stats.loss_probes) == (1, 0)
 
