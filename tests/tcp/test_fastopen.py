@@ -6,6 +6,7 @@ Client ISS 1000, server ISS 5000 (TcpPair's defaults); the client is
 
 from __future__ import annotations
 
+import dataclasses
 from ipaddress import IPv4Address
 
 import pytest
@@ -261,6 +262,28 @@ def test_the_option_round_trips_beside_every_syn_option(cookie: bytes) -> None:
     raw = wtcp.build(seg, CLIENT_IP, SERVER_IP)
     assert (len(raw) - 1 - 20) % 4 == 0 and len(raw) - 1 - 20 <= 40
     assert wtcp.parse(raw, CLIENT_IP, SERVER_IP) == seg
+
+
+@pytest.mark.parametrize("forged", [b"", bytes(3), bytes(17)])
+def test_a_syn_ack_cookie_of_a_forged_length_is_not_cached(forged: bytes) -> None:
+    # A hostile server answers a cookie request with a cookie RFC 7413 §4.1.1
+    # does not allow: the handshake completes, the client keeps no cookie
+    # (a cached one would make every later open to that server fail), and a
+    # later open asks anew instead of raising.
+    cache = FastOpenCache()
+    pair = TcpPair()
+    fo = cache.offer(SERVER_IP, 0.0)
+    assert fo is not None
+    pair.to_b(_open_with(pair, fo, b""))
+    (synack,) = pair.out_b()
+    opts = dataclasses.replace(synack.options, fastopen=forged)
+    pair.to_a([dataclasses.replace(synack, options=opts)])
+    assert pair.a.state is State.ESTABLISHED
+    assert fo.synack_seen and fo.cookie_received is None
+    cache.learn(SERVER_IP, fo, 1.0)
+    assert cache.cookie(SERVER_IP) is None
+    later = cache.offer(SERVER_IP, 1.0 + cache.negative_time)
+    assert later is not None and later.cookie == b""
 
 
 def test_a_cookie_of_an_odd_length_is_kept_not_refused() -> None:
