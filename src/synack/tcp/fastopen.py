@@ -46,27 +46,30 @@ __all__ = ["COOKIE_LEN", "FastOpen", "FastOpenCache", "FastOpenCookies", "syn_da
 COOKIE_LEN = 8
 
 
+def _checked_secret(secret: bytes) -> bytes:
+    if not 16 <= len(secret) <= 64:
+        raise LocalProtocolError("the Fast Open secret must be 16 to 64 bytes")
+    return secret
+
+
 class FastOpenCookies:
     """The server's cookie maker and checker (RFC 7413 §4.1.2), keyed by a secret."""
 
     __slots__ = ("_keys", "_previous", "_secret", "lifetime")
 
     def __init__(self, secret: bytes, *, lifetime: float = 3600.0) -> None:
-        if not 16 <= len(secret) <= 64:
-            raise LocalProtocolError("the Fast Open secret must be 16 to 64 bytes")
+        self._secret = _checked_secret(secret)
         if lifetime <= 0:
             raise LocalProtocolError("the cookie lifetime must be positive")
         self.lifetime = lifetime
-        self._secret = secret
         self._previous: bytes | None = None
         self._keys: dict[tuple[bytes, int], bytes] = {}
 
     def rekey(self, secret: bytes) -> None:
         """A new secret; cookies made with the old one stay valid for one more period."""
-        if not 16 <= len(secret) <= 64:
-            raise LocalProtocolError("the Fast Open secret must be 16 to 64 bytes")
+        new = _checked_secret(secret)  # before anything changes
         self._previous = self._secret
-        self._secret = secret
+        self._secret = new
         self._keys.clear()
 
     def _key(self, secret: bytes, period: int) -> bytes:
