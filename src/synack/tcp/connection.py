@@ -76,7 +76,7 @@ from synack.tcp.segments import (
 from synack.tcp.seq import seq_add, seq_diff, seq_gt, seq_le, seq_lt
 from synack.tcp.states import SYNCHRONIZED, Cause, State
 from synack.tcp.stats import TcpStats
-from synack.tcp.tcb import TEXT_STATES, Address
+from synack.tcp.tcb import SYN_STATES, TEXT_STATES, Address
 from synack.tcp.timers import Timer
 from synack.wire.tcp import TcpSegment
 
@@ -88,7 +88,6 @@ __all__ = [
 ]
 
 _RESET_STATES = frozenset({State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2, State.CLOSE_WAIT})
-_SYN_STATES = (State.SYN_SENT, State.SYN_RECEIVED)
 
 
 class TcpConnection(TcpReceiver):
@@ -250,7 +249,7 @@ class TcpConnection(TcpReceiver):
         cfg = self.config
         rec = self._recovery
         retries = rec.timed_out(now)
-        if self._state in _SYN_STATES:
+        if self._state in SYN_STATES:
             if retries > cfg.syn_retries:
                 self._give_up("connect", now)
                 return

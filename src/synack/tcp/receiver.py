@@ -25,7 +25,7 @@ from synack.tcp.segments import F_ACK, F_PSH
 from synack.tcp.sender import TcpSender
 from synack.tcp.seq import seq_add, seq_diff, seq_dist, seq_gt, seq_le, seq_lt
 from synack.tcp.states import Cause, State, Transition, is_transition
-from synack.tcp.tcb import DEFAULT_MSS, OOW_ACK_INTERVAL, TEXT_STATES
+from synack.tcp.tcb import DEFAULT_MSS, OOW_ACK_INTERVAL, SYN_STATES, TEXT_STATES
 from synack.tcp.timestamps import PAWS_IDLE, TS_OPTION_SPACE
 from synack.wire.tcp import FASTOPEN_COOKIE_MAX, FASTOPEN_COOKIE_MIN, MAX_WSCALE, TcpSegment
 
@@ -357,7 +357,7 @@ class TcpReceiver(TcpSender):
         if not (seq_le(self.snd_una, seq) and seq_lt(seq, self.snd_max)):
             self._drop("icmp-out-of-window")
             return False
-        if kind not in HARD_ERRORS or st not in (State.SYN_SENT, State.SYN_RECEIVED):
+        if kind not in HARD_ERRORS or st not in SYN_STATES:
             self._soft_error = kind.value  # RFC 5927 §4.1: soft once synchronized
             return True
         if not self._passive:  # a passive child is simply forgotten (Closed)

@@ -47,6 +47,7 @@ __all__ = [
     "DEFAULT_MSS",
     "OOW_ACK_INTERVAL",
     "SEND_STATES",
+    "SYN_STATES",
     "TEXT_STATES",
     "Address",
     "Tcb",
@@ -63,6 +64,8 @@ Address = tuple[IPv4Address, int]
 SEND_STATES = frozenset(
     {State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1, State.CLOSING, State.LAST_ACK}
 )
+# The handshake's states: the SYN timeout rules (R2 for a SYN) and hard ICMP errors apply.
+SYN_STATES = frozenset({State.SYN_SENT, State.SYN_RECEIVED})
 # States that accept segment text (RFC 9293 §3.10.7.4 "seventh, process the segment text").
 TEXT_STATES = frozenset({State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2})
 
