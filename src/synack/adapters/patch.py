@@ -476,7 +476,6 @@ class socket(_KernelSocket):  # named as the class it stands in for
         # The last descriptor. Bytes the program never read, counted before
         # the close drops them: the bridge then resets rather than FINs
         # (SHLD-3), if no other descriptor (a fork's) still holds this end.
-        sk.closed = True
         sk.unread = sk.bridge is not None and _unread(self.fileno())
         super()._real_close()  # type: ignore[misc]
         rt = sk.m.runtime
