@@ -34,6 +34,8 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 
+from _common import spread as median_min_max
+
 SERVER = """
 import hashlib
 from aiohttp import web
@@ -222,10 +224,10 @@ def tap_drops(ns: str, dev: str) -> int:
 
 def spread(values: list[float], digits: int = 1) -> str:
     """The median, and the range when there is more than one round."""
-    med = statistics.median(values)
+    med, lo, hi = median_min_max(values)
     if len(values) == 1:
         return f"{med:.{digits}f}"
-    return f"{med:.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+    return f"{med:.{digits}f} ({lo:.{digits}f}-{hi:.{digits}f})"
 
 
 def main() -> None:

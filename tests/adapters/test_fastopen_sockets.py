@@ -10,7 +10,6 @@ request on the SYN: the host's counters say which.
 from __future__ import annotations
 
 import socket
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -21,6 +20,7 @@ from synack.adapters.sockets import Runtime, SocketModule
 from synack.links.memory import MemoryHub
 from synack.stack.host import Host
 from tests.stack.netfix import make_host
+from tests.support import serve_upper
 
 IP = "10.213.0.1"
 
@@ -33,21 +33,6 @@ def stack() -> Iterator[tuple[SocketModule, Host]]:
         yield rt.add_host(host, MemoryHub().port()), host
     finally:
         rt.close()
-
-
-def _serve(srv: Any, n: int, seen: list[bytes]) -> threading.Thread:
-    def run() -> None:
-        for _ in range(n):
-            c, _ = srv.accept()
-            c.settimeout(10)
-            req = c.recv(4096)
-            seen.append(req)
-            c.sendall(req.upper())
-            c.close()
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return t
 
 
 def _read_all(s: Any) -> bytes:
@@ -63,7 +48,7 @@ def _twice(make: Callable[[], Any], open_: Callable[[Any, bytes], None], host: H
     srv.bind((IP, 8200))
     srv.listen()
     seen: list[bytes] = []
-    t = _serve(srv, 2, seen)
+    t = serve_upper(srv, 2, seen)
     for req in (b"one", b"two"):
         s = make()
         s.settimeout(10)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import random
 import subprocess
 import sys
-import threading
 from ipaddress import IPv4Interface
 
 import pytest
@@ -26,7 +25,7 @@ from synack.stack.host import Host, HostConfig
 from synack.wire.decode import decode
 from synack.wire.tcp import TcpFlags
 from tests.interop.nsnet import NsNet, nsnet
-from tests.support import requires_root_tun
+from tests.support import requires_root_tun, serve_upper
 
 pytestmark = [requires_root_tun, pytest.mark.root]
 
@@ -127,18 +126,7 @@ def test_kernel_fast_open_client_to_synack_server() -> None:
             srv.bind(("0.0.0.0", 8100))
             srv.listen()
             seen: list[bytes] = []
-
-            def serve() -> None:
-                for _ in range(2):
-                    c, _ = srv.accept()
-                    c.settimeout(10)
-                    req = c.recv(4096)
-                    seen.append(req)
-                    c.sendall(req.upper())
-                    c.close()
-
-            t = threading.Thread(target=serve, daemon=True)
-            t.start()
+            t = serve_upper(srv, 2, seen)
             out = net.run(sys.executable, "-c", KERNEL_CLIENT, net.synack_ip, "8100", timeout=60)
             t.join(10)
             assert out.returncode == 0, out.stderr

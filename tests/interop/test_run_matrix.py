@@ -115,6 +115,20 @@ def kernel_http_server(ns: str, net: str, root: Path) -> Iterator[None]:
         server.wait(10)
 
 
+def fetch_from_a_kernel_server(root: Path, digest: str, script: str) -> None:
+    """``synack run script URL`` fetches big.bin from a kernel HTTP server and
+    prints ``fetched <sha256>``, which must be the file's."""
+    with (
+        namespace_with_tap() as (ns, dev, net),
+        kernel_http_server(ns, net, root),
+        synack_run(
+            ns, dev, net, script, f"http://{net}.1:8080/big.bin", cwd=root, ready="fetched"
+        ) as (proc, lines),
+    ):
+        assert f"fetched {digest}\n" in lines
+        assert proc.wait(30) == 0
+
+
 def test_http_server_with_curl_and_urllib(www: tuple[Path, str]) -> None:
     root, digest = www
     with (
@@ -203,15 +217,7 @@ def test_urllib_client_against_a_kernel_server(www: tuple[Path, str]) -> None:
         "print('fetched', hashlib.sha256(urllib.request.urlopen(sys.argv[1], timeout=30)"
         ".read()).hexdigest(), flush=True)\n"
     )
-    with (
-        namespace_with_tap() as (ns, dev, net),
-        kernel_http_server(ns, net, root),
-        synack_run(
-            ns, dev, net, "fetch.py", f"http://{net}.1:8080/big.bin", cwd=root, ready="fetched"
-        ) as (proc, lines),
-    ):
-        assert f"fetched {digest}\n" in lines
-        assert proc.wait(30) == 0
+    fetch_from_a_kernel_server(root, digest, "fetch.py")
 
 
 def test_lesson_programs_unmodified_on_synack_loopback(tmp_path: Path) -> None:
@@ -453,15 +459,7 @@ def test_aiohttp_client_against_a_kernel_server(www: tuple[Path, str]) -> None:
     pytest.importorskip("aiohttp", reason="aiohttp is in the [dev] extra")
     root, digest = www
     (root / "client.py").write_text(AIOHTTP_CLIENT)
-    with (
-        namespace_with_tap() as (ns, dev, net),
-        kernel_http_server(ns, net, root),
-        synack_run(
-            ns, dev, net, "client.py", f"http://{net}.1:8080/big.bin", cwd=root, ready="fetched"
-        ) as (proc, lines),
-    ):
-        assert f"fetched {digest}\n" in lines
-        assert proc.wait(30) == 0
+    fetch_from_a_kernel_server(root, digest, "client.py")
 
 
 WS_SERVER = """

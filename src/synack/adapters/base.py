@@ -15,14 +15,14 @@ import asyncio
 from ipaddress import IPv4Address
 from typing import Protocol
 
-from synack.stack.host import ANY, Host
+from synack.stack.host import ANY, LOOPBACK, Host
 
 __all__ = ["Driver", "ipv4"]
 
-_LOOPBACK = IPv4Address("127.0.0.1")
+_NAMED = {"": ANY, "0.0.0.0": ANY, "localhost": LOOPBACK}
 # Strings parsed before: IPv4Address() costs microseconds a call, and a
 # program names the same few addresses on every connect/sendto.
-_parsed: dict[str, IPv4Address] = {"": ANY, "0.0.0.0": ANY, "localhost": _LOOPBACK}
+_parsed: dict[str, IPv4Address] = dict(_NAMED)
 
 
 def ipv4(host: object) -> IPv4Address | None:
@@ -44,7 +44,7 @@ def ipv4(host: object) -> IPv4Address | None:
             return None
         if len(_parsed) >= 1024:  # bounded: a program naming many addresses
             _parsed.clear()
-            _parsed.update({"": ANY, "0.0.0.0": ANY, "localhost": _LOOPBACK})
+            _parsed.update(_NAMED)
         _parsed[host] = ip
     return ip
 

@@ -68,7 +68,6 @@ class State:
         self.opts: dict[tuple[int, int], int] = {}
         self.linger: tuple[int, int] = (0, 0)
         self.filled = 0
-        self.closed = False
         self.refs = 1  # socket objects sharing this state (dup()s), under accept_lock
         # The program's last close left received bytes unread (set before that
         # close, so the bridge knows it whichever it sees first: the EOF or app_closed).

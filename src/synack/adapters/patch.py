@@ -68,7 +68,7 @@ from synack.adapters.oserrors import from_errno, oserror
 from synack.adapters.sockets import Runtime, SocketModule
 from synack.errors import LocalProtocolError
 from synack.links.tap import TAP_MAX_MTU, TapDevice, TapLink
-from synack.stack.host import ANY, Host, HostConfig, TcpListener, TcpStream
+from synack.stack.host import ANY, LOOPBACK, Host, HostConfig, TcpListener, TcpStream
 
 _KernelSocket = _std.socket  # the class as it was before install(): kept for AF_UNIX & co
 _kernel_getaddrinfo = _std.getaddrinfo
@@ -339,7 +339,7 @@ class socket(_KernelSocket):  # named as the class it stands in for
         if sk.stream is not None:
             return errno.EISCONN if sk.connected.is_set() else errno.EALREADY
         if ip == ANY:
-            ip = IPv4Address("127.0.0.1")
+            ip = LOOPBACK
         blocking = self.gettimeout() != 0.0
         if not blocking and fastopen is None:
             # Not writable until the handshake is over (see the module doc).
@@ -476,7 +476,6 @@ class socket(_KernelSocket):  # named as the class it stands in for
         # The last descriptor. Bytes the program never read, counted before
         # the close drops them: the bridge then resets rather than FINs
         # (SHLD-3), if no other descriptor (a fork's) still holds this end.
-        sk.closed = True
         sk.unread = sk.bridge is not None and _unread(self.fileno())
         super()._real_close()  # type: ignore[misc]
         rt = sk.m.runtime

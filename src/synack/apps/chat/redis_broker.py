@@ -272,10 +272,7 @@ class RedisBroker:
         )
         mine = room.local_users()
         for nick in mine:
-            won = await self._claim(
-                keys=[_nick_key(nick), _users_key(self.node)],
-                args=[self.node, self.ttl_ms, nick_key(nick), nick],
-            )
+            won = await self._claim_nick(nick)
             if not won:  # taken elsewhere while we were cut off: both keep it, counted
                 room.stats["cluster-conflict"] += 1
                 log.warning("chat: %s was claimed by another node during the outage", nick)
@@ -401,6 +398,14 @@ class RedisBroker:
         except _FAILURES as exc:
             self._lost(exc)
 
+    async def _claim_nick(self, nick: str, client: Any = None) -> Any:
+        """The claim script (_CLAIM) for ``nick``, on ``client`` (a pipeline) or the connection."""
+        return await self._claim(
+            keys=[_nick_key(nick), _users_key(self.node)],
+            args=[self.node, self.ttl_ms, nick_key(nick), nick],
+            client=client,
+        )
+
     async def _claim_all(self) -> None:
         try:
             while self._claims:
@@ -416,11 +421,7 @@ class RedisBroker:
         try:
             async with r.pipeline(transaction=False) as pipe:
                 for _, nick in claims:
-                    await self._claim(
-                        keys=[_nick_key(nick), _users_key(self.node)],
-                        args=[self.node, self.ttl_ms, nick_key(nick), nick],
-                        client=pipe,
-                    )
+                    await self._claim_nick(nick, pipe)
                 won = await asyncio.wait_for(pipe.execute(), self.timeout)
             results = [bool(w) for w in won]
         except _FAILURES as exc:

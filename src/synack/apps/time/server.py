@@ -23,23 +23,6 @@ DEFAULT_PORT = 9000
 DEFAULT_SNTP_PORT = 8123
 
 
-def format_handler(
-    service: FormatService,
-    *,
-    monotonic: Callable[[], float] = time.monotonic,
-    wall: Callable[[], float] = time.time,
-) -> Handler:
-    """The format service as one handler that reads the clocks per datagram."""
-    tick = service.tick
-    answer = service.answer
-
-    def on_datagram(data: bytes, addr: Address) -> bytes | None:
-        tick(monotonic(), int(wall()))
-        return answer(data, addr)
-
-    return on_datagram
-
-
 def format_batch_handler(
     service: FormatService,
     *,
