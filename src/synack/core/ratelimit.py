@@ -178,13 +178,9 @@ class HashedBuckets:
         self._mult = int.from_bytes(digest, "big") | 1
         self._shift = 64 - (slots.bit_length() - 1)
 
-    def slot(self, key: int) -> int:
-        """The bucket ``key`` spends from."""
-        return ((key * self._mult) & _U64) >> self._shift
-
     def allow(self, key: int, now: float) -> bool:
         """Spend one token of ``key``'s bucket if it has one."""
-        i = ((key * self._mult) & _U64) >> self._shift
+        i = ((key * self._mult) & _U64) >> self._shift  # the bucket ``key`` spends from
         tokens = self._tokens[i]
         elapsed = now - self._at[i]
         if elapsed > 0:

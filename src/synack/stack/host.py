@@ -365,6 +365,7 @@ class Host:
         exhausted = budget.exhausted(now)
         receive = self.receive_frame
         raw_syn = self.tcp.raw_syn
+        receive_tcp_frame = self.ipv4.receive_tcp_frame
         if now > self.tcp.now:
             self.tcp.now = now
         taken = dropped = 0
@@ -389,10 +390,11 @@ class Host:
                 and f[_RAW_TCP_FLAGS_AT] & _RAW_SYN_MASK == _RAW_SYN
                 and type(f) is not vouched
             ):
-                # The SYN-flood path (synack.stack.synflood), as receive_frame
-                # would take it, without the call.
+                # The SYN-flood path (synack.stack.synflood), then the TCP
+                # fast path, then the slow one: as receive_frame takes them,
+                # without the call.
                 taken += 1
-                if not raw_syn(f, now):  # the ordinary path, past the early drops
+                if not raw_syn(f, now) and not receive_tcp_frame(f, now):
                     frame = self.iface.receive(f, now)
                     if frame is not None:
                         self.ipv4.receive(frame, now)

@@ -457,13 +457,14 @@ class TcpDemux:
             stream.listener.half_open.pop(stream.key, None)
 
     # ----------------------------------------------------------------- input
-    def _syn_over_budget(self, src: IPv4Address, dst_port: int, now: float) -> bool:
-        """A SYN to a listener under a SYN flood, beyond its budgets: dropped
-        before anything else is spent on it (synack.stack.synflood)."""
+    def _syn_over_budget(self, src: int, dst_port: int, now: float) -> bool:
+        """A SYN from ``src`` (an int) to a listener under a SYN flood, beyond
+        its budgets: dropped before anything else is spent on it
+        (synack.stack.synflood)."""
         listener = self.listeners.get(dst_port)
         if listener is None or len(listener.half_open) < listener.syn_backlog:
             return False  # no flood: every SYN is handled in full
-        return self.flood.over_budget(int(src), now)
+        return self.flood.over_budget(src, now)
 
     def raw_syn(self, data: bytes, now: float) -> bool:
         """The host's early path for a pure SYN in a frame without IPv4
@@ -481,7 +482,7 @@ class TcpDemux:
         if (
             len(payload) > _FLAGS_AT
             and payload[_FLAGS_AT] & _EARLY_MASK == _PURE_SYN
-            and self._syn_over_budget(pkt.src, int.from_bytes(payload[2:4]), now)
+            and self._syn_over_budget(address_int(pkt.src), int.from_bytes(payload[2:4]), now)
         ):
             return
         try:
@@ -501,9 +502,7 @@ class TcpDemux:
         if (
             end - start > _FLAGS_AT
             and data[start + _FLAGS_AT] & _EARLY_MASK == _PURE_SYN
-            and self._syn_over_budget(
-                address_from_int(src), int.from_bytes(data[start + 2 : start + 4]), now
-            )
+            and self._syn_over_budget(src, int.from_bytes(data[start + 2 : start + 4]), now)
         ):
             return
         try:
