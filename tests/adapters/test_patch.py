@@ -435,6 +435,14 @@ def test_hostile_calls_get_the_kernels_errors(stack: tuple[Runtime, SocketModule
     with pytest.raises(OSError) as e:
         u.send(b"nowhere")
     assert e.value.errno == errno.EDESTADDRREQ
+    # What the stdlib's socket raises for these, not an IndexError or a
+    # UnicodeDecodeError from inside synack.
+    with pytest.raises(TypeError, match=r"2 or 3 arguments \(1 given\)"):
+        u.sendto(b"x")  # type: ignore[call-overload]
+    with pytest.raises(TypeError, match=r"\(4 given\)"):
+        u.sendto(b"x", 0, (IP, 9), 5)  # type: ignore[call-overload]
+    with pytest.raises(socket.gaierror):
+        u.sendto(b"x", (b"\xff", 9))
     u.close()
 
 

@@ -112,7 +112,10 @@ def _addr(address: Any) -> tuple[IPv4Address, int]:
     if not isinstance(port, int) or not 0 <= port <= 65535:
         raise OverflowError("port must be 0-65535.")
     if isinstance(host, (bytes, bytearray)):
-        host = bytes(host).decode("ascii")
+        try:
+            host = bytes(host).decode("ascii")
+        except UnicodeDecodeError:  # the kernel's resolver knows no such name either
+            raise _std.gaierror(_std.EAI_NONAME, "Name or service not known") from None
     elif not isinstance(host, str):
         raise TypeError(f"str, bytes or bytearray expected, not {type(host).__name__}")
     if (ip := ipv4(host)) is not None:
@@ -405,6 +408,8 @@ class socket(_KernelSocket):  # named as the class it stands in for
 
     # -- UDP ------------------------------------------------------------------
     def sendto(self, data: Any, *args: Any) -> int:
+        if not 1 <= len(args) <= 2:  # the stdlib's own check, before anything is sent
+            raise TypeError(f"sendto() takes 2 or 3 arguments ({len(args) + 1} given)")
         sk = self._sk
         if (
             sk is not None
