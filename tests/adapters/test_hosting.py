@@ -204,3 +204,36 @@ def test_a_failing_program_gives_the_host_back_and_blocking_sockets_work_after(
             with conn:
                 c.sendall(b"after")
                 assert conn.recv(10) == b"after"
+
+
+def test_a_loop_in_a_worker_thread_takes_the_host_and_a_nested_run_strands_nothing(
+    stack: tuple[Runtime, SocketModule],
+) -> None:
+    rt, _ = stack
+    seen: dict[str, Any] = {}
+
+    async def worker() -> None:
+        loop = asyncio.get_running_loop()
+        seen["owner"] = rt.host_loop.owner() is loop
+        coro = asyncio.sleep(0)
+        with pytest.raises(RuntimeError):  # asyncio refuses a nested run...
+            loop.run_until_complete(coro)
+        coro.close()
+        seen["still"] = rt.host_loop.owner() is loop  # ...which gave nothing away
+        with socket.create_server((IP, 0)) as srv:
+            srv.setblocking(False)
+            port = srv.getsockname()[1]
+            _, w = await asyncio.open_connection(IP, port)
+            conn, _ = await loop.sock_accept(srv)
+            w.write(b"hello")
+            seen["got"] = await loop.sock_recv(conn, 10)
+            w.close()
+            conn.close()
+        seen["thread"] = rt.call(threading.get_ident)
+
+    t = threading.Thread(target=lambda: asyncio.run(worker()))
+    t.start()
+    t.join(20)
+    assert seen["owner"] and seen["still"] and seen["got"] == b"hello"
+    assert seen["thread"] == t.ident
+    assert rt.call(lambda: threading.current_thread().name) == "synack-stack"

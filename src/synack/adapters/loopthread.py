@@ -269,16 +269,18 @@ class HostLoop(asyncio.AbstractEventLoop):
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         """On ``loop``'s thread: every registration onto ``loop``, which owns the host."""
+        # Owner first: were this interrupted half way, a detach still takes
+        # every registration off (removing one never made is a no-op).
+        with self._lock:
+            self._loop, self._owner = loop, threading.get_ident()
+            if self._soon:
+                self._woken = loop.call_soon(self._drain, loop)
         for fd in self._readers:
             loop.add_reader(fd, self._readable, fd, loop)
         for fd in self._writers:
             loop.add_writer(fd, self._writable, fd, loop)
         for timer in self._timers:
             timer._arm(loop)
-        with self._lock:
-            self._loop, self._owner = loop, threading.get_ident()
-            if self._soon:
-                self._woken = loop.call_soon(self._drain, loop)
 
 
 class LoopThread:
@@ -340,15 +342,25 @@ class LoopThread:
         released = threading.Event()
 
         def let_go() -> None:
-            self.host_loop.detach()
-            released.set()
+            with self._lock:
+                if self._held_by is not loop:
+                    return  # the taker gave up meanwhile: the stack thread keeps the hosts
+                self.host_loop.detach()
+                released.set()
 
         self.loop.call_soon_threadsafe(let_go)
-        while not released.wait(0.5):
-            if not self._thread.is_alive():  # closed meanwhile: nobody drives the hosts
-                with self._lock:
-                    self._held_by = None
+        try:
+            while not released.wait(0.5):
+                if not self._thread.is_alive():  # closed meanwhile: nobody drives the hosts
+                    raise OSError(errno.EBADF, "the synack stack was shut down")
+        except BaseException as exc:  # that, or SIGINT while waiting: nothing moves after all
+            with self._lock:
+                self._held_by = None
+                if released.is_set():  # already let go: the stack thread takes them back
+                    self.loop.call_soon_threadsafe(self.host_loop.attach, self.loop)
+            if isinstance(exc, OSError):
                 return False
+            raise
         self.host_loop.attach(loop)
         return True
 
@@ -356,12 +368,14 @@ class LoopThread:
         """On ``loop``'s thread, once it stopped: the hosts back to the stack thread."""
         if self._held_by is not loop:
             return
-        self.host_loop.detach()
-        with self._lock:
-            self._held_by = None
-            # Queued before any later take's let_go: the stack thread's loop
-            # runs them in that order.
-            self.loop.call_soon_threadsafe(self.host_loop.attach, self.loop)
+        try:
+            self.host_loop.detach()
+        finally:
+            with self._lock:
+                self._held_by = None
+                # Queued before any later take's let_go: the stack thread's
+                # loop runs them in that order.
+                self.loop.call_soon_threadsafe(self.host_loop.attach, self.loop)
 
     @contextlib.contextmanager
     def lent(self) -> Iterator[None]:
@@ -397,8 +411,9 @@ class HostingLoop(asyncio.SelectorEventLoop):
         self.synack_runtime = runtime
 
     def run_forever(self) -> None:
-        took = self.synack_runtime.take(self)
+        took = False  # (a nested run_forever, which asyncio refuses, takes nothing)
         try:
+            took = self.synack_runtime.take(self)
             super().run_forever()
         finally:
             if took:
