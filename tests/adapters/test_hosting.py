@@ -12,6 +12,7 @@ import hashlib
 import socket
 import socketserver
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -237,3 +238,68 @@ def test_a_loop_in_a_worker_thread_takes_the_host_and_a_nested_run_strands_nothi
     assert seen["owner"] and seen["still"] and seen["got"] == b"hello"
     assert seen["thread"] == t.ident
     assert rt.call(lambda: threading.current_thread().name) == "synack-stack"
+
+
+def test_timers_and_queued_callbacks_move_with_the_host(
+    stack: tuple[Runtime, SocketModule],
+) -> None:
+    rt, _ = stack
+    fired: list[tuple[str, int]] = []
+
+    def arm() -> None:  # on the stack thread, before the program's loop runs
+        hl = rt.host_loop
+        hl.call_later(0.2, lambda: fired.append(("timer", threading.get_ident())))
+        hl.call_later(0.2, lambda: fired.append(("cancelled", 0))).cancel()
+        hl.call_later(0.9, lambda: fired.append(("after", threading.get_ident())))
+
+    rt.call(arm)
+
+    async def main() -> None:
+        rt.post(lambda: fired.append(("post", threading.get_ident())))
+        await asyncio.sleep(0.5)
+
+    asyncio.run(main())
+    me = threading.get_ident()
+    assert fired == [("post", me), ("timer", me)]  # run by the loop that held the host
+    time.sleep(0.6)  # the last one fires once the host is back on the stack thread
+    assert fired[2:] == [("after", rt.call(threading.get_ident))]
+    assert fired[2][1] != me
+
+
+def test_a_hosting_loops_server_is_native_sends_files_and_waits_for_its_loop(
+    stack: tuple[Runtime, SocketModule], tmp_path: Any
+) -> None:
+    body = hashlib.shake_256(b"file").digest(700_000)
+    (tmp_path / "f").write_bytes(body)
+    got: list[bytes] = []
+
+    async def serve(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        got.append(await r.readexactly(5))
+        with open(tmp_path / "f", "rb") as f:  # a static file: asyncio's fallback
+            await asyncio.get_running_loop().sendfile(w.transport, f)
+        got.append(await r.readexactly(5))  # sent while the loop was not running
+        w.close()
+
+    with asyncio.Runner() as runner:
+        server = runner.run(asyncio.start_server(serve, IP, 0))
+        assert type(server).__name__ == "NativeServer"  # no socketpair under it
+        port = server.sockets[0].getsockname()[1]
+        c = socket.create_connection((IP, port), timeout=10)  # between two runs
+        c.sendall(b"first")
+
+        def read_body() -> bytes:
+            data = b""
+            while len(data) < len(body):
+                data += c.recv(65536)
+            return data
+
+        # The loop accepts and sends the file while a worker thread reads it.
+        assert runner.run(asyncio.wait_for(asyncio.to_thread(read_body), 20)) == body
+        c.sendall(b"again")  # the loop is not running: the stack thread takes it...
+        time.sleep(0.2)
+        assert got == [b"first"]  # ...and the program's protocol waits for its loop
+        runner.run(asyncio.sleep(0.3))
+        assert got == [b"first", b"again"]
+        assert c.recv(10) == b""  # closed by the handler: FIN
+        c.close()
+        server.close()

@@ -116,6 +116,8 @@ class HostLoop(asyncio.AbstractEventLoop):
         self._timers: set[_Timer] = set()
         self._soon: deque[tuple[asyncio.Handle, _Callback, tuple[Any, ...]]] = deque()
         self._woken: asyncio.Handle | None = None  # the drain queued on the owner
+        # Per program loop: callbacks that wait for it to own the host again.
+        self._deferred: dict[asyncio.AbstractEventLoop, list[Callable[[], object]]] = {}
 
     def owned_here(self) -> bool:
         """This thread owns the host (it may touch it)."""
@@ -250,6 +252,12 @@ class HostLoop(asyncio.AbstractEventLoop):
     def call_exception_handler(self, context: dict[str, Any]) -> None:
         (self._loop or self._fallback).call_exception_handler(context)
 
+    def defer(self, loop: asyncio.AbstractEventLoop, fn: Callable[[], object]) -> None:
+        """On the owning thread: ``fn`` to run on ``loop`` once ``loop`` owns
+        the host again (news for a transport of a loop that is not running)."""
+        if not loop.is_closed():
+            self._deferred.setdefault(loop, []).append(fn)
+
     # Handover ------------------------------------------------------------------
     def detach(self) -> None:
         """On the owning thread: every registration off its loop; the host is nobody's."""
@@ -275,6 +283,8 @@ class HostLoop(asyncio.AbstractEventLoop):
             self._loop, self._owner = loop, threading.get_ident()
             if self._soon:
                 self._woken = loop.call_soon(self._drain, loop)
+            for fn in self._deferred.pop(loop, ()):
+                loop.call_soon(fn)
         for fd in self._readers:
             loop.add_reader(fd, self._readable, fd, loop)
         for fd in self._writers:
@@ -328,6 +338,10 @@ class LoopThread:
             self.host_loop.call_soon(fn)
 
     # Hosting ------------------------------------------------------------------
+    def holder(self) -> asyncio.AbstractEventLoop | None:
+        """The program loop that holds the hosts (None: the stack thread has them)."""
+        return self._held_by
+
     def hosted_here(self) -> bool:
         """A program loop running in this thread drives the hosts now."""
         return self._held_by is not None and self.host_loop.owned_here()
@@ -409,11 +423,18 @@ class HostingLoop(asyncio.SelectorEventLoop):
     def __init__(self, runtime: LoopThread) -> None:
         super().__init__()
         self.synack_runtime = runtime
+        # Set once this loop's own objects touch the hosts directly
+        # (synack.adapters.native): then it runs only while it holds them.
+        self.must_hold = False
 
     def run_forever(self) -> None:
+        rt = self.synack_runtime
         took = False  # (a nested run_forever, which asyncio refuses, takes nothing)
         try:
-            took = self.synack_runtime.take(self)
+            took = rt.take(self)
+            while not took and self.must_hold and not rt.closed and rt.holder() is not self:
+                time.sleep(0.005)  # another loop holds the hosts: wait for them
+                took = rt.take(self)
             super().run_forever()
         finally:
             if took:

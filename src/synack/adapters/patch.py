@@ -10,7 +10,8 @@ event-loop policy whose new loops (``asyncio.run``, ``new_event_loop``; also
 :func:`loop_factory` for ``asyncio.Runner``) are asyncio's selector loop that
 drives the stack in its own thread while it runs
 (:class:`~synack.adapters.loopthread.HostingLoop`: the stack thread hands the
-host over when the loop starts and takes it back when it stops), so
+host over when the loop starts and takes it back when it stops; its AF_INET
+``create_server`` is synack's own, :mod:`synack.adapters.native`), so
 that every AF_INET socket a program opens afterwards - directly, or through
 socketserver, http.server, urllib, asyncio's selector loop, aiohttp... - lives
 on synack's stack. AF_UNIX and every other family stay on the kernel; AF_INET6
@@ -42,8 +43,8 @@ which the loop could not otherwise serve.
 SYNs are answered by RST), every connection sent its FIN, a bounded linger for
 the peer, then RST for what is left.
 
-Layer: adapters. Imports synack.adapters (base, bridge, loopthread, oserrors, sockets), synack.links,
-synack.stack, synack.errors.
+Layer: adapters. Imports synack.adapters (base, bridge, driver, native, oserrors,
+sockets), synack.links, synack.stack, synack.errors.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ import termios
 from ipaddress import IPv4Address, IPv4Interface
 from typing import Any
 
+from synack.adapters import native
 from synack.adapters.base import ipv4
 from synack.adapters.bridge import (
     ACCEPT_SIGNAL,
@@ -69,11 +71,11 @@ from synack.adapters.bridge import (
     Bridge,
     ListenerBridge,
     State,
-    close_all,
     listening,
     served,
 )
-from synack.adapters.loopthread import HostingLoop
+from synack.adapters.bridge import close_all as _close_bridges
+from synack.adapters.driver import HostDriver
 from synack.adapters.oserrors import from_errno, oserror
 from synack.adapters.sockets import Runtime, SocketModule
 from synack.errors import LocalProtocolError
@@ -677,7 +679,17 @@ def loop_factory() -> asyncio.AbstractEventLoop:
     its own thread while it runs (:class:`~synack.adapters.loopthread.HostingLoop`)."""
     if _active is None:
         raise RuntimeError("call synack.adapters.patch.install(module) first")
-    return HostingLoop(_active.runtime)
+    return native.NativeLoop(_active.runtime, _active.driver)
+
+
+def close_all(
+    runtime: Runtime, linger: float = 2.0, drivers: list[HostDriver] | None = None
+) -> dict[str, int]:
+    """End of program (:func:`synack.adapters.bridge.close_all`), the native
+    listeners of hosting loops (:mod:`synack.adapters.native`) included."""
+    for d in runtime.drivers if drivers is None else drivers:
+        runtime.call(lambda d=d: native.close_listeners(d))  # type: ignore[misc]
+    return _close_bridges(runtime, linger, drivers)
 
 
 def _child() -> socket:
