@@ -303,3 +303,43 @@ def test_a_hosting_loops_server_is_native_sends_files_and_waits_for_its_loop(
         assert c.recv(10) == b""  # closed by the handler: FIN
         c.close()
         server.close()
+
+
+def test_a_loop_with_native_servers_waits_for_the_host_another_loop_holds(
+    stack: tuple[Runtime, SocketModule],
+) -> None:
+    rt, _ = stack
+    held = threading.Event()
+    let_go = threading.Event()
+
+    def other() -> None:
+        async def hold() -> None:
+            held.set()
+            await asyncio.get_running_loop().run_in_executor(None, let_go.wait, 10)
+
+        asyncio.run(hold())
+
+    with asyncio.Runner() as runner:
+        server = runner.run(asyncio.start_server(echo, IP, 0))
+        port = server.sockets[0].getsockname()[1]
+        t = threading.Thread(target=other)
+        t.start()
+        assert held.wait(10)  # the other thread's loop holds the host now
+        threading.Timer(0.3, let_go.set).start()
+        t0 = time.monotonic()
+
+        async def ask() -> bytes:
+            # Only once this loop holds the host again: its server's
+            # transports touch the host directly.
+            assert rt.host_loop.owner() is asyncio.get_running_loop()
+            r, w = await asyncio.open_connection(IP, port)
+            w.write(b"ping")
+            w.write_eof()
+            got = await r.read()
+            w.close()
+            return got
+
+        assert runner.run(asyncio.wait_for(ask(), 10)) == b"ping"
+        assert time.monotonic() - t0 >= 0.25  # it waited for the other loop to stop
+        t.join(10)
+        server.close()
