@@ -343,3 +343,36 @@ def test_a_loop_with_native_servers_waits_for_the_host_another_loop_holds(
         assert time.monotonic() - t0 >= 0.25  # it waited for the other loop to stop
         t.join(10)
         server.close()
+
+
+@pytest.mark.parametrize("unread", [False, True])
+def test_abort_on_a_native_transport_is_the_kernels_fin_or_rst(
+    stack: tuple[Runtime, SocketModule], unread: bool
+) -> None:
+    async def serve(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await r.readexactly(5)
+        w.write(b"bye")
+        await w.drain()
+        if unread:  # the client's second write arrives and stays in TCP, unread
+            w.transport.pause_reading()
+            await asyncio.sleep(0.2)
+        w.transport.abort()
+
+    with asyncio.Runner() as runner:
+        server = runner.run(asyncio.start_server(serve, IP, 0))
+        port = server.sockets[0].getsockname()[1]
+
+        def client() -> bytes | str:
+            with socket.create_connection((IP, port), timeout=10) as c:
+                c.sendall(b"hello")
+                got = c.recv(3)
+                if unread:
+                    c.sendall(b"more")
+                try:
+                    return got + c.recv(10)
+                except ConnectionResetError:
+                    return "reset"
+
+        got = runner.run(asyncio.wait_for(asyncio.to_thread(client), 10))
+        server.close()
+    assert got == ("reset" if unread else b"bye")

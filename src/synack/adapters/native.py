@@ -82,6 +82,23 @@ class NativeTransport(TcpTransport):
             self._waiting = True
             self._rt.host_loop.defer(self._home, self._activity)
 
+    def abort(self) -> None:
+        """As asyncio's on a kernel socket, which closes the descriptor: the peer
+        reads a FIN, or a RST if data it sent is still unread (Linux, RFC 9293
+        §3.6 SHLD-3); what this transport had buffered is dropped. (The plain
+        TcpTransport's abort always resets.)"""
+        s = self._stream
+        if self._lost or s.gone or s.conn.readable_bytes:
+            super().abort()
+            return
+        self._wbuf.clear()
+        try:
+            s.close(self._driver.now())
+        except LocalProtocolError:
+            pass  # already closing (write_eof, close): the FIN is on its way
+        self._driver.schedule_pump()
+        self._connection_lost(None)
+
     async def send_file(self, file: Any, offset: int, count: int | None) -> int:
         """``loop.sendfile`` on this transport: the file read in blocks (in the
         executor, as asyncio's fallback does) and written, each once the
