@@ -349,7 +349,11 @@ def test_a_loop_with_native_servers_waits_for_the_host_another_loop_holds(
 def test_abort_on_a_native_transport_is_the_kernels_fin_or_rst(
     stack: tuple[Runtime, SocketModule], unread: bool
 ) -> None:
+    nodelay: list[bool] = []
+
     async def serve(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        # TCP_NODELAY, as asyncio sets on its socket transports
+        nodelay.append(w.transport.get_extra_info("synack_stream").conn.config.nodelay)
         await r.readexactly(5)
         w.write(b"bye")
         await w.drain()
@@ -376,3 +380,4 @@ def test_abort_on_a_native_transport_is_the_kernels_fin_or_rst(
         got = runner.run(asyncio.wait_for(asyncio.to_thread(client), 10))
         server.close()
     assert got == ("reset" if unread else b"bye")
+    assert nodelay == [True]

@@ -20,12 +20,13 @@ let go of them), since its transports touch the host. ``loop.sendfile`` on
 one reads the file in blocks and writes them (asyncio's fallback way).
 
 Layer: adapters. Imports synack.adapters (base, bridge, driver, loopthread, oserrors, tcp),
-synack.stack, synack.errors.
+synack.stack, synack.tcp, synack.errors.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
 import socket as _std
 from typing import Any
@@ -38,6 +39,7 @@ from synack.adapters.oserrors import oserror
 from synack.adapters.tcp import ProtocolFactory, TcpServer, TcpTransport
 from synack.errors import LocalProtocolError
 from synack.stack.host import ANY, Host, TcpStream
+from synack.tcp.config import TcpConfig
 
 # Servers made natively and not closed: the end-of-program lifecycle closes
 # their listeners with the rest (synack.adapters.patch.close_all).
@@ -70,6 +72,11 @@ class NativeTransport(TcpTransport):
         self, view: _LoopView, stream: TcpStream, protocol: asyncio.BaseProtocol, rt: LoopThread
     ) -> None:
         super().__init__(view, stream, protocol)
+        # asyncio sets TCP_NODELAY on every TCP socket transport it makes (and
+        # did on the socketpair sockets here): the same for these.
+        cfg = stream.conn.config
+        if not cfg.nodelay:
+            stream.conn.config = _nodelay(cfg)
         self._rt = rt
         self._home = view.loop
         self._waiting = False
@@ -134,6 +141,16 @@ class NativeTransport(TcpTransport):
 
 
 _BLOCK = 256 * 1024
+_NODELAY: dict[int, tuple[TcpConfig, TcpConfig]] = {}  # id(config) -> (config, with nodelay)
+
+
+def _nodelay(cfg: TcpConfig) -> TcpConfig:
+    made = _NODELAY.get(id(cfg))
+    if made is None or made[0] is not cfg:
+        if len(_NODELAY) >= 64:
+            _NODELAY.clear()
+        made = _NODELAY[id(cfg)] = (cfg, dataclasses.replace(cfg, nodelay=True))
+    return made[1]
 
 
 class _Drainer(asyncio.Protocol):
