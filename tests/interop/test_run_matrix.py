@@ -277,10 +277,35 @@ if sys.argv[1:] == ["raise"]:
 time.sleep(60)   # a signal comes first; the connection is left open
 """
 
+# The same in asyncio: the signal or the exception comes while the program's
+# loop drives the stack (synack.adapters.loopthread.HostingLoop).
+AGREETER = """
+import asyncio, sys
+async def main():
+    greeted = asyncio.Event()
+    async def greet(r, w):
+        await r.read(100)
+        w.write(b"greetings")
+        await w.drain()
+        greeted.set()
+        await asyncio.sleep(60)   # the connection is left open
+    await asyncio.start_server(greet, "0.0.0.0", 7009)
+    print("listening", flush=True)
+    await greeted.wait()
+    if sys.argv[1:] == ["raise"]:
+        await asyncio.sleep(0.5)
+        raise RuntimeError("the program fails, its connection left open")
+    await asyncio.sleep(60)
+asyncio.run(main())
+"""
 
+
+@pytest.mark.parametrize("program", [GREETER, AGREETER], ids=["blocking", "asyncio"])
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGINT, "exception"])
-def test_exit_closes_connections_with_fin(tmp_path: Path, how: signal.Signals | str) -> None:
-    (tmp_path / "greeter.py").write_text(GREETER)
+def test_exit_closes_connections_with_fin(
+    tmp_path: Path, how: signal.Signals | str, program: str
+) -> None:
+    (tmp_path / "greeter.py").write_text(program)
     with (
         namespace_with_tap() as (ns, dev, net),
         synack_run(

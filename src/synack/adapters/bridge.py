@@ -1,9 +1,11 @@
-"""The loop-thread half of synack's stand-in sockets (:mod:`synack.adapters.patch`).
+"""The stack's half of synack's stand-in sockets (:mod:`synack.adapters.patch`).
 
 A :class:`State` is what a synack socket knows beyond its descriptor; the
 bridges move bytes between the socketpair's stack end and the host: a
 connection's (:class:`Bridge`), a listener's (one byte in the pair while
 accepted connections wait), a UDP endpoint's (each datagram behind its source address).
+They run on whichever thread drives the host (synack.adapters.loopthread) and
+register their descriptors through the runtime's ``host_loop``, so they move with it.
 :func:`close_all` is the end-of-program lifecycle.
 
 Layer: adapters. Imports synack.adapters (driver, oserrors, sockets), synack.stack,
@@ -156,7 +158,7 @@ class State:
 
 
 def close_end(sk: State) -> None:
-    loop = sk.m.runtime.loop
+    loop = sk.m.runtime.host_loop
     try:
         loop.remove_reader(sk.stack_end.fileno())
         loop.remove_writer(sk.stack_end.fileno())
@@ -242,13 +244,13 @@ class UdpBridge:
 
 
 class Bridge:
-    """Moves one TCP connection's bytes between its stream and the pair (loop thread)."""
+    """Moves one TCP connection's bytes between its stream and the pair (on the host's thread)."""
 
     def __init__(self, sk: State, stream: TcpStream) -> None:
         self.sk = sk
         self.stream = stream
         self.d = sk.m.driver
-        self.loop = sk.m.runtime.loop
+        self.loop = sk.m.runtime.host_loop
         self.fd = sk.stack_end.fileno()
         self.end = sk.stack_end
         # Partly taken buffers are kept as memoryviews: slicing one is free,

@@ -1,11 +1,17 @@
 """Put a whole program's IPv4 networking on synack's stack: ``socket.socket`` replaced.
 
 One line, like ``uvloop.install()``: ``synack.adapters.patch.install_tap("tap0",
-"10.0.0.2/24")`` (a TAP device, root), then ``asyncio.Runner(loop_factory=
-synack.adapters.patch.loop_factory)`` or plain ``socket`` code. Underneath,
-``install(module)`` (a :class:`~synack.adapters.sockets.SocketModule`, i.e. a
-host running on a :class:`~synack.adapters.sockets.Runtime`) replaces the
-standard ``socket.socket`` class, ``socket.getaddrinfo`` and ``has_ipv6``, so
+"10.0.0.2/24")`` (a TAP device, root), then ``asyncio.run(...)`` or plain
+``socket`` code. Underneath, ``install(module)`` (a
+:class:`~synack.adapters.sockets.SocketModule`, i.e. a host running on a
+:class:`~synack.adapters.sockets.Runtime`) replaces the standard
+``socket.socket`` class, ``socket.getaddrinfo`` and ``has_ipv6``, and sets an
+event-loop policy whose new loops (``asyncio.run``, ``new_event_loop``; also
+:func:`loop_factory` for ``asyncio.Runner``) are asyncio's selector loop that
+drives the stack in its own thread while it runs
+(:class:`~synack.adapters.loopthread.HostingLoop`: the stack thread hands the
+host over when the loop starts and takes it back when it stops; its AF_INET
+``create_server`` is synack's own, :mod:`synack.adapters.native`), so
 that every AF_INET socket a program opens afterwards - directly, or through
 socketserver, http.server, urllib, asyncio's selector loop, aiohttp... - lives
 on synack's stack. AF_UNIX and every other family stay on the kernel; AF_INET6
@@ -14,8 +20,9 @@ ESOCKTNOSUPPORT), unknown socket options ENOPROTOOPT.
 
 How a synack socket can be waited on by select/poll/epoll: it IS a kernel
 socket - one end (the "app end") of an AF_UNIX socketpair, presented as
-AF_INET. Its other end (the "stack end") is serviced on the runtime's loop
-thread by a bridge: bytes the program writes are read from the stack end and
+AF_INET. Its other end (the "stack end") is serviced by a bridge on the
+thread that drives the stack (the program's asyncio loop while one runs, the
+runtime's loop thread otherwise): bytes the program writes are read from the stack end and
 sent on the TCP connection (as much as its send buffer takes, the rest waits
 for ``SendSpaceAvailable``: back-pressure up to the program's ``send``); bytes
 the connection receives are written to the stack end (as much as the pair
@@ -27,14 +34,17 @@ A listening socket's pair carries one byte while connections wait to be
 accepted; a UDP socket's pair carries each datagram behind a 6-byte source
 address. A non-blocking connect fills the app end's send buffer so the
 descriptor turns writable only when the handshake is over (asyncio's
-``sock_connect`` waits for exactly that, then reads SO_ERROR).
+``sock_connect`` waits for exactly that, then reads SO_ERROR). A blocking call
+on a synack socket made on the thread whose loop drives the stack (a blocking
+socket inside a coroutine) lends the stack to the stack thread for the call,
+which the loop could not otherwise serve.
 
 :func:`close_all` is the end-of-program lifecycle: listeners closed (later
 SYNs are answered by RST), every connection sent its FIN, a bounded linger for
 the peer, then RST for what is left.
 
-Layer: adapters. Imports synack.adapters (base, bridge, oserrors, sockets), synack.links,
-synack.stack, synack.errors.
+Layer: adapters. Imports synack.adapters (base, bridge, driver, native, oserrors,
+sockets), synack.links, synack.stack, synack.errors.
 """
 
 from __future__ import annotations
@@ -53,6 +63,7 @@ import termios
 from ipaddress import IPv4Address, IPv4Interface
 from typing import Any
 
+from synack.adapters import native
 from synack.adapters.base import ipv4
 from synack.adapters.bridge import (
     ACCEPT_SIGNAL,
@@ -60,10 +71,11 @@ from synack.adapters.bridge import (
     Bridge,
     ListenerBridge,
     State,
-    close_all,
     listening,
     served,
 )
+from synack.adapters.bridge import close_all as _close_bridges
+from synack.adapters.driver import HostDriver
 from synack.adapters.oserrors import from_errno, oserror
 from synack.adapters.sockets import Runtime, SocketModule
 from synack.errors import LocalProtocolError
@@ -95,6 +107,14 @@ _KNOWN_OPTS = {
 }
 
 _active: SocketModule | None = None
+_saved_policy: asyncio.AbstractEventLoopPolicy | None = None
+
+
+class _Policy(asyncio.DefaultEventLoopPolicy):
+    """asyncio's default policy, whose new loops drive the installed stack while they run."""
+
+    def new_event_loop(self) -> asyncio.AbstractEventLoop:
+        return loop_factory() if _active is not None else super().new_event_loop()
 
 
 def _kernel_pair(type_: int) -> tuple[int, _std.socket]:
@@ -149,6 +169,12 @@ class socket(_KernelSocket):  # named as the class it stands in for
         fd, stack_end = _kernel_pair(base)
         super().__init__(_std.AF_INET, t, p, fd)
         self._sk = State(module, base, stack_end)
+
+    def _lends(self, sk: State) -> bool:
+        """A call on this socket may block, and the program loop of this very
+        thread drives the stack: it lends the stack to its own thread for the
+        call (the loop cannot drive it while the call waits)."""
+        return self.gettimeout() != 0.0 and sk.m.runtime.hosted_here()
 
     def _state(self) -> State | None:
         """This socket's synack state (None: a kernel socket); EBADF once closed."""
@@ -289,7 +315,12 @@ class socket(_KernelSocket):  # named as the class it stands in for
         # One byte while connections wait (see State.signalled): the
         # kernel's own blocking, timeout and non-blocking behaviour on the
         # descriptor. Taking it, the program puts it back if more wait.
-        if not _KernelSocket.recv(self, 1):
+        if self._lends(sk):
+            with sk.m.runtime.lent():
+                signal = _KernelSocket.recv(self, 1)
+        else:
+            signal = _KernelSocket.recv(self, 1)
+        if not signal:
             raise OSError(errno.EBADF, "Bad file descriptor")
         with sk.accept_lock:
             if not sk.accepted:  # the listener was closed meanwhile
@@ -371,7 +402,9 @@ class socket(_KernelSocket):  # named as the class it stands in for
             return 0  # as Linux's sendto(MSG_FASTOPEN): queued, not waited for
         if not blocking:
             return errno.EINPROGRESS
-        if not sk.connected.wait(self.gettimeout()):
+        with sk.m.runtime.lent():
+            connected = sk.connected.wait(self.gettimeout())
+        if not connected:
             sk.m.runtime.call(lambda: sk.bridge_abort())
             raise TimeoutError("timed out")
         if sk.error is not None:
@@ -384,7 +417,11 @@ class socket(_KernelSocket):  # named as the class it stands in for
         sk = self._sk
         if sk is not None and sk.type == _std.SOCK_DGRAM:
             return self.recvfrom(bufsize, flags)[0]
-        data = super().recv(bufsize, flags)
+        if sk is not None and self._lends(sk):
+            with sk.m.runtime.lent():
+                data = super().recv(bufsize, flags)
+        else:
+            data = super().recv(bufsize, flags)
         if not data and bufsize and sk is not None and sk.error is not None:
             err, sk.error = sk.error, None
             raise err
@@ -394,7 +431,11 @@ class socket(_KernelSocket):  # named as the class it stands in for
         sk = self._sk
         if sk is not None and sk.type == _std.SOCK_DGRAM:
             return self.recvfrom_into(buffer, nbytes, flags)[0]
-        n = super().recv_into(buffer, nbytes, flags)
+        if sk is not None and self._lends(sk):
+            with sk.m.runtime.lent():
+                n = super().recv_into(buffer, nbytes, flags)
+        else:
+            n = super().recv_into(buffer, nbytes, flags)
         if n == 0 and sk is not None and sk.error is not None:
             err, sk.error = sk.error, None
             raise err
@@ -434,6 +475,9 @@ class socket(_KernelSocket):  # named as the class it stands in for
     def send(self, data: Any, flags: int = 0) -> int:
         sk = self._sk
         if sk is None or sk.type != _std.SOCK_DGRAM:
+            if sk is not None and self._lends(sk):
+                with sk.m.runtime.lent():
+                    return super().send(data, flags)
             return super().send(data, flags)
         if sk.remote is None:
             raise OSError(errno.EDESTADDRREQ, "Destination address required")
@@ -444,7 +488,11 @@ class socket(_KernelSocket):  # named as the class it stands in for
         if sk is not None and sk.type == _std.SOCK_DGRAM:
             self.send(data, flags)
             return
-        super().sendall(data, flags)
+        if sk is not None and self._lends(sk):
+            with sk.m.runtime.lent():
+                super().sendall(data, flags)
+        else:
+            super().sendall(data, flags)
 
     def recvfrom(self, bufsize: int, flags: int = 0) -> tuple[bytes, Any]:
         sk = self._sk
@@ -455,7 +503,11 @@ class socket(_KernelSocket):  # named as the class it stands in for
         if sk.endpoint is None:
             sk.open_udp(ANY, 0)
         while True:
-            dgram = super().recv(bufsize + UDP_HEAD.size, flags)
+            if self._lends(sk):
+                with sk.m.runtime.lent():
+                    dgram = super().recv(bufsize + UDP_HEAD.size, flags)
+            else:
+                dgram = super().recv(bufsize + UDP_HEAD.size, flags)
             if sk.error is not None:
                 err, sk.error = sk.error, None
                 raise err
@@ -557,8 +609,11 @@ def getaddrinfo(
 
 def install(module: SocketModule) -> None:
     """From now on, every AF_INET socket this process opens is on ``module``'s host."""
-    global _active
+    global _active, _saved_policy
     _active = module
+    if _saved_policy is None:
+        _saved_policy = asyncio.get_event_loop_policy()
+        asyncio.set_event_loop_policy(_Policy())
     _std.socket = socket  # type: ignore[misc]
     _std.getaddrinfo = getaddrinfo
     _std.has_ipv6 = False
@@ -608,8 +663,11 @@ def install_tap(
 
 def uninstall() -> None:
     """Back to the kernel's sockets (synack sockets already open stay synack's)."""
-    global _active
+    global _active, _saved_policy
     _active = None
+    if _saved_policy is not None:
+        asyncio.set_event_loop_policy(_saved_policy)
+        _saved_policy = None
     _std.socket = _KernelSocket  # type: ignore[misc]
     _std.getaddrinfo = _kernel_getaddrinfo
     _std.has_ipv6 = _kernel_has_ipv6
@@ -620,11 +678,23 @@ def installed() -> SocketModule | None:
 
 
 def loop_factory() -> asyncio.AbstractEventLoop:
-    """For ``asyncio.Runner(loop_factory=...)`` / ``asyncio.run(..., loop_factory=...)``:
-    asyncio's own selector loop, whose sockets are synack's once :func:`install` ran."""
+    """For ``asyncio.Runner(loop_factory=...)`` / ``asyncio.run(..., loop_factory=...)``
+    (and what ``asyncio.new_event_loop()`` makes once :func:`install` ran): asyncio's
+    own selector loop, whose sockets are synack's, and which drives the stack in
+    its own thread while it runs (:class:`~synack.adapters.loopthread.HostingLoop`)."""
     if _active is None:
         raise RuntimeError("call synack.adapters.patch.install(module) first")
-    return asyncio.SelectorEventLoop()
+    return native.NativeLoop(_active.runtime, _active.driver)
+
+
+def close_all(
+    runtime: Runtime, linger: float = 2.0, drivers: list[HostDriver] | None = None
+) -> dict[str, int]:
+    """End of program (:func:`synack.adapters.bridge.close_all`), the native
+    listeners of hosting loops (:mod:`synack.adapters.native`) included."""
+    for d in runtime.drivers if drivers is None else drivers:
+        runtime.call(lambda d=d: native.close_listeners(d))  # type: ignore[misc]
+    return _close_bridges(runtime, linger, drivers)
 
 
 def _child() -> socket:

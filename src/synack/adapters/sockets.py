@@ -1,6 +1,8 @@
 """A blocking socket API over synack's stack, shaped like the ``socket`` module.
 
-A :class:`Runtime` runs hosts in an asyncio loop on a background thread;
+A :class:`Runtime` runs hosts in an asyncio loop on a background thread (or,
+while a program's :class:`~synack.adapters.loopthread.HostingLoop` runs, in
+that loop);
 ``Runtime.add_host(host, link)`` starts one and returns its
 :class:`SocketModule`, a namespace that looks like the standard ``socket``
 module (``socket()``, ``AF_INET``, ``SOCK_STREAM``, ``timeout``,
@@ -10,8 +12,8 @@ link)``, or, for a program that can only change its import line,
 ``from synack.adapters.sockets import default_module as socket`` once its
 runner has called :func:`set_default` with that module.
 
-Every socket call runs its piece of work on the loop thread
-(``call_soon_threadsafe``) and waits on a condition for the host's news, so the
+Every socket call runs its piece of work on the thread that drives the host
+(``Runtime.call``) and waits on a condition for the host's news, so the
 sans-IO host is only ever touched by one thread. tests/streams checks these
 sockets against the kernel's.
 
@@ -21,7 +23,6 @@ synack.stack, synack.tcp, synack.errors.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import errno
 import socket as _std
@@ -51,11 +52,11 @@ class Runtime(LoopThread):
     stand-in for the kernel behind a :class:`SocketModule`.
 
     ``add_host(host, link)`` starts a :class:`~synack.adapters.driver.HostDriver`
-    for ``host`` on the loop and returns the host's :class:`SocketModule`;
+    for ``host`` on ``host_loop`` (whichever loop drives the hosts) and returns the host's :class:`SocketModule`;
     several hosts (on one ``MemoryHub``, say) may share one runtime. ``close``
     (or leaving ``with``) stops every host; sockets still blocked then raise
     EBADF, as calls on a closed descriptor do. ``call`` and ``post`` run work
-    on the loop thread (synack.adapters.loopthread).
+    on the thread that drives the hosts (synack.adapters.loopthread).
     """
 
     def __init__(self) -> None:
@@ -63,12 +64,12 @@ class Runtime(LoopThread):
         self.drivers: list[HostDriver] = []
 
     def add_host(self, host: Host, link: Link) -> SocketModule:
-        async def start() -> HostDriver:
-            d = HostDriver(host, link, loop=self.loop)
+        def start() -> HostDriver:
+            d = HostDriver(host, link, loop=self.host_loop)
             d.start()
             return d
 
-        driver = asyncio.run_coroutine_threadsafe(start(), self.loop).result(10)
+        driver = self.call(start, timeout=10)
         self.drivers.append(driver)
         return SocketModule(self, driver)
 

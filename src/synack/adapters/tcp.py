@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import socket
 from collections.abc import Awaitable, Callable
 from ipaddress import IPv4Address
 from typing import Any
@@ -292,6 +293,10 @@ class TcpTransport(asyncio.Transport):
 
 class _ListeningSocket:
     """What ``Server.sockets`` holds: enough of a socket to ask its name."""
+
+    family = socket.AF_INET
+    type = socket.SOCK_STREAM
+    proto = socket.IPPROTO_TCP
 
     def __init__(self, listener: TcpListener, host_ip: IPv4Address) -> None:
         self._listener = listener

@@ -2,9 +2,10 @@
 
 ``synack run --tap DEV --ip A.B.C.D/N [...] -- PROGRAM [ARGS...]`` where
 PROGRAM is what ``python`` takes (``script.py`` or ``-m module``). The stack
-runs on a loop thread of this process; :mod:`synack.adapters.patch` puts every
-AF_INET socket the program opens on it (AF_UNIX and the rest stay on the
-kernel). When the program ends - normally, by an exception, SIGINT or SIGTERM -
+runs on a loop thread of this process, and in the program's own thread while
+the program's asyncio loop runs (synack.adapters.loopthread);
+:mod:`synack.adapters.patch` puts every AF_INET socket the program opens on it
+(AF_UNIX and the rest stay on the kernel). When the program ends - normally, by an exception, SIGINT or SIGTERM -
 its connections are closed (FIN, a bounded linger, then RST).
 
 Layer: cli. May import every other package; nothing imports it.
@@ -46,7 +47,8 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--profile",
         metavar="FILE",
-        help="cProfile the stack's loop thread (where synack's time goes) into FILE",
+        help="cProfile the stack's thread and the program's (where a program's asyncio "
+        "loop drives the stack) into FILE, one profile of both",
     )
     p.add_argument("program", nargs=argparse.REMAINDER, help="-- script.py ARGS | -m module ARGS")
     p.set_defaults(func=run_program)
@@ -90,12 +92,15 @@ def run_program(args: argparse.Namespace) -> int:
             raise UsageError(f"cannot write --pcap {args.pcap}: {exc.strerror}") from None
         host.observers.append(capture)
     module = runtime.add_host(host, TapLink(tap))
-    profiler = None
+    profilers: list[Any] = []
     if args.profile:
         import cProfile
 
-        profiler = cProfile.Profile()
-        runtime.call(profiler.enable)  # profiles the thread it is enabled on
+        # A profiler sees the thread it is enabled on: the stack's, and the
+        # program's (its asyncio loop drives the stack while it runs).
+        profilers = [cProfile.Profile(), cProfile.Profile()]
+        runtime.call(profilers[0].enable)
+        profilers[1].enable()
     patch.install(module)
 
     def on_term(signum: int, frame: Any) -> None:
@@ -127,9 +132,12 @@ def run_program(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, previous)
         try:
             patch.close_all(runtime, linger=args.linger)
-            if profiler is not None:
-                runtime.call(profiler.disable)
-                profiler.dump_stats(args.profile)
+            if profilers:
+                import pstats
+
+                runtime.call(profilers[0].disable)
+                profilers[1].disable()
+                pstats.Stats(profilers[0]).add(profilers[1]).dump_stats(args.profile)
         finally:
             patch.uninstall()
             runtime.close()

@@ -1,0 +1,297 @@
+"""synack's own TCP for a program's hosting loop: ``create_server`` without socketpairs.
+
+While a :class:`~synack.adapters.loopthread.HostingLoop` holds the hosts, a
+listening socket it makes with ``loop.create_server`` (so also
+``asyncio.start_server``, aiohttp's and websockets' servers) for AF_INET,
+without ``ssl`` or ``sock``, is a listener of synack's own
+(:class:`~synack.adapters.tcp.TcpServer`) whose connections are
+:class:`~synack.adapters.tcp.TcpTransport`\\ s: the program's protocol calls
+synack's TCP directly, with no socketpair between them (whose four system calls
+were a third of a keep-alive request's time, see bench/stack_apps.py).
+Anything else (a client's ``create_connection``, ``sock=``, TLS, a loop that
+does not hold the hosts) stays on the socketpair sockets of
+:mod:`synack.adapters.patch`.
+
+Such a transport belongs to its loop. Host news for it while the loop is not
+running (the stack thread drives the host then) waits for that loop's next
+turn (``HostLoop.defer``); and the loop, once it has made one, runs only while
+it holds the hosts (``HostingLoop.must_hold``: it waits for another loop to
+let go of them), since its transports touch the host. ``loop.sendfile`` on
+one reads the file in blocks and writes them (asyncio's fallback way).
+
+Layer: adapters. Imports synack.adapters (base, bridge, driver, loopthread, oserrors, tcp),
+synack.stack, synack.tcp, synack.errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import errno
+import socket as _std
+from typing import Any
+
+from synack.adapters.base import ipv4
+from synack.adapters.bridge import served
+from synack.adapters.driver import HostDriver
+from synack.adapters.loopthread import HostingLoop, LoopThread
+from synack.adapters.oserrors import oserror
+from synack.adapters.tcp import ProtocolFactory, TcpServer, TcpTransport
+from synack.errors import LocalProtocolError
+from synack.stack.host import ANY, Host, TcpStream
+from synack.tcp.config import TcpConfig
+
+# Servers made natively and not closed: the end-of-program lifecycle closes
+# their listeners with the rest (synack.adapters.patch.close_all).
+servers: set[NativeServer] = set()
+
+
+class _LoopView:
+    """The driver as a native transport sees it: the host's driver, with the
+    program's loop as its loop (the transport's own callbacks run there)."""
+
+    def __init__(self, driver: HostDriver, loop: asyncio.AbstractEventLoop) -> None:
+        self._driver = driver
+        self.loop = loop
+        self.host: Host = driver.host
+
+    def now(self) -> float:
+        return self._driver.now()
+
+    def pump(self) -> None:
+        self._driver.pump()
+
+    def schedule_pump(self) -> None:
+        self._driver.schedule_pump()
+
+
+class NativeTransport(TcpTransport):
+    """A TcpTransport of a hosting loop: its host news waits for that loop."""
+
+    def __init__(
+        self, view: _LoopView, stream: TcpStream, protocol: asyncio.BaseProtocol, rt: LoopThread
+    ) -> None:
+        super().__init__(view, stream, protocol)
+        # asyncio sets TCP_NODELAY on every TCP socket transport it makes (and
+        # did on the socketpair sockets here): the same for these.
+        cfg = stream.conn.config
+        if not cfg.nodelay:
+            stream.conn.config = _nodelay(cfg)
+        self._rt = rt
+        self._home = view.loop
+        self._waiting = False
+
+    def _activity(self) -> None:
+        if self._rt.host_loop.owner() is self._home:
+            self._waiting = False
+            super()._activity()
+        elif not self._waiting:
+            self._waiting = True
+            self._rt.host_loop.defer(self._home, self._activity)
+
+    def abort(self) -> None:
+        """As asyncio's on a kernel socket, which closes the descriptor: the peer
+        reads a FIN, or a RST if data it sent is still unread (Linux, RFC 9293
+        §3.6 SHLD-3); what this transport had buffered is dropped. (The plain
+        TcpTransport's abort always resets.)"""
+        s = self._stream
+        if self._lost or s.gone or s.conn.readable_bytes:
+            super().abort()
+            return
+        self._wbuf.clear()
+        try:
+            s.close(self._driver.now())
+        except LocalProtocolError:
+            pass  # already closing (write_eof, close): the FIN is on its way
+        self._driver.schedule_pump()
+        self._connection_lost(None)
+
+    async def send_file(self, file: Any, offset: int, count: int | None) -> int:
+        """``loop.sendfile`` on this transport: the file read in blocks (in the
+        executor, as asyncio's fallback does) and written, each once the
+        previous ones have drained; reading paused meanwhile, as asyncio does."""
+        if self.is_closing():
+            raise RuntimeError("Transport is closing")
+        loop = self._home
+        if offset:
+            file.seek(offset)
+        original = self._protocol
+        drainer = _Drainer(original, loop, self._write_paused)
+        resume = self.is_reading()
+        self.pause_reading()
+        self.set_protocol(drainer)
+        total = 0
+        try:
+            while count is None or total < count:
+                size = _BLOCK if count is None else min(_BLOCK, count - total)
+                block = await loop.run_in_executor(None, file.read, size)
+                if not block:
+                    break
+                await drainer.drain()
+                self.write(block)
+                total += len(block)
+            await drainer.drain()  # no pause left pending for the program's protocol
+            return total
+        finally:
+            if total and hasattr(file, "seek"):
+                file.seek(offset + total)
+            self.set_protocol(original)
+            if resume and not self.is_closing():
+                self.resume_reading()
+
+
+_BLOCK = 256 * 1024
+_NODELAY: dict[int, tuple[TcpConfig, TcpConfig]] = {}  # id(config) -> (config, with nodelay)
+
+
+def _nodelay(cfg: TcpConfig) -> TcpConfig:
+    made = _NODELAY.get(id(cfg))
+    if made is None or made[0] is not cfg:
+        if len(_NODELAY) >= 64:
+            _NODELAY.clear()
+        made = _NODELAY[id(cfg)] = (cfg, dataclasses.replace(cfg, nodelay=True))
+    return made[1]
+
+
+class _Drainer(asyncio.Protocol):
+    """A native transport's protocol while it sends a file: write flow control
+    for the sender; the rest goes to the program's protocol."""
+
+    def __init__(
+        self, protocol: asyncio.BaseProtocol, loop: asyncio.AbstractEventLoop, paused: bool
+    ) -> None:
+        self.protocol = protocol
+        self.loop = loop
+        self.paused = paused
+        self.lost: BaseException | None = None
+        self.waiter: asyncio.Future[None] | None = None
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = exc or ConnectionError("Connection closed by peer")
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(self.lost)
+        self.protocol.connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        self.protocol.data_received(data)  # type: ignore[attr-defined]
+
+    def eof_received(self) -> bool | None:
+        return self.protocol.eof_received()  # type: ignore[attr-defined,no-any-return]
+
+    async def drain(self) -> None:
+        if self.lost is not None:
+            raise self.lost
+        if self.paused:
+            self.waiter = self.loop.create_future()
+            await self.waiter
+
+
+class NativeServer(TcpServer):
+    """A TcpServer of a hosting loop: accepts into NativeTransports, on that loop."""
+
+    def __init__(
+        self, view: _LoopView, listener: Any, factory: ProtocolFactory, rt: LoopThread
+    ) -> None:
+        super().__init__(view, listener, factory)
+        self._view = view
+        self._rt = rt
+        self._waiting = False
+
+    def _activity(self) -> None:
+        home = self._view.loop
+        if self._rt.host_loop.owner() is not home:
+            if not self._waiting:
+                self._waiting = True
+                self._rt.host_loop.defer(home, self._activity)
+            return
+        self._waiting = False
+        while (stream := self._listener.accept()) is not None:
+            transport = NativeTransport(self._view, stream, self._factory(), self._rt)
+            transport._on_lost = self._forget
+            self._transports.add(transport)
+            self._drained.clear()
+            transport._start()
+
+    def close(self) -> None:
+        servers.discard(self)
+        super().close()
+
+
+def close_listeners(driver: HostDriver) -> None:
+    """On the owning thread, at the end of the program: the native listeners'
+    ports close (later SYNs get RST)."""
+    now = driver.now()
+    for server in list(servers):
+        if server._view._driver is driver:
+            servers.discard(server)
+            if not server._listener.closed:
+                server._listener.close(now)
+
+
+class NativeLoop(HostingLoop):
+    """A HostingLoop whose ``create_server`` is synack's own while it holds the hosts."""
+
+    def __init__(self, runtime: LoopThread, driver: HostDriver) -> None:
+        super().__init__(runtime)
+        self.synack_driver = driver
+
+    async def sendfile(
+        self,
+        transport: asyncio.WriteTransport,
+        file: Any,
+        offset: int = 0,
+        count: int | None = None,
+        *,
+        fallback: bool = True,
+    ) -> int:
+        if isinstance(transport, NativeTransport):
+            return await transport.send_file(file, offset, count)
+        return await super().sendfile(transport, file, offset, count, fallback=fallback)
+
+    async def create_server(  # type: ignore[override]
+        self,
+        protocol_factory: ProtocolFactory,
+        host: Any = None,
+        port: Any = None,
+        *,
+        family: int = 0,
+        sock: Any = None,
+        backlog: int = 100,
+        ssl: Any = None,
+        **kw: Any,
+    ) -> asyncio.AbstractServer:
+        rt = self.synack_runtime
+        driver = self.synack_driver
+        ip = ipv4(host) if host is None or isinstance(host, str) else None
+        if (
+            ip is None
+            or sock is not None
+            or ssl is not None
+            or family not in (0, _std.AF_INET)
+            or not isinstance(port, int | None)
+            or rt.host_loop.owner() is not self
+            or driver.closed
+        ):
+            return await super().create_server(
+                protocol_factory, host, port, family=family, sock=sock, backlog=backlog, ssl=ssl,
+                **kw,
+            )  # fmt: skip
+        if ip not in (ANY, driver.host.ip) and not ip.is_loopback:
+            raise OSError(errno.EADDRNOTAVAIL, "Cannot assign requested address")
+        try:
+            listener = driver.host.tcp_listen(port or 0, ip, backlog=max(1, min(backlog, 4096)))
+        except LocalProtocolError as exc:
+            raise oserror(exc) from None
+        self.must_hold = True
+        served.add(driver)  # its port answers RST through the exit linger
+        server = NativeServer(_LoopView(driver, self), listener, protocol_factory, rt)
+        servers.add(server)
+        return server
