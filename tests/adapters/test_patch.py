@@ -31,6 +31,7 @@ import pytest
 from synack.adapters import patch
 from synack.adapters.sockets import Runtime, SocketModule
 from synack.links.memory import MemoryHub
+from synack.stack.events import FrameTrace
 from tests.stack.netfix import make_host
 
 IP = "10.213.0.1"
@@ -629,3 +630,62 @@ def test_out_of_descriptors_resets_the_connection_and_the_stack_runs_on(
     assert conn2.recv(3) == b"new"
     for s in (c, conn, c2, conn2, late, srv):
         s.close()
+
+
+def _tcp_flags_out(frames: list[bytes], port: int) -> list[int]:
+    """The TCP flags of each frame from ``port`` (IPv4 in Ethernet II)."""
+    flags = []
+    for f in frames:
+        if f[12:14] != b"\x08\x00" or f[23] != socket.IPPROTO_TCP:
+            continue
+        tcp = f[14 + (f[14] & 0x0F) * 4 :]
+        if int.from_bytes(tcp[:2], "big") == port:
+            flags.append(tcp[13])
+    return flags
+
+
+def test_a_one_request_connection_is_three_frames_out(
+    stack: tuple[Runtime, SocketModule],
+) -> None:
+    """A server that reads one request, writes its reply and closes sends three
+    frames: SYN-ACK; the reply with the FIN on it (RFC 9293 §3.10.4: FIN after
+    the queued data), which also carries the delayed ACK of the request
+    (§3.8.6.3) and the scaled window (no window update of its own after the
+    read); the ACK of the peer's FIN."""
+    rt, module = stack
+    peer = rt.add_host(make_host(2, "10.213.0.2/24"), module.driver.link.hub.port())  # type: ignore[attr-defined]
+    out: list[bytes] = []
+    host = module.driver.host
+
+    def watch(r: object) -> None:
+        if isinstance(r, FrameTrace) and r.direction == "out":
+            out.append(r.frame)
+
+    rt.call(lambda: host.observers.append(watch))
+    with socket.socket() as srv:
+        srv.bind((IP, 0))
+        srv.listen()
+        port = srv.getsockname()[1]
+        c = peer.create_connection((IP, port), timeout=5)
+        conn, _ = srv.accept()
+        conn.settimeout(5)
+        c.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        assert conn.recv(100) == b"GET / HTTP/1.0\r\n\r\n"
+        # The loop thread waits while the program writes and closes: it then
+        # finds both at once, as it does when the program's thread runs on.
+        gate = threading.Event()
+        rt.post(lambda: gate.wait(5))
+        conn.sendall(b"HTTP/1.0 200 OK\r\n\r\nhello")
+        conn.close()
+        gate.set()
+        got = b""
+        while chunk := c.recv(100):
+            got += chunk
+        assert got == b"HTTP/1.0 200 OK\r\n\r\nhello"
+        c.close()
+        deadline = time.monotonic() + 5
+        while len(_tcp_flags_out(out, port)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.05)  # nothing more follows
+        syn, ack, psh, fin = 0x02, 0x10, 0x08, 0x01
+        assert _tcp_flags_out(out, port) == [syn | ack, fin | psh | ack, ack]

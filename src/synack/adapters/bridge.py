@@ -310,10 +310,25 @@ class Bridge:
             self.loop.remove_reader(self.fd)
 
     def _from_app(self) -> None:
-        """The program wrote: send what TCP's buffer takes."""
+        """The program wrote: send what TCP's buffer takes.
+
+        The connection is given everything this pass reads (data, then the
+        program's close) before its segments are made, once at the end: a
+        reply the program wrote and closed at once leaves as one segment
+        carrying data and FIN (RFC 9293 §3.10.4: the FIN follows the queued
+        data), not two."""
         if self.done or not self.sk.connected.is_set():
             return
         s, now = self.stream, self.d.now()
+        conn = s.conn
+        try:
+            self._from_app_pass(s, conn, now)
+        finally:
+            if not s.gone:
+                s.poll(now)
+        self.d.schedule_pump()
+
+    def _from_app_pass(self, s: TcpStream, conn: Any, now: float) -> None:
         for _ in range(16):
             if not self.to_net:
                 if self.eof_out:
@@ -334,13 +349,13 @@ class Bridge:
                         return
                     if not s.gone:
                         if self.app_gone:
-                            s.close(now)
+                            conn.close(now)
                         else:
-                            s.shutdown_write(now)
+                            conn.shutdown_write(now)
                     break
                 self.to_net = data
             try:
-                n = s.send(self.to_net, now)
+                n = conn.send(self.to_net, now)
             except LocalProtocolError:
                 self.to_net = b""
                 break
@@ -350,11 +365,9 @@ class Bridge:
                 break
             self.to_net = b""
         else:
-            self.d.schedule_pump()
             return
         if not self.to_net and not self.eof_out:
             self._start_reading()
-        self.d.schedule_pump()
 
     def _to_app(self) -> None:
         """Data arrived: hand the pair what it takes; the rest waits in TCP."""
