@@ -335,3 +335,32 @@ def test_offload_is_set_through_enable_offload() -> None:
     assert h.split and h.tso
     h.enable_offload(split=True)
     assert h.split and not h.tso
+
+
+def test_tcp_state_changes_are_made_only_while_observed() -> None:
+    """A host's connections record every transition; the StateChanged events
+    (the observers' feed) are made only while someone observes, from the
+    moment an observer is added, for connections already open too."""
+    lan, a, b = two_hosts()
+    listener = b.tcp_listen(7)
+    client = a.tcp_connect((B, 7), lan.now)
+    lan.run()
+    server = listener.accept()
+    assert server is not None
+    assert [t.new.value for t in server.conn.transitions] == [
+        "LISTEN",
+        "SYN-RECEIVED",
+        "ESTABLISHED",
+    ]
+    seen: list[ev.TcpStateTrace] = []
+    b.observers.append(lambda r: seen.append(r) if isinstance(r, ev.TcpStateTrace) else None)
+    server.close(lan.now)
+    lan.run()
+    client.close(lan.now)
+    lan.run()
+    assert [(c.old, c.new) for c in seen] == [
+        ("ESTABLISHED", "FIN-WAIT-1"),
+        ("FIN-WAIT-1", "FIN-WAIT-2"),
+        ("FIN-WAIT-2", "TIME-WAIT"),
+    ]
+    assert seen[0].change.trigger.value == "call" and seen[2].change.segment is not None

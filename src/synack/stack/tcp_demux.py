@@ -609,6 +609,7 @@ class TcpDemux:
             now,
             listener.since,
             fo,
+            self.observers,
         )
         stream = self._add_passive(listener, key, conn)
         self.counters["tcp-passive-opens"] += 1
@@ -642,7 +643,7 @@ class TcpDemux:
         iss, syn = found
         local, remote = (key[0], key[1]), (key[2], key[3])
         conn = TcpConnection.accept_syn(
-            syn, local, remote, listener.config, iss, now, listener.since
+            syn, local, remote, listener.config, iss, now, listener.since, None, self.observers
         )
         conn.segments_to_send(now)  # the SYN-ACK the cookie already answered with
         stream = self._add_passive(listener, key, conn)
@@ -731,6 +732,7 @@ class TcpDemux:
             config=config or self.config,
             iss=self.isn((lip, lport), (rip, rport), now),
         )
+        conn.report_states = self.observers  # see TcpConnection.report_states
         stream = TcpStream(key, conn, None, self.touch)
         self.conns[key] = stream
         self._flows[_flow(key)] = stream
