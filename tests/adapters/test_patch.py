@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import gc
 import hashlib
 import http.server
 import os
@@ -22,6 +23,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -689,3 +691,35 @@ def test_a_one_request_connection_is_three_frames_out(
         time.sleep(0.05)  # nothing more follows
         syn, ack, psh, fin = 0x02, 0x10, 0x08, 0x01
         assert _tcp_flags_out(out, port) == [syn | ack, fin | psh | ack, ack]
+
+
+def test_a_closed_connection_is_freed_without_the_cycle_collector(
+    stack: tuple[Runtime, SocketModule],
+) -> None:
+    """Once the program closed its socket and the connection is in TIME-WAIT,
+    the bridge, stream and TCB are freed by reference counting (a program's
+    asyncio transport keeps its socket in a cycle; what hangs off the socket
+    must not wait for the collector)."""
+    rt, module = stack
+    peer = rt.add_host(make_host(2, "10.213.0.2/24"), module.driver.link.hub.port())  # type: ignore[attr-defined]
+    gc.disable()
+    try:
+        with socket.socket() as srv:
+            srv.bind((IP, 0))
+            srv.listen()
+            c = peer.create_connection((IP, srv.getsockname()[1]), timeout=5)
+            conn, _ = srv.accept()
+            sk = conn._sk  # type: ignore[attr-defined]
+            tcb = weakref.ref(sk.stream)  # the stream holds the TCB
+            bridge = weakref.ref(sk.bridge)
+            conn.sendall(b"bye")
+            conn.close()
+            assert c.recv(10) == b"bye" and c.recv(10) == b""
+            c.close()
+            deadline = time.monotonic() + 5
+            while (tcb() is not None or bridge() is not None) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert tcb() is None and bridge() is None
+            assert len(module.driver.host.tcp.time_wait) == 1  # the record answers the peer
+    finally:
+        gc.enable()
