@@ -31,6 +31,7 @@ from typing import Any
 import pytest
 
 from synack.adapters import patch
+from synack.adapters.bridge import Latch
 from synack.adapters.sockets import Runtime, SocketModule
 from synack.links.memory import MemoryHub
 from synack.stack.events import FrameTrace
@@ -723,3 +724,15 @@ def test_a_closed_connection_is_freed_without_the_cycle_collector(
             assert len(module.driver.host.tcp.time_wait) == 1  # the record answers the peer
     finally:
         gc.enable()
+
+
+def test_latch_wakes_a_blocked_waiter_and_times_out_like_an_event() -> None:
+    latch = Latch()
+    assert not latch.is_set() and latch.wait(0.01) is False
+    woken: list[bool] = []
+    waiter = threading.Thread(target=lambda: woken.append(latch.wait(5)))
+    waiter.start()
+    time.sleep(0.05)  # the waiter blocks on the Event it made
+    latch.set()
+    waiter.join(5)
+    assert woken == [True] and latch.is_set() and latch.wait(0) is True

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import errno
 from ipaddress import IPv4Address, IPv4Interface
 
@@ -364,3 +365,30 @@ def test_tcp_state_changes_are_made_only_while_observed() -> None:
         ("FIN-WAIT-2", "TIME-WAIT"),
     ]
     assert seen[0].change.trigger.value == "call" and seen[2].change.segment is not None
+
+
+def test_a_read_that_reopens_a_closed_window_sends_the_update_through_the_host() -> None:
+    """TcpStream.receive touches the connection only when the read made an ACK
+    due: a read that reopens a full window sends the window update at once."""
+    lan, a, b = two_hosts()
+    small = dataclasses.replace(b.tcp_config, receive_buffer=4000, window_scale=False)
+    listener = b.tcp_listen(7, config=small)
+    client = a.tcp_connect((B, 7), lan.now)
+    lan.run()
+    server = listener.accept()
+    assert server is not None
+    assert client.send(b"z" * 9000, lan.now) == 9000
+    lan.run(until=lan.now + 0.5)
+    got = server.conn.readable_bytes
+    assert 0 < got <= 4000  # the window is (nearly) shut: the rest waits at A
+    out: list[bytes] = []
+    b.observers.append(
+        lambda r: (
+            out.append(r.frame) if isinstance(r, ev.FrameTrace) and r.direction == "out" else None
+        )
+    )
+    assert server.receive(4000, lan.now) == b"z" * got
+    lan.run(until=lan.now + 0.5)
+    assert out and out[0][14 + 20 + 13] == 0x10  # first, a pure ACK: the window update
+    more = server.receive(9000, lan.now)  # the update let A send on
+    assert more and set(more) == {ord("z")}

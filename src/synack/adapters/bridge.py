@@ -43,6 +43,36 @@ served: set[HostDriver] = set()
 _configs: dict[tuple[int, tuple[tuple[str, Any], ...]], tuple[Any, Any]] = {}
 
 
+class Latch:
+    """``threading.Event``'s is_set/set/wait, its Event made only for a wait
+    that has to block (a blocking connect): an accepted connection is
+    connected from the start, and an Event is six objects for the collector."""
+
+    __slots__ = ("_event", "_set")
+    _making = threading.Lock()
+
+    def __init__(self) -> None:
+        self._set = False
+        self._event: threading.Event | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True  # before reading _event: a waiter making it checks after
+        if (event := self._event) is not None:
+            event.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if self._set:
+            return True
+        with Latch._making:
+            if self._event is None:
+                self._event = threading.Event()
+            event = self._event
+        return self._set or event.wait(timeout)
+
+
 class State:
     """What a synack socket knows beyond its descriptor (shared with its bridge)."""
 
@@ -63,7 +93,7 @@ class State:
         # few hundred waiting connections filled it and the next were reset.
         self.accept_lock = threading.Lock()
         self.signalled = False
-        self.connected = threading.Event()
+        self.connected = Latch()
         self.error: OSError | None = None
         self.opts: dict[tuple[int, int], int] = {}
         self.linger: tuple[int, int] = (0, 0)

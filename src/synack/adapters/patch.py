@@ -286,6 +286,11 @@ class socket(_KernelSocket):  # named as the class it stands in for
         # One byte while connections wait (see State.signalled): the
         # kernel's own blocking, timeout and non-blocking behaviour on the
         # descriptor. Taking it, the program puts it back if more wait.
+        # Non-blocking with none waiting, the byte is not there either: the
+        # kernel's answer without its system call (asyncio's accept loop
+        # asks until it is told so, once per batch of connections).
+        if not sk.accepted and self.gettimeout() == 0.0:
+            raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
         if not _KernelSocket.recv(self, 1):
             raise OSError(errno.EBADF, "Bad file descriptor")
         with sk.accept_lock:

@@ -257,6 +257,11 @@ class Tcb:
         return self._sndbuf.space
 
     @property
+    def ack_due(self) -> bool:
+        """An ACK waits for the next flush (after a receive(): its window update)."""
+        return self._ack_now
+
+    @property
     def readable_bytes(self) -> int:
         return self._rcvbuf.readable
 
