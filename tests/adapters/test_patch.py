@@ -736,3 +736,48 @@ def test_latch_wakes_a_blocked_waiter_and_times_out_like_an_event() -> None:
     latch.set()
     waiter.join(5)
     assert woken == [True] and latch.is_set() and latch.wait(0) is True
+
+
+def test_a_program_on_the_stacks_loop_gets_its_fin_on_its_reply(
+    stack: tuple[Runtime, SocketModule],
+) -> None:
+    """A program running on the stack's own loop (as aiohttp does there):
+    it writes its reply, and closes two loop iterations later, after the
+    bridge has read the reply. The reply's segment is made at the pump,
+    after the close: one segment with the data and the FIN (§3.10.4)."""
+    rt, module = stack
+    peer = rt.add_host(make_host(2, "10.213.0.2/24"), module.driver.link.hub.port())  # type: ignore[attr-defined]
+    out: list[bytes] = []
+    host = module.driver.host
+
+    def watch(r: object) -> None:
+        if isinstance(r, FrameTrace) and r.direction == "out":
+            out.append(r.frame)
+
+    rt.call(lambda: host.observers.append(watch))
+    with socket.socket() as srv:
+        srv.bind((IP, 0))
+        srv.listen()
+        port = srv.getsockname()[1]
+        c = peer.create_connection((IP, port), timeout=5)
+        conn, _ = srv.accept()
+        c.sendall(b"GET")
+        conn.settimeout(5)
+        assert conn.recv(10) == b"GET"
+        loop = rt.loop
+
+        def reply() -> None:  # on the loop thread
+            conn.send(b"reply")
+            loop.call_soon(lambda: loop.call_soon(conn.close))
+
+        rt.call(reply)
+        got = b""
+        while chunk := c.recv(100):
+            got += chunk
+        assert got == b"reply"
+        c.close()
+        deadline = time.monotonic() + 5
+        while len(_tcp_flags_out(out, port)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.05)
+        assert _tcp_flags_out(out, port) == [0x12, 0x19, 0x10]  # SYN-ACK, FIN+PSH+ACK, ACK

@@ -358,11 +358,12 @@ class Bridge:
     def _from_app(self) -> None:
         """The program wrote: send what TCP's buffer takes.
 
-        The connection is given everything this pass reads (data, then the
-        program's close) before its segments are made, once at the end: a
-        reply the program wrote and closed at once leaves as one segment
-        carrying data and FIN (RFC 9293 §3.10.4: the FIN follows the queued
-        data), not two."""
+        The connection is given what this pass reads (data, then maybe the
+        program's close) and its segments are made at the next pump, where
+        the frames go anyway: a close the program makes before then (it
+        wrote its reply and closed) puts the FIN on the reply's segment
+        (RFC 9293 §3.10.4: the FIN follows the queued data), not on a
+        segment of its own."""
         if self.done or not self.sk.connected.is_set():
             return
         s, now = self.stream, self.d.now()
@@ -371,7 +372,7 @@ class Bridge:
             self._from_app_pass(s, conn, now)
         finally:
             if not s.gone:
-                s.poll(now)
+                self.d.host.tcp_touch_later(s)
         self.d.schedule_pump()
 
     def _from_app_pass(self, s: TcpStream, conn: Any, now: float) -> None:

@@ -94,6 +94,7 @@ _KNOWN_OPTS = {
     (_std.IPPROTO_IP, _std.IP_TTL),
 }
 
+
 _active: SocketModule | None = None
 
 
@@ -484,7 +485,19 @@ class socket(_KernelSocket):  # named as the class it stands in for
         sk.unread = sk.bridge is not None and _unread(self.fileno())
         super()._real_close()  # type: ignore[misc]
         rt = sk.m.runtime
-        if not rt.closed:
+        if rt.closed:
+            return
+        if sk.bridge is not None and asyncio._get_running_loop() is rt.loop:
+            # The program runs on the stack's own loop: its close is acted on
+            # now, before the pump that sends what it wrote last (the FIN
+            # then rides on that data). Only a connection's: nothing posted
+            # earlier for it (an option) needs to come first. A failure is
+            # the loop's to report, as a post's would be, not the close's.
+            try:
+                sk.app_closed()
+            except Exception as exc:
+                rt.loop.call_exception_handler({"message": "synack close failed", "exception": exc})
+        else:
             rt.post(sk.app_closed)
 
     def _release(self, sk: State) -> bool:

@@ -184,6 +184,10 @@ class TcpDemux:
     def has_dirty(self) -> bool:
         return bool(self._dirty)
 
+    def touch_later(self, stream: TcpStream) -> None:
+        """Touch ``stream`` at the next flush (Host.tcp_touch_later)."""
+        self._dirty[stream] = None
+
     def flush(self) -> None:
         """Touch every stream fed segments since the last flush (touching one
         may feed another over loopback: until none is left)."""
