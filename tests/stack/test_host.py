@@ -392,3 +392,21 @@ def test_a_read_that_reopens_a_closed_window_sends_the_update_through_the_host()
     assert out and out[0][14 + 20 + 13] == 0x10  # first, a pure ACK: the window update
     more = server.receive(9000, lan.now)  # the update let A send on
     assert more and set(more) == {ord("z")}
+
+
+def test_touch_later_dates_the_segments_and_timers_at_its_own_now() -> None:
+    """A connection idle for a while: data given to it directly and touched
+    later is sent by the host's next drain with its timers armed from now (a
+    stale clock would arm the retransmission timer in the past)."""
+    lan, a, b = two_hosts()
+    listener = b.tcp_listen(7)
+    client = a.tcp_connect((B, 7), lan.now)
+    lan.run()
+    assert listener.accept() is not None
+    now = lan.now + 10.0  # nothing touched A's connections meanwhile
+    assert client.conn.send(b"late", now) == 4
+    a.tcp_touch_later(client, now)
+    (frame,) = a.drain_frames()
+    assert isinstance(frame, bytes) and frame.endswith(b"late")
+    deadline = client.conn.get_timer()
+    assert deadline is not None and deadline > now

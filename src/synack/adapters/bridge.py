@@ -372,7 +372,7 @@ class Bridge:
             self._from_app_pass(s, conn, now)
         finally:
             if not s.gone:
-                self.d.host.tcp_touch_later(s)
+                self.d.host.tcp_touch_later(s, now)
         self.d.schedule_pump()
 
     def _from_app_pass(self, s: TcpStream, conn: Any, now: float) -> None:

@@ -184,8 +184,12 @@ class TcpDemux:
     def has_dirty(self) -> bool:
         return bool(self._dirty)
 
-    def touch_later(self, stream: TcpStream) -> None:
-        """Touch ``stream`` at the next flush (Host.tcp_touch_later)."""
+    def touch_later(self, stream: TcpStream, now: float) -> None:
+        """Touch ``stream`` at the next flush (Host.tcp_touch_later); the flush's
+        clock is at least ``now`` (a stale one would date its segments and
+        timers in the past)."""
+        if now > self.now:
+            self.now = now
         self._dirty[stream] = None
 
     def flush(self) -> None:
