@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import gc
 import hashlib
 import http.server
 import os
@@ -22,6 +23,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,8 +31,10 @@ from typing import Any
 import pytest
 
 from synack.adapters import patch
+from synack.adapters.bridge import Latch
 from synack.adapters.sockets import Runtime, SocketModule
 from synack.links.memory import MemoryHub
+from synack.stack.events import FrameTrace
 from tests.stack.netfix import make_host
 
 IP = "10.213.0.1"
@@ -637,3 +641,151 @@ def test_out_of_descriptors_resets_the_connection_and_the_stack_runs_on(
     assert conn2.recv(3) == b"new"
     for s in (c, conn, c2, conn2, late, srv):
         s.close()
+
+
+def _tcp_flags_out(frames: list[bytes], port: int) -> list[int]:
+    """The TCP flags of each frame from ``port`` (IPv4 in Ethernet II)."""
+    flags = []
+    for f in frames:
+        if f[12:14] != b"\x08\x00" or f[23] != socket.IPPROTO_TCP:
+            continue
+        tcp = f[14 + (f[14] & 0x0F) * 4 :]
+        if int.from_bytes(tcp[:2], "big") == port:
+            flags.append(tcp[13])
+    return flags
+
+
+def test_a_one_request_connection_is_three_frames_out(
+    stack: tuple[Runtime, SocketModule],
+) -> None:
+    """A server that reads one request, writes its reply and closes sends three
+    frames: SYN-ACK; the reply with the FIN on it (RFC 9293 §3.10.4: FIN after
+    the queued data), which also carries the delayed ACK of the request
+    (§3.8.6.3) and the scaled window (no window update of its own after the
+    read); the ACK of the peer's FIN."""
+    rt, module = stack
+    peer = rt.add_host(make_host(2, "10.213.0.2/24"), module.driver.link.hub.port())  # type: ignore[attr-defined]
+    out: list[bytes] = []
+    host = module.driver.host
+
+    def watch(r: object) -> None:
+        if isinstance(r, FrameTrace) and r.direction == "out":
+            out.append(r.frame)
+
+    rt.call(lambda: host.observers.append(watch))
+    with socket.socket() as srv:
+        srv.bind((IP, 0))
+        srv.listen()
+        port = srv.getsockname()[1]
+        c = peer.create_connection((IP, port), timeout=5)
+        conn, _ = srv.accept()
+        conn.settimeout(5)
+        c.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        assert conn.recv(100) == b"GET / HTTP/1.0\r\n\r\n"
+        # The loop thread waits while the program writes and closes: it then
+        # finds both at once, as it does when the program's thread runs on.
+        gate = threading.Event()
+        rt.post(lambda: gate.wait(5))
+        conn.sendall(b"HTTP/1.0 200 OK\r\n\r\nhello")
+        conn.close()
+        gate.set()
+        got = b""
+        while chunk := c.recv(100):
+            got += chunk
+        assert got == b"HTTP/1.0 200 OK\r\n\r\nhello"
+        c.close()
+        deadline = time.monotonic() + 5
+        while len(_tcp_flags_out(out, port)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.05)  # nothing more follows
+        syn, ack, psh, fin = 0x02, 0x10, 0x08, 0x01
+        assert _tcp_flags_out(out, port) == [syn | ack, fin | psh | ack, ack]
+
+
+def test_a_closed_connection_is_freed_without_the_cycle_collector(
+    stack: tuple[Runtime, SocketModule],
+) -> None:
+    """Once the program closed its socket and the connection is in TIME-WAIT,
+    the bridge, stream and TCB are freed by reference counting (a program's
+    asyncio transport keeps its socket in a cycle; what hangs off the socket
+    must not wait for the collector)."""
+    rt, module = stack
+    peer = rt.add_host(make_host(2, "10.213.0.2/24"), module.driver.link.hub.port())  # type: ignore[attr-defined]
+    gc.disable()
+    try:
+        with socket.socket() as srv:
+            srv.bind((IP, 0))
+            srv.listen()
+            c = peer.create_connection((IP, srv.getsockname()[1]), timeout=5)
+            conn, _ = srv.accept()
+            sk = conn._sk  # type: ignore[attr-defined]
+            tcb = weakref.ref(sk.stream)  # the stream holds the TCB
+            bridge = weakref.ref(sk.bridge)
+            conn.sendall(b"bye")
+            conn.close()
+            assert c.recv(10) == b"bye" and c.recv(10) == b""
+            c.close()
+            deadline = time.monotonic() + 5
+            while (tcb() is not None or bridge() is not None) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert tcb() is None and bridge() is None
+            assert len(module.driver.host.tcp.time_wait) == 1  # the record answers the peer
+    finally:
+        gc.enable()
+
+
+def test_latch_wakes_a_blocked_waiter_and_times_out_like_an_event() -> None:
+    latch = Latch()
+    assert not latch.is_set() and latch.wait(0.01) is False
+    woken: list[bool] = []
+    waiter = threading.Thread(target=lambda: woken.append(latch.wait(5)))
+    waiter.start()
+    time.sleep(0.05)  # the waiter blocks on the Event it made
+    latch.set()
+    waiter.join(5)
+    assert woken == [True] and latch.is_set() and latch.wait(0) is True
+
+
+def test_a_program_on_the_stacks_loop_gets_its_fin_on_its_reply(
+    stack: tuple[Runtime, SocketModule],
+) -> None:
+    """A program running on the stack's own loop (as aiohttp does there):
+    it writes its reply, and closes two loop iterations later, after the
+    bridge has read the reply. The reply's segment is made at the pump,
+    after the close: one segment with the data and the FIN (§3.10.4)."""
+    rt, module = stack
+    peer = rt.add_host(make_host(2, "10.213.0.2/24"), module.driver.link.hub.port())  # type: ignore[attr-defined]
+    out: list[bytes] = []
+    host = module.driver.host
+
+    def watch(r: object) -> None:
+        if isinstance(r, FrameTrace) and r.direction == "out":
+            out.append(r.frame)
+
+    rt.call(lambda: host.observers.append(watch))
+    with socket.socket() as srv:
+        srv.bind((IP, 0))
+        srv.listen()
+        port = srv.getsockname()[1]
+        c = peer.create_connection((IP, port), timeout=5)
+        conn, _ = srv.accept()
+        c.sendall(b"GET")
+        conn.settimeout(5)
+        assert conn.recv(10) == b"GET"
+        loop = rt.loop
+
+        def reply() -> None:  # on the loop thread
+            conn.send(b"reply")
+            loop.call_soon(lambda: loop.call_soon(conn.close))
+
+        rt.call(reply)
+        got = b""
+        while chunk := c.recv(100):
+            got += chunk
+        assert got == b"reply"
+        c.close()
+        deadline = time.monotonic() + 5
+        while len(_tcp_flags_out(out, port)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.05)
+        assert _tcp_flags_out(out, port) == [0x12, 0x19, 0x10]  # SYN-ACK, FIN+PSH+ACK, ACK

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import errno
 from ipaddress import IPv4Address, IPv4Interface
 
@@ -335,3 +336,77 @@ def test_offload_is_set_through_enable_offload() -> None:
     assert h.split and h.tso
     h.enable_offload(split=True)
     assert h.split and not h.tso
+
+
+def test_tcp_state_changes_are_made_only_while_observed() -> None:
+    """A host's connections record every transition; the StateChanged events
+    (the observers' feed) are made only while someone observes, from the
+    moment an observer is added, for connections already open too."""
+    lan, a, b = two_hosts()
+    listener = b.tcp_listen(7)
+    client = a.tcp_connect((B, 7), lan.now)
+    lan.run()
+    server = listener.accept()
+    assert server is not None
+    assert [t.new.value for t in server.conn.transitions] == [
+        "LISTEN",
+        "SYN-RECEIVED",
+        "ESTABLISHED",
+    ]
+    seen: list[ev.TcpStateTrace] = []
+    b.observers.append(lambda r: seen.append(r) if isinstance(r, ev.TcpStateTrace) else None)
+    server.close(lan.now)
+    lan.run()
+    client.close(lan.now)
+    lan.run()
+    assert [(c.old, c.new) for c in seen] == [
+        ("ESTABLISHED", "FIN-WAIT-1"),
+        ("FIN-WAIT-1", "FIN-WAIT-2"),
+        ("FIN-WAIT-2", "TIME-WAIT"),
+    ]
+    assert seen[0].change.trigger.value == "call" and seen[2].change.segment is not None
+
+
+def test_a_read_that_reopens_a_closed_window_sends_the_update_through_the_host() -> None:
+    """TcpStream.receive touches the connection only when the read made an ACK
+    due: a read that reopens a full window sends the window update at once."""
+    lan, a, b = two_hosts()
+    small = dataclasses.replace(b.tcp_config, receive_buffer=4000, window_scale=False)
+    listener = b.tcp_listen(7, config=small)
+    client = a.tcp_connect((B, 7), lan.now)
+    lan.run()
+    server = listener.accept()
+    assert server is not None
+    assert client.send(b"z" * 9000, lan.now) == 9000
+    lan.run(until=lan.now + 0.5)
+    got = server.conn.readable_bytes
+    assert 0 < got <= 4000  # the window is (nearly) shut: the rest waits at A
+    out: list[bytes] = []
+    b.observers.append(
+        lambda r: (
+            out.append(r.frame) if isinstance(r, ev.FrameTrace) and r.direction == "out" else None
+        )
+    )
+    assert server.receive(4000, lan.now) == b"z" * got
+    lan.run(until=lan.now + 0.5)
+    assert out and out[0][14 + 20 + 13] == 0x10  # first, a pure ACK: the window update
+    more = server.receive(9000, lan.now)  # the update let A send on
+    assert more and set(more) == {ord("z")}
+
+
+def test_touch_later_dates_the_segments_and_timers_at_its_own_now() -> None:
+    """A connection idle for a while: data given to it directly and touched
+    later is sent by the host's next drain with its timers armed from now (a
+    stale clock would arm the retransmission timer in the past)."""
+    lan, a, b = two_hosts()
+    listener = b.tcp_listen(7)
+    client = a.tcp_connect((B, 7), lan.now)
+    lan.run()
+    assert listener.accept() is not None
+    now = lan.now + 10.0  # nothing touched A's connections meanwhile
+    assert client.conn.send(b"late", now) == 4
+    a.tcp_touch_later(client, now)
+    (frame,) = a.drain_frames()
+    assert isinstance(frame, bytes) and frame.endswith(b"late")
+    deadline = client.conn.get_timer()
+    assert deadline is not None and deadline > now

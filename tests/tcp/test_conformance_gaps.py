@@ -70,6 +70,43 @@ def test_read_still_sends_an_update_that_reopens_a_small_window() -> None:
     assert [(brief(s), s.window) for s in d.out_a()] == [((101, 8301, "A", 0), 8000)]
 
 
+def test_first_read_leaves_the_scaled_window_to_the_reply() -> None:
+    # B (the server) has 256 KiB and scales: its SYN-ACK can show only
+    # 65535 (RFC 7323 §2.2). Reading A's small request "opens" that to 256
+    # KiB, but A still holds nearly all of the first window: no pure ACK of
+    # its own; B's reply carries the ACK and the scaled window.
+    big = dataclasses.replace(PLAIN, receive_buffer=256 * 1024, window_scale=True, delayed_ack=True)
+    d = Duo(dataclasses.replace(PLAIN, window_scale=True), big)
+    _, (synack,), _ = d.open()
+    assert synack.window == 65535
+    d.a.send(b"GET / HTTP/1.0\r\n\r\n", d.now)
+    d.to_b(d.out_a())
+    assert d.b.receive() == b"GET / HTTP/1.0\r\n\r\n"
+    assert d.out_b() == []  # the ACK is delayed, and no window update
+    d.b.send(b"HTTP/1.0 200 OK\r\n\r\n", d.now)
+    (reply,) = d.out_b()
+    assert brief(reply) == (301, 119, "AP", 19)
+    d.to_a([reply])
+    assert d.a.snd_wnd == 256 * 1024  # what A now may send
+
+
+def test_first_read_still_updates_a_window_the_peer_has_mostly_used() -> None:
+    # The same, but A's data took more than half of the SYN-ACK's window:
+    # A may be held back, so the read's window update goes at once.
+    big = dataclasses.replace(
+        PLAIN, receive_buffer=256 * 1024, window_scale=True, delayed_ack=True, mss=40_000
+    )
+    d = Duo(dataclasses.replace(PLAIN, window_scale=True, mss=40_000), big)
+    _, (synack,), _ = d.open()
+    d.to_b([seg_a_to_b(101, 301, "AP", window=100, payload=b"q" * 40_000)])
+    d.out_b()  # whatever the ACK policy says about the data itself
+    assert d.b.receive() == b"q" * 40_000
+    (update,) = d.out_b()
+    assert brief(update) == (301, 40_101, "A", 0)
+    assert synack.options.wscale is not None
+    assert update.window << synack.options.wscale == 256 * 1024
+
+
 # -- RFC 2018 §4 block order ------------------------------------------------------
 
 

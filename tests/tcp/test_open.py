@@ -350,3 +350,24 @@ def test_caller_misuse_raises() -> None:
         TcpConfig(delayed_ack_timeout=0.5)  # MUST-40
     with pytest.raises(LocalProtocolError):
         TcpConnection(A_ADDR, B_ADDR, config=PLAIN, iss=1 << 32)
+
+
+def test_state_changed_events_only_while_reported() -> None:
+    # A host passes its observers' list: empty, no StateChanged is made (the
+    # transitions are recorded all the same); non-empty, they are.
+    watchers: list[object] = []
+    d = Duo()
+    d.a.report_states = watchers
+    d.a.connect(d.now)
+    d.to_b(d.out_a())
+    passive = TcpConnection.accept_syn(
+        seg_a_to_b(100, 0, "S"), B_ADDR, A_ADDR, PLAIN, 300, d.now, report_states=watchers
+    )
+    d.to_a(d.out_b())
+    assert d.a.state is State.ESTABLISHED and passive.state is State.SYN_RECEIVED
+    assert "StateChanged" not in kinds(drain(d.a)) + kinds(drain(passive))
+    assert len(d.a.transitions) == 2 and len(passive.transitions) == 2
+    watchers.append(object())
+    d.a.close(d.now)
+    (change,) = [e for e in drain(d.a) if isinstance(e, ev.StateChanged)]
+    assert (change.old, change.new) == (State.ESTABLISHED, State.FIN_WAIT_1)

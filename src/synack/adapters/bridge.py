@@ -45,6 +45,36 @@ served: set[HostDriver] = set()
 _configs: dict[tuple[int, tuple[tuple[str, Any], ...]], tuple[Any, Any]] = {}
 
 
+class Latch:
+    """``threading.Event``'s is_set/set/wait, its Event made only for a wait
+    that has to block (a blocking connect): an accepted connection is
+    connected from the start, and an Event is six objects for the collector."""
+
+    __slots__ = ("_event", "_set")
+    _making = threading.Lock()
+
+    def __init__(self) -> None:
+        self._set = False
+        self._event: threading.Event | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True  # before reading _event: a waiter making it checks after
+        if (event := self._event) is not None:
+            event.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if self._set:
+            return True
+        with Latch._making:
+            if self._event is None:
+                self._event = threading.Event()
+            event = self._event
+        return self._set or event.wait(timeout)
+
+
 class State:
     """What a synack socket knows beyond its descriptor (shared with its bridge)."""
 
@@ -65,12 +95,13 @@ class State:
         # few hundred waiting connections filled it and the next were reset.
         self.accept_lock = threading.Lock()
         self.signalled = False
-        self.connected = threading.Event()
+        self.connected = Latch()
         self.error: OSError | None = None
         self.opts: dict[tuple[int, int], int] = {}
         self.linger: tuple[int, int] = (0, 0)
         self.filled = 0
         self.refs = 1  # socket objects sharing this state (dup()s), under accept_lock
+        self.closed = False  # the program's last descriptor was closed (app_closed ran)
         # The program's last close left received bytes unread (set before that
         # close, so the bridge knows it whichever it sees first: the EOF or app_closed).
         self.unread = False
@@ -141,6 +172,7 @@ class State:
     # On the loop thread -------------------------------------------------------
     def app_closed(self) -> None:
         """The program closed its end: the bridge finishes, the port is released."""
+        self.closed = True
         if self.listener is not None:
             listening.discard(self)
             self.listener.close(self.m.driver.now())
@@ -149,8 +181,22 @@ class State:
         if self.endpoint is not None:
             self.endpoint.close()
             close_end(self)
-        if self.bridge is not None:
-            self.bridge.app_closed()
+        bridge = self.bridge
+        if bridge is not None:
+            bridge.app_closed()
+            if bridge.done:
+                self.let_go()
+
+    def let_go(self) -> None:
+        """Program and connection are both done with this socket: the bridge
+        and the stream are dropped, so that they and the connection's TCB are
+        freed as soon as the host forgets the connection rather than by the
+        cycle collector (asyncio's transports hold their socket, and so this
+        State, in a reference cycle: a few dozen objects per connection left
+        for the collector's older generations made it a tenth of a short
+        connection's cost)."""
+        self.bridge = None
+        self.stream = None
 
     def bridge_abort(self) -> None:
         if self.bridge is not None:
@@ -312,10 +358,26 @@ class Bridge:
             self.loop.remove_reader(self.fd)
 
     def _from_app(self) -> None:
-        """The program wrote: send what TCP's buffer takes."""
+        """The program wrote: send what TCP's buffer takes.
+
+        The connection is given what this pass reads (data, then maybe the
+        program's close) and its segments are made at the next pump, where
+        the frames go anyway: a close the program makes before then (it
+        wrote its reply and closed) puts the FIN on the reply's segment
+        (RFC 9293 §3.10.4: the FIN follows the queued data), not on a
+        segment of its own."""
         if self.done or not self.sk.connected.is_set():
             return
         s, now = self.stream, self.d.now()
+        conn = s.conn
+        try:
+            self._from_app_pass(s, conn, now)
+        finally:
+            if not s.gone:
+                self.d.host.tcp_touch_later(s, now)
+        self.d.schedule_pump()
+
+    def _from_app_pass(self, s: TcpStream, conn: Any, now: float) -> None:
         for _ in range(16):
             if not self.to_net:
                 if self.eof_out:
@@ -336,13 +398,13 @@ class Bridge:
                         return
                     if not s.gone:
                         if self.app_gone:
-                            s.close(now)
+                            conn.close(now)
                         else:
-                            s.shutdown_write(now)
+                            conn.shutdown_write(now)
                     break
                 self.to_net = data
             try:
-                n = s.send(self.to_net, now)
+                n = conn.send(self.to_net, now)
             except LocalProtocolError:
                 self.to_net = b""
                 break
@@ -352,11 +414,9 @@ class Bridge:
                 break
             self.to_net = b""
         else:
-            self.d.schedule_pump()
             return
         if not self.to_net and not self.eof_out:
             self._start_reading()
-        self.d.schedule_pump()
 
     def _to_app(self) -> None:
         """Data arrived: hand the pair what it takes; the rest waits in TCP."""
@@ -386,7 +446,9 @@ class Bridge:
                 self.end.shutdown(_std.SHUT_WR)
             except OSError:
                 pass
-        if s.gone and self.eof_out:
+        if self.eof_out and (s.gone or (self.eof_in and s.conn.state.value == "TIME-WAIT")):
+            # Both directions are over: in TIME-WAIT nothing more reaches
+            # the program (the host's record answers the peer for 2*MSL).
             self._finish()
 
     def _writable(self) -> None:
@@ -447,6 +509,8 @@ class Bridge:
             self.writing = False
             self.loop.remove_writer(self.fd)
         self.end.close()  # the program reads EOF (and its error, if any)
+        if self.sk.closed:
+            self.sk.let_go()
 
 
 def close_all(

@@ -106,6 +106,7 @@ _KNOWN_OPTS = {
     (_std.IPPROTO_IP, _std.IP_TTL),
 }
 
+
 _active: SocketModule | None = None
 _saved_policy: asyncio.AbstractEventLoopPolicy | None = None
 
@@ -315,6 +316,11 @@ class socket(_KernelSocket):  # named as the class it stands in for
         # One byte while connections wait (see State.signalled): the
         # kernel's own blocking, timeout and non-blocking behaviour on the
         # descriptor. Taking it, the program puts it back if more wait.
+        # Non-blocking with none waiting, the byte is not there either: the
+        # kernel's answer without its system call (asyncio's accept loop
+        # asks until it is told so, once per batch of connections).
+        if not sk.accepted and self.gettimeout() == 0.0:
+            raise BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
         if self._lends(sk):
             with sk.m.runtime.lent():
                 signal = _KernelSocket.recv(self, 1)
@@ -536,7 +542,22 @@ class socket(_KernelSocket):  # named as the class it stands in for
         sk.unread = sk.bridge is not None and _unread(self.fileno())
         super()._real_close()  # type: ignore[misc]
         rt = sk.m.runtime
-        if not rt.closed:
+        if rt.closed:
+            return
+        if sk.bridge is not None and rt.host_loop.owned_here():
+            # The program runs where the stack runs (its loop drives the
+            # host, or it runs on the stack's own loop): its close is acted on
+            # now, before the pump that sends what it wrote last (the FIN
+            # then rides on that data). Only a connection's: nothing posted
+            # earlier for it (an option) needs to come first. A failure is
+            # the loop's to report, as a post's would be, not the close's.
+            try:
+                sk.app_closed()
+            except Exception as exc:
+                rt.host_loop.call_exception_handler(
+                    {"message": "synack close failed", "exception": exc}
+                )
+        else:
             rt.post(sk.app_closed)
 
     def _release(self, sk: State) -> bool:

@@ -119,8 +119,10 @@ class TcpStream:
 
     def receive(self, max_bytes: int, now: float) -> bytes:
         data = self.conn.receive(max_bytes)
-        if data:
-            self._touch(self, now)  # may carry a window update
+        if data and self.conn.ack_due:
+            # A read changes nothing else a touch would see (no event, no
+            # timer): only a window update can be due (§3.8.6.2.2).
+            self._touch(self, now)
         return data
 
     def shutdown_write(self, now: float) -> None:

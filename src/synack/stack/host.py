@@ -519,6 +519,13 @@ class Host:
         the old one stay valid for one more period (an hour)."""
         self.tcp.fastopen.cookies.rekey(secret)
 
+    def tcp_touch_later(self, stream: TcpStream, now: float) -> None:
+        """Calls made on ``stream.conn`` directly (at ``now``) are acted on
+        (segments, events, timer) at the next ``next_event()`` or
+        ``drain_frames()``, together with whatever else is asked of it before
+        then: a close that follows data puts the FIN on the data's last segment."""
+        self.tcp.touch_later(stream, now)
+
     def tcp_close_listener(self, listener: TcpListener, now: float) -> None:
         """Stop listening; connections not yet accepted are reset (as Linux)."""
         self.tcp.close_listener(listener, now)

@@ -184,6 +184,14 @@ class TcpDemux:
     def has_dirty(self) -> bool:
         return bool(self._dirty)
 
+    def touch_later(self, stream: TcpStream, now: float) -> None:
+        """Touch ``stream`` at the next flush (Host.tcp_touch_later); the flush's
+        clock is at least ``now`` (a stale one would date its segments and
+        timers in the past)."""
+        if now > self.now:
+            self.now = now
+        self._dirty[stream] = None
+
     def flush(self) -> None:
         """Touch every stream fed segments since the last flush (touching one
         may feed another over loopback: until none is left)."""
@@ -609,6 +617,7 @@ class TcpDemux:
             now,
             listener.since,
             fo,
+            self.observers,
         )
         stream = self._add_passive(listener, key, conn)
         self.counters["tcp-passive-opens"] += 1
@@ -642,7 +651,7 @@ class TcpDemux:
         iss, syn = found
         local, remote = (key[0], key[1]), (key[2], key[3])
         conn = TcpConnection.accept_syn(
-            syn, local, remote, listener.config, iss, now, listener.since
+            syn, local, remote, listener.config, iss, now, listener.since, None, self.observers
         )
         conn.segments_to_send(now)  # the SYN-ACK the cookie already answered with
         stream = self._add_passive(listener, key, conn)
@@ -731,6 +740,7 @@ class TcpDemux:
             config=config or self.config,
             iss=self.isn((lip, lport), (rip, rport), now),
         )
+        conn.report_states = self.observers  # see TcpConnection.report_states
         stream = TcpStream(key, conn, None, self.touch)
         self.conns[key] = stream
         self._flows[_flow(key)] = stream

@@ -23,7 +23,7 @@ API (stable; the host stack builds on it)::
     conn.state, conn.send_space, conn.readable_bytes, conn.stats, conn.transitions
 
 Events (synack.tcp.events, in order): StateChanged for every transition (with the
-segment, call or timer that took it), Connected, DataAvailable (per segment that made bytes
+segment, call or timer that took it; while ``conn.report_states`` is truthy), Connected, DataAvailable (per segment that made bytes
 readable), EndOfStream (peer FIN, after the bytes before it), SendSpaceAvailable (after a send()
 was cut short), UrgentData (the peer's urgent pointer moved ahead of what was read; see
 ``urgent_pending``), DeliveryProblem (R1 reached), ConnectionReset, ConnectionRefused,
@@ -123,6 +123,7 @@ class TcpConnection(TcpReceiver):
         now: float,
         listened: float | None = None,
         fastopen: FastOpen | None = None,
+        report_states: object = True,
     ) -> TcpConnection:
         """Passive OPEN for one received SYN: CLOSED -> LISTEN (at ``listened``, when the
         listener's OPEN was made, else ``now``) -> SYN-RECEIVED.
@@ -131,12 +132,14 @@ class TcpConnection(TcpReceiver):
         nor RST (RFC 9293 §3.10.7.2 "third, check for a SYN"); other
         segments to a listener get :func:`reply_when_listening`. ``fastopen``:
         the host's verdict on the SYN's Fast Open cookie (RFC 7413 §4.2.2).
+        ``report_states``: the new connection's :attr:`report_states`.
         """
         if (int(syn.flags) & (F_SYN | F_ACK | F_RST)) != F_SYN:
             raise LocalProtocolError("accept_syn() needs a SYN without ACK or RST")
         if syn.dst_port != local[1] or syn.src_port != remote[1]:
             raise LocalProtocolError("the SYN's ports do not match local/remote")
         conn = cls(local, remote, config=config, iss=iss)
+        conn.report_states = report_states
         conn._opened = True
         conn._passive = True
         conn._set_state(State.LISTEN, Cause.PASSIVE_OPEN, now if listened is None else listened)

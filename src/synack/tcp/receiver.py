@@ -395,4 +395,5 @@ class TcpReceiver(TcpSender):
             raise AssertionError(f"no transition {old} --{cause}--> {new}")
         self._state = new
         self._transitions.append(Transition(now, old, new, cause))
-        self._events.append(ev.StateChanged.caused_by(old, new, cause, now, self._seg_ref()))
+        if self.report_states:
+            self._events.append(ev.StateChanged.caused_by(old, new, cause, now, self._seg_ref()))

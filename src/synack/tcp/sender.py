@@ -778,15 +778,17 @@ class TcpSender(Tcb):
     def _window_update_worthwhile(self) -> bool:
         """Whether a read opened the window enough for an ACK of its own.
 
-        The right edge may move by min(RCV.BUFF/2, MSS) (§3.8.6.2.2), and the
-        next ACK carries that anyway; a separate window update is sent when
-        the offered window at least doubles from no more than half the
-        buffer (reopening a closed or nearly closed window), as BSD and
-        Linux do, so that a steady reader does not double the ACK count.
-        """
+        The right edge may move by min(RCV.BUFF/2, MSS) (§3.8.6.2.2) and the next ACK
+        carries that; an update of its own reopens a (nearly) closed window, one that
+        at least doubles from no more than half the buffer (BSD, Linux), not while the
+        peer holds half our SYN's unscaled window (RFC 7323 §2.2: a larger buffer always
+        "opens" it; the reply carries it). A steady reader does not double the ACKs."""
         current = max(seq_diff(self._rcv_adv, self.rcv_nxt), 0)
         free = self._rcvbuf.free
         if free - current < min(self._rcvbuf.capacity >> 1, self._snd_mss):
+            return False
+        syn = self._syn_window
+        if current >= syn >> 1 and self._rcv_adv == (self.irs + 1 + syn) & 0xFFFFFFFF:
             return False
         if current > self._rcvbuf.capacity >> 1 or free < 2 * current:
             return False

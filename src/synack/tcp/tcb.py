@@ -133,6 +133,7 @@ class Tcb:
         "local",
         "rcv_nxt",
         "remote",
+        "report_states",
         "snd_max",
         "snd_nxt",
         "snd_una",
@@ -154,6 +155,10 @@ class Tcb:
         self._rport = remote[1]
         self._state = State.CLOSED
         self._transitions: list[Transition] = []
+        # StateChanged events are made while this is truthy: a host passes
+        # its observers' list (empty: nobody would read them, and a short
+        # connection changes state six times).
+        self.report_states: object = True
         self._events: deque[ev.Event] = deque()
         self._out: list[TcpSegment] = []  # control segments queued (RST, SYN-ACK resend ...)
         self._passive = False
@@ -250,6 +255,11 @@ class Tcb:
     @property
     def send_space(self) -> int:
         return self._sndbuf.space
+
+    @property
+    def ack_due(self) -> bool:
+        """An ACK waits for the next flush (after a receive(): its window update)."""
+        return self._ack_now
 
     @property
     def readable_bytes(self) -> int:
