@@ -25,13 +25,15 @@ from synack.stack.offload import SplitFrame
 from synack.wire import ipv4 as wip
 from synack.wire import tcp as wtcp
 from synack.wire.ipv4 import address_int
-from synack.wire.tcp import TcpSegment
+from synack.wire.tcp import TcpFlags, TcpSegment
 
 _L4_START = wip.ETH_IPV4_HEADER_LEN  # where the TCP header starts in a frame
 _CSUM = wtcp.CHECKSUM_AT
 _IP_HLEN = wip.MIN_HEADER_LEN  # our IPv4 headers carry no options
 _build_header_offload = wtcp.build_header_offload
 _build_header = wtcp.build_header
+_segment_headers = wtcp.segment_headers
+_NOT_BEFORE_LAST = ~(TcpFlags.PSH | TcpFlags.FIN)
 _PROTO_TCP = wip.PROTO_TCP
 _FLAG_DF = wip.FLAG_DF
 
@@ -45,7 +47,7 @@ class TcpOutput:
     the tests compare both).
     """
 
-    __slots__ = ("_ip", "counters", "fast", "split", "tso")
+    __slots__ = ("_ip", "counters", "fast", "gso", "large_out", "split", "tso")
 
     def __init__(self, ip: Ipv4, counters: Counter[str]) -> None:
         self._ip = ip
@@ -53,6 +55,10 @@ class TcpOutput:
         self.split = False
         self.tso = False
         self.fast = True
+        # The largest TCP payload a connection may hand over in one segment
+        # (its segments_to_send ``gso``), cut by send_large; 0: one MSS.
+        self.gso = 0
+        self.large_out = 0  # such segments handed to send_large
 
     def send(self, src: IPv4Address, dst: IPv4Address, seg: TcpSegment, now: float) -> None:
         """``seg`` from ``src`` to ``dst``; a segment with no route is counted."""
@@ -121,3 +127,64 @@ class TcpOutput:
         head = ip.eth_ip_head(cached[0], total, _FLAG_DF, _PROTO_TCP, src_int, dst_int) + tcp_header
         ip.emit(SplitFrame(head, payload, _L4_START if tso else 0, _CSUM), now)
         return True
+
+    def send_large(
+        self, src: IPv4Address, dst: IPv4Address, seg: TcpSegment, mss: int, now: float
+    ) -> None:
+        """A segment of more than ``mss`` payload octets (``gso``): whole to a
+        link that segments TCP itself (TSO), else cut here into the
+        MSS-sized segments the connection would have sent one by one
+        (software segmentation, Linux's GSO), the same octets on the link."""
+        ip = self._ip
+        self.large_out += 1
+        dst_int = address_int(dst)
+        cached = ip.dest_cache.get(dst_int) if ip.dest_cache and not ip.pmtu else None
+        if cached is not None and cached[1] > now:
+            if self.tso:
+                if self._send_split(src, dst, seg, now):
+                    return
+            elif self.split or self.fast:
+                src_int = address_int(src)
+                pieces = _segment_headers(seg, src_int, dst_int, mss)
+                if _IP_HLEN + len(pieces[0][0]) + mss <= ip.mtu:
+                    self._send_pieces(cached[0], src_int, dst_int, pieces, now)
+                    return
+        # Anything else (unresolved, loopback, a learnt path MTU): each piece
+        # as a segment of its own through send().
+        payload = seg.payload
+        mid_flags = seg.flags & _NOT_BEFORE_LAST
+        size = len(payload)
+        for start in range(0, size, mss):
+            last = start + mss >= size
+            self.send(
+                src,
+                dst,
+                TcpSegment(
+                    seg.src_port,
+                    seg.dst_port,
+                    (seg.seq + start) & 0xFFFFFFFF,
+                    seg.ack,
+                    seg.flags if last else mid_flags,
+                    seg.window,
+                    payload[start : start + mss],
+                    seg.options,
+                    seg.urgent,
+                ),
+                now,
+            )
+
+    def _send_pieces(
+        self, mac: bytes, src: int, dst: int, pieces: list[tuple[bytes, bytes]], now: float
+    ) -> None:
+        """Frames for ``pieces`` (TCP header, payload) to the neighbour at ``mac``:
+        split ones on a link that takes them, else joined once each."""
+        ip = self._ip
+        head_of, emit, split = ip.eth_ip_head, ip.emit, self.split
+        self.counters["tcp-out"] += len(pieces)
+        for header, payload in pieces:
+            total = _IP_HLEN + len(header) + len(payload)
+            head = head_of(mac, total, _FLAG_DF, _PROTO_TCP, src, dst)
+            if split:
+                emit(SplitFrame(head + header, payload, 0, _CSUM), now)
+            else:
+                emit(b"".join((head, header, payload)), now)
