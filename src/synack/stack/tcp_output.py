@@ -96,7 +96,9 @@ class TcpOutput:
         except NoRouteError:
             self.counters["tcp-no-route"] += 1
 
-    def _send_split(self, src: IPv4Address, dst: IPv4Address, seg: TcpSegment, now: float) -> bool:
+    def _send_split(
+        self, src: IPv4Address, dst: IPv4Address, seg: TcpSegment, now: float, mss: int = 0
+    ) -> bool:
         """The fast path to a resolved neighbour over a link that takes split
         frames (``split``): Ethernet, IPv4 and TCP headers built as one
         string, the payload left as it is (never copied). With a
@@ -104,7 +106,8 @@ class TcpOutput:
         the TCP checksum field holds the pseudo-header sum for the link to
         complete, as a NIC with TX checksum offload does. False when the slow
         path must do it (unresolved next hop, a learnt path MTU, loopback, a
-        segment to fragment)."""
+        segment to fragment). ``mss``: how a super-segment is to be cut
+        (0: as the link's MTU allows)."""
         ip = self._ip
         dst_int = address_int(dst)
         cached = ip.dest_cache.get(dst_int)
@@ -125,7 +128,7 @@ class TcpOutput:
             self.counters["tcp-tso-out"] += 1
         self.counters["tcp-out"] += 1
         head = ip.eth_ip_head(cached[0], total, _FLAG_DF, _PROTO_TCP, src_int, dst_int) + tcp_header
-        ip.emit(SplitFrame(head, payload, _L4_START if tso else 0, _CSUM), now)
+        ip.emit(SplitFrame(head, payload, _L4_START if tso else 0, _CSUM, mss), now)
         return True
 
     def send_large(
@@ -141,7 +144,7 @@ class TcpOutput:
         cached = ip.dest_cache.get(dst_int) if ip.dest_cache and not ip.pmtu else None
         if cached is not None and cached[1] > now:
             if self.tso:
-                if self._send_split(src, dst, seg, now):
+                if self._send_split(src, dst, seg, now, mss):
                     return
             elif self.split or self.fast:
                 src_int = address_int(src)
