@@ -100,9 +100,9 @@ def test_split_frames_carry_the_same_octets() -> None:
     assert [f.frame for f in split[0]] == [f.frame for f in slow[0]]
 
 
-@pytest.mark.parametrize("split", [True, False])
+@pytest.mark.parametrize("how", ["split", "joined", "pieces"])
 @pytest.mark.parametrize("lossy", [False, True])
-def test_segmentation_below_tcp_puts_the_same_frames_on_the_link(split: bool, lossy: bool) -> None:
+def test_segmentation_below_tcp_puts_the_same_frames_on_the_link(how: str, lossy: bool) -> None:
     # TCP hands over up to 64,000 octets as one segment and the output cuts
     # it (software GSO): every frame, its timing and every counter as when
     # TCP sends MSS-sized segments, including under loss, duplication,
@@ -112,7 +112,9 @@ def test_segmentation_below_tcp_puts_the_same_frames_on_the_link(split: bool, lo
         if lossy
         else LinkParams(delay=50e-6)
     )
-    cut = _run_exchange(True, params, split=split, gso=True)
+    # split: headers and payload apart (a TAP); joined: whole frames; pieces:
+    # no framing fast path, each piece a segment of its own through send().
+    cut = _run_exchange(how != "pieces", params, split=how == "split", gso=True)
     whole = _run_exchange(False, params, gso=False)
     assert cut[2] == random.Random(1).randbytes(60_000)
     assert cut[3] == random.Random(2).randbytes(60_000)

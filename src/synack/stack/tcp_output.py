@@ -11,19 +11,28 @@ headers packed at once with the payload joined once (what
 fragment and loop back. Each way puts the same octets on the link (the
 tests compare them).
 
-Layer: stack. Imports synack.wire and lower stack modules (config, ipv4, offload).
+A segment larger than the connection's MSS (``gso``: TCP handed over a run
+of full-sized segments as one, see ``TcpSender.segments_to_send``) goes to
+:meth:`TcpOutput.send_large`: whole to a link that segments TCP itself
+(TSO), else cut here into the MSS-sized frames TCP would have sent, one
+pack of all headers per frame (software segmentation, as Linux's GSO).
+
+Layer: stack. Imports synack.errors, synack.wire and lower stack modules (config, ipv4, offload).
 """
 
 from __future__ import annotations
 
+import struct
 from collections import Counter
 from ipaddress import IPv4Address
 
+from synack.errors import LocalProtocolError
 from synack.stack.config import NoRouteError
 from synack.stack.ipv4 import Ipv4
 from synack.stack.offload import SplitFrame
 from synack.wire import ipv4 as wip
 from synack.wire import tcp as wtcp
+from synack.wire.checksum import le_residue
 from synack.wire.ipv4 import address_int
 from synack.wire.tcp import TcpFlags, TcpSegment
 
@@ -32,8 +41,15 @@ _CSUM = wtcp.CHECKSUM_AT
 _IP_HLEN = wip.MIN_HEADER_LEN  # our IPv4 headers carry no options
 _build_header_offload = wtcp.build_header_offload
 _build_header = wtcp.build_header
-_segment_headers = wtcp.segment_headers
+_build_options_sum = wtcp.build_options_sum
+_le_residue = le_residue
 _NOT_BEFORE_LAST = ~(TcpFlags.PSH | TcpFlags.FIN)
+_NOT_BEFORE_LAST_INT = ~(int(TcpFlags.PSH) | int(TcpFlags.FIN))
+_VERSION_IHL = wip.VERSION_IHL
+_VERSION_WORD = wip.VERSION_IHL << 8  # an IPv4 header's first word (TOS 0)
+# Ethernet, IPv4 (no options) and TCP headers in one pack; the options follow.
+_FRAME_HEAD = "!14sBBHHHHHIIHHIIBBHHH"
+_FRAME_HEADS: dict[int, struct.Struct] = {}
 _PROTO_TCP = wip.PROTO_TCP
 _FLAG_DF = wip.FLAG_DF
 
@@ -146,12 +162,10 @@ class TcpOutput:
             if self.tso:
                 if self._send_split(src, dst, seg, now, mss):
                     return
-            elif self.split or self.fast:
-                src_int = address_int(src)
-                pieces = _segment_headers(seg, src_int, dst_int, mss)
-                if _IP_HLEN + len(pieces[0][0]) + mss <= ip.mtu:
-                    self._send_pieces(cached[0], src_int, dst_int, pieces, now)
-                    return
+            elif (self.split or self.fast) and self._cut(
+                cached[0], address_int(src), dst_int, seg, mss, now
+            ):
+                return
         # Anything else (unresolved, loopback, a learnt path MTU): each piece
         # as a segment of its own through send().
         payload = seg.payload
@@ -176,18 +190,60 @@ class TcpOutput:
                 now,
             )
 
-    def _send_pieces(
-        self, mac: bytes, src: int, dst: int, pieces: list[tuple[bytes, bytes]], now: float
-    ) -> None:
-        """Frames for ``pieces`` (TCP header, payload) to the neighbour at ``mac``:
-        split ones on a link that takes them, else joined once each."""
+    def _cut(self, mac: bytes, src: int, dst: int, seg: TcpSegment, mss: int, now: float) -> bool:
+        """Software segmentation to the neighbour at ``mac``: ``seg`` as
+        frames of ``mss`` payload octets, each the frame :meth:`send` builds
+        for that piece (PSH and FIN on the last only; identifications in
+        turn). Per piece one pack of all three headers: the options are
+        built once, and both checksums are the fixed fields' sums plus the
+        piece's own words (length, identification; sequence number, flags
+        and payload), RFC 1071's sums being additive. False when a piece
+        would not fit the MTU (then each goes through send())."""
         ip = self._ip
-        head_of, emit, split = ip.eth_ip_head, ip.emit, self.split
-        self.counters["tcp-out"] += len(pieces)
-        for header, payload in pieces:
-            total = _IP_HLEN + len(header) + len(payload)
-            head = head_of(mac, total, _FLAG_DF, _PROTO_TCP, src, dst)
-            if split:
-                emit(SplitFrame(head + header, payload, 0, _CSUM), now)
-            else:
-                emit(b"".join((head, header, payload)), now)
+        opts, opts_sum = _build_options_sum(seg.options)
+        hlen = wtcp.MIN_HEADER_LEN + len(opts)
+        if _IP_HLEN + hlen + mss > ip.mtu:
+            return False
+        eth, ttl_word = ip.eth_ip_template(mac)
+        ttl_proto = ttl_word | _PROTO_TCP
+        packer = _FRAME_HEADS.get(len(opts))
+        if packer is None:
+            packer = _FRAME_HEADS[len(opts)] = struct.Struct(f"{_FRAME_HEAD}{len(opts)}s")
+        pack = packer.pack
+        payload = seg.payload
+        size = len(payload)
+        sport, dport, seq, ack = seg.src_port, seg.dst_port, seg.seq, seg.ack
+        flags, window, urgent = int(seg.flags), seg.window, seg.urgent
+        mid_flags = flags & _NOT_BEFORE_LAST_INT
+        offset = hlen << 2
+        l3_total = _IP_HLEN + hlen  # plus the piece
+        # The pseudo-header (RFC 9293 §3.1) and the TCP fields all pieces share.
+        tcp_sum = src + dst + _PROTO_TCP + hlen + sport + dport + ack + (hlen << 10)
+        tcp_sum += window + urgent + opts_sum
+        ip_sum = _VERSION_WORD + l3_total + _FLAG_DF + ttl_proto + src + dst
+        ident = ip.ident
+        split = self.split
+        emit = ip.emit
+        self.counters["tcp-out"] += (size + mss - 1) // mss
+        try:
+            for start in range(0, size, mss):
+                piece = payload[start : start + mss]
+                n = len(piece)
+                f = flags if start + mss >= size else mid_flags
+                s = (seq + start) & 0xFFFFFFFF
+                ident = (ident + 1) & 0xFFFF
+                # finish(): a sum that is never zero, folded and complemented.
+                tcsum = 0xFFFF - (
+                    (tcp_sum + n + s + f + _le_residue(piece) * 256) % 0xFFFF or 0xFFFF
+                )
+                icsum = 0xFFFF - ((ip_sum + n + ident) % 0xFFFF or 0xFFFF)
+                head = pack(
+                    eth, _VERSION_IHL, 0, l3_total + n, ident, _FLAG_DF, ttl_proto, icsum,
+                    src, dst, sport, dport, s, ack, offset, f, window, tcsum, urgent, opts,
+                )  # fmt: skip
+                emit(SplitFrame(head, piece, 0, _CSUM) if split else head + piece, now)
+        except (struct.error, TypeError) as exc:
+            raise LocalProtocolError(f"tcp: cannot build {seg!r}: {exc}") from None
+        finally:
+            ip.ident = ident
+        return True

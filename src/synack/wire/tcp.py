@@ -367,43 +367,10 @@ def build_header(segment: TcpSegment, src: int, dst: int) -> bytes:
     return header + opts if opts else header
 
 
-_NOT_BEFORE_LAST = ~(int(TcpFlags.PSH) | int(TcpFlags.FIN))
-
-
-def segment_headers(segment: TcpSegment, src: int, dst: int, mss: int) -> list[tuple[bytes, bytes]]:
-    """``segment`` cut into segments of ``mss`` payload octets (the last may
-    be shorter), as (header with its checksum, payload) pairs, for
-    addresses given as ints: software segmentation, what a NIC's TSO does.
-    Each piece is the segment :func:`build_header` would give for it
-    (PSH and FIN only on the last, the other fields copied); the options
-    are built once and each header checksum is the fixed fields' sum plus
-    the piece's own (sequence number, flags, length, payload)."""
-    opts, opts_sum = _options(segment.options)
-    hlen = MIN_HEADER_LEN + len(opts)
-    payload = segment.payload
-    size = len(payload)
-    if mss <= 0 or hlen + min(size, mss) > 0xFFFF:
-        raise LocalProtocolError(f"tcp: cannot cut {segment!r} into {mss}-octet pieces")
-    sport, dport, seq, ack = segment.src_port, segment.dst_port, segment.seq, segment.ack
-    flags, window, urgent = int(segment.flags), segment.window, segment.urgent
-    mid_flags = flags & _NOT_BEFORE_LAST
-    offset = hlen << 2
-    base = src + dst + PROTO_TCP + hlen + sport + dport + ack + (hlen << 10) + window + urgent
-    base += opts_sum
-    pack = _HDR.pack
-    out: list[tuple[bytes, bytes]] = []
-    append = out.append
-    try:
-        for start in range(0, size, mss):
-            piece = payload[start : start + mss]
-            f = flags if start + mss >= size else mid_flags
-            s = (seq + start) & 0xFFFFFFFF
-            csum = finish(base + len(piece) + s + f + le_residue(piece) * 256)
-            header = pack(sport, dport, s, ack, offset, f, window, csum, urgent)
-            append((header + opts if opts else header, piece))
-    except (struct.error, TypeError) as exc:
-        raise LocalProtocolError(f"tcp: cannot build {segment!r}: {exc}") from None
-    return out
+def build_options_sum(options: TcpOptions) -> tuple[bytes, int]:
+    """:func:`build_options` and the sum of the options' 16-bit words
+    (modulo 0xFFFF), for a caller that sums a header's checksum itself."""
+    return _options(options)
 
 
 def build_header_offload(segment: TcpSegment, src: IPv4Address, dst: IPv4Address) -> bytes:
