@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import random
 import sys
 from collections.abc import Awaitable, Callable
@@ -102,6 +103,54 @@ def test_kernel_client_1mib_echo_with_offloads() -> None:
         assert net.tap.frames_out < (1 << 20) // 1448
 
     run(main, offload=True)
+
+
+KERNEL_DOWNLOAD = """
+import hashlib, socket, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=20)
+got = bytearray()
+while chunk := s.recv(1 << 20):
+    got += chunk
+print(len(got), hashlib.sha256(got).hexdigest())
+"""
+
+
+@pytest.mark.parametrize("offload", [False, True], ids=["software-cut", "tso"])
+@pytest.mark.parametrize("advmss", [None, 1000], ids=["mss-1460", "mss-1000"])
+def test_kernel_client_downloads_what_synack_sends_as_super_segments(
+    offload: bool, advmss: int | None
+) -> None:
+    """synack's TCP hands over up to 64,000 octets as one segment: cut into
+    MSS-sized frames in software on a plain TAP (the kernel checks every
+    checksum), or given whole to the kernel (TSO) with offloads; the cut
+    follows the MSS the kernel announced (a route's advmss)."""
+    size = 4 << 20
+    payload = random.Random(4).randbytes(size)
+
+    async def send_all(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(payload)
+        await writer.drain()
+        writer.close()
+
+    async def main(net: NsNet, d: HostDriver) -> None:
+        if advmss is not None:
+            subnet = str(IPv4Interface(net.synack_cidr).network)
+            dev = net.tap.name
+            ok = net.run("ip", "route", "change", subnet, "dev", dev, "advmss", str(advmss))
+            assert ok.returncode == 0, ok.stderr
+        await d.start_server(send_all, "0.0.0.0", 9)
+        out = await net.py(KERNEL_DOWNLOAD, net.synack_ip, "9")
+        assert out.split() == [str(size), hashlib.sha256(payload).hexdigest()]
+        large = d.host.tcp.output.large_out
+        assert large > 10  # most of the data left TCP as super-segments
+        mss = 1448 if advmss is None else advmss - 12  # less the timestamp option
+        if offload:
+            assert net.tap.frames_out < size // mss // 4
+        else:
+            # One frame per MSS-sized piece: as many as the cut gives, no more.
+            assert size // mss <= net.tap.frames_out < size // mss * 1.1
+
+    run(main, offload=offload)
 
 
 KERNEL_REFUSED = """

@@ -9,6 +9,7 @@ import random
 from collections import Counter
 from ipaddress import IPv4Address
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -34,9 +35,10 @@ def _set_fast(host: Host, on: bool) -> None:
 
 
 def _run_exchange(
-    fast: bool, params: LinkParams, *, split: bool = False
-) -> tuple[list[ev.FrameTrace], list[Counter[str]], bytes, bytes]:
-    """A connection over a shaped LAN: 60 kB each way, both sides close."""
+    fast: bool, params: LinkParams, *, split: bool = False, gso: bool | None = None
+) -> tuple[list[ev.FrameTrace], list[Counter[str]], bytes, bytes, int]:
+    """A connection over a shaped LAN: 60 kB each way, both sides close; the
+    last item: how many segments TCP handed over larger than an MSS."""
     lan = Lan(seed=5, params=params)
     sw, _ = lan.switch()
     a = make_host(1, "10.213.0.1/24")
@@ -44,7 +46,7 @@ def _run_exchange(
     frames: list[ev.FrameTrace] = []
     for h in (a, b):
         _set_fast(h, fast)
-        h.enable_offload(split=split)
+        h.enable_offload(split=split, gso=gso)
         h.observers.append(lambda r: frames.append(r) if isinstance(r, ev.FrameTrace) else None)
         lan.attach_host(h, sw)
     a.start(0.0)
@@ -72,7 +74,8 @@ def _run_exchange(
     server.close(lan.now)
     lan.run(until=lan.now + 130)  # past TIME-WAIT
     assert client.conn.state is State.CLOSED and server.conn.state is State.CLOSED
-    return frames, [Counter(a.counters), Counter(b.counters)], bytes(got_up), bytes(got_down)
+    large = a.tcp.output.large_out + b.tcp.output.large_out
+    return frames, [Counter(a.counters), Counter(b.counters)], bytes(got_up), bytes(got_down), large
 
 
 def test_fast_and_slow_paths_agree_over_a_clean_lan() -> None:
@@ -95,6 +98,31 @@ def test_split_frames_carry_the_same_octets() -> None:
     slow = _run_exchange(False, LinkParams(delay=50e-6))
     assert split[1] == slow[1]
     assert [f.frame for f in split[0]] == [f.frame for f in slow[0]]
+
+
+@pytest.mark.parametrize("how", ["split", "joined", "pieces"])
+@pytest.mark.parametrize("lossy", [False, True])
+def test_segmentation_below_tcp_puts_the_same_frames_on_the_link(how: str, lossy: bool) -> None:
+    # TCP hands over up to 64,000 octets as one segment and the output cuts
+    # it (software GSO): every frame, its timing and every counter as when
+    # TCP sends MSS-sized segments, including under loss, duplication,
+    # reordering and corruption (RACK/SACK resend the lost pieces alone).
+    params = (
+        LinkParams(delay=1e-3, loss=0.02, duplicate=0.02, reorder=0.05, corrupt=0.05)
+        if lossy
+        else LinkParams(delay=50e-6)
+    )
+    # split: headers and payload apart (a TAP); joined: whole frames; pieces:
+    # no framing fast path, each piece a segment of its own through send().
+    cut = _run_exchange(how != "pieces", params, split=how == "split", gso=True)
+    whole = _run_exchange(False, params, gso=False)
+    assert cut[2] == random.Random(1).randbytes(60_000)
+    assert cut[3] == random.Random(2).randbytes(60_000)
+    assert cut[4] > 3 and whole[4] == 0  # super-segments were made and cut
+    assert cut[1] == whole[1]
+    assert [(f.host, f.ts, f.direction, f.frame) for f in cut[0]] == [
+        (f.host, f.ts, f.direction, f.frame) for f in whole[0]
+    ]
 
 
 def test_fast_and_slow_paths_agree_over_a_hostile_lan() -> None:

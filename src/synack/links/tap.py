@@ -179,14 +179,17 @@ class TapDevice:
             return self._send(_gso_frame(frame, self.mtu))
         return self._send((_NO_VNET, frame))
 
-    def write_split(self, head: bytes, payload: bytes, csum_start: int, csum_offset: int) -> bool:
+    def write_split(
+        self, head: bytes, payload: bytes, csum_start: int, csum_offset: int, mss: int = 0
+    ) -> bool:
         """Send the frame ``head + payload`` (one gather write, nothing joined).
         ``csum_start`` 0: the frame is complete. Otherwise its TCP/UDP
         checksum field (at ``csum_start + csum_offset``) holds only the
         pseudo-header sum and the kernel adds the sum from ``csum_start`` to
         the end (VIRTIO_NET_HDR_F_NEEDS_CSUM), as a NIC with checksum offload
         would; that and an over-MTU IPv4/TCP frame (sent as a TSO
-        super-segment) need ``offload=True``. False (counted) if refused."""
+        super-segment, cut into ``mss``-octet payloads, or as the MTU allows
+        when 0) need ``offload=True``. False (counted) if refused."""
         size = len(head) + len(payload)
         if not csum_start:
             parts: tuple[bytes, ...] = (
@@ -196,7 +199,9 @@ class TapDevice:
             raise ValueError("a partial checksum needs a device opened with offload=True")
         elif size > self.mtu + ETH_HEADER and csum_offset == tcp.CHECKSUM_AT:
             thl = (head[csum_start + tcp.DATA_OFFSET_AT] >> 4) * 4
-            parts = (virtio.tso_tcpv4(csum_start, thl, self.mtu), head, payload)
+            # virtio's gso_size is the payload per segment: the MTU that gives it.
+            mtu = csum_start - ETH_HEADER + thl + mss if mss else self.mtu
+            parts = (virtio.tso_tcpv4(csum_start, thl, min(mtu, self.mtu)), head, payload)
         else:
             parts = (virtio.needs_csum(csum_start, csum_offset), head, payload)
         return self._send(parts)
@@ -310,7 +315,9 @@ class TapLink:
         self.device.write(frame)
 
     def send_split(self, frame: SplitFrame) -> None:
-        self.device.write_split(frame.head, frame.payload, frame.csum_start, frame.csum_offset)
+        self.device.write_split(
+            frame.head, frame.payload, frame.csum_start, frame.csum_offset, frame.mss
+        )
 
     def close(self) -> None:
         if self._loop is not None and self.device.fd >= 0:

@@ -228,7 +228,7 @@ class Host:
         """The link takes :class:`SplitFrame` (see :meth:`enable_offload`)."""
         return self.tcp.split
 
-    def enable_offload(self, *, split: bool, tso: bool = False) -> None:
+    def enable_offload(self, *, split: bool, tso: bool = False, gso: bool | None = None) -> None:
         """Tell the host what its link can do, as a NIC driver tells Linux.
 
         ``split``: the link takes :class:`SplitFrame` (headers and payload
@@ -237,11 +237,15 @@ class Host:
         and completes TCP/UDP checksums (a TAP device with offloads), so
         consecutive segments of one flush go out as one and their checksum
         fields hold only the pseudo-header sum.
+        ``gso`` (default: as ``split``): TCP sends up to 64,000 octets of new
+        data as one segment, cut into MSS-sized frames below it (by the link
+        with ``tso``, else in software: the same frames as without it).
         """
         if tso and not split:
             raise ValueError("tso needs split frames")
         self.tcp.split = split
         self.tcp.tso = self.udp.tso = tso
+        self.tcp.output.gso = TSO_MAX_PAYLOAD if (split if gso is None else gso) else 0
 
     def path_mtu(self, dst: IPv4Address) -> int:
         """The MTU towards ``dst``: learnt from ICMP (RFC 1191), else the link's."""

@@ -230,6 +230,14 @@ class Ipv4:
             dst,
         )
 
+    def eth_ip_template(self, mac: bytes) -> tuple[bytes, int]:
+        """What :meth:`eth_ip_head` packs that stays the same from packet to
+        packet to the neighbour at ``mac``: the Ethernet header and the
+        TTL word (TTL << 8, the protocol to be added), for a sender that
+        packs a run of headers itself (software TCP segmentation), taking
+        identifications from ``ident`` as eth_ip_head does."""
+        return mac + self._eth_ipv4_tail, self._ttl_word
+
     def send(
         self,
         dst: IPv4Address,

@@ -25,15 +25,20 @@ class SplitFrame:
     complete. Otherwise its transport checksum is partial: the field at
     ``csum_start + csum_offset`` holds the pseudo-header sum, and the link
     must have the sum from ``csum_start`` to the end added in (virtio's
-    NEEDS_CSUM; only with ``Host.enable_offload(tso=True)``)."""
+    NEEDS_CSUM; only with ``Host.enable_offload(tso=True)``). ``mss``: for
+    a TCP super-segment, the payload of each segment the link cuts it into
+    (the connection's MSS; 0: what the link's MTU leaves)."""
 
-    __slots__ = ("csum_offset", "csum_start", "head", "payload")
+    __slots__ = ("csum_offset", "csum_start", "head", "mss", "payload")
 
-    def __init__(self, head: bytes, payload: bytes, csum_start: int, csum_offset: int) -> None:
+    def __init__(
+        self, head: bytes, payload: bytes, csum_start: int, csum_offset: int, mss: int = 0
+    ) -> None:
         self.head = head
         self.payload = payload
         self.csum_start = csum_start
         self.csum_offset = csum_offset
+        self.mss = mss
 
     def __bytes__(self) -> bytes:
         return self.head + self.payload

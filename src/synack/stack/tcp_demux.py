@@ -231,13 +231,23 @@ class TcpDemux:
                 self.fastopen.over(stream, now)
             stream.pending.append(event)
             notify = True
-        segments = conn.segments_to_send(now)
+        gso = self.output.gso
+        segments = conn.segments_to_send(now, gso=gso)
         if self.output.tso and len(segments) > 1:
             segments = coalesce(segments)
         if segments:
             src, dst, output = conn.local[0], conn.remote[0], self._output
-            for seg in segments:
-                output(src, dst, seg, now)
+            if gso:
+                # Super-segments (segments_to_send's gso) are cut below TCP.
+                mss = conn.effective_mss
+                for seg in segments:
+                    if len(seg.payload) > mss:
+                        self.output.send_large(src, dst, seg, mss, now)
+                    else:
+                        output(src, dst, seg, now)
+            else:
+                for seg in segments:
+                    output(src, dst, seg, now)
         if notify and stream.owner is not None:
             self._events.append(TcpActivity(stream))
         if conn.state is State.TIME_WAIT:

@@ -11,27 +11,45 @@ headers packed at once with the payload joined once (what
 fragment and loop back. Each way puts the same octets on the link (the
 tests compare them).
 
-Layer: stack. Imports synack.wire and lower stack modules (config, ipv4, offload).
+A segment larger than the connection's MSS (``gso``: TCP handed over a run
+of full-sized segments as one, see ``TcpSender.segments_to_send``) goes to
+:meth:`TcpOutput.send_large`: whole to a link that segments TCP itself
+(TSO), else cut here into the MSS-sized frames TCP would have sent, one
+pack of all headers per frame (software segmentation, as Linux's GSO).
+
+Layer: stack. Imports synack.errors, synack.wire and lower stack modules (config, ipv4, offload).
 """
 
 from __future__ import annotations
 
+import struct
 from collections import Counter
 from ipaddress import IPv4Address
 
+from synack.errors import LocalProtocolError
 from synack.stack.config import NoRouteError
 from synack.stack.ipv4 import Ipv4
 from synack.stack.offload import SplitFrame
 from synack.wire import ipv4 as wip
 from synack.wire import tcp as wtcp
+from synack.wire.checksum import le_residue
 from synack.wire.ipv4 import address_int
-from synack.wire.tcp import TcpSegment
+from synack.wire.tcp import TcpFlags, TcpSegment
 
 _L4_START = wip.ETH_IPV4_HEADER_LEN  # where the TCP header starts in a frame
 _CSUM = wtcp.CHECKSUM_AT
 _IP_HLEN = wip.MIN_HEADER_LEN  # our IPv4 headers carry no options
 _build_header_offload = wtcp.build_header_offload
 _build_header = wtcp.build_header
+_build_options_sum = wtcp.build_options_sum
+_le_residue = le_residue
+_NOT_BEFORE_LAST = ~(TcpFlags.PSH | TcpFlags.FIN)
+_NOT_BEFORE_LAST_INT = ~(int(TcpFlags.PSH) | int(TcpFlags.FIN))
+_VERSION_IHL = wip.VERSION_IHL
+_VERSION_WORD = wip.VERSION_IHL << 8  # an IPv4 header's first word (TOS 0)
+# Ethernet, IPv4 (no options) and TCP headers in one pack; the options follow.
+_FRAME_HEAD = "!14sBBHHHHHIIHHIIBBHHH"
+_FRAME_HEADS: dict[int, struct.Struct] = {}
 _PROTO_TCP = wip.PROTO_TCP
 _FLAG_DF = wip.FLAG_DF
 
@@ -45,7 +63,7 @@ class TcpOutput:
     the tests compare both).
     """
 
-    __slots__ = ("_ip", "counters", "fast", "split", "tso")
+    __slots__ = ("_ip", "counters", "fast", "gso", "large_out", "split", "tso")
 
     def __init__(self, ip: Ipv4, counters: Counter[str]) -> None:
         self._ip = ip
@@ -53,6 +71,10 @@ class TcpOutput:
         self.split = False
         self.tso = False
         self.fast = True
+        # The largest TCP payload a connection may hand over in one segment
+        # (its segments_to_send ``gso``), cut by send_large; 0: one MSS.
+        self.gso = 0
+        self.large_out = 0  # such segments handed to send_large
 
     def send(self, src: IPv4Address, dst: IPv4Address, seg: TcpSegment, now: float) -> None:
         """``seg`` from ``src`` to ``dst``; a segment with no route is counted."""
@@ -90,7 +112,9 @@ class TcpOutput:
         except NoRouteError:
             self.counters["tcp-no-route"] += 1
 
-    def _send_split(self, src: IPv4Address, dst: IPv4Address, seg: TcpSegment, now: float) -> bool:
+    def _send_split(
+        self, src: IPv4Address, dst: IPv4Address, seg: TcpSegment, now: float, mss: int = 0
+    ) -> bool:
         """The fast path to a resolved neighbour over a link that takes split
         frames (``split``): Ethernet, IPv4 and TCP headers built as one
         string, the payload left as it is (never copied). With a
@@ -98,7 +122,8 @@ class TcpOutput:
         the TCP checksum field holds the pseudo-header sum for the link to
         complete, as a NIC with TX checksum offload does. False when the slow
         path must do it (unresolved next hop, a learnt path MTU, loopback, a
-        segment to fragment)."""
+        segment to fragment). ``mss``: how a super-segment is to be cut
+        (0: as the link's MTU allows)."""
         ip = self._ip
         dst_int = address_int(dst)
         cached = ip.dest_cache.get(dst_int)
@@ -119,5 +144,106 @@ class TcpOutput:
             self.counters["tcp-tso-out"] += 1
         self.counters["tcp-out"] += 1
         head = ip.eth_ip_head(cached[0], total, _FLAG_DF, _PROTO_TCP, src_int, dst_int) + tcp_header
-        ip.emit(SplitFrame(head, payload, _L4_START if tso else 0, _CSUM), now)
+        ip.emit(SplitFrame(head, payload, _L4_START if tso else 0, _CSUM, mss), now)
+        return True
+
+    def send_large(
+        self, src: IPv4Address, dst: IPv4Address, seg: TcpSegment, mss: int, now: float
+    ) -> None:
+        """A segment of more than ``mss`` payload octets (``gso``): whole to a
+        link that segments TCP itself (TSO), else cut here into the
+        MSS-sized segments the connection would have sent one by one
+        (software segmentation, Linux's GSO), the same octets on the link."""
+        ip = self._ip
+        self.large_out += 1
+        dst_int = address_int(dst)
+        cached = ip.dest_cache.get(dst_int) if ip.dest_cache and not ip.pmtu else None
+        if cached is not None and cached[1] > now:
+            if self.tso:
+                if self._send_split(src, dst, seg, now, mss):
+                    return
+            elif (self.split or self.fast) and self._cut(
+                cached[0], address_int(src), dst_int, seg, mss, now
+            ):
+                return
+        # Anything else (unresolved, loopback, a learnt path MTU): each piece
+        # as a segment of its own through send().
+        payload = seg.payload
+        mid_flags = seg.flags & _NOT_BEFORE_LAST
+        size = len(payload)
+        for start in range(0, size, mss):
+            last = start + mss >= size
+            self.send(
+                src,
+                dst,
+                TcpSegment(
+                    seg.src_port,
+                    seg.dst_port,
+                    (seg.seq + start) & 0xFFFFFFFF,
+                    seg.ack,
+                    seg.flags if last else mid_flags,
+                    seg.window,
+                    payload[start : start + mss],
+                    seg.options,
+                    seg.urgent,
+                ),
+                now,
+            )
+
+    def _cut(self, mac: bytes, src: int, dst: int, seg: TcpSegment, mss: int, now: float) -> bool:
+        """Software segmentation to the neighbour at ``mac``: ``seg`` as
+        frames of ``mss`` payload octets, each the frame :meth:`send` builds
+        for that piece (PSH and FIN on the last only; identifications in
+        turn). Per piece one pack of all three headers: the options are
+        built once, and both checksums are the fixed fields' sums plus the
+        piece's own words (length, identification; sequence number, flags
+        and payload), RFC 1071's sums being additive. False when a piece
+        would not fit the MTU (then each goes through send())."""
+        ip = self._ip
+        opts, opts_sum = _build_options_sum(seg.options)
+        hlen = wtcp.MIN_HEADER_LEN + len(opts)
+        if _IP_HLEN + hlen + mss > ip.mtu:
+            return False
+        eth, ttl_word = ip.eth_ip_template(mac)
+        ttl_proto = ttl_word | _PROTO_TCP
+        packer = _FRAME_HEADS.get(len(opts))
+        if packer is None:
+            packer = _FRAME_HEADS[len(opts)] = struct.Struct(f"{_FRAME_HEAD}{len(opts)}s")
+        pack = packer.pack
+        payload = seg.payload
+        size = len(payload)
+        sport, dport, seq, ack = seg.src_port, seg.dst_port, seg.seq, seg.ack
+        flags, window, urgent = int(seg.flags), seg.window, seg.urgent
+        mid_flags = flags & _NOT_BEFORE_LAST_INT
+        offset = hlen << 2
+        l3_total = _IP_HLEN + hlen  # plus the piece
+        # The pseudo-header (RFC 9293 §3.1) and the TCP fields all pieces share.
+        tcp_sum = src + dst + _PROTO_TCP + hlen + sport + dport + ack + (hlen << 10)
+        tcp_sum += window + urgent + opts_sum
+        ip_sum = _VERSION_WORD + l3_total + _FLAG_DF + ttl_proto + src + dst
+        ident = ip.ident
+        split = self.split
+        emit = ip.emit
+        self.counters["tcp-out"] += (size + mss - 1) // mss
+        try:
+            for start in range(0, size, mss):
+                piece = payload[start : start + mss]
+                n = len(piece)
+                f = flags if start + mss >= size else mid_flags
+                s = (seq + start) & 0xFFFFFFFF
+                ident = (ident + 1) & 0xFFFF
+                # finish(): a sum that is never zero, folded and complemented.
+                tcsum = 0xFFFF - (
+                    (tcp_sum + n + s + f + _le_residue(piece) * 256) % 0xFFFF or 0xFFFF
+                )
+                icsum = 0xFFFF - ((ip_sum + n + ident) % 0xFFFF or 0xFFFF)
+                head = pack(
+                    eth, _VERSION_IHL, 0, l3_total + n, ident, _FLAG_DF, ttl_proto, icsum,
+                    src, dst, sport, dport, s, ack, offset, f, window, tcsum, urgent, opts,
+                )  # fmt: skip
+                emit(SplitFrame(head, piece, 0, _CSUM) if split else head + piece, now)
+        except (struct.error, TypeError) as exc:
+            raise LocalProtocolError(f"tcp: cannot build {seg!r}: {exc}") from None
+        finally:
+            ip.ident = ident
         return True

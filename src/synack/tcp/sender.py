@@ -79,8 +79,14 @@ class TcpSender(Tcb):
     # ------------------------------------------------------------------
     # Output
 
-    def segments_to_send(self, now: float) -> list[TcpSegment]:
-        """Everything the connection wants on the wire now, in order."""
+    def segments_to_send(self, now: float, *, gso: int = 0) -> list[TcpSegment]:
+        """Everything the connection wants on the wire now, in order.
+
+        ``gso``: the caller cuts new data into MSS-sized pieces itself (TSO,
+        or Linux-style GSO below TCP), up to this many octets a segment: its
+        pieces are exactly the segments sent without it (PSH/FIN: the last).
+        """
+        self._gso = gso
         out = self._out
         self._out = []
         st = self._state
@@ -158,6 +164,16 @@ class TcpSender(Tcb):
             # each release one new segment, up to cwnd + 2*SMSS outstanding.
             cwnd += cc.dupacks * mss
         board = self._board
+        gso = self._gso
+        if gso:
+            # Whole MSS pieces; none while URG or SACK blocks ride on data (fields differ).
+            gso -= gso % mss
+            if (
+                gso <= mss
+                or self._snd_up is not None
+                or (self._sack_ok and (self._rcvbuf.has_gaps or self._dsack is not None))
+            ):
+                gso = 0
         while True:
             off = seq_diff(self.snd_nxt, self.snd_una)
             unsent = buffered - off
@@ -195,6 +211,23 @@ class TcpSender(Tcb):
                 half_window = off == 0 and n >= self._max_snd_wnd // 2
                 if not (pushed_all or half_window):
                     break
+            elif gso and self.snd_nxt == self.snd_max:
+                # One super-segment of new data (TSO/GSO): every full MSS the
+                # window and the queue allow, as the loop would send one by
+                # one; the remainder rides along only if the check above
+                # would send it on its own (a queue-emptying tail, Nagle with
+                # Minshall's refinement; off > 0 there, so never the
+                # half-window case).
+                m = unsent if unsent < usable else usable
+                if m > gso:
+                    m = gso
+                tail = m % mss
+                if tail and not (
+                    m == unsent
+                    and (self.config.nodelay or not seq_gt(self._nagle_end, self.snd_una))
+                ):
+                    m -= tail
+                n = m
             self._emit_data(off, n, now, force_psh=False, out=out)
         # The FIN goes once all data has been sent (§3.10.4), with the last
         # data segment when it fits (see _emit_data) or on its own.
@@ -244,14 +277,17 @@ class TcpSender(Tcb):
         seg = self._data_segment(seq, off, n, now, fin=fin, psh=psh)
         (self._out if out is None else out).append(seg)
         resend = seq != snd_max and (seq - snd_max) & 0xFFFFFFFF >= 0x80000000
+        mss = self._snd_mss
         if resend:
             self.stats_counters.retransmissions += 1
         elif not self._ts.ok:
             # Without timestamps one segment at a time is timed (RFC 6298 §3;
-            # Karn: never a retransmitted one).
-            self._recovery.time_segment(end, now)
+            # Karn: never a retransmitted one); of a super-segment, its first piece.
+            self._recovery.time_segment(end if n <= mss else (seq + mss) & 0xFFFFFFFF, now)
         self.stats_counters.bytes_out += n
-        if n < self._snd_mss:
+        if n > mss:
+            self.stats_counters.segments_out += (n - 1) // mss  # its pieces, as sent
+        if n % mss:
             self._nagle_end = end
         if fin:
             self._fin_seq = end
@@ -262,8 +298,21 @@ class TcpSender(Tcb):
                 rack.resent(seq, end, now)
             else:
                 # rack.sent(seq, end, now), inline: once per data segment.
-                rack.order = order = rack.order + 1
-                rack.records.append([seq, end, now, 0, order])
+                records = rack.records
+                order = rack.order
+                start = seq
+                if n > mss:
+                    # A super-segment: one record per piece, as if sent one
+                    # by one, so a lost piece is marked (RFC 8985 §6.2) and
+                    # resent MSS-sized, not the whole.
+                    last = (seq + n - (n % mss or mss)) & 0xFFFFFFFF
+                    while start != last:
+                        order += 1
+                        piece_end = (start + mss) & 0xFFFFFFFF
+                        records.append([start, piece_end, now, 0, order])
+                        start = piece_end
+                rack.order = order = order + 1
+                records.append([start, end, now, 0, order])
                 rack.last = now
         self.snd_nxt = end
         if (snd_max - end) & 0xFFFFFFFF >= 0x80000000:
@@ -749,52 +798,3 @@ class TcpSender(Tcb):
             self._output_data(now, out)
         finally:
             self.snd_una = una
-
-    def _advertise(self) -> int:
-        """The window field for an outgoing segment; moves RCV.ADV right only (SHLD-14)."""
-        rcv_nxt = self.rcv_nxt
-        current = seq_diff(self._rcv_adv, rcv_nxt)
-        if current < 0:
-            current = 0
-        free = self._rcvbuf.free
-        shift = self._rcv_wscale
-        # Receiver SWS avoidance (§3.8.6.2.2 MUST-39): keep the right edge
-        # fixed until the window can open by min(Fr * RCV.BUFF, Eff.snd.MSS).
-        if free - current >= min(self._rcvbuf.capacity >> 1, self._snd_mss):
-            wnd = free
-        else:
-            wnd = current
-        field = wnd >> shift
-        if field > 65535:
-            field = 65535
-        # Rounding down by the scale may show the peer a slightly smaller
-        # window than RCV.ADV (RFC 7323 §2.4 accepts this); we keep
-        # accepting up to RCV.ADV, so our edge never moves left.
-        new_edge = (rcv_nxt + (field << shift)) & 0xFFFFFFFF  # seq_add, inline (per segment)
-        if new_edge != self._rcv_adv and seq_gt(new_edge, self._rcv_adv):
-            self._rcv_adv = new_edge
-        return field
-
-    def _window_update_worthwhile(self) -> bool:
-        """Whether a read opened the window enough for an ACK of its own.
-
-        The right edge may move by min(RCV.BUFF/2, MSS) (§3.8.6.2.2) and the next ACK
-        carries that; an update of its own reopens a (nearly) closed window, one that
-        at least doubles from no more than half the buffer (BSD, Linux), not while the
-        peer holds half our SYN's unscaled window (RFC 7323 §2.2: a larger buffer always
-        "opens" it; the reply carries it). A steady reader does not double the ACKs."""
-        current = max(seq_diff(self._rcv_adv, self.rcv_nxt), 0)
-        free = self._rcvbuf.free
-        if free - current < min(self._rcvbuf.capacity >> 1, self._snd_mss):
-            return False
-        syn = self._syn_window
-        if current >= syn >> 1 and self._rcv_adv == (self.irs + 1 + syn) & 0xFFFFFFFF:
-            return False
-        if current > self._rcvbuf.capacity >> 1 or free < 2 * current:
-            return False
-        # An update the window field cannot show (it is at 65535 already
-        # without scaling) would be a pure ACK with the same ACK number and
-        # window: a duplicate ACK to the peer (RFC 5681 §2), not an update
-        # (RFC 9293 §3.8.6.2.2). The next ACK carries the wider window.
-        shift = self._rcv_wscale
-        return min(free >> shift, 65535) > min(current >> shift, 65535)

@@ -36,7 +36,7 @@ from synack.tcp.rack import Rack
 from synack.tcp.recovery import LossRecovery
 from synack.tcp.rto import RttEstimator
 from synack.tcp.sack import SackScoreboard
-from synack.tcp.seq import SEQ_MASK, seq_add, seq_diff
+from synack.tcp.seq import SEQ_MASK, seq_add, seq_diff, seq_gt
 from synack.tcp.states import State, Transition
 from synack.tcp.stats import TcpStats
 from synack.tcp.timers import Timers
@@ -88,6 +88,7 @@ class Tcb:
         "_fin_queued",
         "_fin_received",
         "_fin_seq",
+        "_gso",
         "_keepalive_probes",
         "_last_oow_ack",
         "_lport",
@@ -179,6 +180,9 @@ class Tcb:
         self._max_snd_wnd = 0
         self._snd_wscale = 0  # shift applied to the peer's window field
         self._snd_mss = DEFAULT_MSS  # effective send MSS (payload octets)
+        # The largest payload a new-data segment may carry because the layer
+        # below cuts it into MSS-sized ones (segments_to_send's ``gso``); 0: one MSS.
+        self._gso = 0
         self._sndbuf = SendBuffer(config.send_buffer)
         self._snd_up: int | None = None  # SND.UP while urgent data is unacknowledged
         self._fin_queued = False  # user CLOSE/shutdown: FIN follows the queued data
@@ -338,6 +342,58 @@ class Tcb:
     def _drop(self, reason: str) -> None:
         d = self.stats_counters.dropped
         d[reason] = d.get(reason, 0) + 1
+
+    # The receive window every outgoing segment advertises (the sender's
+    # segments and the receiver's ACK policy both ask).
+
+    def _advertise(self) -> int:
+        """The window field for an outgoing segment; moves RCV.ADV right only (SHLD-14)."""
+        rcv_nxt = self.rcv_nxt
+        current = seq_diff(self._rcv_adv, rcv_nxt)
+        if current < 0:
+            current = 0
+        free = self._rcvbuf.free
+        shift = self._rcv_wscale
+        # Receiver SWS avoidance (§3.8.6.2.2 MUST-39): keep the right edge
+        # fixed until the window can open by min(Fr * RCV.BUFF, Eff.snd.MSS).
+        if free - current >= min(self._rcvbuf.capacity >> 1, self._snd_mss):
+            wnd = free
+        else:
+            wnd = current
+        field = wnd >> shift
+        if field > 65535:
+            field = 65535
+        # Rounding down by the scale may show the peer a slightly smaller
+        # window than RCV.ADV (RFC 7323 §2.4 accepts this); we keep
+        # accepting up to RCV.ADV, so our edge never moves left.
+        new_edge = (rcv_nxt + (field << shift)) & 0xFFFFFFFF  # seq_add, inline (per segment)
+        if new_edge != self._rcv_adv and seq_gt(new_edge, self._rcv_adv):
+            self._rcv_adv = new_edge
+        return field
+
+    def _window_update_worthwhile(self) -> bool:
+        """Whether a read opened the window enough for an ACK of its own.
+
+        The right edge may move by min(RCV.BUFF/2, MSS) (§3.8.6.2.2) and the next ACK
+        carries that; an update of its own reopens a (nearly) closed window, one that
+        at least doubles from no more than half the buffer (BSD, Linux), not while the
+        peer holds half our SYN's unscaled window (RFC 7323 §2.2: a larger buffer always
+        "opens" it; the reply carries it). A steady reader does not double the ACKs."""
+        current = max(seq_diff(self._rcv_adv, self.rcv_nxt), 0)
+        free = self._rcvbuf.free
+        if free - current < min(self._rcvbuf.capacity >> 1, self._snd_mss):
+            return False
+        syn = self._syn_window
+        if current >= syn >> 1 and self._rcv_adv == (self.irs + 1 + syn) & 0xFFFFFFFF:
+            return False
+        if current > self._rcvbuf.capacity >> 1 or free < 2 * current:
+            return False
+        # An update the window field cannot show (it is at 65535 already
+        # without scaling) would be a pure ACK with the same ACK number and
+        # window: a duplicate ACK to the peer (RFC 5681 §2), not an update
+        # (RFC 9293 §3.8.6.2.2). The next ACK carries the wider window.
+        shift = self._rcv_wscale
+        return min(free >> shift, 65535) > min(current >> shift, 65535)
 
     def _ts_rtt(self, ts: tuple[int, int] | None, now: float) -> float | None:
         """The RTT sample an echoed TSecr gives (RFC 7323 §4.1), if any."""

@@ -367,6 +367,12 @@ def build_header(segment: TcpSegment, src: int, dst: int) -> bytes:
     return header + opts if opts else header
 
 
+def build_options_sum(options: TcpOptions) -> tuple[bytes, int]:
+    """:func:`build_options` and the sum of the options' 16-bit words
+    (modulo 0xFFFF), for a caller that sums a header's checksum itself."""
+    return _options(options)
+
+
 def build_header_offload(segment: TcpSegment, src: IPv4Address, dst: IPv4Address) -> bytes:
     """The header of ``segment`` (options included, payload not) for checksum
     offload: the checksum field holds the folded pseudo-header sum only, not
