@@ -141,3 +141,36 @@ def test_r1_warning_and_user_timeout() -> None:
     # Retransmissions at 1, 3, 7, 15, then the user timeout (20 s after the
     # first retransmission at t=1) fires with the expiry at t=31.
     assert d.now == 31.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 300),
+            st.integers(0, 700),
+            st.sampled_from([bytes, bytearray, memoryview]),
+        ),
+        max_size=30,
+    )
+)
+def test_receive_buffer_reads_any_size_across_its_segments(
+    ops: list[tuple[int, int, type]],
+) -> None:
+    # In-order data is kept as the segments' own payloads: reads of any
+    # size (inside one, across several) give the stream back in order.
+    stream = bytes(range(256)) * 40
+    rb = ReceiveBuffer(1 << 16)
+    put = 0
+    got = bytearray()
+    for n, want, kind in ops:
+        chunk = stream[put : put + n]
+        assert rb.insert(0, kind(chunk)) == len(chunk)
+        put += len(chunk)
+        before = rb.readable
+        out = rb.read(want)
+        assert type(out) is bytes and len(out) == min(want, before)
+        assert rb.readable == before - len(out) and rb.free == (1 << 16) - rb.readable
+        got += out
+    got += rb.read(1 << 20)
+    assert bytes(got) == stream[:put] and rb.readable == 0

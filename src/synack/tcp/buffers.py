@@ -10,6 +10,7 @@ Layer: tcp. Imports synack.errors.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from collections import deque
 
 from synack.errors import LocalProtocolError
 
@@ -63,6 +64,13 @@ class ReceiveBuffer:
     Out-of-order data is kept as non-overlapping pieces keyed by stream
     position (bytes since the first data byte), and as a sorted list of merged
     intervals, which are also the SACK blocks of RFC 2018.
+
+    In-order data is a queue of the segments' own payloads, not one growing
+    bytearray: appending to a bytearray whose front was read away reallocates
+    and copies all it holds (CPython keeps the read-away room until a resize),
+    about 75 us per 64 KiB segment of an offloaded upload. A read takes the
+    first payload as it is when it is all that is asked for (a coalesced
+    segment usually is), else joins (one copy).
     """
 
     __slots__ = (
@@ -70,6 +78,7 @@ class ReceiveBuffer:
         "_pieces",
         "_pos",
         "_ready",
+        "_ready_len",
         "_recent",
         "capacity",
         "duplicate",
@@ -80,7 +89,8 @@ class ReceiveBuffer:
         if capacity <= 0:
             raise LocalProtocolError("receive buffer capacity must be positive")
         self.capacity = capacity
-        self._ready = bytearray()
+        self._ready: deque[bytes] = deque()
+        self._ready_len = 0
         self._pos = 0  # stream position of RCV.NXT
         self._pieces: dict[int, bytes] = {}
         self._intervals: list[list[int]] = []  # [start, end) stream positions, sorted
@@ -96,12 +106,12 @@ class ReceiveBuffer:
 
     @property
     def readable(self) -> int:
-        return len(self._ready)
+        return self._ready_len
 
     @property
     def free(self) -> int:
         """RCV.BUFF - RCV.USER: the most window that can be offered from RCV.NXT."""
-        return self.capacity - len(self._ready)
+        return self.capacity - self._ready_len
 
     @property
     def has_gaps(self) -> bool:
@@ -109,13 +119,28 @@ class ReceiveBuffer:
 
     def read(self, max_bytes: int) -> bytes:
         ready = self._ready
-        if max_bytes >= len(ready):
-            data = bytes(ready)
-            ready.clear()
-        else:
-            data = bytes(ready[:max_bytes])
-            del ready[:max_bytes]
-        return data
+        if not ready or max_bytes <= 0:
+            return b""
+        first = ready[0]
+        if len(first) >= max_bytes or len(ready) == 1:
+            if len(first) <= max_bytes:
+                ready.popleft()
+                self._ready_len -= len(first)
+                return first
+            ready[0] = first[max_bytes:]
+            self._ready_len -= max_bytes
+            return first[:max_bytes]
+        parts = []
+        n = 0
+        while ready and n < max_bytes:
+            chunk = ready.popleft()
+            if n + len(chunk) > max_bytes:
+                ready.appendleft(chunk[max_bytes - n :])
+                chunk = chunk[: max_bytes - n]
+            parts.append(chunk)
+            n += len(chunk)
+        self._ready_len -= n
+        return b"".join(parts)
 
     def insert(self, offset: int, data: bytes) -> int:
         """Store ``data`` starting ``offset`` bytes after RCV.NXT.
@@ -123,10 +148,15 @@ class ReceiveBuffer:
         The caller has trimmed it to the window. Returns by how many bytes
         RCV.NXT advances (0 for an out-of-order piece).
         """
+        if type(data) is not bytes:
+            data = bytes(data)  # held as is: never a view of a caller's buffer
         if offset == 0 and not self._intervals:
-            self._ready += data
-            self._pos += len(data)
-            return len(data)
+            n = len(data)
+            if n:
+                self._ready.append(data)
+                self._ready_len += n
+                self._pos += n
+            return n
         start = self._pos + offset
         end = start + len(data)
         parts = self._uncovered(start, end)
@@ -225,7 +255,8 @@ class ReceiveBuffer:
         pos = s
         while pos < e:
             chunk = pieces.pop(pos)
-            self._ready += chunk
+            self._ready.append(chunk)
+            self._ready_len += len(chunk)
             pos += len(chunk)
         self.ooo_bytes -= e - s
         self._pos = e

@@ -1,0 +1,251 @@
+"""Receive coalescing: a run of in-order data segments from one read of the link, to TCP as one.
+
+What Linux's GRO does below its TCP (net/ipv4/tcp_offload.c, tcp_gro_receive),
+done here on the frames of one :meth:`Host.receive_frames` call (one read
+of the TAP, up to 64 frames): consecutive data segments of one connection,
+nothing unusual in any of them, are merged and handed to TCP as one segment,
+so TCP's per-segment work (the §3.10.7 steps, the receive buffer, the
+``DataAvailable`` event, the owner's wake-up) happens once per run, not per
+frame. Every frame of a run has been checked as the per-frame path checks it:
+unicast to our MAC and address, the IPv4 header checksum, a source the slow
+path would take, and its TCP checksum (RFC 9293 §3.1, MUST-2/3), unless the
+link vouches for it (a TAP with offloads).
+
+What a run is made of (anything else goes, untouched, to the per-frame path,
+after the run held so far, so a connection's segments keep their order):
+
+- an unfragmented IPv4 packet without options, TCP with flags ACK or
+  ACK|PSH only (no SYN, FIN, RST, URG, ECE, CWR, no reserved bit), an urgent
+  field of 0, and payload;
+- options: none, or exactly Linux's NOP NOP TS (RFC 7323 Appendix A), the
+  same layout in every frame of the run;
+- the same 4-tuple, SEG.ACK, window field and TSecr as the run's first
+  frame, SEG.SEQ where the run ends, and a TSval that never goes back
+  (RFC 7323 §5 PAWS: each would pass where the first does). Linux's GRO
+  wants every option octet equal (a new TSval ends its run); here the TSval
+  may move forward, because TCP takes only the first one (below);
+- the first frame of a run must be what TCP's header prediction takes as
+  it stands (``TcpReceiver.coalesce_room``: ESTABLISHED or another state
+  that takes text, SEG.SEQ = RCV.NXT, SEG.ACK = SND.UNA, the window
+  unchanged, no loss recovery, no out-of-order data held, PAWS passed), and
+  the run no longer than the window we advertised; so each frame of the run
+  would have taken header prediction too, one after the other.
+
+What TCP sees: the first frame's header and options with every payload
+joined, PSH if any frame had it. RFC 7323 §4.3: TS.Recent takes a TSval
+only from a segment with SEG.SEQ <= Last.ACK.sent; of a run, only the first
+frame can be one (the ACK for the batch leaves after it), so the merged
+segment's TSval (the first) is the one TS.Recent would have taken frame by
+frame, and our ACK echoes it as it would have.
+
+ACKs (RFC 9293 §3.8.6.3 SHLD-19, RFC 5681 §4.2 "at least every second
+full-sized segment"): TCP counts a run as that many segments for the
+delayed-ACK rule, so a run of two or more is acknowledged at once, as the
+frames one by one would have been; and, as before coalescing, the ACK leaves
+when the batch has been taken (stack/tcp_demux.py touches a connection once
+per batch): one ACK per read of the link, up to 64 frames. That stretches
+ACKs past "every second segment" exactly as Linux does with GRO: its TCP
+sees one segment of up to 64 KiB (45 of 1448 octets) per NAPI poll and
+acknowledges it at once for being more than one full-sized segment
+(tcp_input.c, __tcp_ack_snd_check). A sender that counts bytes acknowledged
+(RFC 3465, Linux's cwnd growth) is not slowed by it.
+
+Counters are those the frames would have made one by one (``frames-in``,
+``ipv4-in``, ``tcp-in`` and the connection's ``segments_in``), and
+``tcp-coalesced`` counts the frames merged into a run's first one.
+
+Layer: stack. Imports synack.wire, synack.stack (endpoints, ipv4, tcp_demux).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import Counter
+
+from synack.stack.endpoints import TcpStream
+from synack.stack.ipv4 import Ipv4
+from synack.stack.tcp_demux import TcpDemux
+from synack.wire import ipv4 as wip
+from synack.wire import tcp as wtcp
+from synack.wire.checksum import le_residue
+
+__all__ = ["Coalescer"]
+
+_L4 = wip.ETH_IPV4_HEADER_LEN  # the TCP header, in a frame of an option-less packet
+_OFF = _L4 + wtcp.DATA_OFFSET_AT
+_FLAGS = _L4 + wtcp.FLAGS_AT
+_WINDOW = _L4 + wtcp.WINDOW_AT
+_URGENT = _L4 + wtcp.URGENT_AT
+_OPTS = _L4 + wtcp.MIN_HEADER_LEN
+_TSVAL = _OPTS + 4
+_TSECR = _OPTS + 8
+_TS_END = _OPTS + 12
+_NO_OPTIONS = wtcp.MIN_HEADER_LEN << 2  # the data offset octet: 5 words, no reserved bit
+_TS_OPTIONS = 32 << 2  # 8 words: NOP NOP TS
+_TS_ALIGNED = b"\x01\x01\x08\x0a"
+_ACK = int(wtcp.TcpFlags.ACK)
+_ACK_PSH = int(wtcp.TcpFlags.ACK | wtcp.TcpFlags.PSH)
+_NO_URGENT = b"\0\0"
+_PROTO_TCP = wip.PROTO_TCP
+_PORTS_SEQ_ACK = struct.Struct("!HHII").unpack_from
+_U32 = struct.Struct("!I").unpack_from
+
+
+class Coalescer:
+    """The run of one connection's frames held while a batch is read (see the module doc).
+
+    :meth:`offer` takes a frame into the run (True) or declines it (False:
+    the caller gives it to the per-frame path, after :meth:`flush`);
+    :meth:`flush` hands the run to TCP. A batch ends with a flush.
+    """
+
+    __slots__ = (
+        "_ack",
+        "_counters",
+        "_demux",
+        "_end_seq",
+        "_flags",
+        "_ipv4",
+        "_key",
+        "_room",
+        "_run",
+        "_size",
+        "_stream",
+        "_tsecr",
+        "_tsval",
+        "_window",
+        "_words",
+    )
+
+    def __init__(self, ipv4: Ipv4, demux: TcpDemux, counters: Counter[str]) -> None:
+        self._ipv4 = ipv4
+        self._demux = demux
+        self._counters = counters
+        # The run: frames with the span of their payload, and what the next
+        # frame must match.
+        self._run: list[tuple[bytes, int, int]] = []
+        self._stream: TcpStream | None = None
+        self._key = (0, 0, 0)
+        self._end_seq = 0
+        self._ack = 0
+        self._window = b""
+        self._words = 0  # the data offset octet
+        self._tsecr = b""
+        self._tsval = 0
+        self._flags = 0
+        self._size = 0
+        self._room = 0
+
+    @property
+    def held(self) -> bool:
+        """A run is held (flush before anything else reaches TCP)."""
+        return bool(self._run)
+
+    def offer(self, f: bytes, now: float, verified: bool) -> bool:
+        """Take frame ``f`` (an unfragmented IPv4 packet without options
+        carrying TCP, as the caller found from its raw bytes) into a run;
+        ``verified``: the link vouches for its TCP checksum. False: not a
+        frame for a run (the held run, if any, has been flushed when ``f``
+        was a candidate that could not extend it)."""
+        span = self._ipv4.tcp_frame_span(f)
+        if span is None:
+            return False
+        src, dst, end = span
+        words = f[_OFF]
+        if words == _TS_OPTIONS:
+            if f[_OPTS:_TSVAL] != _TS_ALIGNED:
+                return False
+            payload_at = _TS_END
+        elif words == _NO_OPTIONS:
+            payload_at = _OPTS
+        else:
+            return False
+        flags = f[_FLAGS]
+        if (flags != _ACK and flags != _ACK_PSH) or end <= payload_at:
+            return False
+        if f[_URGENT : _URGENT + 2] != _NO_URGENT:
+            return False
+        n = end - _L4
+        if not verified and (le_residue(f[_L4:end]) * 256 + src + dst + _PROTO_TCP + n) % 0xFFFF:
+            return False  # the per-frame path counts it (tcp-bad-checksum)
+        sport, dport, seq, ack = _PORTS_SEQ_ACK(f, _L4)
+        size = end - payload_at
+        tsval = _U32(f, _TSVAL)[0] if words == _TS_OPTIONS else 0
+        if self._run:
+            if (
+                seq == self._end_seq
+                and (src, sport, dport) == self._key
+                and ack == self._ack
+                and words == self._words
+                and f[_WINDOW : _WINDOW + 2] == self._window
+                and self._size + size <= self._room
+                and (
+                    words == _NO_OPTIONS
+                    or (
+                        f[_TSECR:_TS_END] == self._tsecr
+                        and (tsval - self._tsval) & 0xFFFFFFFF < 0x80000000
+                    )
+                )
+            ):
+                self._run.append((f, payload_at, end))
+                self._end_seq = (seq + size) & 0xFFFFFFFF
+                self._size += size
+                self._tsval = tsval
+                self._flags |= flags
+                return True
+            self.flush(now)
+        stream = self._demux.flow(dst, dport, src, sport)
+        if stream is None:
+            return False
+        window = f[_WINDOW : _WINDOW + 2]
+        room = stream.conn.coalesce_room(
+            seq, ack, int.from_bytes(window), tsval if words == _TS_OPTIONS else None, now
+        )
+        if size > room:
+            return False
+        self._run.append((f, payload_at, end))
+        self._stream = stream
+        self._key = (src, sport, dport)
+        self._end_seq = (seq + size) & 0xFFFFFFFF
+        self._ack = ack
+        self._window = window
+        self._words = words
+        self._tsecr = f[_TSECR:_TS_END]
+        self._tsval = tsval
+        self._flags = flags
+        self._size = size
+        self._room = room
+        return True
+
+    def flush(self, now: float) -> None:
+        """Hand the held run to TCP as one segment (see the module doc)."""
+        run = self._run
+        if not run:
+            return
+        stream = self._stream
+        assert stream is not None
+        self._run = []
+        self._stream = None
+        first, _, end = run[0]
+        src = self._key[0]
+        seg = wtcp.parse_at(first, _L4, end, src, self._ipv4.ip_int, verify_checksum=False)
+        n = len(run)
+        if n > 1:
+            payload = b"".join([memoryview(f)[a:b] for f, a, b in run])
+            seg = wtcp.TcpSegment(
+                seg.src_port,
+                seg.dst_port,
+                seg.seq,
+                seg.ack,
+                wtcp.TcpFlags(self._flags),
+                seg.window,
+                payload,
+                seg.options,
+                0,
+            )
+        counters = self._counters
+        counters["frames-in"] += n
+        counters["ipv4-in"] += n
+        if n > 1:
+            counters["tcp-coalesced"] += n - 1
+        self._demux.receive_run(stream, seg, n, now)
