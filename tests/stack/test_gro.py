@@ -19,7 +19,9 @@ from tests.stack.netfix import two_hosts
 from tests.stack.test_fast_paths import B
 
 
-def _pair(coalesce: bool) -> tuple[Host, Host, TcpStream, TcpStream]:
+def _pair(coalesce: bool, warm: bool = False) -> tuple[Host, Host, TcpStream, TcpStream]:
+    """A client on A connected to a server on B; ``warm``: after 200 kB
+    (A's congestion window then lets a whole batch go at once)."""
     lan, a, b = two_hosts()
     b.coalesce = coalesce
     listener = b.tcp_listen(80)
@@ -32,6 +34,13 @@ def _pair(coalesce: bool) -> tuple[Host, Host, TcpStream, TcpStream]:
     lan.run()
     assert server.receive(10, lan.now) == b"!"
     lan.run()
+    if warm:
+        sent = got = 0
+        while got < 200_000:
+            sent += client.send(bytes(200_000 - sent), lan.now)
+            lan.run(until=lan.now + 0.01)
+            got += len(server.receive(1 << 20, lan.now))
+        lan.run()
     return a, b, client, server
 
 
@@ -138,9 +147,10 @@ def _fix_tcp_checksum(f: bytearray) -> None:
 def _batch_outcome(
     coalesce: bool, mutate: list[tuple[int, int, int]], order: list[int], fix: bool
 ) -> object:
-    a, b, client, server = _pair(coalesce)
+    a, b, client, server = _pair(coalesce, warm=True)
     client.send(random.Random(3).randbytes(1448 * 8), 1.0)
     frames = [bytearray(f) for f in a.frames_to_send()]
+    assert len(frames) == 8
     for which, pos, value in mutate:
         f = frames[which % len(frames)]
         f[pos % len(f)] = value
@@ -157,6 +167,8 @@ def _batch_outcome(
         server.conn.state,
         server.receive(1 << 20, 2.0),
         server.conn.stats_counters.segments_in,
+        server.conn.snd_wnd,
+        server.conn.rcv_nxt,
     )
 
 
@@ -206,7 +218,7 @@ def test_ip_header_edits_with_a_right_checksum_meet_the_same_fate() -> None:
     for pos, value in ((16, 0), (17, 200), (23, 17), (20, 0x20), (26, 127), (33, 9)):
         outcomes = []
         for coalesce in (True, False):
-            a, b, client, server = _pair(coalesce)
+            a, b, client, server = _pair(coalesce, warm=True)
             client.send(b"z" * 1448 * 5, 1.0)
             frames = [bytearray(f) for f in a.frames_to_send()]
             f = frames[2]
@@ -246,3 +258,68 @@ def test_a_tsval_that_goes_back_mid_run_meets_the_same_fate() -> None:
     assert outcomes[0][:3] == outcomes[1][:3]
     assert outcomes[0][2] == b"w" * 1448 * 2  # the two before it
     assert outcomes[0][3] == 1
+
+
+def _field_edit(f: bytearray, at: int, size: int, delta: int) -> None:
+    value = (int.from_bytes(f[at : at + size]) + delta) % (1 << (8 * size))
+    f[at : at + size] = value.to_bytes(size, "big")
+    _fix_tcp_checksum(f)
+
+
+def test_header_fields_that_change_mid_run_meet_the_same_fate() -> None:
+    # SEG.ACK (42), the window (48) and TSecr (62) of one frame in a run,
+    # moved either way: each ends the run (or is taken by TCP the same way).
+    for which in (3, 7):
+        for at, size, delta in (
+            (42, 4, 5000),  # acknowledges what was never sent
+            (42, 4, -5000),  # an old ACK
+            (48, 2, 3),  # a window update
+            (48, 2, -3),
+            (62, 4, 1),
+            (62, 4, -1),
+        ):
+            outcomes = []
+            for coalesce in (True, False):
+                a, b, client, server = _pair(coalesce, warm=True)
+                client.send(b"q" * 1448 * 8, 1.0)
+                frames = [bytearray(f) for f in a.frames_to_send()]
+                _field_edit(frames[which], at, size, delta)
+                b.receive_frames([bytes(f) for f in frames], 2.0)
+                conn = server.conn
+                outcomes.append(
+                    (
+                        _without_gro(b.counters),
+                        b.frames_to_send(),
+                        server.receive(1 << 20, 2.0),
+                        (conn.snd_wnd, conn.snd_una, conn.rcv_nxt, conn.stats_counters),
+                    )
+                )
+            assert outcomes[0] == outcomes[1], (which, at, delta)
+
+
+class _Vouched(bytes):
+    """A frame whose TCP checksum the link vouches for (as links.tap.KernelChecked)."""
+
+    __slots__ = ()
+
+
+def test_vouched_frames_are_not_summed_again_and_unvouched_ones_are() -> None:
+    # A TAP with offloads hands over frames whose checksum field holds only
+    # the pseudo-header sum: taken in a run as frame by frame; the same
+    # frames not vouched for are refused as bad, the same way on both paths.
+    for vouch in (True, False):
+        outcomes = []
+        for coalesce in (True, False):
+            a, b, client, server = _pair(coalesce, warm=True)
+            client.send(b"v" * 1448 * 6, 1.0)
+            frames = [bytearray(f) for f in a.frames_to_send()]
+            for f in frames:
+                f[50:52] = b"\x12\x34"
+            batch = [(_Vouched if vouch else bytes)(f) for f in frames]
+            b.receive_frames(batch, 2.0, vouched=_Vouched)
+            outcomes.append(
+                (_without_gro(b.counters), b.frames_to_send(), server.receive(1 << 20, 2.0))
+            )
+        assert outcomes[0] == outcomes[1]
+        assert outcomes[0][2] == (b"v" * 1448 * 6 if vouch else b"")
+        assert outcomes[0][0]["tcp-bad-checksum"] == (0 if vouch else 6)

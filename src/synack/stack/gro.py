@@ -73,22 +73,17 @@ __all__ = ["Coalescer"]
 
 _L4 = wip.ETH_IPV4_HEADER_LEN  # the TCP header, in a frame of an option-less packet
 _OFF = _L4 + wtcp.DATA_OFFSET_AT
-_FLAGS = _L4 + wtcp.FLAGS_AT
-_WINDOW = _L4 + wtcp.WINDOW_AT
-_URGENT = _L4 + wtcp.URGENT_AT
 _OPTS = _L4 + wtcp.MIN_HEADER_LEN
-_TSVAL = _OPTS + 4
-_TSECR = _OPTS + 8
 _TS_END = _OPTS + 12
 _NO_OPTIONS = wtcp.MIN_HEADER_LEN << 2  # the data offset octet: 5 words, no reserved bit
 _TS_OPTIONS = 32 << 2  # 8 words: NOP NOP TS
-_TS_ALIGNED = b"\x01\x01\x08\x0a"
+_TS_LAYOUT = 0x0101080A  # NOP NOP kind 8 length 10
 _ACK = int(wtcp.TcpFlags.ACK)
 _ACK_PSH = int(wtcp.TcpFlags.ACK | wtcp.TcpFlags.PSH)
-_NO_URGENT = b"\0\0"
 _PROTO_TCP = wip.PROTO_TCP
-_PORTS_SEQ_ACK = struct.Struct("!HHII").unpack_from
-_U32 = struct.Struct("!I").unpack_from
+# The TCP header (RFC 9293 §3.1), then NOP NOP TS as one word and the two values.
+_HEADER = struct.Struct("!HHIIBBHHH").unpack_from
+_TS_HEADER = struct.Struct("!HHIIBBHHHIII").unpack_from
 
 
 class Coalescer:
@@ -103,18 +98,19 @@ class Coalescer:
         "_ack",
         "_counters",
         "_demux",
+        "_dport",
         "_end_seq",
         "_flags",
         "_ipv4",
-        "_key",
         "_room",
         "_run",
         "_size",
+        "_sport",
+        "_src",
         "_stream",
         "_tsecr",
         "_tsval",
         "_window",
-        "_words",
     )
 
     def __init__(self, ipv4: Ipv4, demux: TcpDemux, counters: Counter[str]) -> None:
@@ -125,13 +121,12 @@ class Coalescer:
         # frame must match.
         self._run: list[tuple[bytes, int, int]] = []
         self._stream: TcpStream | None = None
-        self._key = (0, 0, 0)
+        self._src = self._sport = self._dport = 0
         self._end_seq = 0
         self._ack = 0
-        self._window = b""
-        self._words = 0  # the data offset octet
-        self._tsecr = b""
-        self._tsval = 0
+        self._window = 0
+        self._tsecr = -1  # -1: no timestamp option
+        self._tsval = -1
         self._flags = 0
         self._size = 0
         self._room = 0
@@ -153,40 +148,41 @@ class Coalescer:
         src, dst, end = span
         words = f[_OFF]
         if words == _TS_OPTIONS:
-            if f[_OPTS:_TSVAL] != _TS_ALIGNED:
+            if end <= _TS_END:
+                return False  # no payload (or not even the options)
+            sport, dport, seq, ack, _, flags, window, _, urgent, layout, tsval, tsecr = _TS_HEADER(
+                f, _L4
+            )
+            if layout != _TS_LAYOUT:
                 return False
             payload_at = _TS_END
         elif words == _NO_OPTIONS:
+            if end <= _OPTS:
+                return False
+            sport, dport, seq, ack, _, flags, window, _, urgent = _HEADER(f, _L4)
             payload_at = _OPTS
+            tsval = tsecr = -1
         else:
             return False
-        flags = f[_FLAGS]
-        if (flags != _ACK and flags != _ACK_PSH) or end <= payload_at:
-            return False
-        if f[_URGENT : _URGENT + 2] != _NO_URGENT:
+        if (flags != _ACK and flags != _ACK_PSH) or urgent:
             return False
         n = end - _L4
         if not verified and (le_residue(f[_L4:end]) * 256 + src + dst + _PROTO_TCP + n) % 0xFFFF:
             return False  # the per-frame path counts it (tcp-bad-checksum)
-        sport, dport, seq, ack = _PORTS_SEQ_ACK(f, _L4)
         size = end - payload_at
-        tsval = _U32(f, _TSVAL)[0] if words == _TS_OPTIONS else 0
         if self._run:
             if (
                 seq == self._end_seq
-                and (src, sport, dport) == self._key
                 and ack == self._ack
-                and words == self._words
-                and f[_WINDOW : _WINDOW + 2] == self._window
+                and sport == self._sport
+                and src == self._src
+                and dport == self._dport
+                and window == self._window
+                and tsecr == self._tsecr
                 and self._size + size <= self._room
-                and (
-                    words == _NO_OPTIONS
-                    or (
-                        f[_TSECR:_TS_END] == self._tsecr
-                        and (tsval - self._tsval) & 0xFFFFFFFF < 0x80000000
-                    )
-                )
+                and (tsval - self._tsval) & 0xFFFFFFFF < 0x80000000
             ):
+                # (tsecr matches, so both frames have the options or neither.)
                 self._run.append((f, payload_at, end))
                 self._end_seq = (seq + size) & 0xFFFFFFFF
                 self._size += size
@@ -197,20 +193,18 @@ class Coalescer:
         stream = self._demux.flow(dst, dport, src, sport)
         if stream is None:
             return False
-        window = f[_WINDOW : _WINDOW + 2]
-        room = stream.conn.coalesce_room(
-            seq, ack, int.from_bytes(window), tsval if words == _TS_OPTIONS else None, now
-        )
+        room = stream.conn.coalesce_room(seq, ack, window, None if tsval < 0 else tsval, now)
         if size > room:
             return False
         self._run.append((f, payload_at, end))
         self._stream = stream
-        self._key = (src, sport, dport)
+        self._src = src
+        self._sport = sport
+        self._dport = dport
         self._end_seq = (seq + size) & 0xFFFFFFFF
         self._ack = ack
         self._window = window
-        self._words = words
-        self._tsecr = f[_TSECR:_TS_END]
+        self._tsecr = tsecr
         self._tsval = tsval
         self._flags = flags
         self._size = size
@@ -227,7 +221,7 @@ class Coalescer:
         self._run = []
         self._stream = None
         first, _, end = run[0]
-        src = self._key[0]
+        src = self._src
         seg = wtcp.parse_at(first, _L4, end, src, self._ipv4.ip_int, verify_checksum=False)
         n = len(run)
         if n > 1:
