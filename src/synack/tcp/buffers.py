@@ -18,6 +18,11 @@ from synack.errors import LocalProtocolError
 # remembered positions cover blocks since filled or merged.
 _RECENT_KEPT = 8
 _BIG = 1 << 62
+# In-order payloads shorter than this are copied into a shared tail instead
+# of kept as they are: a peer sending tiny segments must not make a bytes
+# object per octet or two (40-odd octets of overhead each) within our window.
+_SMALL = 1024
+_TAIL_MAX = 64 * 1024
 
 
 class SendBuffer:
@@ -70,7 +75,9 @@ class ReceiveBuffer:
     and copies all it holds (CPython keeps the read-away room until a resize),
     about 75 us per 64 KiB segment of an offloaded upload. A read takes the
     first payload as it is when it is all that is asked for (a coalesced
-    segment usually is), else joins (one copy).
+    segment usually is), else joins (one copy). Payloads under ``_SMALL``
+    octets are copied into a shared bytearray tail, so memory stays near the
+    octets held whatever the segment sizes.
     """
 
     __slots__ = (
@@ -89,7 +96,7 @@ class ReceiveBuffer:
         if capacity <= 0:
             raise LocalProtocolError("receive buffer capacity must be positive")
         self.capacity = capacity
-        self._ready: deque[bytes] = deque()
+        self._ready: deque[bytes | bytearray] = deque()
         self._ready_len = 0
         self._pos = 0  # stream position of RCV.NXT
         self._pieces: dict[int, bytes] = {}
@@ -126,11 +133,11 @@ class ReceiveBuffer:
             if len(first) <= max_bytes:
                 ready.popleft()
                 self._ready_len -= len(first)
-                return first
+                return first if type(first) is bytes else bytes(first)
             ready[0] = first[max_bytes:]
             self._ready_len -= max_bytes
-            return first[:max_bytes]
-        parts = []
+            return bytes(first[:max_bytes])
+        parts: list[bytes | bytearray] = []
         n = 0
         while ready and n < max_bytes:
             chunk = ready.popleft()
@@ -153,7 +160,7 @@ class ReceiveBuffer:
         if offset == 0 and not self._intervals:
             n = len(data)
             if n:
-                self._ready.append(data)
+                self._append(data)
                 self._ready_len += n
                 self._pos += n
             return n
@@ -181,6 +188,18 @@ class ReceiveBuffer:
         recent.insert(0, start)
         del recent[_RECENT_KEPT:]
         return self._deliver()
+
+    def _append(self, data: bytes) -> None:
+        ready = self._ready
+        if len(data) >= _SMALL:
+            ready.append(data)
+            return
+        if ready:
+            tail = ready[-1]
+            if type(tail) is bytearray and len(tail) < _TAIL_MAX:
+                tail += data
+                return
+        ready.append(bytearray(data))
 
     def sack_blocks(self, limit: int) -> list[tuple[int, int]]:
         """Up to ``limit`` out-of-order blocks as (offset, end offset) from RCV.NXT.
@@ -255,7 +274,7 @@ class ReceiveBuffer:
         pos = s
         while pos < e:
             chunk = pieces.pop(pos)
-            self._ready.append(chunk)
+            self._append(chunk)
             self._ready_len += len(chunk)
             pos += len(chunk)
         self.ooo_bytes -= e - s
