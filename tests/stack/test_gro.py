@@ -186,6 +186,8 @@ def _batch_outcome(
 @example(mutate=[(6, 46, 0x81)], order=list(range(8)), fix=True)  # a reserved bit
 @example(mutate=[(6, 53, 1)], order=list(range(8)), fix=True)  # an urgent pointer
 @example(mutate=[(6, 37, 1)], order=list(range(8)), fix=True)  # another port
+@example(mutate=[(3, 22, 1)], order=list(range(8)), fix=False)  # a bad IPv4 checksum
+@example(mutate=[(3, 30, 1)], order=list(range(8)), fix=True)  # another destination
 @example(mutate=[], order=[0, 1, 3, 2, 4, 5, 6, 7], fix=False)  # reordered
 @example(mutate=[], order=[0, 1, 1, 2, 3, 4, 5, 6, 7], fix=False)  # a duplicate
 @given(
@@ -212,24 +214,41 @@ def test_mutated_frames_in_a_batch_meet_the_same_fate(
     assert on == _batch_outcome(False, mutate, order, fix)
 
 
-def test_ip_header_edits_with_a_right_checksum_meet_the_same_fate() -> None:
-    # An edited IPv4 field judged on its own (its checksum made right again):
-    # length, addresses, protocol, fragment bits; each in a frame mid-run.
-    for pos, value in ((16, 0), (17, 200), (23, 17), (20, 0x20), (26, 127), (33, 9)):
-        outcomes = []
-        for coalesce in (True, False):
-            a, b, client, server = _pair(coalesce, warm=True)
-            client.send(b"z" * 1448 * 5, 1.0)
-            frames = [bytearray(f) for f in a.frames_to_send()]
-            f = frames[2]
-            f[pos] = value
-            f[24:26] = b"\0\0"
-            f[24:26] = internet_checksum(f[14:34]).to_bytes(2, "big")
-            b.receive_frames([bytes(x) for x in frames], 2.0)
-            outcomes.append(
-                (_without_gro(b.counters), b.frames_to_send(), server.receive(1 << 20, 2.0))
-            )
-        assert outcomes[0] == outcomes[1], (pos, value)
+def test_header_edits_mid_run_meet_the_same_fate() -> None:
+    # An edited Ethernet or IPv4 field in a frame mid-run: with both
+    # checksums made right again (the field judged on its own: length,
+    # addresses, protocol, fragment bits, MAC), or with the IPv4 header
+    # checksum left wrong (TTL, ident, TOS: outside the TCP checksum), each
+    # also in frames the link vouches for (no TCP checksum to catch it).
+    edits = [(pos, value, True) for pos, value in ((16, 0), (17, 200), (16, 9), (23, 17))]
+    edits += [(pos, value, True) for pos, value in ((20, 0x20), (26, 127), (29, 7), (33, 9))]
+    edits += [(0, 0x04, True), (5, 9, True)]
+    edits += [(22, 1, False), (18, 0xAB, False), (15, 4, False)]
+    for pos, value, fix in edits:
+        for vouch in (False, True):
+            outcomes = []
+            for coalesce in (True, False):
+                a, b, client, server = _pair(coalesce, warm=True)
+                client.send(b"z" * 1448 * 5, 1.0)
+                frames = [bytearray(f) for f in a.frames_to_send()]
+                f = frames[2]
+                f[pos] = value
+                if fix:
+                    f[24:26] = b"\0\0"
+                    f[24:26] = internet_checksum(f[14:34]).to_bytes(2, "big")
+                    _fix_tcp_checksum(f)
+                kind = _Vouched if vouch else bytes
+                b.receive_frames([kind(x) for x in frames], 2.0, vouched=_Vouched)
+                outcomes.append(
+                    (_without_gro(b.counters), b.frames_to_send(), server.receive(1 << 20, 2.0))
+                )
+            assert outcomes[0] == outcomes[1], (pos, value, fix, vouch)
+
+
+class _Vouched(bytes):
+    """A frame whose TCP checksum the link vouches for (as links.tap.KernelChecked)."""
+
+    __slots__ = ()
 
 
 def test_a_tsval_that_goes_back_mid_run_meets_the_same_fate() -> None:
@@ -295,12 +314,6 @@ def test_header_fields_that_change_mid_run_meet_the_same_fate() -> None:
                     )
                 )
             assert outcomes[0] == outcomes[1], (which, at, delta)
-
-
-class _Vouched(bytes):
-    """A frame whose TCP checksum the link vouches for (as links.tap.KernelChecked)."""
-
-    __slots__ = ()
 
 
 def test_vouched_frames_are_not_summed_again_and_unvouched_ones_are() -> None:

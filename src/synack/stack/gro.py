@@ -81,9 +81,18 @@ _TS_LAYOUT = 0x0101080A  # NOP NOP kind 8 length 10
 _ACK = int(wtcp.TcpFlags.ACK)
 _ACK_PSH = int(wtcp.TcpFlags.ACK | wtcp.TcpFlags.PSH)
 _PROTO_TCP = wip.PROTO_TCP
+_DATA_FLAGS = (_ACK, _ACK_PSH)
 # The TCP header (RFC 9293 §3.1), then NOP NOP TS as one word and the two values.
 _HEADER = struct.Struct("!HHIIBBHHH").unpack_from
 _TS_HEADER = struct.Struct("!HHIIBBHHHIII").unpack_from
+# A whole frame's headers at once, for a frame that extends a run: the
+# destination MAC, (the source MAC and EtherType skipped), the option-less
+# IPv4 header as words and addresses (RFC 791 §3.1), the TCP header and
+# NOP NOP TS. The frame is at least this long (the caller checks).
+_FRAME_TS = struct.Struct("!6s8xHHHHHHIIHHIIBBHHHIII")
+_FRAME_TS_LEN = _FRAME_TS.size
+_frame_ts = _FRAME_TS.unpack_from
+_IP_AT = wip.ETH_IPV4_HEADER_LEN - wip.MIN_HEADER_LEN
 
 
 class Coalescer:
@@ -99,9 +108,11 @@ class Coalescer:
         "_counters",
         "_demux",
         "_dport",
+        "_dst",
         "_end_seq",
         "_flags",
         "_ipv4",
+        "_mac",
         "_room",
         "_run",
         "_size",
@@ -122,6 +133,8 @@ class Coalescer:
         self._run: list[tuple[bytes, int, int]] = []
         self._stream: TcpStream | None = None
         self._src = self._sport = self._dport = 0
+        self._dst = 0
+        self._mac = ipv4.iface.mac
         self._end_seq = 0
         self._ack = 0
         self._window = 0
@@ -142,6 +155,47 @@ class Coalescer:
         ``verified``: the link vouches for its TCP checksum. False: not a
         frame for a run (the held run, if any, has been flushed when ``f``
         was a candidate that could not extend it)."""
+        if self._run and self._tsecr >= 0 and len(f) >= _FRAME_TS_LEN:
+            # The common frame: the next of a run with timestamps. Its headers
+            # in one unpack, checked against the run's (whose source the
+            # full checks below accepted): the same MAC, addresses and
+            # ports; IPv4's length and header checksum; then the run's rules.
+            (mac, w0, total, ident, frag, ttl_proto, csum, src, dst, sport, dport, seq, ack) = (
+                head := _frame_ts(f)
+            )[:13]
+            words, flags, window, _, urgent, layout, tsval, tsecr = head[13:]
+            end = _IP_AT + total
+            if (
+                seq == self._end_seq
+                and mac == self._mac
+                and src == self._src
+                and dst == self._dst
+                and sport == self._sport
+                and dport == self._dport
+                and words == _TS_OPTIONS
+                and layout == _TS_LAYOUT
+                and flags in _DATA_FLAGS
+                and not urgent
+                and ack == self._ack
+                and window == self._window
+                and tsecr == self._tsecr
+                and (tsval - self._tsval) & 0xFFFFFFFF < 0x80000000
+                and _TS_END < end <= len(f)
+                and not (w0 + total + ident + frag + ttl_proto + csum + src + dst) % 0xFFFF
+                and self._size + end - _TS_END <= self._room
+            ):
+                n = end - _L4
+                if not verified and (
+                    (le_residue(f[_L4:end]) * 256 + src + dst + _PROTO_TCP + n) % 0xFFFF
+                ):
+                    return False  # the per-frame path counts it (tcp-bad-checksum)
+                self._run.append((f, _TS_END, end))
+                size = end - _TS_END
+                self._end_seq = (seq + size) & 0xFFFFFFFF
+                self._size += size
+                self._tsval = tsval
+                self._flags |= flags
+                return True
         span = self._ipv4.tcp_frame_span(f)
         if span is None:
             return False
@@ -199,6 +253,7 @@ class Coalescer:
         self._run.append((f, payload_at, end))
         self._stream = stream
         self._src = src
+        self._dst = dst
         self._sport = sport
         self._dport = dport
         self._end_seq = (seq + size) & 0xFFFFFFFF
