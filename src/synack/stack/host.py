@@ -89,6 +89,10 @@ _RAW_PROTO_TCP = wip.PROTO_TCP
 _RAW_ECHO_REQUEST = wicmp.TYPE_ECHO_REQUEST
 _RAW_SYN_MASK = int(wtcp.TcpFlags.SYN | wtcp.TcpFlags.ACK | wtcp.TcpFlags.RST | wtcp.TcpFlags.FIN)
 _RAW_SYN = int(wtcp.TcpFlags.SYN)
+# What may join a coalesced run (stack/gro.py): ACK or ACK|PSH, longer than a
+# pure ACK with timestamps (so pure ACKs, a download's, skip the attempt).
+_RAW_DATA_FLAGS = (int(wtcp.TcpFlags.ACK), int(wtcp.TcpFlags.ACK | wtcp.TcpFlags.PSH))
+_RAW_PURE_ACK_LEN = _RAW_L4_AT + wtcp.MIN_HEADER_LEN + 12
 
 __all__ = [
     "ANY",
@@ -391,7 +395,12 @@ class Host:
                 continue
             proto = f[_RAW_PROTO_AT]
             if gro is not None:
-                if proto == _RAW_PROTO_TCP and gro.offer(f, now, type(f) is vouched):
+                if (
+                    proto == _RAW_PROTO_TCP
+                    and len(f) > _RAW_PURE_ACK_LEN
+                    and f[_RAW_TCP_FLAGS_AT] in _RAW_DATA_FLAGS
+                    and gro.offer(f, now, type(f) is vouched)
+                ):
                     continue
                 if gro.held:  # what the run holds goes first, in order
                     gro.flush(now)
