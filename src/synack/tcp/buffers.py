@@ -72,8 +72,9 @@ class ReceiveBuffer:
 
     In-order data is a queue of the segments' own payloads, not one growing
     bytearray: appending to a bytearray whose front was read away reallocates
-    and copies all it holds (CPython keeps the read-away room until a resize),
-    about 75 us per 64 KiB segment of an offloaded upload. A read takes the
+    and copies all it holds (CPython keeps the read-away room until a resize):
+    py-spy put a quarter of an offloaded upload's stack-thread samples on that
+    line. A read takes the
     first payload as it is when it is all that is asked for (a coalesced
     segment usually is), else joins (one copy). Payloads under ``_SMALL``
     octets are copied into a shared bytearray tail, so memory stays near the
