@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import tracemalloc
 from ipaddress import IPv4Address
 
 import pytest
@@ -141,3 +142,53 @@ def test_r1_warning_and_user_timeout() -> None:
     # Retransmissions at 1, 3, 7, 15, then the user timeout (20 s after the
     # first retransmission at t=1) fires with the expiry at t=31.
     assert d.now == 31.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 300),
+            st.integers(0, 700),
+            st.sampled_from([bytes, bytearray, memoryview]),
+        ),
+        max_size=30,
+    )
+)
+def test_receive_buffer_reads_any_size_across_its_segments(
+    ops: list[tuple[int, int, type]],
+) -> None:
+    # In-order data is kept as the segments' own payloads: reads of any
+    # size (inside one, across several) give the stream back in order.
+    stream = bytes(range(256)) * 400
+    rb = ReceiveBuffer(1 << 17)
+    put = 0
+    got = bytearray()
+    for n, want, kind in ops:
+        chunk = stream[put : put + n]
+        assert rb.insert(0, kind(chunk)) == len(chunk)
+        put += len(chunk)
+        before = rb.readable
+        out = rb.read(want)
+        assert type(out) is bytes and len(out) == min(want, before)
+        assert rb.readable == before - len(out) and rb.free == (1 << 17) - rb.readable
+        got += out
+    got += rb.read(1 << 20)
+    assert bytes(got) == stream[:put] and rb.readable == 0
+
+
+def test_receive_buffer_memory_follows_the_octets_not_the_segments() -> None:
+    # Hostile: a peer filling our window with one-octet segments must not
+    # make us hold a Python object per octet (40-odd octets of overhead each).
+    rb = ReceiveBuffer(1 << 18)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(200_000):
+            rb.insert(0, bytes([i & 0xFF]))
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert rb.readable == 200_000
+    assert held < 400_000, held
+    assert rb.read(1 << 20) == bytes(i & 0xFF for i in range(200_000))

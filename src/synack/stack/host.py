@@ -15,6 +15,7 @@ module (smoltcp splits its interface the same way):
 :mod:`.tcp_output`          a segment onto the link (split frames, fast path)
 :mod:`.syncookies`          the stateless SYN-flood answer
 :mod:`.offload`             split frames and TSO super-segments
+:mod:`.gro`                 receive coalescing of a batch's in-order segments
 ==========================  ====================================================
 
 Sans-IO (ARCHITECTURE.md item 1-2): :meth:`Host.receive_frame` takes a frame
@@ -59,6 +60,7 @@ from synack.stack.events import (
     NeighbourUnreachable,
     Observer,
 )
+from synack.stack.gro import Coalescer
 from synack.stack.icmp import EchoBudget, Icmp, IcmpErrors
 from synack.stack.interface import Interface
 from synack.stack.ipv4 import Ipv4
@@ -87,6 +89,10 @@ _RAW_PROTO_TCP = wip.PROTO_TCP
 _RAW_ECHO_REQUEST = wicmp.TYPE_ECHO_REQUEST
 _RAW_SYN_MASK = int(wtcp.TcpFlags.SYN | wtcp.TcpFlags.ACK | wtcp.TcpFlags.RST | wtcp.TcpFlags.FIN)
 _RAW_SYN = int(wtcp.TcpFlags.SYN)
+# What may join a coalesced run (stack/gro.py): ACK or ACK|PSH, longer than a
+# pure ACK with timestamps (so pure ACKs, a download's, skip the attempt).
+_RAW_DATA_FLAGS = (int(wtcp.TcpFlags.ACK), int(wtcp.TcpFlags.ACK | wtcp.TcpFlags.PSH))
+_RAW_PURE_ACK_LEN = _RAW_L4_AT + wtcp.MIN_HEADER_LEN + 12
 
 __all__ = [
     "ANY",
@@ -191,6 +197,10 @@ class Host:
             icmp_error=self.icmp.send_error,
             tcp_raw=self.tcp.receive_at,
         )
+        # Receive coalescing of a batch's frames (stack/gro.py): on unless a
+        # test compares it with the frames one by one.
+        self.coalesce = True
+        self._gro = Coalescer(ip, self.tcp, counters)
 
     # ------------------------------------------------------------ properties
     @property
@@ -360,7 +370,9 @@ class Host:
         cannot refill within one instant) an echo request in an unfragmented
         IPv4 packet without options is counted (``icmp-echo-ratelimited``)
         and nothing else is done with it; a pure SYN goes straight to the
-        SYN-flood path (bench/stack_flood.py)."""
+        SYN-flood path (bench/stack_flood.py). With :attr:`coalesce`, runs of
+        one connection's in-order data segments go to TCP as one segment
+        (stack/gro.py: Linux's GRO; ``tcp-coalesced`` counts the merged frames)."""
         if self.observers:  # every frame is recorded: the ordinary way
             for f in frames:
                 self.receive_frame(f, now, l4_verified=type(f) is vouched)
@@ -373,6 +385,7 @@ class Host:
         if now > self.tcp.now:
             self.tcp.now = now
         taken = dropped = 0
+        gro = self._gro if self.coalesce else None
         for f in frames:
             if (
                 len(f) < _RAW_MIN_LEN
@@ -380,9 +393,21 @@ class Host:
                 or f[_RAW_FRAG_AT] & 0x3F
                 or f[_RAW_FRAG_AT + 1]
             ):
+                if gro is not None and gro.held:
+                    gro.flush(now)
                 receive(f, now, l4_verified=type(f) is vouched)
                 continue
             proto = f[_RAW_PROTO_AT]
+            if gro is not None:
+                if (
+                    proto == _RAW_PROTO_TCP
+                    and len(f) > _RAW_PURE_ACK_LEN
+                    and f[_RAW_TCP_FLAGS_AT] in _RAW_DATA_FLAGS
+                    and gro.offer(f, now, type(f) is vouched)
+                ):
+                    continue
+                if gro.held:  # what the run holds goes first, in order
+                    gro.flush(now)
             if proto == _RAW_PROTO_ICMP and f[_RAW_L4_AT] == _RAW_ECHO_REQUEST:
                 if exhausted:
                     dropped += 1
@@ -404,6 +429,8 @@ class Host:
                         self.ipv4.receive(frame, now)
             else:
                 receive(f, now, l4_verified=type(f) is vouched)
+        if gro is not None and gro.held:
+            gro.flush(now)
         if dropped or taken:
             counters = self.counters
             counters["frames-in"] += dropped + taken

@@ -327,28 +327,38 @@ class Ipv4:
         unfragmented, option-less IPv4 packet carrying TCP: True when it was
         handled (given to TCP), False when the frame must take the slow path
         (:meth:`Interface.receive` then :meth:`receive`) because something
-        in it is not the common case: not unicast to us, a length or header
-        checksum that does not hold, a source the slow path refuses. Nothing
+        in it is not the common case (see :meth:`tcp_frame_span`). Nothing
         is counted then, so the slow path counts exactly what it always did.
         """
-        if data[:6] != self._mac:
+        span = self.tcp_frame_span(data)
+        if span is None:
             return False
+        self.counters["ipv4-in"] += 1
+        self._tcp_raw_input(data, _L4_AT, span[2], span[0], span[1], now)
+        return True
+
+    def tcp_frame_span(self, data: bytes) -> tuple[int, int, int] | None:
+        """For a frame as :meth:`receive_tcp_frame` takes it: (source,
+        destination, where the TCP segment ends in ``data``), or None when
+        the frame is not the common case: not unicast to us, a length or
+        header checksum that does not hold, a source the slow path refuses.
+        Counts nothing."""
+        if data[:6] != self._mac:
+            return None
         w0, total, ident, frag, ttl_proto, csum, src, dst = _unpack_words(data, _IP_AT)
         if dst != self._fast_dst or total < _HLEN or total + _IP_AT > len(data):
-            return False
+            return None
         # RFC 791 §3.1: a correct header sums to ones'-complement -0, i.e. 0
         # modulo 0xFFFF (checksum.py; the version word keeps the sum non-zero).
         if (w0 + total + ident + frag + ttl_proto + csum + src + dst) % 0xFFFF:
-            return False
+            return None
         if (
             src >> 24 in _MULTICAST_FIRST
             or src >> 24 == _LOOPBACK_FIRST
             or src in self._fast_bad_src
         ):
-            return False
-        self.counters["ipv4-in"] += 1
-        self._tcp_raw_input(data, _L4_AT, _IP_AT + total, src, dst, now)
-        return True
+            return None
+        return src, dst, _IP_AT + total
 
     def receive(self, frame: weth.EthernetFrame, now: float) -> None:
         """An IPv4 frame the interface accepted."""

@@ -539,6 +539,23 @@ class TcpDemux:
                 return
         self._segment(seg, address_from_int(src), address_from_int(dst), now)
 
+    def flow(self, dst: int, dst_port: int, src: int, src_port: int) -> TcpStream | None:
+        """The connection a segment from ``src``:``src_port`` to ``dst``:``dst_port``
+        (addresses as ints) goes to, as :meth:`receive_at` finds it; None when
+        it has none or is in TIME-WAIT (a SYN may reopen that one)."""
+        stream = self._flows.get((dst, dst_port, src, src_port))
+        if stream is None or stream.conn.state is State.TIME_WAIT:
+            return None
+        return stream
+
+    def receive_run(self, stream: TcpStream, seg: TcpSegment, segments: int, now: float) -> None:
+        """``seg``, ``segments`` in-order data segments of ``stream``'s peer merged
+        by the host (stack/gro.py), each of which :meth:`receive_at` would have
+        given to the connection: counted as that many (``tcp-in``)."""
+        self.counters["tcp-in"] += segments
+        stream.conn.receive_coalesced(seg, segments, now)
+        self._dirty[stream] = None
+
     def _segment(self, seg: TcpSegment, src: IPv4Address, dst: IPv4Address, now: float) -> None:
         """A parsed segment from ``src`` to ``dst`` (counted as tcp-in): to its
         TIME-WAIT record, connection or listener, or answered with a reset."""

@@ -10,6 +10,7 @@ Layer: tcp. Imports synack.errors.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from collections import deque
 
 from synack.errors import LocalProtocolError
 
@@ -17,6 +18,11 @@ from synack.errors import LocalProtocolError
 # remembered positions cover blocks since filled or merged.
 _RECENT_KEPT = 8
 _BIG = 1 << 62
+# In-order payloads shorter than this are copied into a shared tail instead
+# of kept as they are: a peer sending tiny segments must not make a bytes
+# object per octet or two (40-odd octets of overhead each) within our window.
+_SMALL = 1024
+_TAIL_MAX = 64 * 1024
 
 
 class SendBuffer:
@@ -63,6 +69,16 @@ class ReceiveBuffer:
     Out-of-order data is kept as non-overlapping pieces keyed by stream
     position (bytes since the first data byte), and as a sorted list of merged
     intervals, which are also the SACK blocks of RFC 2018.
+
+    In-order data is a queue of the segments' own payloads, not one growing
+    bytearray: appending to a bytearray whose front was read away reallocates
+    and copies all it holds (CPython keeps the read-away room until a resize):
+    py-spy put a quarter of an offloaded upload's stack-thread samples on that
+    line. A read takes the
+    first payload as it is when it is all that is asked for (a coalesced
+    segment usually is), else joins (one copy). Payloads under ``_SMALL``
+    octets are copied into a shared bytearray tail, so memory stays near the
+    octets held whatever the segment sizes.
     """
 
     __slots__ = (
@@ -70,6 +86,7 @@ class ReceiveBuffer:
         "_pieces",
         "_pos",
         "_ready",
+        "_ready_len",
         "_recent",
         "capacity",
         "duplicate",
@@ -80,7 +97,8 @@ class ReceiveBuffer:
         if capacity <= 0:
             raise LocalProtocolError("receive buffer capacity must be positive")
         self.capacity = capacity
-        self._ready = bytearray()
+        self._ready: deque[bytes | bytearray] = deque()
+        self._ready_len = 0
         self._pos = 0  # stream position of RCV.NXT
         self._pieces: dict[int, bytes] = {}
         self._intervals: list[list[int]] = []  # [start, end) stream positions, sorted
@@ -96,12 +114,12 @@ class ReceiveBuffer:
 
     @property
     def readable(self) -> int:
-        return len(self._ready)
+        return self._ready_len
 
     @property
     def free(self) -> int:
         """RCV.BUFF - RCV.USER: the most window that can be offered from RCV.NXT."""
-        return self.capacity - len(self._ready)
+        return self.capacity - self._ready_len
 
     @property
     def has_gaps(self) -> bool:
@@ -109,13 +127,28 @@ class ReceiveBuffer:
 
     def read(self, max_bytes: int) -> bytes:
         ready = self._ready
-        if max_bytes >= len(ready):
-            data = bytes(ready)
-            ready.clear()
-        else:
-            data = bytes(ready[:max_bytes])
-            del ready[:max_bytes]
-        return data
+        if not ready or max_bytes <= 0:
+            return b""
+        first = ready[0]
+        if len(first) >= max_bytes or len(ready) == 1:
+            if len(first) <= max_bytes:
+                ready.popleft()
+                self._ready_len -= len(first)
+                return first if type(first) is bytes else bytes(first)
+            ready[0] = first[max_bytes:]
+            self._ready_len -= max_bytes
+            return bytes(first[:max_bytes])
+        parts: list[bytes | bytearray] = []
+        n = 0
+        while ready and n < max_bytes:
+            chunk = ready.popleft()
+            if n + len(chunk) > max_bytes:
+                ready.appendleft(chunk[max_bytes - n :])
+                chunk = chunk[: max_bytes - n]
+            parts.append(chunk)
+            n += len(chunk)
+        self._ready_len -= n
+        return b"".join(parts)
 
     def insert(self, offset: int, data: bytes) -> int:
         """Store ``data`` starting ``offset`` bytes after RCV.NXT.
@@ -123,10 +156,15 @@ class ReceiveBuffer:
         The caller has trimmed it to the window. Returns by how many bytes
         RCV.NXT advances (0 for an out-of-order piece).
         """
+        if type(data) is not bytes:
+            data = bytes(data)  # held as is: never a view of a caller's buffer
         if offset == 0 and not self._intervals:
-            self._ready += data
-            self._pos += len(data)
-            return len(data)
+            n = len(data)
+            if n:
+                self._append(data)
+                self._ready_len += n
+                self._pos += n
+            return n
         start = self._pos + offset
         end = start + len(data)
         parts = self._uncovered(start, end)
@@ -151,6 +189,18 @@ class ReceiveBuffer:
         recent.insert(0, start)
         del recent[_RECENT_KEPT:]
         return self._deliver()
+
+    def _append(self, data: bytes) -> None:
+        ready = self._ready
+        if len(data) >= _SMALL:
+            ready.append(data)
+            return
+        if ready:
+            tail = ready[-1]
+            if type(tail) is bytearray and len(tail) < _TAIL_MAX:
+                tail += data
+                return
+        ready.append(bytearray(data))
 
     def sack_blocks(self, limit: int) -> list[tuple[int, int]]:
         """Up to ``limit`` out-of-order blocks as (offset, end offset) from RCV.NXT.
@@ -225,7 +275,8 @@ class ReceiveBuffer:
         pos = s
         while pos < e:
             chunk = pieces.pop(pos)
-            self._ready += chunk
+            self._append(chunk)
+            self._ready_len += len(chunk)
             pos += len(chunk)
         self.ooo_bytes -= e - s
         self._pos = e

@@ -297,7 +297,7 @@ class TcpConnection(TcpReceiver):
 
     def _segment_arrives(self, seg: TcpSegment, now: float) -> None:
         """Process one segment addressed to this connection (RFC 9293 §3.10.7)."""
-        self.stats_counters.segments_in += 1
+        self.stats_counters.segments_in += self._coalesced
         if seg.src_port != self._rport or seg.dst_port != self._lport:
             self._drop("wrong-ports")
             return

@@ -54,6 +54,56 @@ class TcpReceiver(TcpSender):
         self._segment_arrives(seg, now)
         self._seg_in = None
 
+    def receive_coalesced(self, seg: TcpSegment, segments: int, now: float) -> None:
+        """Process ``seg``, the payloads of ``segments`` consecutive in-order
+        data segments of the peer that the host merged (stack/gro.py), each of
+        which :meth:`coalesce_room` allowed: counted as that many segments
+        received, and that many for the delayed-ACK rule (SHLD-19), so an ACK
+        is owed at once for two or more, as for the segments one by one.
+        RFC 7323 §4.3: ``seg`` carries the first segment's TSval, the one
+        TS.Recent would take (of a run, only the first can start at or before
+        Last.ACK.sent; the host checks the others' TSvals do not go back).
+        SND.WL1 becomes the run's first SEQ (§3.10.7.4 fifth step, for the
+        segment it is); a later segment's SEQ lies beyond all of them, so the
+        window-update rule decides the same."""
+        self._coalesced = segments
+        try:
+            self.receive_segment(seg, now)
+        finally:
+            self._coalesced = 1
+
+    def coalesce_room(self, seq: int, ack: int, window: int, tsval: int | None, now: float) -> int:
+        """How many octets of in-order data from ``seq`` header prediction
+        (:meth:`_fast_path`) takes now from segments with ACK or ACK|PSH, this
+        ACK, window and TSval (None: no timestamp option) and no other option:
+        the room left in the advertised window, or 0 when such a segment would
+        take the full path (anything unusual: the host then gives the segments
+        to TCP one by one, untouched)."""
+        if (
+            seq != self.rcv_nxt
+            or ack != self.snd_una
+            or self._state not in TEXT_STATES
+            or (window << self._snd_wscale) != self.snd_wnd
+            or self._cc.in_recovery
+            or self._board.ranges
+            or self._rcvbuf.has_gaps
+            or self._app_closed
+            or self._rcv_fin_seq is not None
+        ):
+            return 0
+        tso = self._ts
+        if tso.ok:
+            if (
+                tsval is None
+                or not tso.recent_valid
+                or (tsval - tso.recent) & 0xFFFFFFFF >= 0x80000000
+                or now - tso.recent_time > PAWS_IDLE
+            ):
+                return 0
+        elif tsval is not None:
+            return 0
+        return (self._rcv_adv - seq) & 0xFFFFFFFF  # seq_dist
+
     def _segment_arrives(self, seg: TcpSegment, now: float) -> None:
         raise NotImplementedError  # the state machine (synack.tcp.connection) does this
 
@@ -171,7 +221,7 @@ class TcpReceiver(TcpSender):
         if not self.config.delayed_ack:
             self._ack_now = True
         else:
-            self._delack_segments += 1
+            self._delack_segments += self._coalesced
             if self._delack_segments >= 2:
                 self._ack_now = True
             elif self._timers.delack is None:

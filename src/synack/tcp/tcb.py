@@ -81,6 +81,7 @@ class Tcb:
         "_challenge_count",
         "_challenge_window",
         "_close_deferred",
+        "_coalesced",
         "_delack_segments",
         "_dsack",
         "_events",
@@ -165,6 +166,9 @@ class Tcb:
         self._passive = False
         self._opened = False
         self._seg_in: TcpSegment | None = None  # being received: what a state change is due to
+        # How many segments of the peer the one being received stands for: 1,
+        # or more when the host coalesced a run of them (stack/gro.py).
+        self._coalesced = 1
         self.stats_counters = TcpStats()
 
         # Send sequence variables (RFC 9293 §3.3.1). SND.MAX is the highest
