@@ -305,6 +305,43 @@ def test_a_hosting_loops_server_is_native_sends_files_and_waits_for_its_loop(
         server.close()
 
 
+def test_native_sendfile_reads_ahead_yet_sends_exactly_offset_and_count(
+    stack: tuple[Runtime, SocketModule], tmp_path: Any
+) -> None:
+    # Blocks are read one ahead of the one draining: the count's end must
+    # still cut the last block, and the file's position end at offset + count
+    # (asyncio's contract) although a read ahead moved it meanwhile.
+    body = hashlib.shake_256(b"ahead").digest(900_000)
+    (tmp_path / "f").write_bytes(body)
+    offset, count = 1_000, 600_001  # ends inside the third 256 KiB block
+    where: list[int] = []
+
+    async def serve(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        with open(tmp_path / "f", "rb") as f:
+            sent = await asyncio.get_running_loop().sendfile(w.transport, f, offset, count)
+            where.extend((sent, f.tell()))
+        w.close()
+
+    with asyncio.Runner() as runner:
+        server = runner.run(asyncio.start_server(serve, IP, 0))
+        port = server.sockets[0].getsockname()[1]
+        c = socket.create_connection((IP, port), timeout=10)
+
+        def read_all() -> bytes:
+            data = b""
+            while chunk := c.recv(65536):
+                data += chunk
+            return data
+
+        assert (
+            runner.run(asyncio.wait_for(asyncio.to_thread(read_all), 20))
+            == body[offset : offset + count]
+        )
+        assert where == [count, offset + count]
+        c.close()
+        server.close()
+
+
 def test_a_loop_with_native_servers_waits_for_the_host_another_loop_holds(
     stack: tuple[Runtime, SocketModule],
 ) -> None:

@@ -26,6 +26,7 @@ synack.stack, synack.tcp, synack.errors.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import errno
 import socket as _std
@@ -109,7 +110,9 @@ class NativeTransport(TcpTransport):
     async def send_file(self, file: Any, offset: int, count: int | None) -> int:
         """``loop.sendfile`` on this transport: the file read in blocks (in the
         executor, as asyncio's fallback does) and written, each once the
-        previous ones have drained; reading paused meanwhile, as asyncio does."""
+        previous ones have drained; reading paused meanwhile, as asyncio does.
+        The next block is read while this one drains: a read waited for in
+        turn left the connection idle for a thread hop per block."""
         if self.is_closing():
             raise RuntimeError("Transport is closing")
         loop = self._home
@@ -121,18 +124,31 @@ class NativeTransport(TcpTransport):
         self.pause_reading()
         self.set_protocol(drainer)
         total = 0
+
+        def read_from(done: int) -> tuple[asyncio.Future[bytes] | None, int]:
+            size = _BLOCK if count is None else min(_BLOCK, count - done)
+            if size <= 0:
+                return None, 0
+            return loop.run_in_executor(None, file.read, size), size
+
+        pending, asked = read_from(0)
         try:
-            while count is None or total < count:
-                size = _BLOCK if count is None else min(_BLOCK, count - total)
-                block = await loop.run_in_executor(None, file.read, size)
+            while pending is not None:
+                block = await pending
+                pending = None
                 if not block:
                     break
+                if len(block) == asked:  # a short read is the file's end
+                    pending, asked = read_from(total + len(block))
                 await drainer.drain()
                 self.write(block)
                 total += len(block)
             await drainer.drain()  # no pause left pending for the program's protocol
             return total
         finally:
+            if pending is not None:  # a read ahead still moves the file's position
+                with contextlib.suppress(BaseException):
+                    await pending
             if total and hasattr(file, "seek"):
                 file.seek(offset + total)
             self.set_protocol(original)
