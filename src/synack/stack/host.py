@@ -385,7 +385,9 @@ class Host:
         if now > self.tcp.now:
             self.tcp.now = now
         taken = dropped = 0
-        gro = self._gro if self.coalesce else None
+        # One frame cannot be merged with anything: it goes the per-frame way
+        # without being offered (a keep-alive request is often alone in its read).
+        gro = self._gro if self.coalesce and len(frames) > 1 else None
         for f in frames:
             if (
                 len(f) < _RAW_MIN_LEN
