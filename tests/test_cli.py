@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import argparse
 import socket
 import subprocess
 import sys
@@ -7,6 +8,9 @@ import sys
 import pytest
 
 from synack.cli.main import main
+from synack.cli.stack import _host
+from synack.stack.config import LINK_TCP_BUFFER
+from synack.tcp.config import TcpConfig
 
 
 def test_help_lists_commands(capsys: pytest.CaptureFixture[str]) -> None:
@@ -65,3 +69,13 @@ def test_bare_group_is_one_line_and_status_2(group: str) -> None:
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1, proc.stderr
     assert "required" in proc.stderr
+
+
+def test_a_host_on_a_real_link_gets_the_link_buffers_and_the_mtus_mss() -> None:
+    # synack run / synack stack: the window must cover a TAP's bandwidth times
+    # synack's turnaround (stack.config.LINK_TCP_BUFFER), not TcpConfig's 256 KiB.
+    args = argparse.Namespace(ip="10.213.5.2/24", gateway=None, mtu=9000, mac=None)
+    config = _host(args).tcp.config
+    assert config.mss == 9000 - 40
+    assert config.send_buffer == config.receive_buffer == LINK_TCP_BUFFER
+    assert TcpConfig().receive_buffer < LINK_TCP_BUFFER

@@ -80,6 +80,7 @@ from synack.adapters.oserrors import from_errno, oserror
 from synack.adapters.sockets import Runtime, SocketModule
 from synack.errors import LocalProtocolError
 from synack.links.tap import TAP_MAX_MTU, TapDevice, TapLink
+from synack.stack.config import link_tcp_config
 from synack.stack.host import ANY, LOOPBACK, Host, HostConfig, TcpListener, TcpStream
 
 _KernelSocket = _std.socket  # the class as it was before install(): kept for AF_UNIX & co
@@ -663,6 +664,7 @@ def install_tap(
             gateway=IPv4Address(gateway) if gateway else None,
             mtu=min(mtu, TAP_MAX_MTU),
             name="synack",
+            tcp=link_tcp_config(min(mtu, TAP_MAX_MTU)),
         ),
         rng=random.Random(secrets.randbits(64)),
         isn_secret=secrets.token_bytes(32),

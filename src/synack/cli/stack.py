@@ -94,6 +94,7 @@ def add_stack_options(q: argparse.ArgumentParser) -> None:
 
 
 def _host(args: argparse.Namespace) -> Host:
+    from synack.stack.config import link_tcp_config
     from synack.stack.host import Host, HostConfig
 
     try:
@@ -130,7 +131,14 @@ def _host(args: argparse.Namespace) -> Host:
     import random
 
     return Host(
-        HostConfig(mac=mac, interface=iface, gateway=gateway, mtu=mtu, name="synack"),
+        HostConfig(
+            mac=mac,
+            interface=iface,
+            gateway=gateway,
+            mtu=mtu,
+            name="synack",
+            tcp=link_tcp_config(mtu),
+        ),
         rng=random.Random(secrets.randbits(64)),
         isn_secret=secrets.token_bytes(32),
     )

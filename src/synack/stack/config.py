@@ -55,6 +55,22 @@ class AddressNotAvailableError(LocalProtocolError):
     errno = errno.EADDRNOTAVAIL
 
 
+#: TCP's send and receive buffers for a host on a real link (a TAP device:
+#: ``synack run``, ``synack stack``). The window must cover what is in flight
+#: while synack's Python turns a batch around: on a TAP at several hundred MB/s
+#: that is more than TcpConfig's 256 KiB, and a kernel sender was left waiting
+#: for window most of the time (upload with offloads 270 -> 700+ MB/s at
+#: 1 MiB, bench/stack_apps.py). Linux autotunes its receive buffer up to 6 MiB
+#: (tcp_rmem); these are bounds, not allocations: buffers hold what is unread.
+LINK_TCP_BUFFER = 1 << 20
+
+
+def link_tcp_config(mtu: int) -> TcpConfig:
+    """TcpConfig for a host on a real link: the MSS its MTU allows (less 40
+    octets of IPv4 and TCP headers, RFC 9293 §3.7.1) and :data:`LINK_TCP_BUFFER`."""
+    return TcpConfig(mss=mtu - 40, send_buffer=LINK_TCP_BUFFER, receive_buffer=LINK_TCP_BUFFER)
+
+
 @dataclass(frozen=True, slots=True)
 class HostConfig:
     """Everything a host is built from: its link identity and its limits."""
