@@ -93,6 +93,8 @@ _RAW_SYN = int(wtcp.TcpFlags.SYN)
 # pure ACK with timestamps (so pure ACKs, a download's, skip the attempt).
 _RAW_DATA_FLAGS = (int(wtcp.TcpFlags.ACK), int(wtcp.TcpFlags.ACK | wtcp.TcpFlags.PSH))
 _RAW_PURE_ACK_LEN = _RAW_L4_AT + wtcp.MIN_HEADER_LEN + 12
+# IPv4 source and destination, then the TCP ports: one flow's frames share them.
+_RAW_FLOW = slice(weth.HEADER_LEN + 12, _RAW_L4_AT + 4)
 
 __all__ = [
     "ANY",
@@ -388,7 +390,8 @@ class Host:
         # One frame cannot be merged with anything: it goes the per-frame way
         # without being offered (a keep-alive request is often alone in its read).
         gro = self._gro if self.coalesce and len(frames) > 1 else None
-        for f in frames:
+        last = len(frames) - 1
+        for i, f in enumerate(frames):
             if (
                 len(f) < _RAW_MIN_LEN
                 or f[_RAW_ETHERTYPE_AT : _RAW_ETHERTYPE_AT + 3] != _RAW_IPV4_NO_OPTIONS
@@ -401,10 +404,14 @@ class Host:
                 continue
             proto = f[_RAW_PROTO_AT]
             if gro is not None:
+                # Offered only when it may join something: a run already
+                # held, or a next frame of the same flow (keep-alive requests
+                # of many connections interleave: each goes the direct way).
                 if (
                     proto == _RAW_PROTO_TCP
                     and len(f) > _RAW_PURE_ACK_LEN
                     and f[_RAW_TCP_FLAGS_AT] in _RAW_DATA_FLAGS
+                    and (gro.held or (i < last and frames[i + 1][_RAW_FLOW] == f[_RAW_FLOW]))
                     and gro.offer(f, now, type(f) is vouched)
                 ):
                     continue
