@@ -13,32 +13,12 @@ import socket
 import socketserver
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from synack.adapters import patch
 from synack.adapters.sockets import Runtime, SocketModule
-from synack.links.memory import MemoryHub
-from tests.stack.netfix import make_host
-
-IP = "10.213.0.1"
-
-
-@pytest.fixture
-def stack() -> Iterator[tuple[Runtime, SocketModule]]:
-    rt = Runtime()
-    try:
-        module = rt.add_host(make_host(1, f"{IP}/24"), MemoryHub().port())
-        patch.install(module)
-        try:
-            yield rt, module
-        finally:
-            patch.close_all(rt, linger=0.5)
-            patch.uninstall()
-    finally:
-        rt.close()
+from tests.adapters import IP
 
 
 def park(rt: Runtime) -> threading.Event:

@@ -24,7 +24,6 @@ import threading
 import time
 import urllib.request
 import weakref
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,26 +32,9 @@ import pytest
 from synack.adapters import patch
 from synack.adapters.bridge import Latch
 from synack.adapters.sockets import Runtime, SocketModule
-from synack.links.memory import MemoryHub
 from synack.stack.events import FrameTrace
+from tests.adapters import IP
 from tests.stack.netfix import make_host
-
-IP = "10.213.0.1"
-
-
-@pytest.fixture
-def stack() -> Iterator[tuple[Runtime, SocketModule]]:
-    rt = Runtime()
-    try:
-        module = rt.add_host(make_host(1, f"{IP}/24"), MemoryHub().port())
-        patch.install(module)
-        try:
-            yield rt, module
-        finally:
-            patch.close_all(rt, linger=0.5)
-            patch.uninstall()
-    finally:
-        rt.close()
 
 
 def blob(n: int) -> bytes:
@@ -655,6 +637,34 @@ def _tcp_flags_out(frames: list[bytes], port: int) -> list[int]:
     return flags
 
 
+def _peer(rt: Runtime, module: SocketModule) -> SocketModule:
+    """A second host on the first one's hub (the kernel-less peer)."""
+    return rt.add_host(make_host(2, "10.213.0.2/24"), module.driver.link.hub.port())  # type: ignore[attr-defined]
+
+
+def _frames_out(rt: Runtime, module: SocketModule) -> list[bytes]:
+    """Every frame ``module``'s host sends from now on (filled in as they go)."""
+    out: list[bytes] = []
+    host = module.driver.host
+
+    def watch(r: object) -> None:
+        if isinstance(r, FrameTrace) and r.direction == "out":
+            out.append(r.frame)
+
+    rt.call(lambda: host.observers.append(watch))
+    return out
+
+
+def _settled_flags(out: list[bytes], port: int, n: int) -> list[int]:
+    """:func:`_tcp_flags_out` once ``n`` frames from ``port`` went out and a
+    moment passed with nothing more (or 5 s)."""
+    deadline = time.monotonic() + 5
+    while len(_tcp_flags_out(out, port)) < n and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.05)
+    return _tcp_flags_out(out, port)
+
+
 def test_a_one_request_connection_is_three_frames_out(
     stack: tuple[Runtime, SocketModule],
 ) -> None:
@@ -664,15 +674,8 @@ def test_a_one_request_connection_is_three_frames_out(
     (§3.8.6.3) and the scaled window (no window update of its own after the
     read); the ACK of the peer's FIN."""
     rt, module = stack
-    peer = rt.add_host(make_host(2, "10.213.0.2/24"), module.driver.link.hub.port())  # type: ignore[attr-defined]
-    out: list[bytes] = []
-    host = module.driver.host
-
-    def watch(r: object) -> None:
-        if isinstance(r, FrameTrace) and r.direction == "out":
-            out.append(r.frame)
-
-    rt.call(lambda: host.observers.append(watch))
+    peer = _peer(rt, module)
+    out = _frames_out(rt, module)
     with socket.socket() as srv:
         srv.bind((IP, 0))
         srv.listen()
@@ -694,12 +697,8 @@ def test_a_one_request_connection_is_three_frames_out(
             got += chunk
         assert got == b"HTTP/1.0 200 OK\r\n\r\nhello"
         c.close()
-        deadline = time.monotonic() + 5
-        while len(_tcp_flags_out(out, port)) < 3 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        time.sleep(0.05)  # nothing more follows
         syn, ack, psh, fin = 0x02, 0x10, 0x08, 0x01
-        assert _tcp_flags_out(out, port) == [syn | ack, fin | psh | ack, ack]
+        assert _settled_flags(out, port, 3) == [syn | ack, fin | psh | ack, ack]
 
 
 def test_a_closed_connection_is_freed_without_the_cycle_collector(
@@ -710,7 +709,7 @@ def test_a_closed_connection_is_freed_without_the_cycle_collector(
     asyncio transport keeps its socket in a cycle; what hangs off the socket
     must not wait for the collector)."""
     rt, module = stack
-    peer = rt.add_host(make_host(2, "10.213.0.2/24"), module.driver.link.hub.port())  # type: ignore[attr-defined]
+    peer = _peer(rt, module)
     gc.disable()
     try:
         with socket.socket() as srv:
@@ -754,15 +753,8 @@ def test_a_program_on_the_stacks_loop_gets_its_fin_on_its_reply(
     bridge has read the reply. The reply's segment is made at the pump,
     after the close: one segment with the data and the FIN (§3.10.4)."""
     rt, module = stack
-    peer = rt.add_host(make_host(2, "10.213.0.2/24"), module.driver.link.hub.port())  # type: ignore[attr-defined]
-    out: list[bytes] = []
-    host = module.driver.host
-
-    def watch(r: object) -> None:
-        if isinstance(r, FrameTrace) and r.direction == "out":
-            out.append(r.frame)
-
-    rt.call(lambda: host.observers.append(watch))
+    peer = _peer(rt, module)
+    out = _frames_out(rt, module)
     with socket.socket() as srv:
         srv.bind((IP, 0))
         srv.listen()
@@ -784,8 +776,5 @@ def test_a_program_on_the_stacks_loop_gets_its_fin_on_its_reply(
             got += chunk
         assert got == b"reply"
         c.close()
-        deadline = time.monotonic() + 5
-        while len(_tcp_flags_out(out, port)) < 3 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        time.sleep(0.05)
-        assert _tcp_flags_out(out, port) == [0x12, 0x19, 0x10]  # SYN-ACK, FIN+PSH+ACK, ACK
+        # SYN-ACK, FIN+PSH+ACK, ACK
+        assert _settled_flags(out, port, 3) == [0x12, 0x19, 0x10]
