@@ -5,7 +5,7 @@ the constants and aliases here (``ANY``, ``Address``, ``ConnKey``, the
 ephemeral port range) and the errors an application gets from the host's API
 are shared by every protocol module of the host, so they live below them all.
 
-Layer: stack. Imports synack.errors, synack.tcp and synack.stack.arp.
+Layer: stack. Imports synack.errors, synack.wire, synack.tcp and synack.stack.arp.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from ipaddress import IPv4Address, IPv4Interface
 from synack.errors import LocalProtocolError
 from synack.stack.arp import ArpPolicy, ArpTimings
 from synack.tcp.config import TcpConfig
+from synack.wire import ipv4 as wip
+from synack.wire import tcp as wtcp
 
 Address = tuple[IPv4Address, int]
 ConnKey = tuple[IPv4Address, int, IPv4Address, int]  # local ip, port, remote ip, port
@@ -65,10 +67,16 @@ class AddressNotAvailableError(LocalProtocolError):
 LINK_TCP_BUFFER = 1 << 20
 
 
+def mss_for(mtu: int) -> int:
+    """The MSS an MTU allows: less the host's IPv4 and TCP headers, which carry
+    no options (RFC 9293 §3.7.1, MUST-15's "MTU minus the fixed headers")."""
+    return mtu - wip.MIN_HEADER_LEN - wtcp.MIN_HEADER_LEN
+
+
 def link_tcp_config(mtu: int) -> TcpConfig:
-    """TcpConfig for a host on a real link: the MSS its MTU allows (less 40
-    octets of IPv4 and TCP headers, RFC 9293 §3.7.1) and :data:`LINK_TCP_BUFFER`."""
-    return TcpConfig(mss=mtu - 40, send_buffer=LINK_TCP_BUFFER, receive_buffer=LINK_TCP_BUFFER)
+    """TcpConfig for a host on a real link: :func:`mss_for` its MTU and
+    :data:`LINK_TCP_BUFFER`."""
+    return TcpConfig(mss=mss_for(mtu), send_buffer=LINK_TCP_BUFFER, receive_buffer=LINK_TCP_BUFFER)
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,7 @@ from synack.stack.config import (
     HostConfig,
     NoRouteError,
     as_address,
+    mss_for,
 )
 from synack.stack.endpoints import TcpListener, TcpStream
 from synack.stack.events import (
@@ -137,7 +138,7 @@ class TcpDemux:
         self.name = name
         self.isn = IsnGenerator(isn_secret)
         # Our MSS is what the link carries minus the IP and TCP headers.
-        self.config = host_config.tcp or TcpConfig(mss=ip.mtu - _IP_HLEN - wtcp.MIN_HEADER_LEN)
+        self.config = host_config.tcp or TcpConfig(mss=mss_for(ip.mtu))
         self._cookies = SynCookies(isn_secret) if host_config.syn_cookies else None
         self.fastopen = HostFastOpen(host_config.tcp_fastopen, isn_secret, counters)
         # The SYN-flood budgets and the stateless answer from raw bytes.
