@@ -147,7 +147,7 @@ class NativeTransport(TcpTransport):
             return total
         finally:
             if pending is not None:  # a read ahead still moves the file's position
-                with contextlib.suppress(BaseException):
+                with contextlib.suppress(Exception, asyncio.CancelledError):
                     await pending
             if total and hasattr(file, "seek"):
                 file.seek(offset + total)
