@@ -1,4 +1,4 @@
-"""The output side of a TCP connection: segment building and data scheduling.
+"""The output side of a TCP connection: data scheduling.
 
 :class:`TcpSender` turns the TCB (:class:`~synack.tcp.tcb.Tcb`) into
 segments: :meth:`TcpSender.segments_to_send` with its data scheduling
@@ -6,44 +6,33 @@ segments: :meth:`TcpSender.segments_to_send` with its data scheduling
 transmit, RFC 3042; RFC 6675 recovery output as
 :class:`~synack.tcp.recovery.LossRecovery` chooses it, or as RACK marks
 losses, with RACK-TLP's timers and loss probe, RFC 8985; the FIN after the
-data, §3.10.4), the segment builders (the ACK, window and options every
-segment carries: RCV.ADV and receiver SWS avoidance §3.8.6.2.2, RFC 7323
-timestamps, RFC 2018 SACK blocks, URG §3.10.2) and the probes the timers
-send (zero-window probes §3.8.6.1, keep-alives §3.8.4). It also queues the
-user's data (SEND, §3.10.2).
+data, §3.10.4) and the probes the timers send (zero-window probes §3.8.6.1,
+keep-alives §3.8.4). It also queues the user's data (SEND, §3.10.2). The
+segments themselves (ACK, window and options, SYNs, resets) are built by
+:class:`~synack.tcp.builder.TcpBuilder`.
 
 Layer: tcp. Imports synack.errors, synack.wire and the rest of synack.tcp (below receiver).
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from synack.errors import LocalProtocolError
 from synack.tcp import events as ev
+from synack.tcp.builder import TcpBuilder
 from synack.tcp.rack import Rack
-from synack.tcp.sack import blocks_to_send
 from synack.tcp.segments import (
     ACK,
     ACK_FIN,
-    ACK_PSH,
-    ACK_PSH_FIN,
-    NO_OPTIONS,
-    SYN,
-    SYN_ACK,
-    URG,
-    reset,
-    sack_blocks_that_fit,
 )
 from synack.tcp.seq import seq_add, seq_diff, seq_gt, seq_le, seq_lt
 from synack.tcp.states import SYNCHRONIZED, State
-from synack.tcp.tcb import SEND_STATES, Tcb
-from synack.wire.tcp import TcpFlags, TcpOptions, TcpSegment
+from synack.tcp.tcb import SEND_STATES
+from synack.wire.tcp import TcpSegment
 
 __all__ = ["TcpSender"]
 
 
-class TcpSender(Tcb):
+class TcpSender(TcpBuilder):
     """A TCB that sends (see the module docstring)."""
 
     __slots__ = ()
@@ -320,15 +309,6 @@ class TcpSender(Tcb):
         if self._timers.rexmit is None:
             # RFC 6298 §5.1: start the timer when sending data if not running.
             self._timers.rexmit = now + self._rtt.rto
-
-    def _data_segment(
-        self, seq: int, off: int, n: int, now: float, *, fin: bool, psh: bool
-    ) -> TcpSegment:
-        if fin:
-            flags = ACK_PSH_FIN if psh else ACK_FIN
-        else:
-            flags = ACK_PSH if psh else ACK
-        return self._make(seq, flags, self._sndbuf.peek(off, n), now)
 
     def _rack_recovery_output(self, rack: Rack, now: float, out: list[TcpSegment]) -> None:
         """RFC 6675 (C) with RACK's losses (RFC 8985 §6): lost records first, then new data.
@@ -666,128 +646,6 @@ class TcpSender(Tcb):
                     self._persist_backoff = 0
             self.snd_wl1 = seq
             self.snd_wl2 = ack
-
-    def _send_reset(self, now: float) -> None:
-        # <SEQ=SND.NXT><CTL=RST> (RFC 9293 §3.10.5; SND.MAX, see segments_to_send).
-        self._reset_for(self.snd_max, now)
-
-    def _reset_for(self, seq: int, now: float) -> None:
-        """<SEQ=seq><CTL=RST>; also the reply to an unacceptable ACK (§3.10.7.3, §3.10.7.4).
-
-        Once timestamps were agreed the RST carries TSopt (RFC 7323 §3.2
-        "SHOULD be sent in an <RST> segment"), so that a peer checking
-        timestamps on resets (RFC 7323 §5.2) sees a current one.
-        """
-        self.stats_counters.rsts_out += 1
-        rst = reset(self._lport, self._rport, seq)
-        ts = self._ts
-        if ts.ok:
-            rst = TcpSegment(self._lport, self._rport, seq, 0, rst.flags, 0, b"", ts.option(now))
-        self._out.append(rst)
-
-    # ------------------------------------------------------------------
-    # Segment building
-
-    def _make(self, seq: int, flags: TcpFlags, payload: bytes, now: float) -> TcpSegment:
-        """A segment carrying ACK (all ours do but RSTs), with window and options from the TCB."""
-        ack = self.rcv_nxt
-        ts = self._ts
-        ts.last_ack_sent = ack
-        self._delack_segments = 0
-        self._timers.delack = None
-        window = self._advertise()
-        opts = NO_OPTIONS
-        blocks: tuple[tuple[int, int], ...] = ()
-        rcvbuf = self._rcvbuf
-        if self._sack_ok and (rcvbuf.has_gaps or self._dsack is not None):
-            # RFC 2018 §3: what fits in 40 octets beside a timestamp option.
-            room = 3 if ts.ok else 4
-            dsack = self._dsack
-            if dsack is not None:
-                # RFC 2883 §4: the D-SACK block first, reported once.
-                self._dsack = None
-                blocks = (dsack, *blocks_to_send(rcvbuf.sack_blocks(room - 1), ack))
-            else:
-                blocks = blocks_to_send(rcvbuf.sack_blocks(room), ack)
-            if payload:
-                # RFC 9293 §3.7.1 MUST-16: _snd_mss already leaves room for a
-                # timestamp option; the SACK option must fit in what the
-                # payload leaves, else the segment would exceed the peer's
-                # MSS. Blocks that do not fit go on a pure ACK (see
-                # segments_to_send).
-                fit = sack_blocks_that_fit(self._snd_mss - len(payload))
-                if fit < len(blocks):
-                    blocks = blocks[:fit]
-                    self._sack_trimmed = True
-        if ts.ok:
-            if blocks:
-                opts = TcpOptions(timestamps=(ts.tsval(now), ts.recent), sack_blocks=blocks)
-            else:
-                opts = ts.option(now)
-        elif blocks:
-            opts = TcpOptions(sack_blocks=blocks)
-        up = self._snd_up
-        if up is not None:
-            if seq_gt(up, self.snd_una):
-                # §3.10.2: every segment sent while SND.UP is ahead carries URG
-                # and SEG.UP = SND.UP - SEG.SEQ, the first non-urgent octet
-                # (MUST-62), when that fits the 16-bit field.
-                ptr = seq_diff(up, seq)
-                if 0 < ptr <= 65535:
-                    return TcpSegment(
-                        self._lport, self._rport, seq, ack, flags | URG, window, payload, opts, ptr
-                    )
-            else:
-                self._snd_up = None  # the urgent data is acknowledged
-        return TcpSegment(self._lport, self._rport, seq, ack, flags, window, payload, opts)
-
-    def _make_syn(self, now: float, *, ack: bool) -> TcpSegment:
-        cfg = self.config
-        ts = self._ts
-        # RFC 7323 §2.2: the window in a SYN is never scaled.
-        window = min(self._rcvbuf.free, 65535)
-        self._syn_window = window
-        if ack:
-            self._rcv_adv = seq_add(self.rcv_nxt, window)
-            # Offer options only if the peer offered them (RFC 7323 §2.2,
-            # §3.2; RFC 2018 §2).
-            opts = TcpOptions(
-                mss=cfg.mss,
-                wscale=self._rcv_wscale if self._wscale_agreed else None,
-                sack_permitted=self._sack_ok,
-                timestamps=(ts.tsval(now), ts.recent) if ts.ok else None,
-            )
-            flags = SYN_ACK
-            ackno = self.rcv_nxt
-            ts.last_ack_sent = ackno
-        else:
-            opts = TcpOptions(
-                mss=cfg.mss,
-                wscale=self._rcv_wscale_offer if cfg.window_scale else None,
-                sack_permitted=cfg.sack,
-                timestamps=(ts.tsval(now), 0) if cfg.timestamps else None,
-            )
-            flags = SYN
-            ackno = 0
-        payload = b""
-        tfo = self._tfo
-        if tfo is not None and ack is self._passive:  # (not on a simultaneous open's SYN-ACK)
-            # RFC 7413 §4.1.1: our cookie (b"": a request) or the server's answer (None:
-            # none). Data rides on the first SYN only, with a cookie (§4.2.1).
-            opts = replace(opts, fastopen=tfo.cookie)
-            if not ack and (n := tfo.syn_octets(len(self._sndbuf), cfg.mss, self._syn_resent)):
-                payload = self._sndbuf.peek(0, n)
-                self.stats_counters.bytes_out += n
-        end = seq_add(self.iss, 1 + len(payload))
-        if self._timers.rexmit is None or seq_lt(self.snd_nxt, end):
-            # Not when a duplicate SYN asks for our SYN-ACK again while data
-            # sent after it (RFC 7413 §4.2.2) is in flight: only a timeout
-            # goes back over that data.
-            self.snd_nxt = end
-        if seq_gt(end, self.snd_max) or self.snd_max == self.iss:
-            self.snd_max = end
-        self._recovery.time_syn(end, now)
-        return TcpSegment(self._lport, self._rport, self.iss, ackno, flags, window, payload, opts)
 
     def _output_before_established(self, now: float, out: list[TcpSegment]) -> None:
         """Data in SYN-RECEIVED (accepted Fast Open) as if our SYN were acknowledged (the

@@ -10,15 +10,15 @@ deadlines (:class:`~synack.tcp.timers.Timers`), RFC 7323
 SACK scoreboard). It offers the read-only views of the public API.
 
 The connection is built in layers on it, each in its own module:
-:class:`~synack.tcp.sender.TcpSender` (output: segment building and data
-scheduling), :class:`~synack.tcp.receiver.TcpReceiver` (what arriving
+:class:`~synack.tcp.builder.TcpBuilder` (segment building),
+:class:`~synack.tcp.sender.TcpSender` (output: data scheduling), :class:`~synack.tcp.receiver.TcpReceiver` (what arriving
 segments share: header prediction, the handshake options, ACK policy) and
 :class:`~synack.tcp.connection.TcpConnection` (the state machine and the
 RFC 9293 §3.10.7 steps). They share the TCB's attributes directly (slots,
 one object): this is the hot path, and an indirection per variable would
 cost on every segment.
 
-Layer: tcp. Imports synack.errors, synack.wire and the rest of synack.tcp (below sender).
+Layer: tcp. Imports synack.errors, synack.wire and the rest of synack.tcp (below builder).
 """
 
 from __future__ import annotations
