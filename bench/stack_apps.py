@@ -9,11 +9,13 @@ counter on the TAP device from ``ip -s link``, which should stay 0).
 
 Where the time goes, from the same run: the server process's CPU per request
 (or per MB) from /proc (user + system, all threads), for synack split into the
-program's thread and the stack's loop thread, and the frames per request (or
-per MB) on the TAP device, in and out. ``--rounds N`` repeats the three
-servers in turn N times and prints medians with the min-max range.
+program's thread and the stack's loop thread, how much of it is system
+(kernel) time, and the frames per request (or per MB) on the TAP device, in
+and out. ``--rounds N`` repeats the three servers in turn N times and prints
+medians with the min-max range; ``--rows`` runs only some rows.
 
     sudo .venv/bin/python bench/stack_apps.py [--requests 3000] [--mb 50] [--rounds 3]
+        [--rows download_MBps,upload_MBps]
 
 Needs root, /dev/net/tun, iproute2, ab (apache2-utils), curl and aiohttp.
 """
@@ -137,12 +139,16 @@ def server(ns: str, argv: list[str], cwd: str) -> Iterator[int]:
 
 
 TICK = os.sysconf("SC_CLK_TCK")
+ROWS = ("keepalive_rps", "newconn_rps", "download_MBps", "upload_MBps", "burst")
 
 
-def cpu_seconds(pid: int) -> tuple[float, float]:
-    """(program's thread, every other thread) user + system CPU seconds of ``pid``:
-    for ``synack run`` the other thread is the stack's loop thread."""
-    main = other = 0.0
+def cpu_seconds(pid: int) -> tuple[float, float, float]:
+    """(program's thread, every other thread, system part of both) user +
+    system CPU seconds of ``pid``: for ``synack run`` the other thread is the
+    stack's loop thread; the system part is the kernel's work on the
+    process's behalf (for synack, the TAP's reads and writes, which carry the
+    kernel's own receive and send processing)."""
+    main = other = system = 0.0
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
             with open(f"/proc/{pid}/task/{tid}/stat") as f:
@@ -150,11 +156,12 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
         except OSError:
             continue  # a thread that ended
         t = (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
+        system += int(fields[12]) / TICK
         if int(tid) == pid:
             main += t
         else:
             other += t
-    return main, other
+    return main, other, system
 
 
 def frames(ns: str, dev: str | None) -> tuple[int, int]:
@@ -168,7 +175,14 @@ def frames(ns: str, dev: str | None) -> tuple[int, int]:
 
 
 def measure(
-    ns: str, ip: str, requests: int, mb: int, path: str, pid: int, dev: str | None = None
+    ns: str,
+    ip: str,
+    requests: int,
+    mb: int,
+    path: str,
+    pid: int,
+    dev: str | None = None,
+    rows: tuple[str, ...] = (),
 ) -> dict[str, float]:
     """Each row's rate, and per unit (request or MB): the server's CPU (us,
     program thread and other threads) and the TAP's frames in and out."""
@@ -177,11 +191,14 @@ def measure(
     r: dict[str, float] = {}
 
     def row(key: str, unit: float, run: Callable[[], float]) -> None:
+        if key not in rows:
+            return
         c0, f0 = cpu_seconds(pid), frames(ns, dev)
         r[key] = run()
         c1, f1 = cpu_seconds(pid), frames(ns, dev)
         r[f"{key} cpu_main"] = (c1[0] - c0[0]) / unit * 1e6
         r[f"{key} cpu_other"] = (c1[1] - c0[1]) / unit * 1e6
+        r[f"{key} cpu_sys"] = (c1[2] - c0[2]) / unit * 1e6
         r[f"{key} frames_in"] = (f1[0] - f0[0]) / unit
         r[f"{key} frames_out"] = (f1[1] - f0[1]) / unit
 
@@ -236,7 +253,15 @@ def main() -> None:
     ap.add_argument("--mb", type=int, default=50)
     ap.add_argument("--burst", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=1, help="kernel and synack in turn, N times")
+    ap.add_argument(
+        "--rows",
+        default=",".join(ROWS),
+        help="which rows to run, comma-separated (default all: %(default)s)",
+    )
     args = ap.parse_args()
+    rows = tuple(r.strip() for r in args.rows.split(",") if r.strip())
+    if not rows or set(rows) - set(ROWS):
+        ap.error(f"--rows takes some of {','.join(ROWS)}")
     here = os.path.dirname(os.path.abspath(__file__))
     os.environ["PYTHONPATH"] = os.path.join(here, "..", "src")
     labels = ("kernel", "synack", "synack --offload")
@@ -251,15 +276,17 @@ def main() -> None:
         synack = [sys.executable, "-m", "synack", "run"]
         for _ in range(args.rounds):
             with veth() as (cli, srv, ip), server(srv, [sys.executable, "app.py"], root) as pid:
-                runs["kernel"].append(measure(cli, ip, args.requests, args.mb, path, pid))
+                runs["kernel"].append(
+                    measure(cli, ip, args.requests, args.mb, path, pid, rows=rows)
+                )
             for label, extra in (("synack", []), ("synack --offload", ["--offload"])):
                 with tapns() as (ns, dev, net):
                     argv = [*synack, "--tap", dev, "--ip", f"{net}.2/24", *extra, "--", "app.py"]
                     with server(ns, argv, root) as pid:
                         runs[label].append(
-                            measure(ns, f"{net}.2", args.requests, args.mb, path, pid, dev)
+                            measure(ns, f"{net}.2", args.requests, args.mb, path, pid, dev, rows)
                         )
-                        if not extra and burst is None:
+                        if not extra and burst is None and "burst" in rows:
                             before = tap_drops(ns, dev)
                             out = sh(
                                 "ip", "netns", "exec", ns, sys.executable, "-c", BURST,
@@ -273,13 +300,13 @@ def main() -> None:
     def ratios(label: str, key: str) -> list[float]:
         return [s / k for s, k in zip(col(label, key), col("kernel", key), strict=True)]
 
-    rows = ("keepalive_rps", "newconn_rps", "download_MBps", "upload_MBps")
     n = args.rounds
     print(f"{n} round(s); medians" + (" (min-max)" if n > 1 else "") + "; ratio = synack / kernel")
     w = 24 if n > 1 else 10
     print(
         f"{'':15} {'kernel':>{w}} {'synack':>{w}} {'ratio':>{w}} {'--offload':>{w}} {'ratio':>{w}}"
     )
+    rows = tuple(key for key in ROWS if key in rows and key != "burst")
     for key in rows:
         cells = [spread(col("kernel", key)), spread(col("synack", key))]
         cells += [spread(ratios("synack", key), 2), spread(col("synack --offload", key))]
@@ -302,6 +329,12 @@ def main() -> None:
             fo = statistics.median(col(label, f"{key} frames_out"))
             cells += [f"{m:.0f} + {o:.0f}", f"{fi:.1f} / {fo:.1f}"]
         print(f"{key:15} {cells[0]:>8} {cells[1]:>16} {cells[2]:>13} {cells[3]:>16} {cells[4]:>13}")
+    print()
+    print("of which system (kernel) CPU per unit, us (medians)")
+    print(f"{'':15} {'kernel':>8} {'synack':>8} {'--offload':>10}")
+    for key in rows:
+        cells = [f"{statistics.median(col(label, f'{key} cpu_sys')):.0f}" for label in labels]
+        print(f"{key:15} {cells[0]:>8} {cells[1]:>8} {cells[2]:>10}")
     if burst is not None:
         (done, p50, worst), drops = burst
         print(

@@ -68,6 +68,56 @@ def test_send_buffer_is_bounded() -> None:
     assert len(buf) == 6 and buf.peek(0, 2) == b"45" and buf.append(b"xyz") == 3
 
 
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.tuples(
+                st.just("append"),
+                st.sampled_from(["bytes", "bytearray", "memoryview"]),
+                st.integers(0, 3000),
+            ),
+            st.tuples(st.just("peek"), st.integers(0, 9000), st.integers(0, 3000)),
+            st.tuples(st.just("drop"), st.integers(0, 4000), st.just(0)),
+        ),
+        max_size=60,
+    )
+)
+def test_send_buffer_pieces_match_one_flat_buffer(ops: list[tuple[str, object, int]]) -> None:
+    # The buffer keeps pieces (bytes as given, small ones in a shared tail):
+    # every answer must be the one a single flat bytearray gives.
+    buf, model, made = SendBuffer(8000), bytearray(), 0
+    for op, a, b in ops:
+        if op == "append":
+            raw = bytes((made + i) % 251 for i in range(b))
+            made += b
+            data = {"bytes": raw, "bytearray": bytearray(raw), "memoryview": memoryview(raw)}
+            n = buf.append(data[str(a)])
+            fits = min(b, 8000 - len(model))
+            assert n == fits
+            model += raw[:fits]
+            if isinstance(data[str(a)], bytearray):
+                data[str(a)][:] = b"x" * b  # the caller reuses its buffer: no aliasing
+        elif op == "peek":
+            got = buf.peek(int(str(a)), b)
+            assert type(got) is bytes and got == bytes(model[int(str(a)) : int(str(a)) + b])
+        else:
+            buf.drop(int(str(a)))
+            del model[: int(str(a))]
+        assert len(buf) == len(model) and buf.space == 8000 - len(model)
+    assert buf.peek(0, 8000) == bytes(model)
+    buf.clear()
+    assert len(buf) == 0 and buf.peek(0, 10) == b""
+
+
+def test_send_buffer_keeps_a_bytes_write_without_copying_it() -> None:
+    buf, block = SendBuffer(1 << 20), bytes(200_000)
+    buf.append(b"HTTP/1.1 200 OK\r\n\r\n")
+    buf.append(block)
+    buf.drop(19)
+    assert buf.peek(0, len(block)) is block  # a segment's payload is the piece itself
+
+
 def test_reassembly_overlaps_and_sack_blocks() -> None:
     rb = ReceiveBuffer(100)
     assert rb.insert(10, b"KLMNO") == 0  # offsets 10..15

@@ -17,7 +17,8 @@ running (the stack thread drives the host then) waits for that loop's next
 turn (``HostLoop.defer``); and the loop, once it has made one, runs only while
 it holds the hosts (``HostingLoop.must_hold``: it waits for another loop to
 let go of them), since its transports touch the host. ``loop.sendfile`` on
-one reads the file in blocks and writes them (asyncio's fallback way).
+one writes the file as the connection takes it, read inline on the loop (or
+in the executor, for a file-like object without a descriptor).
 
 Layer: adapters. Imports synack.adapters (base, bridge, driver, loopthread, oserrors, tcp),
 synack.stack, synack.tcp, synack.errors.
@@ -29,7 +30,9 @@ import asyncio
 import contextlib
 import dataclasses
 import errno
+import os
 import socket as _std
+import stat
 from typing import Any
 
 from synack.adapters.base import ipv4
@@ -108,21 +111,65 @@ class NativeTransport(TcpTransport):
         self._connection_lost(None)
 
     async def send_file(self, file: Any, offset: int, count: int | None) -> int:
-        """``loop.sendfile`` on this transport: the file read in blocks (in the
-        executor, as asyncio's fallback does) and written, each once the
-        previous ones have drained; reading paused meanwhile, as asyncio does.
-        The next block is read while this one drains: a read waited for in
-        turn left the connection idle for a thread hop per block."""
+        """``loop.sendfile`` on this transport: the file's bytes written as
+        the connection takes them, reading paused meanwhile, as asyncio does.
+
+        A regular file is read on the loop's own thread with ``os.pread`` (as
+        asyncio's own sendfile does with ``os.sendfile``, which also reads the
+        page cache inline): an executor read costs a thread hop and the GIL
+        passed back and forth per block, and left the loop idle in select
+        between blocks. Each read is as large as the connection's send buffer
+        has room for (at least ``_MIN_BLOCK``: what does not fit waits in the
+        transport, whose pause says when to read on), so a block is copied
+        once, into the send buffer. Anything else (no descriptor, not a
+        regular file) is read in blocks in the executor."""
         if self.is_closing():
             raise RuntimeError("Transport is closing")
-        loop = self._home
         if offset:
             file.seek(offset)
+        fd = _regular_fd(file)
         original = self._protocol
-        drainer = _Drainer(original, loop, self._write_paused)
+        drainer = _Drainer(original, self._home, self._write_paused)
         resume = self.is_reading()
         self.pause_reading()
         self.set_protocol(drainer)
+        try:
+            if fd is None:
+                return await self._send_blocks(file, offset, count, drainer)
+            return await self._send_pread(file, fd, count, drainer)
+        finally:
+            self.set_protocol(original)
+            if resume and not self.is_closing():
+                self.resume_reading()
+
+    async def _send_pread(self, file: Any, fd: int, count: int | None, drainer: _Drainer) -> int:
+        start = pos = int(file.tell())
+        end = None if count is None else start + count
+        conn = self._stream.conn
+        try:
+            while True:
+                await drainer.drain()
+                size = min(max(conn.send_space, _MIN_BLOCK), _MAX_BLOCK)
+                if end is not None and end - pos < size:
+                    size = end - pos
+                    if size <= 0:
+                        break
+                block = os.pread(fd, size, pos)
+                if not block:
+                    break  # the file's end
+                self.write(block)
+                pos += len(block)
+            await drainer.drain()  # no pause left pending for the program's protocol
+            return pos - start
+        finally:
+            file.seek(pos)  # where reading the bytes sent would have left it
+
+    async def _send_blocks(
+        self, file: Any, offset: int, count: int | None, drainer: _Drainer
+    ) -> int:
+        """The executor way: each block written once the previous ones have
+        drained, the next read while this one drains."""
+        loop = self._home
         total = 0
 
         def read_from(done: int) -> tuple[asyncio.Future[bytes] | None, int]:
@@ -151,12 +198,22 @@ class NativeTransport(TcpTransport):
                     await pending
             if total and hasattr(file, "seek"):
                 file.seek(offset + total)
-            self.set_protocol(original)
-            if resume and not self.is_closing():
-                self.resume_reading()
 
 
-_BLOCK = 256 * 1024
+def _regular_fd(file: Any) -> int | None:
+    """``file``'s descriptor if it is a regular file (``os.pread`` works), else None."""
+    try:
+        fd = file.fileno()
+        return fd if stat.S_ISREG(os.fstat(fd).st_mode) else None
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
+        return None
+
+
+_BLOCK = 256 * 1024  # the executor way
+# The inline way: a read never smaller (a connection whose buffer is full
+# then pauses the writer), nor larger than the link buffer (stack/config.py).
+_MIN_BLOCK = 64 * 1024
+_MAX_BLOCK = 1024 * 1024
 _NODELAY: dict[int, tuple[TcpConfig, TcpConfig]] = {}  # id(config) -> (config, with nodelay)
 
 
