@@ -50,9 +50,31 @@ acknowledges it at once for being more than one full-sized segment
 (tcp_input.c, __tcp_ack_snd_check). A sender that counts bytes acknowledged
 (RFC 3465, Linux's cwnd growth) is not slowed by it.
 
+ACK filtering (RFC 3449 §5.2.1: an ACK superseded by a later one in the
+same queue may be dropped, as routers and DOCSIS/Wi-Fi links do), done so
+that TCP ends exactly where the ACKs one by one would have left it. A bulk
+sender over TAP reads up to 64 pure ACKs at a time (the kernel ACKs every
+second segment while our loop writes), each ~15 µs of Python. A run is
+pure ACKs of one connection in a batch: flags ACK only, no payload, no
+option but NOP NOP TS, the same SEG.SEQ (= RCV.NXT) and TSecr, each
+acknowledging more than the one before, TSvals never going back (PAWS as
+the first); TCP says when it takes one (``TcpReceiver.ack_run_end``,
+``arm_ack_run``): each an ACK of new data with nothing else to do, no loss
+recovery, SACK scoreboard, FIN of ours or loss probe, no HyStart++ round
+still sampling or ending inside the run; duplicate ACKs never join. The
+run's last ACK goes to TCP standing for all (``receive_coalesced``): what
+it leaves is what the run left (SND.UNA, the send buffer, SND.WND by the
+window-update rule, TS.Recent, RACK's newest delivered segment); the RTT
+estimator takes the one sample (the same TSecr, the same instant) once per
+ACK; slow start grows by min(acked, SMSS) per ACK summed over the run
+(``NewReno.ss_credit``), and NewReno's byte-counting congestion avoidance
+by its one SMSS at most (tests/stack/test_ack_filter.py: the same frames,
+TCB variables and counters with and without).
+
 Counters are those the frames would have made one by one (``frames-in``,
 ``ipv4-in``, ``tcp-in`` and the connection's ``segments_in``), and
-``tcp-coalesced`` counts the frames merged into a run's first one.
+``tcp-coalesced`` counts the frames merged into a run's first one and
+``tcp-acks-filtered`` the ACKs an ACK run left out.
 
 Layer: stack. Imports synack.wire, synack.stack (endpoints, ipv4, tcp_demux).
 """
@@ -93,6 +115,7 @@ _FRAME_TS = struct.Struct("!6s8xHHHHHHIIHHIIBBHHHIII")
 _FRAME_TS_LEN = _FRAME_TS.size
 _frame_ts = _FRAME_TS.unpack_from
 _IP_AT = wip.ETH_IPV4_HEADER_LEN - wip.MIN_HEADER_LEN
+_FLOW = slice(_IP_AT + 12, _L4 + 4)  # IPv4 source and destination, TCP ports
 
 
 class Coalescer:
@@ -265,6 +288,80 @@ class Coalescer:
         self._size = size
         self._room = room
         return True
+
+    def ack_run(self, frames: list[bytes], i: int, now: float, vouched: type[bytes] | None) -> int:
+        """ACK filtering (see the module doc): ``frames[i]`` and the pure
+        ACKs of its connection right after it, each acknowledging more, go
+        to TCP as the last one, standing for all. How many frames it took
+        (0: none, the caller goes on with ``frames[i]``). Nothing may be held."""
+        first = self._pure_ack(frames[i], type(frames[i]) is vouched)
+        if first is None:
+            return 0
+        src, dst, sport, dport, seq, ack, tsval, tsecr, end = first
+        first_tsval = None if tsval < 0 else tsval
+        stream = self._demux.flow(dst, dport, src, sport)
+        if stream is None:
+            return 0
+        bound = stream.conn.ack_run_end()
+        if bound is None or not 0 < (bound - ack) & 0xFFFFFFFF < 0x80000000:
+            return 0
+        flow = frames[i][_FLOW]
+        acks = [ack]
+        j = i + 1
+        while j < len(frames) and frames[j][_FLOW] == flow:
+            nxt = self._pure_ack(frames[j], type(frames[j]) is vouched)
+            if (
+                nxt is None
+                or nxt[4] != seq
+                or not 0 < (nxt[5] - acks[-1]) & 0xFFFFFFFF < 0x80000000
+                or not 0 < (bound - nxt[5]) & 0xFFFFFFFF < 0x80000000
+                or (nxt[6] - tsval) & 0xFFFFFFFF >= 0x80000000  # PAWS: never back
+                or nxt[7] != tsecr  # the same RTT sample as the first (or none)
+            ):
+                break
+            acks.append(nxt[5])
+            tsval, end = nxt[6], nxt[8]
+            j += 1
+        n = j - i
+        if n == 1 or not stream.conn.arm_ack_run(seq, acks, first_tsval, now):
+            return 0
+        seg = wtcp.parse_at(frames[j - 1], _L4, end, src, dst, verify_checksum=False)
+        counters = self._counters
+        counters["frames-in"] += n
+        counters["ipv4-in"] += n
+        counters["tcp-acks-filtered"] += n - 1
+        self._demux.receive_run(stream, seg, n, now)
+        return n
+
+    def _pure_ack(self, f: bytes, verified: bool) -> tuple[int, ...] | None:
+        """(source, destination, ports, SEG.SEQ, SEG.ACK, TSval and TSecr or
+        -1, where the segment ends) of ``f`` if it is a pure ACK the per-frame path
+        would take (its frame checks and TCP checksum) with flags ACK only,
+        no urgent pointer, no payload and no option but NOP NOP TS; else None."""
+        span = self._ipv4.tcp_frame_span(f)
+        if span is None:
+            return None
+        src, dst, end = span
+        words = f[_OFF]
+        if words == _TS_OPTIONS and end == _TS_END:
+            sport, dport, seq, ack, _, flags, _, _, urgent, layout, tsval, tsecr = _TS_HEADER(
+                f, _L4
+            )
+            if layout != _TS_LAYOUT:
+                return None
+        elif words == _NO_OPTIONS and end == _OPTS:
+            sport, dport, seq, ack, _, flags, _, _, urgent = _HEADER(f, _L4)
+            tsval = tsecr = -1
+        else:
+            return None
+        if flags != _ACK or urgent:
+            return None
+        if (
+            not verified
+            and (le_residue(f[_L4:end]) * 256 + src + dst + _PROTO_TCP + end - _L4) % 0xFFFF
+        ):
+            return None  # the per-frame path counts it (tcp-bad-checksum)
+        return src, dst, sport, dport, seq, ack, tsval, tsecr, end
 
     def flush(self, now: float) -> None:
         """Hand the held run to TCP as one segment (see the module doc)."""

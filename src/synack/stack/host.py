@@ -92,6 +92,7 @@ _RAW_SYN = int(wtcp.TcpFlags.SYN)
 # What may join a coalesced run (stack/gro.py): ACK or ACK|PSH, longer than a
 # pure ACK with timestamps (so pure ACKs, a download's, skip the attempt).
 _RAW_DATA_FLAGS = (int(wtcp.TcpFlags.ACK), int(wtcp.TcpFlags.ACK | wtcp.TcpFlags.PSH))
+_RAW_ACK = int(wtcp.TcpFlags.ACK)
 _RAW_PURE_ACK_LEN = _RAW_L4_AT + wtcp.MIN_HEADER_LEN + 12
 # IPv4 source and destination, then the TCP ports: one flow's frames share them.
 _RAW_FLOW = slice(weth.HEADER_LEN + 12, _RAW_L4_AT + 4)
@@ -391,7 +392,10 @@ class Host:
         # without being offered (a keep-alive request is often alone in its read).
         gro = self._gro if self.coalesce and len(frames) > 1 else None
         last = len(frames) - 1
+        skip = 0
         for i, f in enumerate(frames):
+            if i < skip:
+                continue  # taken by an ACK run (stack/gro.py)
             if (
                 len(f) < _RAW_MIN_LEN
                 or f[_RAW_ETHERTYPE_AT : _RAW_ETHERTYPE_AT + 3] != _RAW_IPV4_NO_OPTIONS
@@ -403,6 +407,19 @@ class Host:
                 receive(f, now, l4_verified=type(f) is vouched)
                 continue
             proto = f[_RAW_PROTO_AT]
+            if (
+                gro is not None
+                and proto == _RAW_PROTO_TCP
+                and len(f) <= _RAW_PURE_ACK_LEN
+                and f[_RAW_TCP_FLAGS_AT] == _RAW_ACK
+                and i < last
+                and frames[i + 1][_RAW_FLOW] == f[_RAW_FLOW]
+            ):
+                if gro.held:
+                    gro.flush(now)
+                if n := gro.ack_run(frames, i, now, vouched):
+                    skip = i + n
+                    continue
             if gro is not None:
                 # Offered only when it may join something: a run already
                 # held, or a next frame of the same flow (keep-alive requests

@@ -48,12 +48,14 @@ class NewReno:
     __slots__ = (
         "_ca_acc",
         "_iw_choice",
+        "acks",
         "cwnd",
         "dupacks",
         "in_recovery",
         "mss",
         "recover",
         "sack_recovery",
+        "ss_credit",
         "ss_divisor",
         "ssthresh",
     )
@@ -77,6 +79,11 @@ class NewReno:
         # Slow start grows by SMSS / ss_divisor per ACK: 1, or 4 during
         # HyStart++'s Conservative Slow Start (RFC 9406 §4.2).
         self.ss_divisor = 1
+        # How many ACKs the one being processed stands for (the host's ACK
+        # filtering, stack/gro.py), and slow start's growth for them: "at
+        # most SMSS per ACK" summed over the ACKs the peer sent (0: one ACK).
+        self.acks = 1
+        self.ss_credit = 0
 
     def set_mss(self, mss: int) -> None:
         """The effective MSS became known (after the handshake): restart IW."""
@@ -111,7 +118,7 @@ class NewReno:
         if self.cwnd < self.ssthresh:
             # RFC 5681 §3.1 equation (2): slow start, at most SMSS per ACK
             # (divided during HyStart++'s CSS).
-            inc = acked if acked < mss else mss
+            inc = self.ss_credit or (acked if acked < mss else mss)
             div = self.ss_divisor
             self.cwnd += inc if div == 1 else inc // div
         else:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from synack.errors import LocalProtocolError
 from synack.tcp import events as ev
+from synack.tcp.congestion import NewReno
 from synack.tcp.fastopen import FastOpen
 from synack.tcp.icmp import HARD_ERRORS, IcmpError
 from synack.tcp.segments import F_ACK, F_PSH
@@ -67,10 +68,77 @@ class TcpReceiver(TcpSender):
         segment it is); a later segment's SEQ lies beyond all of them, so the
         window-update rule decides the same."""
         self._coalesced = segments
+        cc = self._cc
+        cc.acks = segments  # a run of pure ACKs (arm_ack_run): its RTT samples
         try:
             self.receive_segment(seg, now)
         finally:
-            self._coalesced = 1
+            self._coalesced = cc.acks = 1
+            cc.ss_credit = 0
+
+    def ack_run_end(self) -> int | None:
+        """Whether pure ACKs may now go to TCP as a run (stack/gro.py, ACK
+        filtering: the last one standing for all, :meth:`receive_coalesced`)
+        with the outcome of each in turn, and the ACK number they must stay
+        below (None: none may). Each must be an ACK of new data with nothing
+        else to do (§3.10.7.4 fifth step), in a state header prediction takes
+        them in, with no loss recovery or SACK scoreboard (where each ACK
+        counts), no FIN of ours (whose ACK changes state), no RACK loss probe
+        out, no HyStart++ round still sampling; and below SND.MAX + 1, or
+        the end of HyStart++'s round (the ACK that ends it goes alone)."""
+        hs = self._recovery.hystart
+        rack = self._rack
+        if (
+            self._state not in _FAST_ACK_STATES
+            or self._fin_seq is not None
+            or self._board.ranges
+            or self._cc.in_recovery
+            or (rack is not None and rack.probe_end is not None)
+            or (hs is not None and hs.open)
+        ):
+            return None
+        return hs.window_end if hs is not None else (self.snd_max + 1) & 0xFFFFFFFF
+
+    def arm_ack_run(self, seq: int, acks: list[int], tsval: int | None, now: float) -> bool:
+        """Whether the run of pure ACKs of ``acks`` (below :meth:`ack_run_end`,
+        each ahead of the one before, all with SEG.SEQ ``seq``, one TSecr and
+        TSvals from ``tsval`` on that never go back: the host checks) is
+        taken as its ACKs one by one would be; if so, the next
+        :meth:`receive_coalesced` takes it. SEG.SEQ = RCV.NXT and PAWS
+        passed (so each is acceptable), and the congestion window grows as
+        much: in slow start (throughout) by min(acked, SMSS) per ACK, which
+        the run's ACK is credited with; in NewReno's congestion avoidance by
+        at most one SMSS (byte counting)."""
+        una = self.snd_una
+        last = acks[-1]
+        run = (last - una) & 0xFFFFFFFF
+        if seq != self.rcv_nxt or not 0 < (acks[0] - una) & 0xFFFFFFFF < run < 0x80000000:
+            return False
+        tso = self._ts
+        if tso.ok:
+            if (
+                tsval is None
+                or not tso.recent_valid
+                or (tsval - tso.recent) & 0xFFFFFFFF >= 0x80000000
+                or now - tso.recent_time > PAWS_IDLE
+            ):
+                return False
+        elif tsval is not None:
+            return False
+        cc = self._cc
+        if cc.cwnd >= cc.ssthresh:
+            return type(cc) is NewReno and cc._ca_acc + run < 2 * cc.cwnd
+        if cc.ss_divisor != 1:
+            return False
+        mss, credit, prev = cc.mss, 0, una
+        for ack in acks:
+            step = (ack - prev) & 0xFFFFFFFF
+            credit += step if step < mss else mss
+            prev = ack
+        if cc.cwnd + credit >= cc.ssthresh:
+            return False
+        cc.ss_credit = credit
+        return True
 
     def coalesce_room(self, seq: int, ack: int, window: int, tsval: int | None, now: float) -> int:
         """How many octets of in-order data from ``seq`` header prediction

@@ -147,6 +147,8 @@ class LossRecovery:
         sample = ts_rtt
         if ts_rtt is not None:
             self.rtt.sample(ts_rtt)
+            for _ in range(self.cc.acks - 1):  # a run of ACKs with one TSecr (stack/gro.py)
+                self.rtt.sample(ts_rtt)
         elif self.rtt_seq is not None and seq_ge(ack, self.rtt_seq):
             sample = now - self.rtt_time
             self.rtt.sample(sample)
