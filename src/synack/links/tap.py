@@ -219,19 +219,18 @@ class TapDevice:
                 else:
                     self.write(bytes(f))
             return
-        fd, writev, sent = self.fd, os.writev, 0
+        fd, write, writev, sent = self.fd, os.write, os.writev, 0
         try:
             for f in frames:
-                if type(f) is SplitFrame:
-                    if f.csum_start:
-                        raise ValueError(
-                            "a partial checksum needs a device opened with offload=True"
-                        )
-                    parts: tuple[bytes, ...] = (f.head, f.payload)
-                else:
-                    parts = (bytes(f),)
+                if type(f) is SplitFrame and f.csum_start:
+                    raise ValueError("a partial checksum needs a device opened with offload=True")
                 try:
-                    writev(fd, parts)
+                    if type(f) is bytes:
+                        write(fd, f)
+                    elif type(f) is SplitFrame:
+                        writev(fd, (f.head, f.payload))
+                    else:
+                        write(fd, bytes(f))
                 except OSError as exc:
                     if exc.errno not in (errno.EAGAIN, errno.EIO, errno.ENOBUFS, errno.EINVAL):
                         raise
