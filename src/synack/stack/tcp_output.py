@@ -50,6 +50,11 @@ _VERSION_WORD = wip.VERSION_IHL << 8  # an IPv4 header's first word (TOS 0)
 # Ethernet, IPv4 (no options) and TCP headers in one pack; the options follow.
 _FRAME_HEAD = "!14sBBHHHHHIIHHIIBBHHH"
 _FRAME_HEADS: dict[int, struct.Struct] = {}
+# The same with the options of nearly every segment: NOP NOP TS (RFC 7323
+# Appendix A's layout, as Linux sends it), TSval and TSecr.
+_FRAME_HEAD_TS = struct.Struct(f"{_FRAME_HEAD}III")
+_TS_ALIGNED_WORD = int.from_bytes(wtcp.TS_ALIGNED)
+_TS_WORDS_SUM = wtcp.TS_ALIGNED_SUM
 _PROTO_TCP = wip.PROTO_TCP
 _FLAG_DF = wip.FLAG_DF
 
@@ -120,15 +125,36 @@ class TcpOutput:
         0xFFFF) and the payload's words, as :meth:`_cut` does for a piece.
         None when the packet would not fit the MTU."""
         ip = self._ip
-        opts, opts_sum = _build_options_sum(seg.options)
-        hlen = 20 + len(opts)
+        o = seg.options
+        ts = o.timestamps
+        if (
+            ts is not None
+            and o.mss is None
+            and o.wscale is None
+            and not o.sack_permitted
+            and not o.sack_blocks
+            and not o.unknown
+            and o.fastopen is None
+        ):
+            # Timestamps alone (nearly every segment): NOP NOP TS packed with
+            # the headers, its words summed from the values (wire/tcp.py).
+            tsval, tsecr = ts
+            hlen = 32
+            opts_sum = _TS_WORDS_SUM + tsval + tsecr
+            packer = _FRAME_HEAD_TS
+            opts = b""
+        else:
+            opts, opts_sum = _build_options_sum(o)
+            hlen = 20 + len(opts)
+            found = _FRAME_HEADS.get(len(opts))
+            if found is None:
+                found = _FRAME_HEADS[len(opts)] = struct.Struct(f"{_FRAME_HEAD}{len(opts)}s")
+            packer = found
+            tsval = tsecr = -1
         n = len(payload)
         l3 = _IP_HLEN + hlen + n
         if l3 > ip.mtu:
             return None
-        packer = _FRAME_HEADS.get(len(opts))
-        if packer is None:
-            packer = _FRAME_HEADS[len(opts)] = struct.Struct(f"{_FRAME_HEAD}{len(opts)}s")
         eth, ttl_word = ip.eth_ip_template(mac)
         ttl_proto = ttl_word | _PROTO_TCP
         ip.ident = ident = (ip.ident + 1) & 0xFFFF
@@ -147,6 +173,12 @@ class TcpOutput:
             icsum = 0xFFFF - (
                 (_VERSION_WORD + l3 + ident + _FLAG_DF + ttl_proto + src + dst) % 0xFFFF or 0xFFFF
             )
+            if tsval >= 0:
+                return packer.pack(
+                    eth, _VERSION_IHL, 0, l3, ident, _FLAG_DF, ttl_proto, icsum, src, dst, sport,
+                    dport, seq, ack, 128, flags, window, tcsum, urgent, _TS_ALIGNED_WORD, tsval,
+                    tsecr,
+                )  # fmt: skip
             return packer.pack(
                 eth, _VERSION_IHL, 0, l3, ident, _FLAG_DF, ttl_proto, icsum,
                 src, dst, sport, dport, seq, ack, hlen << 2, flags, window, tcsum, urgent, opts,

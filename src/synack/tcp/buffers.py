@@ -52,7 +52,10 @@ class SendBuffer:
 
     def peek(self, offset: int, n: int) -> bytes:
         """``n`` bytes starting ``offset`` bytes after SND.UNA."""
-        return bytes(self._buf[offset : offset + n])
+        buf = self._buf
+        if not offset and n >= len(buf):
+            return bytes(buf)  # all of it (a reply written at once): one copy, not two
+        return bytes(buf[offset : offset + n])
 
     def drop(self, n: int) -> None:
         """The first ``n`` bytes were acknowledged."""
