@@ -45,10 +45,16 @@ class SendBuffer:
 
     def append(self, data: bytes | bytearray | memoryview) -> int:
         """Queue as much of ``data`` as fits; return how many bytes were taken."""
-        n = min(len(data), self.capacity - len(self._buf))
-        if n > 0:
-            self._buf += data[:n] if n < len(data) else data
-        return max(n, 0)
+        buf = self._buf
+        size = len(data)
+        room = self.capacity - len(buf)
+        if size <= room:
+            buf += data  # all of it (the common case)
+            return size
+        if room > 0:
+            buf += data[:room]
+            return room
+        return 0
 
     def peek(self, offset: int, n: int) -> bytes:
         """``n`` bytes starting ``offset`` bytes after SND.UNA."""

@@ -33,6 +33,9 @@ from synack.wire.tcp import TcpSegment
 
 __all__ = ["TcpSender"]
 
+# The states in which SEND queues data (RFC 9293 §3.10.2).
+_SEND_OK = frozenset({State.SYN_SENT, State.SYN_RECEIVED, State.ESTABLISHED, State.CLOSE_WAIT})
+
 
 class TcpSender(TcpBuilder):
     """A TCB that sends (see the module docstring)."""
@@ -54,7 +57,7 @@ class TcpSender(TcpBuilder):
             raise LocalProtocolError(f"send() on a connection in {st}")
         if self._fin_queued or self._close_deferred:
             raise LocalProtocolError("send() after shutdown_write()/close(): connection closing")
-        if st not in (State.SYN_SENT, State.SYN_RECEIVED, State.ESTABLISHED, State.CLOSE_WAIT):
+        if st not in _SEND_OK:
             raise LocalProtocolError(f"send() on a connection in {st}")
         if urgent and st not in (State.ESTABLISHED, State.CLOSE_WAIT):
             raise LocalProtocolError(f"urgent send() needs an established connection, not {st}")
