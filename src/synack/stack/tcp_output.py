@@ -85,21 +85,24 @@ class TcpOutput:
         """``seg`` from ``src`` to ``dst``; a segment with no route is counted."""
         ip = self._ip
         if ip.dest_cache:
-            if self.fast and not self.tso and not ip.pmtu:
+            if self.fast and not ip.pmtu:
                 dst_int = address_int(dst)
                 cached = ip.dest_cache.get(dst_int)
                 if cached is not None and cached[1] > now:
                     payload = seg.payload
-                    head = self._head(cached[0], address_int(src), dst_int, seg, payload)
+                    tso = self.tso
+                    head = self._head(cached[0], address_int(src), dst_int, seg, payload, tso)
                     if head is not None:
                         # DF: the segment fits the path (no learnt path MTU).
                         self.counters["tcp-out"] += 1
-                        if self.split:
+                        if tso:  # the checksum for the link to complete (_send_split's frame)
+                            ip.emit(SplitFrame(head, payload, _L4_START, _CSUM), now)
+                        elif self.split:
                             ip.emit(SplitFrame(head, payload, 0, _CSUM), now)
                         else:
                             ip.emit(head + payload, now)
                         return
-            elif self.split and self._send_split(src, dst, seg, now):
+            if self.split and self._send_split(src, dst, seg, now):
                 return
         raw = wtcp.build(seg, src, dst)
         self.counters["tcp-out"] += 1
@@ -116,14 +119,17 @@ class TcpOutput:
             self.counters["tcp-no-route"] += 1
 
     def _head(
-        self, mac: bytes, src: int, dst: int, seg: TcpSegment, payload: bytes
+        self, mac: bytes, src: int, dst: int, seg: TcpSegment, payload: bytes, partial: bool
     ) -> bytes | None:
         """All the headers of the frame carrying ``seg`` to the neighbour at
         ``mac`` (Ethernet, IPv4 with the next identification, TCP with its
         options), packed at once; both checksums summed from the fields
         (RFC 1071: additive, a 32-bit field counting as itself modulo
         0xFFFF) and the payload's words, as :meth:`_cut` does for a piece.
-        None when the packet would not fit the MTU."""
+        ``partial``: the TCP checksum field holds the folded pseudo-header
+        sum only, for a checksum-offloading link to complete
+        (:func:`synack.wire.tcp.build_header_offload`'s). None when the
+        packet would not fit the MTU."""
         ip = self._ip
         o = seg.options
         ts = o.timestamps
@@ -161,15 +167,21 @@ class TcpOutput:
         try:
             sport, dport, seq, ack = seg.src_port, seg.dst_port, seg.seq, seg.ack
             flags, window, urgent = int(seg.flags), seg.window, seg.urgent
-            # finish(): a sum that is never zero, folded and complemented.
-            tcsum = 0xFFFF - (
-                (
-                    src + dst + _PROTO_TCP + hlen + n + sport + dport + seq + ack + (hlen << 10)
-                    + flags + window + urgent + opts_sum + _le_residue(payload) * 256
-                )
-                % 0xFFFF
-                or 0xFFFF
-            )  # fmt: skip
+            if partial:
+                # checksum.fold() of the pseudo-header (RFC 9293 §3.1), not complemented.
+                pseudo = src + dst + _PROTO_TCP + hlen + n
+                tcsum = pseudo % 0xFFFF or (0xFFFF if pseudo else 0)
+            else:
+                # finish(): a sum that is never zero, folded and complemented.
+                tcsum = 0xFFFF - (
+                    (
+                        src + dst + _PROTO_TCP + hlen + n + sport + dport + seq + ack
+                        + (hlen << 10) + flags + window + urgent + opts_sum
+                        + _le_residue(payload) * 256
+                    )
+                    % 0xFFFF
+                    or 0xFFFF
+                )  # fmt: skip
             icsum = 0xFFFF - (
                 (_VERSION_WORD + l3 + ident + _FLAG_DF + ttl_proto + src + dst) % 0xFFFF or 0xFFFF
             )
