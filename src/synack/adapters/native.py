@@ -77,11 +77,12 @@ class NativeTransport(TcpTransport):
         self._rt = rt
         self._home = view.loop
         self._waiting = False
+        self._owner = rt.host_loop.owner  # who holds the hosts (asked on every news)
 
     def _activity(self) -> None:
-        if self._rt.host_loop.owner() is self._home:
+        if self._owner() is self._home:
             self._waiting = False
-            super()._activity()
+            TcpTransport._activity(self)
         elif not self._waiting:
             self._waiting = True
             self._rt.host_loop.defer(self._home, self._activity)

@@ -150,7 +150,6 @@ class TcpSender(TcpBuilder):
             elif self._fin_seq is not None and not self._fin_acked:
                 out.append(self._make(self._fin_seq, ACK_FIN, b"", now))
                 self.stats_counters.retransmissions += 1
-        buffered = len(sndbuf)  # (a SACK recovery's output may have moved SND.NXT, not this)
         cwnd = cc.cwnd
         if cc.in_recovery and cc.sack_recovery:
             cwnd = 0  # RFC 6675 (C) sent what pipe allowed; only a FIN may follow
@@ -160,6 +159,11 @@ class TcpSender(TcpBuilder):
             cwnd += cc.dupacks * mss
         board = self._board
         gso = self._gso
+        if gso and buffered - ((self.snd_nxt - self.snd_una) & 0xFFFFFFFF) <= mss:
+            # (seq_dist inline.) A super-segment needs more than an MSS
+            # unsent: SND.NXT only moves on in the loop below, and with one
+            # MSS or less the loop sends what it would without gso.
+            gso = 0
         if gso:
             # Whole MSS pieces; none while URG or SACK blocks ride on data (fields differ).
             gso -= gso % mss
