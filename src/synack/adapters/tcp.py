@@ -85,11 +85,14 @@ class TcpTransport(asyncio.Transport):
         try:
             return fn(*args)
         except Exception as exc:  # a protocol bug must not stop the host
-            self._driver.loop.call_exception_handler(
-                {"message": "synack: protocol callback failed", "exception": exc, "transport": self}
-            )
-            self.abort()
+            self._failed(exc)
             return None
+
+    def _failed(self, exc: Exception) -> None:
+        self._driver.loop.call_exception_handler(
+            {"message": "synack: protocol callback failed", "exception": exc, "transport": self}
+        )
+        self.abort()
 
     def _activity(self) -> None:
         stream = self._stream
@@ -154,7 +157,10 @@ class TcpTransport(asyncio.Transport):
                 self._call(proto.buffer_updated, n)
             else:
                 data = stream.receive(READ_CHUNK, now)
-                self._call(self._protocol.data_received, data)  # type: ignore[attr-defined]
+                try:  # self._call, inline (once per read)
+                    self._protocol.data_received(data)  # type: ignore[attr-defined]
+                except Exception as exc:  # a protocol bug must not stop the host
+                    self._failed(exc)
         if (
             self._eof_seen
             and not self._eof_delivered
