@@ -33,6 +33,7 @@ import errno
 import os
 import socket as _std
 import stat
+from collections.abc import Callable
 from typing import Any
 
 from synack.adapters.base import ipv4
@@ -58,15 +59,10 @@ class _LoopView:
         self._driver = driver
         self.loop = loop
         self.host: Host = driver.host
-
-    def now(self) -> float:
-        return self._driver.now()
-
-    def pump(self) -> None:
-        self._driver.pump()
-
-    def schedule_pump(self) -> None:
-        self._driver.schedule_pump()
+        # The driver's own methods (asked on every read and write): one call less.
+        self.now: Callable[[], float] = driver.now
+        self.pump: Callable[[], None] = driver.pump
+        self.schedule_pump: Callable[[], None] = driver.schedule_pump
 
 
 class NativeTransport(TcpTransport):
@@ -84,11 +80,12 @@ class NativeTransport(TcpTransport):
         self._rt = rt
         self._home = view.loop
         self._waiting = False
+        self._owner = rt.host_loop.owner  # who holds the hosts (asked on every news)
 
     def _activity(self) -> None:
-        if self._rt.host_loop.owner() is self._home:
+        if self._owner() is self._home:
             self._waiting = False
-            super()._activity()
+            TcpTransport._activity(self)
         elif not self._waiting:
             self._waiting = True
             self._rt.host_loop.defer(self._home, self._activity)

@@ -32,6 +32,9 @@ from synack.tcp import events as tev
 
 ProtocolFactory = Callable[[], asyncio.BaseProtocol]
 READ_CHUNK = 256 * 1024
+# News a transport acts on only by reading and writing, which it does after
+# any news (the commonest events: one per segment of data or ACK).
+_READ_WRITE = frozenset({tev.DataAvailable, tev.SendSpaceAvailable})
 
 
 class TcpTransport(asyncio.Transport):
@@ -82,16 +85,22 @@ class TcpTransport(asyncio.Transport):
         try:
             return fn(*args)
         except Exception as exc:  # a protocol bug must not stop the host
-            self._driver.loop.call_exception_handler(
-                {"message": "synack: protocol callback failed", "exception": exc, "transport": self}
-            )
-            self.abort()
+            self._failed(exc)
             return None
+
+    def _failed(self, exc: Exception) -> None:
+        self._driver.loop.call_exception_handler(
+            {"message": "synack: protocol callback failed", "exception": exc, "transport": self}
+        )
+        self.abort()
 
     def _activity(self) -> None:
         stream = self._stream
-        while stream.pending:
-            event = stream.pending.popleft()
+        pending = stream.pending
+        while pending:
+            event = pending.popleft()
+            if type(event) in _READ_WRITE:
+                continue  # the reads and writes below see what they say
             if isinstance(event, tev.Connected):
                 w = self._connect_waiter
                 if w is not None and not w.done():
@@ -130,16 +139,15 @@ class TcpTransport(asyncio.Transport):
     # -- reading --------------------------------------------------------------
     def _deliver(self) -> None:
         stream = self._stream
+        conn = stream.conn
         now = self._driver.now()
         while not self._reading_paused and not self._lost:
-            if stream.gone and not stream.conn.readable_bytes:
-                break
-            if stream.conn.readable_bytes == 0:
-                break
+            if conn.readable_bytes == 0:
+                break  # (also when the stream is gone)
             if self._buffered:
                 proto = self._protocol
                 assert isinstance(proto, asyncio.BufferedProtocol)
-                buf = self._call(proto.get_buffer, stream.conn.readable_bytes)
+                buf = self._call(proto.get_buffer, conn.readable_bytes)
                 if buf is None:
                     return
                 mv = memoryview(buf)
@@ -149,13 +157,16 @@ class TcpTransport(asyncio.Transport):
                 self._call(proto.buffer_updated, n)
             else:
                 data = stream.receive(READ_CHUNK, now)
-                self._call(self._protocol.data_received, data)  # type: ignore[attr-defined]
+                try:  # self._call, inline (once per read)
+                    self._protocol.data_received(data)  # type: ignore[attr-defined]
+                except Exception as exc:  # a protocol bug must not stop the host
+                    self._failed(exc)
         if (
             self._eof_seen
             and not self._eof_delivered
             and not self._reading_paused
             and not self._lost
-            and stream.conn.readable_bytes == 0
+            and conn.readable_bytes == 0
         ):
             self._eof_delivered = True
             keep_open = self._call(self._protocol.eof_received)  # type: ignore[attr-defined]
@@ -192,7 +203,8 @@ class TcpTransport(asyncio.Transport):
             if n < len(data):
                 self._wbuf += memoryview(data)[n:]
         self._driver.schedule_pump()
-        self._check_high()
+        if self._wbuf:
+            self._check_high()
 
     def writelines(self, list_of_data: Any) -> None:
         self.write(b"".join(list_of_data))

@@ -440,16 +440,14 @@ class Host:
                     continue
                 receive(f, now, l4_verified=type(f) is vouched)
                 exhausted = budget.exhausted(now)  # it may have spent the last token
-            elif (
-                proto == _RAW_PROTO_TCP
-                and f[_RAW_TCP_FLAGS_AT] & _RAW_SYN_MASK == _RAW_SYN
-                and type(f) is not vouched
-            ):
-                # The SYN-flood path (synack.stack.synflood), then the TCP
-                # fast path, then the slow one: as receive_frame takes them,
-                # without the call.
+            elif proto == _RAW_PROTO_TCP and type(f) is not vouched:
+                # The SYN-flood path for a pure SYN (synack.stack.synflood),
+                # then the TCP fast path, then the slow one: as receive_frame
+                # takes them, without the call (a keep-alive request: one a turn).
                 taken += 1
-                if not raw_syn(f, now) and not receive_tcp_frame(f, now):
+                if not (
+                    f[_RAW_TCP_FLAGS_AT] & _RAW_SYN_MASK == _RAW_SYN and raw_syn(f, now)
+                ) and not receive_tcp_frame(f, now):
                     frame = self.iface.receive(f, now)
                     if frame is not None:
                         self.ipv4.receive(frame, now)

@@ -330,11 +330,22 @@ class Ipv4:
         in it is not the common case (see :meth:`tcp_frame_span`). Nothing
         is counted then, so the slow path counts exactly what it always did.
         """
-        span = self.tcp_frame_span(data)
-        if span is None:
+        # tcp_frame_span(data), inline: once per frame.
+        if data[:6] != self._mac:
+            return False
+        w0, total, ident, frag, ttl_proto, csum, src, dst = _unpack_words(data, _IP_AT)
+        if dst != self._fast_dst or total < _HLEN or total + _IP_AT > len(data):
+            return False
+        if (w0 + total + ident + frag + ttl_proto + csum + src + dst) % 0xFFFF:
+            return False  # RFC 791 §3.1: the header checksum (see tcp_frame_span)
+        if (
+            src >> 24 in _MULTICAST_FIRST
+            or src >> 24 == _LOOPBACK_FIRST
+            or src in self._fast_bad_src
+        ):
             return False
         self.counters["ipv4-in"] += 1
-        self._tcp_raw_input(data, _L4_AT, span[2], span[0], span[1], now)
+        self._tcp_raw_input(data, _L4_AT, _IP_AT + total, src, dst, now)
         return True
 
     def tcp_frame_span(self, data: bytes) -> tuple[int, int, int] | None:

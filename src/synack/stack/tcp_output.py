@@ -50,6 +50,11 @@ _VERSION_WORD = wip.VERSION_IHL << 8  # an IPv4 header's first word (TOS 0)
 # Ethernet, IPv4 (no options) and TCP headers in one pack; the options follow.
 _FRAME_HEAD = "!14sBBHHHHHIIHHIIBBHHH"
 _FRAME_HEADS: dict[int, struct.Struct] = {}
+# The same with the options of nearly every segment: NOP NOP TS (RFC 7323
+# Appendix A's layout, as Linux sends it), TSval and TSecr.
+_FRAME_HEAD_TS = struct.Struct(f"{_FRAME_HEAD}III")
+_TS_ALIGNED_WORD = int.from_bytes(wtcp.TS_ALIGNED)
+_TS_WORDS_SUM = wtcp.TS_ALIGNED_SUM
 _FOLDS: dict[int, tuple[int, ...]] = {}
 _from_bytes = int.from_bytes
 
@@ -101,24 +106,25 @@ class TcpOutput:
         """``seg`` from ``src`` to ``dst``; a segment with no route is counted."""
         ip = self._ip
         if ip.dest_cache:
-            if self.split:
-                if self._send_split(src, dst, seg, now):
-                    return
-            elif not ip.pmtu and self.fast:
+            if self.fast and not ip.pmtu:
                 dst_int = address_int(dst)
                 cached = ip.dest_cache.get(dst_int)
                 if cached is not None and cached[1] > now:
-                    header = _build_header(seg, address_int(src), dst_int)
                     payload = seg.payload
-                    total = _IP_HLEN + len(header) + len(payload)
-                    if total <= ip.mtu:
+                    tso = self.tso
+                    head = self._head(cached[0], address_int(src), dst_int, seg, payload, tso)
+                    if head is not None:
                         # DF: the segment fits the path (no learnt path MTU).
                         self.counters["tcp-out"] += 1
-                        head = ip.eth_ip_head(
-                            cached[0], total, _FLAG_DF, _PROTO_TCP, ip.ip_int, dst_int
-                        )
-                        ip.emit(b"".join((head, header, payload)), now)
+                        if tso:  # the checksum for the link to complete (_send_split's frame)
+                            ip.emit(SplitFrame(head, payload, _L4_START, _CSUM), now)
+                        elif self.split:
+                            ip.emit(SplitFrame(head, payload, 0, _CSUM), now)
+                        else:
+                            ip.emit(head + payload, now)
                         return
+            if self.split and self._send_split(src, dst, seg, now):
+                return
         raw = wtcp.build(seg, src, dst)
         self.counters["tcp-out"] += 1
         try:
@@ -132,6 +138,86 @@ class TcpOutput:
                 ip.send(dst, _PROTO_TCP, raw, now, dont_fragment=_IP_HLEN + len(raw) <= mtu)
         except NoRouteError:
             self.counters["tcp-no-route"] += 1
+
+    def _head(
+        self, mac: bytes, src: int, dst: int, seg: TcpSegment, payload: bytes, partial: bool
+    ) -> bytes | None:
+        """All the headers of the frame carrying ``seg`` to the neighbour at
+        ``mac`` (Ethernet, IPv4 with the next identification, TCP with its
+        options), packed at once; both checksums summed from the fields
+        (RFC 1071: additive, a 32-bit field counting as itself modulo
+        0xFFFF) and the payload's words, as :meth:`_cut` does for a piece.
+        ``partial``: the TCP checksum field holds the folded pseudo-header
+        sum only, for a checksum-offloading link to complete
+        (:func:`synack.wire.tcp.build_header_offload`'s). None when the
+        packet would not fit the MTU."""
+        ip = self._ip
+        o = seg.options
+        ts = o.timestamps
+        if (
+            ts is not None
+            and o.mss is None
+            and o.wscale is None
+            and not o.sack_permitted
+            and not o.sack_blocks
+            and not o.unknown
+            and o.fastopen is None
+        ):
+            # Timestamps alone (nearly every segment): NOP NOP TS packed with
+            # the headers, its words summed from the values (wire/tcp.py).
+            tsval, tsecr = ts
+            hlen = 32
+            opts_sum = _TS_WORDS_SUM + tsval + tsecr
+            packer = _FRAME_HEAD_TS
+            opts = b""
+        else:
+            opts, opts_sum = _build_options_sum(o)
+            hlen = 20 + len(opts)
+            found = _FRAME_HEADS.get(len(opts))
+            if found is None:
+                found = _FRAME_HEADS[len(opts)] = struct.Struct(f"{_FRAME_HEAD}{len(opts)}s")
+            packer = found
+            tsval = tsecr = -1
+        n = len(payload)
+        l3 = _IP_HLEN + hlen + n
+        if l3 > ip.mtu:
+            return None
+        eth, ttl_word = ip.eth_ip_template(mac)
+        ttl_proto = ttl_word | _PROTO_TCP
+        ip.ident = ident = (ip.ident + 1) & 0xFFFF
+        try:
+            sport, dport, seq, ack = seg.src_port, seg.dst_port, seg.seq, seg.ack
+            flags, window, urgent = int(seg.flags), seg.window, seg.urgent
+            if partial:
+                # checksum.fold() of the pseudo-header (RFC 9293 §3.1), not complemented.
+                pseudo = src + dst + _PROTO_TCP + hlen + n
+                tcsum = pseudo % 0xFFFF or (0xFFFF if pseudo else 0)
+            else:
+                # finish(): a sum that is never zero, folded and complemented.
+                tcsum = 0xFFFF - (
+                    (
+                        src + dst + _PROTO_TCP + hlen + n + sport + dport + seq + ack
+                        + (hlen << 10) + flags + window + urgent + opts_sum
+                        + _le_residue(payload) * 256
+                    )
+                    % 0xFFFF
+                    or 0xFFFF
+                )  # fmt: skip
+            icsum = 0xFFFF - (
+                (_VERSION_WORD + l3 + ident + _FLAG_DF + ttl_proto + src + dst) % 0xFFFF or 0xFFFF
+            )
+            if tsval >= 0:
+                return packer.pack(
+                    eth, _VERSION_IHL, 0, l3, ident, _FLAG_DF, ttl_proto, icsum, src, dst, sport,
+                    dport, seq, ack, 128, flags, window, tcsum, urgent, _TS_ALIGNED_WORD, tsval,
+                    tsecr,
+                )  # fmt: skip
+            return packer.pack(
+                eth, _VERSION_IHL, 0, l3, ident, _FLAG_DF, ttl_proto, icsum,
+                src, dst, sport, dport, seq, ack, hlen << 2, flags, window, tcsum, urgent, opts,
+            )  # fmt: skip
+        except (struct.error, TypeError) as exc:
+            raise LocalProtocolError(f"tcp: cannot build {seg!r}: {exc}") from None
 
     def _send_split(
         self, src: IPv4Address, dst: IPv4Address, seg: TcpSegment, now: float, mss: int = 0

@@ -17,6 +17,8 @@ Layer: tcp. Imports synack.errors, synack.wire and the rest of synack.tcp (below
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from synack.errors import LocalProtocolError
 from synack.tcp import events as ev
 from synack.tcp.congestion import NewReno
@@ -44,6 +46,9 @@ class TcpReceiver(TcpSender):
     """A TCB that sends and takes segments in (see the module docstring)."""
 
     __slots__ = ()
+    #: Header prediction takes in-order data that acknowledges new data too
+    #: (:meth:`_fast_data_ack`); off: the full path does (the tests compare).
+    fast_data_ack: ClassVar[bool] = True
 
     def receive_segment(self, seg: TcpSegment, now: float) -> None:
         """Process one segment addressed to this connection (RFC 9293 §3.10.7).
@@ -207,7 +212,13 @@ class TcpReceiver(TcpSender):
         """
         if (int(seg.flags) & ~F_PSH) != F_ACK or seg.seq != self.rcv_nxt:
             return False
-        if (seg.window << self._snd_wscale) != self.snd_wnd or self._cc.in_recovery:
+        window = seg.window << self._snd_wscale
+        if self._cc.in_recovery or (
+            # A window update goes the full way, but on in-order data that
+            # acknowledges new data (_fast_data_ack moves SND.WND as it would).
+            window != self.snd_wnd
+            and (not seg.payload or seg.ack == self.snd_una or not self.fast_data_ack)
+        ):
             return False
         if self._board.ranges:
             return False  # an ACK must trim the scoreboard: the full path does
@@ -235,13 +246,16 @@ class TcpReceiver(TcpSender):
         if payload:
             if (
                 st not in TEXT_STATES
-                or ack != snd_una
                 or self._rcvbuf.has_gaps
                 or self._app_closed
                 or self._rcv_fin_seq is not None
                 or len(payload) > (self._rcv_adv - self.rcv_nxt) & 0xFFFFFFFF  # seq_dist
             ):
                 return False
+            if ack != snd_una:
+                # In-order data that also acknowledges new data: a request
+                # answering our last reply (keep-alive), one segment per turn.
+                return self.fast_data_ack and self._fast_data_ack(seg, ts, window, now)
         else:
             acked = (ack - snd_una) & 0xFFFFFFFF  # seq_dist, inline on the hot path
             if (
@@ -279,6 +293,77 @@ class TcpReceiver(TcpSender):
         rcvbuf = self._rcvbuf
         rcvbuf.insert(0, payload)
         self.rcv_nxt = (seq + n) & 0xFFFFFFFF  # seq_add, inline (per segment)
+        self.stats_counters.bytes_in += n
+        self._events.append(ev.DataAvailable(rcvbuf.readable))
+        self._delay_ack(now)
+        return True
+
+    def _fast_data_ack(
+        self, seg: TcpSegment, ts: tuple[int, int] | None, window: int, now: float
+    ) -> bool:
+        """:meth:`_fast_path`'s in-order data (checked by it) that acknowledges
+        new data too, when the full path would do nothing else with it: the
+        fifth step as a pure ACK's (SND.UNA moves, RTT sample) with the send
+        window ``window`` (scaled) as _update_send_window sets it, then the seventh
+        as in-order data's, in the full path's order (so its events too).
+        RACK's step after an ACK (_rack_detect) is skipped only where it
+        would change nothing: no losses marked, no reordering timer, the loss
+        timer already at the probe's deadline. Anything else: False, the full
+        path (tests/tcp/test_fast_data_ack.py runs both on the same segments)."""
+        ack = seg.ack
+        snd_una = self.snd_una
+        acked = (ack - snd_una) & 0xFFFFFFFF  # seq_dist
+        seq = seg.seq
+        wl1 = self.snd_wl1
+        rack = self._rack
+        if (
+            self._state not in _FAST_ACK_STATES
+            or acked > (self.snd_max - snd_una) & 0xFFFFFFFF
+            or self._fin_seq is not None
+            or acked > len(self._sndbuf)
+            # _update_send_window's test (seq_lt(wl1, seq) or wl1 == seq and
+            # seq_le(wl2, ack)), for WL1/WL2 set as it would set them.
+            or not (
+                (wl1 - seq) & 0xFFFFFFFF >= 0x80000000
+                or (
+                    wl1 == seq
+                    and (ack == self.snd_wl2 or (self.snd_wl2 - ack) & 0xFFFFFFFF >= 0x80000000)
+                )
+            )
+            or (
+                rack is not None
+                and (rack.lost or rack.deadline is not None or self._timers.loss != rack.pto_at)
+            )
+        ):
+            return False
+        tso = self._ts
+        timers = self._timers
+        self._keepalive_probes = 0
+        self._probes_unanswered = 0
+        if timers.keepalive is not None:
+            timers.keepalive = now + self.config.keepalive_idle
+        self._data_acked(
+            ack, acked, acked, tso.rtt(ts[1], now) if ts is not None and ts[1] != 0 else None, now
+        )
+        if window != self.snd_wnd:
+            # _update_send_window's update, as the full path makes it.
+            old = self.snd_wnd
+            self.snd_wnd = window
+            if window > self._max_snd_wnd:
+                self._max_snd_wnd = window
+            if old == 0 and window > 0:
+                timers.persist = None
+                self._persist_backoff = 0
+        self.snd_wl1 = seq
+        self.snd_wl2 = ack
+        if ts is not None and seq_le(seq, tso.last_ack_sent):
+            tso.recent = ts[0]  # RFC 7323 §4.3 (PAWS passed in _fast_path)
+            tso.recent_time = now
+        payload = seg.payload
+        n = len(payload)
+        rcvbuf = self._rcvbuf
+        rcvbuf.insert(0, payload)
+        self.rcv_nxt = (seq + n) & 0xFFFFFFFF  # seq_add
         self.stats_counters.bytes_in += n
         self._events.append(ev.DataAvailable(rcvbuf.readable))
         self._delay_ack(now)

@@ -57,18 +57,25 @@ class RttEstimator:
 
     def sample(self, r: float) -> None:
         """Take one RTT measurement R (seconds)."""
-        r = max(r, 0.0)
-        if self.srtt is None or self.rttvar is None:
+        # max() and min() spelt out: this runs on every ACK with a sample.
+        if r < 0.0:
+            r = 0.0
+        srtt = self.srtt
+        rttvar = self.rttvar
+        if srtt is None or rttvar is None:
             # RFC 6298 §2.2: the first measurement.
-            self.srtt = r
-            self.rttvar = r / 2
+            self.srtt = srtt = r
+            self.rttvar = rttvar = r / 2
         else:
             # RFC 6298 §2.3: RTTVAR is updated before SRTT, with the old SRTT.
-            self.rttvar = (1 - BETA) * self.rttvar + BETA * abs(self.srtt - r)
-            self.srtt = (1 - ALPHA) * self.srtt + ALPHA * r
-        rto = self.srtt + max(self.granularity, K * self.rttvar)
+            self.rttvar = rttvar = (1 - BETA) * rttvar + BETA * abs(srtt - r)
+            self.srtt = srtt = (1 - ALPHA) * srtt + ALPHA * r
+        kvar = K * rttvar
+        rto = srtt + (kvar if kvar > self.granularity else self.granularity)
         # RFC 6298 §2.4 (minimum) and §2.5 (a maximum of at least 60 s).
-        self.rto = min(max(rto, self.min_rto), self.max_rto)
+        if rto < self.min_rto:
+            rto = self.min_rto
+        self.rto = self.max_rto if self.max_rto < rto else rto
         # RFC 6298 §5: a new sample collapses the backoff.
         self._backoff = 0
 

@@ -23,6 +23,8 @@ from synack.tcp.rack import Rack
 from synack.tcp.segments import (
     ACK,
     ACK_FIN,
+    ACK_PSH,
+    ACK_PSH_FIN,
 )
 from synack.tcp.seq import seq_add, seq_diff, seq_gt, seq_le, seq_lt
 from synack.tcp.states import SYNCHRONIZED, State
@@ -30,6 +32,9 @@ from synack.tcp.tcb import SEND_STATES
 from synack.wire.tcp import TcpSegment
 
 __all__ = ["TcpSender"]
+
+# The states in which SEND queues data (RFC 9293 §3.10.2).
+_SEND_OK = frozenset({State.SYN_SENT, State.SYN_RECEIVED, State.ESTABLISHED, State.CLOSE_WAIT})
 
 
 class TcpSender(TcpBuilder):
@@ -52,7 +57,7 @@ class TcpSender(TcpBuilder):
             raise LocalProtocolError(f"send() on a connection in {st}")
         if self._fin_queued or self._close_deferred:
             raise LocalProtocolError("send() after shutdown_write()/close(): connection closing")
-        if st not in (State.SYN_SENT, State.SYN_RECEIVED, State.ESTABLISHED, State.CLOSE_WAIT):
+        if st not in _SEND_OK:
             raise LocalProtocolError(f"send() on a connection in {st}")
         if urgent and st not in (State.ESTABLISHED, State.CLOSE_WAIT):
             raise LocalProtocolError(f"urgent send() needs an established connection, not {st}")
@@ -120,12 +125,13 @@ class TcpSender(TcpBuilder):
         sndbuf = self._sndbuf
         cc = self._cc
         rec = self._recovery
+        buffered = len(sndbuf)
         if cc.sack_recovery and cc.in_recovery:
             self._sack_recovery_output(now, out)
         elif (
             not rec.rexmit_one
             and not self._fin_queued
-            and len(sndbuf) == (self.snd_nxt - self.snd_una) & 0xFFFFFFFF  # seq_dist
+            and buffered == (self.snd_nxt - self.snd_una) & 0xFFFFFFFF  # seq_dist
             and self._timers.persist is None
         ):
             return  # nothing unsent: the common case of the receiving side
@@ -144,7 +150,6 @@ class TcpSender(TcpBuilder):
             elif self._fin_seq is not None and not self._fin_acked:
                 out.append(self._make(self._fin_seq, ACK_FIN, b"", now))
                 self.stats_counters.retransmissions += 1
-        buffered = len(sndbuf)
         cwnd = cc.cwnd
         if cc.in_recovery and cc.sack_recovery:
             cwnd = 0  # RFC 6675 (C) sent what pipe allowed; only a FIN may follow
@@ -154,6 +159,11 @@ class TcpSender(TcpBuilder):
             cwnd += cc.dupacks * mss
         board = self._board
         gso = self._gso
+        if gso and buffered - ((self.snd_nxt - self.snd_una) & 0xFFFFFFFF) <= mss:
+            # (seq_dist inline.) A super-segment needs more than an MSS
+            # unsent: SND.NXT only moves on in the loop below, and with one
+            # MSS or less the loop sends what it would without gso.
+            gso = 0
         if gso:
             # Whole MSS pieces; none while URG or SACK blocks ride on data (fields differ).
             gso -= gso % mss
@@ -164,7 +174,8 @@ class TcpSender(TcpBuilder):
             ):
                 gso = 0
         while True:
-            off = seq_diff(self.snd_nxt, self.snd_una)
+            # seq_diff(SND.NXT, SND.UNA), inline: once per segment.
+            off = ((self.snd_nxt - self.snd_una + 0x80000000) & 0xFFFFFFFF) - 0x80000000
             unsent = buffered - off
             if unsent <= 0:
                 break
@@ -239,7 +250,11 @@ class TcpSender(TcpBuilder):
                 self.snd_max = self.snd_nxt
             if self._timers.rexmit is None:
                 self._timers.rexmit = now + self._rtt.rto
-        self._arm_persist(now)
+        timers = self._timers
+        if timers.persist is not None or timers.rexmit is None:
+            # (With the retransmission timer running and no persist timer,
+            # _arm_persist has nothing to do: data is in flight.)
+            self._arm_persist(now)
 
     def _emit_data(
         self,
@@ -263,7 +278,12 @@ class TcpSender(TcpBuilder):
         )
         # PSH on the last segment of what the user queued (MUST-61).
         psh = force_psh or unsent_after == 0
-        seg = self._data_segment(seq, off, n, now, fin=fin, psh=psh)
+        # self._data_segment(seq, off, n, now, fin=fin, psh=psh), inline.
+        if fin:
+            flags = ACK_PSH_FIN if psh else ACK_FIN
+        else:
+            flags = ACK_PSH if psh else ACK
+        seg = self._make(seq, flags, self._sndbuf.peek(off, n), now)
         (self._out if out is None else out).append(seg)
         resend = seq != snd_max and (seq - snd_max) & 0xFFFFFFFF >= 0x80000000
         mss = self._snd_mss

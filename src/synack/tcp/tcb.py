@@ -36,7 +36,7 @@ from synack.tcp.rack import Rack
 from synack.tcp.recovery import LossRecovery
 from synack.tcp.rto import RttEstimator
 from synack.tcp.sack import SackScoreboard
-from synack.tcp.seq import SEQ_MASK, seq_add, seq_diff, seq_gt
+from synack.tcp.seq import SEQ_MASK, seq_add, seq_diff
 from synack.tcp.states import State, Transition
 from synack.tcp.stats import TcpStats
 from synack.tcp.timers import Timers
@@ -353,14 +353,19 @@ class Tcb:
     def _advertise(self) -> int:
         """The window field for an outgoing segment; moves RCV.ADV right only (SHLD-14)."""
         rcv_nxt = self.rcv_nxt
-        current = seq_diff(self._rcv_adv, rcv_nxt)
+        adv = self._rcv_adv
+        # seq_diff(RCV.ADV, RCV.NXT), inline (per segment sent).
+        current = ((adv - rcv_nxt + 0x80000000) & 0xFFFFFFFF) - 0x80000000
         if current < 0:
             current = 0
-        free = self._rcvbuf.free
+        rcvbuf = self._rcvbuf
+        free = rcvbuf.free
         shift = self._rcv_wscale
         # Receiver SWS avoidance (§3.8.6.2.2 MUST-39): keep the right edge
         # fixed until the window can open by min(Fr * RCV.BUFF, Eff.snd.MSS).
-        if free - current >= min(self._rcvbuf.capacity >> 1, self._snd_mss):
+        half = rcvbuf.capacity >> 1
+        mss = self._snd_mss
+        if free - current >= (half if half < mss else mss):
             wnd = free
         else:
             wnd = current
@@ -371,7 +376,8 @@ class Tcb:
         # window than RCV.ADV (RFC 7323 §2.4 accepts this); we keep
         # accepting up to RCV.ADV, so our edge never moves left.
         new_edge = (rcv_nxt + (field << shift)) & 0xFFFFFFFF  # seq_add, inline (per segment)
-        if new_edge != self._rcv_adv and seq_gt(new_edge, self._rcv_adv):
+        # seq_gt(new_edge, RCV.ADV), inline.
+        if new_edge != adv and (adv - new_edge) & 0xFFFFFFFF >= 0x80000000:
             self._rcv_adv = new_edge
         return field
 
@@ -383,9 +389,14 @@ class Tcb:
         at least doubles from no more than half the buffer (BSD, Linux), not while the
         peer holds half our SYN's unscaled window (RFC 7323 §2.2: a larger buffer always
         "opens" it; the reply carries it). A steady reader does not double the ACKs."""
-        current = max(seq_diff(self._rcv_adv, self.rcv_nxt), 0)
-        free = self._rcvbuf.free
-        if free - current < min(self._rcvbuf.capacity >> 1, self._snd_mss):
+        # max(seq_diff(RCV.ADV, RCV.NXT), 0), inline: once per read.
+        current = ((self._rcv_adv - self.rcv_nxt + 0x80000000) & 0xFFFFFFFF) - 0x80000000
+        if current < 0:
+            current = 0
+        rcvbuf = self._rcvbuf
+        free = rcvbuf.free
+        half = rcvbuf.capacity >> 1
+        if free - current < (half if half < self._snd_mss else self._snd_mss):
             return False
         syn = self._syn_window
         if current >= syn >> 1 and self._rcv_adv == (self.irs + 1 + syn) & 0xFFFFFFFF:

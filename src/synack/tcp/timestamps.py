@@ -52,11 +52,12 @@ class Timestamps:
     def option(self, now: float) -> TcpOptions:
         """The options of a segment that carries only TSopt (TSval, TSecr = TS.Recent)."""
         # seq_add(self.offset, ms), inline: once per segment sent.
-        pair = ((self.offset + int(now * 1000)) & 0xFFFFFFFF, self.recent)
+        tsval = (self.offset + int(now * 1000)) & 0xFFFFFFFF
         cached = self._opts
-        if cached.timestamps != pair:
+        pair = cached.timestamps
+        if pair is None or pair[0] != tsval or pair[1] != self.recent:
             # Many segments share one millisecond: reuse the options.
-            cached = self._opts = TcpOptions(timestamps=pair)
+            cached = self._opts = TcpOptions(timestamps=(tsval, self.recent))
         return cached
 
     def rtt(self, ecr: int, now: float) -> float:

@@ -139,6 +139,7 @@ _U32 = struct.Struct("!I")
 _TS = struct.Struct("!II")
 _SACK_EDGE = struct.Struct("!II")
 _TS_ALIGNED = b"\x01\x01\x08\x0a"  # NOP NOP TS: what Linux puts on every data segment
+TS_ALIGNED = _TS_ALIGNED  # (for a host that packs these options with its headers)
 
 
 def parse_options(opts: bytes | memoryview) -> TcpOptions:
@@ -262,6 +263,7 @@ def build_options(options: TcpOptions) -> bytes:
 
 # NOP NOP kind 8 length 10 as 16-bit words, in a ones'-complement sum.
 _TS_ALIGNED_SUM = 0x0101 + 0x080A
+TS_ALIGNED_SUM = _TS_ALIGNED_SUM
 
 
 def _options(options: TcpOptions) -> tuple[bytes, int]:
