@@ -22,14 +22,19 @@ a segment, as the connection itself would have:
 
 The record keeps a weak reference to the stream, so an owner that still holds
 it sees it closed at the deadline, and a closed-and-forgotten stream is freed
-at once.
+at once. :class:`TimeWaitTable` holds a host's records by 4-tuple with the
+addresses as ints (what an arriving segment is looked up by: hashing an
+``IPv4Address`` is a Python-level call) and their deadline heap; it reads as a
+mapping by :data:`~synack.stack.config.ConnKey` (``TcpDemux.time_wait``).
 
 Layer: stack. Imports synack.wire, synack.tcp and synack.stack.config / endpoints.
 """
 
 from __future__ import annotations
 
+import heapq
 import weakref
+from collections.abc import Iterator, Mapping
 from enum import Enum
 
 from synack.stack.config import ConnKey
@@ -37,6 +42,7 @@ from synack.stack.endpoints import TcpStream
 from synack.tcp.seq import seq_add, seq_diff, seq_gt, seq_lt
 from synack.tcp.tcb import OOW_ACK_INTERVAL
 from synack.tcp.timestamps import PAWS_IDLE
+from synack.wire.ipv4 import address_int
 from synack.wire.tcp import NO_OPTIONS, TcpFlags, TcpOptions, TcpSegment
 
 _SYN, _ACK, _RST, _FIN = TcpFlags.SYN, TcpFlags.ACK, TcpFlags.RST, TcpFlags.FIN
@@ -54,6 +60,7 @@ class TimeWait:
 
     __slots__ = (
         "deadline",
+        "flow",
         "key",
         "last_reply",
         "linger",
@@ -83,6 +90,7 @@ class TimeWait:
             self.ts_valid,
         ) = conn.time_wait_view()
         self.key: ConnKey = stream.key
+        self.flow = stream.flow  # the key with its addresses as ints
         self.deadline = deadline
         self.linger = linger  # 2*MSL of the connection's configuration
         self.last_reply = float("-inf")
@@ -108,6 +116,77 @@ class TimeWait:
             return None
         self.last_reply = now
         return self.ack(now)
+
+
+Flow = tuple[int, int, int, int]
+
+
+def _flow(key: ConnKey) -> Flow:
+    return (address_int(key[0]), key[1], address_int(key[2]), key[3])
+
+
+class TimeWaitTable(Mapping[ConnKey, TimeWait]):
+    """A host's TIME-WAIT records (see the module docstring): ``by_flow`` by
+    4-tuple with int addresses, and their deadline heap (lazy deletion: an
+    entry is live while its record is still the table's for its 4-tuple and
+    the deadline is the record's; a restarted wait is pushed again)."""
+
+    __slots__ = ("_heap", "_seq", "by_flow")
+
+    def __init__(self) -> None:
+        self.by_flow: dict[Flow, TimeWait] = {}
+        self._heap: list[tuple[float, int, TimeWait]] = []
+        self._seq = 0
+
+    # The mapping by ConnKey (IPv4Address tuples): the API and the tests.
+    def __getitem__(self, key: ConnKey) -> TimeWait:
+        return self.by_flow[_flow(key)]
+
+    def __contains__(self, key: object) -> bool:
+        try:
+            tw = self.by_flow.get(_flow(key))  # type: ignore[arg-type]
+        except (TypeError, AttributeError, IndexError):
+            return False  # not a 4-tuple of two addresses and two ports
+        return tw is not None and tw.key == key
+
+    def __iter__(self) -> Iterator[ConnKey]:
+        return (tw.key for tw in list(self.by_flow.values()))
+
+    def __len__(self) -> int:
+        return len(self.by_flow)
+
+    def add(self, tw: TimeWait) -> None:
+        """Keep ``tw`` until its deadline (again, if it was kept before)."""
+        self.by_flow[tw.flow] = tw
+        self._seq += 1
+        heapq.heappush(self._heap, (tw.deadline, self._seq, tw))
+
+    def remove(self, tw: TimeWait) -> None:
+        if self.by_flow.get(tw.flow) is tw:
+            del self.by_flow[tw.flow]
+
+    def next_deadline(self) -> float | None:
+        heap, live = self._heap, self.by_flow
+        while heap and live.get(heap[0][2].flow) is not heap[0][2]:
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
+
+    def expired(self, now: float) -> list[TimeWait]:
+        """The records whose 2*MSL is over at ``now``, taken out of the table
+        (a wait a retransmitted FIN restarted is kept, due later)."""
+        heap, live = self._heap, self.by_flow
+        over: list[TimeWait] = []
+        while heap and heap[0][0] <= now:
+            t, _, tw = heapq.heappop(heap)
+            if live.get(tw.flow) is not tw:
+                continue
+            if tw.deadline > t:  # restarted by a retransmitted FIN
+                self._seq += 1
+                heapq.heappush(heap, (tw.deadline, self._seq, tw))
+                continue
+            del live[tw.flow]
+            over.append(tw)
+        return over
 
 
 def may_reopen(tw: TimeWait, syn: TcpSegment, now: float) -> bool:
