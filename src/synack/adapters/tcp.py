@@ -122,6 +122,13 @@ class TcpTransport(asyncio.Transport):
         self._lost = True
         self._closing = True
         self._wbuf.clear()
+        # Nothing the host reports about the stream matters to a lost
+        # transport: let go of it, so the transport and the stream (with its
+        # connection) do not hold each other and are freed by reference
+        # counting, not left to the cycle collector (asyncio's transports drop
+        # their socket and protocol at connection_lost for the same reason).
+        if self._stream.owner is self:
+            self._stream.owner = None
         if self._on_lost is not None:
             self._on_lost(self)
         if self._started:

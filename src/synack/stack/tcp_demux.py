@@ -52,14 +52,14 @@ from synack.stack.ports import EphemeralPorts
 from synack.stack.syncookies import SynCookies
 from synack.stack.synflood import SynFlood
 from synack.stack.tcp_output import TcpOutput
-from synack.stack.timewait import Outcome, TimeWait, TimeWaitTable, answer, may_reopen
+from synack.stack.timewait import TimeWaitSide, TimeWaitTable
 from synack.tcp import events as tev
 from synack.tcp.config import TcpConfig
 from synack.tcp.connection import TcpConnection, reply_when_closed, reply_when_listening
 from synack.tcp.icmp import IcmpError, classify
 from synack.tcp.isn import IsnGenerator
 from synack.tcp.seq import seq_gt
-from synack.tcp.states import Cause, State
+from synack.tcp.states import State
 from synack.wire import ipv4 as wip
 from synack.wire import tcp as wtcp
 from synack.wire.errors import MalformedPacket
@@ -86,7 +86,7 @@ _PURE_SYN = int(_SYN)
 _RAW_DPORT_AT = wip.ETH_IPV4_HEADER_LEN + wtcp.DST_PORT_AT  # in a frame
 
 
-class TcpDemux:
+class TcpDemux(TimeWaitSide):
     """The TCP of one host (see the module docstring).
 
     ``now`` is the host's clock: it only moves forward, so no segment is sent
@@ -262,22 +262,8 @@ class TcpDemux:
                 self._heap_seq += 1
                 heapq.heappush(self._heap, (t, self._heap_seq, stream))
 
-    # ------------------------------------------------------------ TIME-WAIT
-    def _enter_time_wait(self, stream: TcpStream, now: float) -> None:
-        """Keep a compact record of ``stream`` for 2*MSL instead of the
-        connection itself (synack.stack.timewait)."""
-        conn = stream.conn
-        linger = 2 * conn.config.msl
-        # The connection's only deadline in TIME-WAIT is its end (MUST-13),
-        # armed when it entered, at most this batch of segments ago.
-        deadline = conn.get_timer()
-        if deadline is None or deadline < now:
-            deadline = now + linger
-        tw = TimeWait(stream, deadline, linger)
-        del self.conns[stream.key]
-        del self._flows[stream.flow]
-        self.time_wait.add(tw)
-        self.counters["tcp-timewait-records"] += 1
+    def _heap_forget(self, stream: TcpStream) -> None:
+        """``stream`` left for a TIME-WAIT record: its timer heap entries are dead."""
         if stream.deadline is not None:
             # Its heap entries are dead now but still hold the connection:
             # rebuild the heap once they are half of it, so a TIME-WAIT does
@@ -290,68 +276,6 @@ class TcpDemux:
                 heap[:] = [e for e in heap if e[2].deadline == e[0] and not e[2].gone]
                 heapq.heapify(heap)
                 self._heap_dead = 0
-
-    def _time_wait_over(self, tw: TimeWait, seg: TcpSegment | None, now: float) -> None:
-        """TIME-WAIT ended (2*MSL, or a RST ``seg``): CLOSED, told to the stream's
-        owner if it still holds the stream, else to the observers directly."""
-        stream = tw.stream()
-        if stream is not None and not stream.gone and stream.conn.state is State.TIME_WAIT:
-            # The connection itself makes the move, with its own events.
-            if seg is None:
-                stream.conn.handle_timer(now)
-            else:
-                stream.conn.receive_segment(seg, now)
-            self.touch(stream, now)
-            if stream.conn.state is State.TIME_WAIT:
-                # Not over yet (a retransmitted FIN restarted the wait): keep
-                # the record, due at the connection's own deadline.
-                self._enter_time_wait_again(tw, stream, now)
-            return
-        # No connection object is left to make the move: the record reports the
-        # same event the connection would have (the trace relies on its cause).
-        if seg is None:
-            change = tev.StateChanged(
-                State.TIME_WAIT, State.CLOSED, Cause.TIME_WAIT_EXPIRED, now, tev.Trigger.TIMER
-            )
-        else:
-            ref = tev.SegmentRef(seg.seq, seg.ack, int(seg.flags), len(seg.payload))
-            change = tev.StateChanged(
-                State.TIME_WAIT, State.CLOSED, Cause.RCV_RST, now, tev.Trigger.RECEIVED, ref
-            )
-        for obs in self.observers:
-            obs(TcpStateTrace(self.name, tw.key[:2], tw.key[2:], change))
-
-    def _enter_time_wait_again(self, tw: TimeWait, stream: TcpStream, now: float) -> None:
-        """The record ended before its connection's own 2*MSL did: keep waiting
-        (never leave a connection in TIME-WAIT with nothing to end it)."""
-        deadline = stream.conn.get_timer()
-        tw.deadline = deadline if deadline is not None and deadline > now else now + tw.linger
-        self.time_wait.add(tw)
-
-    def _time_wait_segment(self, tw: TimeWait, seg: TcpSegment, now: float) -> bool:
-        """A segment for a 4-tuple in TIME-WAIT; False when it is a SYN that
-        reopens it (the caller gives it to the listener)."""
-        key = tw.key
-        if (
-            seg.flags & _SYN_ACK_RST == _SYN
-            and seg.dst_port in self.listeners
-            and may_reopen(tw, seg, now)
-        ):
-            # RFC 9293 §3.6.1 (MAY-2) with RFC 6191: a new incarnation.
-            self.counters["tcp-timewait-reopen"] += 1
-            self.time_wait.remove(tw)
-            stream = tw.stream()
-            if stream is not None:
-                self._forget(stream)
-            return False
-        outcome, reply = answer(tw, seg, now)
-        if reply is not None:
-            self.counters["tcp-timewait-acks"] += 1
-            self._output(key[0], key[2], reply, now)
-        if outcome is Outcome.CLOSE:
-            self.time_wait.remove(tw)
-            self._time_wait_over(tw, seg, now)
-        return True
 
     # ---------------------------------------------------------------- timers
     def get_timer(self) -> float | None:
