@@ -32,6 +32,18 @@ from synack.tcp import events as tev
 
 ProtocolFactory = Callable[[], asyncio.BaseProtocol]
 READ_CHUNK = 256 * 1024
+# str() of an IPv4Address is Python code (~1.5 us) and a web server asks for
+# its peer's name on every connection: the text of recent addresses, by int.
+_ADDRESS_TEXT: dict[int, str] = {}
+
+
+def _address_text(n: int, ip: IPv4Address) -> str:
+    text = _ADDRESS_TEXT.get(n)
+    if text is None:
+        if len(_ADDRESS_TEXT) >= 1024:
+            _ADDRESS_TEXT.clear()
+        text = _ADDRESS_TEXT[n] = str(ip)
+    return text
 
 
 class TcpTransport(asyncio.Transport):
@@ -281,9 +293,9 @@ class TcpTransport(asyncio.Transport):
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         s = self._stream
         if name == "peername":
-            return (str(s.key[2]), s.key[3])
+            return (_address_text(s.flow[2], s.key[2]), s.key[3])
         if name == "sockname":
-            return (str(s.key[0]), s.key[1])
+            return (_address_text(s.flow[0], s.key[0]), s.key[1])
         if name == "synack_stream":
             return s
         if name == "synack_host":

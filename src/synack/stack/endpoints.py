@@ -84,6 +84,7 @@ class TcpStream:
         "owner",
         "pending",
         "soft_error",
+        "timer_seq",
     )
 
     def __init__(
@@ -100,6 +101,7 @@ class TcpStream:
         self.listener = listener  # the listener that made it (passive), until accepted
         self.pending: deque[tev.Event] = deque()
         self.deadline: float | None = None
+        self.timer_seq = 0  # the host's timer heap entry for ``deadline``
         self.gone = False  # forgotten by the host (CLOSED)
         # The errno of the last ICMP soft error about it (RFC 9293 §3.9.2.2
         # SHLD-25: made available to the application, never fatal, MUST-56).

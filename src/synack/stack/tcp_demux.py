@@ -100,7 +100,6 @@ class TcpDemux(TimeWaitSide):
         "_events",
         "_flows",
         "_heap",
-        "_heap_dead",
         "_heap_seq",
         "_ip",
         "_output",
@@ -151,9 +150,14 @@ class TcpDemux(TimeWaitSide):
         # enters, and a stream is added only for a 4-tuple without one).
         self._flows: dict[tuple[int, int, int, int], TcpStream] = {}
         self.listeners: dict[int, TcpListener] = {}
-        self._heap: list[tuple[float, int, TcpStream]] = []
+        # The connections' deadlines: (time, number, 4-tuple with int
+        # addresses), live while the stream of that 4-tuple in ``_flows``
+        # still has that number and deadline (lazy deletion). Ints only: an
+        # entry neither keeps a finished connection alive nor is tracked by
+        # the cycle collector, and a stream that leaves ``_flows`` (for a
+        # TIME-WAIT record, or forgotten) leaves its entries dead.
+        self._heap: list[tuple[float, int, tuple[int, int, int, int]]] = []
         self._heap_seq = 0
-        self._heap_dead = 0  # entries of streams handed to TIME-WAIT records
         # TIME-WAIT as compact records (synack.stack.timewait), by 4-tuple
         # (int addresses; read as a mapping by ConnKey), with their own
         # deadline heap (lazy deletion as for streams).
@@ -260,28 +264,25 @@ class TcpDemux(TimeWaitSide):
             stream.deadline = t
             if t is not None:
                 self._heap_seq += 1
-                heapq.heappush(self._heap, (t, self._heap_seq, stream))
+                stream.timer_seq = self._heap_seq
+                heap = self._heap
+                heapq.heappush(heap, (t, self._heap_seq, stream.flow))
+                if len(heap) > 2 * len(self._flows) + 256:
+                    # Mostly dead entries (deadlines that moved, long ones of
+                    # connections gone): keep the live ones (amortized O(1)).
+                    flows = self._flows
+                    heap[:] = [e for e in heap if _live(flows.get(e[2]), e)]
+                    heapq.heapify(heap)
 
     def _heap_forget(self, stream: TcpStream) -> None:
-        """``stream`` left for a TIME-WAIT record: its timer heap entries are dead."""
-        if stream.deadline is not None:
-            # Its heap entries are dead now but still hold the connection:
-            # rebuild the heap once they are half of it, so a TIME-WAIT does
-            # not keep its connection alive for 2*MSL (amortized O(1)).
-            stream.deadline = None
-            self._heap_dead += 1
-            heap = self._heap
-            if self._heap_dead > 64 and 2 * self._heap_dead > len(heap):
-                # In place: handle_timer may be walking this very list.
-                heap[:] = [e for e in heap if e[2].deadline == e[0] and not e[2].gone]
-                heapq.heapify(heap)
-                self._heap_dead = 0
+        """``stream`` left ``_flows`` for a TIME-WAIT record: no deadline of its own."""
+        stream.deadline = None
 
     # ---------------------------------------------------------------- timers
     def get_timer(self) -> float | None:
-        heap = self._heap
+        heap, flows = self._heap, self._flows
         # Lazy deletion: an entry is live only if it still is its stream's deadline.
-        while heap and (heap[0][2].deadline != heap[0][0] or heap[0][2].gone):
+        while heap and not _live(flows.get(heap[0][2]), heap[0]):
             heapq.heappop(heap)
         t = heap[0][0] if heap else None
         tw = self.time_wait.next_deadline()
@@ -292,14 +293,15 @@ class TcpDemux(TimeWaitSide):
     def handle_timer(self, now: float) -> None:
         for tw in self.time_wait.expired(now):
             self._time_wait_over(tw, None, now)
-        heap = self._heap
+        heap, flows = self._heap, self._flows
         # Each due connection is handled once per call: one whose next deadline
         # is again <= now (a bug in a timer) waits for the next call, so the
         # adapter's loop still runs (signals, I/O) instead of spinning here.
         due: list[TcpStream] = []
         while heap and heap[0][0] <= now:
-            t, _, stream = heapq.heappop(heap)
-            if stream.deadline != t or stream.gone:
+            entry = heapq.heappop(heap)
+            stream = flows.get(entry[2])
+            if stream is None or not _live(stream, entry):
                 continue
             stream.deadline = None
             due.append(stream)
@@ -722,3 +724,8 @@ class TcpDemux(TimeWaitSide):
             self._forget(stream)
         listener.half_open.clear()
         listener.queue.clear()
+
+
+def _live(stream: TcpStream | None, entry: tuple[float, int, tuple[int, int, int, int]]) -> bool:
+    """Whether a timer heap entry is still ``stream``'s deadline (see ``TcpDemux._heap``)."""
+    return stream is not None and stream.timer_seq == entry[1] and stream.deadline == entry[0]
