@@ -8,11 +8,13 @@ happens meanwhile on the host was done by another thread."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import socket
 import socketserver
 import threading
 import time
+import weakref
 from typing import Any
 
 import pytest
@@ -398,3 +400,46 @@ def test_abort_on_a_native_transport_is_the_kernels_fin_or_rst(
         server.close()
     assert got == ("reset" if unread else b"bye")
     assert nodelay == [True]
+
+
+def test_a_native_connection_over_is_freed_without_the_cycle_collector(
+    stack: tuple[Runtime, SocketModule],
+) -> None:
+    """The server writes and closes first (TIME-WAIT is ours), the client
+    closes too: the transport lets go of its stream at connection_lost, so the
+    stream and its TCB are freed by reference counting; only the compact
+    TIME-WAIT record stays (stack/timewait.py)."""
+    _, module = stack
+    streams: list[weakref.ref[Any]] = []
+
+    async def serve(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        streams.append(weakref.ref(w.transport.get_extra_info("synack_stream")))
+        await r.readexactly(5)
+        w.write(b"bye")
+        w.close()
+
+    gc.disable()
+    try:
+        with asyncio.Runner() as runner:
+            server = runner.run(asyncio.start_server(serve, IP, 0))
+            port = server.sockets[0].getsockname()[1]
+
+            def client() -> bytes:
+                with socket.create_connection((IP, port), timeout=10) as c:
+                    c.sendall(b"hello")
+                    return c.recv(3) + c.recv(10)
+
+            got = runner.run(asyncio.wait_for(asyncio.to_thread(client), 10))
+
+            async def settle() -> None:
+                deadline = time.monotonic() + 5
+                while streams[0]() is not None and time.monotonic() < deadline:
+                    await asyncio.sleep(0.01)
+
+            runner.run(settle())
+            assert got == b"bye"
+            assert streams[0]() is None  # freed without gc.collect()
+            assert len(module.driver.host.tcp.time_wait) == 1
+            server.close()
+    finally:
+        gc.enable()

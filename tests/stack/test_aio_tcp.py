@@ -193,3 +193,36 @@ def test_pause_reading_closes_window() -> None:
         assert len(data) == 2_000_000
 
     run(main)
+
+
+def test_the_drivers_timer_never_waits_past_the_hosts_deadline() -> None:
+    """The driver re-arms its loop timer only for an earlier deadline (one that
+    moved later keeps the armed timer, which wakes the host early once): the
+    armed time is never after the host's next deadline, and the host's timers
+    (here A's delayed ACK of the one-octet echo, MUST-40) still fire on time."""
+
+    def check(*drivers: HostDriver) -> None:
+        for d in drivers:
+            deadline = d.host.get_timer()
+            assert deadline is None or (d._armed is not None and d._armed <= deadline)
+
+    async def main(a: HostDriver, b: HostDriver) -> None:
+        server = await b.start_server(echo, "0.0.0.0", 7)
+        for _ in range(5):
+            reader, writer = await a.open_connection("10.213.0.2", 7)
+            check(a, b)
+            writer.write(b"x")
+            assert await reader.readexactly(1) == b"x"
+            check(a, b)
+            port = writer.get_extra_info("sockname")[1]
+            (echoed,) = [s for s in b.host.connections.values() if s.key[3] == port]
+            await asyncio.sleep(0.6)  # past A's delayed ACK (< 0.5 s) of the echo
+            check(a, b)
+            assert echoed.conn.snd_una == echoed.conn.snd_max  # the echo was acknowledged
+            writer.close()
+            await writer.wait_closed()
+            check(a, b)
+        server.close()
+        await server.wait_closed()
+
+    run(main)

@@ -127,11 +127,17 @@ class HostDriver:
             if not host.has_news():
                 break
         deadline = host.get_timer()
-        if deadline != self._armed:
+        armed = self._armed
+        # Re-armed only for an earlier deadline: one that moved later (an ACK
+        # stopped the earliest retransmission timer: most new connections do)
+        # keeps the armed timer, which then wakes the host early once and is
+        # re-armed then (handle_timer with nothing due does nothing), instead
+        # of a cancel and a new loop timer per move.
+        if deadline is not None and (armed is None or deadline < armed):
             if self._timer is not None:
                 self._timer.cancel()
             self._armed = deadline
-            self._timer = None if deadline is None else self.loop.call_at(deadline, self._on_timer)
+            self._timer = self.loop.call_at(deadline, self._on_timer)
         if host.has_news():
             self.schedule_pump()
 

@@ -35,6 +35,18 @@ READ_CHUNK = 256 * 1024
 # News a transport acts on only by reading and writing, which it does after
 # any news (the commonest events: one per segment of data or ACK).
 _READ_WRITE = frozenset({tev.DataAvailable, tev.SendSpaceAvailable})
+# str() of an IPv4Address is Python code (~1.5 us) and a web server asks for
+# its peer's name on every connection: the text of recent addresses, by int.
+_ADDRESS_TEXT: dict[int, str] = {}
+
+
+def _address_text(n: int, ip: IPv4Address) -> str:
+    text = _ADDRESS_TEXT.get(n)
+    if text is None:
+        if len(_ADDRESS_TEXT) >= 1024:
+            _ADDRESS_TEXT.clear()
+        text = _ADDRESS_TEXT[n] = str(ip)
+    return text
 
 
 class TcpTransport(asyncio.Transport):
@@ -131,6 +143,13 @@ class TcpTransport(asyncio.Transport):
         self._lost = True
         self._closing = True
         self._wbuf.clear()
+        # Nothing the host reports about the stream matters to a lost
+        # transport: let go of it, so the transport and the stream (with its
+        # connection) do not hold each other and are freed by reference
+        # counting, not left to the cycle collector (asyncio's transports drop
+        # their socket and protocol at connection_lost for the same reason).
+        if self._stream.owner is self:
+            self._stream.owner = None
         if self._on_lost is not None:
             self._on_lost(self)
         if self._started:
@@ -286,9 +305,9 @@ class TcpTransport(asyncio.Transport):
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         s = self._stream
         if name == "peername":
-            return (str(s.key[2]), s.key[3])
+            return (_address_text(s.flow[2], s.key[2]), s.key[3])
         if name == "sockname":
-            return (str(s.key[0]), s.key[1])
+            return (_address_text(s.flow[0], s.key[0]), s.key[1])
         if name == "synack_stream":
             return s
         if name == "synack_host":

@@ -6,7 +6,7 @@ this module needs nothing above it and the host's events can name these
 classes exactly. ``owner`` is the adapter object using the socket: the host
 never calls it, it only reports activity for sockets that have one.
 
-Layer: stack. Imports synack.tcp and synack.stack.config.
+Layer: stack. Imports synack.wire, synack.tcp and synack.stack.config.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from synack.stack.config import Address, ConnKey
 from synack.tcp import events as tev
 from synack.tcp.config import TcpConfig
 from synack.tcp.connection import TcpConnection
+from synack.wire.ipv4 import address_int
 
 
 class UdpEndpoint:
@@ -76,12 +77,14 @@ class TcpStream:
         "_touch",
         "conn",
         "deadline",
+        "flow",
         "gone",
         "key",
         "listener",
         "owner",
         "pending",
         "soft_error",
+        "timer_seq",
     )
 
     def __init__(
@@ -92,10 +95,13 @@ class TcpStream:
         touch: Callable[[TcpStream, float], None],
     ) -> None:
         self.key = key
+        # The key with its addresses as ints: what the host looks it up by.
+        self.flow = (address_int(key[0]), key[1], address_int(key[2]), key[3])
         self.conn = conn
         self.listener = listener  # the listener that made it (passive), until accepted
         self.pending: deque[tev.Event] = deque()
         self.deadline: float | None = None
+        self.timer_seq = 0  # the host's timer heap entry for ``deadline``
         self.gone = False  # forgotten by the host (CLOSED)
         # The errno of the last ICMP soft error about it (RFC 9293 §3.9.2.2
         # SHLD-25: made available to the application, never fatal, MUST-56).

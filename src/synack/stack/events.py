@@ -6,7 +6,7 @@ for the adapters) and its observers (every :data:`TraceRecord`, for traces and
 captures). :class:`HostUnreachable` is neither: it goes into a TCP stream's
 own ``pending`` queue, next to the connection's events.
 
-Layer: stack. Imports synack.tcp and synack.stack.endpoints.
+Layer: stack. Imports synack.wire._fast, synack.tcp and synack.stack.endpoints.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Literal, TypeAlias
 from synack.stack.endpoints import TcpListener, TcpStream, UdpEndpoint
 from synack.tcp.events import Event as TcpEvent
 from synack.tcp.events import StateChanged
+from synack.wire._fast import fast_init
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +116,9 @@ class TcpActivity:
     an established/closed connection, or (for a listener) a connection to accept."""
 
     socket: TcpStream | TcpListener
+
+
+fast_init(TcpActivity)  # several per connection: fill the slot directly
 
 
 @dataclass(frozen=True, slots=True)

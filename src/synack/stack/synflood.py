@@ -242,9 +242,10 @@ class SynFlood:
         # batch (one instant) share a lookup.
         self._hop_at: tuple[IPv4Address | None, float, bytes | None] = (None, -1.0, None)
 
-    def prove(self, src: IPv4Address) -> None:
+    def prove(self, src: int) -> None:
+        """``src`` (an address as an int) completed a handshake with us."""
         proven = self.proven
-        key = int(src)
+        key = src
         proven.pop(key, None)
         if len(proven) >= PROVEN_SOURCES:
             del proven[next(iter(proven))]

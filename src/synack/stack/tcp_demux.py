@@ -52,14 +52,14 @@ from synack.stack.ports import EphemeralPorts
 from synack.stack.syncookies import SynCookies
 from synack.stack.synflood import SynFlood
 from synack.stack.tcp_output import TcpOutput
-from synack.stack.timewait import Outcome, TimeWait, answer, may_reopen
+from synack.stack.timewait import TimeWaitSide, TimeWaitTable
 from synack.tcp import events as tev
 from synack.tcp.config import TcpConfig
 from synack.tcp.connection import TcpConnection, reply_when_closed, reply_when_listening
 from synack.tcp.icmp import IcmpError, classify
 from synack.tcp.isn import IsnGenerator
 from synack.tcp.seq import seq_gt
-from synack.tcp.states import Cause, State
+from synack.tcp.states import State
 from synack.wire import ipv4 as wip
 from synack.wire import tcp as wtcp
 from synack.wire.errors import MalformedPacket
@@ -77,6 +77,7 @@ _SOFT_ERRNO = {
     IcmpError.PORT_UNREACHABLE: errno.ECONNREFUSED,
 }
 _SYN_ACK_RST = _SYN | _ACK | _RST
+_INT_SYN_ACK_RST, _INT_ACK = int(_SYN_ACK_RST), int(_ACK)
 _IP_HLEN = wip.MIN_HEADER_LEN  # our IPv4 headers carry no options
 _parse_at = wtcp.parse_at
 _FLAGS_AT = wtcp.FLAGS_AT
@@ -85,7 +86,7 @@ _PURE_SYN = int(_SYN)
 _RAW_DPORT_AT = wip.ETH_IPV4_HEADER_LEN + wtcp.DST_PORT_AT  # in a frame
 
 
-class TcpDemux:
+class TcpDemux(TimeWaitSide):
     """The TCP of one host (see the module docstring).
 
     ``now`` is the host's clock: it only moves forward, so no segment is sent
@@ -99,12 +100,10 @@ class TcpDemux:
         "_events",
         "_flows",
         "_heap",
-        "_heap_dead",
         "_heap_seq",
         "_ip",
         "_output",
         "_ports",
-        "_tw_heap",
         "config",
         "conns",
         "counters",
@@ -151,13 +150,18 @@ class TcpDemux:
         # enters, and a stream is added only for a 4-tuple without one).
         self._flows: dict[tuple[int, int, int, int], TcpStream] = {}
         self.listeners: dict[int, TcpListener] = {}
-        self._heap: list[tuple[float, int, TcpStream]] = []
+        # The connections' deadlines: (time, number, 4-tuple with int
+        # addresses), live while the stream of that 4-tuple in ``_flows``
+        # still has that number and deadline (lazy deletion). Ints only: an
+        # entry neither keeps a finished connection alive nor is tracked by
+        # the cycle collector, and a stream that leaves ``_flows`` (for a
+        # TIME-WAIT record, or forgotten) leaves its entries dead.
+        self._heap: list[tuple[float, int, tuple[int, int, int, int]]] = []
         self._heap_seq = 0
-        self._heap_dead = 0  # entries of streams handed to TIME-WAIT records
-        # TIME-WAIT as compact records (synack.stack.timewait), by 4-tuple,
-        # with their own deadline heap (lazy deletion as for streams).
-        self.time_wait: dict[ConnKey, TimeWait] = {}
-        self._tw_heap: list[tuple[float, int, TimeWait]] = []
+        # TIME-WAIT as compact records (synack.stack.timewait), by 4-tuple
+        # (int addresses; read as a mapping by ConnKey), with their own
+        # deadline heap (lazy deletion as for streams).
+        self.time_wait = TimeWaitTable()
         self._dirty: dict[TcpStream, None] = {}  # streams fed segments, not yet touched
         self.now = 0.0
         self.output = TcpOutput(ip, counters)
@@ -218,7 +222,7 @@ class TcpDemux:
                 continue
             if isinstance(event, tev.Connected) and stream.listener is not None:
                 listener = stream.listener
-                self.flood.prove(conn.remote[0])
+                self.flood.prove(stream.flow[2])
                 if listener.half_open.pop(stream.key, None) is None:
                     pass  # a Fast Open child, queued for accept at its SYN
                 elif listener.closed:
@@ -252,7 +256,7 @@ class TcpDemux:
         if notify and stream.owner is not None:
             self._events.append(TcpActivity(stream))
         if conn.state is State.TIME_WAIT:
-            if self.conns.get(stream.key) is stream:
+            if self._flows.get(stream.flow) is stream:
                 self._enter_time_wait(stream, now)
             return
         t = conn.get_timer()
@@ -260,137 +264,44 @@ class TcpDemux:
             stream.deadline = t
             if t is not None:
                 self._heap_seq += 1
-                heapq.heappush(self._heap, (t, self._heap_seq, stream))
+                stream.timer_seq = self._heap_seq
+                heap = self._heap
+                heapq.heappush(heap, (t, self._heap_seq, stream.flow))
+                if len(heap) > 2 * len(self._flows) + 256:
+                    # Mostly dead entries (deadlines that moved, long ones of
+                    # connections gone): keep the live ones (amortized O(1)).
+                    flows = self._flows
+                    heap[:] = [e for e in heap if _live(flows.get(e[2]), e)]
+                    heapq.heapify(heap)
 
-    # ------------------------------------------------------------ TIME-WAIT
-    def _enter_time_wait(self, stream: TcpStream, now: float) -> None:
-        """Keep a compact record of ``stream`` for 2*MSL instead of the
-        connection itself (synack.stack.timewait)."""
-        conn = stream.conn
-        linger = 2 * conn.config.msl
-        # The connection's only deadline in TIME-WAIT is its end (MUST-13),
-        # armed when it entered, at most this batch of segments ago.
-        deadline = conn.get_timer()
-        if deadline is None or deadline < now:
-            deadline = now + linger
-        tw = TimeWait(stream, deadline, linger)
-        del self.conns[stream.key]
-        del self._flows[_flow(stream.key)]
-        self.time_wait[stream.key] = tw
-        self._heap_seq += 1
-        heapq.heappush(self._tw_heap, (deadline, self._heap_seq, tw))
-        self.counters["tcp-timewait-records"] += 1
-        if stream.deadline is not None:
-            # Its heap entries are dead now but still hold the connection:
-            # rebuild the heap once they are half of it, so a TIME-WAIT does
-            # not keep its connection alive for 2*MSL (amortized O(1)).
-            stream.deadline = None
-            self._heap_dead += 1
-            heap = self._heap
-            if self._heap_dead > 64 and 2 * self._heap_dead > len(heap):
-                # In place: handle_timer may be walking this very list.
-                heap[:] = [e for e in heap if e[2].deadline == e[0] and not e[2].gone]
-                heapq.heapify(heap)
-                self._heap_dead = 0
-
-    def _time_wait_over(self, tw: TimeWait, seg: TcpSegment | None, now: float) -> None:
-        """TIME-WAIT ended (2*MSL, or a RST ``seg``): CLOSED, told to the stream's
-        owner if it still holds the stream, else to the observers directly."""
-        stream = tw.stream()
-        if stream is not None and not stream.gone and stream.conn.state is State.TIME_WAIT:
-            # The connection itself makes the move, with its own events.
-            if seg is None:
-                stream.conn.handle_timer(now)
-            else:
-                stream.conn.receive_segment(seg, now)
-            self.touch(stream, now)
-            if stream.conn.state is State.TIME_WAIT:
-                # Not over yet (a retransmitted FIN restarted the wait): keep
-                # the record, due at the connection's own deadline.
-                self._enter_time_wait_again(tw, stream, now)
-            return
-        # No connection object is left to make the move: the record reports the
-        # same event the connection would have (the trace relies on its cause).
-        if seg is None:
-            change = tev.StateChanged(
-                State.TIME_WAIT, State.CLOSED, Cause.TIME_WAIT_EXPIRED, now, tev.Trigger.TIMER
-            )
-        else:
-            ref = tev.SegmentRef(seg.seq, seg.ack, int(seg.flags), len(seg.payload))
-            change = tev.StateChanged(
-                State.TIME_WAIT, State.CLOSED, Cause.RCV_RST, now, tev.Trigger.RECEIVED, ref
-            )
-        for obs in self.observers:
-            obs(TcpStateTrace(self.name, tw.key[:2], tw.key[2:], change))
-
-    def _enter_time_wait_again(self, tw: TimeWait, stream: TcpStream, now: float) -> None:
-        """The record ended before its connection's own 2*MSL did: keep waiting
-        (never leave a connection in TIME-WAIT with nothing to end it)."""
-        deadline = stream.conn.get_timer()
-        tw.deadline = deadline if deadline is not None and deadline > now else now + tw.linger
-        self.time_wait[tw.key] = tw
-        self._heap_seq += 1
-        heapq.heappush(self._tw_heap, (tw.deadline, self._heap_seq, tw))
-
-    def _time_wait_segment(self, tw: TimeWait, seg: TcpSegment, now: float) -> bool:
-        """A segment for a 4-tuple in TIME-WAIT; False when it is a SYN that
-        reopens it (the caller gives it to the listener)."""
-        key = tw.key
-        if (
-            seg.flags & _SYN_ACK_RST == _SYN
-            and seg.dst_port in self.listeners
-            and may_reopen(tw, seg, now)
-        ):
-            # RFC 9293 §3.6.1 (MAY-2) with RFC 6191: a new incarnation.
-            self.counters["tcp-timewait-reopen"] += 1
-            del self.time_wait[key]
-            stream = tw.stream()
-            if stream is not None:
-                self._forget(stream)
-            return False
-        outcome, reply = answer(tw, seg, now)
-        if reply is not None:
-            self.counters["tcp-timewait-acks"] += 1
-            self._output(key[0], key[2], reply, now)
-        if outcome is Outcome.CLOSE:
-            del self.time_wait[key]
-            self._time_wait_over(tw, seg, now)
-        return True
+    def _heap_forget(self, stream: TcpStream) -> None:
+        """``stream`` left ``_flows`` for a TIME-WAIT record: no deadline of its own."""
+        stream.deadline = None
 
     # ---------------------------------------------------------------- timers
     def get_timer(self) -> float | None:
-        heap = self._heap
+        heap, flows = self._heap, self._flows
         # Lazy deletion: an entry is live only if it still is its stream's deadline.
-        while heap and (heap[0][2].deadline != heap[0][0] or heap[0][2].gone):
+        while heap and not _live(flows.get(heap[0][2]), heap[0]):
             heapq.heappop(heap)
         t = heap[0][0] if heap else None
-        twh = self._tw_heap
-        while twh and self.time_wait.get(twh[0][2].key) is not twh[0][2]:
-            heapq.heappop(twh)
-        if twh and (t is None or twh[0][0] < t):
-            t = twh[0][0]
+        tw = self.time_wait.next_deadline()
+        if tw is not None and (t is None or tw < t):
+            t = tw
         return t
 
     def handle_timer(self, now: float) -> None:
-        twh = self._tw_heap
-        while twh and twh[0][0] <= now:
-            t, _, tw = heapq.heappop(twh)
-            if self.time_wait.get(tw.key) is not tw:
-                continue
-            if tw.deadline > t:  # restarted by a retransmitted FIN
-                self._heap_seq += 1
-                heapq.heappush(twh, (tw.deadline, self._heap_seq, tw))
-                continue
-            del self.time_wait[tw.key]
+        for tw in self.time_wait.expired(now):
             self._time_wait_over(tw, None, now)
-        heap = self._heap
+        heap, flows = self._heap, self._flows
         # Each due connection is handled once per call: one whose next deadline
         # is again <= now (a bug in a timer) waits for the next call, so the
         # adapter's loop still runs (signals, I/O) instead of spinning here.
         due: list[TcpStream] = []
         while heap and heap[0][0] <= now:
-            t, _, stream = heapq.heappop(heap)
-            if stream.deadline != t or stream.gone:
+            entry = heapq.heappop(heap)
+            stream = flows.get(entry[2])
+            if stream is None or not _live(stream, entry):
                 continue
             stream.deadline = None
             due.append(stream)
@@ -469,9 +380,9 @@ class TcpDemux:
         if stream.gone:
             return
         stream.gone = True
-        if self.conns.get(stream.key) is stream:
+        if self._flows.get(stream.flow) is stream:
+            del self._flows[stream.flow]
             del self.conns[stream.key]
-            del self._flows[_flow(stream.key)]
         if stream.listener is not None:
             stream.listener.half_open.pop(stream.key, None)
 
@@ -530,15 +441,17 @@ class TcpDemux:
             count_malformed(self.counters, exc)
             return
         self.counters["tcp-in"] += 1
+        flow = None
         if seg.src_port and seg.dst_port:
-            stream = self._flows.get((dst, seg.dst_port, src, seg.src_port))
+            flow = (dst, seg.dst_port, src, seg.src_port)
+            stream = self._flows.get(flow)
             if stream is not None and stream.conn.state is not State.TIME_WAIT:
                 # What _segment does with a segment of a connection we hold
                 # (not in TIME-WAIT: that one may be reopened by a SYN).
                 stream.conn.receive_segment(seg, now)
                 self._dirty[stream] = None
                 return
-        self._segment(seg, address_from_int(src), address_from_int(dst), now)
+        self._segment(seg, address_from_int(src), address_from_int(dst), now, flow)
 
     def flow(self, dst: int, dst_port: int, src: int, src_port: int) -> TcpStream | None:
         """The connection a segment from ``src``:``src_port`` to ``dst``:``dst_port``
@@ -557,19 +470,29 @@ class TcpDemux:
         stream.conn.receive_coalesced(seg, segments, now)
         self._dirty[stream] = None
 
-    def _segment(self, seg: TcpSegment, src: IPv4Address, dst: IPv4Address, now: float) -> None:
+    def _segment(
+        self,
+        seg: TcpSegment,
+        src: IPv4Address,
+        dst: IPv4Address,
+        now: float,
+        flow: tuple[int, int, int, int] | None = None,
+    ) -> None:
         """A parsed segment from ``src`` to ``dst`` (counted as tcp-in): to its
-        TIME-WAIT record, connection or listener, or answered with a reset."""
+        TIME-WAIT record, connection or listener, or answered with a reset.
+        ``flow``: its 4-tuple with int addresses, when the caller has it."""
         if not seg.src_port or not seg.dst_port:
             # Port 0 is reserved (RFC 9293 §3.1): never a connection's.
             self.counters["tcp-bad-port"] += 1
             return
         key = (dst, seg.dst_port, src, seg.src_port)
+        if flow is None:
+            flow = (address_int(dst), seg.dst_port, address_int(src), seg.src_port)
         if self.time_wait:
-            tw = self.time_wait.get(key)
+            tw = self.time_wait.by_flow.get(flow)
             if tw is not None and self._time_wait_segment(tw, seg, now):
                 return
-        stream = self.conns.get(key)
+        stream = self._flows.get(flow)
         if stream is not None:
             if not (
                 stream.conn.state is State.TIME_WAIT
@@ -589,8 +512,8 @@ class TcpDemux:
             self.counters["tcp-timewait-reopen"] += 1
             self._forget(stream)
         listener = self.listeners.get(seg.dst_port)
-        if listener is not None and listener.local[0] not in (ANY, dst):
-            listener = None
+        if listener is not None and address_int(listener.local[0]) not in (0, flow[0]):
+            listener = None  # bound to another of our addresses (0: ANY)
         if listener is None:
             # RFC 9293 §3.10.7.1: a segment to a closed port gets a reset.
             self.counters["tcp-closed-port"] += 1
@@ -599,9 +522,10 @@ class TcpDemux:
                 self.counters["tcp-rst-out"] += 1
                 self._output(dst, src, reply, now)
             return
-        if seg.flags & _SYN_ACK_RST != _SYN:
+        flags = int(seg.flags) & _INT_SYN_ACK_RST  # ints: IntFlag's & is Python code
+        if flags != _PURE_SYN:
             if (
-                seg.flags & _SYN_ACK_RST == _ACK
+                flags == _INT_ACK
                 and self._cookies is not None
                 and self._cookie_ack(listener, key, seg, now)
             ):
@@ -611,9 +535,16 @@ class TcpDemux:
                 self.counters["tcp-rst-out"] += 1
                 self._output(dst, src, reply, now)
             return
-        self._syn(listener, key, seg, now)
+        self._syn(listener, key, seg, now, flow)
 
-    def _syn(self, listener: TcpListener, key: ConnKey, seg: TcpSegment, now: float) -> None:
+    def _syn(
+        self,
+        listener: TcpListener,
+        key: ConnKey,
+        seg: TcpSegment,
+        now: float,
+        flow: tuple[int, int, int, int],
+    ) -> None:
         if len(listener.queue) >= listener.backlog:
             # The accept queue is full: drop the SYN (as Linux does) so the
             # client retries later instead of being refused.
@@ -641,7 +572,7 @@ class TcpDemux:
             local,
             remote,
             listener.config,
-            self.isn(local, remote, now),
+            self.isn.for_ints(flow[0], flow[1], flow[2], flow[3], now),
             now,
             listener.since,
             fo,
@@ -661,7 +592,7 @@ class TcpDemux:
         """A connection the listener made, half-open until its handshake completes."""
         stream = TcpStream(key, conn, listener, self.touch)
         self.conns[key] = stream
-        self._flows[_flow(key)] = stream
+        self._flows[stream.flow] = stream
         listener.half_open[key] = stream
         return stream
 
@@ -771,7 +702,7 @@ class TcpDemux:
         conn.report_states = self.observers  # see TcpConnection.report_states
         stream = TcpStream(key, conn, None, self.touch)
         self.conns[key] = stream
-        self._flows[_flow(key)] = stream
+        self._flows[stream.flow] = stream
         conn.connect(now, self.fastopen.offer(stream, now) if fastopen else None)
         self.counters["tcp-active-opens"] += 1
         if not fastopen:
@@ -795,6 +726,6 @@ class TcpDemux:
         listener.queue.clear()
 
 
-def _flow(key: ConnKey) -> tuple[int, int, int, int]:
-    """A 4-tuple with its addresses as ints (the key of ``TcpDemux._flows``)."""
-    return (address_int(key[0]), key[1], address_int(key[2]), key[3])
+def _live(stream: TcpStream | None, entry: tuple[float, int, tuple[int, int, int, int]]) -> bool:
+    """Whether a timer heap entry is still ``stream``'s deadline (see ``TcpDemux._heap``)."""
+    return stream is not None and stream.timer_seq == entry[1] and stream.deadline == entry[0]

@@ -34,7 +34,7 @@ from synack.wire.tcp import FASTOPEN_COOKIE_MAX, FASTOPEN_COOKIE_MIN, MAX_WSCALE
 
 __all__ = ["FAST_STATES", "TcpReceiver"]
 
-# Header prediction (see _fast_path): pure ACKs while our FIN is unsent, in
+# Header prediction (see _fast_path): pure ACKs of data (not of our FIN), in
 # the states that can send; in-order data in the states that accept text.
 _FAST_ACK_STATES = frozenset(
     {State.ESTABLISHED, State.CLOSE_WAIT, State.FIN_WAIT_1, State.LAST_ACK}
@@ -262,7 +262,8 @@ class TcpReceiver(TcpSender):
                 st not in _FAST_ACK_STATES
                 or acked == 0
                 or acked > (self.snd_max - snd_una) & 0xFFFFFFFF
-                or self._fin_seq is not None
+                # Data only: the ACK of our FIN (one past the buffered data,
+                # once sent) changes the state, the full path's business.
                 or acked > len(self._sndbuf)
             ):
                 return False

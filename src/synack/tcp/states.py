@@ -6,13 +6,15 @@ and records it; the trace and the state diagram are drawn from the records and
 from this table (house style item 4). A change that is not a row here is a bug
 in the connection, not something a peer can cause.
 
-Layer: tcp. Imports nothing (the standard library only).
+Layer: tcp. Imports synack.wire._fast (a frozen dataclass's fast ``__init__``).
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+
+from synack.wire._fast import fast_init
 
 
 class State(enum.Enum):
@@ -55,6 +57,9 @@ class Cause(enum.Enum):
     # An unread receive buffer at CLOSE, or data arriving after CLOSE, is
     # answered by RST (RFC 9293 §3.6 SHLD-3, RFC 1122 §4.2.2.13).
     DATA_AFTER_CLOSE = "data after CLOSE"
+
+    # As State's: every state change looks its (old, cause, new) row up.
+    __hash__ = object.__hash__
 
     def __str__(self) -> str:
         return self.value
@@ -150,3 +155,7 @@ class Transition:
     old: State
     new: State
     cause: Cause
+
+
+# Every connection records six or so of these: fill the slots directly.
+fast_init(Transition)

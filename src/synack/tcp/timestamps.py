@@ -23,6 +23,9 @@ PAWS_IDLE = 24 * 24 * 3600.0
 TS_OPTION_SPACE = 12
 
 
+_UNSET = TcpOptions(timestamps=(0, 0))
+
+
 class Timestamps:
     """RFC 7323 state of one connection."""
 
@@ -35,7 +38,7 @@ class Timestamps:
         self.recent_time = 0.0
         self.recent_valid = False
         self.last_ack_sent = 0  # Last.ACK.sent (§4.3)
-        self._opts = TcpOptions(timestamps=(0, 0))
+        self._opts = _UNSET  # options are immutable: one to start every connection
 
     def agree(self, wanted: bool, offered: tuple[int, int] | None, now: float) -> None:
         """The peer's SYN arrived: use the option if we want it and the SYN carried it (§3.2)."""
