@@ -9,7 +9,7 @@ import pytest
 
 from synack.cli.main import main
 from synack.cli.stack import _host
-from synack.stack.config import LINK_TCP_BUFFER
+from synack.stack.config import LINK_TCP_BUFFER, LINK_TCP_RECEIVE_BUFFER
 from synack.tcp.config import TcpConfig
 
 
@@ -73,9 +73,12 @@ def test_bare_group_is_one_line_and_status_2(group: str) -> None:
 
 def test_a_host_on_a_real_link_gets_the_link_buffers_and_the_mtus_mss() -> None:
     # synack run / synack stack: the window must cover a TAP's bandwidth times
-    # synack's turnaround (stack.config.LINK_TCP_BUFFER), not TcpConfig's 256 KiB.
+    # synack's turnaround (stack.config.LINK_TCP_BUFFER, LINK_TCP_RECEIVE_BUFFER),
+    # not TcpConfig's 256 KiB.
     args = argparse.Namespace(ip="10.213.5.2/24", gateway=None, mtu=9000, mac=None)
     config = _host(args).tcp.config
     assert config.mss == 9000 - 40
-    assert config.send_buffer == config.receive_buffer == LINK_TCP_BUFFER
-    assert TcpConfig().receive_buffer < LINK_TCP_BUFFER
+    assert config.send_buffer == LINK_TCP_BUFFER
+    assert config.receive_buffer == LINK_TCP_RECEIVE_BUFFER == 4 << 20
+    assert TcpConfig().receive_buffer < LINK_TCP_BUFFER < LINK_TCP_RECEIVE_BUFFER
+    assert config.rcv_wscale == 7  # 4 MiB in a 16-bit window field

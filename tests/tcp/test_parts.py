@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import random
 import tracemalloc
 from ipaddress import IPv4Address
 
@@ -10,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from synack.adapters.tcp import READ_CHUNK, WHOLE_PIECE
 from synack.errors import LocalProtocolError
 from synack.tcp import events as ev
 from synack.tcp.buffers import ReceiveBuffer, SendBuffer
@@ -242,3 +244,47 @@ def test_receive_buffer_memory_follows_the_octets_not_the_segments() -> None:
     assert rb.readable == 200_000
     assert held < 400_000, held
     assert rb.read(1 << 20) == bytes(i & 0xFF for i in range(200_000))
+
+
+def test_receive_buffer_head_is_the_first_piece_and_a_read_of_it_takes_it_whole() -> None:
+    rb = ReceiveBuffer(1 << 21)
+    run, more = bytes(range(256)) * 1200, b"x" * 100_000  # a coalesced run, then another
+    assert rb.head == 0
+    rb.insert(0, run)
+    rb.insert(0, more)
+    assert rb.head == len(run) and rb.readable == len(run) + len(more)
+    assert rb.read(rb.head) is run  # handed over as it is: no copy
+    assert rb.head == len(more)
+    rb.insert(0, b"ab")  # small payloads share a bytearray tail: a piece of its own
+    rb.insert(0, b"cd")
+    assert rb.read(rb.head) is more
+    assert rb.head == 4 and rb.read(rb.head) == b"abcd" and rb.head == 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_reading_whole_pieces_gives_the_bytes_reading_in_chunks_gives(data: st.DataObject) -> None:
+    """adapters/tcp.py reads a piece of at least WHOLE_PIECE octets whole and
+    anything else in READ_CHUNK steps: the same stream as READ_CHUNK steps alone."""
+    sizes = data.draw(
+        st.lists(st.sampled_from([1, 500, 1448, 30_000, 65_160, 300_000]), max_size=12)
+    )
+    stream = random.Random(data.draw(st.integers(0, 1000))).randbytes(sum(sizes))
+    chunked, whole = ReceiveBuffer(1 << 22), ReceiveBuffer(1 << 22)
+    got_chunked, got_whole, pos = bytearray(), bytearray(), 0
+    for n in sizes:
+        for rb in (chunked, whole):
+            rb.insert(0, stream[pos : pos + n])
+        pos += n
+        if data.draw(st.booleans()):  # the reader keeps up, or lets pieces pile up
+            while chunked.readable:
+                got_chunked += chunked.read(READ_CHUNK)
+            while whole.readable:
+                head = whole.head
+                got_whole += whole.read(head if head >= WHOLE_PIECE else READ_CHUNK)
+    while chunked.readable:
+        got_chunked += chunked.read(READ_CHUNK)
+    while whole.readable:
+        head = whole.head
+        got_whole += whole.read(head if head >= WHOLE_PIECE else READ_CHUNK)
+    assert bytes(got_whole) == bytes(got_chunked) == stream

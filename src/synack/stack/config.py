@@ -65,6 +65,15 @@ class AddressNotAvailableError(LocalProtocolError):
 #: 1 MiB, bench/stack_apps.py). Linux autotunes its receive buffer up to 6 MiB
 #: (tcp_rmem); these are bounds, not allocations: buffers hold what is unread.
 LINK_TCP_BUFFER = 1 << 20
+#: The receive buffer (so the most window offered) for a host on a real link.
+#: A reader behind the stack holds some of it: aiohttp pauses reading at 128
+#: KiB of its own and leaves the rest in TCP's buffer until its handler
+#: reads, and a batch of coalesced 64 KiB segments is taken in one turn, so
+#: at 1 MiB the window offered was 324-833 KiB and a kernel sender was
+#: receive-window limited a quarter of the time (``ss -ti``: rwnd_limited
+#: 22-37%); at 4 MiB, 6% (an offloaded 100 MB upload, bench/stack_apps.py).
+#: Linux offers up to 6 MiB (tcp_rmem). A bound, not an allocation.
+LINK_TCP_RECEIVE_BUFFER = 4 << 20
 
 
 def mss_for(mtu: int) -> int:
@@ -74,9 +83,11 @@ def mss_for(mtu: int) -> int:
 
 
 def link_tcp_config(mtu: int) -> TcpConfig:
-    """TcpConfig for a host on a real link: :func:`mss_for` its MTU and
-    :data:`LINK_TCP_BUFFER`."""
-    return TcpConfig(mss=mss_for(mtu), send_buffer=LINK_TCP_BUFFER, receive_buffer=LINK_TCP_BUFFER)
+    """TcpConfig for a host on a real link: :func:`mss_for` its MTU,
+    :data:`LINK_TCP_BUFFER` to send and :data:`LINK_TCP_RECEIVE_BUFFER` to receive."""
+    return TcpConfig(
+        mss=mss_for(mtu), send_buffer=LINK_TCP_BUFFER, receive_buffer=LINK_TCP_RECEIVE_BUFFER
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -165,6 +165,13 @@ class ReceiveBuffer:
         return self._ready_len
 
     @property
+    def head(self) -> int:
+        """Octets of the first in-order piece (a coalesced run is one piece):
+        a read of exactly that many hands the piece over without a copy."""
+        ready = self._ready
+        return len(ready[0]) if ready else 0
+
+    @property
     def free(self) -> int:
         """RCV.BUFF - RCV.USER: the most window that can be offered from RCV.NXT."""
         return self.capacity - self._ready_len

@@ -274,6 +274,11 @@ class Tcb:
         return self._rcvbuf.readable
 
     @property
+    def readable_head(self) -> int:
+        """Octets of the first piece held for the reader (ReceiveBuffer.head)."""
+        return self._rcvbuf.head
+
+    @property
     def urgent_pending(self) -> int:
         """Octets to read before the end of the urgent data (RCV.UP), 0 if none (MUST-33).
 
