@@ -24,7 +24,6 @@ from synack.adapters.tcp import TcpApi
 from synack.adapters.udp import DatagramTransport, create_datagram_endpoint
 from synack.errors import LocalProtocolError
 from synack.links.base import Link
-from synack.links.tap import KernelChecked
 from synack.stack import events as ev
 from synack.stack.host import Host, SplitFrame
 
@@ -55,6 +54,9 @@ class HostDriver:
         self._send_frames: Callable[[list[bytes | SplitFrame]], None] | None = getattr(
             link, "send_frames", None
         )
+        # The type of the frames whose checksums the link vouches for (a TAP
+        # with offloads), if any.
+        self._vouched: type[bytes] | None = getattr(link, "vouched", None)
         split = self._send_split is not None
         host.enable_offload(split=split, tso=bool(getattr(link, "tso", False)) and split)
         self.loop = loop or asyncio.get_running_loop()
@@ -94,7 +96,7 @@ class HostDriver:
             return
         # The kernel vouches for the checksums of what it made (offloads): a
         # 64 KiB segment is then not summed again.
-        self.host.receive_frames(frames, self.now(), vouched=KernelChecked)
+        self.host.receive_frames(frames, self.now(), vouched=self._vouched)
         self.pump()
 
     def _on_timer(self) -> None:
