@@ -179,7 +179,15 @@ class LossRecovery:
             self.hystart = None
             cc.ss_divisor = 1
             return
-        divisor = hs.on_ack(ack, snd_max, sample)
+        # A run of ACKs (stack/gro.py, cc.acks of them, each with this
+        # sample): their RFC 9406 steps in turn (receiver.arm_ack_run
+        # checked they keep slow start's divisor).
+        acks = cc.acks
+        divisor = (
+            hs.on_ack(ack, snd_max, sample)
+            if acks == 1
+            else hs.on_ack_run(ack, snd_max, sample, acks)
+        )
         if divisor == 0:
             # CSS_ROUNDS rounds of Conservative Slow Start: on to congestion
             # avoidance (ssthresh = cwnd).
