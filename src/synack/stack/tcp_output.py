@@ -329,7 +329,8 @@ class TcpOutput:
         tcp_sum += window + urgent + opts_sum
         ip_sum = _VERSION_WORD + l3_total + _FLAG_DF + ttl_proto + src + dst
         ident = ip.ident
-        emit = ip.emit
+        frames: list[bytes] = []
+        add = frames.append
         # An MSS-long piece's value folded at multiples of 16 bits (so unchanged
         # modulo 0xFFFF, wire/checksum.py) down to a sixteenth before the %.
         k1, m1, k2, m2, k3, m3, k4, m4 = _folds(mss)
@@ -360,9 +361,12 @@ class TcpOutput:
                 )  # fmt: skip
                 # Joined even for a link that takes split frames: an MSS of
                 # payload copies in less time than a SplitFrame is made.
-                emit(head + piece, now)
+                add(head + piece)
         except (struct.error, TypeError) as exc:
             raise LocalProtocolError(f"tcp: cannot build {seg!r}: {exc}") from None
         finally:
             ip.ident = ident
+            # All at once (Host._emit_frames), in order, those built before any error too.
+            if frames:
+                ip.emit_frames(frames, now)
         return True
