@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import random
 import tracemalloc
 from ipaddress import IPv4Address
 
@@ -242,3 +243,23 @@ def test_receive_buffer_memory_follows_the_octets_not_the_segments() -> None:
     assert rb.readable == 200_000
     assert held < 400_000, held
     assert rb.read(1 << 20) == bytes(i & 0xFF for i in range(200_000))
+
+
+def test_equal_rtt_samples_at_once_are_the_samples_one_by_one() -> None:
+    # A run of ACKs with one TSecr (ACK filtering) gives its N equal
+    # samples in one call: SRTT, RTTVAR and RTO as N calls leave them, bit
+    # for bit (RFC 6298 §2.2-2.5), from the first measurement on too.
+    rng = random.Random(6298)
+    for _ in range(300):
+        one = RttEstimator(initial=1.0, min_rto=0.2, max_rto=60.0)
+        many = RttEstimator(initial=1.0, min_rto=0.2, max_rto=60.0)
+        one.backoff()
+        many.backoff()
+        for _ in range(rng.randrange(1, 12)):
+            r = rng.choice([0.0, -0.001, 0.0004, 0.002, 0.05, 0.3, 2.0, rng.random()])
+            n = rng.randrange(1, 25)
+            for _ in range(n):
+                one.sample(r)
+            many.sample(r, n)
+            state = (one.srtt, one.rttvar, one.rto, one.backoffs)
+            assert (many.srtt, many.rttvar, many.rto, many.backoffs) == state

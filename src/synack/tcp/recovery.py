@@ -146,9 +146,8 @@ class LossRecovery:
         # RTT sample: timestamps (RFC 7323 §4) or the timed segment (Karn).
         sample = ts_rtt
         if ts_rtt is not None:
-            self.rtt.sample(ts_rtt)
-            for _ in range(self.cc.acks - 1):  # a run of ACKs with one TSecr (stack/gro.py)
-                self.rtt.sample(ts_rtt)
+            # cc.acks: a run of ACKs with one TSecr (stack/gro.py), a sample each.
+            self.rtt.sample(ts_rtt, self.cc.acks)
         elif self.rtt_seq is not None and seq_ge(ack, self.rtt_seq):
             sample = now - self.rtt_time
             self.rtt.sample(sample)
