@@ -15,6 +15,7 @@ import pytest
 
 from synack.stack.host import Host, TcpStream
 from synack.tcp.config import TcpConfig
+from synack.tcp.hystart import HyStart
 from synack.tcp.states import State
 from synack.wire.checksum import internet_checksum
 from tests.stack.netfix import two_hosts
@@ -42,11 +43,23 @@ def _tcb(s: TcpStream) -> tuple[object, ...]:
     return (c.snd_una, c.snd_nxt, c.snd_wnd, c._cc.cwnd, c._cc.ssthresh, c._cc.dupacks)
 
 
-def _download(filtering: bool, size: int, read_every: int) -> tuple[object, ...]:
+def _hystart(s: TcpStream) -> tuple[object, ...]:
+    """HyStart++'s state (RFC 9406 §4.2), None once it is over."""
+    hs = s.conn._recovery.hystart
+    if hs is None:
+        return (None, s.conn._cc.ss_divisor)
+    return (
+        hs.window_end, hs.last_min, hs.current_min, hs.samples, hs.in_css,
+        hs.css_baseline, hs.css_rounds, hs.open, s.conn._cc.ss_divisor,
+    )  # fmt: skip
+
+
+def _download(filtering: bool, size: int, read_every: int, queue_at: int = 0) -> tuple[object, ...]:
     """B sends ``size`` octets; A takes B's frames one by one, ACKing as it
     goes (every second segment, as the kernel does), and its ACKs reach B in
     one batch per round (one read of the TAP). A's program reads every
-    ``read_every`` rounds."""
+    ``read_every`` rounds. ``queue_at``: from that round on, A's ACKs reach
+    B 10 ms late (a queue: HyStart++ leaves slow start)."""
     a, b, client, server = _pair(filtering)
     data = random.Random(3).randbytes(size)
     sent, got = 0, bytearray()
@@ -65,8 +78,10 @@ def _download(filtering: bool, size: int, read_every: int) -> tuple[object, ...]
         if i % read_every == 0:
             got += client.receive(1 << 20, now)
             acks += a.frames_to_send()
+        late = 0.01 if queue_at and i >= queue_at else 0.0
+        now += late
         b.receive_frames(acks, now)
-        tcbs.append(_tcb(server))
+        tcbs.append((_tcb(server), _hystart(server)))
         if len(got) == size:
             break
         now += 0.001
@@ -76,7 +91,8 @@ def _download(filtering: bool, size: int, read_every: int) -> tuple[object, ...]
                 h.handle_timer(now)
     assert bytes(got) == data
     counters = Counter({k: v for k, v in b.counters.items() if k != "tcp-acks-filtered"})
-    return out_b, tcbs, counters, server.conn.stats_counters.segments_in, b.counters
+    stats = server.conn.stats_counters
+    return out_b, tcbs, counters, (stats.segments_in, stats.hystart_exits), b.counters
 
 
 def test_a_bulk_send_is_the_same_with_and_without_ack_filtering() -> None:
@@ -88,6 +104,32 @@ def test_a_bulk_send_is_the_same_with_and_without_ack_filtering() -> None:
     filtered = on[4]["tcp-acks-filtered"]  # type: ignore[index]
     assert filtered > on[2]["tcp-in"] // 3  # type: ignore[index]
     assert off[4]["tcp-acks-filtered"] == 0  # type: ignore[index]
+
+
+@pytest.mark.parametrize("queue_at", [0, 12])
+def test_hystart_rounds_are_the_same_with_and_without_ack_filtering(
+    queue_at: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # While a HyStart++ round samples RTTs (RFC 9406 §4.2), a run whose
+    # ACKs share one TSecr (one sample, N times) goes to TCP as one ACK
+    # unless it would enter CSS part-way; HyStart++'s variables after each
+    # batch, CSS and the exit from slow start are those of the ACKs one by one.
+    runs: list[int] = []
+    real = HyStart.on_ack_run
+
+    def counted(hs: HyStart, ack: int, snd_max: int, rtt: float | None, n: int) -> int:
+        runs.append(n)
+        return real(hs, ack, snd_max, rtt, n)
+
+    monkeypatch.setattr(HyStart, "on_ack_run", counted)
+    on = _download(True, 3_000_000, 1, queue_at)
+    assert runs and max(runs) > 1  # runs were taken while a round sampled
+    off = _download(False, 3_000_000, 1, queue_at)
+    assert on[:4] == off[:4]
+    if queue_at:
+        in_css = [h for _, h in on[1] if h[0] is not None and h[4]]  # type: ignore[attr-defined]
+        assert in_css  # the RTT rise was seen: CSS
+        assert on[3][1] == 1  # type: ignore[index]  # and slow start ended by HyStart++
 
 
 def test_a_slow_reader_is_the_same_with_and_without_ack_filtering() -> None:

@@ -6,6 +6,9 @@ simulated bottleneck with a drop-tail queue.
 
 from __future__ import annotations
 
+import copy
+import random
+
 from synack.core.sim import LinkParams, Simulator
 from synack.tcp.config import TcpConfig
 from synack.tcp.hystart import CSS_GROWTH_DIVISOR, CSS_ROUNDS, N_RTT_SAMPLE, HyStart
@@ -89,3 +92,44 @@ def test_hystart_leaves_slow_start_before_the_queue_overflows_in_a_burst() -> No
     # quarter as fast), and far fewer segments are dropped.
     assert drops_on * 3 <= drops_off, (drops_on, drops_off)
     assert on.client.stats.retransmissions < off.client.stats.retransmissions
+
+
+def _state(hs: HyStart) -> tuple[object, ...]:
+    return tuple(getattr(hs, k) for k in HyStart.__slots__)
+
+
+def test_a_run_of_acks_with_one_sample_is_its_acks_one_by_one() -> None:
+    # ACK filtering (stack/gro.py) hands a round's run of ACKs sharing one
+    # TSecr as one: on_ack_run must leave what on_ack per ACK leaves (as the
+    # caller calls it: only while the round is open), whenever
+    # run_stays_in_slow_start says the divisor stays 1 on every ACK; and
+    # that must be so (else the run is refused and goes ACK by ACK).
+    rng = random.Random(9406)
+    allowed = refused = 0
+    for _ in range(3000):
+        hs = HyStart(0)
+        base = rng.choice([0.001, 0.010, 0.050])
+        for r in range(rng.randrange(0, 3)):
+            round_of(hs, 10_000 * r, base * (1 + rng.random() / 4))
+        start = 10_000 * 3
+        hs.on_ack(start, start + 5_000, base)  # a new round starts
+        for _ in range(rng.randrange(0, N_RTT_SAMPLE - 1)):
+            hs.on_ack(start + 1, start + 5_000, base * (1 + rng.random()))
+        if not hs.open:
+            continue
+        rtt = rng.choice([None, base, base * 1.1, base + 0.005, base * 3, base / 2])
+        n = rng.randrange(2, 20)
+        one = copy.copy(hs)
+        divisors = []
+        for _ in range(n):
+            if one.open:
+                divisors.append(one.on_ack(start + 100, start + 5_000, rtt))
+        if not hs.run_stays_in_slow_start(rtt, n):
+            refused += 1
+            assert hs.in_css or CSS_GROWTH_DIVISOR in divisors
+            continue
+        allowed += 1
+        assert set(divisors) == {1}
+        assert hs.on_ack_run(start + 100, start + 5_000, rtt, n) == 1
+        assert _state(hs) == _state(one)
+    assert allowed > 500 and refused > 10

@@ -288,3 +288,23 @@ def test_reading_whole_pieces_gives_the_bytes_reading_in_chunks_gives(data: st.D
         head = whole.head
         got_whole += whole.read(head if head >= WHOLE_PIECE else READ_CHUNK)
     assert bytes(got_whole) == bytes(got_chunked) == stream
+
+
+def test_equal_rtt_samples_at_once_are_the_samples_one_by_one() -> None:
+    # A run of ACKs with one TSecr (ACK filtering) gives its N equal
+    # samples in one call: SRTT, RTTVAR and RTO as N calls leave them, bit
+    # for bit (RFC 6298 §2.2-2.5), from the first measurement on too.
+    rng = random.Random(6298)
+    for _ in range(300):
+        one = RttEstimator(initial=1.0, min_rto=0.2, max_rto=60.0)
+        many = RttEstimator(initial=1.0, min_rto=0.2, max_rto=60.0)
+        one.backoff()
+        many.backoff()
+        for _ in range(rng.randrange(1, 12)):
+            r = rng.choice([0.0, -0.001, 0.0004, 0.002, 0.05, 0.3, 2.0, rng.random()])
+            n = rng.randrange(1, 25)
+            for _ in range(n):
+                one.sample(r)
+            many.sample(r, n)
+            state = (one.srtt, one.rttvar, one.rto, one.backoffs)
+            assert (many.srtt, many.rttvar, many.rto, many.backoffs) == state

@@ -323,7 +323,7 @@ class Coalescer:
             tsval, end = nxt[6], nxt[8]
             j += 1
         n = j - i
-        if n == 1 or not stream.conn.arm_ack_run(seq, acks, first_tsval, now):
+        if n == 1 or not stream.conn.arm_ack_run(seq, acks, first_tsval, now, tsecr):
             return 0
         seg = wtcp.parse_at(frames[j - 1], _L4, end, src, dst, verify_checksum=False)
         counters = self._counters

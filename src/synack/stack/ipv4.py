@@ -43,6 +43,7 @@ from synack.wire.checksum import finish
 from synack.wire.errors import MalformedPacket
 
 Emit = Callable[[bytes | SplitFrame, float], None]
+EmitFrames = Callable[[list[bytes], float], None]
 # An upper layer's input: (datagram, it was a broadcast, now).
 Input = Callable[[wip.Ipv4Packet, bool, float], None]
 # Sends an ICMP error about a datagram: (datagram, type, code, now).
@@ -93,6 +94,7 @@ class Ipv4:
         "counters",
         "dest_cache",
         "emit",
+        "emit_frames",
         "gateway",
         "icmp_error",
         "ident",
@@ -129,6 +131,9 @@ class Ipv4:
         self.ident = ident
         self.dest_cache = iface.dest_cache
         self.emit = emit
+        # Frames of one software-cut segment in order, as emit each would
+        # leave them (the host sets its own: one counter update for all).
+        self.emit_frames: EmitFrames = self._emit_each
         self.reassembler = Reassembler(
             timeout=config.reassembly_timeout,
             max_datagrams=config.reassembly_max_datagrams,
@@ -144,6 +149,10 @@ class Ipv4:
         self._tcp_input: Input = _unattached
         self._tcp_raw_input: RawInput = _unattached
         self.icmp_error: IcmpErrorSender = _unattached
+
+    def _emit_each(self, frames: list[bytes], now: float) -> None:
+        for frame in frames:
+            self.emit(frame, now)
 
     def attach(
         self,

@@ -120,3 +120,37 @@ class HyStart:
                 self.in_css = False
                 self.css_baseline = _INF
         return CSS_GROWTH_DIVISOR if self.in_css else 1
+
+    def run_stays_in_slow_start(self, rtt: float | None, n: int) -> bool:
+        """Whether ``n`` ACKs of new data inside this open round (none
+        reaching its end), each with the RTT sample ``rtt`` (one TSecr, one
+        arrival time: the same sample), leave the growth divisor at 1 on
+        every one of them: out of CSS, and the §4.2 comparison made once
+        N_RTT_SAMPLE samples are in (the round's minimum is then
+        min(currentRoundMinRTT, rtt) for all) does not enter CSS. Then
+        :meth:`on_ack_run` is exactly their :meth:`on_ack` in turn
+        (ACK filtering, stack/gro.py)."""
+        if self.in_css:
+            return False
+        last = self.last_min
+        if rtt is None or self.samples + n < N_RTT_SAMPLE or last == _INF:
+            return True
+        current = rtt if rtt < self.current_min else self.current_min
+        thresh = last / MIN_RTT_DIVISOR
+        if thresh > MAX_RTT_THRESH:
+            thresh = MAX_RTT_THRESH
+        elif thresh < MIN_RTT_THRESH:
+            thresh = MIN_RTT_THRESH
+        return not current >= last + thresh
+
+    def on_ack_run(self, ack: int, snd_max: int, rtt: float | None, n: int) -> int:
+        """:meth:`on_ack` for each of ``n`` ACKs that
+        :meth:`run_stays_in_slow_start` allowed, the last being ``ack``: as
+        the caller does ACK by ACK, none once the round is decided
+        (``open`` false)."""
+        divisor = self.on_ack(ack, snd_max, rtt)
+        for _ in range(n - 1):
+            if not self.open:
+                break
+            divisor = self.on_ack(ack, snd_max, rtt)
+        return divisor

@@ -21,7 +21,7 @@ from typing import ClassVar
 
 from synack.errors import LocalProtocolError
 from synack.tcp import events as ev
-from synack.tcp.congestion import NewReno
+from synack.tcp.congestion import INITIAL_SSTHRESH, NewReno
 from synack.tcp.fastopen import FastOpen
 from synack.tcp.icmp import HARD_ERRORS, IcmpError
 from synack.tcp.segments import F_ACK, F_PSH
@@ -89,8 +89,10 @@ class TcpReceiver(TcpSender):
         else to do (§3.10.7.4 fifth step), in a state header prediction takes
         them in, with no loss recovery or SACK scoreboard (where each ACK
         counts), no FIN of ours (whose ACK changes state), no RACK loss probe
-        out, no HyStart++ round still sampling; and below SND.MAX + 1, or
-        the end of HyStart++'s round (the ACK that ends it goes alone)."""
+        out, no HyStart++ round sampling in CSS or without timestamps (a
+        round sampling otherwise: see :meth:`arm_ack_run`); and below
+        SND.MAX + 1, or the end of HyStart++'s round (the ACK that ends it
+        goes alone)."""
         hs = self._recovery.hystart
         rack = self._rack
         if (
@@ -99,12 +101,14 @@ class TcpReceiver(TcpSender):
             or self._board.ranges
             or self._cc.in_recovery
             or (rack is not None and rack.probe_end is not None)
-            or (hs is not None and hs.open)
+            or (hs is not None and hs.open and (hs.in_css or not self._ts.ok))
         ):
             return None
         return hs.window_end if hs is not None else (self.snd_max + 1) & 0xFFFFFFFF
 
-    def arm_ack_run(self, seq: int, acks: list[int], tsval: int | None, now: float) -> bool:
+    def arm_ack_run(
+        self, seq: int, acks: list[int], tsval: int | None, now: float, tsecr: int = 0
+    ) -> bool:
         """Whether the run of pure ACKs of ``acks`` (below :meth:`ack_run_end`,
         each ahead of the one before, all with SEG.SEQ ``seq``, one TSecr and
         TSvals from ``tsval`` on that never go back: the host checks) is
@@ -113,7 +117,11 @@ class TcpReceiver(TcpSender):
         passed (so each is acceptable), and the congestion window grows as
         much: in slow start (throughout) by min(acked, SMSS) per ACK, which
         the run's ACK is credited with; in NewReno's congestion avoidance by
-        at most one SMSS (byte counting)."""
+        at most one SMSS (byte counting). While HyStart++'s round samples
+        (RFC 9406 §4.2), each ACK's RTT sample is the one TSecr ``tsecr``
+        gives at ``now``, the same for all: the run is taken when those
+        samples leave slow start's growth as it is on every ACK
+        (HyStart.run_stays_in_slow_start)."""
         una = self.snd_una
         last = acks[-1]
         run = (last - una) & 0xFFFFFFFF
@@ -142,6 +150,14 @@ class TcpReceiver(TcpSender):
             prev = ack
         if cc.cwnd + credit >= cc.ssthresh:
             return False
+        hs = self._recovery.hystart
+        if hs is not None and hs.open:
+            rtt = tso.rtt(tsecr, now) if tsecr != 0 else None
+            if (
+                cc.ssthresh < INITIAL_SSTHRESH  # (then the first ACK drops HyStart++)
+                or not hs.run_stays_in_slow_start(rtt, len(acks))
+            ):
+                return False
         cc.ss_credit = credit
         return True
 

@@ -146,9 +146,8 @@ class LossRecovery:
         # RTT sample: timestamps (RFC 7323 §4) or the timed segment (Karn).
         sample = ts_rtt
         if ts_rtt is not None:
-            self.rtt.sample(ts_rtt)
-            for _ in range(self.cc.acks - 1):  # a run of ACKs with one TSecr (stack/gro.py)
-                self.rtt.sample(ts_rtt)
+            # cc.acks: a run of ACKs with one TSecr (stack/gro.py), a sample each.
+            self.rtt.sample(ts_rtt, self.cc.acks)
         elif self.rtt_seq is not None and seq_ge(ack, self.rtt_seq):
             sample = now - self.rtt_time
             self.rtt.sample(sample)
@@ -179,7 +178,15 @@ class LossRecovery:
             self.hystart = None
             cc.ss_divisor = 1
             return
-        divisor = hs.on_ack(ack, snd_max, sample)
+        # A run of ACKs (stack/gro.py, cc.acks of them, each with this
+        # sample): their RFC 9406 steps in turn (receiver.arm_ack_run
+        # checked they keep slow start's divisor).
+        acks = cc.acks
+        divisor = (
+            hs.on_ack(ack, snd_max, sample)
+            if acks == 1
+            else hs.on_ack_run(ack, snd_max, sample, acks)
+        )
         if divisor == 0:
             # CSS_ROUNDS rounds of Conservative Slow Start: on to congestion
             # avoidance (ssthresh = cwnd).

@@ -55,8 +55,11 @@ class RttEstimator:
         self.rto = min(max(initial, min_rto), max_rto)
         self._backoff = 0
 
-    def sample(self, r: float) -> None:
-        """Take one RTT measurement R (seconds)."""
+    def sample(self, r: float, times: int = 1) -> None:
+        """Take one RTT measurement R (seconds), or ``times`` equal ones in
+        turn (a run of ACKs with one TSecr, stack/gro.py): RTTVAR and SRTT
+        updated that many times, RTO set from the last (what each of the
+        measurements one by one leaves)."""
         # max() and min() spelt out: this runs on every ACK with a sample.
         if r < 0.0:
             r = 0.0
@@ -64,12 +67,15 @@ class RttEstimator:
         rttvar = self.rttvar
         if srtt is None or rttvar is None:
             # RFC 6298 §2.2: the first measurement.
-            self.srtt = srtt = r
-            self.rttvar = rttvar = r / 2
-        else:
+            srtt = r
+            rttvar = r / 2
+            times -= 1
+        for _ in range(times):
             # RFC 6298 §2.3: RTTVAR is updated before SRTT, with the old SRTT.
-            self.rttvar = rttvar = (1 - BETA) * rttvar + BETA * abs(srtt - r)
-            self.srtt = srtt = (1 - ALPHA) * srtt + ALPHA * r
+            rttvar = (1 - BETA) * rttvar + BETA * abs(srtt - r)
+            srtt = (1 - ALPHA) * srtt + ALPHA * r
+        self.srtt = srtt
+        self.rttvar = rttvar
         kvar = K * rttvar
         rto = srtt + (kvar if kvar > self.granularity else self.granularity)
         # RFC 6298 §2.4 (minimum) and §2.5 (a maximum of at least 60 s).
