@@ -184,7 +184,10 @@ class TcpListener:
         self.backlog = backlog
         self.syn_backlog = syn_backlog
         self.config = config
-        self.half_open: dict[ConnKey, TcpStream] = {}  # insertion order = age
+        # By the connection's flow (its 4-tuple with the addresses as ints,
+        # TcpStream.flow: hashed in C, where a ConnKey's IPv4Addresses hash in
+        # Python): insertion order = age.
+        self.half_open: dict[tuple[int, int, int, int], TcpStream] = {}
         self.queue: deque[TcpStream] = deque()  # established, not yet accepted
         self.closed = False
         self.owner: object = None  # the adapter object using it (opaque to the host)

@@ -51,7 +51,7 @@ from collections import Counter
 from ipaddress import IPv4Address
 
 from synack.core.ratelimit import HashedBuckets, TokenBucket
-from synack.stack.config import ANY, ConnKey, HostConfig
+from synack.stack.config import ANY, HostConfig
 from synack.stack.endpoints import TcpListener
 from synack.stack.ipv4 import Ipv4
 from synack.stack.syncookies import COOKIE_PERIOD, TS_OPT_MASK, SynCookies, mss_index, ts_bits
@@ -235,7 +235,9 @@ class SynFlood:
         self.proven: dict[int, None] = {}
         self._shapes: dict[tuple[int, bool, int | None, bool], _Shape] = {}
         # Per listener: its half-open queue as last seen, and its remote ends.
-        self._half_opens: dict[int, tuple[TcpListener, int, ConnKey | None, frozenset[int]]] = {}
+        self._half_opens: dict[
+            int, tuple[TcpListener, int, tuple[int, int, int, int] | None, frozenset[int]]
+        ] = {}
         # What SYN option octets offer (or the counter of why they are bad).
         self._offers: dict[bytes, _Offer | str] = {}
         # The next hop last looked up, when, and its MAC: the frames of one
@@ -412,7 +414,7 @@ class SynFlood:
             or seen[1] != len(queue)
             or seen[2] is not newest
         ):
-            remotes = frozenset(int(k[2]) << 16 | k[3] for k in queue)
+            remotes = frozenset(k[2] << 16 | k[3] for k in queue)  # (flows: ints)
             if len(self._half_opens) >= 64:
                 self._half_opens.clear()
             seen = self._half_opens[id(listener)] = (listener, len(queue), newest, remotes)

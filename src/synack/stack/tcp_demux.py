@@ -223,7 +223,7 @@ class TcpDemux(TimeWaitSide):
             if isinstance(event, tev.Connected) and stream.listener is not None:
                 listener = stream.listener
                 self.flood.prove(stream.flow[2])
-                if listener.half_open.pop(stream.key, None) is None:
+                if listener.half_open.pop(stream.flow, None) is None:
                     pass  # a Fast Open child, queued for accept at its SYN
                 elif listener.closed:
                     conn.abort(now)
@@ -384,7 +384,7 @@ class TcpDemux(TimeWaitSide):
             del self._flows[stream.flow]
             del self.conns[stream.key]
         if stream.listener is not None:
-            stream.listener.half_open.pop(stream.key, None)
+            stream.listener.half_open.pop(stream.flow, None)
 
     # ----------------------------------------------------------------- input
     def _syn_over_budget(self, src: int, dst_port: int, now: float) -> bool:
@@ -582,7 +582,7 @@ class TcpDemux(TimeWaitSide):
         self.counters["tcp-passive-opens"] += 1
         if fo is not None and fo.accepted:
             # RFC 7413 §4.2.2: the data is the application's now: accept it now.
-            del listener.half_open[key]
+            del listener.half_open[stream.flow]
             self.fastopen.accepted(stream, fo, listener)
             listener.queue.append(stream)
             self._events.append(TcpActivity(listener))
@@ -593,7 +593,7 @@ class TcpDemux(TimeWaitSide):
         stream = TcpStream(key, conn, listener, self.touch)
         self.conns[key] = stream
         self._flows[stream.flow] = stream
-        listener.half_open[key] = stream
+        listener.half_open[stream.flow] = stream
         return stream
 
     def _cookie_ack(self, listener: TcpListener, key: ConnKey, seg: TcpSegment, now: float) -> bool:

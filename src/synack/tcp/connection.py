@@ -67,6 +67,7 @@ from synack.tcp.receiver import FAST_STATES, TcpReceiver
 from synack.tcp.segments import (
     F_ACK,
     F_FIN,
+    F_PSH,
     F_RST,
     F_SYN,
     F_URG,
@@ -88,6 +89,8 @@ __all__ = [
 ]
 
 _RESET_STATES = frozenset({State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2, State.CLOSE_WAIT})
+# Where the peer's FIN in sequence may take _fin_arrives (TIME-WAIT's own rule comes first).
+_FIN_STATES = frozenset({State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WAIT_2})
 
 
 class TcpConnection(TcpReceiver):
@@ -306,12 +309,42 @@ class TcpConnection(TcpReceiver):
             self._segment_arrives_closed(seg)
         elif st is State.LISTEN:
             self._drop("listen")  # §3.10.7.2 is the host's listener (accept_syn)
-        elif st in FAST_STATES and self._fast_path(seg, now):
-            return
+        elif (st in FAST_STATES and (self._fast_path(seg, now) or self._fin_arrives(seg, now))) or (
+            st is State.SYN_RECEIVED and self._handshake_ack(seg, now)
+        ):
+            return  # header prediction, a bare FIN, the handshake's last ACK
         elif st is State.SYN_SENT:
             self._segment_arrives_syn_sent(seg, now)
         else:
             self._segment_arrives_other(seg, now)
+
+    def _fin_arrives(self, seg: TcpSegment, now: float) -> bool:
+        """The peer's FIN alone (with ACK, maybe PSH) at RCV.NXT in ESTABLISHED
+        or FIN-WAIT-*, its timestamps in order: the steps of §3.10.7.4 that
+        apply to it (first acceptable, fifth _check_ack, TS.Recent, eighth
+        _check_fin) without the others' tests, with the full path's outcome
+        (tests/tcp/test_handshake_fast_path.py runs both). False: the full way.
+        """
+        st = self._state
+        seq = seg.seq
+        if (
+            (int(seg.flags) & ~F_PSH) != F_ACK | F_FIN
+            or seg.payload
+            or seq != self.rcv_nxt
+            or st not in _FIN_STATES
+            or seq_diff(self._rcv_adv, seq) <= 0  # no room: the first step says no
+        ):
+            return False
+        ts = seg.options.timestamps
+        if not self._ts_plain(ts, now):
+            return False
+        self._acceptable(now)
+        if not self._check_ack(seg, seq, 1, ts, False, now):
+            return True
+        if ts is not None:
+            self._ts.update_recent(seq, ts[0], now)  # RFC 7323 §4.3
+        self._check_fin(seq, 0, True, now)
+        return True
 
     def _segment_arrives_closed(self, seg: TcpSegment) -> None:
         """RFC 9293 §3.10.7.1: all data discarded; anything but a RST answered with one."""
@@ -373,19 +406,6 @@ class TcpConnection(TcpReceiver):
             self._syn_needed = True
             self._timers.rexmit = None
             self._recovery.retries = 0
-
-    def _on_established(self, now: float) -> None:
-        self._events.append(ev.Connected())
-        if self._syn_resent and self._rtt.srtt is None:
-            # RFC 6298 §5.7: the SYN (or SYN,ACK) timed out and no RTT was
-            # measured: data transmission starts with an RTO of 3 s.
-            self._rtt.restart(3.0)
-        if self._close_deferred:
-            self._close_deferred = False
-            self._fin_queued = True
-            self._set_state(State.FIN_WAIT_1, Cause.CLOSE, now)
-        if self.config.keepalive:
-            self._timers.keepalive = now + self.config.keepalive_idle
 
     def _segment_arrives_other(self, seg: TcpSegment, now: float) -> None:
         """RFC 9293 §3.10.7.4: SYN-RECEIVED and the synchronized states, step by step.
@@ -514,10 +534,7 @@ class TcpConnection(TcpReceiver):
                 0 <= start < rcv_wnd or 0 <= last < rcv_wnd or (start < 0 and last >= rcv_wnd)
             )
         if acceptable:
-            self._keepalive_probes = 0
-            self._probes_unanswered = 0
-            if self._timers.keepalive is not None:
-                self._timers.keepalive = now + self.config.keepalive_idle
+            self._acceptable(now)
             return True
         if flags & F_RST:
             self._drop("rst-out-of-window")  # RFC 5961 §3.2 check 1
@@ -603,18 +620,7 @@ class TcpConnection(TcpReceiver):
             self._reset_for(ack, now)
             self._drop("unacceptable-ack")
             return False
-        self._recovery.on_syn_acked(ack, self._ts_rtt(ts, now), now)
-        self.snd_una = seq_add(self.iss, 1)  # and data sent since, if any (RFC 7413): below
-        self.snd_nxt = ack if seq_gt(ack, self.snd_nxt) else self.snd_nxt
-        self._timers.rexmit = None
-        self._timers.connect = None
-        self._set_state(State.ESTABLISHED, Cause.RCV_ACK_OF_SYN, now)
-        self.snd_wnd = seg.window << self._snd_wscale
-        self._max_snd_wnd = max(self._max_snd_wnd, self.snd_wnd)
-        self.snd_wl1 = seq
-        self.snd_wl2 = ack
-        self._on_established(now)
-        self._fastopen_acked(ack, now)
+        self._syn_acked(seq, ack, seg.window, ts, now)
         if self._syn_text is not None:
             text, fin = self._syn_text
             self._syn_text = None
@@ -700,19 +706,6 @@ class TcpConnection(TcpReceiver):
             self._rack_detect(acked if acked > 0 else 0, sacks, now)
         self._update_send_window(seq, ack, window)
         return True
-
-    def _on_fin_acked(self, now: float) -> None:
-        """Fifth step, FIN-WAIT-1 / CLOSING / LAST-ACK: our FIN is acknowledged."""
-        st = self._state
-        if st is State.FIN_WAIT_1:
-            self._set_state(State.FIN_WAIT_2, Cause.RCV_ACK_OF_FIN, now)
-            if self._app_closed:
-                self._timers.close = now + self.config.fin_wait_2_timeout
-        elif st is State.CLOSING:
-            self._enter_time_wait(Cause.RCV_ACK_OF_FIN, now)
-        elif st is State.LAST_ACK:
-            self._enter_closed(Cause.RCV_ACK_OF_FIN, now)
-        self._timers.rexmit = None
 
     def _process_segment_text(self, seq: int, payload: bytes, now: float) -> bool:
         """§3.10.7.4 seventh step: deliver the text; False when the segment is done with.

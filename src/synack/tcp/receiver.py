@@ -27,7 +27,7 @@ from synack.tcp.icmp import HARD_ERRORS, IcmpError
 from synack.tcp.segments import F_ACK, F_PSH
 from synack.tcp.sender import TcpSender
 from synack.tcp.seq import seq_add, seq_diff, seq_dist, seq_gt, seq_le, seq_lt
-from synack.tcp.states import Cause, State, Transition, is_transition
+from synack.tcp.states import Cause, State, is_transition
 from synack.tcp.tcb import DEFAULT_MSS, OOW_ACK_INTERVAL, SYN_STATES, TEXT_STATES
 from synack.tcp.timestamps import PAWS_IDLE, TS_OPTION_SPACE
 from synack.wire.tcp import FASTOPEN_COOKIE_MAX, FASTOPEN_COOKIE_MIN, MAX_WSCALE, TcpSegment
@@ -470,6 +470,106 @@ class TcpReceiver(TcpSender):
         fo.data_acked = fo.syn_data > 0 and acked == fo.syn_data
         self.snd_nxt = self.snd_max = seg.ack
 
+    def _on_established(self, now: float) -> None:
+        """The handshake is complete (SYN-SENT or SYN-RECEIVED -> ESTABLISHED)."""
+        self._events.append(ev.Connected())
+        if self._syn_resent and self._rtt.srtt is None:
+            # RFC 6298 §5.7: the SYN (or SYN,ACK) timed out and no RTT was
+            # measured: data transmission starts with an RTO of 3 s.
+            self._rtt.restart(3.0)
+        if self._close_deferred:
+            self._close_deferred = False
+            self._fin_queued = True
+            self._set_state(State.FIN_WAIT_1, Cause.CLOSE, now)
+        if self.config.keepalive:
+            self._timers.keepalive = now + self.config.keepalive_idle
+
+    def _on_fin_acked(self, now: float) -> None:
+        """Fifth step, FIN-WAIT-1 / CLOSING / LAST-ACK: our FIN is acknowledged."""
+        st = self._state
+        if st is State.FIN_WAIT_1:
+            self._set_state(State.FIN_WAIT_2, Cause.RCV_ACK_OF_FIN, now)
+            if self._app_closed:
+                self._timers.close = now + self.config.fin_wait_2_timeout
+        elif st is State.CLOSING:
+            self._enter_time_wait(Cause.RCV_ACK_OF_FIN, now)
+        elif st is State.LAST_ACK:
+            self._enter_closed(Cause.RCV_ACK_OF_FIN, now)
+        self._timers.rexmit = None
+
+    def _syn_acked(
+        self, seq: int, ack: int, raw_window: int, ts: tuple[int, int] | None, now: float
+    ) -> None:
+        """§3.10.7.4 fifth step in SYN-RECEIVED, an acceptable ACK (SND.UNA <
+        SEG.ACK =< SND.NXT): ESTABLISHED, with SND.WND/WL1/WL2 from the segment."""
+        self._recovery.on_syn_acked(ack, self._ts_rtt(ts, now), now)
+        self.snd_una = seq_add(self.iss, 1)  # and data sent since, if any (RFC 7413): below
+        self.snd_nxt = ack if seq_gt(ack, self.snd_nxt) else self.snd_nxt
+        self._timers.rexmit = None
+        self._timers.connect = None
+        self._set_state(State.ESTABLISHED, Cause.RCV_ACK_OF_SYN, now)
+        self.snd_wnd = raw_window << self._snd_wscale
+        self._max_snd_wnd = max(self._max_snd_wnd, self.snd_wnd)
+        self.snd_wl1 = seq
+        self.snd_wl2 = ack
+        self._on_established(now)
+        self._fastopen_acked(ack, now)
+
+    def _handshake_ack(self, seg: TcpSegment, now: float) -> bool:
+        """The handshake's last ACK in SYN-RECEIVED, in its commonest form.
+
+        A bare ACK (maybe PSH) at RCV.NXT that acknowledges our SYN, passes
+        PAWS and carries timestamps exactly when they were agreed, with no
+        Fast Open or queued SYN text, takes the steps of §3.10.7.4 that apply
+        to it with the same outcome as the full path (first step acceptable,
+        fifth step :meth:`_syn_acked`, TS.Recent per RFC 7323 §4.3; nothing
+        for the sixth to eighth); anything else returns False and goes the
+        full way (tests/tcp/test_handshake_fast_path.py runs both).
+        """
+        if (
+            (int(seg.flags) & ~F_PSH) != F_ACK
+            or seg.payload
+            or seg.seq != self.rcv_nxt
+            or self._tfo is not None
+            or self._syn_text is not None
+            or self._rcv_fin_seq is not None
+        ):
+            return False
+        ack = seg.ack
+        if not (seq_lt(self.snd_una, ack) and seq_le(ack, self.snd_max)):
+            return False  # the full path answers it with a RST
+        ts = seg.options.timestamps
+        if not self._ts_plain(ts, now):
+            return False
+        self._acceptable(now)  # first step: a zero-length segment at RCV.NXT
+        seq = seg.seq
+        self._syn_acked(seq, ack, seg.window, ts, now)
+        if ts is not None:
+            self._ts.update_recent(seq, ts[0], now)  # RFC 7323 §4.3
+        return True
+
+    def _ts_plain(self, ts: tuple[int, int] | None, now: float) -> bool:
+        """A segment's timestamps leave nothing for the full path to decide:
+        present when agreed and PAWS (RFC 7323 §5.3) has nothing to say (as
+        _fast_path tests it), absent when not agreed."""
+        tso = self._ts
+        if not tso.ok:
+            return ts is None
+        return not (
+            ts is None
+            or not tso.recent_valid
+            or (ts[0] - tso.recent) & 0xFFFFFFFF >= 0x80000000
+            or now - tso.recent_time > PAWS_IDLE
+        )
+
+    def _acceptable(self, now: float) -> None:
+        """§3.10.7.4 first step, an acceptable segment: the peer is alive."""
+        self._keepalive_probes = 0
+        self._probes_unanswered = 0
+        timers = self._timers
+        if timers.keepalive is not None:
+            timers.keepalive = now + self.config.keepalive_idle
+
     def _fastopen_acked(self, ack: int, now: float) -> None:
         """Server, SYN-RECEIVED -> ESTABLISHED (SND.UNA is past our SYN): the ACK
         may cover data sent before the handshake completed (RFC 7413 §4.2.2)."""
@@ -614,6 +714,6 @@ class TcpReceiver(TcpSender):
             # A bug in this module, never something a peer can cause.
             raise AssertionError(f"no transition {old} --{cause}--> {new}")
         self._state = new
-        self._transitions.append(Transition(now, old, new, cause))
+        self._transitions.append((now, old, new, cause))
         if self.report_states:
             self._events.append(ev.StateChanged.caused_by(old, new, cause, now, self._seg_ref()))

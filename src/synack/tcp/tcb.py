@@ -37,7 +37,7 @@ from synack.tcp.recovery import LossRecovery
 from synack.tcp.rto import RttEstimator
 from synack.tcp.sack import SackScoreboard
 from synack.tcp.seq import SEQ_MASK, seq_add, seq_diff
-from synack.tcp.states import State, Transition
+from synack.tcp.states import Cause, State, Transition
 from synack.tcp.stats import TcpStats
 from synack.tcp.timers import Timers
 from synack.tcp.timestamps import Timestamps
@@ -156,7 +156,9 @@ class Tcb:
         self._lport = local[1]
         self._rport = remote[1]
         self._state = State.CLOSED
-        self._transitions: list[Transition] = []
+        # (time, old, new, cause) of each change, made Transition records
+        # only when read: a short connection changes state six times.
+        self._transitions: list[tuple[float, State, State, Cause]] = []
         # StateChanged events are made while this is truthy: a host passes
         # its observers' list (empty: nobody would read them, and a short
         # connection changes state six times).
@@ -258,7 +260,7 @@ class Tcb:
 
     @property
     def transitions(self) -> list[Transition]:
-        return list(self._transitions)
+        return [Transition(*t) for t in self._transitions]
 
     @property
     def send_space(self) -> int:

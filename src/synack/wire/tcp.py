@@ -139,6 +139,11 @@ _U32 = struct.Struct("!I")
 _TS = struct.Struct("!II")
 _SACK_EDGE = struct.Struct("!II")
 _TS_ALIGNED = b"\x01\x01\x08\x0a"  # NOP NOP TS: what Linux puts on every data segment
+# A SYN's options as Linux lays them out (and build_options does): MSS,
+# SACK-permitted then TS, NOP then window scale; 20 octets, no padding.
+_SYN_OPTIONS = struct.Struct("!HHIIIBBBB")
+_SYN_TS = b"\x04\x02\x08\x0a"
+_NOP_WS = b"\x01\x03\x03"
 TS_ALIGNED = _TS_ALIGNED  # (for a host that packs these options with its headers)
 
 
@@ -155,6 +160,16 @@ def parse_options(opts: bytes | memoryview) -> TcpOptions:
         return NO_OPTIONS
     if n == 12 and opts[:4] == _TS_ALIGNED:
         return TcpOptions(timestamps=_TS.unpack_from(opts, 4))
+    if n == 20 and opts[:2] == b"\x02\x04" and opts[4:8] == _SYN_TS and opts[16:19] == _NOP_WS:
+        # MSS, SACK-permitted + TS, NOP + window scale, each of its right
+        # length: the SYN (and SYN,ACK) of every Linux connection, and ours.
+        _, mss, _, tsval, tsecr, _, _, _, wscale = _SYN_OPTIONS.unpack(opts)
+        return _make_options(mss, wscale, True, (), (tsval, tsecr), (), None)
+    return _parse_options_walk(opts)
+
+
+def _parse_options_walk(opts: bytes | memoryview) -> TcpOptions:
+    """:func:`parse_options` for any layout: option by option."""
     mss: int | None = None
     wscale: int | None = None
     sack_permitted = False
@@ -286,6 +301,26 @@ def _options(options: TcpOptions) -> tuple[bytes, int]:
             return _TS_ALIGNED + _TS.pack(*ts), _TS_ALIGNED_SUM + ts[0] + ts[1]
         except (struct.error, TypeError, IndexError) as exc:
             raise LocalProtocolError(f"tcp: cannot build options {options!r}: {exc}") from None
+    if (
+        ts is not None
+        and options.mss is not None
+        and options.sack_permitted
+        and options.wscale is not None
+        and not options.sack_blocks
+        and not options.unknown
+        and options.fastopen is None
+    ):
+        # A SYN's usual set (see _SYN_OPTIONS), packed at once.
+        try:
+            raw = _SYN_OPTIONS.pack(0x0204, options.mss, 0x0402080A, *ts, 1, 3, 3, options.wscale)
+        except (struct.error, TypeError) as exc:
+            raise LocalProtocolError(f"tcp: cannot build options {options!r}: {exc}") from None
+        return raw, le_residue(raw) * 256
+    return _options_walk(options)
+
+
+def _options_walk(options: TcpOptions) -> tuple[bytes, int]:
+    """:func:`_options` for any set of options: one by one."""
     parts: list[bytes] = []
     try:
         if options.mss is not None:
