@@ -529,9 +529,7 @@ def close_all(
 
         def fin(d: Any = d) -> None:
             now = d.now()
-            for sk in list(listening):
-                if sk.listener is not None and sk.m.driver is d and not sk.listener.closed:
-                    sk.listener.close(now)
+            close_listeners(d)
             for stream in list(d.host.connections.values()):
                 if stream.gone:
                     continue
@@ -567,6 +565,15 @@ def close_all(
     time.sleep(0.05)  # the last frames leave before the link closes
     served.difference_update(drivers)
     return counts
+
+
+def close_listeners(d: HostDriver) -> None:
+    """On the owning thread: the program's listening sockets on ``d`` close
+    (from then on a SYN to their ports gets RST)."""
+    now = d.now()
+    for sk in list(listening):
+        if sk.listener is not None and sk.m.driver is d and not sk.listener.closed:
+            sk.listener.close(now)
 
 
 def _still_open(d: HostDriver) -> Callable[[], bool]:

@@ -75,6 +75,7 @@ from synack.adapters.bridge import (
     served,
 )
 from synack.adapters.bridge import close_all as _close_bridges
+from synack.adapters.bridge import close_listeners as bridge_close_listeners
 from synack.adapters.driver import HostDriver
 from synack.adapters.oserrors import from_errno, oserror
 from synack.adapters.sockets import Runtime, SocketModule
@@ -720,6 +721,24 @@ def close_all(
     return _close_bridges(runtime, linger, drivers)
 
 
+def stop_listening(runtime: Runtime) -> None:
+    """The program has ended: every port it listens on closes now (a SYN gets
+    RST), before its connections do. Called while the program's sockets are
+    still alive: once its module is torn down they close in the order the
+    garbage collector frees them, and a connection's FIN could leave while
+    its listener (held by a reference cycle) still accepted the peer's next
+    SYN. :func:`close_all` does this too, first."""
+    if runtime.closed:
+        return
+    for d in runtime.drivers:
+
+        def stop(d: HostDriver = d) -> None:
+            native.close_listeners(d)
+            bridge_close_listeners(d)
+
+        runtime.call(stop)
+
+
 def _child() -> socket:
     return socket(_std.AF_INET, _std.SOCK_STREAM, _std.IPPROTO_TCP)
 
@@ -732,5 +751,6 @@ __all__ = [
     "installed",
     "loop_factory",
     "socket",
+    "stop_listening",
     "uninstall",
 ]

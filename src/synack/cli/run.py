@@ -118,13 +118,18 @@ def run_program(args: argparse.Namespace) -> int:
             sys.path.insert(0, os.path.dirname(os.path.abspath(name)))
             runpy.run_path(name, run_name="__main__")
     except SystemExit as exc:
+        # Each handler first closes the listening ports, while the program's
+        # frames (and so its sockets) are still alive: see patch.stop_listening.
+        patch.stop_listening(runtime)
         code = exc.code
         status = code if isinstance(code, int) else (0 if code is None else 1)
         if code is not None and not isinstance(code, int):
             sys.stderr.write(f"{code}\n")
     except KeyboardInterrupt:
+        patch.stop_listening(runtime)
         status = 130
     except BaseException:
+        patch.stop_listening(runtime)
         traceback.print_exc()
         status = 1
     finally:
