@@ -127,17 +127,9 @@ class TcpReceiver(TcpSender):
         run = (last - una) & 0xFFFFFFFF
         if seq != self.rcv_nxt or not 0 < (acks[0] - una) & 0xFFFFFFFF < run < 0x80000000:
             return False
-        tso = self._ts
-        if tso.ok:
-            if (
-                tsval is None
-                or not tso.recent_valid
-                or (tsval - tso.recent) & 0xFFFFFFFF >= 0x80000000
-                or now - tso.recent_time > PAWS_IDLE
-            ):
-                return False
-        elif tsval is not None:
+        if not self._tsval_plain(tsval, now):
             return False
+        tso = self._ts
         cc = self._cc
         if cc.cwnd >= cc.ssthresh:
             return type(cc) is NewReno and cc._ca_acc + run < 2 * cc.cwnd
@@ -180,16 +172,7 @@ class TcpReceiver(TcpSender):
             or self._rcv_fin_seq is not None
         ):
             return 0
-        tso = self._ts
-        if tso.ok:
-            if (
-                tsval is None
-                or not tso.recent_valid
-                or (tsval - tso.recent) & 0xFFFFFFFF >= 0x80000000
-                or now - tso.recent_time > PAWS_IDLE
-            ):
-                return 0
-        elif tsval is not None:
+        if not self._tsval_plain(tsval, now):
             return 0
         return (self._rcv_adv - seq) & 0xFFFFFFFF  # seq_dist
 
@@ -354,25 +337,11 @@ class TcpReceiver(TcpSender):
         ):
             return False
         tso = self._ts
-        timers = self._timers
-        self._keepalive_probes = 0
-        self._probes_unanswered = 0
-        if timers.keepalive is not None:
-            timers.keepalive = now + self.config.keepalive_idle
+        self._acceptable(now)
         self._data_acked(
             ack, acked, acked, tso.rtt(ts[1], now) if ts is not None and ts[1] != 0 else None, now
         )
-        if window != self.snd_wnd:
-            # _update_send_window's update, as the full path makes it.
-            old = self.snd_wnd
-            self.snd_wnd = window
-            if window > self._max_snd_wnd:
-                self._max_snd_wnd = window
-            if old == 0 and window > 0:
-                timers.persist = None
-                self._persist_backoff = 0
-        self.snd_wl1 = seq
-        self.snd_wl2 = ack
+        self._update_send_window(seq, ack, window)  # (its test holds: checked above)
         if ts is not None and seq_le(seq, tso.last_ack_sent):
             tso.recent = ts[0]  # RFC 7323 §4.3 (PAWS passed in _fast_path)
             tso.recent_time = now
@@ -552,15 +521,14 @@ class TcpReceiver(TcpSender):
         """A segment's timestamps leave nothing for the full path to decide:
         present when agreed and PAWS (RFC 7323 §5.3) has nothing to say (as
         _fast_path tests it), absent when not agreed."""
+        return self._tsval_plain(None if ts is None else ts[0], now)
+
+    def _tsval_plain(self, tsval: int | None, now: float) -> bool:
+        """:meth:`_ts_plain` for a TSval alone (None: no timestamp option)."""
         tso = self._ts
         if not tso.ok:
-            return ts is None
-        return not (
-            ts is None
-            or not tso.recent_valid
-            or (ts[0] - tso.recent) & 0xFFFFFFFF >= 0x80000000
-            or now - tso.recent_time > PAWS_IDLE
-        )
+            return tsval is None
+        return tsval is not None and tso.in_order(tsval, now)
 
     def _acceptable(self, now: float) -> None:
         """§3.10.7.4 first step, an acceptable segment: the peer is alive."""
