@@ -357,7 +357,14 @@ class NativeLoop(HostingLoop):
         if ip not in (ANY, driver.host.ip) and not ip.is_loopback:
             raise OSError(errno.EADDRNOTAVAIL, "Cannot assign requested address")
         try:
-            listener = driver.host.tcp_listen(port or 0, ip, backlog=max(1, min(backlog, 4096)))
+            # Its connections get TCP_NODELAY from the start (NativeTransport
+            # sets it on each otherwise): nothing is sent before accept.
+            listener = driver.host.tcp_listen(
+                port or 0,
+                ip,
+                backlog=max(1, min(backlog, 4096)),
+                config=_nodelay(driver.host.tcp_config),
+            )
         except LocalProtocolError as exc:
             raise oserror(exc) from None
         self.must_hold = True

@@ -12,7 +12,7 @@ Layer: stack. Imports synack.wire, synack.tcp and synack.stack.config.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, ValuesView
 
 from synack.stack.config import Address, ConnKey
 from synack.tcp import events as tev
@@ -93,10 +93,14 @@ class TcpStream:
         conn: TcpConnection,
         listener: TcpListener | None,
         touch: Callable[[TcpStream, float], None],
+        flow: tuple[int, int, int, int] | None = None,
     ) -> None:
         self.key = key
-        # The key with its addresses as ints: what the host looks it up by.
-        self.flow = (address_int(key[0]), key[1], address_int(key[2]), key[3])
+        # The key with its addresses as ints: what the host looks it up by
+        # (``flow``, when the caller has it already: a SYN's).
+        self.flow = (
+            (address_int(key[0]), key[1], address_int(key[2]), key[3]) if flow is None else flow
+        )
         self.conn = conn
         self.listener = listener  # the listener that made it (passive), until accepted
         self.pending: deque[tev.Event] = deque()
@@ -146,6 +150,38 @@ class TcpStream:
     def poll(self, now: float) -> None:
         """Flush what calls on ``conn`` made directly have queued."""
         self._touch(self, now)
+
+
+class StreamsByKey(Mapping[ConnKey, TcpStream]):
+    """The host's TCP streams by ConnKey (IPv4Address tuples), read from its
+    table by flow (the same 4-tuples with int addresses): a new connection is
+    filed once, by ints hashed in C, where a second dict by ConnKey hashed
+    two ``IPv4Address`` objects in Python on every insertion and removal.
+    Read-only; same order as the table (insertion)."""
+
+    __slots__ = ("_flows",)
+
+    def __init__(self, flows: dict[tuple[int, int, int, int], TcpStream]) -> None:
+        self._flows = flows
+
+    def __getitem__(self, key: ConnKey) -> TcpStream:
+        try:
+            flow = (address_int(key[0]), key[1], address_int(key[2]), key[3])
+        except (TypeError, AttributeError, IndexError, ValueError):
+            raise KeyError(key) from None  # not a 4-tuple of two addresses and two ports
+        stream = self._flows.get(flow)
+        if stream is None or stream.key != key:
+            raise KeyError(key)
+        return stream
+
+    def __iter__(self) -> Iterator[ConnKey]:
+        return iter([stream.key for stream in self._flows.values()])
+
+    def __len__(self) -> int:
+        return len(self._flows)
+
+    def values(self) -> ValuesView[TcpStream]:
+        return self._flows.values()
 
 
 class TcpListener:

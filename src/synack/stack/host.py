@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter, deque
+from collections.abc import Mapping
 from ipaddress import IPv4Address
 
 from synack.stack.arp import ArpCache
@@ -227,7 +228,7 @@ class Host:
         return self.tcp.config
 
     @property
-    def connections(self) -> dict[ConnKey, TcpStream]:
+    def connections(self) -> Mapping[ConnKey, TcpStream]:
         """Every TCP connection the host keeps, by 4-tuple (TIME-WAIT ones are
         compact records in ``tcp.time_wait``, see synack.stack.timewait)."""
         return self.tcp.conns

@@ -23,6 +23,7 @@ from __future__ import annotations
 import errno
 import heapq
 from collections import Counter, deque
+from collections.abc import Mapping
 from ipaddress import IPv4Address
 
 from synack.errors import LocalProtocolError
@@ -36,7 +37,7 @@ from synack.stack.config import (
     as_address,
     mss_for,
 )
-from synack.stack.endpoints import TcpListener, TcpStream
+from synack.stack.endpoints import StreamsByKey, TcpListener, TcpStream
 from synack.stack.events import (
     HostEvent,
     HostUnreachable,
@@ -142,13 +143,13 @@ class TcpDemux(TimeWaitSide):
         self.fastopen = HostFastOpen(host_config.tcp_fastopen, isn_secret, counters)
         # The SYN-flood budgets and the stateless answer from raw bytes.
         self.flood = SynFlood(host_config, ip, self._cookies, isn_secret, counters)
-        self.conns: dict[ConnKey, TcpStream] = {}
-        # The same streams by (local ip, local port, remote ip, remote port)
-        # with the addresses as ints: what an arriving segment is looked up
-        # by. Changed wherever ``conns`` is; a 4-tuple is never in ``conns``
-        # and ``time_wait`` at once (a stream leaves ``conns`` as its record
-        # enters, and a stream is added only for a 4-tuple without one).
+        # The streams by (local ip, local port, remote ip, remote port) with
+        # the addresses as ints: what an arriving segment is looked up by. A
+        # 4-tuple is never here and in ``time_wait`` at once (a stream leaves
+        # as its record enters, and a stream is added only for a 4-tuple
+        # without one). ``conns`` reads the same table by ConnKey.
         self._flows: dict[tuple[int, int, int, int], TcpStream] = {}
+        self.conns: Mapping[ConnKey, TcpStream] = StreamsByKey(self._flows)
         self.listeners: dict[int, TcpListener] = {}
         # The connections' deadlines: (time, number, 4-tuple with int
         # addresses), live while the stream of that 4-tuple in ``_flows``
@@ -382,7 +383,6 @@ class TcpDemux(TimeWaitSide):
         stream.gone = True
         if self._flows.get(stream.flow) is stream:
             del self._flows[stream.flow]
-            del self.conns[stream.key]
         if stream.listener is not None:
             stream.listener.half_open.pop(stream.flow, None)
 
@@ -578,7 +578,7 @@ class TcpDemux(TimeWaitSide):
             fo,
             self.observers,
         )
-        stream = self._add_passive(listener, key, conn)
+        stream = self._add_passive(listener, key, conn, flow)
         self.counters["tcp-passive-opens"] += 1
         if fo is not None and fo.accepted:
             # RFC 7413 §4.2.2: the data is the application's now: accept it now.
@@ -588,10 +588,15 @@ class TcpDemux(TimeWaitSide):
             self._events.append(TcpActivity(listener))
         self.touch(stream, now)
 
-    def _add_passive(self, listener: TcpListener, key: ConnKey, conn: TcpConnection) -> TcpStream:
+    def _add_passive(
+        self,
+        listener: TcpListener,
+        key: ConnKey,
+        conn: TcpConnection,
+        flow: tuple[int, int, int, int] | None = None,
+    ) -> TcpStream:
         """A connection the listener made, half-open until its handshake completes."""
-        stream = TcpStream(key, conn, listener, self.touch)
-        self.conns[key] = stream
+        stream = TcpStream(key, conn, listener, self.touch, flow)
         self._flows[stream.flow] = stream
         listener.half_open[stream.flow] = stream
         return stream
@@ -701,7 +706,6 @@ class TcpDemux(TimeWaitSide):
         )
         conn.report_states = self.observers  # see TcpConnection.report_states
         stream = TcpStream(key, conn, None, self.touch)
-        self.conns[key] = stream
         self._flows[stream.flow] = stream
         conn.connect(now, self.fastopen.offer(stream, now) if fastopen else None)
         self.counters["tcp-active-opens"] += 1

@@ -283,7 +283,6 @@ class TimeWaitSide:
     segment for a record is answered from it, and its end is reported."""
 
     __slots__ = ()
-    conns: dict[ConnKey, TcpStream]
     _flows: dict[Flow, TcpStream]
     time_wait: TimeWaitTable
     counters: Counter[str]
@@ -312,8 +311,7 @@ class TimeWaitSide:
         if deadline is None or deadline < now:
             deadline = now + linger
         tw = TimeWait(stream, deadline, linger)
-        del self.conns[stream.key]
-        del self._flows[stream.flow]
+        del self._flows[stream.flow]  # (``conns`` reads this table)
         self.time_wait.add(tw)
         self.counters["tcp-timewait-records"] += 1
         self._heap_forget(stream)

@@ -28,7 +28,7 @@ from synack.tcp.segments import (
     reset,
     sack_blocks_that_fit,
 )
-from synack.tcp.seq import seq_add, seq_diff, seq_gt, seq_lt
+from synack.tcp.seq import SEQ_MASK, seq_diff, seq_gt
 from synack.tcp.tcb import Tcb
 from synack.wire.tcp import TcpFlags, TcpOptions, TcpSegment
 
@@ -127,10 +127,12 @@ class TcpBuilder(Tcb):
         cfg = self.config
         ts = self._ts
         # RFC 7323 §2.2: the window in a SYN is never scaled.
-        window = min(self._rcvbuf.free, 65535)
+        window = self._rcvbuf.free
+        if window > 65535:
+            window = 65535
         self._syn_window = window
         if ack:
-            self._rcv_adv = seq_add(self.rcv_nxt, window)
+            self._rcv_adv = (self.rcv_nxt + window) & SEQ_MASK  # seq_add, inline
             # Offer options only if the peer offered them (RFC 7323 §2.2,
             # §3.2; RFC 2018 §2).
             opts = TcpOptions(
@@ -160,13 +162,14 @@ class TcpBuilder(Tcb):
             if not ack and (n := tfo.syn_octets(len(self._sndbuf), cfg.mss, self._syn_resent)):
                 payload = self._sndbuf.peek(0, n)
                 self.stats_counters.bytes_out += n
-        end = seq_add(self.iss, 1 + len(payload))
-        if self._timers.rexmit is None or seq_lt(self.snd_nxt, end):
+        # (seq_add, seq_lt and seq_gt inline: once per connection.)
+        end = (self.iss + 1 + len(payload)) & SEQ_MASK
+        if self._timers.rexmit is None or ((self.snd_nxt - end) & SEQ_MASK) >= 0x80000000:
             # Not when a duplicate SYN asks for our SYN-ACK again while data
             # sent after it (RFC 7413 §4.2.2) is in flight: only a timeout
             # goes back over that data.
             self.snd_nxt = end
-        if seq_gt(end, self.snd_max) or self.snd_max == self.iss:
+        if ((self.snd_max - end) & SEQ_MASK) >= 0x80000000 or self.snd_max == self.iss:
             self.snd_max = end
         self._recovery.time_syn(end, now)
         return TcpSegment(self._lport, self._rport, self.iss, ackno, flags, window, payload, opts)

@@ -5,7 +5,7 @@ Layer: tcp. Imports synack.errors.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from synack.errors import LocalProtocolError
 
@@ -96,6 +96,9 @@ class TcpConfig:
     #: drop-tail queue gives. On by default, as Linux's HyStart is (RFC 9406
     #: is Experimental; it changes nothing on a path whose RTT does not rise).
     hystart: bool = True
+    #: The window shift we offer (see rcv_wscale), worked out once here: every
+    #: connection made with this configuration reads it.
+    _wscale_offer: int = field(default=0, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not MIN_MSS <= self.mss <= 65495:
@@ -137,10 +140,14 @@ class TcpConfig:
             raise LocalProtocolError("keepalive idle/interval must be > 0 and count >= 1")
         if self.challenge_ack_limit < 1:
             raise LocalProtocolError("challenge_ack_limit must be >= 1")
+        object.__setattr__(self, "_wscale_offer", self._offer_shift())  # (frozen)
 
     @property
     def rcv_wscale(self) -> int:
         """The shift we offer: the smallest that fits the receive buffer in 16 bits."""
+        return self._wscale_offer
+
+    def _offer_shift(self) -> int:
         if not self.window_scale:
             return 0
         shift = 0

@@ -26,8 +26,8 @@ from synack.tcp.fastopen import FastOpen
 from synack.tcp.icmp import HARD_ERRORS, IcmpError
 from synack.tcp.segments import F_ACK, F_PSH
 from synack.tcp.sender import TcpSender
-from synack.tcp.seq import seq_add, seq_diff, seq_dist, seq_gt, seq_le, seq_lt
-from synack.tcp.states import Cause, State, is_transition
+from synack.tcp.seq import SEQ_MASK, seq_add, seq_diff, seq_dist, seq_gt, seq_le, seq_lt
+from synack.tcp.states import TRANSITION_ROWS, Cause, State
 from synack.tcp.tcb import DEFAULT_MSS, OOW_ACK_INTERVAL, SYN_STATES, TEXT_STATES
 from synack.tcp.timestamps import PAWS_IDLE, TS_OPTION_SPACE
 from synack.wire.tcp import FASTOPEN_COOKIE_MAX, FASTOPEN_COOKIE_MIN, MAX_WSCALE, TcpSegment
@@ -370,18 +370,21 @@ class TcpReceiver(TcpSender):
     def _take_syn(self, syn: TcpSegment, now: float) -> None:
         """Record the peer's SYN: IRS, RCV.NXT and the options it offers."""
         cfg = self.config
-        self.irs = syn.seq
-        self.rcv_nxt = seq_add(syn.seq, 1)
+        self.irs = seq = syn.seq
+        self.rcv_nxt = (seq + 1) & SEQ_MASK  # seq_add, inline (once per connection)
         opts = syn.options
         mss = opts.mss if opts.mss is not None and opts.mss > 0 else DEFAULT_MSS
         # A tiny MSS (even 0 or 1) is raised to the floor (TcpConfig.min_peer_mss).
-        mss = max(mss, cfg.min_peer_mss)
-        self._wscale_agreed = cfg.window_scale and opts.wscale is not None
-        if self._wscale_agreed:
+        if mss < cfg.min_peer_mss:
+            mss = cfg.min_peer_mss
+        wscale = opts.wscale
+        if cfg.window_scale and wscale is not None:
+            self._wscale_agreed = True
             # RFC 7323 §2.3: a shift over 14 is taken as 14.
-            self._snd_wscale = min(opts.wscale or 0, MAX_WSCALE)
+            self._snd_wscale = wscale if wscale < MAX_WSCALE else MAX_WSCALE
             self._rcv_wscale = self._rcv_wscale_offer
         else:
+            self._wscale_agreed = False
             self._snd_wscale = 0
             self._rcv_wscale = 0
         self._sack_ok = cfg.sack and opts.sack_permitted
@@ -390,15 +393,16 @@ class TcpReceiver(TcpSender):
         self._rack = self._recovery.rack if rack_on else None
         self._ts.agree(cfg.timestamps, opts.timestamps, now)
         # Eff.snd.MSS (RFC 9293 §3.7.1 MUST-16), less the timestamp option.
-        eff = min(mss, cfg.mss)
+        eff = mss if mss < cfg.mss else cfg.mss
         if self._ts.ok:
             eff -= TS_OPTION_SPACE
-        self._snd_mss = max(eff, 1)
+        self._snd_mss = eff if eff > 1 else 1
         self._cc.set_mss(self._snd_mss)
         # RFC 7323 §2.2: the SYN's window is never scaled.
-        self.snd_wnd = syn.window
-        self._max_snd_wnd = max(self._max_snd_wnd, syn.window)
-        self.snd_wl1 = syn.seq
+        self.snd_wnd = window = syn.window
+        if window > self._max_snd_wnd:
+            self._max_snd_wnd = window
+        self.snd_wl1 = seq
         if self._state is State.SYN_SENT:
             # What our SYN offered is the window until we say otherwise.
             self._rcv_adv = seq_add(self.rcv_nxt, self._syn_window)
@@ -472,13 +476,18 @@ class TcpReceiver(TcpSender):
         """§3.10.7.4 fifth step in SYN-RECEIVED, an acceptable ACK (SND.UNA <
         SEG.ACK =< SND.NXT): ESTABLISHED, with SND.WND/WL1/WL2 from the segment."""
         self._recovery.on_syn_acked(ack, self._ts_rtt(ts, now), now)
-        self.snd_una = seq_add(self.iss, 1)  # and data sent since, if any (RFC 7413): below
-        self.snd_nxt = ack if seq_gt(ack, self.snd_nxt) else self.snd_nxt
-        self._timers.rexmit = None
-        self._timers.connect = None
+        # (seq_add and seq_gt inline: once per connection.) SND.UNA: and data
+        # sent since, if any (RFC 7413): below.
+        self.snd_una = (self.iss + 1) & SEQ_MASK
+        if ((self.snd_nxt - ack) & SEQ_MASK) >= 0x80000000:
+            self.snd_nxt = ack
+        timers = self._timers
+        timers.rexmit = None
+        timers.connect = None
         self._set_state(State.ESTABLISHED, Cause.RCV_ACK_OF_SYN, now)
-        self.snd_wnd = raw_window << self._snd_wscale
-        self._max_snd_wnd = max(self._max_snd_wnd, self.snd_wnd)
+        self.snd_wnd = window = raw_window << self._snd_wscale
+        if window > self._max_snd_wnd:
+            self._max_snd_wnd = window
         self.snd_wl1 = seq
         self.snd_wl2 = ack
         self._on_established(now)
@@ -505,7 +514,11 @@ class TcpReceiver(TcpSender):
         ):
             return False
         ack = seg.ack
-        if not (seq_lt(self.snd_una, ack) and seq_le(ack, self.snd_max)):
+        # seq_lt(SND.UNA, ack) and seq_le(ack, SND.MAX), inline.
+        if not (
+            ((self.snd_una - ack) & SEQ_MASK) >= 0x80000000
+            and (ack == self.snd_max or ((ack - self.snd_max) & SEQ_MASK) >= 0x80000000)
+        ):
             return False  # the full path answers it with a RST
         ts = seg.options.timestamps
         if not self._ts_plain(ts, now):
@@ -678,7 +691,7 @@ class TcpReceiver(TcpSender):
 
     def _set_state(self, new: State, cause: Cause, now: float) -> None:
         old = self._state
-        if not is_transition(old, cause, new):
+        if (old, cause, new) not in TRANSITION_ROWS:  # is_transition, without the call
             # A bug in this module, never something a peer can cause.
             raise AssertionError(f"no transition {old} --{cause}--> {new}")
         self._state = new

@@ -51,8 +51,10 @@ class RttEstimator:
         self.granularity = granularity
         self.srtt: float | None = None
         self.rttvar: float | None = None
-        # RFC 6298 §2.1: until a measurement is made, RTO = 1 s (configurable).
-        self.rto = min(max(initial, min_rto), max_rto)
+        # RFC 6298 §2.1: until a measurement is made, RTO = 1 s (configurable),
+        # within [min_rto, max_rto] (min/max without the calls: per connection).
+        rto = initial if initial > min_rto else min_rto
+        self.rto = rto if rto < max_rto else max_rto
         self._backoff = 0
 
     def sample(self, r: float, times: int = 1) -> None:

@@ -125,12 +125,13 @@ TRANSITIONS: tuple[tuple[State, Cause, State], ...] = (
     (S.TIME_WAIT, C.ABORT, S.CLOSED),
 )
 
-_ROWS: frozenset[tuple[State, Cause, State]] = frozenset(TRANSITIONS)
+#: The rows of :data:`TRANSITIONS` as a set (what :func:`is_transition` asks).
+TRANSITION_ROWS: frozenset[tuple[State, Cause, State]] = frozenset(TRANSITIONS)
 
 
 def is_transition(old: State, cause: Cause, new: State) -> bool:
     """Whether (old, cause, new) is a row of :data:`TRANSITIONS`."""
-    return (old, cause, new) in _ROWS
+    return (old, cause, new) in TRANSITION_ROWS
 
 
 #: States in which both sides have exchanged SYNs (RFC 9293 §3.3.2).

@@ -208,7 +208,7 @@ class Tcb:
         self.irs = 0
         self.rcv_nxt = 0
         self._rcv_adv = 0
-        self._rcv_wscale_offer = config.rcv_wscale
+        self._rcv_wscale_offer = config._wscale_offer  # (rcv_wscale without the call)
         self._rcv_wscale = 0  # our shift once both sides agreed
         self._wscale_agreed = False
         self._syn_window = 0  # the (unscaled) window our SYN carried
