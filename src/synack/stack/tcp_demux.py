@@ -488,7 +488,7 @@ class TcpDemux(TimeWaitSide):
         key = (dst, seg.dst_port, src, seg.src_port)
         if flow is None:
             flow = (address_int(dst), seg.dst_port, address_int(src), seg.src_port)
-        if self.time_wait:
+        if self.time_wait.by_flow:  # (the dict's truth, not the table's __len__)
             tw = self.time_wait.by_flow.get(flow)
             if tw is not None and self._time_wait_segment(tw, seg, now):
                 return
@@ -566,7 +566,8 @@ class TcpDemux(TimeWaitSide):
             self._forget(victim)
         local = (key[0], key[1])
         remote = (key[2], key[3])
-        fo = self.fastopen.at_syn(listener, key[2], seg, now)
+        # RFC 7413 only where the listener takes Fast Open (at_syn's first test).
+        fo = self.fastopen.at_syn(listener, key[2], seg, now) if listener.fastopen_qlen else None
         conn = TcpConnection.accept_syn(
             seg,
             local,

@@ -55,6 +55,7 @@ from synack.wire.tcp import NO_OPTIONS, TcpFlags, TcpOptions, TcpSegment
 
 _SYN, _ACK, _RST, _FIN = TcpFlags.SYN, TcpFlags.ACK, TcpFlags.RST, TcpFlags.FIN
 _INT_SYN, _INT_SYN_ACK_RST = int(_SYN), int(_SYN | _ACK | _RST)
+_NEVER = float("-inf")  # a record that has not replied yet
 
 
 class Outcome(Enum):
@@ -107,7 +108,7 @@ class TimeWait:
         self.seq = 0  # its live entry in the table's heap
         self.deadline = deadline
         self.linger = linger  # 2*MSL of the connection's configuration
-        self.last_reply = float("-inf")
+        self.last_reply = _NEVER
         self.stream: weakref.ref[TcpStream] = weakref.ref(stream)
 
     @property
