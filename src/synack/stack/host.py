@@ -95,6 +95,8 @@ _RAW_SYN = int(wtcp.TcpFlags.SYN)
 _RAW_DATA_FLAGS = (int(wtcp.TcpFlags.ACK), int(wtcp.TcpFlags.ACK | wtcp.TcpFlags.PSH))
 _RAW_ACK = int(wtcp.TcpFlags.ACK)
 _RAW_PURE_ACK_LEN = _RAW_L4_AT + wtcp.MIN_HEADER_LEN + 12
+_RAW_TCP_FLAGS_SPAN = slice(_RAW_TCP_FLAGS_AT, _RAW_TCP_FLAGS_AT + 1)  # (no IndexError)
+_RAW_ACK_BYTE = bytes([_RAW_ACK])
 # IPv4 source and destination, then the TCP ports: one flow's frames share them.
 _RAW_FLOW = slice(weth.HEADER_LEN + 12, _RAW_L4_AT + 4)
 
@@ -426,6 +428,10 @@ class Host:
                 and f[_RAW_TCP_FLAGS_AT] == _RAW_ACK
                 and i < last
                 and frames[i + 1][_RAW_FLOW] == f[_RAW_FLOW]
+                # A run needs a second pure ACK (flags ACK alone, as gro's
+                # _pure_ack asks): a handshake's ACK and the request after it
+                # are not offered (ack_run would parse both to take none).
+                and frames[i + 1][_RAW_TCP_FLAGS_SPAN] == _RAW_ACK_BYTE
             ):
                 if gro.held:
                     gro.flush(now)
