@@ -133,7 +133,10 @@ class TcpTransport(asyncio.Transport):
                 self._connection_lost(None)
         if self._started and not self._lost:
             self._deliver()
-            self._push()
+            # _push has something to do only with bytes waiting, writing
+            # paused, or a close or write_eof pending (a call saved per read).
+            if self._wbuf or self._write_paused or self._closing or self._eof_pending:
+                self._push()
 
     def _fail(self, exc: OSError) -> None:
         w = self._connect_waiter

@@ -125,7 +125,7 @@ class TcpSender(TcpBuilder):
         sndbuf = self._sndbuf
         cc = self._cc
         rec = self._recovery
-        buffered = len(sndbuf)
+        buffered = sndbuf.length
         if cc.sack_recovery and cc.in_recovery:
             self._sack_recovery_output(now, out)
         elif (
@@ -267,7 +267,7 @@ class TcpSender(TcpBuilder):
     ) -> None:
         seq = self.snd_nxt
         snd_max = self.snd_max
-        unsent_after = len(self._sndbuf) - off - n
+        unsent_after = self._sndbuf.length - off - n
         # Sequence arithmetic inline (seq_add, seq_lt, seq_gt): once per segment.
         end = (seq + n) & 0xFFFFFFFF
         # The FIN rides on the last data segment when the user has closed.
@@ -655,7 +655,10 @@ class TcpSender(TcpBuilder):
         opens from zero stops the persist timer.
         """
         wl1 = self.snd_wl1
-        if seq_lt(wl1, seq) or (wl1 == seq and seq_le(self.snd_wl2, ack)):
+        # seq_lt(wl1, seq) or (wl1 == seq and seq_le(SND.WL2, ack)), inline: once per ACK.
+        if (wl1 - seq) & 0xFFFFFFFF >= 0x80000000 or (
+            wl1 == seq and (self.snd_wl2 == ack or (self.snd_wl2 - ack) & 0xFFFFFFFF >= 0x80000000)
+        ):
             if window != self.snd_wnd:
                 old = self.snd_wnd
                 self.snd_wnd = window
