@@ -170,12 +170,13 @@ class TcpTransport(asyncio.Transport):
         conn = stream.conn
         now = self._driver.now()
         while not self._reading_paused and not self._lost:
-            if conn.readable_bytes == 0:
+            readable = conn.readable_bytes
+            if readable == 0:
                 break  # (also when the stream is gone)
             if self._buffered:
                 proto = self._protocol
                 assert isinstance(proto, asyncio.BufferedProtocol)
-                buf = self._call(proto.get_buffer, conn.readable_bytes)
+                buf = self._call(proto.get_buffer, readable)
                 if buf is None:
                     return
                 mv = memoryview(buf)
@@ -184,7 +185,9 @@ class TcpTransport(asyncio.Transport):
                 mv[:n] = data
                 self._call(proto.buffer_updated, n)
             else:
-                head = conn.readable_head
+                # A first piece of WHOLE_PIECE or more is read whole; with less
+                # than that readable it cannot be (a request: no call to ask).
+                head = conn.readable_head if readable >= WHOLE_PIECE else 0
                 data = stream.receive(head if head >= WHOLE_PIECE else READ_CHUNK, now)
                 try:  # self._call, inline (once per read)
                     self._protocol.data_received(data)  # type: ignore[attr-defined]
