@@ -142,12 +142,12 @@ class TcpSender(TcpBuilder):
         its SYN there)."""
         cc = self._cc
         return (
-            not self._out
+            self._sndbuf.length == 0  # first: after a write (a reply) the answer is here
+            and not self._out
             and not self._ack_now
             and not self._syn_needed
             and not self._fin_queued
             and self.snd_max == self.snd_una
-            and self._sndbuf.length == 0
             and self._timers.persist is None
             and not self._recovery.rexmit_one
             and not (cc.sack_recovery and cc.in_recovery)
