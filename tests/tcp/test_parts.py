@@ -120,6 +120,23 @@ def test_send_buffer_keeps_a_bytes_write_without_copying_it() -> None:
     assert buf.peek(0, len(block)) is block  # a segment's payload is the piece itself
 
 
+def test_send_buffer_keeps_a_small_reply_into_an_empty_buffer() -> None:
+    # A keep-alive reply: a small bytes write into an empty buffer is kept as
+    # it is and is its segment's payload; small writes after it share a tail.
+    buf, reply = SendBuffer(1 << 16), b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+    assert buf.append(reply) == len(reply) and len(buf) == buf.length == len(reply)
+    assert buf.peek(0, len(reply)) is reply
+    tail = bytearray(b"more")
+    assert buf.append(tail) == 4 and buf.append(memoryview(b"-and-more")[:4]) == 4
+    tail[:] = b"xxxx"  # the caller reuses its buffer: the queued copy stays
+    assert buf.peek(0, len(reply) + 8) == reply + b"more-and"
+    buf.drop(len(reply) + 2)
+    assert buf.peek(0, 10) == b"re-and" and len(buf) == 6
+    buf.drop(6)
+    assert len(buf) == 0 and buf.append(reply) == len(reply)
+    assert buf.peek(0, len(reply)) is reply
+
+
 def test_reassembly_overlaps_and_sack_blocks() -> None:
     rb = ReceiveBuffer(100)
     assert rb.insert(10, b"KLMNO") == 0  # offsets 10..15

@@ -168,6 +168,40 @@ def test_slot_maker_builds_equal_instances() -> None:
     assert address_int(IPv4Address("10.213.0.1")) == int(IPv4Address("10.213.0.1"))
 
 
+def test_slot_maker_instances_are_the_class_s_own_frozen_ones() -> None:
+    # Built as a plain twin then given the class: the result is an ordinary,
+    # frozen instance (equal, hashed, replaced and copied as one), and a
+    # class the twin cannot stand for (a subclass) is filled by descriptors.
+    import copy
+    import dataclasses
+    import pickle
+    from dataclasses import dataclass
+
+    from synack.wire._fast import slot_maker
+
+    make = slot_maker(tcp.TcpOptions)
+    fast = make(None, None, False, (), (7, 9), (), None)
+    assert type(fast) is tcp.TcpOptions and fast == tcp.TcpOptions(timestamps=(7, 9))
+    assert hash(fast) == hash(tcp.TcpOptions(timestamps=(7, 9)))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.mss = 1  # type: ignore[misc]
+    assert dataclasses.replace(fast, mss=1400).mss == 1400
+    assert copy.copy(fast) == fast and pickle.loads(pickle.dumps(fast)) == fast
+
+    @dataclass(frozen=True, slots=True)
+    class Base:
+        a: int
+
+    @dataclass(frozen=True, slots=True)
+    class Derived(Base):
+        b: int
+
+    made = slot_maker(Derived)(1, 2)
+    assert type(made) is Derived and made == Derived(1, 2)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.a = 3  # type: ignore[misc]
+
+
 def test_fast_init_keeps_the_generated_init_s_parameters_and_frozenness() -> None:
     import dataclasses
     import inspect

@@ -60,6 +60,9 @@ class HostDriver:
         split = self._send_split is not None
         host.enable_offload(split=split, tso=bool(getattr(link, "tso", False)) and split)
         self.loop = loop or asyncio.get_running_loop()
+        # The host's clock is the loop's (``now()``): its bound method, not a
+        # method calling it (transports ask on every read and write).
+        self.now: Callable[[], float] = self.loop.time
         self._timer: asyncio.TimerHandle | None = None
         self._armed: float | None = None
         self._pings: dict[tuple[int, int], asyncio.Future[float]] = {}
@@ -73,9 +76,6 @@ class HostDriver:
         self.create_connection = self.tcp.create_connection
         self.start_server = self.tcp.start_server
         self.open_connection = self.tcp.open_connection
-
-    def now(self) -> float:
-        return self.loop.time()
 
     def start(self) -> None:
         self.link.start(self.loop, self._frames_in)

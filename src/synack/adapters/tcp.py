@@ -133,7 +133,10 @@ class TcpTransport(asyncio.Transport):
                 self._connection_lost(None)
         if self._started and not self._lost:
             self._deliver()
-            self._push()
+            # _push has something to do only with bytes waiting, writing
+            # paused, or a close or write_eof pending (a call saved per read).
+            if self._wbuf or self._write_paused or self._closing or self._eof_pending:
+                self._push()
 
     def _fail(self, exc: OSError) -> None:
         w = self._connect_waiter
@@ -167,12 +170,13 @@ class TcpTransport(asyncio.Transport):
         conn = stream.conn
         now = self._driver.now()
         while not self._reading_paused and not self._lost:
-            if conn.readable_bytes == 0:
+            readable = conn.readable_bytes
+            if readable == 0:
                 break  # (also when the stream is gone)
             if self._buffered:
                 proto = self._protocol
                 assert isinstance(proto, asyncio.BufferedProtocol)
-                buf = self._call(proto.get_buffer, conn.readable_bytes)
+                buf = self._call(proto.get_buffer, readable)
                 if buf is None:
                     return
                 mv = memoryview(buf)
@@ -181,7 +185,9 @@ class TcpTransport(asyncio.Transport):
                 mv[:n] = data
                 self._call(proto.buffer_updated, n)
             else:
-                head = conn.readable_head
+                # A first piece of WHOLE_PIECE or more is read whole; with less
+                # than that readable it cannot be (a request: no call to ask).
+                head = conn.readable_head if readable >= WHOLE_PIECE else 0
                 data = stream.receive(head if head >= WHOLE_PIECE else READ_CHUNK, now)
                 try:  # self._call, inline (once per read)
                     self._protocol.data_received(data)  # type: ignore[attr-defined]

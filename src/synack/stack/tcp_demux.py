@@ -215,6 +215,11 @@ class TcpDemux(TimeWaitSide):
         conn = stream.conn
         notify = False
         while (event := conn.next_event()) is not None:
+            if type(event) is tev.DataAvailable:
+                # Readable data (a request): none of the cases below.
+                stream.pending.append(event)
+                notify = True
+                continue
             if isinstance(event, tev.StateChanged):
                 if self.observers:
                     rec = TcpStateTrace(self.name, conn.local, conn.remote, event)

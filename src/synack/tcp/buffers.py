@@ -35,11 +35,13 @@ class SendBuffer:
     py-spy put 13% of an offloaded download on that line. A ``bytes`` piece
     is kept as it is (immutable, so never copied); anything else is copied
     once. Pieces under ``_SMALL`` octets go into a shared bytearray tail, so
-    small writes cost no object each and a segment rarely joins pieces. A
+    small writes cost no object each and a segment rarely joins pieces; but a
+    small ``bytes`` write into an empty buffer (a keep-alive reply) is kept
+    as it is, the tail starting after it. A
     peek inside one piece is a slice (the piece itself when it is all of it).
     """
 
-    __slots__ = ("_head", "_len", "_pieces", "capacity")
+    __slots__ = ("_head", "_pieces", "capacity", "length")
 
     def __init__(self, capacity: int) -> None:
         if capacity <= 0:
@@ -47,32 +49,42 @@ class SendBuffer:
         self.capacity = capacity
         self._pieces: deque[bytes | bytearray] = deque()
         self._head = 0  # octets of the first piece already acknowledged
-        self._len = 0
+        # Octets held (len() of the buffer; read as an attribute on the hot
+        # paths: a __len__ call is Python code, several per segment).
+        self.length = 0
 
     def __len__(self) -> int:
-        return self._len
+        return self.length
 
     @property
     def space(self) -> int:
-        return self.capacity - self._len
+        return self.capacity - self.length
 
     def append(self, data: bytes | bytearray | memoryview) -> int:
         """Queue as much of ``data`` as fits; return how many bytes were taken."""
-        n = min(len(data), self.capacity - self._len)
+        size = len(data)
+        n = self.capacity - self.length  # min(), spelt out: once per write
+        if size < n:
+            n = size
         if n <= 0:
             return 0
         pieces = self._pieces
-        if n < _SMALL:
+        if n == size and type(data) is bytes and (n >= _SMALL or not pieces):
+            # Kept as it is (immutable): a large write, or a small one into an
+            # empty buffer (a keep-alive reply: its segment's payload is then
+            # the piece itself, no copy in or out); a small write after it
+            # starts the shared tail.
+            pieces.append(data)
+        elif n < _SMALL:
+            part = data if n == size else memoryview(data)[:n]
             tail = pieces[-1] if pieces else None
             if type(tail) is bytearray and len(tail) < _TAIL_MAX:
-                tail += memoryview(data)[:n]
+                tail += part
             else:
-                pieces.append(bytearray(memoryview(data)[:n]))
-        elif n == len(data) and type(data) is bytes:
-            pieces.append(data)
+                pieces.append(bytearray(part))
         else:
             pieces.append(bytes(memoryview(data)[:n]))
-        self._len += n
+        self.length += n
         return n
 
     def peek(self, offset: int, n: int) -> bytes:
@@ -98,8 +110,9 @@ class SendBuffer:
 
     def drop(self, n: int) -> None:
         """The first ``n`` bytes were acknowledged."""
-        n = min(n, self._len)
-        self._len -= n
+        if n > self.length:
+            n = self.length
+        self.length -= n
         head = self._head + n
         pieces = self._pieces
         while pieces and head >= len(pieces[0]):
@@ -108,7 +121,7 @@ class SendBuffer:
 
     def clear(self) -> None:
         self._pieces.clear()
-        self._head = self._len = 0
+        self._head = self.length = 0
 
 
 class ReceiveBuffer:
@@ -134,11 +147,11 @@ class ReceiveBuffer:
         "_pieces",
         "_pos",
         "_ready",
-        "_ready_len",
         "_recent",
         "capacity",
         "duplicate",
         "ooo_bytes",
+        "readable",
     )
 
     def __init__(self, capacity: int) -> None:
@@ -146,7 +159,7 @@ class ReceiveBuffer:
             raise LocalProtocolError("receive buffer capacity must be positive")
         self.capacity = capacity
         self._ready: deque[bytes | bytearray] = deque()
-        self._ready_len = 0
+        self.readable = 0  # in-order octets held for the reader (read only)
         self._pos = 0  # stream position of RCV.NXT
         self._pieces: dict[int, bytes] = {}
         self._intervals: list[list[int]] = []  # [start, end) stream positions, sorted
@@ -161,10 +174,6 @@ class ReceiveBuffer:
         self.duplicate: tuple[int, int] | None = None
 
     @property
-    def readable(self) -> int:
-        return self._ready_len
-
-    @property
     def head(self) -> int:
         """Octets of the first in-order piece (a coalesced run is one piece):
         a read of exactly that many hands the piece over without a copy."""
@@ -174,7 +183,7 @@ class ReceiveBuffer:
     @property
     def free(self) -> int:
         """RCV.BUFF - RCV.USER: the most window that can be offered from RCV.NXT."""
-        return self.capacity - self._ready_len
+        return self.capacity - self.readable
 
     @property
     def has_gaps(self) -> bool:
@@ -188,10 +197,10 @@ class ReceiveBuffer:
         if len(first) >= max_bytes or len(ready) == 1:
             if len(first) <= max_bytes:
                 ready.popleft()
-                self._ready_len -= len(first)
+                self.readable -= len(first)
                 return first if type(first) is bytes else bytes(first)
             ready[0] = first[max_bytes:]
-            self._ready_len -= max_bytes
+            self.readable -= max_bytes
             return bytes(first[:max_bytes])
         parts: list[bytes | bytearray] = []
         n = 0
@@ -202,7 +211,7 @@ class ReceiveBuffer:
                 chunk = chunk[: max_bytes - n]
             parts.append(chunk)
             n += len(chunk)
-        self._ready_len -= n
+        self.readable -= n
         return b"".join(parts)
 
     def insert(self, offset: int, data: bytes) -> int:
@@ -217,7 +226,7 @@ class ReceiveBuffer:
             n = len(data)
             if n:
                 self._append(data)
-                self._ready_len += n
+                self.readable += n
                 self._pos += n
             return n
         start = self._pos + offset
@@ -331,7 +340,7 @@ class ReceiveBuffer:
         while pos < e:
             chunk = pieces.pop(pos)
             self._append(chunk)
-            self._ready_len += len(chunk)
+            self.readable += len(chunk)
             pos += len(chunk)
         self.ooo_bytes -= e - s
         self._pos = e

@@ -30,9 +30,14 @@ from synack.tcp.segments import (
 )
 from synack.tcp.seq import SEQ_MASK, seq_diff, seq_gt
 from synack.tcp.tcb import Tcb
+from synack.wire._fast import slot_maker
 from synack.wire.tcp import TcpFlags, TcpOptions, TcpSegment
 
 __all__ = ["TcpBuilder"]
+
+# TcpSegment filled positionally (ports, seq, ack, flags, window, payload,
+# options, urgent): a segment per segment sent.
+_segment = slot_maker(TcpSegment)
 
 
 class TcpBuilder(Tcb):
@@ -121,7 +126,7 @@ class TcpBuilder(Tcb):
                     )
             else:
                 self._snd_up = None  # the urgent data is acknowledged
-        return TcpSegment(self._lport, self._rport, seq, ack, flags, window, payload, opts)
+        return _segment(self._lport, self._rport, seq, ack, flags, window, payload, opts, 0)
 
     def _make_syn(self, now: float, *, ack: bool) -> TcpSegment:
         cfg = self.config

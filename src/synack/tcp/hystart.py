@@ -18,12 +18,10 @@ ACK is the one slow start already has here (one SMSS per ACK, RFC 5681
 ``ss_divisor``). Samples come from timestamps (one per ACK) or Karn's timed
 segment; without N_RTT_SAMPLE samples in a round nothing is decided.
 
-Layer: tcp. Imports synack.tcp.seq.
+Layer: tcp. Imports nothing (the standard library only).
 """
 
 from __future__ import annotations
-
-from synack.tcp.seq import seq_ge
 
 __all__ = [
     "CSS_GROWTH_DIVISOR",
@@ -83,7 +81,8 @@ class HyStart:
         Returns 0 when CSS has run its CSS_ROUNDS rounds: the caller sets
         ssthresh = cwnd and slow start is over (§4.2).
         """
-        if seq_ge(ack, self.window_end):
+        end = self.window_end
+        if ack == end or (end - ack) & 0xFFFFFFFF >= 0x80000000:  # seq_ge, inline: per ACK
             # A round ends: the next one starts with the data sent since.
             if self.in_css:
                 self.css_rounds += 1

@@ -263,7 +263,7 @@ class TcpReceiver(TcpSender):
                 or acked > (self.snd_max - snd_una) & 0xFFFFFFFF
                 # Data only: the ACK of our FIN (one past the buffered data,
                 # once sent) changes the state, the full path's business.
-                or acked > len(self._sndbuf)
+                or acked > self._sndbuf.length
             ):
                 return False
         # Accepted: the common bookkeeping of the full path.
@@ -320,7 +320,7 @@ class TcpReceiver(TcpSender):
             self._state not in _FAST_ACK_STATES
             or acked > (self.snd_max - snd_una) & 0xFFFFFFFF
             or self._fin_seq is not None
-            or acked > len(self._sndbuf)
+            or acked > self._sndbuf.length
             # _update_send_window's test (seq_lt(wl1, seq) or wl1 == seq and
             # seq_le(wl2, ack)), for WL1/WL2 set as it would set them.
             or not (
@@ -342,7 +342,9 @@ class TcpReceiver(TcpSender):
             ack, acked, acked, tso.rtt(ts[1], now) if ts is not None and ts[1] != 0 else None, now
         )
         self._update_send_window(seq, ack, window)  # (its test holds: checked above)
-        if ts is not None and seq_le(seq, tso.last_ack_sent):
+        # seq_le(seq, Last.ACK.sent), inline.
+        last = tso.last_ack_sent
+        if ts is not None and (seq == last or (seq - last) & 0xFFFFFFFF >= 0x80000000):
             tso.recent = ts[0]  # RFC 7323 §4.3 (PAWS passed in _fast_path)
             tso.recent_time = now
         payload = seg.payload

@@ -72,10 +72,15 @@ class RttEstimator:
             srtt = r
             rttvar = r / 2
             times -= 1
-        for _ in range(times):
-            # RFC 6298 §2.3: RTTVAR is updated before SRTT, with the old SRTT.
+        if times == 1:
+            # One sample (nearly every ACK): the loop's step without the loop.
             rttvar = (1 - BETA) * rttvar + BETA * abs(srtt - r)
             srtt = (1 - ALPHA) * srtt + ALPHA * r
+        else:
+            for _ in range(times):
+                # RFC 6298 §2.3: RTTVAR is updated before SRTT, with the old SRTT.
+                rttvar = (1 - BETA) * rttvar + BETA * abs(srtt - r)
+                srtt = (1 - ALPHA) * srtt + ALPHA * r
         self.srtt = srtt
         self.rttvar = rttvar
         kvar = K * rttvar

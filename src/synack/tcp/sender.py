@@ -16,6 +16,8 @@ Layer: tcp. Imports synack.errors, synack.wire and the rest of synack.tcp (below
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from synack.errors import LocalProtocolError
 from synack.tcp import events as ev
 from synack.tcp.builder import TcpBuilder
@@ -41,6 +43,11 @@ class TcpSender(TcpBuilder):
     """A TCB that sends (see the module docstring)."""
 
     __slots__ = ()
+
+    #: On: :meth:`segments_to_send` answers "nothing" at once when nothing
+    #: can go (:meth:`_nothing_to_send`); off: the whole method finds that
+    #: out (the tests compare).
+    idle_output: ClassVar[bool] = True
 
     def send(
         self, data: bytes | bytearray | memoryview, now: float, *, urgent: bool = False
@@ -81,6 +88,9 @@ class TcpSender(TcpBuilder):
         pieces are exactly the segments sent without it (PSH/FIN: the last).
         """
         self._gso = gso
+        if self.idle_output and self._nothing_to_send():
+            self._sack_trimmed = False
+            return []
         out = self._out
         self._out = []
         st = self._state
@@ -121,11 +131,34 @@ class TcpSender(TcpBuilder):
             self.stats_counters.segments_out += len(out)
         return out
 
+    def _nothing_to_send(self) -> bool:
+        """Whether :meth:`segments_to_send` would send nothing and change
+        nothing but its flags (the receiving side of a request/response
+        exchange, after a request that acknowledged the whole reply): nothing
+        queued, no SYN, ACK or FIN owed, everything sent acknowledged (so no
+        loss probe to arm, RFC 8985 §7.2), the send buffer empty, no persist
+        timer, retransmission or SACK recovery (_output_data's early return),
+        and not SYN-RECEIVED (a Fast Open server's output counts from past
+        its SYN there)."""
+        cc = self._cc
+        return (
+            self._sndbuf.length == 0  # first: after a write (a reply) the answer is here
+            and not self._out
+            and not self._ack_now
+            and not self._syn_needed
+            and not self._fin_queued
+            and self.snd_max == self.snd_una
+            and self._timers.persist is None
+            and not self._recovery.rexmit_one
+            and not (cc.sack_recovery and cc.in_recovery)
+            and self._state is not State.SYN_RECEIVED
+        )
+
     def _output_data(self, now: float, out: list[TcpSegment]) -> None:
         sndbuf = self._sndbuf
         cc = self._cc
         rec = self._recovery
-        buffered = len(sndbuf)
+        buffered = sndbuf.length
         if cc.sack_recovery and cc.in_recovery:
             self._sack_recovery_output(now, out)
         elif (
@@ -267,7 +300,7 @@ class TcpSender(TcpBuilder):
     ) -> None:
         seq = self.snd_nxt
         snd_max = self.snd_max
-        unsent_after = len(self._sndbuf) - off - n
+        unsent_after = self._sndbuf.length - off - n
         # Sequence arithmetic inline (seq_add, seq_lt, seq_gt): once per segment.
         end = (seq + n) & 0xFFFFFFFF
         # The FIN rides on the last data segment when the user has closed.
@@ -655,7 +688,10 @@ class TcpSender(TcpBuilder):
         opens from zero stops the persist timer.
         """
         wl1 = self.snd_wl1
-        if seq_lt(wl1, seq) or (wl1 == seq and seq_le(self.snd_wl2, ack)):
+        # seq_lt(wl1, seq) or (wl1 == seq and seq_le(SND.WL2, ack)), inline: once per ACK.
+        if (wl1 - seq) & 0xFFFFFFFF >= 0x80000000 or (
+            wl1 == seq and (self.snd_wl2 == ack or (self.snd_wl2 - ack) & 0xFFFFFFFF >= 0x80000000)
+        ):
             if window != self.snd_wnd:
                 old = self.snd_wnd
                 self.snd_wnd = window

@@ -366,7 +366,7 @@ class Tcb:
         if current < 0:
             current = 0
         rcvbuf = self._rcvbuf
-        free = rcvbuf.free
+        free = rcvbuf.capacity - rcvbuf.readable  # rcvbuf.free, inline (per segment)
         shift = self._rcv_wscale
         # Receiver SWS avoidance (§3.8.6.2.2 MUST-39): keep the right edge
         # fixed until the window can open by min(Fr * RCV.BUFF, Eff.snd.MSS).
@@ -401,7 +401,7 @@ class Tcb:
         if current < 0:
             current = 0
         rcvbuf = self._rcvbuf
-        free = rcvbuf.free
+        free = rcvbuf.capacity - rcvbuf.readable  # rcvbuf.free, inline (per segment)
         half = rcvbuf.capacity >> 1
         if free - current < (half if half < self._snd_mss else self._snd_mss):
             return False

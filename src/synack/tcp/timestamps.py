@@ -13,7 +13,12 @@ Layer: tcp. Imports synack.wire and synack.tcp.seq.
 from __future__ import annotations
 
 from synack.tcp.seq import seq_add, seq_ge, seq_le, seq_lt
+from synack.wire._fast import slot_maker
 from synack.wire.tcp import TcpOptions
+
+# TcpOptions filled positionally (mss, wscale, sack_permitted, sack_blocks,
+# timestamps, unknown, fastopen): its keyword __init__ costs twice as much.
+_make_options = slot_maker(TcpOptions)
 
 __all__ = ["PAWS_IDLE", "TS_OPTION_SPACE", "Timestamps"]
 
@@ -60,7 +65,9 @@ class Timestamps:
         pair = cached.timestamps
         if pair is None or pair[0] != tsval or pair[1] != self.recent:
             # Many segments share one millisecond: reuse the options.
-            cached = self._opts = TcpOptions(timestamps=(tsval, self.recent))
+            cached = self._opts = _make_options(
+                None, None, False, (), (tsval, self.recent), (), None
+            )
         return cached
 
     def rtt(self, ecr: int, now: float) -> float:
