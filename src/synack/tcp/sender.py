@@ -305,6 +305,10 @@ class TcpSender(TcpBuilder):
         if rack is not None:
             if resend:
                 rack.resent(seq, end, now)
+            elif n > mss and rack.packs:
+                # A super-segment: one packed record standing for a record
+                # per piece, as if sent one by one (rack.sent_run).
+                rack.sent_run(seq, end, now, mss, (n + mss - 1) // mss)
             else:
                 # rack.sent(seq, end, now), inline: once per data segment.
                 records = rack.records
@@ -455,6 +459,7 @@ class TcpSender(TcpBuilder):
         """RFC 8985 §7.3: one segment of new data if the window allows, else the last one again."""
         if self._cc.in_recovery or not rack.records:
             return
+        rack.unpack()  # the last piece's record, not a super-segment's
         mss = self._snd_mss
         una = self.snd_una
         flight = seq_diff(self.snd_max, una)
