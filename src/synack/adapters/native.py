@@ -154,12 +154,37 @@ class NativeTransport(TcpTransport):
                 block = os.pread(fd, size, pos)
                 if not block:
                     break  # the file's end
-                self.write(block)
+                await self._send_block(block, drainer)
                 pos += len(block)
             await drainer.drain()  # no pause left pending for the program's protocol
             return pos - start
         finally:
             file.seek(pos)  # where reading the bytes sent would have left it
+
+    async def _send_block(self, block: bytes, drainer: _Drainer) -> None:
+        """``write(block)``, but the part the connection cannot take yet waits
+        here as a view of ``block`` (which the send buffer then keeps as a
+        view too), not copied into the write buffer and copied again out of
+        it: the drainer is paused as at the high-water mark, and ``_push``
+        resumes it when an ACK frees room (SendSpaceAvailable). With anything
+        buffered before it, or a closing transport, it is ``write``'s."""
+        view = memoryview(block)
+        stream = self._stream
+        while True:
+            if self._wbuf or self._closing or self._eof_pending or self._eof_sent:
+                self.write(view)
+                return
+            try:
+                n = stream.send(view, self._driver.now())
+            except LocalProtocolError:
+                return  # the connection is closing; connection_lost follows (as write)
+            self._driver.schedule_pump()
+            if n >= len(view):
+                return
+            view = view[n:]
+            self._write_paused = True
+            drainer.pause_writing()
+            await drainer.drain()
 
     async def _send_blocks(
         self, file: Any, offset: int, count: int | None, drainer: _Drainer

@@ -33,8 +33,8 @@ class SendBuffer:
     again (CPython moves the kept octets back to the start of a new
     allocation), so each append of a bulk sender copied the whole buffer:
     py-spy put 13% of an offloaded download on that line. A ``bytes`` piece
-    is kept as it is (immutable, so never copied); anything else is copied
-    once. Pieces under ``_SMALL`` octets go into a shared bytearray tail, so
+    is kept as it is (immutable, so never copied), the part of it taken as a
+    view, as is a part of a view of ``bytes``; anything else is copied once. Pieces under ``_SMALL`` octets go into a shared bytearray tail, so
     small writes cost no object each and a segment rarely joins pieces. A
     peek inside one piece is a slice (the piece itself when it is all of it).
     """
@@ -45,7 +45,7 @@ class SendBuffer:
         if capacity <= 0:
             raise LocalProtocolError("send buffer capacity must be positive")
         self.capacity = capacity
-        self._pieces: deque[bytes | bytearray] = deque()
+        self._pieces: deque[bytes | bytearray | memoryview] = deque()
         self._head = 0  # octets of the first piece already acknowledged
         self._len = 0
 
@@ -68,8 +68,18 @@ class SendBuffer:
                 tail += memoryview(data)[:n]
             else:
                 pieces.append(bytearray(memoryview(data)[:n]))
-        elif n == len(data) and type(data) is bytes:
-            pieces.append(data)
+        elif type(data) is bytes:
+            # Immutable: kept as it is, or a view of the part taken (not copied).
+            pieces.append(data if n == len(data) else memoryview(data)[:n])
+        elif (
+            type(data) is memoryview
+            and type(data.obj) is bytes
+            and data.format == "B"
+            and data.c_contiguous
+        ):
+            # A view of immutable bytes (a file block's rest, see
+            # adapters/native.py): kept as a view too.
+            pieces.append(data[:n])
         else:
             pieces.append(bytes(memoryview(data)[:n]))
         self._len += n
@@ -78,7 +88,7 @@ class SendBuffer:
     def peek(self, offset: int, n: int) -> bytes:
         """``n`` bytes starting ``offset`` bytes after SND.UNA (fewer at the end)."""
         off = offset + self._head
-        parts: list[bytes] = []
+        parts: list[memoryview] = []
         for piece in self._pieces:
             size = len(piece)
             if off >= size:
@@ -88,7 +98,8 @@ class SendBuffer:
                 if type(piece) is bytes:
                     return piece if off == 0 and n == size else piece[off : off + n]
                 return bytes(memoryview(piece)[off : off + n])
-            part = bytes(memoryview(piece)[off : off + n])
+            # Across pieces: views of each part, joined in one copy.
+            part = memoryview(piece)[off : off + n]
             parts.append(part)
             n -= len(part)
             off = 0
