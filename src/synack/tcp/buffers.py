@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections import deque
+from typing import cast
 
 from synack.errors import LocalProtocolError
 
@@ -106,6 +107,25 @@ class SendBuffer:
             if n <= 0:
                 break
         return b"".join(parts)
+
+    def view(self, offset: int, n: int) -> bytes:
+        """:meth:`peek` without its copy when the ``n`` bytes lie inside one
+        immutable piece (``bytes``, or a view of ``bytes``): a read-only
+        memoryview of them, typed as the bytes it stands for. For a
+        super-segment's payload (TCP's ``gso``), which on its way out is only
+        measured, sliced, summed, joined after a header and written (a gather
+        write to a TAP): a view does each as its bytes do, and 64 KiB are not
+        copied once more per segment (py-spy: 14% of an offloaded download)."""
+        off = offset + self._head
+        for piece in self._pieces:
+            size = len(piece)
+            if off >= size:
+                off -= size
+                continue
+            if off + n <= size and type(piece) is not bytearray:
+                return cast("bytes", memoryview(piece)[off : off + n])
+            break
+        return self.peek(offset, n)
 
     def drop(self, n: int) -> None:
         """The first ``n`` bytes were acknowledged."""

@@ -283,10 +283,13 @@ class TcpSender(TcpBuilder):
             flags = ACK_PSH_FIN if psh else ACK_FIN
         else:
             flags = ACK_PSH if psh else ACK
-        seg = self._make(seq, flags, self._sndbuf.peek(off, n), now)
+        mss = self._snd_mss
+        # A super-segment (gso) carries a view of the send buffer, not a copy.
+        sndbuf = self._sndbuf
+        payload = sndbuf.view(off, n) if n > mss else sndbuf.peek(off, n)
+        seg = self._make(seq, flags, payload, now)
         (self._out if out is None else out).append(seg)
         resend = seq != snd_max and (seq - snd_max) & 0xFFFFFFFF >= 0x80000000
-        mss = self._snd_mss
         if resend:
             self.stats_counters.retransmissions += 1
         elif not self._ts.ok:
