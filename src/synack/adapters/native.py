@@ -143,6 +143,10 @@ class NativeTransport(TcpTransport):
         start = pos = int(file.tell())
         end = None if count is None else start + count
         conn = self._stream.conn
+        # Woken for the next block once a quarter of the send buffer is free:
+        # one large read and write per wake-up, not one per ACK, and the
+        # super-segments rarely straddle two blocks (each such is joined, a copy).
+        conn.set_send_lowat(min(conn.config.send_buffer // 4, _MAX_BLOCK))
         try:
             while True:
                 await drainer.drain()
@@ -159,6 +163,7 @@ class NativeTransport(TcpTransport):
             await drainer.drain()  # no pause left pending for the program's protocol
             return pos - start
         finally:
+            conn.set_send_lowat(1)
             file.seek(pos)  # where reading the bytes sent would have left it
 
     async def _send_block(self, block: bytes, drainer: _Drainer) -> None:

@@ -70,6 +70,15 @@ class TcpSender(TcpBuilder):
             self._snd_up = seq_add(self.snd_una, len(self._sndbuf))
         return n
 
+    def set_send_lowat(self, n: int) -> None:
+        """After a send() cut short, SendSpaceAvailable waits until ``n``
+        octets of the send buffer are free (at most all of it; 1, the
+        default: as soon as any is), as a socket's writer is woken by Linux
+        only once a good part of its buffer is free (sk_stream_min_wspace):
+        a bulk writer then refills the buffer in large writes, not a write
+        and a wake-up per ACK."""
+        self.send_lowat = max(1, min(n, self._sndbuf.capacity))
+
     # ------------------------------------------------------------------
     # Output
 
@@ -652,7 +661,7 @@ class TcpSender(TcpBuilder):
         self._recovery.on_new_ack(ack, acked, (snd_max - ack) & 0xFFFFFFFF, ts_rtt, now)
         self._persist_backoff = 0
         self._timers.rexmit = None if ack == snd_max else now + self._rtt.rto
-        if self._send_blocked and sndbuf.space > 0:
+        if self._send_blocked and sndbuf.space >= self.send_lowat:
             self._send_blocked = False
             self._events.append(ev.SendSpaceAvailable(sndbuf.space))
 
