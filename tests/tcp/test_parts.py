@@ -325,3 +325,23 @@ def test_equal_rtt_samples_at_once_are_the_samples_one_by_one() -> None:
             many.sample(r, n)
             state = (one.srtt, one.rttvar, one.rto, one.backoffs)
             assert (many.srtt, many.rttvar, many.rto, many.backoffs) == state
+
+
+def test_send_buffer_keeps_part_of_immutable_bytes_as_a_view() -> None:
+    # A file block the buffer takes only part of (adapters/native.py
+    # _send_block): the part and, later, the rest's view are kept uncopied;
+    # a view of a bytearray is copied (its owner may write into it again).
+    block = bytes(range(256)) * 40
+    buf = SendBuffer(4000)
+    assert buf.append(block) == 4000
+    buf.drop(4000)
+    rest = memoryview(block)[4000:]
+    assert buf.append(rest) == 4000
+    kept = buf._pieces[-1]
+    assert type(kept) is memoryview and kept.obj is block
+    assert buf.peek(0, 4000) == block[4000:8000]
+    mutable = bytearray(b"a" * 3000)
+    buf.drop(4000)
+    assert buf.append(memoryview(mutable)) == 3000
+    mutable[:] = b"b" * 3000
+    assert buf.peek(0, 3000) == b"a" * 3000

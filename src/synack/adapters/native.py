@@ -143,6 +143,10 @@ class NativeTransport(TcpTransport):
         start = pos = int(file.tell())
         end = None if count is None else start + count
         conn = self._stream.conn
+        # Woken for the next block once a quarter of the send buffer is free:
+        # one large read and write per wake-up, not one per ACK, and the
+        # super-segments rarely straddle two blocks (each such is joined, a copy).
+        conn.set_send_lowat(min(conn.config.send_buffer // 4, _MAX_BLOCK))
         try:
             while True:
                 await drainer.drain()
@@ -154,12 +158,38 @@ class NativeTransport(TcpTransport):
                 block = os.pread(fd, size, pos)
                 if not block:
                     break  # the file's end
-                self.write(block)
+                await self._send_block(block, drainer)
                 pos += len(block)
             await drainer.drain()  # no pause left pending for the program's protocol
             return pos - start
         finally:
+            conn.set_send_lowat(1)
             file.seek(pos)  # where reading the bytes sent would have left it
+
+    async def _send_block(self, block: bytes, drainer: _Drainer) -> None:
+        """``write(block)``, but the part the connection cannot take yet waits
+        here as a view of ``block`` (which the send buffer then keeps as a
+        view too), not copied into the write buffer and copied again out of
+        it: the drainer is paused as at the high-water mark, and ``_push``
+        resumes it when an ACK frees room (SendSpaceAvailable). With anything
+        buffered before it, or a closing transport, it is ``write``'s."""
+        view = memoryview(block)
+        stream = self._stream
+        while True:
+            if self._wbuf or self._closing or self._eof_pending or self._eof_sent:
+                self.write(view)
+                return
+            try:
+                n = stream.send(view, self._driver.now())
+            except LocalProtocolError:
+                return  # the connection is closing; connection_lost follows (as write)
+            self._driver.schedule_pump()
+            if n >= len(view):
+                return
+            view = view[n:]
+            self._write_paused = True
+            drainer.pause_writing()
+            await drainer.drain()
 
     async def _send_blocks(
         self, file: Any, offset: int, count: int | None, drainer: _Drainer

@@ -49,7 +49,26 @@ class SplitFrame:
 
 def coalesce(segments: list[TcpSegment]) -> list[TcpSegment]:
     """Join runs of contiguous data segments that differ in nothing else
-    (same ACK, window, options; only ACK/PSH flags) into single segments."""
+    (same ACK, window, options; only ACK/PSH flags) into single segments.
+
+    First a look with ints only: two neighbours can join only if the first
+    ends where the second starts and both fit one segment. A bulk sender's
+    flush of super-segments (TCP's ``gso``, already as large as a segment
+    may be) has no such pair and is returned as it is, without the flag
+    arithmetic (an enum operation per test) of the joining pass."""
+    if len(segments) < 2:
+        return segments
+    prev = segments[0]
+    for seg in segments[1:]:
+        n = len(prev.payload)
+        if n + len(seg.payload) <= TSO_MAX_PAYLOAD and (prev.seq + n) & 0xFFFFFFFF == seg.seq:
+            return _join_runs(segments)
+        prev = seg
+    return segments
+
+
+def _join_runs(segments: list[TcpSegment]) -> list[TcpSegment]:
+    """coalesce()'s joining pass."""
     out: list[TcpSegment] = []
     run: list[TcpSegment] = []
 

@@ -39,6 +39,7 @@ from synack.wire.tcp import TcpFlags, TcpSegment
 _L4_START = wip.ETH_IPV4_HEADER_LEN  # where the TCP header starts in a frame
 _CSUM = wtcp.CHECKSUM_AT
 _IP_HLEN = wip.MIN_HEADER_LEN  # our IPv4 headers carry no options
+_IP_MAX = 0xFFFF  # an IPv4 packet's largest total length (a TSO super-segment's)
 _build_header_offload = wtcp.build_header_offload
 _build_header = wtcp.build_header
 _build_options_sum = wtcp.build_options_sum
@@ -140,7 +141,14 @@ class TcpOutput:
             self.counters["tcp-no-route"] += 1
 
     def _head(
-        self, mac: bytes, src: int, dst: int, seg: TcpSegment, payload: bytes, partial: bool
+        self,
+        mac: bytes,
+        src: int,
+        dst: int,
+        seg: TcpSegment,
+        payload: bytes,
+        partial: bool,
+        limit: int = 0,
     ) -> bytes | None:
         """All the headers of the frame carrying ``seg`` to the neighbour at
         ``mac`` (Ethernet, IPv4 with the next identification, TCP with its
@@ -150,7 +158,8 @@ class TcpOutput:
         ``partial``: the TCP checksum field holds the folded pseudo-header
         sum only, for a checksum-offloading link to complete
         (:func:`synack.wire.tcp.build_header_offload`'s). None when the
-        packet would not fit the MTU."""
+        packet would not fit the MTU (or ``limit``: a TSO super-segment's,
+        which the link cuts)."""
         ip = self._ip
         o = seg.options
         ts = o.timestamps
@@ -180,7 +189,7 @@ class TcpOutput:
             tsval = tsecr = -1
         n = len(payload)
         l3 = _IP_HLEN + hlen + n
-        if l3 > ip.mtu:
+        if l3 > (limit or ip.mtu):
             return None
         eth, ttl_word = ip.eth_ip_template(mac)
         ttl_proto = ttl_word | _PROTO_TCP
@@ -267,6 +276,21 @@ class TcpOutput:
         cached = ip.dest_cache.get(dst_int) if ip.dest_cache and not ip.pmtu else None
         if cached is not None and cached[1] > now:
             if self.tso:
+                if self.fast:
+                    # All headers in one pack (_head, the checksum field the
+                    # pseudo-header sum for the link to complete), as
+                    # _send_split frames it with wire/tcp's builder.
+                    payload = seg.payload
+                    head = self._head(
+                        cached[0], address_int(src), dst_int, seg, payload, True, _IP_MAX
+                    )
+                    if head is not None:
+                        counters = self.counters
+                        counters["tcp-out"] += 1
+                        if _IP_HLEN + len(head) - _L4_START + len(payload) > ip.mtu:
+                            counters["tcp-tso-out"] += 1
+                        ip.emit(SplitFrame(head, payload, _L4_START, _CSUM, mss), now)
+                        return
                 if self._send_split(src, dst, seg, now, mss):
                     return
             elif (self.split or self.fast) and self._cut(

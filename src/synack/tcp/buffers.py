@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections import deque
+from typing import cast
 
 from synack.errors import LocalProtocolError
 
@@ -33,11 +34,20 @@ class SendBuffer:
     again (CPython moves the kept octets back to the start of a new
     allocation), so each append of a bulk sender copied the whole buffer:
     py-spy put 13% of an offloaded download on that line. A ``bytes`` piece
-    is kept as it is (immutable, so never copied); anything else is copied
-    once. Pieces under ``_SMALL`` octets go into a shared bytearray tail, so
-    small writes cost no object each and a segment rarely joins pieces; but a
-    small ``bytes`` write into an empty buffer (a keep-alive reply) is kept
-    as it is, the tail starting after it. A
+                pieces.append(bytearray(part))
+        elif type(data) is bytes:
+            # Immutable, and only part of it taken (all of it is kept as it is
+            # above): a view of that part, not a copy.
+            pieces.append(memoryview(data)[:n])
+        elif (
+            type(data) is memoryview
+            and type(data.obj) is bytes
+            and data.format == "B"
+            and data.c_contiguous
+        ):
+            # A view of immutable bytes (a file block's rest, see
+            # adapters/native.py): kept as a view too.
+            pieces.append(data[:n])
     peek inside one piece is a slice (the piece itself when it is all of it).
     """
 
@@ -47,7 +57,7 @@ class SendBuffer:
         if capacity <= 0:
             raise LocalProtocolError("send buffer capacity must be positive")
         self.capacity = capacity
-        self._pieces: deque[bytes | bytearray] = deque()
+        self._pieces: deque[bytes | bytearray | memoryview] = deque()
         self._head = 0  # octets of the first piece already acknowledged
         # Octets held (len() of the buffer; read as an attribute on the hot
         # paths: a __len__ call is Python code, several per segment).
@@ -82,6 +92,19 @@ class SendBuffer:
                 tail += part
             else:
                 pieces.append(bytearray(part))
+        elif type(data) is bytes:
+            # Immutable, and only part of it taken (all of it is kept as it is
+            # above): a view of that part, not a copy.
+            pieces.append(memoryview(data)[:n])
+        elif (
+            type(data) is memoryview
+            and type(data.obj) is bytes
+            and data.format == "B"
+            and data.c_contiguous
+        ):
+            # A view of immutable bytes (a file block's rest, see
+            # adapters/native.py): kept as a view too.
+            pieces.append(data[:n])
         else:
             pieces.append(bytes(memoryview(data)[:n]))
         self.length += n
@@ -90,7 +113,7 @@ class SendBuffer:
     def peek(self, offset: int, n: int) -> bytes:
         """``n`` bytes starting ``offset`` bytes after SND.UNA (fewer at the end)."""
         off = offset + self._head
-        parts: list[bytes] = []
+        parts: list[memoryview] = []
         for piece in self._pieces:
             size = len(piece)
             if off >= size:
@@ -100,13 +123,33 @@ class SendBuffer:
                 if type(piece) is bytes:
                     return piece if off == 0 and n == size else piece[off : off + n]
                 return bytes(memoryview(piece)[off : off + n])
-            part = bytes(memoryview(piece)[off : off + n])
+            # Across pieces: views of each part, joined in one copy.
+            part = memoryview(piece)[off : off + n]
             parts.append(part)
             n -= len(part)
             off = 0
             if n <= 0:
                 break
         return b"".join(parts)
+
+    def view(self, offset: int, n: int) -> bytes:
+        """:meth:`peek` without its copy when the ``n`` bytes lie inside one
+        immutable piece (``bytes``, or a view of ``bytes``): a read-only
+        memoryview of them, typed as the bytes it stands for. For a
+        super-segment's payload (TCP's ``gso``), which on its way out is only
+        measured, sliced, summed, joined after a header and written (a gather
+        write to a TAP): a view does each as its bytes do, and 64 KiB are not
+        copied once more per segment (py-spy: 14% of an offloaded download)."""
+        off = offset + self._head
+        for piece in self._pieces:
+            size = len(piece)
+            if off >= size:
+                off -= size
+                continue
+            if off + n <= size and type(piece) is not bytearray:
+                return cast("bytes", memoryview(piece)[off : off + n])
+            break
+        return self.peek(offset, n)
 
     def drop(self, n: int) -> None:
         """The first ``n`` bytes were acknowledged."""

@@ -2,7 +2,8 @@
 
 :class:`Rack` keeps one record per segment sent and not yet cumulatively
 acknowledged ([start, end, time sent, flags], in sequence order; a
-retransmission updates its record's time). From the records it answers what
+retransmission updates its record's time; a super-segment's pieces share one
+packed record, see :meth:`Rack.sent_run`). From the records it answers what
 RFC 8985 asks:
 
 * RACK (§6): the most recently sent segment known delivered (by a
@@ -71,6 +72,8 @@ class Rack:
         "lost",
         "min_rtt",
         "order",
+        "packed",
+        "packs",
         "pend",
         "pend_now",
         "probe_end",
@@ -95,6 +98,10 @@ class Rack:
         # segment is sent after the originals above it, even within one
         # clock tick).
         self.order = 0
+        # Packed records held (sent_run); ``packs``: the sender packs the
+        # pieces of a super-segment (off: one record each, as the tests compare).
+        self.packed = 0
+        self.packs = True
         # The last record a cumulative ACK delivered, and when: folded into
         # RACK.xmit_ts/rtt only when detection runs (the pure-ACK path
         # stays cheap).
@@ -130,8 +137,45 @@ class Rack:
         self.records.append([start, end, now, 0, self.order])
         self.last = now
 
+    def sent_run(self, start: int, end: int, now: float, mss: int, count: int) -> None:
+        """New data [start, end) left at ``now`` as one super-segment of
+        ``count`` pieces of ``mss`` octets (the last up to ``end``, its FIN
+        too): one packed record standing for the ``count`` records :meth:`sent`
+        would make, in turn, for the pieces sent one by one. A packed record
+        is ``[start, end, time, 0, order of its first piece, mss, count]``;
+        only :meth:`on_cumulative_ack` (the hot path) and :meth:`pipe` take it
+        as it is, everything else unpacks first (:meth:`unpack`), so the
+        detector sees exactly the records of the pieces (RFC 8985 §6.2: a
+        lost piece is marked and resent MSS-sized)."""
+        order = self.order + 1
+        self.order += count
+        self.records.append([start, end, now, 0, order, mss, count])
+        self.packed += 1
+        self.last = now
+
+    def unpack(self) -> None:
+        """Every packed record (:meth:`sent_run`) as the records of its pieces."""
+        if not self.packed:
+            return
+        self.packed = 0
+        records: deque[Record] = deque()
+        add = records.append
+        for rec in self.records:
+            if len(rec) == 5:
+                add(rec)
+                continue
+            start, end, ts, flags, order, mss, count = rec
+            for _ in range(count - 1):
+                piece_end = (start + mss) & 0xFFFFFFFF
+                add([start, piece_end, ts, flags, order])
+                start = piece_end
+                order += 1
+            add([start, end, ts, flags, order])
+        self.records = records
+
     def resent(self, start: int, end: int, now: float) -> None:
         """[start, end) was sent again at ``now``: its records are in flight again."""
+        self.unpack()
         for rec in self.records:
             if seq_le(end, rec[0]):
                 break
@@ -176,8 +220,25 @@ class Rack:
         while records:
             rec = records[0]
             if (ack - rec[1]) & 0xFFFFFFFF >= 0x80000000:
-                break  # seq_lt(ack, end): inline, this runs per ACK
+                # seq_lt(ack, end): inline, this runs per ACK
+                if len(rec) != 5:
+                    # A packed record (sent_run, flags 0): its pieces below
+                    # the ACK are done, as their own records would be.
+                    last = self._ack_into_run(rec, ack) or last
+                break
             records.popleft()
+            if len(rec) != 5:
+                self.packed -= 1
+                # Delivered whole: its last piece is the one that counts.
+                count = rec[6]
+                last = [
+                    (rec[0] + (count - 1) * rec[5]) & 0xFFFFFFFF,
+                    rec[1],
+                    rec[2],
+                    0,
+                    rec[4] + count - 1,
+                ]
+                continue
             flags: int = rec[3]
             if flags:
                 if flags & LOST:
@@ -196,6 +257,34 @@ class Rack:
             self.pend = last
             self.pend_now = now
 
+    def _ack_into_run(self, rec: Record, ack: int) -> Record | None:
+        """``ack`` falls inside the packed record ``rec``: the pieces it
+        covers whole leave the record; the record of the last of them is
+        returned (None when none is covered)."""
+        start = rec[0]
+        d = (ack - start) & 0xFFFFFFFF
+        if d >= 0x80000000:
+            return None  # below the record
+        mss = rec[5]
+        count = rec[6]
+        k = d // mss
+        if k >= count:
+            k = count - 1  # the last piece ends at the record's end (its FIN too)
+        if k == 0:
+            return None
+        new_start = (start + k * mss) & 0xFFFFFFFF
+        order = rec[4]
+        done = [(new_start - mss) & 0xFFFFFFFF, new_start, rec[2], 0, order + k - 1]
+        rec[0] = new_start
+        rec[4] = order + k
+        count -= k
+        if count == 1:
+            del rec[5:]  # one piece left: a plain record
+            self.packed -= 1
+        else:
+            rec[6] = count
+        return done
+
     def _fold(self) -> None:
         pend = self.pend
         if pend is not None:
@@ -204,6 +293,7 @@ class Rack:
 
     def on_sacks(self, ranges: list[tuple[int, int]], now: float) -> None:
         """The scoreboard ``ranges`` (absolute, ascending) may cover more records."""
+        self.unpack()
         self._fold()
         if not ranges:
             return
@@ -263,6 +353,7 @@ class Rack:
 
         Arms (or clears) ``deadline`` for the segments not yet old enough.
         """
+        self.unpack()
         self._fold()
         if self.xmit_ts < 0:
             return 0
@@ -294,6 +385,7 @@ class Rack:
 
     def next_lost(self, mss: int) -> tuple[int, int] | None:
         """The first record marked lost: (start, octets at most ``mss``), or None."""
+        self.unpack()
         if self.lost <= 0:
             return None
         for rec in self.records:
@@ -313,6 +405,7 @@ class Rack:
 
     def on_rto(self) -> None:
         """A retransmission timeout: the scoreboard is forgotten; go-back-N resends."""
+        self.unpack()
         for rec in self.records:
             rec[3] = 0
         self.lost = 0

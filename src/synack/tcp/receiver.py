@@ -213,10 +213,9 @@ class TcpReceiver(TcpSender):
             return False
         window = seg.window << self._snd_wscale
         if self._cc.in_recovery or (
-            # A window update goes the full way, but on in-order data that
-            # acknowledges new data (_fast_data_ack moves SND.WND as it would).
-            window != self.snd_wnd
-            and (not seg.payload or seg.ack == self.snd_una or not self.fast_data_ack)
+            # A window update goes the full way, but with an ACK of new data,
+            # on in-order data or none (_fast_data_ack moves SND.WND as it would).
+            window != self.snd_wnd and (seg.ack == self.snd_una or not self.fast_data_ack)
         ):
             return False
         if self._board.ranges:
@@ -266,6 +265,10 @@ class TcpReceiver(TcpSender):
                 or acked > self._sndbuf.length
             ):
                 return False
+            if window != self.snd_wnd:
+                # A pure ACK of new data that also moves the window (the
+                # peer's reader made room: most ACKs of a download).
+                return self._fast_data_ack(seg, ts, window, now)
         # Accepted: the common bookkeeping of the full path.
         seq = seg.seq
         timers = self._timers
@@ -302,7 +305,8 @@ class TcpReceiver(TcpSender):
         self, seg: TcpSegment, ts: tuple[int, int] | None, window: int, now: float
     ) -> bool:
         """:meth:`_fast_path`'s in-order data (checked by it) that acknowledges
-        new data too, when the full path would do nothing else with it: the
+        new data too, or a pure ACK of new data with a new window, when the
+        full path would do nothing else with it: the
         fifth step as a pure ACK's (SND.UNA moves, RTT sample) with the send
         window ``window`` (scaled) as _update_send_window sets it, then the seventh
         as in-order data's, in the full path's order (so its events too).
@@ -348,6 +352,8 @@ class TcpReceiver(TcpSender):
             tso.recent = ts[0]  # RFC 7323 §4.3 (PAWS passed in _fast_path)
             tso.recent_time = now
         payload = seg.payload
+        if not payload:
+            return True  # a pure ACK: no seventh step
         n = len(payload)
         rcvbuf = self._rcvbuf
         rcvbuf.insert(0, payload)

@@ -77,6 +77,15 @@ class TcpSender(TcpBuilder):
             self._snd_up = seq_add(self.snd_una, len(self._sndbuf))
         return n
 
+    def set_send_lowat(self, n: int) -> None:
+        """After a send() cut short, SendSpaceAvailable waits until ``n``
+        octets of the send buffer are free (at most all of it; 1, the
+        default: as soon as any is), as a socket's writer is woken by Linux
+        only once a good part of its buffer is free (sk_stream_min_wspace):
+        a bulk writer then refills the buffer in large writes, not a write
+        and a wake-up per ACK."""
+        self.send_lowat = max(1, min(n, self._sndbuf.capacity))
+
     # ------------------------------------------------------------------
     # Output
 
@@ -316,10 +325,13 @@ class TcpSender(TcpBuilder):
             flags = ACK_PSH_FIN if psh else ACK_FIN
         else:
             flags = ACK_PSH if psh else ACK
-        seg = self._make(seq, flags, self._sndbuf.peek(off, n), now)
+        mss = self._snd_mss
+        # A super-segment (gso) carries a view of the send buffer, not a copy.
+        sndbuf = self._sndbuf
+        payload = sndbuf.view(off, n) if n > mss else sndbuf.peek(off, n)
+        seg = self._make(seq, flags, payload, now)
         (self._out if out is None else out).append(seg)
         resend = seq != snd_max and (seq - snd_max) & 0xFFFFFFFF >= 0x80000000
-        mss = self._snd_mss
         if resend:
             self.stats_counters.retransmissions += 1
         elif not self._ts.ok:
@@ -338,6 +350,10 @@ class TcpSender(TcpBuilder):
         if rack is not None:
             if resend:
                 rack.resent(seq, end, now)
+            elif n > mss and rack.packs:
+                # A super-segment: one packed record standing for a record
+                # per piece, as if sent one by one (rack.sent_run).
+                rack.sent_run(seq, end, now, mss, (n + mss - 1) // mss)
             else:
                 # rack.sent(seq, end, now), inline: once per data segment.
                 records = rack.records
@@ -488,6 +504,7 @@ class TcpSender(TcpBuilder):
         """RFC 8985 §7.3: one segment of new data if the window allows, else the last one again."""
         if self._cc.in_recovery or not rack.records:
             return
+        rack.unpack()  # the last piece's record, not a super-segment's
         mss = self._snd_mss
         una = self.snd_una
         flight = seq_diff(self.snd_max, una)
@@ -677,7 +694,7 @@ class TcpSender(TcpBuilder):
         self._recovery.on_new_ack(ack, acked, (snd_max - ack) & 0xFFFFFFFF, ts_rtt, now)
         self._persist_backoff = 0
         self._timers.rexmit = None if ack == snd_max else now + self._rtt.rto
-        if self._send_blocked and sndbuf.space > 0:
+        if self._send_blocked and sndbuf.space >= self.send_lowat:
             self._send_blocked = False
             self._events.append(ev.SendSpaceAvailable(sndbuf.space))
 

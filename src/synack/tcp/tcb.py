@@ -136,6 +136,7 @@ class Tcb:
         "rcv_nxt",
         "remote",
         "report_states",
+        "send_lowat",
         "snd_max",
         "snd_nxt",
         "snd_una",
@@ -197,6 +198,7 @@ class Tcb:
         self._close_deferred = False  # CLOSE issued in SYN-SENT/SYN-RECEIVED with data
         self._app_closed = False  # close() (not shutdown_write): no more reading
         self._send_blocked = False  # a send() was cut short: report SendSpaceAvailable
+        self.send_lowat = 1  # ... once this much is free (TcpSender.set_send_lowat)
         self._nagle_end = iss  # end of the last short segment sent (Nagle/Minshall)
         self._syn_resent = False
         self._probes_unanswered = 0  # zero-window probes since the peer last spoke
