@@ -81,9 +81,12 @@ def test_cut_frames_are_the_same_from_a_view_or_a_copy(monkeypatch: pytest.Monke
 def test_a_view_only_of_immutable_pieces() -> None:
     buf = SendBuffer(1 << 20)
     block = bytes(range(256)) * 1000
-    buf.append(b"x" * 100)  # small: the shared bytearray tail
+    buf.append(b"x" * 60)  # small, into an empty buffer: kept as it is
+    buf.append(b"y" * 40)  # small, after it: the shared bytearray tail
     buf.append(block)
-    assert type(buf.view(0, 50)) is bytes  # inside the bytearray: copied
+    assert type(buf.view(0, 50)) is memoryview  # inside immutable bytes: a view
+    assert type(buf.view(60, 30)) is bytes  # inside the bytearray: copied
+    assert buf.view(60, 30) == b"y" * 30
     v = buf.view(100 + 7, 5000)
     assert type(v) is memoryview and v.readonly and v == block[7:5007]
     assert type(buf.view(50, 5000)) is bytes  # across pieces: joined
