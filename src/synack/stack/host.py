@@ -284,7 +284,7 @@ class Host:
         """Frames to send; with offload enabled some are :class:`SplitFrame`
         (headers and payload apart, maybe the transport checksum left to the link)."""
         tcp = self.tcp
-        if tcp.has_dirty():
+        if tcp.dirty:  # (the dict, not has_dirty(): several times a frame)
             tcp.flush()
         out, self._out = self._out, []
         return out
@@ -292,13 +292,13 @@ class Host:
     def next_event(self) -> HostEvent | None:
         """The next piece of news for the adapters, oldest first."""
         tcp = self.tcp
-        if tcp.has_dirty():
+        if tcp.dirty:
             tcp.flush()
         return self._events.popleft() if self._events else None
 
     def has_news(self) -> bool:
         """Events or frames are waiting (an adapter then pumps again)."""
-        return bool(self._events or self._out or self.tcp.has_dirty())
+        return bool(self._events or self._out or self.tcp.dirty)
 
     def _emit(self, frame: bytes | SplitFrame, now: float) -> None:
         self._out.append(frame)
@@ -416,7 +416,7 @@ class Host:
                 or f[_RAW_FRAG_AT] & 0x3F
                 or f[_RAW_FRAG_AT + 1]
             ):
-                if gro is not None and gro.held:
+                if gro is not None and gro.run:
                     gro.flush(now)
                 receive(f, now, l4_verified=type(f) is vouched)
                 continue
@@ -433,7 +433,7 @@ class Host:
                 # are not offered (ack_run would parse both to take none).
                 and frames[i + 1][_RAW_TCP_FLAGS_SPAN] == _RAW_ACK_BYTE
             ):
-                if gro.held:
+                if gro.run:
                     gro.flush(now)
                 if n := gro.ack_run(frames, i, now, vouched):
                     skip = i + n
@@ -446,11 +446,11 @@ class Host:
                     proto == _RAW_PROTO_TCP
                     and len(f) > _RAW_PURE_ACK_LEN
                     and f[_RAW_TCP_FLAGS_AT] in _RAW_DATA_FLAGS
-                    and (gro.held or (i < last and frames[i + 1][_RAW_FLOW] == f[_RAW_FLOW]))
+                    and (gro.run or (i < last and frames[i + 1][_RAW_FLOW] == f[_RAW_FLOW]))
                     and gro.offer(f, now, type(f) is vouched)
                 ):
                     continue
-                if gro.held:  # what the run holds goes first, in order
+                if gro.run:  # what the run holds goes first, in order
                     gro.flush(now)
             if proto == _RAW_PROTO_ICMP and f[_RAW_L4_AT] == _RAW_ECHO_REQUEST:
                 if exhausted:
@@ -471,7 +471,7 @@ class Host:
                         self.ipv4.receive(frame, now)
             else:
                 receive(f, now, l4_verified=type(f) is vouched)
-        if gro is not None and gro.held:
+        if gro is not None and gro.run:
             gro.flush(now)
         if dropped or taken:
             counters = self.counters
@@ -483,7 +483,7 @@ class Host:
     def get_timer(self) -> float | None:
         """The earliest deadline of the whole host (a pure query)."""
         tcp = self.tcp
-        if tcp.has_dirty():
+        if tcp.dirty:
             # Segments were fed but not yet processed (frames_to_send or
             # next_event would do it): due now, handle_timer flushes them.
             return tcp.now
@@ -498,7 +498,7 @@ class Host:
 
     def handle_timer(self, now: float) -> None:
         tcp = self.tcp
-        if tcp.has_dirty():
+        if tcp.dirty:
             tcp.flush()
         if now > tcp.now:
             tcp.now = now
