@@ -175,6 +175,7 @@ class Host:
         )
         self.ipv4 = ip = Ipv4(config, self.iface, counters, self._emit, self.rng.randrange(1 << 16))
         ip.emit_frames = self._emit_frames
+        self._arp, self._reassembler = self.iface.arp, ip.reassembler  # (get_timer's)
         ports = EphemeralPorts(self.rng)
         self.udp = Udp(ip, ports, events, counters, config.udp_queue_limit)
         errors = IcmpErrors(config.icmp_errors_per_second, config.icmp_error_burst, counters)
@@ -487,8 +488,10 @@ class Host:
             # Segments were fed but not yet processed (frames_to_send or
             # next_event would do it): due now, handle_timer flushes them.
             return tcp.now
-        deadline = self.iface.get_timer()
-        t = self.ipv4.get_timer()
+        # Interface.get_timer is its ARP table's, Ipv4.get_timer its
+        # reassembler's: asked directly (a pump asks this after every batch).
+        deadline = self._arp.get_timer()
+        t = self._reassembler.get_timer()
         if t is not None and (deadline is None or t < deadline):
             deadline = t
         t = tcp.get_timer()

@@ -289,10 +289,16 @@ class TcpDemux(TimeWaitSide):
     # ---------------------------------------------------------------- timers
     def get_timer(self) -> float | None:
         heap, flows = self._heap, self._flows
-        # Lazy deletion: an entry is live only if it still is its stream's deadline.
-        while heap and not _live(flows.get(heap[0][2]), heap[0]):
+        # Lazy deletion: an entry is live only if it still is its stream's
+        # deadline (_live, inline: asked after every batch).
+        t = None
+        while heap:
+            entry = heap[0]
+            stream = flows.get(entry[2])
+            if stream is not None and stream.timer_seq == entry[1] and stream.deadline == entry[0]:
+                t = entry[0]
+                break
             heapq.heappop(heap)
-        t = heap[0][0] if heap else None
         tw = self.time_wait.next_deadline()
         if tw is not None and (t is None or tw < t):
             t = tw
