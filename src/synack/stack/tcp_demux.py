@@ -216,7 +216,9 @@ class TcpDemux(TimeWaitSide):
             now = self.now
         conn = stream.conn
         notify = False
-        while (event := conn.next_event()) is not None:
+        events = conn.events  # next_event()'s queue, drained here without a call each
+        while events:
+            event = events.popleft()
             if type(event) is tev.DataAvailable:
                 # Readable data (a request): none of the cases below.
                 stream.pending.append(event)
