@@ -348,3 +348,37 @@ def test_a_retransmitted_syn_of_a_half_open_connection_gets_its_own_syn_ack() ->
     assert seq[0] == seq[1]
     assert b.counters["tcp-syncookies-sent"] == 1  # only the stranger's
     assert len(b.tcp.listeners[80].half_open) == 64
+
+
+def test_the_fast_paths_inline_budget_test_drops_what_the_slow_path_drops() -> None:
+    # TcpDemux.receive_at tests a pure SYN's listener budget inline; receive
+    # (the slow path) asks _syn_over_budget. The same SYNs to a flooded
+    # listener, one way on one host and the other way on its twin, past the
+    # shared budget (one loud source, then spoofed ones): the same drops,
+    # counters and answers; a SYN to a port with no listener is not refused early.
+    results = []
+    for fast in (True, False):
+        lan, b, _ = _lan(0, syn_flood_per_second=1000.0, syn_flood_burst=50)
+        rng = random.Random(11)
+        for i in range(64):
+            b.receive_frame(_syn_frame(_spoofed(rng), 1000 + i, i), lan.now)
+        b.drain_frames()
+        loud = _spoofed(rng)
+        frames = [_syn_frame(loud, 2000 + i, i) for i in range(150)]
+        frames += [_syn_frame(_spoofed(rng), 3000, i) for i in range(150)]
+        frames += [_syn_frame(_spoofed(rng), 4000, 1, port=81)]
+        for i, f in enumerate(frames):
+            now = lan.now + i * 1e-5
+            l3 = f[weth.HEADER_LEN :]
+            if fast:
+                src = int.from_bytes(l3[12:16])
+                b.tcp.receive_at(f, wip.ETH_IPV4_HEADER_LEN, len(f), src, int(B), now)
+            else:
+                b.tcp.receive(wip.parse(l3), False, now)
+        b.tcp.flush()
+        out = [bytes(f) for f in b.drain_frames()]
+        results.append((dict(b.counters), out))
+    assert results[0] == results[1]
+    counters = results[0][0]
+    assert counters["tcp-syn-flood-dropped"] >= 200  # past the shared budget (burst 50)
+    assert counters["tcp-syncookies-sent"] > 0  # within it: on to the listener's answer

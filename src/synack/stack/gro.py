@@ -137,7 +137,6 @@ class Coalescer:
         "_ipv4",
         "_mac",
         "_room",
-        "_run",
         "_size",
         "_sport",
         "_src",
@@ -145,6 +144,7 @@ class Coalescer:
         "_tsecr",
         "_tsval",
         "_window",
+        "run",
     )
 
     def __init__(self, ipv4: Ipv4, demux: TcpDemux, counters: Counter[str]) -> None:
@@ -153,7 +153,7 @@ class Coalescer:
         self._counters = counters
         # The run: frames with the span of their payload, and what the next
         # frame must match.
-        self._run: list[tuple[bytes, int, int]] = []
+        self.run: list[tuple[bytes, int, int]] = []  # the held frames (read by Host)
         self._stream: TcpStream | None = None
         self._src = self._sport = self._dport = 0
         self._dst = 0
@@ -170,7 +170,7 @@ class Coalescer:
     @property
     def held(self) -> bool:
         """A run is held (flush before anything else reaches TCP)."""
-        return bool(self._run)
+        return bool(self.run)
 
     def offer(self, f: bytes, now: float, verified: bool) -> bool:
         """Take frame ``f`` (an unfragmented IPv4 packet without options
@@ -178,7 +178,7 @@ class Coalescer:
         ``verified``: the link vouches for its TCP checksum. False: not a
         frame for a run (the held run, if any, has been flushed when ``f``
         was a candidate that could not extend it)."""
-        if self._run and self._tsecr >= 0 and len(f) >= _FRAME_TS_LEN:
+        if self.run and self._tsecr >= 0 and len(f) >= _FRAME_TS_LEN:
             # The common frame: the next of a run with timestamps. Its headers
             # in one unpack, checked against the run's (whose source the
             # full checks below accepted): the same MAC, addresses and
@@ -212,7 +212,7 @@ class Coalescer:
                     (le_residue(f[_L4:end]) * 256 + src + dst + _PROTO_TCP + n) % 0xFFFF
                 ):
                     return False  # the per-frame path counts it (tcp-bad-checksum)
-                self._run.append((f, _TS_END, end))
+                self.run.append((f, _TS_END, end))
                 size = end - _TS_END
                 self._end_seq = (seq + size) & 0xFFFFFFFF
                 self._size += size
@@ -247,7 +247,7 @@ class Coalescer:
         if not verified and (le_residue(f[_L4:end]) * 256 + src + dst + _PROTO_TCP + n) % 0xFFFF:
             return False  # the per-frame path counts it (tcp-bad-checksum)
         size = end - payload_at
-        if self._run:
+        if self.run:
             if (
                 seq == self._end_seq
                 and ack == self._ack
@@ -260,7 +260,7 @@ class Coalescer:
                 and (tsval - self._tsval) & 0xFFFFFFFF < 0x80000000
             ):
                 # (tsecr matches, so both frames have the options or neither.)
-                self._run.append((f, payload_at, end))
+                self.run.append((f, payload_at, end))
                 self._end_seq = (seq + size) & 0xFFFFFFFF
                 self._size += size
                 self._tsval = tsval
@@ -273,7 +273,7 @@ class Coalescer:
         room = stream.conn.coalesce_room(seq, ack, window, None if tsval < 0 else tsval, now)
         if size > room:
             return False
-        self._run.append((f, payload_at, end))
+        self.run.append((f, payload_at, end))
         self._stream = stream
         self._src = src
         self._dst = dst
@@ -365,12 +365,12 @@ class Coalescer:
 
     def flush(self, now: float) -> None:
         """Hand the held run to TCP as one segment (see the module doc)."""
-        run = self._run
+        run = self.run
         if not run:
             return
         stream = self._stream
         assert stream is not None
-        self._run = []
+        self.run = []
         self._stream = None
         first, _, end = run[0]
         src = self._src

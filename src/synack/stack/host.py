@@ -175,6 +175,7 @@ class Host:
         )
         self.ipv4 = ip = Ipv4(config, self.iface, counters, self._emit, self.rng.randrange(1 << 16))
         ip.emit_frames = self._emit_frames
+        self._arp, self._reassembler = self.iface.arp, ip.reassembler  # (get_timer's)
         ports = EphemeralPorts(self.rng)
         self.udp = Udp(ip, ports, events, counters, config.udp_queue_limit)
         errors = IcmpErrors(config.icmp_errors_per_second, config.icmp_error_burst, counters)
@@ -284,7 +285,7 @@ class Host:
         """Frames to send; with offload enabled some are :class:`SplitFrame`
         (headers and payload apart, maybe the transport checksum left to the link)."""
         tcp = self.tcp
-        if tcp.has_dirty():
+        if tcp.dirty:  # (the dict, not has_dirty(): several times a frame)
             tcp.flush()
         out, self._out = self._out, []
         return out
@@ -292,13 +293,13 @@ class Host:
     def next_event(self) -> HostEvent | None:
         """The next piece of news for the adapters, oldest first."""
         tcp = self.tcp
-        if tcp.has_dirty():
+        if tcp.dirty:
             tcp.flush()
         return self._events.popleft() if self._events else None
 
     def has_news(self) -> bool:
         """Events or frames are waiting (an adapter then pumps again)."""
-        return bool(self._events or self._out or self.tcp.has_dirty())
+        return bool(self._events or self._out or self.tcp.dirty)
 
     def _emit(self, frame: bytes | SplitFrame, now: float) -> None:
         self._out.append(frame)
@@ -416,7 +417,7 @@ class Host:
                 or f[_RAW_FRAG_AT] & 0x3F
                 or f[_RAW_FRAG_AT + 1]
             ):
-                if gro is not None and gro.held:
+                if gro is not None and gro.run:
                     gro.flush(now)
                 receive(f, now, l4_verified=type(f) is vouched)
                 continue
@@ -433,7 +434,7 @@ class Host:
                 # are not offered (ack_run would parse both to take none).
                 and frames[i + 1][_RAW_TCP_FLAGS_SPAN] == _RAW_ACK_BYTE
             ):
-                if gro.held:
+                if gro.run:
                     gro.flush(now)
                 if n := gro.ack_run(frames, i, now, vouched):
                     skip = i + n
@@ -446,11 +447,11 @@ class Host:
                     proto == _RAW_PROTO_TCP
                     and len(f) > _RAW_PURE_ACK_LEN
                     and f[_RAW_TCP_FLAGS_AT] in _RAW_DATA_FLAGS
-                    and (gro.held or (i < last and frames[i + 1][_RAW_FLOW] == f[_RAW_FLOW]))
+                    and (gro.run or (i < last and frames[i + 1][_RAW_FLOW] == f[_RAW_FLOW]))
                     and gro.offer(f, now, type(f) is vouched)
                 ):
                     continue
-                if gro.held:  # what the run holds goes first, in order
+                if gro.run:  # what the run holds goes first, in order
                     gro.flush(now)
             if proto == _RAW_PROTO_ICMP and f[_RAW_L4_AT] == _RAW_ECHO_REQUEST:
                 if exhausted:
@@ -471,7 +472,7 @@ class Host:
                         self.ipv4.receive(frame, now)
             else:
                 receive(f, now, l4_verified=type(f) is vouched)
-        if gro is not None and gro.held:
+        if gro is not None and gro.run:
             gro.flush(now)
         if dropped or taken:
             counters = self.counters
@@ -483,12 +484,14 @@ class Host:
     def get_timer(self) -> float | None:
         """The earliest deadline of the whole host (a pure query)."""
         tcp = self.tcp
-        if tcp.has_dirty():
+        if tcp.dirty:
             # Segments were fed but not yet processed (frames_to_send or
             # next_event would do it): due now, handle_timer flushes them.
             return tcp.now
-        deadline = self.iface.get_timer()
-        t = self.ipv4.get_timer()
+        # Interface.get_timer is its ARP table's, Ipv4.get_timer its
+        # reassembler's: asked directly (a pump asks this after every batch).
+        deadline = self._arp.get_timer()
+        t = self._reassembler.get_timer()
         if t is not None and (deadline is None or t < deadline):
             deadline = t
         t = tcp.get_timer()
@@ -498,7 +501,7 @@ class Host:
 
     def handle_timer(self, now: float) -> None:
         tcp = self.tcp
-        if tcp.has_dirty():
+        if tcp.dirty:
             tcp.flush()
         if now > tcp.now:
             tcp.now = now

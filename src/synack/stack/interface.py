@@ -222,7 +222,7 @@ class Interface:
 
     # --------------------------------------------------------------- timers
     def get_timer(self) -> float | None:
-        return self.arp.get_timer()
+        return self.arp.get_timer()  # (Host.get_timer asks arp itself: keep it so)
 
     def handle_timer(self, now: float) -> list[tuple[IPv4Address, int]]:
         """ARP retries and ageing. Returns (address, packets dropped) for each

@@ -440,7 +440,7 @@ class Ipv4:
 
     # --------------------------------------------------------------- timers
     def get_timer(self) -> float | None:
-        return self.reassembler.get_timer()
+        return self.reassembler.get_timer()  # (Host.get_timer asks it itself: keep it so)
 
     def handle_timer(self, now: float) -> None:
         reassembler = self.reassembler

@@ -97,7 +97,6 @@ class TcpDemux(TimeWaitSide):
 
     __slots__ = (
         "_cookies",
-        "_dirty",
         "_events",
         "_flows",
         "_heap",
@@ -108,6 +107,7 @@ class TcpDemux(TimeWaitSide):
         "config",
         "conns",
         "counters",
+        "dirty",
         "fastopen",
         "flood",
         "isn",
@@ -163,7 +163,9 @@ class TcpDemux(TimeWaitSide):
         # (int addresses; read as a mapping by ConnKey), with their own
         # deadline heap (lazy deletion as for streams).
         self.time_wait = TimeWaitTable()
-        self._dirty: dict[TcpStream, None] = {}  # streams fed segments, not yet touched
+        self.dirty: dict[
+            TcpStream, None
+        ] = {}  # streams fed segments, not yet touched (read by Host)
         self.now = 0.0
         self.output = TcpOutput(ip, counters)
         self._output = self.output.send
@@ -188,7 +190,7 @@ class TcpDemux(TimeWaitSide):
 
     # ------------------------------------------------------------ the loop
     def has_dirty(self) -> bool:
-        return bool(self._dirty)
+        return bool(self.dirty)
 
     def touch_later(self, stream: TcpStream, now: float) -> None:
         """Touch ``stream`` at the next flush (Host.tcp_touch_later); the flush's
@@ -196,13 +198,13 @@ class TcpDemux(TimeWaitSide):
         timers in the past)."""
         if now > self.now:
             self.now = now
-        self._dirty[stream] = None
+        self.dirty[stream] = None
 
     def flush(self) -> None:
         """Touch every stream fed segments since the last flush (touching one
         may feed another over loopback: until none is left)."""
-        while self._dirty:
-            dirty, self._dirty = self._dirty, {}
+        while self.dirty:
+            dirty, self.dirty = self.dirty, {}
             for stream in dirty:
                 self.touch(stream, self.now)
 
@@ -214,7 +216,9 @@ class TcpDemux(TimeWaitSide):
             now = self.now
         conn = stream.conn
         notify = False
-        while (event := conn.next_event()) is not None:
+        events = conn.events  # next_event()'s queue, drained here without a call each
+        while events:
+            event = events.popleft()
             if type(event) is tev.DataAvailable:
                 # Readable data (a request): none of the cases below.
                 stream.pending.append(event)
@@ -287,10 +291,16 @@ class TcpDemux(TimeWaitSide):
     # ---------------------------------------------------------------- timers
     def get_timer(self) -> float | None:
         heap, flows = self._heap, self._flows
-        # Lazy deletion: an entry is live only if it still is its stream's deadline.
-        while heap and not _live(flows.get(heap[0][2]), heap[0]):
+        # Lazy deletion: an entry is live only if it still is its stream's
+        # deadline (_live, inline: asked after every batch).
+        t = None
+        while heap:
+            entry = heap[0]
+            stream = flows.get(entry[2])
+            if stream is not None and stream.timer_seq == entry[1] and stream.deadline == entry[0]:
+                t = entry[0]
+                break
             heapq.heappop(heap)
-        t = heap[0][0] if heap else None
         tw = self.time_wait.next_deadline()
         if tw is not None and (t is None or tw < t):
             t = tw
@@ -437,7 +447,12 @@ class TcpDemux(TimeWaitSide):
         if (
             end - start > _FLAGS_AT
             and data[start + _FLAGS_AT] & _EARLY_MASK == _PURE_SYN
-            and self._syn_over_budget(src, int.from_bytes(data[start + 2 : start + 4]), now)
+            # _syn_over_budget inline (a pure SYN is each passive open's first
+            # segment, and its listener is nearly never flooded).
+            and (listener := self.listeners.get(int.from_bytes(data[start + 2 : start + 4])))
+            is not None
+            and len(listener.half_open) >= listener.syn_backlog
+            and self.flood.over_budget(src, now)
         ):
             return
         try:
@@ -454,7 +469,7 @@ class TcpDemux(TimeWaitSide):
                 # What _segment does with a segment of a connection we hold
                 # (not in TIME-WAIT: that one may be reopened by a SYN).
                 stream.conn.receive_segment(seg, now)
-                self._dirty[stream] = None
+                self.dirty[stream] = None
                 return
         self._segment(seg, address_from_int(src), address_from_int(dst), now, flow)
 
@@ -473,7 +488,7 @@ class TcpDemux(TimeWaitSide):
         given to the connection: counted as that many (``tcp-in``)."""
         self.counters["tcp-in"] += segments
         stream.conn.receive_coalesced(seg, segments, now)
-        self._dirty[stream] = None
+        self.dirty[stream] = None
 
     def _segment(
         self,
@@ -509,7 +524,7 @@ class TcpDemux(TimeWaitSide):
                 # Touched (events, output, timer) once per batch of frames, so
                 # a burst of segments is acknowledged by one ACK (RFC 9293
                 # §3.10.7.4 MUST-58/59) and its owner woken once.
-                self._dirty[stream] = None
+                self.dirty[stream] = None
                 return
             # RFC 9293 §3.6.1 (MAY-2): a new SYN beyond the old incarnation's
             # sequence space may reopen a TIME-WAIT 4-tuple; our ISNs grow

@@ -130,6 +130,7 @@ class Tcb:
         "_ts",
         "_wscale_agreed",
         "config",
+        "events",
         "irs",
         "iss",
         "local",
@@ -165,6 +166,9 @@ class Tcb:
         # connection changes state six times).
         self.report_states: object = True
         self._events: deque[ev.Event] = deque()
+        # The same queue, public: a host's loop drains it in next_event's
+        # order without a call per event (stack/tcp_demux.py's touch).
+        self.events = self._events
         self._out: list[TcpSegment] = []  # control segments queued (RST, SYN-ACK resend ...)
         self._passive = False
         self._opened = False
