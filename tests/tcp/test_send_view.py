@@ -81,9 +81,14 @@ def test_cut_frames_are_the_same_from_a_view_or_a_copy(monkeypatch: pytest.Monke
 def test_a_view_only_of_immutable_pieces() -> None:
     buf = SendBuffer(1 << 20)
     block = bytes(range(256)) * 1000
-    buf.append(b"x" * 100)  # small: the shared bytearray tail
+    # A small write into an empty buffer is kept as it is (immutable); a
+    # small one after it starts the shared bytearray tail.
+    buf.append(b"w" * 10)
+    buf.append(bytearray(b"x" * 90))
     buf.append(block)
-    assert type(buf.view(0, 50)) is bytes  # inside the bytearray: copied
+    w = buf.view(2, 5)
+    assert type(w) is memoryview and w.readonly and w == b"w" * 5
+    assert type(buf.view(20, 50)) is bytes  # inside the bytearray: copied
     v = buf.view(100 + 7, 5000)
     assert type(v) is memoryview and v.readonly and v == block[7:5007]
     assert type(buf.view(50, 5000)) is bytes  # across pieces: joined

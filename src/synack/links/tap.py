@@ -221,8 +221,8 @@ class TapDevice:
 
     def write_frames(self, frames: list[bytes | SplitFrame]) -> None:
         """Each frame as :meth:`write` (bytes) or :meth:`write_split` would
-        send it, in one loop: the frames a software-cut segment makes (44 of
-        them per 64,000 octets) leave without three calls each through the
+        send it, in one loop: the frames a software-cut segment makes (45 of
+        them per 65,160 octets) leave without three calls each through the
         link's layers. Refused ones are counted, as there."""
         if self.offload:
             for f in frames:
