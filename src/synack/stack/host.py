@@ -255,7 +255,7 @@ class Host:
         and completes TCP/UDP checksums (a TAP device with offloads), so
         consecutive segments of one flush go out as one and their checksum
         fields hold only the pseudo-header sum.
-        ``gso`` (default: as ``split``): TCP sends up to 64,000 octets of new
+        ``gso`` (default: as ``split``): TCP sends up to 65,455 octets of new
         data as one segment, cut into MSS-sized frames below it (by the link
         with ``tso``, else in software: the same frames as without it).
         """
@@ -314,7 +314,7 @@ class Host:
 
     def _emit_frames(self, frames: list[bytes], now: float) -> None:
         """``frames`` in order, as :meth:`_emit` each (a software-cut
-        segment's: 44 per 64,000 octets), the counter updated once."""
+        segment's: 45 per 65,160 octets), the counter updated once."""
         if self.observers:
             for frame in frames:
                 self._emit(frame, now)

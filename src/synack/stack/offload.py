@@ -15,7 +15,12 @@ from __future__ import annotations
 from synack.tcp.seq import seq_add
 from synack.wire.tcp import TcpFlags, TcpSegment
 
-TSO_MAX_PAYLOAD = 64000  # a coalesced segment stays under IPv4's 65535
+# The largest TCP payload one IPv4 packet carries whatever the TCP options:
+# 65,535 (the total length field's limit, RFC 791) less a 20-octet IPv4 header
+# and the largest TCP header (60 octets, RFC 9293 §3.1's data offset of 15). A
+# gso super-segment is whole MSS pieces of it: 45 of 1448 octets (65,160), as
+# Linux's TSO sends over such a path.
+TSO_MAX_PAYLOAD = 65_535 - 20 - 60
 
 
 class SplitFrame:

@@ -257,6 +257,13 @@ class TcpOutput:
         if total > ip.mtu:
             if not tso:
                 return False
+            if total > _IP_MAX:
+                # No IPv4 packet carries it (RFC 791's 16-bit total length):
+                # the caller handed over more than TSO_MAX_PAYLOAD.
+                raise LocalProtocolError(
+                    f"tcp: a {len(payload)}-octet super-segment exceeds IPv4's {_IP_MAX}"
+                    f"-octet packet with a {len(tcp_header)}-octet header"
+                )
             self.counters["tcp-tso-out"] += 1
         self.counters["tcp-out"] += 1
         head = ip.eth_ip_head(cached[0], total, _FLAG_DF, _PROTO_TCP, src_int, dst_int) + tcp_header
