@@ -285,3 +285,39 @@ def test_random_frames_of_many_connections_agree_batch_by_batch() -> None:
         for outcome in got[:-1]:
             del outcome[0]["tcp-coalesced"]  # type: ignore[index]
     assert [o[0] for o in outcomes[0][:-1]] == [o[0] for o in outcomes[2][:-1]]
+
+
+class _Recorder:
+    """Stands in for a connection: keeps the segments handed to it."""
+
+    def __init__(self, state: State) -> None:
+        self.state = state
+        self.got: list[wtcp.TcpSegment] = []
+
+    def receive_segment(self, seg: wtcp.TcpSegment, now: float) -> None:
+        self.got.append(seg)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    tsval=st.integers(0, (1 << 32) - 1),
+    payload=st.binary(max_size=300),
+    flags=st.sampled_from([0x10, 0x18, 0x11, 0x19, 0x14, 0x30]),
+)
+def test_the_segment_handed_on_is_the_one_parse_at_gives(
+    tsval: int, payload: bytes, flags: int
+) -> None:
+    b, stream, good, _ = _established("rx")
+    recorder = _Recorder(stream.conn.state)
+    stream.conn = recorder  # type: ignore[assignment]
+    data = bytearray(good[:66]) + payload
+    data[16:18] = (len(data) - 14).to_bytes(2, "big")
+    data[47] = flags
+    data[58:62] = tsval.to_bytes(4, "big")
+    _tcp_sum(data)
+    _ip_sum(data)
+    frame = bytes(data)
+    b.receive_frames([frame], 2.0)
+    want = wtcp.parse_at(frame, 34, len(frame), int(A), int(B))
+    assert recorder.got == [want]
+    assert recorder.got[0].options is want.options  # shared, as parse_at shares them

@@ -58,6 +58,16 @@ _LOOPBACK_FIRST = 127
 _TIME_WAIT = State.TIME_WAIT
 _from_bytes = int.from_bytes
 _segment_at = wtcp.segment_at
+_make = wtcp.make_segment
+_FLAGS = wtcp.FLAGS
+_ts_table = wtcp.SHARED_TS_OPTIONS
+_ts_options = wtcp.shared_ts_options
+_unpack_ts = wtcp.TIMESTAMPS.unpack_from
+_TS_ALIGNED = wtcp.TS_ALIGNED
+_TS_HLEN = _TCP_HLEN + 12
+_TS_AT = _L4_AT + _TCP_HLEN
+_TS_KIND_END = _TS_AT + 4
+_TS_PAYLOAD_AT = _TS_AT + 12
 
 __all__ = ["FrameInput"]
 
@@ -135,12 +145,31 @@ class FrameInput:
                 return False
         if not sport or not dport:
             return False  # port 0: the demux counts tcp-bad-port
-        try:
-            seg = _segment_at(
-                data, _L4_AT, end, hlen, sport, dport, seq, ack, flags, window, urgent
+        if hlen == _TS_HLEN and data[_TS_AT:_TS_KIND_END] == _TS_ALIGNED:
+            # NOP NOP TS, the options of nearly every segment of a Linux
+            # connection: segment_at's common case, without the call.
+            ts = _unpack_ts(data, _TS_KIND_END)
+            options = _ts_table.get(ts)
+            if options is None:
+                options = _ts_options(ts)
+            seg = _make(
+                sport,
+                dport,
+                seq,
+                ack,
+                _FLAGS[flags],
+                window,
+                data[_TS_PAYLOAD_AT:end],
+                options,
+                urgent,
             )
-        except MalformedPacket:
-            return False  # a bad option: parse_at refuses and counts it
+        else:
+            try:
+                seg = _segment_at(
+                    data, _L4_AT, end, hlen, sport, dport, seq, ack, flags, window, urgent
+                )
+            except MalformedPacket:
+                return False  # a bad option: parse_at refuses and counts it
         counters = self._counters
         counters["ipv4-in"] += 1
         counters["tcp-in"] += 1

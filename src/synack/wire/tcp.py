@@ -275,6 +275,25 @@ def parse_at(
     )
 
 
+# For stack/rx.py's inline of segment_at's common case: the segment maker,
+# flags by value, the shared timestamp options and their maker.
+make_segment = _make
+FLAGS = _FLAGS
+SHARED_TS_OPTIONS = _ts_options
+TIMESTAMPS = _TS
+TS_ALIGNED = _TS_ALIGNED
+
+
+def shared_ts_options(ts: tuple[int, int]) -> TcpOptions:
+    """The options NOP NOP TS(``ts``) as parse_at shares them (a bounded table)."""
+    shared = _ts_options.get(ts)
+    if shared is None:
+        if len(_ts_options) >= _TS_OPTIONS_MAX:
+            _ts_options.clear()
+        shared = _ts_options[ts] = _make_options(None, None, False, (), ts, (), None)
+    return shared
+
+
 def segment_at(
     data: bytes,
     at: int,
@@ -299,13 +318,7 @@ def segment_at(
     if hlen == MIN_HEADER_LEN:
         options = NO_OPTIONS
     elif hlen == 32 and data[opts_at : opts_at + 4] == _TS_ALIGNED:
-        ts = _TS.unpack_from(data, opts_at + 4)
-        shared = _ts_options.get(ts)
-        if shared is None:
-            if len(_ts_options) >= _TS_OPTIONS_MAX:
-                _ts_options.clear()
-            shared = _ts_options[ts] = _make_options(None, None, False, (), ts, (), None)
-        options = shared
+        options = shared_ts_options(_TS.unpack_from(data, opts_at + 4))
     else:
         options = parse_options(data[opts_at : at + hlen])
     return _make(
