@@ -50,6 +50,7 @@ _FRAGMENT_MASK = 0x3FFF  # more fragments and the offset (DF may be set)
 # A pure SYN goes to the SYN-flood path first (stack/synflood.py), not here.
 _SYN_MASK = int(wtcp.TcpFlags.SYN | wtcp.TcpFlags.ACK | wtcp.TcpFlags.RST | wtcp.TcpFlags.FIN)
 _SYN = int(wtcp.TcpFlags.SYN)
+_FLAGS_AT = _L4_AT + wtcp.FLAGS_AT  # in the frame
 _IP_HLEN = wip.MIN_HEADER_LEN
 _TCP_HLEN = wtcp.MIN_HEADER_LEN
 _PROTO_TCP = wip.PROTO_TCP
@@ -88,8 +89,8 @@ class FrameInput:
         taken: counted and given to TCP. False: nothing was done, the frame
         goes the usual way. ``verify``: its TCP checksum is summed (False: the
         link vouches for it, or the IP layer's ``verify_l4`` is off)."""
-        if len(data) < _MIN_LEN:
-            return False
+        if len(data) < _MIN_LEN or data[_FLAGS_AT] & _SYN_MASK == _SYN:
+            return False  # (a pure SYN: to the SYN-flood path, before the unpack)
         (
             mac,
             ethertype,
@@ -119,7 +120,6 @@ class FrameInput:
             or w0 >> 8 != _VERSION_IHL
             or frag & _FRAGMENT_MASK
             or ttl_proto & 0xFF != _PROTO_TCP
-            or flags & _SYN_MASK == _SYN
             or mac != self._mac
         ):
             return False
