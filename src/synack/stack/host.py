@@ -68,6 +68,7 @@ from synack.stack.ipv4 import Ipv4
 from synack.stack.offload import TSO_MAX_PAYLOAD, SplitFrame
 from synack.stack.ports import EphemeralPorts
 from synack.stack.reassembly import Reassembler
+from synack.stack.rx import FrameInput
 from synack.stack.tcp_demux import TcpDemux
 from synack.stack.udp import Udp
 from synack.tcp.config import TcpConfig
@@ -209,6 +210,8 @@ class Host:
         # test compares it with the frames one by one.
         self.coalesce = True
         self._gro = Coalescer(ip, self.tcp, counters)
+        # The common TCP frame in one pass (stack/rx.py); it declines any other.
+        self._rx = FrameInput(ip, self.tcp, counters)
 
     # ------------------------------------------------------------ properties
     @property
@@ -365,10 +368,11 @@ class Host:
                     self.counters["icmp-echo-ratelimited"] += 1
                     return
             elif proto == _RAW_PROTO_TCP:
-                if data[_RAW_TCP_FLAGS_AT] & _RAW_SYN_MASK == _RAW_SYN and self.tcp.raw_syn(
-                    data, now
-                ):
-                    return  # answered with a cookie or dropped (synack.stack.synflood)
+                if data[_RAW_TCP_FLAGS_AT] & _RAW_SYN_MASK == _RAW_SYN:
+                    if self.tcp.raw_syn(data, now):
+                        return  # answered with a cookie or dropped (synack.stack.synflood)
+                elif self._rx.take(data, now, self.ipv4.verify_l4):
+                    return  # the common frame in one pass (stack/rx.py)
                 # The common frame, TCP to us: straight from the frame's
                 # bytes to the segment (stack/ipv4.py), unless something in
                 # it needs the slow path below.
@@ -395,22 +399,40 @@ class Host:
             for f in frames:
                 self.receive_frame(f, now, l4_verified=type(f) is vouched)
             return
+        single = len(frames) == 1
+        if single:
+            # A frame alone in its read (a keep-alive request, most frames of
+            # a new connection): the common TCP frame in one pass (stack/rx.py)
+            # before the loop's set-up; declined, it goes the loop's way.
+            f = frames[0]
+            if now > self.tcp.now:
+                self.tcp.now = now
+            if self._rx.take(f, now, self.ipv4.verify_l4 and type(f) is not vouched):
+                self.counters["frames-in"] += 1
+                return
         budget = self._echo_budget
         exhausted = budget.exhausted(now)
         receive = self.receive_frame
         raw_syn = self.tcp.raw_syn
         receive_tcp_frame = self.ipv4.receive_tcp_frame
+        take = self._rx.take
+        verify = self.ipv4.verify_l4
         if now > self.tcp.now:
             self.tcp.now = now
         taken = dropped = 0
         # One frame cannot be merged with anything: it goes the per-frame way
         # without being offered (a keep-alive request is often alone in its read).
-        gro = self._gro if self.coalesce and len(frames) > 1 else None
+        gro = self._gro if self.coalesce and not single else None
         last = len(frames) - 1
         skip = 0
         for i, f in enumerate(frames):
             if i < skip:
                 continue  # taken by an ACK run (stack/gro.py)
+            if gro is None and not single and take(f, now, verify and type(f) is not vouched):
+                # The common TCP frame in one pass (stack/rx.py), when there
+                # is no run to offer it to.
+                taken += 1
+                continue
             if (
                 len(f) < _RAW_MIN_LEN
                 or f[_RAW_ETHERTYPE_AT : _RAW_ETHERTYPE_AT + 3] != _RAW_IPV4_NO_OPTIONS
@@ -459,17 +481,23 @@ class Host:
                     continue
                 receive(f, now, l4_verified=type(f) is vouched)
                 exhausted = budget.exhausted(now)  # it may have spent the last token
-            elif proto == _RAW_PROTO_TCP and type(f) is not vouched:
+            elif proto == _RAW_PROTO_TCP:
                 # The SYN-flood path for a pure SYN (synack.stack.synflood),
-                # then the TCP fast path, then the slow one: as receive_frame
-                # takes them, without the call (a keep-alive request: one a turn).
-                taken += 1
-                if not (
-                    f[_RAW_TCP_FLAGS_AT] & _RAW_SYN_MASK == _RAW_SYN and raw_syn(f, now)
-                ) and not receive_tcp_frame(f, now):
-                    frame = self.iface.receive(f, now)
-                    if frame is not None:
-                        self.ipv4.receive(frame, now)
+                # then the one-pass input (stack/rx.py; a vouched frame's
+                # checksum not summed), then the TCP fast path, then the slow
+                # one: as receive_frame takes them, without the call.
+                plain = type(f) is not vouched
+                syn = f[_RAW_TCP_FLAGS_AT] & _RAW_SYN_MASK == _RAW_SYN
+                if not syn and gro is not None and take(f, now, verify and plain):
+                    taken += 1
+                elif plain:
+                    taken += 1
+                    if not (syn and raw_syn(f, now)) and not receive_tcp_frame(f, now):
+                        frame = self.iface.receive(f, now)
+                        if frame is not None:
+                            self.ipv4.receive(frame, now)
+                else:
+                    receive(f, now, l4_verified=True)
             else:
                 receive(f, now, l4_verified=type(f) is vouched)
         if gro is not None and gro.run:

@@ -275,6 +275,57 @@ def parse_at(
     )
 
 
+# For stack/rx.py's inline of segment_at's common case: the segment maker,
+# flags by value, the shared timestamp options and their maker.
+make_segment = _make
+FLAGS = _FLAGS
+SHARED_TS_OPTIONS = _ts_options
+TIMESTAMPS = _TS
+TS_ALIGNED = _TS_ALIGNED
+
+
+def shared_ts_options(ts: tuple[int, int]) -> TcpOptions:
+    """The options NOP NOP TS(``ts``) as parse_at shares them (a bounded table)."""
+    shared = _ts_options.get(ts)
+    if shared is None:
+        if len(_ts_options) >= _TS_OPTIONS_MAX:
+            _ts_options.clear()
+        shared = _ts_options[ts] = _make_options(None, None, False, (), ts, (), None)
+    return shared
+
+
+def segment_at(
+    data: bytes,
+    at: int,
+    end: int,
+    hlen: int,
+    sport: int,
+    dport: int,
+    seq: int,
+    ack: int,
+    flags: int,
+    window: int,
+    urgent: int,
+) -> TcpSegment:
+    """The segment :func:`parse_at` gives for the header at ``data[at:]``
+    whose fixed fields the caller unpacked and checked (data offset ``hlen``
+    within the segment, which ends at ``end``; checksum verified): only its
+    options are read here (MalformedPacket as parse_at raises it). For a
+    host's one-pass frame input (stack/rx.py); parse_at keeps its own copy
+    of these lines (a call less on its path), tests/stack/test_rx.py holds
+    the two equal."""
+    opts_at = at + MIN_HEADER_LEN
+    if hlen == MIN_HEADER_LEN:
+        options = NO_OPTIONS
+    elif hlen == 32 and data[opts_at : opts_at + 4] == _TS_ALIGNED:
+        options = shared_ts_options(_TS.unpack_from(data, opts_at + 4))
+    else:
+        options = parse_options(data[opts_at : at + hlen])
+    return _make(
+        sport, dport, seq, ack, _FLAGS[flags], window, data[at + hlen : end], options, urgent
+    )
+
+
 def build_options(options: TcpOptions) -> bytes:
     """Options in the canonical order, NOP-aligned like Linux, EOL-padded to a multiple of 4."""
     return _options(options)[0]
