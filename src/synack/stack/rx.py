@@ -178,7 +178,7 @@ class FrameInput:
         stream = tcp._flows.get(flow)
         if stream is not None and stream.conn.state is not _TIME_WAIT:
             stream.conn.receive_segment(seg, now)
-            tcp._dirty[stream] = None
+            tcp.dirty[stream] = None
         else:
             tcp._segment(seg, address_from_int(src), address_from_int(dst), now, flow)
         return True
