@@ -261,7 +261,7 @@ def _check_index(h: Host) -> None:
     """The demux's int-keyed index holds exactly the streams of ``conns``, and
     no 4-tuple is in ``conns`` and ``time_wait`` at once (what lets the fast
     path skip the TIME-WAIT lookup)."""
-    flows = h.tcp._flows
+    flows = h.tcp.flows
     assert len(flows) == len(h.tcp.conns)
     for (lip, lport, rip, rport), stream in h.tcp.conns.items():
         assert flows[(int(lip), lport, int(rip), rport)] is stream

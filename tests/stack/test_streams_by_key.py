@@ -17,7 +17,7 @@ B = IPv4Address("10.213.0.2")
 
 def expected(host: Host) -> dict[object, TcpStream]:
     """What the old dict held: every stream the host keeps, by its key, in order."""
-    return {s.key: s for s in host.tcp._flows.values()}
+    return {s.key: s for s in host.tcp.flows.values()}
 
 
 def check(host: Host) -> None:

@@ -81,8 +81,6 @@ class Ipv4:
     __slots__ = (
         "_bcast_int",
         "_eth_ipv4_tail",
-        "_fast_bad_src",
-        "_fast_dst",
         "_icmp_input",
         "_loop_queue",
         "_looping",
@@ -95,6 +93,8 @@ class Ipv4:
         "dest_cache",
         "emit",
         "emit_frames",
+        "fast_bad_src",
+        "fast_dst",
         "gateway",
         "icmp_error",
         "ident",
@@ -118,10 +118,10 @@ class Ipv4:
         self.ip_int = ip_int = int(iface.ip)
         self.network = iface.network
         self._bcast_int = bcast = int(iface.network.broadcast_address)
-        self._fast_dst = -1  # receive_tcp_frame is off until attach() gives it TCP
+        self.fast_dst = -1  # receive_tcp_frame is off until attach() gives it TCP
         # Sources the slow path refuses whatever their first octet (bad
         # source, martian: RFC 1122 §3.2.1.3); 0.0.0.0 is a martian for TCP.
-        self._fast_bad_src = frozenset((0, _LIMITED, bcast, ip_int))
+        self.fast_bad_src = frozenset((0, _LIMITED, bcast, ip_int))
         self.mtu = iface.mtu
         self.gateway = config.gateway
         self.ttl = config.ttl
@@ -182,9 +182,9 @@ class Ipv4:
         # also a broadcast one (a /31 or /32: then the slow path decides).
         attached = self._tcp_raw_input is not _unattached
         if on and attached and ip_int not in (bcast, _LIMITED):
-            self._fast_dst = ip_int
+            self.fast_dst = ip_int
         else:
-            self._fast_dst = -1
+            self.fast_dst = -1
 
     # -------------------------------------------------------------- routing
     def next_hop(self, dst: IPv4Address) -> IPv4Address:
@@ -343,14 +343,14 @@ class Ipv4:
         if data[:6] != self._mac:
             return False
         w0, total, ident, frag, ttl_proto, csum, src, dst = _unpack_words(data, _IP_AT)
-        if dst != self._fast_dst or total < _HLEN or total + _IP_AT > len(data):
+        if dst != self.fast_dst or total < _HLEN or total + _IP_AT > len(data):
             return False
         if (w0 + total + ident + frag + ttl_proto + csum + src + dst) % 0xFFFF:
             return False  # RFC 791 §3.1: the header checksum (see tcp_frame_span)
         if (
             src >> 24 in _MULTICAST_FIRST
             or src >> 24 == _LOOPBACK_FIRST
-            or src in self._fast_bad_src
+            or src in self.fast_bad_src
         ):
             return False
         self.counters["ipv4-in"] += 1
@@ -366,7 +366,7 @@ class Ipv4:
         if data[:6] != self._mac:
             return None
         w0, total, ident, frag, ttl_proto, csum, src, dst = _unpack_words(data, _IP_AT)
-        if dst != self._fast_dst or total < _HLEN or total + _IP_AT > len(data):
+        if dst != self.fast_dst or total < _HLEN or total + _IP_AT > len(data):
             return None
         # RFC 791 §3.1: a correct header sums to ones'-complement -0, i.e. 0
         # modulo 0xFFFF (checksum.py; the version word keeps the sum non-zero).
@@ -375,7 +375,7 @@ class Ipv4:
         if (
             src >> 24 in _MULTICAST_FIRST
             or src >> 24 == _LOOPBACK_FIRST
-            or src in self._fast_bad_src
+            or src in self.fast_bad_src
         ):
             return None
         return src, dst, _IP_AT + total

@@ -124,13 +124,13 @@ class FrameInput:
         ):
             return False
         ip = self._ip
-        if dst != ip._fast_dst or total < _IP_HLEN or total + _IP_AT > len(data):
+        if dst != ip.fast_dst or total < _IP_HLEN or total + _IP_AT > len(data):
             return False
         # RFC 791 §3.1: a correct header sums to ones'-complement -0.
         if (w0 + total + ident + frag + ttl_proto + csum + src + dst) % 0xFFFF:
             return False
         first = src >> 24
-        if first in _MULTICAST_FIRST or first == _LOOPBACK_FIRST or src in ip._fast_bad_src:
+        if first in _MULTICAST_FIRST or first == _LOOPBACK_FIRST or src in ip.fast_bad_src:
             return False
         n = total - _IP_HLEN
         hlen = (off >> 4) << 2
@@ -175,10 +175,10 @@ class FrameInput:
         counters["tcp-in"] += 1
         tcp = self._tcp
         flow = (dst, dport, src, sport)
-        stream = tcp._flows.get(flow)
+        stream = tcp.flows.get(flow)
         if stream is not None and stream.conn.state is not _TIME_WAIT:
             stream.conn.receive_segment(seg, now)
             tcp.dirty[stream] = None
         else:
-            tcp._segment(seg, address_from_int(src), address_from_int(dst), now, flow)
+            tcp.dispatch_segment(seg, address_from_int(src), address_from_int(dst), now, flow)
         return True

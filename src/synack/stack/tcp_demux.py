@@ -98,7 +98,6 @@ class TcpDemux(TimeWaitSide):
     __slots__ = (
         "_cookies",
         "_events",
-        "_flows",
         "_heap",
         "_heap_seq",
         "_ip",
@@ -110,6 +109,7 @@ class TcpDemux(TimeWaitSide):
         "dirty",
         "fastopen",
         "flood",
+        "flows",
         "isn",
         "listeners",
         "name",
@@ -148,14 +148,14 @@ class TcpDemux(TimeWaitSide):
         # 4-tuple is never here and in ``time_wait`` at once (a stream leaves
         # as its record enters, and a stream is added only for a 4-tuple
         # without one). ``conns`` reads the same table by ConnKey.
-        self._flows: dict[tuple[int, int, int, int], TcpStream] = {}
-        self.conns: Mapping[ConnKey, TcpStream] = StreamsByKey(self._flows)
+        self.flows: dict[tuple[int, int, int, int], TcpStream] = {}
+        self.conns: Mapping[ConnKey, TcpStream] = StreamsByKey(self.flows)
         self.listeners: dict[int, TcpListener] = {}
         # The connections' deadlines: (time, number, 4-tuple with int
-        # addresses), live while the stream of that 4-tuple in ``_flows``
+        # addresses), live while the stream of that 4-tuple in ``flows``
         # still has that number and deadline (lazy deletion). Ints only: an
         # entry neither keeps a finished connection alive nor is tracked by
-        # the cycle collector, and a stream that leaves ``_flows`` (for a
+        # the cycle collector, and a stream that leaves ``flows`` (for a
         # TIME-WAIT record, or forgotten) leaves its entries dead.
         self._heap: list[tuple[float, int, tuple[int, int, int, int]]] = []
         self._heap_seq = 0
@@ -266,7 +266,7 @@ class TcpDemux(TimeWaitSide):
         if notify and stream.owner is not None:
             self._events.append(TcpActivity(stream))
         if conn.state is State.TIME_WAIT:
-            if self._flows.get(stream.flow) is stream:
+            if self.flows.get(stream.flow) is stream:
                 self._enter_time_wait(stream, now)
             return
         t = conn.get_timer()
@@ -277,20 +277,20 @@ class TcpDemux(TimeWaitSide):
                 stream.timer_seq = self._heap_seq
                 heap = self._heap
                 heapq.heappush(heap, (t, self._heap_seq, stream.flow))
-                if len(heap) > 2 * len(self._flows) + 256:
+                if len(heap) > 2 * len(self.flows) + 256:
                     # Mostly dead entries (deadlines that moved, long ones of
                     # connections gone): keep the live ones (amortized O(1)).
-                    flows = self._flows
+                    flows = self.flows
                     heap[:] = [e for e in heap if _live(flows.get(e[2]), e)]
                     heapq.heapify(heap)
 
     def _heap_forget(self, stream: TcpStream) -> None:
-        """``stream`` left ``_flows`` for a TIME-WAIT record: no deadline of its own."""
+        """``stream`` left ``flows`` for a TIME-WAIT record: no deadline of its own."""
         stream.deadline = None
 
     # ---------------------------------------------------------------- timers
     def get_timer(self) -> float | None:
-        heap, flows = self._heap, self._flows
+        heap, flows = self._heap, self.flows
         # Lazy deletion: an entry is live only if it still is its stream's
         # deadline (_live, inline: asked after every batch).
         t = None
@@ -309,7 +309,7 @@ class TcpDemux(TimeWaitSide):
     def handle_timer(self, now: float) -> None:
         for tw in self.time_wait.expired(now):
             self._time_wait_over(tw, None, now)
-        heap, flows = self._heap, self._flows
+        heap, flows = self._heap, self.flows
         # Each due connection is handled once per call: one whose next deadline
         # is again <= now (a bug in a timer) waits for the next call, so the
         # adapter's loop still runs (signals, I/O) instead of spinning here.
@@ -396,8 +396,8 @@ class TcpDemux(TimeWaitSide):
         if stream.gone:
             return
         stream.gone = True
-        if self._flows.get(stream.flow) is stream:
-            del self._flows[stream.flow]
+        if self.flows.get(stream.flow) is stream:
+            del self.flows[stream.flow]
         if stream.listener is not None:
             stream.listener.half_open.pop(stream.flow, None)
 
@@ -436,7 +436,7 @@ class TcpDemux(TimeWaitSide):
             count_malformed(self.counters, exc)
             return
         self.counters["tcp-in"] += 1
-        self._segment(seg, pkt.src, pkt.dst, now)
+        self.dispatch_segment(seg, pkt.src, pkt.dst, now)
 
     def receive_at(self, data: bytes, start: int, end: int, src: int, dst: int, now: float) -> None:
         """A segment for us held in ``data[start:end]`` (a whole frame from
@@ -464,20 +464,20 @@ class TcpDemux(TimeWaitSide):
         flow = None
         if seg.src_port and seg.dst_port:
             flow = (dst, seg.dst_port, src, seg.src_port)
-            stream = self._flows.get(flow)
+            stream = self.flows.get(flow)
             if stream is not None and stream.conn.state is not State.TIME_WAIT:
                 # What _segment does with a segment of a connection we hold
                 # (not in TIME-WAIT: that one may be reopened by a SYN).
                 stream.conn.receive_segment(seg, now)
                 self.dirty[stream] = None
                 return
-        self._segment(seg, address_from_int(src), address_from_int(dst), now, flow)
+        self.dispatch_segment(seg, address_from_int(src), address_from_int(dst), now, flow)
 
     def flow(self, dst: int, dst_port: int, src: int, src_port: int) -> TcpStream | None:
         """The connection a segment from ``src``:``src_port`` to ``dst``:``dst_port``
         (addresses as ints) goes to, as :meth:`receive_at` finds it; None when
         it has none or is in TIME-WAIT (a SYN may reopen that one)."""
-        stream = self._flows.get((dst, dst_port, src, src_port))
+        stream = self.flows.get((dst, dst_port, src, src_port))
         if stream is None or stream.conn.state is State.TIME_WAIT:
             return None
         return stream
@@ -490,7 +490,7 @@ class TcpDemux(TimeWaitSide):
         stream.conn.receive_coalesced(seg, segments, now)
         self.dirty[stream] = None
 
-    def _segment(
+    def dispatch_segment(
         self,
         seg: TcpSegment,
         src: IPv4Address,
@@ -512,7 +512,7 @@ class TcpDemux(TimeWaitSide):
             tw = self.time_wait.by_flow.get(flow)
             if tw is not None and self._time_wait_segment(tw, seg, now):
                 return
-        stream = self._flows.get(flow)
+        stream = self.flows.get(flow)
         if stream is not None:
             if not (
                 stream.conn.state is State.TIME_WAIT
@@ -618,7 +618,7 @@ class TcpDemux(TimeWaitSide):
     ) -> TcpStream:
         """A connection the listener made, half-open until its handshake completes."""
         stream = TcpStream(key, conn, listener, self.touch, flow)
-        self._flows[stream.flow] = stream
+        self.flows[stream.flow] = stream
         listener.half_open[stream.flow] = stream
         return stream
 
@@ -727,7 +727,7 @@ class TcpDemux(TimeWaitSide):
         )
         conn.report_states = self.observers  # see TcpConnection.report_states
         stream = TcpStream(key, conn, None, self.touch)
-        self._flows[stream.flow] = stream
+        self.flows[stream.flow] = stream
         conn.connect(now, self.fastopen.offer(stream, now) if fastopen else None)
         self.counters["tcp-active-opens"] += 1
         if not fastopen:

@@ -284,7 +284,7 @@ class TimeWaitSide:
     segment for a record is answered from it, and its end is reported."""
 
     __slots__ = ()
-    _flows: dict[Flow, TcpStream]
+    flows: dict[Flow, TcpStream]
     time_wait: TimeWaitTable
     counters: Counter[str]
     observers: list[Observer]
@@ -312,7 +312,7 @@ class TimeWaitSide:
         if deadline is None or deadline < now:
             deadline = now + linger
         tw = TimeWait(stream, deadline, linger)
-        del self._flows[stream.flow]  # (``conns`` reads this table)
+        del self.flows[stream.flow]  # (``conns`` reads this table)
         self.time_wait.add(tw)
         self.counters["tcp-timewait-records"] += 1
         self._heap_forget(stream)
