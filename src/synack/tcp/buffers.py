@@ -34,20 +34,12 @@ class SendBuffer:
     again (CPython moves the kept octets back to the start of a new
     allocation), so each append of a bulk sender copied the whole buffer:
     py-spy put 13% of an offloaded download on that line. A ``bytes`` piece
-                pieces.append(bytearray(part))
-        elif type(data) is bytes:
-            # Immutable, and only part of it taken (all of it is kept as it is
-            # above): a view of that part, not a copy.
-            pieces.append(memoryview(data)[:n])
-        elif (
-            type(data) is memoryview
-            and type(data.obj) is bytes
-            and data.format == "B"
-            and data.c_contiguous
-        ):
-            # A view of immutable bytes (a file block's rest, see
-            # adapters/native.py): kept as a view too.
-            pieces.append(data[:n])
+    is kept as it is (immutable, so never copied), the part of it taken as a
+    view, as is a part of a view of ``bytes``; anything else is copied once.
+    Pieces under ``_SMALL`` octets go into a shared bytearray tail, so small
+    writes cost no object each and a segment rarely joins pieces; but a small
+    ``bytes`` write into an empty buffer (a keep-alive reply) is kept as it
+    is, the tail starting after it. A
     peek inside one piece is a slice (the piece itself when it is all of it).
     """
 
