@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from ipaddress import IPv4Address
 
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from synack.errors import LocalProtocolError
 from synack.wire import arp, ethernet, icmp, ipv4, tcp, udp
@@ -23,6 +25,30 @@ def test_tcp_roundtrip(seg: tcp.TcpSegment, src: IPv4Address, dst: IPv4Address) 
     assert tcp.parse(raw, src, dst) == seg
     assert tcp.parse(memoryview(raw), src, dst) == seg
     assert len(raw) % 4 == len(seg.payload) % 4
+
+
+@settings(max_examples=300)
+@given(
+    s.tcp_options,
+    # RFC 7413 §4.1.1: a cookie of 4-16 octets, or none at all (a cookie request).
+    st.just(b"") | st.binary(min_size=4, max_size=16),
+)
+def test_a_fast_open_option_survives_every_option_shape(
+    options: tcp.TcpOptions, cookie: bytes
+) -> None:
+    # With timestamps alone besides it, the builder's timestamps-only shortcut
+    # used to leave the cookie out.
+    with_cookie = dataclasses.replace(options, fastopen=cookie)
+    try:
+        raw, total = tcp.build_options_sum(with_cookie)
+    except LocalProtocolError:
+        return  # more than the 40 octets of option space
+    assert tcp.parse_options(raw) == with_cookie
+    padded = raw + bytes(len(raw) % 2)
+    assert (
+        total % 0xFFFF
+        == sum(int.from_bytes(padded[i : i + 2], "big") for i in range(0, len(padded), 2)) % 0xFFFF
+    )
 
 
 @settings(max_examples=300)

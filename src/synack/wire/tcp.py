@@ -349,6 +349,7 @@ def _options(options: TcpOptions) -> tuple[bytes, int]:
         and not options.sack_permitted
         and not options.sack_blocks
         and not options.unknown
+        and options.fastopen is None
     ):
         # Timestamps alone: the options of nearly every data segment, summed
         # from their values.
