@@ -332,14 +332,24 @@ class TcpConnection(TcpReceiver):
             or seg.payload
             or seq != self.rcv_nxt
             or st not in _FIN_STATES
-            or seq_diff(self._rcv_adv, seq) <= 0  # no room: the first step says no
+            # seq_diff(RCV.ADV, seq) <= 0, inline: no room, the first step says no.
+            or (seq - self._rcv_adv) & 0xFFFFFFFF <= 0x80000000
         ):
             return False
-        ts = seg.options.timestamps
-        if not self._ts_plain(ts, now):
+        opts = seg.options
+        ts = opts.timestamps
+        tso = self._ts
+        # _ts_plain, inline: timestamps when agreed, in order (PAWS), else none.
+        if tso.ok:
+            if ts is None or not tso.in_order(ts[0], now):
+                return False
+        elif ts is not None:
             return False
         self._acceptable(now)
-        if not self._check_ack(seg, seq, 1, ts, False, now):
+        # _check_ack's fifth step for a synchronized state (the ACK bit is set).
+        if not self._process_ack(seg.ack, seq, seg.window, 1, ts, now, opts.sack_blocks) or (
+            self._state is State.CLOSED
+        ):
             return True
         if ts is not None:
             self._ts.update_recent(seq, ts[0], now)  # RFC 7323 §4.3
@@ -649,16 +659,16 @@ class TcpConnection(TcpReceiver):
         loss recovery; then the send window is updated.
         """
         snd_una = self.snd_una
-        if seq_gt(ack, self.snd_max):
+        if (self.snd_max - ack) & 0xFFFFFFFF >= 0x80000000:  # seq_gt(ack, SND.MAX), inline
             self._drop("ack-of-unsent")
             self._ack_now = True
             return False
-        if seq_lt(ack, seq_add(snd_una, -self._max_snd_wnd)):
+        if (ack - snd_una + self._max_snd_wnd) & 0xFFFFFFFF >= 0x80000000:  # seq_lt, seq_add
             self._drop("ack-too-old")
             self._challenge_ack(now)
             return False
         window = raw_window << self._snd_wscale
-        acked = seq_diff(ack, snd_una)
+        acked = ((ack - snd_una + 0x80000000) & 0xFFFFFFFF) - 0x80000000  # seq_diff, inline
         rec = self._recovery
         # RFC 6675 §5: "Upon the receipt of any ACK containing SACK
         # information, the scoreboard MUST be updated via the Update ()
@@ -671,12 +681,13 @@ class TcpConnection(TcpReceiver):
             sndbuf = self._sndbuf
             data_acked = acked
             fin_now_acked = False
-            if self._fin_seq is not None and seq_gt(ack, self._fin_seq):
+            fin_seq = self._fin_seq
+            if fin_seq is not None and (fin_seq - ack) & 0xFFFFFFFF >= 0x80000000:  # seq_gt
                 data_acked -= 1
                 fin_now_acked = not self._fin_acked
                 self._fin_acked = True
-            if data_acked > len(sndbuf):
-                data_acked = len(sndbuf)  # a window probe's octet, or defensive
+            if data_acked > sndbuf.length:
+                data_acked = sndbuf.length  # a window probe's octet, or defensive
             self._data_acked(ack, data_acked, acked, self._ts_rtt(ts, now), now)
             if fin_now_acked:
                 self._on_fin_acked(now)
@@ -755,13 +766,14 @@ class TcpConnection(TcpReceiver):
         TIME-WAIT.
         """
         if fin:
-            self._rcv_fin_seq = seq_add(seq, text_len)
-        if self._rcv_fin_seq is None or self._rcv_fin_seq != self.rcv_nxt or self._fin_received:
+            self._rcv_fin_seq = (seq + text_len) & 0xFFFFFFFF  # seq_add, inline
+        rcv_nxt = self.rcv_nxt
+        if self._rcv_fin_seq != rcv_nxt or self._fin_received:  # (None never equals RCV.NXT)
             if fin:
                 self._ack_now = True
             return
         self._fin_received = True
-        self.rcv_nxt = seq_add(self.rcv_nxt, 1)
+        self.rcv_nxt = (rcv_nxt + 1) & 0xFFFFFFFF  # seq_add, inline
         self._ack_now = True
         self._events.append(ev.EndOfStream())
         st = self._state

@@ -702,7 +702,7 @@ class TcpReceiver(TcpSender):
         if (old, cause, new) not in TRANSITION_ROWS:  # is_transition, without the call
             # A bug in this module, never something a peer can cause.
             raise AssertionError(f"no transition {old} --{cause}--> {new}")
-        self._state = new
+        self._state = self.state = new
         self._transitions.append((now, old, new, cause))
         if self.report_states:
             self._events.append(ev.StateChanged.caused_by(old, new, cause, now, self._seg_ref()))

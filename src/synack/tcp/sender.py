@@ -48,6 +48,10 @@ class TcpSender(TcpBuilder):
     #: can go (:meth:`_nothing_to_send`); off: the whole method finds that
     #: out (the tests compare).
     idle_output: ClassVar[bool] = True
+    #: On: :meth:`_output_data` returns at once when only our FIN, already
+    #: sent after all the data, is outstanding; off: it walks its steps to
+    #: find nothing to send (tests/tcp/test_close_fast_paths.py compares).
+    fin_sent_idle: ClassVar[bool] = True
 
     def send(
         self, data: bytes | bytearray | memoryview, now: float, *, urgent: bool = False
@@ -170,13 +174,21 @@ class TcpSender(TcpBuilder):
         buffered = sndbuf.length
         if cc.sack_recovery and cc.in_recovery:
             self._sack_recovery_output(now, out)
-        elif (
-            not rec.rexmit_one
-            and not self._fin_queued
-            and buffered == (self.snd_nxt - self.snd_una) & 0xFFFFFFFF  # seq_dist
-            and self._timers.persist is None
-        ):
-            return  # nothing unsent: the common case of the receiving side
+        elif not rec.rexmit_one and self._timers.persist is None:
+            if not self._fin_queued:
+                if buffered == (self.snd_nxt - self.snd_una) & 0xFFFFFFFF:  # seq_dist
+                    return  # nothing unsent: the common case of the receiving side
+            elif (
+                self.fin_sent_idle
+                and (fin_seq := self._fin_seq) is not None
+                and self.snd_nxt == (fin_seq + 1) & 0xFFFFFFFF
+                and buffered == (fin_seq - self.snd_una) & 0xFFFFFFFF  # seq_dist
+            ):
+                # Our FIN is out after all the data, SND.NXT past it (FIN-WAIT-1,
+                # CLOSING, LAST-ACK waiting for its ACK): the loop below would
+                # find nothing unsent, the FIN step nothing to send and
+                # _arm_persist data in flight.
+                return
         mss = self._snd_mss
         if rec.rexmit_one:
             # Fast retransmit / NewReno partial ACK: resend SND.UNA's segment

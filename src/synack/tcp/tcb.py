@@ -144,6 +144,7 @@ class Tcb:
         "snd_wl1",
         "snd_wl2",
         "snd_wnd",
+        "state",
         "stats_counters",
     )
 
@@ -158,6 +159,10 @@ class Tcb:
         self._lport = local[1]
         self._rport = remote[1]
         self._state = State.CLOSED
+        # The state, read-only to all but _set_state (receiver.py), which
+        # writes both: a plain attribute for the readers outside (the host
+        # asks at every touch), ``_state`` for this package's own code.
+        self.state = State.CLOSED
         # (time, old, new, cause) of each change, made Transition records
         # only when read: a short connection changes state six times.
         self._transitions: list[tuple[float, State, State, Cause]] = []
@@ -252,10 +257,6 @@ class Tcb:
 
     # ------------------------------------------------------------------
     # Read-only views
-
-    @property
-    def state(self) -> State:
-        return self._state
 
     def _seg_ref(self) -> ev.SegmentRef | None:
         """The segment being received, as a state change names its trigger."""
