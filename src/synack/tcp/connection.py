@@ -75,7 +75,21 @@ from synack.tcp.segments import (
     reply_when_listening,
 )
 from synack.tcp.seq import seq_add, seq_diff, seq_gt, seq_le, seq_lt
-from synack.tcp.states import SYNCHRONIZED, Cause, State
+from synack.tcp.states import (
+    CLOSE_WAIT,
+    CLOSED,
+    CLOSING,
+    ESTABLISHED,
+    FIN_WAIT_1,
+    FIN_WAIT_2,
+    LAST_ACK,
+    LISTEN,
+    SYN_RECEIVED,
+    SYN_SENT,
+    SYNCHRONIZED,
+    Cause,
+    State,
+)
 from synack.tcp.stats import TcpStats
 from synack.tcp.tcb import SYN_STATES, TEXT_STATES, Address
 from synack.tcp.timers import Timer
@@ -145,12 +159,13 @@ class TcpConnection(TcpReceiver):
         conn.report_states = report_states
         conn._opened = True
         conn._passive = True
-        conn._set_state(State.LISTEN, Cause.PASSIVE_OPEN, now if listened is None else listened)
+        conn._set_state(LISTEN, Cause.PASSIVE_OPEN, now if listened is None else listened)
         conn.stats_counters.segments_in += 1
         conn._seg_in = syn
         conn._take_syn(syn, now)
-        conn._set_state(State.SYN_RECEIVED, Cause.RCV_SYN, now)
-        conn._fastopen_accept(syn, fastopen, now)
+        conn._set_state(SYN_RECEIVED, Cause.RCV_SYN, now)
+        if fastopen is not None:  # (None: _fastopen_accept would only set _tfo = None)
+            conn._fastopen_accept(syn, fastopen, now)
         conn._seg_in = None
         conn._syn_needed = True
         conn._timers.connect = now + config.connect_timeout
@@ -164,8 +179,8 @@ class TcpConnection(TcpReceiver):
         st = self._state
         if self._fin_queued or self._close_deferred:
             return
-        if st is State.SYN_SENT or st is State.SYN_RECEIVED:
-            if len(self._sndbuf) == 0 and st is State.SYN_SENT:
+        if st is SYN_SENT or st is SYN_RECEIVED:
+            if len(self._sndbuf) == 0 and st is SYN_SENT:
                 # §3.10.4 SYN-SENT: delete the TCB.
                 self._enter_closed(Cause.CLOSE, now)
                 return
@@ -174,13 +189,13 @@ class TcpConnection(TcpReceiver):
             # connect + send + close delivers the data, as BSD sockets do).
             self._close_deferred = True
             return
-        if st is State.ESTABLISHED:
+        if st is ESTABLISHED:
             self._fin_queued = True
-            self._set_state(State.FIN_WAIT_1, Cause.CLOSE, now)
-        elif st is State.CLOSE_WAIT:
+            self._set_state(FIN_WAIT_1, Cause.CLOSE, now)
+        elif st is CLOSE_WAIT:
             self._fin_queued = True
-            self._set_state(State.LAST_ACK, Cause.CLOSE, now)
-        elif st in (State.CLOSED, State.LISTEN):
+            self._set_state(LAST_ACK, Cause.CLOSE, now)
+        elif st in (CLOSED, LISTEN):
             raise LocalProtocolError(f"shutdown_write() on a connection in {st}")
         # FIN-WAIT-*, CLOSING, LAST-ACK, TIME-WAIT: already closing (§3.10.4
         # "error: connection closing"); harmless to repeat.
@@ -192,7 +207,7 @@ class TcpConnection(TcpReceiver):
         answered with RST (RFC 9293 §3.6 SHLD-3).
         """
         st = self._state
-        if st is State.CLOSED or st is State.LISTEN:
+        if st is CLOSED or st is LISTEN:
             return
         if self._rcvbuf.readable and st in _RESET_STATES:
             self._app_closed = True
@@ -305,15 +320,15 @@ class TcpConnection(TcpReceiver):
             self._drop("wrong-ports")
             return
         st = self._state
-        if st is State.CLOSED:
+        if st is CLOSED:
             self._segment_arrives_closed(seg)
-        elif st is State.LISTEN:
+        elif st is LISTEN:
             self._drop("listen")  # §3.10.7.2 is the host's listener (accept_syn)
         elif (st in FAST_STATES and (self._fast_path(seg, now) or self._fin_arrives(seg, now))) or (
-            st is State.SYN_RECEIVED and self._handshake_ack(seg, now)
+            st is SYN_RECEIVED and self._handshake_ack(seg, now)
         ):
             return  # header prediction, a bare FIN, the handshake's last ACK
-        elif st is State.SYN_SENT:
+        elif st is SYN_SENT:
             self._segment_arrives_syn_sent(seg, now)
         else:
             self._segment_arrives_other(seg, now)
@@ -348,7 +363,7 @@ class TcpConnection(TcpReceiver):
         self._acceptable(now)
         # _check_ack's fifth step for a synchronized state (the ACK bit is set).
         if not self._process_ack(seg.ack, seq, seg.window, 1, ts, now, opts.sack_blocks) or (
-            self._state is State.CLOSED
+            self._state is CLOSED
         ):
             return True
         if ts is not None:
@@ -620,12 +635,12 @@ class TcpConnection(TcpReceiver):
             self._drop("no-ack")
             return False
         ack = seg.ack
-        if self._state is not State.SYN_RECEIVED:
+        if self._state is not SYN_RECEIVED:
             if not self._process_ack(
                 ack, seq, seg.window, seg_len, ts, now, seg.options.sack_blocks
             ):
                 return False
-            return self._state is not State.CLOSED
+            return self._state is not CLOSED
         if not (seq_lt(self.snd_una, ack) and seq_le(ack, self.snd_max)):
             self._reset_for(ack, now)
             self._drop("unacceptable-ack")
@@ -691,7 +706,7 @@ class TcpConnection(TcpReceiver):
             self._data_acked(ack, data_acked, acked, self._ts_rtt(ts, now), now)
             if fin_now_acked:
                 self._on_fin_acked(now)
-                if self._state is State.CLOSED:
+                if self._state is CLOSED:
                     return False
         elif self._sack_ok:
             if acked == 0 and seg_len == 0 and seq_diff(self.snd_max, snd_una) > 0:
@@ -777,9 +792,9 @@ class TcpConnection(TcpReceiver):
         self._ack_now = True
         self._events.append(ev.EndOfStream())
         st = self._state
-        if st is State.ESTABLISHED:
-            self._set_state(State.CLOSE_WAIT, Cause.RCV_FIN, now)
-        elif st is State.FIN_WAIT_1:
-            self._set_state(State.CLOSING, Cause.RCV_FIN, now)
-        elif st is State.FIN_WAIT_2:
+        if st is ESTABLISHED:
+            self._set_state(CLOSE_WAIT, Cause.RCV_FIN, now)
+        elif st is FIN_WAIT_1:
+            self._set_state(CLOSING, Cause.RCV_FIN, now)
+        elif st is FIN_WAIT_2:
             self._enter_time_wait(Cause.RCV_FIN, now)

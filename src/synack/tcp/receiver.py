@@ -27,7 +27,18 @@ from synack.tcp.icmp import HARD_ERRORS, IcmpError
 from synack.tcp.segments import F_ACK, F_PSH
 from synack.tcp.sender import TcpSender
 from synack.tcp.seq import SEQ_MASK, seq_add, seq_diff, seq_dist, seq_gt, seq_le, seq_lt
-from synack.tcp.states import TRANSITION_ROWS, Cause, State
+from synack.tcp.states import (
+    CLOSING,
+    ESTABLISHED,
+    FIN_WAIT_1,
+    FIN_WAIT_2,
+    LAST_ACK,
+    SYN_SENT,
+    TIME_WAIT,
+    TRANSITION_ROWS,
+    Cause,
+    State,
+)
 from synack.tcp.tcb import DEFAULT_MSS, OOW_ACK_INTERVAL, SYN_STATES, TEXT_STATES
 from synack.tcp.timestamps import PAWS_IDLE, TS_OPTION_SPACE
 from synack.wire.tcp import FASTOPEN_COOKIE_MAX, FASTOPEN_COOKIE_MIN, MAX_WSCALE, TcpSegment
@@ -411,7 +422,7 @@ class TcpReceiver(TcpSender):
         if window > self._max_snd_wnd:
             self._max_snd_wnd = window
         self.snd_wl1 = seq
-        if self._state is State.SYN_SENT:
+        if self._state is SYN_SENT:
             # What our SYN offered is the window until we say otherwise.
             self._rcv_adv = seq_add(self.rcv_nxt, self._syn_window)
             if self._tfo is not None and syn.flags & F_ACK:
@@ -468,13 +479,13 @@ class TcpReceiver(TcpSender):
     def _on_fin_acked(self, now: float) -> None:
         """Fifth step, FIN-WAIT-1 / CLOSING / LAST-ACK: our FIN is acknowledged."""
         st = self._state
-        if st is State.FIN_WAIT_1:
-            self._set_state(State.FIN_WAIT_2, Cause.RCV_ACK_OF_FIN, now)
+        if st is FIN_WAIT_1:
+            self._set_state(FIN_WAIT_2, Cause.RCV_ACK_OF_FIN, now)
             if self._app_closed:
                 self._timers.close = now + self.config.fin_wait_2_timeout
-        elif st is State.CLOSING:
+        elif st is CLOSING:
             self._enter_time_wait(Cause.RCV_ACK_OF_FIN, now)
-        elif st is State.LAST_ACK:
+        elif st is LAST_ACK:
             self._enter_closed(Cause.RCV_ACK_OF_FIN, now)
         self._timers.rexmit = None
 
@@ -492,7 +503,7 @@ class TcpReceiver(TcpSender):
         timers = self._timers
         timers.rexmit = None
         timers.connect = None
-        self._set_state(State.ESTABLISHED, Cause.RCV_ACK_OF_SYN, now)
+        self._set_state(ESTABLISHED, Cause.RCV_ACK_OF_SYN, now)
         self.snd_wnd = window = raw_window << self._snd_wscale
         if window > self._max_snd_wnd:
             self._max_snd_wnd = window
@@ -675,7 +686,7 @@ class TcpReceiver(TcpSender):
         return True
 
     def _enter_time_wait(self, cause: Cause, now: float) -> None:
-        self._set_state(State.TIME_WAIT, cause, now)
+        self._set_state(TIME_WAIT, cause, now)
         timers = self._timers
         # Nothing of ours is left to retransmit or probe (RACK's loss/TLP timer
         # included): the only deadline is the end of TIME-WAIT.

@@ -29,7 +29,16 @@ from synack.tcp.segments import (
     ACK_PSH_FIN,
 )
 from synack.tcp.seq import seq_add, seq_diff, seq_gt, seq_le, seq_lt
-from synack.tcp.states import SYNCHRONIZED, State
+from synack.tcp.states import (
+    CLOSE_WAIT,
+    CLOSED,
+    ESTABLISHED,
+    LISTEN,
+    SYN_RECEIVED,
+    SYN_SENT,
+    SYNCHRONIZED,
+    State,
+)
 from synack.tcp.tcb import SEND_STATES
 from synack.wire.tcp import TcpSegment
 
@@ -64,13 +73,13 @@ class TcpSender(TcpBuilder):
         MUST-62). It needs a synchronized connection.
         """
         st = self._state
-        if st is State.CLOSED or st is State.LISTEN:
+        if st is CLOSED or st is LISTEN:
             raise LocalProtocolError(f"send() on a connection in {st}")
         if self._fin_queued or self._close_deferred:
             raise LocalProtocolError("send() after shutdown_write()/close(): connection closing")
         if st not in _SEND_OK:
             raise LocalProtocolError(f"send() on a connection in {st}")
-        if urgent and st not in (State.ESTABLISHED, State.CLOSE_WAIT):
+        if urgent and st not in (ESTABLISHED, CLOSE_WAIT):
             raise LocalProtocolError(f"urgent send() needs an established connection, not {st}")
         n = self._sndbuf.append(data)
         if n < len(data):
@@ -109,16 +118,16 @@ class TcpSender(TcpBuilder):
         st = self._state
         if self._syn_needed:
             self._syn_needed = False
-            if st is State.SYN_SENT or st is State.SYN_RECEIVED:
-                out.append(self._make_syn(now, ack=st is State.SYN_RECEIVED))
+            if st is SYN_SENT or st is SYN_RECEIVED:
+                out.append(self._make_syn(now, ack=st is SYN_RECEIVED))
                 if self._timers.rexmit is None:
                     self._timers.rexmit = now + self._rtt.rto
                 self._ack_now = False
         if st in SEND_STATES or (
-            st is State.SYN_RECEIVED and self._tfo is not None and self._tfo.accepted
+            st is SYN_RECEIVED and self._tfo is not None and self._tfo.accepted
         ):  # RFC 7413 §4.2.2: a Fast Open server may send before the handshake completes
             n_before = len(out)
-            if st is State.SYN_RECEIVED:
+            if st is SYN_RECEIVED:
                 self._output_before_established(now, out)
             else:
                 self._output_data(now, out)
@@ -133,7 +142,7 @@ class TcpSender(TcpBuilder):
             self._arm_pto(rack, now)
         if self._ack_now:
             self._ack_now = False
-            if st in SYNCHRONIZED or st is State.SYN_RECEIVED:
+            if st in SYNCHRONIZED or st is SYN_RECEIVED:
                 # <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>, where the RFC's
                 # SND.NXT is our SND.MAX: after a timeout rewinds SND.NXT
                 # (go-back-N) an ACK with the rewound number would look old
@@ -164,7 +173,7 @@ class TcpSender(TcpBuilder):
             and self._timers.persist is None
             and not self._recovery.rexmit_one
             and not (cc.sack_recovery and cc.in_recovery)
-            and self._state is not State.SYN_RECEIVED
+            and self._state is not SYN_RECEIVED
         )
 
     def _output_data(self, now: float, out: list[TcpSegment]) -> None:

@@ -37,7 +37,12 @@ from synack.tcp.recovery import LossRecovery
 from synack.tcp.rto import RttEstimator
 from synack.tcp.sack import SackScoreboard
 from synack.tcp.seq import SEQ_MASK, seq_add, seq_diff
-from synack.tcp.states import Cause, State, Transition
+from synack.tcp.states import (
+    CLOSED,
+    Cause,
+    State,
+    Transition,
+)
 from synack.tcp.stats import TcpStats
 from synack.tcp.timers import Timers
 from synack.tcp.timestamps import Timestamps
@@ -158,11 +163,11 @@ class Tcb:
         self.config = config
         self._lport = local[1]
         self._rport = remote[1]
-        self._state = State.CLOSED
+        self._state = CLOSED
         # The state, read-only to all but _set_state (receiver.py), which
         # writes both: a plain attribute for the readers outside (the host
         # asks at every touch), ``_state`` for this package's own code.
-        self.state = State.CLOSED
+        self.state = CLOSED
         # (time, old, new, cause) of each change, made Transition records
         # only when read: a short connection changes state six times.
         self._transitions: list[tuple[float, State, State, Cause]] = []
