@@ -76,6 +76,7 @@ from synack.tcp.segments import (
 )
 from synack.tcp.seq import seq_add, seq_diff, seq_gt, seq_le, seq_lt
 from synack.tcp.states import (
+    CLOSE,
     CLOSE_WAIT,
     CLOSED,
     CLOSING,
@@ -84,6 +85,9 @@ from synack.tcp.states import (
     FIN_WAIT_2,
     LAST_ACK,
     LISTEN,
+    PASSIVE_OPEN,
+    RCV_FIN,
+    RCV_SYN,
     SYN_RECEIVED,
     SYN_SENT,
     SYNCHRONIZED,
@@ -159,13 +163,12 @@ class TcpConnection(TcpReceiver):
         conn.report_states = report_states
         conn._opened = True
         conn._passive = True
-        conn._set_state(LISTEN, Cause.PASSIVE_OPEN, now if listened is None else listened)
+        conn._set_state(LISTEN, PASSIVE_OPEN, now if listened is None else listened)
         conn.stats_counters.segments_in += 1
         conn._seg_in = syn
         conn._take_syn(syn, now)
-        conn._set_state(SYN_RECEIVED, Cause.RCV_SYN, now)
-        if fastopen is not None:  # (None: _fastopen_accept would only set _tfo = None)
-            conn._fastopen_accept(syn, fastopen, now)
+        conn._set_state(SYN_RECEIVED, RCV_SYN, now)
+        conn._fastopen_accept(syn, fastopen, now)
         conn._seg_in = None
         conn._syn_needed = True
         conn._timers.connect = now + config.connect_timeout
@@ -191,10 +194,10 @@ class TcpConnection(TcpReceiver):
             return
         if st is ESTABLISHED:
             self._fin_queued = True
-            self._set_state(FIN_WAIT_1, Cause.CLOSE, now)
+            self._set_state(FIN_WAIT_1, CLOSE, now)
         elif st is CLOSE_WAIT:
             self._fin_queued = True
-            self._set_state(LAST_ACK, Cause.CLOSE, now)
+            self._set_state(LAST_ACK, CLOSE, now)
         elif st in (CLOSED, LISTEN):
             raise LocalProtocolError(f"shutdown_write() on a connection in {st}")
         # FIN-WAIT-*, CLOSING, LAST-ACK, TIME-WAIT: already closing (§3.10.4
@@ -355,10 +358,7 @@ class TcpConnection(TcpReceiver):
         ts = opts.timestamps
         tso = self._ts
         # _ts_plain, inline: timestamps when agreed, in order (PAWS), else none.
-        if tso.ok:
-            if ts is None or not tso.in_order(ts[0], now):
-                return False
-        elif ts is not None:
+        if (ts is None or not tso.in_order(ts[0], now)) if tso.ok else ts is not None:
             return False
         self._acceptable(now)
         # _check_ack's fifth step for a synchronized state (the ACK bit is set).
@@ -793,8 +793,8 @@ class TcpConnection(TcpReceiver):
         self._events.append(ev.EndOfStream())
         st = self._state
         if st is ESTABLISHED:
-            self._set_state(CLOSE_WAIT, Cause.RCV_FIN, now)
+            self._set_state(CLOSE_WAIT, RCV_FIN, now)
         elif st is FIN_WAIT_1:
-            self._set_state(CLOSING, Cause.RCV_FIN, now)
+            self._set_state(CLOSING, RCV_FIN, now)
         elif st is FIN_WAIT_2:
-            self._enter_time_wait(Cause.RCV_FIN, now)
+            self._enter_time_wait(RCV_FIN, now)

@@ -33,6 +33,8 @@ from synack.tcp.states import (
     FIN_WAIT_1,
     FIN_WAIT_2,
     LAST_ACK,
+    RCV_ACK_OF_FIN,
+    RCV_ACK_OF_SYN,
     SYN_SENT,
     TIME_WAIT,
     TRANSITION_ROWS,
@@ -480,13 +482,13 @@ class TcpReceiver(TcpSender):
         """Fifth step, FIN-WAIT-1 / CLOSING / LAST-ACK: our FIN is acknowledged."""
         st = self._state
         if st is FIN_WAIT_1:
-            self._set_state(FIN_WAIT_2, Cause.RCV_ACK_OF_FIN, now)
+            self._set_state(FIN_WAIT_2, RCV_ACK_OF_FIN, now)
             if self._app_closed:
                 self._timers.close = now + self.config.fin_wait_2_timeout
         elif st is CLOSING:
-            self._enter_time_wait(Cause.RCV_ACK_OF_FIN, now)
+            self._enter_time_wait(RCV_ACK_OF_FIN, now)
         elif st is LAST_ACK:
-            self._enter_closed(Cause.RCV_ACK_OF_FIN, now)
+            self._enter_closed(RCV_ACK_OF_FIN, now)
         self._timers.rexmit = None
 
     def _syn_acked(
@@ -503,7 +505,7 @@ class TcpReceiver(TcpSender):
         timers = self._timers
         timers.rexmit = None
         timers.connect = None
-        self._set_state(ESTABLISHED, Cause.RCV_ACK_OF_SYN, now)
+        self._set_state(ESTABLISHED, RCV_ACK_OF_SYN, now)
         self.snd_wnd = window = raw_window << self._snd_wscale
         if window > self._max_snd_wnd:
             self._max_snd_wnd = window

@@ -83,6 +83,15 @@ class Cause(enum.Enum):
         return self.value
 
 
+# The causes of a short connection's transitions, the same way (State's above).
+PASSIVE_OPEN = Cause.PASSIVE_OPEN
+RCV_SYN = Cause.RCV_SYN
+RCV_ACK_OF_SYN = Cause.RCV_ACK_OF_SYN
+CLOSE = Cause.CLOSE
+RCV_ACK_OF_FIN = Cause.RCV_ACK_OF_FIN
+RCV_FIN = Cause.RCV_FIN
+
+
 S = State
 C = Cause
 
