@@ -357,7 +357,7 @@ class TcpConnection(TcpReceiver):
         opts = seg.options
         ts = opts.timestamps
         tso = self._ts
-        # _ts_plain, inline: timestamps when agreed, in order (PAWS), else none.
+        # _tsval_plain, inline: timestamps when agreed, in order (PAWS), else none.
         if (ts is None or not tso.in_order(ts[0], now)) if tso.ok else ts is not None:
             return False
         self._acceptable(now)

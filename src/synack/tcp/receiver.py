@@ -542,7 +542,9 @@ class TcpReceiver(TcpSender):
         ):
             return False  # the full path answers it with a RST
         ts = seg.options.timestamps
-        if not self._ts_plain(ts, now):
+        tso = self._ts
+        # _tsval_plain, inline: timestamps when agreed, in order (PAWS), else none.
+        if (ts is None or not tso.in_order(ts[0], now)) if tso.ok else ts is not None:
             return False
         self._acceptable(now)  # first step: a zero-length segment at RCV.NXT
         seq = seg.seq
@@ -551,14 +553,11 @@ class TcpReceiver(TcpSender):
             self._ts.update_recent(seq, ts[0], now)  # RFC 7323 §4.3
         return True
 
-    def _ts_plain(self, ts: tuple[int, int] | None, now: float) -> bool:
-        """A segment's timestamps leave nothing for the full path to decide:
-        present when agreed and PAWS (RFC 7323 §5.3) has nothing to say (as
-        _fast_path tests it), absent when not agreed."""
-        return self._tsval_plain(None if ts is None else ts[0], now)
-
     def _tsval_plain(self, tsval: int | None, now: float) -> bool:
-        """:meth:`_ts_plain` for a TSval alone (None: no timestamp option)."""
+        """A segment's TSval (None: no timestamp option) leaves nothing for
+        the full path to decide: present when agreed and PAWS (RFC 7323 §5.3)
+        has nothing to say (as _fast_path tests it), absent when not agreed.
+        The handshake ACK's and the FIN's fast paths test the same inline."""
         tso = self._ts
         if not tso.ok:
             return tsval is None

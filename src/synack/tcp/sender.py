@@ -297,20 +297,23 @@ class TcpSender(TcpBuilder):
         if (
             self._fin_queued
             and not self._fin_acked
-            and seq_diff(self.snd_nxt, self.snd_una) == len(sndbuf)
+            # seq_diff(SND.NXT, SND.UNA) == len(sndbuf), inline.
+            and ((self.snd_nxt - self.snd_una + 0x80000000) & 0xFFFFFFFF) - 0x80000000
+            == sndbuf.length
             and (self._fin_seq is None or self.snd_nxt == self._fin_seq)
         ):
             fin_seq = self.snd_nxt
             out.append(self._make(fin_seq, ACK_FIN, b"", now))
+            end = (fin_seq + 1) & 0xFFFFFFFF  # seq_add, inline
             if self._rack is not None and fin_seq == self.snd_max:
-                self._rack.sent(fin_seq, seq_add(fin_seq, 1), now)
+                self._rack.sent(fin_seq, end, now)
             if self._fin_seq is None:
                 self._fin_seq = fin_seq
             else:
                 self.stats_counters.retransmissions += 1
-            self.snd_nxt = seq_add(fin_seq, 1)
-            if seq_gt(self.snd_nxt, self.snd_max):
-                self.snd_max = self.snd_nxt
+            self.snd_nxt = end
+            if (self.snd_max - end) & 0xFFFFFFFF >= 0x80000000:  # seq_gt(SND.NXT, SND.MAX)
+                self.snd_max = end
             if self._timers.rexmit is None:
                 self._timers.rexmit = now + self._rtt.rto
         timers = self._timers
@@ -478,7 +481,8 @@ class TcpSender(TcpBuilder):
     def _pto_deadline(self, rack: Rack) -> float | None:
         """RFC 8985 §7.2: when the loss probe is due (from the last send or ACK), if at all."""
         srtt = self._rtt.srtt
-        flight = seq_diff(self.snd_max, self.snd_una)
+        # seq_diff(SND.MAX, SND.UNA), inline (after every send).
+        flight = ((self.snd_max - self.snd_una + 0x80000000) & 0xFFFFFFFF) - 0x80000000
         if (
             srtt is None
             or flight <= 0
@@ -501,8 +505,11 @@ class TcpSender(TcpBuilder):
 
     def _arm_pto(self, rack: Rack, now: float) -> None:
         """Arm the loss probe (RFC 8985 §7.2) when no loss-detection timer runs."""
-        rack.pto_at = self._pto_deadline(rack)
-        self._set_loss_timer()
+        rack.pto_at = b = self._pto_deadline(rack)
+        # _set_loss_timer, inline (after every send): the earlier of the
+        # reordering timer and the probe's.
+        a = rack.deadline
+        self._timers.loss = a if b is None else b if a is None or b < a else a
 
     def _on_loss_timer(self, now: float) -> None:
         """The RACK reordering timer or the TLP probe timeout fired (RFC 8985 §6.3, §7.3)."""
