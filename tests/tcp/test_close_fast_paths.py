@@ -4,6 +4,8 @@ segments out, the same events, the same TCB afterwards, on the same input.
 - ``TcpSender.fin_sent_idle``: :meth:`TcpSender._output_data` returns at once
   when only our FIN, already sent after all the data, is outstanding
   (FIN-WAIT-1, CLOSING, LAST-ACK waiting for its ACK).
+- ``synack.tcp.states``' module constants, which those paths read, are the
+  enum's members.
 - ``TcpConnection._fin_arrives`` (the peer's bare FIN) refuses, untouched, a
   FIN whose timestamps the full path must judge (tests/tcp/
   test_handshake_fast_path.py compares the FINs it takes with the full path).
@@ -22,11 +24,12 @@ from typing import Any
 
 import pytest
 
+from synack.tcp import states
 from synack.tcp.config import TcpConfig
 from synack.tcp.connection import TcpConnection
 from synack.tcp.pair import TcpPair
 from synack.tcp.sender import TcpSender
-from synack.tcp.states import State
+from synack.tcp.states import Cause, State
 from synack.wire.tcp import TcpSegment
 from tests.tcp.test_fast_data_ack import _snapshot
 from tests.tcp.test_handshake_fast_path import _fin_to_server
@@ -162,3 +165,13 @@ def test_fins_with_timestamps_to_decide_go_the_full_way(
     assert _snapshot(p.b) == before
     assert p.b._fin_arrives(fin, p.now)  # the FIN as sent is taken
     assert p.b.state is State.TIME_WAIT
+
+
+def test_the_state_and_cause_constants_are_the_members() -> None:
+    """The module constants the per-segment paths read in place of
+    ``State.X`` / ``Cause.X`` (synack.tcp.states): one for every state, each
+    the member of its own name, and those of the causes likewise."""
+    for member in State:
+        assert getattr(states, member.name) is member
+    for name in ("PASSIVE_OPEN", "RCV_SYN", "RCV_ACK_OF_SYN", "CLOSE", "RCV_ACK_OF_FIN", "RCV_FIN"):
+        assert getattr(states, name) is Cause[name]

@@ -6,6 +6,11 @@ and records it; the trace and the state diagram are drawn from the records and
 from this table (house style item 4). A change that is not a row here is a bug
 in the connection, not something a peer can cause.
 
+The states, and the causes a short connection's changes give, are also module
+constants (``ESTABLISHED is State.ESTABLISHED``): the per-segment paths read
+those, as CPython 3.11 reads ``State.X`` through the enum metaclass's slow
+attribute hook.
+
 Layer: tcp. Imports synack.wire._fast (a frozen dataclass's fast ``__init__``).
 """
 
