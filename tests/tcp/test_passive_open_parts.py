@@ -91,6 +91,16 @@ def test_syn_taken_and_syn_ack_made_as_the_formulas_say(cfg: TcpConfig) -> None:
         assert conn._rcv_adv == seq_add(conn.rcv_nxt, win)
         assert conn.snd_nxt == conn.snd_max == seq_add(iss, 1)
         assert out.options.wscale == (cfg.rcv_wscale if agreed else None)
+        # Every option as the keyword constructor makes it (the SYN,ACK's are
+        # filled positionally): what the peer offered, TSval = offset + ms
+        # (RFC 7323 §5.4, the ISS is the offset) and TSecr = its TSval.
+        assert type(out.options) is TcpOptions and out.options == TcpOptions(
+            mss=cfg.mss,
+            wscale=cfg.rcv_wscale if agreed else None,
+            sack_permitted=cfg.sack,
+            timestamps=(seq_add(iss, 5000), 77) if ts_ok else None,
+        )
+        assert type(out) is TcpSegment and (out.payload, out.urgent) == (b"", 0)
         # Asked again (a duplicate SYN): the same numbers, nothing moves.
         conn._syn_needed = True
         (again,) = conn.segments_to_send(5.1)

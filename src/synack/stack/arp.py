@@ -32,6 +32,11 @@ class NeighbourState(enum.Enum):
     STALE = "stale"  # older; usable, re-probed on use
 
 
+# For get_timer (asked after every batch): NeighbourState.X is read through the
+# enum metaclass's slow attribute hook on CPython 3.11 (synack.tcp.states).
+_INCOMPLETE = NeighbourState.INCOMPLETE
+
+
 @dataclass(frozen=True, slots=True)
 class ArpPolicy:
     """Which ARP information is refused (spoofing defence).
@@ -240,7 +245,7 @@ class ArpCache:
         deadline: float | None = None
         for n in self.entries.values():
             t = n.retry_at
-            if t is None and n.state is not NeighbourState.INCOMPLETE:
+            if t is None and n.state is not _INCOMPLETE:
                 # Ageing: a STALE entry expires gc_time after its confirmation.
                 t = n.confirmed + self.timings.gc_time
             if t is not None and (deadline is None or t < deadline):

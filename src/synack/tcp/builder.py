@@ -38,6 +38,9 @@ __all__ = ["TcpBuilder"]
 # TcpSegment filled positionally (ports, seq, ack, flags, window, payload,
 # options, urgent): a segment per segment sent.
 _segment = slot_maker(TcpSegment)
+# TcpOptions filled positionally (mss, wscale, sack_permitted, sack_blocks,
+# timestamps, unknown, fastopen): a SYN-ACK's per connection.
+_options = slot_maker(TcpOptions)
 
 
 class TcpBuilder(Tcb):
@@ -140,11 +143,15 @@ class TcpBuilder(Tcb):
             self._rcv_adv = (self.rcv_nxt + window) & SEQ_MASK  # seq_add, inline
             # Offer options only if the peer offered them (RFC 7323 §2.2,
             # §3.2; RFC 2018 §2).
-            opts = TcpOptions(
-                mss=cfg.mss,
-                wscale=self._rcv_wscale if self._wscale_agreed else None,
-                sack_permitted=self._sack_ok,
-                timestamps=(ts.tsval(now), ts.recent) if ts.ok else None,
+            opts = _options(
+                cfg.mss,
+                self._rcv_wscale if self._wscale_agreed else None,
+                self._sack_ok,
+                (),
+                # ts.tsval(now), inline (seq_add(offset, ms)).
+                ((ts.offset + int(now * 1000)) & SEQ_MASK, ts.recent) if ts.ok else None,
+                (),
+                None,
             )
             flags = SYN_ACK
             ackno = self.rcv_nxt
@@ -177,4 +184,4 @@ class TcpBuilder(Tcb):
         if ((self.snd_max - end) & SEQ_MASK) >= 0x80000000 or self.snd_max == self.iss:
             self.snd_max = end
         self._recovery.time_syn(end, now)
-        return TcpSegment(self._lport, self._rport, self.iss, ackno, flags, window, payload, opts)
+        return _segment(self._lport, self._rport, self.iss, ackno, flags, window, payload, opts, 0)

@@ -30,6 +30,13 @@ class AckAction(enum.Enum):
     RETRANSMIT = 1
 
 
+# As module constants (every ACK of new data returns one): on CPython 3.11
+# ``AckAction.X`` is read through the enum metaclass's slow attribute hook
+# (synack.tcp.states says more).
+_NONE = AckAction.NONE
+_RETRANSMIT = AckAction.RETRANSMIT
+
+
 def initial_window(smss: int, choice: str = "rfc3390") -> int:
     """The initial window: RFC 5681 §3.1 equation (1) (RFC 3390), or RFC 6928's 10 segments."""
     if choice == "rfc6928":
@@ -102,19 +109,19 @@ class NewReno:
                 if seq_ge(ack, self.recover):
                     self.in_recovery = self.sack_recovery = False
                     self.cwnd = self.ssthresh  # RFC 6937 §3: PRR ends at ssthresh
-                return AckAction.NONE
+                return _NONE
             if seq_ge(ack, self.recover):
                 # RFC 6582 §3.2 step 3, full ACK: deflate, option (2).
                 self.cwnd = min(self.ssthresh, max(flight_after, mss) + mss)
                 self.in_recovery = False
-                return AckAction.NONE
+                return _NONE
             # Partial ACK: retransmit the next hole, deflate by the amount
             # acknowledged and add back one SMSS if that was at least SMSS.
             self.cwnd = max(self.cwnd - acked, 0)
             if acked >= mss:
                 self.cwnd += mss
             self.cwnd = max(self.cwnd, mss)
-            return AckAction.RETRANSMIT
+            return _RETRANSMIT
         if self.cwnd < self.ssthresh:
             # RFC 5681 §3.1 equation (2): slow start, at most SMSS per ACK
             # (divided during HyStart++'s CSS).
@@ -128,7 +135,7 @@ class NewReno:
             if self._ca_acc >= self.cwnd:
                 self._ca_acc -= self.cwnd
                 self.cwnd += mss
-        return AckAction.NONE
+        return _NONE
 
     def on_dupack(self, ack: int, flight: int, snd_max: int) -> AckAction:
         """A duplicate ACK in the sense of RFC 5681 §2 arrived."""

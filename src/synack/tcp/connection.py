@@ -75,7 +75,25 @@ from synack.tcp.segments import (
     reply_when_listening,
 )
 from synack.tcp.seq import seq_add, seq_diff, seq_gt, seq_le, seq_lt
-from synack.tcp.states import SYNCHRONIZED, Cause, State
+from synack.tcp.states import (
+    CLOSE,
+    CLOSE_WAIT,
+    CLOSED,
+    CLOSING,
+    ESTABLISHED,
+    FIN_WAIT_1,
+    FIN_WAIT_2,
+    LAST_ACK,
+    LISTEN,
+    PASSIVE_OPEN,
+    RCV_FIN,
+    RCV_SYN,
+    SYN_RECEIVED,
+    SYN_SENT,
+    SYNCHRONIZED,
+    Cause,
+    State,
+)
 from synack.tcp.stats import TcpStats
 from synack.tcp.tcb import SYN_STATES, TEXT_STATES, Address
 from synack.tcp.timers import Timer
@@ -145,11 +163,11 @@ class TcpConnection(TcpReceiver):
         conn.report_states = report_states
         conn._opened = True
         conn._passive = True
-        conn._set_state(State.LISTEN, Cause.PASSIVE_OPEN, now if listened is None else listened)
+        conn._set_state(LISTEN, PASSIVE_OPEN, now if listened is None else listened)
         conn.stats_counters.segments_in += 1
         conn._seg_in = syn
         conn._take_syn(syn, now)
-        conn._set_state(State.SYN_RECEIVED, Cause.RCV_SYN, now)
+        conn._set_state(SYN_RECEIVED, RCV_SYN, now)
         conn._fastopen_accept(syn, fastopen, now)
         conn._seg_in = None
         conn._syn_needed = True
@@ -164,8 +182,8 @@ class TcpConnection(TcpReceiver):
         st = self._state
         if self._fin_queued or self._close_deferred:
             return
-        if st is State.SYN_SENT or st is State.SYN_RECEIVED:
-            if len(self._sndbuf) == 0 and st is State.SYN_SENT:
+        if st is SYN_SENT or st is SYN_RECEIVED:
+            if len(self._sndbuf) == 0 and st is SYN_SENT:
                 # §3.10.4 SYN-SENT: delete the TCB.
                 self._enter_closed(Cause.CLOSE, now)
                 return
@@ -174,13 +192,13 @@ class TcpConnection(TcpReceiver):
             # connect + send + close delivers the data, as BSD sockets do).
             self._close_deferred = True
             return
-        if st is State.ESTABLISHED:
+        if st is ESTABLISHED:
             self._fin_queued = True
-            self._set_state(State.FIN_WAIT_1, Cause.CLOSE, now)
-        elif st is State.CLOSE_WAIT:
+            self._set_state(FIN_WAIT_1, CLOSE, now)
+        elif st is CLOSE_WAIT:
             self._fin_queued = True
-            self._set_state(State.LAST_ACK, Cause.CLOSE, now)
-        elif st in (State.CLOSED, State.LISTEN):
+            self._set_state(LAST_ACK, CLOSE, now)
+        elif st in (CLOSED, LISTEN):
             raise LocalProtocolError(f"shutdown_write() on a connection in {st}")
         # FIN-WAIT-*, CLOSING, LAST-ACK, TIME-WAIT: already closing (§3.10.4
         # "error: connection closing"); harmless to repeat.
@@ -192,7 +210,7 @@ class TcpConnection(TcpReceiver):
         answered with RST (RFC 9293 §3.6 SHLD-3).
         """
         st = self._state
-        if st is State.CLOSED or st is State.LISTEN:
+        if st is CLOSED or st is LISTEN:
             return
         if self._rcvbuf.readable and st in _RESET_STATES:
             self._app_closed = True
@@ -305,15 +323,15 @@ class TcpConnection(TcpReceiver):
             self._drop("wrong-ports")
             return
         st = self._state
-        if st is State.CLOSED:
+        if st is CLOSED:
             self._segment_arrives_closed(seg)
-        elif st is State.LISTEN:
+        elif st is LISTEN:
             self._drop("listen")  # §3.10.7.2 is the host's listener (accept_syn)
         elif (st in FAST_STATES and (self._fast_path(seg, now) or self._fin_arrives(seg, now))) or (
-            st is State.SYN_RECEIVED and self._handshake_ack(seg, now)
+            st is SYN_RECEIVED and self._handshake_ack(seg, now)
         ):
             return  # header prediction, a bare FIN, the handshake's last ACK
-        elif st is State.SYN_SENT:
+        elif st is SYN_SENT:
             self._segment_arrives_syn_sent(seg, now)
         else:
             self._segment_arrives_other(seg, now)
@@ -332,14 +350,21 @@ class TcpConnection(TcpReceiver):
             or seg.payload
             or seq != self.rcv_nxt
             or st not in _FIN_STATES
-            or seq_diff(self._rcv_adv, seq) <= 0  # no room: the first step says no
+            # seq_diff(RCV.ADV, seq) <= 0, inline: no room, the first step says no.
+            or (seq - self._rcv_adv) & 0xFFFFFFFF <= 0x80000000
         ):
             return False
-        ts = seg.options.timestamps
-        if not self._ts_plain(ts, now):
+        opts = seg.options
+        ts = opts.timestamps
+        tso = self._ts
+        # _tsval_plain, inline: timestamps when agreed, in order (PAWS), else none.
+        if (ts is None or not tso.in_order(ts[0], now)) if tso.ok else ts is not None:
             return False
         self._acceptable(now)
-        if not self._check_ack(seg, seq, 1, ts, False, now):
+        # _check_ack's fifth step for a synchronized state (the ACK bit is set).
+        if not self._process_ack(seg.ack, seq, seg.window, 1, ts, now, opts.sack_blocks) or (
+            self._state is CLOSED
+        ):
             return True
         if ts is not None:
             self._ts.update_recent(seq, ts[0], now)  # RFC 7323 §4.3
@@ -610,12 +635,12 @@ class TcpConnection(TcpReceiver):
             self._drop("no-ack")
             return False
         ack = seg.ack
-        if self._state is not State.SYN_RECEIVED:
+        if self._state is not SYN_RECEIVED:
             if not self._process_ack(
                 ack, seq, seg.window, seg_len, ts, now, seg.options.sack_blocks
             ):
                 return False
-            return self._state is not State.CLOSED
+            return self._state is not CLOSED
         if not (seq_lt(self.snd_una, ack) and seq_le(ack, self.snd_max)):
             self._reset_for(ack, now)
             self._drop("unacceptable-ack")
@@ -649,16 +674,16 @@ class TcpConnection(TcpReceiver):
         loss recovery; then the send window is updated.
         """
         snd_una = self.snd_una
-        if seq_gt(ack, self.snd_max):
+        if (self.snd_max - ack) & 0xFFFFFFFF >= 0x80000000:  # seq_gt(ack, SND.MAX), inline
             self._drop("ack-of-unsent")
             self._ack_now = True
             return False
-        if seq_lt(ack, seq_add(snd_una, -self._max_snd_wnd)):
+        if (ack - snd_una + self._max_snd_wnd) & 0xFFFFFFFF >= 0x80000000:  # seq_lt, seq_add
             self._drop("ack-too-old")
             self._challenge_ack(now)
             return False
         window = raw_window << self._snd_wscale
-        acked = seq_diff(ack, snd_una)
+        acked = ((ack - snd_una + 0x80000000) & 0xFFFFFFFF) - 0x80000000  # seq_diff, inline
         rec = self._recovery
         # RFC 6675 §5: "Upon the receipt of any ACK containing SACK
         # information, the scoreboard MUST be updated via the Update ()
@@ -671,16 +696,17 @@ class TcpConnection(TcpReceiver):
             sndbuf = self._sndbuf
             data_acked = acked
             fin_now_acked = False
-            if self._fin_seq is not None and seq_gt(ack, self._fin_seq):
+            fin_seq = self._fin_seq
+            if fin_seq is not None and (fin_seq - ack) & 0xFFFFFFFF >= 0x80000000:  # seq_gt
                 data_acked -= 1
                 fin_now_acked = not self._fin_acked
                 self._fin_acked = True
-            if data_acked > len(sndbuf):
-                data_acked = len(sndbuf)  # a window probe's octet, or defensive
+            if data_acked > sndbuf.length:
+                data_acked = sndbuf.length  # a window probe's octet, or defensive
             self._data_acked(ack, data_acked, acked, self._ts_rtt(ts, now), now)
             if fin_now_acked:
                 self._on_fin_acked(now)
-                if self._state is State.CLOSED:
+                if self._state is CLOSED:
                     return False
         elif self._sack_ok:
             if acked == 0 and seg_len == 0 and seq_diff(self.snd_max, snd_una) > 0:
@@ -755,19 +781,20 @@ class TcpConnection(TcpReceiver):
         TIME-WAIT.
         """
         if fin:
-            self._rcv_fin_seq = seq_add(seq, text_len)
-        if self._rcv_fin_seq is None or self._rcv_fin_seq != self.rcv_nxt or self._fin_received:
+            self._rcv_fin_seq = (seq + text_len) & 0xFFFFFFFF  # seq_add, inline
+        rcv_nxt = self.rcv_nxt
+        if self._rcv_fin_seq != rcv_nxt or self._fin_received:  # (None never equals RCV.NXT)
             if fin:
                 self._ack_now = True
             return
         self._fin_received = True
-        self.rcv_nxt = seq_add(self.rcv_nxt, 1)
+        self.rcv_nxt = (rcv_nxt + 1) & 0xFFFFFFFF  # seq_add, inline
         self._ack_now = True
         self._events.append(ev.EndOfStream())
         st = self._state
-        if st is State.ESTABLISHED:
-            self._set_state(State.CLOSE_WAIT, Cause.RCV_FIN, now)
-        elif st is State.FIN_WAIT_1:
-            self._set_state(State.CLOSING, Cause.RCV_FIN, now)
-        elif st is State.FIN_WAIT_2:
-            self._enter_time_wait(Cause.RCV_FIN, now)
+        if st is ESTABLISHED:
+            self._set_state(CLOSE_WAIT, RCV_FIN, now)
+        elif st is FIN_WAIT_1:
+            self._set_state(CLOSING, RCV_FIN, now)
+        elif st is FIN_WAIT_2:
+            self._enter_time_wait(RCV_FIN, now)

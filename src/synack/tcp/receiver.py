@@ -27,7 +27,20 @@ from synack.tcp.icmp import HARD_ERRORS, IcmpError
 from synack.tcp.segments import F_ACK, F_PSH
 from synack.tcp.sender import TcpSender
 from synack.tcp.seq import SEQ_MASK, seq_add, seq_diff, seq_dist, seq_gt, seq_le, seq_lt
-from synack.tcp.states import TRANSITION_ROWS, Cause, State
+from synack.tcp.states import (
+    CLOSING,
+    ESTABLISHED,
+    FIN_WAIT_1,
+    FIN_WAIT_2,
+    LAST_ACK,
+    RCV_ACK_OF_FIN,
+    RCV_ACK_OF_SYN,
+    SYN_SENT,
+    TIME_WAIT,
+    TRANSITION_ROWS,
+    Cause,
+    State,
+)
 from synack.tcp.tcb import DEFAULT_MSS, OOW_ACK_INTERVAL, SYN_STATES, TEXT_STATES
 from synack.tcp.timestamps import PAWS_IDLE, TS_OPTION_SPACE
 from synack.wire.tcp import FASTOPEN_COOKIE_MAX, FASTOPEN_COOKIE_MIN, MAX_WSCALE, TcpSegment
@@ -411,7 +424,7 @@ class TcpReceiver(TcpSender):
         if window > self._max_snd_wnd:
             self._max_snd_wnd = window
         self.snd_wl1 = seq
-        if self._state is State.SYN_SENT:
+        if self._state is SYN_SENT:
             # What our SYN offered is the window until we say otherwise.
             self._rcv_adv = seq_add(self.rcv_nxt, self._syn_window)
             if self._tfo is not None and syn.flags & F_ACK:
@@ -468,14 +481,14 @@ class TcpReceiver(TcpSender):
     def _on_fin_acked(self, now: float) -> None:
         """Fifth step, FIN-WAIT-1 / CLOSING / LAST-ACK: our FIN is acknowledged."""
         st = self._state
-        if st is State.FIN_WAIT_1:
-            self._set_state(State.FIN_WAIT_2, Cause.RCV_ACK_OF_FIN, now)
+        if st is FIN_WAIT_1:
+            self._set_state(FIN_WAIT_2, RCV_ACK_OF_FIN, now)
             if self._app_closed:
                 self._timers.close = now + self.config.fin_wait_2_timeout
-        elif st is State.CLOSING:
-            self._enter_time_wait(Cause.RCV_ACK_OF_FIN, now)
-        elif st is State.LAST_ACK:
-            self._enter_closed(Cause.RCV_ACK_OF_FIN, now)
+        elif st is CLOSING:
+            self._enter_time_wait(RCV_ACK_OF_FIN, now)
+        elif st is LAST_ACK:
+            self._enter_closed(RCV_ACK_OF_FIN, now)
         self._timers.rexmit = None
 
     def _syn_acked(
@@ -492,7 +505,7 @@ class TcpReceiver(TcpSender):
         timers = self._timers
         timers.rexmit = None
         timers.connect = None
-        self._set_state(State.ESTABLISHED, Cause.RCV_ACK_OF_SYN, now)
+        self._set_state(ESTABLISHED, RCV_ACK_OF_SYN, now)
         self.snd_wnd = window = raw_window << self._snd_wscale
         if window > self._max_snd_wnd:
             self._max_snd_wnd = window
@@ -529,7 +542,9 @@ class TcpReceiver(TcpSender):
         ):
             return False  # the full path answers it with a RST
         ts = seg.options.timestamps
-        if not self._ts_plain(ts, now):
+        tso = self._ts
+        # _tsval_plain, inline: timestamps when agreed, in order (PAWS), else none.
+        if (ts is None or not tso.in_order(ts[0], now)) if tso.ok else ts is not None:
             return False
         self._acceptable(now)  # first step: a zero-length segment at RCV.NXT
         seq = seg.seq
@@ -538,14 +553,11 @@ class TcpReceiver(TcpSender):
             self._ts.update_recent(seq, ts[0], now)  # RFC 7323 §4.3
         return True
 
-    def _ts_plain(self, ts: tuple[int, int] | None, now: float) -> bool:
-        """A segment's timestamps leave nothing for the full path to decide:
-        present when agreed and PAWS (RFC 7323 §5.3) has nothing to say (as
-        _fast_path tests it), absent when not agreed."""
-        return self._tsval_plain(None if ts is None else ts[0], now)
-
     def _tsval_plain(self, tsval: int | None, now: float) -> bool:
-        """:meth:`_ts_plain` for a TSval alone (None: no timestamp option)."""
+        """A segment's TSval (None: no timestamp option) leaves nothing for
+        the full path to decide: present when agreed and PAWS (RFC 7323 §5.3)
+        has nothing to say (as _fast_path tests it), absent when not agreed.
+        The handshake ACK's and the FIN's fast paths test the same inline."""
         tso = self._ts
         if not tso.ok:
             return tsval is None
@@ -675,7 +687,7 @@ class TcpReceiver(TcpSender):
         return True
 
     def _enter_time_wait(self, cause: Cause, now: float) -> None:
-        self._set_state(State.TIME_WAIT, cause, now)
+        self._set_state(TIME_WAIT, cause, now)
         timers = self._timers
         # Nothing of ours is left to retransmit or probe (RACK's loss/TLP timer
         # included): the only deadline is the end of TIME-WAIT.
@@ -702,7 +714,7 @@ class TcpReceiver(TcpSender):
         if (old, cause, new) not in TRANSITION_ROWS:  # is_transition, without the call
             # A bug in this module, never something a peer can cause.
             raise AssertionError(f"no transition {old} --{cause}--> {new}")
-        self._state = new
+        self._state = self.state = new
         self._transitions.append((now, old, new, cause))
         if self.report_states:
             self._events.append(ev.StateChanged.caused_by(old, new, cause, now, self._seg_ref()))

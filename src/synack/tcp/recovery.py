@@ -160,7 +160,7 @@ class LossRecovery:
         # HyStart++ only while its round is open or ends (seq_ge inline:
         # this runs per ACK).
         if hs is not None and (hs.open or (ack - hs.window_end) & 0xFFFFFFFF < 0x80000000):
-            self._hystart_ack(hs, cc, ack, seq_add(ack, flight_after), sample)
+            self._hystart_ack(hs, cc, ack, (ack + flight_after) & 0xFFFFFFFF, sample)
         if cc.on_new_ack(ack, acked, flight_after, now) is _RETRANSMIT:
             self.rexmit_one = True
         if was_recovering and not cc.in_recovery and self.rack_on:

@@ -29,7 +29,16 @@ from synack.tcp.segments import (
     ACK_PSH_FIN,
 )
 from synack.tcp.seq import seq_add, seq_diff, seq_gt, seq_le, seq_lt
-from synack.tcp.states import SYNCHRONIZED, State
+from synack.tcp.states import (
+    CLOSE_WAIT,
+    CLOSED,
+    ESTABLISHED,
+    LISTEN,
+    SYN_RECEIVED,
+    SYN_SENT,
+    SYNCHRONIZED,
+    State,
+)
 from synack.tcp.tcb import SEND_STATES
 from synack.wire.tcp import TcpSegment
 
@@ -48,6 +57,10 @@ class TcpSender(TcpBuilder):
     #: can go (:meth:`_nothing_to_send`); off: the whole method finds that
     #: out (the tests compare).
     idle_output: ClassVar[bool] = True
+    #: On: :meth:`_output_data` returns at once when only our FIN, already
+    #: sent after all the data, is outstanding; off: it walks its steps to
+    #: find nothing to send (tests/tcp/test_close_fast_paths.py compares).
+    fin_sent_idle: ClassVar[bool] = True
 
     def send(
         self, data: bytes | bytearray | memoryview, now: float, *, urgent: bool = False
@@ -60,13 +73,13 @@ class TcpSender(TcpBuilder):
         MUST-62). It needs a synchronized connection.
         """
         st = self._state
-        if st is State.CLOSED or st is State.LISTEN:
+        if st is CLOSED or st is LISTEN:
             raise LocalProtocolError(f"send() on a connection in {st}")
         if self._fin_queued or self._close_deferred:
             raise LocalProtocolError("send() after shutdown_write()/close(): connection closing")
         if st not in _SEND_OK:
             raise LocalProtocolError(f"send() on a connection in {st}")
-        if urgent and st not in (State.ESTABLISHED, State.CLOSE_WAIT):
+        if urgent and st not in (ESTABLISHED, CLOSE_WAIT):
             raise LocalProtocolError(f"urgent send() needs an established connection, not {st}")
         n = self._sndbuf.append(data)
         if n < len(data):
@@ -105,16 +118,16 @@ class TcpSender(TcpBuilder):
         st = self._state
         if self._syn_needed:
             self._syn_needed = False
-            if st is State.SYN_SENT or st is State.SYN_RECEIVED:
-                out.append(self._make_syn(now, ack=st is State.SYN_RECEIVED))
+            if st is SYN_SENT or st is SYN_RECEIVED:
+                out.append(self._make_syn(now, ack=st is SYN_RECEIVED))
                 if self._timers.rexmit is None:
                     self._timers.rexmit = now + self._rtt.rto
                 self._ack_now = False
         if st in SEND_STATES or (
-            st is State.SYN_RECEIVED and self._tfo is not None and self._tfo.accepted
+            st is SYN_RECEIVED and self._tfo is not None and self._tfo.accepted
         ):  # RFC 7413 §4.2.2: a Fast Open server may send before the handshake completes
             n_before = len(out)
-            if st is State.SYN_RECEIVED:
+            if st is SYN_RECEIVED:
                 self._output_before_established(now, out)
             else:
                 self._output_data(now, out)
@@ -129,7 +142,7 @@ class TcpSender(TcpBuilder):
             self._arm_pto(rack, now)
         if self._ack_now:
             self._ack_now = False
-            if st in SYNCHRONIZED or st is State.SYN_RECEIVED:
+            if st in SYNCHRONIZED or st is SYN_RECEIVED:
                 # <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>, where the RFC's
                 # SND.NXT is our SND.MAX: after a timeout rewinds SND.NXT
                 # (go-back-N) an ACK with the rewound number would look old
@@ -160,7 +173,7 @@ class TcpSender(TcpBuilder):
             and self._timers.persist is None
             and not self._recovery.rexmit_one
             and not (cc.sack_recovery and cc.in_recovery)
-            and self._state is not State.SYN_RECEIVED
+            and self._state is not SYN_RECEIVED
         )
 
     def _output_data(self, now: float, out: list[TcpSegment]) -> None:
@@ -170,13 +183,21 @@ class TcpSender(TcpBuilder):
         buffered = sndbuf.length
         if cc.sack_recovery and cc.in_recovery:
             self._sack_recovery_output(now, out)
-        elif (
-            not rec.rexmit_one
-            and not self._fin_queued
-            and buffered == (self.snd_nxt - self.snd_una) & 0xFFFFFFFF  # seq_dist
-            and self._timers.persist is None
-        ):
-            return  # nothing unsent: the common case of the receiving side
+        elif not rec.rexmit_one and self._timers.persist is None:
+            if not self._fin_queued:
+                if buffered == (self.snd_nxt - self.snd_una) & 0xFFFFFFFF:  # seq_dist
+                    return  # nothing unsent: the common case of the receiving side
+            elif (
+                self.fin_sent_idle
+                and (fin_seq := self._fin_seq) is not None
+                and self.snd_nxt == (fin_seq + 1) & 0xFFFFFFFF
+                and buffered == (fin_seq - self.snd_una) & 0xFFFFFFFF  # seq_dist
+            ):
+                # Our FIN is out after all the data, SND.NXT past it (FIN-WAIT-1,
+                # CLOSING, LAST-ACK waiting for its ACK): the loop below would
+                # find nothing unsent, the FIN step nothing to send and
+                # _arm_persist data in flight.
+                return
         mss = self._snd_mss
         if rec.rexmit_one:
             # Fast retransmit / NewReno partial ACK: resend SND.UNA's segment
@@ -276,20 +297,23 @@ class TcpSender(TcpBuilder):
         if (
             self._fin_queued
             and not self._fin_acked
-            and seq_diff(self.snd_nxt, self.snd_una) == len(sndbuf)
+            # seq_diff(SND.NXT, SND.UNA) == len(sndbuf), inline.
+            and ((self.snd_nxt - self.snd_una + 0x80000000) & 0xFFFFFFFF) - 0x80000000
+            == sndbuf.length
             and (self._fin_seq is None or self.snd_nxt == self._fin_seq)
         ):
             fin_seq = self.snd_nxt
             out.append(self._make(fin_seq, ACK_FIN, b"", now))
+            end = (fin_seq + 1) & 0xFFFFFFFF  # seq_add, inline
             if self._rack is not None and fin_seq == self.snd_max:
-                self._rack.sent(fin_seq, seq_add(fin_seq, 1), now)
+                self._rack.sent(fin_seq, end, now)
             if self._fin_seq is None:
                 self._fin_seq = fin_seq
             else:
                 self.stats_counters.retransmissions += 1
-            self.snd_nxt = seq_add(fin_seq, 1)
-            if seq_gt(self.snd_nxt, self.snd_max):
-                self.snd_max = self.snd_nxt
+            self.snd_nxt = end
+            if (self.snd_max - end) & 0xFFFFFFFF >= 0x80000000:  # seq_gt(SND.NXT, SND.MAX)
+                self.snd_max = end
             if self._timers.rexmit is None:
                 self._timers.rexmit = now + self._rtt.rto
         timers = self._timers
@@ -457,7 +481,8 @@ class TcpSender(TcpBuilder):
     def _pto_deadline(self, rack: Rack) -> float | None:
         """RFC 8985 §7.2: when the loss probe is due (from the last send or ACK), if at all."""
         srtt = self._rtt.srtt
-        flight = seq_diff(self.snd_max, self.snd_una)
+        # seq_diff(SND.MAX, SND.UNA), inline (after every send).
+        flight = ((self.snd_max - self.snd_una + 0x80000000) & 0xFFFFFFFF) - 0x80000000
         if (
             srtt is None
             or flight <= 0
@@ -480,8 +505,11 @@ class TcpSender(TcpBuilder):
 
     def _arm_pto(self, rack: Rack, now: float) -> None:
         """Arm the loss probe (RFC 8985 §7.2) when no loss-detection timer runs."""
-        rack.pto_at = self._pto_deadline(rack)
-        self._set_loss_timer()
+        rack.pto_at = b = self._pto_deadline(rack)
+        # _set_loss_timer, inline (after every send): the earlier of the
+        # reordering timer and the probe's.
+        a = rack.deadline
+        self._timers.loss = a if b is None else b if a is None or b < a else a
 
     def _on_loss_timer(self, now: float) -> None:
         """The RACK reordering timer or the TLP probe timeout fired (RFC 8985 §6.3, §7.3)."""

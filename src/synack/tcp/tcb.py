@@ -37,7 +37,12 @@ from synack.tcp.recovery import LossRecovery
 from synack.tcp.rto import RttEstimator
 from synack.tcp.sack import SackScoreboard
 from synack.tcp.seq import SEQ_MASK, seq_add, seq_diff
-from synack.tcp.states import Cause, State, Transition
+from synack.tcp.states import (
+    CLOSED,
+    Cause,
+    State,
+    Transition,
+)
 from synack.tcp.stats import TcpStats
 from synack.tcp.timers import Timers
 from synack.tcp.timestamps import Timestamps
@@ -144,6 +149,7 @@ class Tcb:
         "snd_wl1",
         "snd_wl2",
         "snd_wnd",
+        "state",
         "stats_counters",
     )
 
@@ -157,7 +163,11 @@ class Tcb:
         self.config = config
         self._lport = local[1]
         self._rport = remote[1]
-        self._state = State.CLOSED
+        self._state = CLOSED
+        # The state, read-only to all but _set_state (receiver.py), which
+        # writes both: a plain attribute for the readers outside (the host
+        # asks at every touch), ``_state`` for this package's own code.
+        self.state = CLOSED
         # (time, old, new, cause) of each change, made Transition records
         # only when read: a short connection changes state six times.
         self._transitions: list[tuple[float, State, State, Cause]] = []
@@ -252,10 +262,6 @@ class Tcb:
 
     # ------------------------------------------------------------------
     # Read-only views
-
-    @property
-    def state(self) -> State:
-        return self._state
 
     def _seg_ref(self) -> ev.SegmentRef | None:
         """The segment being received, as a state change names its trigger."""

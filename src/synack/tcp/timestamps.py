@@ -12,7 +12,7 @@ Layer: tcp. Imports synack.wire and synack.tcp.seq.
 
 from __future__ import annotations
 
-from synack.tcp.seq import seq_add, seq_ge, seq_le, seq_lt
+from synack.tcp.seq import seq_add, seq_lt
 from synack.wire._fast import slot_maker
 from synack.wire.tcp import TcpOptions
 
@@ -90,14 +90,18 @@ class Timestamps:
         """PAWS has nothing to say about ``tsval`` (header prediction's test)."""
         return (
             self.recent_valid
-            and not seq_lt(tsval, self.recent)
+            # not seq_lt(tsval, TS.Recent), inline (per segment on the fast paths).
+            and (tsval - self.recent) & 0xFFFFFFFF < 0x80000000
             and now - self.recent_time <= PAWS_IDLE
         )
 
     def update_recent(self, seq: int, tsval: int, now: float) -> None:
         """RFC 7323 §4.3: TS.Recent from a segment that covers Last.ACK.sent."""
-        if seq_le(seq, self.last_ack_sent) and (
-            not self.recent_valid or seq_ge(tsval, self.recent)
+        # seq_le(seq, Last.ACK.sent) and (not valid or seq_ge(tsval, TS.Recent)), inline.
+        last = self.last_ack_sent
+        recent = self.recent
+        if (seq == last or (seq - last) & 0xFFFFFFFF >= 0x80000000) and (
+            not self.recent_valid or tsval == recent or (recent - tsval) & 0xFFFFFFFF >= 0x80000000
         ):
             self.recent = tsval
             self.recent_time = now
