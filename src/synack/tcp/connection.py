@@ -122,10 +122,8 @@ class TcpConnection(TcpReceiver):
     def connect(self, now: float, fastopen: FastOpen | None = None) -> None:
         """Active OPEN (RFC 9293 §3.10.1): send SYN, enter SYN-SENT (with ``fastopen``,
         RFC 7413: data queued before the SYN leaves rides on it when there is a cookie)."""
-        if self._state is not State.CLOSED or self._opened:
-            raise LocalProtocolError(
-                f"connect() needs a fresh CLOSED connection, not {self._state}"
-            )
+        if self.state is not State.CLOSED or self._opened:
+            raise LocalProtocolError(f"connect() needs a fresh CLOSED connection, not {self.state}")
         self._opened = True
         self._tfo = fastopen
         self.snd_nxt = self.snd_max = self.iss
@@ -179,7 +177,7 @@ class TcpConnection(TcpReceiver):
 
     def shutdown_write(self, now: float) -> None:
         """CLOSE in the RFC 9293 §3.10.4 sense: FIN after all queued data; keep reading."""
-        st = self._state
+        st = self.state
         if self._fin_queued or self._close_deferred:
             return
         if st is SYN_SENT or st is SYN_RECEIVED:
@@ -209,7 +207,7 @@ class TcpConnection(TcpReceiver):
         Unread received data at close, or data arriving afterwards, is
         answered with RST (RFC 9293 §3.6 SHLD-3).
         """
-        st = self._state
+        st = self.state
         if st is CLOSED or st is LISTEN:
             return
         if self._rcvbuf.readable and st in _RESET_STATES:
@@ -222,7 +220,7 @@ class TcpConnection(TcpReceiver):
 
     def abort(self, now: float) -> None:
         """ABORT (RFC 9293 §3.10.5): RST in synchronized states, then CLOSED."""
-        st = self._state
+        st = self.state
         if st is State.CLOSED or st is State.LISTEN:
             return
         if st in (
@@ -242,7 +240,7 @@ class TcpConnection(TcpReceiver):
     def handle_timer(self, now: float) -> None:
         """Handle every deadline that is due at ``now`` (RFC 9293 §3.10.8)."""
         for timer in self._timers.expired(now):
-            st = self._state
+            st = self.state
             if timer is Timer.CONNECT:
                 if st is State.SYN_SENT or st is State.SYN_RECEIVED:
                     self._give_up("connect", now)
@@ -256,7 +254,7 @@ class TcpConnection(TcpReceiver):
                     return
             elif timer is Timer.REXMIT:
                 self._on_rexmit_timeout(now)
-                if self._state is State.CLOSED:
+                if self.state is State.CLOSED:
                     return
             elif timer is Timer.LOSS:
                 self._on_loss_timer(now)
@@ -273,7 +271,7 @@ class TcpConnection(TcpReceiver):
         cfg = self.config
         rec = self._recovery
         retries = rec.timed_out(now)
-        if self._state in SYN_STATES:
+        if self.state in SYN_STATES:
             if retries > cfg.syn_retries:
                 self._give_up("connect", now)
                 return
@@ -300,7 +298,7 @@ class TcpConnection(TcpReceiver):
         self.snd_nxt = self.snd_una
 
     def _give_up(self, reason: str, now: float) -> None:
-        if self._state in (
+        if self.state in (
             State.SYN_RECEIVED,
             State.ESTABLISHED,
             State.FIN_WAIT_1,
@@ -322,7 +320,7 @@ class TcpConnection(TcpReceiver):
         if seg.src_port != self._rport or seg.dst_port != self._lport:
             self._drop("wrong-ports")
             return
-        st = self._state
+        st = self.state
         if st is CLOSED:
             self._segment_arrives_closed(seg)
         elif st is LISTEN:
@@ -343,7 +341,7 @@ class TcpConnection(TcpReceiver):
         _check_fin) without the others' tests, with the full path's outcome
         (tests/tcp/test_handshake_fast_path.py runs both). False: the full way.
         """
-        st = self._state
+        st = self.state
         seq = seg.seq
         if (
             (int(seg.flags) & ~F_PSH) != F_ACK | F_FIN
@@ -363,7 +361,7 @@ class TcpConnection(TcpReceiver):
         self._acceptable(now)
         # _check_ack's fifth step for a synchronized state (the ACK bit is set).
         if not self._process_ack(seg.ack, seq, seg.window, 1, ts, now, opts.sack_blocks) or (
-            self._state is CLOSED
+            self.state is CLOSED
         ):
             return True
         if ts is not None:
@@ -444,7 +442,7 @@ class TcpConnection(TcpReceiver):
         eighth :meth:`_check_fin`. ACKs are only requested here and leave with
         the next flush, so a burst of segments is acknowledged once (MUST-58/59).
         """
-        st = self._state
+        st = self.state
         flags = int(seg.flags)
         seq = seg.seq
         payload = seg.payload
@@ -526,7 +524,7 @@ class TcpConnection(TcpReceiver):
             return
         if tso.ok and ts is not None:
             tso.update_recent(seq, ts[0], now)  # RFC 7323 §4.3
-        if flags & F_URG and seg.urgent and self._state in TEXT_STATES:
+        if flags & F_URG and seg.urgent and self.state in TEXT_STATES:
             self._check_urg(seq_add(seg.seq, seg.urgent))
         if (payload or fin) and self._process_segment_text(seq, payload, now):
             self._check_fin(seq, len(payload), fin, now)
@@ -573,9 +571,9 @@ class TcpConnection(TcpReceiver):
                 self._note_dsack(seq, len(seg.payload))  # RFC 2883: a duplicate
         else:
             self._reply_to_unacceptable(now)
-        if rcv_wnd == 0 and start == 0 and flags & F_ACK and self._state in SYNCHRONIZED:
+        if rcv_wnd == 0 and start == 0 and flags & F_ACK and self.state in SYNCHRONIZED:
             self._process_ack(seg.ack, seq, seg.window, seg_len, ts, now)
-            if flags & F_URG and seg.urgent and self._state in TEXT_STATES:
+            if flags & F_URG and seg.urgent and self.state in TEXT_STATES:
                 self._check_urg(seq_add(seg.seq, seg.urgent))
         return False
 
@@ -592,7 +590,7 @@ class TcpConnection(TcpReceiver):
         if seq != self.rcv_nxt:
             self._challenge_ack(now)
             return
-        st = self._state
+        st = self.state
         if st is State.SYN_RECEIVED:
             if self._passive:
                 self._return_to_listen(Cause.RCV_RST, now)
@@ -611,7 +609,7 @@ class TcpConnection(TcpReceiver):
         SYN-RECEIVED from a passive OPEN returns to LISTEN (MUST-11); in the
         synchronized states a challenge ACK answers it instead of a reset.
         """
-        if self._state is State.SYN_RECEIVED and self._passive:
+        if self.state is State.SYN_RECEIVED and self._passive:
             self._return_to_listen(Cause.RCV_SYN, now)
         else:
             self._challenge_ack(now)
@@ -635,12 +633,12 @@ class TcpConnection(TcpReceiver):
             self._drop("no-ack")
             return False
         ack = seg.ack
-        if self._state is not SYN_RECEIVED:
+        if self.state is not SYN_RECEIVED:
             if not self._process_ack(
                 ack, seq, seg.window, seg_len, ts, now, seg.options.sack_blocks
             ):
                 return False
-            return self._state is not CLOSED
+            return self.state is not CLOSED
         if not (seq_lt(self.snd_una, ack) and seq_le(ack, self.snd_max)):
             self._reset_for(ack, now)
             self._drop("unacceptable-ack")
@@ -706,7 +704,7 @@ class TcpConnection(TcpReceiver):
             self._data_acked(ack, data_acked, acked, self._ts_rtt(ts, now), now)
             if fin_now_acked:
                 self._on_fin_acked(now)
-                if self._state is CLOSED:
+                if self.state is CLOSED:
                     return False
         elif self._sack_ok:
             if acked == 0 and seg_len == 0 and seq_diff(self.snd_max, snd_una) > 0:
@@ -742,7 +740,7 @@ class TcpConnection(TcpReceiver):
         """
         if not payload:
             return True
-        if self._state not in TEXT_STATES:
+        if self.state not in TEXT_STATES:
             self._drop("text-after-fin")
             return False
         if self._app_closed:
@@ -791,7 +789,7 @@ class TcpConnection(TcpReceiver):
         self.rcv_nxt = (rcv_nxt + 1) & 0xFFFFFFFF  # seq_add, inline
         self._ack_now = True
         self._events.append(ev.EndOfStream())
-        st = self._state
+        st = self.state
         if st is ESTABLISHED:
             self._set_state(CLOSE_WAIT, RCV_FIN, now)
         elif st is FIN_WAIT_1:

@@ -109,7 +109,7 @@ class TcpReceiver(TcpSender):
         hs = self._recovery.hystart
         rack = self._rack
         if (
-            self._state not in _FAST_ACK_STATES
+            self.state not in _FAST_ACK_STATES
             or self._fin_seq is not None
             or self._board.ranges
             or self._cc.in_recovery
@@ -176,7 +176,7 @@ class TcpReceiver(TcpSender):
         if (
             seq != self.rcv_nxt
             or ack != self.snd_una
-            or self._state not in TEXT_STATES
+            or self.state not in TEXT_STATES
             or (window << self._snd_wscale) != self.snd_wnd
             or self._cc.in_recovery
             or self._board.ranges
@@ -206,7 +206,7 @@ class TcpReceiver(TcpSender):
         data = self._rcvbuf.read(max_bytes)
         if (
             data
-            and self._state in TEXT_STATES
+            and self.state in TEXT_STATES
             and not self._fin_received
             and self._window_update_worthwhile()
         ):
@@ -253,7 +253,7 @@ class TcpReceiver(TcpSender):
         payload = seg.payload
         ack = seg.ack
         snd_una = self.snd_una
-        st = self._state
+        st = self.state
         if payload:
             if (
                 st not in TEXT_STATES
@@ -334,7 +334,7 @@ class TcpReceiver(TcpSender):
         wl1 = self.snd_wl1
         rack = self._rack
         if (
-            self._state not in _FAST_ACK_STATES
+            self.state not in _FAST_ACK_STATES
             or acked > (self.snd_max - snd_una) & 0xFFFFFFFF
             or self._fin_seq is not None
             or acked > self._sndbuf.length
@@ -424,7 +424,7 @@ class TcpReceiver(TcpSender):
         if window > self._max_snd_wnd:
             self._max_snd_wnd = window
         self.snd_wl1 = seq
-        if self._state is SYN_SENT:
+        if self.state is SYN_SENT:
             # What our SYN offered is the window until we say otherwise.
             self._rcv_adv = seq_add(self.rcv_nxt, self._syn_window)
             if self._tfo is not None and syn.flags & F_ACK:
@@ -480,7 +480,7 @@ class TcpReceiver(TcpSender):
 
     def _on_fin_acked(self, now: float) -> None:
         """Fifth step, FIN-WAIT-1 / CLOSING / LAST-ACK: our FIN is acknowledged."""
-        st = self._state
+        st = self.state
         if st is FIN_WAIT_1:
             self._set_state(FIN_WAIT_2, RCV_ACK_OF_FIN, now)
             if self._app_closed:
@@ -671,7 +671,7 @@ class TcpReceiver(TcpSender):
         abort a connection being opened (SHLD-26), Source Quench is ignored
         (MUST-55); ``seq`` must lie in [SND.UNA, SND.MAX) (RFC 5927 §4.1).
         """
-        st = self._state
+        st = self.state
         if kind is IcmpError.SOURCE_QUENCH or st in (State.CLOSED, State.LISTEN):
             self._drop("icmp-ignored")
             return False
@@ -710,11 +710,11 @@ class TcpReceiver(TcpSender):
         self._events.append(ev.Closed())
 
     def _set_state(self, new: State, cause: Cause, now: float) -> None:
-        old = self._state
+        old = self.state
         if (old, cause, new) not in TRANSITION_ROWS:  # is_transition, without the call
             # A bug in this module, never something a peer can cause.
             raise AssertionError(f"no transition {old} --{cause}--> {new}")
-        self._state = self.state = new
+        self.state = new
         self._transitions.append((now, old, new, cause))
         if self.report_states:
             self._events.append(ev.StateChanged.caused_by(old, new, cause, now, self._seg_ref()))

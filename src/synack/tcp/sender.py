@@ -72,7 +72,7 @@ class TcpSender(TcpBuilder):
         carry URG and a pointer to the first non-urgent octet (MUST-30,
         MUST-62). It needs a synchronized connection.
         """
-        st = self._state
+        st = self.state
         if st is CLOSED or st is LISTEN:
             raise LocalProtocolError(f"send() on a connection in {st}")
         if self._fin_queued or self._close_deferred:
@@ -115,7 +115,7 @@ class TcpSender(TcpBuilder):
             return []
         out = self._out
         self._out = []
-        st = self._state
+        st = self.state
         if self._syn_needed:
             self._syn_needed = False
             if st is SYN_SENT or st is SYN_RECEIVED:
@@ -173,7 +173,7 @@ class TcpSender(TcpBuilder):
             and self._timers.persist is None
             and not self._recovery.rexmit_one
             and not (cc.sack_recovery and cc.in_recovery)
-            and self._state is not SYN_RECEIVED
+            and self.state is not SYN_RECEIVED
         )
 
     def _output_data(self, now: float, out: list[TcpSegment]) -> None:
@@ -489,7 +489,7 @@ class TcpSender(TcpBuilder):
             or rack.probe_end is not None
             or self._cc.in_recovery
             or self._recovery.retries  # after an RTO, until an ACK of new data
-            or self._state not in SEND_STATES
+            or self.state not in SEND_STATES
             # A closed window belongs to the persist timer (§3.8.6.1): a probe
             # could send nothing, and a PTO left in the past would fire again
             # at once, for ever.
@@ -514,7 +514,7 @@ class TcpSender(TcpBuilder):
     def _on_loss_timer(self, now: float) -> None:
         """The RACK reordering timer or the TLP probe timeout fired (RFC 8985 §6.3, §7.3)."""
         rack = self._rack
-        if rack is None or self._state not in SEND_STATES:
+        if rack is None or self.state not in SEND_STATES:
             return
         if rack.deadline is not None and now >= rack.deadline:
             rack.deadline = None
@@ -629,7 +629,7 @@ class TcpSender(TcpBuilder):
             if self.snd_wnd > 0 and seq_diff(self.snd_nxt, self.snd_una) > 0:
                 timers.persist = None  # data in flight: the ACK clock will move
             return
-        if self._state not in SEND_STATES:
+        if self.state not in SEND_STATES:
             return
         off = seq_diff(self.snd_nxt, self.snd_una)
         unsent = len(self._sndbuf) - off
@@ -641,7 +641,7 @@ class TcpSender(TcpBuilder):
 
     def _on_persist_timeout(self, now: float) -> bool:
         """The persist timer fired (§3.8.6.1, §3.8.6.2.1 (4)); True when the peer is gone."""
-        if self._state not in SEND_STATES:
+        if self.state not in SEND_STATES:
             return False
         self._persist_backoff += 1
         if self.snd_wnd == 0:
@@ -678,7 +678,7 @@ class TcpSender(TcpBuilder):
     def _on_keepalive_timeout(self, now: float) -> bool:
         """The keep-alive timer fired (§3.8.4); True when the peer is declared dead."""
         cfg = self.config
-        if not cfg.keepalive or self._state not in (State.ESTABLISHED, State.CLOSE_WAIT):
+        if not cfg.keepalive or self.state not in (State.ESTABLISHED, State.CLOSE_WAIT):
             return False
         if self._keepalive_probes >= cfg.keepalive_count:
             # RFC 1122 §4.2.3.6: only after `count` unanswered probes (MUST-29:

@@ -124,7 +124,6 @@ class Tcb:
         "_snd_wscale",
         "_sndbuf",
         "_soft_error",
-        "_state",
         "_syn_needed",
         "_syn_resent",
         "_syn_text",
@@ -163,10 +162,9 @@ class Tcb:
         self.config = config
         self._lport = local[1]
         self._rport = remote[1]
-        self._state = CLOSED
-        # The state, read-only to all but _set_state (receiver.py), which
-        # writes both: a plain attribute for the readers outside (the host
-        # asks at every touch), ``_state`` for this package's own code.
+        # The state: read-only to all but _set_state (receiver.py), the one
+        # place a transition is checked against the table and recorded. A
+        # plain attribute, not a property: the host reads it at every touch.
         self.state = CLOSED
         # (time, old, new, cause) of each change, made Transition records
         # only when read: a short connection changes state six times.
