@@ -84,6 +84,7 @@ _parse_at = wtcp.parse_at
 _FLAGS_AT = wtcp.FLAGS_AT
 _EARLY_MASK = int(_SYN | _ACK | _RST | TcpFlags.FIN)  # a pure SYN, read before parsing
 _PURE_SYN = int(_SYN)
+_TIME_WAIT = State.TIME_WAIT  # (an Enum member read through its class: ~60 ns a time)
 _RAW_DPORT_AT = wip.ETH_IPV4_HEADER_LEN + wtcp.DST_PORT_AT  # in a frame
 
 
@@ -265,7 +266,7 @@ class TcpDemux(TimeWaitSide):
                     output(src, dst, seg, now)
         if notify and stream.owner is not None:
             self._events.append(TcpActivity(stream))
-        if conn.state is State.TIME_WAIT:
+        if conn.state is _TIME_WAIT:
             if self.flows.get(stream.flow) is stream:
                 self._enter_time_wait(stream, now)
             return
@@ -465,7 +466,7 @@ class TcpDemux(TimeWaitSide):
         if seg.src_port and seg.dst_port:
             flow = (dst, seg.dst_port, src, seg.src_port)
             stream = self.flows.get(flow)
-            if stream is not None and stream.conn.state is not State.TIME_WAIT:
+            if stream is not None and stream.conn.state is not _TIME_WAIT:
                 # What _segment does with a segment of a connection we hold
                 # (not in TIME-WAIT: that one may be reopened by a SYN).
                 stream.conn.receive_segment(seg, now)
@@ -515,7 +516,7 @@ class TcpDemux(TimeWaitSide):
         stream = self.flows.get(flow)
         if stream is not None:
             if not (
-                stream.conn.state is State.TIME_WAIT
+                stream.conn.state is _TIME_WAIT
                 and seg.flags & _SYN_ACK_RST == _SYN
                 and seq_gt(seg.seq, stream.conn.rcv_nxt)
                 and seg.dst_port in self.listeners
