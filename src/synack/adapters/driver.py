@@ -27,6 +27,10 @@ from synack.links.base import Link
 from synack.stack import events as ev
 from synack.stack.host import Host, SplitFrame
 
+# The largest MTU at which a link without offloads gets whole frames (see
+# HostDriver); above it, large payloads are written apart from the headers.
+JOIN_UP_TO_MTU = 16 * 1024
+
 
 class HostDriver:
     """Runs ``host`` on ``link`` in an asyncio loop (the running one by default).
@@ -58,7 +62,13 @@ class HostDriver:
         # with offloads), if any.
         self._vouched: type[bytes] | None = getattr(link, "vouched", None)
         split = self._send_split is not None
-        host.enable_offload(split=split, tso=bool(getattr(link, "tso", False)) and split)
+        tso = bool(getattr(link, "tso", False)) and split
+        # Without offloads, split frames only where a frame may be large:
+        # up to 16 KiB, the payload joined to the headers and written with
+        # one write() costs less than a SplitFrame and a gather write (~0.2
+        # against ~0.4 us a frame), the same octets. TCP still hands over
+        # super-segments (gso), cut into joined frames below it (TcpOutput).
+        host.enable_offload(split=tso or (split and host.mtu > JOIN_UP_TO_MTU), tso=tso, gso=split)
         self.loop = loop or asyncio.get_running_loop()
         # The host's clock is the loop's (``now()``): its bound method, not a
         # method calling it (transports ask on every read and write).

@@ -209,6 +209,10 @@ class Host:
         # Receive coalescing of a batch's frames (stack/gro.py): on unless a
         # test compares it with the frames one by one.
         self.coalesce = True
+        # A batch's frame that cannot join a run goes to the one pass first
+        # (receive_frames), without the coalescing tests; off: through them,
+        # as before (the tests compare).
+        self.lone_first = True
         self._gro = Coalescer(ip, self.tcp, counters)
         # The common TCP frame in one pass (stack/rx.py); it declines any other.
         self._rx = FrameInput(ip, self.tcp, counters)
@@ -425,12 +429,24 @@ class Host:
         gro = self._gro if self.coalesce and not single else None
         last = len(frames) - 1
         skip = 0
+        lone_first = self.lone_first
         for i, f in enumerate(frames):
             if i < skip:
                 continue  # taken by an ACK run (stack/gro.py)
-            if gro is None and not single and take(f, now, verify and type(f) is not vouched):
-                # The common TCP frame in one pass (stack/rx.py), when there
-                # is no run to offer it to.
+            # The common TCP frame in one pass (stack/rx.py), when there is
+            # no run to offer it to: no coalescing, or nothing held and the
+            # next frame another flow's (each ACK run and offer below needs
+            # one or the other; interleaved connections' frames, a new
+            # connection's, rarely make a run).
+            if gro is None:
+                tried = not single
+            else:
+                tried = (
+                    lone_first
+                    and not gro.run
+                    and (i == last or frames[i + 1][_RAW_FLOW] != f[_RAW_FLOW])
+                )
+            if tried and take(f, now, verify and type(f) is not vouched):
                 taken += 1
                 continue
             if (
@@ -488,7 +504,7 @@ class Host:
                 # one: as receive_frame takes them, without the call.
                 plain = type(f) is not vouched
                 syn = f[_RAW_TCP_FLAGS_AT] & _RAW_SYN_MASK == _RAW_SYN
-                if not syn and gro is not None and take(f, now, verify and plain):
+                if not syn and gro is not None and not tried and take(f, now, verify and plain):
                     taken += 1
                 elif plain:
                     taken += 1

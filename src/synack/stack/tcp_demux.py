@@ -465,7 +465,7 @@ class TcpDemux(TimeWaitSide):
         if seg.src_port and seg.dst_port:
             flow = (dst, seg.dst_port, src, seg.src_port)
             stream = self.flows.get(flow)
-            if stream is not None and stream.conn.state is not State.TIME_WAIT:
+            if stream is not None and stream.conn.state is not TIME_WAIT:
                 # What _segment does with a segment of a connection we hold
                 # (not in TIME-WAIT: that one may be reopened by a SYN).
                 stream.conn.receive_segment(seg, now)
@@ -515,7 +515,7 @@ class TcpDemux(TimeWaitSide):
         stream = self.flows.get(flow)
         if stream is not None:
             if not (
-                stream.conn.state is State.TIME_WAIT
+                stream.conn.state is TIME_WAIT
                 and seg.flags & _SYN_ACK_RST == _SYN
                 and seq_gt(seg.seq, stream.conn.rcv_nxt)
                 and seg.dst_port in self.listeners

@@ -90,7 +90,7 @@ class TcpOutput:
     the tests compare both).
     """
 
-    __slots__ = ("_ip", "counters", "fast", "gso", "large_out", "split", "tso")
+    __slots__ = ("_eth_heads", "_ip", "counters", "fast", "gso", "large_out", "split", "tso")
 
     def __init__(self, ip: Ipv4, counters: Counter[str]) -> None:
         self._ip = ip
@@ -98,6 +98,10 @@ class TcpOutput:
         self.split = False
         self.tso = False
         self.fast = True
+        # By neighbour MAC: the Ethernet header to it and the IPv4 TTL and
+        # protocol word of a TCP packet (Ipv4.eth_ip_template's, which stay
+        # as they are): _head's, without a call and a join per frame.
+        self._eth_heads: dict[bytes, tuple[bytes, int]] = {}
         # The largest TCP payload a connection may hand over in one segment
         # (its segments_to_send ``gso``), cut by send_large; 0: one MSS.
         self.gso = 0
@@ -139,6 +143,15 @@ class TcpOutput:
                 ip.send(dst, _PROTO_TCP, raw, now, dont_fragment=_IP_HLEN + len(raw) <= mtu)
         except NoRouteError:
             self.counters["tcp-no-route"] += 1
+
+    def _eth_head(self, mac: bytes) -> tuple[bytes, int]:
+        """The Ethernet header to the neighbour at ``mac`` and the TTL and
+        protocol word of a TCP packet, kept (a few neighbours per host)."""
+        eth, ttl_word = self._ip.eth_ip_template(mac)
+        if len(self._eth_heads) >= 64:
+            self._eth_heads.clear()
+        made = self._eth_heads[mac] = (eth, ttl_word | _PROTO_TCP)
+        return made
 
     def _head(
         self,
@@ -191,8 +204,10 @@ class TcpOutput:
         l3 = _IP_HLEN + hlen + n
         if l3 > (limit or ip.mtu):
             return None
-        eth, ttl_word = ip.eth_ip_template(mac)
-        ttl_proto = ttl_word | _PROTO_TCP
+        made = self._eth_heads.get(mac)
+        if made is None:
+            made = self._eth_head(mac)
+        eth, ttl_proto = made
         ip.ident = ident = (ip.ident + 1) & 0xFFFF
         try:
             sport, dport, seq, ack = seg.src_port, seg.dst_port, seg.seq, seg.ack
@@ -207,7 +222,9 @@ class TcpOutput:
                     (
                         src + dst + _PROTO_TCP + hlen + n + sport + dport + seq + ack
                         + (hlen << 10) + flags + window + urgent + opts_sum
-                        + _le_residue(payload) * 256
+                        # le_residue makes no folds under 256 octets: the int itself.
+                        + (_from_bytes(payload, "little") if n < 256 else _le_residue(payload))
+                        * 256
                     )
                     % 0xFFFF
                     or 0xFFFF
