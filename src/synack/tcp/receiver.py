@@ -2,7 +2,7 @@
 
 :class:`TcpReceiver` adds to :class:`~synack.tcp.sender.TcpSender` the
 receive-side machinery that is not itself one of RFC 9293's §3.10.7 steps
-(those are :class:`~synack.tcp.connection.TcpConnection`'s): header
+(those are :class:`~synack.tcp.arrival.SegmentArrival`'s): header
 prediction for in-order data and pure ACKs (the commonest case of §3.10.7.4,
 with the full path's outcome), the urgent pointer (§3.10.7.4 sixth step's
 bookkeeping), the state transitions (one table, :mod:`synack.tcp.states`),
@@ -190,7 +190,7 @@ class TcpReceiver(TcpSender):
         return (self._rcv_adv - seq) & 0xFFFFFFFF  # seq_dist
 
     def _segment_arrives(self, seg: TcpSegment, now: float) -> None:
-        raise NotImplementedError  # the state machine (synack.tcp.connection) does this
+        raise NotImplementedError  # SEGMENT ARRIVES (synack.tcp.arrival) does this
 
     def receive(self, max_bytes: int = 1 << 30) -> bytes:
         """Take up to ``max_bytes`` readable bytes (b"" when none).

@@ -11,12 +11,13 @@ SACK scoreboard). It offers the read-only views of the public API.
 
 The connection is built in layers on it, each in its own module:
 :class:`~synack.tcp.builder.TcpBuilder` (segment building),
-:class:`~synack.tcp.sender.TcpSender` (output: data scheduling), :class:`~synack.tcp.receiver.TcpReceiver` (what arriving
-segments share: header prediction, the handshake options, ACK policy) and
-:class:`~synack.tcp.connection.TcpConnection` (the state machine and the
-RFC 9293 §3.10.7 steps). They share the TCB's attributes directly (slots,
-one object): this is the hot path, and an indirection per variable would
-cost on every segment.
+:class:`~synack.tcp.sender.TcpSender` (output: data scheduling),
+:class:`~synack.tcp.receiver.TcpReceiver` (what arriving segments share: header
+prediction, the handshake options, ACK policy),
+:class:`~synack.tcp.arrival.SegmentArrival` (the RFC 9293 §3.10.7 steps) and
+:class:`~synack.tcp.connection.TcpConnection` (user calls and timeouts). They
+share the TCB's attributes directly (slots, one object): this is the hot path,
+and an indirection per variable would cost on every segment.
 
 Layer: tcp. Imports synack.errors, synack.wire and the rest of synack.tcp (below builder).
 """
