@@ -22,6 +22,7 @@ medians with the min-max range; ``--rows`` runs only some rows.
         [--rows download_MBps,upload_MBps]
 
 Needs root, /dev/net/tun, iproute2, ab (apache2-utils), curl and aiohttp.
+``figures()`` gives the rows to ``bench/run_all.py`` (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 
+from _common import Figure
 from _common import spread as median_min_max
 
 SERVER = """
@@ -256,6 +258,105 @@ def spread(values: list[float], digits: int = 1) -> str:
     return f"{med:.{digits}f} ({lo:.{digits}f}-{hi:.{digits}f})"
 
 
+LABELS = ("kernel", "synack", "synack --offload")
+# The issue's goals (synack / kernel), per row: plain, then with --offload.
+GOALS = {
+    "keepalive_rps": (0.7, 0.7),
+    "newconn_rps": (0.6, 0.6),
+    "download_MBps": (0.5, 0.8),
+    "upload_MBps": (0.5, 0.8),
+}
+UNITS = {
+    "keepalive_rps": ("requests/s", "aiohttp keep-alive requests (ab -k -c 20)"),
+    "newconn_rps": ("requests/s", "aiohttp, a new connection per request (ab -c 20)"),
+    "download_MBps": ("MB/s", "aiohttp static-file download (curl to /dev/null)"),
+    "upload_MBps": ("MB/s", "aiohttp POST upload (curl --data-binary)"),
+}
+
+
+def collect(
+    requests: int, mb: int, rounds: int, rows: tuple[str, ...], burst_n: int
+) -> tuple[dict[str, list[dict[str, float]]], tuple[list[str], int] | None]:
+    """Each server's measurements per round (kernel, synack, synack --offload in
+    turn), and the burst's (established, p50 ms, last ms) and TAP drops."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    os.environ["PYTHONPATH"] = os.path.join(here, "..", "src")
+    runs: dict[str, list[dict[str, float]]] = {label: [] for label in LABELS}
+    burst = None
+    with tempfile.TemporaryDirectory() as root:
+        path = os.path.join(root, "big.bin")
+        with open(path, "wb") as f:
+            f.write(hashlib.shake_256(b"bench").digest(mb << 20))
+        with open(os.path.join(root, "app.py"), "w") as f:
+            f.write(SERVER)
+        synack = [sys.executable, "-m", "synack", "run"]
+        for _ in range(rounds):
+            with veth() as (cli, srv, ip), server(srv, [sys.executable, "app.py"], root) as pid:
+                runs["kernel"].append(measure(cli, ip, requests, mb, path, pid, rows=rows))
+            for label, extra in (("synack", []), ("synack --offload", ["--offload"])):
+                with tapns() as (ns, dev, net):
+                    argv = [*synack, "--tap", dev, "--ip", f"{net}.2/24", *extra, "--", "app.py"]
+                    with server(ns, argv, root) as pid:
+                        runs[label].append(
+                            measure(ns, f"{net}.2", requests, mb, path, pid, dev, rows)
+                        )
+                        if not extra and burst is None and "burst" in rows:
+                            before = tap_drops(ns, dev)
+                            out = sh(
+                                "ip", "netns", "exec", ns, sys.executable, "-c", BURST,
+                                f"{net}.2", str(burst_n),
+                            )  # fmt: skip
+                            burst = (out.split(), tap_drops(ns, dev) - before)
+
+    return runs, burst
+
+
+def figures(quick: bool) -> list[Figure]:
+    """The four rows, plain and with --offload, for bench/run_all.py."""
+    if os.geteuid() != 0 or not os.path.exists("/dev/net/tun"):
+        raise SystemExit("needs root and /dev/net/tun")
+    rounds, mb, requests = (3, 100, 3000) if quick else (5, 100, 6000)
+    rows = tuple(ROWS)
+    runs, burst = collect(requests, mb, rounds, rows, 1000)
+    command = f".venv/bin/python bench/stack_apps.py --rounds {rounds} --mb {mb}"
+    command += f" --requests {requests}"
+    out = []
+    for key in ROWS:
+        if key == "burst":
+            continue
+        unit, what = UNITS[key]
+        kernel = [r[key] for r in runs["kernel"]]
+        k_cpu = statistics.median(
+            r[f"{key} cpu_main"] + r[f"{key} cpu_other"] for r in runs["kernel"]
+        )
+        per = "request" if unit == "requests/s" else "MB"
+        for label, goal in zip(LABELS[1:], GOALS[key], strict=True):
+            mine = [r[key] for r in runs[label]]
+            cpu = statistics.median(
+                r[f"{key} cpu_main"] + r[f"{key} cpu_other"] for r in runs[label]
+            )
+            note = f"server CPU {cpu:.0f} us per {per} (kernel {k_cpu:.0f})"
+            if key == "newconn_rps" and label == "synack" and burst is not None:
+                (done, _p50, worst), drops = burst
+                note += f"; 1,000 connects at once: {done} established, last {worst} ms, "
+                note += f"TAP TX drops {drops}"
+            out.append(
+                Figure(
+                    bench="stack_apps",
+                    name=f"{what}, `{label.replace('synack', 'synack run')}` over TAP",
+                    value=statistics.median(mine),
+                    unit=unit,
+                    anchor="the same server on the kernel, over veth",
+                    anchor_value=statistics.median(kernel),
+                    ratios=[m / k for m, k in zip(mine, kernel, strict=True)],
+                    goal=goal,
+                    command=command,
+                    note=note,
+                )
+            )
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--requests", type=int, default=3000)
@@ -271,37 +372,8 @@ def main() -> None:
     rows = tuple(r.strip() for r in args.rows.split(",") if r.strip())
     if not rows or set(rows) - set(ROWS):
         ap.error(f"--rows takes some of {','.join(ROWS)}")
-    here = os.path.dirname(os.path.abspath(__file__))
-    os.environ["PYTHONPATH"] = os.path.join(here, "..", "src")
-    labels = ("kernel", "synack", "synack --offload")
-    runs: dict[str, list[dict[str, float]]] = {label: [] for label in labels}
-    burst = None
-    with tempfile.TemporaryDirectory() as root:
-        path = os.path.join(root, "big.bin")
-        with open(path, "wb") as f:
-            f.write(hashlib.shake_256(b"bench").digest(args.mb << 20))
-        with open(os.path.join(root, "app.py"), "w") as f:
-            f.write(SERVER)
-        synack = [sys.executable, "-m", "synack", "run"]
-        for _ in range(args.rounds):
-            with veth() as (cli, srv, ip), server(srv, [sys.executable, "app.py"], root) as pid:
-                runs["kernel"].append(
-                    measure(cli, ip, args.requests, args.mb, path, pid, rows=rows)
-                )
-            for label, extra in (("synack", []), ("synack --offload", ["--offload"])):
-                with tapns() as (ns, dev, net):
-                    argv = [*synack, "--tap", dev, "--ip", f"{net}.2/24", *extra, "--", "app.py"]
-                    with server(ns, argv, root) as pid:
-                        runs[label].append(
-                            measure(ns, f"{net}.2", args.requests, args.mb, path, pid, dev, rows)
-                        )
-                        if not extra and burst is None and "burst" in rows:
-                            before = tap_drops(ns, dev)
-                            out = sh(
-                                "ip", "netns", "exec", ns, sys.executable, "-c", BURST,
-                                f"{net}.2", str(args.burst),
-                            )  # fmt: skip
-                            burst = (out.split(), tap_drops(ns, dev) - before)
+    runs, burst = collect(args.requests, args.mb, args.rounds, rows, args.burst)
+    labels = LABELS
 
     def col(label: str, key: str) -> list[float]:
         return [r[key] for r in runs[label]]
