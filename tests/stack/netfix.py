@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections import Counter
 from ipaddress import IPv4Address, IPv4Interface
 
 from synack.links.lan import Lan
@@ -23,6 +24,16 @@ def make_host(n: int, cidr: str, gateway: str | None = None, **kw: object) -> Ho
         **kw,  # type: ignore[arg-type]
     )
     return Host(cfg, rng=random.Random(n), isn_secret=bytes([n]) * 16)
+
+
+def drained(h: Host) -> tuple[Counter[str], list[bytes], list[str]]:
+    """What a host did since last asked: its counters, the frames it has to
+    send and the names of its events (both taken), to compare two runs."""
+    frames = h.frames_to_send()
+    events = []
+    while (e := h.next_event()) is not None:
+        events.append(type(e).__name__)
+    return Counter(h.counters), frames, events
 
 
 def two_hosts(**kw: object) -> tuple[Lan, Host, Host]:

@@ -23,7 +23,7 @@ from synack.wire import ipv4 as wip
 from synack.wire import tcp as wtcp
 from synack.wire.checksum import internet_checksum
 from synack.wire.tcp import TcpFlags, TcpSegment
-from tests.stack.netfix import mac, make_host, two_hosts
+from tests.stack.netfix import drained, mac, make_host, two_hosts
 
 A = IPv4Address("10.213.0.1")
 B = IPv4Address("10.213.0.2")
@@ -167,14 +167,8 @@ def _with_source(frame: bytes, src: IPv4Address) -> bytes:
 
 
 def _outcome(h: Host, stream: TcpStream) -> tuple[object, ...]:
-    frames = h.frames_to_send()
-    events = []
-    while (e := h.next_event()) is not None:
-        events.append(type(e).__name__)
     return (
-        Counter(h.counters),
-        frames,
-        events,
+        *drained(h),
         stream.conn.state,
         stream.receive(1 << 16, 2.0),
     )

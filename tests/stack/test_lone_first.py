@@ -15,21 +15,15 @@ from itertools import pairwise
 
 from synack.links.tap import KernelChecked
 from synack.stack.host import Host, TcpStream
-from tests.stack.netfix import two_hosts
+from tests.stack.netfix import drained, two_hosts
 from tests.stack.test_rx import B
 
 _FLOW = slice(26, 38)  # IPv4 addresses and TCP ports
 
 
 def _state(h: Host, streams: list[TcpStream]) -> tuple[object, ...]:
-    frames = h.frames_to_send()
-    events = []
-    while (e := h.next_event()) is not None:
-        events.append(type(e).__name__)
     return (
-        Counter(h.counters),
-        frames,
-        events,
+        *drained(h),
         [(s.conn.state, s.conn.rcv_nxt, s.conn.snd_nxt) for s in streams],
         [s.receive(1 << 20, h.tcp.now) for s in streams],
     )

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import random
 import struct
-from collections import Counter
 from ipaddress import IPv4Address
 
 from hypothesis import example, given, settings
@@ -25,7 +24,7 @@ from synack.wire import ipv4 as wip
 from synack.wire import tcp as wtcp
 from synack.wire.checksum import internet_checksum
 from synack.wire.errors import MalformedPacket
-from tests.stack.netfix import mac, two_hosts
+from tests.stack.netfix import drained, mac, two_hosts
 
 A = IPv4Address("10.213.0.1")
 B = IPv4Address("10.213.0.2")
@@ -90,14 +89,8 @@ def _deliver(b: Host, entry: str, frame: bytes, second: bytes) -> None:
 
 
 def _outcome(h: Host, stream: TcpStream) -> tuple[object, ...]:
-    frames = h.frames_to_send()
-    events = []
-    while (e := h.next_event()) is not None:
-        events.append(type(e).__name__)
     return (
-        Counter(h.counters),
-        frames,
-        events,
+        *drained(h),
         stream.conn.state,
         stream.conn.rcv_nxt,
         stream.receive(1 << 16, 2.0),
