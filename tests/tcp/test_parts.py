@@ -18,7 +18,7 @@ from synack.tcp.buffers import ReceiveBuffer, SendBuffer
 from synack.tcp.congestion import AckAction, NewReno, initial_window
 from synack.tcp.isn import IsnGenerator
 from synack.tcp.rto import RttEstimator
-from synack.tcp.seq import SEQ_MOD, seq_diff, seq_ge, seq_gt, seq_le, seq_lt
+from synack.tcp.seq import SEQ_MOD, in_window, seq_diff, seq_ge, seq_gt, seq_le, seq_lt
 from synack.tcp.states import State
 from tests.tcp.harness import Duo, drain
 
@@ -191,6 +191,18 @@ def test_seq_comparisons_across_the_wrap() -> None:
     assert seq_lt(top, 3) and seq_gt(3, top) and seq_le(top, top) and seq_ge(3, 3)
     assert seq_diff(3, top) == 8 and seq_diff(top, 3) == -8
     assert not seq_lt(3, top)
+
+
+@given(st.integers(-40, 40), st.integers(0, 20), st.integers(0, 20))
+def test_table_6_acceptability_octet_by_octet(start: int, seg_len: int, wnd: int) -> None:
+    """RFC 9293 §3.10.7.4 Table 6, from its definition: an empty segment is
+    acceptable at RCV.NXT with a zero window, else when it falls in the window;
+    a segment with octets, when one of them falls in a non-zero window."""
+    if seg_len == 0:
+        want = start == 0 if wnd == 0 else start in range(wnd)
+    else:
+        want = any(start + i in range(wnd) for i in range(seg_len))
+    assert in_window(start, seg_len, wnd) is want
 
 
 def test_r1_warning_and_user_timeout() -> None:

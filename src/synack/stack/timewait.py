@@ -46,7 +46,7 @@ from synack.stack.config import ConnKey
 from synack.stack.endpoints import TcpListener, TcpStream
 from synack.stack.events import Observer, TcpStateTrace
 from synack.tcp import events as tev
-from synack.tcp.seq import seq_add, seq_diff, seq_gt, seq_lt
+from synack.tcp.seq import in_window, seq_add, seq_diff, seq_gt, seq_lt
 from synack.tcp.states import Cause, State
 from synack.tcp.tcb import OOW_ACK_INTERVAL
 from synack.tcp.timestamps import PAWS_IDLE
@@ -247,16 +247,8 @@ def answer(tw: TimeWait, seg: TcpSegment, now: float) -> tuple[Outcome, TcpSegme
         return Outcome.KEEP, tw._limited_ack(now)
     seg_len = seg.seg_len
     start = seq_diff(seq, tw.rcv_nxt)
-    wnd = tw.rcv_wnd
     # First step: Table 6's acceptability test.
-    if seg_len == 0:
-        acceptable = start == 0 if wnd == 0 else 0 <= start < wnd
-    elif wnd == 0:
-        acceptable = False
-    else:
-        last = start + seg_len - 1
-        acceptable = 0 <= start < wnd or 0 <= last < wnd or (start < 0 and last >= wnd)
-    if not acceptable:
+    if not in_window(start, seg_len, tw.rcv_wnd):
         if flags & _RST:
             return Outcome.KEEP, None  # RFC 5961 §3.2 check 1
         if seg_len:

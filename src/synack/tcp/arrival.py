@@ -26,7 +26,7 @@ from synack.tcp.segments import (
     F_URG,
     reply_when_closed,
 )
-from synack.tcp.seq import seq_add, seq_diff, seq_gt, seq_le, seq_lt
+from synack.tcp.seq import in_window, seq_add, seq_diff, seq_gt, seq_le, seq_lt
 from synack.tcp.states import (
     CLOSE_WAIT,
     CLOSED,
@@ -295,16 +295,7 @@ class SegmentArrival(TcpReceiver):
         with a zero window the ACK field and URG of an in-sequence segment
         are still processed ("special allowance", MUST-66).
         """
-        if seg_len == 0:
-            acceptable = start == 0 if rcv_wnd == 0 else 0 <= start < rcv_wnd
-        elif rcv_wnd == 0:
-            acceptable = False
-        else:
-            last = start + seg_len - 1
-            acceptable = (
-                0 <= start < rcv_wnd or 0 <= last < rcv_wnd or (start < 0 and last >= rcv_wnd)
-            )
-        if acceptable:
+        if in_window(start, seg_len, rcv_wnd):
             self._acceptable(now)
             return True
         if flags & F_RST:

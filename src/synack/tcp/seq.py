@@ -47,3 +47,19 @@ def seq_gt(a: int, b: int) -> bool:
 
 def seq_ge(a: int, b: int) -> bool:
     return a == b or ((b - a) & SEQ_MASK) >= _HALF
+
+
+def in_window(start: int, seg_len: int, rcv_wnd: int) -> bool:
+    """RFC 9293 §3.10.7.4 first step, Table 6: is a segment acceptable?
+
+    ``start`` is SEG.SEQ - RCV.NXT (signed, :func:`seq_diff`), ``seg_len``
+    SEG.LEN. A segment is acceptable when its first or its last octet falls
+    in the window (or it covers the whole window); with a zero window only an
+    empty segment at RCV.NXT is.
+    """
+    if seg_len == 0:
+        return start == 0 if rcv_wnd == 0 else 0 <= start < rcv_wnd
+    if rcv_wnd == 0:
+        return False
+    last = start + seg_len - 1
+    return 0 <= start < rcv_wnd or 0 <= last < rcv_wnd or (start < 0 and last >= rcv_wnd)
