@@ -27,7 +27,16 @@ from tests.stack.test_rx import _Counting, _ip_sum, _tcp_sum
 A = IPv4Address("10.213.0.1")
 B = IPv4Address("10.213.0.2")
 PORT = 40000  # the client's port of the SYN under test
-SCENES = ("listener", "bound", "closed", "flooded", "duplicate", "time-wait")
+SCENES = (
+    "listener",
+    "bound",
+    "closed",
+    "flooded",  # answered with a cookie by the SYN-flood path
+    "flooded-no-cookies",  # the flood path declines: the oldest half-open is evicted
+    "flooded-proven",  # from a source with a connection: the flood path declines
+    "duplicate",
+    "time-wait",
+)
 ENTRIES = ("batch", "pair", "vouched", "loop")
 
 
@@ -48,7 +57,7 @@ def _syn(port: int, seq: int, tsval: int) -> bytes:
 
 def _scene(name: str, syns: bool) -> Host:
     """Host B as ``name`` says, its one pass taking SYNs or not."""
-    lan, a, b = two_hosts()
+    lan, a, b = two_hosts(syn_cookies=name != "flooded-no-cookies")
     b._rx.syns = syns
     if name == "time-wait":
         # B closes first and keeps a TIME-WAIT record of A:PORT -> B:80.
@@ -66,8 +75,11 @@ def _scene(name: str, syns: bool) -> Host:
         b.tcp_listen(81)
     elif name == "bound":
         b.tcp_listen(80, B)
-    elif name == "flooded":
+    elif name.startswith("flooded"):
         b.tcp_listen(80, syn_backlog=1)
+        if name == "flooded-proven":
+            a.tcp_connect((B, 80), lan.now, local=(A, PORT + 4))
+            lan.run()  # a connection from A: its source is proven
         b.receive_frames([_syn(PORT + 1, 7, 5)], lan.now)  # one half-open: the queue is full
     else:
         b.tcp_listen(80)
@@ -138,7 +150,12 @@ def test_every_scene_meets_the_same_fate_on_and_off() -> None:
             assert on == off, (scene, entry)
     # The scenes make what they say, so the comparisons above mean something.
     assert _fates("closed", "batch", frame)[0][0]["tcp-closed-port"] == 1
-    assert _fates("flooded", "batch", frame)[0][0]["tcp-syncookies-sent"] == 1
+    flooded = _fates("flooded", "batch", frame)[0][0]
+    assert flooded["tcp-syncookies-sent"] == 1 and flooded["tcp-in"] == 1  # (the filler's)
+    assert _fates("flooded-no-cookies", "batch", frame)[0][0]["tcp-synq-evicted"] == 1
+    # Declined by the flood path, the demux parses and counts it (then answers with a cookie).
+    proven = _fates("flooded-proven", "batch", frame)[0][0]
+    assert proven["tcp-in"] == 4 and proven["tcp-syncookies-sent"] == 1
     assert _fates("time-wait", "batch", frame)[0][0]["tcp-timewait-reopen"] == 1
 
 
@@ -152,6 +169,14 @@ def test_every_scene_meets_the_same_fate_on_and_off() -> None:
 @example(edits=[(37, 81)], cut=0, pad=0, fix=2, scene="closed", entry="batch")
 @example(edits=[(47, 0x12)], cut=0, pad=0, fix=2, scene="listener", entry="batch")
 @example(edits=[], cut=30, pad=0, fix=0, scene="flooded", entry="batch")
+# To a flooded listener: another protocol, IPv4 options, a fragment (the raw tests).
+@example(edits=[(23, 17)], cut=0, pad=0, fix=1, scene="flooded", entry="batch")
+@example(edits=[(14, 0x46)], cut=0, pad=0, fix=1, scene="flooded", entry="pair")
+@example(edits=[(20, 0x20)], cut=0, pad=0, fix=1, scene="flooded", entry="vouched")
+@example(edits=[(21, 1)], cut=0, pad=0, fix=1, scene="flooded", entry="loop")
+# A bad TCP checksum to a flooded listener: summed unless the link vouches for it.
+@example(edits=[], cut=1, pad=1, fix=0, scene="flooded", entry="vouched")
+@example(edits=[], cut=1, pad=1, fix=0, scene="flooded", entry="batch")
 @example(edits=[], cut=0, pad=5, fix=0, scene="duplicate", entry="pair")
 @given(
     edits=st.lists(st.tuples(st.integers(0, 73), st.integers(0, 255)), max_size=2),

@@ -21,8 +21,8 @@ A pure SYN (each passive open's first segment) is taken only when the usual
 way would make it a new connection of a listener with nothing else done
 first: a listener on its port that is not flooded (checked on the raw bytes
 first, as :meth:`TcpDemux.raw_syn <synack.stack.tcp_demux.TcpDemux.raw_syn>`
-does: a flooded listener's SYN is declined after that one look, unparsed, to
-the SYN-flood path), bound to the frame's address or
+does: a flooded listener's SYN goes to the SYN-flood path's answer from
+here, unparsed, as the host's raw path would send it), bound to the frame's address or
 to any, and no connection or TIME-WAIT record of its 4-tuple. It then goes
 to the listener's SYN step (``TcpDemux._syn``) as ``dispatch_segment`` hands
 it on, without the SYN-flood path's, the IP fast path's and the demux's
@@ -82,6 +82,12 @@ _TS_KIND_END = _TS_AT + 4
 _TS_PAYLOAD_AT = _TS_AT + 12
 _DPORT_AT = _L4_AT + 2  # the destination port in the frame
 _DPORT_END = _DPORT_AT + 2
+# Host.receive_frames' raw tests: IPv4 without options, unfragmented, TCP.
+_RAW_IPV4_AT = weth.ETHERTYPE_AT
+_RAW_IPV4_END = _RAW_IPV4_AT + 3
+_RAW_IPV4_NO_OPTIONS = _ETHERTYPE_IPV4.to_bytes(2, "big") + bytes([_VERSION_IHL])
+_FRAG_AT = _IP_AT + wip.FRAGMENT_AT
+_PROTO_AT = _IP_AT + wip.PROTO_AT
 
 __all__ = ["FrameInput"]
 
@@ -114,8 +120,30 @@ class FrameInput:
             if not self.syns:
                 return False
             listener = self._listeners.get(_from_bytes(data[_DPORT_AT:_DPORT_END]))
-            if listener is None or len(listener.half_open) >= listener.syn_backlog:
+            if listener is None:
                 return False
+            if len(listener.half_open) >= listener.syn_backlog:
+                # Flooded: what the host's raw path does with it (its raw
+                # tests, then raw_syn's flood answer, once looked up). Declined
+                # (False) it goes that way, where the answer, a pure test,
+                # declines it again.
+                if (
+                    data[_RAW_IPV4_AT:_RAW_IPV4_END] != _RAW_IPV4_NO_OPTIONS
+                    or data[_FRAG_AT] & 0x3F
+                    or data[_FRAG_AT + 1]
+                    or data[_PROTO_AT] != _PROTO_TCP
+                ):
+                    return False
+                ip = self._ip
+                if verify or not ip.verify_l4:
+                    return self._tcp.flood.answer(data, listener, now)
+                # A frame the link vouches for: its checksum not summed there
+                # either (as receive_frame with l4_verified hands it on).
+                ip.verify_l4 = False
+                try:
+                    return self._tcp.flood.answer(data, listener, now)
+                finally:
+                    ip.verify_l4 = True
         else:
             listener = None
         (
