@@ -205,3 +205,31 @@ def test_churn_keeps_records_and_frees_connections() -> None:
     assert not b.tcp.time_wait and not b.connections
     ends = [c for c in changes if (c.old, c.new) == ("TIME-WAIT", "CLOSED")]
     assert len(ends) == 300
+
+
+def test_a_record_is_one_tracked_object_its_own_weak_reference() -> None:
+    """A record is the stream's only weak reference (no second object for the
+    cycle collector to keep for 2*MSL): it gives the stream while its owner
+    holds it and the move to CLOSED reaches that owner; dropped, the stream is
+    freed at once (refcount, no collection) and the record gives None. Records
+    compare by identity, never by their streams."""
+    lan, a, _b, client, tw = closed_from_a()
+    assert isinstance(tw, weakref.ref) and gc.is_tracked(tw)
+    assert tw() is client and weakref.getweakrefcount(client) == 1
+    other = TimeWait(client, tw.deadline, tw.linger)
+    assert other != tw and tw == tw and hash(other) != hash(tw)
+    assert len({tw, other}) == 2
+    del other
+    # The owner still holds the stream: it sees CLOSED at the deadline.
+    lan.run(until=lan.now + 121)
+    assert client.conn.state is State.CLOSED and not a.tcp.time_wait
+    # Freed by refcount alone once nobody holds it.
+    lan2, a2, _b2, client2, tw2 = closed_from_a()
+    gc.disable()
+    try:
+        del client2
+        assert tw2() is None
+    finally:
+        gc.enable()
+    lan2.run(until=lan2.now + 121)
+    assert not a2.tcp.time_wait

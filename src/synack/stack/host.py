@@ -395,8 +395,9 @@ class Host:
         without a call per frame: while the shared echo budget is empty (it
         cannot refill within one instant) an echo request in an unfragmented
         IPv4 packet without options is counted (``icmp-echo-ratelimited``)
-        and nothing else is done with it; a pure SYN goes straight to the
-        SYN-flood path (bench/stack_flood.py). With :attr:`coalesce`, runs of
+        and nothing else is done with it; a pure SYN to a flooded listener goes
+        straight to the SYN-flood path (bench/stack_flood.py), one to another
+        listener to the one-pass input (stack/rx.py). With :attr:`coalesce`, runs of
         one connection's in-order data segments go to TCP as one segment
         (stack/gro.py: Linux's GRO; ``tcp-coalesced`` counts the merged frames)."""
         if self.observers:  # every frame is recorded: the ordinary way

@@ -15,8 +15,19 @@ way, which refuses and counts it as it always did (tests/stack/test_rx.py
 runs both ways on the same frames, hostile ones included). The caller
 (:meth:`Host.receive_frames <synack.stack.host.Host.receive_frames>`) has
 already read the frame's raw bytes: an unfragmented IPv4 packet without
-options carrying TCP, not a pure SYN (those go to the SYN-flood path first),
-at least ``_MIN_LEN`` octets.
+options carrying TCP, at least ``_MIN_LEN`` octets.
+
+A pure SYN (each passive open's first segment) is taken only when the usual
+way would make it a new connection of a listener with nothing else done
+first: a listener on its port that is not flooded (checked on the raw bytes
+first, as :meth:`TcpDemux.raw_syn <synack.stack.tcp_demux.TcpDemux.raw_syn>`
+does: a flooded listener's SYN goes to the SYN-flood path's answer from
+here, unparsed, as the host's raw path would send it), bound to the frame's address or
+to any, and no connection or TIME-WAIT record of its 4-tuple. It then goes
+to the listener's SYN step (``TcpDemux._syn``) as ``dispatch_segment`` hands
+it on, without the SYN-flood path's, the IP fast path's and the demux's
+second and third looks at the same listener, flow and header
+(tests/stack/test_rx_syn.py: on and off, the same fates).
 
 Layer: stack. Imports synack.wire, synack.tcp and the rest of synack.stack.
 """
@@ -34,7 +45,7 @@ from synack.wire import ipv4 as wip
 from synack.wire import tcp as wtcp
 from synack.wire.checksum import le_residue
 from synack.wire.errors import MalformedPacket
-from synack.wire.ipv4 import address_from_int
+from synack.wire.ipv4 import address_from_int, address_int
 
 # The destination MAC and EtherType, the IPv4 header as 16-bit words (the
 # checksum sums them; the addresses as 32-bit ints count as themselves modulo
@@ -69,6 +80,14 @@ _TS_HLEN = _TCP_HLEN + 12
 _TS_AT = _L4_AT + _TCP_HLEN
 _TS_KIND_END = _TS_AT + 4
 _TS_PAYLOAD_AT = _TS_AT + 12
+_DPORT_AT = _L4_AT + 2  # the destination port in the frame
+_DPORT_END = _DPORT_AT + 2
+# Host.receive_frames' raw tests: IPv4 without options, unfragmented, TCP.
+_RAW_IPV4_AT = weth.ETHERTYPE_AT
+_RAW_IPV4_END = _RAW_IPV4_AT + 3
+_RAW_IPV4_NO_OPTIONS = _ETHERTYPE_IPV4.to_bytes(2, "big") + bytes([_VERSION_IHL])
+_FRAG_AT = _IP_AT + wip.FRAGMENT_AT
+_PROTO_AT = _IP_AT + wip.PROTO_AT
 
 __all__ = ["FrameInput"]
 
@@ -76,21 +95,57 @@ __all__ = ["FrameInput"]
 class FrameInput:
     """The fused input of one host (see the module's docstring)."""
 
-    __slots__ = ("_counters", "_ip", "_mac", "_tcp")
+    __slots__ = ("_counters", "_ip", "_listeners", "_mac", "_tcp", "syns")
 
     def __init__(self, ip: Ipv4, tcp: TcpDemux, counters: Counter[str]) -> None:
         self._ip = ip
         self._tcp = tcp
+        self._listeners = tcp.listeners
         self._mac = ip.iface.mac
         self._counters = counters
+        # Pure SYNs to a listener taken here (the module's docstring); off:
+        # each goes the usual way (the tests compare).
+        self.syns = True
 
     def take(self, data: bytes, now: float, verify: bool) -> bool:
         """True when ``data`` (a frame as the module's docstring says) was
         taken: counted and given to TCP. False: nothing was done, the frame
         goes the usual way. ``verify``: its TCP checksum is summed (False: the
         link vouches for it, or the IP layer's ``verify_l4`` is off)."""
-        if len(data) < _MIN_LEN or data[_FLAGS_AT] & _SYN_MASK == _SYN:
-            return False  # (a pure SYN: to the SYN-flood path, before the unpack)
+        if len(data) < _MIN_LEN:
+            return False
+        if data[_FLAGS_AT] & _SYN_MASK == _SYN:
+            # A pure SYN: TcpDemux.raw_syn's test first, on the raw bytes (a
+            # flooded listener's SYNs go to the SYN-flood path unparsed).
+            if not self.syns:
+                return False
+            listener = self._listeners.get(_from_bytes(data[_DPORT_AT:_DPORT_END]))
+            if listener is None:
+                return False
+            if len(listener.half_open) >= listener.syn_backlog:
+                # Flooded: what the host's raw path does with it (its raw
+                # tests, then raw_syn's flood answer, once looked up). Declined
+                # (False) it goes that way, where the answer, a pure test,
+                # declines it again.
+                if (
+                    data[_RAW_IPV4_AT:_RAW_IPV4_END] != _RAW_IPV4_NO_OPTIONS
+                    or data[_FRAG_AT] & 0x3F
+                    or data[_FRAG_AT + 1]
+                    or data[_PROTO_AT] != _PROTO_TCP
+                ):
+                    return False
+                ip = self._ip
+                if verify or not ip.verify_l4:
+                    return self._tcp.flood.answer(data, listener, now)
+                # A frame the link vouches for: its checksum not summed there
+                # either (as receive_frame with l4_verified hands it on).
+                ip.verify_l4 = False
+                try:
+                    return self._tcp.flood.answer(data, listener, now)
+                finally:
+                    ip.verify_l4 = True
+        else:
+            listener = None
         (
             mac,
             ethertype,
@@ -145,6 +200,16 @@ class FrameInput:
                 return False
         if not sport or not dport:
             return False  # port 0: the demux counts tcp-bad-port
+        tcp = self._tcp
+        flow = (dst, dport, src, sport)
+        if listener is not None and (
+            flow in tcp.flows
+            or flow in tcp.time_wait.by_flow
+            or address_int(listener.local[0]) not in (0, dst)
+        ):
+            # A SYN for a connection or TIME-WAIT record of its 4-tuple, or
+            # to a listener bound to another of our addresses: the demux's.
+            return False
         if hlen == _TS_HLEN and data[_TS_AT:_TS_KIND_END] == _TS_ALIGNED:
             # NOP NOP TS, the options of nearly every segment of a Linux
             # connection: segment_at's common case, without the call.
@@ -173,8 +238,11 @@ class FrameInput:
         counters = self._counters
         counters["ipv4-in"] += 1
         counters["tcp-in"] += 1
-        tcp = self._tcp
-        flow = (dst, dport, src, sport)
+        if listener is not None:
+            # dispatch_segment's last step for it, with its key.
+            src_addr, dst_addr = address_from_int(src), address_from_int(dst)
+            tcp._syn(listener, (dst_addr, dport, src_addr, sport), seg, now, flow)
+            return True
         stream = tcp.flows.get(flow)
         if stream is not None and stream.conn.state is not _TIME_WAIT:
             stream.conn.receive_segment(seg, now)

@@ -20,7 +20,7 @@ a segment, as the connection itself would have:
   §2), else a sequence number above RCV.NXT (RFC 1122 §4.2.2.13)
   (:func:`may_reopen`).
 
-The record keeps a weak reference to the stream, so an owner that still holds
+The record is a weak reference to the stream, so an owner that still holds
 it sees it closed at the deadline, and a closed-and-forgotten stream is freed
 at once. :class:`TimeWaitTable` holds a host's records by 4-tuple with the
 addresses as ints (what an arriving segment is looked up by: hashing an
@@ -65,8 +65,14 @@ class Outcome(Enum):
     CLOSE = "close"  # an acceptable RST at RCV.NXT: TIME-WAIT ends (§3.10.7.4 second step)
 
 
-class TimeWait:
-    """One connection in TIME-WAIT (see the module docstring)."""
+class TimeWait(weakref.ref[TcpStream]):
+    """One connection in TIME-WAIT (see the module docstring): a weak
+    reference to its stream (calling it gives the stream while something
+    else holds it, else None) with the record's fields. One object, not a
+    record and its reference: a busy server holds tens of thousands, and each
+    object the cycle collector tracks that lives this long makes its full
+    collections longer and more frequent. Compared and hashed by identity,
+    as a plain object (a weak reference compares its referents)."""
 
     __slots__ = (
         "deadline",
@@ -77,7 +83,6 @@ class TimeWait:
         "rcv_wnd",
         "seq",
         "snd_nxt",
-        "stream",
         "ts_offset",
         "ts_ok",
         "ts_recent",
@@ -86,7 +91,15 @@ class TimeWait:
         "wscale",
     )
 
+    __eq__ = object.__eq__
+    __ne__ = object.__ne__
+    __hash__ = object.__hash__
+
+    def __new__(cls, stream: TcpStream, deadline: float, linger: float) -> TimeWait:
+        return super().__new__(cls, stream)
+
     def __init__(self, stream: TcpStream, deadline: float, linger: float) -> None:
+        # (ref's own __init__ only checks its arguments: __new__ made the reference.)
         conn = stream.conn
         (
             self.snd_nxt,
@@ -102,14 +115,13 @@ class TimeWait:
         # The 4-tuple with its addresses as ints, not the key's IPv4Address
         # objects: a busy server holds tens of thousands of these records, and
         # every object in one that the cycle collector tracks makes its full
-        # collections longer and more frequent (a record is the record and
-        # its weak reference; its heap entry holds ints, see TimeWaitTable).
+        # collections longer and more frequent (a record is one object, its
+        # own weak reference; its heap entry holds ints, see TimeWaitTable).
         self.flow = stream.flow
         self.seq = 0  # its live entry in the table's heap
         self.deadline = deadline
         self.linger = linger  # 2*MSL of the connection's configuration
         self.last_reply = _NEVER
-        self.stream: weakref.ref[TcpStream] = weakref.ref(stream)
 
     @property
     def key(self) -> ConnKey:
@@ -312,7 +324,7 @@ class TimeWaitSide:
     def _time_wait_over(self, tw: TimeWait, seg: TcpSegment | None, now: float) -> None:
         """TIME-WAIT ended (2*MSL, or a RST ``seg``): CLOSED, told to the stream's
         owner if it still holds the stream, else to the observers directly."""
-        stream = tw.stream()
+        stream = tw()  # (the record is its weak reference)
         if stream is not None and not stream.gone and stream.conn.state is State.TIME_WAIT:
             # The connection itself makes the move, with its own events.
             if seg is None:
@@ -358,7 +370,7 @@ class TimeWaitSide:
             # RFC 9293 §3.6.1 (MAY-2) with RFC 6191: a new incarnation.
             self.counters["tcp-timewait-reopen"] += 1
             self.time_wait.remove(tw)
-            stream = tw.stream()
+            stream = tw()
             if stream is not None:
                 self._forget(stream)
             return False
