@@ -24,7 +24,7 @@ first, as :meth:`TcpDemux.raw_syn <synack.stack.tcp_demux.TcpDemux.raw_syn>`
 does: a flooded listener's SYN goes to the SYN-flood path's answer from
 here, unparsed, as the host's raw path would send it), bound to the frame's address or
 to any, and no connection or TIME-WAIT record of its 4-tuple. It then goes
-to the listener's SYN step (``TcpDemux._syn``) as ``dispatch_segment`` hands
+to the listener's SYN step (``TcpDemux.syn_to_listener``) as ``dispatch_segment`` hands
 it on, without the SYN-flood path's, the IP fast path's and the demux's
 second and third looks at the same listener, flow and header
 (tests/stack/test_rx_syn.py: on and off, the same fates).
@@ -241,7 +241,7 @@ class FrameInput:
         if listener is not None:
             # dispatch_segment's last step for it, with its key.
             src_addr, dst_addr = address_from_int(src), address_from_int(dst)
-            tcp._syn(listener, (dst_addr, dport, src_addr, sport), seg, now, flow)
+            tcp.syn_to_listener(listener, (dst_addr, dport, src_addr, sport), seg, now, flow)
             return True
         stream = tcp.flows.get(flow)
         if stream is not None and stream.conn.state is not _TIME_WAIT:

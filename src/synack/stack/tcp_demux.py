@@ -555,9 +555,9 @@ class TcpDemux(TimeWaitSide):
                 self.counters["tcp-rst-out"] += 1
                 self._output(dst, src, reply, now)
             return
-        self._syn(listener, key, seg, now, flow)
+        self.syn_to_listener(listener, key, seg, now, flow)
 
-    def _syn(
+    def syn_to_listener(
         self,
         listener: TcpListener,
         key: ConnKey,
@@ -565,6 +565,10 @@ class TcpDemux(TimeWaitSide):
         now: float,
         flow: tuple[int, int, int, int],
     ) -> None:
+        """A SYN for ``listener`` with no connection of its 4-tuple (RFC 9293
+        §3.10.7.2): the backlogs, SYN cookies or Fast Open, then a child in
+        SYN-RECEIVED. Callers (``dispatch_segment``, the one-pass input) have
+        made every test before it."""
         if len(listener.queue) >= listener.backlog:
             # The accept queue is full: drop the SYN (as Linux does) so the
             # client retries later instead of being refused.
