@@ -68,7 +68,12 @@ class HostDriver:
         # one write() costs less than a SplitFrame and a gather write (~0.2
         # against ~0.4 us a frame), the same octets. TCP still hands over
         # super-segments (gso), cut into joined frames below it (TcpOutput).
-        host.enable_offload(split=tso or (split and host.mtu > JOIN_UP_TO_MTU), tso=tso, gso=split)
+        host.enable_offload(
+            split=tso or (split and host.mtu > JOIN_UP_TO_MTU),
+            tso=tso,
+            gso=split,
+            tso_max=int(getattr(link, "tso_max", 0)) if tso else 0,
+        )
         self.loop = loop or asyncio.get_running_loop()
         # The host's clock is the loop's (``now()``): its bound method, not a
         # method calling it (transports ask on every read and write).

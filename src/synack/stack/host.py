@@ -65,7 +65,7 @@ from synack.stack.gro import Coalescer
 from synack.stack.icmp import EchoBudget, Icmp, IcmpErrors
 from synack.stack.interface import Interface
 from synack.stack.ipv4 import Ipv4
-from synack.stack.offload import TSO_MAX_PAYLOAD, SplitFrame
+from synack.stack.offload import IPV4_MAX_TOTAL, TSO_MAX_PAYLOAD, SplitFrame, tso_max_payload
 from synack.stack.ports import EphemeralPorts
 from synack.stack.reassembly import Reassembler
 from synack.stack.rx import FrameInput
@@ -253,7 +253,9 @@ class Host:
         """The link takes :class:`SplitFrame` (see :meth:`enable_offload`)."""
         return self.tcp.split
 
-    def enable_offload(self, *, split: bool, tso: bool = False, gso: bool | None = None) -> None:
+    def enable_offload(
+        self, *, split: bool, tso: bool = False, gso: bool | None = None, tso_max: int = 0
+    ) -> None:
         """Tell the host what its link can do, as a NIC driver tells Linux.
 
         ``split``: the link takes :class:`SplitFrame` (headers and payload
@@ -265,12 +267,21 @@ class Host:
         ``gso`` (default: as ``split``): TCP sends up to 65,455 octets of new
         data as one segment, cut into MSS-sized frames below it (by the link
         with ``tso``, else in software: the same frames as without it).
+        ``tso_max`` (only with ``tso``; 0: 65,535): the largest IPv4 packet
+        the link takes as one super-segment. Above 65,535 (Linux's BIG TCP,
+        stack/offload.BIG_TSO_MAX_TOTAL) such packets carry total length 0
+        and TCP hands over up to that much less 80 octets at once.
         """
         if tso and not split:
             raise ValueError("tso needs split frames")
         self.tcp.split = split
         self.tcp.tso = self.udp.tso = tso
-        self.tcp.output.gso = TSO_MAX_PAYLOAD if (split if gso is None else gso) else 0
+        if tso_max and not (tso and IPV4_MAX_TOTAL <= tso_max <= 1 << 20):
+            raise ValueError("tso_max needs tso and 65535..1048576 octets")
+        big = tso_max if tso and tso_max else IPV4_MAX_TOTAL
+        self.tcp.output.ip_max = big
+        large = tso_max_payload(big) if big > IPV4_MAX_TOTAL else TSO_MAX_PAYLOAD
+        self.tcp.output.gso = large if (split if gso is None else gso) else 0
 
     def path_mtu(self, dst: IPv4Address) -> int:
         """The MTU towards ``dst``: learnt from ICMP (RFC 1191), else the link's."""

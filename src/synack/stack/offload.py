@@ -21,6 +21,31 @@ from synack.wire.tcp import TcpFlags, TcpSegment
 # gso super-segment is whole MSS pieces of it: 45 of 1448 octets (65,160), as
 # Linux's TSO sends over such a path.
 TSO_MAX_PAYLOAD = 65_535 - 20 - 60
+IPV4_MAX_TOTAL = 0xFFFF  # RFC 791's 16-bit total length: every normal packet's limit
+
+# "BIG TCP" for IPv4 (Linux 6.3+, ip_rcv_core's iph_totlen): a TCP GSO packet
+# of more than 65,535 octets, which a link that asked for it takes whole,
+# carries total length 0 and its real length is the frame's. 256 KiB is well
+# inside what the kernel's TAP builds one packet of (17 fragments of 32 KiB),
+# and four times fewer super-segments for the sender to make (180 x 1448
+# octets). Its Ethernet frame still fits a capture's 262,144-octet snapshot
+# length (tcpdump's and wire/pcap's), so a pcap holds it whole. A link offers
+# it (``Host.enable_offload(tso_max=...)``); every other packet keeps RFC
+# 791's meaning.
+BIG_TSO_MAX_TOTAL = 262_144 - 14
+
+
+def total_length_field(total: int) -> int:
+    """The IPv4 total length field of a ``total``-octet packet: itself, or 0
+    for a BIG TCP super-segment over 65,535 octets (only ever made for a
+    link that offered it: the callers check the link's bound first)."""
+    return total if total <= IPV4_MAX_TOTAL else 0
+
+
+def tso_max_payload(max_total: int) -> int:
+    """The largest TCP payload of a super-segment in an IPv4 packet of at
+    most ``max_total`` octets, whatever its TCP options (as TSO_MAX_PAYLOAD)."""
+    return max_total - 20 - 60
 
 
 class SplitFrame:

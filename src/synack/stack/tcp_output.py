@@ -29,7 +29,7 @@ from ipaddress import IPv4Address
 from synack.errors import LocalProtocolError
 from synack.stack.config import NoRouteError
 from synack.stack.ipv4 import Ipv4
-from synack.stack.offload import SplitFrame
+from synack.stack.offload import IPV4_MAX_TOTAL, SplitFrame
 from synack.wire import ipv4 as wip
 from synack.wire import tcp as wtcp
 from synack.wire.checksum import le_residue
@@ -39,7 +39,7 @@ from synack.wire.tcp import TcpFlags, TcpSegment
 _L4_START = wip.ETH_IPV4_HEADER_LEN  # where the TCP header starts in a frame
 _CSUM = wtcp.CHECKSUM_AT
 _IP_HLEN = wip.MIN_HEADER_LEN  # our IPv4 headers carry no options
-_IP_MAX = 0xFFFF  # an IPv4 packet's largest total length (a TSO super-segment's)
+_IP_MAX = IPV4_MAX_TOTAL  # an IPv4 packet's largest total length (a TSO super-segment's)
 _build_header_offload = wtcp.build_header_offload
 _build_header = wtcp.build_header
 _build_options_sum = wtcp.build_options_sum
@@ -90,7 +90,9 @@ class TcpOutput:
     the tests compare both).
     """
 
-    __slots__ = ("_eth_heads", "_ip", "counters", "fast", "gso", "large_out", "split", "tso")
+    __slots__ = (
+        "_eth_heads", "_ip", "counters", "fast", "gso", "ip_max", "large_out", "split", "tso",
+    )  # fmt: skip
 
     def __init__(self, ip: Ipv4, counters: Counter[str]) -> None:
         self._ip = ip
@@ -105,6 +107,10 @@ class TcpOutput:
         # The largest TCP payload a connection may hand over in one segment
         # (its segments_to_send ``gso``), cut by send_large; 0: one MSS.
         self.gso = 0
+        # The largest IPv4 packet of a TSO super-segment: 65,535, or more on
+        # a link that takes BIG TCP packets (total length field 0; see
+        # stack/offload.BIG_TSO_MAX_TOTAL). Set by Host.enable_offload.
+        self.ip_max = _IP_MAX
         self.large_out = 0  # such segments handed to send_large
 
     def send(self, src: IPv4Address, dst: IPv4Address, seg: TcpSegment, now: float) -> None:
@@ -209,6 +215,9 @@ class TcpOutput:
             made = self._eth_head(mac)
         eth, ttl_proto = made
         ip.ident = ident = (ip.ident + 1) & 0xFFFF
+        # The total length field: 0 for a BIG TCP super-segment (over 65,535
+        # octets; only with a ``limit`` above that, a link's that takes them).
+        tot = l3 if l3 <= _IP_MAX else 0
         try:
             sport, dport, seq, ack = seg.src_port, seg.dst_port, seg.seq, seg.ack
             flags, window, urgent = int(seg.flags), seg.window, seg.urgent
@@ -230,16 +239,16 @@ class TcpOutput:
                     or 0xFFFF
                 )  # fmt: skip
             icsum = 0xFFFF - (
-                (_VERSION_WORD + l3 + ident + _FLAG_DF + ttl_proto + src + dst) % 0xFFFF or 0xFFFF
+                (_VERSION_WORD + tot + ident + _FLAG_DF + ttl_proto + src + dst) % 0xFFFF or 0xFFFF
             )
             if tsval >= 0:
                 return packer.pack(
-                    eth, _VERSION_IHL, 0, l3, ident, _FLAG_DF, ttl_proto, icsum, src, dst, sport,
+                    eth, _VERSION_IHL, 0, tot, ident, _FLAG_DF, ttl_proto, icsum, src, dst, sport,
                     dport, seq, ack, 128, flags, window, tcsum, urgent, _TS_ALIGNED_WORD, tsval,
                     tsecr,
                 )  # fmt: skip
             return packer.pack(
-                eth, _VERSION_IHL, 0, l3, ident, _FLAG_DF, ttl_proto, icsum,
+                eth, _VERSION_IHL, 0, tot, ident, _FLAG_DF, ttl_proto, icsum,
                 src, dst, sport, dport, seq, ack, hlen << 2, flags, window, tcsum, urgent, opts,
             )  # fmt: skip
         except (struct.error, TypeError) as exc:
@@ -266,7 +275,7 @@ class TcpOutput:
         tso = self.tso
         payload = seg.payload
         if tso:
-            tcp_header = _build_header_offload(seg, src, dst)
+            tcp_header = _build_header_offload(seg, src, dst, max_length=self.ip_max)
         else:
             # The whole checksum here: pseudo-header, header and payload summed once each.
             tcp_header = _build_header(seg, src_int, dst_int)
@@ -274,16 +283,17 @@ class TcpOutput:
         if total > ip.mtu:
             if not tso:
                 return False
-            if total > _IP_MAX:
-                # No IPv4 packet carries it (RFC 791's 16-bit total length):
-                # the caller handed over more than TSO_MAX_PAYLOAD.
+            if total > self.ip_max:
+                # No IPv4 packet carries it (RFC 791's 16-bit total length, or
+                # the link's BIG TCP bound): the caller handed over more than gso.
                 raise LocalProtocolError(
-                    f"tcp: a {len(payload)}-octet super-segment exceeds IPv4's {_IP_MAX}"
-                    f"-octet packet with a {len(tcp_header)}-octet header"
+                    f"tcp: a {len(payload)}-octet super-segment exceeds IPv4's {self.ip_max}"
+                    f"-octet packet (on this link) with a {len(tcp_header)}-octet header"
                 )
             self.counters["tcp-tso-out"] += 1
         self.counters["tcp-out"] += 1
-        head = ip.eth_ip_head(cached[0], total, _FLAG_DF, _PROTO_TCP, src_int, dst_int) + tcp_header
+        tot = total if total <= _IP_MAX else 0  # BIG TCP: see _head
+        head = ip.eth_ip_head(cached[0], tot, _FLAG_DF, _PROTO_TCP, src_int, dst_int) + tcp_header
         ip.emit(SplitFrame(head, payload, _L4_START if tso else 0, _CSUM, mss), now)
         return True
 
@@ -306,7 +316,7 @@ class TcpOutput:
                     # _send_split frames it with wire/tcp's builder.
                     payload = seg.payload
                     head = self._head(
-                        cached[0], address_int(src), dst_int, seg, payload, True, _IP_MAX
+                        cached[0], address_int(src), dst_int, seg, payload, True, self.ip_max
                     )
                     if head is not None:
                         counters = self.counters

@@ -466,17 +466,21 @@ def build_options_sum(options: TcpOptions) -> tuple[bytes, int]:
     return _options(options)
 
 
-def build_header_offload(segment: TcpSegment, src: IPv4Address, dst: IPv4Address) -> bytes:
+def build_header_offload(
+    segment: TcpSegment, src: IPv4Address, dst: IPv4Address, *, max_length: int = 0xFFFF
+) -> bytes:
     """The header of ``segment`` (options included, payload not) for checksum
     offload: the checksum field holds the folded pseudo-header sum only, not
     complemented, as a NIC (or virtio's VIRTIO_NET_HDR_F_NEEDS_CSUM) expects,
     which then sums from the TCP header to the end and stores the result.
-    The payload is neither copied nor summed. Not valid on the wire as is."""
+    The payload is neither copied nor summed. Not valid on the wire as is.
+    ``max_length``: over 65,535 only for a BIG TCP super-segment (its
+    pseudo-header length summed as the 32-bit value it is, as Linux's)."""
     opts = build_options(segment.options)
     hlen = MIN_HEADER_LEN + len(opts)
     length = hlen + len(segment.payload)
-    if length > 0xFFFF:
-        raise LocalProtocolError(f"tcp: segment of {length} octets exceeds 65535")
+    if length > max_length:
+        raise LocalProtocolError(f"tcp: segment of {length} octets exceeds {max_length}")
     partial = fold(pseudo_header_sum(address_int(src), address_int(dst), PROTO_TCP, length))
     header = _pack_header(segment, hlen, partial)
     return header + opts if opts else header
