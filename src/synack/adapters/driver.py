@@ -73,6 +73,12 @@ class HostDriver:
         # The host's clock is the loop's (``now()``): its bound method, not a
         # method calling it (transports ask on every read and write).
         self.now: Callable[[], float] = self.loop.time
+        # How a pump is scheduled: a HostLoop queues it without making an
+        # asyncio.Handle that nobody would cancel (HostLoop.post_soon);
+        # another loop with its call_soon.
+        self._post: Callable[[Callable[[], object]], object] = getattr(
+            self.loop, "post_soon", self.loop.call_soon
+        )
         self._timer: asyncio.TimerHandle | None = None
         self._armed: float | None = None
         self._pings: dict[tuple[int, int], asyncio.Future[float]] = {}
@@ -123,9 +129,18 @@ class HostDriver:
         send = self.link.send
         # Dispatching events runs application code, which may send and so
         # make more news; bounded rounds, then a fresh loop iteration.
+        next_event, dispatch, activity = host.next_event, self._dispatch, ev.TcpActivity
+        owner: Any  # a socket's owner is opaque to the host (as in _dispatch)
         for _ in range(8):
-            while (event := host.next_event()) is not None:
-                self._dispatch(event)
+            while (event := next_event()) is not None:
+                # A connection's news (nearly every event), as _dispatch's
+                # first case, without its call.
+                if type(event) is activity:
+                    owner = event.socket.owner
+                    if owner is not None:
+                        owner._activity()
+                else:
+                    dispatch(event)
             if self._send_frames is not None:
                 self._send_frames(host.drain_frames())  # a link that writes a list in one loop
             else:
@@ -157,7 +172,7 @@ class HostDriver:
         """Coalesce many API calls (writes) of one loop iteration into one pump."""
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            self.loop.call_soon(self._scheduled_pump)
+            self._post(self._scheduled_pump)
 
     def _scheduled_pump(self) -> None:
         self._flush_scheduled = False
