@@ -1,6 +1,8 @@
 """The per-connection shortcuts of the adapters' loop glue do what the long
 ways do: the driver's pump hands a connection's news to its owner as
-``_dispatch`` does (the pump calls the owner itself), ``HostLoop.post_soon``
+``_dispatch`` does (the pump calls the owner itself) and what owners ask of
+the host during a pump leaves with it (no pump queued from inside one),
+``HostLoop.post_soon``
 queues as ``call_soon`` does (without a handle), and transports whose state
 starts as class attributes keep that state their own."""
 
@@ -181,6 +183,52 @@ def test_each_transport_keeps_its_own_state() -> None:
             assert accepted[1].is_reading() and not accepted[1].is_closing()
             assert accepted[1].get_write_buffer_limits() == (16 * 1024, 64 * 1024)
             second.close()
+            server.close()
+        finally:
+            a.close()
+            b.close()
+
+    asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_what_owners_ask_during_a_pump_goes_out_with_it_and_queues_no_other() -> None:
+    """An echo written in data_received (inside the pump that delivered the
+    request) leaves with that pump: the echoing side queues no pump of its
+    own for it (one queued from there found nothing left to do), and every
+    reply still arrives, in order."""
+
+    class Echo(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            assert isinstance(transport, asyncio.Transport)
+            self.transport = transport
+
+        def data_received(self, data: bytes) -> None:
+            self.transport.write(data.upper())
+
+    async def main() -> None:
+        hub = MemoryHub()
+        a = HostDriver(make_host(1, "10.213.0.1/24"), hub.port())
+        b = HostDriver(make_host(2, "10.213.0.2/24"), hub.port())
+        a.start()
+        b.start()
+        try:
+            server = await b.create_server(Echo, "0.0.0.0", 7)
+            reader, writer = await a.open_connection("10.213.0.2", 7)
+            posts: list[object] = []
+            real_post = b._post
+
+            def counted(fn: Any) -> object:
+                posts.append(fn)
+                return real_post(fn)
+
+            b._post = counted
+            for i in range(20):
+                writer.write(b"ping %d;" % i)
+                got = await asyncio.wait_for(reader.readexactly(len(b"PING %d;" % i)), 10)
+                assert got == b"PING %d;" % i
+            assert posts == []
+            b._post = real_post
+            writer.close()
             server.close()
         finally:
             a.close()
