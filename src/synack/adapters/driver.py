@@ -78,12 +78,19 @@ class HostDriver:
         # The host's clock is the loop's (``now()``): its bound method, not a
         # method calling it (transports ask on every read and write).
         self.now: Callable[[], float] = self.loop.time
+        # How a pump is scheduled: a HostLoop queues it without making an
+        # asyncio.Handle that nobody would cancel (HostLoop.post_soon);
+        # another loop with its call_soon.
+        self._post: Callable[[Callable[[], object]], object] = getattr(
+            self.loop, "post_soon", self.loop.call_soon
+        )
         self._timer: asyncio.TimerHandle | None = None
         self._armed: float | None = None
         self._pings: dict[tuple[int, int], asyncio.Future[float]] = {}
         self._ping_ident = host.rng.randrange(1 << 16)
         self._ping_seq = 0
         self._flush_scheduled = False
+        self._pumping = False  # inside pump() (schedule_pump has nothing to add)
         self.closed = False
         self.tcp = TcpApi(self)
         # asyncio-shaped entry points, for apps that take them as callables.
@@ -124,45 +131,63 @@ class HostDriver:
 
     def pump(self) -> None:
         """Drain events, send frames, re-arm the timer if it changed."""
-        host = self.host
-        send = self.link.send
-        # Dispatching events runs application code, which may send and so
-        # make more news; bounded rounds, then a fresh loop iteration.
-        for _ in range(8):
-            while (event := host.next_event()) is not None:
-                self._dispatch(event)
-            if self._send_frames is not None:
-                self._send_frames(host.drain_frames())  # a link that writes a list in one loop
-            else:
-                for f in host.drain_frames():
-                    if not isinstance(f, SplitFrame):
-                        send(f)
-                    elif self._send_split is not None:
-                        self._send_split(f)
+        # While it runs, schedule_pump adds nothing: what the events' owners
+        # ask of the host meanwhile (a reply written in data_received, a
+        # window update after a read) is news the rounds below send, and the
+        # end re-checks has_news. A pump queued from in here found nothing
+        # left to do three times in four (aiohttp, a request per connection).
+        pumping, self._pumping = self._pumping, True
+        try:
+            host = self.host
+            send = self.link.send
+            # Dispatching events runs application code, which may send and so
+            # make more news; bounded rounds, then a fresh loop iteration.
+            next_event, dispatch, activity = host.next_event, self._dispatch, ev.TcpActivity
+            owner: Any  # a socket's owner is opaque to the host (as in _dispatch)
+            for _ in range(8):
+                while (event := next_event()) is not None:
+                    # A connection's news (nearly every event), as _dispatch's
+                    # first case, without its call.
+                    if type(event) is activity:
+                        owner = event.socket.owner
+                        if owner is not None:
+                            owner._activity()
                     else:
-                        send(bytes(f))
-            if not host.has_news():
-                break
-        deadline = host.get_timer()
-        armed = self._armed
-        # Re-armed only for an earlier deadline: one that moved later (an ACK
-        # stopped the earliest retransmission timer: most new connections do)
-        # keeps the armed timer, which then wakes the host early once and is
-        # re-armed then (handle_timer with nothing due does nothing), instead
-        # of a cancel and a new loop timer per move.
-        if deadline is not None and (armed is None or deadline < armed):
-            if self._timer is not None:
-                self._timer.cancel()
-            self._armed = deadline
-            self._timer = self.loop.call_at(deadline, self._on_timer)
-        if host.has_news():
+                        dispatch(event)
+                if self._send_frames is not None:
+                    self._send_frames(host.drain_frames())  # a link that writes a list in one loop
+                else:
+                    for f in host.drain_frames():
+                        if not isinstance(f, SplitFrame):
+                            send(f)
+                        elif self._send_split is not None:
+                            self._send_split(f)
+                        else:
+                            send(bytes(f))
+                if not host.has_news():
+                    break
+            deadline = host.get_timer()
+            armed = self._armed
+            # Re-armed only for an earlier deadline: one that moved later (an ACK
+            # stopped the earliest retransmission timer: most new connections do)
+            # keeps the armed timer, which then wakes the host early once and is
+            # re-armed then (handle_timer with nothing due does nothing), instead
+            # of a cancel and a new loop timer per move.
+            if deadline is not None and (armed is None or deadline < armed):
+                if self._timer is not None:
+                    self._timer.cancel()
+                self._armed = deadline
+                self._timer = self.loop.call_at(deadline, self._on_timer)
+        finally:
+            self._pumping = pumping
+        if self.host.has_news():
             self.schedule_pump()
 
     def schedule_pump(self) -> None:
         """Coalesce many API calls (writes) of one loop iteration into one pump."""
-        if not self._flush_scheduled:
+        if not self._flush_scheduled and not self._pumping:
             self._flush_scheduled = True
-            self.loop.call_soon(self._scheduled_pump)
+            self._post(self._scheduled_pump)
 
     def _scheduled_pump(self) -> None:
         self._flush_scheduled = False

@@ -114,7 +114,8 @@ class HostLoop(asyncio.AbstractEventLoop):
         self._readers: dict[int, tuple[_Callback, tuple[Any, ...]]] = {}
         self._writers: dict[int, tuple[_Callback, tuple[Any, ...]]] = {}
         self._timers: set[_Timer] = set()
-        self._soon: deque[tuple[asyncio.Handle, _Callback, tuple[Any, ...]]] = deque()
+        # (handle, callback, args); no handle for a post_soon (never cancelled).
+        self._soon: deque[tuple[asyncio.Handle | None, _Callback, tuple[Any, ...]]] = deque()
         self._woken: asyncio.Handle | None = None  # the drain queued on the owner
         # Per program loop: callbacks that wait for it to own the host again.
         self._deferred: dict[asyncio.AbstractEventLoop, list[Callable[[], object]]] = {}
@@ -127,8 +128,9 @@ class HostLoop(asyncio.AbstractEventLoop):
         return self._loop
 
     # What the adapters call -------------------------------------------------
-    def time(self) -> float:
-        return time.monotonic()  # every asyncio loop's clock
+    # Every asyncio loop's clock, as the builtin itself: the driver's now()
+    # (asked on every read, write and pump) is then no Python call.
+    time = staticmethod(time.monotonic)
 
     def get_debug(self) -> bool:
         return False
@@ -156,6 +158,23 @@ class HostLoop(asyncio.AbstractEventLoop):
                     self._woken = loop.call_soon_threadsafe(self._drain, loop)
         return handle
 
+    def post_soon(self, callback: Callable[[], object]) -> None:
+        """``call_soon(callback)`` for a callback nobody cancels (the driver's
+        pump, :meth:`LoopThread.post`): queued the same way, in the same
+        order, but without the ``asyncio.Handle`` that ``call_soon`` makes
+        and returns (a Python ``__init__`` that copies the context and asks
+        for the debug flag, ~1 us; the driver pumps this way on most new
+        connections and every few requests). Nothing else differs: a queued
+        callback is run by :meth:`_drain` itself, never through its handle
+        (whose copied context went unused)."""
+        with self._lock:
+            self._soon.append((None, callback, ()))
+            if self._woken is None and (loop := self._loop) is not None:
+                if self._owner == threading.get_ident():
+                    self._woken = loop.call_soon(self._drain, loop)
+                else:
+                    self._woken = loop.call_soon_threadsafe(self._drain, loop)
+
     def call_soon_threadsafe(
         self,
         callback: Callable[[Unpack[Ts]], object],
@@ -175,8 +194,13 @@ class HostLoop(asyncio.AbstractEventLoop):
         soon = self._soon
         for _ in range(n):
             handle, fn, args = soon.popleft()
-            if not handle.cancelled():
-                self._run(fn, args)
+            if handle is None or not handle.cancelled():
+                try:  # self._run, inline (once per callback)
+                    fn(*args)
+                except (SystemExit, KeyboardInterrupt):
+                    raise
+                except BaseException as exc:  # one failing callback must not strand the rest
+                    self._failed(fn, exc)
 
     def _run(self, fn: _Callback, args: tuple[Any, ...]) -> None:
         try:
@@ -184,7 +208,10 @@ class HostLoop(asyncio.AbstractEventLoop):
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:  # one failing callback must not strand the rest
-            self.call_exception_handler({"message": f"synack: {fn!r} failed", "exception": exc})
+            self._failed(fn, exc)
+
+    def _failed(self, fn: _Callback, exc: BaseException) -> None:
+        self.call_exception_handler({"message": f"synack: {fn!r} failed", "exception": exc})
 
     def call_at(
         self,
@@ -327,7 +354,7 @@ class LoopThread:
             except BaseException as exc:
                 fut.set_exception(exc)
 
-        self.host_loop.call_soon(job)
+        self.host_loop.post_soon(job)
         return fut.result(timeout)
 
     def post(self, fn: Callable[[], object]) -> None:
@@ -335,7 +362,7 @@ class LoopThread:
         for it; dropped once the runtime is closed. Posts made before the
         owner gets to them share one wake-up of its loop."""
         if not self.closed:
-            self.host_loop.call_soon(fn)
+            self.host_loop.post_soon(fn)
 
     # Hosting ------------------------------------------------------------------
     def holder(self) -> asyncio.AbstractEventLoop | None:

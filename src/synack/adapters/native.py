@@ -55,7 +55,12 @@ class _LoopView:
     """The driver as a native transport sees it: the host's driver, with the
     program's loop as its loop (the transport's own callbacks run there)."""
 
-    def __init__(self, driver: HostDriver, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        driver: HostDriver,
+        loop: asyncio.AbstractEventLoop,
+        owner: Callable[[], asyncio.AbstractEventLoop | None],
+    ) -> None:
         self._driver = driver
         self.loop = loop
         self.host: Host = driver.host
@@ -63,6 +68,8 @@ class _LoopView:
         self.now: Callable[[], float] = driver.now
         self.pump: Callable[[], None] = driver.pump
         self.schedule_pump: Callable[[], None] = driver.schedule_pump
+        # Who holds the hosts (the runtime's HostLoop.owner), asked on every news.
+        self.owner = owner
 
 
 class NativeTransport(TcpTransport):
@@ -79,8 +86,9 @@ class NativeTransport(TcpTransport):
             stream.conn.config = _nodelay(cfg)
         self._rt = rt
         self._home = view.loop
-        self._waiting = False
-        self._owner = rt.host_loop.owner  # who holds the hosts (asked on every news)
+        self._owner = view.owner  # who holds the hosts (asked on every news)
+
+    _waiting = False  # (a class attribute until news first waits, as TcpTransport's state)
 
     def _activity(self) -> None:
         if self._owner() is self._home:
@@ -402,6 +410,8 @@ class NativeLoop(HostingLoop):
             raise oserror(exc) from None
         self.must_hold = True
         served.add(driver)  # its port answers RST through the exit linger
-        server = NativeServer(_LoopView(driver, self), listener, protocol_factory, rt)
+        server = NativeServer(
+            _LoopView(driver, self, rt.host_loop.owner), listener, protocol_factory, rt
+        )
         servers.add(server)
         return server

@@ -70,6 +70,24 @@ class TcpTransport(asyncio.Transport):
     ``peername``, ``sockname``, ``synack_stream`` and ``synack_host``.
     """
 
+    # A transport's state starts as these class attributes: an instance
+    # writes its own only on a change (most of a short connection's never
+    # change), so a new connection's transport is made with five stores, not
+    # eighteen.
+    _high = 64 * 1024
+    _low = 16 * 1024
+    _write_paused = False
+    _reading_paused = False
+    _closing = False  # close() called: flush then FIN
+    _eof_pending = False  # write_eof() waiting for the buffer to drain
+    _eof_sent = False
+    _eof_seen = False  # peer FIN received
+    _on_lost: Callable[[TcpTransport], None] | None = None  # the accepting server
+    _eof_delivered = False
+    _lost = False
+    _started = False
+    _connect_waiter: asyncio.Future[None] | None = None
+
     def __init__(self, driver: Driver, stream: TcpStream, protocol: asyncio.BaseProtocol) -> None:
         super().__init__()
         self._driver = driver
@@ -77,26 +95,16 @@ class TcpTransport(asyncio.Transport):
         self._protocol = protocol
         self._buffered = isinstance(protocol, asyncio.BufferedProtocol)
         self._wbuf = bytearray()
-        self._high = 64 * 1024
-        self._low = 16 * 1024
-        self._write_paused = False
-        self._reading_paused = False
-        self._closing = False  # close() called: flush then FIN
-        self._eof_pending = False  # write_eof() waiting for the buffer to drain
-        self._eof_sent = False
-        self._eof_seen = False  # peer FIN received
-        self._on_lost: Callable[[TcpTransport], None] | None = None  # the accepting server
-        self._eof_delivered = False
-        self._lost = False
-        self._started = False
-        self._connect_waiter: asyncio.Future[None] | None = None
         stream.owner = self
 
     # -- wiring ---------------------------------------------------------------
     def _start(self) -> None:
         """connection_made, then anything that arrived already."""
         self._started = True
-        self._call(self._protocol.connection_made, self)
+        try:  # self._call, inline (once per connection)
+            self._protocol.connection_made(self)
+        except Exception as exc:  # a protocol bug must not stop the host
+            self._failed(exc)
         self._activity()
 
     def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
