@@ -68,7 +68,7 @@ class NsNet:
 
 
 @contextmanager
-def nsnet(mtu: int = 1500, *, offload: bool = False) -> Iterator[NsNet]:
+def nsnet(mtu: int = 1500, *, offload: bool = False, big_tcp: bool = True) -> Iterator[NsNet]:
     tag = secrets.token_hex(4)
     ns = f"synack-{tag}"
     subnet = 1 + secrets.randbelow(254)
@@ -76,7 +76,7 @@ def nsnet(mtu: int = 1500, *, offload: bool = False) -> Iterator[NsNet]:
     _ip("netns", "add", ns)
     tap: TapDevice | None = None
     try:
-        tap = TapDevice(f"sy{tag}", mtu=mtu, offload=offload)
+        tap = TapDevice(f"sy{tag}", mtu=mtu, offload=offload, big_tcp=big_tcp)
         _ip("link", "set", tap.name, "netns", ns)
         # IPv6 off: keeps router solicitations and MLD out of the captures.
         subprocess.run(

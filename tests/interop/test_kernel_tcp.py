@@ -24,10 +24,14 @@ MAC = b"\x02\x53\x59\x4e\x00\x02"
 
 
 def run(
-    main: Callable[[NsNet, HostDriver], Awaitable[None]], *, mtu: int = 1500, offload: bool = False
+    main: Callable[[NsNet, HostDriver], Awaitable[None]],
+    *,
+    mtu: int = 1500,
+    offload: bool = False,
+    big_tcp: bool = True,
 ) -> None:
     async def wrapper() -> None:
-        with nsnet(mtu, offload=offload) as net:
+        with nsnet(mtu, offload=offload, big_tcp=big_tcp) as net:
             host = Host(
                 HostConfig(
                     mac=MAC, interface=IPv4Interface(net.synack_cidr), mtu=net.mtu, name="synack"

@@ -14,6 +14,8 @@ def test_stack_usage_errors() -> None:
         ["stack", "serve", "--tap", "x", "--ip", "10.213.0.0/24"],
         ["stack", "nc", "--tap", "x", "--ip", "10.213.0.2/24", "example.com", "80"],
         ["stack", "serve", "--tap", "x" * 20, "--ip", "10.213.0.2/24"],
+        ["run", "--tap", "x", "--ip", "10.213.0.2/24", "--no-big-tcp", "--", "-m", "json.tool"],
+        ["stack", "serve", "--tap", "x", "--ip", "10.213.0.2/24", "--no-big-tcp"],
     ):
         procs.append(
             (
@@ -27,3 +29,5 @@ def test_stack_usage_errors() -> None:
         _, err = proc.communicate(timeout=30)
         assert proc.returncode == 2, (argv, err)
         assert err.count("\n") == 1 and "error" in err
+        if "--no-big-tcp" in argv:  # refused for itself, before any device is opened
+            assert "--no-big-tcp needs --offload" in err

@@ -649,6 +649,7 @@ def install_tap(
     gateway: str | None = None,
     mtu: int = 1500,
     offload: bool = False,
+    big_tcp: bool = True,
     linger: float = 2.0,
 ) -> Runtime:
     r"""The one line: ``synack.adapters.patch.install_tap("tap0", "10.0.0.2/24")``.
@@ -657,7 +658,7 @@ def install_tap(
     on a loop thread, :func:`install`\ s it, and at interpreter exit closes its
     connections (:func:`close_all`) and the device. Returns the runtime."""
     iface = IPv4Interface(ip)
-    device = TapDevice(tap, mtu=mtu, offload=offload)
+    device = TapDevice(tap, mtu=mtu, offload=offload, big_tcp=big_tcp)
     host = Host(
         HostConfig(
             mac=bytes([0x02]) + secrets.token_bytes(5),  # locally administered, unicast

@@ -79,7 +79,7 @@ def run_program(args: argparse.Namespace) -> int:
 
     kind, name, prog_argv = _target(list(args.program))
     host = _host(args)
-    tap = _open_tap(args.tap, host.mtu, args.offload)
+    tap = _open_tap(args.tap, host.mtu, args.offload, args.big_tcp)
     runtime = Runtime()
     capture = None
     if args.pcap:

@@ -91,6 +91,13 @@ def add_stack_options(q: argparse.ArgumentParser) -> None:
         action="store_true",
         help="IFF_VNET_HDR with checksum/TSO offload: the kernel sends up to 64 KiB segments",
     )
+    q.add_argument(
+        "--no-big-tcp",
+        dest="big_tcp",
+        action="store_false",
+        help="with --offload: keep synack's TSO segments within 64 KiB (by default they "
+        "reach 256 KiB on Linux 6.3+, as BIG TCP does)",
+    )
 
 
 def _host(args: argparse.Namespace) -> Host:
@@ -144,13 +151,15 @@ def _host(args: argparse.Namespace) -> Host:
     )
 
 
-def _open_tap(name: str, mtu: int, offload: bool = False) -> TapDevice:
+def _open_tap(name: str, mtu: int, offload: bool = False, big_tcp: bool = True) -> TapDevice:
     from synack.links.tap import TapDevice
 
+    if not big_tcp and not offload:
+        raise UsageError("--no-big-tcp needs --offload (without it every segment is one frame)")
     if not os.path.exists("/dev/net/tun"):
         raise UsageError("no /dev/net/tun on this machine (TAP devices need it)")
     try:
-        return TapDevice(name, mtu=min(mtu, 65535 - 14), offload=offload)
+        return TapDevice(name, mtu=min(mtu, 65535 - 14), offload=offload, big_tcp=big_tcp)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     except PermissionError:
@@ -169,7 +178,7 @@ def _driver(args: argparse.Namespace) -> Iterator[HostDriver]:
     from synack.links.tap import TapLink
 
     host = _host(args)
-    tap = _open_tap(args.tap, host.mtu, args.offload)
+    tap = _open_tap(args.tap, host.mtu, args.offload, args.big_tcp)
     capture = None
     try:
         loop = asyncio.get_running_loop()

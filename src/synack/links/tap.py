@@ -68,7 +68,13 @@ class TapDevice:
     """
 
     def __init__(
-        self, name: str, *, mtu: int = 1500, up: bool = True, offload: bool = False
+        self,
+        name: str,
+        *,
+        mtu: int = 1500,
+        up: bool = True,
+        offload: bool = False,
+        big_tcp: bool = True,
     ) -> None:
         if not name or len(name.encode()) >= IFNAMSIZ or "/" in name or " " in name:
             raise ValueError(f"bad interface name {name!r} (1-15 characters)")
@@ -99,8 +105,10 @@ class TapDevice:
         self.name = res[:IFNAMSIZ].rstrip(b"\0").decode()
         self.mtu = mtu
         self.offload = offload
-        # The largest IPv4 packet a TSO super-segment may be (0: no offload).
-        self.tso_max = (big_tso_max() or IPV4_MAX_TOTAL) if offload else 0
+        # The largest IPv4 packet a TSO super-segment may be (0: no offload):
+        # over 65,535 where the kernel takes BIG TCP, unless ``big_tcp`` is
+        # False (the way out if some kernel of that release does not).
+        self.tso_max = ((big_tcp and big_tso_max()) or IPV4_MAX_TOTAL) if offload else 0
         self.frames_in = 0
         self.frames_out = 0
         self.write_errors = 0
