@@ -19,6 +19,7 @@ from synack.adapters.loopthread import LoopThread
 from synack.links.memory import MemoryHub
 from synack.stack import events as ev
 from tests.stack.netfix import make_host
+from tests.stack.test_aio_tcp import run
 
 
 class Recorder:
@@ -149,46 +150,37 @@ def test_post_soon_queues_in_order_with_call_soon_and_reports_failures() -> None
 
 
 def test_each_transport_keeps_its_own_state() -> None:
-    async def main() -> None:
-        hub = MemoryHub()
-        a = HostDriver(make_host(1, "10.213.0.1/24"), hub.port())
-        b = HostDriver(make_host(2, "10.213.0.2/24"), hub.port())
-        a.start()
-        b.start()
-        try:
-            accepted: list[asyncio.Transport] = []
+    async def main(a: HostDriver, b: HostDriver) -> None:
+        accepted: list[asyncio.Transport] = []
 
-            class Keep(asyncio.Protocol):
-                def connection_made(self, transport: asyncio.BaseTransport) -> None:
-                    assert isinstance(transport, asyncio.Transport)
-                    accepted.append(transport)
+        class Keep(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                assert isinstance(transport, asyncio.Transport)
+                accepted.append(transport)
 
-            server = await b.create_server(Keep, "0.0.0.0", 7)
-            first, _ = await a.create_connection(asyncio.Protocol, "10.213.0.2", 7)
-            second, _ = await a.create_connection(asyncio.Protocol, "10.213.0.2", 7)
-            first.set_write_buffer_limits(high=1000)
-            first.pause_reading()
-            first.close()
-            assert first.get_write_buffer_limits() == (250, 1000)
-            assert first.is_closing() and not first.is_reading()
-            assert second.get_write_buffer_limits() == (16 * 1024, 64 * 1024)
-            assert not second.is_closing() and second.is_reading()
-            second.write(b"still open")
-            for _ in range(100):
-                if len(accepted) == 2:
-                    break
-                await asyncio.sleep(0.01)
-            assert len(accepted) == 2
-            # (the first one's peer sent FIN: asyncio.Protocol's eof_received closes it)
-            assert accepted[1].is_reading() and not accepted[1].is_closing()
-            assert accepted[1].get_write_buffer_limits() == (16 * 1024, 64 * 1024)
-            second.close()
-            server.close()
-        finally:
-            a.close()
-            b.close()
+        server = await b.create_server(Keep, "0.0.0.0", 7)
+        first, _ = await a.create_connection(asyncio.Protocol, "10.213.0.2", 7)
+        second, _ = await a.create_connection(asyncio.Protocol, "10.213.0.2", 7)
+        first.set_write_buffer_limits(high=1000)
+        first.pause_reading()
+        first.close()
+        assert first.get_write_buffer_limits() == (250, 1000)
+        assert first.is_closing() and not first.is_reading()
+        assert second.get_write_buffer_limits() == (16 * 1024, 64 * 1024)
+        assert not second.is_closing() and second.is_reading()
+        second.write(b"still open")
+        for _ in range(100):
+            if len(accepted) == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert len(accepted) == 2
+        # (the first one's peer sent FIN: asyncio.Protocol's eof_received closes it)
+        assert accepted[1].is_reading() and not accepted[1].is_closing()
+        assert accepted[1].get_write_buffer_limits() == (16 * 1024, 64 * 1024)
+        second.close()
+        server.close()
 
-    asyncio.run(asyncio.wait_for(main(), 30))
+    run(main)
 
 
 def test_what_owners_ask_during_a_pump_goes_out_with_it_and_queues_no_other() -> None:
@@ -205,33 +197,24 @@ def test_what_owners_ask_during_a_pump_goes_out_with_it_and_queues_no_other() ->
         def data_received(self, data: bytes) -> None:
             self.transport.write(data.upper())
 
-    async def main() -> None:
-        hub = MemoryHub()
-        a = HostDriver(make_host(1, "10.213.0.1/24"), hub.port())
-        b = HostDriver(make_host(2, "10.213.0.2/24"), hub.port())
-        a.start()
-        b.start()
-        try:
-            server = await b.create_server(Echo, "0.0.0.0", 7)
-            reader, writer = await a.open_connection("10.213.0.2", 7)
-            posts: list[object] = []
-            real_post = b._post
+    async def main(a: HostDriver, b: HostDriver) -> None:
+        server = await b.create_server(Echo, "0.0.0.0", 7)
+        reader, writer = await a.open_connection("10.213.0.2", 7)
+        posts: list[object] = []
+        real_post = b._post
 
-            def counted(fn: Any) -> object:
-                posts.append(fn)
-                return real_post(fn)
+        def counted(fn: Any) -> object:
+            posts.append(fn)
+            return real_post(fn)
 
-            b._post = counted
-            for i in range(20):
-                writer.write(b"ping %d;" % i)
-                got = await asyncio.wait_for(reader.readexactly(len(b"PING %d;" % i)), 10)
-                assert got == b"PING %d;" % i
-            assert posts == []
-            b._post = real_post
-            writer.close()
-            server.close()
-        finally:
-            a.close()
-            b.close()
+        b._post = counted
+        for i in range(20):
+            writer.write(b"ping %d;" % i)
+            got = await asyncio.wait_for(reader.readexactly(len(b"PING %d;" % i)), 10)
+            assert got == b"PING %d;" % i
+        assert posts == []
+        b._post = real_post
+        writer.close()
+        server.close()
 
-    asyncio.run(asyncio.wait_for(main(), 30))
+    run(main)

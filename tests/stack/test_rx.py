@@ -121,6 +121,20 @@ def _tcp_sum(data: bytearray) -> None:
     data[50:52] = internet_checksum(pseudo + seg).to_bytes(2, "big")
 
 
+def mutated(good: bytes, edits: list[tuple[int, int]], cut: int, pad: int, fix: int) -> bytes:
+    """A hostile frame from a good one: octets overwritten, then (``fix``) its
+    TCP sum (2, where the IP length allows) and IP sum (1 or more) made right
+    again, cut short by ``cut`` octets and padded with ``pad`` zeros."""
+    data = bytearray(good)
+    for pos, value in edits:
+        data[pos] = value
+    if fix >= 2 and len(data) >= 54 and 40 <= int.from_bytes(data[16:18]) <= len(data) - 14:
+        _tcp_sum(data)
+    if fix >= 1:
+        _ip_sum(data)
+    return bytes(data[: max(14, len(data) - cut)]) + bytes(pad)
+
+
 @settings(max_examples=150, deadline=None)
 # Each check of the one pass, alone, both checksums right where it can be:
 # wrong MAC, EtherType, IP options, a fragment, another protocol, our
@@ -166,14 +180,7 @@ def test_hostile_frames_meet_the_same_fate_on_every_path(
     edits: list[tuple[int, int]], cut: int, pad: int, fix: int, entry: str
 ) -> None:
     def mutate(good: bytes) -> bytes:
-        data = bytearray(good)
-        for pos, value in edits:
-            data[pos] = value
-        if fix >= 2 and len(data) >= 54 and 40 <= int.from_bytes(data[16:18]) <= len(data) - 14:
-            _tcp_sum(data)
-        if fix >= 1:
-            _ip_sum(data)
-        return bytes(data[: max(14, len(data) - cut)]) + bytes(pad)
+        return mutated(good, edits, cut, pad, fix)
 
     rx, per_layer, slow = _fates(entry, mutate)
     assert rx == per_layer

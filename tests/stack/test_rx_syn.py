@@ -22,7 +22,7 @@ from synack.wire import ipv4 as wip
 from synack.wire import tcp as wtcp
 from synack.wire.tcp import TcpFlags, TcpOptions, TcpSegment
 from tests.stack.netfix import mac, two_hosts
-from tests.stack.test_rx import _Counting, _ip_sum, _tcp_sum
+from tests.stack.test_rx import _Counting, mutated
 
 A = IPv4Address("10.213.0.1")
 B = IPv4Address("10.213.0.2")
@@ -189,13 +189,6 @@ def test_every_scene_meets_the_same_fate_on_and_off() -> None:
 def test_hostile_syns_meet_the_same_fate_on_and_off(
     edits: list[tuple[int, int]], cut: int, pad: int, fix: int, scene: str, entry: str
 ) -> None:
-    data = bytearray(_syn(PORT, 1 << 31, 1 << 30))
-    for pos, value in edits:
-        data[pos] = value
-    if fix >= 2 and len(data) >= 54 and 40 <= int.from_bytes(data[16:18]) <= len(data) - 14:
-        _tcp_sum(data)
-    if fix >= 1:
-        _ip_sum(data)
-    frame = bytes(data[: max(14, len(data) - cut)]) + bytes(pad)
+    frame = mutated(_syn(PORT, 1 << 31, 1 << 30), edits, cut, pad, fix)
     on, off = _fates(scene, entry, frame)
     assert on == off
