@@ -16,6 +16,19 @@ from tests.stack.test_fast_paths import B
 REQUEST = b"GET /hello HTTP/1.0\r\nHost: b\r\n\r\n"
 
 
+def _offers(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The batch indexes offered to ACK filtering (Coalescer.ack_run) from now on."""
+    offered: list[int] = []
+    real = Coalescer.ack_run
+
+    def counted(self: Coalescer, frames: list[bytes], i: int, *args: object) -> int:
+        offered.append(i)
+        return real(self, frames, i, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Coalescer, "ack_run", counted)
+    return offered
+
+
 def _serve(batched: bool, monkeypatch: pytest.MonkeyPatch) -> tuple[object, ...]:
     lan, a, b = two_hosts()
     b.coalesce = True
@@ -31,14 +44,7 @@ def _serve(batched: bool, monkeypatch: pytest.MonkeyPatch) -> tuple[object, ...]
     (ack,) = a.drain_frames()  # the handshake's last ACK, then the request (as Linux sends)
     client.send(REQUEST, lan.now)
     (request,) = a.drain_frames()
-    offered: list[int] = []
-    real = Coalescer.ack_run
-
-    def counted(self: Coalescer, frames: list[bytes], i: int, *args: object) -> int:
-        offered.append(i)
-        return real(self, frames, i, *args)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(Coalescer, "ack_run", counted)
+    offered = _offers(monkeypatch)
     if batched:
         b.receive_frames([ack, request], lan.now)
     else:
@@ -75,14 +81,7 @@ def test_a_run_of_pure_acks_is_still_offered(monkeypatch: pytest.MonkeyPatch) ->
     a.handle_timer(lan.now + 1)  # the delayed ACK
     (pure_ack,) = a.drain_frames()
     acks = [pure_ack, pure_ack]  # (a duplicate: the run is offered, then taken one by one)
-    offered: list[int] = []
-    real = Coalescer.ack_run
-
-    def counted(self: Coalescer, frames: list[bytes], i: int, *args: object) -> int:
-        offered.append(i)
-        return real(self, frames, i, *args)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(Coalescer, "ack_run", counted)
+    offered = _offers(monkeypatch)
     b.receive_frames(acks, lan.now + 1)
     assert offered == [0]
     assert isinstance(b, Host) and b.counters["tcp-acks-filtered"] == 0

@@ -15,6 +15,7 @@ from ipaddress import IPv4Address
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from synack.links.lan import Lan
 from synack.links.tap import KernelChecked
 from synack.stack.host import Host, TcpStream
 from synack.stack.rx import FrameInput
@@ -53,14 +54,22 @@ class _Counting:
         return ok
 
 
-def _established(mode: str) -> tuple[Host, TcpStream, bytes, bytes]:
-    """Host B with a connection from A in ``mode``, and the frames of A's
-    next two data segments (taken from A, not delivered)."""
+def _hosts(mode: str) -> tuple[Lan, Host, Host]:
+    """Two hosts, B taking TCP frames the ``mode`` way: "rx" the one pass,
+    "per-layer" with the one pass declining everything, "slow" with the IP
+    fast path off as well."""
     lan, a, b = two_hosts()
     if mode != "rx":
         b._rx = _Declining()  # type: ignore[assignment]
     if mode == "slow":
         b.ipv4.set_fast_path(False)
+    return lan, a, b
+
+
+def _established(mode: str) -> tuple[Host, TcpStream, bytes, bytes]:
+    """Host B with a connection from A in ``mode``, and the frames of A's
+    next two data segments (taken from A, not delivered)."""
+    lan, a, b = _hosts(mode)
     listener = b.tcp_listen(80)
     client = a.tcp_connect((B, 80), lan.now)
     lan.run()
@@ -249,11 +258,7 @@ def test_random_frames_of_many_connections_agree_batch_by_batch() -> None:
     rng = random.Random(7)
     outcomes = []
     for mode in MODES:
-        lan, a, b = two_hosts()
-        if mode != "rx":
-            b._rx = _Declining()  # type: ignore[assignment]
-        if mode == "slow":
-            b.ipv4.set_fast_path(False)
+        lan, a, b = _hosts(mode)
         listener = b.tcp_listen(80)
         clients = [a.tcp_connect((B, 80), lan.now) for _ in range(4)]
         lan.run()
