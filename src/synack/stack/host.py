@@ -278,10 +278,9 @@ class Host:
         self.tcp.tso = self.udp.tso = tso
         if tso_max and not (tso and IPV4_MAX_TOTAL <= tso_max <= 1 << 20):
             raise ValueError("tso_max needs tso and 65535..1048576 octets")
-        big = tso_max if tso and tso_max else IPV4_MAX_TOTAL
-        self.tcp.output.ip_max = big
-        large = tso_max_payload(big) if big > IPV4_MAX_TOTAL else TSO_MAX_PAYLOAD
-        self.tcp.output.gso = large if (split if gso is None else gso) else 0
+        self.tcp.output.ip_max = ip_max = tso_max or IPV4_MAX_TOTAL
+        # (tso_max_payload(65,535) is TSO_MAX_PAYLOAD: 45 x 1,448 octets at most.)
+        self.tcp.output.gso = tso_max_payload(ip_max) if (split if gso is None else gso) else 0
 
     def path_mtu(self, dst: IPv4Address) -> int:
         """The MTU towards ``dst``: learnt from ICMP (RFC 1191), else the link's."""

@@ -29,7 +29,7 @@ from ipaddress import IPv4Address
 from synack.errors import LocalProtocolError
 from synack.stack.config import NoRouteError
 from synack.stack.ipv4 import Ipv4
-from synack.stack.offload import IPV4_MAX_TOTAL, SplitFrame
+from synack.stack.offload import IPV4_MAX_TOTAL, SplitFrame, total_length_field
 from synack.wire import ipv4 as wip
 from synack.wire import tcp as wtcp
 from synack.wire.checksum import le_residue
@@ -216,7 +216,8 @@ class TcpOutput:
         eth, ttl_proto = made
         ip.ident = ident = (ip.ident + 1) & 0xFFFF
         # The total length field: 0 for a BIG TCP super-segment (over 65,535
-        # octets; only with a ``limit`` above that, a link's that takes them).
+        # octets; only with a ``limit`` above that, a link's that takes them):
+        # offload.total_length_field, inline (once per frame).
         tot = l3 if l3 <= _IP_MAX else 0
         try:
             sport, dport, seq, ack = seg.src_port, seg.dst_port, seg.seq, seg.ack
@@ -292,7 +293,7 @@ class TcpOutput:
                 )
             self.counters["tcp-tso-out"] += 1
         self.counters["tcp-out"] += 1
-        tot = total if total <= _IP_MAX else 0  # BIG TCP: see _head
+        tot = total_length_field(total)  # BIG TCP: 0 over 65,535
         head = ip.eth_ip_head(cached[0], tot, _FLAG_DF, _PROTO_TCP, src_int, dst_int) + tcp_header
         ip.emit(SplitFrame(head, payload, _L4_START if tso else 0, _CSUM, mss), now)
         return True
