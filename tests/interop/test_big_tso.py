@@ -125,7 +125,7 @@ got = bytearray()
 while chunk := s.recv(1 << 20):
     got += chunk
 raw.setblocking(False)
-right = wrong = 0
+right = wrong = pieces = 0
 def fold(x):
     while x >> 16:
         x = (x & 0xFFFF) + (x >> 16)
@@ -145,10 +145,11 @@ while True:
                  + sum(struct.unpack(f"!{len(body) // 2}H", body)))
     if int.from_bytes(pkt[ihl + 16 : ihl + 18]) == seed or whole == 0xFFFF:
         right += 1  # the pseudo-header sum for the receiver to complete, or all of it
+        pieces += tcp_len - (pkt[ihl + 12] >> 4) * 4 == 1448  # one MSS: a cut piece
     else:
         wrong += 1
         print(len(pkt), pkt[ihl + 13], file=sys.stderr)
-print(len(got), hashlib.sha256(got).hexdigest(), right, wrong)
+print(len(got), hashlib.sha256(got).hexdigest(), right, wrong, pieces)
 """
 
 
@@ -189,11 +190,18 @@ def test_a_forwarded_big_super_segment_is_cut_with_right_checksum_seeds() -> Non
             )  # fmt: skip
             out, err = await asyncio.wait_for(proc.communicate(), 60)
             assert proc.returncode == 0, err.decode()[-2000:]
-            size, digest, right, wrong = out.decode().split()
+            size, digest, right, wrong, pieces = out.decode().split()
             assert [size, digest] == [str(SIZE), hashlib.sha256(PAYLOAD).hexdigest()]
-            assert any(tot == 0 for _, tot in seen)  # BIG super-segments went out ...
-            # ... and came out of the forwarder cut, each piece's sum right.
-            assert int(right) > SIZE // 1448 // 2 and int(wrong) == 0
+            big = sum(n for n, tot in seen if tot == 0)
+            assert big  # BIG super-segments went out ...
+            # ... and came out of the forwarder cut, each piece's sum right. The
+            # forwarder passes super-segments of up to 64 KiB whole (one each of
+            # 3..45 MSS in slow start), so only the BIG ones' octets are sure to
+            # arrive as one-MSS pieces; half of them, in case some were lost and
+            # resent smaller. (A whole-count bound failed on a loaded CI: there
+            # fewer of the octets went out BIG.)
+            assert int(wrong) == 0 and int(right) >= int(pieces) > big // 1448 // 2, (
+                right, pieces, big)  # fmt: skip
         finally:
             subprocess.run(["ip", "netns", "del", far], capture_output=True, timeout=10)
 
