@@ -347,8 +347,10 @@ class _FileSource:
             return b""
         size = min(size, left)
         window = self.window
-        if window is not None and window.pos <= pos and pos + size <= window.end:
-            return Lent(window, pos - window.pos, size)
+        if window is not None and window.pos <= pos < window.end:
+            # The window's rest at most: its pages are mapped already (a
+            # new window from here would map that rest a second time).
+            return Lent(window, pos - window.pos, min(size, window.end - pos))
         if size < mmap.PAGESIZE:
             return None  # a page's mapping costs more than the copy it saves
         base = pos - pos % mmap.ALLOCATIONGRANULARITY
