@@ -34,6 +34,7 @@ import mmap
 import os
 import socket as _std
 import stat
+import sys
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -348,21 +349,19 @@ class _FileSource:
         size = min(size, left)
         window = self.window
         if window is not None and window.pos <= pos < window.end:
-            # The window's rest at most: its pages are mapped already (a
-            # new window from here would map that rest a second time).
-            return Lent(window, pos - window.pos, min(size, window.end - pos))
+            # The window's rest at most (a new window from here would map
+            # that rest a second time).
+            return window.lend(pos - window.pos, min(size, window.end - pos))
         if size < mmap.PAGESIZE:
             return None  # a page's mapping costs more than the copy it saves
         base = pos - pos % mmap.ALLOCATIONGRANULARITY
         length = min(max(size, _WINDOW), left) + pos - base
         try:
-            mapped = mmap.mmap(
-                self.fd, length, mmap.MAP_SHARED | _POPULATE, mmap.PROT_READ, offset=base
-            )
+            mapped = mmap.mmap(self.fd, length, prot=mmap.PROT_READ, offset=base)
         except (OSError, ValueError):
             return None
         self.window = window = _Window(self, mapped, pos, pos - base, base + length)
-        return Lent(window, 0, size)
+        return window.lend(0, size)
 
     def failed(self, exc: OSError) -> None:
         """A window's octets could not be had (see _Window): on the
@@ -389,6 +388,19 @@ class _Window(Lender):
         self.skip = skip
         self.end = end  # the file position after its last octet
 
+    def lend(self, start: int, n: int) -> Lent:
+        """``n`` octets from ``start`` as a Lent, their pages mapped in now
+        (MADV_POPULATE_READ: one system call, the page cache's pages, read
+        from the disk if need be, as os.pread would), not faulted in 16 at a
+        time by the TAP write's copy. Never a read in user space: a page the
+        file no longer has fails the call (ignored; the write then fails)."""
+        if _POPULATE_READ:
+            first = self.skip + start
+            aligned = first - first % mmap.PAGESIZE
+            with contextlib.suppress(OSError, ValueError):
+                self.mapped.madvise(_POPULATE_READ, aligned, first + n - aligned)
+        return Lent(self, start, n)
+
     def read(self, start: int, n: int) -> bytes:
         data = os.pread(self.source.fd, n, self.pos + start)
         if len(data) < n:
@@ -406,9 +418,9 @@ class _Window(Lender):
         self.source.failed(exc)
 
 
-# The window's pages mapped at once (the page cache's, read ahead if need
-# be), not faulted in 16 at a time by the TAP write's copy.
-_POPULATE = getattr(mmap, "MAP_POPULATE", 0)
+# madvise's MADV_POPULATE_READ (Linux 5.14; Python names it from 3.13 on):
+# a lent block's pages mapped in one call (_Window.lend). 0: not Linux.
+_POPULATE_READ = getattr(mmap, "MADV_POPULATE_READ", 22 if sys.platform == "linux" else 0)
 # A window's size: blocks (up to _MAX_BLOCK) are lent from it until it is
 # used up. Mapped, not copied: its pages are the page cache's.
 _WINDOW = 8 * 1024 * 1024
