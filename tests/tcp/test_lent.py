@@ -7,6 +7,7 @@ never copied at all, and over a software cut with losses, where they are).
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from pathlib import Path
 
@@ -36,9 +37,9 @@ class MemLender(Lender):
         self.reads += 1
         return self.data[start : start + n]
 
-    def kernel_view(self, start: int, n: int) -> memoryview:
+    def kernel_views(self, start: int, n: int) -> tuple[memoryview]:
         self.views += 1
-        return memoryview(self.data)[start : start + n]
+        return (memoryview(self.data)[start : start + n],)
 
     def refused(self, exc: OSError) -> None:
         raise AssertionError("nothing refuses here")
@@ -47,7 +48,7 @@ class MemLender(Lender):
 def kernel_bytes(payload: object) -> bytes:
     """What the kernel's copy of a frame's payload gives (never a read)."""
     if type(payload) is Lent:
-        return bytes(payload.kernel_view())
+        return b"".join(payload.kernel_views())
     return bytes(payload)  # type: ignore[call-overload]
 
 
@@ -63,10 +64,13 @@ def test_send_buffer_keeps_lent_pieces_unread_and_joins_a_lenders_next_block() -
     # Inside the lent piece: a Lent for the stack to carry on (no read)...
     v = buf.view(19 + 100, 5000)
     assert type(v) is Lent and (v.start, v.size) == (100, 5000) and lender.reads == 0
-    # ...a peek of it, or one straddling the bytes before it: the lender's copy.
+    # ...a peek of it: the lender's copy; a view straddling the bytes before
+    # it: one Lent of both (never read), whose copy is the octets joined.
     whole = b"HTTP/1.1 200 OK\r\n\r\n" + data
     assert buf.peek(19 + 10, 1448) == whole[29 : 29 + 1448] and lender.reads == 1
-    assert buf.view(5, 3000) == whole[5:3005] and lender.reads == 2
+    both = buf.view(5, 3000)
+    assert type(both) is Lent and kernel_bytes(both) == whole[5:3005] and lender.reads == 1
+    assert bytes(both[7:2000]) == whole[12:2005] and lender.reads == 2
     buf.drop(19 + 9_000)
     assert buf.view(0, 1000).start == 9_000  # type: ignore[attr-defined]
     buf.drop(1000)
@@ -85,7 +89,7 @@ def test_a_lent_piece_is_taken_in_part_when_the_buffer_is_nearly_full() -> None:
 
 
 def _download(
-    size: int, lend: bool, tso: bool, lose: int = 0
+    size: int, lend: bool, tso: bool, lose: int = 0, lenders: int = 1
 ) -> tuple[list[tuple[object, ...]], list[tuple[int, ...]], int, tuple[int, int]]:
     """B sends ``size`` octets to A (as Lent blocks of one lender or as the
     same bytes), over a TSO link or a software cut, every ``lose``-th data
@@ -99,7 +103,7 @@ def _download(
     server = listener.accept()
     assert server is not None and server.conn.state is State.ESTABLISHED
     data = random.Random(9).randbytes(size)
-    lender = MemLender(data)
+    pool = [MemLender(data) for _ in range(lenders)]  # in turn: pieces never joined
     sizes = random.Random(3)
     sent, got = 0, bytearray()
     frames: list[tuple[object, ...]] = []
@@ -108,6 +112,7 @@ def _download(
     for _ in range(5_000):
         if sent < size:
             n = min(sizes.randrange(50_000, 400_000), size - sent)
+            lender = pool[count % lenders]
             block = Lent(lender, sent, n) if lend else memoryview(data)[sent : sent + n]
             sent += server.send(block, now)
         for f in b.drain_frames():
@@ -139,13 +144,17 @@ def _download(
         if len(got) == size:
             break
     assert bytes(got) == data
-    return frames, tcbs, lender.reads, (split_data, lent_split)
+    return frames, tcbs, sum(m.reads for m in pool), (split_data, lent_split)
 
 
-@pytest.mark.parametrize(("tso", "lose"), [(True, 0), (True, 7), (False, 0), (False, 11)])
-def test_lent_octets_make_the_frames_bytes_make(tso: bool, lose: int) -> None:
+@pytest.mark.parametrize(
+    ("tso", "lose", "lenders"),
+    [(True, 0, 1), (True, 0, 3), (True, 7, 2), (False, 0, 1), (False, 11, 2)],
+)
+def test_lent_octets_make_the_frames_bytes_make(tso: bool, lose: int, lenders: int) -> None:
+    # (Several lenders in turn: segments straddle pieces, lent on as one.)
     size = 2_000_003
-    frames, tcbs, reads, (split_data, lent_split) = _download(size, True, tso, lose)
+    frames, tcbs, reads, (split_data, lent_split) = _download(size, True, tso, lose, lenders)
     same = _download(size, False, tso, lose)
     assert frames == same[0]
     assert tcbs == same[1]
@@ -167,7 +176,7 @@ def _segment(seq: int, payload: bytes, flags: TcpFlags = TcpFlags.ACK) -> TcpSeg
     return TcpSegment(40000, 80, seq, 1, flags, 500, payload, TcpOptions(timestamps=(1, 2)))
 
 
-def test_coalescing_lent_segments_joins_the_lenders_copies() -> None:
+def test_coalescing_lent_segments_lends_the_run_on_unread() -> None:
     data = random.Random(5).randbytes(5000)
     lender = MemLender(data)
     as_lent = [
@@ -176,13 +185,14 @@ def test_coalescing_lent_segments_joins_the_lenders_copies() -> None:
         _segment(3548, data[3448:4000], TcpFlags.ACK | TcpFlags.PSH),
     ]
     as_bytes = [_segment(100, data[:1448]), _segment(1548, data[1448:3448]), as_lent[2]]
-    one = coalesce(as_lent)
-    assert one == coalesce(as_bytes)
-    assert len(one) == 1 and lender.reads == 2  # a Lent among bytes: the lender's copies
-    # A lender's contiguous pieces only: one Lent, not read.
-    (joined,) = coalesce(as_lent[:2])
-    assert type(joined.payload) is Lent and kernel_bytes(joined.payload) == data[:3448]
-    assert lender.reads == 2
+    for run in (as_lent, as_lent[:2]):
+        (one,) = coalesce(run)
+        (same,) = coalesce(as_bytes[: len(run)])
+        assert type(one.payload) is Lent and kernel_bytes(one.payload) == same.payload
+        assert dataclasses.replace(one, payload=same.payload) == same
+    assert lender.reads == 0
+    (one,) = coalesce(as_lent[:2])
+    assert one.payload.lender is lender  # type: ignore[attr-defined]  # (one lender's: one piece)
 
 
 @pytest.mark.parametrize("tso", [True, False])
@@ -217,7 +227,7 @@ def test_traces_of_lent_frames_hold_the_octets(tso: bool) -> None:
 
 def test_only_the_tap_write_reaches_lent_memory() -> None:
     # The design's guarantee, kept by where the code is: the mapped memory
-    # of a lent piece is reached through kernel_view only, and that only
+    # of a lent piece is reached through kernel_views only, and that only
     # from the TAP's write system calls (tcp/buffers.py's Lent forwards to
     # its lender, adapters/native.py defines the mapping's); anything else
     # that needs the octets takes bytes(), the lender's copy.
@@ -225,8 +235,8 @@ def test_only_the_tap_write_reaches_lent_memory() -> None:
     callers = {
         str(path.relative_to(src))
         for path in src.rglob("*.py")
-        if ".kernel_view(" in path.read_text()
+        if ".kernel_views(" in path.read_text()
     }
     assert callers == {"links/tap.py", "tcp/buffers.py"}
     native = (src / "adapters" / "native.py").read_text()
-    assert native.count("memoryview(self.mapped)") == 1  # in _Window.kernel_view
+    assert native.count("memoryview(self.mapped)") == 1  # in _Window.kernel_views

@@ -303,7 +303,7 @@ class _FileSource:
     ``Lent`` is no buffer (nothing can take its bytes by accident), its
     ``bytes()`` is :meth:`_Window.read`, an ``os.pread`` of the file (zeros
     past its end, and the connection reset), and its mapped memory is
-    reached only by ``kernel_view``, which only links/tap.py calls, for a
+    reached only by ``kernel_views``, which only links/tap.py calls, for a
     write system call (a kernel copy from a page past the end fails with
     EFAULT). Every user-space use of a payload in the stack (checksums in
     software, slow paths, coalescing, traces and captures, the write
@@ -410,9 +410,9 @@ class _Window(Lender):
             data += bytes(n - len(data))
         return data
 
-    def kernel_view(self, start: int, n: int) -> memoryview:
+    def kernel_views(self, start: int, n: int) -> tuple[memoryview]:
         at = self.skip + start
-        return memoryview(self.mapped)[at : at + n]
+        return (memoryview(self.mapped)[at : at + n],)
 
     def refused(self, exc: OSError) -> None:
         self.source.failed(exc)

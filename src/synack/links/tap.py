@@ -8,7 +8,7 @@ segments without TSO/offloads.
 
 A frame's payload may be a :class:`~synack.tcp.buffers.Lent` (a file's
 pages a zero-copy ``sendfile`` lent the send buffer): it is written from its
-``kernel_view`` (the kernel copies the pages, once, into the frame) and never
+``kernel_views`` (the kernel copies the pages, once, into the frame) and never
 read here. The kernel's copy of a page the file no longer has fails with
 EFAULT (where a read in Python would be SIGBUS): the frame is refused and
 counted (``lent_refused``), and the lender told (its connection is reset).
@@ -236,13 +236,12 @@ class TapDevice:
         size = len(head) + len(payload)
         if type(payload) is LENT:
             lent: Lent | None = cast("Lent", payload)
-            payload = cast("bytes", cast("Lent", payload).kernel_view())
+            tail = cast("tuple[bytes, ...]", cast("Lent", payload).kernel_views())
         else:
             lent = None
+            tail = (payload,)
         if not csum_start:
-            parts: tuple[bytes, ...] = (
-                (_NO_VNET, head, payload) if self.offload else (head, payload)
-            )
+            parts: tuple[bytes, ...] = ((_NO_VNET, head) if self.offload else (head,)) + tail
         elif not self.offload:
             raise ValueError("a partial checksum needs a device opened with offload=True")
         elif size > self.mtu + ETH_HEADER and csum_offset == tcp.CHECKSUM_AT:
@@ -250,9 +249,9 @@ class TapDevice:
             vnet = _TSO_HEADERS.get((csum_start, thl, mss, self.mtu))
             if vnet is None:
                 vnet = self._tso_header(csum_start, thl, mss)
-            parts = (vnet, head, payload)
+            parts = (vnet, head, *tail)
         else:
-            parts = (virtio.needs_csum(csum_start, csum_offset), head, payload)
+            parts = (virtio.needs_csum(csum_start, csum_offset), head, *tail)
         return self._send(parts, lent)
 
     def write_frames(self, frames: list[bytes | SplitFrame]) -> None:
@@ -271,8 +270,6 @@ class TapDevice:
                     self.write_split(head, payload, start, f.csum_offset, f.mss)
                     continue
                 lent = cast("Lent", payload) if type(payload) is LENT else None
-                if lent is not None:
-                    payload = cast("bytes", lent.kernel_view())
                 # A TSO super-segment (a bulk sender's every frame): write_split's
                 # frame, its virtio header from the cache, written here.
                 thl = (head[start + _TCP_DOFF] >> 4) * 4
@@ -280,7 +277,10 @@ class TapDevice:
                 if vnet is None:
                     vnet = self._tso_header(start, thl, f.mss)
                 try:
-                    os.writev(self.fd, (vnet, head, payload))
+                    if lent is None:
+                        os.writev(self.fd, (vnet, head, payload))
+                    else:
+                        os.writev(self.fd, (vnet, head, *lent.kernel_views()))
                 except OSError as exc:
                     self._refused(exc, lent)
                     continue

@@ -12,9 +12,7 @@ Layer: stack. Imports synack.tcp (buffers, seq) and synack.wire.
 
 from __future__ import annotations
 
-from typing import cast
-
-from synack.tcp.buffers import LENT, Lent, owned
+from synack.tcp.buffers import LENT, lent_join
 from synack.tcp.seq import seq_add
 from synack.wire.tcp import TcpFlags, TcpSegment
 
@@ -103,19 +101,10 @@ def coalesce(segments: list[TcpSegment]) -> list[TcpSegment]:
 
 
 def _joined(payloads: list[bytes]) -> bytes:
-    """The payloads of a run as one: a lender's contiguous Lent pieces as one
-    Lent (still never read: tcp/buffers.py), else their octets joined (a
-    Lent among them: its lender's copy)."""
-    first = payloads[0]
-    if type(first) is LENT:
-        lender, end = first.lender, first.start  # type: ignore[attr-defined]
-        for p in payloads:
-            if type(p) is not LENT or p.lender is not lender or p.start != end:  # type: ignore[attr-defined]
-                break
-            end += len(p)
-        else:
-            return cast("bytes", Lent(lender, first.start, end - first.start))  # type: ignore[attr-defined]
-    return b"".join(owned(p) for p in payloads)
+    """The payloads of a run as one: with a Lent among them one Lent (never
+    read: tcp/buffers.py), else their octets joined."""
+    joined = lent_join(payloads)
+    return b"".join(payloads) if joined is None else joined
 
 
 def _join_runs(segments: list[TcpSegment]) -> list[TcpSegment]:

@@ -34,8 +34,9 @@ class Lender:
     SIGBUS, which kills the process, where the kernel's copy (the TAP's
     gather write) fails with EFAULT. So the lender, not this layer, says how
     the octets are had: :meth:`read` (a safe copy, e.g. ``os.pread``) for
-    anything in user space that needs them, :meth:`kernel_view` for a write
-    system call only; :meth:`refused`, when the kernel could not read them."""
+    anything in user space that needs them, :meth:`kernel_views` for a
+    write system call only; :meth:`refused`, when the kernel could not read
+    them."""
 
     __slots__ = ()
 
@@ -44,8 +45,9 @@ class Lender:
         mapping (zeros where the source no longer has them)."""
         raise NotImplementedError
 
-    def kernel_view(self, start: int, n: int) -> memoryview:
-        """A view of ``n`` octets from ``start`` for a system call to copy."""
+    def kernel_views(self, start: int, n: int) -> tuple[bytes | memoryview, ...]:
+        """Views of ``n`` octets from ``start``, in order, for a gather
+        write system call to copy."""
         raise NotImplementedError
 
     def refused(self, exc: OSError) -> None:
@@ -58,7 +60,7 @@ class Lent:
     """``size`` octets of a :class:`Lender` from ``start``: a send-buffer
     piece and a segment's payload that is not a buffer (no buffer protocol),
     so nothing can read the octets by accident: ``bytes()`` of it asks the
-    lender for a copy, and only :meth:`kernel_view` (called by the link's
+    lender for a copy, and only :meth:`kernel_views` (called by the link's
     write, links/tap.py) reaches the mapped memory. ``len``, truth and
     slicing (step 1) work as for the bytes it stands for."""
 
@@ -81,9 +83,9 @@ class Lent:
             raise ValueError("a lent piece is sliced with step 1 only")
         return Lent(self.lender, self.start + lo, max(0, hi - lo))
 
-    def kernel_view(self) -> memoryview:
-        """The octets for a write system call only (never read in Python)."""
-        return self.lender.kernel_view(self.start, self.size)
+    def kernel_views(self) -> tuple[bytes | memoryview, ...]:
+        """The octets for a gather write system call only (never read in Python)."""
+        return self.lender.kernel_views(self.start, self.size)
 
     def refused(self, exc: OSError) -> None:
         self.lender.refused(exc)
@@ -92,9 +94,72 @@ class Lent:
         return f"Lent({self.start}+{self.size})"
 
 
+class _Joined(Lender):
+    """The pieces of a send buffer one segment straddles, a Lent among them
+    (a file's next window, or the reply's head before its first block):
+    lent on as one, so that the segment is not copied either (a join would
+    read the lent octets in user space: their lender's copy). ``parts``:
+    Lent pieces and views of immutable bytes, in order."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self, parts: list[Lent | memoryview]) -> None:
+        self.parts = parts
+
+    def _spans(self, start: int, n: int) -> list[Lent | memoryview]:
+        out: list[Lent | memoryview] = []
+        for part in self.parts:
+            size = len(part)
+            if start >= size:
+                start -= size
+                continue
+            out.append(part[start : start + n])
+            n -= min(n, size - start)
+            start = 0
+            if n <= 0:
+                break
+        return out
+
+    def read(self, start: int, n: int) -> bytes:
+        return b"".join(bytes(p) for p in self._spans(start, n))
+
+    def kernel_views(self, start: int, n: int) -> tuple[bytes | memoryview, ...]:
+        views: list[bytes | memoryview] = []
+        for p in self._spans(start, n):
+            if type(p) is Lent:
+                views += p.kernel_views()
+            else:
+                views.append(p)
+        return tuple(views)
+
+    def refused(self, exc: OSError) -> None:
+        for p in self.parts:
+            if type(p) is Lent:
+                p.refused(exc)
+
+
 # Lent as a plain type: a payload is typed as the bytes it stands for
 # (SendBuffer.view), and an identity test against it is no overlap to mypy.
 LENT: type = Lent
+
+
+def lent_join(payloads: list[bytes]) -> bytes | None:
+    """Payloads in order as one, if a Lent is among them: one Lent (a
+    lender's contiguous pieces as one of its own, else a ``_Joined`` of
+    them, never read); None when none is lent (their octets may be joined)."""
+    if not any(type(p) is LENT for p in payloads):
+        return None
+    first = payloads[0]
+    if type(first) is LENT:
+        lender, end = first.lender, first.start  # type: ignore[attr-defined]
+        for p in payloads:
+            if type(p) is not LENT or p.lender is not lender or p.start != end:  # type: ignore[attr-defined]
+                break
+            end += len(p)
+        else:
+            return cast("bytes", Lent(lender, first.start, end - first.start))  # type: ignore[attr-defined]
+    parts = [cast("Lent", p) if type(p) is LENT else memoryview(p) for p in payloads]
+    return cast("bytes", Lent(_Joined(parts), 0, sum(len(p) for p in parts)))
 
 
 def owned(payload: bytes) -> bytes:
@@ -247,8 +312,40 @@ class SendBuffer:
                     # Never read here: the segment carries the Lent on (see Lender).
                     return cast("bytes", piece[off : off + n])
                 return cast("bytes", memoryview(piece)[off : off + n])
+            if self.lends:
+                joined = self._joined(offset, n)
+                if joined is not None:
+                    return cast("bytes", joined)
             break
         return self.peek(offset, n)
+
+    def _joined(self, offset: int, n: int) -> Lent | None:
+        """:meth:`view` of ``n`` octets over several pieces, a Lent among
+        them: one Lent of them all (``_Joined``), never read; None if one
+        is the mutable tail (a view of it would stop it growing) or none is
+        lent (a join costs less than a gather of small parts)."""
+        off = offset + self._head
+        parts: list[Lent | memoryview] = []
+        lent = False
+        total = 0
+        for piece in self._pieces:
+            size = len(piece)
+            if off >= size:
+                off -= size
+                continue
+            if type(piece) is bytearray:
+                return None
+            if type(piece) is Lent:
+                part: Lent | memoryview = piece[off : off + n - total]
+                lent = True
+            else:
+                part = memoryview(piece)[off : off + n - total]
+            parts.append(part)
+            total += len(part)
+            off = 0
+            if total >= n:
+                break
+        return Lent(_Joined(parts), 0, total) if lent else None
 
     def drop(self, n: int) -> None:
         """The first ``n`` bytes were acknowledged."""
