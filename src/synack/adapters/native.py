@@ -30,9 +30,12 @@ import asyncio
 import contextlib
 import dataclasses
 import errno
+import mmap
 import os
 import socket as _std
 import stat
+import sys
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -44,6 +47,7 @@ from synack.adapters.oserrors import oserror
 from synack.adapters.tcp import ProtocolFactory, TcpServer, TcpTransport
 from synack.errors import LocalProtocolError
 from synack.stack.host import ANY, Host, TcpStream
+from synack.tcp.buffers import Lender, Lent
 from synack.tcp.config import TcpConfig
 
 # Servers made natively and not closed: the end-of-program lifecycle closes
@@ -89,6 +93,7 @@ class NativeTransport(TcpTransport):
         self._owner = view.owner  # who holds the hosts (asked on every news)
 
     _waiting = False  # (a class attribute until news first waits, as TcpTransport's state)
+    _shrank = False  # a lent file shrank under a sendfile (_lent_failed)
 
     def _activity(self) -> None:
         if self._owner() is self._home:
@@ -126,8 +131,10 @@ class NativeTransport(TcpTransport):
         between blocks. Each read is as large as the connection's send buffer
         has room for (at least ``_MIN_BLOCK``: what does not fit waits in the
         transport, whose pause says when to read on), so a block is copied
-        once, into the send buffer. Anything else (no descriptor, not a
-        regular file) is read in blocks in the executor."""
+        once, into the send buffer; over a link that completes checksums
+        (``--offload``), not even that: it is lent as mapped pages
+        (``_FileSource``). Anything else (no descriptor, not a regular file)
+        is read in blocks in the executor."""
         if self.is_closing():
             raise RuntimeError("Transport is closing")
         if offset:
@@ -158,6 +165,9 @@ class NativeTransport(TcpTransport):
         # buffer) took ~7% less CPU per MB of an offloaded 100 MB download
         # than 768 KiB ones, at the same rate (prof-dl2 abcpu2.sh, 9 pairs).
         conn.set_send_lowat(min(conn.config.send_buffer // 2, _MAX_BLOCK))
+        # Zero-copy (see _FileSource) where the link completes the checksums
+        # (a TAP with offloads): then nothing in user space needs the octets.
+        source = _FileSource.open(fd, self) if self._driver.host.tcp.output.tso else None
         try:
             while True:
                 await drainer.drain()
@@ -166,7 +176,13 @@ class NativeTransport(TcpTransport):
                     size = end - pos
                     if size <= 0:
                         break
-                block = os.pread(fd, size, pos)
+                block: bytes | Lent | None = None
+                if source is not None:
+                    block = source.lend(pos, size)
+                    if block is None:
+                        source = None  # not mappable (or too small): read from here on
+                if block is None:
+                    block = os.pread(fd, size, pos)
                 if not block:
                     break  # the file's end
                 await self._send_block(block, drainer)
@@ -177,18 +193,20 @@ class NativeTransport(TcpTransport):
             conn.set_send_lowat(1)
             file.seek(pos)  # where reading the bytes sent would have left it
 
-    async def _send_block(self, block: bytes, drainer: _Drainer) -> None:
+    async def _send_block(self, block: bytes | Lent, drainer: _Drainer) -> None:
         """``write(block)``, but the part the connection cannot take yet waits
         here as a view of ``block`` (which the send buffer then keeps as a
         view too), not copied into the write buffer and copied again out of
         it: the drainer is paused as at the high-water mark, and ``_push``
         resumes it when an ACK frees room (SendSpaceAvailable). With anything
-        buffered before it, or a closing transport, it is ``write``'s."""
-        view = memoryview(block)
+        buffered before it, or a closing transport, it is ``write``'s (a
+        lent block's octets then its lender's copy: the write buffer is
+        read in user space)."""
+        view: memoryview | Lent = block if type(block) is Lent else memoryview(block)
         stream = self._stream
         while True:
             if self._wbuf or self._closing or self._eof_pending or self._eof_sent:
-                self.write(view)
+                self.write(bytes(view) if type(view) is Lent else view)
                 return
             try:
                 n = stream.send(view, self._driver.now())
@@ -201,6 +219,27 @@ class NativeTransport(TcpTransport):
             self._write_paused = True
             drainer.pause_writing()
             await drainer.drain()
+
+    def _lent_failed(self, exc: OSError) -> None:
+        """The kernel could not copy a lent block (or a copy of it came
+        short): the file shrank while being sent. The octets promised can no
+        longer be sent, so the connection is reset (the peer learns the body
+        is cut, rather than waiting for octets that never come, as after a
+        kernel sendfile of a shrunk file) and the program told: the
+        sendfile raises, and connection_lost gets, an OSError saying so. Also
+        once the program has let go of the transport (closed, the octets
+        still draining): the connection would otherwise resend what the
+        kernel refuses until it times out."""
+        if self._shrank:
+            return  # (each refused frame tells; once is enough)
+        self._shrank = True
+        self._driver.host.counters["tcp-sendfile-shrank"] += 1
+        if not self._stream.gone:
+            self._stream.abort(self._driver.now())
+            self._driver.schedule_pump()
+        self._connection_lost(
+            OSError(errno.EIO, f"sendfile: the file shrank while being sent ({exc.strerror})")
+        )
 
     async def _send_blocks(
         self, file: Any, offset: int, count: int | None, drainer: _Drainer
@@ -247,6 +286,144 @@ def _regular_fd(file: Any) -> int | None:
         return None
 
 
+class _FileSource:
+    """The regular file a zero-copy ``sendfile`` lends the send buffer.
+
+    Blocks are lent from windows of the file mapped read-only (``_Window``,
+    a :class:`~synack.tcp.buffers.Lender`; ``_WINDOW`` octets or the rest
+    of the file, only what is being sent): the send buffer holds each block
+    as a ``Lent`` piece and the TAP's gather write copies it from the page
+    cache into the frame (once; ``os.pread`` copied it into a bytes object
+    first, 19% of the samples of an offloaded download). A window is
+    unmapped when its last reference goes: its octets acknowledged and
+    dropped from the send buffer, and no segment on the way out holding it.
+
+    What guarantees that user space never reads a mapped page (whose read,
+    past a file truncated meanwhile, is SIGBUS and kills the process): a
+    ``Lent`` is no buffer (nothing can take its bytes by accident), its
+    ``bytes()`` is :meth:`_Window.read`, an ``os.pread`` of the file (zeros
+    past its end, and the connection reset), and its mapped memory is
+    reached only by ``kernel_views``, which only links/tap.py calls, for a
+    write system call (a kernel copy from a page past the end fails with
+    EFAULT). Every user-space use of a payload in the stack (checksums in
+    software, slow paths, coalescing, traces and captures, the write
+    buffer) goes through ``bytes()`` (stack/tcp_output.py ``_owned``).
+    """
+
+    __slots__ = ("fd", "loop", "transport", "window")
+
+    def __init__(self, fd: int, transport: NativeTransport) -> None:
+        self.fd = fd  # a duplicate: the program may close its file before the windows go
+        # Weak: the send buffer holds the windows, which hold this; a strong
+        # reference back to the transport (and its connection) is a cycle.
+        self.transport = weakref.ref(transport)
+        self.loop = transport._home
+        self.window: _Window | None = None  # the one blocks are lent from
+
+    @classmethod
+    def open(cls, fd: int, transport: NativeTransport) -> _FileSource | None:
+        try:
+            return cls(os.dup(fd), transport)
+        except OSError:
+            return None
+
+    def __del__(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+    def lend(self, pos: int, size: int) -> Lent | bytes | None:
+        """Up to ``size`` octets from ``pos`` as a Lent piece of the
+        current window, or of a new one (``_WINDOW`` octets, or the file's
+        rest); b"" at the file's end; None when a window cannot be had
+        (less than a page left, or a file that cannot be mapped): the
+        caller reads instead. Blocks of one window are contiguous pieces of
+        one lender, which the send buffer keeps as one (SendBuffer.append):
+        a segment then straddles two pieces (and is copied) once per window,
+        not once per block."""
+        try:
+            left = os.fstat(self.fd).st_size - pos
+        except OSError:
+            return None
+        if left <= 0:
+            return b""
+        size = min(size, left)
+        window = self.window
+        if window is not None and window.pos <= pos < window.end:
+            # The window's rest at most (a new window from here would map
+            # that rest a second time).
+            return window.lend(pos - window.pos, min(size, window.end - pos))
+        if size < mmap.PAGESIZE:
+            return None  # a page's mapping costs more than the copy it saves
+        base = pos - pos % mmap.ALLOCATIONGRANULARITY
+        length = min(max(size, _WINDOW), left) + pos - base
+        try:
+            mapped = mmap.mmap(self.fd, length, prot=mmap.PROT_READ, offset=base)
+        except (OSError, ValueError):
+            return None
+        self.window = window = _Window(self, mapped, pos, pos - base, base + length)
+        return window.lend(0, size)
+
+    def failed(self, exc: OSError) -> None:
+        """A window's octets could not be had (see _Window): on the
+        transport's loop (this may run in a link's write, on any thread)."""
+        transport = self.transport()
+        if transport is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed: nothing left to tell
+                self.loop.call_soon_threadsafe(transport._lent_failed, exc)
+
+
+class _Window(Lender):
+    """A mapped window of a file: ``pos`` is its first octet's place in
+    the file, ``skip`` its place in ``mapped`` (mapped from an aligned
+    offset). See _FileSource for why it is never read in Python."""
+
+    __slots__ = ("end", "mapped", "pos", "skip", "source")
+
+    def __init__(
+        self, source: _FileSource, mapped: mmap.mmap, pos: int, skip: int, end: int
+    ) -> None:
+        self.source = source
+        self.mapped = mapped
+        self.pos = pos
+        self.skip = skip
+        self.end = end  # the file position after its last octet
+
+    def lend(self, start: int, n: int) -> Lent:
+        """``n`` octets from ``start`` as a Lent, their pages mapped in now
+        (MADV_POPULATE_READ: one system call, the page cache's pages, read
+        from the disk if need be, as os.pread would), not faulted in 16 at a
+        time by the TAP write's copy. Never a read in user space: a page the
+        file no longer has fails the call (ignored; the write then fails)."""
+        if _POPULATE_READ:
+            first = self.skip + start
+            aligned = first - first % mmap.PAGESIZE
+            with contextlib.suppress(OSError, ValueError):
+                self.mapped.madvise(_POPULATE_READ, aligned, first + n - aligned)
+        return Lent(self, start, n)
+
+    def read(self, start: int, n: int) -> bytes:
+        data = os.pread(self.source.fd, n, self.pos + start)
+        if len(data) < n:
+            # The file shrank: the octets promised are gone. Zeros keep the
+            # frame well formed; the connection is reset (_lent_failed).
+            self.source.failed(OSError(errno.EFAULT, "the file ends before the octets sent"))
+            data += bytes(n - len(data))
+        return data
+
+    def kernel_views(self, start: int, n: int) -> tuple[memoryview]:
+        at = self.skip + start
+        return (memoryview(self.mapped)[at : at + n],)
+
+    def refused(self, exc: OSError) -> None:
+        self.source.failed(exc)
+
+
+# madvise's MADV_POPULATE_READ (Linux 5.14; Python names it from 3.13 on):
+# a lent block's pages mapped in one call (_Window.lend). 0: not Linux.
+_POPULATE_READ = getattr(mmap, "MADV_POPULATE_READ", 22 if sys.platform == "linux" else 0)
+# A window's size: blocks (up to _MAX_BLOCK) are lent from it until it is
+# used up. Mapped, not copied: its pages are the page cache's.
+_WINDOW = 8 * 1024 * 1024
 _BLOCK = 256 * 1024  # the executor way
 # The inline way: a read never smaller (a connection whose buffer is full
 # then pauses the writer), nor larger than the link buffer (stack/config.py).

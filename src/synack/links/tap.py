@@ -6,7 +6,15 @@ by an event loop (``loop.add_reader(tap.fileno(), ...)``). The device's MTU is
 set with the SIOCSIFMTU ioctl; a 65535 MTU lets the kernel hand us 64 KiB
 segments without TSO/offloads.
 
-Layer: links. Imports synack.stack (SplitFrame), synack.wire and synack.links.base.
+A frame's payload may be a :class:`~synack.tcp.buffers.Lent` (a file's
+pages a zero-copy ``sendfile`` lent the send buffer): it is written from its
+``kernel_views`` (the kernel copies the pages, once, into the frame) and never
+read here. The kernel's copy of a page the file no longer has fails with
+EFAULT (where a read in Python would be SIGBUS): the frame is refused and
+counted (``lent_refused``), and the lender told (its connection is reset).
+
+Layer: links. Imports synack.stack (SplitFrame), synack.tcp (buffers), synack.wire and
+synack.links.base.
 """
 
 from __future__ import annotations
@@ -19,10 +27,12 @@ import os
 import platform
 import socket
 import struct
+from typing import cast
 
 from synack.links.base import FrameSink
 from synack.stack.host import SplitFrame
 from synack.stack.offload import BIG_TSO_MAX_TOTAL, IPV4_MAX_TOTAL
+from synack.tcp.buffers import LENT, Lent
 from synack.wire import ethernet, ipv4, tcp, virtio
 from synack.wire.checksum import fold, pseudo_header_sum
 
@@ -112,6 +122,9 @@ class TapDevice:
         self.frames_in = 0
         self.frames_out = 0
         self.write_errors = 0
+        # Frames whose lent payload the kernel could not copy (EFAULT: the
+        # file shrank under a zero-copy sendfile); counted in write_errors too.
+        self.lent_refused = 0
         # The kernel caps a TAP device's MTU at 65535 minus its Ethernet
         # header (tun.c: MAX_MTU - hard_header_len): "65535" means that cap.
         self.set_mtu(min(mtu, TAP_MAX_MTU))
@@ -221,10 +234,14 @@ class TapDevice:
         super-segment, cut into ``mss``-octet payloads, or as the MTU allows
         when 0) need ``offload=True``. False (counted) if refused."""
         size = len(head) + len(payload)
+        if type(payload) is LENT:
+            lent: Lent | None = cast("Lent", payload)
+            tail = cast("tuple[bytes, ...]", cast("Lent", payload).kernel_views())
+        else:
+            lent = None
+            tail = (payload,)
         if not csum_start:
-            parts: tuple[bytes, ...] = (
-                (_NO_VNET, head, payload) if self.offload else (head, payload)
-            )
+            parts: tuple[bytes, ...] = ((_NO_VNET, head) if self.offload else (head,)) + tail
         elif not self.offload:
             raise ValueError("a partial checksum needs a device opened with offload=True")
         elif size > self.mtu + ETH_HEADER and csum_offset == tcp.CHECKSUM_AT:
@@ -232,10 +249,10 @@ class TapDevice:
             vnet = _TSO_HEADERS.get((csum_start, thl, mss, self.mtu))
             if vnet is None:
                 vnet = self._tso_header(csum_start, thl, mss)
-            parts = (vnet, head, payload)
+            parts = (vnet, head, *tail)
         else:
-            parts = (virtio.needs_csum(csum_start, csum_offset), head, payload)
-        return self._send(parts)
+            parts = (virtio.needs_csum(csum_start, csum_offset), head, *tail)
+        return self._send(parts, lent)
 
     def write_frames(self, frames: list[bytes | SplitFrame]) -> None:
         """Each frame as :meth:`write` (bytes) or :meth:`write_split` would
@@ -252,6 +269,7 @@ class TapDevice:
                 if not (start and f.csum_offset == _TCP_CSUM and len(head) + len(payload) > limit):
                     self.write_split(head, payload, start, f.csum_offset, f.mss)
                     continue
+                lent = cast("Lent", payload) if type(payload) is LENT else None
                 # A TSO super-segment (a bulk sender's every frame): write_split's
                 # frame, its virtio header from the cache, written here.
                 thl = (head[start + _TCP_DOFF] >> 4) * 4
@@ -259,11 +277,12 @@ class TapDevice:
                 if vnet is None:
                     vnet = self._tso_header(start, thl, f.mss)
                 try:
-                    os.writev(self.fd, (vnet, head, payload))
+                    if lent is None:
+                        os.writev(self.fd, (vnet, head, payload))
+                    else:
+                        os.writev(self.fd, (vnet, head, *lent.kernel_views()))
                 except OSError as exc:
-                    if exc.errno not in (errno.EAGAIN, errno.EIO, errno.ENOBUFS, errno.EINVAL):
-                        raise
-                    self.write_errors += 1
+                    self._refused(exc, lent)
                     continue
                 self.frames_out += 1
             return
@@ -300,17 +319,30 @@ class TapDevice:
         _TSO_HEADERS[(csum_start, thl, mss, self.mtu)] = made
         return made
 
-    def _send(self, parts: tuple[bytes, ...]) -> bool:
-        """One frame in ``parts`` (a gather write); False (counted) when refused."""
+    def _send(self, parts: tuple[bytes, ...], lent: Lent | None = None) -> bool:
+        """One frame in ``parts`` (a gather write); False (counted) when refused.
+        ``lent``: the Lent payload whose kernel view ``parts`` carries."""
         try:
             os.writev(self.fd, parts)
         except OSError as exc:
-            if exc.errno not in (errno.EAGAIN, errno.EIO, errno.ENOBUFS, errno.EINVAL):
-                raise
-            self.write_errors += 1
+            self._refused(exc, lent)
             return False
         self.frames_out += 1
         return True
+
+    def _refused(self, exc: OSError, lent: Lent | None) -> None:
+        """A write the kernel refused: counted (Ethernet may lose frames),
+        unless it is no refusal a link may have. EFAULT with a lent payload:
+        the kernel could not copy the file's pages (the file shrank), so
+        the frame is lost for good: counted apart and the lender told."""
+        if lent is not None and exc.errno == errno.EFAULT:
+            self.write_errors += 1
+            self.lent_refused += 1
+            lent.refused(exc)
+            return
+        if exc.errno not in (errno.EAGAIN, errno.EIO, errno.ENOBUFS, errno.EINVAL):
+            raise exc
+        self.write_errors += 1
 
     def close(self) -> None:
         if self.fd >= 0:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Mapping, ValuesView
 
 from synack.stack.config import Address, ConnKey
 from synack.tcp import events as tev
+from synack.tcp.buffers import Lent
 from synack.tcp.config import TcpConfig
 from synack.tcp.connection import TcpConnection
 from synack.wire.ipv4 import address_int
@@ -122,7 +123,7 @@ class TcpStream:
     def remote(self) -> Address:
         return (self.key[2], self.key[3])
 
-    def send(self, data: bytes | bytearray | memoryview, now: float) -> int:
+    def send(self, data: bytes | bytearray | memoryview | Lent, now: float) -> int:
         n = self.conn.send(data, now)
         self._touch(self, now)
         return n

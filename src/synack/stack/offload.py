@@ -7,11 +7,12 @@ never copied. A link that also segments and checksums TCP itself (TAP with
 the host hand it one large segment where the connection produced several
 contiguous ones: :func:`coalesce` joins them.
 
-Layer: stack. Imports synack.wire.
+Layer: stack. Imports synack.tcp (buffers, seq) and synack.wire.
 """
 
 from __future__ import annotations
 
+from synack.tcp.buffers import LENT, lent_join
 from synack.tcp.seq import seq_add
 from synack.wire.tcp import TcpFlags, TcpSegment
 
@@ -71,7 +72,9 @@ class SplitFrame:
         self.mss = mss
 
     def __bytes__(self) -> bytes:
-        return self.head + self.payload
+        payload = self.payload
+        # A Lent payload (a file's pages) is never read here: its lender's copy.
+        return self.head + (bytes(payload) if type(payload) is LENT else payload)
 
     def __len__(self) -> int:
         return len(self.head) + len(self.payload)
@@ -97,6 +100,13 @@ def coalesce(segments: list[TcpSegment]) -> list[TcpSegment]:
     return segments
 
 
+def _joined(payloads: list[bytes]) -> bytes:
+    """The payloads of a run as one: with a Lent among them one Lent (never
+    read: tcp/buffers.py), else their octets joined."""
+    joined = lent_join(payloads)
+    return b"".join(payloads) if joined is None else joined
+
+
 def _join_runs(segments: list[TcpSegment]) -> list[TcpSegment]:
     """coalesce()'s joining pass."""
     out: list[TcpSegment] = []
@@ -117,7 +127,7 @@ def _join_runs(segments: list[TcpSegment]) -> list[TcpSegment]:
                     run[0].ack,
                     flags,
                     run[0].window,
-                    b"".join(r.payload for r in run),
+                    _joined([r.payload for r in run]),
                     run[0].options,
                 )
             )

@@ -17,11 +17,13 @@ of full-sized segments as one, see ``TcpSender.segments_to_send``) goes to
 (TSO), else cut here into the MSS-sized frames TCP would have sent, one
 pack of all headers per frame (software segmentation, as Linux's GSO).
 
-Layer: stack. Imports synack.errors, synack.wire and lower stack modules (config, ipv4, offload).
+Layer: stack. Imports synack.errors, synack.tcp (buffers), synack.wire and lower stack modules
+(config, ipv4, offload).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from collections import Counter
 from ipaddress import IPv4Address
@@ -30,6 +32,7 @@ from synack.errors import LocalProtocolError
 from synack.stack.config import NoRouteError
 from synack.stack.ipv4 import Ipv4
 from synack.stack.offload import IPV4_MAX_TOTAL, SplitFrame, total_length_field
+from synack.tcp.buffers import LENT
 from synack.wire import ipv4 as wip
 from synack.wire import tcp as wtcp
 from synack.wire.checksum import le_residue
@@ -58,6 +61,11 @@ _TS_ALIGNED_WORD = int.from_bytes(wtcp.TS_ALIGNED)
 _TS_WORDS_SUM = wtcp.TS_ALIGNED_SUM
 _FOLDS: dict[int, tuple[int, ...]] = {}
 _from_bytes = int.from_bytes
+
+
+def _owned(seg: TcpSegment) -> TcpSegment:
+    """``seg`` with its Lent payload replaced by the lender's copy."""
+    return dataclasses.replace(seg, payload=bytes(seg.payload))
 
 
 def _folds(n: int) -> tuple[int, ...]:
@@ -114,8 +122,14 @@ class TcpOutput:
         self.large_out = 0  # such segments handed to send_large
 
     def send(self, src: IPv4Address, dst: IPv4Address, seg: TcpSegment, now: float) -> None:
-        """``seg`` from ``src`` to ``dst``; a segment with no route is counted."""
+        """``seg`` from ``src`` to ``dst``; a segment with no route is counted.
+        A :class:`~synack.tcp.buffers.Lent` payload (a file's pages) goes on
+        as it is only to a link that completes the checksum (``tso``) by the
+        split-frame paths, which measure it and nothing more; any other way
+        gets its lender's copy first (:func:`_owned`), never its memory."""
         ip = self._ip
+        if type(seg.payload) is LENT and not self.tso:
+            seg = _owned(seg)
         if ip.dest_cache:
             if self.fast and not ip.pmtu:
                 dst_int = address_int(dst)
@@ -136,6 +150,8 @@ class TcpOutput:
                         return
             if self.split and self._send_split(src, dst, seg, now):
                 return
+        if type(seg.payload) is LENT:
+            seg = _owned(seg)  # built and summed below: user space reads it
         raw = wtcp.build(seg, src, dst)
         self.counters["tcp-out"] += 1
         try:
@@ -307,6 +323,8 @@ class TcpOutput:
         (software segmentation, Linux's GSO), the same octets on the link."""
         ip = self._ip
         self.large_out += 1
+        if type(seg.payload) is LENT and not self.tso:
+            seg = _owned(seg)  # cut and summed in software (see send)
         dst_int = address_int(dst)
         cached = ip.dest_cache.get(dst_int) if ip.dest_cache and not ip.pmtu else None
         if cached is not None and cached[1] > now:

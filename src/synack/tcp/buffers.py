@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections import deque
-from typing import cast
+from typing import cast, final
 
 from synack.errors import LocalProtocolError
 
@@ -24,6 +24,148 @@ _BIG = 1 << 62
 # object per octet or two (40-odd octets of overhead each) within our window.
 _SMALL = 1024
 _TAIL_MAX = 64 * 1024
+
+
+class Lender:
+    """Whoever lends a send buffer octets it must not read (:class:`Lent`):
+    a file's pages mapped for a zero-copy ``sendfile`` (adapters/native.py).
+    The mapping's memory is touched by the kernel only: a user-space read of
+    a mapped page past the file's end (a file truncated meanwhile) raises
+    SIGBUS, which kills the process, where the kernel's copy (the TAP's
+    gather write) fails with EFAULT. So the lender, not this layer, says how
+    the octets are had: :meth:`read` (a safe copy, e.g. ``os.pread``) for
+    anything in user space that needs them, :meth:`kernel_views` for a
+    write system call only; :meth:`refused`, when the kernel could not read
+    them."""
+
+    __slots__ = ()
+
+    def read(self, start: int, n: int) -> bytes:
+        """``n`` octets from ``start``: a copy made without reading the
+        mapping (zeros where the source no longer has them)."""
+        raise NotImplementedError
+
+    def kernel_views(self, start: int, n: int) -> tuple[bytes | memoryview, ...]:
+        """Views of ``n`` octets from ``start``, in order, for a gather
+        write system call to copy."""
+        raise NotImplementedError
+
+    def refused(self, exc: OSError) -> None:
+        """The kernel could not copy the octets (EFAULT: the source shrank)."""
+        raise NotImplementedError
+
+
+@final
+class Lent:
+    """``size`` octets of a :class:`Lender` from ``start``: a send-buffer
+    piece and a segment's payload that is not a buffer (no buffer protocol),
+    so nothing can read the octets by accident: ``bytes()`` of it asks the
+    lender for a copy, and only :meth:`kernel_views` (called by the link's
+    write, links/tap.py) reaches the mapped memory. ``len``, truth and
+    slicing (step 1) work as for the bytes it stands for."""
+
+    __slots__ = ("lender", "size", "start")
+
+    def __init__(self, lender: Lender, start: int, size: int) -> None:
+        self.lender = lender
+        self.start = start
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __bytes__(self) -> bytes:
+        return self.lender.read(self.start, self.size)
+
+    def __getitem__(self, key: slice) -> Lent:
+        lo, hi, step = key.indices(self.size)
+        if step != 1:
+            raise ValueError("a lent piece is sliced with step 1 only")
+        return Lent(self.lender, self.start + lo, max(0, hi - lo))
+
+    def kernel_views(self) -> tuple[bytes | memoryview, ...]:
+        """The octets for a gather write system call only (never read in Python)."""
+        return self.lender.kernel_views(self.start, self.size)
+
+    def refused(self, exc: OSError) -> None:
+        self.lender.refused(exc)
+
+    def __repr__(self) -> str:
+        return f"Lent({self.start}+{self.size})"
+
+
+class _Joined(Lender):
+    """The pieces of a send buffer one segment straddles, a Lent among them
+    (a file's next window, or the reply's head before its first block):
+    lent on as one, so that the segment is not copied either (a join would
+    read the lent octets in user space: their lender's copy). ``parts``:
+    Lent pieces and views of immutable bytes, in order."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self, parts: list[Lent | memoryview]) -> None:
+        self.parts = parts
+
+    def _spans(self, start: int, n: int) -> list[Lent | memoryview]:
+        out: list[Lent | memoryview] = []
+        for part in self.parts:
+            size = len(part)
+            if start >= size:
+                start -= size
+                continue
+            out.append(part[start : start + n])
+            n -= min(n, size - start)
+            start = 0
+            if n <= 0:
+                break
+        return out
+
+    def read(self, start: int, n: int) -> bytes:
+        return b"".join(bytes(p) for p in self._spans(start, n))
+
+    def kernel_views(self, start: int, n: int) -> tuple[bytes | memoryview, ...]:
+        views: list[bytes | memoryview] = []
+        for p in self._spans(start, n):
+            if type(p) is Lent:
+                views += p.kernel_views()
+            else:
+                views.append(p)
+        return tuple(views)
+
+    def refused(self, exc: OSError) -> None:
+        for p in self.parts:
+            if type(p) is Lent:
+                p.refused(exc)
+
+
+# Lent as a plain type: a payload is typed as the bytes it stands for
+# (SendBuffer.view), and an identity test against it is no overlap to mypy.
+LENT: type = Lent
+
+
+def lent_join(payloads: list[bytes]) -> bytes | None:
+    """Payloads in order as one, if a Lent is among them: one Lent (a
+    lender's contiguous pieces as one of its own, else a ``_Joined`` of
+    them, never read); None when none is lent (their octets may be joined)."""
+    if not any(type(p) is LENT for p in payloads):
+        return None
+    first = payloads[0]
+    if type(first) is LENT:
+        lender, end = first.lender, first.start  # type: ignore[attr-defined]
+        for p in payloads:
+            if type(p) is not LENT or p.lender is not lender or p.start != end:  # type: ignore[attr-defined]
+                break
+            end += len(p)
+        else:
+            return cast("bytes", Lent(lender, first.start, end - first.start))  # type: ignore[attr-defined]
+    parts = [cast("Lent", p) if type(p) is LENT else memoryview(p) for p in payloads]
+    return cast("bytes", Lent(_Joined(parts), 0, sum(len(p) for p in parts)))
+
+
+def owned(payload: bytes) -> bytes:
+    """``payload`` as octets user space may read: a :class:`Lent` one copied
+    by its lender, anything else as it is."""
+    return bytes(payload) if type(payload) is LENT else payload
 
 
 class SendBuffer:
@@ -41,19 +183,25 @@ class SendBuffer:
     ``bytes`` write into an empty buffer (a keep-alive reply) is kept as it
     is, the tail starting after it. A
     peek inside one piece is a slice (the piece itself when it is all of it).
+    A :class:`Lent` piece (a file's pages, zero-copy) is kept as it is and
+    never read here: a peek of it is its lender's copy, a view a ``Lent``.
     """
 
-    __slots__ = ("_head", "_pieces", "capacity", "length")
+    __slots__ = ("_head", "_pieces", "capacity", "lends", "length")
 
     def __init__(self, capacity: int) -> None:
         if capacity <= 0:
             raise LocalProtocolError("send buffer capacity must be positive")
         self.capacity = capacity
-        self._pieces: deque[bytes | bytearray | memoryview] = deque()
+        self._pieces: deque[bytes | bytearray | memoryview | Lent] = deque()
         self._head = 0  # octets of the first piece already acknowledged
         # Octets held (len() of the buffer; read as an attribute on the hot
         # paths: a __len__ call is Python code, several per segment).
         self.length = 0
+        # A Lent piece was ever appended: then every segment's payload is
+        # a view (see TcpSender._emit_data), so a lent one is carried on as
+        # a Lent whatever its size, never copied by its lender on the way.
+        self.lends = False
 
     def __len__(self) -> int:
         return self.length
@@ -62,7 +210,7 @@ class SendBuffer:
     def space(self) -> int:
         return self.capacity - self.length
 
-    def append(self, data: bytes | bytearray | memoryview) -> int:
+    def append(self, data: bytes | bytearray | memoryview | Lent) -> int:
         """Queue as much of ``data`` as fits; return how many bytes were taken."""
         size = len(data)
         n = self.capacity - self.length  # min(), spelt out: once per write
@@ -77,6 +225,20 @@ class SendBuffer:
             # the piece itself, no copy in or out); a small write after it
             # starts the shared tail.
             pieces.append(data)
+        elif type(data) is Lent:
+            # Never read (see Lender); the rest of the lender's octets the
+            # last piece holds (a file's next block) extends it: a segment
+            # straddling two pieces is copied (peek).
+            tail = pieces[-1] if pieces else None
+            if (
+                type(tail) is Lent
+                and tail.lender is data.lender
+                and tail.start + tail.size == data.start
+            ):
+                pieces[-1] = Lent(data.lender, tail.start, tail.size + n)
+            else:
+                pieces.append(data if n == size else data[:n])
+            self.lends = True
         elif n < _SMALL:
             part = data if n == size else memoryview(data)[:n]
             tail = pieces[-1] if pieces else None
@@ -105,7 +267,7 @@ class SendBuffer:
     def peek(self, offset: int, n: int) -> bytes:
         """``n`` bytes starting ``offset`` bytes after SND.UNA (fewer at the end)."""
         off = offset + self._head
-        parts: list[memoryview] = []
+        parts: list[memoryview | bytes] = []
         for piece in self._pieces:
             size = len(piece)
             if off >= size:
@@ -114,9 +276,16 @@ class SendBuffer:
             if not parts and off + n <= size:  # the usual case: inside one piece
                 if type(piece) is bytes:
                     return piece if off == 0 and n == size else piece[off : off + n]
+                if type(piece) is Lent:
+                    return bytes(piece[off : off + n])  # the lender's copy
                 return bytes(memoryview(piece)[off : off + n])
-            # Across pieces: views of each part, joined in one copy.
-            part = memoryview(piece)[off : off + n]
+            # Across pieces: views of each part (a lent one: its lender's
+            # copy), joined in one copy.
+            part = (
+                bytes(piece[off : off + n])
+                if type(piece) is Lent
+                else memoryview(piece)[off : off + n]
+            )
             parts.append(part)
             n -= len(part)
             off = 0
@@ -139,9 +308,44 @@ class SendBuffer:
                 off -= size
                 continue
             if off + n <= size and type(piece) is not bytearray:
+                if type(piece) is Lent:
+                    # Never read here: the segment carries the Lent on (see Lender).
+                    return cast("bytes", piece[off : off + n])
                 return cast("bytes", memoryview(piece)[off : off + n])
+            if self.lends:
+                joined = self._joined(offset, n)
+                if joined is not None:
+                    return cast("bytes", joined)
             break
         return self.peek(offset, n)
+
+    def _joined(self, offset: int, n: int) -> Lent | None:
+        """:meth:`view` of ``n`` octets over several pieces, a Lent among
+        them: one Lent of them all (``_Joined``), never read; None if one
+        is the mutable tail (a view of it would stop it growing) or none is
+        lent (a join costs less than a gather of small parts)."""
+        off = offset + self._head
+        parts: list[Lent | memoryview] = []
+        lent = False
+        total = 0
+        for piece in self._pieces:
+            size = len(piece)
+            if off >= size:
+                off -= size
+                continue
+            if type(piece) is bytearray:
+                return None
+            if type(piece) is Lent:
+                part: Lent | memoryview = piece[off : off + n - total]
+                lent = True
+            else:
+                part = memoryview(piece)[off : off + n - total]
+            parts.append(part)
+            total += len(part)
+            off = 0
+            if total >= n:
+                break
+        return Lent(_Joined(parts), 0, total) if lent else None
 
     def drop(self, n: int) -> None:
         """The first ``n`` bytes were acknowledged."""

@@ -55,7 +55,9 @@ class TcpBuilder(Tcb):
             flags = ACK_PSH_FIN if psh else ACK_FIN
         else:
             flags = ACK_PSH if psh else ACK
-        return self._make(seq, flags, self._sndbuf.peek(off, n), now)
+        buf = self._sndbuf
+        # A lent buffer's retransmission carries a Lent too (see TcpSender._emit_data).
+        return self._make(seq, flags, buf.view(off, n) if buf.lends else buf.peek(off, n), now)
 
     def _send_reset(self, now: float) -> None:
         # <SEQ=SND.NXT><CTL=RST> (RFC 9293 §3.10.5; SND.MAX, see segments_to_send).

@@ -20,6 +20,7 @@ from typing import ClassVar
 
 from synack.errors import LocalProtocolError
 from synack.tcp import events as ev
+from synack.tcp.buffers import Lent
 from synack.tcp.builder import TcpBuilder
 from synack.tcp.rack import Rack
 from synack.tcp.segments import (
@@ -63,7 +64,7 @@ class TcpSender(TcpBuilder):
     fin_sent_idle: ClassVar[bool] = True
 
     def send(
-        self, data: bytes | bytearray | memoryview, now: float, *, urgent: bool = False
+        self, data: bytes | bytearray | memoryview | Lent, now: float, *, urgent: bool = False
     ) -> int:
         """Queue data (RFC 9293 §3.10.2 SEND); returns how many bytes fit the send buffer.
 
@@ -350,9 +351,11 @@ class TcpSender(TcpBuilder):
         else:
             flags = ACK_PSH if psh else ACK
         mss = self._snd_mss
-        # A super-segment (gso) carries a view of the send buffer, not a copy.
+        # A super-segment (gso) carries a view of the send buffer, not a copy;
+        # so does every segment of a buffer lent a file's pages (a Lent: see
+        # tcp/buffers.py, the stack copies it only if it must read it).
         sndbuf = self._sndbuf
-        payload = sndbuf.view(off, n) if n > mss else sndbuf.peek(off, n)
+        payload = sndbuf.view(off, n) if n > mss or sndbuf.lends else sndbuf.peek(off, n)
         seg = self._make(seq, flags, payload, now)
         (self._out if out is None else out).append(seg)
         resend = seq != snd_max and (seq - snd_max) & 0xFFFFFFFF >= 0x80000000
@@ -659,7 +662,8 @@ class TcpSender(TcpBuilder):
             # data (MUST-36). The octet is not counted in SND.NXT, so the
             # retransmission timer (and R2) stays out of it: the connection
             # lives as long as the probes are acknowledged (MUST-37).
-            payload = self._sndbuf.peek(off, 1)
+            buf = self._sndbuf
+            payload = buf.view(off, 1) if buf.lends else buf.peek(off, 1)  # (see _emit_data)
             end = seq_add(self.snd_nxt, 1)
             if seq_gt(end, self.snd_max):
                 self.snd_max = end
