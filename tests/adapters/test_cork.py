@@ -15,6 +15,7 @@ off (only the framing differs).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import heapq
 import random
 from collections import deque
@@ -125,7 +126,10 @@ class Net:
         self.driver = HostDriver(self.server, self.wire, loop=self.loop)  # type: ignore[arg-type]
         self.driver.start()
         self.client: Host = make_host(1, "10.213.0.1/24")
-        self.listener = TcpServer(self.driver, self.server.tcp_listen(PORT, SERVER), factory)
+        # TCP_NODELAY, as asyncio's transports (and synack run's) have it.
+        nodelay = dataclasses.replace(self.server.tcp_config, nodelay=True)
+        listener = self.server.tcp_listen(PORT, SERVER, config=nodelay)
+        self.listener = TcpServer(self.driver, listener, factory)
         self.stream: TcpStream = self.client.tcp_connect((SERVER, PORT), self.loop.t)
         self.got = bytearray()  # what the client read
         self.client_events: list[str] = []
@@ -315,6 +319,70 @@ def test_a_lone_write_with_nothing_after_it_leaves_one_pass_later_not_more(cork:
     data = [(n - wrote, size) for n, _, size in net.server_segments() if size]
     assert data == [(2 if cork else 1, 100)]
     assert len(net.got) == 100
+
+
+class KeepAlive(asyncio.Protocol):
+    """Answers each request one pass after it arrived (a task's step), and
+    keeps the connection open; ``joined`` requests get their reply in two
+    writes, the second one pass after the first."""
+
+    def __init__(self, loop: ManualLoop, joined: set[int]) -> None:
+        self.loop = loop
+        self.joined = joined
+        self.requests = 0
+        self.written_in: list[int] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, TcpTransport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.requests += 1
+        self.loop.call_soon(self._reply, self.requests in self.joined)
+
+    def _reply(self, in_two: bool) -> None:
+        self.written_in.append(self.loop.passes)
+        self.transport.write(b"reply")
+        if in_two:
+            self.loop.call_soon(self.transport.write, b" and the rest")
+
+
+@pytest.mark.parametrize(
+    ("joined", "delays"),
+    [
+        # A reply nothing joins: held once; the connection's later replies
+        # are not held (a keep-alive connection pays the extra pass once).
+        (set(), [2, 1, 1, 1]),
+        # While what follows joins the held write, holding goes on.
+        ({1, 2}, [2, 2, 2, 1]),
+    ],
+)
+def test_holding_stops_once_a_held_write_went_out_alone(
+    cork: bool, joined: set[int], delays: list[int]
+) -> None:
+    programs: list[KeepAlive] = []
+    loop_box: list[ManualLoop] = []
+
+    def factory() -> asyncio.BaseProtocol:
+        programs.append(KeepAlive(loop_box[0], joined))
+        return programs[0]
+
+    net = Net(factory)
+    loop_box.append(net.loop)
+    for _ in range(40):
+        net.step()
+    assert "Connected" in net.client_events
+    for _ in range(4):
+        net.send(b"GET / HTTP/1.1\r\n\r\n")
+        net.run(60)
+    (prog,) = programs
+    sent = [n for n, _, size in net.server_segments() if size]
+    firsts = []
+    for w in prog.written_in:
+        firsts.append(min(n for n in sent if n > w) - w)
+    assert firsts == (delays if cork else [1, 1, 1, 1])
+    replies = [b"reply and the rest" if i in joined else b"reply" for i in range(1, 5)]
+    assert bytes(net.got) == b"".join(replies)
 
 
 def test_a_write_inside_a_pump_leaves_with_that_pump_and_a_close_there_joins_it(

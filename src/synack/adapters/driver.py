@@ -236,12 +236,18 @@ class HostDriver:
             return
         touched = False
         now = self.now()
+        owner: Any  # (as in _dispatch: a TcpTransport, opaque to the host)
         for stream in due:
             # (Its segment may be out already: a close or a later write, an
             # arriving segment or a timer touched the stream since.)
             if not stream.gone and stream.conn.unsent:
                 self.host.tcp_touch_later(stream, now)
                 touched = True
+                # Nothing joined it: its owner holds no more (a keep-alive
+                # connection would pay a pass per reply for nothing).
+                owner = stream.owner
+                if owner is not None:
+                    owner._sent_alone()
         if touched:
             self.pump()
 

@@ -88,6 +88,7 @@ class TcpTransport(asyncio.Transport):
     _started = False
     _connect_waiter: asyncio.Future[None] | None = None
     _held = False  # a write was held (HostDriver.hold): abort() sends it first
+    _corking = True  # off once a held write went out alone (_sent_alone)
     #: On: a lone short write is held one loop pass (see :meth:`write`);
     #: off: every write's segments are made at once (the tests compare).
     cork: ClassVar[bool] = True
@@ -239,7 +240,7 @@ class TcpTransport(asyncio.Transport):
             return
         if self._wbuf:
             self._wbuf += data
-        elif self.cork and (conn := self._stream.conn).sends_alone(len(data)):
+        elif self._corking and self.cork and (conn := self._stream.conn).sends_alone(len(data)):
             # A one-pass cork, as Linux's autocork: a write that would leave
             # as a lone short segment (a reply) is given to the connection
             # without making its segment, which the driver makes at the
@@ -266,7 +267,12 @@ class TcpTransport(asyncio.Transport):
             # write could wait, so the lone write itself is held: only one
             # into an empty send buffer that fits one segment
             # (Tcb.sends_alone). Bulk transfers and anything with data in
-            # flight are as before.
+            # flight are as before. And only while holding pays: once a held
+            # write has gone out alone, nothing of the next pass joining it
+            # (a keep-alive server waits for the next request after its
+            # reply), this connection's writes are no longer held
+            # (_sent_alone), so a long-lived connection pays the extra pass
+            # once, not per reply.
             conn.send(data, self._driver.now())  # (it fits: never cut short)
             self._held = True
             self._driver.hold(self._stream)
@@ -281,6 +287,11 @@ class TcpTransport(asyncio.Transport):
         self._driver.schedule_pump()
         if self._wbuf:
             self._check_high()
+
+    def _sent_alone(self) -> None:
+        """A held write went out with nothing joined to it (HostDriver's
+        release): hold no more of this connection's writes."""
+        self._corking = False
 
     def writelines(self, list_of_data: Any) -> None:
         self.write(b"".join(list_of_data))
