@@ -66,8 +66,10 @@ class TcpTransport(asyncio.Transport):
     reaches ``connection_lost`` as the OSError the kernel would report
     (:func:`~synack.adapters.oserrors.for_event`). One difference: ``abort``
     always sends RST, where asyncio's on the kernel closes the descriptor
-    (FIN unless unread data was pending). ``get_extra_info`` knows
-    ``peername``, ``sockname``, ``synack_stream`` and ``synack_host``.
+    (FIN unless unread data was pending). Another: a lone short write may
+    leave one loop pass later, so that a close or write of that pass joins
+    its segment (the one-pass cork, see :meth:`write`). ``get_extra_info``
+    knows ``peername``, ``sockname``, ``synack_stream`` and ``synack_host``.
     """
 
     # A transport's state starts as these class attributes: an instance
@@ -365,7 +367,7 @@ class TcpTransport(asyncio.Transport):
 
     def abort(self) -> None:
         if not self._lost:
-            if self._held:
+            if self._held and not self._stream.gone:
                 # A held write goes first, as it went before the hold was
                 # there (its segment, then the RST).
                 self._stream.poll(self._driver.now())
