@@ -6,8 +6,9 @@ writes its reply, then closes one pass later, and the reply and the FIN now
 leave as one segment instead of two. Checked pass by pass on a manual loop
 (the driver runs on it; the peer is a sans-IO host whose frames cross between
 passes): the reply and FIN in one segment; a lone write with nothing after it
-still leaves one pass later, never more; a write made inside a pump leaves
-with that pump; and, for random programs of writes, closes, half-closes and
+still leaves one pass later, never more; once a held write has gone out
+alone its connection's writes are no longer held (keep-alive); a write made
+inside a pump leaves with that pump; and, for random programs of writes, closes, half-closes and
 aborts, the bytes and events both ends see are the same with the cork on and
 off (only the framing differs).
 """
