@@ -15,7 +15,7 @@ import asyncio
 from ipaddress import IPv4Address
 from typing import Protocol
 
-from synack.stack.host import ANY, LOOPBACK, Host
+from synack.stack.host import ANY, LOOPBACK, Host, TcpStream
 
 __all__ = ["Driver", "ipv4"]
 
@@ -66,4 +66,10 @@ class Driver(Protocol):
 
     def schedule_pump(self) -> None:
         """Pump once, soon: many calls in one loop iteration make one pump."""
+        ...
+
+    def hold(self, stream: TcpStream) -> None:
+        """Make ``stream``'s segments (a lone short write given to its
+        connection directly) at the latest one loop pass later than a pump
+        would (:meth:`synack.adapters.driver.HostDriver.hold`)."""
         ...

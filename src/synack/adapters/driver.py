@@ -25,7 +25,7 @@ from synack.adapters.udp import DatagramTransport, create_datagram_endpoint
 from synack.errors import LocalProtocolError
 from synack.links.base import Link
 from synack.stack import events as ev
-from synack.stack.host import Host, SplitFrame
+from synack.stack.host import Host, SplitFrame, TcpStream
 
 # The largest MTU at which a link without offloads gets whole frames (see
 # HostDriver); above it, large payloads are written apart from the headers.
@@ -91,6 +91,11 @@ class HostDriver:
         self._ping_seq = 0
         self._flush_scheduled = False
         self._pumping = False  # inside pump() (schedule_pump has nothing to add)
+        # Streams whose lone short write is held (see hold): written this
+        # pass, and written the pass before (sent at the next _hold_pass).
+        self._held: list[TcpStream] = []
+        self._held_due: list[TcpStream] = []
+        self._hold_posted = False
         self.closed = False
         self.tcp = TcpApi(self)
         # asyncio-shaped entry points, for apps that take them as callables.
@@ -192,6 +197,58 @@ class HostDriver:
     def _scheduled_pump(self) -> None:
         self._flush_scheduled = False
         if not self.closed:
+            self.pump()
+
+    def hold(self, stream: TcpStream) -> None:
+        """``stream.conn`` was given a lone short write without a touch
+        (:class:`~synack.adapters.tcp.TcpTransport`, ``Tcb.sends_alone``):
+        its segment is made at the latest one loop pass after the one that
+        would have sent it, so that a close or more writes of that next pass
+        join it (a web server's reply and FIN in one segment, not two; the
+        peer's kernel then answers both with one FIN+ACK).
+
+        Inside a pump (a reply written in ``data_received``) it is made by the
+        pump's own rounds, which send it with the pump as before: only what
+        else that callback asks of the connection (its close) joins it.
+        Outside (a program's task), the pump it would have had is the next
+        pass's; it is made in the pass after that, by :meth:`_hold_pass`
+        (or earlier, by anything else that touches the stream: a close, more
+        data, an arriving segment, a timer)."""
+        if self._pumping:
+            self.host.tcp_touch_later(stream, self.now())
+            return
+        self._held.append(stream)
+        if not self._hold_posted:
+            self._hold_posted = True
+            self._post(self._hold_pass)
+
+    def _hold_pass(self) -> None:
+        """Once a pass while writes are held: those of the pass before are
+        sent now; this pass's (and those made before it this pass) wait for
+        the next one."""
+        self._hold_posted = False
+        due = self._held_due
+        self._held_due, self._held = self._held, []
+        if self._held_due:
+            self._hold_posted = True
+            self._post(self._hold_pass)
+        if self.closed:
+            return
+        touched = False
+        now = self.now()
+        owner: Any  # (as in _dispatch: a TcpTransport, opaque to the host)
+        for stream in due:
+            # (Its segment may be out already: a close or a later write, an
+            # arriving segment or a timer touched the stream since.)
+            if not stream.gone and stream.conn.unsent:
+                self.host.tcp_touch_later(stream, now)
+                touched = True
+                # Nothing joined it: its owner holds no more (a keep-alive
+                # connection would pay a pass per reply for nothing).
+                owner = stream.owner
+                if owner is not None:
+                    owner._sent_alone()
+        if touched:
             self.pump()
 
     def _dispatch(self, event: ev.HostEvent) -> None:

@@ -72,6 +72,7 @@ class _LoopView:
         self.now: Callable[[], float] = driver.now
         self.pump: Callable[[], None] = driver.pump
         self.schedule_pump: Callable[[], None] = driver.schedule_pump
+        self.hold: Callable[[TcpStream], None] = driver.hold
         # Who holds the hosts (the runtime's HostLoop.owner), asked on every news.
         self.owner = owner
 

@@ -22,7 +22,7 @@ import errno
 import socket
 from collections.abc import Awaitable, Callable
 from ipaddress import IPv4Address
-from typing import Any
+from typing import Any, ClassVar
 
 from synack.adapters.base import Driver, ipv4
 from synack.adapters.oserrors import for_event, oserror
@@ -66,8 +66,10 @@ class TcpTransport(asyncio.Transport):
     reaches ``connection_lost`` as the OSError the kernel would report
     (:func:`~synack.adapters.oserrors.for_event`). One difference: ``abort``
     always sends RST, where asyncio's on the kernel closes the descriptor
-    (FIN unless unread data was pending). ``get_extra_info`` knows
-    ``peername``, ``sockname``, ``synack_stream`` and ``synack_host``.
+    (FIN unless unread data was pending). Another: a lone short write may
+    leave one loop pass later, so that a close or write of that pass joins
+    its segment (the one-pass cork, see :meth:`write`). ``get_extra_info``
+    knows ``peername``, ``sockname``, ``synack_stream`` and ``synack_host``.
     """
 
     # A transport's state starts as these class attributes: an instance
@@ -87,6 +89,11 @@ class TcpTransport(asyncio.Transport):
     _lost = False
     _started = False
     _connect_waiter: asyncio.Future[None] | None = None
+    _held = False  # a write was held (HostDriver.hold): abort() sends it first
+    _corking = True  # off once a held write went out alone (_sent_alone)
+    #: On: a lone short write is held one loop pass (see :meth:`write`);
+    #: off: every write's segments are made at once (the tests compare).
+    cork: ClassVar[bool] = True
 
     def __init__(self, driver: Driver, stream: TcpStream, protocol: asyncio.BaseProtocol) -> None:
         super().__init__()
@@ -235,6 +242,43 @@ class TcpTransport(asyncio.Transport):
             return
         if self._wbuf:
             self._wbuf += data
+        elif self._corking and self.cork and (conn := self._stream.conn).sends_alone(len(data)):
+            # A one-pass cork, as Linux's autocork: a write that would leave
+            # as a lone short segment (a reply) is given to the connection
+            # without making its segment, which the driver makes at the
+            # latest one loop pass later (HostDriver.hold), so that what the
+            # program does next, a close (aiohttp closes one pass after it
+            # writes) or more writes, joins it: the reply's FIN rides on its
+            # segment, as RFC 9293 §3.10.4 allows (the FIN follows the queued
+            # data), and the peer answers both with one FIN+ACK: a frame in
+            # and a frame out fewer per connection.
+            #
+            # TCP_NODELAY (which asyncio sets, and NativeTransport too) is
+            # about Nagle (RFC 9293 §3.7.4, MUST-17): not waiting for the
+            # peer's ACK before a short segment. This hold waits for no ACK
+            # and no timer: the held write leaves before the loop next waits
+            # for I/O (a queued callback makes its select poll, not sleep), so
+            # data is never buffered indefinitely (MUST-60). asyncio's kernel
+            # transport hands a write to send() at once, but this transport's
+            # frames already leave at the end of the pass (the pump), and
+            # Linux itself, TCP_NODELAY or not, holds a small write back
+            # while an earlier packet of the flow is still queued in the host
+            # (tcp_autocorking, 3.14+; its hold ends at that packet's TX
+            # completion, ours at the next pass). Linux corks only behind a
+            # queued packet; here nothing is queued behind which a later
+            # write could wait, so the lone write itself is held: only one
+            # into an empty send buffer that fits one segment
+            # (Tcb.sends_alone). Bulk transfers and anything with data in
+            # flight are as before. And only while holding pays: once a held
+            # write has gone out alone, nothing of the next pass joining it
+            # (a keep-alive server waits for the next request after its
+            # reply), this connection's writes are no longer held
+            # (_sent_alone), so a long-lived connection pays the extra pass
+            # once, not per reply.
+            conn.send(data, self._driver.now())  # (it fits: never cut short)
+            self._held = True
+            self._driver.hold(self._stream)
+            return
         else:
             try:
                 n = self._stream.send(data, self._driver.now())
@@ -245,6 +289,11 @@ class TcpTransport(asyncio.Transport):
         self._driver.schedule_pump()
         if self._wbuf:
             self._check_high()
+
+    def _sent_alone(self) -> None:
+        """A held write went out with nothing joined to it (HostDriver's
+        release): hold no more of this connection's writes."""
+        self._corking = False
 
     def writelines(self, list_of_data: Any) -> None:
         self.write(b"".join(list_of_data))
@@ -318,6 +367,10 @@ class TcpTransport(asyncio.Transport):
 
     def abort(self) -> None:
         if not self._lost:
+            if self._held and not self._stream.gone:
+                # A held write goes first, as it went before the hold was
+                # there (its segment, then the RST).
+                self._stream.poll(self._driver.now())
             self._stream.abort(self._driver.now())
             self._driver.schedule_pump()
         self._connection_lost(None)

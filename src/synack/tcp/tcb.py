@@ -39,7 +39,9 @@ from synack.tcp.rto import RttEstimator
 from synack.tcp.sack import SackScoreboard
 from synack.tcp.seq import SEQ_MASK, seq_add, seq_diff
 from synack.tcp.states import (
+    CLOSE_WAIT,
     CLOSED,
+    ESTABLISHED,
     Cause,
     State,
     Transition,
@@ -276,6 +278,33 @@ class Tcb:
     @property
     def send_space(self) -> int:
         return self._sndbuf.space
+
+    def sends_alone(self, n: int) -> bool:
+        """A SEND of ``n`` octets now would leave at once as one segment of its
+        own: ESTABLISHED or CLOSE-WAIT, nothing queued (so nothing unsent and
+        nothing in flight: RFC 9293 §3.8.6.2.1 rule (2), "SND.NXT = SND.UNA and
+        PUSHed and D <= U", holds with or without Nagle), and ``n`` fits one
+        segment, the send buffer and the usable window. The asyncio transport holds such a
+        write one loop pass (synack.adapters.driver.HostDriver.hold) so that a
+        close or more writes of the next pass join it (SHLD-27: the largest
+        possible segment)."""
+        st = self.state
+        return (
+            self._sndbuf.length == 0
+            and 0 < n <= self._snd_mss
+            and n <= self._sndbuf.capacity
+            and n <= self.snd_wnd
+            and n <= self._cc.cwnd
+            and (st is ESTABLISHED or st is CLOSE_WAIT)
+        )
+
+    @property
+    def unsent(self) -> int:
+        """Octets queued and not yet sent (from SND.NXT to the end of the send
+        buffer; 0 once our FIN is out after them)."""
+        d = seq_diff(self.snd_nxt, self.snd_una)
+        n = self._sndbuf.length - d
+        return n if n > 0 else 0
 
     @property
     def ack_due(self) -> bool:
