@@ -32,15 +32,13 @@ Needs root, /dev/net/tun, iproute2, curl and aiohttp (the anchor).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import statistics
 import sys
-import tempfile
 
 from _common import Figure
-from stack_apps import SERVER, measure, server, sh, tapns, veth
+from stack_apps import measure, served_files, server, sh, tapns, veth
 
 PAYLOAD = 1448  # one MSS at MTU 1,500: the frames of both bulk rows
 
@@ -103,12 +101,7 @@ def floors(n: int) -> dict[str, float]:
 
 def kernel_rates(mb: int) -> dict[str, float]:
     """The kernel's download and upload MB/s (bench/stack_apps.py's rows)."""
-    with tempfile.TemporaryDirectory() as root:
-        path = os.path.join(root, "big.bin")
-        with open(path, "wb") as f:
-            f.write(hashlib.shake_256(b"bench").digest(mb << 20))
-        with open(os.path.join(root, "app.py"), "w") as f:
-            f.write(SERVER)
+    with served_files(mb) as (root, path):
         rows = ("download_MBps", "upload_MBps")
         with veth() as (cli, srv, ip), server(srv, [sys.executable, "app.py"], root) as pid:
             r = measure(cli, ip, 0, mb, path, pid, rows=rows)

@@ -143,6 +143,19 @@ def server(ns: str, argv: list[str], cwd: str) -> Iterator[int]:
             proc.wait()
 
 
+@contextlib.contextmanager
+def served_files(mb: int) -> Iterator[tuple[str, str]]:
+    """A temporary directory holding the server (app.py) and the ``mb`` MB
+    file it serves and the upload sends: (directory, the file's path)."""
+    with tempfile.TemporaryDirectory() as root:
+        path = os.path.join(root, "big.bin")
+        with open(path, "wb") as f:
+            f.write(hashlib.shake_256(b"bench").digest(mb << 20))
+        with open(os.path.join(root, "app.py"), "w") as f:
+            f.write(SERVER)
+        yield root, path
+
+
 TICK = os.sysconf("SC_CLK_TCK")
 ROWS = ("keepalive_rps", "newconn_rps", "download_MBps", "upload_MBps", "burst")
 
@@ -283,12 +296,7 @@ def collect(
     os.environ["PYTHONPATH"] = os.path.join(here, "..", "src")
     runs: dict[str, list[dict[str, float]]] = {label: [] for label in LABELS}
     burst = None
-    with tempfile.TemporaryDirectory() as root:
-        path = os.path.join(root, "big.bin")
-        with open(path, "wb") as f:
-            f.write(hashlib.shake_256(b"bench").digest(mb << 20))
-        with open(os.path.join(root, "app.py"), "w") as f:
-            f.write(SERVER)
+    with served_files(mb) as (root, path):
         synack = [sys.executable, "-m", "synack", "run"]
         for _ in range(rounds):
             with veth() as (cli, srv, ip), server(srv, [sys.executable, "app.py"], root) as pid:

@@ -7,8 +7,9 @@ from collections import Counter
 from ipaddress import IPv4Address, IPv4Interface
 
 from synack.links.lan import Lan
-from synack.stack.host import Host, HostConfig
+from synack.stack.host import Host, HostConfig, TcpStream
 from synack.stack.router import Router, RouterInterface
+from synack.tcp.states import State
 
 
 def mac(n: int) -> bytes:
@@ -47,6 +48,20 @@ def two_hosts(**kw: object) -> tuple[Lan, Host, Host]:
     b.start(0.0)
     lan.run()
     return lan, a, b
+
+
+def offload_pair(tso: bool) -> tuple[Lan, Host, Host, TcpStream, TcpStream]:
+    """Two hosts on a LAN, B's link taking split frames (checksums and TSO
+    left to it when ``tso``), and a connection from A to B's port 80
+    established: (lan, a, b, A's stream, B's accepted stream)."""
+    lan, a, b = two_hosts()
+    b.enable_offload(split=True, tso=tso)
+    listener = b.tcp_listen(80)
+    client = a.tcp_connect((IPv4Address("10.213.0.2"), 80), lan.now)
+    lan.run()
+    server = listener.accept()
+    assert server is not None and server.conn.state is State.ESTABLISHED
+    return lan, a, b, client, server
 
 
 def routed() -> tuple[Lan, Host, Host, Router]:

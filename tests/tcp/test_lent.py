@@ -18,9 +18,8 @@ from synack.stack.events import FrameTrace
 from synack.stack.host import SplitFrame
 from synack.stack.offload import coalesce
 from synack.tcp.buffers import Lender, Lent, SendBuffer, owned
-from synack.tcp.states import State
 from synack.wire.tcp import TcpFlags, TcpOptions, TcpSegment
-from tests.stack.netfix import two_hosts
+from tests.stack.netfix import offload_pair, two_hosts
 from tests.stack.test_fast_paths import B
 from tests.stack.test_offload import complete
 
@@ -95,13 +94,7 @@ def _download(
     same bytes), over a TSO link or a software cut, every ``lose``-th data
     frame lost; returns the frames (payloads as the kernel copies them), the
     TCB's course, and the lender's reads."""
-    lan, a, b = two_hosts()
-    b.enable_offload(split=True, tso=tso)
-    listener = b.tcp_listen(80)
-    client = a.tcp_connect((B, 80), lan.now)
-    lan.run()
-    server = listener.accept()
-    assert server is not None and server.conn.state is State.ESTABLISHED
+    _lan, a, b, client, server = offload_pair(tso)
     data = random.Random(9).randbytes(size)
     pool = [MemLender(data) for _ in range(lenders)]  # in turn: pieces never joined
     sizes = random.Random(3)

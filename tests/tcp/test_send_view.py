@@ -11,9 +11,7 @@ import pytest
 
 from synack.stack.host import SplitFrame
 from synack.tcp.buffers import SendBuffer
-from synack.tcp.states import State
-from tests.stack.netfix import two_hosts
-from tests.stack.test_fast_paths import B
+from tests.stack.netfix import offload_pair
 from tests.stack.test_offload import complete
 from tests.tcp.test_rack_packed import _lossy_download
 
@@ -21,13 +19,7 @@ from tests.tcp.test_rack_packed import _lossy_download
 def _tso_download(size: int) -> tuple[list[tuple[object, ...]], list[tuple[int, ...]], int]:
     """B sends ``size`` octets over a TSO link (split frames, checksums left
     to the link); each frame is completed as the kernel would and given to A."""
-    lan, a, b = two_hosts()
-    b.enable_offload(split=True, tso=True)
-    listener = b.tcp_listen(80)
-    client = a.tcp_connect((B, 80), lan.now)
-    lan.run()
-    server = listener.accept()
-    assert server is not None and server.conn.state is State.ESTABLISHED
+    _lan, a, b, client, server = offload_pair(True)
     data = random.Random(9).randbytes(size)
     sent, got = 0, bytearray()
     frames: list[tuple[object, ...]] = []
