@@ -159,6 +159,36 @@ def test_every_scene_meets_the_same_fate_on_and_off() -> None:
     assert _fates("time-wait", "batch", frame)[0][0]["tcp-timewait-reopen"] == 1
 
 
+def test_a_syn_to_a_time_wait_record_takes_the_one_pass_reopened_or_answered() -> None:
+    # A client's port used again within 2 MSL (every SYN of a long run of new
+    # connections from one client): a SYN newer than the record reopens the
+    # 4-tuple, an older one (sequence number and timestamp behind it) is
+    # answered from the record. Either way the one pass takes it (no second
+    # look by the usual way) and its fate is the usual way's.
+    tw = next(iter(_scene("time-wait", True).tcp.time_wait.by_flow.values()))
+    newer = _syn(PORT, (tw.rcv_nxt + 1000) & 0xFFFFFFFF, (tw.ts_recent + 1000) & 0xFFFFFFFF)
+    older = _syn(PORT, (tw.rcv_nxt - 1000) & 0xFFFFFFFF, (tw.ts_recent - 1000) & 0xFFFFFFFF)
+    for frame, counter in ((newer, "tcp-timewait-reopen"), (older, "tcp-timewait-acks")):
+        for entry in ENTRIES:
+            on, off = _fates("time-wait", entry, frame)
+            assert on == off, (counter, entry)
+            assert on[0][counter] == 1, (counter, entry)
+        b = _scene("time-wait", True)
+        counting = _Counting(b._rx)
+        b._rx = counting  # type: ignore[assignment]
+        b.receive_frames([frame], b.tcp.now + 0.01)
+        assert counting.taken == [(True, True)], counter
+        assert b.counters[counter] == 1
+    # Reopened: a new connection in SYN-RECEIVED and no record; answered: the record stays.
+    b = _scene("time-wait", True)
+    b.receive_frames([newer], b.tcp.now + 0.01)
+    assert not b.tcp.time_wait.by_flow
+    assert [s.conn.state for s in b.connections.values()] == [State.SYN_RECEIVED]
+    b = _scene("time-wait", True)
+    b.receive_frames([older], b.tcp.now + 0.01)
+    assert b.tcp.time_wait.by_flow and not b.connections
+
+
 @settings(max_examples=60, deadline=None)
 # A bad IP header checksum, a bad TCP checksum, a bad option length, port 0,
 # a truncated header, another destination port (closed), SYN+ACK, padding.

@@ -23,10 +23,12 @@ first: a listener on its port that is not flooded (checked on the raw bytes
 first, as :meth:`TcpDemux.raw_syn <synack.stack.tcp_demux.TcpDemux.raw_syn>`
 does: a flooded listener's SYN goes to the SYN-flood path's answer from
 here, unparsed, as the host's raw path would send it), bound to the frame's address or
-to any, and no connection or TIME-WAIT record of its 4-tuple. It then goes
-to the listener's SYN step (``TcpDemux.syn_to_listener``) as ``dispatch_segment`` hands
-it on, without the SYN-flood path's, the IP fast path's and the demux's
-second and third looks at the same listener, flow and header
+to any, and no connection of its 4-tuple. It then goes to the listener's
+SYN step (``TcpDemux.syn_to_listener``) as ``dispatch_segment`` hands it on,
+or, with a TIME-WAIT record of its 4-tuple (a client's port used again within
+2 MSL: every SYN of a long run of new connections from one client), to
+``dispatch_segment`` itself, without the SYN-flood path's, the IP fast path's
+and the demux's second and third looks at the same listener, flow and header
 (tests/stack/test_rx_syn.py: on and off, the same fates).
 
 Layer: stack. Imports synack.wire, synack.tcp and the rest of synack.stack.
@@ -203,12 +205,10 @@ class FrameInput:
         tcp = self._tcp
         flow = (dst, dport, src, sport)
         if listener is not None and (
-            flow in tcp.flows
-            or flow in tcp.time_wait.by_flow
-            or address_int(listener.local[0]) not in (0, dst)
+            flow in tcp.flows or address_int(listener.local[0]) not in (0, dst)
         ):
-            # A SYN for a connection or TIME-WAIT record of its 4-tuple, or
-            # to a listener bound to another of our addresses: the demux's.
+            # A SYN for a connection of its 4-tuple, or to a listener bound
+            # to another of our addresses: the demux's.
             return False
         if hlen == _TS_HLEN and data[_TS_AT:_TS_KIND_END] == _TS_ALIGNED:
             # NOP NOP TS, the options of nearly every segment of a Linux
@@ -239,8 +239,16 @@ class FrameInput:
         counters["ipv4-in"] += 1
         counters["tcp-in"] += 1
         if listener is not None:
-            # dispatch_segment's last step for it, with its key.
             src_addr, dst_addr = address_from_int(src), address_from_int(dst)
+            if flow in tcp.time_wait.by_flow:
+                # A SYN for a TIME-WAIT record of its 4-tuple: a client's port
+                # used again within 2 MSL, as every SYN of a client opening
+                # connections for longer than its port range lasts (RFC 9293
+                # §3.6.1, MAY-2: reopened, or answered): dispatch_segment's
+                # steps from its TIME-WAIT one, as the usual way would take.
+                tcp.dispatch_segment(seg, src_addr, dst_addr, now, flow)
+                return True
+            # dispatch_segment's last step for it, with its key.
             tcp.syn_to_listener(listener, (dst_addr, dport, src_addr, sport), seg, now, flow)
             return True
         stream = tcp.flows.get(flow)
