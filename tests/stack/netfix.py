@@ -64,6 +64,19 @@ def offload_pair(tso: bool) -> tuple[Lan, Host, Host, TcpStream, TcpStream]:
     return lan, a, b, client, server
 
 
+def acks_back(a: Host, b: Host, now: float) -> float:
+    """A millisecond on, A's ACKs go to B; with none to send, 0.2 s more pass
+    and both hosts' timers run (delayed ACK, retransmission). The new now."""
+    now += 0.001
+    acks = a.frames_to_send()
+    b.receive_frames(acks, now)
+    if not acks:
+        now += 0.2
+        for h in (a, b):
+            h.handle_timer(now)
+    return now
+
+
 def routed() -> tuple[Lan, Host, Host, Router]:
     lan = Lan()
     sw1, _ = lan.switch()

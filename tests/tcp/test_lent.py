@@ -19,7 +19,7 @@ from synack.stack.host import SplitFrame
 from synack.stack.offload import coalesce
 from synack.tcp.buffers import Lender, Lent, SendBuffer, owned
 from synack.wire.tcp import TcpFlags, TcpOptions, TcpSegment
-from tests.stack.netfix import offload_pair, two_hosts
+from tests.stack.netfix import acks_back, offload_pair, two_hosts
 from tests.stack.test_fast_paths import B
 from tests.stack.test_offload import complete
 
@@ -125,13 +125,7 @@ def _download(
                 continue
             a.receive_frame(wire, now)
         got += client.receive(1 << 22, now)
-        now += 0.001
-        acks = a.frames_to_send()
-        b.receive_frames(acks, now)
-        if not acks:
-            now += 0.2  # a timer (delayed ACK, retransmission) runs
-            for h in (a, b):
-                h.handle_timer(now)
+        now = acks_back(a, b, now)
         c = server.conn
         tcbs.append((c.snd_una, c.snd_nxt, c.snd_wnd, c._cc.cwnd))
         if len(got) == size:

@@ -11,7 +11,7 @@ import pytest
 
 from synack.stack.host import SplitFrame
 from synack.tcp.buffers import SendBuffer
-from tests.stack.netfix import offload_pair
+from tests.stack.netfix import acks_back, offload_pair
 from tests.stack.test_offload import complete
 from tests.tcp.test_rack_packed import _lossy_download
 
@@ -37,13 +37,7 @@ def _tso_download(size: int) -> tuple[list[tuple[object, ...]], list[tuple[int, 
                 frames.append((bytes(f),))
                 a.receive_frame(bytes(f), now)
         got += client.receive(1 << 22, now)
-        now += 0.001
-        acks = a.frames_to_send()
-        b.receive_frames(acks, now)
-        if not acks:
-            now += 0.2  # a timer (delayed ACK) runs
-            for h in (a, b):
-                h.handle_timer(now)
+        now = acks_back(a, b, now)
         c = server.conn
         tcbs.append((c.snd_una, c.snd_nxt, c.snd_wnd, c._cc.cwnd))
         if len(got) == size:
