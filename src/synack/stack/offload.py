@@ -12,7 +12,7 @@ Layer: stack. Imports synack.tcp (buffers, seq) and synack.wire.
 
 from __future__ import annotations
 
-from synack.tcp.buffers import LENT, lent_join
+from synack.tcp.buffers import join_payloads, owned
 from synack.tcp.seq import seq_add
 from synack.wire.tcp import TcpFlags, TcpSegment
 
@@ -72,9 +72,8 @@ class SplitFrame:
         self.mss = mss
 
     def __bytes__(self) -> bytes:
-        payload = self.payload
         # A Lent payload (a file's pages) is never read here: its lender's copy.
-        return self.head + (bytes(payload) if type(payload) is LENT else payload)
+        return self.head + owned(self.payload)
 
     def __len__(self) -> int:
         return len(self.head) + len(self.payload)
@@ -100,13 +99,6 @@ def coalesce(segments: list[TcpSegment]) -> list[TcpSegment]:
     return segments
 
 
-def _joined(payloads: list[bytes]) -> bytes:
-    """The payloads of a run as one: with a Lent among them one Lent (never
-    read: tcp/buffers.py), else their octets joined."""
-    joined = lent_join(payloads)
-    return b"".join(payloads) if joined is None else joined
-
-
 def _join_runs(segments: list[TcpSegment]) -> list[TcpSegment]:
     """coalesce()'s joining pass."""
     out: list[TcpSegment] = []
@@ -127,7 +119,7 @@ def _join_runs(segments: list[TcpSegment]) -> list[TcpSegment]:
                     run[0].ack,
                     flags,
                     run[0].window,
-                    _joined([r.payload for r in run]),
+                    join_payloads([r.payload for r in run]),
                     run[0].options,
                 )
             )

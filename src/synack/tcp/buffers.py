@@ -143,12 +143,12 @@ class _Joined(Lender):
 LENT: type = Lent
 
 
-def lent_join(payloads: list[bytes]) -> bytes | None:
-    """Payloads in order as one, if a Lent is among them: one Lent (a
-    lender's contiguous pieces as one of its own, else a ``_Joined`` of
-    them, never read); None when none is lent (their octets may be joined)."""
+def join_payloads(payloads: list[bytes]) -> bytes:
+    """Payloads in order as one: their octets joined, or, with a Lent among
+    them, one Lent (a lender's contiguous pieces as one of its own, else a
+    ``_Joined`` of them), never read."""
     if not any(type(p) is LENT for p in payloads):
-        return None
+        return b"".join(payloads)
     first = payloads[0]
     if type(first) is LENT:
         lender, end = first.lender, first.start  # type: ignore[attr-defined]
